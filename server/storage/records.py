@@ -1,0 +1,69 @@
+"""The rows Storage hands out and takes in: frozen dataclasses, no SQL, no I/O.
+
+Times are unix seconds (float, UTC); ids are integers; money and energy are floats.
+"""
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Station:
+    id: int
+    name: str
+    tariff: float  # price per kWh
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    name: str
+
+
+@dataclass(frozen=True)
+class Card:
+    uid: str  # normalized with server.uids.normalize_uid
+    user_id: int
+    user_name: str
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    id: int
+    station_id: int
+    user_id: int
+    user_name: str
+    card_uid: str
+    started_at: float
+    ended_at: float | None
+    kwh: float
+    cost: float
+    tariff: float
+    end_reason: str | None
+    energy_state: dict = field(default_factory=dict)
+
+    @property
+    def is_open(self) -> bool:
+        return self.ended_at is None
+
+
+@dataclass(frozen=True)
+class Reading:
+    session_id: int
+    ts: float
+    v: float | None
+    a: float | None
+    w: float | None
+    wh: float | None  # the meter's cumulative register, when the charger sends it
+    kwh: float | None  # the session's energy after this reading
+
+
+@dataclass(frozen=True)
+class Alert:
+    id: int
+    station_id: int
+    session_id: int | None
+    kind: str
+    created_at: float
+    detail: str
+    acknowledged_at: float | None

@@ -1,0 +1,504 @@
+"""Storage: the only code that touches SQLite (through aiosqlite).
+
+Transactions. The connection is opened in autocommit mode and every write is one explicit
+`BEGIN IMMEDIATE ... COMMIT`, serialized by an asyncio lock so coroutines never interleave
+statements inside each other's transactions. Reads take the same lock, so they never see a
+half-written batch.
+
+Readings and session progress are batched: `queue_reading`/`queue_progress` only append to
+memory; a background flusher writes everything queued in ONE transaction (`executemany`) at
+least every `flush_interval` seconds and on `close()`. A session's running kwh/cost/energy_state
+is written in the same transaction as its readings, so whatever survives a crash is consistent.
+If a batch cannot be written (database locked, read-only, disk full) the flusher logs one line,
+keeps the batch and retries on the next interval; it logs again when it recovers.
+
+Durability. WAL journal, foreign keys on. A committed transaction survives a SIGKILL of the
+process in any synchronous mode (the WAL is written before COMMIT returns). For power loss we
+mix modes per transaction: session start/end, alerts and reference data are written with
+`synchronous=FULL` (the WAL is fsynced at COMMIT: a started or ended session is never lost),
+reading batches with `synchronous=NORMAL` (no fsync 4 times a second on a Raspberry Pi's SD
+card; a power cut may lose the last seconds of readings and progress, never corrupt the file,
+and the next FULL commit syncs them too).
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import sqlite3
+from pathlib import Path
+
+import aiosqlite
+
+from server.uids import normalize_uid
+
+from .errors import Duplicate, NotFound
+from .migrations import load_migrations, migrate
+from .pending import Batch, PendingWrites
+from .records import Alert, Card, Reading, SessionRecord, Station, User
+from .values import (
+    check_id,
+    check_name,
+    check_number,
+    check_optional_number,
+    check_tariff,
+    encode_state,
+)
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 5000
+MAX_PAGE = 1000
+
+_SESSION_COLUMNS = """
+    s.id, s.station_id, s.user_id, u.name, s.card_uid, s.started_at, s.ended_at,
+    s.kwh, s.cost, s.tariff, s.end_reason, s.energy_state
+    FROM sessions s JOIN users u ON u.id = s.user_id
+"""
+_CARD_COLUMNS = "c.uid, c.user_id, u.name, c.enabled FROM cards c JOIN users u ON u.id = c.user_id"
+_ALERT_COLUMNS = "id, station_id, session_id, kind, created_at, detail, acknowledged_at FROM alerts"
+_INSERT_READING = (
+    "INSERT INTO readings (session_id, ts, v, a, w, wh, kwh) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_UPDATE_PROGRESS = (
+    "UPDATE sessions SET kwh = ?, cost = ?, energy_state = ? WHERE id = ? AND ended_at IS NULL"
+)
+
+
+def _session(row) -> SessionRecord:
+    *head, state_json = row
+    try:
+        state = json.loads(state_json)
+    except ValueError:
+        log.warning("storage: session %s has an unreadable energy_state; using {}", row[0])
+        state = {}
+    return SessionRecord(*head, energy_state=state if isinstance(state, dict) else {})
+
+
+def _card(row) -> Card:
+    uid, user_id, user_name, enabled = row
+    return Card(uid, user_id, user_name, bool(enabled))
+
+
+def _reading_row(reading: Reading) -> tuple:
+    return (reading.session_id, reading.ts, reading.v, reading.a, reading.w, reading.wh,
+            reading.kwh)
+
+
+class Storage:
+    """See the module docstring and docs/architecture.md ("Storage contract")."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path, flush_interval: float) -> None:
+        self._db = db
+        self.path = path
+        self.flush_interval = flush_interval
+        self._lock = asyncio.Lock()
+        self._pending = PendingWrites()
+        self._stopping = asyncio.Event()
+        self._failed_flushes = 0
+        self._closed = False
+        self._flusher: asyncio.Task | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, path: str | Path, flush_interval: float = 0.25) -> "Storage":
+        """Open (creating if needed) the database, migrate it and start the flusher."""
+        flush_interval = check_number(flush_interval, "flush_interval", minimum=0.001)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            mode = (await db.execute_fetchall("PRAGMA journal_mode = WAL"))[0][0]
+            if mode.lower() != "wal":
+                log.warning("storage: %s cannot use WAL (journal_mode=%s)", path, mode)
+            await db.execute("PRAGMA synchronous = NORMAL")
+            await db.execute("PRAGMA foreign_keys = ON")
+            await migrate(db, load_migrations())
+        except BaseException:
+            await db.close()
+            raise
+        storage = cls(db, path, flush_interval)
+        storage._flusher = asyncio.create_task(storage._flush_periodically(), name="storage-flusher")
+        return storage
+
+    async def close(self) -> None:
+        """Stop the flusher, write what is queued, close the database. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stopping.set()
+        if self._flusher is not None:
+            await self._flusher
+        try:
+            await self.flush()
+        except Exception as exc:
+            log.error("storage: closing with %d readings that could not be written: %s",
+                      self._pending.reading_count, exc)
+            raise
+        finally:
+            await self._db.close()
+
+    async def _flush_periodically(self) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.flush_interval)
+            if self._pending and not self._stopping.is_set():
+                await self._flush_and_report()
+
+    async def _flush_and_report(self) -> None:
+        """One periodic flush; never raises. One log line when writing starts to fail and one
+        when it works again, not one per retry."""
+        queued = self._pending.reading_count
+        try:
+            await self.flush()
+        except Exception as exc:
+            self._failed_flushes += 1
+            if self._failed_flushes == 1:
+                log.error("storage: could not write %d queued readings (%s: %s); keeping them "
+                          "and retrying every %g s", queued, type(exc).__name__, exc,
+                          self.flush_interval)
+        else:
+            if self._failed_flushes:
+                log.warning("storage: wrote %d queued readings after %d failed attempts",
+                            queued, self._failed_flushes)
+                self._failed_flushes = 0
+
+    # -- transactions ------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self, durable: bool = True):
+        """`BEGIN IMMEDIATE ... COMMIT` under the lock; ROLLBACK on any error.
+        durable=True fsyncs at COMMIT (synchronous=FULL); see the module docstring."""
+        async with self._lock:
+            if durable:
+                await self._db.execute("PRAGMA synchronous = FULL")
+            try:
+                await self._db.execute("BEGIN IMMEDIATE")
+                yield self._db
+                await self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        await self._db.execute("ROLLBACK")
+                raise
+            finally:
+                if durable:
+                    await self._db.execute("PRAGMA synchronous = NORMAL")
+
+    async def _fetch(self, sql: str, params=()) -> list:
+        async with self._lock:
+            return list(await self._db.execute_fetchall(sql, params))
+
+    async def _write_batch(self, db, batch: Batch) -> None:
+        if batch.readings:
+            rows = [_reading_row(r) for r in batch.readings]
+            try:
+                await db.executemany(_INSERT_READING, rows)
+            except sqlite3.IntegrityError:
+                # Only a reading for a session that does not exist gets here (values are
+                # checked when queued). Keep the good rows rather than retrying a poisoned
+                # batch forever. Rows already inserted by executemany are removed first.
+                await db.execute("ROLLBACK TO batch")
+                await self._write_readings_one_by_one(db, rows)
+        if batch.progress:
+            await db.executemany(
+                _UPDATE_PROGRESS,
+                [(kwh, cost, state, sid) for sid, (kwh, cost, state) in batch.progress.items()],
+            )
+
+    async def _write_readings_one_by_one(self, db, rows: list[tuple]) -> None:
+        dropped = 0
+        for row in rows:
+            try:
+                await db.execute(_INSERT_READING, row)
+            except sqlite3.IntegrityError:
+                dropped += 1
+        log.error("storage: dropped %d of %d readings that name no existing session",
+                  dropped, len(rows))
+
+    @contextlib.asynccontextmanager
+    async def _batch_transaction(self, durable: bool):
+        """A transaction that starts by taking everything queued; on failure the batch is put
+        back in the queue (in front of newer rows), so nothing is lost."""
+        batch = None
+        try:
+            async with self._transaction(durable) as db:
+                batch = self._pending.take()
+                await db.execute("SAVEPOINT batch")
+                await self._write_batch(db, batch)
+                await db.execute("RELEASE batch")
+                yield db
+        except BaseException:
+            if batch:
+                self._pending.put_back(batch)
+            raise
+
+    # -- sessions ----------------------------------------------------------------------------
+
+    def queue_reading(self, reading: Reading) -> None:
+        """Queue a reading for the next batch. Never blocks, never commits. Raises ValueError
+        on a value SQLite could not store faithfully (so it cannot poison a batch)."""
+        self._check_open()
+        if not isinstance(reading, Reading):
+            raise TypeError("queue_reading takes a Reading")
+        check_id(reading.session_id, "session_id")
+        check_number(reading.ts, "ts")
+        for name in ("v", "a", "w", "wh", "kwh"):
+            check_optional_number(getattr(reading, name), name)
+        self._pending.add_reading(reading)
+
+    def queue_progress(self, session_id: int, kwh: float, cost: float, energy_state: dict) -> None:
+        """Queue the running totals of an open session; coalesced (latest wins), written in
+        the same transaction as the next batch of readings."""
+        self._check_open()
+        self._pending.set_progress(
+            check_id(session_id, "session_id"),
+            check_number(kwh, "kwh"),
+            check_number(cost, "cost"),
+            encode_state(energy_state),
+        )
+
+    async def flush(self) -> int:
+        """Write every queued reading and progress row in one transaction. Returns the number
+        of readings written. On error the batch stays queued and the error is raised."""
+        if not self._pending:
+            return 0
+        queued = self._pending.reading_count
+        async with self._batch_transaction(durable=False):
+            pass
+        return queued
+
+    async def create_session(self, station_id: int, user_id: int, card_uid: str,
+                             started_at: float, tariff: float, energy_state: dict) -> int:
+        """Insert an open session and commit at once; return its id."""
+        params = (check_id(station_id, "station_id"), check_id(user_id, "user_id"),
+                  normalize_uid(card_uid), check_number(started_at, "started_at"),
+                  check_tariff(tariff), encode_state(energy_state))
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "INSERT INTO sessions (station_id, user_id, card_uid, started_at, tariff,"
+                " energy_state) VALUES (?, ?, ?, ?, ?, ?)", params)
+            return cursor.lastrowid
+
+    async def end_session(self, session_id: int, ended_at: float, kwh: float, cost: float,
+                          reason: str, energy_state: dict) -> bool:
+        """Write the queued readings, then close the session, in one transaction.
+        Returns False (and changes nothing of the session) if it was already ended;
+        raises NotFound for an unknown session."""
+        params = (check_number(ended_at, "ended_at"), check_number(kwh, "kwh"),
+                  check_number(cost, "cost"), check_name(reason, "reason"),
+                  encode_state(energy_state), check_id(session_id, "session_id"))
+        async with self._batch_transaction(durable=True) as db:
+            cursor = await db.execute(
+                "UPDATE sessions SET ended_at = ?, kwh = ?, cost = ?, end_reason = ?,"
+                " energy_state = ? WHERE id = ? AND ended_at IS NULL", params)
+            if cursor.rowcount:
+                return True
+            rows = await db.execute_fetchall("SELECT 1 FROM sessions WHERE id = ?",
+                                             (session_id,))
+        if not rows:
+            raise NotFound(f"session {session_id} does not exist")
+        return False
+
+    async def open_sessions(self) -> list[SessionRecord]:
+        rows = await self._fetch(
+            f"SELECT {_SESSION_COLUMNS} WHERE s.ended_at IS NULL ORDER BY s.id")
+        return [_session(row) for row in rows]
+
+    async def get_session(self, session_id: int) -> SessionRecord | None:
+        rows = await self._fetch(f"SELECT {_SESSION_COLUMNS} WHERE s.id = ?", (session_id,))
+        return _session(rows[0]) if rows else None
+
+    async def list_sessions(self, station_id: int | None = None, user_id: int | None = None,
+                            since: float | None = None, until: float | None = None,
+                            limit: int = 50, offset: int = 0) -> tuple[list[SessionRecord], int]:
+        """Sessions newest first, filtered by station, user and start time (since <= started_at
+        < until); returns one page and the total number matching."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= MAX_PAGE:
+            raise ValueError(f"limit must be a whole number from 0 to {MAX_PAGE}")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise ValueError("offset must be a whole number, 0 or more")
+        where, params = ["1"], []
+        if station_id is not None:
+            where.append("s.station_id = ?")
+            params.append(check_id(station_id, "station_id"))
+        if user_id is not None:
+            where.append("s.user_id = ?")
+            params.append(check_id(user_id, "user_id"))
+        if since is not None:
+            where.append("s.started_at >= ?")
+            params.append(check_number(since, "since"))
+        if until is not None:
+            where.append("s.started_at < ?")
+            params.append(check_number(until, "until"))
+        condition = " AND ".join(where)
+        async with self._lock:
+            rows = await self._db.execute_fetchall(
+                f"SELECT {_SESSION_COLUMNS} WHERE {condition}"
+                " ORDER BY s.started_at DESC, s.id DESC LIMIT ? OFFSET ?",
+                (*params, limit, offset))
+            total = (await self._db.execute_fetchall(
+                f"SELECT count(*) FROM sessions s WHERE {condition}", params))[0][0]
+        return [_session(row) for row in rows], total
+
+    async def readings(self, session_id: int) -> list[Reading]:
+        """The committed readings of a session, oldest first (call flush() first to include
+        the queued ones)."""
+        rows = await self._fetch(
+            "SELECT session_id, ts, v, a, w, wh, kwh FROM readings WHERE session_id = ?"
+            " ORDER BY ts, id", (session_id,))
+        return [Reading(*row) for row in rows]
+
+    # -- alerts ------------------------------------------------------------------------------
+
+    async def add_alert(self, station_id: int, session_id: int | None, kind: str,
+                        created_at: float, detail: str = "") -> int:
+        """Store an alert (e.g. kind "emergency") and commit at once; return its id."""
+        if session_id is not None:
+            check_id(session_id, "session_id")
+        if not isinstance(detail, str):
+            raise ValueError("detail must be text")
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "INSERT INTO alerts (station_id, session_id, kind, created_at, detail)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (check_id(station_id, "station_id"), session_id, check_name(kind, "kind"),
+                 check_number(created_at, "created_at"), detail))
+            return cursor.lastrowid
+
+    async def list_alerts(self, station_id: int | None = None,
+                          unacknowledged_only: bool = False, limit: int = 100) -> list[Alert]:
+        """Alerts newest first."""
+        where, params = ["1"], []
+        if station_id is not None:
+            where.append("station_id = ?")
+            params.append(check_id(station_id, "station_id"))
+        if unacknowledged_only:
+            where.append("acknowledged_at IS NULL")
+        rows = await self._fetch(
+            f"SELECT {_ALERT_COLUMNS} WHERE {' AND '.join(where)}"
+            " ORDER BY created_at DESC, id DESC LIMIT ?", (*params, min(limit, MAX_PAGE)))
+        return [Alert(*row) for row in rows]
+
+    async def acknowledge_alert(self, alert_id: int, acknowledged_at: float) -> bool:
+        """Mark an alert acknowledged; False if it already was; NotFound if unknown."""
+        params = (check_number(acknowledged_at, "acknowledged_at"), check_id(alert_id, "alert_id"))
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE alerts SET acknowledged_at = ? WHERE id = ? AND acknowledged_at IS NULL",
+                params)
+            if cursor.rowcount:
+                return True
+            rows = await db.execute_fetchall("SELECT 1 FROM alerts WHERE id = ?", (alert_id,))
+        if not rows:
+            raise NotFound(f"alert {alert_id} does not exist")
+        return False
+
+    # -- reference data ----------------------------------------------------------------------
+
+    async def get_station(self, station_id: int) -> Station | None:
+        rows = await self._fetch("SELECT id, name, tariff FROM stations WHERE id = ?",
+                                 (station_id,))
+        return Station(*rows[0]) if rows else None
+
+    async def list_stations(self) -> list[Station]:
+        rows = await self._fetch("SELECT id, name, tariff FROM stations ORDER BY id")
+        return [Station(*row) for row in rows]
+
+    async def add_station(self, name: str, tariff: float, station_id: int | None = None) -> Station:
+        """Raises Duplicate if station_id is taken."""
+        name, tariff = check_name(name, "station name"), check_tariff(tariff)
+        if station_id is not None:
+            check_id(station_id, "station id")
+        try:
+            async with self._transaction() as db:
+                cursor = await db.execute(
+                    "INSERT INTO stations (id, name, tariff) VALUES (?, ?, ?)",
+                    (station_id, name, tariff))
+        except sqlite3.IntegrityError as exc:
+            raise Duplicate(f"station {station_id} already exists") from exc
+        return Station(cursor.lastrowid, name, tariff)
+
+    async def set_tariff(self, station_id: int, tariff: float) -> None:
+        """Raises NotFound for an unknown station. Open sessions keep the tariff they began with."""
+        params = (check_tariff(tariff), check_id(station_id, "station id"))
+        async with self._transaction() as db:
+            cursor = await db.execute("UPDATE stations SET tariff = ? WHERE id = ?", params)
+            if not cursor.rowcount:
+                raise NotFound(f"station {station_id} does not exist")
+
+    async def add_user(self, name: str) -> User:
+        name = check_name(name, "user name")
+        async with self._transaction() as db:
+            cursor = await db.execute("INSERT INTO users (name) VALUES (?)", (name,))
+        return User(cursor.lastrowid, name)
+
+    async def list_users(self) -> list[User]:
+        rows = await self._fetch("SELECT id, name FROM users ORDER BY id")
+        return [User(*row) for row in rows]
+
+    async def find_card(self, uid: str) -> Card | None:
+        """uid must already be normalized (server.uids.normalize_uid)."""
+        rows = await self._fetch(f"SELECT {_CARD_COLUMNS} WHERE c.uid = ?", (uid,))
+        return _card(rows[0]) if rows else None
+
+    async def add_card(self, uid: str, user_id: int) -> Card:
+        """Normalizes uid; raises Duplicate (UID taken) or NotFound (unknown user)."""
+        uid, user_id = normalize_uid(uid), check_id(user_id, "user id")
+        try:
+            async with self._transaction() as db:
+                users = await db.execute_fetchall("SELECT name FROM users WHERE id = ?",
+                                                  (user_id,))
+                if not users:
+                    raise NotFound(f"user {user_id} does not exist")
+                await db.execute("INSERT INTO cards (uid, user_id, enabled) VALUES (?, ?, 1)",
+                                 (uid, user_id))
+        except sqlite3.IntegrityError as exc:
+            raise Duplicate(f"card {uid} already exists") from exc
+        return Card(uid, user_id, users[0][0], True)
+
+    async def set_card_enabled(self, uid: str, enabled: bool) -> None:
+        """Raises NotFound for an unknown card."""
+        uid = normalize_uid(uid)
+        async with self._transaction() as db:
+            cursor = await db.execute("UPDATE cards SET enabled = ? WHERE uid = ?",
+                                      (1 if enabled else 0, uid))
+            if not cursor.rowcount:
+                raise NotFound(f"card {uid} does not exist")
+
+    async def list_cards(self) -> list[Card]:
+        rows = await self._fetch(f"SELECT {_CARD_COLUMNS} ORDER BY u.name, c.uid")
+        return [_card(row) for row in rows]
+
+    async def is_empty(self) -> bool:
+        """True when there are no stations, users or cards (a fresh database)."""
+        rows = await self._fetch(
+            "SELECT (SELECT count(*) FROM stations) + (SELECT count(*) FROM users)"
+            " + (SELECT count(*) FROM cards)")
+        return rows[0][0] == 0
+
+    # -- maintenance -------------------------------------------------------------------------
+
+    async def backup(self, out: str | Path) -> Path:
+        """Copy the live database (queued readings flushed first) to `out`, atomically: the
+        copy is written next to it and renamed, so `out` is never half-written."""
+        out = Path(out)
+        if out.exists() and out.resolve() == self.path.resolve():
+            raise ValueError("the backup file must not be the database itself")
+        await self.flush()
+        partial = out.with_name(out.name + ".partial")
+        partial.unlink(missing_ok=True)
+        target = sqlite3.connect(partial, check_same_thread=False)  # used in aiosqlite's thread
+        try:
+            async with self._lock:
+                await self._db.backup(target)
+        finally:
+            target.close()
+        partial.replace(out)
+        return out
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("storage is closed")

@@ -1,0 +1,48 @@
+"""Validation of the values Storage is given, before any SQL runs. Pure; raises ValueError
+with a message fit to show a person (the admin CLI prints it as is)."""
+
+import json
+import math
+
+MAX_NAME_LENGTH = 100
+
+
+def check_id(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{what} must be a positive whole number, not {value!r}")
+    return value
+
+
+def check_number(value: object, what: str, *, minimum: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite number, not {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{what} must be at least {minimum:g}, not {value!r}")
+    return float(value)
+
+
+def check_optional_number(value: object, what: str) -> float | None:
+    return None if value is None else check_number(value, what)
+
+
+def check_tariff(value: object) -> float:
+    return check_number(value, "tariff", minimum=0)
+
+
+def check_name(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{what} must not be empty")
+    name = value.strip()
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValueError(f"{what} must be at most {MAX_NAME_LENGTH} characters")
+    return name
+
+
+def encode_state(energy_state: object) -> str:
+    """The energy state as JSON text; refuses what would not load back the same."""
+    if not isinstance(energy_state, dict):
+        raise ValueError("energy_state must be a dict")
+    try:
+        return json.dumps(energy_state, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"energy_state is not plain JSON: {exc}") from exc
