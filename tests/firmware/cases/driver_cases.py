@@ -1,0 +1,149 @@
+"""Driver cases against the emulated chips; MicroPython only (tools/sim on MICROPYPATH)."""
+
+import time
+
+import machine
+from pzem_emu import PZEMEmulator
+from rc522_emu import RC522Emulator
+
+from charger import mfrc522, pzem
+from charger.modbus import crc16, crc_ok
+
+
+def _reader(**kw):
+    emu = RC522Emulator(**kw)
+    machine.attach_spi(1, emu)
+    r = mfrc522.MFRC522(machine.SPI(1), machine.Pin(5), machine.Pin(22))
+    return emu, r
+
+
+def _meter(**kw):
+    emu = PZEMEmulator(**kw)
+    machine.attach_uart(2, emu)
+    return emu, pzem.PZEM004T(machine.UART(2), timeout_ms=30)
+
+
+def case_reader_reports_its_version():
+    emu, r = _reader()
+    assert r.present() and r.init() and r.version() == 0x92
+
+
+def case_absent_reader_is_detected_not_crashed():
+    emu, r = _reader(absent=True)
+    assert not r.present() and r.init() is False and r.version() == 0x00
+
+
+def case_no_card_reads_nothing():
+    emu, r = _reader()
+    r.init()
+    assert r.read_uid() == mfrc522.NO_CARD
+
+
+def case_4_byte_uid_is_upper_case_hex():
+    emu, r = _reader()
+    r.init()
+    emu.place(bytes([0xDE, 0xAD, 0xbe, 0x0f]))
+    assert r.read_uid() == mfrc522.OK and r.uid_text() == "DEADBE0F"
+
+
+def case_7_byte_uid_uses_cascade_level_2():
+    emu, r = _reader()
+    r.init()
+    emu.place(bytes([0x04, 0xA1, 0xB2, 0xC3, 0xD4, 0xE5, 0xF6]))
+    assert r.read_uid() == mfrc522.OK
+    assert r.uid_text() == "04A1B2C3D4E5F6" and r.uid_len == 7
+
+
+def case_10_byte_uid_uses_cascade_level_3():
+    emu, r = _reader()
+    r.init()
+    emu.place(bytes(range(0x10, 0x1A)))
+    assert r.read_uid() == mfrc522.OK and r.uid_text() == "10111213141516171819"
+
+
+def case_card_left_on_the_reader_is_read_once():
+    emu, r = _reader()
+    r.init()
+    emu.place(bytes([1, 2, 3, 4]))
+    assert r.read_uid() == mfrc522.OK
+    assert r.read_uid() == mfrc522.NO_CARD  # halted until taken away and tapped again
+    emu.place(bytes([1, 2, 3, 4]))
+    assert r.read_uid() == mfrc522.OK
+
+
+def case_two_cards_collide_and_no_uid_is_guessed():
+    emu, r = _reader()
+    r.init()
+    emu.place(bytes([1, 2, 3, 4]))
+    emu.place(bytes([1, 2, 3, 5]))
+    assert r.read_uid() == mfrc522.COLLISION
+    emu.remove(bytes([1, 2, 3, 5]))
+    emu.place(bytes([1, 2, 3, 4]))
+    assert r.read_uid() == mfrc522.OK and r.uid_text() == "01020304"
+
+
+def case_4_and_7_byte_cards_together_collide():
+    emu, r = _reader()
+    r.init()
+    emu.place(bytes([1, 2, 3, 4]))
+    emu.place(bytes([4, 1, 2, 3, 4, 5, 6]))
+    assert r.read_uid() == mfrc522.COLLISION
+
+
+def case_modbus_crc_matches_the_spec_example():
+    req = bytearray([0x01, 0x04, 0x00, 0x00, 0x00, 0x0A, 0, 0])
+    crc = crc16(req, 6)
+    req[6] = crc & 0xFF
+    req[7] = crc >> 8
+    assert bytes(req) == bytes([0x01, 0x04, 0x00, 0x00, 0x00, 0x0A, 0x70, 0x0D])
+    assert crc_ok(req, 8)
+    req[3] = 1
+    assert not crc_ok(req, 8)
+
+
+def case_meter_reading_is_scaled():
+    emu, m = _meter(voltage=229.8, power=3572.1)
+    emu.energy_wh_float = 70000.4  # above 16 bits: the high word counts
+    assert m.read() == pzem.OK
+    assert m.voltage_dv == 2298 and m.power_dw == 35721 and m.energy_wh == 70000
+    assert abs(m.current - 3572.1 / 229.8) < 0.001
+    assert m.frequency == 50.0 and m.power_factor == 1.0 and not m.alarm
+
+
+def case_meter_energy_accumulates_with_simulated_time():
+    emu, m = _meter(power=3600.0, time_scale=3600.0)  # 1 real s = 1 simulated hour
+    m.read()
+    first = m.energy_wh
+    time.sleep_ms(200)
+    m.read()
+    assert m.energy_wh - first >= 600  # 3.6 kW for >= 0.2 simulated hours
+
+
+def case_meter_crc_error_is_rejected():
+    emu, m = _meter(power=100.0)
+    emu.corrupt = True
+    assert m.read() == pzem.BAD_FRAME
+    emu.corrupt = False
+    assert m.read() == pzem.OK
+
+
+def case_silent_meter_times_out():
+    emu, m = _meter()
+    emu.silent = True
+    assert m.read() == pzem.TIMEOUT and m.errors == 1
+
+
+def case_reset_energy_zeroes_the_register():
+    emu, m = _meter()
+    emu.energy_wh_float = 1234.0
+    assert m.reset_energy() == pzem.OK
+    assert m.read() == pzem.OK and m.energy_wh == 0
+
+
+def case_wrong_register_range_gets_a_modbus_exception():
+    emu, m = _meter()
+    m._read_req[5] = 11
+    crc = crc16(m._read_req, 6)
+    m._read_req[6] = crc & 0xFF
+    m._read_req[7] = crc >> 8
+    assert m.read() == pzem.DEVICE_ERROR

@@ -1,0 +1,277 @@
+"""Simulated `machine` for the MicroPython unix port (never shipped).
+
+On `MICROPYPATH=tools/sim:firmware` this file shadows the unix port's built-in `machine`.
+Pin (values, pulls, soft IRQs scheduled with `micropython.schedule` like the ESP32's),
+SPI and UART that hand their bytes to emulated chips (`attach_spi`, `attach_uart`), a WDT that
+counts feeds, Timer, unique_id, reset and the usual helpers. The simulator drives inputs with
+`Pin.board(id).drive(level)` and watches outputs with `Pin.board(id).value()`.
+"""
+
+import micropython
+import sys
+import time
+
+_pins = {}
+_spi_devices = {}
+_uart_devices = {}
+wdt_feeds = 0
+reset_requested = False
+
+
+class Pin:
+    IN = 1
+    OUT = 3
+    OPEN_DRAIN = 7
+    PULL_UP = 1
+    PULL_DOWN = 2
+    IRQ_FALLING = 2
+    IRQ_RISING = 1
+
+    def __init__(self, id, mode=-1, pull=-1, *, value=None):
+        self.id = id
+        if id in _pins:
+            old = _pins[id]
+            self._level = old._level
+            self._handler = old._handler
+            self._trigger = old._trigger
+            self.mode = old.mode
+            self.pull = old.pull
+            self.history = old.history
+        else:
+            self._level = 0
+            self._handler = None
+            self._trigger = 0
+            self.mode = self.IN
+            self.pull = None
+            self.history = []
+        _pins[id] = self
+        self.init(mode, pull, value=value)
+
+    @staticmethod
+    def board(id):
+        """The simulator's handle on a pin (created on first use)."""
+        if id not in _pins:
+            Pin(id)
+        return _pins[id]
+
+    def init(self, mode=-1, pull=-1, *, value=None):
+        if mode != -1:
+            self.mode = mode
+        if pull != -1:
+            self.pull = pull
+            if pull == self.PULL_UP and self.mode == self.IN and not self.history:
+                self._level = 1
+        if value is not None:
+            self._set(1 if value else 0)
+
+    def _set(self, level):
+        if level != self._level:
+            self.history.append(level)
+            if len(self.history) > 64:
+                self.history.pop(0)
+        self._level = level
+
+    def value(self, v=None):
+        if v is None:
+            return self._level
+        self._set(1 if v else 0)
+
+    def __call__(self, v=None):
+        return self.value(v)
+
+    def on(self):
+        self._set(1)
+
+    def off(self):
+        self._set(0)
+
+    def irq(self, handler=None, trigger=3, hard=False):
+        if hard:
+            raise ValueError("hard IRQ not supported on ESP32")
+        self._handler = handler
+        self._trigger = trigger
+
+    def drive(self, level):
+        """The outside world sets an input level; edges fire the soft IRQ."""
+        level = 1 if level else 0
+        old = self._level
+        self._set(level)
+        if self._handler is None or old == level:
+            return
+        edge = self.IRQ_RISING if level else self.IRQ_FALLING
+        if self._trigger & edge:
+            micropython.schedule(self._handler, self)
+
+
+class Signal:
+    def __init__(self, pin, invert=False):
+        self.pin = pin
+        self.invert = invert
+
+    def value(self, v=None):
+        if v is None:
+            return self.pin.value() ^ self.invert
+        self.pin.value((1 if v else 0) ^ self.invert)
+
+
+def attach_spi(bus_id, device):
+    """Connect an emulated SPI chip (with `transfer(bytes) -> bytes`) to a bus."""
+    _spi_devices[bus_id] = device
+
+
+def attach_uart(uart_id, device):
+    """Connect an emulated UART device (with `receive(bytes)` and `pending() -> bytes`)."""
+    _uart_devices[uart_id] = device
+
+
+class SPI:
+    MSB = 0
+
+    def __init__(self, id, baudrate=1000000, polarity=0, phase=0, bits=8, firstbit=0,
+                 sck=None, mosi=None, miso=None):
+        self.id = id
+
+    def init(self, *args, **kwargs):
+        pass
+
+    def _xfer(self, tx):
+        dev = _spi_devices.get(self.id)
+        if dev is None:
+            return bytes(len(tx))
+        return dev.transfer(tx)
+
+    def write(self, buf):
+        self._xfer(buf)
+
+    def write_readinto(self, wbuf, rbuf):
+        rx = self._xfer(wbuf)
+        for i in range(len(rbuf)):
+            rbuf[i] = rx[i]
+
+    def readinto(self, buf, write=0):
+        rx = self._xfer(bytes([write]) * len(buf))
+        for i in range(len(buf)):
+            buf[i] = rx[i]
+
+    def read(self, n, write=0):
+        return self._xfer(bytes([write]) * n)
+
+    def deinit(self):
+        pass
+
+
+class UART:
+    def __init__(self, id, baudrate=9600, bits=8, parity=None, stop=1, tx=None, rx=None,
+                 timeout=0, timeout_char=0, rxbuf=256):
+        self.id = id
+        self.baudrate = baudrate
+        self._rx = bytearray()
+
+    def init(self, *args, **kwargs):
+        pass
+
+    def _pull(self):
+        dev = _uart_devices.get(self.id)
+        if dev is not None:
+            data = dev.pending()
+            if data:
+                self._rx.extend(data)
+
+    def write(self, buf):
+        dev = _uart_devices.get(self.id)
+        if dev is not None:
+            dev.receive(bytes(buf))
+        return len(buf)
+
+    def any(self):
+        self._pull()
+        return len(self._rx)
+
+    def read(self, n=-1):
+        self._pull()
+        if not self._rx:
+            return None
+        if n < 0 or n > len(self._rx):
+            n = len(self._rx)
+        out = bytes(self._rx[:n])
+        self._rx = self._rx[n:]
+        return out
+
+    def readinto(self, buf, n=-1):
+        self._pull()
+        if not self._rx:
+            return None
+        if n < 0 or n > len(buf):
+            n = len(buf)
+        n = min(n, len(self._rx))
+        for i in range(n):
+            buf[i] = self._rx[i]
+        self._rx = self._rx[n:]
+        return n
+
+    def deinit(self):
+        pass
+
+
+class WDT:
+    """No-op watchdog that counts feeds (the simulator never resets on it)."""
+
+    def __init__(self, id=0, timeout=5000):
+        self.timeout = timeout
+
+    def feed(self):
+        global wdt_feeds
+        wdt_feeds += 1
+
+
+class Timer:
+    ONE_SHOT = 0
+    PERIODIC = 1
+
+    def __init__(self, id=-1, *args, **kwargs):
+        pass
+
+    def init(self, *args, **kwargs):
+        pass
+
+    def deinit(self):
+        pass
+
+
+def unique_id():
+    return b"\x24\x0a\xc4\x00\x51\x7e"
+
+
+def reset():
+    """A reboot: the simulator exits with status 3; run_charger's caller restarts it."""
+    print("machine.reset()")
+    sys.exit(3)
+
+
+def soft_reset():
+    reset()
+
+
+def freq(hz=None):
+    return 240000000
+
+
+def reset_cause():
+    return 1
+
+
+def idle():
+    time.sleep_ms(1)
+
+
+def disable_irq():
+    return 0
+
+
+def enable_irq(state=0):
+    pass
+
+
+PWRON_RESET = 1
+WDT_RESET = 3
+SOFT_RESET = 5
