@@ -1,0 +1,197 @@
+"""Readings and progress are written in batches: one transaction per batch, at least every
+flush_interval, on close, and before a session ends."""
+
+import logging
+import sqlite3
+
+import pytest
+
+from server.storage import NotFound, Storage
+from server.storage import store as store_module
+
+from .conftest import committed_readings, outside, reading, wait_until
+
+
+async def trace_statements(storage):
+    """Record every SQL statement the storage's own connection runs."""
+    statements = []
+    await storage._db.set_trace_callback(statements.append)
+    return statements
+
+
+def transactions(statements):
+    return [s for s in statements if s.strip().upper() in ("COMMIT", "ROLLBACK")]
+
+
+async def test_a_batch_of_readings_and_progress_is_one_transaction(storage, session_id, db_path):
+    statements = await trace_statements(storage)
+    for i in range(200):
+        storage.queue_reading(reading(session_id, i))
+        storage.queue_progress(session_id, i / 1000, i / 1000 * 7.0, {"last": i})
+    assert committed_readings(db_path, session_id) == []  # queueing commits nothing
+    assert await storage.flush() == 200
+    assert transactions(statements) == ["COMMIT"]
+    assert sum(s.startswith("INSERT INTO readings") for s in statements) == 200
+    # progress is coalesced: one UPDATE for the session, carrying the latest values
+    assert sum(s.startswith("UPDATE sessions") for s in statements) == 1
+    assert len(committed_readings(db_path, session_id)) == 200
+    assert outside(db_path, "SELECT kwh, energy_state FROM sessions WHERE id = ?",
+                   (session_id,)) == [(0.199, '{"last":199}')]
+
+
+async def test_the_flusher_writes_queued_readings_without_being_asked(db_path):
+    storage = await Storage.open(db_path, flush_interval=0.05)
+    try:
+        station = await storage.add_station("S", 7.0)
+        user = await storage.add_user("U")
+        session_id = await storage.create_session(station.id, user.id, "CARD1", 1.0, 7.0, {})
+        for i in range(10):
+            storage.queue_reading(reading(session_id, i))
+        await wait_until(lambda: len(committed_readings(db_path, session_id)) == 10,
+                         what="the flusher to commit the readings")
+    finally:
+        await storage.close()
+
+
+async def test_close_writes_what_is_still_queued(db_path):
+    storage = await Storage.open(db_path, flush_interval=3600)
+    station = await storage.add_station("S", 7.0)
+    user = await storage.add_user("U")
+    session_id = await storage.create_session(station.id, user.id, "CARD1", 1.0, 7.0, {})
+    for i in range(25):
+        storage.queue_reading(reading(session_id, i))
+    storage.queue_progress(session_id, 0.024, 0.17, {"n": 25})
+    await storage.close()
+    assert len(committed_readings(db_path, session_id)) == 25
+    assert outside(db_path, "SELECT kwh, cost FROM sessions") == [(0.024, 0.17)]
+    with pytest.raises(RuntimeError, match="closed"):
+        storage.queue_reading(reading(session_id, 99))
+
+
+async def test_end_session_writes_the_queued_readings_first_in_the_same_transaction(
+        storage, session_id, db_path):
+    statements = await trace_statements(storage)
+    for i in range(30):
+        storage.queue_reading(reading(session_id, i))
+    storage.queue_progress(session_id, 0.029, 0.2, {"n": 29})
+    assert await storage.end_session(session_id, 1_700_000_100.0, 0.03, 0.21, "local_stop",
+                                     {"n": 30}) is True
+    assert transactions(statements) == ["COMMIT"]
+    assert len(committed_readings(db_path, session_id)) == 30
+    ended = await storage.get_session(session_id)
+    assert (ended.kwh, ended.cost, ended.end_reason, ended.energy_state) == (
+        0.03, 0.21, "local_stop", {"n": 30})
+    assert await storage.open_sessions() == []
+
+
+async def test_ending_a_session_twice_changes_nothing_and_unknown_sessions_are_reported(
+        storage, session_id):
+    await storage.end_session(session_id, 1_700_000_100.0, 1.0, 7.0, "local_stop", {})
+    assert await storage.end_session(session_id, 1_700_000_200.0, 2.0, 14.0, "remote_stop",
+                                     {}) is False
+    again = await storage.get_session(session_id)
+    assert (again.ended_at, again.kwh, again.end_reason) == (1_700_000_100.0, 1.0, "local_stop")
+    with pytest.raises(NotFound, match="session 999 does not exist"):
+        await storage.end_session(999, 1.0, 0.0, 0.0, "local_stop", {})
+
+
+async def test_late_progress_never_overwrites_the_final_totals(storage, session_id):
+    await storage.end_session(session_id, 1_700_000_100.0, 1.5, 10.5, "local_stop", {"final": 1})
+    storage.queue_progress(session_id, 1.2, 8.4, {"stale": 1})
+    await storage.flush()
+    ended = await storage.get_session(session_id)
+    assert (ended.kwh, ended.cost, ended.energy_state) == (1.5, 10.5, {"final": 1})
+
+
+@pytest.mark.parametrize("bad", [
+    dict(ts=float("nan")), dict(w=float("inf")), dict(session_id=0), dict(kwh="1.0")])
+async def test_a_bad_reading_is_refused_at_the_caller_and_cannot_poison_the_batch(
+        storage, session_id, db_path, bad):
+    good = reading(session_id, 1)
+    storage.queue_reading(good)
+    fields = dict(vars(good), **bad)
+    with pytest.raises(ValueError):
+        storage.queue_reading(type(good)(**fields))
+    with pytest.raises(ValueError):
+        storage.queue_progress(session_id, float("nan"), 0.0, {})
+    with pytest.raises(ValueError):
+        storage.queue_progress(session_id, 0.1, 0.7, {"x": float("nan")})
+    await storage.flush()
+    assert len(committed_readings(db_path, session_id)) == 1
+
+
+async def test_readings_for_a_session_that_does_not_exist_are_dropped_and_the_rest_kept(
+        storage, session_id, db_path, caplog):
+    storage.queue_reading(reading(session_id, 1))
+    storage.queue_reading(reading(4242, 2))
+    storage.queue_reading(reading(session_id, 3))
+    await storage.flush()
+    assert len(committed_readings(db_path, session_id)) == 2
+    assert outside(db_path, "SELECT count(*) FROM readings") == [(2,)]
+    assert "dropped 1 of 3 readings" in caplog.text
+
+
+async def test_the_flusher_keeps_the_batch_while_the_database_is_locked_and_writes_it_later(
+        db_path, caplog, monkeypatch):
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_MS", 50)
+    storage = await Storage.open(db_path, flush_interval=0.05)
+    try:
+        station = await storage.add_station("S", 7.0)
+        user = await storage.add_user("U")
+        session_id = await storage.create_session(station.id, user.id, "CARD1", 1.0, 7.0, {})
+        blocker = sqlite3.connect(db_path, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+        with caplog.at_level(logging.ERROR, logger="server.storage.store"):
+            for i in range(40):
+                storage.queue_reading(reading(session_id, i))
+            await wait_until(lambda: "could not write 40 queued readings" in caplog.text,
+                             what="the flush failure to be logged")
+            storage.queue_reading(reading(session_id, 40))  # queued during the outage
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        await wait_until(lambda: len(committed_readings(db_path, session_id)) == 41,
+                         what="the kept batch to be written after the lock is released")
+        assert [ts for ts, _ in committed_readings(db_path, session_id)] == [
+            1_700_000_000.0 + i for i in range(41)]
+        failures = [r for r in caplog.records if "could not write" in r.getMessage()]
+        assert len(failures) == 1  # one line per outage, not one per retry
+        assert "after" in caplog.text and "failed attempts" in caplog.text
+    finally:
+        await storage.close()
+
+
+async def test_the_flusher_survives_a_full_disk_and_writes_the_batch_when_space_returns(
+        storage, session_id, db_path, caplog):
+    pages = (await storage._fetch("PRAGMA page_count"))[0][0]
+    await storage._fetch(f"PRAGMA max_page_count = {pages}")  # the disk is full now
+    for i in range(2000):
+        storage.queue_reading(reading(session_id, i))
+    await wait_until(lambda: "database or disk is full" in caplog.text,
+                     what="the disk-full error to be logged")
+    assert committed_readings(db_path, session_id) == []
+    assert storage._flusher is not None and not storage._flusher.done()
+    await storage._fetch("PRAGMA max_page_count = 1073741823")  # space again
+    await wait_until(lambda: len(committed_readings(db_path, session_id)) == 2000,
+                     what="the kept batch to be written once there is space")
+
+
+async def test_open_sessions_come_back_after_reopening_with_their_energy_state(db_path):
+    storage = await Storage.open(db_path)
+    station = await storage.add_station("S", 7.0)
+    user = await storage.add_user("Juan Pérez")
+    state = {"mode": "register", "wh0": 123456.5, "last_ts": 1_700_000_010.0, "resets": [1, 2]}
+    first = await storage.create_session(station.id, user.id, "CARD1", 1_700_000_000.0, 7.0, {})
+    second = await storage.create_session(station.id, user.id, "CARD2", 1_700_000_001.0, 7.0, {})
+    storage.queue_progress(first, 0.25, 1.75, state)
+    await storage.end_session(second, 1_700_000_050.0, 0.0, 0.0, "local_stop", {})
+    await storage.close()
+
+    storage = await Storage.open(db_path)
+    try:
+        [reloaded] = await storage.open_sessions()
+        assert (reloaded.id, reloaded.user_name, reloaded.card_uid, reloaded.kwh,
+                reloaded.cost, reloaded.tariff, reloaded.energy_state) == (
+            first, "Juan Pérez", "CARD1", 0.25, 1.75, 7.0, state)
+        assert reloaded.is_open
+    finally:
+        await storage.close()
