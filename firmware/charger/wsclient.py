@@ -1,0 +1,593 @@
+"""A small RFC 6455 WebSocket client on MicroPython asyncio streams.
+
+Owns one client connection: the URL, the TCP (ws://) or TLS (wss://, optional pinned CA
+file) connection, the opening handshake with a random `Sec-WebSocket-Key` and a checked
+`Sec-WebSocket-Accept`, framing with a fresh client mask per frame, reassembly of fragmented
+messages (control frames may arrive in between), pongs for the server's pings, its own pings
+to notice a half-open link, the closing handshake, and the limits: a message-size bound
+(close 1009) and timeouts on connect, handshake, reads and the close.
+
+Why hand-written: micropython-lib's aiohttp WebSocket client does not reassemble fragmented
+messages, does not check `Sec-WebSocket-Accept` and has no connect, handshake or read
+timeouts; a charger must notice a dead link instead of hanging on it.
+
+Memory: the header, control-frame, message and transmit buffers live in a `Buffers` object
+that the caller can keep across reconnects. Receiving a frame allocates nothing but the final
+message; sending allocates the UTF-8 bytes of a text and a 4-byte mask.
+
+Read timeout: while a connection is open a keepalive task pings after `ping_interval_ms`
+without a received byte and fails the connection (1006) when still nothing arrives within
+`ping_timeout_ms`; that bounds every read, mid-frame stalls included.
+
+Runs on the ESP32 and on the MicroPython unix port (how it is tested), not under CPython.
+`socket.getaddrinfo()` inside `asyncio.open_connection()` blocks (a MicroPython limitation),
+so a slow DNS lookup is not covered by the connect timeout; use an IP address on the board.
+"""
+
+import asyncio
+import binascii
+import hashlib
+import os
+from time import ticks_diff, ticks_ms
+
+from micropython import const
+
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
+
+# opcodes, RFC 6455 section 5.2
+OP_CONT = const(0)
+OP_TEXT = const(1)
+OP_BINARY = const(2)
+OP_CLOSE = const(8)
+OP_PING = const(9)
+OP_PONG = const(10)
+
+# close codes, RFC 6455 section 7.4.1
+CLOSE_NORMAL = const(1000)
+CLOSE_GOING_AWAY = const(1001)
+CLOSE_PROTOCOL_ERROR = const(1002)
+CLOSE_NO_STATUS = const(1005)
+CLOSE_ABNORMAL = const(1006)
+CLOSE_INVALID_DATA = const(1007)
+CLOSE_TOO_BIG = const(1009)
+
+_OPEN = const(1)
+_CLOSING = const(2)
+_CLOSED = const(3)
+
+_MAX_HEADER_LINE = const(1024)
+_MAX_HEADERS = const(64)
+_TX_CHUNK = const(256)  # multiple of 4, so the mask index restarts at 0 in every chunk
+
+
+class WebSocketError(Exception):
+    """Base of every error this module raises (besides OSError from the socket)."""
+
+
+class HandshakeError(WebSocketError):
+    """The server did not upgrade the connection; `status` is the HTTP status (0: none)."""
+
+    def __init__(self, status, detail):
+        super().__init__("handshake failed (%d): %s" % (status, detail))
+        self.status = status
+        self.detail = detail
+
+
+class ConnectionClosed(WebSocketError):
+    """The connection is closed; `code` is the close code (RFC 6455 section 7.4)."""
+
+    def __init__(self, code, reason=""):
+        super().__init__("connection closed (%d) %s" % (code, reason))
+        self.code = code
+        self.reason = reason
+
+
+class Buffers:
+    """The preallocated buffers of one connection; keep one and pass it to every connect."""
+
+    def __init__(self, max_size=4096):
+        if max_size < 126:
+            raise ValueError("max_size must be at least 126 bytes")
+        self.max_size = max_size
+        self.hdr = bytearray(14)
+        self.ctl = bytearray(125)
+        self.msg = bytearray(max_size)
+        self.tx = bytearray(_TX_CHUNK)
+        self.txh = bytearray(14)  # header of the frame being sent (sends are serialized)
+        self.hdr_mv = memoryview(self.hdr)
+        self.ctl_mv = memoryview(self.ctl)
+        self.msg_mv = memoryview(self.msg)
+        self.tx_mv = memoryview(self.tx)
+        self.txh_mv = memoryview(self.txh)
+
+
+def parse_url(url):
+    """Split a ws:// or wss:// URL into (secure, host, port, resource); ValueError if bad."""
+    if url.startswith("ws://"):
+        secure, rest, port = False, url[5:], 80
+    elif url.startswith("wss://"):
+        secure, rest, port = True, url[6:], 443
+    else:
+        raise ValueError("URL must start with ws:// or wss://: %r" % url)
+    cut = len(rest)
+    for sep in "/?":
+        i = rest.find(sep)
+        if 0 <= i < cut:
+            cut = i
+    hostport, resource = rest[:cut], rest[cut:]
+    if not resource.startswith("/"):
+        resource = "/" + resource
+    host = hostport
+    if ":" in hostport:
+        host, _, port_text = hostport.rpartition(":")
+        try:
+            port = int(port_text)
+        except ValueError:
+            raise ValueError("bad port in URL: %r" % url)
+        if not 0 < port < 65536:
+            raise ValueError("bad port in URL: %r" % url)
+    if not host or " " in url:
+        raise ValueError("bad host in URL: %r" % url)
+    return secure, host, port, resource
+
+
+def accept_for(key):
+    """`Sec-WebSocket-Accept` for a key (RFC 6455 section 4.2.2, item 5.4)."""
+    return binascii.b2a_base64(hashlib.sha1(key + _GUID).digest(), newline=False)
+
+
+def _valid_close_code(code):
+    # RFC 6455 section 7.4.1 / 7.4.2 and the IANA registry: codes a peer may send
+    return (1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999)
+
+
+def _ssl_context(ca_cert):
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if ca_cert:
+        with open(ca_cert, "rb") as f:
+            cadata = f.read()
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(cadata=cadata)
+    else:
+        ctx.verify_mode = ssl.CERT_NONE  # encrypted but not authenticated: pin a CA
+    return ctx
+
+
+async def connect(url, *, ca_cert=None, timeout_ms=10000, ping_interval_ms=20000,
+                  ping_timeout_ms=10000, close_timeout_ms=3000, buffers=None):
+    """Open a WebSocket; returns an open `WebSocket`.
+
+    Raises ValueError (bad URL), OSError (TCP/TLS), HandshakeError, or WebSocketError when
+    connect + handshake take longer than `timeout_ms`. `ping_interval_ms=0` turns the
+    keepalive (and so the read timeout) off.
+    """
+    secure, host, port, resource = parse_url(url)
+    ssl_ctx = _ssl_context(ca_cert) if secure else None
+    ws = WebSocket(buffers or Buffers(), ping_interval_ms, ping_timeout_ms, close_timeout_ms)
+    try:
+        await asyncio.wait_for_ms(ws._open(host, port, secure, resource, ssl_ctx), timeout_ms)
+    except asyncio.TimeoutError:
+        await ws._drop(CLOSE_ABNORMAL, "timeout")
+        raise WebSocketError("connect/handshake timeout after %d ms" % timeout_ms)
+    except BaseException:
+        await ws._drop(CLOSE_ABNORMAL, "handshake failed")
+        raise
+    ws._start_keepalive()
+    return ws
+
+
+class WebSocket:
+    """One client connection. Use `recv()` from one task; `send()` from any."""
+
+    def __init__(self, buffers, ping_interval_ms, ping_timeout_ms, close_timeout_ms):
+        self._b = buffers
+        self._ping_interval = ping_interval_ms
+        self._ping_timeout = ping_timeout_ms
+        self._close_timeout = close_timeout_ms
+        self._stream = None
+        self._state = _OPEN
+        self._wlock = asyncio.Lock()
+        self._closed_evt = asyncio.Event()
+        self._rx_task = None     # the task blocked in recv(), if any
+        self._tx_task = None     # the task blocked in a drain, if any
+        self._ka_task = None
+        self._rx_count = 0       # bumps on every read that returned bytes
+        self._last_rx = ticks_ms()
+        self._fin = 0
+        self._op = 0
+        self.close_code = None
+        self.close_reason = ""
+
+    @property
+    def open(self):
+        return self._state == _OPEN
+
+    # ---- opening handshake (RFC 6455 section 4.1) --------------------------------------
+    async def _open(self, host, port, secure, resource, ssl_ctx):
+        self._stream, _ = await asyncio.open_connection(host, port, ssl=ssl_ctx)
+        key = binascii.b2a_base64(os.urandom(16), newline=False)  # section 4.1, item 7
+        default_port = 443 if secure else 80
+        host_field = host if port == default_port else "%s:%d" % (host, port)
+        self._stream.write((
+            "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            % (resource, host_field, key.decode())).encode())
+        await self._stream.drain()
+        status_line = await self._read_line()
+        parts = status_line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
+            raise HandshakeError(0, "not an HTTP response")
+        try:
+            status = int(parts[1])
+        except ValueError:
+            raise HandshakeError(0, "bad HTTP status line")
+        if status != 101:  # section 4.1, client requirement 1
+            raise HandshakeError(status, status_line.decode().strip())
+        upgrade = connection = accept = None
+        extra = None
+        for _ in range(_MAX_HEADERS):
+            line = await self._read_line()
+            if line == b"\r\n" or line == b"\n":
+                break
+            name, colon, value = line.partition(b":")
+            if not colon:
+                raise HandshakeError(101, "malformed header line")
+            name = name.strip().lower()
+            value = value.strip()
+            if name == b"upgrade":
+                upgrade = value.lower()
+            elif name == b"connection":
+                connection = value.lower()
+            elif name == b"sec-websocket-accept":
+                accept = value
+            elif name in (b"sec-websocket-extensions", b"sec-websocket-protocol"):
+                extra = name
+        else:
+            raise HandshakeError(101, "too many header lines")
+        # section 4.1, client requirements 2-6
+        if upgrade != b"websocket":
+            raise HandshakeError(101, "missing Upgrade: websocket")
+        if connection is None or b"upgrade" not in connection:
+            raise HandshakeError(101, "missing Connection: Upgrade")
+        if accept != accept_for(key):
+            raise HandshakeError(101, "Sec-WebSocket-Accept mismatch")
+        if extra is not None:
+            raise HandshakeError(101, "unrequested %s" % extra.decode())
+        self._last_rx = ticks_ms()
+
+    async def _read_line(self):
+        # Byte by byte through the header buffer: never reads past the handshake into the
+        # first frame, and a line is bounded (no unbounded readline()).
+        line = bytearray()
+        one = self._b.hdr_mv[:1]
+        while len(line) < _MAX_HEADER_LINE:
+            n = await self._stream.readinto(one)
+            if n is None:
+                continue
+            if n == 0:
+                raise HandshakeError(0, "connection closed during the handshake")
+            line.append(one[0])
+            if one[0] == 10:
+                return bytes(line)
+        raise HandshakeError(0, "header line too long")
+
+    # ---- keepalive: own pings detect a half-open link ----------------------------------
+    def _start_keepalive(self):
+        if self._ping_interval > 0:
+            self._ka_task = asyncio.create_task(self._keepalive())
+
+    async def _keepalive(self):
+        try:
+            while self._state == _OPEN:
+                idle = ticks_diff(ticks_ms(), self._last_rx)
+                if idle < self._ping_interval:
+                    await asyncio.sleep_ms(self._ping_interval - idle)
+                    continue
+                seen = self._rx_count
+                try:
+                    # RFC 6455 section 5.5.2: a ping; any bytes back prove the link is alive
+                    await asyncio.wait_for_ms(self._send_frame(OP_PING, b""),
+                                              self._ping_timeout)
+                except asyncio.TimeoutError:
+                    await self._drop(CLOSE_ABNORMAL, "ping could not be sent")
+                    return
+                except WebSocketError:
+                    return
+                await asyncio.sleep_ms(self._ping_timeout)
+                if self._state == _OPEN and self._rx_count == seen:
+                    await self._drop(CLOSE_ABNORMAL, "no pong within %d ms" % self._ping_timeout)
+                    return
+        except asyncio.CancelledError:
+            pass
+        except OSError:
+            await self._drop(CLOSE_ABNORMAL, "connection lost")
+
+    # ---- receiving ---------------------------------------------------------------------
+    async def recv(self):
+        """The next message: str (text) or bytes (binary). Raises ConnectionClosed."""
+        if self._state == _CLOSED:
+            raise ConnectionClosed(self.close_code, self.close_reason)
+        self._rx_task = asyncio.current_task()
+        try:
+            return await self._recv_message()
+        except asyncio.CancelledError:
+            if self._state == _CLOSED:  # cancelled by _drop(): report why
+                raise ConnectionClosed(self.close_code, self.close_reason)
+            raise
+        except OSError:
+            await self._drop(CLOSE_ABNORMAL, "connection lost")
+            raise ConnectionClosed(self.close_code, self.close_reason)
+        finally:
+            self._rx_task = None
+
+    async def _fill(self, mv):
+        # read exactly len(mv) bytes
+        got = 0
+        want = len(mv)
+        stream = self._stream
+        while got < want:
+            n = await stream.readinto(mv[got:] if got else mv)
+            if n is None:
+                continue
+            if n == 0:
+                await self._drop(CLOSE_ABNORMAL, "connection lost")
+                raise ConnectionClosed(self.close_code, self.close_reason)
+            got += n
+            self._rx_count = (self._rx_count + 1) & 0x3FFFFFFF
+            self._last_rx = ticks_ms()
+
+    async def _read_header(self):
+        # RFC 6455 section 5.2: base framing; sets _fin/_op, returns the payload length
+        b = self._b
+        h = b.hdr
+        await self._fill(b.hdr_mv[0:2])
+        b0 = h[0]
+        b1 = h[1]
+        if b0 & 0x70:
+            await self._fail(CLOSE_PROTOCOL_ERROR, "reserved bits set")  # no extensions
+        if b1 & 0x80:
+            await self._fail(CLOSE_PROTOCOL_ERROR, "masked server frame")  # section 5.1
+        n = b1 & 0x7F
+        if n == 126:
+            await self._fill(b.hdr_mv[2:4])
+            n = (h[2] << 8) | h[3]
+        elif n == 127:
+            await self._fill(b.hdr_mv[2:10])
+            if h[2] & 0x80:
+                await self._fail(CLOSE_PROTOCOL_ERROR, "64-bit length with the top bit set")
+            if h[2] or h[3] or h[4] or h[5] or h[6] & 0x80:
+                await self._fail(CLOSE_TOO_BIG, "frame too big")
+            n = (h[6] << 24) | (h[7] << 16) | (h[8] << 8) | h[9]
+        self._fin = b0 & 0x80
+        self._op = b0 & 0x0F
+        return n
+
+    async def _recv_message(self):
+        b = self._b
+        total = 0
+        msg_op = -1  # opcode of the message being reassembled, -1: none
+        while True:
+            n = await self._read_header()
+            op = self._op
+            if op >= OP_CLOSE:
+                # section 5.5: control frames are short, unfragmented, may come in between
+                if not self._fin or n > 125:
+                    await self._fail(CLOSE_PROTOCOL_ERROR, "bad control frame")
+                if n:
+                    await self._fill(b.ctl_mv[:n])
+                if op == OP_PING:  # section 5.5.2 -> 5.5.3: answer with the same payload
+                    if self._state == _OPEN:
+                        await self._send_frame(OP_PONG, b.ctl_mv[:n])
+                elif op == OP_CLOSE:
+                    await self._on_close_frame(n)
+                elif op != OP_PONG:
+                    await self._fail(CLOSE_PROTOCOL_ERROR, "reserved control opcode")
+                continue
+            if op == OP_CONT:  # section 5.4: fragments of one message, in order
+                if msg_op < 0:
+                    await self._fail(CLOSE_PROTOCOL_ERROR, "continuation without a message")
+            elif op == OP_TEXT or op == OP_BINARY:
+                if msg_op >= 0:
+                    await self._fail(CLOSE_PROTOCOL_ERROR, "message inside a fragmented one")
+                msg_op = op
+            else:
+                await self._fail(CLOSE_PROTOCOL_ERROR, "reserved opcode")
+            if total + n > b.max_size:  # section 10.4: limit the size of messages
+                await self._fail(CLOSE_TOO_BIG, "message above %d bytes" % b.max_size)
+            if n:
+                await self._fill(b.msg_mv[total:total + n])
+            total += n
+            if self._fin:
+                data = b.msg_mv[:total]
+                if msg_op == OP_BINARY:
+                    return bytes(data)
+                try:
+                    return str(data, "utf-8")
+                except UnicodeError:  # section 8.1
+                    await self._fail(CLOSE_INVALID_DATA, "text is not UTF-8")
+
+    async def _on_close_frame(self, n):
+        # RFC 6455 section 5.5.1 and 7.1.5: the close code and reason of the peer
+        c = self._b.ctl
+        if n == 0:
+            code, reason = CLOSE_NO_STATUS, ""
+        elif n == 1:
+            await self._fail(CLOSE_PROTOCOL_ERROR, "close frame of 1 byte")
+        else:
+            code = (c[0] << 8) | c[1]
+            if not _valid_close_code(code):
+                await self._fail(CLOSE_PROTOCOL_ERROR, "invalid close code %d" % code)
+            try:
+                reason = str(self._b.ctl_mv[2:n], "utf-8")
+            except UnicodeError:
+                await self._fail(CLOSE_INVALID_DATA, "close reason is not UTF-8")
+        if self._state == _OPEN:
+            # section 5.5.1: answer a close with a close (echoing the code)
+            self._state = _CLOSING
+            try:
+                await self._send_close(code if code != CLOSE_NO_STATUS else None, "")
+            except (OSError, WebSocketError):
+                pass
+            # section 7.1.1: the server closes TCP first; wait for that, not forever
+            await self._await_eof()
+        await self._drop(code, reason)
+        raise ConnectionClosed(code, reason)
+
+    async def _await_eof(self):
+        try:
+            await asyncio.wait_for_ms(self._discard_until_eof(), self._close_timeout)
+        except (asyncio.TimeoutError, OSError):
+            pass
+
+    async def _discard_until_eof(self):
+        sink = self._b.tx_mv
+        while True:
+            n = await self._stream.readinto(sink)
+            if n == 0:
+                return
+
+    async def _fail(self, code, reason):
+        # RFC 6455 section 7.1.7: Fail the WebSocket Connection
+        if self._state == _OPEN:
+            self._state = _CLOSING
+            try:
+                await asyncio.wait_for_ms(self._send_close(code, reason), self._close_timeout)
+            except (asyncio.TimeoutError, OSError, WebSocketError):
+                pass
+        await self._drop(code, reason)
+        raise ConnectionClosed(code, reason)
+
+    # ---- sending -----------------------------------------------------------------------
+    async def send(self, data):
+        """Send a text (str) or binary (bytes) message. Raises ConnectionClosed."""
+        if self._state != _OPEN:
+            raise ConnectionClosed(self.close_code or CLOSE_ABNORMAL, self.close_reason)
+        if isinstance(data, str):
+            await self._send_frame(OP_TEXT, data.encode())
+        else:
+            await self._send_frame(OP_BINARY, data)
+
+    async def ping(self, payload=b""):
+        """Send a ping (the keepalive does this by itself)."""
+        await self._send_frame(OP_PING, payload)
+
+    async def _send_close(self, code, reason):
+        if code is None:
+            await self._send_frame(OP_CLOSE, b"")
+            return
+        r = reason.encode()[:123]
+        await self._send_frame(OP_CLOSE, bytes((code >> 8, code & 0xFF)) + r)
+
+    async def _send_frame(self, op, payload):
+        # RFC 6455 section 5.2 framing, one unfragmented frame, masked (section 5.3)
+        b = self._b
+        async with self._wlock:
+            stream = self._stream
+            if stream is None or self._state == _CLOSED:
+                raise ConnectionClosed(self.close_code or CLOSE_ABNORMAL, self.close_reason)
+            n = len(payload)
+            h = b.txh
+            h[0] = 0x80 | op
+            if n < 126:
+                h[1] = 0x80 | n
+                hl = 2
+            elif n < 65536:
+                h[1] = 0x80 | 126
+                h[2] = n >> 8
+                h[3] = n & 0xFF
+                hl = 4
+            else:
+                h[1] = 0x80 | 127
+                for i in range(2, 6):
+                    h[i] = 0
+                for i in range(4):
+                    h[9 - i] = (n >> (8 * i)) & 0xFF
+                hl = 10
+            mask = os.urandom(4)  # section 5.3 / 10.3: unpredictable, fresh per frame
+            for i in range(4):
+                h[hl + i] = mask[i]
+            try:
+                stream.write(b.txh_mv[:hl + 4])
+                tx = b.tx
+                off = 0
+                while off < n:
+                    k = n - off
+                    if k > _TX_CHUNK:
+                        k = _TX_CHUNK
+                    for i in range(k):
+                        tx[i] = payload[off + i] ^ mask[i & 3]
+                    stream.write(b.tx_mv[:k])
+                    off += k
+                self._tx_task = asyncio.current_task()
+                await stream.drain()
+            except asyncio.CancelledError:
+                if self._state == _CLOSED:  # cancelled by _drop(): report why
+                    raise ConnectionClosed(self.close_code, self.close_reason)
+                # a half-written drain cannot be resumed: the connection is broken
+                await self._drop(CLOSE_ABNORMAL, "send interrupted")
+                raise
+            except OSError:
+                await self._drop(CLOSE_ABNORMAL, "connection lost")
+                raise ConnectionClosed(self.close_code, self.close_reason)
+            finally:
+                self._tx_task = None
+
+    # ---- closing -----------------------------------------------------------------------
+    async def close(self, code=CLOSE_NORMAL, reason=""):
+        """Closing handshake (RFC 6455 section 7.1.2): send a close, wait for the echo.
+
+        Waits at most `close_timeout_ms` for the echo, then closes the socket anyway.
+        """
+        if self._state == _OPEN:
+            self._state = _CLOSING
+            try:
+                await asyncio.wait_for_ms(self._send_close(code, reason), self._close_timeout)
+            except (asyncio.TimeoutError, OSError, WebSocketError):
+                await self._drop(CLOSE_ABNORMAL, "close could not be sent")
+                return
+            try:
+                if self._rx_task is not None:
+                    # recv() in another task reads the echo and sets the event
+                    await asyncio.wait_for_ms(self._closed_evt.wait(), self._close_timeout)
+                else:
+                    await asyncio.wait_for_ms(self._drain_until_close(), self._close_timeout)
+            except (asyncio.TimeoutError, OSError, WebSocketError):
+                pass
+            await self._drop(code, reason)
+        elif self._state == _CLOSING:
+            try:
+                await asyncio.wait_for_ms(self._closed_evt.wait(), self._close_timeout)
+            except asyncio.TimeoutError:
+                pass
+            await self._drop(code, reason)
+
+    async def _drain_until_close(self):
+        while True:
+            await self._recv_message()  # ends with ConnectionClosed on the echo
+
+    async def abort(self, reason="aborted"):
+        """Drop the connection now, without a closing handshake (e.g. WiFi is gone)."""
+        await self._drop(CLOSE_ABNORMAL, reason)
+
+    async def _drop(self, code, reason):
+        # close the socket; wake (cancel) the tasks blocked on it; idempotent
+        if self._state == _CLOSED:
+            return
+        self._state = _CLOSED
+        if self.close_code is None:
+            self.close_code = code
+            self.close_reason = reason
+        me = asyncio.current_task()
+        for task in (self._rx_task, self._tx_task, self._ka_task):
+            if task is not None and task is not me:
+                task.cancel()
+        self._closed_evt.set()
+        stream = self._stream
+        if stream is not None:
+            try:
+                stream.close()
+                await stream.wait_closed()
+            except OSError:
+                pass
