@@ -1,0 +1,149 @@
+"""Server configuration: defaults < `.env` file < environment < command-line flags.
+
+`load_config(argv, environ, dotenv_path)` returns a validated, frozen `Config` or raises
+`ConfigError` with one line a person can act on; `python -m server` prints that line and exits
+non-zero. Variables (documented in `.env.example`): HOST, PORT, DB_PATH, DEFAULT_TARIFF,
+LOG_LEVEL, PING_INTERVAL, PING_TIMEOUT. The `.env` file is read with python-dotenv and never
+copied into the process environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work; the message is one line for the operator."""
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str = "0.0.0.0"
+    port: int = 3000
+    db_path: Path = Path("data/evse.sqlite3")
+    default_tariff: float = 7.0
+    log_level: str = "INFO"
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+    demo: bool = False
+
+    @property
+    def log_level_number(self) -> int:
+        return getattr(logging, self.log_level)
+
+
+# variable -> (Config field, parser)
+def _port(text: str) -> int:
+    if not text.strip().isdigit() or not 0 <= int(text) <= 65535:
+        raise ValueError("must be an integer from 0 to 65535")
+    return int(text)
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("must be a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError("must be a finite number >= 0")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = _non_negative(text)
+    if value == 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+def _log_level(text: str) -> str:
+    level = text.strip().upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def _host(text: str) -> str:
+    if not text.strip() or any(c.isspace() for c in text.strip()):
+        raise ValueError("must be a host name or address")
+    return text.strip()
+
+
+def _db_path(text: str) -> Path:
+    if not text.strip():
+        raise ValueError("must be a file path")
+    return Path(text.strip())
+
+
+_VARIABLES = {
+    "HOST": ("host", _host),
+    "PORT": ("port", _port),
+    "DB_PATH": ("db_path", _db_path),
+    "DEFAULT_TARIFF": ("default_tariff", _non_negative),
+    "LOG_LEVEL": ("log_level", _log_level),
+    "PING_INTERVAL": ("ping_interval", _positive),
+    "PING_TIMEOUT": ("ping_timeout", _positive),
+}
+_FLAGS = {"host": "HOST", "port": "PORT", "db": "DB_PATH"}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump
+        raise ConfigError(f"invalid arguments: {message}")
+
+
+def _argument_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m server", description="EV charger server (WebSocket + HTTP)")
+    parser.add_argument("--host", help="address to bind (env HOST, default 0.0.0.0)")
+    parser.add_argument("--port", help="TCP port (env PORT, default 3000; 0 = any free port)")
+    parser.add_argument("--db", help="SQLite file (env DB_PATH, default data/evse.sqlite3)")
+    parser.add_argument("--demo", action="store_true", help="seed the demo station, user and card")
+    return parser
+
+
+def load_config(argv=None, environ=None, dotenv_path=".env") -> Config:
+    """Merge the sources, validate every value, check the database directory is writable."""
+    values: dict[str, str] = {}
+    if dotenv_path and Path(dotenv_path).is_file():
+        values.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+    environ = os.environ if environ is None else environ
+    values.update({k: environ[k] for k in _VARIABLES if k in environ})
+    args = _argument_parser().parse_args([] if argv is None else argv)
+    for flag, variable in _FLAGS.items():
+        if getattr(args, flag) is not None:
+            values[variable] = getattr(args, flag)
+
+    fields = {}
+    for variable, (name, parse) in _VARIABLES.items():
+        if variable in values:
+            try:
+                fields[name] = parse(values[variable])
+            except ValueError as problem:
+                raise ConfigError(f"invalid {variable}={values[variable]!r}: {problem}") from None
+    config = Config(demo=args.demo, **fields)
+    check_db_writable(config.db_path)
+    return config
+
+
+def check_db_writable(db_path: Path) -> None:
+    """Create the database directory if needed; fail with one line if it cannot be written."""
+    if db_path.is_dir():
+        raise ConfigError(f"invalid DB_PATH={str(db_path)!r}: is a directory, expected a file")
+    directory = db_path.parent
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(f"invalid DB_PATH={str(db_path)!r}: {str(directory)!r} is not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as problem:
+        raise ConfigError(f"cannot create database directory {str(directory)!r}: {problem.strerror}") from None
+    if not os.access(directory, os.W_OK | os.X_OK) or (db_path.exists() and not os.access(db_path, os.W_OK)):
+        raise ConfigError(f"database {str(db_path)!r} is not writable")

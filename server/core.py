@@ -1,0 +1,427 @@
+"""Pure session rules: events in, effects out. No sockets, no SQL, no clock.
+
+`SessionCore` holds every station's live state in memory (who is connected, the open session
+and its energy account, the emergency latch) and decides what each event means. The adapters
+(server/ws.py, server/app.py) feed it parsed messages with the current time and carry out the
+returned effects in order: send to a charger, broadcast to dashboards, reply to the sender,
+persist through Storage. One handler per message type, found through a routing table built
+from the `@on(...)` marks (the mobilityhouse/ocpp pattern). Every entry point pushes a
+`status` message to dashboards whenever the station's derived status changes.
+
+Creating a session needs its database id, so a card tap is two steps: `CreateSession` effect
+(the station is marked `starting` meanwhile), then the adapter calls `session_created()`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from server import protocol as p
+from server.energy import EnergyAccount, cost_of
+from server.protocol import Emergency, Metrics, StatusReport, Stop
+
+# ts values before this (2020-01-01) come from a charger whose clock never synced
+EARLIEST_TRUSTED_TS = 1_577_836_800.0
+MAX_CLOCK_AHEAD_S = 600.0
+
+# session end reasons (stored in sessions.end_reason)
+LOCAL_STOP = "local_stop"
+REMOTE_STOP = "remote_stop"
+CARD_STOP = "card_stop"
+EMERGENCY = "emergency"
+FAULT = "fault"
+CHARGER_RESET = "charger_reset"
+
+
+# --- events the adapters build that are not plain protocol messages ---------------------------
+@dataclass(frozen=True)
+class CardTap:
+    """An nfc_scan after the adapter normalized the UID and looked the card up."""
+
+    uid: str
+    card: object | None  # storage Card(uid, user_id, user_name, enabled) or None
+    tariff: float | None = None  # the station's current tariff, frozen into a new session
+
+
+# --- effects ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ToPublisher:
+    station_id: int
+    message: dict
+
+
+@dataclass(frozen=True)
+class ToClients:
+    """Broadcast to the station's subscribers and to every estacionId=all subscriber."""
+
+    station_id: int
+    message: dict
+
+
+@dataclass(frozen=True)
+class Reply:
+    """Send to the connection whose message caused this effect."""
+
+    message: dict
+
+
+@dataclass(frozen=True)
+class CreateSession:
+    station_id: int
+    user_id: int
+    user_name: str
+    card_uid: str
+    started_at: float
+    tariff: float
+    energy_state: dict
+
+
+@dataclass(frozen=True)
+class QueueReading:
+    session_id: int
+    ts: float
+    v: float
+    a: float
+    w: float
+    wh: float | None
+    kwh: float
+
+
+@dataclass(frozen=True)
+class QueueProgress:
+    session_id: int
+    kwh: float
+    cost: float
+    energy_state: dict
+
+
+@dataclass(frozen=True)
+class EndSession:
+    session_id: int
+    ended_at: float
+    kwh: float
+    cost: float
+    reason: str
+    energy_state: dict
+
+
+@dataclass(frozen=True)
+class AddAlert:
+    station_id: int
+    session_id: int | None
+    kind: str
+    created_at: float
+    detail: str = ""
+
+
+# --- state ------------------------------------------------------------------------------------
+@dataclass
+class OpenSession:
+    id: int
+    station_id: int
+    user_name: str
+    card_uid: str
+    started_at: float
+    tariff: float
+    energy: EnergyAccount = field(default_factory=EnergyAccount)
+    last_v: float | None = None
+    last_a: float | None = None
+    last_w: float | None = None
+
+    @property
+    def cost(self) -> float:
+        return cost_of(self.energy.kwh, self.tariff)
+
+
+@dataclass
+class StationState:
+    id: int
+    name: str = ""
+    tariff: float = 0.0
+    publisher_connected: bool = False
+    emergency: bool = False
+    starting: bool = False
+    session: OpenSession | None = None
+
+    @property
+    def status(self) -> str:
+        if not self.publisher_connected:
+            return p.DESCONECTADO
+        if self.emergency:
+            return p.EMERGENCIA
+        if self.session is not None:
+            return p.CARGANDO
+        return p.DISPONIBLE
+
+
+def on(message_type):
+    """Mark a SessionCore method as the handler of one inbound message type."""
+
+    def mark(handler):
+        handler.handles = message_type
+        return handler
+
+    return mark
+
+
+def trusted_ts(ts: float | None, now: float) -> float:
+    """The charger's ts if it is a plausible NTP time, else the server's receive time."""
+    if ts is None or ts < EARLIEST_TRUSTED_TS or ts > now + MAX_CLOCK_AHEAD_S:
+        return now
+    return ts
+
+
+class SessionCore:
+    """Every station's session state and the rules that change it."""
+
+    def __init__(self):
+        self.stations: dict[int, StationState] = {}
+        self._routes = {
+            handler.handles: getattr(self, name)
+            for name, handler in vars(type(self)).items()
+            if hasattr(handler, "handles")
+        }
+
+    # --- loading ------------------------------------------------------------------------------
+    def add_station(self, station_id: int, name: str, tariff: float) -> StationState:
+        station = self.stations.get(station_id)
+        if station is None:
+            station = self.stations[station_id] = StationState(station_id)
+        station.name, station.tariff = name, tariff
+        return station
+
+    def load_open_session(self, record) -> None:
+        """Take back a session that was open when the server stopped (a SessionRecord)."""
+        station = self.stations.get(record.station_id) or self.add_station(record.station_id, "", 0.0)
+        station.session = OpenSession(
+            id=record.id,
+            station_id=record.station_id,
+            user_name=record.user_name,
+            card_uid=record.card_uid,
+            started_at=record.started_at,
+            tariff=record.tariff,
+            energy=EnergyAccount.from_dict(record.energy_state),
+        )
+
+    # --- entry points -------------------------------------------------------------------------
+    def publisher_connected(self, station_id: int, now: float) -> list:
+        return self._tracking_status(station_id, lambda st: self._set_connected(st, True))
+
+    def publisher_gone(self, station_id: int, now: float) -> list:
+        return self._tracking_status(station_id, lambda st: self._set_connected(st, False))
+
+    def handle_publisher(self, station_id: int, message, now: float) -> list:
+        """A parsed charger message (protocol dataclass, or CardTap for nfc_scan)."""
+        handler = self._routes[type(message)]
+        return self._tracking_status(station_id, lambda st: handler(st, message, now))
+
+    def session_created(self, create: CreateSession, session_id: int) -> list:
+        def opened(st: StationState) -> list:
+            st.starting = False
+            st.session = OpenSession(
+                id=session_id,
+                station_id=st.id,
+                user_name=create.user_name,
+                card_uid=create.card_uid,
+                started_at=create.started_at,
+                tariff=create.tariff,
+                energy=EnergyAccount.from_dict(create.energy_state),
+            )
+            return [
+                ToPublisher(st.id, p.start(session_id, create.user_name)),
+                ToClients(
+                    st.id,
+                    p.session_started(session_id, st.id, create.user_name, create.started_at),
+                ),
+            ]
+
+        return self._tracking_status(create.station_id, opened)
+
+    def session_create_failed(self, create: CreateSession) -> list:
+        def failed(st: StationState) -> list:
+            st.starting = False
+            return [ToPublisher(st.id, p.error("No se pudo crear la sesión", p.SERVER_ERROR))]
+
+        return self._tracking_status(create.station_id, failed)
+
+    def dashboard_stop(self, station_id: int | None, message: Stop, now: float) -> list:
+        """A dashboard asks to stop a session (station from its subscription or the message)."""
+        station_id = station_id or message.charger_id or self._station_of(message.session_id)
+        station = self.stations.get(station_id) if station_id else None
+        if station is None:
+            return [Reply(p.error("Sesión o cargador desconocido", p.NO_ACTIVE_SESSION))]
+        return self._tracking_status(station.id, lambda st: self._dashboard_stop(st, message, now))
+
+    # --- views --------------------------------------------------------------------------------
+    def describe(self, station_id: int, now: float) -> dict:
+        """The `charger` object of `init`: {"id","status","session"} as the seed shows."""
+        st = self.stations[station_id]
+        return {"id": st.id, "status": st.status, "session": self._session_view(st.session, now)}
+
+    def describe_all(self, now: float) -> list[dict]:
+        return [
+            {**self.describe(sid, now), "name": self.stations[sid].name}
+            for sid in sorted(self.stations)
+        ]
+
+    def open_session_count(self) -> int:
+        return sum(1 for st in self.stations.values() if st.session is not None)
+
+    def connected_count(self) -> int:
+        return sum(1 for st in self.stations.values() if st.publisher_connected)
+
+    # --- handlers, one per charger message type -----------------------------------------------
+    @on(CardTap)
+    def _card_tap(self, st: StationState, tap: CardTap, now: float) -> list:
+        if st.emergency:
+            return self._reject_tap(st, tap, "Cargador en emergencia", p.STATION_FAULT)
+        if st.session is not None and st.session.card_uid == tap.uid:
+            return self._end(st, CARD_STOP, now, tell_charger=True)
+        if tap.card is None:
+            return self._reject_tap(st, tap, "Tarjeta desconocida", p.CARD_UNKNOWN)
+        if not tap.card.enabled:
+            return self._reject_tap(st, tap, "Tarjeta deshabilitada", p.CARD_DISABLED)
+        if st.session is not None or st.starting:
+            return self._reject_tap(st, tap, "Cargador ocupado", p.STATION_BUSY)
+        st.starting = True
+        return [
+            CreateSession(
+                station_id=st.id,
+                user_id=tap.card.user_id,
+                user_name=tap.card.user_name,
+                card_uid=tap.uid,
+                started_at=now,
+                tariff=st.tariff if tap.tariff is None else tap.tariff,
+                energy_state=EnergyAccount().to_dict(),
+            )
+        ]
+
+    @on(Metrics)
+    def _metrics(self, st: StationState, m: Metrics, now: float) -> list:
+        session = st.session
+        if session is None or session.id != m.session_id:
+            return [Reply(self._mismatch(st, m.session_id))]
+        ts = trusted_ts(m.ts, now)
+        if not session.energy.add(ts, m.w, m.wh):
+            return []  # duplicate or older reading: already counted
+        session.last_v, session.last_a, session.last_w = m.v, m.a, m.w
+        kwh, cost = session.energy.kwh, session.cost
+        return [
+            QueueReading(session.id, ts, m.v, m.a, m.w, m.wh, kwh),
+            QueueProgress(session.id, kwh, cost, session.energy.to_dict()),
+            ToClients(
+                st.id,
+                p.metrics(session.id, st.id, m.v, m.a, m.w, kwh, cost, now - session.started_at),
+            ),
+        ]
+
+    @on(Stop)
+    def _charger_stop(self, st: StationState, stop: Stop, now: float) -> list:
+        session = st.session
+        if session is None or (stop.session_id is not None and stop.session_id != session.id):
+            return []  # already closed: a repeated stop is harmless
+        if stop.wh is not None or stop.ts is not None:
+            session.energy.add(trusted_ts(stop.ts, now), 0.0, stop.wh)  # relay already open
+        return self._end(st, LOCAL_STOP, now)
+
+    @on(Emergency)
+    def _emergency(self, st: StationState, message: Emergency, now: float) -> list:
+        st.emergency = True
+        session_id = st.session.id if st.session is not None else message.session_id
+        effects = [
+            AddAlert(st.id, session_id, EMERGENCY, now, "emergency button"),
+            ToClients(st.id, p.emergency(st.id, session_id, now)),
+        ]
+        if st.session is not None:
+            effects += self._end(st, EMERGENCY, now)
+        return effects
+
+    @on(StatusReport)
+    def _status_report(self, st: StationState, report: StatusReport, now: float) -> list:
+        """Reconciliation: the charger is the physical truth."""
+        session = st.session
+        if report.state == "fault":
+            effects = [] if st.emergency else [AddAlert(st.id, session.id if session else None, FAULT, now, "charger fault")]
+            st.emergency = True
+            return effects + (self._end(st, FAULT, now) if session else [])
+        st.emergency = False
+        if report.state == "idle":
+            if session is None:
+                return []
+            if report.wh is not None:
+                session.energy.add(now, 0.0, report.wh)
+            return self._end(st, CHARGER_RESET, now)
+        # charging report.session_id
+        if session is not None and session.id == report.session_id:
+            return []  # resume: the energy account continues from its state
+        effects = [ToPublisher(st.id, p.stop(report.session_id))]
+        if session is not None:
+            effects += self._end(st, CHARGER_RESET, now)
+        return effects
+
+    # --- helpers ------------------------------------------------------------------------------
+    def _dashboard_stop(self, st: StationState, message: Stop, now: float) -> list:
+        if not st.publisher_connected:
+            return [Reply(p.error("ESP32 no conectado", p.CHARGER_OFFLINE))]
+        if st.session is None:
+            return [Reply(p.error("No hay sesión activa en este cargador", p.NO_ACTIVE_SESSION))]
+        if message.session_id is not None and message.session_id != st.session.id:
+            return [Reply(self._mismatch(st, message.session_id))]
+        return self._end(st, REMOTE_STOP, now, tell_charger=True)
+
+    def _end(self, st: StationState, reason: str, now: float, tell_charger: bool = False) -> list:
+        session, st.session = st.session, None
+        kwh, cost = session.energy.kwh, session.cost
+        duration = max(0.0, now - session.started_at)
+        effects = [ToPublisher(st.id, p.stop(session.id))] if tell_charger else []
+        return effects + [
+            EndSession(session.id, now, kwh, cost, reason, session.energy.to_dict()),
+            ToClients(st.id, p.session_ended(session.id, st.id, kwh, cost, duration, reason)),
+        ]
+
+    def _reject_tap(self, st: StationState, tap: CardTap, message: str, code: str) -> list:
+        return [
+            Reply(p.error(message, code)),
+            ToClients(st.id, p.error(message, code, charger_id=st.id, nfc_uid=tap.uid)),
+        ]
+
+    @staticmethod
+    def _mismatch(st: StationState, session_id) -> dict:
+        return p.error(
+            f"La sesión {session_id} no está abierta en el cargador {st.id}", p.SESSION_MISMATCH
+        )
+
+    def _station_of(self, session_id: int | None) -> int | None:
+        for st in self.stations.values():
+            if st.session is not None and st.session.id == session_id:
+                return st.id
+        return None
+
+    @staticmethod
+    def _set_connected(st: StationState, connected: bool) -> list:
+        st.publisher_connected = connected
+        return []
+
+    def _tracking_status(self, station_id: int, change) -> list:
+        station = self.stations.get(station_id) or self.add_station(station_id, "", 0.0)
+        before = station.status
+        effects = change(station)
+        if station.status != before:
+            effects.append(ToClients(station.id, p.status(station.id, station.status)))
+        return effects
+
+    @staticmethod
+    def _session_view(session: OpenSession | None, now: float) -> dict | None:
+        if session is None:
+            return None
+        return {
+            "session_id": session.id,
+            "user_name": session.user_name,
+            "timestamp": p.iso_z(session.started_at),
+            "kwh": round(session.energy.kwh, 3),
+            "cost": round(session.cost, 2),
+            "time": int(max(0.0, now - session.started_at)),
+            "v": session.last_v,
+            "a": session.last_a,
+            "w": session.last_w,
+        }

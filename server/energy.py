@@ -1,0 +1,73 @@
+"""Pure energy accounting for one charging session.
+
+`EnergyAccount` turns a stream of meter readings (power `w`, optional cumulative register `wh`,
+time `ts`) into the session's energy. Per interval between two accepted readings:
+
+* both readings carry the meter register and it rose by a physically possible amount:
+  the register delta is the energy (exact, and independent of lost messages);
+* otherwise (no register, the register dropped because the meter was reset or wrapped, or it
+  jumped more than `MAX_WATTS` could deliver): the trapezoid of `w` over `ts`, and the
+  register baseline simply continues from the new value.
+
+A reading whose `ts` is not later than the last accepted one is ignored, so replaying readings
+after a reconnect never counts energy twice. The state round-trips through `to_dict` /
+`from_dict` (stored as the session's `energy_state`), so a restarted server continues exactly
+where it stopped. No I/O, no clock: times are given by the caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+MAX_WATTS = 50_000.0  # a register rise above this average power is a glitch, not energy
+REGISTER_SLACK_WH = 2.0  # the PZEM register counts whole Wh: allow its rounding
+
+
+@dataclass
+class EnergyAccount:
+    wh: float = 0.0  # energy of the session so far, Wh
+    last_ts: float | None = None
+    last_w: float | None = None
+    last_register_wh: float | None = None
+
+    @property
+    def kwh(self) -> float:
+        return self.wh / 1000.0
+
+    def add(self, ts: float, w: float, register_wh: float | None = None) -> bool:
+        """Account one reading; return False (and change nothing) if its ts is stale."""
+        if self.last_ts is not None and ts <= self.last_ts:
+            return False
+        if self.last_ts is not None:
+            self.wh += self._interval_wh(ts - self.last_ts, w, register_wh)
+        self.last_ts, self.last_w, self.last_register_wh = ts, w, register_wh
+        return True
+
+    def _interval_wh(self, dt: float, w: float, register_wh: float | None) -> float:
+        if register_wh is not None and self.last_register_wh is not None:
+            rise = register_wh - self.last_register_wh
+            if 0 <= rise <= MAX_WATTS * dt / 3600.0 + REGISTER_SLACK_WH:
+                return rise
+        return (self.last_w + w) / 2.0 * dt / 3600.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "EnergyAccount":
+        data = data or {}
+        return cls(
+            wh=float(data.get("wh", 0.0)),
+            last_ts=_optional_float(data.get("last_ts")),
+            last_w=_optional_float(data.get("last_w")),
+            last_register_wh=_optional_float(data.get("last_register_wh")),
+        )
+
+
+def _optional_float(value) -> float | None:
+    return None if value is None else float(value)
+
+
+def cost_of(kwh: float, tariff_per_kwh: float) -> float:
+    """What a session costs: energy times the tariff frozen when it started."""
+    return kwh * tariff_per_kwh

@@ -1,0 +1,297 @@
+"""The wire protocol: parsing and validating inbound frames, building outbound messages.
+
+Owns every message shape and every error/close code of docs/protocol.md. Inbound frames are
+turned into frozen dataclasses or rejected with `ProtocolError(code, message)`; nothing here
+touches sockets, the database or session state. Field names are the seed's, as spelled there.
+Validation is hand-written (a table of field rules) because the rules are few and small, and
+a schema library would be a second language for readers of a 200-line module.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+# --- close codes (seed: 4003-4006; added: 4001, 4008) -------------------------------------
+CLOSE_BAD_ROLE = 4001
+CLOSE_BAD_TOKEN = 4003
+CLOSE_PUBLISHER_WITHOUT_STATION = 4004
+CLOSE_STATION_NOT_FOUND = 4005
+CLOSE_CLIENT_WITHOUT_STATION = 4006
+CLOSE_PUBLISHER_REPLACED = 4008
+
+# --- error codes carried by {"type":"error","message":...,"code":...} --------------------
+INVALID_MESSAGE = "INVALID_MESSAGE"
+CARD_UNKNOWN = "CARD_UNKNOWN"
+CARD_DISABLED = "CARD_DISABLED"
+STATION_BUSY = "STATION_BUSY"
+STATION_FAULT = "STATION_FAULT"
+SESSION_MISMATCH = "SESSION_MISMATCH"
+CHARGER_OFFLINE = "CHARGER_OFFLINE"
+NO_ACTIVE_SESSION = "NO_ACTIVE_SESSION"
+SERVER_ERROR = "SERVER_ERROR"
+
+# --- station statuses (seed spelling) -------------------------------------------------------
+DESCONECTADO = "desconectado"
+DISPONIBLE = "disponible"
+CARGANDO = "cargando"
+EMERGENCIA = "emergencia"
+
+ROLE_PUBLISHER = "publisher"
+ROLE_CLIENT = "client"
+ALL_STATIONS = "all"
+
+# Physical limits of a single-phase PZEM-004T (100 A variant) with generous margins: a value
+# outside them is a broken frame, not a measurement.
+MAX_VOLTS = 500.0
+MAX_AMPS = 200.0
+MAX_WATTS = 50_000.0
+MAX_METER_WH = float(2**32)  # the PZEM energy register is 32 bits of Wh
+MAX_TS = 1e11  # seconds; larger means the sender is not speaking unix seconds at all
+MAX_ID = 2**53
+
+
+class ProtocolError(ValueError):
+    """An inbound frame the protocol does not allow; `code` goes into the error reply."""
+
+    def __init__(self, message: str, code: str = INVALID_MESSAGE):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# --- inbound messages ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class NfcScan:
+    nfc_uid: str  # raw; normalized by server.uids in the adapter
+
+
+@dataclass(frozen=True)
+class Metrics:
+    session_id: int
+    v: float
+    a: float
+    w: float
+    ts: float | None = None
+    wh: float | None = None
+
+
+@dataclass(frozen=True)
+class Stop:
+    session_id: int | None = None
+    wh: float | None = None
+    ts: float | None = None
+    charger_id: int | None = None  # dashboards subscribed to estacionId=all name the station
+
+
+@dataclass(frozen=True)
+class Emergency:
+    session_id: int | None = None
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    state: str  # idle | charging | fault
+    session_id: int | None = None
+    wh: float | None = None
+
+
+STATES = ("idle", "charging", "fault")
+
+
+def _number(lo: float, hi: float):
+    def check(name, value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ProtocolError(f"{name} must be a number")
+        if not math.isfinite(value) or not lo <= value <= hi:
+            raise ProtocolError(f"{name} must be a finite number between {lo:g} and {hi:g}")
+        return float(value)
+
+    return check
+
+
+def _session_id(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ID:
+        raise ProtocolError(f"{name} must be a positive integer")
+    return value
+
+
+def _text(name, value):
+    if not isinstance(value, str) or not value or len(value) > 256:
+        raise ProtocolError(f"{name} must be a non-empty string")
+    return value
+
+
+def _state(name, value):
+    if value not in STATES:
+        raise ProtocolError(f"{name} must be one of {', '.join(STATES)}")
+    return value
+
+
+_VOLTS, _AMPS, _WATTS = _number(0, MAX_VOLTS), _number(0, MAX_AMPS), _number(0, MAX_WATTS)
+_WH, _TS = _number(0, MAX_METER_WH), _number(0, MAX_TS)
+
+# type -> (dataclass, {field: (rule, required)})
+_PUBLISHER_MESSAGES = {
+    "nfc_scan": (NfcScan, {"nfc_uid": (_text, True)}),
+    "metrics": (
+        Metrics,
+        {
+            "session_id": (_session_id, True),
+            "v": (_VOLTS, True),
+            "a": (_AMPS, True),
+            "w": (_WATTS, True),
+            "ts": (_TS, False),
+            "wh": (_WH, False),
+        },
+    ),
+    "stop": (Stop, {"session_id": (_session_id, False), "wh": (_WH, False), "ts": (_TS, False)}),
+    "emergency": (Emergency, {"session_id": (_session_id, False)}),
+    "status": (
+        StatusReport,
+        {"state": (_state, True), "session_id": (_session_id, False), "wh": (_WH, False)},
+    ),
+}
+
+_CLIENT_MESSAGES = {
+    "stop": (Stop, {"session_id": (_session_id, False), "charger_id": (_session_id, False)}),
+}
+
+
+def decode_frame(frame: str | bytes) -> dict:
+    """Decode one WebSocket frame into a JSON object with a string `type`."""
+    if isinstance(frame, (bytes, bytearray, memoryview)):
+        raise ProtocolError("binary frames are not accepted; send JSON text")
+    try:
+        data = json.loads(frame)
+    except (ValueError, RecursionError):
+        raise ProtocolError("frame is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("message must be a JSON object")
+    if not isinstance(data.get("type"), str):
+        raise ProtocolError("message must have a string 'type'")
+    return data
+
+
+def _parse(frame, table, who):
+    data = frame if isinstance(frame, dict) else decode_frame(frame)
+    kind = data["type"]
+    if kind not in table:
+        raise ProtocolError(f"unknown message type {kind[:40]!r} for a {who}")
+    cls, fields = table[kind]
+    values = {}
+    for name, (rule, required) in fields.items():
+        value = data.get(name)
+        if value is None:
+            if required:
+                raise ProtocolError(f"{kind}: missing field '{name}'")
+            continue
+        values[name] = rule(f"{kind}.{name}", value)
+    if kind == "status" and values["state"] == "charging" and "session_id" not in values:
+        raise ProtocolError("status: state 'charging' needs a session_id")
+    return cls(**values)
+
+
+def parse_publisher_message(frame: str | bytes | dict):
+    """Parse a frame (or its decoded object) from a charger; raise ProtocolError if invalid."""
+    return _parse(frame, _PUBLISHER_MESSAGES, "publisher")
+
+
+def parse_client_message(frame: str | bytes | dict):
+    """Parse a frame (or its decoded object) from a dashboard; raise ProtocolError if invalid."""
+    return _parse(frame, _CLIENT_MESSAGES, "client")
+
+
+# --- outbound messages ---------------------------------------------------------------------
+def iso_z(unix_seconds: float) -> str:
+    """ISO-8601 UTC with milliseconds and `Z`, as the seed writes timestamps."""
+    moment = datetime.fromtimestamp(unix_seconds, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def error(message: str, code: str, **extra) -> dict:
+    return {"type": "error", "message": message, "code": code, **extra}
+
+
+def connected(estacion_id: str) -> dict:
+    return {"type": "connected", "role": ROLE_PUBLISHER, "estacionId": str(estacion_id)}
+
+
+def subscribed(estacion_id: str) -> dict:
+    return {"type": "subscribed", "estacionId": str(estacion_id)}
+
+
+def sync_request() -> dict:
+    return {"type": "sync_request", "from": "server"}
+
+
+def init_one(charger: dict) -> dict:
+    return {"type": "init", "charger": charger}
+
+
+def init_all(chargers: list[dict]) -> dict:
+    return {"type": "init", "chargers": chargers}
+
+
+def status(charger_id: int, status_word: str) -> dict:
+    return {"type": "status", "charger_id": charger_id, "status": status_word}
+
+
+def start(session_id: int, user_name: str) -> dict:
+    return {"type": "start", "session_id": session_id, "user_name": user_name}
+
+
+def stop(session_id: int) -> dict:
+    return {"type": "stop", "session_id": session_id}
+
+
+def metrics(session_id, charger_id, v, a, w, kwh, cost, time_s) -> dict:
+    return {
+        "type": "metrics",
+        "session_id": session_id,
+        "charger_id": charger_id,
+        "v": v,
+        "a": a,
+        "w": w,
+        "kwh": round(kwh, 3),
+        "cost": round(cost, 2),
+        "time": int(time_s),
+    }
+
+
+def session_started(session_id, charger_id, user_name, started_at) -> dict:
+    return {
+        "type": "session_started",
+        "session_id": session_id,
+        "charger_id": charger_id,
+        "user_name": user_name,
+        "timestamp": iso_z(started_at),
+    }
+
+
+def session_ended(session_id, charger_id, kwh, cost, duration_s, reason) -> dict:
+    return {
+        "type": "session_ended",
+        "session_id": session_id,
+        "charger_id": charger_id,
+        "kwh": round(kwh, 3),
+        "cost": round(cost, 2),
+        "duration": int(duration_s),
+        "reason": reason,
+    }
+
+
+def emergency(charger_id, session_id, at) -> dict:
+    return {
+        "type": "emergency",
+        "charger_id": charger_id,
+        "session_id": session_id,
+        "timestamp": iso_z(at),
+    }
+
+
+def encode(message: dict) -> str:
+    """Compact JSON text; non-ASCII kept (user names like 'Juan Pérez')."""
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":"), allow_nan=False)

@@ -1,0 +1,231 @@
+"""The WebSocket adapter: admits connections, feeds frames to the session core, runs effects.
+
+Admission (close codes in server/protocol.py): role -> token -> estacionId -> station exists.
+A charger (role=publisher) replaces any older connection of its station (4008 to the old one).
+A dashboard (role=client, or the deprecated type=dashboard) subscribes to one station or, with
+`estacionId=all`, to every station. Every inbound frame is parsed by server/protocol.py; a bad
+one gets an `error` reply and the connection stays open. The effects the core returns are
+carried out in order by `run_effects`, the only place here that writes to Storage.
+
+`is_token_valid` is the one function where a connection's token is checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from server import core as c
+from server import protocol as p
+from server.hub import send
+from server.storage.records import Reading
+from server.uids import InvalidUid, normalize_uid
+
+log = logging.getLogger(__name__)
+
+
+def is_token_valid(token: str | None, role: str, estacion_id: str | None) -> bool:
+    """The single token check. Accepts everything for now (the seed keeps JWT disabled)."""
+    return True
+
+
+def _query_value(query: dict, name: str) -> str | None:
+    values = query.get(name)
+    return values[0].strip() if values and values[0].strip() else None
+
+
+def _station_number(text: str) -> int | None:
+    return int(text) if text.isdigit() and 0 < int(text) <= p.MAX_ID else None
+
+
+class ConnectionHandler:
+    """`handler(connection)` for websockets' serve(); one instance per running server."""
+
+    def __init__(self, app):
+        self.app = app
+        self.core = app.core
+        self.hub = app.hub
+        self.storage = app.storage
+        self.clock = app.clock
+        self.background: set[asyncio.Task] = set()
+        self._effect_runners = {
+            c.ToPublisher: self._to_publisher,
+            c.ToClients: self._to_clients,
+            c.Reply: self._reply,
+            c.CreateSession: self._create_session,
+            c.QueueReading: self._queue_reading,
+            c.QueueProgress: self._queue_progress,
+            c.EndSession: self._end_session,
+            c.AddAlert: self._add_alert,
+        }
+
+    async def __call__(self, connection: ServerConnection) -> None:
+        query = parse_qs(urlsplit(connection.request.path).query)
+        role = _query_value(query, "role")
+        if role is None and _query_value(query, "type") == "dashboard":
+            role = p.ROLE_CLIENT  # deprecated alias from the seed; role wins when both given
+        estacion = _query_value(query, "estacionId")
+        if role not in (p.ROLE_PUBLISHER, p.ROLE_CLIENT):
+            return await connection.close(p.CLOSE_BAD_ROLE, "role must be publisher or client")
+        if not self.app.token_check(_query_value(query, "token"), role, estacion):
+            return await connection.close(p.CLOSE_BAD_TOKEN, "invalid token")
+        if role == p.ROLE_PUBLISHER:
+            if estacion is None:
+                return await connection.close(p.CLOSE_PUBLISHER_WITHOUT_STATION, "estacionId required")
+            station_id = await self._known_station(estacion)
+            if station_id is None:
+                return await connection.close(p.CLOSE_STATION_NOT_FOUND, "Estacion no encontrada")
+            return await self._serve_publisher(connection, station_id)
+        if estacion is None:
+            return await connection.close(p.CLOSE_CLIENT_WITHOUT_STATION, "estacionId required")
+        if estacion.lower() == p.ALL_STATIONS:
+            return await self._serve_client(connection, None)
+        station_id = await self._known_station(estacion)
+        if station_id is None:
+            return await connection.close(p.CLOSE_STATION_NOT_FOUND, "Estacion no encontrada")
+        return await self._serve_client(connection, station_id)
+
+    async def _known_station(self, estacion: str) -> int | None:
+        """The station id if it is in the database (refreshing name and tariff in the core)."""
+        station_id = _station_number(estacion)
+        if station_id is None:
+            return None
+        station = await self.storage.get_station(station_id)
+        if station is None:
+            return None
+        self.core.add_station(station.id, station.name, station.tariff)
+        return station.id
+
+    # --- charger --------------------------------------------------------------------------------
+    async def _serve_publisher(self, connection: ServerConnection, station_id: int) -> None:
+        previous = self.hub.set_publisher(station_id, connection)
+        if previous is not None:
+            self._in_background(previous.close(p.CLOSE_PUBLISHER_REPLACED, "replaced by a newer connection"))
+        try:
+            await send(connection, p.connected(str(station_id)))
+            if previous is None:
+                await self.run_effects(self.core.publisher_connected(station_id, self.clock()), connection)
+            async for frame in connection:
+                await self._guarded(self._publisher_frame, station_id, frame, connection)
+        except ConnectionClosed:
+            pass
+        finally:
+            if self.hub.remove_publisher(station_id, connection):
+                await self.run_effects(self.core.publisher_gone(station_id, self.clock()), None)
+
+    async def _publisher_frame(self, station_id: int, frame, connection) -> None:
+        message = p.parse_publisher_message(frame)
+        if isinstance(message, p.NfcScan):
+            message = await self._card_tap(station_id, message)
+        await self.run_effects(self.core.handle_publisher(station_id, message, self.clock()), connection)
+
+    async def _card_tap(self, station_id: int, scan: p.NfcScan) -> c.CardTap:
+        try:
+            uid = normalize_uid(scan.nfc_uid)
+        except InvalidUid as problem:
+            raise p.ProtocolError(f"nfc_scan.nfc_uid: {problem}") from None
+        card = await self.storage.find_card(uid)
+        station = await self.storage.get_station(station_id)
+        return c.CardTap(uid, card, station.tariff if station is not None else None)
+
+    # --- dashboard ------------------------------------------------------------------------------
+    async def _serve_client(self, connection: ServerConnection, station_id: int | None) -> None:
+        self.hub.subscribe(station_id, connection)
+        try:
+            now = self.clock()
+            if station_id is None:
+                await send(connection, p.subscribed(p.ALL_STATIONS))
+                await send(connection, p.init_all(self.core.describe_all(now)))
+            else:
+                await send(connection, p.subscribed(str(station_id)))
+                await send(connection, p.init_one(self.core.describe(station_id, now)))
+                await self.hub.send_to_publisher(station_id, p.sync_request())
+            async for frame in connection:
+                await self._guarded(self._client_frame, station_id, frame, connection)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.hub.unsubscribe(station_id, connection)
+
+    async def _client_frame(self, station_id: int | None, frame, connection) -> None:
+        data = p.decode_frame(frame)
+        extra = self.app.client_handlers.get(data["type"])
+        if extra is not None:  # messages added by other modules (e.g. dashboard administration)
+            return await extra(self.app, connection, station_id, data)
+        message = p.parse_client_message(data)
+        await self.run_effects(self.core.dashboard_stop(station_id, message, self.clock()), connection)
+
+    async def _guarded(self, handle, station_id, frame, connection) -> None:
+        """Handle one frame; a bad frame or a failure answers `error`, never ends the loop."""
+        try:
+            await handle(station_id, frame, connection)
+        except p.ProtocolError as problem:
+            self.app.note_error(problem.code)
+            await send(connection, p.error(problem.message, problem.code))
+        except ConnectionClosed:
+            raise
+        except Exception:
+            log.exception("failed to handle a frame from station %s", station_id)
+            self.app.note_error(p.SERVER_ERROR)
+            await send(connection, p.error("Error interno del servidor", p.SERVER_ERROR))
+
+    # --- effects --------------------------------------------------------------------------------
+    async def run_effects(self, effects: list, origin: ServerConnection | None) -> None:
+        for effect in effects:
+            await self._effect_runners[type(effect)](effect, origin)
+
+    async def _to_publisher(self, effect: c.ToPublisher, origin) -> None:
+        await self.hub.send_to_publisher(effect.station_id, effect.message)
+
+    async def _to_clients(self, effect: c.ToClients, origin) -> None:
+        self.hub.broadcast(effect.station_id, effect.message)
+
+    async def _reply(self, effect: c.Reply, origin) -> None:
+        if effect.message.get("type") == "error":
+            self.app.note_error(effect.message.get("code"))
+        if origin is not None:
+            await send(origin, effect.message)
+
+    async def _create_session(self, effect: c.CreateSession, origin) -> None:
+        try:
+            session_id = await self.storage.create_session(
+                effect.station_id, effect.user_id, effect.card_uid, effect.started_at,
+                effect.tariff, effect.energy_state,
+            )
+        except Exception:
+            log.exception("could not create a session on station %s", effect.station_id)
+            return await self.run_effects(self.core.session_create_failed(effect), origin)
+        await self.run_effects(self.core.session_created(effect, session_id), origin)
+
+    async def _queue_reading(self, effect: c.QueueReading, origin) -> None:
+        self.storage.queue_reading(
+            Reading(effect.session_id, effect.ts, effect.v, effect.a, effect.w, effect.wh, effect.kwh)
+        )
+        self.app.note_reading()
+
+    async def _queue_progress(self, effect: c.QueueProgress, origin) -> None:
+        self.storage.queue_progress(effect.session_id, effect.kwh, effect.cost, effect.energy_state)
+
+    async def _end_session(self, effect: c.EndSession, origin) -> None:
+        await self.storage.end_session(
+            effect.session_id, effect.ended_at, effect.kwh, effect.cost, effect.reason, effect.energy_state
+        )
+
+    async def _add_alert(self, effect: c.AddAlert, origin) -> None:
+        await self.storage.add_alert(
+            effect.station_id, effect.session_id, effect.kind, effect.created_at, effect.detail
+        )
+
+    def _in_background(self, coroutine) -> None:
+        task = asyncio.create_task(coroutine)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def wait_background(self) -> None:
+        if self.background:
+            await asyncio.gather(*self.background, return_exceptions=True)
