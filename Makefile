@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test venv clean
+.PHONY: run test venv clean bench-server
 
 venv: $(STAMP)
 
@@ -22,6 +22,11 @@ run: venv
 ## Run the whole test suite (server, simulator, firmware on MicroPython, browser).
 test: venv
 	$(PY) -m pytest
+
+## Load benchmark: the server vs a bare websockets relay, about a minute, one JSON line.
+## Parameters: make bench-server ARGS="--chargers 3000 --rate 1 --duration 30" (see --help).
+bench-server: venv
+	$(PY) -m tools.bench.server_load $(ARGS)
 
 clean:
 	rm -rf $(VENV) firmware-build test-artifacts
