@@ -1,0 +1,10 @@
+"""Benchmarks of the server under load (`make bench-server`).
+
+- `server_load`    the command: starts the target processes and the load generators, measures,
+                   prints one JSON line
+- `loadgen`        one load-generator process: many simulated chargers and dashboards
+- `baseline_relay` the bare websockets relay the server is compared with
+- `targets`        starting and stopping the server or the relay; provisioning its database
+- `procstat`       CPU time and RSS of a process, read from /proc
+- `summary`        pure arithmetic: percentiles, rates, the result line
+"""

@@ -1,0 +1,340 @@
+"""One load-generator process: many simulated chargers and dashboards on one event loop.
+
+`server_load` starts several of these so that the load generator is not the bottleneck. Each
+process owns a contiguous range of stations; charger N taps card `<prefix><N>` and, once the
+server answers `start`, sends seed-shaped `metrics` (`session_id`, v, a, w, wh, ts) at a fixed
+rate. Dashboards (`role=client`) subscribe to stations of the same process, so the time a
+reading was sent and the time its broadcast arrived are read from the same monotonic clock.
+
+Latency is matched first-in first-out per (station, dashboard): one connection delivers in
+order, and the server relays every accepted reading, so the k-th broadcast a dashboard sees
+for its station is the k-th reading that station sent. A reading whose broadcast never comes
+is counted as an error (`broadcast_missing`).
+
+The process is driven over stdin/stdout, one line each way per phase:
+
+    (start)  -> {"phase": "connected", ...}   all connections open, chargers said `status` idle
+    "quit"   -> {"phase": "result", ...}      (idle runs) close everything and report
+    "tap"    -> {"phase": "started", ...}     every charger tapped its card and got `start`
+    "go"     -> {"phase": "sent", ...}        `--duration` seconds of `metrics`, broadcasts drained
+    "stop"   -> {"phase": "result", ...}      chargers sent `stop`; sent count, latencies, errors
+
+A phase never waits forever: every wait has a timeout, and what timed out is counted in
+`errors` by kind. `errors` in each line is cumulative. stdout carries only these lines; diagnostics go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import time
+from collections import Counter, deque
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+OPEN_TIMEOUT_S = 60.0
+REPLY_TIMEOUT_S = 30.0
+DRAIN_TIMEOUT_S = 60.0
+CONNECT_CONCURRENCY = 64  # handshakes in flight per process; more only overflows the backlog
+
+VOLTS, AMPS = 230.0, 16.0
+
+
+class Tally:
+    """What one process counts: readings sent, latencies in ms, errors by kind."""
+
+    def __init__(self):
+        self.sent = 0
+        self.late_sends = 0
+        self.latencies_ms: list[float] = []
+        self.errors: Counter[str] = Counter()
+        self.outstanding = 0  # broadcasts expected by dashboards and not yet received
+        self.drained = asyncio.Event()
+        self.drained.set()
+
+    def expect(self, count: int) -> None:
+        if count:
+            self.outstanding += count
+            self.drained.clear()
+
+    def received(self) -> None:
+        self.outstanding -= 1
+        if self.outstanding <= 0:
+            self.drained.set()
+
+
+class Charger:
+    """A simulated charger: one publisher connection that taps a card and sends metrics."""
+
+    def __init__(self, url: str, station: int, card_uid: str, tally: Tally):
+        self.url = f"{url}?role=publisher&estacionId={station}"
+        self.station = station
+        self.card_uid = card_uid
+        self.tally = tally
+        self.watchers: list[deque] = []  # one send-time queue per dashboard of this station
+        self.connection = None
+        self.session_id: int | None = None
+        self.started = asyncio.Event()
+        self.wh = 1000.0 + station
+        self.closing = False
+        self._reader: asyncio.Task | None = None
+
+    async def open(self) -> None:
+        self.connection = await connect(
+            self.url, compression=None, ping_interval=None, open_timeout=OPEN_TIMEOUT_S, max_queue=None
+        )
+        greeting = json.loads(await asyncio.wait_for(self.connection.recv(), REPLY_TIMEOUT_S))
+        if greeting.get("type") != "connected":
+            raise RuntimeError(f"expected 'connected', got {greeting.get('type')!r}")
+        await self.connection.send(self._status())
+        self._reader = asyncio.create_task(self._read())
+
+    def _status(self) -> str:
+        if self.session_id is None:
+            return json.dumps({"type": "status", "state": "idle", "session_id": None, "wh": self.wh})
+        return json.dumps({"type": "status", "state": "charging", "session_id": self.session_id, "wh": self.wh})
+
+    async def _read(self) -> None:
+        try:
+            async for frame in self.connection:
+                message = json.loads(frame)
+                kind = message.get("type")
+                if kind == "start":
+                    self.session_id = message["session_id"]
+                    self.started.set()
+                elif kind == "sync_request":
+                    await self.connection.send(self._status())
+                elif kind == "error":
+                    self.tally.errors[f"charger_error:{message.get('code')}"] += 1
+                elif kind == "stop" and not self.closing:
+                    self.tally.errors["remote_stop"] += 1
+        except ConnectionClosed:
+            pass
+        if not self.closing:
+            self.tally.errors["charger_closed"] += 1
+
+    async def tap(self) -> None:
+        await self.connection.send(json.dumps({"type": "nfc_scan", "nfc_uid": self.card_uid}))
+        await asyncio.wait_for(self.started.wait(), REPLY_TIMEOUT_S)
+
+    async def send_metrics(self, go_at: float, end_at: float, period: float) -> None:
+        """Send one reading every `period` seconds from go_at (plus a random phase) to end_at."""
+        loop = asyncio.get_running_loop()
+        due = go_at + random.Random(self.station).uniform(0, period)
+        watts = 3680.0 + (self.station % 100)
+        while due < end_at:
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            elif -delay > period:
+                self.tally.late_sends += 1
+                due = loop.time()  # fell a whole period behind: carry on, do not burst
+            self.wh += watts * period / 3600.0
+            frame = json.dumps(
+                {
+                    "type": "metrics",
+                    "session_id": self.session_id,
+                    "v": VOLTS,
+                    "a": AMPS,
+                    "w": watts,
+                    "wh": round(self.wh, 3),
+                    "ts": round(time.time(), 3),
+                }
+            )
+            sent_at = time.monotonic()
+            for watcher in self.watchers:
+                watcher.append(sent_at)
+            self.tally.expect(len(self.watchers))
+            try:
+                await self.connection.send(frame)
+            except ConnectionClosed:
+                self.tally.errors["send_failed"] += 1
+                return
+            self.tally.sent += 1
+            due += period
+
+    async def stop(self) -> None:
+        self.closing = True
+        message = {"type": "stop", "session_id": self.session_id, "wh": round(self.wh, 3), "ts": round(time.time(), 3)}
+        try:
+            await self.connection.send(json.dumps(message))
+        except ConnectionClosed:
+            self.tally.errors["send_failed"] += 1
+
+    async def close(self) -> None:
+        self.closing = True
+        if self.connection is not None:
+            await self.connection.close()
+        if self._reader is not None:
+            await self._reader
+
+
+class Dashboard:
+    """A simulated backoffice dashboard subscribed to one station; measures latency."""
+
+    def __init__(self, url: str, charger: Charger, tally: Tally):
+        self.url = f"{url}?role=client&estacionId={charger.station}"
+        self.station = charger.station
+        self.tally = tally
+        self.sent_times: deque = deque()
+        charger.watchers.append(self.sent_times)
+        self.ended = asyncio.Event()
+        self.connection = None
+        self.closing = False
+        self._reader: asyncio.Task | None = None
+
+    async def open(self) -> None:
+        self.connection = await connect(self.url, compression=None, ping_interval=None, open_timeout=OPEN_TIMEOUT_S)
+        greeting = json.loads(await asyncio.wait_for(self.connection.recv(), REPLY_TIMEOUT_S))
+        if greeting.get("type") != "subscribed":
+            raise RuntimeError(f"expected 'subscribed', got {greeting.get('type')!r}")
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async for frame in self.connection:
+                message = json.loads(frame)
+                kind = message.get("type")
+                if kind == "metrics" and message.get("charger_id") == self.station:
+                    if self.sent_times:
+                        self.tally.latencies_ms.append((time.monotonic() - self.sent_times.popleft()) * 1000.0)
+                        self.tally.received()
+                    else:
+                        self.tally.errors["broadcast_unexpected"] += 1
+                elif kind == "session_ended":
+                    self.ended.set()
+                elif kind == "error":
+                    self.tally.errors[f"dashboard_error:{message.get('code')}"] += 1
+        except ConnectionClosed:
+            pass
+        if not self.closing:
+            self.tally.errors["dashboard_closed"] += 1
+
+    async def close(self) -> None:
+        self.closing = True
+        if self.connection is not None:
+            await self.connection.close()
+        if self._reader is not None:
+            await self._reader
+
+
+async def _each(peers, action, tally: Tally, error_kind: str, concurrency: int) -> list:
+    """Run `action(peer)` for every peer, `concurrency` at a time; return the peers that failed."""
+    gate = asyncio.Semaphore(concurrency)
+    failed = []
+
+    async def one(peer):
+        async with gate:
+            try:
+                await action(peer)
+            except (OSError, InvalidHandshake, ConnectionClosed, TimeoutError, RuntimeError, ValueError) as exc:
+                tally.errors[error_kind] += 1
+                failed.append(peer)
+                print(f"loadgen: {error_kind} station {peer.station}: {exc!r}", file=sys.stderr)
+
+    await asyncio.gather(*(one(peer) for peer in peers))
+    return failed
+
+
+def _emit(phase: str, **fields) -> None:
+    print(json.dumps({"phase": phase, **fields}), flush=True)
+
+
+async def _command(reader: asyncio.StreamReader, *expected: str) -> str:
+    line = (await reader.readline()).decode().strip()
+    if line not in expected:
+        raise SystemExit(f"loadgen: expected {' or '.join(expected)} on stdin, got {line!r}")
+    return line
+
+
+def plan_dashboards(chargers: list[Charger], count: int) -> list[tuple[int, Charger]]:
+    """Spread `count` dashboards evenly over the chargers (wrapping when there are more)."""
+    if not chargers:
+        return []
+    return [(index, chargers[(index * len(chargers)) // count % len(chargers)]) for index in range(count)]
+
+
+async def run(args) -> None:
+    tally = Tally()
+    chargers = [
+        Charger(args.url, station, f"{args.card_prefix}{station}", tally)
+        for station in range(args.first_station, args.first_station + args.chargers)
+    ]
+    dashboards = [Dashboard(args.url, charger, tally) for _, charger in plan_dashboards(chargers, args.dashboards)]
+    stdin = asyncio.StreamReader()
+    loop = asyncio.get_running_loop()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
+
+    failed = set(await _each(chargers, Charger.open, tally, "connect_failed", CONNECT_CONCURRENCY))
+    failed |= set(await _each(dashboards, Dashboard.open, tally, "connect_failed", CONNECT_CONCURRENCY))
+    live = [charger for charger in chargers if charger not in failed]
+    _emit("connected", connections=len(chargers) + len(dashboards) - len(failed), errors=tally.errors)
+
+    if await _command(stdin, "tap", "quit") == "quit":
+        await _finish(tally, dashboards + chargers)
+        return
+    failed = await _each(live, Charger.tap, tally, "tap_unanswered", CONNECT_CONCURRENCY)
+    live = [charger for charger in live if charger not in failed]
+    _emit("started", sessions=len(live), errors=tally.errors)
+
+    await _command(stdin, "go")
+    go_at = loop.time()
+    period = 1.0 / args.rate
+    await asyncio.gather(*(charger.send_metrics(go_at, go_at + args.duration, period) for charger in live))
+    sent_for = loop.time() - go_at
+    try:
+        await asyncio.wait_for(tally.drained.wait(), DRAIN_TIMEOUT_S)
+    except TimeoutError:
+        tally.errors["broadcast_missing"] += tally.outstanding
+    _emit("sent", sent=tally.sent, send_seconds=sent_for, errors=tally.errors)
+
+    await _command(stdin, "stop")
+    await asyncio.gather(*(charger.stop() for charger in live))
+    watched = [dashboard for dashboard in dashboards if dashboard.station in {c.station for c in live}]
+    try:
+        await asyncio.wait_for(asyncio.gather(*(dashboard.ended.wait() for dashboard in watched)), REPLY_TIMEOUT_S)
+    except TimeoutError:
+        tally.errors["session_ended_missing"] += sum(not dashboard.ended.is_set() for dashboard in watched)
+    await _finish(tally, dashboards + chargers)
+
+
+async def _finish(tally: Tally, peers: list) -> None:
+    """Close every connection, then print the result line."""
+    await asyncio.gather(*(peer.close() for peer in peers), return_exceptions=True)
+    _emit(
+        "result",
+        sent=tally.sent,
+        late_sends=tally.late_sends,
+        latencies_ms=[round(value, 3) for value in tally.latencies_ms],
+        errors=tally.errors,
+    )
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m tools.bench.loadgen", description=__doc__.split("\n")[0])
+    parser.add_argument("--url", required=True, help="ws://127.0.0.1:PORT/ws")
+    parser.add_argument("--first-station", type=int, required=True)
+    parser.add_argument("--chargers", type=int, required=True)
+    parser.add_argument("--dashboards", type=int, default=0)
+    parser.add_argument("--rate", type=float, required=True, help="readings per second per charger")
+    parser.add_argument("--duration", type=float, required=True, help="seconds of metrics")
+    parser.add_argument("--card-prefix", default="BENCH-")
+    args = parser.parse_args(argv)
+    if args.first_station < 1 or args.chargers < 0 or args.dashboards < 0:
+        parser.error("--first-station must be >= 1; --chargers and --dashboards must be >= 0")
+    if not args.rate > 0 or not args.duration > 0:
+        parser.error("--rate and --duration must be > 0")
+    return args
+
+
+def main(argv=None) -> int:
+    asyncio.run(run(parse_args(sys.argv[1:] if argv is None else argv)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
