@@ -111,7 +111,7 @@ async def serve_until_signalled(host: str, port: int) -> None:
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(signum, stop.set)
-    async with serve(relay.handle, host, port, process_request=relay.stats, compression=None, backlog=1024) as server:
+    async with serve(relay.handle, host, port, process_request=relay.stats, compression=None) as server:
         bound = server.sockets[0].getsockname()[1]
         print(json.dumps({"port": bound}), flush=True)
         await stop.wait()

@@ -39,7 +39,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 OPEN_TIMEOUT_S = 60.0
 REPLY_TIMEOUT_S = 30.0
 DRAIN_TIMEOUT_S = 60.0
-CONNECT_CONCURRENCY = 64  # handshakes in flight per process; more only overflows the backlog
+CONNECT_CONCURRENCY = 32  # handshakes in flight per process; more only overflows the listen backlog
 
 VOLTS, AMPS = 230.0, 16.0
 

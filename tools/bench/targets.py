@@ -126,7 +126,7 @@ class ServerTarget(_Process):
         env = {"LOG_LEVEL": "WARNING"}  # one log line per connection would be part of the load
         await self._spawn(
             "-m", "server", "--host", "127.0.0.1", "--port", "0", "--db", str(self.db_path),
-            env=env, stdout=asyncio.subprocess.STDOUT, stderr=asyncio.subprocess.PIPE,
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )
         port = asyncio.get_running_loop().create_future()
         self._log_task = asyncio.create_task(self._copy_log(port))
@@ -138,7 +138,7 @@ class ServerTarget(_Process):
 
     async def _copy_log(self, port: asyncio.Future) -> None:
         with open(self.log_path, "wb") as log:
-            while line := await self.process.stderr.readline():
+            while line := await self.process.stdout.readline():
                 log.write(line)
                 log.flush()
                 found = _LISTENING.search(line.decode(errors="replace"))
