@@ -1,5 +1,6 @@
 """Sessions as CSV text, for `python -m server.admin sessions export` and the dashboard's
-`/api/sessions.csv`. Pure: records in, text out (the csv module does the quoting).
+`/api/sessions.csv`. `sessions_to_csv` is pure (records in, text out; the csv module does the
+quoting); `export_sessions` pages through Storage.list_sessions to feed it.
 
 Times are ISO-8601 UTC with `Z`; an open session has empty ended_at, duration_s and
 end_reason. A user name that a spreadsheet would run as a formula (starts with = + - @) is
@@ -12,6 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 
 from .records import SessionRecord
+from .store import MAX_PAGE, Storage
 
 HEADER = ("session_id", "station_id", "user", "card_uid", "started_at", "ended_at",
           "duration_s", "kwh", "cost", "tariff", "end_reason")
@@ -42,3 +44,15 @@ def sessions_to_csv(sessions: Iterable[SessionRecord]) -> str:
     writer.writerow(HEADER)
     writer.writerows(session_row(s) for s in sessions)
     return out.getvalue()
+
+
+async def export_sessions(storage: Storage, station_id: int | None = None,
+                          since: float | None = None, until: float | None = None) -> tuple[str, int]:
+    """Every matching session, newest first, as CSV text; also returns how many."""
+    sessions: list[SessionRecord] = []
+    while True:
+        page, total = await storage.list_sessions(station_id=station_id, since=since, until=until,
+                                                  limit=MAX_PAGE, offset=len(sessions))
+        sessions.extend(page)
+        if not page or len(sessions) >= total:
+            return sessions_to_csv(sessions), len(sessions)

@@ -32,7 +32,7 @@ import aiosqlite
 
 from server.uids import normalize_uid
 
-from .errors import Duplicate, NotFound
+from .errors import Duplicate, NotFound, StorageError
 from .migrations import load_migrations, migrate
 from .pending import Batch, PendingWrites
 from .records import Alert, Card, Reading, SessionRecord, Station, User
@@ -486,17 +486,21 @@ class Storage:
         copy is written next to it and renamed, so `out` is never half-written."""
         out = Path(out)
         if out.exists() and out.resolve() == self.path.resolve():
-            raise ValueError("the backup file must not be the database itself")
+            raise StorageError("the backup file must not be the database itself")
         await self.flush()
         partial = out.with_name(out.name + ".partial")
         partial.unlink(missing_ok=True)
-        target = sqlite3.connect(partial, check_same_thread=False)  # used in aiosqlite's thread
         try:
-            async with self._lock:
-                await self._db.backup(target)
-        finally:
-            target.close()
-        partial.replace(out)
+            target = sqlite3.connect(partial, check_same_thread=False)  # used in aiosqlite's thread
+            try:
+                async with self._lock:
+                    await self._db.backup(target)
+            finally:
+                target.close()
+            partial.replace(out)
+        except (sqlite3.Error, OSError) as exc:
+            partial.unlink(missing_ok=True)
+            raise StorageError(f"cannot write the backup {out}: {exc}") from exc
         return out
 
     def _check_open(self) -> None:

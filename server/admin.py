@@ -1,0 +1,242 @@
+"""`python -m server.admin`: command-line administration of stations, users, cards, sessions
+and backups, through the same Storage class the server uses (safe while the server runs).
+
+The database path comes from the server's own configuration (`--db`, else DB_PATH from the
+environment or `.env`, else data/evse.sqlite3). Every mistake (unknown id, duplicate card,
+malformed number) ends with ONE line on stderr and exit status 1 (2 for bad usage), never a
+traceback.
+"""
+
+import argparse
+import asyncio
+import math
+import sqlite3
+import sys
+from pathlib import Path
+
+from server.config import ConfigError, load_config
+from server.storage import Storage, StorageError
+from server.storage.export import export_sessions, iso_utc
+from server.uids import normalize_uid
+
+
+class UsageError(Exception):
+    """Bad command-line usage; the message is one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line instead of usage + message
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def _positive_int(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return int(text)
+
+
+def _tariff(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a price per kWh, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"a tariff must be a finite number >= 0, got {text!r}")
+    return value
+
+
+def _uid(text: str) -> str:
+    try:
+        return normalize_uid(text)
+    except ValueError as problem:
+        raise argparse.ArgumentTypeError(f"{problem}, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m server.admin",
+                     description="Administer the EV charger database.")
+    parser.add_argument("--db", help="SQLite file (default: DB_PATH from the environment or "
+                                     ".env, else data/evse.sqlite3)")
+    groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
+
+    stations = groups.add_parser("stations", help="list, add stations, set tariffs")
+    actions = stations.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", help="list the stations")
+    add = actions.add_parser("add", help="add a station")
+    add.add_argument("name")
+    add.add_argument("--tariff", type=_tariff, help="price per kWh (default: DEFAULT_TARIFF)")
+    add.add_argument("--id", type=_positive_int, dest="station_id",
+                     help="station id (the charger's estacionId); default: the next free one")
+    tariff = actions.add_parser("set-tariff", help="change a station's price per kWh")
+    tariff.add_argument("station_id", type=_positive_int, metavar="ID")
+    tariff.add_argument("tariff", type=_tariff, metavar="TARIFF")
+
+    users = groups.add_parser("users", help="list, add users")
+    actions = users.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", help="list the users")
+    actions.add_parser("add", help="add a user").add_argument("name")
+
+    cards = groups.add_parser("cards", help="list, add, enable, disable NFC cards")
+    actions = cards.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", help="list the cards")
+    add = actions.add_parser("add", help="give a user a card")
+    add.add_argument("uid", type=_uid, metavar="UID")
+    add.add_argument("--user", type=_positive_int, required=True, dest="user_id",
+                     metavar="USER_ID")
+    for action in ("enable", "disable"):
+        actions.add_parser(action, help=f"{action} a card").add_argument(
+            "uid", type=_uid, metavar="UID")
+
+    sessions = groups.add_parser("sessions", help="list or export charging sessions")
+    actions = sessions.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="the latest sessions, newest first")
+    listing.add_argument("--station", type=_positive_int, dest="station_id")
+    listing.add_argument("--limit", type=_positive_int, default=20)
+    export = actions.add_parser("export", help="every session as CSV")
+    export.add_argument("--station", type=_positive_int, dest="station_id")
+    export.add_argument("--out", type=Path, help="file to write (default: standard output)")
+
+    backup = groups.add_parser("backup", help="copy the database, safe while the server runs")
+    backup.add_argument("out", type=Path, metavar="OUT")
+    return parser
+
+
+def table(headers: tuple, rows: list[tuple]) -> str:
+    cells = [tuple(str(c) for c in headers)] + [tuple(str(c) for c in row) for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
+                     for row in cells)
+
+
+def money(value: float) -> str:
+    return f"{value:.2f}" if round(value, 2) == value else f"{value:g}"
+
+
+async def run(args, config, out) -> None:
+    """Carry out one command; raises StorageError/ValueError/OSError for the caller to report."""
+    storage = await Storage.open(config.db_path)
+    try:
+        await COMMANDS[(args.group, getattr(args, "action", None))](storage, args, config, out)
+    finally:
+        await storage.close()
+
+
+async def stations_list(storage, args, config, out):
+    stations = await storage.list_stations()
+    if not stations:
+        print("no stations yet (add one with: stations add NAME)", file=out)
+        return
+    print(table(("ID", "NAME", "TARIFF/kWh"),
+                [(s.id, s.name, money(s.tariff)) for s in stations]), file=out)
+
+
+async def stations_add(storage, args, config, out):
+    tariff = config.default_tariff if args.tariff is None else args.tariff
+    station = await storage.add_station(args.name, tariff, station_id=args.station_id)
+    print(f'added station {station.id} "{station.name}" (tariff {money(station.tariff)} per kWh)',
+          file=out)
+
+
+async def stations_set_tariff(storage, args, config, out):
+    await storage.set_tariff(args.station_id, args.tariff)
+    print(f"station {args.station_id} tariff is now {money(args.tariff)} per kWh "
+          "(open sessions keep the tariff they started with)", file=out)
+
+
+async def users_list(storage, args, config, out):
+    users = await storage.list_users()
+    if not users:
+        print("no users yet (add one with: users add NAME)", file=out)
+        return
+    print(table(("ID", "NAME"), [(u.id, u.name) for u in users]), file=out)
+
+
+async def users_add(storage, args, config, out):
+    user = await storage.add_user(args.name)
+    print(f'added user {user.id} "{user.name}"', file=out)
+
+
+async def cards_list(storage, args, config, out):
+    cards = await storage.list_cards()
+    if not cards:
+        print("no cards yet (add one with: cards add UID --user USER_ID)", file=out)
+        return
+    print(table(("UID", "USER_ID", "USER", "ENABLED"),
+                [(c.uid, c.user_id, c.user_name, "yes" if c.enabled else "no") for c in cards]),
+          file=out)
+
+
+async def cards_add(storage, args, config, out):
+    card = await storage.add_card(args.uid, args.user_id)
+    print(f'added card {card.uid} for user {card.user_id} "{card.user_name}"', file=out)
+
+
+async def cards_enable(storage, args, config, out):
+    await storage.set_card_enabled(args.uid, args.action == "enable")
+    print(f"card {args.uid} {args.action}d", file=out)
+
+
+async def sessions_list(storage, args, config, out):
+    sessions, total = await storage.list_sessions(station_id=args.station_id, limit=args.limit)
+    if not sessions:
+        print("no sessions", file=out)
+        return
+    rows = [(s.id, s.station_id, s.user_name, s.card_uid, iso_utc(s.started_at),
+             iso_utc(s.ended_at) or "open", f"{s.kwh:.3f}", f"{s.cost:.2f}", s.end_reason or "")
+            for s in sessions]
+    print(table(("ID", "STATION", "USER", "CARD", "STARTED", "ENDED", "KWH", "COST", "REASON"),
+                rows), file=out)
+    print(f"{len(sessions)} of {total} sessions", file=out)
+
+
+async def sessions_export(storage, args, config, out):
+    text, count = await export_sessions(storage, station_id=args.station_id)
+    if args.out is None:
+        out.write(text)
+        return
+    args.out.write_text(text, encoding="utf-8", newline="")
+    print(f"wrote {count} sessions to {args.out}", file=out)
+
+
+async def backup(storage, args, config, out):
+    await storage.backup(args.out)
+    _, total = await storage.list_sessions(limit=0)
+    print(f"backed up {config.db_path} to {args.out} ({total} sessions)", file=out)
+
+
+COMMANDS = {
+    ("stations", "list"): stations_list,
+    ("stations", "add"): stations_add,
+    ("stations", "set-tariff"): stations_set_tariff,
+    ("users", "list"): users_list,
+    ("users", "add"): users_add,
+    ("cards", "list"): cards_list,
+    ("cards", "add"): cards_add,
+    ("cards", "enable"): cards_enable,
+    ("cards", "disable"): cards_enable,
+    ("sessions", "list"): sessions_list,
+    ("sessions", "export"): sessions_export,
+    ("backup", None): backup,
+}
+
+
+def main(argv=None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        config = load_config(["--db", args.db] if args.db else [])
+    except UsageError as problem:
+        print(problem, file=sys.stderr)
+        return 2
+    except ConfigError as problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(run(args, config, sys.stdout))
+    except (StorageError, ValueError, OSError, sqlite3.Error) as problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

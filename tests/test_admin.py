@@ -1,0 +1,197 @@
+"""`python -m server.admin`, run as a person would: a real subprocess on a real SQLite file."""
+
+import csv
+import io
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from server.storage import Storage
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def db(tmp_path):
+    return tmp_path / "evse.sqlite3"
+
+
+@pytest.fixture
+def admin(tmp_path, db):
+    """Run the CLI from an empty directory (no .env) against `db`; return the finished process."""
+    def run(*args, use_db=True, env=None):
+        environ = {k: v for k, v in os.environ.items() if k not in ("DB_PATH", "DEFAULT_TARIFF")}
+        environ.update(PYTHONPATH=str(ROOT), **(env or {}))
+        command = [sys.executable, "-m", "server.admin"] + (["--db", str(db)] if use_db else [])
+        return subprocess.run(command + [str(a) for a in args], cwd=tmp_path, env=environ,
+                              capture_output=True, text=True, timeout=60)
+    return run
+
+
+def ok(process) -> str:
+    assert process.returncode == 0, process.stderr
+    assert process.stderr == ""
+    return process.stdout
+
+
+async def seeded_sessions(db):
+    """Two stations, one user, one ended and one open session (written as the server would)."""
+    storage = await Storage.open(db)
+    try:
+        await storage.add_station("Estación 1", 7.0, station_id=1)
+        await storage.add_station("Estación 2", 7.0, station_id=2)
+        user = await storage.add_user("Juan Pérez")
+        await storage.add_card("VIRTUAL-1-A4F2E8", user.id)
+        first = await storage.create_session(1, user.id, "VIRTUAL-1-A4F2E8",
+                                             1_767_225_600.0, 7.0, {})
+        await storage.end_session(first, 1_767_225_600.0 + 1800, 3.12, 21.84, "local_stop", {})
+        second = await storage.create_session(2, user.id, "VIRTUAL-1-A4F2E8",
+                                              1_767_229_200.0, 7.0, {})
+        storage.queue_progress(second, 2.45, 17.15, {})
+    finally:
+        await storage.close()
+    return first, second
+
+
+def test_stations_are_added_listed_and_repriced(admin):
+    assert "no stations yet" in ok(admin("stations", "list"))
+    assert ok(admin("stations", "add", "Estación 1")) == (
+        'added station 1 "Estación 1" (tariff 7.00 per kWh)\n')
+    assert ok(admin("stations", "add", "Garage", "--tariff", "6.5", "--id", "7")) == (
+        'added station 7 "Garage" (tariff 6.50 per kWh)\n')
+    assert "station 7 tariff is now 8.25 per kWh" in ok(admin("stations", "set-tariff", 7, 8.25))
+    assert ok(admin("stations", "list")).splitlines() == [
+        "ID  NAME        TARIFF/kWh",
+        "1   Estación 1  7.00",
+        "7   Garage      8.25",
+    ]
+
+
+def test_the_default_tariff_comes_from_the_server_configuration(admin):
+    assert "tariff 5.50 per kWh" in ok(admin("stations", "add", "S", env={"DEFAULT_TARIFF": "5.5"}))
+
+
+def test_users_and_cards_are_managed_and_uids_normalized_like_the_server_does(admin, db):
+    assert ok(admin("users", "add", "Juan Pérez")) == 'added user 1 "Juan Pérez"\n'
+    assert ok(admin("users", "list")).splitlines() == ["ID  NAME", "1   Juan Pérez"]
+    assert ok(admin("cards", "add", "04:a3:2b:1c", "--user", 1)) == (
+        'added card 04A32B1C for user 1 "Juan Pérez"\n')
+    assert ok(admin("cards", "disable", "04 A3 2B 1C")) == "card 04A32B1C disabled\n"
+    assert ok(admin("cards", "list")).splitlines() == [
+        "UID       USER_ID  USER        ENABLED",
+        "04A32B1C  1        Juan Pérez  no",
+    ]
+    assert ok(admin("cards", "enable", "04a32b1c")) == "card 04A32B1C enabled\n"
+    assert ok(admin("cards", "list")).splitlines()[1].endswith("yes")
+
+
+async def test_sessions_are_listed_newest_first_with_open_ones_marked(admin, db):
+    first, second = await seeded_sessions(db)
+    lines = ok(admin("sessions", "list")).splitlines()
+    assert lines[0].split() == ["ID", "STATION", "USER", "CARD", "STARTED", "ENDED", "KWH",
+                                "COST", "REASON"]
+    assert lines[1].split() == [str(second), "2", "Juan", "Pérez", "VIRTUAL-1-A4F2E8",
+                                "2026-01-01T01:00:00Z", "open", "2.450", "17.15"]
+    assert lines[2].split() == [str(first), "1", "Juan", "Pérez", "VIRTUAL-1-A4F2E8",
+                                "2026-01-01T00:00:00Z", "2026-01-01T00:30:00Z", "3.120", "21.84",
+                                "local_stop"]
+    assert lines[3] == "2 of 2 sessions"
+    station_1 = ok(admin("sessions", "list", "--station", 1, "--limit", 5)).splitlines()
+    assert [line.split()[0] for line in station_1[1:-1]] == [str(first)]
+    assert station_1[-1] == "1 of 1 sessions"
+
+
+async def test_sessions_export_as_csv_to_stdout_or_a_file(admin, db, tmp_path):
+    first, second = await seeded_sessions(db)
+    rows = list(csv.DictReader(io.StringIO(ok(admin("sessions", "export")))))
+    assert [int(r["session_id"]) for r in rows] == [second, first]
+    assert rows[1] == {
+        "session_id": str(first), "station_id": "1", "user": "Juan Pérez",
+        "card_uid": "VIRTUAL-1-A4F2E8", "started_at": "2026-01-01T00:00:00Z",
+        "ended_at": "2026-01-01T00:30:00Z", "duration_s": "1800", "kwh": "3.120",
+        "cost": "21.84", "tariff": "7.0", "end_reason": "local_stop"}
+    assert (rows[0]["ended_at"], rows[0]["duration_s"], rows[0]["end_reason"]) == ("", "", "")
+    out = tmp_path / "sessions.csv"
+    assert ok(admin("sessions", "export", "--out", out)) == f"wrote 2 sessions to {out}\n"
+    assert out.read_text(encoding="utf-8").startswith("session_id,station_id,user,card_uid,")
+
+
+async def test_backup_while_the_database_is_in_use_opens_and_has_the_sessions(admin, db,
+                                                                            tmp_path):
+    first, second = await seeded_sessions(db)
+    running = await Storage.open(db)  # the server holds the database open meanwhile
+    try:
+        out = tmp_path / "backups" / "evse-backup.sqlite3"
+        out.parent.mkdir()
+        assert ok(admin("backup", out)) == f"backed up {db} to {out} (2 sessions)\n"
+    finally:
+        await running.close()
+    with sqlite3.connect(out) as copy:
+        assert copy.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    restored = await Storage.open(out)
+    try:
+        sessions, total = await restored.list_sessions()
+        assert total == 2
+        assert {s.id: s.kwh for s in sessions} == {first: 3.12, second: 2.45}
+    finally:
+        await restored.close()
+    assert not list(out.parent.glob("*.partial"))
+
+
+def test_without_db_the_path_comes_from_db_path(admin, tmp_path):
+    target = tmp_path / "elsewhere" / "x.sqlite3"
+    ok(admin("users", "add", "Ana", use_db=False, env={"DB_PATH": str(target)}))
+    with sqlite3.connect(target) as conn:
+        assert conn.execute("SELECT name FROM users").fetchall() == [("Ana",)]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["stations", "add", "Dup", "--id", "1"], "station 1 already exists"),
+    (["stations", "set-tariff", "9", "1"], "station 9 does not exist"),
+    (["stations", "set-tariff", "1", "-1"], "tariff must be a finite number >= 0"),
+    (["stations", "set-tariff", "1", "nan"], "tariff must be a finite number >= 0"),
+    (["stations", "set-tariff", "1", "cheap"], "expected a price per kWh"),
+    (["stations", "set-tariff", "one", "1"], "expected a positive whole number"),
+    (["stations", "add", "S", "--tariff", "inf"], "tariff must be a finite number >= 0"),
+    (["stations", "add", "S", "--id", "0"], "expected a positive whole number"),
+    (["stations", "add", "   "], "station name must not be empty"),
+    (["users", "add", ""], "user name must not be empty"),
+    (["cards", "add", "VIRTUAL-1-A4F2E8", "--user", "1"], "card VIRTUAL-1-A4F2E8 already exists"),
+    (["cards", "add", "04A32B1C", "--user", "99"], "user 99 does not exist"),
+    (["cards", "add", "04A32B1C"], "--user"),
+    (["cards", "add", "not a uid!", "--user", "1"], "nfc_uid must be 1-64 characters"),
+    (["cards", "disable", "DEADBEEF"], "card DEADBEEF does not exist"),
+    (["sessions", "list", "--limit", "-3"], "expected a positive whole number"),
+    (["backup", "/nonexistent/dir/copy.sqlite3"], "cannot write the backup"),
+    (["stations"], "required"),
+    (["fly"], "invalid choice"),
+    ([], "required"),
+])
+async def test_mistakes_give_one_clear_line_and_a_failure_status(admin, db, args, message):
+    await seeded_sessions(db)
+    process = admin(*args)
+    assert process.returncode != 0
+    assert process.stdout == ""
+    assert len(process.stderr.splitlines()) == 1, process.stderr
+    assert message in process.stderr
+    assert "Traceback" not in process.stderr
+
+
+async def test_a_backup_onto_the_database_itself_is_refused(admin, db):
+    await seeded_sessions(db)
+    process = admin("backup", db)
+    assert process.returncode == 1
+    assert process.stderr == "error: the backup file must not be the database itself\n"
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM sessions").fetchall() == [(2,)]
+
+
+def test_an_unusable_database_path_gives_one_clear_line(admin, tmp_path):
+    process = admin("stations", "list", use_db=False, env={"DB_PATH": str(tmp_path)})
+    assert process.returncode != 0
+    assert process.stderr.splitlines() == [
+        f"error: invalid DB_PATH={str(tmp_path)!r}: is a directory, expected a file"]
