@@ -75,3 +75,9 @@ async def publisher(url: str, station_id=1):
     websocket = await connect(url, "publisher", station_id)
     assert (await receive_json(websocket))["type"] == "connected"
     return websocket
+
+
+async def close_code(websocket, timeout: float = RECEIVE_TIMEOUT) -> int | None:
+    """Wait until the server closes `websocket`; return the close code it sent."""
+    await asyncio.wait_for(websocket.wait_closed(), timeout)
+    return websocket.close_code

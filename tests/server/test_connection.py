@@ -1,0 +1,94 @@
+"""Connecting: the seed's URLs, handshake messages and close codes, against a real server."""
+
+import pytest
+
+from tests.live_server import (
+    base_url, close_code, connect, publisher, receive_json, receive_type, running_server,
+)
+
+
+@pytest.mark.parametrize(
+    "query, code",
+    [
+        ("estacionId=1", 4001),  # no role
+        ("role=admin&estacionId=1", 4001),
+        ("role=publisher", 4004),
+        ("role=publisher&estacionId=", 4004),
+        ("role=client", 4006),
+        ("role=publisher&estacionId=42", 4005),
+        ("role=client&estacionId=42", 4005),
+        ("role=publisher&estacionId=abc", 4005),
+        ("role=publisher&estacionId=all", 4005),
+    ],
+)
+async def test_bad_connection_parameters_close_with_the_documented_code(server_url, query, code):
+    from websockets.asyncio.client import connect as raw_connect
+
+    async with raw_connect(f"{server_url}/ws?{query}") as websocket:
+        assert await close_code(websocket) == code
+
+
+async def test_bad_token_closes_with_4003(tmp_path):
+    def only_good(token, role, estacion):
+        return token == "good"
+
+    async with running_server(tmp_path / "db.sqlite3", token_check=only_good) as app:
+        async with connect(base_url(app), "client", 1, token="bad") as websocket:
+            assert await close_code(websocket) == 4003
+        async with connect(base_url(app), "client", 1, token="good") as websocket:
+            assert (await receive_json(websocket))["type"] == "subscribed"
+
+
+async def test_publisher_gets_connected_with_estacion_id_as_string(server_url):
+    async with connect(server_url, "publisher", 1) as charger:
+        assert await receive_json(charger) == {"type": "connected", "role": "publisher", "estacionId": "1"}
+
+
+async def test_client_gets_subscribed_and_the_seed_init(server_url):
+    async with connect(server_url, "client", 1) as dashboard:
+        assert await receive_json(dashboard) == {"type": "subscribed", "estacionId": "1"}
+        assert await receive_json(dashboard) == {
+            "type": "init",
+            "charger": {"id": 1, "status": "desconectado", "session": None},
+        }
+
+
+async def test_deprecated_type_dashboard_is_a_client_and_role_wins(server_url):
+    from websockets.asyncio.client import connect as raw_connect
+
+    async with raw_connect(f"{server_url}/ws?type=dashboard&estacionId=1") as dashboard:
+        assert await receive_json(dashboard) == {"type": "subscribed", "estacionId": "1"}
+    async with raw_connect(f"{server_url}/ws?role=publisher&type=dashboard&estacionId=1") as charger:
+        assert (await receive_json(charger))["type"] == "connected"
+
+
+async def test_new_subscriber_triggers_sync_request_to_the_connected_charger(server_url):
+    charger = await publisher(server_url)
+    async with charger, connect(server_url, "client", 1) as dashboard:
+        init = await receive_type(dashboard, "init")
+        assert init["charger"]["status"] == "disponible"
+        assert await receive_json(charger) == {"type": "sync_request", "from": "server"}
+
+
+async def test_newer_publisher_replaces_the_old_one_with_4008(server_url):
+    async with connect(server_url, "client", 1) as dashboard:
+        await receive_type(dashboard, "init")
+        old = await publisher(server_url)
+        assert (await receive_type(dashboard, "status"))["status"] == "disponible"
+        new = await publisher(server_url)
+        async with old, new:
+            assert await close_code(old) == 4008
+            await new.send('{"type":"nfc_scan","nfc_uid":"VIRTUAL-1-A4F2E8"}')
+            assert (await receive_json(new))["type"] == "start"  # the new one is the charger
+            assert (await receive_type(dashboard, "status"))["status"] == "cargando"  # never desconectado
+
+
+async def test_all_subscription_sees_every_station_and_its_pushes(live_app, server_url):
+    await live_app.storage.add_station("Estación 2", 5.0, station_id=2)
+    async with connect(server_url, "client", "all") as overview:
+        assert await receive_json(overview) == {"type": "subscribed", "estacionId": "all"}
+        init = await receive_json(overview)
+        assert [(c["id"], c["status"]) for c in init["chargers"]] == [(1, "desconectado")]
+        async with connect(server_url, "publisher", 2) as charger:  # station added while running
+            await receive_json(charger)
+            assert await receive_json(overview) == {"type": "status", "charger_id": 2, "status": "disponible"}

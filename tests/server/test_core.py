@@ -1,0 +1,185 @@
+"""Session rules without sockets or SQL: events in, effects out."""
+
+from dataclasses import dataclass
+
+import pytest
+
+from server import core as c
+from server import protocol as p
+from server.protocol import Emergency, Metrics, StatusReport, Stop
+
+NOW = 1_800_000_000.0
+UID = "VIRTUAL-1-A4F2E8"
+
+
+@dataclass(frozen=True)
+class Card:
+    uid: str
+    user_id: int
+    user_name: str
+    enabled: bool = True
+
+
+JUAN = Card(UID, 1, "Juan Pérez")
+
+
+def kinds(effects, effect_type):
+    return [e for e in effects if isinstance(e, effect_type)]
+
+
+def messages(effects, effect_type=c.ToClients):
+    return [e.message for e in kinds(effects, effect_type)]
+
+
+@pytest.fixture
+def core():
+    session_core = c.SessionCore()
+    session_core.add_station(1, "Estación 1", 7.0)
+    session_core.add_station(2, "Estación 2", 7.0)
+    session_core.publisher_connected(1, NOW)
+    return session_core
+
+
+def start_session(core, session_id=123, station_id=1, card=JUAN, now=NOW):
+    [create] = core.handle_publisher(station_id, c.CardTap(card.uid, card, 7.0), now)
+    assert isinstance(create, c.CreateSession)
+    return core.session_created(create, session_id)
+
+
+def test_known_card_starts_a_session_on_the_charger_and_tells_dashboards(core):
+    effects = start_session(core)
+    assert messages(effects, c.ToPublisher) == [p.start(123, "Juan Pérez")]
+    started, status = messages(effects)
+    assert started["type"] == "session_started" and started["timestamp"].endswith("Z")
+    assert status == {"type": "status", "charger_id": 1, "status": "cargando"}
+
+
+@pytest.mark.parametrize(
+    "card, code",
+    [(None, p.CARD_UNKNOWN), (Card(UID, 1, "Juan Pérez", enabled=False), p.CARD_DISABLED)],
+)
+def test_rejected_cards_answer_the_charger_and_show_on_dashboards(core, card, code):
+    effects = core.handle_publisher(1, c.CardTap(UID, card, 7.0), NOW)
+    assert [m["code"] for m in messages(effects, c.Reply)] == [code]
+    assert messages(effects)[0]["code"] == code and messages(effects)[0]["charger_id"] == 1
+    assert not kinds(effects, c.CreateSession)
+
+
+def test_other_card_on_a_charging_station_is_busy(core):
+    start_session(core)
+    other = Card("04A32B1C", 2, "Ana")
+    effects = core.handle_publisher(1, c.CardTap(other.uid, other, 7.0), NOW)
+    assert messages(effects, c.Reply)[0]["code"] == p.STATION_BUSY
+
+
+def test_second_tap_while_the_session_is_being_created_is_busy(core):
+    core.handle_publisher(1, c.CardTap(UID, JUAN, 7.0), NOW)
+    effects = core.handle_publisher(1, c.CardTap(UID, JUAN, 7.0), NOW)
+    assert messages(effects, c.Reply)[0]["code"] == p.STATION_BUSY
+
+
+def test_same_card_tapped_again_stops_its_session(core):
+    start_session(core)
+    effects = core.handle_publisher(1, c.CardTap(UID, JUAN, 7.0), NOW + 60)
+    assert messages(effects, c.ToPublisher) == [p.stop(123)]
+    [end] = kinds(effects, c.EndSession)
+    assert end.session_id == 123 and end.reason == c.CARD_STOP
+
+
+def test_metrics_accumulate_energy_and_bill_the_frozen_tariff(core):
+    start_session(core)
+    core.add_station(1, "Estación 1", 99.0)  # tariff changed mid-session: not applied
+    for k, wh in enumerate([1000.0, 3450.0]):  # 2450 Wh in ~41 min
+        effects = core.handle_publisher(1, Metrics(123, 220.5, 16.2, 3572.1, NOW + k * 2500, wh), NOW + k * 2500)
+    [pushed] = messages(effects)
+    assert pushed["kwh"] == 2.45 and pushed["cost"] == 17.15
+    [reading] = kinds(effects, c.QueueReading)
+    assert reading.session_id == 123 and reading.kwh == pytest.approx(2.45)
+
+
+def test_unsynced_charger_clock_is_replaced_by_server_time(core):
+    start_session(core)
+    effects = core.handle_publisher(1, Metrics(123, 230, 10, 2300, 0.0), NOW + 5)
+    assert kinds(effects, c.QueueReading)[0].ts == NOW + 5
+    effects = core.handle_publisher(1, Metrics(123, 230, 10, 2300, NOW + 10 * 86400), NOW + 8)
+    assert kinds(effects, c.QueueReading)[0].ts == NOW + 8
+
+
+def test_replayed_metrics_are_ignored(core):
+    start_session(core)
+    core.handle_publisher(1, Metrics(123, 230, 10, 2300, NOW + 3), NOW + 3)
+    assert core.handle_publisher(1, Metrics(123, 230, 10, 2300, NOW + 3), NOW + 4) == []
+
+
+def test_metrics_for_another_session_are_rejected_and_not_stored(core):
+    start_session(core)
+    effects = core.handle_publisher(1, Metrics(999, 230, 10, 2300, NOW), NOW)
+    assert [m["code"] for m in messages(effects, c.Reply)] == [p.SESSION_MISMATCH]
+    assert not kinds(effects, c.QueueReading)
+
+
+def test_charger_stop_ends_the_session_and_a_repeat_is_harmless(core):
+    start_session(core)
+    effects = core.handle_publisher(1, Stop(123), NOW + 120)
+    ended = messages(effects)[0]
+    assert ended["type"] == "session_ended" and ended["duration"] == 120
+    assert kinds(effects, c.EndSession)[0].reason == c.LOCAL_STOP
+    assert core.handle_publisher(1, Stop(123), NOW + 121) == []
+
+
+def test_dashboard_stop_with_charger_offline_changes_nothing(core):
+    start_session(core)
+    core.publisher_gone(1, NOW)
+    effects = core.dashboard_stop(1, Stop(123), NOW)
+    assert messages(effects, c.Reply) == [p.error("ESP32 no conectado", p.CHARGER_OFFLINE)]
+    assert core.stations[1].session.id == 123
+
+
+def test_dashboard_stop_forwards_stop_and_ends_with_remote_stop(core):
+    start_session(core)
+    effects = core.dashboard_stop(None, Stop(123), NOW + 10)  # an estacionId=all dashboard
+    assert messages(effects, c.ToPublisher) == [p.stop(123)]
+    assert kinds(effects, c.EndSession)[0].reason == c.REMOTE_STOP
+
+
+def test_emergency_ends_session_latches_and_only_a_status_report_clears_it(core):
+    start_session(core)
+    effects = core.handle_publisher(1, Emergency(123), NOW)
+    assert [m["type"] for m in messages(effects)] == ["emergency", "session_ended", "status"]
+    assert kinds(effects, c.AddAlert)[0].kind == "emergency"
+    assert core.stations[1].status == p.EMERGENCIA
+    refused = core.handle_publisher(1, c.CardTap(UID, JUAN, 7.0), NOW)
+    assert messages(refused, c.Reply)[0]["code"] == p.STATION_FAULT
+    core.handle_publisher(1, StatusReport("idle"), NOW)
+    assert core.stations[1].status == p.DISPONIBLE
+
+
+def test_reconcile_idle_charger_ends_the_open_session_as_charger_reset(core):
+    start_session(core)
+    effects = core.handle_publisher(1, StatusReport("idle"), NOW + 30)
+    assert kinds(effects, c.EndSession)[0].reason == c.CHARGER_RESET
+
+
+def test_reconcile_charging_the_open_session_resumes_it(core):
+    start_session(core)
+    core.handle_publisher(1, Metrics(123, 230, 10, 2300, NOW + 3, 100.0), NOW + 3)
+    assert core.handle_publisher(1, StatusReport("charging", 123, 150.0), NOW + 9) == []
+    effects = core.handle_publisher(1, Metrics(123, 230, 10, 2300, NOW + 12, 160.0), NOW + 12)
+    assert kinds(effects, c.QueueReading)[0].kwh == pytest.approx(0.06)
+
+
+def test_reconcile_charging_an_unknown_session_tells_the_charger_to_stop(core):
+    effects = core.handle_publisher(1, StatusReport("charging", 77), NOW)
+    assert messages(effects, c.ToPublisher) == [p.stop(77)]
+
+
+def test_reconcile_fault_sets_emergencia(core):
+    effects = core.handle_publisher(1, StatusReport("fault"), NOW)
+    assert messages(effects)[-1]["status"] == p.EMERGENCIA
+
+
+def test_vanished_charger_is_desconectado_and_its_session_stays_open(core):
+    start_session(core)
+    effects = core.publisher_gone(1, NOW)
+    assert messages(effects) == [p.status(1, p.DESCONECTADO)]
+    assert core.describe(1, NOW)["session"]["session_id"] == 123
