@@ -1,0 +1,228 @@
+"""Dashboard administration over the WebSocket: the `admin_*` message handlers.
+
+websockets' HTTP side takes no request bodies, so the dashboard changes data with typed
+messages on its `role=client` socket. One handler per message type, found by a table
+(`ADMIN_HANDLERS`); `register(app)` adds them to the server's client dispatch table
+(`app.client_handlers`, see server/app.py).
+
+    {"type":"admin_add_user","name":"Ana"}                         -> user
+    {"type":"admin_add_card","uid":"04:A3:2B:1C","user_id":2}      -> card
+    {"type":"admin_set_card_enabled","uid":"04A32B1C","enabled":false} -> card
+    {"type":"admin_set_tariff","station_id":1,"tariff":8.5}        -> station
+    {"type":"admin_add_station","name":"Garage","tariff":7,"station_id":2} (id optional) -> station
+    {"type":"admin_ack_alert","station_id":1}  or  {"alert_id":7}  -> acknowledged
+
+Every message may carry a `request_id` (integer or short text) that the answer echoes. Success
+is `{"type":"admin_result","ok":true,"action":<type>,"request_id":..., <result>}`; refusal is the
+protocol's `{"type":"error","message":...,"code":...,"request_id":...}` with INVALID_MESSAGE,
+NOT_FOUND, DUPLICATE or FORBIDDEN. Nothing is changed when a message is refused.
+
+Acknowledging an emergency alert only records who-saw-it on the alert (`acknowledged_at`); it
+never re-arms the charger: only a local reset at the charger clears `emergencia`.
+`may_administer()` is the single authorization check (a later security issue restricts it to
+admin tokens).
+"""
+
+import math
+from collections.abc import Awaitable, Callable
+
+from server import protocol as p
+from server.hub import send
+from server.storage import Duplicate, NotFound
+from server.uids import InvalidUid, normalize_uid
+
+NOT_FOUND = "NOT_FOUND"
+DUPLICATE = "DUPLICATE"
+FORBIDDEN = "FORBIDDEN"
+MAX_NAME = 100
+MAX_TARIFF = 10_000.0
+MAX_REQUEST_ID_TEXT = 64
+
+
+class Refused(Exception):
+    """An admin message that changes nothing; becomes an `error` reply with this code."""
+
+    def __init__(self, message: str, code: str = p.INVALID_MESSAGE):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+def may_administer(app, connection, station_id: int | None) -> bool:
+    """The one authorization check for admin messages. Every dashboard may, for now."""
+    return True
+
+
+# ---------------------------------------------------------------- field rules (pure)
+
+
+def field_id(data: dict, name: str, required: bool = True) -> int | None:
+    value = data.get(name)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= p.MAX_ID:
+        raise Refused(f"{data['type']}: {name} must be a positive integer")
+    return value
+
+
+def field_name(data: dict, name: str) -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise Refused(f"{data['type']}: {name} must be a non-empty text")
+    value = value.strip()
+    if len(value) > MAX_NAME or any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise Refused(f"{data['type']}: {name} must be at most {MAX_NAME} printable characters")
+    return value
+
+
+def field_tariff(data: dict) -> float:
+    value = data.get("tariff")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise Refused(f"{data['type']}: tariff must be a number (price per kWh)")
+    if not 0 <= value <= MAX_TARIFF:
+        raise Refused(f"{data['type']}: tariff must be from 0 to {MAX_TARIFF:g} per kWh")
+    return float(value)
+
+
+def field_uid(data: dict) -> str:
+    try:
+        return normalize_uid(data.get("uid"))
+    except InvalidUid as problem:
+        raise Refused(f"{data['type']}: uid: {problem}") from None
+
+
+def field_flag(data: dict, name: str) -> bool:
+    value = data.get(name)
+    if not isinstance(value, bool):
+        raise Refused(f"{data['type']}: {name} must be true or false")
+    return value
+
+
+def request_id_of(data: dict) -> int | str | None:
+    value = data.get("request_id")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise Refused("request_id must be an integer or a short text")
+    if isinstance(value, str) and len(value) > MAX_REQUEST_ID_TEXT:
+        raise Refused(f"request_id must be at most {MAX_REQUEST_ID_TEXT} characters")
+    if isinstance(value, int) and not 0 <= value <= p.MAX_ID:
+        raise Refused("request_id out of range")
+    return value
+
+
+# ---------------------------------------------------------------- records to JSON (pure)
+
+
+def user_json(user) -> dict:
+    return {"id": user.id, "name": user.name}
+
+
+def card_json(card) -> dict:
+    return {"uid": card.uid, "user_id": card.user_id, "user_name": card.user_name, "enabled": card.enabled}
+
+
+def station_json(station) -> dict:
+    return {"id": station.id, "name": station.name, "tariff": station.tariff}
+
+
+# ---------------------------------------------------------------- handlers, one per type
+
+
+async def add_user(app, data: dict) -> dict:
+    user = await app.storage.add_user(field_name(data, "name"))
+    return {"user": user_json(user)}
+
+
+async def add_card(app, data: dict) -> dict:
+    uid, user_id = field_uid(data), field_id(data, "user_id")
+    card = await app.storage.add_card(uid, user_id)
+    return {"card": card_json(card)}
+
+
+async def set_card_enabled(app, data: dict) -> dict:
+    uid, enabled = field_uid(data), field_flag(data, "enabled")
+    await app.storage.set_card_enabled(uid, enabled)
+    card = await app.storage.find_card(uid)
+    return {"card": card_json(card)}
+
+
+async def set_tariff(app, data: dict) -> dict:
+    station_id, tariff = field_id(data, "station_id"), field_tariff(data)
+    await app.storage.set_tariff(station_id, tariff)
+    station = await app.storage.get_station(station_id)
+    app.core.add_station(station.id, station.name, station.tariff)  # open sessions keep theirs
+    return {"station": station_json(station)}
+
+
+async def add_station(app, data: dict) -> dict:
+    name, tariff = field_name(data, "name"), field_tariff(data)
+    station = await app.storage.add_station(name, tariff, field_id(data, "station_id", required=False))
+    app.core.add_station(station.id, station.name, station.tariff)
+    app.hub.broadcast(station.id, p.status(station.id, app.core.describe(station.id, app.clock())["status"]))
+    return {"station": station_json(station)}
+
+
+async def ack_alert(app, data: dict) -> dict:
+    """Acknowledge one alert (`alert_id`) or every open alert of a station (`station_id`)."""
+    alert_id = field_id(data, "alert_id", required=False)
+    station_id = field_id(data, "station_id", required=False)
+    if (alert_id is None) == (station_id is None):
+        raise Refused("admin_ack_alert: give either alert_id or station_id")
+    now = app.clock()
+    if alert_id is not None:
+        station_of = {a.id: a.station_id for a in await app.storage.list_alerts(unacknowledged_only=True, limit=1000)}
+        newly = await app.storage.acknowledge_alert(alert_id, now)  # NotFound for an unknown id
+        acknowledged = [(alert_id, station_of.get(alert_id))] if newly else []
+    else:
+        if await app.storage.get_station(station_id) is None:
+            raise NotFound(f"station {station_id} does not exist")
+        alerts = await app.storage.list_alerts(station_id=station_id, unacknowledged_only=True, limit=1000)
+        acknowledged = [(a.id, a.station_id) for a in alerts if await app.storage.acknowledge_alert(a.id, now)]
+    for station in sorted({sid for _, sid in acknowledged if sid is not None}):
+        ids = [aid for aid, sid in acknowledged if sid == station]
+        app.hub.broadcast(station, {"type": "alert_acknowledged", "charger_id": station, "alert_ids": ids})
+    return {"acknowledged": [aid for aid, _ in acknowledged]}
+
+
+AdminHandler = Callable[[object, dict], Awaitable[dict]]
+
+ADMIN_HANDLERS: dict[str, AdminHandler] = {
+    "admin_add_user": add_user,
+    "admin_add_card": add_card,
+    "admin_set_card_enabled": set_card_enabled,
+    "admin_set_tariff": set_tariff,
+    "admin_add_station": add_station,
+    "admin_ack_alert": ack_alert,
+}
+
+
+async def handle_admin(app, connection, station_id: int | None, data: dict) -> None:
+    """Run one admin message and answer it; a refusal changes nothing and keeps the socket."""
+    request_id = None
+    try:
+        request_id = request_id_of(data)
+        if not may_administer(app, connection, station_id):
+            raise Refused("administration is not allowed on this connection", FORBIDDEN)
+        result = await ADMIN_HANDLERS[data["type"]](app, data)
+    except Refused as refusal:
+        return await refuse(app, connection, refusal.message, refusal.code, request_id)
+    except NotFound as missing:
+        return await refuse(app, connection, str(missing), NOT_FOUND, request_id)
+    except Duplicate as duplicate:
+        return await refuse(app, connection, str(duplicate), DUPLICATE, request_id)
+    except ValueError as bad_value:  # Storage's own validation
+        return await refuse(app, connection, str(bad_value), p.INVALID_MESSAGE, request_id)
+    reply = {"type": "admin_result", "ok": True, "action": data["type"], "request_id": request_id, **result}
+    await send(connection, reply)
+
+
+async def refuse(app, connection, message: str, code: str, request_id) -> None:
+    app.note_error(code)
+    await send(connection, p.error(message, code, request_id=request_id))
+
+
+def register(app) -> None:
+    """Add every admin message type to the server's client dispatch table (before traffic)."""
+    for message_type in ADMIN_HANDLERS:
+        app.client_handlers[message_type] = handle_admin

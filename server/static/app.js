@@ -1,0 +1,117 @@
+// The dashboard's entry point: one WebSocket subscribed to every station (estacionId=all), the
+// store it feeds, the banners (disconnected, emergencies) and a hash router over the views.
+
+import { h, replace } from "./dom.js";
+import * as fmt from "./format.js";
+import { LiveLink, dashboardSocketUrl } from "./link.js";
+import { getJson } from "./rest.js";
+import { Store } from "./store.js";
+import { mountAdmin } from "./view-admin.js";
+import { mountHistory } from "./view-history.js";
+import { mountOverview } from "./view-overview.js";
+import { mountSession } from "./view-session.js";
+import { mountStation } from "./view-station.js";
+
+const ROUTES = [
+  [/^\/$/, "overview", mountOverview],
+  [/^\/station\/(?<id>\d+)$/, "overview", mountStation],
+  [/^\/history$/, "history", mountHistory],
+  [/^\/session\/(?<id>\d+)$/, "history", mountSession],
+  [/^\/admin$/, "admin", mountAdmin],
+];
+
+const store = new Store();
+const link = new LiveLink(dashboardSocketUrl(window.location));
+const app = { store, link, navigate: (hash) => { window.location.hash = hash; } };
+const viewRoot = document.getElementById("view");
+const alertsRoot = document.getElementById("alerts");
+const linkState = document.getElementById("link-state");
+let unmount = () => {};
+let retryAt = null;
+let bannersKey = null;
+
+function route() {
+  const raw = window.location.hash.replace(/^#/, "") || "/";
+  const [path, queryText = ""] = raw.split("?");
+  const query = Object.fromEntries(new URLSearchParams(queryText));
+  unmount();
+  for (const [pattern, nav, mount] of ROUTES) {
+    const match = pattern.exec(path);
+    if (match) {
+      for (const a of document.querySelectorAll("[data-nav]")) a.classList.toggle("active", a.dataset.nav === nav);
+      unmount = mount(viewRoot, app, { ...query, ...match.groups }) || (() => {});
+      return;
+    }
+  }
+  unmount = () => {};
+  replace(viewRoot, h("h1", {}, "Page not found"), h("p", {}, h("a", { href: "#/" }, "Back to the stations")));
+}
+
+function acknowledge(stationId, button) {
+  button.disabled = true;
+  link.request({ type: "admin_ack_alert", station_id: stationId }).then((reply) => {
+    if (reply.type === "admin_result" && reply.ok) {
+      store.apply({ type: "alert_acknowledged", charger_id: stationId });
+    } else {
+      button.disabled = false;
+      button.textContent = `Acknowledge (failed: ${reply.message})`;
+    }
+  });
+}
+
+// Rebuilt only when what they say changes, so an Acknowledge button is not swapped mid-click.
+function renderBanners() {
+  const seconds = retryAt ? Math.max(0, Math.ceil((retryAt - Date.now()) / 1000)) : 0;
+  const alerts = [...store.alerts.values()];
+  const key = JSON.stringify([link.state, seconds, alerts, alerts.map((a) => store.station(a.stationId).name)]);
+  if (key === bannersKey) return;
+  bannersKey = key;
+  const banners = [];
+  if (link.state === "closed") {
+    banners.push(
+      h("div", { class: "banner offline", dataset: { testid: "offline" } },
+        `Disconnected from the server. Values shown are the last known, not live. Reconnecting${seconds ? ` in ${seconds} s` : ""}…`),
+    );
+  }
+  for (const alert of alerts) {
+    const station = store.station(alert.stationId);
+    const button = h("button", { class: "danger", dataset: { testid: "acknowledge" } }, "Acknowledge");
+    button.addEventListener("click", () => acknowledge(alert.stationId, button));
+    banners.push(
+      h("div", { class: "banner emergency", role: "alert", dataset: { testid: `emergency-${alert.stationId}` } },
+        h("span", {},
+          `EMERGENCY stop at ${station.name}`,
+          alert.sessionId ? ` (session ${alert.sessionId})` : "",
+          ` at ${fmt.clock(alert.at)}. The charger stays stopped until it is reset on site.`),
+        button),
+    );
+  }
+  replace(alertsRoot, banners);
+}
+
+async function loadFromApi() {
+  try {
+    const [stations, alerts] = await Promise.all([getJson("/api/stations"), getJson("/api/alerts")]);
+    store.loadStations(stations.items);
+    store.loadAlerts(alerts.items);
+  } catch (error) {
+    store.notice(error.message, true);
+  }
+}
+
+link.addEventListener("state", (event) => {
+  const { state, retryInMs } = event.detail;
+  retryAt = state === "closed" ? Date.now() + retryInMs : null;
+  linkState.dataset.state = state;
+  linkState.textContent = { connecting: "Connecting…", open: "Live", closed: "Disconnected" }[state];
+  store.setConnected(state === "open");
+  if (state === "open") loadFromApi();
+  renderBanners();
+});
+link.addEventListener("message", (event) => store.apply(event.detail));
+store.addEventListener("change", renderBanners);
+setInterval(() => { if (link.state === "closed") renderBanners(); }, 1000);
+window.addEventListener("hashchange", route);
+
+route();
+link.start();

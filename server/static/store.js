@@ -1,0 +1,238 @@
+// What the dashboard knows about every station, fed by WebSocket messages (one handler per
+// message type, in MESSAGE_HANDLERS) and by the HTTP API. Views read it and listen to "change"
+// (detail: {stationId} or {all: true}) and "notice" (detail: {text, error}).
+
+import * as fmt from "./format.js";
+
+export const POWER_WINDOW_S = 600;
+const MAX_EVENTS = 50;
+const STALE_AFTER_MS = 15000;
+
+const nowS = () => Date.now() / 1000;
+
+function blankStation(id) {
+  return { id, name: `Station ${id}`, tariff: null, status: "desconectado", session: null, power: [], events: [] };
+}
+
+function sessionFrom(raw) {
+  if (!raw || typeof raw !== "object") return null;
+  const id = raw.session_id ?? raw.id ?? null;
+  return {
+    id,
+    userName: raw.user_name ?? null,
+    startedAt: fmt.toUnixSeconds(raw.started_at ?? raw.timestamp),
+    v: raw.v ?? null, a: raw.a ?? null, w: raw.w ?? null,
+    kwh: raw.kwh ?? 0, cost: raw.cost ?? 0,
+    time: raw.time ?? raw.duration ?? null,
+    timeAtMs: Date.now(),
+    lastMetricsMs: null,
+  };
+}
+
+export class Store extends EventTarget {
+  constructor() {
+    super();
+    this.stations = new Map();
+    this.alerts = new Map(); // station id -> {stationId, sessionId, at}
+    this.connected = false;
+  }
+
+  station(id) {
+    if (!this.stations.has(id)) this.stations.set(id, blankStation(id));
+    return this.stations.get(id);
+  }
+
+  sortedStations() {
+    return [...this.stations.values()].sort((x, y) => x.id - y.id);
+  }
+
+  changed(stationId) {
+    this.dispatchEvent(new CustomEvent("change", { detail: stationId == null ? { all: true } : { stationId } }));
+  }
+
+  notice(text, error = false) {
+    this.dispatchEvent(new CustomEvent("notice", { detail: { text, error } }));
+  }
+
+  log(station, text, kind = "info") {
+    station.events.unshift({ at: nowS(), text, kind });
+    station.events.length = Math.min(station.events.length, MAX_EVENTS);
+  }
+
+  setConnected(connected) {
+    this.connected = connected;
+    this.changed(null);
+  }
+
+  // Stations as the HTTP API lists them (names, tariffs, live status).
+  loadStations(items) {
+    for (const item of items) {
+      const station = this.station(item.id);
+      station.name = item.name;
+      station.tariff = item.tariff;
+      if (item.status) station.status = item.status;
+      if (item.session !== undefined && !station.session) station.session = sessionFrom(item.session);
+    }
+    this.changed(null);
+  }
+
+  loadAlerts(items) {
+    this.alerts.clear();
+    for (const alert of items) {
+      this.alerts.set(alert.station_id, { stationId: alert.station_id, sessionId: alert.session_id, at: alert.created_at });
+    }
+    this.changed(null);
+  }
+
+  // Backfill the live power chart from a session's stored readings.
+  loadReadings(stationId, sessionId, readings) {
+    const station = this.station(stationId);
+    if (!station.session || station.session.id !== sessionId) return;
+    const cutoff = nowS() - POWER_WINDOW_S;
+    const stored = readings.filter((r) => r.ts >= cutoff).map((r) => [r.ts, r.w]);
+    const newest = stored.length ? stored[stored.length - 1][0] : -Infinity;
+    station.power = [...stored, ...station.power.filter((p) => p[0] > newest)];
+    this.changed(stationId);
+  }
+
+  apply(message) {
+    const handler = MESSAGE_HANDLERS[message.type];
+    if (handler) handler(this, message);
+  }
+
+  // Seconds the open session has been running, ticking between metrics while connected.
+  elapsed(station) {
+    const session = station.session;
+    if (!session) return null;
+    if (typeof session.time === "number") {
+      const ticking = this.connected && station.status === "cargando";
+      return session.time + (ticking ? (Date.now() - session.timeAtMs) / 1000 : 0);
+    }
+    return session.startedAt ? nowS() - session.startedAt : null;
+  }
+
+  // True when the values shown for this station are not live.
+  isStale(station) {
+    if (!this.connected) return true;
+    const session = station.session;
+    return Boolean(
+      session && station.status === "cargando" && session.lastMetricsMs &&
+      Date.now() - session.lastMetricsMs > STALE_AFTER_MS,
+    );
+  }
+}
+
+function chargerIdOf(message) {
+  const id = message.charger_id ?? message.estacionId;
+  return typeof id === "number" ? id : Number.parseInt(id, 10);
+}
+
+function applyInit(store, message) {
+  const chargers = Array.isArray(message.chargers) ? message.chargers : message.charger ? [message.charger] : [];
+  for (const charger of chargers) {
+    const station = store.station(charger.id);
+    if (charger.name) station.name = charger.name;
+    if (charger.tariff != null) station.tariff = charger.tariff;
+    station.status = charger.status || "desconectado";
+    station.session = sessionFrom(charger.session);
+  }
+  store.changed(null);
+}
+
+function applyStatus(store, message) {
+  const id = chargerIdOf(message);
+  if (!Number.isFinite(id) || typeof message.status !== "string") return;
+  const station = store.station(id);
+  if (station.status !== message.status) store.log(station, `Status: ${message.status}`);
+  station.status = message.status;
+  if (message.status === "disponible") station.session = null;
+  store.changed(id);
+}
+
+function applyMetrics(store, message) {
+  const id = chargerIdOf(message);
+  if (!Number.isFinite(id)) return;
+  const station = store.station(id);
+  if (!station.session || station.session.id !== message.session_id) {
+    station.session = sessionFrom({ session_id: message.session_id, user_name: station.session?.userName });
+    station.power = [];
+  }
+  const session = station.session;
+  Object.assign(session, { v: message.v, a: message.a, w: message.w, kwh: message.kwh, cost: message.cost });
+  if (typeof message.time === "number") {
+    session.time = message.time;
+    session.timeAtMs = Date.now();
+  }
+  session.lastMetricsMs = Date.now();
+  if (station.status !== "emergencia") station.status = "cargando";
+  const t = nowS();
+  station.power.push([t, message.w]);
+  station.power = station.power.filter((p) => p[0] >= t - POWER_WINDOW_S);
+  store.changed(id);
+}
+
+function applySessionStarted(store, message) {
+  const id = chargerIdOf(message);
+  if (!Number.isFinite(id)) return;
+  const station = store.station(id);
+  station.session = sessionFrom({ ...message, kwh: 0, cost: 0, time: 0 });
+  station.power = [];
+  station.status = "cargando";
+  store.log(station, `Session ${message.session_id} started by ${message.user_name ?? "unknown user"}`, "start");
+  store.changed(id);
+}
+
+function applySessionEnded(store, message) {
+  const id = chargerIdOf(message);
+  if (!Number.isFinite(id)) return;
+  const station = store.station(id);
+  store.log(
+    station,
+    `Session ${message.session_id} ended: ${fmt.kwh(message.kwh)}, ${fmt.cost(message.cost)}, ${fmt.duration(message.duration)}`,
+    "end",
+  );
+  if (!station.session || station.session.id === message.session_id) station.session = null;
+  if (station.status === "cargando") station.status = "disponible";
+  store.changed(id);
+}
+
+function applyEmergency(store, message) {
+  const id = chargerIdOf(message);
+  if (!Number.isFinite(id)) return;
+  const station = store.station(id);
+  station.status = "emergencia";
+  const at = fmt.toUnixSeconds(message.timestamp) ?? nowS();
+  store.alerts.set(id, { stationId: id, sessionId: message.session_id ?? null, at });
+  store.log(station, "EMERGENCY stop pressed at the charger", "error");
+  store.changed(id);
+}
+
+function applyAlertAcknowledged(store, message) {
+  const id = chargerIdOf(message);
+  if (!Number.isFinite(id)) return;
+  store.alerts.delete(id);
+  store.log(store.station(id), "Emergency alert acknowledged by an operator");
+  store.changed(id);
+}
+
+function applyError(store, message) {
+  if (message.request_id != null) return; // answered to the page's own request
+  const text = message.code ? `${message.message} (${message.code})` : String(message.message);
+  const id = chargerIdOf(message);
+  if (Number.isFinite(id)) {
+    store.log(store.station(id), text, "error");
+    store.changed(id);
+  }
+  store.notice(text, true);
+}
+
+export const MESSAGE_HANDLERS = {
+  init: applyInit,
+  status: applyStatus,
+  metrics: applyMetrics,
+  session_started: applySessionStarted,
+  session_ended: applySessionEnded,
+  emergency: applyEmergency,
+  alert_acknowledged: applyAlertAcknowledged,
+  error: applyError,
+};
