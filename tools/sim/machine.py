@@ -18,6 +18,19 @@ wdt_feeds = 0
 reset_requested = False
 
 
+class _Line:
+    """The electrical state of one GPIO, shared by every Pin object made for it."""
+
+    def __init__(self):
+        self.level = 0
+        self.handler = None
+        self.trigger = 0
+        self.mode = Pin.IN
+        self.pull = None
+        self.driven = False   # the outside world has set the level (pull-ups no longer count)
+        self.history = []     # level changes, newest last
+
+
 class Pin:
     IN = 1
     OUT = 3
@@ -29,51 +42,42 @@ class Pin:
 
     def __init__(self, id, mode=-1, pull=-1, *, value=None):
         self.id = id
-        if id in _pins:
-            old = _pins[id]
-            self._level = old._level
-            self._handler = old._handler
-            self._trigger = old._trigger
-            self.mode = old.mode
-            self.pull = old.pull
-            self.history = old.history
-        else:
-            self._level = 0
-            self._handler = None
-            self._trigger = 0
-            self.mode = self.IN
-            self.pull = None
-            self.history = []
-        _pins[id] = self
+        if id not in _pins:
+            _pins[id] = _Line()
+        self._line = _pins[id]
         self.init(mode, pull, value=value)
 
     @staticmethod
     def board(id):
-        """The simulator's handle on a pin (created on first use)."""
-        if id not in _pins:
-            Pin(id)
-        return _pins[id]
+        """The simulator's handle on a pin."""
+        return Pin(id)
+
+    @property
+    def history(self):
+        return self._line.history
 
     def init(self, mode=-1, pull=-1, *, value=None):
+        line = self._line
         if mode != -1:
-            self.mode = mode
+            line.mode = mode
         if pull != -1:
-            self.pull = pull
-            if pull == self.PULL_UP and self.mode == self.IN and not self.history:
-                self._level = 1
+            line.pull = pull
+            if pull == self.PULL_UP and line.mode == self.IN and not line.driven:
+                line.level = 1
         if value is not None:
             self._set(1 if value else 0)
 
     def _set(self, level):
-        if level != self._level:
-            self.history.append(level)
-            if len(self.history) > 64:
-                self.history.pop(0)
-        self._level = level
+        line = self._line
+        if level != line.level:
+            line.history.append(level)
+            if len(line.history) > 64:
+                line.history.pop(0)
+        line.level = level
 
     def value(self, v=None):
         if v is None:
-            return self._level
+            return self._line.level
         self._set(1 if v else 0)
 
     def __call__(self, v=None):
@@ -88,19 +92,21 @@ class Pin:
     def irq(self, handler=None, trigger=3, hard=False):
         if hard:
             raise ValueError("hard IRQ not supported on ESP32")
-        self._handler = handler
-        self._trigger = trigger
+        self._line.handler = handler
+        self._line.trigger = trigger
 
     def drive(self, level):
-        """The outside world sets an input level; edges fire the soft IRQ."""
+        """The outside world sets an input level; edges fire the soft IRQ (scheduled)."""
+        line = self._line
         level = 1 if level else 0
-        old = self._level
+        line.driven = True
+        old = line.level
         self._set(level)
-        if self._handler is None or old == level:
+        if line.handler is None or old == level:
             return
         edge = self.IRQ_RISING if level else self.IRQ_FALLING
-        if self._trigger & edge:
-            micropython.schedule(self._handler, self)
+        if line.trigger & edge:
+            micropython.schedule(line.handler, self)
 
 
 class Signal:

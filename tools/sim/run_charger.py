@@ -1,0 +1,79 @@
+"""Run the real firmware (`firmware/main.py`) on the MicroPython unix port with emulated hardware.
+
+    MICROPYPATH=tools/sim:firmware micropython tools/sim/run_charger.py CONFIG.json
+        [--time-scale X] [--power W] [--meter-state FILE] [--absent-reader]
+
+The config is the board's config.json (server URL, station, token, pins; WiFi is ignored).
+The emulated RC522 sits on the configured SPI bus, the emulated PZEM-004T on the UART; the
+control channel reads commands on stdin (see control.py). `--time-scale` makes the meter's
+energy accumulate X simulated seconds per real second; `--meter-state` keeps the meter's
+energy register across a simulated reboot. The watchdog is off unless the config sets it.
+Never shipped.
+"""
+
+import sys
+
+import machine
+from control import Control
+from pzem_emu import PZEMEmulator
+from rc522_emu import RC522Emulator
+
+from charger import app, config
+
+
+def _args(argv):
+    opts = {"time_scale": 1.0, "power": 0.0, "meter_state": None, "absent_reader": False}
+    path = None
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--time-scale":
+            i += 1
+            opts["time_scale"] = float(argv[i])
+        elif a == "--power":
+            i += 1
+            opts["power"] = float(argv[i])
+        elif a == "--meter-state":
+            i += 1
+            opts["meter_state"] = argv[i]
+        elif a == "--absent-reader":
+            opts["absent_reader"] = True
+        elif path is None:
+            path = a
+        else:
+            raise SystemExit("unexpected argument %s" % a)
+        i += 1
+    if path is None:
+        raise SystemExit(__doc__)
+    return path, opts
+
+
+def main(argv):
+    path, opts = _args(argv)
+    try:
+        cfg = config.load(path)
+    except config.ConfigError as e:
+        print("config error:", e)
+        sys.exit(2)
+    p = cfg["pins"]
+    reader = RC522Emulator(absent=opts["absent_reader"])
+    machine.attach_spi(p["spi_id"], reader)
+    meter = PZEMEmulator(power=opts["power"], time_scale=opts["time_scale"],
+                         state_file=opts["meter_state"])
+    if cfg["pzem_address"] != 0xF8:
+        meter.address = cfg["pzem_address"]
+    machine.attach_uart(p["uart_id"], meter)
+    control = Control(cfg, reader, meter)
+    app.CONFIG_PATH = path
+    app.STARTUP_HOOKS.append(lambda the_app: _started(control, the_app))
+    print("SIM ready")
+    import main  # noqa: F401 - the real firmware entry point; runs until the process ends
+
+
+def _started(control, the_app):
+    import asyncio
+    control.app = the_app
+    asyncio.create_task(control.run_stdin())
+
+
+main(sys.argv[1:])
