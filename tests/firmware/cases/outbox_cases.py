@@ -1,0 +1,145 @@
+"""Cases for the outbox (bounds, drop order, events kept, order); CPython and MicroPython."""
+
+import json
+
+from charger.outbox import Outbox
+
+
+def _drain(box):
+    out = []
+    while True:
+        text = box.peek()
+        if text is None:
+            return out
+        out.append(json.loads(text))
+        box.pop()
+
+
+def _reading(n, sid=7):
+    return (sid, 230.0 + n / 10, 1.5, 345.5, 1000 + n, 1700000000 + n)
+
+
+def case_holds_at_least_200_readings_in_order():
+    box = Outbox()
+    for n in range(200):
+        assert box.put_reading(*_reading(n))
+    assert len(box) == 200 and box.dropped == 0
+    got = _drain(box)
+    assert [m["ts"] for m in got] == [1700000000 + n for n in range(200)]
+    assert got[0] == {"type": "metrics", "session_id": 7, "v": 230.0, "a": 1.5, "w": 345.5,
+                      "wh": 1000, "ts": 1700000000}
+    assert len(box) == 0 and box.peek() is None
+
+
+def case_full_outbox_drops_the_oldest_reading_first():
+    box = Outbox(readings=5, events=2)
+    for n in range(8):
+        box.put_reading(*_reading(n))
+    assert len(box) == 5 and box.dropped == 3
+    assert [m["wh"] for m in _drain(box)] == [1003, 1004, 1005, 1006, 1007]
+
+
+def case_stop_and_emergency_are_never_dropped_for_readings():
+    box = Outbox(readings=4, events=2)
+    box.put_reading(*_reading(0))
+    box.put_event("stop", 7, 1500, 1700000100)
+    for n in range(1, 20):
+        box.put_reading(*_reading(n, sid=8))
+    box.put_event("emergency", 8, 1600, 1700000200)
+    got = _drain(box)
+    assert got[0] == {"type": "stop", "session_id": 7, "wh": 1500, "ts": 1700000100}
+    assert [m["wh"] for m in got[1:5]] == [1016, 1017, 1018, 1019]
+    assert got[5] == {"type": "emergency", "session_id": 8, "wh": 1600, "ts": 1700000200}
+    assert len(got) == 6 and box.dropped == 16
+
+
+def case_order_of_readings_and_events_is_preserved():
+    box = Outbox(readings=10, events=4)
+    box.put_reading(*_reading(1))
+    box.put_event("stop", 7, 1001, 1700000001)
+    box.put_reading(*_reading(2, sid=9))
+    box.put_event("emergency", None, None, 0)
+    assert [m["type"] for m in _drain(box)] == ["metrics", "stop", "metrics", "emergency"]
+
+
+def case_events_beyond_their_slots_are_refused_not_silently_lost():
+    box = Outbox(readings=2, events=3)
+    for n in range(3):
+        assert box.put_event("stop", n, None, None)
+    assert box.put_event("stop", 99, None, None) is False and box.lost_events == 1
+    assert box.put_reading(*_reading(0))  # readings have their own room
+    assert [m["session_id"] for m in _drain(box)] == [0, 1, 2, 7]
+
+
+def case_pop_after_the_peeked_reading_was_dropped_removes_nothing():
+    box = Outbox(readings=2, events=1)
+    box.put_reading(*_reading(0))
+    box.put_reading(*_reading(1))
+    sent = json.loads(box.peek())       # the link is sending reading 0...
+    box.put_reading(*_reading(2))       # ...when a put drops it
+    box.pop()                           # must not remove reading 1 (never sent)
+    assert sent["wh"] == 1000
+    assert [m["wh"] for m in _drain(box)] == [1001, 1002]
+
+
+def case_invalid_reading_is_refused_and_counted():
+    box = Outbox()
+    nan = float("nan")
+    assert box.put_reading(7, nan, 1.0, 1.0, 1, 1) is False
+    assert box.put_reading(7, 230.0, float("inf"), 1.0, 1, 1) is False
+    assert box.put_reading(None, 230.0, 1.0, 1.0, 1, 1) is False
+    assert box.put_reading(7, "230", 1.0, 1.0, 1, 1) is False
+    assert box.put_reading(7, 230.0, 1.0, 1.0, -5000000000, 1) is False
+    assert box.put_reading(7, 230.0, 1.0, 1.0, 1, -1) is False
+    assert box.rejected == 6 and len(box) == 0
+
+
+def case_unknown_event_kind_is_a_clear_error():
+    box = Outbox()
+    try:
+        box.put_event("start", 1, None, None)
+    except ValueError as e:
+        assert "stop" in str(e)
+    else:
+        raise AssertionError("no error")
+
+
+def case_unset_clock_and_missing_wh_are_omitted():
+    box = Outbox()
+    box.put_reading(3, 229.9, 0.0, 0.0, None, None)
+    assert json.loads(box.peek()) == {"type": "metrics", "session_id": 3, "v": 229.9,
+                                      "a": 0.0, "w": 0.0}
+
+
+def case_wraps_around_many_times_and_matches_a_list_model():
+    box = Outbox(readings=7, events=30)
+    model = []  # what the outbox must hold, oldest first: wh of readings, ("stop", sid)
+
+    def drop_oldest_reading():
+        for k, item in enumerate(model):
+            if isinstance(item, int):
+                del model[k]
+                return
+
+    n = 0
+    for rnd in range(60):
+        for _ in range(rnd % 5 + 1):
+            if sum(1 for x in model if isinstance(x, int)) == 7:
+                drop_oldest_reading()
+            box.put_reading(*_reading(n))
+            model.append(1000 + n)
+            n += 1
+        if rnd % 4 == 0:
+            box.put_event("stop", rnd, None, None)
+            model.append(("stop", rnd))
+        for _ in range(rnd % 4):
+            text = box.peek()
+            if text is None:
+                assert model == []
+                break
+            box.pop()
+            m = json.loads(text)
+            got = m["wh"] if m["type"] == "metrics" else (m["type"], m["session_id"])
+            assert got == model.pop(0), (got, rnd)
+        assert len(box) == len(model)
+    assert [m.get("wh", (m["type"], m["session_id"])) for m in _drain(box)] == model
