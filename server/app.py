@@ -17,10 +17,12 @@ import time
 
 from websockets.asyncio.server import serve
 
+from server import api, dashboard_messages
 from server.config import Config
 from server.core import SessionCore
 from server.http import HttpRoutes, json_response
 from server.hub import Hub
+from server.observability import note_message
 from server.storage import Storage
 from server.storage.demo import seed_demo
 from server.ws import ConnectionHandler, is_token_valid
@@ -43,6 +45,8 @@ class App:
         self.client_handlers: dict = {}
         self.counters: collections.Counter = collections.Counter()
         self.handler = ConnectionHandler(self)
+        api.register(self)  # dashboard pages, /api/*, /metrics
+        dashboard_messages.register(self)  # admin_* messages from dashboards
         self.server = None
 
     @classmethod
@@ -93,6 +97,9 @@ class App:
     # --- observability hooks (counted here; exported by whoever serves /metrics) ---------------
     def note_error(self, code: str | None) -> None:
         self.counters[f"error:{code}"] += 1
+
+    def note_message(self, role: str, message_type) -> None:
+        note_message(self.counters, role, message_type)
 
     def note_reading(self) -> None:
         self.counters["readings"] += 1

@@ -30,8 +30,21 @@ ROLES = frozenset({"publisher", "client"})
 _LABEL_WORD = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
 
 
+MAX_MESSAGE_KEYS = 64  # distinct role/type pairs kept; later unknown ones count as `other`
+
+
 def bounded(value: str) -> str:
     return value if _LABEL_WORD.match(value) else OTHER
+
+
+def note_message(counters, role: str, message_type: object) -> None:
+    """Count one inbound message in `counters` without letting senders grow it without bound."""
+    role = role if role in ROLES else OTHER
+    kind = bounded(message_type) if isinstance(message_type, str) else OTHER
+    key = f"message:{role}:{kind}"
+    if key not in counters and sum(1 for k in counters if k.startswith("message:")) >= MAX_MESSAGE_KEYS:
+        key = f"message:{role}:{OTHER}"
+    counters[key] += 1
 
 
 class ServerCollector(Collector):

@@ -119,7 +119,9 @@ class ConnectionHandler:
                 await self.run_effects(self.core.publisher_gone(station_id, self.clock()), None)
 
     async def _publisher_frame(self, station_id: int, frame, connection) -> None:
-        message = p.parse_publisher_message(frame)
+        data = p.decode_frame(frame)
+        self.app.note_message(p.ROLE_PUBLISHER, data["type"])
+        message = p.parse_publisher_message(data)
         if isinstance(message, p.NfcScan):
             message = await self._card_tap(station_id, message)
         await self.run_effects(self.core.handle_publisher(station_id, message, self.clock()), connection)
@@ -154,6 +156,7 @@ class ConnectionHandler:
 
     async def _client_frame(self, station_id: int | None, frame, connection) -> None:
         data = p.decode_frame(frame)
+        self.app.note_message(p.ROLE_CLIENT, data["type"])
         extra = self.app.client_handlers.get(data["type"])
         if extra is not None:  # messages added by other modules (e.g. dashboard administration)
             return await extra(self.app, connection, station_id, data)

@@ -17,6 +17,7 @@ function niceMax(value) {
 }
 
 function axisLabel(value, unit) {
+  if (value === 0) return `0 ${unit}`;
   const digits = value >= 100 ? 0 : value >= 10 ? 1 : value >= 1 ? 2 : 3;
   return `${value.toFixed(digits)} ${unit}`;
 }
@@ -80,9 +81,13 @@ export function drawChart(canvas, { series, from = null, to = null, emptyText = 
     ctx.fillText(clock(t), Math.min(Math.max(sx(t), PAD.left + 30), PAD.left + plotW - 30), height - 8);
   }
 
-  // Lines and legend.
+  // Lines (clipped to the plot: clocks of charger and browser may differ a little) and legend.
   let legendX = PAD.left;
   for (const s of series) {
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(PAD.left, PAD.top - 2, plotW, plotH + 4);
+    ctx.clip();
     const axis = axes[s.axis || "left"];
     const sy = (v) => PAD.top + plotH - (Math.max(0, v) / axis.max) * plotH;
     ctx.strokeStyle = s.color;
@@ -95,6 +100,7 @@ export function drawChart(canvas, { series, from = null, to = null, emptyText = 
       ctx.fillStyle = s.color;
       ctx.fillRect(sx(s.points[0][0]) - 2, sy(s.points[0][1]) - 2, 4, 4);
     }
+    ctx.restore();
     ctx.fillStyle = s.color;
     ctx.fillRect(legendX, 8, 12, 4);
     ctx.fillStyle = INK;
