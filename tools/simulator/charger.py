@@ -53,6 +53,7 @@ class Charger:
         self._notify = notify or _ignore
         self._wait_since = None
         self._next_metrics_at = None
+        self._last_reading_ts = 0
         self._offline_since = monotonic()
 
     # --- the link ----------------------------------------------------------------------------
@@ -68,8 +69,7 @@ class Charger:
             self._note("replayed", n=len(pending))
             if any(m["type"] in DURABLE for m in pending):
                 self.outbox.put(self._status())
-        if self.state == CHARGING:
-            self.outbox.put(self._reading())
+        self._put_latest_reading()
 
     def disconnected(self) -> None:
         """The link is gone (or a send failed): keep what must survive, forget the rest."""
@@ -98,8 +98,7 @@ class Charger:
 
     def _on_sync_request(self, message):
         self.outbox.put(self._status())
-        if self.state == CHARGING:
-            self.outbox.put(self._reading())
+        self._put_latest_reading()
 
     def _on_start(self, message):
         session_id = message.get("session_id")
@@ -252,8 +251,15 @@ class Charger:
 
     def _reading(self) -> dict:
         r = self.model.read()
+        self._last_reading_ts = int(r.ts)
         return {"type": READING, "session_id": self.session_id, "v": r.v, "a": r.a, "w": r.w,
                 "wh": r.wh, "ts": int(r.ts)}
+
+    def _put_latest_reading(self) -> None:
+        """The present reading, unless one with the same whole-second `ts` already went (the
+        server would ignore it as a repeat)."""
+        if self.state == CHARGING and int(self.model.read().ts) > self._last_reading_ts:
+            self.outbox.put(self._reading())
 
     def _session_event(self, kind, session_id) -> dict:
         r = self.model.read()
