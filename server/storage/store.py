@@ -37,6 +37,7 @@ from .migrations import load_migrations, migrate
 from .pending import Batch, PendingWrites
 from .records import Alert, Card, Reading, SessionRecord, Station, User
 from .values import (
+    check_count,
     check_id,
     check_name,
     check_number,
@@ -73,6 +74,18 @@ def _session(row) -> SessionRecord:
         log.warning("storage: session %s has an unreadable energy_state; using {}", row[0])
         state = {}
     return SessionRecord(*head, energy_state=state if isinstance(state, dict) else {})
+
+
+def _where(conditions) -> tuple[str, list]:
+    """AND of the (sql, name, value, check) conditions whose value is not None;
+    `check(value, name)` validates the value bound to the sql's `?` (None: the sql has no `?`)."""
+    where, params = ["1"], []
+    for sql, name, value, check in conditions:
+        if value is not None:
+            where.append(sql)
+            if check is not None:
+                params.append(check(value, name))
+    return " AND ".join(where), params
 
 
 def _card(row) -> Card:
@@ -316,24 +329,13 @@ class Storage:
                             limit: int = 50, offset: int = 0) -> tuple[list[SessionRecord], int]:
         """Sessions newest first, filtered by station, user and start time (since <= started_at
         < until); returns one page and the total number matching."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= MAX_PAGE:
-            raise ValueError(f"limit must be a whole number from 0 to {MAX_PAGE}")
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            raise ValueError("offset must be a whole number, 0 or more")
-        where, params = ["1"], []
-        if station_id is not None:
-            where.append("s.station_id = ?")
-            params.append(check_id(station_id, "station_id"))
-        if user_id is not None:
-            where.append("s.user_id = ?")
-            params.append(check_id(user_id, "user_id"))
-        if since is not None:
-            where.append("s.started_at >= ?")
-            params.append(check_number(since, "since"))
-        if until is not None:
-            where.append("s.started_at < ?")
-            params.append(check_number(until, "until"))
-        condition = " AND ".join(where)
+        limit, offset = check_count(limit, "limit", MAX_PAGE), check_count(offset, "offset")
+        condition, params = _where([
+            ("s.station_id = ?", "station_id", station_id, check_id),
+            ("s.user_id = ?", "user_id", user_id, check_id),
+            ("s.started_at >= ?", "since", since, check_number),
+            ("s.started_at < ?", "until", until, check_number),
+        ])
         async with self._lock:
             rows = await self._db.execute_fetchall(
                 f"SELECT {_SESSION_COLUMNS} WHERE {condition}"
@@ -371,15 +373,13 @@ class Storage:
     async def list_alerts(self, station_id: int | None = None,
                           unacknowledged_only: bool = False, limit: int = 100) -> list[Alert]:
         """Alerts newest first."""
-        where, params = ["1"], []
-        if station_id is not None:
-            where.append("station_id = ?")
-            params.append(check_id(station_id, "station_id"))
-        if unacknowledged_only:
-            where.append("acknowledged_at IS NULL")
+        condition, params = _where([
+            ("station_id = ?", "station_id", station_id, check_id),
+            ("acknowledged_at IS NULL", "", unacknowledged_only or None, None),
+        ])
         rows = await self._fetch(
-            f"SELECT {_ALERT_COLUMNS} WHERE {' AND '.join(where)}"
-            " ORDER BY created_at DESC, id DESC LIMIT ?", (*params, min(limit, MAX_PAGE)))
+            f"SELECT {_ALERT_COLUMNS} WHERE {condition} ORDER BY created_at DESC, id DESC LIMIT ?",
+            (*params, min(check_count(limit, "limit"), MAX_PAGE)))
         return [Alert(*row) for row in rows]
 
     async def acknowledge_alert(self, alert_id: int, acknowledged_at: float) -> bool:

@@ -13,6 +13,15 @@ def check_id(value: object, what: str) -> int:
     return value
 
 
+def check_count(value: object, what: str, maximum: int | None = None) -> int:
+    """A whole number from 0 (to maximum): a page size or offset."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (
+            maximum is not None and value > maximum):
+        upto = f" to {maximum}" if maximum is not None else " or more"
+        raise ValueError(f"{what} must be a whole number from 0{upto}, not {value!r}")
+    return value
+
+
 def check_number(value: object, what: str, *, minimum: float | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{what} must be a finite number, not {value!r}")
