@@ -30,6 +30,7 @@ from server.ws import ConnectionHandler, is_token_valid
 log = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 64 * 1024  # the largest protocol message is a few hundred bytes
+MAX_CLOSE_TIMEOUT = 5.0
 
 
 class App:
@@ -79,6 +80,8 @@ class App:
             compression=None,
             ping_interval=self.config.ping_interval,
             ping_timeout=self.config.ping_timeout,
+            # a charger that stopped answering pings must not wait 10 s more to be desconectado
+            close_timeout=min(MAX_CLOSE_TIMEOUT, self.config.ping_timeout),
             max_size=MAX_FRAME_BYTES,
         )
 
