@@ -118,3 +118,113 @@ def mpy_case_results(case_path, heapsize=None):
         results["__output__"] = out
         _mpy_results_cache[key] = results
     return _mpy_results_cache[key]
+
+
+# --- long-running MicroPython processes (asyncio; for tests with a server in the loop) --
+
+class MpyProcess:
+    """A MicroPython script running beside the test's event loop.
+
+    stdout and stderr lines are collected in `lines`; `expect()` waits (with a timeout) for
+    a line matching a predicate; `send()` writes a command line to stdin. Use
+    `async with MpyProcess(script) as proc:` so the process is killed however the test ends.
+    """
+
+    def __init__(self, script, env=None, heapsize=None):
+        self.script = script
+        self.env = env
+        self.heapsize = heapsize
+        self.proc = None
+        self.lines = []
+        self._seen = 0
+        self._changed = None
+        self._reader = None
+
+    async def __aenter__(self):
+        import asyncio
+
+        cmd = [str(MICROPYTHON)]
+        if self.heapsize:
+            cmd += ["-X", "heapsize=%s" % self.heapsize]
+        cmd += ["-c", self.script]
+        self._changed = asyncio.Condition()
+        self.proc = await asyncio.create_subprocess_exec(
+            *cmd, env=mpy_env(self.env), cwd=str(ROOT), stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *exc):
+        import asyncio
+
+        if self.proc.returncode is None:
+            self.proc.kill()
+        await self.proc.wait()
+        self._reader.cancel()
+        try:
+            await self._reader
+        except asyncio.CancelledError:
+            pass
+
+    async def _read(self):
+        while True:
+            raw = await self.proc.stdout.readline()
+            async with self._changed:
+                if raw:
+                    self.lines.append(raw.decode(errors="replace").rstrip("\n"))
+                else:
+                    self.lines.append(None)  # EOF marker
+                self._changed.notify_all()
+            if not raw:
+                return
+
+    def output(self):
+        return "\n".join(line for line in self.lines if line is not None)
+
+    async def expect(self, match, timeout=30, since=None):
+        """The first line (after index `since`, default: after the last match) for which
+        `match(line)` is true, or for a string: that contains it. AssertionError on timeout
+        or when the process ends first."""
+        import asyncio
+
+        test = (lambda line: match in line) if isinstance(match, str) else match
+        start = self._seen if since is None else since
+
+        def find():
+            for i in range(start, len(self.lines)):
+                line = self.lines[i]
+                if line is None:
+                    return i, None
+                if test(line):
+                    return i, line
+            return None
+
+        async def wait():
+            async with self._changed:
+                while True:
+                    hit = find()
+                    if hit is not None:
+                        return hit
+                    await self._changed.wait()
+
+        try:
+            idx, line = await asyncio.wait_for(wait(), timeout)
+        except asyncio.TimeoutError:
+            raise AssertionError("timeout waiting for %r; output:\n%s" % (match, self.output()))
+        if line is None:
+            raise AssertionError("process ended before %r; output:\n%s" % (match, self.output()))
+        self._seen = idx + 1
+        return line
+
+    def send(self, text):
+        self.proc.stdin.write((text + "\n").encode())
+
+    async def wait_exit(self, timeout=30):
+        import asyncio
+
+        try:
+            await asyncio.wait_for(self.proc.wait(), timeout)
+        except asyncio.TimeoutError:
+            raise AssertionError("process did not exit; output:\n%s" % self.output())
+        await self._reader
+        return self.proc.returncode
