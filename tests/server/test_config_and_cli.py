@@ -1,0 +1,113 @@
+"""`python -m server`: configuration sources, one-line errors, banner, graceful SIGTERM."""
+
+import asyncio
+import os
+import re
+import signal
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+
+from server.config import Config, ConfigError, load_config
+from tests.live_server import publisher, receive_json, send_json
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_match_the_documentation(tmp_path):
+    config = load_config([], environ={}, dotenv_path=None)
+    assert (config.host, config.port, config.default_tariff, config.log_level) == ("0.0.0.0", 3000, 7.0, "INFO")
+    assert config.db_path == Path("data/evse.sqlite3")
+
+
+def test_flags_override_environment_which_overrides_dotenv(tmp_path):
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("PORT=4000\nHOST=10.0.0.5\nDEFAULT_TARIFF=9.5\nDB_PATH=%s\n" % (tmp_path / "a.db"))
+    config = load_config(["--port", "5000"], environ={"PORT": "4500", "LOG_LEVEL": "debug"}, dotenv_path=dotenv)
+    assert (config.port, config.host, config.default_tariff, config.log_level) == (5000, "10.0.0.5", 9.5, "DEBUG")
+    assert config.db_path == tmp_path / "a.db"
+
+
+@pytest.mark.parametrize(
+    "argv, environ, expected",
+    [
+        (["--port", "abc"], {}, "PORT"),
+        ([], {"PORT": "70000"}, "PORT"),
+        ([], {"DEFAULT_TARIFF": "-1"}, "DEFAULT_TARIFF"),
+        ([], {"DEFAULT_TARIFF": "nan"}, "DEFAULT_TARIFF"),
+        ([], {"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
+        ([], {"PING_TIMEOUT": "0"}, "PING_TIMEOUT"),
+        (["--db", "/etc/passwd/evse.sqlite3"], {}, "not a directory"),
+        (["--bogus"], {}, "invalid arguments"),
+    ],
+)
+def test_invalid_configuration_is_refused_with_a_clear_message(argv, environ, expected):
+    with pytest.raises(ConfigError, match=expected):
+        load_config(argv, environ=environ, dotenv_path=None)
+
+
+def run_server(tmp_path, *args, env=None):
+    environment = {k: v for k, v in os.environ.items() if k not in ("HOST", "PORT", "DB_PATH")}
+    environment.update(PYTHONPATH=str(REPO), **(env or {}))
+    return asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server", *args, cwd=tmp_path, env=environment,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+
+
+@pytest.mark.parametrize(
+    "args, env",
+    [(["--port", "abc"], {}), ([], {"DEFAULT_TARIFF": "-3"}), ([], {"LOG_LEVEL": "chatty"}),
+     (["--db", "/etc/passwd/x.sqlite3"], {})],
+)
+async def test_bad_configuration_stops_the_start_with_one_line_and_no_traceback(tmp_path, args, env):
+    process = await run_server(tmp_path, *args, env=env)
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode != 0
+    lines = stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    assert "Traceback" not in stderr.decode()
+
+
+async def test_port_in_use_is_one_line_too(tmp_path, live_app):
+    process = await run_server(tmp_path, "--host", "127.0.0.1", "--port", str(live_app.port),
+                               "--db", str(tmp_path / "x.sqlite3"))
+    _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 1
+    [line] = stderr.decode().strip().splitlines()
+    assert line.startswith("error: cannot start") and "in use" in line
+
+
+async def test_demo_server_prints_urls_and_sigterm_flushes_readings_and_closes_with_1001(tmp_path):
+    db = tmp_path / "evse.sqlite3"
+    process = await run_server(tmp_path, "--host", "127.0.0.1", "--port", "0", "--db", str(db), "--demo")
+    try:
+        banner = []
+        while not any("wscat" in line for line in banner):
+            banner.append((await asyncio.wait_for(process.stdout.readline(), 30)).decode())
+        text = "".join(banner)
+        port = int(re.search(r"http://127\.0\.0\.1:(\d+)/", text).group(1))
+        assert "python -m tools.simulator --station 1 --card VIRTUAL-1-A4F2E8" in text
+        assert f'wscat -c "ws://127.0.0.1:{port}/ws?role=client&estacionId=1"' in text
+        charger = await publisher(f"ws://127.0.0.1:{port}", 1)
+        async with charger:
+            await send_json(charger, {"type": "nfc_scan", "nfc_uid": "VIRTUAL-1-A4F2E8"})
+            session_id = (await receive_json(charger))["session_id"]
+            for k in range(5):
+                await send_json(charger, {"type": "metrics", "session_id": session_id, "v": 230,
+                                          "a": 10, "w": 2300, "ts": 1_750_000_000 + 3 * k})
+            await send_json(charger, {"type": "ping?"})  # answered in order: readings are queued
+            await receive_json(charger)
+            process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(charger.wait_closed(), 30)
+            assert charger.close_code == 1001
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    with sqlite3.connect(db) as database:
+        assert database.execute("SELECT COUNT(*) FROM readings WHERE session_id=?", (session_id,)).fetchone()[0] == 5
+        assert database.execute("SELECT ended_at FROM sessions WHERE id=?", (session_id,)).fetchone()[0] is None
