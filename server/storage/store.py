@@ -143,7 +143,8 @@ class Storage:
         self._closed = True
         self._stopping.set()
         if self._flusher is not None:
-            await self._flusher
+            # returns even if the flusher was cancelled (e.g. by a shutdown cancelling tasks)
+            await asyncio.gather(self._flusher, return_exceptions=True)
         try:
             await self.flush()
         except Exception as exc:

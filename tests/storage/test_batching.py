@@ -68,6 +68,17 @@ async def test_close_writes_what_is_still_queued(db_path):
         storage.queue_reading(reading(session_id, 99))
 
 
+async def test_close_still_writes_the_queue_when_the_flusher_task_was_cancelled(db_path):
+    storage = await Storage.open(db_path, flush_interval=3600)
+    station = await storage.add_station("S", 7.0)
+    user = await storage.add_user("U")
+    session_id = await storage.create_session(station.id, user.id, "CARD1", 1.0, 7.0, {})
+    storage.queue_reading(reading(session_id, 1))
+    storage._flusher.cancel()  # what a shutdown that cancels every task does
+    await storage.close()
+    assert len(committed_readings(db_path, session_id)) == 1
+
+
 async def test_end_session_writes_the_queued_readings_first_in_the_same_transaction(
         storage, session_id, db_path):
     statements = await trace_statements(storage)
