@@ -276,7 +276,8 @@ def build(cfg):
 
 
 def main(path=None):
-    micropython.alloc_emergency_exception_buf(100)
+    if hasattr(micropython, "alloc_emergency_exception_buf"):  # absent on the unix port
+        micropython.alloc_emergency_exception_buf(100)
     try:
         cfg = load(path or CONFIG_PATH)
     except ConfigError as e:

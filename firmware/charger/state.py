@@ -183,6 +183,9 @@ class ChargerState:
             self._offline_since = now
             self.stop_reason = None
             self.led = LED_CHARGING
+            if self.have_reading:
+                # the meter as it was before the relay closed: the server's energy baseline
+                return A_RELAY_ON | A_LED | A_QUEUE_READING
             return A_RELAY_ON | A_LED
         if self.state == CHARGING and session_id == self.session_id:
             return 0

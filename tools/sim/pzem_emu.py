@@ -32,6 +32,7 @@ class PZEMEmulator:
         self.state_file = state_file
         self.energy_wh_float = 0.0
         self.requests = 0
+        self.switch = None  # callable: is the load connected (the relay on)? None: always
         self._last_ms = _now_ms()
         self._rx = bytearray()
         if state_file:
@@ -47,8 +48,9 @@ class PZEMEmulator:
         now = _now_ms()
         dt_s = time.ticks_diff(now, self._last_ms) / 1000 * self.time_scale
         self._last_ms = now
-        if dt_s > 0 and self.power > 0:
-            self.energy_wh_float += self.power * dt_s / 3600
+        w = self.active_power()
+        if dt_s > 0 and w > 0:
+            self.energy_wh_float += w * dt_s / 3600
         self._save()
 
     def _save(self):
@@ -60,10 +62,16 @@ class PZEMEmulator:
     def energy_wh(self):
         return int(self.energy_wh_float)
 
+    def active_power(self):
+        """The power drawn now: the set load while the relay connects it."""
+        if self.switch is not None and not self.switch():
+            return 0.0
+        return self.power
+
     def current(self):
         if self.voltage <= 0:
             return 0.0
-        return self.power / (self.voltage * self.pf)
+        return self.active_power() / (self.voltage * self.pf)
 
     # --- UART --------------------------------------------------------------------------
     def receive(self, data):
@@ -114,7 +122,7 @@ class PZEMEmulator:
     def _registers(self):
         v = int(round(self.voltage * 10))
         a = int(round(self.current() * 1000))
-        w = int(round(self.power * 10))
+        w = int(round(self.active_power() * 10))
         e = self.energy_wh
         regs = [v, a & 0xFFFF, a >> 16, w & 0xFFFF, w >> 16, e & 0xFFFF, e >> 16,
                 int(round(self.frequency * 10)), int(round(self.pf * 100)), 0]

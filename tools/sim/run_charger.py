@@ -64,6 +64,7 @@ def main(argv):
         meter.address = cfg["pzem_address"]
     machine.attach_uart(p["uart_id"], meter)
     control = Control(cfg, reader, meter)
+    meter.switch = control.relay_on  # the meter sees the load only through the relay
     app.CONFIG_PATH = path
     app.STARTUP_HOOKS.append(lambda the_app: _started(control, the_app))
     print("SIM ready")

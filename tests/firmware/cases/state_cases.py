@@ -170,3 +170,13 @@ def case_emergency_open_at_boot_is_a_fault():
     m = ChargerState()
     m.boot(True, True, 0)
     assert m.state == S.FAULT
+
+
+def case_start_reports_the_meter_before_the_relay_closed_as_baseline():
+    m = ChargerState()
+    m.boot(True, False, 0)
+    m.meter_reading(230.0, 0.0, 0.0, 5000, 500)
+    m.card("AA", 600)
+    acts = m.start(9, 700)
+    assert acts & S.A_RELAY_ON and acts & S.A_QUEUE_READING
+    assert m.session_id == 9 and m.wh == 5000 and m.w == 0.0
