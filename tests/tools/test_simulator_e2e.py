@@ -1,0 +1,204 @@
+"""The simulator (a real subprocess, scripted mode) against the real server (in-process on an
+ephemeral port, temp SQLite with the demo seeded), watched by a real websockets dashboard."""
+
+import asyncio
+import json
+import re
+import sys
+from pathlib import Path
+
+from tests.live_server import connect, receive_json
+
+ROOT = Path(__file__).resolve().parents[2]
+CARD = "VIRTUAL-1-A4F2E8"
+FAST = ("--interval", "0.2", "--speed", "10", "--seed", "1")
+RUN_TIMEOUT_S = 90.0
+
+
+async def simulate(server_url, script, *args):
+    """Run the simulator with `script` on stdin; return (exit status, stdout lines, stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tools.simulator", "--url", f"{server_url}/ws", "--script", "-",
+        *args, cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(process.communicate(script.encode()), RUN_TIMEOUT_S)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    return process.returncode, out.decode().splitlines(), err.decode()
+
+
+def sent(lines, kind, station=1):
+    """The frames of type `kind` the simulator printed as sent, decoded from `key=value`."""
+    prefix = f"[st{station}] -> {kind} "
+    return [dict(_fields(line[len(prefix):])) for line in lines if line.startswith(prefix)]
+
+
+def _fields(text):
+    for key, value in re.findall(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)', text):
+        yield key, json.loads(value) if value[0] in '"-0123456789n' else value
+
+
+async def collect_until(websocket, kind, timeout=RUN_TIMEOUT_S):
+    """Every message up to and including the first of type `kind`."""
+    messages = []
+    async with asyncio.timeout(timeout):
+        while not messages or messages[-1]["type"] != kind:
+            messages.append(json.loads(await websocket.recv()))
+    return messages
+
+
+CHARGE_AND_STOP = """
+wait-for connected timeout=20
+tap
+wait-for started timeout=20
+wait-for ->metrics
+wait-for ->metrics
+wait-for ->metrics
+wait-for ->metrics
+wait-for ->metrics
+stop
+wait-for ->stop timeout=20
+"""
+
+
+async def test_a_dashboard_sees_the_simulated_charge_billed_from_the_meter_register(server_url):
+    dashboard = await connect(server_url, "client", 1)
+    async with dashboard:
+        watch = asyncio.create_task(collect_until(dashboard, "session_ended"))
+        status, lines, err = await simulate(server_url, CHARGE_AND_STOP, "--card", CARD, *FAST)
+        messages = await watch
+    assert status == 0, err
+    kinds = [m["type"] for m in messages]
+    assert kinds[:2] == ["subscribed", "init"] and "session_started" in kinds
+    started = next(m for m in messages if m["type"] == "session_started")
+    assert started["user_name"] == "Juan Pérez" and started["charger_id"] == 1
+    metrics = [m for m in messages if m["type"] == "metrics"]
+    assert len(metrics) >= 5
+    kwh = [m["kwh"] for m in metrics]
+    assert kwh == sorted(kwh) and kwh[-1] > kwh[0]
+    assert [m["cost"] for m in metrics] == [round(k * 7.0, 2) for k in kwh]
+    assert all(220 < m["v"] < 240 and m["a"] == 32.0 for m in metrics[1:])
+    ended = messages[-1]
+    readings, [stop] = sent(lines, "metrics"), sent(lines, "stop")
+    assert ended["session_id"] == started["session_id"] == stop["session_id"]
+    assert ended["kwh"] == round((stop["wh"] - readings[0]["wh"]) / 1000, 3)
+    assert ended["kwh"] > 0.01  # about 10 simulated seconds at 7.4 kW
+
+
+DROP_AND_REPLAY = """
+wait-for connected timeout=20
+tap
+wait-for started timeout=20
+wait-for ->metrics
+wait-for ->metrics
+drop
+wait-for queued
+wait-for queued
+wait-for queued
+wait-for queued
+reconnect
+wait-for replayed timeout=20
+wait-for ->metrics
+stop
+wait-for ->stop timeout=20
+"""
+
+
+async def test_readings_made_during_a_wifi_drop_are_replayed_and_all_stored(live_app, server_url):
+    status, lines, err = await simulate(server_url, DROP_AND_REPLAY, "--card", CARD, *FAST)
+    assert status == 0, err
+    assert "[st1] replayed" in "\n".join(lines)
+    readings, [stop] = sent(lines, "metrics"), sent(lines, "stop")
+    assert len(readings) >= 5
+    session = await live_app.storage.get_session(stop["session_id"])
+    stored = await live_app.storage.readings(stop["session_id"])
+    assert sorted(r.ts for r in stored) == [r["ts"] for r in readings]  # none lost, none twice
+    assert session.end_reason == "local_stop"
+    assert session.kwh * 1000 == stop["wh"] - readings[0]["wh"]
+
+
+async def test_three_stations_in_one_process_each_bill_their_own_session(live_app, server_url):
+    storage = live_app.storage
+    for n in (2, 3):
+        await storage.add_station(f"Cargador {n}", 7.0, station_id=n)
+        user = await storage.add_user(f"Usuario {n}")
+        await storage.add_card(f"VIRTUAL-{n}-A4F2E8", user.id)
+    script = CHARGE_AND_STOP.replace("wait-for ->metrics\n", "", 3)
+    status, lines, err = await simulate(server_url, script, "--stations", "1-3",
+                                        "--card-pattern", "VIRTUAL-{n}-A4F2E8", *FAST)
+    assert status == 0, err
+    for n in (1, 2, 3):
+        [stop] = sent(lines, "stop", station=n)
+        session = await storage.get_session(stop["session_id"])
+        assert session.station_id == n and session.end_reason == "local_stop"
+        assert session.kwh * 1000 == stop["wh"] - sent(lines, "metrics", station=n)[0]["wh"] > 0
+
+
+async def test_a_rebooted_charger_reports_idle_and_the_server_ends_its_session(live_app, server_url):
+    script = """
+wait-for connected timeout=20
+tap
+wait-for started timeout=20
+wait-for ->metrics
+reboot
+wait-for rebooted
+wait-for online timeout=20
+wait-for ->status
+"""
+    status, lines, err = await simulate(server_url, script, "--card", CARD, *FAST)
+    assert status == 0, err
+    [first, after_reboot] = sent(lines, "status")
+    assert after_reboot["state"] == "idle" and after_reboot["session_id"] is None
+    session_id = sent(lines, "metrics")[0]["session_id"]
+    for _ in range(100):  # the reconciliation runs as the status frame is handled
+        session = await live_app.storage.get_session(session_id)
+        if session.ended_at is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert session.end_reason == "charger_reset"
+
+
+async def test_emergency_alerts_the_dashboard_and_only_the_local_reset_clears_it(server_url):
+    script = """
+wait-for connected timeout=20
+tap
+wait-for started timeout=20
+wait-for ->metrics
+emergency
+wait-for ->emergency
+tap
+reset
+wait-for ->status
+"""
+    dashboard = await connect(server_url, "client", 1)
+    async with dashboard:
+        await collect_until(dashboard, "init")
+        watch = asyncio.create_task(collect_until(dashboard, "emergency"))
+        status, lines, err = await simulate(server_url, script, "--card", CARD, *FAST)
+        alert = await watch
+        rest = await collect_until(dashboard, "status")
+        while rest[-1].get("status") != "disponible":
+            rest += await collect_until(dashboard, "status")
+    assert status == 0, err
+    assert alert[-1]["charger_id"] == 1
+    assert any(m["type"] == "session_ended" for m in rest)
+    assert "[st1] ignored reason=\"card tap while fault\"" in "\n".join(lines)
+    assert sent(lines, "status")[-1] == {"state": "idle", "session_id": None,
+                                         "wh": sent(lines, "emergency")[0]["wh"]}
+
+
+async def test_an_unknown_station_is_refused_with_4005_and_retried(server_url):
+    script = "wait-for offline timeout=20\nwait-for retry\n"
+    status, lines, err = await simulate(server_url, script, "--station", "99", *FAST)
+    assert status == 0, err
+    assert any(line.startswith("[st99] offline code=4005") for line in lines)
+
+
+async def test_a_wait_for_that_never_happens_fails_the_script(server_url):
+    status, lines, err = await simulate(server_url, "wait-for started timeout=0.5\n", *FAST)
+    assert status == 1
+    assert err.strip() == ("script: line 1: wait-for started: station 1 saw no 'started' "
+                           "within 0.5 s")
