@@ -232,7 +232,10 @@ def main(argv=None) -> int:
         return 2
     try:
         asyncio.run(run(args, config, sys.stdout))
-    except (StorageError, ValueError, OSError, sqlite3.Error) as problem:
+    except sqlite3.Error as problem:
+        print(f"error: database {config.db_path}: {problem}", file=sys.stderr)
+        return 1
+    except (StorageError, ValueError, OSError) as problem:
         print(f"error: {problem}", file=sys.stderr)
         return 1
     return 0

@@ -190,6 +190,14 @@ async def test_a_backup_onto_the_database_itself_is_refused(admin, db):
         assert conn.execute("SELECT count(*) FROM sessions").fetchall() == [(2,)]
 
 
+def test_a_file_that_is_not_a_database_gives_one_clear_line_and_is_left_alone(admin, db):
+    db.write_text("not a database")
+    process = admin("stations", "list")
+    assert process.returncode == 1
+    assert process.stderr == f"error: database {db}: file is not a database\n"
+    assert db.read_text() == "not a database"
+
+
 def test_an_unusable_database_path_gives_one_clear_line(admin, tmp_path):
     process = admin("stations", "list", use_db=False, env={"DB_PATH": str(tmp_path)})
     assert process.returncode != 0
