@@ -327,10 +327,10 @@ class SessionCore:
     @on(Emergency)
     def _emergency(self, st: StationState, message: Emergency, now: float) -> list:
         st.emergency = True
-        session_id = st.session.id if st.session is not None else message.session_id
+        open_id = st.session.id if st.session is not None else None
         effects = [
-            AddAlert(st.id, session_id, EMERGENCY, now, "emergency button"),
-            ToClients(st.id, p.emergency(st.id, session_id, now)),
+            ToClients(st.id, p.emergency(st.id, open_id or message.session_id, now)),
+            AddAlert(st.id, open_id, EMERGENCY, now, "emergency button"),
         ]
         if st.session is not None:
             effects += self._end(st, EMERGENCY, now)

@@ -179,8 +179,17 @@ class ConnectionHandler:
 
     # --- effects --------------------------------------------------------------------------------
     async def run_effects(self, effects: list, origin: ServerConnection | None) -> None:
+        """Carry out effects in order. A failed write is logged and the rest still runs: the
+        charger and the dashboards must hear about a stop or an emergency even if the disk
+        is full."""
         for effect in effects:
-            await self._effect_runners[type(effect)](effect, origin)
+            try:
+                await self._effect_runners[type(effect)](effect, origin)
+            except ConnectionClosed:
+                raise
+            except Exception:
+                log.exception("effect %s failed", type(effect).__name__)
+                self.app.note_error(p.SERVER_ERROR)
 
     async def _to_publisher(self, effect: c.ToPublisher, origin) -> None:
         await self.hub.send_to_publisher(effect.station_id, effect.message)

@@ -151,3 +151,22 @@ async def test_emergency_ends_session_alerts_and_blocks_until_charger_reports_re
     assert (await live_app.storage.get_session(session_id)).end_reason == "emergency"
     [stored] = await live_app.storage.list_alerts(station_id=1)
     assert stored.kind == "emergency" and stored.session_id == session_id
+
+
+async def test_emergency_reaches_dashboards_even_when_the_alert_cannot_be_written(live_app, server_url, monkeypatch):
+    import sqlite3
+
+    async def disk_full(*args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(live_app.storage, "add_alert", disk_full)
+    dashboard = await dashboard_for(server_url)
+    charger = await publisher(server_url)
+    async with dashboard, charger:
+        session_id = await start_charging(charger)
+        await send_json(charger, {"type": "emergency", "session_id": session_id})
+        assert (await receive_type(dashboard, "emergency"))["session_id"] == session_id
+        assert (await receive_type(dashboard, "status"))["status"] == "emergencia"
+        await send_json(charger, {"type": "nfc_scan", "nfc_uid": CARD})
+        assert (await receive_json(charger))["code"] == "STATION_FAULT"  # connection still served
+    assert (await live_app.storage.get_session(session_id)).end_reason == "emergency"
