@@ -141,13 +141,21 @@ def _valid_close_code(code):
     return (1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999)
 
 
+def _der(data):
+    # a PEM certificate becomes DER (MicroPython's mbedTLS binding loads DER reliably)
+    if not data.startswith(b"-----BEGIN"):
+        return data
+    body = data.split(b"-----")[2]
+    return binascii.a2b_base64(body.replace(b"\r", b"").replace(b"\n", b""))
+
+
 def _ssl_context(ca_cert):
     import ssl
 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     if ca_cert:
         with open(ca_cert, "rb") as f:
-            cadata = f.read()
+            cadata = _der(f.read())
         ctx.verify_mode = ssl.CERT_REQUIRED
         ctx.load_verify_locations(cadata=cadata)
     else:
@@ -159,8 +167,9 @@ async def connect(url, *, ca_cert=None, timeout_ms=10000, ping_interval_ms=20000
                   ping_timeout_ms=10000, close_timeout_ms=3000, buffers=None):
     """Open a WebSocket; returns an open `WebSocket`.
 
-    Raises ValueError (bad URL), OSError (TCP/TLS), HandshakeError, or WebSocketError when
-    connect + handshake take longer than `timeout_ms`. `ping_interval_ms=0` turns the
+    Raises ValueError (bad URL), OSError (TCP), HandshakeError, or WebSocketError when
+    connect + handshake take longer than `timeout_ms` or TLS fails (e.g. the server's
+    certificate is not signed by the pinned CA). `ping_interval_ms=0` turns the
     keepalive (and so the read timeout) off.
     """
     secure, host, port, resource = parse_url(url)
@@ -171,6 +180,9 @@ async def connect(url, *, ca_cert=None, timeout_ms=10000, ping_interval_ms=20000
     except asyncio.TimeoutError:
         await ws._drop(CLOSE_ABNORMAL, "timeout")
         raise WebSocketError("connect/handshake timeout after %d ms" % timeout_ms)
+    except ValueError as e:  # mbedTLS reports certificate problems as ValueError
+        await ws._drop(CLOSE_ABNORMAL, "TLS failed")
+        raise WebSocketError("TLS failed: %s" % str(e).strip())
     except BaseException:
         await ws._drop(CLOSE_ABNORMAL, "handshake failed")
         raise
@@ -449,11 +461,14 @@ class WebSocket:
                 return
 
     async def _fail(self, code, reason):
-        # RFC 6455 section 7.1.7: Fail the WebSocket Connection
+        # RFC 6455 section 7.1.7: Fail the WebSocket Connection (called by the reader only)
         if self._state == _OPEN:
             self._state = _CLOSING
             try:
                 await asyncio.wait_for_ms(self._send_close(code, reason), self._close_timeout)
+                # discard what still arrives until the peer closes: closing with unread
+                # data would reset the connection and could destroy our close frame
+                await self._await_eof()
             except (asyncio.TimeoutError, OSError, WebSocketError):
                 pass
         await self._drop(code, reason)
