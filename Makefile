@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test venv clean bench-server firmware config flash repl sim-charger bench-firmware
+.PHONY: run test venv clean bench-server sim firmware config flash repl sim-charger bench-firmware
 
 venv: $(STAMP)
 
@@ -27,6 +27,11 @@ test: venv
 ## Parameters: make bench-server ARGS="--chargers 3000 --rate 1 --duration 30" (see --help).
 bench-server: venv
 	$(PY) -m tools.bench.server_load $(ARGS)
+
+## The CPython simulated charger: station 1 taps the demo card (start `make run` first).
+## Type commands (help, tap, stop, emergency, drop, ...); more options: make sim ARGS="--speed 60".
+sim: venv
+	$(PY) -m tools.simulator --station 1 --card VIRTUAL-1-A4F2E8 $(ARGS)
 
 ## --- Firmware (ESP32, MicroPython) ---------------------------------------------------------
 PORT ?= /dev/ttyUSB0
