@@ -1,0 +1,314 @@
+"""The link (charger/link.py) on the real MicroPython unix port against a real websockets server.
+
+The MicroPython side is the real Link and Outbox with a small handler that prints what the
+link tells it (`LINK True/False`, `MSG {...}`) and takes commands on stdin (put readings or
+events, WiFi down/up through the network shim, send_now). The server is a
+`websockets.asyncio.server.serve` on 127.0.0.1 that records every frame per connection.
+"""
+
+import asyncio
+import json
+import re
+
+import pytest
+from websockets.asyncio.server import serve
+from websockets.exceptions import ConnectionClosed
+
+from tests.firmware.mpy import MpyProcess, requires_micropython
+
+pytestmark = [requires_micropython, pytest.mark.timeout(120)]
+
+DRIVER = r"""
+import asyncio, json, os, select, sys
+import network
+from charger import messages
+from charger.link import Link
+from charger.outbox import Outbox
+
+cfg = json.loads(os.getenv("LINK_CFG"))
+
+class Handler:
+    def __init__(self):
+        self.state = "idle"
+        self.session = None
+    def status_messages(self):
+        return [messages.status(self.state, self.session, 1000)]
+    def on_message(self, msg):
+        print("MSG", json.dumps(msg))
+    def on_link(self, up):
+        print("LINK", up)
+
+handler = Handler()
+box = Outbox(readings=int(os.getenv("LINK_READINGS") or 200))
+link = Link(cfg, handler, box)
+ts = [1700000000]
+
+def put(n):
+    for _ in range(n):
+        ts[0] += 1
+        box.put_reading(7, 230.0, 10.0, 2300.0, ts[0] - 1700000000, ts[0])
+    link.notify()
+
+async def commands():
+    poller = select.poll()
+    poller.register(sys.stdin, select.POLLIN)
+    while True:
+        if poller.poll(0):
+            words = sys.stdin.readline().split()
+            if not words:
+                return
+            cmd = words[0]
+            if cmd == "put":
+                put(int(words[1]))
+            elif cmd == "stop":
+                box.put_event("stop", int(words[1]), 555, ts[0])
+                link.notify()
+            elif cmd == "wifi":
+                network.sim_link(words[1] == "up")
+            elif cmd == "charging":
+                handler.state, handler.session = "charging", int(words[1])
+            elif cmd == "send":
+                print("SENT", await link.send_now(messages.nfc_scan(words[1])))
+            print("DONE", " ".join(words))
+        await asyncio.sleep_ms(10)
+
+async def main():
+    put(int(os.getenv("LINK_PRELOAD") or 0))
+    asyncio.create_task(commands())
+    print("READY")
+    await link.run()
+
+asyncio.run(main())
+"""
+
+
+class Recorder:
+    """A websockets server that records frames per connection and can be stopped/restarted."""
+
+    def __init__(self):
+        self.port = 0
+        self.server = None
+        self.conns = []          # [{"path":..., "frames": [dict...], "ws": ...}]
+        self.changed = asyncio.Condition()
+        self.on_frame = None     # optional async callback(ws, msg)
+        self.on_connect = None   # optional async callback(ws)
+
+    async def start(self):
+        self.server = await serve(self._handler, "127.0.0.1", self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def stop(self):
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def _handler(self, ws):
+        conn = {"path": ws.request.path, "frames": [], "ws": ws, "closed": False}
+        async with self.changed:
+            self.conns.append(conn)
+            self.changed.notify_all()
+        try:
+            if self.on_connect:
+                await self.on_connect(ws)
+            async for text in ws:
+                msg = json.loads(text)
+                async with self.changed:
+                    conn["frames"].append(msg)
+                    self.changed.notify_all()
+                if self.on_frame:
+                    await self.on_frame(ws, msg)
+        except ConnectionClosed:
+            pass
+        finally:
+            async with self.changed:
+                conn["closed"] = True
+                self.changed.notify_all()
+
+    async def wait(self, cond, timeout=30):
+        """Wait until cond() is true (re-checked on every frame or connection change)."""
+        async def waiter():
+            async with self.changed:
+                await self.changed.wait_for(cond)
+        try:
+            await asyncio.wait_for(waiter(), timeout)
+        except asyncio.TimeoutError:
+            raise AssertionError("timeout; connections: %s" % self.describe())
+
+    async def frames(self, conn_index, count, timeout=30):
+        await self.wait(lambda: len(self.conns) > conn_index
+                        and len(self.conns[conn_index]["frames"]) >= count, timeout)
+        return self.conns[conn_index]["frames"]
+
+    def describe(self):
+        return [(c["path"], c["frames"], c["closed"]) for c in self.conns]
+
+
+def config(port, **extra):
+    cfg = {"server_url": "ws://127.0.0.1:%d/ws" % port, "station": 3, "token": "tok en/1",
+           "wifi": {"ssid": "sim-ap", "password": "secret"}, "ping_interval_s": 5,
+           "ping_timeout_s": 5, "backoff_min_s": 0.05, "backoff_max_s": 0.4,
+           "connect_timeout_s": 5, "wifi_timeout_s": 0.5}
+    cfg.update(extra)
+    return cfg
+
+
+def charger(cfg, preload=0, readings=200):
+    return MpyProcess(DRIVER, env={"LINK_CFG": json.dumps(cfg), "LINK_PRELOAD": str(preload),
+                                   "LINK_READINGS": str(readings)})
+
+
+@pytest.fixture
+async def server():
+    rec = Recorder()
+    await rec.start()
+    try:
+        yield rec
+    finally:
+        if rec.server is not None:
+            await rec.stop()
+
+
+def metrics_ts(frames):
+    return [f["ts"] - 1700000000 for f in frames if f["type"] == "metrics"]
+
+
+async def test_connects_as_publisher_sends_status_first_then_the_outbox_in_order(server):
+    async with charger(config(server.port), preload=5) as proc:
+        frames = await server.frames(0, 6)
+        await proc.expect("LINK True")
+    assert server.conns[0]["path"] == "/ws?role=publisher&estacionId=3&token=tok%20en%2F1"
+    assert frames[0] == {"type": "status", "state": "idle", "session_id": None, "wh": 1000}
+    assert metrics_ts(frames[1:]) == [1, 2, 3, 4, 5]
+    assert frames[1] == {"type": "metrics", "session_id": 7, "v": 230.0, "a": 10.0,
+                         "w": 2300.0, "wh": 1, "ts": 1700000001}
+
+
+async def test_entries_put_while_connected_are_sent_as_they_arrive(server):
+    async with charger(config(server.port)) as proc:
+        await proc.expect("LINK True")
+        proc.send("put 2")
+        proc.send("stop 7")
+        proc.send("put 1")
+        frames = await server.frames(0, 5)
+    assert [f["type"] for f in frames] == ["status", "metrics", "metrics", "stop", "metrics"]
+    assert frames[3] == {"type": "stop", "session_id": 7, "wh": 555, "ts": 1700000002}
+
+
+async def test_reconnects_with_growing_backoff_and_replays_status_then_outbox(server):
+    async with charger(config(server.port)) as proc:
+        await proc.expect("LINK True")
+        await server.frames(0, 1)
+        await server.stop()                       # the server goes away
+        await proc.expect("LINK False")
+        proc.send("put 3")                        # readings while offline
+        proc.send("stop 7")
+        await proc.expect("DONE stop 7")
+        for _ in range(4):                        # several failed attempts, backing off
+            await proc.expect("reconnect in")
+        await server.start()                      # same port: the server comes back
+        frames = await server.frames(1, 5)
+        await proc.expect("LINK True")
+    assert frames[0]["type"] == "status"
+    assert metrics_ts(frames[1:4]) == [1, 2, 3] and frames[4]["type"] == "stop"
+    waits = [int(m) for m in re.findall(r"reconnect in (\d+) ms", proc.output())]
+    # 50 ms doubling to the 400 ms cap, each within +-25 % jitter
+    assert waits[0] <= 63 and max(waits) <= 500
+    assert any(w >= 300 for w in waits), waits
+    for a, b in zip(waits, waits[1:4]):
+        assert b > a, waits
+
+
+async def test_sync_request_makes_the_link_resend_the_status(server):
+    async with charger(config(server.port)) as proc:
+        await server.frames(0, 1)
+        proc.send("charging 42")
+        await proc.expect("DONE charging 42")
+        await server.conns[0]["ws"].send('{"type":"sync_request","from":"server"}')
+        frames = await server.frames(0, 2)
+        line = await proc.expect(lambda text: text.startswith("MSG") and "sync_request" in text)
+    assert json.loads(line[4:]) == {"type": "sync_request", "from": "server"}
+    assert frames[1] == {"type": "status", "state": "charging", "session_id": 42, "wh": 1000}
+
+
+async def test_server_messages_reach_the_handler_and_junk_does_not_drop_the_link(server):
+    async with charger(config(server.port)) as proc:
+        await server.frames(0, 1)
+        ws = server.conns[0]["ws"]
+        await ws.send("not json")
+        await ws.send('["a list"]')
+        await ws.send(b"\x00binary")
+        await ws.send('{"type":"start","session_id":123,"user_name":"Juan P\\u00e9rez"}')
+        line = await proc.expect("MSG")
+        proc.send("send 04A1B2C3")
+        await proc.expect("SENT True")
+        frames = await server.frames(0, 2)
+    assert json.loads(line[4:]) == {"type": "start", "session_id": 123,
+                                    "user_name": "Juan Pérez"}
+    assert frames[1] == {"type": "nfc_scan", "nfc_uid": "04A1B2C3"}
+    assert len(server.conns) == 1
+
+
+async def test_wifi_loss_drops_the_link_and_wifi_back_reconnects_with_the_outbox(server):
+    async with charger(config(server.port)) as proc:
+        await proc.expect("LINK True")
+        await server.frames(0, 1)
+        proc.send("wifi down")
+        await proc.expect("LINK False")
+        await server.wait(lambda: server.conns[0]["closed"])
+        proc.send("send 04A1B2C3")                # nfc_scan is pointless later: refused
+        await proc.expect("SENT False")
+        proc.send("put 2")
+        await proc.expect("wifi not connected")   # no TCP attempt without WiFi
+        assert len(server.conns) == 1
+        proc.send("wifi up")
+        frames = await server.frames(1, 3)
+        await proc.expect("LINK True")
+    assert frames[0]["type"] == "status" and metrics_ts(frames[1:]) == [1, 2]
+    assert all(f["type"] != "nfc_scan" for c in server.conns for f in c["frames"])
+
+
+async def test_a_configuration_close_code_makes_the_link_wait_the_longest_backoff(server):
+    async def reject(ws):
+        await ws.close(4005, "Estacion no encontrada")
+
+    server.on_connect = reject
+    async with charger(config(server.port, backoff_max_s=2)) as proc:
+        await proc.expect("closed 4005 Estacion no encontrada")
+        await proc.expect("reconnect in")
+    waits = [int(m) for m in re.findall(r"reconnect in (\d+) ms", proc.output())]
+    assert waits[0] >= 1500, proc.output()   # 2 s -25 %, not the 50 ms first step
+
+
+async def test_the_outbox_keeps_the_newest_readings_when_offline_too_long(server):
+    await server.stop()
+    async with charger(config(server.port), readings=4) as proc:
+        await proc.expect("reconnect in")
+        proc.send("put 10")
+        proc.send("stop 7")
+        await proc.expect("DONE stop 7")
+        await server.start()
+        frames = await server.frames(0, 6)
+    assert frames[0]["type"] == "status"
+    assert metrics_ts(frames[1:5]) == [7, 8, 9, 10] and frames[5]["type"] == "stop"
+
+
+def test_a_bad_link_config_is_a_clear_error():
+    from tests.firmware.mpy import run_mpy
+
+    out = run_mpy("""
+from charger.link import Link
+from charger.outbox import Outbox
+for cfg in ({"server_url": "http://x/ws", "station": 1},
+            {"server_url": "ws://x/ws", "station": "1"},
+            {"server_url": "ws://x/ws", "station": 1, "backoff_max_s": -1},
+            {"server_url": "ws://x/ws", "station": 1, "backoff_min_s": 5, "backoff_max_s": 2}):
+    try:
+        Link(cfg, None, Outbox())
+        print("ACCEPTED")
+    except ValueError as e:
+        print("ERR", e)
+""")
+    assert "ACCEPTED" not in out
+    assert "ERR URL must start with ws:// or wss://" in out
+    assert "ERR station must be a positive integer" in out
+    assert "ERR backoff_max_s must be a number" in out
+    assert "ERR backoff_max_s must not be below backoff_min_s" in out
