@@ -130,7 +130,8 @@ class MpyProcess:
     `async with MpyProcess(script) as proc:` so the process is killed however the test ends.
     """
 
-    def __init__(self, script, env=None, heapsize=None):
+    def __init__(self, script, env=None, heapsize=None, cmd=None):
+        self.cmd = cmd  # another command instead (e.g. a CPython tool beside the firmware)
         self.script = script
         self.env = env
         self.heapsize = heapsize
@@ -147,6 +148,8 @@ class MpyProcess:
         if self.heapsize:
             cmd += ["-X", "heapsize=%s" % self.heapsize]
         cmd += ["-c", self.script]
+        if self.cmd:
+            cmd = self.cmd
         self._changed = asyncio.Condition()
         self.proc = await asyncio.create_subprocess_exec(
             *cmd, env=mpy_env(self.env), cwd=str(ROOT), stdin=asyncio.subprocess.PIPE,
