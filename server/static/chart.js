@@ -3,7 +3,7 @@
 
 import { clock } from "./format.js";
 
-const PAD = { top: 26, right: 56, bottom: 26, left: 56 };
+const PAD = { top: 26, right: 80, bottom: 26, left: 60 };
 const GRID = "#e5e7eb";
 const INK = "#5f6b7a";
 
@@ -18,6 +18,7 @@ function niceMax(value) {
 
 function axisLabel(value, unit) {
   if (value === 0) return `0 ${unit}`;
+  if (unit === "W" && value >= 1000) return `${(value / 1000).toFixed(value % 1000 ? 1 : 0)} kW`;
   const digits = value >= 100 ? 0 : value >= 10 ? 1 : value >= 1 ? 2 : 3;
   return `${value.toFixed(digits)} ${unit}`;
 }

@@ -81,7 +81,7 @@ export function mountAdmin(root, { store, link }) {
       h("section", { class: "panel" }, h("h2", {}, "Users"), ...userForm, usersTable),
       h("section", { class: "panel" }, h("h2", {}, "Cards"), ...cardForm, listResult, cardsTable),
     ),
-    h("section", { class: "panel", style: "margin-top:1rem" }, h("h2", {}, "Stations"), ...stationForm, stationResult, stationsTable),
+    h("section", { class: "panel spaced" }, h("h2", {}, "Stations"), ...stationForm, stationResult, stationsTable),
   );
 
   function renderUsers(users) {

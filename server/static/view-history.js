@@ -69,7 +69,7 @@ export function mountHistory(root, { store, navigate }, params) {
   const form = h("form", { class: "filters panel", dataset: { testid: "history-filters" } });
   const tableArea = h("div", { class: "table-wrap" }, h("p", { class: "muted" }, "Loading…"));
   const pager = h("div", { class: "pager" });
-  replace(root, h("h1", {}, "History"), form, h("section", { class: "panel", style: "margin-top:1rem" }, tableArea, pager));
+  replace(root, h("h1", {}, "History"), form, h("section", { class: "panel spaced" }, tableArea, pager));
   let alive = true;
 
   const stationName = (id) => store.stations.get(id)?.name ?? `Station ${id}`;

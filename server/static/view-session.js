@@ -46,10 +46,14 @@ export function mountSession(root, { store }, params) {
         `${stationName} · ${session.user_name} · card ${session.card_uid} · ${fmt.tariff(session.tariff)}`,
       ),
       h(
+        "p",
+        { dataset: { testid: "session-times" } },
+        `Started ${fmt.dateTime(session.started_at)} · `,
+        session.open ? "still charging" : `ended ${fmt.dateTime(session.ended_at)}`,
+      ),
+      h(
         "div",
         { class: "figures big", dataset: { testid: "session-figures" } },
-        figure("Started", fmt.dateTime(session.started_at), "started"),
-        figure("Ended", session.open ? "still charging" : fmt.dateTime(session.ended_at), "ended"),
         figure("Duration", fmt.duration(session.duration), "duration"),
         figure("Energy", fmt.kwh(session.kwh), "kwh"),
         figure("Cost", fmt.cost(session.cost), "cost"),

@@ -104,10 +104,12 @@ export function mountStation(root, { store, link }, params) {
 
   function renderChart() {
     const session = station.session;
+    // The window grows from the session's first reading up to the last POWER_WINDOW_S seconds.
     const now = Date.now() / 1000;
+    const first = station.power.length ? station.power[0][0] : now;
     drawChart(canvas, {
       series: [{ label: "Power (W)", color: "#1d4ed8", unit: "W", points: station.power }],
-      from: now - POWER_WINDOW_S,
+      from: Math.min(now - 60, Math.max(now - POWER_WINDOW_S, first)),
       to: now,
       emptyText: session ? "Waiting for readings…" : "No session",
     });

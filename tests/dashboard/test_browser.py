@@ -1,0 +1,239 @@
+"""The dashboard in a real browser (Debian's Chromium through Playwright) against the real
+server, with the CPython simulated charger as a subprocess: what an operator sees and does."""
+
+import csv
+import io
+import re
+
+import pytest
+from playwright.async_api import expect
+
+from server.app import App
+from server.config import Config
+from tests.dashboard.browser import screenshot_path
+from tests.dashboard.helpers import CARD, http_get
+from tests.live_server import http_url, running_server
+
+STATION = '[data-testid="station-1"]'
+
+
+async def open_dashboard(page, app, route: str = "/"):
+    await page.goto(http_url(app, "/") + ("" if route == "/" else f"#{route}"))
+    await expect(page.locator("#link-state")).to_have_text("Live")
+
+
+async def number_in(page, selector: str) -> float:
+    text = await page.locator(selector).inner_text()
+    return float(re.sub(r"[^0-9.]", "", text))
+
+
+async def wait_for_growth(page, selector: str, above: float) -> float:
+    await page.wait_for_function(
+        "([selector, above]) => parseFloat(document.querySelector(selector).textContent.replace(/[^0-9.]/g, '')) > above",
+        arg=[selector, above],
+    )
+    return await number_in(page, selector)
+
+
+async def test_overview_loads_without_console_errors_and_shows_every_station(page, live_app):
+    await live_app.storage.add_station("Garage", 6.0, station_id=2)
+    live_app.core.add_station(2, "Garage", 6.0)
+    await open_dashboard(page, live_app)
+    card = page.locator(STATION)
+    await expect(card.locator('[data-field="status"]')).to_have_text("desconectado")
+    await expect(card).to_contain_text("Estación 1")
+    await expect(page.locator('[data-testid="station-2"]')).to_contain_text("Garage")
+    assert page.console_errors == []
+
+
+async def test_a_tap_shows_a_live_session_growing_and_stop_puts_it_in_the_history(page, live_app, simulator):
+    await open_dashboard(page, live_app)
+    charger = await simulator(1)
+    await expect(page.locator(f'{STATION} [data-field="status"]')).to_have_text("disponible")
+    await charger.command(f"tap {CARD}")
+    session_id = int(re.search(r"session_id=(\d+)", await charger.wait_for(r"<- start")).group(1))
+
+    card = page.locator(STATION)
+    await expect(card.locator('[data-field="status"]')).to_have_text("cargando")
+    await expect(card.locator('[data-field="user"]')).to_contain_text("Juan Pérez")
+    kwh = await wait_for_growth(page, f'{STATION} [data-field="kwh"]', 0.0)
+    await expect(card.locator('[data-field="w"]')).to_contain_text("kW")
+    await page.screenshot(path=screenshot_path("overview-live"))
+
+    await card.click()
+    figures = '[data-testid="live-figures"]'
+    await expect(page.locator(f'{figures} [data-field="v"]')).to_contain_text(" V")
+    kwh = await wait_for_growth(page, f'{figures} [data-field="kwh"]', kwh)
+    cost = await number_in(page, f'{figures} [data-field="cost"]')
+    await wait_for_growth(page, f'{figures} [data-field="cost"]', cost)
+    await expect(page.locator('[data-testid="events"]')).to_contain_text(f"Session {session_id} started by Juan Pérez")
+    await page.wait_for_function("() => Number(document.querySelector('[data-testid=\"power-chart\"]').dataset.points) >= 3")
+    await page.screenshot(path=screenshot_path("station-live"), full_page=True)
+
+    await page.get_by_test_id("stop").click()
+    await page.get_by_test_id("confirm-stop").click()
+    await charger.wait_for(rf"<- stop session_id={session_id}")
+    await expect(page.locator('[data-testid="events"]')).to_contain_text(f"Session {session_id} ended")
+    await expect(page.locator('[data-field="status"]').first).to_have_text("disponible")
+    await expect(page.get_by_test_id("stop")).to_have_count(0)
+
+    await page.click('a[data-nav="history"]')
+    row = page.get_by_test_id(f"session-row-{session_id}")
+    await expect(row).to_contain_text("Juan Pérez")
+    await expect(row).to_contain_text("remote_stop")
+    stored = await live_app.storage.get_session(session_id)
+    await expect(row.locator('[data-field="kwh"]')).to_have_text(f"{stored.kwh:.3f} kWh")
+    await expect(page.get_by_test_id("totals")).to_contain_text("Total of 1 session")
+
+    async with page.expect_download() as download_info:
+        await page.get_by_test_id("csv").click()
+    download = await download_info.value
+    rows = list(csv.DictReader(io.StringIO(open(await download.path(), encoding="utf-8").read())))
+    assert [(int(r["session_id"]), r["user"], r["end_reason"]) for r in rows] == [(session_id, "Juan Pérez", "remote_stop")]
+
+    await row.locator("a").click()
+    await expect(page.locator('[data-testid="session-figures"] [data-field="kwh"]')).to_have_text(f"{stored.kwh:.3f} kWh")
+    readings = len((await http_get(live_app, f"/api/sessions/{session_id}")).json()["readings"])
+    assert readings >= 3
+    await expect(page.get_by_test_id("session-chart")).to_have_attribute("data-points", str(2 * readings))
+    await page.screenshot(path=screenshot_path("session-curve"), full_page=True)
+    assert page.console_errors == []
+
+
+async def test_emergency_banner_stays_until_an_operator_acknowledges_it(page, live_app, simulator):
+    await open_dashboard(page, live_app)
+    charger = await simulator(1)
+    await charger.command(f"tap {CARD}")
+    await charger.wait_for(r"started session_id")
+    await charger.command("emergency")
+    banner = page.get_by_test_id("emergency-1")
+    await expect(banner).to_contain_text("EMERGENCY stop at Estación 1")
+    await expect(page.locator(f'{STATION} [data-field="status"]')).to_have_text("emergencia")
+
+    await page.reload()  # still there for an operator who opens the page later
+    await expect(banner).to_be_visible()
+    await page.screenshot(path=screenshot_path("emergency-banner"))
+    await banner.get_by_test_id("acknowledge").click()
+    await expect(banner).to_have_count(0)
+    [alert] = await live_app.storage.list_alerts()
+    assert alert.acknowledged_at is not None
+    # acknowledging does not re-arm the charger
+    await expect(page.locator(f'{STATION} [data-field="status"]')).to_have_text("emergencia")
+    assert page.console_errors == []
+
+
+async def test_a_charger_that_drops_off_shows_desconectado_and_stop_says_esp32_no_conectado(page, live_app, simulator):
+    await open_dashboard(page, live_app, "/station/1")
+    charger = await simulator(1)
+    await charger.command(f"tap {CARD}")
+    await charger.wait_for(r"started session_id")
+    status = page.locator('.station-head [data-field="status"]')
+    await expect(status).to_have_text("cargando")
+    await charger.command("drop")  # WiFi lost: TCP cut without a closing handshake
+    await expect(status).to_have_text("desconectado")
+    await page.get_by_test_id("stop").click()
+    await page.get_by_test_id("confirm-stop").click()
+    await expect(page.get_by_test_id("station-error")).to_contain_text("ESP32 no conectado")
+    await page.click('a[data-nav="overview"]')
+    await expect(page.locator(f'{STATION} [data-field="status"]')).to_have_text("desconectado")
+    assert page.console_errors == []
+
+
+async def test_a_card_disabled_in_the_page_is_refused_at_the_next_tap(page, live_app, simulator):
+    await open_dashboard(page, live_app, "/admin")
+    row = page.get_by_test_id(f"card-{CARD}")
+    await expect(row.locator('[data-field="state"]')).to_have_text("enabled")
+    await row.get_by_test_id("toggle").click()
+    await expect(row.locator('[data-field="state"]')).to_have_text("disabled")
+    charger = await simulator(1)
+    await charger.command(f"tap {CARD}")
+    await charger.wait_for(r"<- error .*CARD_DISABLED")
+    await page.goto(http_url(live_app, "/#/station/1"))
+    await expect(page.get_by_test_id("events")).to_contain_text("CARD_DISABLED")
+    assert page.console_errors == []
+
+
+async def test_operator_adds_a_user_a_card_a_station_and_a_tariff_from_the_page(page, live_app):
+    await open_dashboard(page, live_app, "/admin")
+    add_user = page.get_by_test_id("add-user")
+    await add_user.locator('input[name="name"]').fill("Ana López")
+    await add_user.locator("button").click()
+    await expect(page.get_by_test_id("users")).to_contain_text("Ana López")
+    add_card = page.get_by_test_id("add-card")
+    await add_card.locator('input[name="uid"]').fill("04:a3:2b:1c")
+    await add_card.locator("select").select_option(label="Ana López (#2)")
+    await add_card.locator("button").click()
+    await expect(page.get_by_test_id("card-04A32B1C")).to_contain_text("Ana López")
+    await add_card.locator('input[name="uid"]').fill("04:a3:2b:1c")
+    await add_card.locator("button").click()
+    await expect(page.locator(".result.fail")).to_contain_text("DUPLICATE")
+
+    add_station = page.get_by_test_id("add-station")
+    await add_station.locator('input[name="name"]').fill("Garage")
+    await add_station.locator('input[name="tariff"]').fill("6.5")
+    await add_station.locator("button").click()
+    garage = page.get_by_test_id("station-row-2")
+    await expect(garage.locator('[data-field="tariff"]')).to_have_text("$6.50/kWh")
+    await garage.locator('input[name="tariff"]').fill("8")
+    await garage.locator("button").click()
+    await expect(garage.locator('[data-field="tariff"]')).to_have_text("$8.00/kWh")
+    assert (await live_app.storage.get_station(2)).tariff == 8.0
+    assert (await live_app.storage.find_card("04A32B1C")).user_name == "Ana López"
+    assert page.console_errors == []
+
+
+async def test_history_filters_by_station_and_pages(page, live_app):
+    storage = live_app.storage
+    await storage.add_station("Garage", 5.0, station_id=2)
+    live_app.core.add_station(2, "Garage", 5.0)
+    user_id = (await storage.find_card(CARD)).user_id
+    for n in range(30):
+        station_id = 1 if n % 3 else 2
+        session_id = await storage.create_session(station_id, user_id, CARD, 1_736_500_000 + n * 3600, 7.0, {})
+        await storage.end_session(session_id, 1_736_500_000 + n * 3600 + 900, 1.0, 7.0, "local_stop", {})
+    await open_dashboard(page, live_app, "/history")
+    await expect(page.get_by_test_id("totals")).to_contain_text("Total of 30 sessions")
+    await expect(page.locator(".pager")).to_contain_text("1–25 of 30")
+    await page.get_by_role("button", name="Next →").click()
+    await expect(page.locator(".pager")).to_contain_text("26–30 of 30")
+    await page.get_by_test_id("history-filters").locator('select[name="station"]').select_option("2")
+    await page.get_by_role("button", name="Apply").click()
+    await expect(page.get_by_test_id("totals")).to_contain_text("Total of 10 sessions")
+    await expect(page.get_by_test_id("totals").locator('[data-field="cost"]')).to_have_text("$70.00")
+    assert page.console_errors == []
+
+
+async def test_a_lost_server_is_shown_honestly_and_the_page_reconnects(page, tmp_path):
+    async with running_server(tmp_path / "evse.sqlite3") as app:
+        port = app.port
+        await open_dashboard(page, app)
+    await expect(page.get_by_test_id("offline")).to_contain_text("Disconnected from the server")
+    await expect(page.locator("#link-state")).to_have_text("Disconnected")
+    await expect(page.locator(f"{STATION}.stale")).to_have_count(1)
+    await page.screenshot(path=screenshot_path("overview-offline"))
+    config = Config(host="127.0.0.1", port=port, db_path=tmp_path / "evse.sqlite3", ping_interval=5.0, ping_timeout=5.0)
+    restarted = await App.start(config)  # same address: the page's own reconnect must find it
+    try:
+        await expect(page.locator("#link-state")).to_have_text("Live", timeout=30_000)
+        await expect(page.get_by_test_id("offline")).to_have_count(0)
+        await expect(page.locator(f"{STATION}.stale")).to_have_count(0)
+    finally:
+        await restarted.stop()
+    # while the server was away, the browser logged failed connection attempts (expected)
+    assert all("WebSocket" in error or "Failed to load" in error for error in page.console_errors)
+
+
+@pytest.mark.parametrize("route", ["/", "/station/1", "/history", "/admin"])
+async def test_every_view_fits_a_phone_screen(browser, live_app, route):
+    context = await browser.new_context(viewport={"width": 375, "height": 740}, is_mobile=True)
+    try:
+        page = await context.new_page()
+        await page.goto(http_url(live_app, "/") + ("" if route == "/" else f"#{route}"))
+        await expect(page.locator("#link-state")).to_have_text("Live")
+        await expect(page.locator("#view h1")).to_be_visible()
+        overflow = await page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{route} is {overflow}px wider than a phone"
+        if route == "/station/1":
+            await page.screenshot(path=screenshot_path("phone-station"), full_page=True)
+    finally:
+        await context.close()
