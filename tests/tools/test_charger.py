@@ -126,10 +126,12 @@ def test_stop_button_opens_the_relay_then_sends_stop_with_the_final_register():
     rig.advance(10)
     rig.sent()
     rig.charger.press_stop()
-    [stop] = rig.sent()
+    final, stop = rig.sent()
     assert not rig.model.relay_on and rig.charger.state == IDLE
+    assert final["type"] == "metrics" and final["a"] == 0.0 and final["w"] == 0.0
     assert set(stop) == {"type", "session_id", "wh", "ts"}
-    assert stop["type"] == "stop" and stop["session_id"] == 5 and stop["wh"] == rig.model.register_wh
+    assert stop["type"] == "stop" and stop["session_id"] == 5
+    assert stop["wh"] == final["wh"] == rig.model.register_wh
     rig.advance(10)
     assert rig.sent() == []  # no metrics after the session
 
@@ -242,12 +244,12 @@ def test_stop_while_offline_replays_readings_then_stop_then_the_present_status()
     rig.advance(9)  # idle: nothing more to queue
     rig.charger.connected()
     sent = rig.sent()
-    assert types(sent) == ["status", "metrics", "metrics", "metrics", "stop", "status"]
+    assert types(sent) == ["status"] + ["metrics"] * 4 + ["stop", "status"]
     # the first status describes the session as the server last knew it, so it resumes it
     assert sent[0]["state"] == "charging" and sent[0]["session_id"] == 5
     assert sent[0]["wh"] >= before
-    assert sent[4]["session_id"] == 5 and sent[4]["wh"] == rig.model.register_wh
-    assert sent[5] == {"type": "status", "state": "idle", "session_id": None,
+    assert sent[5]["session_id"] == 5 and sent[5]["wh"] == rig.model.register_wh
+    assert sent[6] == {"type": "status", "state": "idle", "session_id": None,
                       "wh": rig.model.register_wh}
 
 
@@ -310,7 +312,9 @@ def test_a_long_outage_keeps_200_readings_the_newest_ones():
     sent = rig.sent()
     readings = [m for m in sent if m["type"] == "metrics"]
     assert len(readings) == 200 and types(sent)[-2:] == ["stop", "status"]
-    assert readings[-1]["ts"] == int(rig.clock.now()) or readings[-1]["ts"] >= readings[0]["ts"] + 199
+    # 250 periodic readings (one per second) and the final one were queued: the oldest 51
+    # were dropped, so the replay starts with the 52nd
+    assert readings[0]["ts"] == 1_700_000_052 and rig.charger.outbox.dropped_readings == 51
 
 
 def test_outbox_restores_a_failed_send_at_the_front():

@@ -207,8 +207,11 @@ class Charger:
 
     # --- helpers -----------------------------------------------------------------------------
     def _end_locally(self, reason):
+        """Relay off first; then, as the firmware does, one more meter reading and the stop,
+        both carrying the final register."""
         self.model.set_relay(False)
         session_id = self.session_id
+        self._put(self._reading())
         self._end(reason=reason)
         self._put(self._session_event("stop", session_id))
 
