@@ -10,7 +10,6 @@ dashboard message types.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import logging
 import time

@@ -132,6 +132,19 @@ class OpenSession:
     def cost(self) -> float:
         return cost_of(self.energy.kwh, self.tariff)
 
+    @classmethod
+    def of(cls, session_id: int, station_id: int, source) -> "OpenSession":
+        """From a CreateSession effect or a stored SessionRecord (same field names)."""
+        return cls(
+            id=session_id,
+            station_id=station_id,
+            user_name=source.user_name,
+            card_uid=source.card_uid,
+            started_at=source.started_at,
+            tariff=source.tariff,
+            energy=EnergyAccount.from_dict(source.energy_state),
+        )
+
 
 @dataclass
 class StationState:
@@ -193,15 +206,7 @@ class SessionCore:
     def load_open_session(self, record) -> None:
         """Take back a session that was open when the server stopped (a SessionRecord)."""
         station = self.stations.get(record.station_id) or self.add_station(record.station_id, "", 0.0)
-        station.session = OpenSession(
-            id=record.id,
-            station_id=record.station_id,
-            user_name=record.user_name,
-            card_uid=record.card_uid,
-            started_at=record.started_at,
-            tariff=record.tariff,
-            energy=EnergyAccount.from_dict(record.energy_state),
-        )
+        station.session = OpenSession.of(record.id, record.station_id, record)
 
     # --- entry points -------------------------------------------------------------------------
     def publisher_connected(self, station_id: int, now: float) -> list:
@@ -218,15 +223,7 @@ class SessionCore:
     def session_created(self, create: CreateSession, session_id: int) -> list:
         def opened(st: StationState) -> list:
             st.starting = False
-            st.session = OpenSession(
-                id=session_id,
-                station_id=st.id,
-                user_name=create.user_name,
-                card_uid=create.card_uid,
-                started_at=create.started_at,
-                tariff=create.tariff,
-                energy=EnergyAccount.from_dict(create.energy_state),
-            )
+            st.session = OpenSession.of(session_id, st.id, create)
             return [
                 ToPublisher(st.id, p.start(session_id, create.user_name)),
                 ToClients(

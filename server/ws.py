@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import ServerConnection

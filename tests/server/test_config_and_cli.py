@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from server.config import Config, ConfigError, load_config
+from server.config import ConfigError, load_config
 from tests.live_server import publisher, receive_json, send_json
 
 REPO = Path(__file__).resolve().parents[2]
