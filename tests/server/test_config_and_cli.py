@@ -49,7 +49,8 @@ def test_invalid_configuration_is_refused_with_a_clear_message(argv, environ, ex
 
 
 def run_server(tmp_path, *args, env=None):
-    environment = {k: v for k, v in os.environ.items() if k not in ("HOST", "PORT", "DB_PATH")}
+    ours = ("HOST", "PORT", "DB_PATH", "DEFAULT_TARIFF", "LOG_LEVEL", "PING_INTERVAL", "PING_TIMEOUT")
+    environment = {k: v for k, v in os.environ.items() if k not in ours}
     environment.update(PYTHONPATH=str(REPO), **(env or {}))
     return asyncio.create_subprocess_exec(
         sys.executable, "-m", "server", *args, cwd=tmp_path, env=environment,

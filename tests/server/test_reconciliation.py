@@ -91,7 +91,7 @@ async def _silent_publisher(port: int):
 
 
 async def test_vanished_charger_is_shown_desconectado_and_keeps_its_session(tmp_path):
-    async with running_server(tmp_path / "db.sqlite3", ping_interval=0.5, ping_timeout=2.0) as app:
+    async with running_server(tmp_path / "db.sqlite3", ping_interval=0.5, ping_timeout=3.0) as app:
         url = base_url(app)
         charger = await publisher(url)
         async with charger:
