@@ -317,8 +317,7 @@ class SessionCore:
         session = st.session
         if session is None or (stop.session_id is not None and stop.session_id != session.id):
             return []  # already closed: a repeated stop is harmless
-        if stop.wh is not None or stop.ts is not None:
-            session.energy.add(trusted_ts(stop.ts, now), 0.0, stop.wh)  # relay already open
+        self._final_reading(session, stop, now)
         return self._end(st, LOCAL_STOP, now)
 
     @on(Emergency)
@@ -330,6 +329,7 @@ class SessionCore:
             AddAlert(st.id, open_id, EMERGENCY, now, "emergency button"),
         ]
         if st.session is not None:
+            self._final_reading(st.session, message, now)
             effects += self._end(st, EMERGENCY, now)
         return effects
 
@@ -357,6 +357,12 @@ class SessionCore:
         return effects
 
     # --- helpers ------------------------------------------------------------------------------
+    @staticmethod
+    def _final_reading(session: OpenSession, message, now: float) -> None:
+        """Count the meter register a stop/emergency carries; the relay is already open (0 W)."""
+        if message.wh is not None or message.ts is not None:
+            session.energy.add(trusted_ts(message.ts, now), 0.0, message.wh)
+
     def _dashboard_stop(self, st: StationState, message: Stop, now: float) -> list:
         if not st.publisher_connected:
             return [Reply(p.error("ESP32 no conectado", p.CHARGER_OFFLINE))]

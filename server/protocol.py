@@ -89,6 +89,8 @@ class Stop:
 @dataclass(frozen=True)
 class Emergency:
     session_id: int | None = None
+    wh: float | None = None
+    ts: float | None = None
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,10 @@ _PUBLISHER_MESSAGES = {
         },
     ),
     "stop": (Stop, {"session_id": (_session_id, False), "wh": (_WH, False), "ts": (_TS, False)}),
-    "emergency": (Emergency, {"session_id": (_session_id, False)}),
+    "emergency": (
+        Emergency,
+        {"session_id": (_session_id, False), "wh": (_WH, False), "ts": (_TS, False)},
+    ),
     "status": (
         StatusReport,
         {"state": (_state, True), "session_id": (_session_id, False), "wh": (_WH, False)},

@@ -183,3 +183,12 @@ def test_vanished_charger_is_desconectado_and_its_session_stays_open(core):
     effects = core.publisher_gone(1, NOW)
     assert messages(effects) == [p.status(1, p.DESCONECTADO)]
     assert core.describe(1, NOW)["session"]["session_id"] == 123
+
+
+@pytest.mark.parametrize("final", [Stop(123, wh=1600.0, ts=NOW + 300), Emergency(123, wh=1600.0, ts=NOW + 300)])
+def test_final_register_reading_of_a_stop_or_emergency_is_billed(core, final):
+    start_session(core)
+    core.handle_publisher(1, Metrics(123, 230, 10, 2300, NOW + 3, 1000.0), NOW + 3)
+    effects = core.handle_publisher(1, final, NOW + 301)
+    [end] = kinds(effects, c.EndSession)
+    assert end.kwh == pytest.approx(0.6)
