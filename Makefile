@@ -62,7 +62,7 @@ repl: venv
 sim-charger: venv
 	mkdir -p firmware-build
 	$(PY) -m tools.firmware_config --out $(SIM_CONFIG) --no-input --server-url $(SERVER_URL) --station $(STATION) --token "$(TOKEN)"
-	$(SIM_ENV) $(VENV)/bin/micropython tools/sim/run_charger.py $(SIM_CONFIG) --power 7200 --time-scale 60
+	$(SIM_ENV) $(VENV)/bin/micropython tools/sim/run_charger.py $(SIM_CONFIG) --power 3600 --time-scale 10
 
 ## Firmware memory benchmark on the unix port (scripted scenario), ends with one JSON line.
 bench-firmware: venv

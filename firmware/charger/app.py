@@ -58,6 +58,8 @@ class App:
         now = time.ticks_ms()
         self._alive = [now, now, now, now]  # reader, meter, buttons, tick
         self._wdt = None
+        self.readings_queued = 0  # readings put into the outbox since boot (tests, bench)
+        self._last_reading_ts = 0
         board.emergency.on_press_irq(self._emergency_irq)
 
     # --- interrupt ---------------------------------------------------------------------
@@ -87,10 +89,18 @@ class App:
             log(sm.note)
         queued = False
         if acts & S.A_QUEUE_READING:
-            self.outbox.put_reading(sm.session_id, sm.v, sm.a, sm.w, sm.wh, clock.unix_time())
+            self._last_reading_ts = clock.unix_time()
+            self.outbox.put_reading(sm.session_id, sm.v, sm.a, sm.w, sm.wh,
+                                    self._last_reading_ts)
+            self.readings_queued += 1
             queued = True
         if acts & S.A_QUEUE_STOP:
-            self.outbox.put_event("stop", sm.event_sid, sm.wh, clock.unix_time())
+            # The stop carries the final register; the server counts it only with a `ts`
+            # later than the last reading's, so within the same second it says "next second".
+            ts = clock.unix_time()
+            if ts and ts <= self._last_reading_ts:
+                ts = self._last_reading_ts + 1
+            self.outbox.put_event("stop", sm.event_sid, sm.wh, ts)
             queued = True
         if acts & S.A_QUEUE_EMERGENCY:
             self.outbox.put_event("emergency", sm.event_sid, sm.wh, clock.unix_time())
@@ -103,13 +113,12 @@ class App:
             asyncio.create_task(self._send_status())
 
     def _final_reading(self):
-        """After a local stop: one more meter read so the stop carries the final energy."""
+        """After a local stop: one more meter read; the stop carries its energy (`wh`, `ts`)."""
         sm = self.sm
         meter = self.board.meter
         if meter.read() == METER_OK:
             sm.meter_reading(meter.voltage, meter.current, meter.power, meter.energy_wh,
                              time.ticks_ms())
-            self.outbox.put_reading(sm.event_sid, sm.v, sm.a, sm.w, sm.wh, clock.unix_time())
 
     async def _send_scan(self, uid):
         if not await self.link.send_now(messages.nfc_scan(uid)):
@@ -123,9 +132,13 @@ class App:
     def status_messages(self):
         sm = self.sm
         out = [messages.status(sm.state_name, sm.session_id, sm.wh)]
-        if sm.state == S.CHARGING and sm.have_reading:
+        # The latest reading goes along only when the outbox holds none: queued readings are
+        # replayed right after this, and a newer `ts` sent first would make the server ignore
+        # them. It repeats the last queued reading's `ts` (a duplicate for the energy account,
+        # fresh numbers for the dashboards).
+        if sm.state == S.CHARGING and sm.have_reading and self.outbox.readings == 0:
             out.append(messages.metrics(sm.session_id, sm.v, sm.a, sm.w, sm.wh,
-                                        clock.unix_time()))
+                                        self._last_reading_ts))
         return out
 
     def on_message(self, msg):

@@ -27,7 +27,8 @@ DEFAULTS = {
 
 _NUMBERS = (
     ("ping_interval_s", 1, 3600), ("backoff_max_s", 1, 3600),
-    ("metrics_interval_s", 0.05, 3600), ("meter_interval_s", 0.05, 60),
+    # metrics at least 1 s apart: `ts` has 1 s resolution and the server ignores a repeated ts
+    ("metrics_interval_s", 1, 3600), ("meter_interval_s", 0.05, 60),
     ("offline_limit_s", 0, 86400), ("start_timeout_s", 1, 600), ("same_card_s", 0, 600),
     ("meter_silence_s", 0.1, 600), ("reset_hold_s", 0.1, 60), ("watchdog_s", 0, 600),
 )

@@ -185,6 +185,7 @@ class ChargerState:
             self.led = LED_CHARGING
             if self.have_reading:
                 # the meter as it was before the relay closed: the server's energy baseline
+                self._next_metrics_at = ticks_add(now, self.metrics_interval_ms)
                 return A_RELAY_ON | A_LED | A_QUEUE_READING
             return A_RELAY_ON | A_LED
         if self.state == CHARGING and session_id == self.session_id:

@@ -57,6 +57,8 @@ class Control:
             out["session_id"] = sm.session_id
             out["led"] = app.board.led.pattern
             out["outbox"] = len(app.outbox)
+            out["dropped"] = app.outbox.dropped
+            out["readings_queued"] = app.readings_queued
             out["link"] = bool(app.link.connected)
         return out
 
@@ -78,6 +80,10 @@ class Control:
                 self.emergency_pin.drive(1 if down else 0)
             else:
                 raise ValueError("press/release stop|emergency")
+            for _ in range(3):
+                pass  # a backward jump: the scheduled soft IRQ runs here, as on the ESP32
+            # the relay as it is before any asyncio task (the link) could run
+            return "ok %s relay=%d" % (line, self.relay_on())
         elif cmd == "load":
             self.meter_emu.power = float(arg)
         elif cmd == "volts":
