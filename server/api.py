@@ -242,6 +242,18 @@ def session_json(record, now: float) -> dict:
     }
 
 
+def user_json(user) -> dict:
+    return {"id": user.id, "name": user.name}
+
+
+def card_json(card) -> dict:
+    return {"uid": card.uid, "user_id": card.user_id, "user_name": card.user_name, "enabled": card.enabled}
+
+
+def station_json(station) -> dict:
+    return {"id": station.id, "name": station.name, "tariff": station.tariff}
+
+
 def reading_json(reading) -> dict:
     return {
         "ts": reading.ts,
@@ -311,15 +323,7 @@ async def get_stations(ctx: ApiContext, raw_query: str) -> HttpAnswer:
     items = []
     for station in stations:
         view = ctx.charger_view(station.id)
-        items.append(
-            {
-                "id": station.id,
-                "name": station.name,
-                "tariff": station.tariff,
-                "status": view.get("status", "desconectado"),
-                "session": view.get("session"),
-            }
-        )
+        items.append({**station_json(station), "status": view.get("status", "desconectado"), "session": view.get("session")})
     return json_answer({"items": items})
 
 
@@ -383,25 +387,13 @@ def parse_path_id(raw: str, what: str) -> int:
 async def get_users(ctx: ApiContext, raw_query: str) -> HttpAnswer:
     parse_query(raw_query, frozenset())
     users = await ctx.storage.list_users()
-    return json_answer({"items": [{"id": user.id, "name": user.name} for user in users]})
+    return json_answer({"items": [user_json(user) for user in users]})
 
 
 async def get_cards(ctx: ApiContext, raw_query: str) -> HttpAnswer:
     parse_query(raw_query, frozenset())
     cards = await ctx.storage.list_cards()
-    return json_answer(
-        {
-            "items": [
-                {
-                    "uid": card.uid,
-                    "user_id": card.user_id,
-                    "user_name": card.user_name,
-                    "enabled": card.enabled,
-                }
-                for card in cards
-            ]
-        }
-    )
+    return json_answer({"items": [card_json(card) for card in cards]})
 
 
 async def get_alerts(ctx: ApiContext, raw_query: str) -> HttpAnswer:

@@ -27,6 +27,7 @@ import math
 from collections.abc import Awaitable, Callable
 
 from server import protocol as p
+from server.api import card_json, station_json, user_json
 from server.hub import send
 from server.storage import Duplicate, NotFound
 from server.uids import InvalidUid, normalize_uid
@@ -109,21 +110,6 @@ def request_id_of(data: dict) -> int | str | None:
     if isinstance(value, int) and not 0 <= value <= p.MAX_ID:
         raise Refused("request_id out of range")
     return value
-
-
-# ---------------------------------------------------------------- records to JSON (pure)
-
-
-def user_json(user) -> dict:
-    return {"id": user.id, "name": user.name}
-
-
-def card_json(card) -> dict:
-    return {"uid": card.uid, "user_id": card.user_id, "user_name": card.user_name, "enabled": card.enabled}
-
-
-def station_json(station) -> dict:
-    return {"id": station.id, "name": station.name, "tariff": station.tariff}
 
 
 # ---------------------------------------------------------------- handlers, one per type

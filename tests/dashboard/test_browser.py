@@ -6,7 +6,8 @@ import io
 import re
 
 import pytest
-from playwright.async_api import expect
+
+expect = pytest.importorskip("playwright.async_api", reason="the playwright package is not installed").expect
 
 from server.app import App
 from server.config import Config
