@@ -28,6 +28,7 @@ class SimCharger:
         self.meter_state = meter_state or tmp_path / "meter-state.txt"
         self.power = power
         self.time_scale = time_scale
+        self.extra_args = []
         self.proc = None
         self.lines = []
         self._new_line = asyncio.Event()
@@ -38,7 +39,7 @@ class SimCharger:
         self.proc = await asyncio.create_subprocess_exec(
             str(MICROPYTHON), "tools/sim/run_charger.py", str(self.config_path),
             "--power", str(self.power), "--time-scale", str(self.time_scale),
-            "--meter-state", str(self.meter_state),
+            "--meter-state", str(self.meter_state), *self.extra_args,
             cwd=str(ROOT), env=mpy_env(), stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         self._reader = asyncio.create_task(self._read())

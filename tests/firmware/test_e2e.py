@@ -175,3 +175,71 @@ async def test_charger_rebooted_mid_session_is_closed_as_charger_reset(charger, 
             break
         await asyncio.sleep(0.05)
     assert record.end_reason == "charger_reset"
+
+
+async def _wait_ended(app, session_id):
+    for _ in range(400):
+        record = await app.storage.get_session(session_id)
+        if record.ended_at is not None:
+            return record
+        await asyncio.sleep(0.05)
+    raise AssertionError("session %s never ended" % session_id)
+
+
+async def test_meter_silent_for_5_s_while_charging_opens_the_relay_and_ends_the_session(
+        charger, live_app):
+    session_id = await _start_session(charger)
+    await charger.command("meter silent")
+    st = await charger.wait_status(lambda s: s["state"] == "idle", timeout=30)
+    assert st["relay"] is False and st["led"] == 7  # the meter-failure pattern
+    await charger.wait_line(lambda l: "meter_failure" in l)
+    record = await _wait_ended(live_app, session_id)
+    assert record.end_reason == "local_stop"
+
+
+async def test_corrupt_meter_frames_count_as_a_silent_meter(charger, live_app):
+    session_id = await _start_session(charger)
+    await charger.command("meter corrupt")
+    st = await charger.wait_status(lambda s: s["state"] == "idle", timeout=30)
+    assert st["relay"] is False
+    assert (await _wait_ended(live_app, session_id)).end_reason == "local_stop"
+
+
+async def test_offline_too_long_stops_charging_locally_and_reports_the_stop_later(
+        live_app, tmp_path):
+    await _register_card(live_app)
+    sim = SimCharger(tmp_path, base_url(live_app) + "/ws", offline_limit_s=3)
+    await sim.start()
+    try:
+        wh_before = (await sim.status())["wh"]
+        session_id = await _start_session(sim)
+        await sim.command("link down")
+        st = await sim.wait_status(lambda s: s["state"] == "idle", timeout=30)
+        assert st["relay"] is False and not st["link"]
+        await sim.command("link up")
+        await sim.wait_status(lambda s: s["link"] and s["outbox"] == 0)
+        record = await _wait_ended(live_app, session_id)
+        assert record.end_reason == "local_stop"
+        assert round(record.kwh * 1000) == st["wh"] - wh_before
+    finally:
+        await sim.stop()
+
+
+async def test_absent_nfc_reader_is_a_visible_fault_not_a_crash(live_app, tmp_path):
+    sim = SimCharger(tmp_path, base_url(live_app) + "/ws")
+    sim.extra_args = ["--absent-reader"]
+    await sim.start()
+    try:
+        await sim.wait_line(lambda l: "NFC reader not found" in l)
+        st = await sim.wait_status(lambda s: s["link"])
+        assert st["led"] == 6 and st["state"] == "idle" and st["relay"] is False
+    finally:
+        await sim.stop()
+
+
+async def test_unknown_card_is_refused_and_the_relay_stays_off(charger, live_app):
+    await charger.wait_status(lambda s: s["link"])
+    await charger.command("tap DEADBEEF")
+    await charger.wait_line(lambda l: "server error" in l and "CARD_UNKNOWN" in l)
+    st = await charger.wait_status(lambda s: s["state"] == "idle")
+    assert st["relay"] is False and st["led"] == 3  # the error pattern
