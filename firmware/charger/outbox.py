@@ -117,12 +117,10 @@ class Outbox:
             self.rejected += 1
             return False
         if self._rlen == self._rcap:  # full: the oldest reading goes
-            self._rhead = self._rhead + 1 if self._rhead + 1 < self._rcap else 0
+            self._rhead = _slot(self._rhead, 1, self._rcap)
             self._rlen -= 1
             self.dropped += 1
-        i = self._rhead + self._rlen
-        if i >= self._rcap:
-            i -= self._rcap
+        i = _slot(self._rhead, self._rlen, self._rcap)
         self._rseq[i] = self._next_seq()
         self._rsid[i] = sid
         self._v[i] = v
@@ -148,9 +146,7 @@ class Outbox:
         if self._elen == self._ecap:
             self.lost_events += 1
             return False
-        i = self._ehead + self._elen
-        if i >= self._ecap:
-            i -= self._ecap
+        i = _slot(self._ehead, self._elen, self._ecap)
         self._eseq[i] = self._next_seq()
         self._ekind[i] = code
         self._esid[i] = sid
@@ -192,12 +188,18 @@ class Outbox:
             return
         if self._reading_first():
             if self._rseq[self._rhead] == self._peeked:
-                self._rhead = self._rhead + 1 if self._rhead + 1 < self._rcap else 0
+                self._rhead = _slot(self._rhead, 1, self._rcap)
                 self._rlen -= 1
         elif self._eseq[self._ehead] == self._peeked:
-            self._ehead = self._ehead + 1 if self._ehead + 1 < self._ecap else 0
+            self._ehead = _slot(self._ehead, 1, self._ecap)
             self._elen -= 1
         self._peeked = 0
+
+
+def _slot(head, k, cap):
+    # index of the k-th entry of a ring that starts at `head`
+    i = head + k
+    return i - cap if i >= cap else i
 
 
 def _none(x):

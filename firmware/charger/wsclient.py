@@ -329,8 +329,7 @@ class WebSocket:
                 raise ConnectionClosed(self.close_code, self.close_reason)
             raise
         except OSError:
-            await self._drop(CLOSE_ABNORMAL, "connection lost")
-            raise ConnectionClosed(self.close_code, self.close_reason)
+            raise await self._lost()
         finally:
             self._rx_task = None
 
@@ -344,8 +343,7 @@ class WebSocket:
             if n is None:
                 continue
             if n == 0:
-                await self._drop(CLOSE_ABNORMAL, "connection lost")
-                raise ConnectionClosed(self.close_code, self.close_reason)
+                raise await self._lost()
             got += n
             self._rx_count = (self._rx_count + 1) & 0x3FFFFFFF
             self._last_rx = ticks_ms()
@@ -544,8 +542,7 @@ class WebSocket:
                 await self._drop(CLOSE_ABNORMAL, "send interrupted")
                 raise
             except OSError:
-                await self._drop(CLOSE_ABNORMAL, "connection lost")
-                raise ConnectionClosed(self.close_code, self.close_reason)
+                raise await self._lost()
             finally:
                 self._tx_task = None
 
@@ -585,6 +582,11 @@ class WebSocket:
     async def abort(self, reason="aborted"):
         """Drop the connection now, without a closing handshake (e.g. WiFi is gone)."""
         await self._drop(CLOSE_ABNORMAL, reason)
+
+    async def _lost(self):
+        # the socket failed or hit EOF: close it; the error to raise
+        await self._drop(CLOSE_ABNORMAL, "connection lost")
+        return ConnectionClosed(self.close_code, self.close_reason)
 
     async def _drop(self, code, reason):
         # close the socket; wake (cancel) the tasks blocked on it; idempotent
