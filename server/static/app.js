@@ -80,7 +80,7 @@ function renderBanners() {
     banners.push(
       h("div", { class: "banner emergency", role: "alert", dataset: { testid: `emergency-${alert.stationId}` } },
         h("span", {},
-          `EMERGENCY stop at ${station.name}`,
+          alert.kind === "fault" ? `FAULT reported by ${station.name}` : `EMERGENCY stop at ${station.name}`,
           alert.sessionId ? ` (session ${alert.sessionId})` : "",
           ` at ${fmt.clock(alert.at)}. The charger stays stopped until it is reset on site.`),
         button),
@@ -89,14 +89,22 @@ function renderBanners() {
   replace(alertsRoot, banners);
 }
 
-async function loadFromApi() {
+async function loadAlerts() {
+  const requestedMs = Date.now();
   try {
-    const [stations, alerts] = await Promise.all([getJson("/api/stations"), getJson("/api/alerts")]);
-    store.loadStations(stations.items);
-    store.loadAlerts(alerts.items);
+    store.loadAlerts((await getJson("/api/alerts")).items, requestedMs);
   } catch (error) {
     store.notice(error.message, true);
   }
+}
+
+async function loadFromApi() {
+  try {
+    store.loadStations((await getJson("/api/stations")).items);
+  } catch (error) {
+    store.notice(error.message, true);
+  }
+  await loadAlerts();
 }
 
 link.addEventListener("state", (event) => {
@@ -110,6 +118,7 @@ link.addEventListener("state", (event) => {
 });
 link.addEventListener("message", (event) => store.apply(event.detail));
 store.addEventListener("change", renderBanners);
+store.addEventListener("alerts-outdated", loadAlerts);
 setInterval(() => { if (link.state === "closed") renderBanners(); }, 1000);
 window.addEventListener("hashchange", route);
 

@@ -50,8 +50,8 @@ export class Store extends EventTarget {
     this.dispatchEvent(new CustomEvent("change", { detail: stationId == null ? { all: true } : { stationId } }));
   }
 
-  notice(text, error = false) {
-    this.dispatchEvent(new CustomEvent("notice", { detail: { text, error } }));
+  notice(text, error = false, stationId = null) {
+    this.dispatchEvent(new CustomEvent("notice", { detail: { text, error, stationId } }));
   }
 
   log(station, text, kind = "info") {
@@ -76,10 +76,17 @@ export class Store extends EventTarget {
     this.changed(null);
   }
 
-  loadAlerts(items) {
-    this.alerts.clear();
+  // Unacknowledged alerts as /api/alerts lists them; an alert pushed on the socket after the
+  // request was sent (requestedMs) is kept even if the answer does not have it yet.
+  loadAlerts(items, requestedMs) {
+    for (const [stationId, alert] of this.alerts) {
+      if (!(alert.receivedMs >= requestedMs)) this.alerts.delete(stationId);
+    }
     for (const alert of items) {
-      this.alerts.set(alert.station_id, { stationId: alert.station_id, sessionId: alert.session_id, at: alert.created_at });
+      if (this.alerts.has(alert.station_id)) continue;
+      this.alerts.set(alert.station_id, {
+        stationId: alert.station_id, sessionId: alert.session_id, at: alert.created_at, kind: alert.kind, receivedMs: 0,
+      });
     }
     this.changed(null);
   }
@@ -115,6 +122,7 @@ export class Store extends EventTarget {
   isStale(station) {
     if (!this.connected) return true;
     const session = station.session;
+    if (session && station.status === "desconectado") return true; // charger offline: last known values
     return Boolean(
       session && station.status === "cargando" && session.lastMetricsMs &&
       Date.now() - session.lastMetricsMs > STALE_AFTER_MS,
@@ -145,6 +153,9 @@ function applyStatus(store, message) {
   const station = store.station(id);
   if (station.status !== message.status) store.log(station, `Status: ${message.status}`);
   station.status = message.status;
+  if (message.status === "emergencia" && !store.alerts.has(id)) {
+    store.dispatchEvent(new CustomEvent("alerts-outdated")); // e.g. a fault reported by the charger
+  }
   if (message.status === "disponible") station.session = null;
   store.changed(id);
 }
@@ -202,7 +213,7 @@ function applyEmergency(store, message) {
   const station = store.station(id);
   station.status = "emergencia";
   const at = fmt.toUnixSeconds(message.timestamp) ?? nowS();
-  store.alerts.set(id, { stationId: id, sessionId: message.session_id ?? null, at });
+  store.alerts.set(id, { stationId: id, sessionId: message.session_id ?? null, at, kind: "emergency", receivedMs: Date.now() });
   store.log(station, "EMERGENCY stop pressed at the charger", "error");
   store.changed(id);
 }
@@ -223,7 +234,7 @@ function applyError(store, message) {
     store.log(store.station(id), text, "error");
     store.changed(id);
   }
-  store.notice(text, true);
+  store.notice(text, true, Number.isFinite(id) ? id : null);
 }
 
 export const MESSAGE_HANDLERS = {

@@ -21,7 +21,7 @@ export function apiQuery(filters, withPage) {
   const from = localDayStart(filters.from);
   const to = localDayStart(filters.to, 1); // the whole "to" day is included
   if (from !== null) query.set("from", String(from));
-  if (to !== null) query.set("to", String(to - 0.001));
+  if (to !== null) query.set("to", String(to)); // the API's "to" is exclusive
   if (withPage) {
     query.set("limit", String(PAGE_SIZE));
     query.set("offset", String(filters.offset || 0));
@@ -144,9 +144,11 @@ export function mountHistory(root, { store, navigate }, params) {
   (async () => {
     let users = [];
     try {
-      users = (await getJson("/api/users")).items;
+      const [userList, stationList] = await Promise.all([getJson("/api/users"), getJson("/api/stations")]);
+      users = userList.items;
+      store.loadStations(stationList.items);
     } catch {
-      // the user filter just offers "All"
+      // the filters just offer "All"
     }
     if (!alive) return;
     renderForm(users);

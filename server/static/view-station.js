@@ -134,7 +134,8 @@ export function mountStation(root, { store, link }, params) {
     }
   };
   const onNotice = (event) => {
-    if (event.detail.error) errorLine.textContent = event.detail.text;
+    const { error, text, stationId } = event.detail;
+    if (error && (stationId === null || stationId === id)) errorLine.textContent = text;
   };
   store.addEventListener("change", onChange);
   store.addEventListener("notice", onNotice);

@@ -12,8 +12,8 @@ expect = pytest.importorskip("playwright.async_api", reason="the playwright pack
 from server.app import App
 from server.config import Config
 from tests.dashboard.browser import screenshot_path
-from tests.dashboard.helpers import CARD, http_get
-from tests.live_server import http_url, running_server
+from tests.dashboard.helpers import CARD, Charger, http_get
+from tests.live_server import http_url, running_server, send_json
 
 STATION = '[data-testid="station-1"]'
 
@@ -132,6 +132,8 @@ async def test_a_charger_that_drops_off_shows_desconectado_and_stop_says_esp32_n
     await expect(status).to_have_text("cargando")
     await charger.command("drop")  # WiFi lost: TCP cut without a closing handshake
     await expect(status).to_have_text("desconectado")
+    # the session stays open, but its figures are the last known ones: greyed, not live
+    await expect(page.get_by_test_id("live-figures")).to_have_class(re.compile(r"\bstale\b"))
     await page.get_by_test_id("stop").click()
     await page.get_by_test_id("confirm-stop").click()
     await expect(page.get_by_test_id("station-error")).to_contain_text("ESP32 no conectado")
@@ -238,3 +240,18 @@ async def test_every_view_fits_a_phone_screen(browser, live_app, route):
             await page.screenshot(path=screenshot_path("phone-station"), full_page=True)
     finally:
         await context.close()
+
+
+async def test_a_fault_reported_by_the_charger_raises_the_banner_too(page, live_app, server_url):
+    await open_dashboard(page, live_app)
+    charger = await Charger.connect(server_url)
+    try:
+        await send_json(charger.websocket, {"type": "status", "state": "fault", "session_id": None})
+        banner = page.get_by_test_id("emergency-1")
+        await expect(banner).to_contain_text("FAULT reported by Estación 1")
+        await expect(page.locator(f'{STATION} [data-field="status"]')).to_have_text("emergencia")
+        await banner.get_by_test_id("acknowledge").click()
+        await expect(banner).to_have_count(0)
+    finally:
+        await charger.close()
+    assert page.console_errors == []
