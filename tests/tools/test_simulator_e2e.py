@@ -15,19 +15,27 @@ FAST = ("--interval", "0.2", "--speed", "10", "--seed", "1")
 RUN_TIMEOUT_S = 90.0
 
 
-async def simulate(server_url, script, *args):
-    """Run the simulator with `script` on stdin; return (exit status, stdout lines, stderr)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tools.simulator", "--url", f"{server_url}/ws", "--script", "-",
-        *args, cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
+def spawn(server_url, *args, stdin=asyncio.subprocess.PIPE):
+    return asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tools.simulator", "--url", f"{server_url}/ws", *args, cwd=ROOT,
+        stdin=stdin, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+
+async def finish(process, stdin=b""):
+    """Feed stdin, wait for the exit; return (exit status, stdout lines, stderr)."""
     try:
-        out, err = await asyncio.wait_for(process.communicate(script.encode()), RUN_TIMEOUT_S)
+        feed = stdin if process.stdin is not None else None
+        out, err = await asyncio.wait_for(process.communicate(feed), RUN_TIMEOUT_S)
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
     return process.returncode, out.decode().splitlines(), err.decode()
+
+
+async def simulate(server_url, script, *args):
+    """Run the simulator with `script` on stdin."""
+    return await finish(await spawn(server_url, "--script", "-", *args), script.encode())
 
 
 def sent(lines, kind, station=1):
@@ -222,14 +230,9 @@ async def test_a_wait_for_that_never_happens_fails_the_script(server_url):
 
 
 async def test_interactive_commands_answer_on_stdout_and_quit_exits_cleanly(server_url):
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tools.simulator", "--url", f"{server_url}/ws", "--interactive",
-        cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(
-        process.communicate(b"fly\ntap\nstatus\nload 16\nquit\n"), RUN_TIMEOUT_S)
-    lines = out.decode().splitlines()
-    assert process.returncode == 0 and err == b""
+    process = await spawn(server_url, "--interactive")
+    status, lines, err = await finish(process, b"fly\ntap\nstatus\nload 16\nquit\n")
+    assert status == 0 and err == ""
     assert "error: unknown command 'fly' (try: help)" in lines
     assert '[st1] ignored reason="no card: use tap UID or --card"' in lines
     assert any(line.startswith("[st1] status state=idle session_id=null") for line in lines)
@@ -237,19 +240,15 @@ async def test_interactive_commands_answer_on_stdout_and_quit_exits_cleanly(serv
 
 
 async def test_headless_run_charges_until_sigterm_and_exits_cleanly(server_url):
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tools.simulator", "--url", f"{server_url}/ws", "--card", CARD,
-        *FAST, cwd=ROOT, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
+    process = await spawn(server_url, "--card", CARD, *FAST, stdin=asyncio.subprocess.DEVNULL)
     try:
         async with asyncio.timeout(RUN_TIMEOUT_S):
             while not (await process.stdout.readline()).startswith(b"[st1] -> metrics"):
                 pass
-            process.terminate()
-            await process.wait()
+        process.terminate()
+    except BaseException:
+        process.kill()
+        raise
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode == 0
-    assert await process.stderr.read() == b""
+        status, _, err = await finish(process)
+    assert status == 0 and err == ""

@@ -119,30 +119,31 @@ class Fleet:
             station.link.wake()
 
     async def _do_stop(self, command):
-        self._press(command, Charger.press_stop)
+        self._each(command, lambda station: self._press(station, Charger.press_stop))
 
     async def _do_emergency(self, command):
-        self._press(command, Charger.press_emergency)
+        self._each(command, lambda station: self._press(station, Charger.press_emergency))
 
     async def _do_reset(self, command):
-        self._press(command, Charger.press_reset)
-
-    def _press(self, command, button):
-        for station in self._targets(command):
-            button(station.charger)
-            station.link.wake()
+        self._each(command, lambda station: self._press(station, Charger.press_reset))
 
     async def _do_drop(self, command):
-        for station in self._targets(command):
-            station.link.drop()
+        self._each(command, lambda station: station.link.drop())
 
     async def _do_reconnect(self, command):
-        for station in self._targets(command):
-            station.link.reconnect()
+        self._each(command, lambda station: station.link.reconnect())
 
     async def _do_reboot(self, command):
+        self._each(command, lambda station: station.link.reboot())
+
+    def _each(self, command, act):
         for station in self._targets(command):
-            station.link.reboot()
+            act(station)
+
+    @staticmethod
+    def _press(station, button):
+        button(station.charger)
+        station.link.wake()
 
     async def _do_load(self, command):
         for station in self._targets(command):
