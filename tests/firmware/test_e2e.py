@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from tests.firmware.mpy import requires_micropython
-from tests.firmware.sim_charger import SimCharger
+from tools.sim_charger import SimCharger
 from server.app import App
 from server.config import Config
 from tests.live_server import base_url, connect, receive_type, send_json

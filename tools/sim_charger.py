@@ -1,4 +1,4 @@
-"""Test helper: the real firmware on the MicroPython unix port as an asyncio subprocess.
+"""The real firmware on the MicroPython unix port as an asyncio subprocess (tests, bench).
 
 `SimCharger(tmp_path, server_url, ...)` writes a config, starts `tools/sim/run_charger.py`
 (emulated RC522, PZEM-004T, relay, buttons, LED) and talks to its control channel on stdin.
@@ -9,16 +9,32 @@ status JSON, `wait_status()` polls until a condition holds. `stop()` kills the p
 
 import asyncio
 import json
+import os
+import sys
 import time
+from pathlib import Path
 
-from tests.firmware.mpy import MICROPYTHON, ROOT, mpy_env
-
+ROOT = Path(__file__).resolve().parents[1]
+MICROPYTHON = Path(sys.executable).parent / "micropython"
+if not MICROPYTHON.exists():
+    MICROPYTHON = ROOT / ".venv" / "bin" / "micropython"
+# shims first (tools/sim/machine.py replaces the built-in), then the firmware, then asyncio
+MICROPYPATH = "%s:%s:.frozen" % (ROOT / "tools" / "sim", ROOT / "firmware")
 TIMEOUT = 30.0
+
+
+def mpy_env(extra=None):
+    """The environment for a MicroPython process running the firmware with the shims."""
+    env = dict(os.environ)
+    env["MICROPYPATH"] = MICROPYPATH
+    if extra:
+        env.update(extra)
+    return env
 
 
 class SimCharger:
     def __init__(self, tmp_path, server_url, *, station=1, power=3600.0, time_scale=10.0,
-                 meter_state=None, **config):
+                 meter_state=None, heapsize=None, **config):
         self.config_path = tmp_path / "charger-config.json"
         cfg = {"server_url": server_url, "station": station, "token": "",
                "metrics_interval_s": 1, "meter_interval_s": 0.25, "backoff_max_s": 1,
@@ -29,6 +45,7 @@ class SimCharger:
         self.power = power
         self.time_scale = time_scale
         self.extra_args = []
+        self.heapsize = heapsize
         self.proc = None
         self.lines = []
         self._new_line = asyncio.Event()
@@ -36,8 +53,9 @@ class SimCharger:
 
     async def start(self):
         self.lines = []
+        heap = ["-X", "heapsize=%s" % self.heapsize] if self.heapsize else []
         self.proc = await asyncio.create_subprocess_exec(
-            str(MICROPYTHON), "tools/sim/run_charger.py", str(self.config_path),
+            str(MICROPYTHON), *heap, "tools/sim/run_charger.py", str(self.config_path),
             "--power", str(self.power), "--time-scale", str(self.time_scale),
             "--meter-state", str(self.meter_state), *self.extra_args,
             cwd=str(ROOT), env=mpy_env(), stdin=asyncio.subprocess.PIPE,
