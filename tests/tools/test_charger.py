@@ -324,3 +324,14 @@ def test_outbox_restores_a_failed_send_at_the_front():
     first = outbox.pop()
     outbox.restore(first)
     assert [m["ts"] for m in outbox.drain()] == [1, 2]
+
+
+def test_each_session_charges_a_new_car_from_the_plug_in_charge():
+    rig = Rig()
+    rig.charging(session_id=5)
+    rig.advance(3600, step=5)
+    assert rig.model.soc > 0.3
+    rig.charger.press_stop()
+    rig.charger.tap(CARD)
+    rig.charger.receive({"type": "start", "session_id": 6, "user_name": "Juan Pérez"})
+    assert rig.model.soc == pytest.approx(0.2) and rig.model.read().a == 32.0

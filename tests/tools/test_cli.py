@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-from tools.simulator.cli import parse_stations
+from tools.simulator.cli import parse_stations, parse_url
+from tools.simulator.fleet import publisher_url
 
 
 def run(*args, stdin=""):
@@ -52,3 +53,9 @@ def test_station_lists_and_ranges():
     assert parse_stations("1-3") == (1, 2, 3)
     assert parse_stations("1,3,5-7") == (1, 3, 5, 6, 7)
     assert parse_stations("2,2,1-2") == (1, 2)
+
+
+def test_the_url_gets_the_seed_query_parameters():
+    assert parse_url("ws://10.0.0.5:3000") == "ws://10.0.0.5:3000/ws"
+    assert publisher_url("ws://h:3000/ws", 7, None) == "ws://h:3000/ws?role=publisher&estacionId=7"
+    assert publisher_url("wss://h/ws", 1, "a.b.c") == "wss://h/ws?role=publisher&estacionId=1&token=a.b.c"

@@ -106,6 +106,7 @@ class Charger:
             self._note("invalid", reason="start without a valid session_id")
             return
         if self.state == WAITING:
+            self.model.plug_new_car()
             self.model.set_relay(True)
             self.session_id = session_id
             self.user_name = message.get("user_name")

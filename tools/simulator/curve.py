@@ -38,6 +38,7 @@ class ChargingModel:
         self.amps_limit = float(amps)
         self.nominal_v = float(volts)
         self.capacity_wh = battery_kwh * 1000.0
+        self.plug_in_soc = soc
         self.stored_wh = soc * self.capacity_wh
         self.taper_from = taper_from
         self.cutoff_fraction = cutoff_fraction
@@ -70,9 +71,10 @@ class ChargingModel:
         self._advance()
         self._energy_wh = 0.0
 
-    def plug_new_car(self, soc: float) -> None:
+    def plug_new_car(self) -> None:
+        """Another car, at the plug-in state of charge (each session charges a new car)."""
         self._advance()
-        self.stored_wh = soc * self.capacity_wh
+        self.stored_wh = self.plug_in_soc * self.capacity_wh
 
     # --- outputs -----------------------------------------------------------------------------
     @property

@@ -126,6 +126,8 @@ class StationLink:
             why = {"code": rcvd.code if rcvd else 1006, "reason": rcvd.reason if rcvd else None}
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
             why = {"error": f"{type(exc).__name__}: {exc}"}
+        except Exception as exc:  # noqa: BLE001 - whatever happens, the charger reconnects
+            why = {"error": f"unexpected {type(exc).__name__}: {exc}"}
         finally:
             self._ws = None
             self.charger.disconnected()
