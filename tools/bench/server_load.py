@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
 import sys
 import tempfile
@@ -154,6 +155,8 @@ async def measure(target, args, start_target) -> RunFigures:
         await workers.close()
         await target.stop()
     figures.errors.update(target.problems())
+    if figures.errors and target.log_tail(1):
+        log(f"{target.name}: errors {dict(figures.errors)}; the end of its log:\n{target.log_tail(20)}")
     if isinstance(target, ServerTarget) and not args.idle:
         figures.rows_persisted = count_rows(target.db_path, "readings")
         lost = figures.sent - figures.rows_persisted
@@ -183,6 +186,9 @@ async def run_load(target, args, workers: Workers, figures: RunFigures, timeout:
 
 
 async def bench(args) -> dict:
+    load_before = os.getloadavg()[0]
+    if load_before > 0.5:
+        log(f"the machine is busy (load average {load_before:.1f}): figures will be lower than on an idle machine")
     with tempfile.TemporaryDirectory(prefix="evse-bench-") as workdir:
         server = ServerTarget(Path(workdir))
         figures = await measure(server, args, lambda: server.start(args.chargers))
@@ -194,6 +200,7 @@ async def bench(args) -> dict:
         "chargers": args.chargers, "dashboards": args.dashboards, "rate": args.rate,
         "duration_s": args.duration, "workers": args.workers, "idle": args.idle,
         "offered_msgs_per_s": 0 if args.idle else round(args.chargers * args.rate, 1),
+        "loadavg_before": round(load_before, 2),
     }
     return result_line(params, figures, baseline)
 

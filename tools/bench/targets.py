@@ -111,6 +111,9 @@ class RelayTarget(_Process):
     def problems(self) -> dict:
         return {}
 
+    def log_tail(self, lines: int) -> str:
+        return ""
+
 
 class ServerTarget(_Process):
     name = "server"
@@ -157,9 +160,14 @@ class ServerTarget(_Process):
 
     def problems(self) -> dict:
         """Error kinds read from the server's log: tracebacks, at least."""
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        tracebacks = text.count("Traceback (most recent call last)")
+        tracebacks = self._log_text().count("Traceback (most recent call last)")
         return {"server_traceback": tracebacks} if tracebacks else {}
+
+    def log_tail(self, lines: int) -> str:
+        return "\n".join(self._log_text().splitlines()[-lines:])
+
+    def _log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 def count_rows(db_path: Path, table: str, where: str = "1") -> int:
