@@ -146,7 +146,7 @@ def config(port, **extra):
     cfg = {"server_url": "ws://127.0.0.1:%d/ws" % port, "station": 3, "token": "tok en/1",
            "wifi": {"ssid": "sim-ap", "password": "secret"}, "ping_interval_s": 5,
            "ping_timeout_s": 5, "backoff_min_s": 0.05, "backoff_max_s": 0.4,
-           "connect_timeout_s": 5, "wifi_timeout_s": 0.5}
+           "connect_timeout_s": 20, "wifi_timeout_s": 0.5}
     cfg.update(extra)
     return cfg
 
