@@ -95,6 +95,10 @@ class Buffers:
         self.tx = bytearray(_TX_CHUNK)
         self.txh = bytearray(14)  # header of the frame being sent (sends are serialized)
         self.hdr_mv = memoryview(self.hdr)
+        self.one = self.hdr_mv[0:1]    # fixed views, sliced once: no allocation per frame
+        self.hdr2 = self.hdr_mv[0:2]
+        self.ext2 = self.hdr_mv[2:4]
+        self.ext8 = self.hdr_mv[2:10]
         self.ctl_mv = memoryview(self.ctl)
         self.msg_mv = memoryview(self.msg)
         self.tx_mv = memoryview(self.tx)
@@ -273,7 +277,7 @@ class WebSocket:
         # Byte by byte through the header buffer: never reads past the handshake into the
         # first frame, and a line is bounded (no unbounded readline()).
         line = bytearray()
-        one = self._b.hdr_mv[:1]
+        one = self._b.one
         while len(line) < _MAX_HEADER_LINE:
             n = await self._stream.readinto(one)
             if n is None:
@@ -333,15 +337,21 @@ class WebSocket:
         finally:
             self._rx_task = None
 
-    async def _fill(self, mv):
-        # read exactly len(mv) bytes
+    async def _fill(self, mv, fast=True):
+        # Read exactly len(mv) bytes. `fast`: take what the socket already holds without a
+        # trip through the scheduler (no allocation); the first read of every frame header
+        # always waits through asyncio, so a flood of frames cannot starve other tasks.
         got = 0
         want = len(mv)
         stream = self._stream
         while got < want:
-            n = await stream.readinto(mv[got:] if got else mv)
+            part = mv[got:] if got else mv
+            n = stream.s.readinto(part) if fast else None  # non-blocking socket
             if n is None:
-                continue
+                fast = True
+                n = await stream.readinto(part)
+                if n is None:
+                    continue
             if n == 0:
                 raise await self._lost()
             got += n
@@ -352,7 +362,7 @@ class WebSocket:
         # RFC 6455 section 5.2: base framing; sets _fin/_op, returns the payload length
         b = self._b
         h = b.hdr
-        await self._fill(b.hdr_mv[0:2])
+        await self._fill(b.hdr2, False)
         b0 = h[0]
         b1 = h[1]
         if b0 & 0x70:
@@ -361,10 +371,10 @@ class WebSocket:
             await self._fail(CLOSE_PROTOCOL_ERROR, "masked server frame")  # section 5.1
         n = b1 & 0x7F
         if n == 126:
-            await self._fill(b.hdr_mv[2:4])
+            await self._fill(b.ext2)
             n = (h[2] << 8) | h[3]
         elif n == 127:
-            await self._fill(b.hdr_mv[2:10])
+            await self._fill(b.ext8)
             if h[2] & 0x80:
                 await self._fail(CLOSE_PROTOCOL_ERROR, "64-bit length with the top bit set")
             if h[2] or h[3] or h[4] or h[5] or h[6] & 0x80:
