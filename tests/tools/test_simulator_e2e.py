@@ -283,3 +283,13 @@ async def test_headless_run_charges_until_sigterm_and_exits_cleanly(server_url):
     finally:
         status, _, err = await finish(process)
     assert status == 0 and err == ""
+
+
+async def test_the_script_shown_in_the_readme_runs(live_app, server_url):
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## The simulated charger", 1)[1]
+    script = section.split("```text\n", 1)[1].split("```", 1)[0]
+    status, lines, err = await simulate(server_url, script, "--card", CARD, *FAST)
+    assert status == 0, err
+    [stop] = sent(lines, "stop")
+    assert (await live_app.storage.get_session(stop["session_id"])).end_reason == "local_stop"
