@@ -1,4 +1,4 @@
-"""The dashboard's HTTP side: GET-only JSON API, CSV export, health, metrics and the static pages.
+"""The dashboard's HTTP side: GET-only JSON API, CSV export, metrics and the static pages.
 
 Routes (all GET; websockets' HTTP side has no request bodies, so changes travel on the WebSocket,
 see `server/dashboard_messages.py`):
@@ -17,8 +17,10 @@ see `server/dashboard_messages.py`):
 Unknown ids answer 404 and bad filters 400, both as JSON `{"code": ..., "message": ...}`; a
 failure inside a handler answers 500 with a generic message, never a traceback.
 
-The handlers are plain coroutines `handler(ctx, raw_query, *path_params) -> HttpAnswer`, free of
-websockets; `register(app)` adds them to the server's HTTP routing table (server/http.py).
+`/healthz` is the server's own route (server/app.py). The handlers are plain coroutines
+`handler(ctx, raw_query, *path_params) -> HttpAnswer`, free of websockets; `register(app)` adds
+them to the server's HTTP routing table (server/http.py). Query strings are parsed with
+urllib.parse; the validation rules are a few lines per filter, so no schema library.
 """
 
 import json
@@ -82,7 +84,7 @@ class ApiContext:
     """Everything the handlers read.
 
     `charger_view(station_id)` returns the live description the WebSocket `init` uses for one
-    charger: {"id", "status", "session"}; it is supplied by the hub.
+    charger: {"id", "status", "session"}; `register` takes it from the session core.
     """
 
     storage: Any

@@ -289,3 +289,11 @@ async def test_static_serves_only_the_dashboard_files(live_app, path):
 async def test_healthz_answers_ok(live_app):
     answer = await http_get(live_app, "/healthz")
     assert answer.status == 200 and answer.json()["ok"] is True
+
+
+async def test_a_database_failure_answers_500_json_without_a_traceback(live_app):
+    await live_app.storage.close()  # the database is gone (the app's own close is idempotent)
+    for path in ("/api/stations", "/api/sessions", "/api/sessions/1", "/api/sessions.csv"):
+        answer = await http_get(live_app, path)
+        assert answer.status == 500, path
+        assert answer.json() == {"code": "INTERNAL_ERROR", "message": "internal error; see the server log"}
