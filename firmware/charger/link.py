@@ -121,6 +121,7 @@ class Link:
         while True:
             started = ticks_ms()
             was_up = False
+            self.last_close_code = None
             try:
                 was_up = await self._connect_and_serve()
             except asyncio.CancelledError:
