@@ -98,12 +98,16 @@ async function loadAlerts() {
   }
 }
 
-async function loadFromApi() {
+async function loadStations() {
   try {
     store.loadStations((await getJson("/api/stations")).items);
   } catch (error) {
     store.notice(error.message, true);
   }
+}
+
+async function loadFromApi() {
+  await loadStations();
   await loadAlerts();
 }
 
@@ -119,6 +123,7 @@ link.addEventListener("state", (event) => {
 link.addEventListener("message", (event) => store.apply(event.detail));
 store.addEventListener("change", renderBanners);
 store.addEventListener("alerts-outdated", loadAlerts);
+store.addEventListener("stations-outdated", loadStations);
 setInterval(() => { if (link.state === "closed") renderBanners(); }, 1000);
 window.addEventListener("hashchange", route);
 

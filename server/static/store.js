@@ -150,6 +150,7 @@ function applyInit(store, message) {
 function applyStatus(store, message) {
   const id = chargerIdOf(message);
   if (!Number.isFinite(id) || typeof message.status !== "string") return;
+  if (!store.stations.has(id)) store.dispatchEvent(new CustomEvent("stations-outdated")); // just added
   const station = store.station(id);
   if (station.status !== message.status) store.log(station, `Status: ${message.status}`);
   station.status = message.status;

@@ -119,7 +119,7 @@ export function mountHistory(root, { store, navigate }, params) {
             "tr",
             {},
             h("td", { colspan: 4 }, `Total of ${page.totals.sessions} session${page.totals.sessions === 1 ? "" : "s"}`),
-            h("td", { class: "num" }, fmt.duration(page.totals.duration)),
+            h("td", { class: "num", dataset: { field: "duration" } }, fmt.duration(page.totals.duration)),
             h("td", { class: "num", dataset: { field: "kwh" } }, fmt.kwh(page.totals.kwh)),
             h("td", { class: "num", dataset: { field: "cost" } }, fmt.cost(page.totals.cost)),
             h("td", {}, ""),

@@ -13,7 +13,7 @@ from server.app import App
 from server.config import Config
 from tests.dashboard.browser import screenshot_path
 from tests.dashboard.helpers import CARD, Charger, http_get
-from tests.live_server import http_url, running_server, send_json
+from tests.live_server import connect, http_url, receive_type, running_server, send_json
 
 STATION = '[data-testid="station-1"]'
 
@@ -156,6 +156,21 @@ async def test_a_card_disabled_in_the_page_is_refused_at_the_next_tap(page, live
     assert page.console_errors == []
 
 
+async def test_a_station_added_from_another_dashboard_appears_on_the_overview_with_its_name(page, live_app, server_url):
+    await open_dashboard(page, live_app)
+    admin = await connect(server_url, "client", "all")
+    try:
+        await receive_type(admin, "init")
+        await send_json(admin, {"type": "admin_add_station", "name": "Garage", "tariff": 6.5, "station_id": 3})
+        assert (await receive_type(admin, "admin_result"))["station"]["id"] == 3
+    finally:
+        await admin.close()
+    garage = page.get_by_test_id("station-3")
+    await expect(garage).to_contain_text("Garage")
+    await expect(garage.locator('[data-field="status"]')).to_have_text("desconectado")
+    assert page.console_errors == []
+
+
 async def test_operator_adds_a_user_a_card_a_station_and_a_tariff_from_the_page(page, live_app):
     await open_dashboard(page, live_app, "/admin")
     add_user = page.get_by_test_id("add-user")
@@ -181,6 +196,7 @@ async def test_operator_adds_a_user_a_card_a_station_and_a_tariff_from_the_page(
     await garage.locator("button").click()
     await expect(garage.locator('[data-field="tariff"]')).to_have_text("$8.00/kWh")
     assert (await live_app.storage.get_station(2)).tariff == 8.0
+    await page.screenshot(path=screenshot_path("admin"), full_page=True)
     assert (await live_app.storage.find_card("04A32B1C")).user_name == "Ana López"
     assert page.console_errors == []
 
@@ -201,8 +217,12 @@ async def test_history_filters_by_station_and_pages(page, live_app):
     await expect(page.locator(".pager")).to_contain_text("26–30 of 30")
     await page.get_by_test_id("history-filters").locator('select[name="station"]').select_option("2")
     await page.get_by_role("button", name="Apply").click()
-    await expect(page.get_by_test_id("totals")).to_contain_text("Total of 10 sessions")
-    await expect(page.get_by_test_id("totals").locator('[data-field="cost"]')).to_have_text("$70.00")
+    totals = page.get_by_test_id("totals")
+    await expect(totals).to_contain_text("Total of 10 sessions")
+    await expect(totals.locator('[data-field="cost"]')).to_have_text("$70.00")
+    await expect(totals.locator('[data-field="duration"]')).to_have_text("2:30:00")
+    await expect(totals.locator('[data-field="kwh"]')).to_have_text("10.000 kWh")
+    await page.screenshot(path=screenshot_path("history"), full_page=True)
     assert page.console_errors == []
 
 
