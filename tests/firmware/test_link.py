@@ -312,3 +312,20 @@ for cfg in ({"server_url": "http://x/ws", "station": 1},
     assert "ERR station must be a positive integer" in out
     assert "ERR backoff_max_s must be a number" in out
     assert "ERR backoff_max_s must not be below backoff_min_s" in out
+
+
+async def test_a_silent_half_open_server_is_detected_by_pings_and_the_link_reconnects():
+    from tests.firmware.test_wsclient import RawServer
+
+    async def go_silent(reader, writer, events):
+        await events.put("connection")
+        await asyncio.sleep(3600)  # reads nothing, answers nothing: a half-open peer
+
+    async with RawServer(go_silent) as raw:
+        cfg = config(raw.port, ping_interval_s=0.2, ping_timeout_s=0.3)
+        async with charger(cfg) as proc:
+            await proc.expect("LINK True")
+            await proc.expect("closed 1006 no pong within 300 ms")
+            await proc.expect("LINK False")
+            for _ in range(2):  # the first connection and the reconnect
+                assert await asyncio.wait_for(raw.events.get(), 30) == "connection"

@@ -104,6 +104,7 @@ class RawServer:
         self.accept = accept
         self.events = asyncio.Queue()
         self.server = None
+        self.tasks = set()
 
     async def __aenter__(self):
         self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
@@ -112,9 +113,13 @@ class RawServer:
 
     async def __aexit__(self, *exc):
         self.server.close()
+        for task in self.tasks:  # handlers that went silent on purpose
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.server.wait_closed()
 
     async def _handle(self, reader, writer):
+        self.tasks.add(asyncio.current_task())
         try:
             request = await reader.readuntil(b"\r\n\r\n")
             key = b""
