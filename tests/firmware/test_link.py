@@ -315,11 +315,7 @@ for cfg in ({"server_url": "http://x/ws", "station": 1},
 
 
 async def test_a_silent_half_open_server_is_detected_by_pings_and_the_link_reconnects():
-    from tests.firmware.test_wsclient import RawServer
-
-    async def go_silent(reader, writer, events):
-        await events.put("connection")
-        await asyncio.sleep(3600)  # reads nothing, answers nothing: a half-open peer
+    from tests.firmware.test_wsclient import RawServer, go_silent
 
     async with RawServer(go_silent) as raw:
         cfg = config(raw.port, ping_interval_s=0.2, ping_timeout_s=0.3)

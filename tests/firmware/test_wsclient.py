@@ -143,6 +143,12 @@ class RawServer:
             writer.close()
 
 
+async def go_silent(reader, writer, events):
+    """A half-open peer: after the handshake it reads nothing and answers nothing."""
+    await events.put("connection")
+    await asyncio.sleep(3600)
+
+
 # ---- the tests ----------------------------------------------------------------------------
 
 async def echo(ws):
@@ -285,10 +291,6 @@ await ws.close()
 
 
 async def test_own_pings_detect_a_half_open_link():
-    async def go_silent(reader, writer, events):
-        await events.put("handshake done")
-        await asyncio.sleep(3600)  # never reads, never answers: a half-open peer
-
     async with RawServer(go_silent) as server:
         out = await run_client("ws://127.0.0.1:%d/ws" % server.port, """
 ws = await wsclient.connect(URL, ping_interval_ms=200, ping_timeout_ms=400)
