@@ -10,6 +10,8 @@ export function h(tag, attrs = {}, ...children) {
       el.className = value;
     } else if (key === "dataset") {
       Object.assign(el.dataset, value);
+    } else if (key === "value" && el instanceof HTMLInputElement) {
+      el.setAttribute("value", String(value)); // also the value a form reset returns to
     } else if (key === "value" || key === "checked" || key === "disabled" || key === "selected") {
       el[key] = value;
     } else {
