@@ -23,10 +23,10 @@ MICROPYPATH = "%s:%s:.frozen" % (ROOT / "tools" / "sim", ROOT / "firmware")
 TIMEOUT = 30.0
 
 
-def mpy_env(extra=None):
+def mpy_env(extra=None, path=MICROPYPATH):
     """The environment for a MicroPython process running the firmware with the shims."""
     env = dict(os.environ)
-    env["MICROPYPATH"] = MICROPYPATH
+    env["MICROPYPATH"] = path
     if extra:
         env.update(extra)
     return env
@@ -34,7 +34,7 @@ def mpy_env(extra=None):
 
 class SimCharger:
     def __init__(self, tmp_path, server_url, *, station=1, power=3600.0, time_scale=10.0,
-                 meter_state=None, heapsize=None, **config):
+                 meter_state=None, heapsize=None, module_dirs=None, **config):
         self.config_path = tmp_path / "charger-config.json"
         cfg = {"server_url": server_url, "station": station, "token": "",
                "metrics_interval_s": 1, "meter_interval_s": 0.25, "backoff_max_s": 1,
@@ -46,6 +46,8 @@ class SimCharger:
         self.time_scale = time_scale
         self.extra_args = []
         self.heapsize = heapsize
+        # where the shims and the firmware are imported from (compiled .mpy dirs for the bench)
+        self.module_dirs = module_dirs
         self.proc = None
         self.lines = []
         self._new_line = asyncio.Event()
@@ -58,11 +60,16 @@ class SimCharger:
             str(MICROPYTHON), *heap, "tools/sim/run_charger.py", str(self.config_path),
             "--power", str(self.power), "--time-scale", str(self.time_scale),
             "--meter-state", str(self.meter_state), *self.extra_args,
-            cwd=str(ROOT), env=mpy_env(), stdin=asyncio.subprocess.PIPE,
+            cwd=str(ROOT), env=mpy_env(path=self._path()), stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         self._reader = asyncio.create_task(self._read())
         await self.wait_line(lambda l: l.startswith("SIM ready"))
         return self
+
+    def _path(self):
+        if not self.module_dirs:
+            return MICROPYPATH
+        return ":".join([str(d) for d in self.module_dirs] + [".frozen"])
 
     async def _read(self):
         while True:

@@ -1,7 +1,7 @@
 """The charger application: wires the board, the state machine and the link together.
 
-Owns the asyncio tasks (card polling, meter polling every `meter_interval_s`, buttons, the
-state machine tick, LED, NTP, the watchdog supervisor) and is the link's handler
+Owns the asyncio tasks (card polling, meter polling every `meter_interval_s`, one 50 ms loop
+for buttons, the state machine tick, the LED and the watchdog, NTP) and is the link's handler
 (`status_messages()`, `on_message()`, `on_link()`). It executes the state machine's action
 bits in a fixed order: relay OFF first. EMERGENCY opens the relay inside the pin's interrupt
 handler (soft IRQ on the ESP32) before anything else happens; the handler only calls a
@@ -23,8 +23,7 @@ from charger.pzem import OK as METER_OK
 CONFIG_PATH = "config.json"
 STARTUP_HOOKS = []  # callables(app) run once the tasks exist (the simulator's control channel)
 _CARD_POLL_MS = 200
-_BUTTON_POLL_MS = 20
-_TICK_MS = 100
+_FAST_MS = 50  # buttons (30 ms debounce), state machine tick, LED steps, watchdog
 _HEALTHY_MS = 10000  # a task silent longer than this stops the watchdog feeding
 _NTP_RETRY_S = 60
 _NTP_RESYNC_S = 6 * 3600
@@ -56,7 +55,7 @@ class App:
         self._emergency_flag = asyncio.ThreadSafeFlag()
         self._handlers = {"start": self._on_start, "stop": self._on_stop, "error": self._on_error}
         now = time.ticks_ms()
-        self._alive = [now, now, now, now]  # reader, meter, buttons, tick
+        self._alive = [now, now, now]  # last run of: reader, meter, fast loop
         self._wdt = None
         self.readings_queued = 0  # readings put into the outbox since boot (tests, bench)
         self._last_reading_ts = 0
@@ -229,13 +228,17 @@ class App:
             self.board.emergency.pressed = True
             self._do(self.sm.emergency(True, time.ticks_ms()))
 
-    async def _buttons_task(self):
+    async def _fast_task(self):
+        """Every 50 ms: buttons, the state machine's clock, the LED, the watchdog. One task
+        for all four: every asyncio wake-up costs allocations in the scheduler's poll."""
         stop = self.board.stop
         em = self.board.emergency
+        led = self.board.led
         sm = self.sm
+        alive = self._alive
         while True:
             now = time.ticks_ms()
-            self._alive[2] = now
+            alive[2] = now
             edge = em.poll(now)
             if edge:
                 if edge > 0:
@@ -244,15 +247,8 @@ class App:
             edge = stop.poll(now)
             if edge:
                 self._do(sm.stop_button(edge > 0, now))
-            await asyncio.sleep_ms(_BUTTON_POLL_MS)
-
-    async def _tick_task(self):
-        sm = self.sm
-        alive = self._alive
-        while True:
-            now = time.ticks_ms()
-            alive[3] = now
             self._do(sm.tick(now))
+            led.step(now)
             if self._wdt is not None:
                 healthy = True
                 for t in alive:
@@ -260,7 +256,7 @@ class App:
                         healthy = False
                 if healthy:
                     self._wdt.feed()
-            await asyncio.sleep_ms(_TICK_MS)
+            await asyncio.sleep_ms(_FAST_MS)
 
     async def _ntp_task(self):
         host = self.cfg["ntp_host"]
@@ -280,8 +276,7 @@ class App:
             from machine import WDT
             self._wdt = WDT(timeout=_ms(self.cfg["watchdog_s"]))
         for coro in (self._reader_task(), self._meter_task(), self._emergency_task(),
-                     self._buttons_task(), self._tick_task(), board.led.run(),
-                     self._ntp_task()):
+                     self._fast_task(), self._ntp_task()):
             asyncio.create_task(coro)
         for hook in STARTUP_HOOKS:
             hook(self)

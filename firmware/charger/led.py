@@ -2,8 +2,8 @@
 
 A pattern is a tuple of durations in ms, alternating ON and OFF, repeated. Indices match
 `state.LED_*`; the README's "LED patterns" table describes them. The error pattern shows for
-`ERROR_SHOW_MS`, then the LED returns to the pattern it showed before. Stepping allocates
-nothing (a 50 ms tick compares tick counts).
+`ERROR_SHOW_MS`, then the LED returns to the pattern it showed before. `step(now)` is called
+every 50 ms by the app's fast loop and allocates nothing (it compares tick counts).
 """
 
 import asyncio
@@ -68,6 +68,7 @@ class Led:
         self._pin.value(1 - (self._step & 1))
 
     async def run(self):
+        """Step on its own (when no other loop calls `step()`)."""
         while True:
             self.step(time.ticks_ms())
             await asyncio.sleep_ms(50)

@@ -11,17 +11,20 @@ Answers start with `SIM ` so they stand out from the firmware's log. Commands:
     link down | link up      drop / restore the network (tools/sim/network.py)
     reboot                   machine.reset(): the process exits with status 3
     status                   one JSON line: relay, led, state, session, wh, outbox, link
+    mem [gc|watch]           heap figures (mem_total, the emulators' share, gc, live peak)
     help
 
 Never shipped.
 """
 
 import asyncio
+import gc
 import json
 import select
 import sys
 
 import machine
+import micropython
 
 
 def _hex_uid(text):
@@ -36,6 +39,9 @@ class Control:
         self.reader_emu = reader_emu
         self.meter_emu = meter_emu
         self.app = None  # set once the firmware's App exists
+        self.watching = False
+        self.live_peak = 0
+        self.sim_baseline = 0
         p = cfg["pins"]
         self.stop_pin = machine.Pin.board(p["stop"])
         self.emergency_pin = machine.Pin.board(p["emergency"])
@@ -61,6 +67,27 @@ class Control:
             out["readings_queued"] = app.readings_queued
             out["link"] = bool(app.link.connected)
         return out
+
+    def memory(self, arg):
+        """Heap figures of this process. `mem gc` collects first; `mem watch` starts sampling
+        the live heap (collect, then gc.mem_alloc()) every 100 ms into `live_peak`."""
+        if arg == "gc":
+            gc.collect()
+        elif arg == "watch" and not self.watching:
+            self.watching = True
+            asyncio.create_task(self._watch_heap())
+        return {"mem_total": micropython.mem_total(), "sim_alloc": machine.sim_alloc[0],
+                "gc_alloc": gc.mem_alloc(), "gc_free": gc.mem_free(),
+                "live_peak": self.live_peak, "sim_baseline": self.sim_baseline,
+                "readings_queued": self.app.readings_queued if self.app else 0}
+
+    async def _watch_heap(self):
+        while True:
+            gc.collect()
+            used = gc.mem_alloc()
+            if used > self.live_peak:
+                self.live_peak = used
+            await asyncio.sleep_ms(100)
 
     def handle(self, line):
         words = line.split()
@@ -102,6 +129,8 @@ class Control:
             machine.reset()
         elif cmd == "status":
             return json.dumps(self.status())
+        elif cmd == "mem":
+            return json.dumps(self.memory(arg))
         elif cmd == "help":
             return __doc__.replace("\n", " ")
         else:
@@ -119,16 +148,21 @@ class Control:
             print("SIM " + text)
 
     async def run_stdin(self):
-        """Read commands from stdin without blocking the firmware's tasks."""
+        """Read commands from stdin without blocking the firmware's tasks. What this costs in
+        allocations is booked to `machine.sim_alloc`, not to the firmware."""
         poller = select.poll()
         poller.register(sys.stdin, select.POLLIN)
+        mem_total = machine._mem_total
         while True:
+            t0 = mem_total()
             events = poller.poll(0)
             if events:
                 if events[0][1] & select.POLLIN:
                     line = sys.stdin.readline()
                     if line:
                         self.answer(line)
+                        machine.sim_alloc[0] += mem_total() - t0
                         continue
                 return  # EOF or hang-up: no more commands, the firmware keeps running
+            machine.sim_alloc[0] += mem_total() - t0
             await asyncio.sleep_ms(20)

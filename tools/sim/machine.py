@@ -15,7 +15,9 @@ _pins = {}
 _spi_devices = {}
 _uart_devices = {}
 wdt_feeds = 0
-reset_requested = False
+# bytes the emulated chips allocate (not the firmware): the memory bench subtracts them
+sim_alloc = [0]
+_mem_total = micropython.mem_total if hasattr(micropython, "mem_total") else (lambda: 0)
 
 
 class _Line:
@@ -28,7 +30,7 @@ class _Line:
         self.mode = Pin.IN
         self.pull = None
         self.driven = False   # the outside world has set the level (pull-ups no longer count)
-        self.history = []     # level changes, newest last
+        self.changes = 0      # how many times the level changed
 
 
 class Pin:
@@ -53,8 +55,8 @@ class Pin:
         return Pin(id)
 
     @property
-    def history(self):
-        return self._line.history
+    def changes(self):
+        return self._line.changes
 
     def init(self, mode=-1, pull=-1, *, value=None):
         line = self._line
@@ -70,9 +72,7 @@ class Pin:
     def _set(self, level):
         line = self._line
         if level != line.level:
-            line.history.append(level)
-            if len(line.history) > 64:
-                line.history.pop(0)
+            line.changes += 1
         line.level = level
 
     def value(self, v=None):
@@ -121,7 +121,7 @@ class Signal:
 
 
 def attach_spi(bus_id, device):
-    """Connect an emulated SPI chip (with `transfer(bytes) -> bytes`) to a bus."""
+    """Connect an emulated SPI chip (`transfer(tx, rx)`: rx None or filled in place)."""
     _spi_devices[bus_id] = device
 
 
@@ -140,27 +140,30 @@ class SPI:
     def init(self, *args, **kwargs):
         pass
 
-    def _xfer(self, tx):
+    def _xfer(self, tx, rx):
         dev = _spi_devices.get(self.id)
+        t0 = _mem_total()
         if dev is None:
-            return bytes(len(tx))
-        return dev.transfer(tx)
+            if rx is not None:
+                for i in range(len(rx)):
+                    rx[i] = 0
+        else:
+            dev.transfer(tx, rx)
+        sim_alloc[0] += _mem_total() - t0
 
     def write(self, buf):
-        self._xfer(buf)
+        self._xfer(buf, None)
 
     def write_readinto(self, wbuf, rbuf):
-        rx = self._xfer(wbuf)
-        for i in range(len(rbuf)):
-            rbuf[i] = rx[i]
+        self._xfer(wbuf, rbuf)
 
     def readinto(self, buf, write=0):
-        rx = self._xfer(bytes([write]) * len(buf))
-        for i in range(len(buf)):
-            buf[i] = rx[i]
+        self._xfer(bytes([write]) * len(buf), buf)
 
     def read(self, n, write=0):
-        return self._xfer(bytes([write]) * n)
+        buf = bytearray(n)
+        self._xfer(bytes([write]) * n, buf)
+        return bytes(buf)
 
     def deinit(self):
         pass
@@ -179,19 +182,24 @@ class UART:
     def _pull(self):
         dev = _uart_devices.get(self.id)
         if dev is not None:
+            t0 = _mem_total()
             data = dev.pending()
             if data:
                 self._rx.extend(data)
+            sim_alloc[0] += _mem_total() - t0
 
     def write(self, buf):
         dev = _uart_devices.get(self.id)
         if dev is not None:
+            t0 = _mem_total()
             dev.receive(bytes(buf))
+            sim_alloc[0] += _mem_total() - t0
         return len(buf)
 
     def any(self):
         self._pull()
         return len(self._rx)
+
 
     def read(self, n=-1):
         self._pull()
@@ -207,12 +215,14 @@ class UART:
         self._pull()
         if not self._rx:
             return None
+        t0 = _mem_total()
         if n < 0 or n > len(buf):
             n = len(buf)
         n = min(n, len(self._rx))
         for i in range(n):
             buf[i] = self._rx[i]
         self._rx = self._rx[n:]
+        sim_alloc[0] += _mem_total() - t0
         return n
 
     def deinit(self):

@@ -46,7 +46,7 @@ class Card:
 
 
 class RC522Emulator:
-    """Attach with `machine.attach_spi(bus, emulator)`; the SPI calls `transfer()`."""
+    """Attach with `machine.attach_spi(bus, emulator)`; the SPI calls `transfer(tx, rx)`."""
 
     def __init__(self, version=0x92, absent=False):
         self.version = version
@@ -76,21 +76,24 @@ class RC522Emulator:
             self.cards = [c for c in self.cards if c.uid != bytes(uid)]
 
     # --- SPI ---------------------------------------------------------------------------
-    def transfer(self, tx):
-        """One chip-select frame: returns the bytes clocked out on MISO."""
-        rx = bytearray(len(tx))
+    def transfer(self, tx, rx=None):
+        """One chip-select frame; the bytes clocked out on MISO go into rx (if given)."""
+        if rx is not None:
+            for i in range(len(rx)):
+                rx[i] = 0
         if self.absent or not tx:
-            return rx
+            return
         addr = tx[0]
         reg = (addr >> 1) & 0x3F
         if addr & 0x80:  # read: every following byte is the next address
             for i in range(1, len(tx)):
-                rx[i] = self._read(reg)
+                val = self._read(reg)
+                if rx is not None:
+                    rx[i] = val
                 reg = (tx[i] >> 1) & 0x3F
         else:
             for i in range(1, len(tx)):
                 self._write(reg, tx[i])
-        return rx
 
     def _read(self, reg):
         if reg == 0x09:

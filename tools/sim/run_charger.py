@@ -11,14 +11,19 @@ energy register across a simulated reboot. The watchdog is off unless the config
 Never shipped.
 """
 
+import gc
 import sys
 
 import machine
+import network  # noqa: F401 - native on the board: part of the simulator's share
 from control import Control
 from pzem_emu import PZEMEmulator
 from rc522_emu import RC522Emulator
 
-from charger import app, config
+import asyncio  # noqa: E402,F401 - frozen on the board: not part of the simulator's share
+
+gc.collect()
+SIM_BASELINE = gc.mem_alloc()  # the simulator's own heap (shims, emulators), no firmware yet
 
 
 def _args(argv):
@@ -49,6 +54,7 @@ def _args(argv):
 
 
 def main(argv):
+    from charger import app, config
     path, opts = _args(argv)
     try:
         cfg = config.load(path)
@@ -64,6 +70,7 @@ def main(argv):
         meter.address = cfg["pzem_address"]
     machine.attach_uart(p["uart_id"], meter)
     control = Control(cfg, reader, meter)
+    control.sim_baseline = SIM_BASELINE
     meter.switch = control.relay_on  # the meter sees the load only through the relay
     app.CONFIG_PATH = path
     app.STARTUP_HOOKS.append(lambda the_app: _started(control, the_app))
