@@ -275,3 +275,17 @@ async def test_a_fault_reported_by_the_charger_raises_the_banner_too(page, live_
     finally:
         await charger.close()
     assert page.console_errors == []
+
+
+async def test_numbers_are_formatted_for_people(page, live_app):
+    await open_dashboard(page, live_app)
+    shown = await page.evaluate(
+        """async () => {
+            const f = await import("/static/format.js");
+            return [f.kwh(2.45), f.kwh(0.0004), f.cost(17.15), f.cost(1234.5), f.tariff(7),
+                    f.duration(850), f.duration(3725), f.duration(-1), f.power(3572.1), f.power(950.4),
+                    f.volts(220.5), f.amps(16.2), f.kwh(null)];
+        }"""
+    )
+    assert shown == ["2.450 kWh", "0.000 kWh", "$17.15", "$1,234.50", "$7.00/kWh", "0:14:10", "1:02:05",
+                     "—", "3.57 kW", "950 W", "220.5 V", "16.20 A", "—"]
