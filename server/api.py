@@ -62,7 +62,8 @@ PAGE_HEADERS = (
     ("X-Content-Type-Options", "nosniff"),
     (
         "Content-Security-Policy",
-        "default-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        # ws:/wss: spelled out: older mobile Safari does not count the page's own WebSocket as 'self'
+        "default-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; "
         "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
     ),
 )
