@@ -1,5 +1,5 @@
-"""Config validation (CPython and MicroPython), relay/buttons/LED on simulated pins, and every
-firmware file compiling with mpy-cross as the board would."""
+"""Config validation (CPython and MicroPython), relay/buttons/LED and the app's interrupt path on
+simulated pins, boot.py, and every firmware file compiling with mpy-cross as the board would."""
 
 import importlib.util
 import subprocess
@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from tests.firmware.mpy import (FIRMWARE, MPY_CROSS, ROOT, case_names, mpy_case_results,
-                                requires_micropython)
+                                requires_micropython, run_mpy)
 
 CASES = ROOT / "tests" / "firmware" / "cases"
 
@@ -34,15 +34,35 @@ def test_config_under_cpython(case):
     getattr(_load("config_cases"), case)()
 
 
+MPY_ONLY = ("config_cases", "hardware_cases", "app_cases")
+MPY_CASES = [(m, c) for m in MPY_ONLY for c in _names_in(CASES / (m + ".py"))]
+
+
 @requires_micropython
-@pytest.mark.parametrize("case", _names_in(CASES / "config_cases.py")
-                         + _names_in(CASES / "hardware_cases.py"))
-def test_under_micropython(case):
-    module = "config_cases" if case in _names_in(CASES / "config_cases.py") else "hardware_cases"
+@pytest.mark.parametrize("module,case", MPY_CASES, ids=["%s.%s" % p for p in MPY_CASES])
+def test_under_micropython(module, case):
     results = mpy_case_results(CASES / (module + ".py"))
     line = results.get(case)
     assert line is not None, results["__output__"]
     assert line.startswith("PASS"), results["__output__"]
+
+
+@requires_micropython
+@pytest.mark.parametrize("active_high,level", [(True, 0), (False, 1)])
+def test_boot_drives_the_relay_off_first(tmp_path, active_high, level):
+    (tmp_path / "config.json").write_text(
+        '{"pins": {"relay": 4, "relay_active_high": %s}}' % ("true" if active_high else "false"))
+    out = run_mpy("import machine\nmachine.Pin(4).value(%d)\n" % (1 - level)
+                  + (FIRMWARE / "boot.py").read_text()
+                  + "\nprint('RELAY', machine.Pin(4).value())", cwd=tmp_path)
+    assert "RELAY %d" % level in out
+
+
+@requires_micropython
+def test_boot_without_a_config_still_drives_the_default_relay_pin_off(tmp_path):
+    out = run_mpy("import machine\nmachine.Pin(26).value(1)\n" + (FIRMWARE / "boot.py").read_text()
+                  + "\nprint('RELAY', machine.Pin(26).value())", cwd=tmp_path)
+    assert "RELAY 0" in out
 
 
 FIRMWARE_FILES = sorted(p.relative_to(FIRMWARE).as_posix() for p in FIRMWARE.rglob("*.py"))

@@ -1,0 +1,79 @@
+"""The app's interrupt path and hot loop on simulated hardware; MicroPython only."""
+
+import machine
+import micropython
+from pzem_emu import PZEMEmulator
+from rc522_emu import RC522Emulator
+
+from charger import app, config
+from charger import state as S
+from charger.board import Board
+from charger.link import Link
+from charger.outbox import Outbox
+
+CFG = config.validate({"server_url": "ws://127.0.0.1:9/ws", "station": 1, "watchdog_s": 0})
+
+
+def _app():
+    machine.attach_spi(1, RC522Emulator())
+    machine.attach_uart(2, PZEMEmulator(power=3600.0))
+    machine.Pin.board(CFG["pins"]["emergency"]).drive(0)
+    return app.App(CFG, Board(CFG), Outbox(), Link)
+
+
+def case_emergency_interrupt_opens_the_relay_without_allocating():
+    a = _app()
+    a.board.relay.on()
+    pin = machine.Pin(CFG["pins"]["emergency"])
+    micropython.heap_lock()
+    try:
+        a._emergency_irq(pin)  # a MemoryError here means the handler allocates
+    finally:
+        micropython.heap_unlock()
+    assert not a.board.relay.is_on
+
+
+def case_state_machine_hot_path_allocates_nothing():
+    m = S.ChargerState()
+    m.boot(True, False, 0)
+    m.card("AA", 0)
+    m.start(1, 10)
+    v, amps, w = 230.0, 10.0, 2300.0
+    micropython.heap_lock()
+    try:
+        for t in range(1000, 20000, 250):
+            m.meter_reading(v, amps, w, t // 100, t)
+            m.tick(t)
+            m.stop_button(False, t)
+    finally:
+        micropython.heap_unlock()
+    assert m.state == S.CHARGING
+
+
+def case_relay_never_closes_while_emergency_is_open():
+    a = _app()
+    machine.Pin.board(CFG["pins"]["emergency"]).drive(1)
+    a.board.emergency.pressed = True
+    a._do(S.A_RELAY_ON)
+    assert not a.board.relay.is_on
+
+
+def case_status_reports_charging_with_the_latest_reading():
+    a = _app()
+    sm = a.sm
+    sm.card("AA", 0)
+    sm.start(7, 0)
+    sm.meter_reading(230.0, 10.0, 2300.0, 1234, 100)
+    texts = a.status_messages()
+    assert '"state":"charging"' in texts[0] and '"session_id":7' in texts[0]
+    assert len(texts) == 2 and '"wh":1234' in texts[1]
+
+
+def case_malformed_server_messages_are_ignored():
+    a = _app()
+    a.sm.card("AA", 0)
+    for msg in ({"type": "start"}, {"type": "start", "session_id": "7"},
+                {"type": "start", "session_id": True}, {"type": "stop", "session_id": [1]},
+                {"type": "weird"}, {"type": "error"}):
+        a.on_message(msg)
+    assert not a.board.relay.is_on and a.sm.session_id is None
