@@ -63,11 +63,11 @@ function acknowledge(stationId, button) {
 function renderBanners() {
   const seconds = retryAt ? Math.max(0, Math.ceil((retryAt - Date.now()) / 1000)) : 0;
   const alerts = [...store.alerts.values()];
-  const key = JSON.stringify([link.state, seconds, alerts, alerts.map((a) => store.station(a.stationId).name)]);
+  const key = JSON.stringify([link.state, link.failures > 0, seconds, alerts, alerts.map((a) => store.station(a.stationId).name)]);
   if (key === bannersKey) return;
   bannersKey = key;
   const banners = [];
-  if (link.state === "closed") {
+  if (link.state !== "open" && link.failures > 0) { // also while a reconnect attempt is under way
     banners.push(
       h("div", { class: "banner offline", dataset: { testid: "offline" } },
         `Disconnected from the server. Values shown are the last known, not live. Reconnecting${seconds ? ` in ${seconds} s` : ""}…`),
@@ -124,7 +124,7 @@ link.addEventListener("message", (event) => store.apply(event.detail));
 store.addEventListener("change", renderBanners);
 store.addEventListener("alerts-outdated", loadAlerts);
 store.addEventListener("stations-outdated", loadStations);
-setInterval(() => { if (link.state === "closed") renderBanners(); }, 1000);
+setInterval(() => { if (link.state !== "open") renderBanners(); }, 1000);
 window.addEventListener("hashchange", route);
 
 route();
