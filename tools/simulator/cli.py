@@ -85,7 +85,7 @@ def parse_url(text: str) -> str:
     """A ws:// or wss:// base URL without a query; an empty path means /ws."""
     try:
         parts = urlsplit(text)
-        port = parts.port
+        parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"bad --url {text!r}: {exc}") from None
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
@@ -94,7 +94,6 @@ def parse_url(text: str) -> str:
     if parts.query or parts.fragment:
         raise argparse.ArgumentTypeError(
             f"bad --url {text!r}: no query string; role, estacionId and token are added")
-    del port
     return text if parts.path else text + "/ws"
 
 
@@ -216,9 +215,7 @@ async def _run_interactive(fleet: Fleet, stations) -> int:
             command = parse_command(line, stations)
             if command is not None:
                 await fleet.execute(command)
-        except CommandError as exc:
-            _write(f"error: {exc}")
-        except ScriptFailure as exc:
+        except (CommandError, ScriptFailure) as exc:
             _write(f"error: {exc}")
         except Quit:
             break
