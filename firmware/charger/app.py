@@ -16,7 +16,6 @@ import micropython
 
 from charger import clock, messages
 from charger import state as S
-from charger.config import ConfigError, load
 from charger.mfrc522 import COLLISION, OK as CARD_OK
 from charger.pzem import OK as METER_OK
 
@@ -296,13 +295,27 @@ def build(cfg):
 def main(path=None):
     if hasattr(micropython, "alloc_emergency_exception_buf"):  # absent on the unix port
         micropython.alloc_emergency_exception_buf(100)
+    from charger import config
     try:
-        cfg = load(path or CONFIG_PATH)
-    except ConfigError as e:
+        cfg = config.load(path or CONFIG_PATH)
+    except config.ConfigError as e:
         log("config error:", e)
         _config_fault()
         return
+    del config
+    _forget("charger.config")  # validation runs once: give its code's RAM back
     asyncio.run(build(cfg).run())
+
+
+def _forget(name):
+    """Unload a module that is no longer needed (sys.modules and the package attribute)."""
+    import sys
+    sys.modules.pop(name, None)
+    pkg, _, attr = name.rpartition(".")
+    parent = sys.modules.get(pkg)
+    if parent is not None and hasattr(parent, attr):
+        delattr(parent, attr)
+    gc.collect()
 
 
 def _config_fault():

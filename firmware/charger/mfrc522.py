@@ -123,17 +123,21 @@ class MFRC522:
         return True
 
     # --- transport ---------------------------------------------------------------------
+    def _load_fifo(self, irq_reg, irq_clear, n):
+        """Chip idle, the command's IRQ bits cleared, the FIFO holding _frame[0:n]."""
+        self._wreg(_CommandReg, _CMD_IDLE)
+        self._wreg(irq_reg, irq_clear)
+        self._wreg(_FIFOLevelReg, 0x80)
+        frame = self._frame
+        for i in range(n):
+            self._wreg(_FIFODataReg, frame[i])
+
     def _transceive(self, n, tx_last_bits):
         """Send n bytes of _frame; returns the number of bytes received into _resp, or -1.
 
         Sets last_collision when the chip saw a bit collision.
         """
-        self._wreg(_CommandReg, _CMD_IDLE)
-        self._wreg(_ComIrqReg, 0x7F)
-        self._wreg(_FIFOLevelReg, 0x80)
-        frame = self._frame
-        for i in range(n):
-            self._wreg(_FIFODataReg, frame[i])
+        self._load_fifo(_ComIrqReg, 0x7F, n)
         self._wreg(_CommandReg, _CMD_TRANSCEIVE)
         self._wreg(_BitFramingReg, 0x80 | tx_last_bits)
         irq = 0
@@ -161,13 +165,9 @@ class MFRC522:
 
     def _crc(self, n):
         """CRC_A of _frame[0:n], appended at _frame[n], _frame[n+1]; False on timeout."""
-        self._wreg(_CommandReg, _CMD_IDLE)
-        self._wreg(_DivIrqReg, 0x04)
-        self._wreg(_FIFOLevelReg, 0x80)
-        frame = self._frame
-        for i in range(n):
-            self._wreg(_FIFODataReg, frame[i])
+        self._load_fifo(_DivIrqReg, 0x04, n)
         self._wreg(_CommandReg, _CMD_CALCCRC)
+        frame = self._frame
         for _ in range(200):
             if self._rreg(_DivIrqReg) & 0x04:
                 self._wreg(_CommandReg, _CMD_IDLE)

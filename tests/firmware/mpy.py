@@ -87,6 +87,13 @@ def case_names(module):
     return sorted(n for n in dir(module) if n.startswith("case_"))
 
 
+def case_names_in(path):
+    """The `case_*` function names of a case file, without importing it (MicroPython-only
+    case modules need the emulated `machine`)."""
+    return [line[4:line.index("(")] for line in Path(path).read_text().splitlines()
+            if line.startswith("def case_")]
+
+
 def mpy_case_results(case_path, heapsize=None):
     """Run every case of a case module once under MicroPython; {name: output line}."""
     key = (str(case_path), heapsize)

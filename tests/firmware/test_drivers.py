@@ -3,22 +3,13 @@
 
 import pytest
 
-from tests.firmware.mpy import ROOT, mpy_case_results, requires_micropython
+from tests.firmware.mpy import ROOT, case_names_in, mpy_case_results, requires_micropython
 
 CASES = ROOT / "tests" / "firmware" / "cases" / "driver_cases.py"
 
 
-def _case_names():
-    # parse names without importing (the module needs the emulated `machine`)
-    names = []
-    for line in CASES.read_text().splitlines():
-        if line.startswith("def case_"):
-            names.append(line[4:line.index("(")])
-    return names
-
-
 @requires_micropython
-@pytest.mark.parametrize("case", _case_names())
+@pytest.mark.parametrize("case", case_names_in(CASES))
 def test_driver_case(case):
     results = mpy_case_results(CASES)
     line = results.get(case)

@@ -43,16 +43,21 @@ async def _start_session(sim, dashboard=None):
     return st["session_id"]
 
 
+async def _wait_ended(app, session_id):
+    for _ in range(400):
+        record = await app.storage.get_session(session_id)
+        if record.ended_at is not None:
+            return record
+        await asyncio.sleep(0.05)
+    raise AssertionError("session %s never ended" % session_id)
+
+
 async def _stop_and_check_energy(sim, app, session_id, wh_before):
     await sim.command("press stop")
     st = await sim.wait_status(lambda s: s["state"] == "idle")
     assert st["relay"] is False
     await sim.wait_status(lambda s: s["outbox"] == 0)
-    for _ in range(300):
-        record = await app.storage.get_session(session_id)
-        if record.ended_at is not None:
-            break
-        await asyncio.sleep(0.05)
+    record = await _wait_ended(app, session_id)
     assert record.end_reason == "local_stop"
     meter_delta_wh = st["wh"] - wh_before
     assert meter_delta_wh > 0
@@ -169,21 +174,7 @@ async def test_charger_rebooted_mid_session_is_closed_as_charger_reset(charger, 
     await charger.stop()
     await charger.start()  # same meter (energy register kept), fresh firmware
     await charger.wait_status(lambda s: s["link"] and s["state"] == "idle")
-    for _ in range(300):
-        record = await live_app.storage.get_session(session_id)
-        if record.ended_at is not None:
-            break
-        await asyncio.sleep(0.05)
-    assert record.end_reason == "charger_reset"
-
-
-async def _wait_ended(app, session_id):
-    for _ in range(400):
-        record = await app.storage.get_session(session_id)
-        if record.ended_at is not None:
-            return record
-        await asyncio.sleep(0.05)
-    raise AssertionError("session %s never ended" % session_id)
+    assert (await _wait_ended(live_app, session_id)).end_reason == "charger_reset"
 
 
 async def test_meter_silent_for_5_s_while_charging_opens_the_relay_and_ends_the_session(

@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from tests.firmware.mpy import (FIRMWARE, MPY_CROSS, ROOT, case_names, mpy_case_results,
-                                requires_micropython, run_mpy)
+from tests.firmware.mpy import (FIRMWARE, MPY_CROSS, ROOT, case_names, case_names_in,
+                                mpy_case_results, requires_micropython, run_mpy)
 
 CASES = ROOT / "tests" / "firmware" / "cases"
 
@@ -17,11 +17,6 @@ def _load(name):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
-
-
-def _names_in(path):
-    return [line[4:line.index("(")] for line in path.read_text().splitlines()
-            if line.startswith("def case_")]
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +30,7 @@ def test_config_under_cpython(case):
 
 
 MPY_ONLY = ("config_cases", "hardware_cases", "app_cases")
-MPY_CASES = [(m, c) for m in MPY_ONLY for c in _names_in(CASES / (m + ".py"))]
+MPY_CASES = [(m, c) for m in MPY_ONLY for c in case_names_in(CASES / (m + ".py"))]
 
 
 @requires_micropython

@@ -16,6 +16,8 @@ and the control channel's allocations. One JSON line:
     peak_heap_bytes                   largest live heap of the firmware (sampled every 100 ms
                                       after a gc.collect()), modules' bytecode included
     heap_after_bytes                  live heap of the firmware after the scenario
+    heap_at_start_bytes               live heap of the firmware once its tasks started: mostly
+                                      the modules' bytecode (freezing them moves it to flash)
     bytes_allocated_per_metrics_cycle bytes the firmware allocates per metrics interval while
                                       charging (meter polls, card polls, buttons, LED, link)
     runs_under_limit                  the short run finished under -X heapsize=--limit
@@ -117,6 +119,7 @@ async def measure(tmp_path: Path, dirs, readings: int, heapsize: str) -> dict:
             "metrics_cycles": cycles,
             "peak_heap_bytes": end["live_peak"] - base,
             "heap_after_bytes": end["gc_alloc"] - base,
+            "heap_at_start_bytes": end["start_heap"] - base,
             "bytes_allocated_per_metrics_cycle": round(firmware_bytes / cycles),
             "simulator_heap_bytes": base,
             "peak_heap_with_simulator_bytes": end["live_peak"],

@@ -42,6 +42,7 @@ class Control:
         self.watching = False
         self.live_peak = 0
         self.sim_baseline = 0
+        self.start_heap = 0
         p = cfg["pins"]
         self.stop_pin = machine.Pin.board(p["stop"])
         self.emergency_pin = machine.Pin.board(p["emergency"])
@@ -79,6 +80,7 @@ class Control:
         return {"mem_total": micropython.mem_total(), "sim_alloc": machine.sim_alloc[0],
                 "gc_alloc": gc.mem_alloc(), "gc_free": gc.mem_free(),
                 "live_peak": self.live_peak, "sim_baseline": self.sim_baseline,
+                "start_heap": self.start_heap,
                 "readings_queued": self.app.readings_queued if self.app else 0}
 
     async def _watch_heap(self):

@@ -3,7 +3,8 @@
     MICROPYPATH=tools/sim:firmware micropython tools/sim/run_charger.py CONFIG.json
         [--time-scale X] [--power W] [--meter-state FILE] [--absent-reader]
 
-The config is the board's config.json (server URL, station, token, pins; WiFi is ignored).
+The config is the board's config.json (server URL, station, token, pins; WiFi joins the
+simulated access point of tools/sim/network.py).
 The emulated RC522 sits on the configured SPI bus, the emulated PZEM-004T on the UART; the
 control channel reads commands on stdin (see control.py). `--time-scale` makes the meter's
 energy accumulate X simulated seconds per real second; `--meter-state` keeps the meter's
@@ -71,6 +72,8 @@ def main(argv):
     machine.attach_uart(p["uart_id"], meter)
     control = Control(cfg, reader, meter)
     control.sim_baseline = SIM_BASELINE
+    del config
+    app._forget("charger.config")  # the firmware loads it again and drops it
     meter.switch = control.relay_on  # the meter sees the load only through the relay
     app.CONFIG_PATH = path
     app.STARTUP_HOOKS.append(lambda the_app: _started(control, the_app))
@@ -81,6 +84,8 @@ def main(argv):
 def _started(control, the_app):
     import asyncio
     control.app = the_app
+    gc.collect()
+    control.start_heap = gc.mem_alloc()  # firmware loaded and running, plus the simulator
     asyncio.create_task(control.run_stdin())
 
 
