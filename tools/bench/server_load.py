@@ -42,7 +42,7 @@ from tools.bench.targets import CARD_PREFIX, REPO_ROOT, RelayTarget, ServerTarge
 MAX_CHARGERS = 20_000
 POLL_INTERVAL_S = 0.1
 STALL_TIMEOUT_S = 10.0  # processed count not moving for this long: the rest is lost
-FDS_PER_CONNECTION = 2  # one in the target, one in a load generator
+FDS_SPARE = 200  # the target's own files: database, WAL, log, listening socket, ...
 
 
 class BenchError(RuntimeError):
@@ -246,7 +246,7 @@ def parse_args(argv) -> argparse.Namespace:
 def raise_fd_limit(connections: int) -> None:
     """Lift the soft open-files limit to the hard one; children (target, loadgens) inherit it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    needed = connections * FDS_PER_CONNECTION + 200
+    needed = connections + FDS_SPARE  # the limit is per process; the target holds them all
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if hard != resource.RLIM_INFINITY and hard < needed:
