@@ -8,9 +8,11 @@ hand every received message to `handler.on_message(dict)` and answer `sync_reque
 the status messages again. Any failure (server gone, close code, keepalive timeout, WiFi
 lost) reports the link down and reconnects forever with exponential backoff and jitter.
 
-An outbox entry is popped only after its frame was written to the socket; one that was
-being written when the link died is sent again after the reconnect (the server ignores a
-reading with a `ts` it already has, and a repeated `stop` is harmless).
+An outbox entry leaves the outbox only when delivery is confirmed: after a batch is written
+the link pings, and the server's pong (which follows its reading of the batch) confirms it.
+A half-open link that swallowed frames therefore loses nothing: after the reconnect the
+unconfirmed entries are sent again (the server ignores a reading with a `ts` it already
+has, and a repeated `stop` is harmless).
 
 Config keys (the parsed config dict): `server_url`, `station`, `token`, `ca_cert`,
 `wifi` ({ssid, password} or None: the network is managed elsewhere and not watched),
@@ -192,16 +194,20 @@ class Link:
             await ws.send(text)
 
     async def _drain(self, ws):
-        # send the outbox oldest first; sleep until notify() or the connection ends
+        # Send the outbox oldest first; once all is sent, a ping's pong confirms delivery
+        # and only then are the entries removed. Sleep until notify() or the connection ends.
         outbox = self._outbox
+        outbox.rewind()  # what the last connection sent without a confirmation goes again
         while ws.open:
-            text = outbox.peek()
-            if text is None:
+            text = outbox.next_unsent()
+            if text is not None:
+                await ws.send(text)
+            elif outbox.unconfirmed:
+                if await ws.confirm():
+                    outbox.confirm()
+            else:
                 self._wake.clear()
                 await self._wake.wait()
-                continue
-            await ws.send(text)
-            outbox.pop()
         raise wsclient.ConnectionClosed(ws.close_code or wsclient.CLOSE_ABNORMAL,
                                         ws.close_reason)
 

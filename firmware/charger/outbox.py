@@ -11,9 +11,14 @@ index, never copying entries (copying floats out of an array would allocate). Ru
 - `stop` and `emergency` have their own `events` slots and are never dropped. Only when
   all of them are taken (that many sessions ended while offline) is a new event refused:
   `put_event` returns False and `lost_events` counts;
-- `peek()` gives the oldest entry as JSON, `pop()` removes it after it was sent. If the
-  peeked reading was dropped meanwhile (a put while the link was sending it), `pop()`
-  removes nothing, so an unsent entry is never lost by mistake.
+- delivery is confirmed, not assumed: the link takes entries with `next_unsent()` (they
+  stay in the outbox, marked sent), and removes them with `confirm()` once the server has
+  proven it read them (a pong to a ping sent after them); when the connection dies first,
+  `rewind()` makes them unsent again, so a half-open link that swallowed frames loses
+  nothing. A replayed entry may reach the server twice (it ignores a repeated `ts`; a
+  repeated `stop` is harmless);
+- `peek()` gives the oldest entry as JSON and `pop()` removes it (the simple API); if the
+  peeked reading was dropped meanwhile, `pop()` removes nothing.
 
 A reading with a value that is not a finite number, or `wh`/`ts` out of range, is refused
 (`put_reading` returns False, `rejected` counts) instead of becoming invalid JSON.
@@ -83,6 +88,8 @@ class Outbox:
         self._ets = array.array("I", ze)
         self._ehead = 0
         self._elen = 0
+        self._rsent = 0    # entries at the head of each ring sent but not confirmed yet
+        self._esent = 0
         self._seq = 1
         self._peeked = 0   # sequence number of the entry the last peek() returned; 0: none
         self.dropped = 0
@@ -119,6 +126,8 @@ class Outbox:
         if self._rlen == self._rcap:  # full: the oldest reading goes
             self._rhead = _slot(self._rhead, 1, self._rcap)
             self._rlen -= 1
+            if self._rsent:
+                self._rsent -= 1  # it was sent already, just not confirmed
             self.dropped += 1
         i = _slot(self._rhead, self._rlen, self._rcap)
         self._rseq[i] = self._next_seq()
@@ -155,45 +164,87 @@ class Outbox:
         self._elen += 1
         return True
 
-    # ---- take -------------------------------------------------------------------------
-    def _reading_first(self):
-        # the older head of the two rings; sequence numbers compared modulo _SEQ_MASK
-        if not self._elen:
+    # ---- take: one entry at a time --------------------------------------------------
+    def _reading_first(self, roff, eoff):
+        # Is the older of the entries at offsets roff / eoff of the two rings a reading?
+        # (sequence numbers compared modulo _SEQ_MASK); callers ensure one of them exists
+        if eoff >= self._elen:
             return True
-        if not self._rlen:
+        if roff >= self._rlen:
             return False
-        return ((self._eseq[self._ehead] - self._rseq[self._rhead]) & _SEQ_MASK) < _SEQ_HALF
+        ri = _slot(self._rhead, roff, self._rcap)
+        ei = _slot(self._ehead, eoff, self._ecap)
+        return ((self._eseq[ei] - self._rseq[ri]) & _SEQ_MASK) < _SEQ_HALF
 
-    def peek(self):
-        """The oldest entry as the JSON text to send, or None when empty."""
-        if not (self._rlen or self._elen):
-            self._peeked = 0
-            return None
-        if self._reading_first():
-            i = self._rhead
-            self._peeked = self._rseq[i]
-            return messages.metrics(self._rsid[i], self._v[i], self._a[i], self._w[i],
-                                    _none(self._rwh[i]), self._rts[i])
-        i = self._ehead
-        self._peeked = self._eseq[i]
+    def _reading_text(self, i):
+        return messages.metrics(self._rsid[i], self._v[i], self._a[i], self._w[i],
+                                _none(self._rwh[i]), self._rts[i])
+
+    def _event_text(self, i):
         sid = _none(self._esid[i])
         wh = _none(self._ewh[i])
         if self._ekind[i] == _STOP:
             return messages.stop(sid, wh, self._ets[i])
         return messages.emergency(sid, wh, self._ets[i])
 
+    def peek(self):
+        """The oldest entry as the JSON text to send, or None when empty."""
+        if not (self._rlen or self._elen):
+            self._peeked = 0
+            return None
+        if self._reading_first(0, 0):
+            self._peeked = self._rseq[self._rhead]
+            return self._reading_text(self._rhead)
+        self._peeked = self._eseq[self._ehead]
+        return self._event_text(self._ehead)
+
     def pop(self):
         """Remove the entry the last peek() returned, if it is still the oldest one."""
         if not (self._rlen or self._elen) or not self._peeked:
             return
-        if self._reading_first():
+        if self._reading_first(0, 0):
             if self._rseq[self._rhead] == self._peeked:
                 self._rhead = _slot(self._rhead, 1, self._rcap)
                 self._rlen -= 1
+                self._rsent = max(0, self._rsent - 1)
         elif self._eseq[self._ehead] == self._peeked:
             self._ehead = _slot(self._ehead, 1, self._ecap)
             self._elen -= 1
+            self._esent = max(0, self._esent - 1)
         self._peeked = 0
+
+    # ---- take: send, then confirm delivery -------------------------------------------
+    def next_unsent(self):
+        """The oldest entry not sent yet on this connection, as JSON, now marked sent;
+        None when everything was sent. Sent entries stay until confirm()."""
+        if self._rsent >= self._rlen and self._esent >= self._elen:
+            return None
+        if self._reading_first(self._rsent, self._esent):
+            i = _slot(self._rhead, self._rsent, self._rcap)
+            self._rsent += 1
+            return self._reading_text(i)
+        i = _slot(self._ehead, self._esent, self._ecap)
+        self._esent += 1
+        return self._event_text(i)
+
+    @property
+    def unconfirmed(self):
+        """How many entries were sent but not confirmed yet."""
+        return self._rsent + self._esent
+
+    def confirm(self):
+        """The server has everything next_unsent() returned so far: remove those entries."""
+        self._rhead = _slot(self._rhead, self._rsent, self._rcap)
+        self._rlen -= self._rsent
+        self._ehead = _slot(self._ehead, self._esent, self._ecap)
+        self._elen -= self._esent
+        self._rsent = 0
+        self._esent = 0
+
+    def rewind(self):
+        """The connection ended before confirm(): the sent entries are to be sent again."""
+        self._rsent = 0
+        self._esent = 0
 
 
 def _slot(head, k, cap):

@@ -209,6 +209,9 @@ class WebSocket:
         self._rx_task = None     # the task blocked in recv(), if any
         self._tx_task = None     # the task blocked in a drain, if any
         self._ka_task = None
+        self._pong_evt = asyncio.Event()
+        self._pong_want = None   # payload of the confirm() ping awaiting its pong
+        self._ping_seq = 0
         self._rx_count = 0       # bumps on every read that returned bytes
         self._last_rx = ticks_ms()
         self._fin = 0
@@ -402,7 +405,11 @@ class WebSocket:
                         await self._send_frame(OP_PONG, b.ctl_mv[:n])
                 elif op == OP_CLOSE:
                     await self._on_close_frame(n)
-                elif op != OP_PONG:
+                elif op == OP_PONG:
+                    if self._pong_want is not None and bytes(b.ctl_mv[:n]) == self._pong_want:
+                        self._pong_want = None
+                        self._pong_evt.set()
+                else:
                     await self._fail(CLOSE_PROTOCOL_ERROR, "reserved control opcode")
                 continue
             if op == OP_CONT:  # section 5.4: fragments of one message, in order
@@ -495,6 +502,23 @@ class WebSocket:
     async def ping(self, payload=b""):
         """Send a ping (the keepalive does this by itself)."""
         await self._send_frame(OP_PING, payload)
+
+    async def confirm(self):
+        """Ping and wait for its pong: True once the server has read every frame sent
+        before (RFC 6455 section 5.5.3: the pong answers a ping read after them). False
+        when the connection closes or no pong comes within `ping_timeout_ms` (the
+        connection then fails with 1006). Needs recv() running in another task."""
+        self._ping_seq = (self._ping_seq + 1) & 0xFFFF
+        want = b"confirm %d" % self._ping_seq
+        self._pong_want = want
+        self._pong_evt.clear()
+        await self._send_frame(OP_PING, want)
+        try:
+            await asyncio.wait_for_ms(self._pong_evt.wait(), self._ping_timeout)
+        except asyncio.TimeoutError:
+            await self._drop(CLOSE_ABNORMAL, "no pong within %d ms" % self._ping_timeout)
+            return False
+        return self._state == _OPEN and self._pong_want is None
 
     async def _send_close(self, code, reason):
         if code is None:
@@ -611,6 +635,7 @@ class WebSocket:
             if task is not None and task is not me:
                 task.cancel()
         self._closed_evt.set()
+        self._pong_evt.set()  # wake confirm(); it sees the connection closed
         stream = self._stream
         if stream is not None:
             try:

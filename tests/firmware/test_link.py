@@ -325,3 +325,33 @@ async def test_a_silent_half_open_server_is_detected_by_pings_and_the_link_recon
             await proc.expect("LINK False")
             for _ in range(2):  # the first connection and the reconnect
                 assert await asyncio.wait_for(raw.events.get(), 30) == "connection"
+
+
+async def test_entries_swallowed_by_a_half_open_link_are_sent_again_after_the_reconnect():
+    from tests.firmware.test_wsclient import RawServer, frame, read_frame
+
+    connections = []
+
+    async def swallow_then_behave(reader, writer, events):
+        connections.append(True)
+        first = len(connections) == 1
+        while True:
+            op, data, _ = await read_frame(reader)
+            if op == 9 and not first:
+                writer.write(frame(10, data))  # only the second connection answers pings
+            elif op == 1:
+                await events.put((len(connections), json.loads(data)))
+
+    async with RawServer(swallow_then_behave) as raw:
+        cfg = config(raw.port, ping_interval_s=5, ping_timeout_s=0.5)
+        async with charger(cfg) as proc:
+            await proc.expect("LINK True")
+            proc.send("put 3")                    # written into a link that reads but
+            await proc.expect("LINK False")       # never confirms: the pong never comes
+            got = []
+            while sum(1 for conn, _ in got if conn == 2) < 4:  # status + 3 readings
+                got.append(await asyncio.wait_for(raw.events.get(), 30))
+    second = [msg for conn, msg in got if conn == 2]
+    first = [msg for conn, msg in got if conn == 1]
+    assert metrics_ts(first) == [1, 2, 3]          # they did go out the first time
+    assert second[0]["type"] == "status" and metrics_ts(second[1:]) == [1, 2, 3]

@@ -143,3 +143,48 @@ def case_wraps_around_many_times_and_matches_a_list_model():
             assert got == model.pop(0), (got, rnd)
         assert len(box) == len(model)
     assert [m.get("wh", (m["type"], m["session_id"])) for m in _drain(box)] == model
+
+
+def _take_unsent(box):
+    out = []
+    while True:
+        text = box.next_unsent()
+        if text is None:
+            return out
+        out.append(json.loads(text))
+
+
+def case_sent_entries_stay_until_confirmed_and_rewind_sends_them_again():
+    box = Outbox(readings=10, events=4)
+    box.put_reading(*_reading(1))
+    box.put_event("stop", 7, 1001, 1700000001)
+    first = _take_unsent(box)
+    assert [m["type"] for m in first] == ["metrics", "stop"]
+    assert len(box) == 2 and box.unconfirmed == 2      # sent, not yet delivered
+    box.put_reading(*_reading(2))
+    box.rewind()                                       # the connection died
+    again = _take_unsent(box)
+    assert again[:2] == first and again[2]["wh"] == 1002   # same order, then the new one
+    box.confirm()
+    assert len(box) == 0 and box.unconfirmed == 0 and box.next_unsent() is None
+
+
+def case_confirm_removes_only_what_was_sent_before_it():
+    box = Outbox(readings=10, events=4)
+    box.put_reading(*_reading(1))
+    _take_unsent(box)
+    box.put_reading(*_reading(2))                      # arrives while waiting for the pong
+    box.confirm()
+    assert [m["wh"] for m in _drain(box)] == [1002]
+
+
+def case_a_full_outbox_can_drop_a_sent_but_unconfirmed_reading():
+    box = Outbox(readings=3, events=2)
+    for n in range(3):
+        box.put_reading(*_reading(n))
+    assert len(_take_unsent(box)) == 3
+    box.put_reading(*_reading(3))                      # drops reading 0 (sent, unconfirmed)
+    assert box.unconfirmed == 2 and box.dropped == 1
+    assert [m["wh"] for m in _take_unsent(box)] == [1003]
+    box.confirm()
+    assert len(box) == 0
