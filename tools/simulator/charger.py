@@ -54,6 +54,7 @@ class Charger:
         self._wait_since = None
         self._next_metrics_at = None
         self._last_reading_ts = 0
+        self.boots = 0  # reboots so far
         self._offline_since = monotonic()
 
     # --- the link ----------------------------------------------------------------------------
@@ -183,6 +184,7 @@ class Charger:
         EMERGENCY button are not. The caller reconnects."""
         self.model.set_relay(False)
         self.outbox.clear()
+        self.boots += 1
         self.online = False
         self._offline_since = self._monotonic()
         self.session_id = None

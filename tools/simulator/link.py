@@ -2,7 +2,8 @@
 
 Connects to `ws://HOST:PORT/ws?role=publisher&estacionId=N[&token=T]`, tells the `Charger`
 when the link goes up or down, feeds it the server's frames and sends what it puts in its
-outbox, in order, one message at a time (a message whose send fails goes back to the front).
+outbox, in order; a message leaves the outbox for good only when the pong of a later ping
+confirms the server read it.
 Reconnects forever: exponential backoff 1 s -> 30 s with jitter, reset once the server has
 answered `connected`. `drop()` cuts the TCP connection without a closing handshake, as a lost
 WiFi does, and holds the link down for a while; `reboot()` does the same with an ESP32 reboot.
@@ -18,6 +19,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 BACKOFF_MIN_S = 1.0
 BACKOFF_MAX_S = 30.0
 OPEN_TIMEOUT_S = 10.0
+CONFIRM_TIMEOUT_S = 10.0  # a sent batch whose pong has not come by then: the link is dead
 REBOOT_S = 1.0  # how long the simulated ESP32 takes to boot and join the WiFi
 
 
@@ -168,19 +170,39 @@ class StationLink:
         self.charger.receive(message)
 
     async def _pump(self, ws) -> None:
-        """Send the outbox in order; a failed send goes back to the front."""
-        while True:
-            message = self.charger.outbox.pop()
-            if message is None:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            try:
+        """Send the outbox in order. As the firmware does, a sent message counts as delivered
+        only when the pong of a ping sent after it arrives (the server has read it); if the
+        link fails first, every unconfirmed message goes back to the front of the outbox (a
+        repeat is harmless: the server ignores a known `ts` and a second `stop`)."""
+        unconfirmed = []
+        boots = self.charger.boots
+        try:
+            while True:
+                message = self.charger.outbox.pop()
+                if message is None:
+                    if unconfirmed:
+                        pong = await ws.ping()
+                        await asyncio.wait_for(pong, CONFIRM_TIMEOUT_S)
+                        unconfirmed.clear()
+                        continue
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                unconfirmed.append(message)
                 await ws.send(json.dumps(message, ensure_ascii=False, separators=(",", ":")))
-            except (ConnectionClosed, asyncio.CancelledError):
-                self.charger.outbox.restore(message)  # a duplicate is harmless, a loss is not
-                raise
-            self.log.emit("->", message)
+                self.log.emit("->", message)
+        except TimeoutError:
+            ws.transport.abort()  # no pong in time: the link is dead, reconnect
+            self._restore(unconfirmed, boots)
+            raise
+        except (ConnectionClosed, asyncio.CancelledError):
+            self._restore(unconfirmed, boots)
+            raise
+
+    def _restore(self, unconfirmed, boots) -> None:
+        if self.charger.boots == boots:  # a reboot lost the RAM these lived in
+            for message in reversed(unconfirmed):
+                self.charger.outbox.restore(message)
 
     async def _ticker(self) -> None:
         while True:
