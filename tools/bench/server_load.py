@@ -92,6 +92,9 @@ class Workers:
         except TimeoutError:
             raise BenchError(f"load generators did not reach '{phase}' within {timeout:.0f} s") from None
 
+    def cpu_seconds(self) -> float:
+        return sum(cpu_seconds(process.pid) for process in self.processes)
+
     async def close(self) -> None:
         for process in self.processes:
             if process.returncode is None:
@@ -173,15 +176,17 @@ async def run_load(target, args, workers: Workers, figures: RunFigures, timeout:
     await workers.expect("started", timeout)
     log(f"{target.name}: {args.chargers} sessions started; {args.duration:g} s of metrics at {args.rate:g}/s each")
     cpu_before, go_at = cpu_seconds(target.pid), time.monotonic()
+    loadgen_cpu_before = workers.cpu_seconds()
     await workers.tell("go")
     reports = await workers.expect("sent", args.duration + timeout + 60)
     sent = sum(report["sent"] for report in reports)
     processed, caught_up_at = await wait_until_caught_up(target, sent)
     figures.cpu_s = cpu_seconds(target.pid) - cpu_before
+    figures.loadgen_cpu_s = workers.cpu_seconds() - loadgen_cpu_before
     figures.window_s = caught_up_at - go_at
     figures.processed = processed
     log(f"{target.name}: {processed} of {sent} readings processed in {figures.window_s:.1f} s "
-        f"({figures.msgs_per_s:.0f}/s), {figures.cpu_s:.1f} CPU s")
+        f"({figures.msgs_per_s:.0f}/s), {figures.cpu_s:.1f} CPU s (load generators {figures.loadgen_cpu_s:.1f})")
     await workers.tell("stop")
 
 

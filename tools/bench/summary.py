@@ -30,6 +30,7 @@ class RunFigures:
     rows_persisted: int | None = None  # server: rows in `readings` after it stopped
     window_s: float = 0.0  # from `go` until the target had processed everything sent
     cpu_s: float = 0.0  # target CPU seconds in that window
+    loadgen_cpu_s: float = 0.0  # all load generators' CPU seconds in that window
     rss_idle_kib: int = 0  # target RSS before any load connection
     rss_connected_kib: int = 0  # target RSS with every load connection open and idle
     latencies_ms: list[float] = field(default_factory=list)
@@ -61,6 +62,9 @@ class RunFigures:
             "p99_ms": _round(percentile(self.latencies_ms, 0.99), 2),
             "max_ms": _round(max(self.latencies_ms, default=None), 2),
             "cpu_s_per_1k_msgs": _round(self.cpu_s_per_1k_msgs, 4),
+            "cpu_s": _round(self.cpu_s, 2),
+            "loadgen_cpu_s": _round(self.loadgen_cpu_s, 2),
+            "window_s": _round(self.window_s, 2),
             "rss_per_conn_kib": _round(self.rss_per_conn_kib, 1),
             "sent": self.sent,
             "processed": self.processed,
