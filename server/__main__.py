@@ -14,6 +14,7 @@ import sys
 
 from server.app import App
 from server.config import ConfigError, load_config
+from server.storage import StorageError
 
 
 def banner(app: App) -> str:
@@ -59,7 +60,7 @@ def main(argv=None) -> int:
     except OSError as problem:
         print(f"error: cannot start on {config.host}:{config.port}: {problem.strerror or problem}", file=sys.stderr)
         return 1
-    except sqlite3.DatabaseError as problem:
+    except (sqlite3.DatabaseError, StorageError) as problem:
         print(f"error: database {config.db_path}: {problem}", file=sys.stderr)
         return 1
     return 0

@@ -112,3 +112,14 @@ async def test_demo_server_prints_urls_and_sigterm_flushes_readings_and_closes_w
     with sqlite3.connect(db) as database:
         assert database.execute("SELECT COUNT(*) FROM readings WHERE session_id=?", (session_id,)).fetchone()[0] == 5
         assert database.execute("SELECT ended_at FROM sessions WHERE id=?", (session_id,)).fetchone()[0] is None
+
+
+async def test_a_file_that_is_not_a_database_is_refused_with_one_line(tmp_path):
+    bogus = tmp_path / "notes.sqlite3"
+    bogus.write_text("this is not a database\n" * 100)
+    process = await run_server(tmp_path, "--host", "127.0.0.1", "--port", "0", "--db", str(bogus))
+    _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 1
+    [line] = stderr.decode().strip().splitlines()
+    assert line.startswith("error: database") and str(bogus) in line
+    assert bogus.read_text().startswith("this is not a database")  # left as it was
