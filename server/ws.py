@@ -138,13 +138,14 @@ class ConnectionHandler:
     async def _serve_client(self, connection: ServerConnection, station_id: int | None) -> None:
         self.hub.subscribe(station_id, connection)
         try:
-            now = self.clock()
             if station_id is None:
+                for station in await self.storage.list_stations():  # incl. ones added while running
+                    self.core.add_station(station.id, station.name, station.tariff)
                 await send(connection, p.subscribed(p.ALL_STATIONS))
-                await send(connection, p.init_all(self.core.describe_all(now)))
+                await send(connection, p.init_all(self.core.describe_all(self.clock())))
             else:
                 await send(connection, p.subscribed(str(station_id)))
-                await send(connection, p.init_one(self.core.describe(station_id, now)))
+                await send(connection, p.init_one(self.core.describe(station_id, self.clock())))
                 await self.hub.send_to_publisher(station_id, p.sync_request())
             async for frame in connection:
                 await self._guarded(self._client_frame, station_id, frame, connection)

@@ -88,7 +88,8 @@ async def test_all_subscription_sees_every_station_and_its_pushes(live_app, serv
     async with connect(server_url, "client", "all") as overview:
         assert await receive_json(overview) == {"type": "subscribed", "estacionId": "all"}
         init = await receive_json(overview)
-        assert [(c["id"], c["status"]) for c in init["chargers"]] == [(1, "desconectado")]
+        assert [(c["id"], c["name"], c["status"]) for c in init["chargers"]] == [
+            (1, "Estación 1", "desconectado"), (2, "Estación 2", "desconectado")]
         async with connect(server_url, "publisher", 2) as charger:  # station added while running
             await receive_json(charger)
             assert await receive_json(overview) == {"type": "status", "charger_id": 2, "status": "disponible"}
