@@ -136,11 +136,12 @@ class ConnectionHandler:
 
     # --- dashboard ------------------------------------------------------------------------------
     async def _serve_client(self, connection: ServerConnection, station_id: int | None) -> None:
+        if station_id is None:
+            for station in await self.storage.list_stations():  # incl. ones added while running
+                self.core.add_station(station.id, station.name, station.tariff)
         self.hub.subscribe(station_id, connection)
         try:
             if station_id is None:
-                for station in await self.storage.list_stations():  # incl. ones added while running
-                    self.core.add_station(station.id, station.name, station.tariff)
                 await send(connection, p.subscribed(p.ALL_STATIONS))
                 await send(connection, p.init_all(self.core.describe_all(self.clock())))
             else:
