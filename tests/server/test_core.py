@@ -3,6 +3,8 @@
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from server import core as c
 from server import protocol as p
@@ -192,3 +194,59 @@ def test_final_register_reading_of_a_stop_or_emergency_is_billed(core, final):
     effects = core.handle_publisher(1, final, NOW + 301)
     [end] = kinds(effects, c.EndSession)
     assert end.kwh == pytest.approx(0.6)
+
+
+events = st.lists(
+    st.one_of(
+        st.tuples(st.just("tap"), st.sampled_from([JUAN, Card("04AA", 2, "Ana"), None])),
+        st.tuples(st.just("metrics"), st.integers(0, 3), st.floats(0, 50_000), st.one_of(st.none(), st.floats(0, 1e6))),
+        st.tuples(st.just("stop"), st.sampled_from([None, 1, 2])),
+        st.tuples(st.just("dash_stop"), st.sampled_from([None, 1, 2])),
+        st.tuples(st.just("emergency")),
+        st.tuples(st.just("status"), st.sampled_from(["idle", "charging", "fault"]), st.sampled_from([1, 2, 99])),
+        st.tuples(st.just("gone")),
+        st.tuples(st.just("back")),
+    ),
+    max_size=40,
+)
+
+
+@settings(deadline=None, max_examples=200)
+@given(events)
+def test_any_event_sequence_keeps_billing_consistent(sequence):
+    """Whatever happens, a session's energy never decreases and every end is reported once."""
+    core = c.SessionCore()
+    core.add_station(1, "Estación 1", 7.0)
+    core.publisher_connected(1, NOW)
+    next_id, now, ended, last_kwh = 1, NOW, [], {}
+    for event in sequence:
+        now += 3
+        kind = event[0]
+        if kind == "tap":
+            card = event[1]
+            effects = core.handle_publisher(1, c.CardTap(card.uid if card else "FFFF", card, 7.0), now)
+            for create in kinds(effects, c.CreateSession):
+                effects += core.session_created(create, next_id)
+                next_id += 1
+        elif kind == "metrics":
+            session = core.stations[1].session
+            sid = session.id if session and event[1] else event[1] or 1
+            effects = core.handle_publisher(1, Metrics(sid, 230, 10, event[2], now, event[3]), now)
+        elif kind == "stop":
+            effects = core.handle_publisher(1, Stop(event[1]), now)
+        elif kind == "dash_stop":
+            effects = core.dashboard_stop(1, Stop(event[1]), now)
+        elif kind == "emergency":
+            effects = core.handle_publisher(1, Emergency(), now)
+        elif kind == "status":
+            effects = core.handle_publisher(1, StatusReport(event[1], event[2]), now)
+        else:
+            effects = (core.publisher_gone if kind == "gone" else core.publisher_connected)(1, now)
+        for reading in kinds(effects, c.QueueReading):
+            assert reading.kwh >= last_kwh.get(reading.session_id, 0.0)
+            last_kwh[reading.session_id] = reading.kwh
+        for end in kinds(effects, c.EndSession):
+            assert end.session_id not in ended and end.kwh >= last_kwh.get(end.session_id, 0.0)
+            assert end.cost == pytest.approx(end.kwh * 7.0)
+            ended.append(end.session_id)
+        assert core.stations[1].status in (p.DESCONECTADO, p.DISPONIBLE, p.CARGANDO, p.EMERGENCIA)
