@@ -338,7 +338,9 @@ class SessionCore:
         """Reconciliation: the charger is the physical truth."""
         session = st.session
         if report.state == "fault":
-            effects = [] if st.emergency else [AddAlert(st.id, session.id if session else None, FAULT, now, "charger fault")]
+            effects = []
+            if not st.emergency:  # one alert per fault, however often the charger repeats it
+                effects.append(AddAlert(st.id, session.id if session else None, FAULT, now, "charger fault"))
             st.emergency = True
             return effects + (self._end(st, FAULT, now) if session else [])
         st.emergency = False
