@@ -1,6 +1,6 @@
 """The charger application: wires the board, the state machine and the link together.
 
-Owns the asyncio tasks (card polling, meter polling every `meter_interval_s`, one 50 ms loop
+Owns the asyncio tasks (card polling, meter polling every `meter_interval_s`, one 100 ms loop
 for buttons, the state machine tick, the LED and the watchdog, NTP) and is the link's handler
 (`status_messages()`, `on_message()`, `on_link()`). It executes the state machine's action
 bits in a fixed order: relay OFF first. EMERGENCY opens the relay inside the pin's interrupt
@@ -22,7 +22,7 @@ from charger.pzem import OK as METER_OK
 CONFIG_PATH = "config.json"
 STARTUP_HOOKS = []  # callables(app) run once the tasks exist (the simulator's control channel)
 _CARD_POLL_MS = 200
-_FAST_MS = 50  # buttons (30 ms debounce), state machine tick, LED steps, watchdog
+_FAST_MS = 100  # buttons (30 ms debounce), state machine tick, LED steps, watchdog
 _HEALTHY_MS = 10000  # a task silent longer than this stops the watchdog feeding
 _NTP_RETRY_S = 60
 _NTP_RESYNC_S = 6 * 3600
@@ -228,7 +228,7 @@ class App:
             self._do(self.sm.emergency(True, time.ticks_ms()))
 
     async def _fast_task(self):
-        """Every 50 ms: buttons, the state machine's clock, the LED, the watchdog. One task
+        """Every 100 ms: buttons, the state machine's clock, the LED, the watchdog. One task
         for all four: every asyncio wake-up costs allocations in the scheduler's poll."""
         stop = self.board.stop
         em = self.board.emergency

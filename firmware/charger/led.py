@@ -3,7 +3,7 @@
 A pattern is a tuple of durations in ms, alternating ON and OFF, repeated. Indices match
 `state.LED_*`; the README's "LED patterns" table describes them. The error pattern shows for
 `ERROR_SHOW_MS`, then the LED returns to the pattern it showed before. `step(now)` is called
-every 50 ms by the app's fast loop and allocates nothing (it compares tick counts).
+every 100 ms by the app's fast loop and allocates nothing (it compares tick counts).
 """
 
 import asyncio
@@ -14,7 +14,7 @@ PATTERNS = (
     (150, 150),                       # 1 waiting for the server after a tap: fast blink
     (1000, 0),                        # 2 charging: steady on
     (100, 100, 100, 100, 100, 1500),  # 3 error (card refused, no answer): three flashes
-    (50, 50),                         # 4 EMERGENCY fault: very fast flicker until reset
+    (100, 100),                       # 4 EMERGENCY fault: fast flicker until reset
     (100, 200, 100, 2600),            # 5 idle, offline: double blink every 3 s
     (1500, 500),                      # 6 NFC reader missing: long on, short off
     (800, 200, 100, 200),             # 7 meter failure: long-short

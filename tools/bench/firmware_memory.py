@@ -14,7 +14,8 @@ the board) is measured before the firmware is imported and subtracted; so are th
 and the control channel's allocations. One JSON line:
 
     peak_heap_bytes                   largest live heap of the firmware (sampled every 100 ms
-                                      after a gc.collect()), modules' bytecode included
+                                      after a gc.collect(), from the end of the measured
+                                      readings on), modules' bytecode included
     heap_after_bytes                  live heap of the firmware after the scenario
     heap_at_start_bytes               live heap of the firmware once its tasks started: mostly
                                       the modules' bytecode (freezing them moves it to flash)
@@ -72,17 +73,24 @@ async def _server(tmp_path: Path) -> App:
     return app
 
 
+async def _readings(sim, count: int) -> dict:
+    target = (await _mem(sim))["readings_queued"] + count
+    while (await _mem(sim))["readings_queued"] < target:
+        await asyncio.sleep(1.0)  # a benchmark pacing its polls, not a test sync
+    return await _mem(sim)
+
+
 async def _charge(sim, readings: int) -> tuple[dict, dict]:
-    """Tap, wait for `readings` metrics; the memory figures before and after them."""
+    """Tap, wait for `readings` metrics, then 10 more with the live-heap sampler on (its own
+    wake-ups would count as the firmware's allocations); the figures around the first part."""
     await sim.wait_status(lambda s: s["link"])
     await sim.command("tap " + CARD)
     await sim.wait_status(lambda s: s["state"] == "charging")
     await sim.wait_status(lambda s: s["readings_queued"] >= 3)
     before = await _mem(sim)
-    target = before["readings_queued"] + readings
-    while (await _mem(sim))["readings_queued"] < target:
-        await asyncio.sleep(1.0)  # a benchmark pacing its polls, not a test sync
-    after = await _mem(sim)
+    after = await _readings(sim, readings)
+    await sim.command("mem watch")
+    await _readings(sim, 10)
     await sim.command("press stop")
     await sim.wait_status(lambda s: s["state"] == "idle" and s["outbox"] == 0)
     await sim.command("release stop")
@@ -95,7 +103,6 @@ async def measure(tmp_path: Path, dirs, readings: int, heapsize: str) -> dict:
                      module_dirs=dirs)
     try:
         await sim.start()
-        await sim.command("mem watch")
         before, after = await _charge(sim, readings)
         cycles = after["readings_queued"] - before["readings_queued"]
         firmware_bytes = ((after["mem_total"] - before["mem_total"])

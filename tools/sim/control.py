@@ -20,7 +20,6 @@ Never shipped.
 import asyncio
 import gc
 import json
-import select
 import sys
 
 import machine
@@ -150,21 +149,14 @@ class Control:
             print("SIM " + text)
 
     async def run_stdin(self):
-        """Read commands from stdin without blocking the firmware's tasks. What this costs in
-        allocations is booked to `machine.sim_alloc`, not to the firmware."""
-        poller = select.poll()
-        poller.register(sys.stdin, select.POLLIN)
+        """Read commands from stdin as an asyncio stream (no polling wake-ups). What a command
+        costs in allocations is booked to `machine.sim_alloc`, not to the firmware."""
+        stream = asyncio.StreamReader(sys.stdin)
         mem_total = machine._mem_total
         while True:
+            line = await stream.readline()
+            if not line:
+                return  # EOF: no more commands, the firmware keeps running
             t0 = mem_total()
-            events = poller.poll(0)
-            if events:
-                if events[0][1] & select.POLLIN:
-                    line = sys.stdin.readline()
-                    if line:
-                        self.answer(line)
-                        machine.sim_alloc[0] += mem_total() - t0
-                        continue
-                return  # EOF or hang-up: no more commands, the firmware keeps running
+            self.answer(line.decode())
             machine.sim_alloc[0] += mem_total() - t0
-            await asyncio.sleep_ms(20)
