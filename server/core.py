@@ -348,7 +348,7 @@ class SessionCore:
             if session is None:
                 return []
             if report.wh is not None:
-                session.energy.add(now, 0.0, report.wh)
+                session.energy.add_final(now, report.wh)
             return self._end(st, CHARGER_RESET, now)
         # charging report.session_id
         if session is not None and session.id == report.session_id:
@@ -363,7 +363,7 @@ class SessionCore:
     def _final_reading(session: OpenSession, message, now: float) -> None:
         """Count the meter register a stop/emergency carries; the relay is already open (0 W)."""
         if message.wh is not None or message.ts is not None:
-            session.energy.add(trusted_ts(message.ts, now), 0.0, message.wh)
+            session.energy.add_final(trusted_ts(message.ts, now), message.wh)
 
     def _dashboard_stop(self, st: StationState, message: Stop, now: float) -> list:
         if not st.publisher_connected:

@@ -63,6 +63,31 @@ def test_duplicate_and_older_timestamps_are_ignored():
     assert account.wh == total
 
 
+def test_a_register_rise_within_the_same_whole_second_is_counted_once():
+    account = EnergyAccount()
+    account.add(T0, 7000.0, 1000.0)
+    account.add(T0 + 3, 7000.0, 1006.0)
+    assert account.add(T0 + 3, 0.0, 1007.0) is True  # final reading, same whole-second ts
+    assert account.add(T0 + 3, 0.0, 1007.0) is False  # its replay
+    assert account.wh == pytest.approx(7.0)
+
+
+def test_final_register_counts_even_when_the_charger_clock_ran_ahead():
+    account = EnergyAccount()
+    account.add(T0 + 500, 7000.0, 2000.0)  # charger clock ahead of the server's
+    assert account.add_final(T0, 2004.0) is True  # stop carries no usable ts: server time
+    assert account.add_final(T0, 2004.0) is False  # a repeated stop adds nothing
+    assert account.wh == pytest.approx(4.0)
+
+
+def test_final_reading_without_a_register_rise_adds_nothing():
+    account = EnergyAccount()
+    account.add(T0, 3600.0)
+    account.add(T0 + 10, 3600.0)
+    assert account.add_final(T0 + 5, None) is False
+    assert account.wh == pytest.approx(10.0)
+
+
 def test_state_round_trip_continues_exactly_where_it_stopped():
     account = EnergyAccount()
     account.add(T0, 2000.0, 100.0)
