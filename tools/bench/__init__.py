@@ -1,4 +1,4 @@
-"""Benchmarks of the server under load (`make bench-server`).
+"""Benchmark commands: `make bench-server` (the server under load) and `make bench-firmware`.
 
 - `server_load`    the command: starts the target processes and the load generators, measures,
                    prints one JSON line
@@ -7,4 +7,5 @@
 - `targets`        starting and stopping the server or the relay; provisioning its database
 - `procstat`       CPU time and RSS of a process, read from /proc
 - `summary`        pure arithmetic: percentiles, rates, the result line
+- `firmware_memory` `make bench-firmware`: the firmware's heap on the MicroPython unix port
 """
