@@ -26,6 +26,7 @@ def test_result_line_reports_throughput_memory_and_ratio_to_the_relay():
     assert line["msgs_per_s"] == 1500.0
     assert line["baseline_msgs_per_s"] == 3000.0
     assert line["ratio"] == 0.5
+    assert line["cpu_ratio"] == 0.2  # the relay spends 0.1 CPU s per 1,000 readings, the server 0.5
     assert line["rss_per_conn_kib"] == 20.0
     assert line["cpu_s_per_1k_msgs"] == 0.5
     assert (line["p50_ms"], line["p99_ms"], line["max_ms"]) == (2.0, 40.0, 40.0)

@@ -80,7 +80,8 @@ def _round(value, digits):
 
 def result_line(params: dict, server: RunFigures, baseline: RunFigures | None) -> dict:
     """The JSON object the benchmark prints: parameters, the server's figures, the baseline's
-    figures prefixed `baseline_`, and `ratio` = server throughput / relay throughput."""
+    figures prefixed `baseline_`, `ratio` = server throughput / relay throughput and
+    `cpu_ratio` = relay CPU per reading / server CPU per reading."""
     line = dict(params)
     line.update(server.as_dict())
     line["rows_persisted"] = server.rows_persisted
@@ -88,4 +89,8 @@ def result_line(params: dict, server: RunFigures, baseline: RunFigures | None) -
         line.update({f"baseline_{key}": value for key, value in baseline.as_dict().items()})
         ratio = server.msgs_per_s / baseline.msgs_per_s if baseline.msgs_per_s else None
         line["ratio"] = _round(ratio, 3)
+        # The same comparison per CPU second: holds even when the load generators, not the
+        # relay, were the limit (the relay's throughput is then only a lower bound).
+        if server.cpu_s_per_1k_msgs and baseline.cpu_s_per_1k_msgs:
+            line["cpu_ratio"] = _round(baseline.cpu_s_per_1k_msgs / server.cpu_s_per_1k_msgs, 3)
     return line
