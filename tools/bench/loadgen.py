@@ -67,19 +67,18 @@ class Tally:
             self.drained.set()
 
 
-class Charger:
-    """A simulated charger: one publisher connection that taps a card and sends metrics."""
+class _Peer:
+    """One WebSocket connection of the load: opened, greeted, read until closed."""
 
-    def __init__(self, url: str, station: int, card_uid: str, tally: Tally):
-        self.url = f"{url}?role=publisher&estacionId={station}"
+    kind = ""  # "charger" or "dashboard": prefixes the error kinds
+    role = ""  # the seed's `role` query parameter
+    greeting = ""  # the first message the server must send
+
+    def __init__(self, url: str, station: int, tally: Tally):
+        self.url = f"{url}?role={self.role}&estacionId={station}"
         self.station = station
-        self.card_uid = card_uid
         self.tally = tally
-        self.watchers: list[deque] = []  # one send-time queue per dashboard of this station
         self.connection = None
-        self.session_id: int | None = None
-        self.started = asyncio.Event()
-        self.wh = 1000.0 + station
         self.closing = False
         self._reader: asyncio.Task | None = None
 
@@ -88,38 +87,88 @@ class Charger:
             self.url, compression=None, ping_interval=None, open_timeout=OPEN_TIMEOUT_S, max_queue=None
         )
         greeting = json.loads(await asyncio.wait_for(self.connection.recv(), REPLY_TIMEOUT_S))
-        if greeting.get("type") != "connected":
-            raise RuntimeError(f"expected 'connected', got {greeting.get('type')!r}")
-        await self.connection.send(self._status())
+        if greeting.get("type") != self.greeting:
+            raise RuntimeError(f"expected {self.greeting!r}, got {greeting.get('type')!r}")
+        await self.greeted()
         self._reader = asyncio.create_task(self._read())
 
-    def _status(self) -> str:
-        if self.session_id is None:
-            return json.dumps({"type": "status", "state": "idle", "session_id": None, "wh": self.wh})
-        return json.dumps({"type": "status", "state": "charging", "session_id": self.session_id, "wh": self.wh})
+    async def greeted(self) -> None:
+        """Called once the greeting arrived, before the reader starts."""
+
+    async def on_message(self, kind: str, message: dict) -> None:
+        raise NotImplementedError
+
+    def on_error(self, message: dict) -> None:
+        self.tally.errors[f"{self.kind}_error:{message.get('code')}"] += 1
 
     async def _read(self) -> None:
         try:
             async for frame in self.connection:
                 message = json.loads(frame)
                 kind = message.get("type")
-                if kind == "start":
-                    self.session_id = message["session_id"]
-                    self.started.set()
-                elif kind == "sync_request":
-                    await self.connection.send(self._status())
-                elif kind == "error":
-                    self.tally.errors[f"charger_error:{message.get('code')}"] += 1
-                elif kind == "stop" and not self.closing:
-                    self.tally.errors["remote_stop"] += 1
+                if kind == "error":
+                    self.on_error(message)
+                else:
+                    await self.on_message(kind, message)
         except ConnectionClosed:
             pass
         if not self.closing:
-            self.tally.errors["charger_closed"] += 1
+            self.tally.errors[f"{self.kind}_closed"] += 1
+
+    async def close(self) -> None:
+        self.closing = True
+        if self.connection is not None:
+            await self.connection.close()
+        if self._reader is not None:
+            await self._reader
+
+
+class Charger(_Peer):
+    """A simulated charger: one publisher connection that taps a card and sends metrics."""
+
+    kind, role, greeting = "charger", "publisher", "connected"
+
+    def __init__(self, url: str, station: int, card_uid: str, tally: Tally):
+        super().__init__(url, station, tally)
+        self.card_uid = card_uid
+        self.watchers: list[deque] = []  # one send-time queue per dashboard of this station
+        self.session_id: int | None = None
+        self.started = asyncio.Event()
+        self.refused = asyncio.Event()  # an `error` came back (e.g. to the tap)
+        self.wh = 1000.0 + station
+
+    async def greeted(self) -> None:
+        await self.connection.send(self._status())
+
+    def _status(self) -> str:
+        if self.session_id is None:
+            return json.dumps({"type": "status", "state": "idle", "session_id": None, "wh": self.wh})
+        return json.dumps({"type": "status", "state": "charging", "session_id": self.session_id, "wh": self.wh})
+
+    async def on_message(self, kind: str, message: dict) -> None:
+        if kind == "start":
+            self.session_id = message["session_id"]
+            self.started.set()
+        elif kind == "sync_request":
+            await self.connection.send(self._status())
+        elif kind == "stop" and not self.closing:
+            self.tally.errors["remote_stop"] += 1
+
+    def on_error(self, message: dict) -> None:
+        super().on_error(message)
+        self.refused.set()
 
     async def tap(self) -> None:
+        """Tap the card; return once `start` came, raise if an `error` or nothing came."""
         await self.connection.send(json.dumps({"type": "nfc_scan", "nfc_uid": self.card_uid}))
-        await asyncio.wait_for(self.started.wait(), REPLY_TIMEOUT_S)
+        answers = [asyncio.ensure_future(event.wait()) for event in (self.started, self.refused)]
+        try:
+            await asyncio.wait(answers, timeout=REPLY_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for answer in answers:
+                answer.cancel()
+        if not self.started.is_set():
+            raise RuntimeError("the tap was refused" if self.refused.is_set() else "no answer to the tap")
 
     async def send_metrics(self, go_at: float, end_at: float, period: float) -> None:
         """Send one reading every `period` seconds from go_at (plus a random phase) to end_at."""
@@ -168,61 +217,27 @@ class Charger:
         except ConnectionClosed:
             self.tally.errors["send_failed"] += 1
 
-    async def close(self) -> None:
-        self.closing = True
-        if self.connection is not None:
-            await self.connection.close()
-        if self._reader is not None:
-            await self._reader
 
-
-class Dashboard:
+class Dashboard(_Peer):
     """A simulated backoffice dashboard subscribed to one station; measures latency."""
 
+    kind, role, greeting = "dashboard", "client", "subscribed"
+
     def __init__(self, url: str, charger: Charger, tally: Tally):
-        self.url = f"{url}?role=client&estacionId={charger.station}"
-        self.station = charger.station
-        self.tally = tally
+        super().__init__(url, charger.station, tally)
         self.sent_times: deque = deque()
         charger.watchers.append(self.sent_times)
         self.ended = asyncio.Event()
-        self.connection = None
-        self.closing = False
-        self._reader: asyncio.Task | None = None
 
-    async def open(self) -> None:
-        self.connection = await connect(self.url, compression=None, ping_interval=None, open_timeout=OPEN_TIMEOUT_S)
-        greeting = json.loads(await asyncio.wait_for(self.connection.recv(), REPLY_TIMEOUT_S))
-        if greeting.get("type") != "subscribed":
-            raise RuntimeError(f"expected 'subscribed', got {greeting.get('type')!r}")
-        self._reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        try:
-            async for frame in self.connection:
-                message = json.loads(frame)
-                kind = message.get("type")
-                if kind == "metrics" and message.get("charger_id") == self.station:
-                    if self.sent_times:
-                        self.tally.latencies_ms.append((time.monotonic() - self.sent_times.popleft()) * 1000.0)
-                        self.tally.received()
-                    else:
-                        self.tally.errors["broadcast_unexpected"] += 1
-                elif kind == "session_ended":
-                    self.ended.set()
-                elif kind == "error":
-                    self.tally.errors[f"dashboard_error:{message.get('code')}"] += 1
-        except ConnectionClosed:
-            pass
-        if not self.closing:
-            self.tally.errors["dashboard_closed"] += 1
-
-    async def close(self) -> None:
-        self.closing = True
-        if self.connection is not None:
-            await self.connection.close()
-        if self._reader is not None:
-            await self._reader
+    async def on_message(self, kind: str, message: dict) -> None:
+        if kind == "metrics" and message.get("charger_id") == self.station:
+            if self.sent_times:
+                self.tally.latencies_ms.append((time.monotonic() - self.sent_times.popleft()) * 1000.0)
+                self.tally.received()
+            else:
+                self.tally.errors["broadcast_unexpected"] += 1
+        elif kind == "session_ended":
+            self.ended.set()
 
 
 async def _each(peers, action, tally: Tally, error_kind: str, concurrency: int) -> list:
