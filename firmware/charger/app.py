@@ -58,7 +58,7 @@ class App:
         self._wdt = None
         self.readings_queued = 0  # readings put into the outbox since boot (tests, bench)
         self._last_reading_ts = 0
-        self._stop_in_outbox = None  # session id of a local stop not yet known delivered
+        self._ended_in_outbox = None  # session ended by a queued stop/emergency, maybe unsent
         board.emergency.on_press_irq(self._emergency_irq)
 
     # --- interrupt ---------------------------------------------------------------------
@@ -100,10 +100,12 @@ class App:
             if ts and ts <= self._last_reading_ts:
                 ts = self._last_reading_ts + 1
             self.outbox.put_event("stop", sm.event_sid, sm.wh, ts)
-            self._stop_in_outbox = sm.event_sid
+            self._ended_in_outbox = sm.event_sid
             queued = True
         if acts & S.A_QUEUE_EMERGENCY:
             self.outbox.put_event("emergency", sm.event_sid, sm.wh, clock.unix_time())
+            if sm.event_sid is not None:
+                self._ended_in_outbox = sm.event_sid
             queued = True
         if queued:
             self.link.notify()
@@ -132,13 +134,14 @@ class App:
     def status_messages(self):
         sm = self.sm
         if not len(self.outbox):
-            self._stop_in_outbox = None
-        if sm.state == S.IDLE and self._stop_in_outbox is not None:
-            # A session ended locally while offline: its readings and its stop follow in the
-            # replay. Report it as it stood at the head of that history (charging), so the
-            # server resumes it, stores the readings and closes it with the charger's stop
-            # (`local_stop`) instead of ending it at once as `charger_reset`.
-            return [messages.status("charging", self._stop_in_outbox, sm.wh)]
+            self._ended_in_outbox = None
+        if sm.state != S.CHARGING and self._ended_in_outbox is not None:
+            # A session ended here while offline (STOP, offline limit, meter failure,
+            # EMERGENCY): its readings and its stop/emergency follow in the replay. Report it
+            # as it stood at the head of that history (charging), so the server resumes it,
+            # stores the readings and closes it for the real reason (`local_stop`,
+            # `emergency`) instead of ending it at once as `charger_reset` / `fault`.
+            return [messages.status("charging", self._ended_in_outbox, sm.wh)]
         out = [messages.status(sm.state_name, sm.session_id, sm.wh)]
         # The latest reading goes along only when the outbox holds none: queued readings are
         # replayed right after this, and a newer `ts` sent first would make the server ignore

@@ -234,3 +234,20 @@ async def test_unknown_card_is_refused_and_the_relay_stays_off(charger, live_app
     await charger.wait_line(lambda l: "server error" in l and "CARD_UNKNOWN" in l)
     st = await charger.wait_status(lambda s: s["state"] == "idle")
     assert st["relay"] is False and st["led"] == 3  # the error pattern
+
+
+async def test_emergency_while_offline_reaches_the_server_with_its_readings(charger, live_app):
+    session_id = await _start_session(charger)
+    await charger.command("link down")
+    await charger.wait_status(lambda s: not s["link"] and s["outbox"] >= 2)
+    answer = await charger.command("press emergency")
+    assert answer.endswith("relay=0")
+    await charger.wait_status(lambda s: s["state"] == "fault")
+    queued = (await charger.status())["readings_queued"]
+    await charger.command("link up")
+    await charger.wait_status(lambda s: s["link"] and s["outbox"] == 0)
+    record = await _wait_ended(live_app, session_id)
+    assert record.end_reason == "emergency"
+    assert len(await live_app.storage.readings(session_id)) == queued
+    st = await charger.status()
+    assert st["state"] == "fault" and st["relay"] is False
