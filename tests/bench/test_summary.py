@@ -18,7 +18,7 @@ def test_percentile_is_nearest_rank_and_none_without_samples():
 def test_result_line_reports_throughput_memory_and_ratio_to_the_relay():
     server = RunFigures(target="server", connections=200, sent=3000, processed=3000, window_s=2.0,
                         cpu_s=1.5, rss_idle_kib=20_000, rss_connected_kib=24_000,
-                        latencies_ms=[1.0, 2.0, 3.0, 40.0], rows_persisted=3000)
+                        latencies_ms=[1.0, 2.0, 3.0, 40.0], rows_persisted=3000, db_bytes=300_000)
     relay = RunFigures(target="relay", connections=200, sent=3000, processed=3000, window_s=1.0,
                        cpu_s=0.3, rss_idle_kib=10_000, rss_connected_kib=12_000)
     line = result_line({"chargers": 100}, server, relay)
@@ -31,6 +31,7 @@ def test_result_line_reports_throughput_memory_and_ratio_to_the_relay():
     assert line["cpu_s_per_1k_msgs"] == 0.5
     assert (line["p50_ms"], line["p99_ms"], line["max_ms"]) == (2.0, 40.0, 40.0)
     assert line["rows_persisted"] == 3000
+    assert line["db_bytes_per_reading"] == 100.0
     assert line["errors"] == 0
 
 

@@ -162,6 +162,7 @@ async def measure(target, args, start_target) -> RunFigures:
         log(f"{target.name}: errors {dict(figures.errors)}; the end of its log:\n{target.log_tail(20)}")
     if isinstance(target, ServerTarget) and not args.idle:
         figures.rows_persisted = count_rows(target.db_path, "readings")
+        figures.db_bytes = target.database_bytes()
         lost = figures.sent - figures.rows_persisted
         if lost:
             figures.errors["readings_not_persisted"] += lost

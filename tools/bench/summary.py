@@ -28,6 +28,7 @@ class RunFigures:
     sent: int = 0
     processed: int = 0  # rows persisted (server) or frames relayed (relay) when the run caught up
     rows_persisted: int | None = None  # server: rows in `readings` after it stopped
+    db_bytes: int | None = None  # server: database file(s) after it stopped
     window_s: float = 0.0  # from `go` until the target had processed everything sent
     cpu_s: float = 0.0  # target CPU seconds in that window
     loadgen_cpu_s: float = 0.0  # all load generators' CPU seconds in that window
@@ -85,6 +86,8 @@ def result_line(params: dict, server: RunFigures, baseline: RunFigures | None) -
     line = dict(params)
     line.update(server.as_dict())
     line["rows_persisted"] = server.rows_persisted
+    if server.db_bytes and server.rows_persisted:
+        line["db_bytes_per_reading"] = round(server.db_bytes / server.rows_persisted, 1)
     if baseline is not None:
         line.update({f"baseline_{key}": value for key, value in baseline.as_dict().items()})
         ratio = server.msgs_per_s / baseline.msgs_per_s if baseline.msgs_per_s else None

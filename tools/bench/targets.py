@@ -158,6 +158,11 @@ class ServerTarget(_Process):
         if self._log_task is not None:
             await self._log_task
 
+    def database_bytes(self) -> int:
+        """Size of the database with its WAL (upper bound of what the readings cost on disk)."""
+        files = [self.db_path, self.db_path.with_name(self.db_path.name + "-wal")]
+        return sum(path.stat().st_size for path in files if path.exists())
+
     def problems(self) -> dict:
         """Error kinds read from the server's log: tracebacks, at least."""
         tracebacks = self._log_text().count("Traceback (most recent call last)")
