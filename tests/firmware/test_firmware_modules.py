@@ -29,7 +29,7 @@ def test_config_under_cpython(case):
     getattr(_load("config_cases"), case)()
 
 
-MPY_ONLY = ("config_cases", "hardware_cases", "app_cases")
+MPY_ONLY = ("config_cases", "hardware_cases", "app_cases", "sim_cases")
 MPY_CASES = [(m, c) for m in MPY_ONLY for c in case_names_in(CASES / (m + ".py"))]
 
 
