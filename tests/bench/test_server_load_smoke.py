@@ -45,7 +45,7 @@ def result_of(run: subprocess.CompletedProcess) -> dict:
 
 
 def test_a_tiny_load_run_persists_every_reading_and_reports_both_targets_without_errors():
-    result = result_of(run_bench("--chargers", "4", "--dashboards", "2", "--rate", "4",
+    result = result_of(run_bench("--chargers", "4", "--dashboards", "2", "--all-dashboards", "2", "--rate", "4",
                                  "--duration", "1.5", "--workers", "2"))
     assert RESULT_KEYS <= result.keys()
     assert result["errors"] == 0, result["error_kinds"]

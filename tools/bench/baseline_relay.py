@@ -7,7 +7,7 @@ It speaks just enough of the seed protocol for the load generator to run the sam
 against it as against the real server: a publisher gets `connected`, a client gets
 `subscribed`, `nfc_scan` is answered with `start`, `stop` is broadcast as `session_ended`, and
 every `metrics` frame is parsed and re-encoded once as the dashboard's `metrics` message and
-broadcast to the station's clients (`websockets.broadcast`). No database, no validation, no session rules, no billing: whatever
+broadcast to the station's clients (`websockets.broadcast`), and to the `estacionId=all` clients. No database, no validation, no session rules, no billing: whatever
 the server spends beyond this relay is the cost of its own work.
 
 `GET /stats` answers `{"metrics": <frames relayed so far>}` so the benchmark can tell when the
@@ -79,10 +79,10 @@ class Relay:
                     "cost": 0.0,
                     "time": 0,
                 }
-                broadcast(self.clients[station], json.dumps(outbound, separators=(",", ":")))
+                broadcast(self.clients[station] | self.clients["all"], json.dumps(outbound, separators=(",", ":")))
             elif kind == "stop":
                 ended = {"type": "session_ended", "session_id": message.get("session_id"), "charger_id": charger_id}
-                broadcast(self.clients[station], json.dumps(ended))
+                broadcast(self.clients[station] | self.clients["all"], json.dumps(ended))
             elif kind == "nfc_scan":
                 start = {"type": "start", "session_id": next(self._session_ids), "user_name": "Bench"}
                 await connection.send(json.dumps(start))

@@ -3,8 +3,9 @@
 `server_load` starts several of these so that the load generator is not the bottleneck. Each
 process owns a contiguous range of stations; charger N taps card `<prefix><N>` and, once the
 server answers `start`, sends seed-shaped `metrics` (`session_id`, v, a, w, wh, ts) at a fixed
-rate. Dashboards (`role=client`) subscribe to stations of the same process, so the time a
-reading was sent and the time its broadcast arrived are read from the same monotonic clock.
+rate. Dashboards (`role=client`) subscribe to one station of the same process, or to
+`estacionId=all` and then measure this process's stations only, so the time a reading was
+sent and the time its broadcast arrived are read from the same monotonic clock.
 
 Latency is matched first-in first-out per (station, dashboard): one connection delivers in
 order, and the server relays every accepted reading, so the k-th broadcast a dashboard sees
@@ -211,24 +212,39 @@ class Charger(_Peer):
 
 
 class Dashboard(_Peer):
-    """A simulated backoffice dashboard subscribed to one station; measures latency."""
+    """A simulated backoffice dashboard: subscribed to one station, or to `estacionId=all` as
+    the real dashboard is. It measures the latency of the stations of its own process and
+    ignores the others' (their send times live in another process)."""
 
     kind, role, greeting = "dashboard", "client", "subscribed"
 
-    def __init__(self, url: str, charger: Charger, tally: Tally):
-        super().__init__(url, charger.station, tally)
-        self.sent_times: deque = deque()
-        charger.watchers.append(self.sent_times)
+    def __init__(self, url: str, chargers: list[Charger], tally: Tally, everything: bool = False):
+        super().__init__(url, "all" if everything else chargers[0].station, tally)
+        self.sent_times = {charger.station: deque() for charger in chargers}
+        for charger in chargers:
+            charger.watchers.append(self.sent_times[charger.station])
+        self.awaiting_end: set[int] = set()
         self.ended = asyncio.Event()
 
     async def on_message(self, kind: str, message: dict) -> None:
-        if kind == "metrics" and message.get("charger_id") == self.station:
-            if self.sent_times:
-                self.tally.latencies_ms.append((time.monotonic() - self.sent_times.popleft()) * 1000.0)
+        if kind == "metrics":
+            sent_times = self.sent_times.get(message.get("charger_id"))
+            if sent_times is None:
+                return  # a station of another load-generator process
+            if sent_times:
+                self.tally.latencies_ms.append((time.monotonic() - sent_times.popleft()) * 1000.0)
                 self.tally.received()
             else:
                 self.tally.errors["broadcast_unexpected"] += 1
         elif kind == "session_ended":
+            self.awaiting_end.discard(message.get("charger_id"))
+            if not self.awaiting_end:
+                self.ended.set()
+
+    def expect_ends(self, stations: set[int]) -> None:
+        """From now on, `ended` is set once every one of these stations' sessions ended."""
+        self.awaiting_end = stations & set(self.sent_times)
+        if not self.awaiting_end:
             self.ended.set()
 
 
@@ -274,11 +290,11 @@ async def drain(tally: Tally) -> None:
         tally.errors["broadcast_missing"] += tally.outstanding
 
 
-def plan_dashboards(chargers: list[Charger], count: int) -> list[tuple[int, Charger]]:
-    """Spread `count` dashboards evenly over the chargers (wrapping when there are more)."""
+def plan_dashboards(chargers: list[Charger], count: int) -> list[Charger]:
+    """Spread `count` one-station dashboards evenly over the chargers (wrapping around)."""
     if not chargers:
         return []
-    return [(index, chargers[(index * len(chargers)) // count % len(chargers)]) for index in range(count)]
+    return [chargers[(index * len(chargers)) // count % len(chargers)] for index in range(count)]
 
 
 async def run(args) -> None:
@@ -287,7 +303,9 @@ async def run(args) -> None:
         Charger(args.url, station, f"{args.card_prefix}{station}", tally)
         for station in range(args.first_station, args.first_station + args.chargers)
     ]
-    dashboards = [Dashboard(args.url, charger, tally) for _, charger in plan_dashboards(chargers, args.dashboards)]
+    dashboards = [Dashboard(args.url, [charger], tally) for charger in plan_dashboards(chargers, args.dashboards)]
+    if chargers:
+        dashboards += [Dashboard(args.url, chargers, tally, everything=True) for _ in range(args.all_dashboards)]
     stdin = asyncio.StreamReader()
     loop = asyncio.get_running_loop()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
@@ -314,11 +332,12 @@ async def run(args) -> None:
 
     await _command(stdin, "stop")
     await asyncio.gather(*(charger.stop() for charger in live))
-    watched = [dashboard for dashboard in dashboards if dashboard.station in {c.station for c in live}]
+    for dashboard in dashboards:
+        dashboard.expect_ends({charger.station for charger in live})
     try:
-        await asyncio.wait_for(asyncio.gather(*(dashboard.ended.wait() for dashboard in watched)), REPLY_TIMEOUT_S)
+        await asyncio.wait_for(asyncio.gather(*(dashboard.ended.wait() for dashboard in dashboards)), REPLY_TIMEOUT_S)
     except TimeoutError:
-        tally.errors["session_ended_missing"] += sum(not dashboard.ended.is_set() for dashboard in watched)
+        tally.errors["session_ended_missing"] += sum(len(dashboard.awaiting_end) for dashboard in dashboards)
     await _finish(tally, dashboards + chargers)
 
 
@@ -339,13 +358,14 @@ def parse_args(argv):
     parser.add_argument("--url", required=True, help="ws://127.0.0.1:PORT/ws")
     parser.add_argument("--first-station", type=int, required=True)
     parser.add_argument("--chargers", type=int, required=True)
-    parser.add_argument("--dashboards", type=int, default=0)
+    parser.add_argument("--dashboards", type=int, default=0, help="one-station dashboards")
+    parser.add_argument("--all-dashboards", type=int, default=0, help="estacionId=all dashboards")
     parser.add_argument("--rate", type=float, required=True, help="readings per second per charger")
     parser.add_argument("--duration", type=float, required=True, help="seconds of metrics")
     parser.add_argument("--card-prefix", default="BENCH-")
     args = parser.parse_args(argv)
-    if args.first_station < 1 or args.chargers < 0 or args.dashboards < 0:
-        parser.error("--first-station must be >= 1; --chargers and --dashboards must be >= 0")
+    if args.first_station < 1 or min(args.chargers, args.dashboards, args.all_dashboards) < 0:
+        parser.error("--first-station must be >= 1; --chargers and the dashboard counts must be >= 0")
     if not args.rate > 0 or not args.duration > 0:
         parser.error("--rate and --duration must be > 0")
     return args

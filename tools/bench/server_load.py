@@ -1,14 +1,15 @@
 """`make bench-server`: the server under load, next to a bare websockets relay on the same load.
 
-    python -m tools.bench.server_load [--chargers N] [--dashboards M] [--rate R] [--duration S]
-                                      [--workers W] [--idle] [--no-baseline]
+    python -m tools.bench.server_load [--chargers N] [--dashboards M] [--all-dashboards K]
+                                      [--rate R] [--duration S] [--workers W] [--idle]
+                                      [--no-baseline]
 
 For each target (the real server with a temporary database, then the bare relay) it:
 
 1. starts the target in its own process on 127.0.0.1:0 and notes its RSS;
 2. starts W load-generator processes (`tools.bench.loadgen`) that open N charger connections
-   (`role=publisher`, `status` idle) and M dashboard connections (`role=client`), notes the
-   RSS again: (connected - before) / connections = RSS per idle connection;
+   (`role=publisher`, `status` idle), M one-station dashboards and K `estacionId=all`
+   dashboards (`role=client`), notes the RSS again: (connected - before) / connections = RSS per idle connection;
 3. has every charger tap its own card and wait for `start`;
 4. says `go`: each charger sends `metrics` at R per second for S seconds; meanwhile the
    target's processed count (server: rows in `readings`; relay: frames relayed) is polled
@@ -60,12 +61,14 @@ class Workers:
     def __init__(self):
         self.processes: list[asyncio.subprocess.Process] = []
 
-    async def start(self, url: str, args, stations: list[range], dashboards: list[int]) -> None:
-        for share, dashboard_count in zip(stations, dashboards):
+    async def start(self, url: str, args, stations: list[range]) -> None:
+        dashboards = split(args.dashboards, args.workers)
+        all_dashboards = split(args.all_dashboards, args.workers)
+        for share, dashboard_count, all_count in zip(stations, dashboards, all_dashboards):
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "tools.bench.loadgen",
                 "--url", url, "--first-station", str(share.start), "--chargers", str(len(share)),
-                "--dashboards", str(dashboard_count), "--rate", str(args.rate),
+                "--dashboards", str(dashboard_count), "--all-dashboards", str(all_count), "--rate", str(args.rate),
                 "--duration", str(args.duration), "--card-prefix", CARD_PREFIX,
                 cwd=REPO_ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                 limit=1 << 28,  # the result line carries every latency sample
@@ -130,15 +133,13 @@ async def wait_until_caught_up(target, expected: int) -> tuple[int, float]:
 
 
 async def measure(target, args, start_target) -> RunFigures:
-    connections = args.chargers + args.dashboards
+    connections = args.chargers + args.dashboards + args.all_dashboards
     figures = RunFigures(target=target.name, connections=connections)
     await start_target()
     workers = Workers()
     try:
         figures.rss_idle_kib = rss_kib(target.pid)
-        shares = station_shares(args.chargers, args.workers)
-        dashboards = split(args.dashboards, args.workers)
-        await workers.start(target.url, args, shares, dashboards)
+        await workers.start(target.url, args, station_shares(args.chargers, args.workers))
         connect_timeout = 60 + connections / 100
         await workers.expect("connected", connect_timeout)
         figures.rss_connected_kib = rss_kib(target.pid)
@@ -203,7 +204,8 @@ async def bench(args) -> dict:
             relay = RelayTarget()
             baseline = await measure(relay, args, relay.start)
     params = {
-        "chargers": args.chargers, "dashboards": args.dashboards, "rate": args.rate,
+        "chargers": args.chargers, "dashboards": args.dashboards, "all_dashboards": args.all_dashboards,
+        "rate": args.rate,
         "duration_s": args.duration, "workers": args.workers, "idle": args.idle,
         "offered_msgs_per_s": 0 if args.idle else round(args.chargers * args.rate, 1),
         "loadavg_before": round(load_before, 2),
@@ -234,6 +236,8 @@ def parse_args(argv) -> argparse.Namespace:
                         help="simulated chargers, one session each (default 1000)")
     parser.add_argument("--dashboards", type=_bounded(int, 0, MAX_CHARGERS), default=100,
                         help="dashboard connections, spread over the stations (default 100)")
+    parser.add_argument("--all-dashboards", type=_bounded(int, 0, 100), default=2,
+                        help="dashboards on estacionId=all, as the real backoffice (default 2)")
     parser.add_argument("--rate", type=_bounded(float, 0.01, 100.0), default=5.0,
                         help="metrics per second per charger (default 5)")
     parser.add_argument("--duration", type=_bounded(float, 1.0, 600.0), default=15.0,
@@ -262,7 +266,7 @@ def raise_fd_limit(connections: int) -> None:
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        raise_fd_limit(args.chargers + args.dashboards)
+        raise_fd_limit(args.chargers + args.dashboards + args.all_dashboards)
         line = asyncio.run(bench(args))
     except (BenchError, TargetError) as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
