@@ -1,9 +1,9 @@
 """MFRC522 (RC522) NFC reader driver over SPI: full UIDs with cascade levels.
 
 Written by hand because the known MicroPython drivers read 4-byte UIDs only. Reads 4-, 7- and
-10-byte UIDs (ISO 14443-3 cascade levels 1-3), checks every BCC and the SAK's CRC_A, halts the
-card after a read (a card left on the reader is reported once), and refuses to guess when two
-cards answer at once (a collision reports COLLISION, never a garbled UID). All SPI traffic goes
+10-byte UIDs (ISO 14443-3 cascade levels 1-3), checks every BCC, resolves bit collisions
+when several cards answer (the anticollision loop picks one; the others answer later polls),
+and halts the card after a read (a card left on the reader is reported once). All SPI traffic goes
 through preallocated buffers. `uid_hex()` formats a UID as upper-case hex without separators.
 """
 
@@ -73,7 +73,9 @@ class MFRC522:
         self._resp = bytearray(16)      # incoming PICC frame
         self.uid = bytearray(10)
         self.uid_len = 0
+        self._cl = bytearray(5)  # the UID bytes of one cascade level and their BCC
         self.last_collision = False
+        self.coll_pos = 0
 
     # --- registers ---------------------------------------------------------------------
     def _wreg(self, reg, val):
@@ -132,14 +134,16 @@ class MFRC522:
         for i in range(n):
             self._wreg(_FIFODataReg, frame[i])
 
-    def _transceive(self, n, tx_last_bits):
+    def _transceive(self, n, framing):
         """Send n bytes of _frame; returns the number of bytes received into _resp, or -1.
 
-        Sets last_collision when the chip saw a bit collision.
+        `framing` is BitFramingReg without StartSend: RxAlign << 4 | TxLastBits. On a bit
+        collision `last_collision` is set and the bits received are still returned (with
+        `coll_pos`, CollReg: the 1-based position of the first collided bit, 0x20 = unknown).
         """
         self._load_fifo(_ComIrqReg, 0x7F, n)
         self._wreg(_CommandReg, _CMD_TRANSCEIVE)
-        self._wreg(_BitFramingReg, 0x80 | tx_last_bits)
+        self._wreg(_BitFramingReg, 0x80 | framing)
         irq = 0
         for _ in range(200):
             irq = self._rreg(_ComIrqReg)
@@ -150,10 +154,10 @@ class MFRC522:
         if not irq & 0x30 or irq & 0x01 and not irq & 0x20:
             return -1  # timeout: nobody answered
         err = self._rreg(_ErrorReg)
-        if err & 0x08:
+        if err & 0x08:  # CollErr
             self.last_collision = True
-            return -1
-        if err & 0x13:  # BufferOvfl, ParityErr, ProtocolErr
+            self.coll_pos = self._rreg(_CollReg)
+        elif err & 0x13:  # BufferOvfl, ParityErr, ProtocolErr
             return -1
         count = self._rreg(_FIFOLevelReg)
         if count > len(self._resp):
@@ -178,46 +182,88 @@ class MFRC522:
 
     # --- ISO 14443-3 -------------------------------------------------------------------
     def read_uid(self):
-        """Look for one card and read its full UID into self.uid / self.uid_len.
+        """Look for a card and read its full UID into self.uid / self.uid_len.
 
-        Returns OK, NO_CARD, COLLISION (two cards answered) or ERROR.
+        With several cards on the reader the ISO 14443-3 bit-collision loop picks one (the
+        one with a 1 at the first differing bit); the others answer a later poll. Returns OK,
+        NO_CARD, COLLISION (cards answered but no UID could be resolved) or ERROR.
         """
         self._frame[0] = _PICC_REQA
         n = self._transceive(1, 7)
-        if n != 2:
-            return COLLISION if self.last_collision else NO_CARD
+        if n < 1 or n != 2 and not self.last_collision:
+            return NO_CARD  # (differing ATQAs collide too: cards are there)
         uid = self.uid
         got = 0
+        f = self._frame
+        cl = self._cl
         for level in range(3):
-            f = self._frame
-            f[0] = _SEL[level]
-            f[1] = 0x20
-            n = self._transceive(2, 0)
-            if n != 5:
-                return COLLISION if self.last_collision else ERROR
-            r = self._resp
-            if r[0] ^ r[1] ^ r[2] ^ r[3] != r[4]:
+            status = self._anticollision(_SEL[level])
+            if status != OK:
+                return status
+            if cl[0] ^ cl[1] ^ cl[2] ^ cl[3] != cl[4]:
                 return ERROR  # BCC mismatch
+            f[0] = _SEL[level]
             f[1] = 0x70
             for i in range(5):
-                f[2 + i] = r[i]
+                f[2 + i] = cl[i]
             if not self._crc(7):
                 return ERROR
             n = self._transceive(9, 0)
             if n != 3:
                 return ERROR
             sak = self._resp[0]
-            if f[2] == _CASCADE_TAG and sak & 0x04:
+            if cl[0] == _CASCADE_TAG and sak & 0x04:
                 for i in range(3):
-                    uid[got + i] = f[3 + i]
+                    uid[got + i] = cl[1 + i]
                 got += 3
                 continue
             for i in range(4):
-                uid[got + i] = f[2 + i]
+                uid[got + i] = cl[i]
             got += 4
             self.uid_len = got
             self._halt()
             return OK
+        return ERROR
+
+    def _anticollision(self, sel):
+        """Resolve the 5 bytes (UID CLn + BCC) of one cascade level into self._cl."""
+        cl = self._cl
+        f = self._frame
+        for i in range(5):
+            cl[i] = 0
+        known = 0  # bits of cl already fixed
+        for _ in range(33):  # every round fixes at least one more bit
+            nbytes = known >> 3
+            nbits = known & 7
+            f[0] = sel
+            f[1] = ((2 + nbytes) << 4) | nbits  # NVB
+            sent = nbytes + (1 if nbits else 0)
+            for i in range(sent):
+                f[2 + i] = cl[i]
+            n = self._transceive(2 + sent, (nbits << 4) | nbits)
+            if n < 1:
+                return COLLISION if self.last_collision else ERROR
+            resp = self._resp
+            keep = (1 << nbits) - 1  # low bits of the first byte were sent, not received
+            for i in range(n):
+                if nbytes + i >= 5:
+                    break
+                b = resp[i]
+                if i == 0:
+                    b = (cl[nbytes] & keep) | (b & ~keep & 0xFF)
+                cl[nbytes + i] = b
+            if not self.last_collision:
+                return OK if nbytes + n >= 5 else ERROR
+            pos = self.coll_pos & 0x1F or 32
+            if self.coll_pos & 0x20 or pos <= known:
+                return COLLISION  # the chip could not say where: give up this poll
+            # bits before the collision are valid; choose 1 at the collided bit
+            idx = (pos - 1) >> 3
+            bit = (pos - 1) & 7
+            cl[idx] = (cl[idx] & ((1 << bit) - 1)) | (1 << bit)
+            for i in range(idx + 1, 5):
+                cl[i] = 0
+            known = pos
         return ERROR
 
     def _halt(self):

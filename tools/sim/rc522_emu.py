@@ -3,8 +3,9 @@
 Implements what a driver touches: register reads/writes framed as `(reg << 1) & 0x7E | 0x80`
 address bytes, the 64-byte FIFO, CommandReg (Idle, CalcCRC, Transceive, SoftReset), ComIrqReg,
 DivIrqReg, ErrorReg (CollErr), ControlReg, CRCResultReg and VersionReg; and ISO 14443-3 cards
-(REQA/WUPA, anticollision and select at cascade levels 1-3 with BCC and CRC_A, HLTA). Two
-cards that differ inside an anticollision frame produce CollErr. `absent=True` emulates a
+(REQA/WUPA, bit-oriented anticollision with NVB and RxAlign, select at cascade levels 1-3
+with BCC and CRC_A, HLTA). Cards that differ inside an anticollision frame produce CollErr with
+the first collided bit in CollReg. `absent=True` emulates a
 missing or miswired reader (VersionReg reads 0x00).
 """
 
@@ -55,6 +56,7 @@ class RC522Emulator:
         self.fifo = []
         self.cards = []
         self.transceives = 0
+        self.coll_pos_valid = True  # False: the chip cannot tell where the collision was
         self._reset_regs()
 
     def _reset_regs(self):
@@ -135,6 +137,58 @@ class RC522Emulator:
             self.regs[0x21] = msb
             self.regs[0x05] |= 0x04
 
+    def _cl(self, card, level):
+        cl = card.levels()[level]
+        return bytes(cl) + bytes([cl[0] ^ cl[1] ^ cl[2] ^ cl[3]])
+
+    def _anticollision(self, frame, level, ready):
+        """ANTICOLLISION with NVB: cards whose UID starts with the sent bits answer the rest."""
+        nvb = frame[1]
+        full, extra = nvb >> 4, nvb & 0x0F
+        if full < 2 or extra > 7 or len(frame) != full + (1 if extra else 0):
+            return self._finish(None)
+        known = (full - 2) * 8 + extra
+        sent = frame[2:]
+
+        def bit(data, i):
+            return (data[i >> 3] >> (i & 7)) & 1
+
+        answering = [c for c in ready
+                     if all(bit(self._cl(c, level), i) == bit(sent, i) for i in range(known))]
+        if not answering:
+            return self._finish(None)
+        first = self._cl(answering[0], level)
+        coll_pos = 0
+        for i in range(known, 40):
+            if any(bit(self._cl(c, level), i) != bit(first, i) for c in answering):
+                coll_pos = i + 1  # 1-based, counted from the first UID bit of the level
+                break
+        resp = bytearray(first[known >> 3:])
+        resp[0] &= ~((1 << (known & 7)) - 1) & 0xFF  # RxAlign: the first byte's high bits
+        if coll_pos:
+            # CollReg: CollPos (32 reads as 0); CollPosNotValid (0x20) when told to hide it
+            self.regs[0x0E] = (coll_pos & 0x1F) | (0 if self.coll_pos_valid else 0x20)
+        return self._finish(bytes(resp), coll=bool(coll_pos))
+
+    def _select(self, frame, level, ready):
+        if crc_a(frame[:7]) != (frame[7], frame[8]):
+            return self._finish(None)
+        chosen = [c for c in ready if self._cl(c, level) == bytes(frame[2:7])]
+        for c in ready:
+            if c not in chosen:
+                c.state = "idle"  # not selected: back to IDLE, answers the next REQA
+        if not chosen:
+            return self._finish(None)
+        sak = 0x08
+        for card in chosen:  # 7/10-byte cards may share a cascade level: all go on
+            if level + 1 < len(card.levels()):
+                sak = 0x04
+                card.level = level + 1
+            else:
+                card.state = "active"
+        lsb, msb = crc_a([sak])
+        return self._finish(bytes([sak, lsb, msb]))
+
     def _finish(self, data, coll=False):
         self.regs[0x06] = 0x08 if coll else 0
         if data is None:
@@ -171,29 +225,7 @@ class RC522Emulator:
             level = SEL.index(cmd)
             ready = [c for c in self.cards if c.state == "ready" and c.level == level
                      and level < len(c.levels())]
-            if frame[1] == 0x20 and len(frame) == 2:
-                if not ready:
-                    return self._finish(None)
-                cl = ready[0].levels()[level]
-                resp = bytes(cl) + bytes([cl[0] ^ cl[1] ^ cl[2] ^ cl[3]])
-                coll = any(c.levels()[level] != cl for c in ready)
-                return self._finish(resp, coll)
             if frame[1] == 0x70 and len(frame) == 9:
-                if crc_a(frame[:7]) != (frame[7], frame[8]):
-                    return self._finish(None)
-                chosen = [c for c in ready if bytes(c.levels()[level]) == frame[2:6]]
-                for c in ready:
-                    if c not in chosen:
-                        c.state = "idle"
-                if not chosen:
-                    return self._finish(None)
-                card = chosen[0]
-                if level + 1 < len(card.levels()):
-                    sak = 0x04
-                    card.level = level + 1
-                else:
-                    sak = 0x08
-                    card.state = "active"
-                lsb, msb = crc_a([sak])
-                return self._finish(bytes([sak, lsb, msb]))
+                return self._select(frame, level, ready)
+            return self._anticollision(frame, level, ready)
         return self._finish(None)

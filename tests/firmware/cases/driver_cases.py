@@ -71,22 +71,42 @@ def case_card_left_on_the_reader_is_read_once():
     assert r.read_uid() == mfrc522.OK
 
 
-def case_two_cards_collide_and_no_uid_is_guessed():
+def _read_all(r, polls=6):
+    uids = []
+    for _ in range(polls):
+        status = r.read_uid()
+        if status == mfrc522.OK:
+            uids.append(r.uid_text())
+        else:
+            assert status == mfrc522.NO_CARD, status
+    return uids
+
+
+def case_two_cards_at_once_are_both_read_one_per_poll():
     emu, r = _reader()
     r.init()
+    emu.place(bytes([1, 2, 3, 4]))
+    emu.place(bytes([1, 2, 3, 5]))  # differ in one bit of the last byte
+    assert sorted(_read_all(r)) == ["01020304", "01020305"]
+
+
+def case_mixed_4_7_and_10_byte_cards_resolve_through_every_cascade_level():
+    emu, r = _reader()
+    r.init()
+    cards = [bytes([1, 2, 3, 4]), bytes([4, 1, 2, 3, 4, 5, 6]),
+             bytes([4, 1, 2, 9, 9, 9, 9]),  # the same cascade level 1 as the card before
+             bytes(range(0x10, 0x1A))]
+    for uid in cards:
+        emu.place(uid)
+    assert sorted(_read_all(r)) == sorted(mfrc522.uid_hex(u, len(u)) for u in cards)
+
+
+def case_unresolvable_collision_reports_collision_not_a_guess():
+    emu, r = _reader()
+    r.init()
+    emu.coll_pos_valid = False
     emu.place(bytes([1, 2, 3, 4]))
     emu.place(bytes([1, 2, 3, 5]))
-    assert r.read_uid() == mfrc522.COLLISION
-    emu.remove(bytes([1, 2, 3, 5]))
-    emu.place(bytes([1, 2, 3, 4]))
-    assert r.read_uid() == mfrc522.OK and r.uid_text() == "01020304"
-
-
-def case_4_and_7_byte_cards_together_collide():
-    emu, r = _reader()
-    r.init()
-    emu.place(bytes([1, 2, 3, 4]))
-    emu.place(bytes([4, 1, 2, 3, 4, 5, 6]))
     assert r.read_uid() == mfrc522.COLLISION
 
 
