@@ -13,23 +13,41 @@ import sqlite3
 import sys
 
 from server.app import App
+from server.auth import ADMIN, mint_token
 from server.config import ConfigError, load_config
 from server.storage import StorageError
 
+DEMO_TOKEN_DAYS = 7.0
+
 
 def banner(app: App) -> str:
+    """What an operator needs to start: URLs with credentials when this is the demo (make run).
+
+    A real deployment prints no credential: tokens and keys come from `python -m server.admin`."""
     host = app.config.host
     shown = "localhost" if host in ("0.0.0.0", "::", "") else host
     port = app.port
-    return "\n".join(
-        [
-            f"EV charger server listening on {host}:{port} (database {app.config.db_path})",
-            f"  dashboard:  http://{shown}:{port}/",
-            "  simulator:  python -m tools.simulator --station 1 --card VIRTUAL-1-A4F2E8",
-            f'  wscat:      wscat -c "ws://{shown}:{port}/ws?role=client&estacionId=1"',
-            f'              wscat -c "ws://{shown}:{port}/ws?role=publisher&estacionId=1"',
-        ]
-    )
+    http, ws = ("https", "wss") if app.config.tls else ("http", "ws")
+    lines = [f"EV charger server listening on {host}:{port} (database {app.config.db_path})"]
+    if not app.config.auth:
+        token = key = ""
+        lines.append("  WARNING: AUTH=off -- anyone who reaches this port is an admin (bench use only)")
+    elif app.config.demo:
+        token = "&token=" + mint_token(app.auth.secret, "make-run", ADMIN, days=DEMO_TOKEN_DAYS)
+        key = "&token=" + app.demo_key if app.demo_key else "&token=<station key>"
+    else:
+        token, key = "&token=<dashboard token>", "&token=<station key>"
+    lines += [
+        f"  dashboard:  {http}://{shown}:{port}/?{token[1:]}".rstrip("?"),
+        f"  simulator:  python -m tools.simulator --station 1 --card VIRTUAL-1-A4F2E8 --url {ws}://{shown}:{port}/ws"
+        + (f" --token {key[7:]}" if key else ""),
+        f'  wscat:      wscat -c "{ws}://{shown}:{port}/ws?role=client&estacionId=1{token}"',
+        f'              wscat -c "{ws}://{shown}:{port}/ws?role=publisher&estacionId=1{key}"',
+    ]
+    if app.config.auth and not app.config.demo:
+        lines.append("  credentials: python -m server.admin tokens issue --role admin --sub NAME; "
+                     "python -m server.admin stations issue-key ID")
+    return "\n".join(lines)
 
 
 async def serve_until_signalled(config) -> None:

@@ -1,5 +1,5 @@
-"""`python -m server.admin`: command-line administration of stations, users, cards, sessions
-and backups, through the same Storage class the server uses (safe while the server runs).
+"""`python -m server.admin`: command-line administration of stations, users, cards, sessions,
+backups and credentials (station keys, dashboard tokens; see docs/security.md), through the same Storage class the server uses (safe while the server runs).
 
 The database path comes from the server's own configuration (`--db`, else DB_PATH from the
 environment or `.env`, else data/evse.sqlite3). Every mistake (unknown id, duplicate card,
@@ -14,6 +14,10 @@ import sqlite3
 import sys
 from pathlib import Path
 
+from server.auth import (
+    DASHBOARD_ROLES, DEFAULT_TOKEN_DAYS, hash_station_key, load_or_create_secret, mint_token,
+    new_station_key,
+)
 from server.config import ConfigError, load_config
 from server.storage import Storage, StorageError
 from server.storage.export import export_sessions, iso_utc
@@ -52,6 +56,26 @@ def _uid(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{problem}, got {text!r}") from None
 
 
+def _subject(text: str) -> str:
+    if not text.strip() or len(text) > 100 or any(ord(c) < 32 for c in text):
+        raise argparse.ArgumentTypeError(f"expected a short printable name, got {text!r}")
+    return text.strip()
+
+
+def _station_list(text: str) -> list[int]:
+    return [_positive_int(part) for part in text.split(",")]
+
+
+def _days(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of days, got {text!r}") from None
+    if not math.isfinite(value) or not 0 < value <= 3650:
+        raise argparse.ArgumentTypeError(f"days must be more than 0 and at most 3650, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m server.admin",
                      description="Administer the EV charger database.")
@@ -67,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--tariff", type=_tariff, help="price per kWh (default: DEFAULT_TARIFF)")
     add.add_argument("--id", type=_positive_int, dest="station_id",
                      help="station id (the charger's estacionId); default: the next free one")
+    issue = actions.add_parser("issue-key", help="issue (or rotate) the station's charger key; "
+                                                 "printed once, only its hash is stored")
+    issue.add_argument("station_id", type=_positive_int, metavar="ID")
     tariff = actions.add_parser("set-tariff", help="change a station's price per kWh")
     tariff.add_argument("station_id", type=_positive_int, metavar="ID")
     tariff.add_argument("tariff", type=_tariff, metavar="TARIFF")
@@ -95,6 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
     export = actions.add_parser("export", help="every session as CSV")
     export.add_argument("--station", type=_positive_int, dest="station_id")
     export.add_argument("--out", type=Path, help="file to write (default: standard output)")
+
+    tokens = groups.add_parser("tokens", help="issue dashboard tokens (JWT)")
+    actions = tokens.add_subparsers(dest="action", required=True, metavar="ACTION")
+    issue = actions.add_parser("issue", help="print a signed dashboard token")
+    issue.add_argument("--role", choices=DASHBOARD_ROLES, required=True)
+    issue.add_argument("--sub", type=_subject, required=True, help="who the token is for (shown in logs)")
+    issue.add_argument("--stations", type=_station_list,
+                       help="comma-separated station ids it may see (default: every station)")
+    issue.add_argument("--days", type=_days, default=DEFAULT_TOKEN_DAYS,
+                       help=f"validity in days (default {DEFAULT_TOKEN_DAYS:g})")
 
     backup = groups.add_parser("backup", help="copy the database, safe while the server runs")
     backup.add_argument("out", type=Path, metavar="OUT")
@@ -141,6 +178,18 @@ async def stations_set_tariff(storage, args, config, out):
     await storage.set_tariff(args.station_id, args.tariff)
     print(f"station {args.station_id} tariff is now {money(args.tariff)} per kWh "
           "(open sessions keep the tariff they started with)", file=out)
+
+
+async def stations_issue_key(storage, args, config, out):
+    key = new_station_key()
+    await storage.set_station_key_hash(args.station_id, hash_station_key(key))
+    print(f"station {args.station_id} key (shown once; the previous key no longer works):", file=out)
+    print(key, file=out)
+
+
+async def tokens_issue(storage, args, config, out):
+    secret = load_or_create_secret(config.secret_path)
+    print(mint_token(secret, args.sub, args.role, args.stations, days=args.days), file=out)
 
 
 async def users_list(storage, args, config, out):
@@ -208,6 +257,8 @@ COMMANDS = {
     ("stations", "list"): stations_list,
     ("stations", "add"): stations_add,
     ("stations", "set-tariff"): stations_set_tariff,
+    ("stations", "issue-key"): stations_issue_key,
+    ("tokens", "issue"): tokens_issue,
     ("users", "list"): users_list,
     ("users", "add"): users_add,
     ("cards", "list"): cards_list,

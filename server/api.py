@@ -125,14 +125,20 @@ def error_answer(error: ApiError) -> HttpAnswer:
 # ---------------------------------------------------------------- query parsing (pure)
 
 
+CREDENTIAL_PARAMETER = "token"
+
+
 def parse_query(raw_query: str, allowed: frozenset[str]) -> dict[str, str]:
-    """Split a query string; unknown or repeated parameters are refused, not ignored."""
+    """Split a query string; unknown or repeated parameters are refused, not ignored.
+    `token` is the credential, checked before any handler runs (server/app.py), so skipped."""
     try:
         pairs = parse_qsl(raw_query, keep_blank_values=True, strict_parsing=False, max_num_fields=32)
     except ValueError as exc:
         raise bad_request(f"malformed query string: {exc}") from None
     query: dict[str, str] = {}
     for name, value in pairs:
+        if name == CREDENTIAL_PARAMETER:
+            continue
         if name not in allowed:
             known = ", ".join(sorted(allowed)) or "none"
             raise bad_request(f"unknown parameter {name!r} (known: {known})")

@@ -6,38 +6,50 @@ Storage. Other modules extend a running App before traffic arrives:
 `app.http_routes.add(path, handler)` for HTTP GET pages and APIs, and
 `app.client_handlers[type] = async handler(app, connection, station_id, data)` for extra
 dashboard message types.
+
+Security at the door (`_process_request`, before any handler runs): at most MAX_CONNECTIONS
+WebSockets (503 beyond), browsers only from the server's own origin or ALLOWED_ORIGINS (403),
+the HTTP API and /metrics only with a dashboard token (401/403, server/auth.py), frames above
+MAX_FRAME_BYTES closed with 1009 by websockets, HANDSHAKE_TIMEOUT for the opening handshake.
+TLS_CERT/TLS_KEY turn on wss/https.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import ssl
 import time
+from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import serve
 
 from server import api, dashboard_messages
+from server.auth import Authenticator, load_or_create_secret
 from server.config import Config
 from server.core import SessionCore
-from server.http import HttpRoutes, json_response
+from server.http import WEBSOCKET_PATH, HttpRoutes, json_response
 from server.hub import Hub
 from server.observability import note_message
 from server.storage import Storage
 from server.storage.demo import seed_demo
-from server.ws import ConnectionHandler, is_token_valid
+from server.storage.demo import ensure_demo_key
+from server.ws import ConnectionHandler
 
 log = logging.getLogger(__name__)
 
-MAX_FRAME_BYTES = 64 * 1024  # the largest protocol message is a few hundred bytes
 MAX_CLOSE_TIMEOUT = 5.0
+PROTECTED_HTTP_PREFIXES = ("/api/", "/metrics")
 
 
 class App:
-    def __init__(self, config: Config, storage: Storage, token_check=is_token_valid, clock=time.time):
+    def __init__(self, config: Config, storage: Storage, clock=time.time, monotonic=time.monotonic):
         self.config = config
         self.storage = storage
-        self.token_check = token_check
+        self.auth = Authenticator(config.auth, load_or_create_secret(config.secret_path), storage)
         self.clock = clock
+        self.monotonic = monotonic
+        self.demo_key: str | None = None  # the demo station's key when this start created it
         self.core = SessionCore()
         self.hub = Hub()
         self.http_routes = HttpRoutes()
@@ -62,8 +74,12 @@ class App:
         return app
 
     async def _load(self, demo: bool) -> None:
+        if not self.config.auth:
+            log.warning("AUTH=off: EVERY CONNECTION IS TRUSTED AS ADMIN. Bench use only; never "
+                        "expose this server to a network")
         if demo:
             await seed_demo(self.storage)
+            self.demo_key = await ensure_demo_key(self.storage, self.config.db_path.parent)
         for station in await self.storage.list_stations():
             self.core.add_station(station.id, station.name, station.tariff)
         for record in await self.storage.open_sessions():
@@ -75,14 +91,50 @@ class App:
             self.handler,
             self.config.host,
             self.config.port,
-            process_request=self.http_routes.process_request,
+            process_request=self._process_request,
             compression=None,
+            ssl=self._tls_context(),
+            open_timeout=self.config.handshake_timeout,
             ping_interval=self.config.ping_interval,
             ping_timeout=self.config.ping_timeout,
             # a charger that stopped answering pings must not wait 10 s more to be desconectado
             close_timeout=min(MAX_CLOSE_TIMEOUT, self.config.ping_timeout),
-            max_size=MAX_FRAME_BYTES,
+            max_size=self.config.max_frame_bytes,
         )
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        if not self.config.tls:
+            return None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self.config.tls_cert, self.config.tls_key)
+        return context
+
+    async def _process_request(self, connection, request):
+        """The door: connection cap, Origin allowlist, dashboard token for the HTTP API."""
+        url = urlsplit(request.path)
+        if url.path == WEBSOCKET_PATH:
+            if len(self.server.connections) >= self.config.max_connections:
+                log.warning("refused a connection: MAX_CONNECTIONS=%s reached", self.config.max_connections)
+                return json_response(503, {"code": "TOO_MANY_CONNECTIONS", "message": "server is full; retry later"})
+            origin = request.headers.get("Origin")
+            if origin is not None and not self._origin_allowed(origin, request.headers.get("Host", "")):
+                log.warning("refused a WebSocket from origin %r", origin[:100])
+                return json_response(403, {"code": "FORBIDDEN_ORIGIN", "message": "origin not allowed"})
+        elif url.path.startswith(PROTECTED_HTTP_PREFIXES):
+            token = (parse_qs(url.query).get("token") or [None])[0]
+            principal = self.auth.http_principal(request.headers, token)
+            if principal is None:
+                return json_response(401, {"code": "UNAUTHORIZED", "message": "a valid dashboard token is required"})
+            if principal.stations is not None:
+                log.warning("FORBIDDEN: %s (%s) tried GET %s", principal.sub, principal.role, url.path)
+                return json_response(403, {"code": "FORBIDDEN", "message": "this token is limited to some stations"})
+        return await self.http_routes.process_request(connection, request)
+
+    def _origin_allowed(self, origin: str, host: str) -> bool:
+        origin = origin.rstrip("/").lower()
+        own = f"{'https' if self.config.tls else 'http'}://{host}".lower()
+        return origin == own or origin in (o.lower() for o in self.config.allowed_origins)
 
     @property
     def port(self) -> int:

@@ -3,7 +3,8 @@
 `load_config(argv, environ, dotenv_path)` returns a validated, frozen `Config` or raises
 `ConfigError` with one line a person can act on; `python -m server` prints that line and exits
 non-zero. Variables (documented in `.env.example`): HOST, PORT, DB_PATH, DEFAULT_TARIFF,
-LOG_LEVEL, PING_INTERVAL, PING_TIMEOUT. The `.env` file is read with python-dotenv and never
+LOG_LEVEL, PING_INTERVAL, PING_TIMEOUT, AUTH, SECRET_FILE, TLS_CERT, TLS_KEY, MAX_FRAME_BYTES,
+RATE_LIMIT, RATE_BURST, HANDSHAKE_TIMEOUT, MAX_CONNECTIONS, ALLOWED_ORIGINS. The `.env` file is read with python-dotenv and never
 copied into the process environment.
 """
 
@@ -35,6 +36,24 @@ class Config:
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
     demo: bool = False
+    auth: bool = True  # AUTH=off: bench use only, warned about at every start
+    secret_file: Path | None = None  # None: "secret.key" next to the database
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    max_frame_bytes: int = 4096  # larger frames are closed with 1009
+    rate_limit: float = 10.0  # messages per second per connection (token bucket refill)
+    rate_burst: int = 300  # bucket size: more than a charger's whole outbox replay (232)
+    handshake_timeout: float = 10.0
+    max_connections: int = 10000
+    allowed_origins: tuple[str, ...] = ()  # besides the server's own origin
+
+    @property
+    def secret_path(self) -> Path:
+        return self.secret_file if self.secret_file is not None else self.db_path.parent / "secret.key"
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
 
     @property
     def log_level_number(self) -> int:
@@ -84,6 +103,34 @@ def _db_path(text: str) -> Path:
     return Path(text.strip())
 
 
+def _on_off(text: str) -> bool:
+    word = text.strip().lower()
+    if word not in ("on", "off", "true", "false", "1", "0", "yes", "no"):
+        raise ValueError("must be on or off")
+    return word in ("on", "true", "1", "yes")
+
+
+def _optional_file(text: str) -> Path | None:
+    return Path(text.strip()) if text.strip() else None
+
+
+def _count(low: int, high: int):
+    def parse(text: str) -> int:
+        if not text.strip().isdigit() or not low <= int(text) <= high:
+            raise ValueError(f"must be an integer from {low} to {high}")
+        return int(text)
+
+    return parse
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    origins = tuple(o.strip().rstrip("/") for o in text.split(",") if o.strip())
+    for origin in origins:
+        if not origin.startswith(("http://", "https://")) or any(c.isspace() for c in origin):
+            raise ValueError("must be a comma-separated list of http(s)://host[:port] origins")
+    return origins
+
+
 _VARIABLES = {
     "HOST": ("host", _host),
     "PORT": ("port", _port),
@@ -92,6 +139,16 @@ _VARIABLES = {
     "LOG_LEVEL": ("log_level", _log_level),
     "PING_INTERVAL": ("ping_interval", _positive),
     "PING_TIMEOUT": ("ping_timeout", _positive),
+    "AUTH": ("auth", _on_off),
+    "SECRET_FILE": ("secret_file", _optional_file),
+    "TLS_CERT": ("tls_cert", _optional_file),
+    "TLS_KEY": ("tls_key", _optional_file),
+    "MAX_FRAME_BYTES": ("max_frame_bytes", _count(256, 1024 * 1024)),
+    "RATE_LIMIT": ("rate_limit", _positive),
+    "RATE_BURST": ("rate_burst", _count(1, 100_000)),
+    "HANDSHAKE_TIMEOUT": ("handshake_timeout", _positive),
+    "MAX_CONNECTIONS": ("max_connections", _count(1, 1_000_000)),
+    "ALLOWED_ORIGINS": ("allowed_origins", _origins),
 }
 _FLAGS = {"host": "HOST", "port": "PORT", "db": "DB_PATH"}
 
@@ -131,7 +188,17 @@ def load_config(argv=None, environ=None, dotenv_path=".env") -> Config:
                 raise ConfigError(f"invalid {variable}={values[variable]!r}: {problem}") from None
     config = Config(demo=args.demo, **fields)
     check_db_writable(config.db_path)
+    check_tls_files(config)
     return config
+
+
+def check_tls_files(config: Config) -> None:
+    """TLS needs both files, readable; one without the other is a mistake, not plain ws://."""
+    if (config.tls_cert is None) != (config.tls_key is None):
+        raise ConfigError("TLS_CERT and TLS_KEY must be given together (or neither)")
+    for name, path in (("TLS_CERT", config.tls_cert), ("TLS_KEY", config.tls_key)):
+        if path is not None and not (path.is_file() and os.access(path, os.R_OK)):
+            raise ConfigError(f"invalid {name}={str(path)!r}: not a readable file")
 
 
 def check_db_writable(db_path: Path) -> None:

@@ -19,8 +19,9 @@ NOT_FOUND, DUPLICATE or FORBIDDEN. Nothing is changed when a message is refused.
 
 Acknowledging an emergency alert only records who-saw-it on the alert (`acknowledged_at`); it
 never re-arms the charger: only a local reset at the charger clears `emergencia`.
-`may_administer()` is the single authorization check (a later security issue restricts it to
-admin tokens).
+`may_administer()` is the single authorization check: only a connection whose token has the
+admin role (and is not limited to some stations) may administer; a refusal is logged with who
+and what (server/ws.py `forbid`).
 """
 
 import math
@@ -50,8 +51,9 @@ class Refused(Exception):
 
 
 def may_administer(app, connection, station_id: int | None) -> bool:
-    """The one authorization check for admin messages. Every dashboard may, for now."""
-    return True
+    """The one authorization check for admin messages: an unrestricted admin token."""
+    principal = app.handler.principals.get(connection)
+    return principal is not None and principal.may_administer
 
 
 # ---------------------------------------------------------------- field rules (pure)
@@ -189,7 +191,8 @@ async def handle_admin(app, connection, station_id: int | None, data: dict) -> N
     try:
         request_id = request_id_of(data)
         if not may_administer(app, connection, station_id):
-            raise Refused("administration is not allowed on this connection", FORBIDDEN)
+            app.handler.forbid(connection, data["type"], station_id)  # logs who and what
+            raise Refused(f"{data['type']}: only an admin token may administer", FORBIDDEN)
         result = await ADMIN_HANDLERS[data["type"]](app, data)
     except Refused as refusal:
         return await refuse(app, connection, refusal.message, refusal.code, request_id)

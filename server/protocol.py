@@ -107,7 +107,8 @@ def _number(lo: float, hi: float):
     def check(name, value):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ProtocolError(f"{name} must be a number")
-        if not math.isfinite(value) or not lo <= value <= hi:
+        # range first: math.isfinite() overflows on a huge JSON integer (hostile-input test)
+        if not lo <= value <= hi or not math.isfinite(value):
             raise ProtocolError(f"{name} must be a finite number between {lo:g} and {hi:g}")
         return float(value)
 

@@ -7,7 +7,12 @@ A dashboard (role=client, or the deprecated type=dashboard) subscribes to one st
 one gets an `error` reply and the connection stays open. The effects the core returns are
 carried out in order by `run_effects`, the only place here that writes to Storage.
 
-`is_token_valid` is the one function where a connection's token is checked.
+Authentication happens once per connection (`app.auth.authenticate`, server/auth.py) and the
+`Principal` it returns is kept for the connection's life: a dashboard's remote stop needs
+operator or admin, `admin_*` messages need admin (server/dashboard_messages.py), and anything
+refused is answered `error` FORBIDDEN and logged with who and what. Each connection also has a
+token bucket (`RateLimit`, see `_frames`): over it a charger is slowed down and a dashboard
+answered RATE_LIMITED; sustained abuse closes the connection with 1008.
 """
 
 from __future__ import annotations
@@ -28,14 +33,54 @@ from server.uids import InvalidUid, normalize_uid
 log = logging.getLogger(__name__)
 
 
-def is_token_valid(token: str | None, role: str, estacion_id: str | None) -> bool:
-    """The single token check. Accepts everything for now (the seed keeps JWT disabled)."""
-    return True
+FORBIDDEN = "FORBIDDEN"
+RATE_LIMITED = "RATE_LIMITED"
+CLOSE_POLICY_VIOLATION = 1008
+
+
+class RateLimit:
+    """Token bucket: `rate` frames per second, `burst` at once. `allow()` False = over the limit;
+    `abusive` once more than `burst` frames in a row were over it (the caller closes 1008)."""
+
+    def __init__(self, rate: float, burst: int, clock):
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self.tokens, self.last, self.over_in_a_row = float(burst), clock(), 0
+
+    def _refill(self) -> None:
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + max(0.0, now - self.last) * self.rate)
+        self.last = now
+
+    def allow(self) -> bool:
+        self._refill()
+        if self.tokens >= 1:
+            self.tokens -= 1
+            self.over_in_a_row = 0
+            return True
+        self.over_in_a_row += 1
+        return False
+
+    def seconds_to_next(self) -> float:
+        return max(0.0, (1 - self.tokens) / self.rate)
+
+    def take_late(self) -> None:
+        """Spend the token a delayed frame waited for (does not clear `over_in_a_row`)."""
+        self._refill()
+        self.tokens = max(0.0, self.tokens - 1)
+
+    @property
+    def abusive(self) -> bool:
+        return self.over_in_a_row > self.burst
 
 
 def _query_value(query: dict, name: str) -> str | None:
     values = query.get(name)
     return values[0].strip() if values and values[0].strip() else None
+
+
+def _peer(connection) -> str:
+    address = connection.remote_address
+    return f"{address[0]}:{address[1]}" if address else "?"
 
 
 def _station_number(text: str) -> int | None:
@@ -52,6 +97,7 @@ class ConnectionHandler:
         self.storage = app.storage
         self.clock = app.clock
         self.background: set[asyncio.Task] = set()
+        self.principals: dict = {}  # connection -> server.auth.Principal, while it is served
         self._effect_runners = {
             c.ToPublisher: self._to_publisher,
             c.ToClients: self._to_clients,
@@ -71,23 +117,58 @@ class ConnectionHandler:
         estacion = _query_value(query, "estacionId")
         if role not in (p.ROLE_PUBLISHER, p.ROLE_CLIENT):
             return await connection.close(p.CLOSE_BAD_ROLE, "role must be publisher or client")
-        if not self.app.token_check(_query_value(query, "token"), role, estacion):
+        if estacion is None:
+            code = p.CLOSE_PUBLISHER_WITHOUT_STATION if role == p.ROLE_PUBLISHER else p.CLOSE_CLIENT_WITHOUT_STATION
+            return await connection.close(code, "estacionId required")
+        everything = role == p.ROLE_CLIENT and estacion.lower() == p.ALL_STATIONS
+        if not everything and _station_number(estacion) is None:  # cannot name any station
+            return await connection.close(p.CLOSE_STATION_NOT_FOUND, "Estacion no encontrada")
+        principal = await self.app.auth.authenticate(_query_value(query, "token"), role, estacion)
+        if principal is None:
+            log.warning("refused a %s on estacionId=%s from %s: missing or invalid token",
+                        role, estacion[:20], _peer(connection))
             return await connection.close(p.CLOSE_BAD_TOKEN, "invalid token")
-        if role == p.ROLE_PUBLISHER:
-            if estacion is None:
-                return await connection.close(p.CLOSE_PUBLISHER_WITHOUT_STATION, "estacionId required")
+        self.principals[connection] = principal
+        try:
+            if everything:
+                return await self._serve_client(connection, None)
             station_id = await self._known_station(estacion)
             if station_id is None:
                 return await connection.close(p.CLOSE_STATION_NOT_FOUND, "Estacion no encontrada")
-            return await self._serve_publisher(connection, station_id)
-        if estacion is None:
-            return await connection.close(p.CLOSE_CLIENT_WITHOUT_STATION, "estacionId required")
-        if estacion.lower() == p.ALL_STATIONS:
-            return await self._serve_client(connection, None)
-        station_id = await self._known_station(estacion)
-        if station_id is None:
-            return await connection.close(p.CLOSE_STATION_NOT_FOUND, "Estacion no encontrada")
-        return await self._serve_client(connection, station_id)
+            if role == p.ROLE_PUBLISHER:
+                return await self._serve_publisher(connection, station_id)
+            return await self._serve_client(connection, station_id)
+        finally:
+            del self.principals[connection]
+
+    def forbid(self, connection, what: str, station_id) -> p.ProtocolError:
+        """Log a refused action with who and what; the caller raises the returned error."""
+        principal = self.principals.get(connection)
+        who = f"{principal.sub} ({principal.role})" if principal else "unknown"
+        log.warning("FORBIDDEN: %s tried %s on station %s", who, what, station_id if station_id else "all")
+        return p.ProtocolError(f"{what}: not allowed for this token", FORBIDDEN)
+
+    async def _frames(self, connection, role: str):
+        """The connection's frames within its rate limit. Over it, a charger's frames wait (read
+        later: TCP backpressure, nothing lost; its outbox replay fits in RATE_BURST) and a
+        dashboard's are answered RATE_LIMITED; more than RATE_BURST over the limit in a row
+        closes the connection with 1008 (a charger resends what was not confirmed)."""
+        bucket = RateLimit(self.app.config.rate_limit, self.app.config.rate_burst, self.app.monotonic)
+        async for frame in connection:
+            if bucket.allow():
+                yield frame
+                continue
+            self.app.note_error(RATE_LIMITED)
+            if bucket.abusive:
+                log.warning("closing %s (%s): sustained message rate above the limit", _peer(connection), role)
+                await connection.close(CLOSE_POLICY_VIOLATION, "message rate limit exceeded")
+                return
+            if role == p.ROLE_PUBLISHER:
+                await asyncio.sleep(bucket.seconds_to_next())
+                bucket.take_late()
+                yield frame
+            else:
+                await send(connection, p.error("too many messages; slow down", RATE_LIMITED))
 
     async def _known_station(self, estacion: str) -> int | None:
         """The station id if it is in the database (refreshing name and tariff in the core)."""
@@ -109,7 +190,7 @@ class ConnectionHandler:
             await send(connection, p.connected(str(station_id)))
             if previous is None:
                 await self.run_effects(self.core.publisher_connected(station_id, self.clock()), connection)
-            async for frame in connection:
+            async for frame in self._frames(connection, p.ROLE_PUBLISHER):
                 await self._guarded(self._publisher_frame, station_id, frame, connection)
         except ConnectionClosed:
             pass
@@ -148,7 +229,7 @@ class ConnectionHandler:
                 await send(connection, p.subscribed(str(station_id)))
                 await send(connection, p.init_one(self.core.describe(station_id, self.clock())))
                 await self.hub.send_to_publisher(station_id, p.sync_request())
-            async for frame in connection:
+            async for frame in self._frames(connection, p.ROLE_CLIENT):
                 await self._guarded(self._client_frame, station_id, frame, connection)
         except ConnectionClosed:
             pass
@@ -162,6 +243,8 @@ class ConnectionHandler:
         if extra is not None:  # messages added by other modules (e.g. dashboard administration)
             return await extra(self.app, connection, station_id, data)
         message = p.parse_client_message(data)
+        if not self.principals[connection].may_stop:
+            raise self.forbid(connection, f"remote {data['type']}", station_id)
         await self.run_effects(self.core.dashboard_stop(station_id, message, self.clock()), connection)
 
     async def _guarded(self, handle, station_id, frame, connection) -> None:

@@ -7,6 +7,11 @@ test needs to restart the server on the same database:
         url = base_url(app)                       # "ws://127.0.0.1:PORT"
         async with connect(url, "publisher", 1) as charger:
             assert (await receive_json(charger))["type"] == "connected"
+
+Authentication is on: `connect()` adds a valid token for the role (an admin dashboard token, or
+a JWT bound to the charger's station) unless the test passes `token=...` itself (`token=None`
+sends none). `token_for(url, role, estacion_id)` mints one for hand-built URLs, and
+`tokens_for_db(db_path)` does the same for a `python -m server` subprocess (its secret file).
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ import asyncio
 import json
 from contextlib import asynccontextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from websockets.asyncio.client import connect as ws_connect
 
 from server.app import App
+from server.auth import ADMIN, STATION, load_or_create_secret, mint_token
 from server.config import Config
 
 RECEIVE_TIMEOUT = 10.0  # generous: only a failing test ever waits this long
@@ -29,27 +36,65 @@ async def running_server(db_path, *, demo: bool = True, **config_overrides):
     """Start the real server.app on 127.0.0.1:0 with `db_path`; yield the running App."""
     settings = dict(ping_interval=5.0, ping_timeout=5.0)
     settings.update(config_overrides)
-    token_check = settings.pop("token_check", None)
     config = Config(host="127.0.0.1", port=0, db_path=Path(db_path), demo=demo, **settings)
-    app = await App.start(config, **({"token_check": token_check} if token_check else {}))
+    app = await App.start(config)
+    _SECRETS[base_url(app)] = app.auth.secret
     try:
         yield app
     finally:
+        _SECRETS.pop(base_url(app), None)
         await app.stop()
+
+
+_SECRETS: dict[str, bytes] = {}  # "ws://127.0.0.1:PORT" -> that running server's signing secret
+
+
+def mint(secret: bytes, role: str, estacion_id=None, dashboard_role: str = ADMIN) -> str | None:
+    """A token for `role`: a dashboard token, or a JWT bound to a numeric station (else None)."""
+    if role == "publisher":
+        text = str(estacion_id)
+        return mint_token(secret, f"test-station-{text}", STATION, [int(text)]) if text.isdigit() and int(text) > 0 else None
+    return mint_token(secret, f"test-{dashboard_role}", dashboard_role)
+
+
+def token_for(url: str, role: str, estacion_id=None, dashboard_role: str = ADMIN) -> str | None:
+    """A valid token for a server started by running_server (url as base_url gives it)."""
+    parts = urlsplit(url)
+    return mint(_SECRETS[f"ws://{parts.netloc}"], role, estacion_id, dashboard_role)
+
+
+def fleet_token(url: str, stations=range(1, 201)) -> str:
+    """One JWT bound to several stations, for a simulator that runs a fleet (`--token`)."""
+    parts = urlsplit(url)
+    return mint_token(_SECRETS[f"ws://{parts.netloc}"], "test-fleet", STATION, list(stations))
+
+
+def tokens_for_db(db_path, role: str = "client", estacion_id=None, dashboard_role: str = ADMIN) -> str | None:
+    """A valid token for a `python -m server` subprocess using `db_path` (secret file beside it)."""
+    return mint(load_or_create_secret(Path(db_path).parent / "secret.key"), role, estacion_id, dashboard_role)
 
 
 def base_url(app: App) -> str:
     return f"ws://127.0.0.1:{app.port}"
 
 
-def http_url(app: App, path: str = "/") -> str:
-    return f"http://127.0.0.1:{app.port}{path}"
+def http_url(app: App, path: str = "/", token: str | None = "admin") -> str:
+    """`http://127.0.0.1:PORT{path}` with a dashboard token of role `token` in the query (before
+    any `#fragment`), as the printed dashboard URL carries it; token=None adds none."""
+    if token is None:
+        return f"http://127.0.0.1:{app.port}{path}"
+    path, hash_mark, fragment = path.partition("#")
+    credential = mint_token(app.auth.secret, f"test-{token}", token)
+    path += ("&" if "?" in path else "?") + f"token={credential}"
+    return f"http://127.0.0.1:{app.port}{path}{hash_mark}{fragment}"
 
 
 def connect(url: str, role: str, estacion_id=None, **query):
     """Open `url/ws?role=..&estacionId=..` with a real websockets client (async context manager)."""
+    if "token" not in query:
+        query["token"] = token_for(url, role, estacion_id)
     params = {"role": role, **({"estacionId": estacion_id} if estacion_id is not None else {}), **query}
-    text = "&".join(f"{key}={value}" for key, value in params.items())
+    text = "&".join(f"{key}={value}" for key, value in params.items() if value is not None)
     return ws_connect(f"{url}/ws?{text}", compression=None, open_timeout=RECEIVE_TIMEOUT)
 
 

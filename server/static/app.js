@@ -5,6 +5,7 @@ import { h, replace } from "./dom.js";
 import * as fmt from "./format.js";
 import { LiveLink, dashboardSocketUrl } from "./link.js";
 import { getJson } from "./rest.js";
+import { dashboardToken } from "./token.js";
 import { Store } from "./store.js";
 import { mountAdmin } from "./view-admin.js";
 import { mountHistory } from "./view-history.js";
@@ -21,7 +22,7 @@ const ROUTES = [
 ];
 
 const store = new Store();
-const link = new LiveLink(dashboardSocketUrl(window.location));
+const link = new LiveLink(dashboardSocketUrl(window.location, dashboardToken()));
 const app = { store, link, navigate: (hash) => { window.location.hash = hash; } };
 const viewRoot = document.getElementById("view");
 const alertsRoot = document.getElementById("alerts");

@@ -7,9 +7,10 @@ const MIN_DELAY_MS = 500;
 const MAX_DELAY_MS = 10000;
 const REQUEST_TIMEOUT_MS = 10000;
 
-export function dashboardSocketUrl(location) {
+export function dashboardSocketUrl(location, token = "") {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${location.host}/ws?role=client&estacionId=all`;
+  const credential = token ? `&token=${encodeURIComponent(token)}` : "";
+  return `${scheme}//${location.host}/ws?role=client&estacionId=all${credential}`;
 }
 
 export class LiveLink extends EventTarget {

@@ -1,11 +1,15 @@
-// GET helpers for the dashboard's HTTP JSON API.
+// GET helpers for the dashboard's HTTP JSON API (with the dashboard's token, see token.js).
+
+import { dashboardToken } from "./token.js";
 
 export class ApiFailure extends Error {}
 
 export async function getJson(path) {
   let response;
   try {
-    response = await fetch(path, { headers: { Accept: "application/json" } });
+    const token = dashboardToken();
+    const headers = { Accept: "application/json", ...(token ? { Authorization: `Bearer ${token}` } : {}) };
+    response = await fetch(path, { headers });
   } catch {
     throw new ApiFailure("The server cannot be reached");
   }

@@ -4,6 +4,7 @@
 import { h, replace } from "./dom.js";
 import * as fmt from "./format.js";
 import { getJson } from "./rest.js";
+import { dashboardToken } from "./token.js";
 
 const PAGE_SIZE = 25;
 
@@ -12,6 +13,14 @@ function localDayStart(text, plusDays = 0) {
   const match = /^(\d{4})-(\d{2})-(\d{2})$/.exec(text || "");
   if (!match) return null;
   return new Date(Number(match[1]), Number(match[2]) - 1, Number(match[3]) + plusDays).getTime() / 1000;
+}
+
+// A download link cannot carry a header: the token goes in the query (docs/security.md).
+function csvQuery(filters) {
+  const query = new URLSearchParams(apiQuery(filters, false));
+  const token = dashboardToken();
+  if (token) query.set("token", token);
+  return query.toString();
 }
 
 export function apiQuery(filters, withPage) {
@@ -89,7 +98,7 @@ export function mountHistory(root, { store, navigate }, params) {
       h("label", {}, "From", h("input", { type: "date", name: "from", value: filters.from })),
       h("label", {}, "To", h("input", { type: "date", name: "to", value: filters.to })),
       h("button", { class: "primary", type: "submit" }, "Apply"),
-      h("a", { href: `/api/sessions.csv?${apiQuery(filters, false)}`, download: "", dataset: { testid: "csv" } }, "Download CSV"),
+      h("a", { href: `/api/sessions.csv?${csvQuery(filters)}`, download: "", dataset: { testid: "csv" } }, "Download CSV"),
     );
   }
   form.addEventListener("submit", (event) => {

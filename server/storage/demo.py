@@ -1,6 +1,10 @@
 """The demo data `python -m server --demo` starts with: the station, user and card the seed
 document's examples use, so the simulator and the seed's wscat commands work out of the box."""
 
+from pathlib import Path
+
+from server.auth import hash_station_key, new_station_key, station_key_matches, write_private_file
+
 from .store import Storage
 
 DEMO_STATION_ID = 1
@@ -19,3 +23,28 @@ async def seed_demo(storage: Storage) -> bool:
     user = await storage.add_user(DEMO_USER_NAME)
     await storage.add_card(DEMO_CARD_UID, user.id)
     return True
+
+
+DEMO_KEY_FILE = "station-1.key"
+
+
+async def ensure_demo_key(storage: Storage, directory: Path) -> str | None:
+    """The demo station's charger key, so `make sim` and `make sim-charger` work with auth on.
+
+    Kept in plain text in `directory/station-1.key` (0600, next to the database) because the
+    simulators run on this machine; the database stores only its hash. Issued when station 1
+    has no key yet; None when its key was issued by `python -m server.admin` (not known here)."""
+    if await storage.get_station(DEMO_STATION_ID) is None:
+        return None
+    path = Path(directory) / DEMO_KEY_FILE
+    stored = await storage.station_key_hash(DEMO_STATION_ID)
+    if path.is_file():
+        key = path.read_text(encoding="ascii").strip()
+        if station_key_matches(key, stored):
+            return key
+    if stored is not None:
+        return None
+    key = new_station_key()
+    write_private_file(path, key + "\n")
+    await storage.set_station_key_hash(DEMO_STATION_ID, hash_station_key(key))
+    return key

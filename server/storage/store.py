@@ -422,6 +422,19 @@ class Storage:
             raise Duplicate(f"station {station_id} already exists") from exc
         return Station(cursor.lastrowid, name, tariff)
 
+    async def station_key_hash(self, station_id: int) -> str | None:
+        """The SHA-256 of the station's charger key (server/auth.py), None if none was issued."""
+        rows = await self._fetch("SELECT key_hash FROM stations WHERE id = ?", (station_id,))
+        return rows[0][0] if rows else None
+
+    async def set_station_key_hash(self, station_id: int, key_hash: str) -> None:
+        """Replace the station's key hash (issuing or rotating its key). Raises NotFound."""
+        params = (key_hash, check_id(station_id, "station id"))
+        async with self._transaction() as db:
+            cursor = await db.execute("UPDATE stations SET key_hash = ? WHERE id = ?", params)
+            if not cursor.rowcount:
+                raise NotFound(f"station {station_id} does not exist")
+
     async def set_tariff(self, station_id: int, tariff: float) -> None:
         """Raises NotFound for an unknown station. Open sessions keep the tariff they began with."""
         params = (check_tariff(tariff), check_id(station_id, "station id"))

@@ -13,6 +13,8 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
+from tests.live_server import fleet_token
+
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
 UI_TIMEOUT_MS = 15_000  # generous for a loaded 2-core CI machine; only failures wait this long
@@ -46,7 +48,7 @@ class Simulator:
     async def start(cls, server_url: str, station_id: int = 1, *extra: str) -> "Simulator":
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "tools.simulator", "--interactive",
-            "--url", f"{server_url}/ws", "--station", str(station_id),
+            "--url", f"{server_url}/ws", "--station", str(station_id), "--token", fleet_token(server_url),
             "--interval", "0.5", "--speed", "10", "--seed", "1", "--drop-seconds", "3600", *extra,
             cwd=REPO, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,

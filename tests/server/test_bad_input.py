@@ -30,7 +30,7 @@ BAD_CHARGER_FRAMES = [
     ("unknown type", '{"type": "teleport"}'),
     ("NaN voltage", '{"type":"metrics","session_id":SID,"v":NaN,"a":1,"w":1}'),
     ("infinite power", '{"type":"metrics","session_id":SID,"v":230,"a":1,"w":Infinity}'),
-    ("deep nesting", "[" * 20_000 + "]" * 20_000),
+    ("deep nesting", "[" * 2_000 + "]" * 2_000),  # deeper than the JSON parser recurses, < 4 KiB
 ]
 BAD_CHARGER_MESSAGES = [
     ("missing v", {"type": "metrics", "session_id": "SID", "a": 1.0, "w": 1.0}),

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from server.config import ConfigError, load_config
-from tests.live_server import publisher, receive_json, send_json
+from websockets.asyncio.client import connect as ws_connect
+
+from tests.live_server import receive_json, send_json
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -86,13 +88,18 @@ async def test_demo_server_prints_urls_and_sigterm_flushes_readings_and_closes_w
     process = await run_server(tmp_path, "--host", "127.0.0.1", "--port", "0", "--db", str(db), "--demo")
     try:
         banner = []
-        while not any("wscat" in line for line in banner):
+        while not any("role=publisher" in line for line in banner):
             banner.append((await asyncio.wait_for(process.stdout.readline(), 30)).decode())
         text = "".join(banner)
         port = int(re.search(r"http://127\.0\.0\.1:(\d+)/", text).group(1))
         assert "python -m tools.simulator --station 1 --card VIRTUAL-1-A4F2E8" in text
-        assert f'wscat -c "ws://127.0.0.1:{port}/ws?role=client&estacionId=1"' in text
-        charger = await publisher(f"ws://127.0.0.1:{port}", 1)
+        assert f'wscat -c "ws://127.0.0.1:{port}/ws?role=client&estacionId=1&token=' in text
+        # the printed commands carry working credentials: the dashboard's and the demo key
+        dashboard_url = re.search(r'wscat -c "(\S+role=client\S+)"', text).group(1)
+        async with ws_connect(dashboard_url) as dashboard:
+            assert (await receive_json(dashboard))["type"] == "subscribed"
+        charger = await ws_connect(re.search(r'wscat -c "(\S+role=publisher\S+)"', text).group(1))
+        assert (await receive_json(charger))["type"] == "connected"
         async with charger:
             await send_json(charger, {"type": "nfc_scan", "nfc_uid": "VIRTUAL-1-A4F2E8"})
             session_id = (await receive_json(charger))["session_id"]

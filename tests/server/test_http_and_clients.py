@@ -8,7 +8,7 @@ import urllib.request
 
 import websocket  # websocket-client: synchronous, independent of the server's library
 
-from tests.live_server import http_url, publisher, send_json
+from tests.live_server import http_url, publisher, send_json, token_for
 
 
 def http_get(url: str) -> tuple[int, dict]:
@@ -45,7 +45,7 @@ async def test_routes_added_by_other_modules_are_served(live_app):
 
 def wscat_session(url: str, received: list, ready: threading.Event) -> None:
     """What `wscat -c "ws://localhost:3000/ws?role=client&estacionId=1"` does, in a thread."""
-    client = websocket.create_connection(f"{url}/ws?role=client&estacionId=1", timeout=10)
+    client = websocket.create_connection(f"{url}/ws?role=client&estacionId=1&token={token_for(url, 'client')}", timeout=10)
     try:
         received.append(json.loads(client.recv()))
         received.append(json.loads(client.recv()))

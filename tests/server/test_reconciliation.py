@@ -6,7 +6,7 @@ import time
 import pytest
 
 from tests.live_server import (
-    base_url, connect, publisher, receive_json, receive_type, running_server, send_json,
+    base_url, connect, publisher, receive_json, receive_type, running_server, send_json, token_for,
 )
 
 CARD = "VIRTUAL-1-A4F2E8"
@@ -80,8 +80,9 @@ async def test_server_restart_mid_session_resumes_the_same_session_with_no_energ
 async def _silent_publisher(port: int):
     """A charger that completes the handshake and then never answers (power cut, WiFi gone)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    token = token_for(f"ws://127.0.0.1:{port}", "publisher", 1).encode()
     writer.write(
-        b"GET /ws?role=publisher&estacionId=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"GET /ws?role=publisher&estacionId=1&token=" + token + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )

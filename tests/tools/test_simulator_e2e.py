@@ -7,7 +7,7 @@ import re
 import sys
 from pathlib import Path
 
-from tests.live_server import connect, receive_json
+from tests.live_server import connect, fleet_token, receive_json
 
 ROOT = Path(__file__).resolve().parents[2]
 CARD = "VIRTUAL-1-A4F2E8"
@@ -17,7 +17,8 @@ RUN_TIMEOUT_S = 90.0
 
 def spawn(server_url, *args, stdin=asyncio.subprocess.PIPE):
     return asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tools.simulator", "--url", f"{server_url}/ws", *args, cwd=ROOT,
+        sys.executable, "-m", "tools.simulator", "--url", f"{server_url}/ws",
+        "--token", fleet_token(server_url), *args, cwd=ROOT,
         stdin=stdin, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
 
 

@@ -120,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "Type 'help' for details.")
     parser.add_argument("--url", type=parse_url, default="ws://localhost:3000/ws",
                         help="server WebSocket endpoint (default ws://localhost:3000/ws)")
-    parser.add_argument("--token", help="JWT sent as the token query parameter")
+    parser.add_argument("--token", help="credential sent as the token query parameter: the station key "
+                        "(make run prints the demo one) or a JWT bound to the station(s)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--station", type=parse_station, help="one station id (default 1)")
     where.add_argument("--stations", type=parse_stations, help="ids and ranges: 1-20, 1,3,5-7")
