@@ -99,7 +99,7 @@ async def _charge(sim, readings: int) -> tuple[dict, dict]:
 
 async def measure(tmp_path: Path, dirs, readings: int, heapsize: str) -> dict:
     app = await _server(tmp_path)
-    sim = SimCharger(tmp_path, f"ws://127.0.0.1:{app.port}/ws", heapsize=heapsize,
+    sim = SimCharger(tmp_path, f"ws://127.0.0.1:{app.port}/ws", token=app.demo_key, heapsize=heapsize,
                      module_dirs=dirs)
     try:
         await sim.start()
@@ -140,7 +140,7 @@ async def measure(tmp_path: Path, dirs, readings: int, heapsize: str) -> dict:
 async def limit_check(tmp_path: Path, dirs, heapsize: str) -> dict:
     """Boot, connect, one short session under `-X heapsize`: does it run at all?"""
     app = await _server(tmp_path)
-    sim = SimCharger(tmp_path, f"ws://127.0.0.1:{app.port}/ws", heapsize=heapsize,
+    sim = SimCharger(tmp_path, f"ws://127.0.0.1:{app.port}/ws", token=app.demo_key, heapsize=heapsize,
                      module_dirs=dirs)
     try:
         await sim.start()
