@@ -8,7 +8,7 @@ from tests.firmware.mpy import requires_micropython
 from tools.sim_charger import SimCharger
 from server.app import App
 from server.config import Config
-from tests.live_server import base_url, connect, receive_type, send_json
+from tests.live_server import base_url, connect, receive_type, send_json, token_for
 
 pytestmark = [requires_micropython, pytest.mark.timeout(180)]
 
@@ -24,7 +24,7 @@ async def _register_card(app):
 @pytest.fixture
 async def charger(live_app, tmp_path):
     await _register_card(live_app)
-    sim = SimCharger(tmp_path, base_url(live_app) + "/ws")
+    sim = SimCharger(tmp_path, base_url(live_app) + "/ws", token=token_for(base_url(live_app), "publisher", 1))
     await sim.start()
     try:
         yield sim
@@ -143,7 +143,7 @@ async def test_server_restart_mid_session_resumes_the_same_session_without_losin
     try:
         await _register_card(app)
         port = app.port
-        sim = SimCharger(tmp_path, base_url(app) + "/ws")
+        sim = SimCharger(tmp_path, base_url(app) + "/ws", token=app.demo_key)  # kept across restarts
         await sim.start()
         wh_before = (await sim.status())["wh"]
         session_id = await _start_session(sim)
@@ -199,7 +199,7 @@ async def test_corrupt_meter_frames_count_as_a_silent_meter(charger, live_app):
 async def test_offline_too_long_stops_charging_locally_and_reports_the_stop_later(
         live_app, tmp_path):
     await _register_card(live_app)
-    sim = SimCharger(tmp_path, base_url(live_app) + "/ws", offline_limit_s=3)
+    sim = SimCharger(tmp_path, base_url(live_app) + "/ws", token=token_for(base_url(live_app), "publisher", 1), offline_limit_s=3)
     await sim.start()
     try:
         wh_before = (await sim.status())["wh"]
@@ -217,7 +217,7 @@ async def test_offline_too_long_stops_charging_locally_and_reports_the_stop_late
 
 
 async def test_absent_nfc_reader_is_a_visible_fault_not_a_crash(live_app, tmp_path):
-    sim = SimCharger(tmp_path, base_url(live_app) + "/ws")
+    sim = SimCharger(tmp_path, base_url(live_app) + "/ws", token=token_for(base_url(live_app), "publisher", 1))
     sim.extra_args = ["--absent-reader"]
     await sim.start()
     try:
