@@ -36,8 +36,9 @@ async def running_server(db_path, *, demo: bool = True, **config_overrides):
     """Start the real server.app on 127.0.0.1:0 with `db_path`; yield the running App."""
     settings = dict(ping_interval=5.0, ping_timeout=5.0)
     settings.update(config_overrides)
+    options = {"clock": settings.pop("clock")} if "clock" in settings else {}  # a fake server clock
     config = Config(host="127.0.0.1", port=0, db_path=Path(db_path), demo=demo, **settings)
-    app = await App.start(config)
+    app = await App.start(config, **options)
     _SECRETS[base_url(app)] = app.auth.secret
     try:
         yield app

@@ -203,3 +203,32 @@ def test_an_unusable_database_path_gives_one_clear_line(admin, tmp_path):
     assert process.returncode != 0
     assert process.stderr.splitlines() == [
         f"error: invalid DB_PATH={str(tmp_path)!r}: is a directory, expected a file"]
+
+
+async def test_issue_key_prints_a_key_once_stores_only_its_hash_and_rotation_retires_the_old_one(admin, db):
+    from server.auth import station_key_matches
+
+    ok(admin("stations", "add", "Garage", "--id", "2"))
+    first = ok(admin("stations", "issue-key", "2")).splitlines()[-1]
+    second = ok(admin("stations", "issue-key", "2")).splitlines()[-1]
+    assert len(first) >= 43 and first != second  # 32 random bytes, url-safe
+    with sqlite3.connect(db) as database:
+        [(stored,)] = database.execute("SELECT key_hash FROM stations WHERE id = 2").fetchall()
+    assert first not in stored and second not in stored
+    assert station_key_matches(second, stored) and not station_key_matches(first, stored)
+    failed = admin("stations", "issue-key", "9")
+    assert failed.returncode == 1 and failed.stderr.strip() == "error: station 9 does not exist"
+
+
+def test_tokens_issue_prints_a_token_the_server_accepts_for_that_role_and_stations(admin, db, tmp_path):
+    from server.auth import decode_token, load_or_create_secret
+
+    token = ok(admin("tokens", "issue", "--role", "operator", "--sub", "ana", "--stations", "1,3")).strip()
+    secret_file = tmp_path / "secret.key"
+    assert oct(secret_file.stat().st_mode & 0o777) == "0o600"
+    principal = decode_token(load_or_create_secret(secret_file), token)
+    assert (principal.sub, principal.role, principal.stations) == ("ana", "operator", frozenset({1, 3}))
+    for args in (["--role", "root", "--sub", "x"], ["--role", "admin", "--sub", "x", "--days", "0"],
+                 ["--role", "admin", "--sub", "x", "--stations", "1,a"]):
+        refused = admin("tokens", "issue", *args)
+        assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
