@@ -1,8 +1,8 @@
 """The charger application: wires the board, the state machine and the link together.
 
-Owns the asyncio tasks (card polling, meter polling every `meter_interval_s`, one 100 ms loop
-for buttons, the state machine tick, the LED and the watchdog, NTP) and is the link's handler
-(`status_messages()`, `on_message()`, `on_link()`). It executes the state machine's action
+Owns the asyncio tasks (one 100 ms poll loop for the buttons, the card reader, the meter
+every `meter_interval_s`, the state machine tick, the LED and the watchdog; EMERGENCY; NTP)
+and is the link's handler (`status_messages()`, `on_message()`, `on_link()`). It executes the state machine's action
 bits in a fixed order: relay OFF first. EMERGENCY opens the relay inside the pin's interrupt
 handler (soft IRQ on the ESP32) before anything else happens; the handler only calls a
 preallocated bound method and sets a ThreadSafeFlag.
@@ -13,6 +13,7 @@ import gc
 import time
 
 import micropython
+from micropython import const
 
 from charger import clock, messages
 from charger import state as S
@@ -21,11 +22,13 @@ from charger.pzem import OK as METER_OK
 
 CONFIG_PATH = "config.json"
 STARTUP_HOOKS = []  # callables(app) run once the tasks exist (the simulator's control channel)
-_CARD_POLL_MS = 200
-_FAST_MS = 100  # buttons (30 ms debounce), state machine tick, LED steps, watchdog
-_HEALTHY_MS = 10000  # a task silent longer than this stops the watchdog feeding
-_NTP_RETRY_S = 60
-_NTP_RESYNC_S = 6 * 3600
+_CARD_POLL_MS = const(200)
+_READER_RETRY_MS = const(5000)  # looking for a missing reader
+_FAST_MS = const(100)  # the poll loop: buttons, state machine tick, LED steps, watchdog
+_NTP_RETRY_S = const(60)
+_NTP_RESYNC_S = const(21600)  # 6 h
+_RELAY_ACTS = S.A_RELAY_OFF | S.A_RELAY_ON
+_QUEUE_ACTS = S.A_QUEUE_READING | S.A_QUEUE_STOP | S.A_QUEUE_EMERGENCY
 
 
 def log(*args):
@@ -54,7 +57,10 @@ class App:
         self._emergency_flag = asyncio.ThreadSafeFlag()
         self._handlers = {"start": self._on_start, "stop": self._on_stop, "error": self._on_error}
         now = time.ticks_ms()
-        self._alive = [now, now, now]  # last run of: reader, meter, fast loop
+        self._reader_due = now
+        self._meter_due = now
+        self._meter_ms = _ms(cfg["meter_interval_s"])
+        self._meter_failures = 0
         self._wdt = None
         self.readings_queued = 0  # readings put into the outbox since boot (tests, bench)
         self._last_reading_ts = 0
@@ -69,9 +75,25 @@ class App:
 
     # --- executing the state machine's actions -----------------------------------------
     def _do(self, acts):
-        if not acts:
-            return
-        sm = self.sm
+        # Called on every poll, mostly with 0. Few locals on purpose: a bytecode frame above
+        # 11 slots is allocated on the heap at every call; the rare work is in helpers.
+        if acts & _RELAY_ACTS:
+            self._switch_relay(acts)
+        if acts & S.A_FINAL_READING:
+            self._final_reading()
+        if acts & S.A_LED:
+            self.board.led.show(self.sm.led)
+        if acts & S.A_LOG:
+            log(self.sm.note)
+        if acts & _QUEUE_ACTS:
+            self._queue(acts)
+            self.link.notify()
+        if acts & S.A_SEND_SCAN:
+            asyncio.create_task(self._send_scan(self.sm.uid))
+        if acts & S.A_SEND_STATUS:
+            asyncio.create_task(self._send_status())
+
+    def _switch_relay(self, acts):
         board = self.board
         if acts & S.A_RELAY_OFF:
             board.relay.off()
@@ -80,47 +102,28 @@ class App:
                 board.relay.off()  # never close the contactor with EMERGENCY open
             else:
                 board.relay.on()
-        if acts & S.A_FINAL_READING:
-            self._final_reading()
-        if acts & S.A_LED:
-            board.led.show(sm.led)
-        if acts & S.A_LOG:
-            log(sm.note)
-        queued = False
+
+    def _queue(self, acts):
+        # Every entry carries its true `ts`: the server counts a register rise within the
+        # same whole second, so a stop need not pretend to be a second later.
+        sm = self.sm
         if acts & S.A_QUEUE_READING:
             self._last_reading_ts = clock.unix_time()
             self.outbox.put_reading(sm.session_id, sm.v, sm.a, sm.w, sm.wh,
                                     self._last_reading_ts)
             self.readings_queued += 1
-            queued = True
         if acts & S.A_QUEUE_STOP:
-            # The stop carries the final register; the server counts it only with a `ts`
-            # later than the last reading's, so within the same second it says "next second".
-            ts = clock.unix_time()
-            if ts and ts <= self._last_reading_ts:
-                ts = self._last_reading_ts + 1
-            self.outbox.put_event("stop", sm.event_sid, sm.wh, ts)
+            self.outbox.put_event("stop", sm.event_sid, sm.wh, clock.unix_time())
             self._ended_in_outbox = sm.event_sid
-            queued = True
         if acts & S.A_QUEUE_EMERGENCY:
             self.outbox.put_event("emergency", sm.event_sid, sm.wh, clock.unix_time())
             if sm.event_sid is not None:
                 self._ended_in_outbox = sm.event_sid
-            queued = True
-        if queued:
-            self.link.notify()
-        if acts & S.A_SEND_SCAN:
-            asyncio.create_task(self._send_scan(sm.uid))
-        if acts & S.A_SEND_STATUS:
-            asyncio.create_task(self._send_status())
 
     def _final_reading(self):
         """After a local stop: one more meter read; the stop carries its energy (`wh`, `ts`)."""
-        sm = self.sm
-        meter = self.board.meter
-        if meter.read() == METER_OK:
-            sm.meter_reading(meter.voltage, meter.current, meter.power, meter.energy_wh,
-                             time.ticks_ms())
+        if self.board.meter.read() == METER_OK:
+            self._meter_reading(time.ticks_ms())
 
     async def _send_scan(self, uid):
         if not await self.link.send_now(messages.nfc_scan(uid)):
@@ -182,46 +185,79 @@ class App:
         self._do(self.sm.error(time.ticks_ms()))
 
     # --- tasks -------------------------------------------------------------------------
-    async def _reader_task(self):
-        reader = self.board.reader
-        sm = self.sm
+    async def _poll_task(self):
+        """One loop for every polled input: each asyncio wake-up allocates in the scheduler,
+        and the drivers' reads are synchronous anyway. A pass that raises is logged and does
+        not feed the watchdog, so a driver that keeps failing resets the board."""
         while True:
-            now = time.ticks_ms()
-            self._alive[0] = now
-            if sm.reader_ok:
-                status = reader.read_uid()
-                if status == CARD_OK:
-                    uid = reader.uid_text()
-                    log("card", uid)
-                    self._do(sm.card(uid, now))
-                elif status == COLLISION:
-                    log("two cards on the reader: tap one")
-                await asyncio.sleep_ms(_CARD_POLL_MS)
-            else:
-                if reader.init():
-                    log("NFC reader found")
-                    sm.reader_ok = True
-                    self._do(sm.link(sm.link_up, now))
-                await asyncio.sleep_ms(5000)
+            try:
+                self._poll(time.ticks_ms())
+            except Exception as e:  # noqa: BLE001 - the buttons and the LED must go on
+                log("poll failed:", repr(e))
+            await asyncio.sleep_ms(_FAST_MS)
 
-    async def _meter_task(self):
-        meter = self.board.meter
-        sm = self.sm
-        interval = _ms(self.cfg["meter_interval_s"])
-        failures = 0
-        while True:
-            now = time.ticks_ms()
-            self._alive[1] = now
-            status = meter.read()
-            if status == METER_OK:
-                failures = 0
-                self._do(sm.meter_reading(meter.voltage, meter.current, meter.power,
-                                          meter.energy_wh, now))
-            else:
-                failures += 1
-                if failures == 1:
-                    log("meter read failed", status)
-            await asyncio.sleep_ms(interval)
+    def _poll(self, now):
+        # Every 100 ms: buttons (30 ms debounce), the state machine's clock, the LED; the
+        # card reader every 200 ms (every 5 s while it is missing), the meter every
+        # `meter_interval_s`; then the watchdog. Allocates nothing when nothing happens.
+        if time.ticks_diff(now, self._reader_due) >= 0:
+            self._poll_reader(now)
+        if time.ticks_diff(now, self._meter_due) >= 0:
+            self._meter_due = time.ticks_add(self._meter_due, self._meter_ms)
+            if time.ticks_diff(now, self._meter_due) >= 0:  # fell behind: no catching up
+                self._meter_due = time.ticks_add(now, self._meter_ms)
+            self._poll_meter(now)
+        self._poll_buttons(now)
+        self._do(self.sm.tick(now))
+        self.board.led.step(now)
+        if self._wdt is not None:
+            self._wdt.feed()
+
+    def _poll_reader(self, now):
+        # hot paths keep few locals: a frame above 11 slots is heap-allocated per call
+        if not self.sm.reader_ok:
+            self._find_reader(now)
+            return
+        self._reader_due = time.ticks_add(now, _CARD_POLL_MS)
+        status = self.board.reader.read_uid()
+        if status == CARD_OK:
+            uid = self.board.reader.uid_text()
+            log("card", uid)
+            self._do(self.sm.card(uid, now))
+        elif status == COLLISION:
+            log("two cards on the reader: tap one")
+
+    def _find_reader(self, now):
+        self._reader_due = time.ticks_add(now, _READER_RETRY_MS)
+        if self.board.reader.init():
+            log("NFC reader found")
+            self.sm.reader_ok = True
+            self._do(self.sm.link(self.sm.link_up, now))
+
+    def _poll_meter(self, now):
+        status = self.board.meter.read()
+        if status == METER_OK:
+            self._meter_failures = 0
+            self._do(self._meter_reading(now))
+        else:
+            self._meter_failures += 1
+            if self._meter_failures == 1:
+                log("meter read failed", status)
+
+    def _meter_reading(self, now):
+        # the state machine's event for the meter's latest good read
+        m = self.board.meter
+        return self.sm.meter_reading(m.voltage, m.current, m.power, m.energy_wh, now)
+
+    def _poll_buttons(self, now):
+        edge = self.board.emergency.poll(now)
+        if edge:
+            if edge > 0:
+                self._relay_off()
+            self._do(self.sm.emergency(edge > 0, now))
+        edge = self.board.stop.poll(now)
+        if edge:
+            self._do(self.sm.stop_button(edge > 0, now))
 
     async def _emergency_task(self):
         while True:
@@ -229,36 +265,6 @@ class App:
             self._relay_off()
             self.board.emergency.pressed = True
             self._do(self.sm.emergency(True, time.ticks_ms()))
-
-    async def _fast_task(self):
-        """Every 100 ms: buttons, the state machine's clock, the LED, the watchdog. One task
-        for all four: every asyncio wake-up costs allocations in the scheduler's poll."""
-        stop = self.board.stop
-        em = self.board.emergency
-        led = self.board.led
-        sm = self.sm
-        alive = self._alive
-        while True:
-            now = time.ticks_ms()
-            alive[2] = now
-            edge = em.poll(now)
-            if edge:
-                if edge > 0:
-                    self._relay_off()
-                self._do(sm.emergency(edge > 0, now))
-            edge = stop.poll(now)
-            if edge:
-                self._do(sm.stop_button(edge > 0, now))
-            self._do(sm.tick(now))
-            led.step(now)
-            if self._wdt is not None:
-                healthy = True
-                for t in alive:
-                    if time.ticks_diff(now, t) > _HEALTHY_MS:
-                        healthy = False
-                if healthy:
-                    self._wdt.feed()
-            await asyncio.sleep_ms(_FAST_MS)
 
     async def _ntp_task(self):
         host = self.cfg["ntp_host"]
@@ -277,8 +283,7 @@ class App:
         if self.cfg["watchdog_s"]:
             from machine import WDT
             self._wdt = WDT(timeout=_ms(self.cfg["watchdog_s"]))
-        for coro in (self._reader_task(), self._meter_task(), self._emergency_task(),
-                     self._fast_task(), self._ntp_task()):
+        for coro in (self._poll_task(), self._emergency_task(), self._ntp_task()):
             asyncio.create_task(coro)
         for hook in STARTUP_HOOKS:
             hook(self)

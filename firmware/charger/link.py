@@ -25,12 +25,15 @@ import random
 import sys
 from time import ticks_diff, ticks_ms
 
+from micropython import const
+
 from charger import messages, wsclient
 
 # close codes after which retrying soon cannot help (configuration problems): wait long
 _CONFIG_CLOSE_CODES = (4001, 4003, 4004, 4005, 4006)
-_WIFI_POLL_MS = 250
-_WIFI_WATCH_MS = 1000
+_WIFI_POLL_MS = const(250)
+_WIFI_WATCH_MS = const(1000)
+_BATCH = const(16)  # outbox entries sent per delivery confirmation
 
 
 def log(*args):
@@ -196,15 +199,20 @@ class Link:
     async def _drain(self, ws):
         # Send the outbox oldest first; once all is sent, a ping's pong confirms delivery
         # and only then are the entries removed. Sleep until notify() or the connection ends.
+        # A send usually returns without yielding, so at most _BATCH entries go before a
+        # confirmation (which waits for its pong): a replay does not starve the other tasks.
         outbox = self._outbox
         outbox.rewind()  # what the last connection sent without a confirmation goes again
+        sent = 0
         while ws.open:
-            text = outbox.next_unsent()
+            text = outbox.next_unsent() if sent < _BATCH else None
             if text is not None:
                 await ws.send(text)
+                sent += 1
             elif outbox.unconfirmed:
                 if await ws.confirm():
                     outbox.confirm()
+                sent = 0
             else:
                 self._wake.clear()
                 await self._wake.wait()

@@ -130,9 +130,11 @@ class MFRC522:
         self._wreg(_CommandReg, _CMD_IDLE)
         self._wreg(irq_reg, irq_clear)
         self._wreg(_FIFOLevelReg, 0x80)
-        frame = self._frame
+        self._fifo_put(n)
+
+    def _fifo_put(self, n):
         for i in range(n):
-            self._wreg(_FIFODataReg, frame[i])
+            self._wreg(_FIFODataReg, self._frame[i])
 
     def _transceive(self, n, framing):
         """Send n bytes of _frame; returns the number of bytes received into _resp, or -1.
@@ -140,19 +142,28 @@ class MFRC522:
         `framing` is BitFramingReg without StartSend: RxAlign << 4 | TxLastBits. On a bit
         collision `last_collision` is set and the bits received are still returned (with
         `coll_pos`, CollReg: the 1-based position of the first collided bit, 0x20 = unknown).
+        Runs on every card poll: this and the helpers it calls keep few locals, so their
+        frames stay on the C stack (a larger frame is allocated on the heap at every call).
         """
         self._load_fifo(_ComIrqReg, 0x7F, n)
         self._wreg(_CommandReg, _CMD_TRANSCEIVE)
         self._wreg(_BitFramingReg, 0x80 | framing)
+        irq = self._wait_irq()
+        self._clear_bits(_BitFramingReg, 0x80)
+        self.last_collision = False
+        if not irq & 0x30 or irq & 0x01 and not irq & 0x20:
+            return -1  # timeout: nobody answered
+        return self._read_fifo()
+
+    def _wait_irq(self):
         irq = 0
         for _ in range(200):
             irq = self._rreg(_ComIrqReg)
             if irq & 0x31:  # RxIRq | IdleIRq | TimerIRq
                 break
-        self._clear_bits(_BitFramingReg, 0x80)
-        self.last_collision = False
-        if not irq & 0x30 or irq & 0x01 and not irq & 0x20:
-            return -1  # timeout: nobody answered
+        return irq
+
+    def _read_fifo(self):
         err = self._rreg(_ErrorReg)
         if err & 0x08:  # CollErr
             self.last_collision = True
@@ -162,9 +173,8 @@ class MFRC522:
         count = self._rreg(_FIFOLevelReg)
         if count > len(self._resp):
             return -1
-        resp = self._resp
         for i in range(count):
-            resp[i] = self._rreg(_FIFODataReg)
+            self._resp[i] = self._rreg(_FIFODataReg)
         return count
 
     def _crc(self, n):
@@ -192,6 +202,10 @@ class MFRC522:
         n = self._transceive(1, 7)
         if n < 1 or n != 2 and not self.last_collision:
             return NO_CARD  # (differing ATQAs collide too: cards are there)
+        return self._select()
+
+    def _select(self):
+        # cascade levels 1-3 of the card(s) that answered REQA (only when a card is there)
         uid = self.uid
         got = 0
         f = self._frame

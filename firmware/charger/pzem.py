@@ -93,7 +93,8 @@ class PZEM004T:
         start = time.ticks_ms()
         while got < want:
             if uart.any():
-                n = uart.readinto(self._mv[got:want])
+                # the whole reply usually comes at once: slice (allocate) only for the rest
+                n = uart.readinto(self._mv[got:want] if got else self._buf, want - got)
                 if n:
                     got += n
                     continue

@@ -28,7 +28,7 @@ import asyncio
 import binascii
 import hashlib
 import os
-from time import ticks_diff, ticks_ms
+from time import ticks_add, ticks_diff, ticks_ms
 
 from micropython import const
 
@@ -58,6 +58,7 @@ _CLOSED = const(3)
 _MAX_HEADER_LINE = const(1024)
 _MAX_HEADERS = const(64)
 _TX_CHUNK = const(256)  # multiple of 4, so the mask index restarts at 0 in every chunk
+_PONG_POLL_MS = const(20)
 
 
 class WebSocketError(Exception):
@@ -92,8 +93,8 @@ class Buffers:
         self.hdr = bytearray(14)
         self.ctl = bytearray(125)
         self.msg = bytearray(max_size)
-        self.tx = bytearray(_TX_CHUNK)
-        self.txh = bytearray(14)  # header of the frame being sent (sends are serialized)
+        self.tx = bytearray(14 + _TX_CHUNK)  # the frame being written: header, payload
+        self.ping = bytearray(2)  # payload of the confirm() ping: its sequence number
         self.hdr_mv = memoryview(self.hdr)
         self.one = self.hdr_mv[0:1]    # fixed views, sliced once: no allocation per frame
         self.hdr2 = self.hdr_mv[0:2]
@@ -102,7 +103,6 @@ class Buffers:
         self.ctl_mv = memoryview(self.ctl)
         self.msg_mv = memoryview(self.msg)
         self.tx_mv = memoryview(self.tx)
-        self.txh_mv = memoryview(self.txh)
 
 
 def parse_url(url):
@@ -209,8 +209,7 @@ class WebSocket:
         self._rx_task = None     # the task blocked in recv(), if any
         self._tx_task = None     # the task blocked in a drain, if any
         self._ka_task = None
-        self._pong_evt = asyncio.Event()
-        self._pong_want = None   # payload of the confirm() ping awaiting its pong
+        self._pong_wanted = False  # a confirm() ping awaits its pong
         self._ping_seq = 0
         self._rx_count = 0       # bumps on every read that returned bytes
         self._last_rx = ticks_ms()
@@ -406,9 +405,9 @@ class WebSocket:
                 elif op == OP_CLOSE:
                     await self._on_close_frame(n)
                 elif op == OP_PONG:
-                    if self._pong_want is not None and bytes(b.ctl_mv[:n]) == self._pong_want:
-                        self._pong_want = None
-                        self._pong_evt.set()
+                    p = b.ping
+                    if n == 2 and b.ctl[0] == p[0] and b.ctl[1] == p[1]:
+                        self._pong_wanted = False
                 else:
                     await self._fail(CLOSE_PROTOCOL_ERROR, "reserved control opcode")
                 continue
@@ -490,35 +489,39 @@ class WebSocket:
         raise ConnectionClosed(code, reason)
 
     # ---- sending -----------------------------------------------------------------------
-    async def send(self, data):
-        """Send a text (str) or binary (bytes) message. Raises ConnectionClosed."""
+    def send(self, data):
+        """Send a text (str) or binary (bytes) message: `await ws.send(data)`. Raises
+        ConnectionClosed. (A plain function returning the sending coroutine: one
+        allocation less per message.)"""
         if self._state != _OPEN:
             raise ConnectionClosed(self.close_code or CLOSE_ABNORMAL, self.close_reason)
         if isinstance(data, str):
-            await self._send_frame(OP_TEXT, data.encode())
-        else:
-            await self._send_frame(OP_BINARY, data)
+            return self._send_frame(OP_TEXT, data.encode())
+        return self._send_frame(OP_BINARY, data)
 
-    async def ping(self, payload=b""):
-        """Send a ping (the keepalive does this by itself)."""
-        await self._send_frame(OP_PING, payload)
+    def ping(self, payload=b""):
+        """Send a ping: `await ws.ping()` (the keepalive does this by itself)."""
+        return self._send_frame(OP_PING, payload)
 
     async def confirm(self):
         """Ping and wait for its pong: True once the server has read every frame sent
         before (RFC 6455 section 5.5.3: the pong answers a ping read after them). False
         when the connection closes or no pong comes within `ping_timeout_ms` (the
-        connection then fails with 1006). Needs recv() running in another task."""
-        self._ping_seq = (self._ping_seq + 1) & 0xFFFF
-        want = b"confirm %d" % self._ping_seq
-        self._pong_want = want
-        self._pong_evt.clear()
-        await self._send_frame(OP_PING, want)
-        try:
-            await asyncio.wait_for_ms(self._pong_evt.wait(), self._ping_timeout)
-        except asyncio.TimeoutError:
-            await self._drop(CLOSE_ABNORMAL, "no pong within %d ms" % self._ping_timeout)
-            return False
-        return self._state == _OPEN and self._pong_want is None
+        connection then fails with 1006). Needs recv() running in another task.
+        Waits by polling every 20 ms: `wait_for` would create a task per confirmation."""
+        self._ping_seq = seq = (self._ping_seq + 1) & 0xFFFF
+        p = self._b.ping
+        p[0] = seq >> 8
+        p[1] = seq & 0xFF
+        self._pong_wanted = True
+        await self._send_frame(OP_PING, p)
+        due = ticks_add(ticks_ms(), self._ping_timeout)
+        while self._pong_wanted and self._state == _OPEN:
+            if ticks_diff(due, ticks_ms()) <= 0:
+                await self._drop(CLOSE_ABNORMAL, "no pong within %d ms" % self._ping_timeout)
+                return False
+            await asyncio.sleep_ms(_PONG_POLL_MS)
+        return self._state == _OPEN and not self._pong_wanted
 
     async def _send_close(self, code, reason):
         if code is None:
@@ -528,57 +531,74 @@ class WebSocket:
         await self._send_frame(OP_CLOSE, bytes((code >> 8, code & 0xFF)) + r)
 
     async def _send_frame(self, op, payload):
-        # RFC 6455 section 5.2 framing, one unfragmented frame, masked (section 5.3)
-        b = self._b
-        async with self._wlock:
-            stream = self._stream
-            if stream is None or self._state == _CLOSED:
-                raise ConnectionClosed(self.close_code or CLOSE_ABNORMAL, self.close_reason)
-            n = len(payload)
-            h = b.txh
-            h[0] = 0x80 | op
-            if n < 126:
-                h[1] = 0x80 | n
-                hl = 2
-            elif n < 65536:
-                h[1] = 0x80 | 126
-                h[2] = n >> 8
-                h[3] = n & 0xFF
-                hl = 4
-            else:
-                h[1] = 0x80 | 127
-                for i in range(2, 6):
-                    h[i] = 0
-                for i in range(4):
-                    h[9 - i] = (n >> (8 * i)) & 0xFF
-                hl = 10
-            mask = os.urandom(4)  # section 5.3 / 10.3: unpredictable, fresh per frame
-            for i in range(4):
-                h[hl + i] = mask[i]
-            try:
-                stream.write(b.txh_mv[:hl + 4])
-                tx = b.tx
-                off = 0
-                while off < n:
-                    k = n - off
-                    if k > _TX_CHUNK:
-                        k = _TX_CHUNK
-                    for i in range(k):
-                        tx[i] = payload[off + i] ^ mask[i & 3]
-                    stream.write(b.tx_mv[:k])
-                    off += k
+        # The common case: nobody is draining and the socket takes the whole frame: no
+        # lock, no yield. Otherwise the frame queues behind the lock and is drained there
+        # (asyncio's write appends to a buffer that a running drain would lose).
+        lock = self._wlock
+        try:
+            if not lock.locked():
+                self._write_frame(op, payload)
+                if not self._stream.out_buf:
+                    return
+                payload = None  # written; what is left is the drain
+            async with lock:
+                if payload is not None:
+                    self._write_frame(op, payload)
                 self._tx_task = asyncio.current_task()
-                await stream.drain()
-            except asyncio.CancelledError:
-                if self._state == _CLOSED:  # cancelled by _drop(): report why
-                    raise ConnectionClosed(self.close_code, self.close_reason)
-                # a half-written drain cannot be resumed: the connection is broken
-                await self._drop(CLOSE_ABNORMAL, "send interrupted")
-                raise
-            except OSError:
-                raise await self._lost()
-            finally:
-                self._tx_task = None
+                await self._stream.drain()
+        except asyncio.CancelledError:
+            if self._state == _CLOSED:  # cancelled by _drop(): report why
+                raise ConnectionClosed(self.close_code, self.close_reason)
+            # a half-written drain cannot be resumed: the connection is broken
+            await self._drop(CLOSE_ABNORMAL, "send interrupted")
+            raise
+        except OSError:
+            raise await self._lost()
+        finally:
+            self._tx_task = None
+
+    def _write_frame(self, op, payload):
+        # RFC 6455 section 5.2 framing, one unfragmented frame, masked (section 5.3), handed
+        # to the stream without a yield: frames of different tasks never interleave
+        stream = self._stream
+        if stream is None or self._state == _CLOSED:
+            raise ConnectionClosed(self.close_code or CLOSE_ABNORMAL, self.close_reason)
+        n = len(payload)
+        tx = self._b.tx
+        tx[0] = 0x80 | op
+        if n < 126:
+            tx[1] = 0x80 | n
+            hl = 2
+        elif n < 65536:
+            tx[1] = 0x80 | 126
+            tx[2] = n >> 8
+            tx[3] = n & 0xFF
+            hl = 4
+        else:
+            tx[1] = 0x80 | 127
+            for i in range(2, 10):
+                tx[i] = (n >> (8 * (9 - i))) & 0xFF
+            hl = 10
+        mask = os.urandom(4)  # section 5.3 / 10.3: unpredictable, fresh per frame
+        for i in range(4):
+            tx[hl + i] = mask[i]
+        self._mask_out(stream, payload, n, mask, hl + 4)
+
+    def _mask_out(self, stream, payload, n, mask, off):
+        # the masked payload after the header in the transmit buffer, a chunk per write
+        tx = self._b.tx
+        done = 0
+        while True:
+            k = n - done
+            if k > _TX_CHUNK:
+                k = _TX_CHUNK
+            for i in range(k):
+                tx[off + i] = payload[done + i] ^ mask[i & 3]
+            stream.write(self._b.tx_mv[:off + k])
+            done += k
+            if done >= n:
+                return
+            off = 0
 
     # ---- closing -----------------------------------------------------------------------
     async def close(self, code=CLOSE_NORMAL, reason=""):
@@ -635,7 +655,6 @@ class WebSocket:
             if task is not None and task is not me:
                 task.cancel()
         self._closed_evt.set()
-        self._pong_evt.set()  # wake confirm(); it sees the connection closed
         stream = self._stream
         if stream is not None:
             try:

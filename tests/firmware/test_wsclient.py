@@ -470,8 +470,8 @@ def test_every_frame_gets_a_fresh_random_mask():
     out = run_mpy("""
 import asyncio
 from charger import wsclient
-class Sink:
-    def __init__(self): self.data = bytearray()
+class Sink:  # an asyncio stream whose socket takes every write at once
+    def __init__(self): self.data = bytearray(); self.out_buf = b""
     def write(self, b): self.data.extend(b)
     async def drain(self): pass
 async def main():

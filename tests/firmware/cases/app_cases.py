@@ -1,11 +1,14 @@
 """The app's interrupt path and hot loop on simulated hardware; MicroPython only."""
 
+import json
+import time
+
 import machine
 import micropython
 from pzem_emu import PZEMEmulator
 from rc522_emu import RC522Emulator
 
-from charger import app, config
+from charger import app, clock, config
 from charger import state as S
 from charger.board import Board
 from charger.link import Link
@@ -48,6 +51,39 @@ def case_state_machine_hot_path_allocates_nothing():
     finally:
         micropython.heap_unlock()
     assert m.state == S.CHARGING
+
+
+def case_a_poll_pass_with_nothing_to_do_allocates_nothing():
+    # buttons, the state machine's clock, the LED, the card reader (no card); the meter's
+    # poll is left out: its reading becomes three floats, which MicroPython allocates
+    a = _app()
+    a._do(a.sm.boot(a.board.reader.init(), False, 0))
+    a._meter_due = time.ticks_add(time.ticks_ms(), 3600000)
+    sim0 = machine.sim_alloc[0]
+    total0 = micropython.mem_total()
+    for _ in range(20):
+        a._reader_due = time.ticks_ms()
+        a._poll(time.ticks_ms())
+    firmware = micropython.mem_total() - total0 - (machine.sim_alloc[0] - sim0)
+    assert firmware == 0, firmware
+
+
+def case_a_stop_in_the_same_second_as_the_last_reading_keeps_its_true_ts():
+    # the server counts a register rise within the same whole second: no bumped ts
+    a = _app()
+    sm = a.sm
+    sm.card("AA", 0)
+    a._do(sm.start(7, 0))
+    a._do(sm.meter_reading(230.0, 10.0, 2300.0, 1000, 0))
+    a._do(sm.stop_button(True, 10))
+    texts = []
+    while len(a.outbox):
+        texts.append(a.outbox.peek())
+        a.outbox.pop()
+    reading_ts = json.loads(texts[0])["ts"]
+    stop = json.loads(texts[-1])
+    assert stop["type"] == "stop" and stop["session_id"] == 7
+    assert reading_ts <= stop["ts"] <= clock.unix_time()
 
 
 def case_relay_never_closes_while_emergency_is_open():

@@ -3,6 +3,7 @@
 import time
 
 import machine
+import micropython
 from pzem_emu import PZEMEmulator
 from rc522_emu import RC522Emulator
 
@@ -23,6 +24,16 @@ def _meter(**kw):
     return emu, pzem.PZEM004T(machine.UART(2), timeout_ms=30)
 
 
+def _firmware_bytes(poll, times=20):
+    """Bytes `poll()` allocates `times` times over, the emulated chips' share left out."""
+    poll()
+    sim0 = machine.sim_alloc[0]
+    total0 = micropython.mem_total()
+    for _ in range(times):
+        poll()
+    return micropython.mem_total() - total0 - (machine.sim_alloc[0] - sim0)
+
+
 def case_reader_reports_its_version():
     emu, r = _reader()
     assert r.present() and r.init() and r.version() == 0x92
@@ -37,6 +48,12 @@ def case_no_card_reads_nothing():
     emu, r = _reader()
     r.init()
     assert r.read_uid() == mfrc522.NO_CARD
+
+
+def case_polling_for_a_card_allocates_nothing_while_none_is_there():
+    emu, r = _reader()
+    r.init()
+    assert _firmware_bytes(r.read_uid) == 0
 
 
 def case_4_byte_uid_is_upper_case_hex():
@@ -128,6 +145,12 @@ def case_meter_reading_is_scaled():
     assert m.voltage_dv == 2298 and m.power_dw == 35721 and m.energy_wh == 70000
     assert abs(m.current - 3572.1 / 229.8) < 0.001
     assert m.frequency == 50.0 and m.power_factor == 1.0 and not m.alarm
+
+
+def case_polling_the_meter_allocates_nothing():
+    emu, m = _meter(power=3600.0)
+    assert _firmware_bytes(lambda: m.read() == pzem.OK and m.energy_wh) == 0
+    assert m.read() == pzem.OK
 
 
 def case_meter_energy_accumulates_with_simulated_time():
