@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from server.auth import (
-    DASHBOARD_ROLES, DEFAULT_TOKEN_DAYS, hash_station_key, load_or_create_secret, mint_token,
+    DASHBOARD_ROLES, DEFAULT_TOKEN_DAYS, STATION, hash_station_key, load_or_create_secret, mint_token,
     new_station_key,
 )
 from server.config import ConfigError, load_config
@@ -63,7 +63,15 @@ def _subject(text: str) -> str:
 
 
 def _station_list(text: str) -> list[int]:
-    return [_positive_int(part) for part in text.split(",")]
+    """"1,3,5-8" -> [1, 3, 5, 6, 7, 8]"""
+    stations = []
+    for part in text.split(","):
+        low, dash, high = part.partition("-")
+        first, last = _positive_int(low), _positive_int(high) if dash else None
+        if last is not None and not first <= last <= first + 10_000:
+            raise argparse.ArgumentTypeError(f"bad station range {part!r}")
+        stations += list(range(first, (last or first) + 1))
+    return stations
 
 
 def _days(text: str) -> float:
@@ -125,11 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     tokens = groups.add_parser("tokens", help="issue dashboard tokens (JWT)")
     actions = tokens.add_subparsers(dest="action", required=True, metavar="ACTION")
-    issue = actions.add_parser("issue", help="print a signed dashboard token")
-    issue.add_argument("--role", choices=DASHBOARD_ROLES, required=True)
+    issue = actions.add_parser("issue", help="print a signed token: a dashboard's, or a charger's "
+                                             "(--role station --stations 1-20)")
+    issue.add_argument("--role", choices=(*DASHBOARD_ROLES, STATION), required=True)
     issue.add_argument("--sub", type=_subject, required=True, help="who the token is for (shown in logs)")
     issue.add_argument("--stations", type=_station_list,
-                       help="comma-separated station ids it may see (default: every station)")
+                       help="station ids it may see, e.g. 1,3,5-8 (default: every station; "
+                            "required for --role station)")
     issue.add_argument("--days", type=_days, default=DEFAULT_TOKEN_DAYS,
                        help=f"validity in days (default {DEFAULT_TOKEN_DAYS:g})")
 

@@ -228,7 +228,11 @@ def test_tokens_issue_prints_a_token_the_server_accepts_for_that_role_and_statio
     assert oct(secret_file.stat().st_mode & 0o777) == "0o600"
     principal = decode_token(load_or_create_secret(secret_file), token)
     assert (principal.sub, principal.role, principal.stations) == ("ana", "operator", frozenset({1, 3}))
-    for args in (["--role", "root", "--sub", "x"], ["--role", "admin", "--sub", "x", "--days", "0"],
+    fleet = ok(admin("tokens", "issue", "--role", "station", "--sub", "sim", "--stations", "1-3,7")).strip()
+    assert decode_token(load_or_create_secret(secret_file), fleet).stations == frozenset({1, 2, 3, 7})
+    unbound = admin("tokens", "issue", "--role", "station", "--sub", "sim")
+    assert unbound.returncode == 1 and unbound.stderr.strip() == "error: a station token must name its station(s)"
+    for args in (["--role", "root", "--sub", "x"], ["--role", "admin", "--sub", "x", "--stations", "5-2"], ["--role", "admin", "--sub", "x", "--days", "0"],
                  ["--role", "admin", "--sub", "x", "--stations", "1,a"]):
         refused = admin("tokens", "issue", *args)
         assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
