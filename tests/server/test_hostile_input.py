@@ -29,6 +29,7 @@ from server import protocol as p
 from server.auth import VIEWER, mint_token
 from server.uids import InvalidUid, normalize_uid
 from tests.live_server import running_server
+from tests.server.test_core import Card
 
 NOW = 1_800_000_000.0
 CARD = "VIRTUAL-1-A4F2E8"
@@ -89,14 +90,6 @@ FRAMES = st.one_of(TEXT_FRAMES, st.binary(max_size=200))
 PERSISTENCE = (c.CreateSession, c.QueueReading, c.QueueProgress, c.EndSession)
 
 
-@dataclass(frozen=True)
-class Card:
-    uid: str
-    user_id: int
-    user_name: str
-    enabled: bool = True
-
-
 def two_charging_stations() -> c.SessionCore:
     """Station 1 charging session 123 (the target) and station 2 charging session 456 (a bystander)."""
     core = c.SessionCore()
@@ -121,40 +114,37 @@ def publisher_message(frame):
     return message
 
 
-def check_effects(effects, core, bystander) -> None:
+def check_frame_through_the_core(frame, parse, handle) -> None:
+    """parse(frame) -> message or ProtocolError; handle(core, message) -> effects. A rejected
+    frame changes no session and stores no reading; the other station is never touched."""
+    core = two_charging_stations()
+    before, bystander = core.describe(1, NOW + 5), core.describe(2, NOW + 5)
+    try:
+        message = parse(frame)
+    except p.ProtocolError as refusal:
+        assert refusal.code == p.INVALID_MESSAGE and refusal.message
+        assert core.describe(1, NOW + 5) == before
+        return
+    effects = handle(core, message)
     errors = [e for e in effects if isinstance(e, c.Reply) and e.message.get("type") == "error"]
-    if errors:  # a rejected frame changes no session and stores no reading
+    if errors:
         assert not [e for e in effects if isinstance(e, PERSISTENCE)], effects
         assert all(e.message["code"] and e.message["message"] for e in errors)
-    assert core.describe(2, NOW + 5) == bystander  # the other station is untouched
+    assert core.describe(2, NOW + 5) == bystander
 
 
 @settings(max_examples=6000, **SETTINGS)
 @given(FRAMES)
 def test_charger_frames_are_a_message_or_an_error_and_rejections_change_nothing(frame):
-    core = two_charging_stations()
-    before, bystander = core.describe(1, NOW + 5), core.describe(2, NOW + 5)
-    try:
-        message = publisher_message(frame)
-    except p.ProtocolError as refusal:
-        assert refusal.code == p.INVALID_MESSAGE and refusal.message
-        assert core.describe(1, NOW + 5) == before
-        return
-    check_effects(core.handle_publisher(1, message, NOW + 5), core, bystander)
+    check_frame_through_the_core(frame, publisher_message,
+                                 lambda core, message: core.handle_publisher(1, message, NOW + 5))
 
 
 @settings(max_examples=3200, **SETTINGS)
 @given(FRAMES)
 def test_dashboard_frames_are_a_message_or_an_error_and_rejections_change_nothing(frame):
-    core = two_charging_stations()
-    before, bystander = core.describe(1, NOW + 5), core.describe(2, NOW + 5)
-    try:
-        message = p.parse_client_message(p.decode_frame(frame))
-    except p.ProtocolError as refusal:
-        assert refusal.code == p.INVALID_MESSAGE and refusal.message
-        assert core.describe(1, NOW + 5) == before
-        return
-    check_effects(core.dashboard_stop(1, message, NOW + 5), core, bystander)
+    check_frame_through_the_core(frame, lambda text: p.parse_client_message(p.decode_frame(text)),
+                                 lambda core, message: core.dashboard_stop(1, message, NOW + 5))
 
 
 # ---------------------------------------------------------------- a real server socket
