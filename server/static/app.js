@@ -68,7 +68,12 @@ function renderBanners() {
   if (key === bannersKey) return;
   bannersKey = key;
   const banners = [];
-  if (link.state !== "open" && link.failures > 0) { // also while a reconnect attempt is under way
+  if (link.state === "refused") {
+    banners.push(
+      h("div", { class: "banner offline", dataset: { testid: "unauthorized" } },
+        "This dashboard needs a valid token: open the address `make run` printed, or ask an admin for one (python -m server.admin tokens issue)."),
+    );
+  } else if (link.state !== "open" && link.failures > 0) { // also while a reconnect attempt is under way
     banners.push(
       h("div", { class: "banner offline", dataset: { testid: "offline" } },
         `Disconnected from the server. Values shown are the last known, not live. Reconnecting${seconds ? ` in ${seconds} s` : ""}…`),
@@ -116,7 +121,7 @@ link.addEventListener("state", (event) => {
   const { state, retryInMs } = event.detail;
   retryAt = state === "closed" ? Date.now() + retryInMs : null;
   linkState.dataset.state = state;
-  linkState.textContent = { connecting: "Connecting…", open: "Live", closed: "Disconnected" }[state];
+  linkState.textContent = { connecting: "Connecting…", open: "Live", closed: "Disconnected", refused: "Not signed in" }[state];
   store.setConnected(state === "open");
   if (state === "open") loadFromApi();
   renderBanners();

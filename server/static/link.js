@@ -1,11 +1,13 @@
 // The dashboard's WebSocket: subscribes to every station, reconnects with capped exponential
 // backoff and jitter, and correlates administration requests with their replies.
-// Events: "state" (detail: {state: "connecting" | "open" | "closed", retryInMs}) and
+// A close with 4003 (token missing, invalid or expired) is final: retrying cannot fix it.
+// Events: "state" (detail: {state: "connecting" | "open" | "closed" | "refused", retryInMs}) and
 // "message" (detail: the parsed JSON object).
 
 const MIN_DELAY_MS = 500;
 const MAX_DELAY_MS = 10000;
 const REQUEST_TIMEOUT_MS = 10000;
+const CLOSE_BAD_TOKEN = 4003;
 
 export function dashboardSocketUrl(location, token = "") {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
@@ -37,10 +39,14 @@ export class LiveLink extends EventTarget {
       this.setState("open", 0);
     });
     socket.addEventListener("message", (event) => this.receive(event.data));
-    socket.addEventListener("close", () => {
+    socket.addEventListener("close", (event) => {
       if (this.socket !== socket) return;
       this.socket = null;
       this.failPending("connection lost");
+      if (event.code === CLOSE_BAD_TOKEN) {
+        this.setState("refused", 0);
+        return;
+      }
       const delay = Math.min(MAX_DELAY_MS, MIN_DELAY_MS * 2 ** this.failures);
       const jittered = Math.round(delay * (0.5 + Math.random() / 2));
       this.failures += 1;

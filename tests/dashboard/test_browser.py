@@ -290,3 +290,25 @@ async def test_numbers_are_formatted_for_people(page, live_app):
     )
     assert shown == ["2.450 kWh", "0.000 kWh", "$17.15", "$1,234.50", "$7.00/kWh", "0:14:10", "1:02:05",
                      "—", "3.57 kW", "950 W", "220.5 V", "16.20 A", "—"]
+
+
+async def test_without_a_token_the_page_says_how_to_sign_in_and_shows_no_data(page, live_app):
+    await page.goto(http_url(live_app, "/", token=None))
+    await expect(page.get_by_test_id("unauthorized")).to_contain_text("needs a valid token")
+    await expect(page.locator("#link-state")).to_have_text("Not signed in")
+    await expect(page.locator(STATION)).to_have_count(0)
+
+
+async def test_a_viewer_sees_the_session_but_its_stop_is_forbidden_and_charging_goes_on(page, live_app, simulator):
+    await page.goto(http_url(live_app, "/", token="viewer") + "#/station/1")
+    await expect(page.locator("#link-state")).to_have_text("Live")
+    charger = await simulator(1)
+    await charger.command(f"tap {CARD}")
+    await charger.wait_for(r"started session_id")
+    status = page.locator('.station-head [data-field="status"]')
+    await expect(status).to_have_text("cargando")
+    await page.get_by_test_id("stop").click()
+    await page.get_by_test_id("confirm-stop").click()
+    await expect(page.get_by_test_id("station-error")).to_contain_text("not allowed")
+    await expect(status).to_have_text("cargando")
+    assert live_app.core.open_session_count() == 1
