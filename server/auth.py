@@ -76,8 +76,11 @@ def load_or_create_secret(path: Path) -> bytes:
     path = Path(path)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_private_file(path, secrets.token_hex(SECRET_BYTES) + "\n")
-        log.info("created a new signing secret in %s", path)
+        try:  # O_EXCL: when the server and server.admin start together, one secret wins
+            write_private_file(path, secrets.token_hex(SECRET_BYTES) + "\n", exclusive=True)
+            log.info("created a new signing secret in %s", path)
+        except FileExistsError:
+            pass
     text = path.read_text(encoding="ascii").strip()
     if len(text) < 2 * SECRET_BYTES:
         raise ValueError(f"signing secret {path} is shorter than {SECRET_BYTES} bytes")
@@ -87,9 +90,9 @@ def load_or_create_secret(path: Path) -> bytes:
     return text.encode("ascii")
 
 
-def write_private_file(path: Path, text: str) -> None:
+def write_private_file(path: Path, text: str, exclusive: bool = False) -> None:
     """Write `text` to a file only its owner can read (created 0600, never world-readable)."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC), 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         handle.write(text)
     os.chmod(path, 0o600)
