@@ -297,7 +297,9 @@ def build(cfg):
     from charger.board import Board
     from charger.link import Link
     from charger.outbox import Outbox
-    return App(cfg, Board(cfg), Outbox(), Link)
+    board = Board(cfg)
+    _forget("charger.board")  # only the drivers it built stay
+    return App(cfg, board, Outbox(), Link)
 
 
 def main(path=None):

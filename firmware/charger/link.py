@@ -17,7 +17,8 @@ has, and a repeated `stop` is harmless).
 Config keys (the parsed config dict): `server_url`, `station`, `token`, `ca_cert`,
 `wifi` ({ssid, password} or None: the network is managed elsewhere and not watched),
 `ping_interval_s` (20), `backoff_max_s` (30); optional with defaults: `ping_timeout_s` (10),
-`backoff_min_s` (1), `connect_timeout_s` (10), `wifi_timeout_s` (20), `max_message` (4096).
+`backoff_min_s` (1), `connect_timeout_s` (10), `wifi_timeout_s` (20), `max_message` (1024:
+the server's messages to a charger are a few hundred bytes at most).
 """
 
 import asyncio
@@ -91,7 +92,7 @@ class Link:
             raise ValueError("backoff_max_s must not be below backoff_min_s")
         self._connect_ms = _seconds(cfg, "connect_timeout_s", 10, 0.1, 600)
         self._wifi_ms = _seconds(cfg, "wifi_timeout_s", 20, 0.1, 600)
-        self._bufs = wsclient.Buffers(int(cfg.get("max_message") or 4096))
+        self._bufs = wsclient.Buffers(int(cfg.get("max_message") or 1024))
         self._handler = handler
         self._outbox = outbox
         self._wake = asyncio.Event()
