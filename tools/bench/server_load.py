@@ -198,7 +198,7 @@ async def bench(args) -> dict:
         log(f"the machine is busy (load average {load_before:.1f}): figures will be lower than on an idle machine")
     with tempfile.TemporaryDirectory(prefix="evse-bench-") as workdir:
         server = ServerTarget(Path(workdir))
-        figures = await measure(server, args, lambda: server.start(args.chargers))
+        figures = await measure(server, args, lambda: server.start(args.chargers, args.rate))
         baseline = None
         if not args.no_baseline:
             relay = RelayTarget()

@@ -29,6 +29,7 @@ from server.storage import Storage
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CARD_PREFIX = "BENCH-"
 START_TIMEOUT_S = 60.0
+RATE_LIMIT_DEFAULT = 10.0  # the server's default frames per second per connection
 STOP_TIMEOUT_S = 60.0
 _LISTENING = re.compile(r"(?:127\.0\.0\.1|localhost):(\d+)")
 
@@ -124,11 +125,15 @@ class ServerTarget(_Process):
         self.log_path = workdir / "server.log"
         self._log_task: asyncio.Task | None = None
 
-    async def start(self, stations: int) -> None:
+    async def start(self, stations: int, rate: float = 1.0) -> None:
+        """Provision `stations` and start the server for chargers sending `rate` readings/s."""
         await provision(self.db_path, stations)
         # one log line per connection would be part of the load; AUTH=off and no connection cap:
         # the bench measures the message path (a credential is checked once per connection)
         env = {"LOG_LEVEL": "WARNING", "AUTH": "off", "MAX_CONNECTIONS": "1000000"}
+        if rate > RATE_LIMIT_DEFAULT / 2:
+            # saturation runs with few, fast chargers: stay clear of the per-connection limit
+            env["RATE_LIMIT"] = str(2 * rate)
         await self._spawn(
             "-m", "server", "--host", "127.0.0.1", "--port", "0", "--db", str(self.db_path),
             env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
