@@ -60,8 +60,8 @@ def compile_modules(tmp_path: Path) -> list[Path]:
     sim.mkdir()
     for src in (ROOT / "tools" / "sim").glob("*.py"):
         if src.name != "run_charger.py":
-            subprocess.run([str(MPY_CROSS), "-o", str(sim / (src.stem + ".mpy")), str(src)],
-                           check=True)
+            subprocess.run([str(MPY_CROSS), "-O3", "-s", src.name,
+                            "-o", str(sim / (src.stem + ".mpy")), str(src)], check=True)
     return [sim, firmware]
 
 

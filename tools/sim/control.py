@@ -17,7 +17,6 @@ Answers start with `SIM ` so they stand out from the firmware's log. Commands:
 Never shipped.
 """
 
-import asyncio
 import gc
 import json
 import sys
@@ -74,6 +73,7 @@ class Control:
         if arg == "gc":
             gc.collect()
         elif arg == "watch" and not self.watching:
+            import asyncio
             self.watching = True
             asyncio.create_task(self._watch_heap())
         return {"mem_total": micropython.mem_total(), "sim_alloc": machine.sim_alloc[0],
@@ -83,6 +83,7 @@ class Control:
                 "readings_queued": self.app.readings_queued if self.app else 0}
 
     async def _watch_heap(self):
+        import asyncio
         while True:
             gc.collect()
             used = gc.mem_alloc()
@@ -151,6 +152,7 @@ class Control:
     async def run_stdin(self):
         """Read commands from stdin as an asyncio stream (no polling wake-ups). What a command
         costs in allocations is booked to `machine.sim_alloc`, not to the firmware."""
+        import asyncio  # the firmware's (imported after the simulator's heap was measured)
         stream = asyncio.StreamReader(sys.stdin)
         mem_total = machine._mem_total
         while True:
