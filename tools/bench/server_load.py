@@ -119,17 +119,41 @@ def station_shares(chargers: int, workers: int) -> list[range]:
 
 
 # --- one run against one target ----------------------------------------------------------
+class Progress:
+    """Polls a target's processed count in the background from `go` on, and remembers when it
+    last grew and the target's CPU seconds at that moment: the end of the measured window."""
+
+    def __init__(self, target):
+        self.target = target
+        self.count, self.changed_at, self.cpu_at_change = 0, time.monotonic(), cpu_seconds(target.pid)
+        self._task = asyncio.create_task(self._poll())
+
+    async def _poll(self) -> None:
+        while True:
+            latest = await self.target.processed()
+            if latest != self.count:
+                self.count, self.changed_at = latest, time.monotonic()
+                self.cpu_at_change = cpu_seconds(self.target.pid)
+            await asyncio.sleep(POLL_INTERVAL_S)
+
+    async def caught_up(self, expected: int) -> None:
+        """Return once the count reached `expected` or stopped moving for STALL_TIMEOUT_S."""
+        try:
+            while self.count < expected and time.monotonic() - self.changed_at < STALL_TIMEOUT_S:
+                self.target.check_alive()
+                if self._task.done():
+                    self._task.result()  # a failed poll ends the run with its error
+                await asyncio.sleep(POLL_INTERVAL_S)
+        finally:
+            self._task.cancel()
+
+
 async def wait_until_caught_up(target, expected: int) -> tuple[int, float]:
     """Poll the target's processed count until it reaches `expected` or stops moving.
     Return (count, monotonic time the count last grew)."""
-    count, changed_at = await target.processed(), time.monotonic()
-    while count < expected and time.monotonic() - changed_at < STALL_TIMEOUT_S:
-        target.check_alive()
-        await asyncio.sleep(POLL_INTERVAL_S)
-        latest = await target.processed()
-        if latest != count:
-            count, changed_at = latest, time.monotonic()
-    return count, changed_at
+    progress = Progress(target)
+    await progress.caught_up(expected)
+    return progress.count, progress.changed_at
 
 
 async def measure(target, args, start_target) -> RunFigures:
@@ -180,12 +204,14 @@ async def run_load(target, args, workers: Workers, figures: RunFigures, timeout:
     cpu_before, go_at = cpu_seconds(target.pid), time.monotonic()
     loadgen_cpu_before = workers.cpu_seconds()
     await workers.tell("go")
+    progress = Progress(target)
     reports = await workers.expect("sent", args.duration + timeout + 60)
     sent = sum(report["sent"] for report in reports)
-    processed, caught_up_at = await wait_until_caught_up(target, sent)
-    figures.cpu_s = cpu_seconds(target.pid) - cpu_before
+    await progress.caught_up(sent)
+    processed = progress.count
+    figures.cpu_s = progress.cpu_at_change - cpu_before
     figures.loadgen_cpu_s = workers.cpu_seconds() - loadgen_cpu_before
-    figures.window_s = caught_up_at - go_at
+    figures.window_s = progress.changed_at - go_at
     figures.processed = processed
     log(f"{target.name}: {processed} of {sent} readings processed in {figures.window_s:.1f} s "
         f"({figures.msgs_per_s:.0f}/s), {figures.cpu_s:.1f} CPU s (load generators {figures.loadgen_cpu_s:.1f})")
