@@ -15,7 +15,7 @@ import time
 import micropython
 from micropython import const
 
-from charger import clock, messages
+from charger import clock, forget, messages
 from charger import state as S
 from charger.mfrc522 import COLLISION, OK as CARD_OK
 from charger.pzem import OK as METER_OK
@@ -298,7 +298,7 @@ def build(cfg):
     from charger.link import Link
     from charger.outbox import Outbox
     board = Board(cfg)
-    _forget("charger.board")  # only the drivers it built stay
+    forget("charger.board")  # only the drivers it built stay
     return App(cfg, board, Outbox(), Link)
 
 
@@ -313,19 +313,8 @@ def main(path=None):
         _config_fault()
         return
     del config
-    _forget("charger.config")  # validation runs once: give its code's RAM back
+    forget("charger.config")  # validation runs once: give its code's RAM back
     asyncio.run(build(cfg).run())
-
-
-def _forget(name):
-    """Unload a module that is no longer needed (sys.modules and the package attribute)."""
-    import sys
-    sys.modules.pop(name, None)
-    pkg, _, attr = name.rpartition(".")
-    parent = sys.modules.get(pkg)
-    if parent is not None and hasattr(parent, attr):
-        delattr(parent, attr)
-    gc.collect()
 
 
 def _config_fault():

@@ -1,8 +1,9 @@
 """A small RFC 6455 WebSocket client on MicroPython asyncio streams.
 
-Owns one client connection: the URL, the TCP (ws://) or TLS (wss://, optional pinned CA
-file) connection, the opening handshake with a random `Sec-WebSocket-Key` and a checked
-`Sec-WebSocket-Accept`, framing with a fresh client mask per frame, reassembly of fragmented
+Owns one client connection: `connect()` (the URL, the TCP (ws://) or TLS (wss://, optional
+pinned CA file) connection and the opening handshake with a random `Sec-WebSocket-Key` and a
+checked `Sec-WebSocket-Accept` are in charger/wsopen.py, loaded for each connect and dropped
+after it), framing with a fresh client mask per frame, reassembly of fragmented
 messages (control frames may arrive in between), pongs for the server's pings, its own pings
 to notice a half-open link, the closing handshake, and the limits: a message-size bound
 (close 1009) and timeouts on connect, handshake, reads and the close.
@@ -13,7 +14,10 @@ timeouts; a charger must notice a dead link instead of hanging on it.
 
 Memory: the header, control-frame, message and transmit buffers live in a `Buffers` object
 that the caller can keep across reconnects. Receiving a frame allocates nothing but the final
-message; sending allocates the UTF-8 bytes of a text and a 4-byte mask.
+message; sending allocates the UTF-8 bytes of a text, a 4-byte mask and one buffer view, and
+takes neither the write lock nor a drain unless the socket did not take the whole frame.
+Functions called per frame keep their locals few: MicroPython allocates a bytecode frame of
+more than 11 slots on the heap at every call.
 
 Read timeout: while a connection is open a keepalive task pings after `ping_interval_ms`
 without a received byte and fails the connection (1006) when still nothing arrives within
@@ -25,14 +29,10 @@ so a slow DNS lookup is not covered by the connect timeout; use an IP address on
 """
 
 import asyncio
-import binascii
-import hashlib
 import os
 from time import ticks_add, ticks_diff, ticks_ms
 
 from micropython import const
-
-_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
 
 # opcodes, RFC 6455 section 5.2
 OP_CONT = const(0)
@@ -55,8 +55,6 @@ _OPEN = const(1)
 _CLOSING = const(2)
 _CLOSED = const(3)
 
-_MAX_HEADER_LINE = const(1024)
-_MAX_HEADERS = const(64)
 _TX_CHUNK = const(256)  # multiple of 4, so the mask index restarts at 0 in every chunk
 _PONG_POLL_MS = const(20)
 
@@ -105,68 +103,6 @@ class Buffers:
         self.tx_mv = memoryview(self.tx)
 
 
-def parse_url(url):
-    """Split a ws:// or wss:// URL into (secure, host, port, resource); ValueError if bad."""
-    if url.startswith("ws://"):
-        secure, rest, port = False, url[5:], 80
-    elif url.startswith("wss://"):
-        secure, rest, port = True, url[6:], 443
-    else:
-        raise ValueError("URL must start with ws:// or wss://: %r" % url)
-    cut = len(rest)
-    for sep in "/?":
-        i = rest.find(sep)
-        if 0 <= i < cut:
-            cut = i
-    hostport, resource = rest[:cut], rest[cut:]
-    if not resource.startswith("/"):
-        resource = "/" + resource
-    host = hostport
-    if ":" in hostport:
-        host, _, port_text = hostport.rpartition(":")
-        try:
-            port = int(port_text)
-        except ValueError:
-            raise ValueError("bad port in URL: %r" % url)
-        if not 0 < port < 65536:
-            raise ValueError("bad port in URL: %r" % url)
-    if not host or " " in url:
-        raise ValueError("bad host in URL: %r" % url)
-    return secure, host, port, resource
-
-
-def accept_for(key):
-    """`Sec-WebSocket-Accept` for a key (RFC 6455 section 4.2.2, item 5.4)."""
-    return binascii.b2a_base64(hashlib.sha1(key + _GUID).digest(), newline=False)
-
-
-def _valid_close_code(code):
-    # RFC 6455 section 7.4.1 / 7.4.2 and the IANA registry: codes a peer may send
-    return (1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999)
-
-
-def _der(data):
-    # a PEM certificate becomes DER (MicroPython's mbedTLS binding loads DER reliably)
-    if not data.startswith(b"-----BEGIN"):
-        return data
-    body = data.split(b"-----")[2]
-    return binascii.a2b_base64(body.replace(b"\r", b"").replace(b"\n", b""))
-
-
-def _ssl_context(ca_cert):
-    import ssl
-
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    if ca_cert:
-        with open(ca_cert, "rb") as f:
-            cadata = _der(f.read())
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        ctx.load_verify_locations(cadata=cadata)
-    else:
-        ctx.verify_mode = ssl.CERT_NONE  # encrypted but not authenticated: pin a CA
-    return ctx
-
-
 async def connect(url, *, ca_cert=None, timeout_ms=10000, ping_interval_ms=20000,
                   ping_timeout_ms=10000, close_timeout_ms=3000, buffers=None):
     """Open a WebSocket; returns an open `WebSocket`.
@@ -174,24 +110,31 @@ async def connect(url, *, ca_cert=None, timeout_ms=10000, ping_interval_ms=20000
     Raises ValueError (bad URL), OSError (TCP), HandshakeError, or WebSocketError when
     connect + handshake take longer than `timeout_ms` or TLS fails (e.g. the server's
     certificate is not signed by the pinned CA). `ping_interval_ms=0` turns the
-    keepalive (and so the read timeout) off.
+    keepalive (and so the read timeout) off. The opening code (charger/wsopen.py) is
+    loaded for the call and dropped after it: an open connection does not need it.
     """
-    secure, host, port, resource = parse_url(url)
-    ssl_ctx = _ssl_context(ca_cert) if secure else None
+    from charger import forget, wsopen
     ws = WebSocket(buffers or Buffers(), ping_interval_ms, ping_timeout_ms, close_timeout_ms)
     try:
-        await asyncio.wait_for_ms(ws._open(host, port, secure, resource, ssl_ctx), timeout_ms)
-    except asyncio.TimeoutError:
-        await ws._drop(CLOSE_ABNORMAL, "timeout")
-        raise WebSocketError("connect/handshake timeout after %d ms" % timeout_ms)
-    except ValueError as e:  # mbedTLS reports certificate problems as ValueError
-        await ws._drop(CLOSE_ABNORMAL, "TLS failed")
-        raise WebSocketError("TLS failed: %s" % str(e).strip())
-    except BaseException:
-        await ws._drop(CLOSE_ABNORMAL, "handshake failed")
-        raise
+        await wsopen.open_ws(ws, url, ca_cert, timeout_ms)
+    finally:
+        del wsopen
+        forget("charger.wsopen")
     ws._start_keepalive()
     return ws
+
+
+def __getattr__(name):
+    # parse_url() and accept_for() live in the opening code, loaded when asked for
+    if name == "parse_url" or name == "accept_for":
+        from charger import wsopen
+        return getattr(wsopen, name)
+    raise AttributeError(name)
+
+
+def _valid_close_code(code):
+    # RFC 6455 section 7.4.1 / 7.4.2 and the IANA registry: codes a peer may send
+    return (1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999)
 
 
 class WebSocket:
@@ -221,75 +164,6 @@ class WebSocket:
     @property
     def open(self):
         return self._state == _OPEN
-
-    # ---- opening handshake (RFC 6455 section 4.1) --------------------------------------
-    async def _open(self, host, port, secure, resource, ssl_ctx):
-        self._stream, _ = await asyncio.open_connection(host, port, ssl=ssl_ctx)
-        key = binascii.b2a_base64(os.urandom(16), newline=False)  # section 4.1, item 7
-        default_port = 443 if secure else 80
-        host_field = host if port == default_port else "%s:%d" % (host, port)
-        self._stream.write((
-            "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            % (resource, host_field, key.decode())).encode())
-        await self._stream.drain()
-        status_line = await self._read_line()
-        parts = status_line.split(None, 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
-            raise HandshakeError(0, "not an HTTP response")
-        try:
-            status = int(parts[1])
-        except ValueError:
-            raise HandshakeError(0, "bad HTTP status line")
-        if status != 101:  # section 4.1, client requirement 1
-            raise HandshakeError(status, status_line.decode().strip())
-        upgrade = connection = accept = None
-        extra = None
-        for _ in range(_MAX_HEADERS):
-            line = await self._read_line()
-            if line == b"\r\n" or line == b"\n":
-                break
-            name, colon, value = line.partition(b":")
-            if not colon:
-                raise HandshakeError(101, "malformed header line")
-            name = name.strip().lower()
-            value = value.strip()
-            if name == b"upgrade":
-                upgrade = value.lower()
-            elif name == b"connection":
-                connection = value.lower()
-            elif name == b"sec-websocket-accept":
-                accept = value
-            elif name in (b"sec-websocket-extensions", b"sec-websocket-protocol"):
-                extra = name
-        else:
-            raise HandshakeError(101, "too many header lines")
-        # section 4.1, client requirements 2-6
-        if upgrade != b"websocket":
-            raise HandshakeError(101, "missing Upgrade: websocket")
-        if connection is None or b"upgrade" not in connection:
-            raise HandshakeError(101, "missing Connection: Upgrade")
-        if accept != accept_for(key):
-            raise HandshakeError(101, "Sec-WebSocket-Accept mismatch")
-        if extra is not None:
-            raise HandshakeError(101, "unrequested %s" % extra.decode())
-        self._last_rx = ticks_ms()
-
-    async def _read_line(self):
-        # Byte by byte through the header buffer: never reads past the handshake into the
-        # first frame, and a line is bounded (no unbounded readline()).
-        line = bytearray()
-        one = self._b.one
-        while len(line) < _MAX_HEADER_LINE:
-            n = await self._stream.readinto(one)
-            if n is None:
-                continue
-            if n == 0:
-                raise HandshakeError(0, "connection closed during the handshake")
-            line.append(one[0])
-            if one[0] == 10:
-                return bytes(line)
-        raise HandshakeError(0, "header line too long")
 
     # ---- keepalive: own pings detect a half-open link ----------------------------------
     def _start_keepalive(self):

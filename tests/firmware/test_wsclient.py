@@ -185,6 +185,22 @@ print("CLOSE_CODE", ws.close_code)
     assert paths == ["/ws?role=publisher&estacionId=1"]
 
 
+async def test_the_opening_code_is_not_kept_in_ram_while_connected():
+    # issue 3 (memory): the URL/TLS/handshake code is loaded per connect, then dropped
+    async with serve(echo, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        out = await run_client("ws://127.0.0.1:%d/ws" % port, """
+import sys
+for _ in range(2):
+    ws = await wsclient.connect(URL)
+    print("LOADED", "charger.wsopen" in sys.modules)
+    await ws.send("again")
+    print("ECHO", await ws.recv())
+    await ws.close()
+""")
+    assert out.count("LOADED False") == 2 and out.count("ECHO again") == 2, out
+
+
 async def test_a_wrong_sec_websocket_accept_is_rejected():
     async def silent(reader, writer, events):
         await reader.read()

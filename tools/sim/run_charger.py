@@ -56,7 +56,7 @@ def _args(argv):
 
 
 def main(argv):
-    from charger import app, config
+    from charger import app, config, forget
     path, opts = _args(argv)
     try:
         cfg = config.load(path)
@@ -74,7 +74,7 @@ def main(argv):
     control = Control(cfg, reader, meter)
     control.sim_baseline = SIM_BASELINE
     del config
-    app._forget("charger.config")  # the firmware loads it again and drops it
+    forget("charger.config")  # the firmware loads it again and drops it
     meter.switch = control.relay_on  # the meter sees the load only through the relay
     app.CONFIG_PATH = path
     app.STARTUP_HOOKS.append(lambda the_app: _started(control, the_app))
