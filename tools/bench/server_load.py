@@ -137,9 +137,12 @@ class Progress:
             await asyncio.sleep(POLL_INTERVAL_S)
 
     async def caught_up(self, expected: int) -> None:
-        """Return once the count reached `expected` or stopped moving for STALL_TIMEOUT_S."""
+        """Return once the count reached `expected` or stopped moving for STALL_TIMEOUT_S
+        (counted from now at the earliest: an overloaded target may not have stored anything
+        while the load was still being sent)."""
+        asked_at = time.monotonic()
         try:
-            while self.count < expected and time.monotonic() - self.changed_at < STALL_TIMEOUT_S:
+            while self.count < expected and time.monotonic() - max(self.changed_at, asked_at) < STALL_TIMEOUT_S:
                 self.target.check_alive()
                 if self._task.done():
                     self._task.result()  # a failed poll ends the run with its error
