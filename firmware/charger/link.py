@@ -28,7 +28,7 @@ from time import ticks_diff, ticks_ms
 
 from micropython import const
 
-from charger import messages, wsclient
+from charger import forget, messages, wsclient
 
 # close codes after which retrying soon cannot help (configuration problems): wait long
 _CONFIG_CLOSE_CODES = (4001, 4003, 4004, 4005, 4006)
@@ -81,7 +81,10 @@ class Link:
         if not isinstance(token, str):
             raise ValueError("token must be a string")
         self._url = publisher_url(cfg.get("server_url") or "", station, token)
-        wsclient.parse_url(self._url)  # ValueError now rather than at every reconnect
+        try:
+            wsclient.parse_url(self._url)  # ValueError now rather than at every reconnect
+        finally:
+            forget("charger.wsopen")  # loaded for the check; each connect loads it again
         self._ca_cert = cfg.get("ca_cert")
         self._wifi = cfg.get("wifi")
         self._ping_ms = _seconds(cfg, "ping_interval_s", 20, 0.05, 3600)

@@ -32,6 +32,9 @@ def nfc_scan(uid):
 
 def metrics(session_id, v, a, w, wh, ts):
     """A meter reading of a session: the seed's fields plus `wh` (meter energy register)."""
+    if ts and wh is not None:  # the usual case: one string, no partial ones
+        return ('{"type":"metrics","session_id":%d,"v":%.1f,"a":%.3f,"w":%.1f,"wh":%d,'
+                '"ts":%d}' % (session_id, v, a, w, wh, ts))
     return '{"type":"metrics","session_id":%d,"v":%.1f,"a":%.3f,"w":%.1f%s%s}' % (
         session_id, v, a, w, _wh_field(wh), _ts_field(ts))
 
