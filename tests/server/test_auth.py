@@ -168,3 +168,19 @@ async def test_auth_off_lets_everyone_in_and_warns_loudly_at_start(tmp_path, cap
             assert "AUTH=off" in caplog.text
             async with connect(base_url(app), "client", 1, token=None) as websocket:
                 assert (await receive_json(websocket))["type"] == "subscribed"
+
+
+async def test_a_charger_cannot_act_on_another_stations_session(live_app, server_url):
+    await live_app.storage.add_station("Garage", 7.0, station_id=2)
+    victim = await publisher(server_url, 1)
+    intruder = await publisher(server_url, 2)  # a valid credential, but for station 2
+    async with victim, intruder:
+        session_id = await open_session(victim)
+        await send_json(intruder, {"type": "stop", "session_id": session_id})  # a no-op on station 2
+        await send_json(intruder, {"type": "metrics", "session_id": session_id, "v": 230, "a": 10, "w": 2300,
+                                   "wh": 9e6})
+        assert (await receive_type(intruder, "error"))["code"] == "SESSION_MISMATCH"
+        assert live_app.core.open_session_count() == 1
+        await live_app.storage.flush()
+        assert await live_app.storage.readings(session_id) == []
+        assert (await live_app.storage.get_session(session_id)).ended_at is None
