@@ -32,8 +32,7 @@ from server.http import WEBSOCKET_PATH, HttpRoutes, json_response
 from server.hub import Hub
 from server.observability import note_message
 from server.storage import Storage
-from server.storage.demo import seed_demo
-from server.storage.demo import ensure_demo_key
+from server.storage.demo import ensure_demo_key, seed_demo
 from server.ws import ConnectionHandler
 
 log = logging.getLogger(__name__)

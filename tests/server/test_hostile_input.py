@@ -156,7 +156,7 @@ class ServerThread:
     def __init__(self, db_path):
         self.db_path = db_path
         self.loop = asyncio.new_event_loop()
-        self.ready, self.stopping = threading.Event(), None
+        self.stopping = None
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
     def __enter__(self):
