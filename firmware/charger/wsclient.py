@@ -91,7 +91,11 @@ class Buffers:
         self.hdr = bytearray(14)
         self.ctl = bytearray(125)
         self.msg = bytearray(max_size)
-        self.tx = bytearray(14 + _TX_CHUNK)  # the frame being written: header, payload
+        self.tx = bytearray(_TX_CHUNK)  # the masked payload being written
+        self.txh = bytearray(14)  # the header being written, and views of its 3 lengths
+        txh = memoryview(self.txh)
+        self.heads = (txh[:6], txh[:8], txh[:14])
+        self.mask = bytearray(4)  # the mask of the frame being written
         self.ping = bytearray(2)  # payload of the confirm() ping: its sequence number
         self.hdr_mv = memoryview(self.hdr)
         self.one = self.hdr_mv[0:1]    # fixed views, sliced once: no allocation per frame
@@ -437,42 +441,14 @@ class WebSocket:
         stream = self._stream
         if stream is None or self._state == _CLOSED:
             raise ConnectionClosed(self.close_code or CLOSE_ABNORMAL, self.close_reason)
+        b = self._b
         n = len(payload)
-        tx = self._b.tx
-        tx[0] = 0x80 | op
-        if n < 126:
-            tx[1] = 0x80 | n
-            hl = 2
-        elif n < 65536:
-            tx[1] = 0x80 | 126
-            tx[2] = n >> 8
-            tx[3] = n & 0xFF
-            hl = 4
-        else:
-            tx[1] = 0x80 | 127
-            for i in range(2, 10):
-                tx[i] = (n >> (8 * (9 - i))) & 0xFF
-            hl = 10
-        mask = os.urandom(4)  # section 5.3 / 10.3: unpredictable, fresh per frame
-        for i in range(4):
-            tx[hl + i] = mask[i]
-        self._mask_out(stream, payload, n, mask, hl + 4)
-
-    def _mask_out(self, stream, payload, n, mask, off):
-        # the masked payload after the header in the transmit buffer, a chunk per write
-        tx = self._b.tx
-        done = 0
-        while True:
-            k = n - done
-            if k > _TX_CHUNK:
-                k = _TX_CHUNK
-            for i in range(k):
-                tx[off + i] = payload[done + i] ^ mask[i & 3]
-            stream.write(self._b.tx_mv[:off + k])
-            done += k
-            if done >= n:
-                return
-            off = 0
+        _header(stream, b, op, n)
+        if n > _TX_CHUNK:
+            _write_long(stream, b, payload, n)
+        elif n:
+            _mask_chunk(b.tx, b.mask, payload, n)
+            stream.write(b.tx_mv[:n])
 
     # ---- closing -----------------------------------------------------------------------
     async def close(self, code=CLOSE_NORMAL, reason=""):
@@ -536,3 +512,56 @@ class WebSocket:
                 await stream.wait_closed()
             except OSError:
                 pass
+
+
+def _header(stream, b, op, n):
+    # writes the header of a masked frame of n bytes, with a fresh mask (section 5.3 /
+    # 10.3: unpredictable, new per frame) that b.mask keeps for the payload
+    h = b.txh
+    h[0] = 0x80 | op
+    if n < 126:
+        h[1] = 0x80 | n
+        _put_mask(b, 2)
+        stream.write(b.heads[0])
+    elif n < 65536:
+        h[1] = 0x80 | 126
+        h[2] = n >> 8
+        h[3] = n & 0xFF
+        _put_mask(b, 4)
+        stream.write(b.heads[1])
+    else:
+        h[1] = 0x80 | 127
+        _put_length64(h, n)
+        _put_mask(b, 10)
+        stream.write(b.heads[2])
+
+
+def _put_length64(h, n):
+    for i in range(2, 10):
+        h[i] = (n >> (8 * (9 - i))) & 0xFF
+
+
+def _put_mask(b, at):
+    m = os.urandom(4)
+    for i in range(4):
+        b.mask[i] = b.txh[at + i] = m[i]
+
+
+def _mask_chunk(tx, mask, payload, k):
+    # payload[0:k] masked into tx[0:k] (a few locals: this frame stays off the heap)
+    for i in range(k):
+        tx[i] = payload[i] ^ mask[i & 3]
+
+
+def _write_long(stream, b, payload, n):
+    # a payload above one chunk: masked and written a chunk at a time (_TX_CHUNK is a
+    # multiple of 4, so the mask index restarts at 0 in every chunk)
+    view = memoryview(payload)
+    done = 0
+    while done < n:
+        k = n - done
+        if k > _TX_CHUNK:
+            k = _TX_CHUNK
+        _mask_chunk(b.tx, b.mask, view[done:done + k], k)
+        stream.write(b.tx_mv[:k])
+        done += k
