@@ -1,7 +1,8 @@
 """The charger application: wires the board, the state machine and the link together.
 
-Owns the asyncio tasks (one 100 ms poll loop for the buttons, the card reader, the meter
-every `meter_interval_s`, the state machine tick, the LED and the watchdog; EMERGENCY; NTP)
+Owns the asyncio tasks (one poll loop, waking when something is due and at least every 200 ms,
+for the buttons, the card reader, the meter every `meter_interval_s`, the state machine tick,
+the LED and the watchdog; EMERGENCY; NTP)
 and is the link's handler (`status_messages()`, `on_message()`, `on_link()`). It executes the state machine's action
 bits in a fixed order: relay OFF first. EMERGENCY opens the relay inside the pin's interrupt
 handler (soft IRQ on the ESP32) before anything else happens; the handler only calls a
@@ -24,7 +25,9 @@ CONFIG_PATH = "config.json"
 STARTUP_HOOKS = []  # callables(app) run once the tasks exist (the simulator's control channel)
 _CARD_POLL_MS = const(200)
 _READER_RETRY_MS = const(5000)  # looking for a missing reader
-_FAST_MS = const(100)  # the poll loop: buttons, state machine tick, LED steps, watchdog
+_POLL_MS = const(200)  # the poll loop's longest sleep: buttons, state machine tick, watchdog
+_DEBOUNCE_MS = const(30)  # a button settling is polled again this soon
+_MIN_SLEEP_MS = const(10)
 _NTP_RETRY_S = const(60)
 _NTP_RESYNC_S = const(21600)  # 6 h
 _RELAY_ACTS = S.A_RELAY_OFF | S.A_RELAY_ON
@@ -192,17 +195,30 @@ class App:
         while True:
             try:
                 self._poll(time.ticks_ms())
+                pause = self._pause(time.ticks_ms())
             except Exception as e:  # noqa: BLE001 - the buttons and the LED must go on
                 log("poll failed:", repr(e))
-            await asyncio.sleep_ms(_FAST_MS)
+                pause = _POLL_MS
+            await asyncio.sleep_ms(pause)
+
+    def _pause(self, now):
+        # Sleep until the next thing to do (every wake-up allocates in the scheduler): the
+        # LED's next step, a button settling, the card reader; _POLL_MS at most. The meter
+        # wakes nobody: it is read in the pass nearest its due time (within 100 ms).
+        ms = _POLL_MS
+        if self.board.stop.settling or self.board.emergency.settling:
+            ms = _DEBOUNCE_MS
+        ms = min(ms, self.board.led.due_in(now), time.ticks_diff(self._reader_due, now))
+        return ms if ms > _MIN_SLEEP_MS else _MIN_SLEEP_MS
 
     def _poll(self, now):
-        # Every 100 ms: buttons (30 ms debounce), the state machine's clock, the LED; the
-        # card reader every 200 ms (every 5 s while it is missing), the meter every
-        # `meter_interval_s`; then the watchdog. Allocates nothing when nothing happens.
+        # Every pass (at least every 200 ms): buttons (30 ms debounce), the state machine's
+        # clock, the LED; the card reader every 200 ms (every 5 s while it is missing), the
+        # meter every `meter_interval_s` on average (in the pass nearest its due time); then
+        # the watchdog. Allocates nothing when nothing happens.
         if time.ticks_diff(now, self._reader_due) >= 0:
             self._poll_reader(now)
-        if time.ticks_diff(now, self._meter_due) >= 0:
+        if time.ticks_diff(self._meter_due, now) < _POLL_MS // 2:  # due by about this pass
             self._meter_due = time.ticks_add(self._meter_due, self._meter_ms)
             if time.ticks_diff(now, self._meter_due) >= 0:  # fell behind: no catching up
                 self._meter_due = time.ticks_add(now, self._meter_ms)

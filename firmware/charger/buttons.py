@@ -32,6 +32,11 @@ class Button:
             return 1 if raw else -1
         return 0
 
+    @property
+    def settling(self):
+        """A level change is seen but not yet confirmed: poll again after `debounce_ms`."""
+        return self._raw != self.pressed
+
     def on_press_irq(self, handler):
         pin = self.pin
         trigger = pin.IRQ_RISING if self.pressed_level else pin.IRQ_FALLING

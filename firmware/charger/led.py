@@ -3,7 +3,8 @@
 A pattern is a tuple of durations in ms, alternating ON and OFF, repeated. Indices match
 `state.LED_*`; the README's "LED patterns" table describes them. The error pattern shows for
 `ERROR_SHOW_MS`, then the LED returns to the pattern it showed before. `step(now)` is called
-every 100 ms by the app's fast loop and allocates nothing (it compares tick counts).
+by the app's poll loop, which sleeps `due_in(now)` at most; it allocates nothing (it compares
+tick counts).
 """
 
 import asyncio
@@ -66,6 +67,15 @@ class Led:
             if steps[self._step]:
                 break
         self._pin.value(1 - (self._step & 1))
+
+    def due_in(self, now):
+        """Milliseconds until `step()` has something to do (how long a poll loop may sleep)."""
+        left = PATTERNS[self.pattern][self._step] - time.ticks_diff(now, self._step_at)
+        if self.pattern == ERROR:
+            shown = ERROR_SHOW_MS - time.ticks_diff(now, self._pattern_at)
+            if shown < left:
+                left = shown
+        return left
 
     async def run(self):
         """Step on its own (when no other loop calls `step()`)."""

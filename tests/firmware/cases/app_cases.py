@@ -64,6 +64,7 @@ def case_a_poll_pass_with_nothing_to_do_allocates_nothing():
     for _ in range(20):
         a._reader_due = time.ticks_ms()
         a._poll(time.ticks_ms())
+        assert 10 <= a._pause(time.ticks_ms()) <= 200
     firmware = micropython.mem_total() - total0 - (machine.sim_alloc[0] - sim0)
     assert firmware == 0, firmware
 

@@ -33,7 +33,8 @@ def case_button_press_is_reported_once_after_debounce():
     pin.drive(0)
     assert b.poll(1010) == 0
     assert b.poll(1039) == 0
-    assert b.poll(1041) == 1 and b.pressed
+    assert b.settling  # a change seen: the poll loop comes back within the debounce time
+    assert b.poll(1041) == 1 and b.pressed and not b.settling
     assert b.poll(1100) == 0
     pin.drive(1)
     b.poll(2000)
@@ -68,3 +69,16 @@ def case_led_plays_the_pattern_and_the_error_falls_back():
     assert led.pattern == ERROR
     led.step(led._pattern_at + ERROR_SHOW_MS)
     assert led.pattern == 2
+
+
+def case_led_tells_the_poll_loop_when_its_next_step_is_due():
+    led = Led(machine.Pin(45))
+    pin = machine.Pin(45)
+    led._start(0, 0)  # idle blink: 100 ms on, 2900 ms off
+    assert led.due_in(0) == PATTERNS[0][0] and led.due_in(60) == PATTERNS[0][0] - 60
+    led.step(led.due_in(0))
+    assert pin.value() == 0 and led.due_in(PATTERNS[0][0]) == PATTERNS[0][1]
+    led._start(ERROR, 0)  # the error pattern's long pause is cut short when its time is up
+    led._step = len(PATTERNS[ERROR]) - 1
+    led._step_at = ERROR_SHOW_MS - 500
+    assert led.due_in(ERROR_SHOW_MS - 500) == 500
