@@ -1,9 +1,9 @@
 """Compile `firmware/` with mpy-cross into `firmware-build/` and print a size report.
 
-`python -m tools.firmware_build [--out DIR]`. boot.py and main.py stay source (MicroPython
-runs those two by name); every module of the `charger` package becomes a `.mpy` (no parsing on
-the device, less RAM), optimized with `-O3` (no line-number tables) unless `--lines`. `config.json`, when present, is copied along. Exits 1 when a file does
-not compile.
+`python -m tools.firmware_build [--out DIR] [--lines]`. boot.py and main.py stay source
+(MicroPython runs those two by name); every module of the `charger` package becomes a `.mpy`
+(no parsing on the device, less RAM), optimized with `-O3` (no line-number tables) unless
+`--lines`. `config.json`, when present, is copied along. Exits 1 when a file does not compile.
 """
 
 import argparse

@@ -2,9 +2,9 @@
 
 Owns the asyncio tasks (one poll loop, waking when something is due and at least every 200 ms,
 for the buttons, the card reader, the meter every `meter_interval_s`, the state machine tick,
-the LED and the watchdog; EMERGENCY; NTP)
-and is the link's handler (`status_messages()`, `on_message()`, `on_link()`). It executes the state machine's action
-bits in a fixed order: relay OFF first. EMERGENCY opens the relay inside the pin's interrupt
+the LED and the watchdog; EMERGENCY; NTP) and is the link's handler (`status_messages()`,
+`on_message()`, `on_link()`). It executes the state machine's action bits in a fixed order:
+relay OFF first. EMERGENCY opens the relay inside the pin's interrupt
 handler (soft IRQ on the ESP32) before anything else happens; the handler only calls a
 preallocated bound method and sets a ThreadSafeFlag.
 """
