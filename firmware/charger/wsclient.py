@@ -217,32 +217,48 @@ class WebSocket:
         finally:
             self._rx_task = None
 
-    async def _fill(self, mv, fast=True):
-        # Read exactly len(mv) bytes. `fast`: take what the socket already holds without a
-        # trip through the scheduler (no allocation); the first read of every frame header
-        # always waits through asyncio, so a flood of frames cannot starve other tasks.
-        got = 0
+    def _take(self, mv):
+        # As much of mv as the socket already holds, read without the scheduler and without
+        # a coroutine (no allocation): the count; 0 for nothing yet or the end of the
+        # stream, which _fill() tells apart
+        n = self._stream.s.readinto(mv)  # non-blocking socket
+        if not n:
+            return 0
+        self._rx_count = (self._rx_count + 1) & 0x3FFFFFFF
+        self._last_rx = ticks_ms()
+        return n
+
+    async def _fill(self, mv, got=0):
+        # Read the rest of mv (from `got`): what the socket already holds without a trip
+        # through the scheduler, then wait for the rest
         want = len(mv)
         stream = self._stream
         while got < want:
             part = mv[got:] if got else mv
-            n = stream.s.readinto(part) if fast else None  # non-blocking socket
-            if n is None:
-                fast = True
+            n = self._take(part)
+            if not n:
                 n = await stream.readinto(part)
                 if n is None:
                     continue
-            if n == 0:
-                raise await self._lost()
+                if n == 0:
+                    raise await self._lost()
+                self._rx_count = (self._rx_count + 1) & 0x3FFFFFFF
+                self._last_rx = ticks_ms()
             got += n
-            self._rx_count = (self._rx_count + 1) & 0x3FFFFFFF
-            self._last_rx = ticks_ms()
 
     async def _read_header(self):
         # RFC 6455 section 5.2: base framing; sets _fin/_op, returns the payload length
         b = self._b
         h = b.hdr
-        await self._fill(b.hdr2, False)
+        got = None
+        while got is None:  # through asyncio, so a flood of frames cannot starve the others
+            got = await self._stream.readinto(b.hdr2)
+        if got == 0:
+            raise await self._lost()
+        self._rx_count = (self._rx_count + 1) & 0x3FFFFFFF
+        self._last_rx = ticks_ms()
+        if got < 2:
+            await self._fill(b.hdr2, got)
         b0 = h[0]
         b1 = h[1]
         if b0 & 0x70:
@@ -251,10 +267,14 @@ class WebSocket:
             await self._fail(CLOSE_PROTOCOL_ERROR, "masked server frame")  # section 5.1
         n = b1 & 0x7F
         if n == 126:
-            await self._fill(b.ext2)
+            got = self._take(b.ext2)
+            if got < 2:
+                await self._fill(b.ext2, got)
             n = (h[2] << 8) | h[3]
         elif n == 127:
-            await self._fill(b.ext8)
+            got = self._take(b.ext8)
+            if got < 8:
+                await self._fill(b.ext8, got)
             if h[2] & 0x80:
                 await self._fail(CLOSE_PROTOCOL_ERROR, "64-bit length with the top bit set")
             if h[2] or h[3] or h[4] or h[5] or h[6] & 0x80:
@@ -276,7 +296,10 @@ class WebSocket:
                 if not self._fin or n > 125:
                     await self._fail(CLOSE_PROTOCOL_ERROR, "bad control frame")
                 if n:
-                    await self._fill(b.ctl_mv[:n])
+                    view = b.ctl_mv[:n]
+                    got = self._take(view)
+                    if got < n:
+                        await self._fill(view, got)
                 if op == OP_PING:  # section 5.5.2 -> 5.5.3: answer with the same payload
                     if self._state == _OPEN:
                         await self._send_frame(OP_PONG, b.ctl_mv[:n])
@@ -301,7 +324,10 @@ class WebSocket:
             if total + n > b.max_size:  # section 10.4: limit the size of messages
                 await self._fail(CLOSE_TOO_BIG, "message above %d bytes" % b.max_size)
             if n:
-                await self._fill(b.msg_mv[total:total + n])
+                view = b.msg_mv[total:total + n]
+                got = self._take(view)
+                if got < n:
+                    await self._fill(view, got)
             total += n
             if self._fin:
                 data = b.msg_mv[:total]
