@@ -89,10 +89,15 @@ class QueueReading:
 
 @dataclass(frozen=True)
 class QueueProgress:
+    """The session's running totals. `energy_state` is the session's LIVE account (not a
+    copy): Storage encodes it once per batch, when the batch is taken, which is exactly the
+    state after the readings in that batch (every change of the account queues a reading and
+    a progress row together; the final changes at a stop are written by `EndSession`)."""
+
     session_id: int
     kwh: float
     cost: float
-    energy_state: dict
+    energy_state: EnergyAccount
 
 
 @dataclass(frozen=True)
@@ -305,7 +310,7 @@ class SessionCore:
         kwh, cost = session.energy.kwh, session.cost
         return [
             QueueReading(session.id, ts, m.v, m.a, m.w, m.wh, kwh),
-            QueueProgress(session.id, kwh, cost, session.energy.to_dict()),
+            QueueProgress(session.id, kwh, cost, session.energy),
             ToClients(
                 st.id,
                 p.metrics(session.id, st.id, m.v, m.a, m.w, kwh, cost, now - session.started_at),

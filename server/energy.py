@@ -20,7 +20,7 @@ where it stopped. No I/O, no clock: times are given by the caller.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 MAX_WATTS = 50_000.0  # a register rise above this average power is a glitch, not energy
 REGISTER_SLACK_WH = 2.0  # the PZEM register counts whole Wh: allow its rounding
@@ -79,7 +79,9 @@ class EnergyAccount:
         return None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # by hand: dataclasses.asdict deep-copies field by field: 4.4 µs a call against 0.13
+        return {"wh": self.wh, "last_ts": self.last_ts, "last_w": self.last_w,
+                "last_register_wh": self.last_register_wh}
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "EnergyAccount":

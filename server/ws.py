@@ -192,6 +192,8 @@ class ConnectionHandler:
                 await self.run_effects(self.core.publisher_connected(station_id, self.clock()), connection)
             async for frame in self._frames(connection, p.ROLE_PUBLISHER):
                 await self._guarded(self._publisher_frame, station_id, frame, connection)
+                if self.storage.full:  # back-pressure: read on once the readings are written
+                    await self.storage.wait_for_room()
         except ConnectionClosed:
             pass
         finally:

@@ -4,8 +4,14 @@ Pure and synchronous (no SQL, no I/O). The flusher takes everything in one go an
 write fails, puts it back in front of whatever was queued meanwhile, so nothing is lost and
 the order of readings is kept. Progress is one row per session, the latest wins; a progress
 row queued during a failed write is newer than the one put back, so it is kept.
+
+Cheap per reading (the server queues thousands a second): a reading is kept as the plain
+row tuple it is inserted as (tuples of numbers are untracked by the garbage collector, a
+dataclass instance is not), and a progress row may carry a live state object (anything with
+`to_dict()`) that is encoded once, when the batch is taken, instead of once per reading.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .records import Reading
@@ -13,7 +19,8 @@ from .records import Reading
 
 @dataclass
 class Batch:
-    readings: list[Reading] = field(default_factory=list)
+    # (session_id, ts, v, a, w, wh, kwh), the readings table's column order
+    readings: list[tuple] = field(default_factory=list)
     # session_id -> (kwh, cost, energy_state as JSON text)
     progress: dict[int, tuple[float, float, str]] = field(default_factory=dict)
 
@@ -22,27 +29,39 @@ class Batch:
 
 
 class PendingWrites:
-    def __init__(self) -> None:
-        self._queued = Batch()
+    """`encode(state) -> str | None` turns a live state into JSON text when a batch is taken
+    (None: it cannot be stored, the session's progress row is left out of that batch)."""
+
+    def __init__(self, encode: Callable[[object], str | None]) -> None:
+        self._encode = encode
+        self._readings: list[tuple] = []
+        self._progress: dict[int, tuple] = {}  # state: JSON text or a live object
 
     def add_reading(self, reading: Reading) -> None:
-        self._queued.readings.append(reading)
+        self._readings.append((reading.session_id, reading.ts, reading.v, reading.a,
+                               reading.w, reading.wh, reading.kwh))
 
-    def set_progress(self, session_id: int, kwh: float, cost: float, state_json: str) -> None:
-        self._queued.progress[session_id] = (kwh, cost, state_json)
+    def set_progress(self, session_id: int, kwh: float, cost: float, state) -> None:
+        self._progress[session_id] = (kwh, cost, state)
 
     def take(self) -> Batch:
-        batch, self._queued = self._queued, Batch()
-        return batch
+        readings, progress = self._readings, self._progress
+        self._readings, self._progress = [], {}
+        encoded = {}
+        for session_id, (kwh, cost, state) in progress.items():
+            text = state if isinstance(state, str) else self._encode(state)
+            if text is not None:
+                encoded[session_id] = (kwh, cost, text)
+        return Batch(readings, encoded)
 
     def put_back(self, batch: Batch) -> None:
-        self._queued.readings[:0] = batch.readings
+        self._readings[:0] = batch.readings
         for session_id, row in batch.progress.items():
-            self._queued.progress.setdefault(session_id, row)
+            self._progress.setdefault(session_id, row)
 
     @property
     def reading_count(self) -> int:
-        return len(self._queued.readings)
+        return len(self._readings)
 
     def __bool__(self) -> bool:
-        return bool(self._queued)
+        return bool(self._readings or self._progress)

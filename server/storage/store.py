@@ -7,10 +7,17 @@ half-written batch.
 
 Readings and session progress are batched: `queue_reading`/`queue_progress` only append to
 memory; a background flusher writes everything queued in ONE transaction (`executemany`) at
-least every `flush_interval` seconds and on `close()`. A session's running kwh/cost/energy_state
+least every `flush_interval` seconds and on `close()`, run as one function in aiosqlite's
+thread (one round trip, not one per statement: see `_in_db_thread`). A session's running kwh/cost/energy_state
 is written in the same transaction as its readings, so whatever survives a crash is consistent.
 If a batch cannot be written (database locked, read-only, disk full) the flusher logs one line,
 keeps the batch and retries on the next interval; it logs again when it recovers.
+
+Back-pressure. The queue is bounded: once `max_queued_readings` are queued, `full` is true and
+the charger handlers `await wait_for_room()` (one flush shared by every waiter) before reading
+their next frame, so under overload the socket buffers (TCP) hold the excess instead of
+memory, and a commit happens at least every `max_queued_readings` readings instead of only
+when the loop finds time for the flusher's round trips.
 
 Durability. WAL journal, foreign keys on. A committed transaction survives a SIGKILL of the
 process in any synchronous mode (the WAL is written before COMMIT returns). For power loss we
@@ -49,6 +56,8 @@ from .values import (
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
+FLUSH_INTERVAL_S = 0.25
+MAX_QUEUED_READINGS = 20_000  # ~2 s of a saturated server; a few MB of row tuples
 MAX_PAGE = 1000
 
 _SESSION_COLUMNS = """
@@ -93,20 +102,67 @@ def _card(row) -> Card:
     return Card(uid, user_id, user_name, bool(enabled))
 
 
-def _reading_row(reading: Reading) -> tuple:
-    return (reading.session_id, reading.ts, reading.v, reading.a, reading.w, reading.wh,
-            reading.kwh)
+def _write_batch(conn: sqlite3.Connection, batch: Batch) -> None:
+    """In aiosqlite's thread, inside a transaction: insert the readings, update progress.
+    A reading naming no existing session (the only IntegrityError possible: values are checked
+    when queued) is dropped and the good rows kept, rather than retrying a poisoned batch
+    forever; the rows executemany inserted before the error are rolled back first."""
+    conn.execute("SAVEPOINT batch")
+    if batch.readings:
+        try:
+            conn.executemany(_INSERT_READING, batch.readings)
+        except sqlite3.IntegrityError:
+            conn.execute("ROLLBACK TO batch")
+            dropped = 0
+            for row in batch.readings:
+                try:
+                    conn.execute(_INSERT_READING, row)
+                except sqlite3.IntegrityError:
+                    dropped += 1
+            log.error("storage: dropped %d of %d readings that name no existing session",
+                      dropped, len(batch.readings))
+    if batch.progress:
+        conn.executemany(_UPDATE_PROGRESS, [
+            (kwh, cost, state, sid) for sid, (kwh, cost, state) in batch.progress.items()])
+    conn.execute("RELEASE batch")
+
+
+def _commit_batch(conn: sqlite3.Connection, batch: Batch) -> None:
+    """In aiosqlite's thread: one whole batch transaction (synchronous=NORMAL, no fsync)."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        _write_batch(conn, batch)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise
+
+
+def _encode_live_state(state) -> str | None:
+    """The JSON text of a live energy state when its batch is taken (see queue_progress)."""
+    try:
+        return encode_state(state.to_dict())
+    except ValueError as exc:
+        log.error("storage: leaving out a progress row whose energy_state cannot be stored: %s",
+                  exc)
+        return None
 
 
 class Storage:
     """See the module docstring and docs/architecture.md ("Storage contract")."""
 
-    def __init__(self, db: aiosqlite.Connection, path: Path, flush_interval: float) -> None:
+    def __init__(self, db: aiosqlite.Connection, path: Path, flush_interval: float,
+                 max_queued_readings: int = MAX_QUEUED_READINGS) -> None:
         self._db = db
         self.path = path
         self.flush_interval = flush_interval
+        self.max_queued_readings = max_queued_readings
         self._lock = asyncio.Lock()
-        self._pending = PendingWrites()
+        self._pending = PendingWrites(_encode_live_state)
+        self._room_flush: asyncio.Task | None = None
+        self._room_made: asyncio.Future | None = None  # resolved when a batch is taken
         self._stopping = asyncio.Event()
         self._failed_flushes = 0
         self._closed = False
@@ -115,9 +171,18 @@ class Storage:
     # -- lifecycle ---------------------------------------------------------------------------
 
     @classmethod
-    async def open(cls, path: str | Path, flush_interval: float = 0.25) -> "Storage":
-        """Open (creating if needed) the database, migrate it and start the flusher."""
-        flush_interval = check_number(flush_interval, "flush_interval", minimum=0.001)
+    async def open(cls, path: str | Path, flush_interval: float | None = None,
+                   max_queued_readings: int | None = None) -> "Storage":
+        """Open (creating if needed) the database, migrate it and start the flusher.
+        Defaults: FLUSH_INTERVAL_S and MAX_QUEUED_READINGS (read at call time)."""
+        flush_interval = check_number(
+            FLUSH_INTERVAL_S if flush_interval is None else flush_interval, "flush_interval",
+            minimum=0.001)
+        max_queued_readings = check_count(
+            MAX_QUEUED_READINGS if max_queued_readings is None else max_queued_readings,
+            "max_queued_readings")
+        if max_queued_readings < 1:
+            raise ValueError("max_queued_readings must be at least 1")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(path, isolation_level=None)
@@ -132,7 +197,7 @@ class Storage:
         except BaseException:
             await db.close()
             raise
-        storage = cls(db, path, flush_interval)
+        storage = cls(db, path, flush_interval, max_queued_readings)
         storage._flusher = asyncio.create_task(storage._flush_periodically(), name="storage-flusher")
         return storage
 
@@ -145,6 +210,8 @@ class Storage:
         if self._flusher is not None:
             # returns even if the flusher was cancelled (e.g. by a shutdown cancelling tasks)
             await asyncio.gather(self._flusher, return_exceptions=True)
+        if self._room_flush is not None:
+            await asyncio.gather(self._room_flush, return_exceptions=True)
         try:
             await self.flush()
         except Exception as exc:
@@ -161,9 +228,9 @@ class Storage:
             if self._pending and not self._stopping.is_set():
                 await self._flush_and_report()
 
-    async def _flush_and_report(self) -> None:
-        """One periodic flush; never raises. One log line when writing starts to fail and one
-        when it works again, not one per retry."""
+    async def _flush_and_report(self) -> bool:
+        """One periodic flush; never raises, returns whether it wrote. One log line when
+        writing starts to fail and one when it works again, not one per retry."""
         queued = self._pending.reading_count
         try:
             await self.flush()
@@ -173,11 +240,44 @@ class Storage:
                 log.error("storage: could not write %d queued readings (%s: %s); keeping them "
                           "and retrying every %g s", queued, type(exc).__name__, exc,
                           self.flush_interval)
-        else:
-            if self._failed_flushes:
-                log.warning("storage: wrote %d queued readings after %d failed attempts",
-                            queued, self._failed_flushes)
-                self._failed_flushes = 0
+            return False
+        if self._failed_flushes:
+            log.warning("storage: wrote %d queued readings after %d failed attempts",
+                        queued, self._failed_flushes)
+            self._failed_flushes = 0
+        return True
+
+    @property
+    def full(self) -> bool:
+        """True when `max_queued_readings` are waiting: callers should `wait_for_room()`."""
+        return self._pending.reading_count >= self.max_queued_readings
+
+    async def wait_for_room(self) -> None:
+        """Back-pressure: return once the queue is below its bound again. Every waiter shares
+        one flush; while the database cannot be written this keeps waiting (retrying every
+        flush_interval), so a caller that stops reading its socket loses nothing."""
+        while self.full and not self._closed:
+            if self._room_flush is None or self._room_flush.done():
+                self._room_flush = asyncio.create_task(self._flush_for_room(),
+                                                       name="storage-room-flush")
+            if self._room_made is None:
+                self._room_made = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._room_made)  # shielded: one waiter's cancel is its own
+
+    async def _flush_for_room(self) -> None:
+        try:
+            if not await self._flush_and_report():
+                await asyncio.sleep(self.flush_interval)  # not a hot loop while the disk is full
+        finally:
+            self._wake_room_waiters()
+
+    def _wake_room_waiters(self) -> None:
+        """Called when a batch is taken (the queue is empty again: the waiters read on while it
+        is written, so at most two bounds' worth is uncommitted) and when a room flush ends."""
+        if self._room_made is not None:
+            if not self._room_made.done():
+                self._room_made.set_result(None)
+            self._room_made = None
 
     # -- transactions ------------------------------------------------------------------------
 
@@ -205,32 +305,12 @@ class Storage:
         async with self._lock:
             return list(await self._db.execute_fetchall(sql, params))
 
-    async def _write_batch(self, db, batch: Batch) -> None:
-        if batch.readings:
-            rows = [_reading_row(r) for r in batch.readings]
-            try:
-                await db.executemany(_INSERT_READING, rows)
-            except sqlite3.IntegrityError:
-                # Only a reading for a session that does not exist gets here (values are
-                # checked when queued). Keep the good rows rather than retrying a poisoned
-                # batch forever. Rows already inserted by executemany are removed first.
-                await db.execute("ROLLBACK TO batch")
-                await self._write_readings_one_by_one(db, rows)
-        if batch.progress:
-            await db.executemany(
-                _UPDATE_PROGRESS,
-                [(kwh, cost, state, sid) for sid, (kwh, cost, state) in batch.progress.items()],
-            )
-
-    async def _write_readings_one_by_one(self, db, rows: list[tuple]) -> None:
-        dropped = 0
-        for row in rows:
-            try:
-                await db.execute(_INSERT_READING, row)
-            except sqlite3.IntegrityError:
-                dropped += 1
-        log.error("storage: dropped %d of %d readings that name no existing session",
-                  dropped, len(rows))
+    async def _in_db_thread(self, function, *args):
+        """Run `function(sqlite3_connection, *args)` in aiosqlite's thread: ONE round trip
+        however many statements it runs. Under load every awaited statement waits for a turn
+        of the event loop, which may be busy for long with thousands of queued frames.
+        (aiosqlite 0.22 has no public call for this; `_execute` is what its own methods use.)"""
+        return await self._db._execute(function, self._db._conn, *args)
 
     @contextlib.asynccontextmanager
     async def _batch_transaction(self, durable: bool):
@@ -239,15 +319,18 @@ class Storage:
         batch = None
         try:
             async with self._transaction(durable) as db:
-                batch = self._pending.take()
-                await db.execute("SAVEPOINT batch")
-                await self._write_batch(db, batch)
-                await db.execute("RELEASE batch")
+                batch = self._take_batch()
+                await self._in_db_thread(_write_batch, batch)
                 yield db
         except BaseException:
             if batch:
                 self._pending.put_back(batch)
             raise
+
+    def _take_batch(self) -> Batch:
+        batch = self._pending.take()
+        self._wake_room_waiters()
+        return batch
 
     # -- sessions ----------------------------------------------------------------------------
 
@@ -263,15 +346,21 @@ class Storage:
             check_optional_number(getattr(reading, name), name)
         self._pending.add_reading(reading)
 
-    def queue_progress(self, session_id: int, kwh: float, cost: float, energy_state: dict) -> None:
+    def queue_progress(self, session_id: int, kwh: float, cost: float, energy_state) -> None:
         """Queue the running totals of an open session; coalesced (latest wins), written in
-        the same transaction as the next batch of readings."""
+        the same transaction as the next batch of readings.
+
+        `energy_state` is a dict (encoded now) or a live object with `to_dict()` (the session
+        core's EnergyAccount), encoded once when the next batch is taken rather than once per
+        reading: pass a live object only if kwh and cost are queued again whenever it changes,
+        so that at the take it still matches the latest kwh, cost and queued readings."""
         self._check_open()
+        state = energy_state if hasattr(energy_state, "to_dict") else encode_state(energy_state)
         self._pending.set_progress(
             check_id(session_id, "session_id"),
             check_number(kwh, "kwh"),
             check_number(cost, "cost"),
-            encode_state(energy_state),
+            state,
         )
 
     async def flush(self) -> int:
@@ -280,8 +369,13 @@ class Storage:
         if not self._pending:
             return 0
         queued = self._pending.reading_count
-        async with self._batch_transaction(durable=False):
-            pass
+        async with self._lock:  # the whole transaction in one round trip (_in_db_thread)
+            batch = self._take_batch()
+            try:
+                await self._in_db_thread(_commit_batch, batch)
+            except BaseException:
+                self._pending.put_back(batch)
+                raise
         return queued
 
     async def create_session(self, station_id: int, user_id: int, card_uid: str,

@@ -1,11 +1,13 @@
 """Readings and progress are written in batches: one transaction per batch, at least every
 flush_interval, on close, and before a session ends."""
 
+import asyncio
 import logging
 import sqlite3
 
 import pytest
 
+from server.energy import EnergyAccount
 from server.storage import NotFound, Storage
 from server.storage import store as store_module
 
@@ -17,6 +19,13 @@ async def trace_statements(storage):
     statements = []
     await storage._db.set_trace_callback(statements.append)
     return statements
+
+
+async def open_session(storage) -> int:
+    """A session open on a new station, for a user of its own."""
+    station = await storage.add_station("S", 7.0)
+    user = await storage.add_user("U")
+    return await storage.create_session(station.id, user.id, "CARD1", 1.0, 7.0, {})
 
 
 def transactions(statements):
@@ -42,9 +51,7 @@ async def test_a_batch_of_readings_and_progress_is_one_transaction(storage, sess
 async def test_the_flusher_writes_queued_readings_without_being_asked(db_path):
     storage = await Storage.open(db_path, flush_interval=0.05)
     try:
-        station = await storage.add_station("S", 7.0)
-        user = await storage.add_user("U")
-        session_id = await storage.create_session(station.id, user.id, "CARD1", 1.0, 7.0, {})
+        session_id = await open_session(storage)
         for i in range(10):
             storage.queue_reading(reading(session_id, i))
         await wait_until(lambda: len(committed_readings(db_path, session_id)) == 10,
@@ -206,3 +213,49 @@ async def test_open_sessions_come_back_after_reopening_with_their_energy_state(d
         assert reloaded.is_open
     finally:
         await storage.close()
+
+
+async def test_a_full_queue_makes_the_writer_wait_for_a_flush_and_loses_nothing(db_path):
+    storage = await Storage.open(db_path, flush_interval=3600, max_queued_readings=10)
+    try:
+        session_id = await open_session(storage)
+        for i in range(9):
+            storage.queue_reading(reading(session_id, i))
+        assert not storage.full
+        await storage.wait_for_room()  # room left: returns at once, writes nothing
+        assert committed_readings(db_path, session_id) == []
+        storage.queue_reading(reading(session_id, 9))
+        assert storage.full
+        async with storage._lock:  # another transaction is running: no flush can start yet
+            waiter = asyncio.create_task(storage.wait_for_room())
+            for _ in range(20):
+                await asyncio.sleep(0)
+            assert not waiter.done()
+            assert committed_readings(db_path, session_id) == []
+        await asyncio.wait_for(waiter, 15)
+        assert not storage.full
+        # the flush timer is an hour: only the back-pressure flush writes these
+        await wait_until(lambda: len(committed_readings(db_path, session_id)) == 10,
+                         what="the back-pressure flush to commit")
+        storage.queue_reading(reading(session_id, 10))
+    finally:
+        await storage.close()
+    assert [ts for ts, _ in committed_readings(db_path, session_id)] == [
+        1_700_000_000.0 + i for i in range(11)]
+
+
+async def test_the_latest_energy_state_is_encoded_when_the_batch_is_written(
+        storage, session_id, db_path):
+    """A live state object is encoded once, at the flush: what is saved matches the last
+    reading queued before it, not the state of the first one."""
+    account = EnergyAccount()
+    for i in range(5):
+        account.add(1_700_000_000.0 + i, 3600.0, 1000.0 + i)
+        storage.queue_reading(reading(session_id, i, kwh=account.kwh))
+        storage.queue_progress(session_id, account.kwh, account.kwh * 7.0, account)
+    await storage.flush()
+    account.add(1_700_000_010.0, 3600.0, 1010.0)  # after the flush: not in the saved state
+    saved = await storage.get_session(session_id)
+    assert saved.kwh == 0.004 and saved.energy_state == {
+        "wh": 4.0, "last_ts": 1_700_000_004.0, "last_w": 3600.0, "last_register_wh": 1004.0}
+    assert EnergyAccount.from_dict(saved.energy_state).kwh == saved.kwh
