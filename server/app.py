@@ -16,6 +16,7 @@ TLS_CERT/TLS_KEY turn on wss/https.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import ssl
@@ -28,6 +29,7 @@ from server import api, dashboard_messages
 from server.auth import Authenticator, load_or_create_secret
 from server.config import Config
 from server.core import SessionCore
+from server.gc_policy import keep_long_lived_objects_frozen
 from server.http import WEBSOCKET_PATH, HttpRoutes, json_response
 from server.hub import Hub
 from server.observability import note_message
@@ -59,6 +61,7 @@ class App:
         api.register(self)  # dashboard pages, /api/*, /metrics
         dashboard_messages.register(self)  # admin_* messages from dashboards
         self.server = None
+        self._gc_policy: asyncio.Task | None = None
 
     @classmethod
     async def start(cls, config: Config, **options) -> "App":
@@ -70,6 +73,8 @@ class App:
         except BaseException:
             await storage.close()
             raise
+        # after start-up: the loaded state and every connection to come are long-lived
+        app._gc_policy = asyncio.create_task(keep_long_lived_objects_frozen(), name="gc-policy")
         return app
 
     async def _load(self, demo: bool) -> None:
@@ -141,6 +146,9 @@ class App:
 
     async def stop(self) -> None:
         """Graceful shutdown: close sockets with 1001, let handlers finish, flush storage."""
+        if self._gc_policy is not None:
+            self._gc_policy.cancel()
+            await asyncio.gather(self._gc_policy, return_exceptions=True)
         if self.server is not None:
             self.server.close()  # 1001 going away
             await self.server.wait_closed()
