@@ -327,6 +327,10 @@ class SessionCore:
 
     @on(Emergency)
     def _emergency(self, st: StationState, message: Emergency, now: float) -> list:
+        if st.emergency and st.session is None:
+            # the fault is already latched and alerted: a replay (the charger resends an
+            # `emergency` whose delivery it could not confirm before its link dropped)
+            return []
         st.emergency = True
         open_id = st.session.id if st.session is not None else None
         effects = [

@@ -156,6 +156,18 @@ def test_emergency_ends_session_latches_and_only_a_status_report_clears_it(core)
     assert core.stations[1].status == p.DISPONIBLE
 
 
+def test_a_replayed_emergency_of_a_latched_fault_adds_no_second_alert(core):
+    start_session(core)
+    core.handle_publisher(1, Emergency(123), NOW)
+    core.publisher_gone(1, NOW + 1)
+    core.publisher_connected(1, NOW + 5)
+    core.handle_publisher(1, StatusReport("fault"), NOW + 5)
+    assert core.handle_publisher(1, Emergency(123), NOW + 5) == []
+    core.handle_publisher(1, StatusReport("idle"), NOW + 60)  # the local reset gesture
+    again = core.handle_publisher(1, Emergency(None), NOW + 90)
+    assert [a.kind for a in kinds(again, c.AddAlert)] == ["emergency"]
+
+
 def test_reconcile_idle_charger_ends_the_open_session_as_charger_reset(core):
     start_session(core)
     effects = core.handle_publisher(1, StatusReport("idle"), NOW + 30)
