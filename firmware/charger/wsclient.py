@@ -1,27 +1,39 @@
 """A small RFC 6455 WebSocket client on MicroPython asyncio streams.
 
-Owns one client connection: `connect()` (the URL, the TCP (ws://) or TLS (wss://, optional
-pinned CA file) connection and the opening handshake with a random `Sec-WebSocket-Key` and a
-checked `Sec-WebSocket-Accept` are in charger/wsopen.py, loaded for each connect and dropped
-after it), framing with a fresh client mask per frame, reassembly of fragmented
-messages (control frames may arrive in between), pongs for the server's pings, its own pings
-to notice a half-open link, the closing handshake, and the limits: a message-size bound
-(close 1009) and timeouts on connect, handshake, reads and the close.
+Owns one client connection at a time: `await ws.connect(url)` (the opening code -- the URL,
+the TCP (ws://) or TLS (wss://, optional pinned CA file) connection and the handshake with a
+random `Sec-WebSocket-Key` and a checked `Sec-WebSocket-Accept` -- is in charger/wsopen.py,
+loaded for each connect and dropped after it), framing with a fresh client mask per frame,
+reassembly of fragmented messages (control frames may arrive in between), pongs for the
+server's pings, its own pings to notice a half-open link, the closing handshake, and the
+limits: a message-size bound (close 1009) and timeouts on connect, handshake, reads and the
+close.
 
 Why hand-written: micropython-lib's aiohttp WebSocket client does not reassemble fragmented
 messages, does not check `Sec-WebSocket-Accept` and has no connect, handshake or read
 timeouts; a charger must notice a dead link instead of hanging on it.
 
-Memory: the header, control-frame, message and transmit buffers live in a `Buffers` object
-that the caller can keep across reconnects. Receiving a frame allocates nothing but the final
-message; sending allocates the UTF-8 bytes of a text, a 4-byte mask and one buffer view, and
-takes neither the write lock nor a drain unless the socket did not take the whole frame.
-Functions called per frame keep their locals few: MicroPython allocates a bytecode frame of
-more than 11 slots on the heap at every call.
+Errors: every failure is an OSError (one type for all: an exception class costs ~700 B of
+RAM). `e.errno` is the close code (RFC 6455 section 7.4) once the connection is closed, the
+HTTP status when the server did not upgrade (0: no HTTP answer, 101: a bad upgrade), 1015 when
+TLS failed, 1006 for a connect/handshake timeout, or the socket's own errno; `e.args[1]` says
+why.
 
-Read timeout: while a connection is open a keepalive task pings after `ping_interval_ms`
-without a received byte and fails the connection (1006) when still nothing arrives within
-`ping_timeout_ms`; that bounds every read, mid-frame stalls included.
+Memory (issue 3): one WebSocket object serves every connection (connect it again after it
+closed), so a reconnect allocates no new buffers, lock or views, and nothing of an old
+connection stays. One bytearray holds the receive header, transmit header, confirm-ping
+sequence, transmit chunk, control payload and message (the `_RXH`.. `_MSG` offsets); the few
+views used per frame are sliced once into `views`. Receiving a frame allocates nothing but
+asyncio's read of its header and the final message; sending allocates the UTF-8 bytes of a
+text, a 4-byte mask and one buffer view per chunk, and takes neither the write lock nor a
+drain unless the socket did not take the whole frame. Few methods, few attributes (the
+timeouts share one tuple, the blocked tasks one list), private consts: each name, function
+and attribute costs RAM for good. Functions called per frame keep their locals few:
+MicroPython allocates a bytecode frame of more than 11 slots on the heap at every call.
+
+Read timeout: while a connection is open a keepalive task pings after `ping_ms` without a
+received byte and fails the connection (1006) when still nothing arrives within `pong_ms`;
+that bounds every read, mid-frame stalls included.
 
 Runs on the ESP32 and on the MicroPython unix port (how it is tested), not under CPython.
 `socket.getaddrinfo()` inside `asyncio.open_connection()` blocks (a MicroPython limitation),
@@ -35,559 +47,419 @@ from time import ticks_add, ticks_diff, ticks_ms
 from micropython import const
 
 # opcodes, RFC 6455 section 5.2
-OP_CONT = const(0)
-OP_TEXT = const(1)
-OP_BINARY = const(2)
-OP_CLOSE = const(8)
-OP_PING = const(9)
-OP_PONG = const(10)
+_CONT = const(0)
+_TEXT = const(1)
+_BINARY = const(2)
+_CLOSE = const(8)
+_PING = const(9)
+_PONG = const(10)
 
 # close codes, RFC 6455 section 7.4.1
-CLOSE_NORMAL = const(1000)
-CLOSE_GOING_AWAY = const(1001)
-CLOSE_PROTOCOL_ERROR = const(1002)
-CLOSE_NO_STATUS = const(1005)
-CLOSE_ABNORMAL = const(1006)
-CLOSE_INVALID_DATA = const(1007)
-CLOSE_TOO_BIG = const(1009)
+_NORMAL = const(1000)
+_PROTOCOL_ERROR = const(1002)
+_NO_STATUS = const(1005)
+_ABNORMAL = const(1006)
+_INVALID_DATA = const(1007)
+_TOO_BIG = const(1009)
 
-_OPEN = const(1)
-_CLOSING = const(2)
-_CLOSED = const(3)
-
+# the one buffer: offsets of its parts
+_RXH = const(0)     # received frame header: 2 bytes + up to 8 of extended length
+_TXH = const(10)    # header being written: 2 + up to 8 + the 4-byte mask
+_SEQ = const(24)    # payload of the confirm() ping: its 16-bit sequence number
+_TX = const(26)     # the masked payload chunk being written (also the discard sink)
 _TX_CHUNK = const(256)  # multiple of 4, so the mask index restarts at 0 in every chunk
-_PONG_POLL_MS = const(20)
+_CTL = const(282)   # control frame payload (125 bytes at most)
+_MSG = const(407)   # the message being reassembled (max_size bytes)
 
+# indices in views (sliced once: no allocation per frame)
+_ALL = const(0)
+_HDR2 = const(1)
+_EXT2 = const(2)
+_EXT8 = const(3)
+_HEAD = const(4)    # 4, 5, 6: the header being written with a 2, 4 or 10-byte start
+_SEQV = const(7)
+_SINK = const(8)
 
-class WebSocketError(Exception):
-    """Base of every error this module raises (besides OSError from the socket)."""
+# indices in tasks: the tasks blocked on the socket, woken (cancelled) by drop()
+_RX = const(0)
+_TXT = const(1)
+_KA = const(2)
 
-
-class HandshakeError(WebSocketError):
-    """The server did not upgrade the connection; `status` is the HTTP status (0: none)."""
-
-    def __init__(self, status, detail):
-        super().__init__("handshake failed (%d): %s" % (status, detail))
-        self.status = status
-        self.detail = detail
-
-
-class ConnectionClosed(WebSocketError):
-    """The connection is closed; `code` is the close code (RFC 6455 section 7.4)."""
-
-    def __init__(self, code, reason=""):
-        super().__init__("connection closed (%d) %s" % (code, reason))
-        self.code = code
-        self.reason = reason
-
-
-class Buffers:
-    """The preallocated buffers of one connection; keep one and pass it to every connect."""
-
-    def __init__(self, max_size=4096):
-        if max_size < 126:
-            raise ValueError("max_size must be at least 126 bytes")
-        self.max_size = max_size
-        self.hdr = bytearray(14)
-        self.ctl = bytearray(125)
-        self.msg = bytearray(max_size)
-        self.tx = bytearray(_TX_CHUNK)  # the masked payload being written
-        self.txh = bytearray(14)  # the header being written, and views of its 3 lengths
-        txh = memoryview(self.txh)
-        self.heads = (txh[:6], txh[:8], txh[:14])
-        self.mask = bytearray(4)  # the mask of the frame being written
-        self.ping = bytearray(2)  # payload of the confirm() ping: its sequence number
-        self.hdr_mv = memoryview(self.hdr)
-        self.one = self.hdr_mv[0:1]    # fixed views, sliced once: no allocation per frame
-        self.hdr2 = self.hdr_mv[0:2]
-        self.ext2 = self.hdr_mv[2:4]
-        self.ext8 = self.hdr_mv[2:10]
-        self.ctl_mv = memoryview(self.ctl)
-        self.msg_mv = memoryview(self.msg)
-        self.tx_mv = memoryview(self.tx)
-
-
-async def connect(url, *, ca_cert=None, timeout_ms=10000, ping_interval_ms=20000,
-                  ping_timeout_ms=10000, close_timeout_ms=3000, buffers=None):
-    """Open a WebSocket; returns an open `WebSocket`.
-
-    Raises ValueError (bad URL), OSError (TCP), HandshakeError, or WebSocketError when
-    connect + handshake take longer than `timeout_ms` or TLS fails (e.g. the server's
-    certificate is not signed by the pinned CA). `ping_interval_ms=0` turns the
-    keepalive (and so the read timeout) off. The opening code (charger/wsopen.py) is
-    loaded for the call and dropped after it: an open connection does not need it.
-    """
-    from charger import forget, wsopen
-    ws = WebSocket(buffers or Buffers(), ping_interval_ms, ping_timeout_ms, close_timeout_ms)
-    try:
-        await wsopen.open_ws(ws, url, ca_cert, timeout_ms)
-    finally:
-        del wsopen
-        forget("charger.wsopen")
-    ws._start_keepalive()
-    return ws
-
-
-def __getattr__(name):
-    # parse_url() and accept_for() live in the opening code, loaded when asked for
-    if name == "parse_url" or name == "accept_for":
-        from charger import wsopen
-        return getattr(wsopen, name)
-    raise AttributeError(name)
-
-
-def _valid_close_code(code):
-    # RFC 6455 section 7.4.1 / 7.4.2 and the IANA registry: codes a peer may send
-    return (1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999)
+_POLL_MS = const(20)
 
 
 class WebSocket:
-    """One client connection. Use `recv()` from one task; `send()` from any."""
+    """A client connection, reusable: `await ws.connect(url)` again once it closed.
 
-    def __init__(self, buffers, ping_interval_ms, ping_timeout_ms, close_timeout_ms):
-        self._b = buffers
-        self._ping_interval = ping_interval_ms
-        self._ping_timeout = ping_timeout_ms
-        self._close_timeout = close_timeout_ms
-        self._stream = None
-        self._state = _OPEN
-        self._wlock = asyncio.Lock()
-        self._closed_evt = asyncio.Event()
-        self._rx_task = None     # the task blocked in recv(), if any
-        self._tx_task = None     # the task blocked in a drain, if any
-        self._ka_task = None
-        self._pong_wanted = False  # a confirm() ping awaits its pong
-        self._ping_seq = 0
-        self._rx_count = 0       # bumps on every read that returned bytes
-        self._last_rx = ticks_ms()
-        self._fin = 0
-        self._op = 0
+    `ms` = (ping_ms, pong_ms, close_ms): keepalive ping after ping_ms without a received byte
+    (0: no keepalive, so no read timeout), pong_ms to get any byte back (also confirm()'s
+    wait), close_ms for each step of the closing handshake. Use recv() from one task; send()
+    from any. `open`, `close_code` (None until closed) and `close_reason` tell the state.
+    """
+
+    def __init__(self, max_size=4096, ping_ms=20000, pong_ms=10000, close_ms=3000):
+        if max_size < 126:
+            raise ValueError("max_size must be at least 126 bytes")
+        self.ms = (ping_ms, pong_ms, close_ms)
+        self.buf = bytearray(_MSG + max_size)
+        mv = memoryview(self.buf)
+        self.views = (mv, mv[:2], mv[2:4], mv[2:10], mv[_TXH:_TXH + 6], mv[_TXH:_TXH + 8],
+                      mv[_TXH:_TXH + 14], mv[_SEQ:_SEQ + 2], mv[_TX:_TX + _TX_CHUNK])
+        self.lock = asyncio.Lock()
+        self.tasks = [None, None, None]
+        self.stream = None
+        self.open = False
+        self.pong = False     # a confirm() ping awaits its pong
+        self.last_rx = 0      # ticks_ms() of the last read that returned bytes
+        self.close_code = _ABNORMAL
+        self.close_reason = "not connected"
+
+    async def connect(self, url, ca_cert=None, timeout_ms=10000):
+        """Open the connection; raises ValueError (bad URL) or OSError (see the module doc).
+
+        The opening code (charger/wsopen.py) is loaded for the call and dropped after it.
+        """
+        await self.drop(_ABNORMAL, "reconnect")  # nothing if not open
+        t = self.tasks
+        if t[_KA] is not None:
+            try:
+                await t[_KA]  # the last connection's keepalive, cancelled, ends first
+            except asyncio.CancelledError:
+                pass
+        t[_RX] = t[_TXT] = t[_KA] = None
         self.close_code = None
         self.close_reason = ""
-
-    @property
-    def open(self):
-        return self._state == _OPEN
-
-    # ---- keepalive: own pings detect a half-open link ----------------------------------
-    def _start_keepalive(self):
-        if self._ping_interval > 0:
-            self._ka_task = asyncio.create_task(self._keepalive())
+        self.pong = False
+        from charger import forget, wsopen
+        try:
+            await wsopen.open_ws(self, url, ca_cert, timeout_ms)
+        except BaseException:
+            await self.drop(_ABNORMAL, "connect failed")
+            raise
+        finally:
+            del wsopen
+            forget("charger.wsopen")
+        self.open = True
+        self.last_rx = ticks_ms()
+        if self.ms[0] > 0:
+            t[_KA] = asyncio.create_task(self._keepalive())
 
     async def _keepalive(self):
+        # own pings (RFC 6455 section 5.5.2): any byte back proves the link is alive
+        ping_ms, pong_ms = self.ms[0], self.ms[1]
         try:
-            while self._state == _OPEN:
-                idle = ticks_diff(ticks_ms(), self._last_rx)
-                if idle < self._ping_interval:
-                    await asyncio.sleep_ms(self._ping_interval - idle)
+            while self.open:
+                idle = ticks_diff(ticks_ms(), self.last_rx)
+                if idle < ping_ms:
+                    await asyncio.sleep_ms(ping_ms - idle)
                     continue
-                seen = self._rx_count
-                try:
-                    # RFC 6455 section 5.5.2: a ping; any bytes back prove the link is alive
-                    await asyncio.wait_for_ms(self._send_frame(OP_PING, b""),
-                                              self._ping_timeout)
-                except asyncio.TimeoutError:
-                    await self._drop(CLOSE_ABNORMAL, "ping could not be sent")
-                    return
-                except WebSocketError:
-                    return
-                await asyncio.sleep_ms(self._ping_timeout)
-                if self._state == _OPEN and self._rx_count == seen:
-                    await self._drop(CLOSE_ABNORMAL, "no pong within %d ms" % self._ping_timeout)
-                    return
+                sent = ticks_ms()
+                await asyncio.wait_for_ms(self._send_frame(_PING, b""), pong_ms)
+                await asyncio.sleep_ms(pong_ms)
+                if self.open and ticks_diff(self.last_rx, sent) < 0:
+                    await self.drop(_ABNORMAL, "no pong within %d ms" % pong_ms)
+        except asyncio.TimeoutError:
+            await self.drop(_ABNORMAL, "ping could not be sent")
+        except OSError:
+            await self.drop(_ABNORMAL, "connection lost")
         except asyncio.CancelledError:
             pass
-        except OSError:
-            await self._drop(CLOSE_ABNORMAL, "connection lost")
 
     # ---- receiving ---------------------------------------------------------------------
     async def recv(self):
-        """The next message: str (text) or bytes (binary). Raises ConnectionClosed."""
-        if self._state == _CLOSED:
-            raise ConnectionClosed(self.close_code, self.close_reason)
-        self._rx_task = asyncio.current_task()
-        try:
-            return await self._recv_message()
-        except asyncio.CancelledError:
-            if self._state == _CLOSED:  # cancelled by _drop(): report why
-                raise ConnectionClosed(self.close_code, self.close_reason)
-            raise
-        except OSError:
-            raise await self._lost()
-        finally:
-            self._rx_task = None
+        """The next message: str (text) or bytes (binary). Raises OSError(close code)."""
+        if self.close_code is None:
+            self.tasks[_RX] = asyncio.current_task()
+            try:
+                return await self._message(False)
+            except asyncio.CancelledError:
+                if self.close_code is None:  # cancelled by its owner, not by drop()
+                    raise
+            except OSError:  # the socket failed, or a failure already dropped the connection
+                await self.drop(_ABNORMAL, "connection lost")
+            finally:
+                self.tasks[_RX] = None
+        raise OSError(self.close_code, self.close_reason)
 
-    def _take(self, mv):
-        # As much of mv as the socket already holds, read without the scheduler and without
-        # a coroutine (no allocation): the count; 0 for nothing yet or the end of the
-        # stream, which _fill() tells apart
-        n = self._stream.s.readinto(mv)  # non-blocking socket
+    def _take(self, view):
+        # As much of view as the socket already holds, read without the scheduler and
+        # without a coroutine (no allocation): the count (0: nothing yet, or the end)
+        n = self.stream.s.readinto(view)  # non-blocking socket
         if not n:
             return 0
-        self._rx_count = (self._rx_count + 1) & 0x3FFFFFFF
-        self._last_rx = ticks_ms()
+        self.last_rx = ticks_ms()
         return n
 
-    async def _fill(self, mv, got=0):
-        # Read the rest of mv (from `got`): what the socket already holds without a trip
-        # through the scheduler, then wait for the rest
-        want = len(mv)
-        stream = self._stream
-        while got < want:
-            part = mv[got:] if got else mv
-            n = self._take(part)
+    async def _fill(self, view, got):
+        # the rest of view (from `got`) through asyncio; the end of the stream is a loss
+        s = self.stream
+        while got < len(view):
+            n = await s.readinto(view[got:])
+            if n is None:
+                continue
             if not n:
-                n = await stream.readinto(part)
-                if n is None:
-                    continue
-                if n == 0:
-                    raise await self._lost()
-                self._rx_count = (self._rx_count + 1) & 0x3FFFFFFF
-                self._last_rx = ticks_ms()
+                raise OSError(_ABNORMAL, "connection lost")
+            self.last_rx = ticks_ms()
             got += n
 
-    async def _read_header(self):
-        # RFC 6455 section 5.2: base framing; sets _fin/_op, returns the payload length
-        b = self._b
-        h = b.hdr
-        got = None
-        while got is None:  # through asyncio, so a flood of frames cannot starve the others
-            got = await self._stream.readinto(b.hdr2)
-        if got == 0:
-            raise await self._lost()
-        self._rx_count = (self._rx_count + 1) & 0x3FFFFFFF
-        self._last_rx = ticks_ms()
-        if got < 2:
-            await self._fill(b.hdr2, got)
-        b0 = h[0]
-        b1 = h[1]
-        if b0 & 0x70:
-            await self._fail(CLOSE_PROTOCOL_ERROR, "reserved bits set")  # no extensions
-        if b1 & 0x80:
-            await self._fail(CLOSE_PROTOCOL_ERROR, "masked server frame")  # section 5.1
-        n = b1 & 0x7F
-        if n == 126:
-            got = self._take(b.ext2)
-            if got < 2:
-                await self._fill(b.ext2, got)
-            n = (h[2] << 8) | h[3]
-        elif n == 127:
-            got = self._take(b.ext8)
-            if got < 8:
-                await self._fill(b.ext8, got)
-            if h[2] & 0x80:
-                await self._fail(CLOSE_PROTOCOL_ERROR, "64-bit length with the top bit set")
-            if h[2] or h[3] or h[4] or h[5] or h[6] & 0x80:
-                await self._fail(CLOSE_TOO_BIG, "frame too big")
-            n = (h[6] << 24) | (h[7] << 16) | (h[8] << 8) | h[9]
-        self._fin = b0 & 0x80
-        self._op = b0 & 0x0F
-        return n
-
-    async def _recv_message(self):
-        b = self._b
+    async def _message(self, drain):
+        # RFC 6455 section 5.2 framing, 5.4 fragments, 5.5 control frames in between: the
+        # next whole message. drain: discard messages until the close frame (for close()).
+        b = self.buf
+        v = self.views
         total = 0
-        msg_op = -1  # opcode of the message being reassembled, -1: none
+        kind = -1  # opcode of the message being reassembled, -1: none
         while True:
-            n = await self._read_header()
-            op = self._op
-            if op >= OP_CLOSE:
-                # section 5.5: control frames are short, unfragmented, may come in between
-                if not self._fin or n > 125:
-                    await self._fail(CLOSE_PROTOCOL_ERROR, "bad control frame")
+            got = None
+            while got is None:  # through asyncio: a flood of frames cannot starve the others
+                got = await self.stream.readinto(v[_HDR2])
+            if got < 2:
+                await self._fill(v[_HDR2], got)
+            self.last_rx = ticks_ms()
+            b0 = b[_RXH]
+            n = b[_RXH + 1]
+            if b0 & 0x70 or n & 0x80:  # no extensions; a server never masks (section 5.1)
+                await self._fail(_PROTOCOL_ERROR, "reserved bits or a masked frame")
+            n &= 0x7F
+            if n == 126:
+                got = self._take(v[_EXT2])
+                if got < 2:
+                    await self._fill(v[_EXT2], got)
+                n = b[2] << 8 | b[3]
+            elif n == 127:
+                got = self._take(v[_EXT8])
+                if got < 8:
+                    await self._fill(v[_EXT8], got)
+                if b[2] or b[3] or b[4] or b[5] or b[6] & 0x80:  # top bit set: 1002
+                    await self._fail(_PROTOCOL_ERROR if b[2] & 0x80 else _TOO_BIG, "frame too big")
+                n = b[6] << 24 | b[7] << 16 | b[8] << 8 | b[9]
+            op = b0 & 0x0F
+            if op >= _CLOSE:  # control frames: short and unfragmented
+                if not b0 & 0x80 or n > 125:
+                    await self._fail(_PROTOCOL_ERROR, "bad control frame")
+                view = v[_ALL][_CTL:_CTL + n]
                 if n:
-                    view = b.ctl_mv[:n]
                     got = self._take(view)
                     if got < n:
                         await self._fill(view, got)
-                if op == OP_PING:  # section 5.5.2 -> 5.5.3: answer with the same payload
-                    if self._state == _OPEN:
-                        await self._send_frame(OP_PONG, b.ctl_mv[:n])
-                elif op == OP_CLOSE:
-                    await self._on_close_frame(n)
-                elif op == OP_PONG:
-                    p = b.ping
-                    if n == 2 and b.ctl[0] == p[0] and b.ctl[1] == p[1]:
-                        self._pong_wanted = False
+                if op == _PING:  # section 5.5.2 -> 5.5.3: answer with the same payload
+                    if self.open:
+                        await self._send_frame(_PONG, view)
+                elif op == _PONG:
+                    if n == 2 and b[_CTL] == b[_SEQ] and b[_CTL + 1] == b[_SEQ + 1]:
+                        self.pong = False
+                elif op != _CLOSE:
+                    await self._fail(_PROTOCOL_ERROR, "reserved opcode")
+                elif n == 0:  # sections 5.5.1, 7.1.5: the peer's close code and reason
+                    await self._fail(_NO_STATUS, "")
                 else:
-                    await self._fail(CLOSE_PROTOCOL_ERROR, "reserved control opcode")
+                    code = b[_CTL] << 8 | b[_CTL + 1]
+                    if n < 2 or not (1000 <= code <= 1003 or 1007 <= code <= 1014
+                                     or 3000 <= code <= 4999):  # section 7.4, IANA registry
+                        await self._fail(_PROTOCOL_ERROR, "invalid close code")
+                    try:
+                        view = str(view[2:], "utf-8")  # the reason
+                    except UnicodeError:
+                        await self._fail(_INVALID_DATA, "close reason is not UTF-8")
+                    await self._fail(code, view)
                 continue
-            if op == OP_CONT:  # section 5.4: fragments of one message, in order
-                if msg_op < 0:
-                    await self._fail(CLOSE_PROTOCOL_ERROR, "continuation without a message")
-            elif op == OP_TEXT or op == OP_BINARY:
-                if msg_op >= 0:
-                    await self._fail(CLOSE_PROTOCOL_ERROR, "message inside a fragmented one")
-                msg_op = op
+            if op == _CONT:
+                if kind < 0:
+                    await self._fail(_PROTOCOL_ERROR, "continuation without a message")
+            elif op == _TEXT or op == _BINARY:
+                if kind >= 0:
+                    await self._fail(_PROTOCOL_ERROR, "message inside a fragmented one")
+                kind = op
             else:
-                await self._fail(CLOSE_PROTOCOL_ERROR, "reserved opcode")
-            if total + n > b.max_size:  # section 10.4: limit the size of messages
-                await self._fail(CLOSE_TOO_BIG, "message above %d bytes" % b.max_size)
+                await self._fail(_PROTOCOL_ERROR, "reserved opcode")
+            if total + n > len(b) - _MSG:  # section 10.4: limit the size of messages
+                await self._fail(_TOO_BIG, "message above %d bytes" % (len(b) - _MSG))
             if n:
-                view = b.msg_mv[total:total + n]
+                view = v[_ALL][_MSG + total:_MSG + total + n]
                 got = self._take(view)
                 if got < n:
                     await self._fill(view, got)
             total += n
-            if self._fin:
-                data = b.msg_mv[:total]
-                if msg_op == OP_BINARY:
-                    return bytes(data)
+            if b0 & 0x80:
+                if drain:
+                    total = 0
+                    kind = -1
+                    continue
+                view = v[_ALL][_MSG:_MSG + total]
+                if kind == _BINARY:
+                    return bytes(view)
                 try:
-                    return str(data, "utf-8")
+                    return str(view, "utf-8")
                 except UnicodeError:  # section 8.1
-                    await self._fail(CLOSE_INVALID_DATA, "text is not UTF-8")
-
-    async def _on_close_frame(self, n):
-        # RFC 6455 section 5.5.1 and 7.1.5: the close code and reason of the peer
-        c = self._b.ctl
-        if n == 0:
-            code, reason = CLOSE_NO_STATUS, ""
-        elif n == 1:
-            await self._fail(CLOSE_PROTOCOL_ERROR, "close frame of 1 byte")
-        else:
-            code = (c[0] << 8) | c[1]
-            if not _valid_close_code(code):
-                await self._fail(CLOSE_PROTOCOL_ERROR, "invalid close code %d" % code)
-            try:
-                reason = str(self._b.ctl_mv[2:n], "utf-8")
-            except UnicodeError:
-                await self._fail(CLOSE_INVALID_DATA, "close reason is not UTF-8")
-        if self._state == _OPEN:
-            # section 5.5.1: answer a close with a close (echoing the code)
-            self._state = _CLOSING
-            try:
-                await self._send_close(code if code != CLOSE_NO_STATUS else None, "")
-            except (OSError, WebSocketError):
-                pass
-            # section 7.1.1: the server closes TCP first; wait for that, not forever
-            await self._await_eof()
-        await self._drop(code, reason)
-        raise ConnectionClosed(code, reason)
-
-    async def _await_eof(self):
-        try:
-            await asyncio.wait_for_ms(self._discard_until_eof(), self._close_timeout)
-        except (asyncio.TimeoutError, OSError):
-            pass
-
-    async def _discard_until_eof(self):
-        sink = self._b.tx_mv
-        while True:
-            n = await self._stream.readinto(sink)
-            if n == 0:
-                return
+                    await self._fail(_INVALID_DATA, "text is not UTF-8")
 
     async def _fail(self, code, reason):
-        # RFC 6455 section 7.1.7: Fail the WebSocket Connection (called by the reader only)
-        if self._state == _OPEN:
-            self._state = _CLOSING
+        # RFC 6455 section 7.1.7 (fail the connection) and 5.5.1 (answer a close with a
+        # close); the server closes TCP first (7.1.1): discard what still arrives until then,
+        # as closing with unread data would reset the connection and could destroy our close
+        # frame. Called by the reader only; raises the OSError that recv() reports.
+        if self.open:
+            self.open = False
             try:
-                await asyncio.wait_for_ms(self._send_close(code, reason), self._close_timeout)
-                # discard what still arrives until the peer closes: closing with unread
-                # data would reset the connection and could destroy our close frame
-                await self._await_eof()
-            except (asyncio.TimeoutError, OSError, WebSocketError):
+                await asyncio.wait_for_ms(self._send_close(code, reason), self.ms[2])
+                await asyncio.wait_for_ms(self._eof(), self.ms[2])
+            except (asyncio.TimeoutError, OSError):
                 pass
-        await self._drop(code, reason)
-        raise ConnectionClosed(code, reason)
+        await self.drop(code, reason)
+        raise OSError(code, reason)
+
+    async def _eof(self):
+        s = self.stream
+        while await s.readinto(self.views[_SINK]) != 0:
+            pass
 
     # ---- sending -----------------------------------------------------------------------
     def send(self, data):
         """Send a text (str) or binary (bytes) message: `await ws.send(data)`. Raises
-        ConnectionClosed. (A plain function returning the sending coroutine: one
-        allocation less per message.)"""
-        if self._state != _OPEN:
-            raise ConnectionClosed(self.close_code or CLOSE_ABNORMAL, self.close_reason)
+        OSError. (A plain function returning the sending coroutine: one allocation less
+        per message.)"""
+        if not self.open:
+            raise OSError(self.close_code or _ABNORMAL, self.close_reason)
         if isinstance(data, str):
-            return self._send_frame(OP_TEXT, data.encode())
-        return self._send_frame(OP_BINARY, data)
-
-    def ping(self, payload=b""):
-        """Send a ping: `await ws.ping()` (the keepalive does this by itself)."""
-        return self._send_frame(OP_PING, payload)
+            return self._send_frame(_TEXT, data.encode())
+        return self._send_frame(_BINARY, data)
 
     async def confirm(self):
         """Ping and wait for its pong: True once the server has read every frame sent
         before (RFC 6455 section 5.5.3: the pong answers a ping read after them). False
-        when the connection closes or no pong comes within `ping_timeout_ms` (the
-        connection then fails with 1006). Needs recv() running in another task.
-        Waits by polling every 20 ms: `wait_for` would create a task per confirmation."""
-        self._ping_seq = seq = (self._ping_seq + 1) & 0xFFFF
-        p = self._b.ping
-        p[0] = seq >> 8
-        p[1] = seq & 0xFF
-        self._pong_wanted = True
-        await self._send_frame(OP_PING, p)
-        due = ticks_add(ticks_ms(), self._ping_timeout)
-        while self._pong_wanted and self._state == _OPEN:
+        when the connection closes or no pong comes within `pong_ms` (the connection then
+        fails with 1006). Needs recv() running in another task. Waits by polling every
+        20 ms: `wait_for` would create a task per confirmation."""
+        b = self.buf
+        seq = (b[_SEQ] << 8 | b[_SEQ + 1]) + 1
+        b[_SEQ] = seq >> 8 & 0xFF
+        b[_SEQ + 1] = seq & 0xFF
+        self.pong = True
+        await self._send_frame(_PING, self.views[_SEQV])
+        due = ticks_add(ticks_ms(), self.ms[1])
+        while self.pong and self.open:
             if ticks_diff(due, ticks_ms()) <= 0:
-                await self._drop(CLOSE_ABNORMAL, "no pong within %d ms" % self._ping_timeout)
-                return False
-            await asyncio.sleep_ms(_PONG_POLL_MS)
-        return self._state == _OPEN and not self._pong_wanted
+                await self.drop(_ABNORMAL, "no pong within %d ms" % self.ms[1])
+            else:
+                await asyncio.sleep_ms(_POLL_MS)
+        return self.open
 
-    async def _send_close(self, code, reason):
-        if code is None:
-            await self._send_frame(OP_CLOSE, b"")
-            return
-        r = reason.encode()[:123]
-        await self._send_frame(OP_CLOSE, bytes((code >> 8, code & 0xFF)) + r)
+    def _send_close(self, code, reason):
+        # a close frame: the code (none for 1005: the peer sent none) and the reason
+        if code == _NO_STATUS:
+            return self._send_frame(_CLOSE, b"")
+        return self._send_frame(_CLOSE, bytes((code >> 8, code & 0xFF)) + reason.encode()[:123])
 
-    async def _send_frame(self, op, payload):
+    async def _send_frame(self, op, data):
         # The common case: nobody is draining and the socket takes the whole frame: no
         # lock, no yield. Otherwise the frame queues behind the lock and is drained there
         # (asyncio's write appends to a buffer that a running drain would lose).
-        lock = self._wlock
+        lock = self.lock
         try:
             if not lock.locked():
-                self._write_frame(op, payload)
-                if not self._stream.out_buf:
+                self._write_frame(op, data)
+                if not self.stream.out_buf:
                     return
-                payload = None  # written; what is left is the drain
+                data = None  # written; what is left is the drain
             async with lock:
-                if payload is not None:
-                    self._write_frame(op, payload)
-                self._tx_task = asyncio.current_task()
-                await self._stream.drain()
+                if data is not None:
+                    self._write_frame(op, data)
+                self.tasks[_TXT] = asyncio.current_task()
+                await self.stream.drain()
+                return
         except asyncio.CancelledError:
-            if self._state == _CLOSED:  # cancelled by _drop(): report why
-                raise ConnectionClosed(self.close_code, self.close_reason)
-            # a half-written drain cannot be resumed: the connection is broken
-            await self._drop(CLOSE_ABNORMAL, "send interrupted")
-            raise
+            if self.close_code is None:  # a half-written drain cannot be resumed
+                await self.drop(_ABNORMAL, "send interrupted")
+                raise
         except OSError:
-            raise await self._lost()
+            await self.drop(_ABNORMAL, "connection lost")
         finally:
-            self._tx_task = None
-
-    def _write_frame(self, op, payload):
-        # RFC 6455 section 5.2 framing, one unfragmented frame, masked (section 5.3), handed
-        # to the stream without a yield: frames of different tasks never interleave
-        stream = self._stream
-        if stream is None or self._state == _CLOSED:
-            raise ConnectionClosed(self.close_code or CLOSE_ABNORMAL, self.close_reason)
-        b = self._b
-        n = len(payload)
-        _header(stream, b, op, n)
-        if n > _TX_CHUNK:
-            _write_long(stream, b, payload, n)
-        elif n:
-            _mask_chunk(b.tx, b.mask, payload, n)
-            stream.write(b.tx_mv[:n])
+            self.tasks[_TXT] = None
+        raise OSError(self.close_code, self.close_reason)
 
     # ---- closing -----------------------------------------------------------------------
-    async def close(self, code=CLOSE_NORMAL, reason=""):
+    async def close(self, code=_NORMAL, reason=""):
         """Closing handshake (RFC 6455 section 7.1.2): send a close, wait for the echo.
 
-        Waits at most `close_timeout_ms` for the echo, then closes the socket anyway.
+        Waits at most `close_ms` for each, then closes the socket anyway.
         """
-        if self._state == _OPEN:
-            self._state = _CLOSING
+        t = self.ms[2]
+        if self.open:
+            self.open = False
             try:
-                await asyncio.wait_for_ms(self._send_close(code, reason), self._close_timeout)
-            except (asyncio.TimeoutError, OSError, WebSocketError):
-                await self._drop(CLOSE_ABNORMAL, "close could not be sent")
-                return
-            try:
-                if self._rx_task is not None:
-                    # recv() in another task reads the echo and sets the event
-                    await asyncio.wait_for_ms(self._closed_evt.wait(), self._close_timeout)
-                else:
-                    await asyncio.wait_for_ms(self._drain_until_close(), self._close_timeout)
-            except (asyncio.TimeoutError, OSError, WebSocketError):
-                pass
-            await self._drop(code, reason)
-        elif self._state == _CLOSING:
-            try:
-                await asyncio.wait_for_ms(self._closed_evt.wait(), self._close_timeout)
-            except asyncio.TimeoutError:
-                pass
-            await self._drop(code, reason)
+                await asyncio.wait_for_ms(self._send_close(code, reason), t)
+            except (asyncio.TimeoutError, OSError):
+                await self.drop(_ABNORMAL, "close could not be sent")
+            if self.tasks[_RX] is None and self.close_code is None:
+                try:  # nobody reads: read up to the echo here (its close raises OSError)
+                    await asyncio.wait_for_ms(self._message(True), t)
+                except (asyncio.TimeoutError, OSError):
+                    pass
+        due = ticks_add(ticks_ms(), t)
+        while self.close_code is None and ticks_diff(due, ticks_ms()) > 0:
+            await asyncio.sleep_ms(_POLL_MS)  # recv() in another task reads the echo
+        await self.drop(code, reason)
 
-    async def _drain_until_close(self):
-        while True:
-            await self._recv_message()  # ends with ConnectionClosed on the echo
-
-    async def abort(self, reason="aborted"):
-        """Drop the connection now, without a closing handshake (e.g. WiFi is gone)."""
-        await self._drop(CLOSE_ABNORMAL, reason)
-
-    async def _lost(self):
-        # the socket failed or hit EOF: close it; the error to raise
-        await self._drop(CLOSE_ABNORMAL, "connection lost")
-        return ConnectionClosed(self.close_code, self.close_reason)
-
-    async def _drop(self, code, reason):
-        # close the socket; wake (cancel) the tasks blocked on it; idempotent
-        if self._state == _CLOSED:
+    async def drop(self, code=_ABNORMAL, reason="aborted"):
+        """Close the socket now, without a closing handshake (e.g. WiFi is gone), and wake
+        (cancel) the tasks blocked on it. Does nothing once closed."""
+        if self.close_code is not None:
             return
-        self._state = _CLOSED
-        if self.close_code is None:
-            self.close_code = code
-            self.close_reason = reason
+        self.open = False
+        self.close_code = code
+        self.close_reason = reason
         me = asyncio.current_task()
-        for task in (self._rx_task, self._tx_task, self._ka_task):
+        for task in self.tasks:
             if task is not None and task is not me:
                 task.cancel()
-        self._closed_evt.set()
-        stream = self._stream
-        if stream is not None:
+        s = self.stream
+        if s is not None:
             try:
-                stream.close()
-                await stream.wait_closed()
+                s.close()
+                await s.wait_closed()
             except OSError:
                 pass
 
+    def _write_frame(self, op, data):
+        # RFC 6455 section 5.2 framing, one unfragmented frame, handed to the stream without
+        # a yield: frames of different tasks never interleave
+        if self.close_code is not None:
+            raise OSError(_ABNORMAL, "closed")
+        b = self.buf
+        n = len(data)
+        b[_TXH] = 0x80 | op
+        if n < 126:
+            b[_TXH + 1] = 0x80 | n
+            at = 2
+        elif n < 65536:
+            b[_TXH + 1] = 0xFE
+            b[_TXH + 2] = n >> 8
+            b[_TXH + 3] = n & 0xFF
+            at = 4
+        else:
+            b[_TXH + 1] = 0xFF
+            for at in range(8):
+                b[_TXH + 9 - at] = n >> (8 * at) & 0xFF
+            at = 10
+        _mask(b, os.urandom(4), _TXH + at)
+        self.stream.write(self.views[_HEAD + (at >> 2)])
+        at = 0
+        while at < n:
+            at = _mask_chunk(self.stream, self.views[_ALL], data, at, n)
 
-def _header(stream, b, op, n):
-    # writes the header of a masked frame of n bytes, with a fresh mask (section 5.3 /
-    # 10.3: unpredictable, new per frame) that b.mask keeps for the payload
-    h = b.txh
-    h[0] = 0x80 | op
-    if n < 126:
-        h[1] = 0x80 | n
-        _put_mask(b, 2)
-        stream.write(b.heads[0])
-    elif n < 65536:
-        h[1] = 0x80 | 126
-        h[2] = n >> 8
-        h[3] = n & 0xFF
-        _put_mask(b, 4)
-        stream.write(b.heads[1])
-    else:
-        h[1] = 0x80 | 127
-        _put_length64(h, n)
-        _put_mask(b, 10)
-        stream.write(b.heads[2])
 
-
-def _put_length64(h, n):
-    for i in range(2, 10):
-        h[i] = (n >> (8 * (9 - i))) & 0xFF
-
-
-def _put_mask(b, at):
-    m = os.urandom(4)
+def _mask(b, m, at):
+    # a fresh mask (section 5.3 / 10.3: unpredictable, new per frame) after the header
     for i in range(4):
-        b.mask[i] = b.txh[at + i] = m[i]
+        b[at + i] = m[i]
 
 
-def _mask_chunk(tx, mask, payload, k):
-    # payload[0:k] masked into tx[0:k] (a few locals: this frame stays off the heap)
+def _mask_chunk(stream, mv, data, at, n):
+    # data[at:] masked into the transmit chunk and written, one chunk; the new position.
+    # The mask sits at the end of the header just written: _TXH + 2, 4 or 10.
+    k = n - at if n - at < _TX_CHUNK else _TX_CHUNK
+    m = _TXH + (2 if n < 126 else 4 if n < 65536 else 10)
     for i in range(k):
-        tx[i] = payload[i] ^ mask[i & 3]
-
-
-def _write_long(stream, b, payload, n):
-    # a payload above one chunk: masked and written a chunk at a time (_TX_CHUNK is a
-    # multiple of 4, so the mask index restarts at 0 in every chunk)
-    view = memoryview(payload)
-    done = 0
-    while done < n:
-        k = n - done
-        if k > _TX_CHUNK:
-            k = _TX_CHUNK
-        _mask_chunk(b.tx, b.mask, view[done:done + k], k)
-        stream.write(b.tx_mv[:k])
-        done += k
+        mv[_TX + i] = data[at + i] ^ mv[m + (i & 3)]
+    stream.write(mv[_TX:_TX + k])
+    return at + k
