@@ -1,87 +1,86 @@
 """Configuration: load `config.json`, fill defaults, validate every value.
 
-`validate(raw)` is pure: it returns a complete config dict or raises ConfigError with a
-message naming the bad key. `load(path)` reads the file. Keys: see `config.example.json`.
+`validate(raw)` is pure: it returns the config dict the firmware reads, or raises ConfigError
+(which is ValueError) with a message naming the bad key. `load(path)` reads the file. Keys and
+defaults: see `config.example.json` and the README.
+
+The firmware loads this module once at boot and then forgets it, so its code goes back to the
+heap; what stays is the returned dict and every identifier or short string (10 characters or
+fewer) it interned, for ever (MicroPython's qstr pool). Hence: no exception class, no
+module-level tables or helpers (the defaults and ranges are constants inside `validate()`; key
+names longer than 10 characters are string objects, freed with the module), and the numbers
+checked by one loop over one table. The returned dict holds what the firmware reads: the keys
+the link reads with identical defaults of its own (`token`, `ca_cert`, `ping_interval_s`,
+`backoff_max_s`) are validated when given, not filled in. Unknown keys pass through (the
+link's optional keys, README).
 """
 
 import json
 
-
-class ConfigError(ValueError):
-    pass
-
-
-DEFAULT_PINS = {
-    "relay": 26, "relay_active_high": True, "stop": 32, "emergency": 33, "led": 2,
-    "spi_id": 1, "sck": 18, "mosi": 23, "miso": 19, "rc522_cs": 5, "rc522_rst": 22,
-    "uart_id": 2, "pzem_tx": 17, "pzem_rx": 16,
-}
-
-DEFAULTS = {
-    "server_url": None, "station": None, "token": "", "ca_cert": None,
-    "ping_interval_s": 20, "backoff_max_s": 30,
-    "metrics_interval_s": 3, "meter_interval_s": 1, "offline_limit_s": 600,
-    "start_timeout_s": 10, "same_card_s": 3, "meter_silence_s": 5, "reset_hold_s": 5,
-    "watchdog_s": 30, "ntp_host": "pool.ntp.org", "pzem_address": 0xF8,
-}
-
-_NUMBERS = (
-    ("ping_interval_s", 1, 3600), ("backoff_max_s", 1, 3600),
-    # metrics at least 1 s apart: `ts` has 1 s resolution and the server ignores a repeated ts
-    ("metrics_interval_s", 1, 3600), ("meter_interval_s", 0.05, 60),
-    ("offline_limit_s", 0, 86400), ("start_timeout_s", 1, 600), ("same_card_s", 0, 600),
-    ("meter_silence_s", 0.1, 600), ("reset_hold_s", 0.1, 60), ("watchdog_s", 0, 600),
-)
-
-
-def _number(cfg, key, lo, hi):
-    val = cfg[key]
-    if isinstance(val, bool) or not isinstance(val, (int, float)) or not lo <= val <= hi:
-        raise ConfigError("%s must be a number from %s to %s" % (key, lo, hi))
+ConfigError = ValueError  # the name callers catch; a class of its own would cost RAM
 
 
 def validate(raw):
-    """Return the full config (defaults filled) or raise ConfigError."""
+    """Return the config (defaults filled) or raise ConfigError."""
     if not isinstance(raw, dict):
         raise ConfigError("config must be a JSON object")
-    cfg = dict(DEFAULTS)
-    cfg.update(raw)
-    wifi = cfg.get("wifi")
+    cfg = dict(raw)
+    # key, default (None: not filled, the link has the same default), lowest, highest
+    for key, val, lo, hi in (
+        ("ping_interval_s", None, 1, 3600), ("backoff_max_s", None, 1, 3600),
+        # metrics at least 1 s apart: `ts` has 1 s resolution and the server ignores a repeated ts
+        ("metrics_interval_s", 3, 1, 3600), ("meter_interval_s", 1, 0.05, 60),
+        ("offline_limit_s", 600, 0, 86400), ("start_timeout_s", 10, 1, 600),
+        ("same_card_s", 3, 0, 600), ("meter_silence_s", 5, 0.1, 600),
+        ("reset_hold_s", 5, 0.1, 60), ("watchdog_s", 30, 0, 600),
+    ):
+        if key in raw:
+            val = raw[key]
+            if isinstance(val, bool) or not isinstance(val, (int, float)) or not lo <= val <= hi:
+                raise ConfigError("%s must be a number from %s to %s" % (key, lo, hi))
+        elif val is not None:
+            cfg[key] = val
+    wifi = raw.get("wifi")
     if wifi is not None:
         if not isinstance(wifi, dict) or not isinstance(wifi.get("ssid"), str):
-            raise ConfigError("wifi must be {\"ssid\": ..., \"password\": ...}")
+            raise ConfigError('wifi must be {"ssid": ..., "password": ...}')
         if not isinstance(wifi.get("password", ""), str):
             raise ConfigError("wifi.password must be a string")
-    url = cfg["server_url"]
+    url = raw.get("server_url")
     if not isinstance(url, str) or not (url.startswith("ws://") or url.startswith("wss://")):
         raise ConfigError("server_url must start with ws:// or wss://")
-    st = cfg["station"]
-    if isinstance(st, bool) or not isinstance(st, int) or st < 1:
+    val = raw.get("station")
+    if isinstance(val, bool) or not isinstance(val, int) or val < 1:
         raise ConfigError("station must be a positive integer")
-    if not isinstance(cfg["token"], str):
+    if not isinstance(raw.get("token", ""), str):
         raise ConfigError("token must be a string")
-    if cfg["ca_cert"] is not None and not isinstance(cfg["ca_cert"], str):
+    val = raw.get("ca_cert")
+    if val is not None and not isinstance(val, str):
         raise ConfigError("ca_cert must be a file path or null")
-    for key, lo, hi in _NUMBERS:
-        _number(cfg, key, lo, hi)
-    addr = cfg["pzem_address"]
-    if isinstance(addr, bool) or not isinstance(addr, int) or not 1 <= addr <= 0xF8:
+    val = cfg.setdefault("ntp_host", "pool.ntp.org")
+    if not isinstance(val, str) or not val:
+        raise ConfigError("ntp_host must be a host name")
+    val = cfg.setdefault("pzem_address", 0xF8)
+    if isinstance(val, bool) or not isinstance(val, int) or not 1 <= val <= 0xF8:
         raise ConfigError("pzem_address must be 1..247 or 248 (0xF8, the only meter)")
-    pins = dict(DEFAULT_PINS)
-    given = cfg.get("pins") or {}
+    pins = {  # the defaults (README wiring), overridden by what is given
+        "relay": 26, "relay_active_high": True, "stop": 32, "emergency": 33, "led": 2,
+        "spi_id": 1, "sck": 18, "mosi": 23, "miso": 19, "rc522_cs": 5, "rc522_rst": 22,
+        "uart_id": 2, "pzem_tx": 17, "pzem_rx": 16,
+    }
+    given = raw.get("pins") or {}
     if not isinstance(given, dict):
         raise ConfigError("pins must be an object")
     for key in given:
-        if key not in DEFAULT_PINS:
+        if key not in pins:
             raise ConfigError("pins.%s is not a known pin" % key)
-    pins.update(given)
-    for key in pins:
-        val = pins[key]
+        val = given[key]
         if key == "relay_active_high":
             if not isinstance(val, bool):
                 raise ConfigError("pins.relay_active_high must be true or false")
         elif isinstance(val, bool) or not isinstance(val, int) or not 0 <= val <= 39:
             raise ConfigError("pins.%s must be a GPIO number 0..39" % key)
+        pins[key] = val
     cfg["pins"] = pins
     return cfg
 

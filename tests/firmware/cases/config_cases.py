@@ -65,3 +65,48 @@ def _load_error(path):
 def case_missing_or_broken_file_is_a_clear_error():
     assert "make config" in _load_error("no/such/config.json")
     assert "JSON" in _load_error("firmware/main.py")
+
+
+def case_keys_the_link_defaults_are_checked_when_given_and_left_to_the_link_otherwise():
+    assert "ping_interval_s" in _error(_with(ping_interval_s=0))
+    assert "backoff_max_s" in _error(_with(backoff_max_s="30"))
+    assert "token" in _error(_with(token=5))
+    assert "ca_cert" in _error(_with(ca_cert=5))
+    cfg = validate(_with(ping_interval_s=15))
+    assert cfg["ping_interval_s"] == 15
+    # not given: the link applies its own defaults (the same numbers: 20 s, 30 s)
+    assert "ping_interval_s" not in validate(GOOD) and "backoff_max_s" not in validate(GOOD)
+
+
+def case_the_links_optional_keys_pass_through():
+    cfg = validate(_with(ping_timeout_s=5, max_message=2048))
+    assert cfg["ping_timeout_s"] == 5 and cfg["max_message"] == 2048
+
+
+def case_every_documented_default_is_filled():
+    cfg = validate(GOOD)
+    assert [cfg[k] for k in ("metrics_interval_s", "meter_interval_s", "offline_limit_s",
+                             "start_timeout_s", "same_card_s", "meter_silence_s",
+                             "reset_hold_s", "watchdog_s", "ntp_host", "pzem_address")] == [
+        3, 1, 600, 10, 3, 5, 5, 30, "pool.ntp.org", 0xF8]
+    assert cfg["pins"] == {
+        "relay": 26, "relay_active_high": True, "stop": 32, "emergency": 33, "led": 2,
+        "spi_id": 1, "sck": 18, "mosi": 23, "miso": 19, "rc522_cs": 5, "rc522_rst": 22,
+        "uart_id": 2, "pzem_tx": 17, "pzem_rx": 16}
+
+
+def case_more_bad_values_name_the_key():
+    assert "ntp_host" in _error(_with(ntp_host=None))
+    assert "ntp_host" in _error(_with(ntp_host=""))
+    assert "wifi.password" in _error(_with(wifi={"ssid": "x", "password": 1}))
+    assert "pins" in _error(_with(pins=[1]))
+    assert "pins.sck" in _error(_with(pins={"sck": True}))
+    assert "meter_interval_s" in _error(_with(meter_interval_s=0.01))
+    assert "server_url" in _error({"station": 1})
+    assert "station" in _error({"server_url": "wss://h/ws"})
+
+
+def case_validating_leaves_the_callers_dict_as_it_was():
+    raw = _with(pins={"relay": 4})
+    validate(raw)
+    assert raw == _with(pins={"relay": 4})
