@@ -17,8 +17,8 @@ class Board:
         p = cfg["pins"]
         # the relay first: it must be OFF before anything else can go wrong
         self.relay = Relay(Pin(p["relay"]), p["relay_active_high"])
-        self.stop = Button(Pin(p["stop"]), pressed_level=0)        # NO button to GND
-        self.emergency = Button(Pin(p["emergency"]), pressed_level=1)  # NC button to GND
+        self.stop = Button(Pin(p["stop"]), 0)  # NO button to GND: pressed reads 0
+        self.emergency = Button(Pin(p["emergency"]), 1)  # NC button to GND: pressed reads 1
         self.led = Led(Pin(p["led"]))
         spi = SPI(p["spi_id"], baudrate=1000000, polarity=0, phase=0,
                   sck=Pin(p["sck"]), mosi=Pin(p["mosi"]), miso=Pin(p["miso"]))

@@ -1,81 +1,75 @@
-"""The status LED: one blink pattern per charger condition, stepped by an asyncio task.
+"""The status LED: one blink pattern per charger condition, stepped by the app's poll loop.
 
-A pattern is a tuple of durations in ms, alternating ON and OFF, repeated. Indices match
-`state.LED_*`; the README's "LED patterns" table describes them. The error pattern shows for
-`ERROR_SHOW_MS`, then the LED returns to the pattern it showed before. `step(now)` is called
+Pattern numbers are `state.LED_*`; the README's "LED patterns" table describes them:
+0 idle (online), 1 wait (for the server after a tap), 2 charging, 3 error, 4 fault (EMERGENCY),
+5 offline, 6 reader_fault, 7 meter_fault. The error pattern plays once (three flashes and a
+pause, 3 s), then the LED returns to the pattern it showed before (or to the one asked for
+meanwhile).
+
+`PATTERNS` is one bytes table (one object instead of nine tuples): six slots per pattern,
+durations in units of 50 ms, alternating ON and OFF; a 0 slot is skipped. `step(now)` is called
 by the app's poll loop, which sleeps `due_in(now)` at most; it allocates nothing (it compares
-tick counts).
+tick counts). `run()` steps on its own when no poll loop runs (the config-error fault).
 """
 
+from micropython import const
 import asyncio
 import time
 
 PATTERNS = (
-    (100, 2900),                      # 0 idle, online: a short blink every 3 s
-    (150, 150),                       # 1 waiting for the server after a tap: fast blink
-    (1000, 0),                        # 2 charging: steady on
-    (100, 100, 100, 100, 100, 1500),  # 3 error (card refused, no answer): three flashes
-    (100, 100),                       # 4 EMERGENCY fault: fast flicker until reset
-    (100, 200, 100, 2600),            # 5 idle, offline: double blink every 3 s
-    (1500, 500),                      # 6 NFC reader missing: long on, short off
-    (800, 200, 100, 200),             # 7 meter failure: long-short
+    b"\x02\x3a\x00\x00\x00\x00"  # 0 idle, online: 100 ms on, 2900 off (a short blink every 3 s)
+    b"\x03\x03\x00\x00\x00\x00"  # 1 waiting for the server: 150 on, 150 off
+    b"\x14\x00\x00\x00\x00\x00"  # 2 charging: steady on
+    b"\x02\x02\x02\x02\x02\x32"  # 3 error: three 100 ms flashes, 2500 off, then back (once)
+    b"\x02\x02\x00\x00\x00\x00"  # 4 EMERGENCY fault: 100 on, 100 off until reset
+    b"\x02\x04\x02\x34\x00\x00"  # 5 idle, offline: 100 on, 200 off, 100 on, 2600 off
+    b"\x1e\x0a\x00\x00\x00\x00"  # 6 NFC reader missing: 1500 on, 500 off
+    b"\x10\x04\x02\x04\x00\x00"  # 7 meter failure: 800 on, 200 off, 100 on, 200 off
 )
-NAMES = ("idle", "wait", "charging", "error", "fault", "offline", "reader_fault", "meter_fault")
-ERROR = 3
-ERROR_SHOW_MS = 3000
+_ERROR = const(3)
 
 
 class Led:
     def __init__(self, pin):
         pin.init(pin.OUT, value=0)
-        self._pin = pin
-        self.pattern = 0
-        self._after_error = 0
-        self._step = 0
-        self._step_at = time.ticks_ms()
-        self._pattern_at = self._step_at
+        self.pin = pin
+        self.pattern = -1
+        self.after = 0  # the pattern to show once the error pattern is done
+        self.show(0)
 
     def show(self, pattern):
         """Switch pattern now (the error pattern falls back to the previous one)."""
         if pattern == self.pattern:
             return
-        if pattern == ERROR:
-            self._after_error = self.pattern
-        elif self.pattern == ERROR:
-            self._after_error = pattern
+        if pattern == _ERROR:
+            self.after = self.pattern
+        elif self.pattern == _ERROR:
+            self.after = pattern
             return  # let the error finish showing, then go to `pattern`
-        self._start(pattern, time.ticks_ms())
-
-    def _start(self, pattern, now):
         self.pattern = pattern
-        self._step = 0
-        self._step_at = now
-        self._pattern_at = now
-        self._pin.value(1)
+        self.n = 0  # the slot playing: even ON, odd OFF
+        self.at = time.ticks_ms()  # when the slot started
+        self.pin.value(1)
 
     def step(self, now):
         """Advance the pattern to time `now` (ms ticks)."""
-        if self.pattern == ERROR and time.ticks_diff(now, self._pattern_at) >= ERROR_SHOW_MS:
-            self._start(self._after_error, now)
+        first = self.pattern * 6
+        n = self.n
+        if time.ticks_diff(now, self.at) < PATTERNS[first + n] * 50:
             return
-        steps = PATTERNS[self.pattern]
-        if time.ticks_diff(now, self._step_at) < steps[self._step]:
-            return
-        self._step_at = now
-        for _ in range(len(steps)):
-            self._step = (self._step + 1) % len(steps)
-            if steps[self._step]:
+        for _ in range(6):
+            n = (n + 1) % 6
+            if PATTERNS[first + n]:
                 break
-        self._pin.value(1 - (self._step & 1))
+        if n == 0 and self.pattern == _ERROR:
+            self.pattern = self.after  # played once: back, from its first (ON) slot
+        self.n = n
+        self.at = now
+        self.pin.value(1 - (n & 1))
 
     def due_in(self, now):
         """Milliseconds until `step()` has something to do (how long a poll loop may sleep)."""
-        left = PATTERNS[self.pattern][self._step] - time.ticks_diff(now, self._step_at)
-        if self.pattern == ERROR:
-            shown = ERROR_SHOW_MS - time.ticks_diff(now, self._pattern_at)
-            if shown < left:
-                left = shown
-        return left
+        return PATTERNS[self.pattern * 6 + self.n] * 50 - time.ticks_diff(now, self.at)
 
     async def run(self):
         """Step on its own (when no other loop calls `step()`)."""

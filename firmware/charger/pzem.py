@@ -1,149 +1,96 @@
-"""PZEM-004T v3.0 AC meter driver over UART (Modbus-RTU).
+"""PZEM-004T v3.0 AC meter driver over UART (Modbus-RTU), with its CRC-16/Modbus.
 
 Reads input registers 0x0000-0x0009 (`addr 04 00 00 00 0A CRC` -> 25-byte reply), checks the
-address, function, length and CRC-16/Modbus, and scales the registers: voltage 0.1 V,
-current 0.001 A, power 0.1 W, energy 1 Wh, frequency 0.1 Hz, power factor 0.01, alarm.
-32-bit values are low word first, each word big-endian. `reset_energy()` sends function 0x42.
-The request is built once and the reply lands in a preallocated buffer: a poll allocates no
-buffers. Hand-written because the MicroPython PZEM drivers around allocate per read and skip
-the CRC check.
+address, function, length and CRC, and scales the registers into plain attributes: `voltage`
+(V), `current` (A), `power` (W) as floats, `energy_wh` (Wh, int), `frequency_dhz` (0.1 Hz) and
+`pf_centi` (power factor x 100) as ints (no float allocated for what the app does not use),
+`alarm`. 32-bit values are low word first, each word big-endian. `read()` and
+`reset_energy()` (function 0x42) return OK (0), 1 (timeout), 2 (bad frame: CRC, address,
+function or length) or 3 (Modbus exception reply).
+
+The read request is built once and the reply lands in a preallocated buffer: a poll allocates
+only the three floats it reports. Hand-written because the MicroPython PZEM drivers around
+allocate per read and skip the CRC check; `crc16` is here too (six lines, allocation-free; no
+library on the board has it), with the Modbus framing in this its only user.
 """
 
 from micropython import const
 import time
 
-from charger.modbus import crc16, crc_ok
+OK = const(0)
+_TIMEOUT = const(1)
+_BAD_FRAME = const(2)
+_DEVICE_ERROR = const(3)
 
 _REPLY_LEN = const(25)
-_RESET_LEN = const(4)
-_FN_READ_INPUT = const(0x04)
-_FN_RESET = const(0x42)
+_TIMEOUT_MS = const(100)  # a 25-byte reply takes 26 ms at 9600 baud
+_ANY_ADDRESS = const(0xF8)  # the general address: whatever meter is on the bus answers
 
-OK = const(0)
-TIMEOUT = const(1)
-BAD_FRAME = const(2)   # CRC, address, function or length wrong
-DEVICE_ERROR = const(3)  # Modbus exception reply
+
+def crc16(buf, n):
+    """CRC-16/Modbus of buf[0:n] (reflected 0xA001, initial 0xFFFF, sent low byte first).
+
+    Over a whole frame that ends with its own CRC the result is 0.
+    """
+    crc = 0xFFFF
+    for i in range(n):
+        crc ^= buf[i]
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return crc
 
 
 class PZEM004T:
-    """One meter on a UART. After `read()` returns OK, the fields hold the reading."""
-
-    def __init__(self, uart, address=0xF8, timeout_ms=100):
+    def __init__(self, uart, address=_ANY_ADDRESS):
         self.uart = uart
-        self.address = address
-        self.timeout_ms = timeout_ms
-        self._read_req = bytearray(8)
-        r = self._read_req
-        r[0] = address
-        r[1] = _FN_READ_INPUT
-        r[2] = 0
-        r[3] = 0
-        r[4] = 0
-        r[5] = 10
-        crc = crc16(r, 6)
-        r[6] = crc & 0xFF
-        r[7] = crc >> 8
-        self._reset_req = bytearray(4)
-        r = self._reset_req
-        r[0] = address
-        r[1] = _FN_RESET
-        crc = crc16(r, 2)
-        r[2] = crc & 0xFF
-        r[3] = crc >> 8
-        self._buf = bytearray(_REPLY_LEN)
-        self._mv = memoryview(self._buf)
-        self.voltage_dv = 0     # raw registers, integers
-        self.current_ma = 0
-        self.power_dw = 0
-        self.energy_wh = 0
-        self.frequency_dhz = 0
-        self.pf_centi = 0
+        self.req = bytearray((address, 0x04, 0, 0, 0, 10, 0, 0))  # read 10 input registers
+        crc = crc16(self.req, 6)
+        self.req[6] = crc & 0xFF
+        self.req[7] = crc >> 8
+        self.buf = bytearray(_REPLY_LEN)
+        self.voltage = self.current = self.power = 0.0
+        self.energy_wh = self.frequency_dhz = self.pf_centi = 0
         self.alarm = False
-        self.errors = 0
 
-    @property
-    def voltage(self):
-        return self.voltage_dv / 10
-
-    @property
-    def current(self):
-        return self.current_ma / 1000
-
-    @property
-    def power(self):
-        return self.power_dw / 10
-
-    @property
-    def frequency(self):
-        return self.frequency_dhz / 10
-
-    @property
-    def power_factor(self):
-        return self.pf_centi / 100
-
-    def _drain(self):
+    def _ask(self, req, want):
+        """Send req, collect the reply into buf (`want` bytes, or what came within _TIMEOUT_MS)
+        and check its CRC, address and function; returns a status (above)."""
         uart = self.uart
-        while uart.any():
-            uart.readinto(self._buf)
-
-    def _receive(self, want):
-        """Collect up to `want` bytes within the timeout; returns the count."""
-        uart = self.uart
-        got = 0
+        b = self.buf
+        while uart.any():  # drop what a late reply left
+            uart.readinto(b)
+        uart.write(req)
         start = time.ticks_ms()
-        while got < want:
-            if uart.any():
-                # the whole reply usually comes at once: slice (allocate) only for the rest
-                n = uart.readinto(self._mv[got:want] if got else self._buf, want - got)
-                if n:
-                    got += n
-                    continue
-            if time.ticks_diff(time.ticks_ms(), start) >= self.timeout_ms:
-                break
+        while uart.any() < want and time.ticks_diff(time.ticks_ms(), start) < _TIMEOUT_MS:
             time.sleep_ms(2)
-        return got
+        got = uart.readinto(b) or 0
+        if got == 0:
+            return _TIMEOUT
+        if got < 4 or crc16(b, got) or b[0] != req[0] and req[0] != _ANY_ADDRESS:
+            return _BAD_FRAME
+        if b[1] == req[1] | 0x80:
+            return _DEVICE_ERROR  # (addr, function | 0x80, exception code, CRC)
+        return OK if got == want and b[1] == req[1] else _BAD_FRAME
 
     def read(self):
-        """Poll all registers. Returns OK, TIMEOUT, BAD_FRAME or DEVICE_ERROR."""
-        self._drain()
-        self.uart.write(self._read_req)
-        got = self._receive(_REPLY_LEN)
-        status = self._parse(got)
-        if status != OK:
-            self.errors += 1
-        return status
-
-    def _parse(self, got):
-        b = self._buf
-        if got == 0:
-            return TIMEOUT
-        if got == 5 and b[1] == _FN_READ_INPUT | 0x80 and crc_ok(b, 5):
-            return DEVICE_ERROR
-        if got != _REPLY_LEN or not crc_ok(b, _REPLY_LEN):
-            return BAD_FRAME
-        if b[0] != self.address and self.address != 0xF8:
-            return BAD_FRAME
-        if b[1] != _FN_READ_INPUT or b[2] != 20:
-            return BAD_FRAME
-        self.voltage_dv = (b[3] << 8) | b[4]
-        self.current_ma = (b[5] << 8) | b[6] | (b[7] << 24) | (b[8] << 16)
-        self.power_dw = (b[9] << 8) | b[10] | (b[11] << 24) | (b[12] << 16)
-        self.energy_wh = (b[13] << 8) | b[14] | (b[15] << 24) | (b[16] << 16)
-        self.frequency_dhz = (b[17] << 8) | b[18]
-        self.pf_centi = (b[19] << 8) | b[20]
-        self.alarm = ((b[21] << 8) | b[22]) == 0xFFFF
+        """Poll all registers; returns a status (above)."""
+        status = self._ask(self.req, _REPLY_LEN)
+        b = self.buf
+        if status != OK or b[2] != 20:
+            return status or _BAD_FRAME
+        self.voltage = (b[3] << 8 | b[4]) / 10
+        self.current = (b[5] << 8 | b[6] | b[7] << 24 | b[8] << 16) / 1000
+        self.power = (b[9] << 8 | b[10] | b[11] << 24 | b[12] << 16) / 10
+        self.energy_wh = b[13] << 8 | b[14] | b[15] << 24 | b[16] << 16
+        self.frequency_dhz = b[17] << 8 | b[18]
+        self.pf_centi = b[19] << 8 | b[20]
+        self.alarm = b[21] == 0xFF and b[22] == 0xFF
         return OK
 
     def reset_energy(self):
-        """Zero the energy register (function 0x42). Returns OK, TIMEOUT, BAD_FRAME or DEVICE_ERROR."""
-        self._drain()
-        self.uart.write(self._reset_req)
-        got = self._receive(_RESET_LEN)
-        b = self._buf
-        if got == 0:
-            return TIMEOUT
-        if got >= _RESET_LEN and b[1] == _FN_RESET and crc_ok(b, _RESET_LEN):
-            return OK
-        if got >= _RESET_LEN and b[1] == _FN_RESET | 0x80:
-            return DEVICE_ERROR
-        return BAD_FRAME
+        """Zero the energy register (function 0x42; the reply echoes the request); a status."""
+        req = bytearray((self.req[0], 0x42, 0, 0))
+        crc = crc16(req, 2)
+        req[2] = crc & 0xFF
+        req[3] = crc >> 8
+        return self._ask(req, 4)

@@ -1,25 +1,22 @@
 """The charging relay (contactor driver) with a configurable active level.
 
-`off` is a preallocated bound method so the EMERGENCY interrupt handler can call it without
-allocating. The relay is driven OFF at construction.
+The pin is set to OFF in the same call that makes it an output (no glitch at boot). `is_on` is
+a plain attribute kept by `on()`/`off()` (a property would cost more RAM than it saves).
+`off()` allocates nothing: the app binds it once and calls it from the EMERGENCY interrupt.
 """
 
 
 class Relay:
     def __init__(self, pin, active_high=True):
-        self._pin = pin
-        self._on_level = 1 if active_high else 0
-        self._off_level = 1 - self._on_level
-        pin.init(pin.OUT, value=self._off_level)
-        self._write = pin.value
-        self.off = self._off  # bound once: callable from an IRQ without allocation
-
-    def _off(self):
-        self._write(self._off_level)
+        self.pin = pin
+        self.level = 1 if active_high else 0  # the pin level that closes the contactor
+        pin.init(pin.OUT, value=1 - self.level)
+        self.is_on = False
 
     def on(self):
-        self._write(self._on_level)
+        self.pin.value(self.level)
+        self.is_on = True
 
-    @property
-    def is_on(self):
-        return self._pin.value() == self._on_level
+    def off(self):
+        self.pin.value(1 - self.level)
+        self.is_on = False
