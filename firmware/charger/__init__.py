@@ -9,10 +9,8 @@ import sys
 
 
 def forget(name):
-    """Unload module `name` (sys.modules and the package attribute), then collect."""
+    """Unload module `name` ("charger.x"): drop it from sys.modules and from this package's
+    attributes, then collect."""
     sys.modules.pop(name, None)
-    pkg, _, attr = name.rpartition(".")
-    parent = sys.modules.get(pkg)
-    if parent is not None and hasattr(parent, attr):
-        delattr(parent, attr)
+    globals().pop(name.rpartition(".")[2], None)
     gc.collect()

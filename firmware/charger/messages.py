@@ -4,25 +4,12 @@ Owns the exact JSON text of `nfc_scan`, `metrics`, `stop`, `emergency` and `stat
 (spelled as the seed and docs/protocol-decisions spell them) and `parse()` for inbound
 frames. Texts are formatted by hand with fixed decimals so a reading costs one string,
 prints the same on the 32-bit ESP32 float and on CPython, and never shows float noise.
+`wh` None is left out of `metrics`/`stop`/`emergency`; `ts` 0 or None (clock not set yet)
+is left out everywhere. Few functions on purpose: each one costs RAM on the ESP32.
 Runs under CPython and MicroPython.
 """
 
 import json
-
-STATES = ("idle", "charging", "fault")
-
-
-def _ts_field(ts):
-    # `ts` None or 0 means the clock is not set yet: the field is omitted.
-    if ts:
-        return ',"ts":%d' % int(ts)
-    return ""
-
-
-def _wh_field(wh):
-    if wh is None:
-        return ""
-    return ',"wh":%d' % int(wh)
 
 
 def nfc_scan(uid):
@@ -35,33 +22,32 @@ def metrics(session_id, v, a, w, wh, ts):
     if ts and wh is not None:  # the usual case: one string, no partial ones
         return ('{"type":"metrics","session_id":%d,"v":%.1f,"a":%.3f,"w":%.1f,"wh":%d,'
                 '"ts":%d}' % (session_id, v, a, w, wh, ts))
-    return '{"type":"metrics","session_id":%d,"v":%.1f,"a":%.3f,"w":%.1f%s%s}' % (
-        session_id, v, a, w, _wh_field(wh), _ts_field(ts))
+    return stop(session_id, wh, ts,
+                'metrics","session_id":%d,"v":%.1f,"a":%.3f,"w":%.1f' % (session_id, v, a, w))
 
 
-def _session_event(kind, session_id, wh, ts):
-    return '{"type":"%s","session_id":%d%s%s}' % (kind, session_id, _wh_field(wh), _ts_field(ts))
-
-
-def stop(session_id, wh, ts):
-    """The charger ended the session (STOP button, offline limit, meter failure)."""
-    return _session_event("stop", session_id, wh, ts)
+def stop(session_id, wh, ts, head=None):
+    """The charger ended the session (STOP button, offline limit, meter failure). `head`
+    (for `emergency` and `metrics`) replaces the type and session fields."""
+    if head is None:
+        head = 'stop","session_id":%d' % session_id
+    return '{"type":"%s%s%s}' % (head, "" if wh is None else ',"wh":%d' % wh,
+                                 ',"ts":%d' % ts if ts else "")
 
 
 def emergency(session_id, wh, ts):
     """EMERGENCY pressed; `session_id` None (`null`) when no session was running."""
-    if session_id is None:
-        return '{"type":"emergency","session_id":null%s%s}' % (_wh_field(wh), _ts_field(ts))
-    return _session_event("emergency", session_id, wh, ts)
+    return stop(session_id, wh, ts, 'emergency","session_id":%s' % (
+        "null" if session_id is None else "%d" % session_id))
 
 
 def status(state, session_id, wh):
     """Reconciliation after connect / `sync_request`: the charger's physical truth."""
-    if state not in STATES:
+    if state not in ("idle", "charging", "fault"):
         raise ValueError("state must be idle, charging or fault")
-    sid = "null" if session_id is None else "%d" % session_id
-    wh_text = "null" if wh is None else "%d" % int(wh)
-    return '{"type":"status","state":"%s","session_id":%s,"wh":%s}' % (state, sid, wh_text)
+    return '{"type":"status","state":"%s","session_id":%s,"wh":%s}' % (
+        state, "null" if session_id is None else "%d" % session_id,
+        "null" if wh is None else "%d" % wh)
 
 
 def parse(text):
@@ -70,8 +56,6 @@ def parse(text):
         msg = json.loads(text)
     except (ValueError, TypeError):
         return None
-    if not isinstance(msg, dict):
-        return None
-    if not isinstance(msg.get("type"), str):
-        return None
-    return msg
+    if isinstance(msg, dict) and isinstance(msg.get("type"), str):
+        return msg
+    return None

@@ -8,11 +8,11 @@ import micropython
 from pzem_emu import PZEMEmulator
 from rc522_emu import RC522Emulator
 
-from charger import app, clock, config
-from charger import state as S
+from charger import app, config
 from charger.board import Board
 from charger.link import Link
 from charger.outbox import Outbox
+from charger.state import ChargerState
 
 CFG = config.validate({"server_url": "ws://127.0.0.1:9/ws", "station": 1, "watchdog_s": 0})
 
@@ -30,27 +30,26 @@ def case_emergency_interrupt_opens_the_relay_without_allocating():
     pin = machine.Pin(CFG["pins"]["emergency"])
     micropython.heap_lock()
     try:
-        a._emergency_irq(pin)  # a MemoryError here means the handler allocates
+        a.emergency_irq(pin)  # a MemoryError here means the handler allocates
     finally:
         micropython.heap_unlock()
     assert not a.board.relay.is_on
 
 
 def case_state_machine_hot_path_allocates_nothing():
-    m = S.ChargerState()
+    m = ChargerState()
     m.boot(True, False, 0)
     m.card("AA", 0)
     m.start(1, 10)
-    v, amps, w = 230.0, 10.0, 2300.0
     micropython.heap_lock()
     try:
         for t in range(1000, 20000, 250):
-            m.meter_reading(v, amps, w, t // 100, t)
+            m.meter_reading(t // 100, t)
             m.tick(t)
             m.stop_button(False, t)
     finally:
         micropython.heap_unlock()
-    assert m.state == S.CHARGING
+    assert m.state_name == "charging"
 
 
 def case_a_poll_pass_with_nothing_to_do_allocates_nothing():
@@ -58,13 +57,12 @@ def case_a_poll_pass_with_nothing_to_do_allocates_nothing():
     # poll is left out: its reading becomes three floats, which MicroPython allocates
     a = _app()
     a._do(a.sm.boot(a.board.reader.init(), False, 0))
-    a._meter_due = time.ticks_add(time.ticks_ms(), 3600000)
+    a.due[1] = time.ticks_add(time.ticks_ms(), 3600000)  # the meter
     sim0 = machine.sim_alloc[0]
     total0 = micropython.mem_total()
     for _ in range(20):
-        a._reader_due = time.ticks_ms()
-        a._poll(time.ticks_ms())
-        assert 10 <= a._pause(time.ticks_ms()) <= 200
+        a.due[0] = time.ticks_ms()  # the card reader
+        assert 10 <= a.poll(time.ticks_ms()) <= 200
     firmware = micropython.mem_total() - total0 - (machine.sim_alloc[0] - sim0)
     assert firmware == 0, firmware
 
@@ -75,7 +73,7 @@ def case_a_stop_in_the_same_second_as_the_last_reading_keeps_its_true_ts():
     sm = a.sm
     sm.card("AA", 0)
     a._do(sm.start(7, 0))
-    a._do(sm.meter_reading(230.0, 10.0, 2300.0, 1000, 0))
+    a._do(sm.meter_reading(1000, 0))
     a._do(sm.stop_button(True, 10))
     texts = []
     while len(a.outbox):
@@ -84,14 +82,14 @@ def case_a_stop_in_the_same_second_as_the_last_reading_keeps_its_true_ts():
     reading_ts = json.loads(texts[0])["ts"]
     stop = json.loads(texts[-1])
     assert stop["type"] == "stop" and stop["session_id"] == 7
-    assert reading_ts <= stop["ts"] <= clock.unix_time()
+    assert reading_ts <= stop["ts"] <= app.unix_time()
 
 
 def case_relay_never_closes_while_emergency_is_open():
     a = _app()
     machine.Pin.board(CFG["pins"]["emergency"]).drive(1)
     a.board.emergency.pressed = True
-    a._do(S.A_RELAY_ON)
+    a._do(2)  # relay on
     assert not a.board.relay.is_on
 
 
@@ -100,7 +98,7 @@ def case_status_reports_charging_with_the_latest_reading():
     sm = a.sm
     sm.card("AA", 0)
     sm.start(7, 0)
-    sm.meter_reading(230.0, 10.0, 2300.0, 1234, 100)
+    sm.meter_reading(1234, 100)
     texts = a.status_messages()
     assert '"state":"charging"' in texts[0] and '"session_id":7' in texts[0]
     assert len(texts) == 2 and '"wh":1234' in texts[1]
