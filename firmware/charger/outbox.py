@@ -1,10 +1,12 @@
 """The outbox: what the charger must deliver to the server, kept while the link is down.
 
 Owns two preallocated rings in ONE bytearray, one of readings (`metrics`) and one of session
-events (`stop`, `emergency`). A reading is a 28-byte record packed with `struct` (seq, session
-id, v, a, w as float32, wh, ts), an event a 17-byte record (seq, kind, session id, wh, ts);
-every record carries a sequence number and `next_unsent()` takes the older of the two ring
-heads, so the order of everything is the order of the puts. An entry becomes JSON text only
+events (`stop`, `emergency`). A reading is a 24-byte record packed with `struct` (session id,
+v, a, w as float32, wh, ts), an event a 17-byte record (kind, session id, wh, ts and how many
+readings had been put before it). A reading's place in the order of puts is known from its
+place in the ring and the count of readings ever put, so `next_unsent()` can take the older
+of the two ring heads without a sequence number per reading: the order of everything is the
+order of the puts. An entry becomes JSON text only
 when the link sends it: `put_*` allocates nothing (`struct.pack_into` into the buffer), and
 dropping a reading is moving a head index, never copying entries. Rules:
 
@@ -40,9 +42,10 @@ except ImportError:  # CPython
         return x
 
 # record layouts (struct, little endian, no padding); kept as literals at the use sites
-# readings "<IifffiI": seq, session_id, v, a, w, wh, ts      -> 28 bytes
-# events   "<IBiiI":   seq, kind (1 stop, 2 emergency), session_id, wh, ts -> 17 bytes
-_RSIZE = const(28)
+# readings "<ifffiI": session_id, v, a, w, wh, ts                          -> 24 bytes
+# events   "<IBiiI":  readings put before it, kind (1 stop, 2 emergency), session_id, wh, ts
+#                                                                          -> 17 bytes
+_RSIZE = const(24)
 _ESIZE = const(17)
 _STOP = const(1)
 # indices into Outbox._n, the ring state
@@ -51,11 +54,11 @@ _RSENT = const(1)  # readings at the head sent but not confirmed yet
 _EHEAD = const(2)
 _ELEN = const(3)   # events waiting (readings waiting: the public `readings`)
 _ESENT = const(4)
-_SEQ = const(5)    # sequence number of the next put
+_PUT = const(5)    # readings ever put (modulo _MASK): the put number of the next reading
 _RCAP = const(6)
 _ECAP = const(7)
-_SEQ_MASK = const(0x3FFFFFFF)  # sequence numbers stay small ints on the 32-bit ESP32
-_SEQ_HALF = const(0x20000000)
+_MASK = const(0x3FFFFFFF)  # put numbers stay small ints on the 32-bit ESP32
+_HALF = const(0x20000000)
 _NONE = const(-2147483648)  # int32 sentinel: session_id / wh is None
 _MAX_I32 = const(2147483647)
 _MAX_U32 = const(4294967295)  # a constant object (not a small int) on the ESP32
@@ -106,10 +109,9 @@ class Outbox:
                 n[_RSENT] -= 1
                 self.unconfirmed -= 1
             self.dropped += 1
-        seq = n[_SEQ]
-        n[_SEQ] = (seq + 1) & _SEQ_MASK
-        struct.pack_into("<IifffiI", self._buf, _RSIZE * ((n[_RHEAD] + self.readings) % cap),
-                         seq, int(sid), v, a, w, int(wh), int(ts))
+        n[_PUT] = (n[_PUT] + 1) & _MASK
+        struct.pack_into("<ifffiI", self._buf, _RSIZE * ((n[_RHEAD] + self.readings) % cap),
+                         int(sid), v, a, w, int(wh), int(ts))
         self.readings += 1
         return True
 
@@ -126,11 +128,9 @@ class Outbox:
         if n[_ELEN] == n[_ECAP]:
             self.lost_events += 1
             return False
-        seq = n[_SEQ]
-        n[_SEQ] = (seq + 1) & _SEQ_MASK
         struct.pack_into("<IBiiI", self._buf,
                          _RSIZE * n[_RCAP] + _ESIZE * ((n[_EHEAD] + n[_ELEN]) % n[_ECAP]),
-                         seq, 1 if kind == "stop" else 2, int(sid), int(wh), int(ts))
+                         n[_PUT], 1 if kind == "stop" else 2, int(sid), int(wh), int(ts))
         n[_ELEN] += 1
         return True
 
@@ -141,7 +141,7 @@ class Outbox:
         buf = self._buf
         rec = ev = None  # the oldest unsent reading and event records, if any
         if n[_RSENT] < self.readings:
-            rec = struct.unpack_from("<IifffiI", buf,
+            rec = struct.unpack_from("<ifffiI", buf,
                                      _RSIZE * ((n[_RHEAD] + n[_RSENT]) % n[_RCAP]))
         if n[_ESENT] < n[_ELEN]:
             ev = struct.unpack_from("<IBiiI", buf, _RSIZE * n[_RCAP]
@@ -149,12 +149,13 @@ class Outbox:
         if rec is None and ev is None:
             return None
         self.unconfirmed += 1
-        # the older of the two heads goes first (sequence numbers compared modulo _SEQ_MASK)
-        if ev is None or rec and (ev[0] - rec[0]) & _SEQ_MASK < _SEQ_HALF:
+        # the older of the two heads goes first: the reading when its put number (readings
+        # put minus those waiting, plus those sent) is below the event's (modulo _MASK)
+        if ev is None or rec and (n[_PUT] - self.readings + n[_RSENT] - ev[0]) & _MASK >= _HALF:
             n[_RSENT] += 1
-            wh = rec[5]
-            return messages.metrics(rec[1], rec[2], rec[3], rec[4],
-                                    None if wh == _NONE else wh, rec[6])
+            wh = rec[4]
+            return messages.metrics(rec[0], rec[1], rec[2], rec[3],
+                                    None if wh == _NONE else wh, rec[5])
         n[_ESENT] += 1
         sid = None if ev[2] == _NONE else ev[2]
         wh = None if ev[3] == _NONE else ev[3]

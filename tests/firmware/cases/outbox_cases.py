@@ -195,18 +195,32 @@ def case_a_full_outbox_can_drop_a_sent_but_unconfirmed_reading():
     assert len(box) == 0
 
 
-def case_order_survives_the_sequence_number_wrapping_around():
-    # sequence numbers are 30 bits (small ints on the ESP32) and wrap; an event queued just
-    # before the wrap must still go before the readings queued after it. White box: the
-    # ring state's sequence counter (index 5) is moved next to the wrap.
+def case_order_survives_the_put_counter_wrapping_around():
+    # readings are ordered against events by a 30-bit count of readings put (a small int on
+    # the ESP32) that wraps. White box: the ring state's counter (index 5) is moved next to
+    # the wrap while the outbox is empty.
+    def kinds(got):
+        return [m["wh"] if m["type"] == "metrics" else m["type"] for m in got]
+
     box = Outbox(readings=3, events=2)
     box._n[5] = 0x3FFFFFFF - 1
-    box.put_reading(*_reading(0))
-    box.put_event("stop", 7, 1500, 1700000100)   # the last number before the wrap
-    for n in range(1, 5):                         # after the wrap; reading 0 and 1 dropped
+    box.put_event("stop", 7, 1500, 1700000100)   # before the wrap
+    for n in range(3):                            # the last count, then after the wrap
         box.put_reading(*_reading(n))
-    got = _drain(box)
-    assert got[0]["type"] == "stop" and [m["wh"] for m in got[1:]] == [1002, 1003, 1004]
+    assert kinds(_drain(box)) == ["stop", 1000, 1001, 1002]
+    box._n[5] = 0x3FFFFFFF - 1
+    box.put_reading(*_reading(3))
+    box.put_reading(*_reading(4))                 # the last count before the wrap
+    box.put_event("emergency", 7, 1600, 1700000200)
+    for n in range(5, 8):                         # readings 3 and 4 dropped
+        box.put_reading(*_reading(n))
+    assert kinds(_drain(box)) == ["emergency", 1005, 1006, 1007]
+    box._n[5] = 0x3FFFFFFF - 1
+    box.put_reading(*_reading(8))
+    box.put_reading(*_reading(9))
+    box.put_event("stop", 8, 1700, 1700000300)    # after the wrap
+    box.put_reading(*_reading(10))
+    assert kinds(_drain(box)) == [1008, 1009, "stop", 1010]
 
 
 def case_numbers_given_as_floats_are_sent_as_integers():
