@@ -114,39 +114,41 @@ class Link:
             started = ticks_ms()
             rx = watch = None
             try:
-                if await self._wifi_up():
-                    await ws.connect(*self.dial)
-                    rx = asyncio.create_task(self._receive())
-                    await self._status()
-                    self.connected = True
-                    self._hook(self.handler.on_link, True)
-                    if self.wifi is not None:
-                        watch = asyncio.create_task(self._watch_wifi())
-                    # Send the outbox oldest first; once a batch is sent, a ping's pong
-                    # confirms delivery and only then are the entries removed. Sleep until
-                    # notify() or the connection ends. A send usually returns without
-                    # yielding, so at most _BATCH entries go before a confirmation (which
-                    # waits for its pong): a replay does not starve the other tasks.
-                    outbox.rewind()  # what the last connection did not confirm goes again
-                    sent = 0
-                    while ws.open:
-                        text = outbox.next_unsent() if sent < _BATCH else None
-                        if text is not None:
-                            await ws.send(text)
-                            sent += 1
-                        elif outbox.unconfirmed:
-                            if await ws.confirm():
-                                outbox.confirm()
-                            sent = 0
-                        else:
-                            self.wake.clear()
-                            await self.wake.wait()
+                if self.wifi is not None:
+                    await self._wifi_up()  # OSError when it does not come up
+                await ws.connect(*self.dial)
+                rx = asyncio.create_task(self._receive())
+                for text in self._hook(self.handler.status_messages, None):
+                    await ws.send(text)  # the physical truth first
+                self.connected = True
+                self._hook(self.handler.on_link, True)
+                if self.wifi is not None:
+                    watch = asyncio.create_task(self._watch_wifi())
+                # Send the outbox oldest first; once a batch is sent, a ping's pong
+                # confirms delivery and only then are the entries removed. Sleep until
+                # notify() or the connection ends. A send usually returns without
+                # yielding, so at most _BATCH entries go before a confirmation (which
+                # waits for its pong): a replay does not starve the other tasks.
+                outbox.rewind()  # what the last connection did not confirm goes again
+                sent = 0
+                while ws.open:
+                    text = outbox.next_unsent() if sent < _BATCH else None
+                    if text is not None:
+                        await ws.send(text)
+                        sent += 1
+                    elif outbox.unconfirmed:
+                        if await ws.confirm():
+                            outbox.confirm()
+                        sent = 0
+                    else:
+                        self.wake.clear()
+                        await self.wake.wait()
             except asyncio.CancelledError:
                 raise
             except OSError as e:
-                print("[link] lost:", e)
+                print("[link]", "lost", e)
             except Exception as e:  # noqa: BLE001 - the link must outlive any bug
-                print("[link] error:", repr(e))
+                print("[link]", "error", repr(e))
                 sys.print_exception(e)
             for task in (rx, watch):
                 if task is not None:
@@ -156,8 +158,8 @@ class Link:
                     except BaseException:  # noqa: BLE001 - CancelledError, mostly
                         pass
             if rx is not None:
-                await (ws.close(1001, "") if ws.open else ws.drop(1006, "lost"))
-                print("[link] closed", ws.close_code, ws.close_reason)
+                await (ws.close(1001, "") if ws.open else ws.drop())
+                print("[link]", "closed", ws.close_code, ws.close_reason)
             if self.connected:
                 self.connected = False
                 self._hook(self.handler.on_link, False)
@@ -167,7 +169,7 @@ class Link:
                 delay = self.ms[_MAX]  # a configuration problem: retrying soon cannot help
             # jitter: 75 % .. 125 % of the delay, so chargers do not reconnect in step
             wait = delay * (768 + (random.getrandbits(10) >> 1)) // 1024
-            print("[link] reconnect in %d ms" % wait)
+            print("[link]", "reconnect", "in", wait, "ms")
             await asyncio.sleep_ms(wait)
             delay = min(delay * 2, self.ms[_MAX])
 
@@ -176,13 +178,9 @@ class Link:
         try:
             return fn(arg) if arg is not None else fn()
         except Exception as e:  # noqa: BLE001
-            print("[link] handler failed:", repr(e))
+            print("[link]", "handler", repr(e))
             sys.print_exception(e)
             return ()
-
-    async def _status(self):
-        for text in self._hook(self.handler.status_messages, None):
-            await self.ws.send(text)
 
     async def _receive(self):
         ws = self.ws
@@ -191,49 +189,43 @@ class Link:
                 text = await ws.recv()
                 msg = messages.parse(text) if isinstance(text, str) else None
                 if msg is None:
-                    print("[link] ignored a frame that is not a JSON message")
+                    print("[link]", "ignored", text)  # not a JSON message
                     continue
                 if msg["type"] == "sync_request":
-                    await self._status()
+                    for text in self._hook(self.handler.status_messages, None):
+                        await ws.send(text)
                 self._hook(self.handler.on_message, msg)
         except OSError as e:
-            print("[link] receive ended:", e)
+            print("[link]", "received", e)
         finally:
             self.wake.set()  # the drain loop notices the closed connection
 
     async def _wifi_up(self):
-        wifi = self.wifi
-        if wifi is None:
-            return True
+        # the station joins the access point within the WiFi timeout, else OSError
         if self.wlan is None:
             import network
             self.wlan = network.WLAN(network.STA_IF)
         wlan = self.wlan
         if wlan.isconnected():
-            return True
-        if not wlan.active():
-            wlan.active(True)
+            return
+        wlan.active(True)
         try:
-            wlan.connect(wifi.get("ssid"), wifi.get("password") or "")
+            wlan.connect(self.wifi.get("ssid"), self.wifi.get("password") or "")
         except OSError as e:  # e.g. already connecting
-            print("[link] wifi connect:", e)
-        print("[link] wifi connecting to", wifi.get("ssid"))
+            print("[link]", "wifi", e)
         waited = 0
-        while waited < self.ms[_WIFI]:
-            if wlan.isconnected():
-                print("[link] wifi up", wlan.ifconfig()[0])
-                return True
+        while not wlan.isconnected():
+            if waited >= self.ms[_WIFI]:
+                raise OSError(wlan.status(), "wifi not connected")
             await asyncio.sleep_ms(_WIFI_POLL_MS)
             waited += _WIFI_POLL_MS
-        print("[link] wifi not connected, status", wlan.status())
-        return False
+        print("[link]", "wifi", "up", wlan.ifconfig()[0])
 
     async def _watch_wifi(self):
         ws = self.ws
         while ws.open:
             await asyncio.sleep_ms(_WIFI_WATCH_MS)
             if not self.wlan.isconnected():
-                print("[link] wifi lost")
                 await ws.drop(1006, "wifi lost")
                 self.wake.set()
                 return

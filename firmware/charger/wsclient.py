@@ -98,8 +98,6 @@ class WebSocket:
     """
 
     def __init__(self, max_size=4096, ping_ms=20000, pong_ms=10000, close_ms=3000):
-        if max_size < 126:
-            raise ValueError("max_size must be at least 126 bytes")
         self.ms = (ping_ms, pong_ms, close_ms)
         self.buf = bytearray(_MSG + max_size)
         mv = memoryview(self.buf)
@@ -112,14 +110,14 @@ class WebSocket:
         self.pong = False     # a confirm() ping awaits its pong
         self.last_rx = 0      # ticks_ms() of the last read that returned bytes
         self.close_code = _ABNORMAL
-        self.close_reason = "not connected"
+        self.close_reason = ""
 
     async def connect(self, url, ca_cert=None, timeout_ms=10000):
         """Open the connection; raises ValueError (bad URL) or OSError (see the module doc).
 
         The opening code (charger/wsopen.py) is loaded for the call and dropped after it.
         """
-        await self.drop(_ABNORMAL, "reconnect")  # nothing if not open
+        await self.drop()  # nothing if not open
         t = self.tasks
         if t[_KA] is not None:
             try:
@@ -134,7 +132,7 @@ class WebSocket:
         try:
             await wsopen.open_ws(self, url, ca_cert, timeout_ms)
         except BaseException:
-            await self.drop(_ABNORMAL, "connect failed")
+            await self.drop()
             raise
         finally:
             del wsopen
@@ -158,26 +156,117 @@ class WebSocket:
                 await asyncio.sleep_ms(pong_ms)
                 if self.open and ticks_diff(self.last_rx, sent) < 0:
                     await self.drop(_ABNORMAL, "no pong within %d ms" % pong_ms)
-        except asyncio.TimeoutError:
-            await self.drop(_ABNORMAL, "ping could not be sent")
-        except OSError:
-            await self.drop(_ABNORMAL, "connection lost")
+        except (asyncio.TimeoutError, OSError):  # the ping could not be sent
+            await self.drop()
         except asyncio.CancelledError:
             pass
 
     # ---- receiving ---------------------------------------------------------------------
-    async def recv(self):
-        """The next message: str (text) or bytes (binary). Raises OSError(close code)."""
-        if self.close_code is None:
+    async def recv(self, drain=False):
+        """The next message: str (text) or bytes (binary). Raises OSError(close code).
+
+        drain=True discards messages until the peer's close frame (close() uses it).
+        RFC 6455 section 5.2 framing, 5.4 fragments, 5.5 control frames in between.
+        """
+        if self.close_code is not None:
+            raise OSError(self.close_code, self.close_reason)
+        if not drain:
             self.tasks[_RX] = asyncio.current_task()
-            try:
-                return await self._message(False)
-            except asyncio.CancelledError:
-                if self.close_code is None:  # cancelled by its owner, not by drop()
-                    raise
-            except OSError:  # the socket failed, or a failure already dropped the connection
-                await self.drop(_ABNORMAL, "connection lost")
-            finally:
+        b = self.buf
+        v = self.views
+        total = 0
+        kind = -1  # opcode of the message being reassembled, -1: none
+        try:
+            while True:
+                got = None
+                while got is None:  # through asyncio: a flood of frames cannot starve others
+                    got = await self.stream.readinto(v[_HDR2])
+                if got < 2:
+                    await self._fill(v[_HDR2], got)
+                self.last_rx = ticks_ms()
+                b0 = b[_RXH]
+                n = b[_RXH + 1]
+                if b0 & 0x70 or n & 0x80:  # no extensions; a server never masks (section 5.1)
+                    await self._fail(_PROTOCOL_ERROR, "bad header")
+                n &= 0x7F
+                if n == 126:
+                    got = self._take(v[_EXT2])
+                    if got < 2:
+                        await self._fill(v[_EXT2], got)
+                    n = b[2] << 8 | b[3]
+                elif n == 127:
+                    got = self._take(v[_EXT8])
+                    if got < 8:
+                        await self._fill(v[_EXT8], got)
+                    if b[2] or b[3] or b[4] or b[5] or b[6] & 0x80:  # top bit set: 1002
+                        await self._fail(_PROTOCOL_ERROR if b[2] & 0x80 else _TOO_BIG, "too big")
+                    n = b[6] << 24 | b[7] << 16 | b[8] << 8 | b[9]
+                op = b0 & 0x0F
+                if op >= _CLOSE:  # control frames: short and unfragmented
+                    if not b0 & 0x80 or n > 125:
+                        await self._fail(_PROTOCOL_ERROR, "bad frame")
+                    view = v[_ALL][_CTL:_CTL + n]
+                    if n:
+                        got = self._take(view)
+                        if got < n:
+                            await self._fill(view, got)
+                    if op == _PING:  # section 5.5.2 -> 5.5.3: answer with the same payload
+                        if self.open:
+                            await self._send_frame(_PONG, view)
+                    elif op == _PONG:
+                        if n == 2 and b[_CTL] == b[_SEQ] and b[_CTL + 1] == b[_SEQ + 1]:
+                            self.pong = False
+                    elif op != _CLOSE:
+                        await self._fail(_PROTOCOL_ERROR, "bad opcode")
+                    elif n == 0:  # sections 5.5.1, 7.1.5: the peer's close code and reason
+                        await self._fail(_NO_STATUS, "")
+                    else:
+                        code = b[_CTL] << 8 | b[_CTL + 1]
+                        if n < 2 or not (1000 <= code <= 1003 or 1007 <= code <= 1014
+                                         or 3000 <= code <= 4999):  # section 7.4, IANA
+                            await self._fail(_PROTOCOL_ERROR, "bad close")
+                        try:
+                            view = str(view[2:], "utf-8")  # the reason
+                        except UnicodeError:
+                            await self._fail(_INVALID_DATA, "not UTF-8")
+                        await self._fail(code, view)
+                    continue
+                if op == _CONT:
+                    if kind < 0:  # a continuation without a message
+                        await self._fail(_PROTOCOL_ERROR, "bad frame")
+                elif op == _TEXT or op == _BINARY:
+                    if kind >= 0:  # a message inside a fragmented one
+                        await self._fail(_PROTOCOL_ERROR, "bad frame")
+                    kind = op
+                else:
+                    await self._fail(_PROTOCOL_ERROR, "bad opcode")
+                if total + n > len(b) - _MSG:  # section 10.4: limit the size of messages
+                    await self._fail(_TOO_BIG, "message above %d bytes" % (len(b) - _MSG))
+                if n:
+                    view = v[_ALL][_MSG + total:_MSG + total + n]
+                    got = self._take(view)
+                    if got < n:
+                        await self._fill(view, got)
+                total += n
+                if b0 & 0x80:
+                    if drain:
+                        total = 0
+                        kind = -1
+                        continue
+                    view = v[_ALL][_MSG:_MSG + total]
+                    if kind == _BINARY:
+                        return bytes(view)
+                    try:
+                        return str(view, "utf-8")
+                    except UnicodeError:  # section 8.1
+                        await self._fail(_INVALID_DATA, "not UTF-8")
+        except asyncio.CancelledError:
+            if self.close_code is None:  # cancelled by its owner, not by drop()
+                raise
+        except OSError:  # the socket failed, or a failure already dropped the connection
+            await self.drop()
+        finally:
+            if not drain:
                 self.tasks[_RX] = None
         raise OSError(self.close_code, self.close_reason)
 
@@ -198,119 +287,30 @@ class WebSocket:
             if n is None:
                 continue
             if not n:
-                raise OSError(_ABNORMAL, "connection lost")
+                raise OSError(_ABNORMAL)
             self.last_rx = ticks_ms()
             got += n
 
-    async def _message(self, drain):
-        # RFC 6455 section 5.2 framing, 5.4 fragments, 5.5 control frames in between: the
-        # next whole message. drain: discard messages until the close frame (for close()).
-        b = self.buf
-        v = self.views
-        total = 0
-        kind = -1  # opcode of the message being reassembled, -1: none
-        while True:
-            got = None
-            while got is None:  # through asyncio: a flood of frames cannot starve the others
-                got = await self.stream.readinto(v[_HDR2])
-            if got < 2:
-                await self._fill(v[_HDR2], got)
-            self.last_rx = ticks_ms()
-            b0 = b[_RXH]
-            n = b[_RXH + 1]
-            if b0 & 0x70 or n & 0x80:  # no extensions; a server never masks (section 5.1)
-                await self._fail(_PROTOCOL_ERROR, "reserved bits or a masked frame")
-            n &= 0x7F
-            if n == 126:
-                got = self._take(v[_EXT2])
-                if got < 2:
-                    await self._fill(v[_EXT2], got)
-                n = b[2] << 8 | b[3]
-            elif n == 127:
-                got = self._take(v[_EXT8])
-                if got < 8:
-                    await self._fill(v[_EXT8], got)
-                if b[2] or b[3] or b[4] or b[5] or b[6] & 0x80:  # top bit set: 1002
-                    await self._fail(_PROTOCOL_ERROR if b[2] & 0x80 else _TOO_BIG, "frame too big")
-                n = b[6] << 24 | b[7] << 16 | b[8] << 8 | b[9]
-            op = b0 & 0x0F
-            if op >= _CLOSE:  # control frames: short and unfragmented
-                if not b0 & 0x80 or n > 125:
-                    await self._fail(_PROTOCOL_ERROR, "bad control frame")
-                view = v[_ALL][_CTL:_CTL + n]
-                if n:
-                    got = self._take(view)
-                    if got < n:
-                        await self._fill(view, got)
-                if op == _PING:  # section 5.5.2 -> 5.5.3: answer with the same payload
-                    if self.open:
-                        await self._send_frame(_PONG, view)
-                elif op == _PONG:
-                    if n == 2 and b[_CTL] == b[_SEQ] and b[_CTL + 1] == b[_SEQ + 1]:
-                        self.pong = False
-                elif op != _CLOSE:
-                    await self._fail(_PROTOCOL_ERROR, "reserved opcode")
-                elif n == 0:  # sections 5.5.1, 7.1.5: the peer's close code and reason
-                    await self._fail(_NO_STATUS, "")
-                else:
-                    code = b[_CTL] << 8 | b[_CTL + 1]
-                    if n < 2 or not (1000 <= code <= 1003 or 1007 <= code <= 1014
-                                     or 3000 <= code <= 4999):  # section 7.4, IANA registry
-                        await self._fail(_PROTOCOL_ERROR, "invalid close code")
-                    try:
-                        view = str(view[2:], "utf-8")  # the reason
-                    except UnicodeError:
-                        await self._fail(_INVALID_DATA, "close reason is not UTF-8")
-                    await self._fail(code, view)
-                continue
-            if op == _CONT:
-                if kind < 0:
-                    await self._fail(_PROTOCOL_ERROR, "continuation without a message")
-            elif op == _TEXT or op == _BINARY:
-                if kind >= 0:
-                    await self._fail(_PROTOCOL_ERROR, "message inside a fragmented one")
-                kind = op
-            else:
-                await self._fail(_PROTOCOL_ERROR, "reserved opcode")
-            if total + n > len(b) - _MSG:  # section 10.4: limit the size of messages
-                await self._fail(_TOO_BIG, "message above %d bytes" % (len(b) - _MSG))
-            if n:
-                view = v[_ALL][_MSG + total:_MSG + total + n]
-                got = self._take(view)
-                if got < n:
-                    await self._fill(view, got)
-            total += n
-            if b0 & 0x80:
-                if drain:
-                    total = 0
-                    kind = -1
-                    continue
-                view = v[_ALL][_MSG:_MSG + total]
-                if kind == _BINARY:
-                    return bytes(view)
-                try:
-                    return str(view, "utf-8")
-                except UnicodeError:  # section 8.1
-                    await self._fail(_INVALID_DATA, "text is not UTF-8")
-
     async def _fail(self, code, reason):
         # RFC 6455 section 7.1.7 (fail the connection) and 5.5.1 (answer a close with a
-        # close); the server closes TCP first (7.1.1): discard what still arrives until then,
-        # as closing with unread data would reset the connection and could destroy our close
-        # frame. Called by the reader only; raises the OSError that recv() reports.
+        # close); called by the reader only; raises the OSError that recv() reports
         if self.open:
             self.open = False
             try:
-                await asyncio.wait_for_ms(self._send_close(code, reason), self.ms[2])
-                await asyncio.wait_for_ms(self._eof(), self.ms[2])
+                await asyncio.wait_for_ms(self._closing(code, reason, True), self.ms[2])
             except (asyncio.TimeoutError, OSError):
                 pass
         await self.drop(code, reason)
         raise OSError(code, reason)
 
-    async def _eof(self):
+    async def _closing(self, code, reason, eof):
+        # Send a close frame: the code (none for 1005: the peer sent none) and the reason.
+        # eof: then discard what still arrives until the server closes TCP (section 7.1.1):
+        # closing with unread data would reset the connection and destroy our close frame.
+        await self._send_frame(_CLOSE, b"" if code == _NO_STATUS else
+                               bytes((code >> 8, code & 0xFF)) + reason.encode()[:123])
         s = self.stream
-        while await s.readinto(self.views[_SINK]) != 0:
+        while eof and await s.readinto(self.views[_SINK]) != 0:
             pass
 
     # ---- sending -----------------------------------------------------------------------
@@ -344,12 +344,6 @@ class WebSocket:
                 await asyncio.sleep_ms(_POLL_MS)
         return self.open
 
-    def _send_close(self, code, reason):
-        # a close frame: the code (none for 1005: the peer sent none) and the reason
-        if code == _NO_STATUS:
-            return self._send_frame(_CLOSE, b"")
-        return self._send_frame(_CLOSE, bytes((code >> 8, code & 0xFF)) + reason.encode()[:123])
-
     async def _send_frame(self, op, data):
         # The common case: nobody is draining and the socket takes the whole frame: no
         # lock, no yield. Otherwise the frame queues behind the lock and is drained there
@@ -369,13 +363,41 @@ class WebSocket:
                 return
         except asyncio.CancelledError:
             if self.close_code is None:  # a half-written drain cannot be resumed
-                await self.drop(_ABNORMAL, "send interrupted")
+                await self.drop()
                 raise
         except OSError:
-            await self.drop(_ABNORMAL, "connection lost")
+            await self.drop()
         finally:
             self.tasks[_TXT] = None
         raise OSError(self.close_code, self.close_reason)
+
+    def _write_frame(self, op, data):
+        # RFC 6455 section 5.2 framing, one unfragmented frame with a fresh mask (section
+        # 5.3, 10.3: unpredictable, new per frame), handed to the stream without a yield:
+        # frames of different tasks never interleave
+        if self.close_code is not None:
+            raise OSError(_ABNORMAL)
+        b = self.buf
+        n = len(data)
+        b[_TXH] = 0x80 | op
+        if n < 126:
+            b[_TXH + 1] = 0x80 | n
+            at = _TXH + 2
+        elif n < 65536:
+            b[_TXH + 1] = 0xFE
+            b[_TXH + 2] = n >> 8
+            b[_TXH + 3] = n & 0xFF
+            at = _TXH + 4
+        else:
+            b[_TXH + 1] = 0xFF
+            for at in range(8):
+                b[_TXH + 9 - at] = n >> (8 * at) & 0xFF
+            at = _TXH + 10
+        b[at:at + 4] = os.urandom(4)  # a slice assignment allocates nothing
+        self.stream.write(self.views[_HEAD + (at - _TXH >> 2)])
+        at = 0
+        while at < n:
+            at = _mask_chunk(self.stream, self.views[_ALL], data, at, n)
 
     # ---- closing -----------------------------------------------------------------------
     async def close(self, code=_NORMAL, reason=""):
@@ -387,20 +409,19 @@ class WebSocket:
         if self.open:
             self.open = False
             try:
-                await asyncio.wait_for_ms(self._send_close(code, reason), t)
-            except (asyncio.TimeoutError, OSError):
-                await self.drop(_ABNORMAL, "close could not be sent")
-            if self.tasks[_RX] is None and self.close_code is None:
-                try:  # nobody reads: read up to the echo here (its close raises OSError)
-                    await asyncio.wait_for_ms(self._message(True), t)
-                except (asyncio.TimeoutError, OSError):
-                    pass
+                await asyncio.wait_for_ms(self._closing(code, reason, False), t)
+                if self.tasks[_RX] is None:  # nobody reads: read up to the echo here
+                    await asyncio.wait_for_ms(self.recv(True), t)
+            except asyncio.TimeoutError:
+                pass
+            except OSError:  # the echo came (recv raises it), or the socket failed
+                pass
         due = ticks_add(ticks_ms(), t)
         while self.close_code is None and ticks_diff(due, ticks_ms()) > 0:
             await asyncio.sleep_ms(_POLL_MS)  # recv() in another task reads the echo
         await self.drop(code, reason)
 
-    async def drop(self, code=_ABNORMAL, reason="aborted"):
+    async def drop(self, code=_ABNORMAL, reason="connection lost"):
         """Close the socket now, without a closing handshake (e.g. WiFi is gone), and wake
         (cancel) the tasks blocked on it. Does nothing once closed."""
         if self.close_code is not None:
@@ -419,39 +440,6 @@ class WebSocket:
                 await s.wait_closed()
             except OSError:
                 pass
-
-    def _write_frame(self, op, data):
-        # RFC 6455 section 5.2 framing, one unfragmented frame, handed to the stream without
-        # a yield: frames of different tasks never interleave
-        if self.close_code is not None:
-            raise OSError(_ABNORMAL, "closed")
-        b = self.buf
-        n = len(data)
-        b[_TXH] = 0x80 | op
-        if n < 126:
-            b[_TXH + 1] = 0x80 | n
-            at = 2
-        elif n < 65536:
-            b[_TXH + 1] = 0xFE
-            b[_TXH + 2] = n >> 8
-            b[_TXH + 3] = n & 0xFF
-            at = 4
-        else:
-            b[_TXH + 1] = 0xFF
-            for at in range(8):
-                b[_TXH + 9 - at] = n >> (8 * at) & 0xFF
-            at = 10
-        _mask(b, os.urandom(4), _TXH + at)
-        self.stream.write(self.views[_HEAD + (at >> 2)])
-        at = 0
-        while at < n:
-            at = _mask_chunk(self.stream, self.views[_ALL], data, at, n)
-
-
-def _mask(b, m, at):
-    # a fresh mask (section 5.3 / 10.3: unpredictable, new per frame) after the header
-    for i in range(4):
-        b[at + i] = m[i]
 
 
 def _mask_chunk(stream, mv, data, at, n):

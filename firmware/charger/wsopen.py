@@ -15,7 +15,7 @@ import os
 
 
 def parse_url(url):
-    """Split a ws:// or wss:// URL into (secure, host, port, resource); ValueError if bad."""
+    """Split a ws:// or wss:// URL into (host, port, resource, secure); ValueError if bad."""
     secure = url.startswith("wss://")
     if not secure and not url.startswith("ws://"):
         raise ValueError("URL must start with ws:// or wss://: %r" % url)
@@ -25,34 +25,24 @@ def parse_url(url):
         i = rest.find(sep)
         if 0 <= i < cut:
             cut = i
-    host, resource = rest[:cut], rest[cut:]
-    if not resource.startswith("/"):
-        resource = "/" + resource
+    host = rest[:cut]
     port = 443 if secure else 80
-    if ":" in host:
-        host, _, port = host.rpartition(":")
-        try:
+    try:
+        if ":" in host:
+            host, _, port = host.rpartition(":")
             port = int(port)
-        except ValueError:
-            port = 0
-        if not 0 < port < 65536:
-            raise ValueError("bad port in URL: %r" % url)
-    if not host or " " in url:
-        raise ValueError("bad host in URL: %r" % url)
-    return secure, host, port, resource
-
-
-def accept_for(key):
-    """`Sec-WebSocket-Accept` for a key (RFC 6455 section 4.2.2, item 5.4)."""
-    return binascii.b2a_base64(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11")
-                               .digest(), newline=False)
+        if not host or " " in url or not 0 < port < 65536:
+            raise ValueError
+    except ValueError:
+        raise ValueError("bad host or port in URL: %r" % url)
+    rest = rest[cut:]
+    return host, port, rest if rest[:1] == "/" else "/" + rest, secure
 
 
 async def open_ws(ws, url, ca_cert, timeout_ms):
     """Connect `ws.stream` to `url` and do the opening handshake within `timeout_ms`."""
-    secure, host, port, resource = parse_url(url)
-    ctx = None
-    if secure:
+    host, port, resource, ctx = parse_url(url)
+    if ctx:  # wss://: ctx becomes the TLS context
         import ssl
 
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -60,11 +50,12 @@ async def open_ws(ws, url, ca_cert, timeout_ms):
         if ca_cert:
             with open(ca_cert, "rb") as f:
                 ca = f.read()
-            if ca.startswith(b"-----BEGIN"):  # PEM -> DER (mbedTLS loads DER reliably)
-                ca = binascii.a2b_base64(ca.split(b"-----")[2].replace(b"\r", b"")
-                                         .replace(b"\n", b""))
+            if ca.startswith(b"-----"):  # PEM -> DER (mbedTLS loads DER reliably)
+                ca = binascii.a2b_base64(ca.split(b"-----")[2])  # newlines are skipped
             ctx.verify_mode = ssl.CERT_REQUIRED
             ctx.load_verify_locations(cadata=ca)
+    else:
+        ctx = None
     try:
         await asyncio.wait_for_ms(_handshake(ws, host, port, resource, ctx), timeout_ms)
     except asyncio.TimeoutError:
@@ -84,55 +75,46 @@ async def _handshake(ws, host, port, resource, ctx):
         "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
         % (resource, host, key.decode())).encode())
     await s.drain()
+    # the answer the server owes: base64(SHA-1(key + the GUID)), section 4.2.2, item 5.4
+    key = binascii.b2a_base64(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11")
+                              .digest(), newline=False)
     one = bytearray(1)
-    upgrade = connection = accept = extra = None
+    seen = 0  # 1: Upgrade: websocket, 2: Connection: Upgrade, 4: the right accept, 8: bad
     for i in range(65):  # the status line, then at most 64 header lines
         # a line, byte by byte: never reads past the handshake into the first frame, and
         # bounded (no unbounded readline())
         line = bytearray()
         while not line or line[-1] != 10:
-            if len(line) >= 1024:
-                raise OSError(0, "header line too long")
             n = await s.readinto(one)
-            if n == 0:
-                raise OSError(0, "connection closed during the handshake")
+            if n == 0 or len(line) > 1023:
+                raise OSError(0, "bad HTTP response")
             if n:
                 line.append(one[0])
-        line = bytes(line)
         if i == 0:  # section 4.1, client requirement 1: status 101
-            parts = line.split(None, 2)
-            n = 0
-            if len(parts) > 1 and parts[0].startswith(b"HTTP/"):
-                try:
-                    n = int(parts[1])
-                except ValueError:
-                    pass
+            line = line.split()
+            try:
+                n = int(line[1]) if line[0].startswith(b"HTTP/") else 0
+            except (IndexError, ValueError):
+                n = 0
             if n != 101:
-                raise OSError(n, line.decode().strip() if n else "not an HTTP response")
+                raise OSError(n, "no upgrade")  # n: the HTTP status, 0 for none
             continue
-        if line == b"\r\n" or line == b"\n":
-            break
-        name, colon, value = line.partition(b":")
-        if not colon:
-            raise OSError(101, "malformed header line")
+        name, _, line = line.partition(b":")
         name = name.strip().lower()
-        value = value.strip()
-        if name == b"upgrade":
-            upgrade = value.lower()
-        elif name == b"connection":
-            connection = value.lower()
-        elif name == b"sec-websocket-accept":
-            accept = value
+        line = line.strip()
+        if not name:  # the empty line ends the headers (a line without a name is bad)
+            seen |= 8 if line else 0
+            break
+        # section 4.1, client requirements 2-6
+        if name == b"upgrade" and line.lower() == b"websocket":
+            seen |= 1
+        elif name == b"connection" and b"upgrade" in line.lower():
+            seen |= 2
+        elif name == b"sec-websocket-accept" and line == key:
+            seen |= 4
         elif name == b"sec-websocket-extensions" or name == b"sec-websocket-protocol":
-            extra = name
+            seen |= 8  # not requested
     else:
-        raise OSError(101, "too many header lines")
-    # section 4.1, client requirements 2-6
-    if upgrade != b"websocket":
-        raise OSError(101, "missing Upgrade: websocket")
-    if connection is None or b"upgrade" not in connection:
-        raise OSError(101, "missing Connection: Upgrade")
-    if accept != accept_for(key):
-        raise OSError(101, "Sec-WebSocket-Accept mismatch")
-    if extra is not None:
-        raise OSError(101, "unrequested " + extra.decode())
+        seen |= 8  # too many header lines
+    if seen != 7:
+        raise OSError(101, "Sec-WebSocket-Accept mismatch" if seen == 3 else "bad upgrade")
