@@ -5,11 +5,9 @@ The only module that knows GPIO numbers and bus ids; everything else gets driver
 
 from machine import SPI, UART, Pin
 
-from charger.buttons import Button
-from charger.led import Led
+from charger.gpio import Button, Led, Relay
 from charger.mfrc522 import MFRC522
 from charger.pzem import PZEM004T
-from charger.relay import Relay
 
 
 class Board:

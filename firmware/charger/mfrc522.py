@@ -13,7 +13,7 @@ it as upper-case hex without separators.
 Compact on purpose (RAM, not flash, is short on the board): few methods, register numbers as
 private consts, and one buffer `f` for the PICC frame going out and the reply coming in.
 All SPI traffic goes through preallocated buffers; polling while no card is there allocates nothing, so the
-methods on that path (`_reg`, `_transceive`, `read_uid`) keep their frames under 12
+methods on that path (`reg`, `send`, `read_uid`) keep their frames under 12
 slots (a larger frame is allocated on the heap at every call).
 """
 
@@ -52,12 +52,12 @@ COLLISION = const(3)
 
 
 class MFRC522:
-    def __init__(self, spi, cs, rst=None):
+    def __init__(self, spi, cs, reset=None):
         self.spi = spi
         self.cs = cs
         cs.init(cs.OUT, value=1)
-        if rst is not None:
-            rst.init(rst.OUT, value=1)  # out of hard power-down
+        if reset is not None:
+            reset.init(reset.OUT, value=1)  # out of hard power-down
         self.tx = bytearray(2)  # one register access: address byte, value
         self.rx = bytearray(2)
         self.f = bytearray(16)  # the PICC frame going out, then the reply coming in
@@ -66,10 +66,10 @@ class MFRC522:
         self.uid_len = 0
         self.coll = -1  # CollReg after a bit collision in the last exchange, else -1
 
-    def _reg(self, reg, val=-1):
-        """Write `val` to register `reg`, or read it (val -1); returns the byte read."""
+    def reg(self, r, val=-1):
+        """Write `val` to register `r`, or read it (val -1); returns the byte read."""
         tx = self.tx
-        tx[0] = reg << 1 | 0x80 if val < 0 else reg << 1
+        tx[0] = r << 1 | 0x80 if val < 0 else r << 1
         tx[1] = 0 if val < 0 else val
         self.cs(0)
         self.spi.write_readinto(tx, self.rx)
@@ -78,54 +78,54 @@ class MFRC522:
 
     def init(self):
         """Reset and configure the chip; returns False when the reader is absent."""
-        v = self._reg(_VersionReg)
+        v = self.reg(_VersionReg)
         if v == 0x00 or v == 0xFF:
             return False
-        self._reg(_CommandReg, _CMD_SOFTRESET)
+        self.reg(_CommandReg, _CMD_SOFTRESET)
         time.sleep_ms(50)
-        self._reg(_TModeReg, 0x8D)  # timer: auto start, 25 ms timeout for a PICC answer
-        self._reg(_TPrescalerReg, 0x3E)
-        self._reg(_TReloadRegL, 30)
-        self._reg(_TReloadRegH, 0)
-        self._reg(_TxASKReg, 0x40)  # 100 % ASK
-        self._reg(_ModeReg, 0x3D)  # CRC preset 0x6363
-        self._reg(_TxControlReg, self._reg(_TxControlReg) | 0x03)  # antenna on
+        self.reg(_TModeReg, 0x8D)  # timer: auto start, 25 ms timeout for a PICC answer
+        self.reg(_TPrescalerReg, 0x3E)
+        self.reg(_TReloadRegL, 30)
+        self.reg(_TReloadRegH, 0)
+        self.reg(_TxASKReg, 0x40)  # 100 % ASK
+        self.reg(_ModeReg, 0x3D)  # CRC preset 0x6363
+        self.reg(_TxControlReg, self.reg(_TxControlReg) | 0x03)  # antenna on
         return True
 
-    def _transceive(self, n, framing):
+    def send(self, n, framing):
         """Send f[0:n]; returns the number of bytes received into f, or -1.
 
         `framing` is BitFramingReg without StartSend: RxAlign << 4 | TxLastBits. On a bit
         collision `coll` is CollReg (bit 5: position unknown; bits 0-4: the 1-based position of
         the first collided bit, 0 = 32) and the bits received are still returned.
         """
-        self._reg(_CommandReg, _CMD_IDLE)
-        self._reg(_ComIrqReg, 0x7F)  # clear the IRQ bits
-        self._reg(_FIFOLevelReg, 0x80)  # flush the FIFO
+        self.reg(_CommandReg, _CMD_IDLE)
+        self.reg(_ComIrqReg, 0x7F)  # clear the IRQ bits
+        self.reg(_FIFOLevelReg, 0x80)  # flush the FIFO
         i = 0
         while i < n:  # (a for loop would keep two more stack slots: a heap frame)
-            self._reg(_FIFODataReg, self.f[i])
+            self.reg(_FIFODataReg, self.f[i])
             i += 1
-        self._reg(_CommandReg, _CMD_TRANSCEIVE)
-        self._reg(_BitFramingReg, 0x80 | framing)  # StartSend
+        self.reg(_CommandReg, _CMD_TRANSCEIVE)
+        self.reg(_BitFramingReg, 0x80 | framing)  # StartSend
         for i in range(200):
-            irq = self._reg(_ComIrqReg)
+            irq = self.reg(_ComIrqReg)
             if irq & 0x31:  # RxIRq | IdleIRq | TimerIRq
                 break
-        self._reg(_BitFramingReg, framing)
+        self.reg(_BitFramingReg, framing)
         self.coll = -1
         if not irq & 0x30 or irq & 0x01 and not irq & 0x20:
             return -1  # timeout: nobody answered
-        irq = self._reg(_ErrorReg)
+        irq = self.reg(_ErrorReg)
         if irq & 0x08:  # CollErr
-            self.coll = self._reg(_CollReg)
+            self.coll = self.reg(_CollReg)
         elif irq & 0x13:  # BufferOvfl, ParityErr, ProtocolErr
             return -1
-        n = self._reg(_FIFOLevelReg)
+        n = self.reg(_FIFOLevelReg)
         if n > 16:
             return -1
         for i in range(n):
-            self.f[i] = self._reg(_FIFODataReg)
+            self.f[i] = self.reg(_FIFODataReg)
         return n
 
     def read_uid(self):
@@ -135,21 +135,20 @@ class MFRC522:
         one with a 1 at the first differing bit); the others answer a later poll.
         """
         self.f[0] = _PICC_REQA
-        n = self._transceive(1, 7)
+        n = self.send(1, 7)
         if n < 1 or n != 2 and self.coll < 0:
             return _NO_CARD  # (differing ATQAs collide too: cards are there)
-        return self._select()
+        return self.select()
 
-    def _select(self):
+    def select(self):
         # Cascade levels 1-3 of the card(s) that answered REQA. Runs only when a card is
         # there, so its large frame (allocated per call) costs nothing while polling.
         f = self.f
         cl = self.cl
         got = 0
         for sel in range(_PICC_SEL_CL1, _PICC_SEL_CL1 + 6, 2):
-            # anticollision: fix the 40 bits of cl (UID CLn + BCC), one collided bit at a time
-            for i in range(5):
-                cl[i] = 0
+            # anticollision: fix the 40 bits of cl (UID CLn + BCC), one collided bit at a time;
+            # the bits above `known` are always overwritten by the card's answer
             known = 0  # bits already fixed
             while True:  # each round fixes at least one more bit (CollPos grows): <= 33
                 nbytes = known >> 3
@@ -158,7 +157,7 @@ class MFRC522:
                 f[1] = (2 + nbytes) << 4 | nbits  # NVB
                 sent = nbytes + (1 if nbits else 0)
                 f[2:2 + sent] = cl[:sent]
-                n = self._transceive(2 + sent, nbits << 4 | nbits)
+                n = self.send(2 + sent, nbits << 4 | nbits)
                 if n < 1:
                     return COLLISION if self.coll >= 0 else _ERROR
                 keep = (1 << nbits) - 1  # low bits of the first byte were sent, not received
@@ -173,11 +172,7 @@ class MFRC522:
                 if self.coll & 0x20 or pos <= known:
                     return COLLISION  # the chip could not say where: give up this poll
                 # bits before the collision are valid; choose 1 at the collided bit
-                i = (pos - 1) >> 3
-                b = 1 << ((pos - 1) & 7)
-                cl[i] = cl[i] & (b - 1) | b
-                for i in range(i + 1, 5):
-                    cl[i] = 0
+                cl[(pos - 1) >> 3] |= 1 << ((pos - 1) & 7)
                 known = pos
             if cl[0] ^ cl[1] ^ cl[2] ^ cl[3] != cl[4]:
                 return _ERROR  # BCC mismatch
@@ -192,7 +187,7 @@ class MFRC522:
                 crc = crc >> 8 ^ b << 8 ^ b << 3 ^ b >> 4
             f[7] = crc & 0xFF
             f[8] = crc >> 8
-            if self._transceive(9, 0) != 3:
+            if self.send(9, 0) != 3:
                 return _ERROR
             if cl[0] == _CASCADE_TAG and f[0] & 0x04:  # UID not complete: 3 bytes here
                 self.uid[got:got + 3] = cl[1:4]
@@ -201,7 +196,7 @@ class MFRC522:
             self.uid[got:got + 4] = cl[:4]
             self.uid_len = got + 4
             f[0:4] = b"\x50\x00\x57\xcd"  # HLTA with its CRC_A
-            self._transceive(4, 0)  # a halted card does not answer: -1 is success
+            self.send(4, 0)  # a halted card does not answer: -1 is success
             return OK
         return _ERROR
 

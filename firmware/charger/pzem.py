@@ -8,8 +8,8 @@ address, function, length and CRC, and scales the registers into plain attribute
 `reset_energy()` (function 0x42) return OK (0), 1 (timeout), 2 (bad frame: CRC, address,
 function or length) or 3 (Modbus exception reply).
 
-The read request is built once and the reply lands in a preallocated buffer: a poll allocates
-only the three floats it reports. Hand-written because the MicroPython PZEM drivers around
+The read request is built once (its CRC is set at each send: one place for it) and the reply
+lands in a preallocated buffer: a poll allocates only the three floats it reports. Hand-written because the MicroPython PZEM drivers around
 allocate per read and skip the CRC check; `crc16` is here too (six lines, allocation-free; no
 library on the board has it), with the Modbus framing in this its only user.
 """
@@ -44,21 +44,21 @@ class PZEM004T:
     def __init__(self, uart, address=_ANY_ADDRESS):
         self.uart = uart
         self.req = bytearray((address, 0x04, 0, 0, 0, 10, 0, 0))  # read 10 input registers
-        crc = crc16(self.req, 6)
-        self.req[6] = crc & 0xFF
-        self.req[7] = crc >> 8
         self.buf = bytearray(_REPLY_LEN)
         self.voltage = self.current = self.power = 0.0
         self.energy_wh = self.frequency_dhz = self.pf_centi = 0
         self.alarm = False
 
-    def _ask(self, req, want):
-        """Send req, collect the reply into buf (`want` bytes, or what came within _TIMEOUT_MS)
-        and check its CRC, address and function; returns a status (above)."""
+    def send(self, req, want):
+        """Send req (its last two bytes get its CRC), collect the reply into buf (`want` bytes,
+        or what came within _TIMEOUT_MS) and check its CRC, address and function; a status."""
         uart = self.uart
         b = self.buf
         while uart.any():  # drop what a late reply left
             uart.readinto(b)
+        got = crc16(req, len(req) - 2)
+        req[-2] = got & 0xFF
+        req[-1] = got >> 8
         uart.write(req)
         start = time.ticks_ms()
         while uart.any() < want and time.ticks_diff(time.ticks_ms(), start) < _TIMEOUT_MS:
@@ -74,7 +74,7 @@ class PZEM004T:
 
     def read(self):
         """Poll all registers; returns a status (above)."""
-        status = self._ask(self.req, _REPLY_LEN)
+        status = self.send(self.req, _REPLY_LEN)
         b = self.buf
         if status != OK or b[2] != 20:
             return status or _BAD_FRAME
@@ -89,8 +89,4 @@ class PZEM004T:
 
     def reset_energy(self):
         """Zero the energy register (function 0x42; the reply echoes the request); a status."""
-        req = bytearray((self.req[0], 0x42, 0, 0))
-        crc = crc16(req, 2)
-        req[2] = crc & 0xFF
-        req[3] = crc >> 8
-        return self._ask(req, 4)
+        return self.send(bytearray((self.req[0], 0x42, 0, 0)), 4)

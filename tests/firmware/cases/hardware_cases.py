@@ -1,10 +1,8 @@
-"""Relay, buttons and LED on simulated pins; MicroPython only (tools/sim on MICROPYPATH)."""
+"""Relay, buttons and LED (charger.gpio) on simulated pins; MicroPython only (tools/sim on MICROPYPATH)."""
 
 import machine
 
-from charger.buttons import Button
-from charger.led import PATTERNS, Led
-from charger.relay import Relay
+from charger.gpio import PATTERNS, Button, Led, Relay
 
 ERROR = 3  # the LED's error pattern (state.LED_ERROR)
 
