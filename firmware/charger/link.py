@@ -18,11 +18,13 @@ Config keys (the parsed config dict): `server_url`, `station`, `token`, `ca_cert
 `wifi` ({ssid, password} or None: the network is managed elsewhere and not watched),
 `ping_interval_s` (20), `backoff_max_s` (30); optional with defaults: `ping_timeout_s` (10),
 `backoff_min_s` (1), `connect_timeout_s` (10), `wifi_timeout_s` (20), `max_message` (1024:
-the server's messages to a charger are a few hundred bytes at most).
+the server's messages to a charger are a few hundred bytes at most). charger/linkcfg.py
+reads and checks them once, when the Link is built, and is dropped after.
 
 Memory (issue 3): one wsclient.WebSocket serves every connection; the connection's life is
 one coroutine (`run`) with two helper tasks per connection (receive, WiFi watch) that end
-with it; the numbers sit in one tuple (`ms`), the connect arguments in another (`dial`).
+with it; the numbers sit in one tuple (`ms`), the connect arguments in another (`dial`);
+log lines are made of short words (interned once) rather than long string constants.
 """
 
 import asyncio
@@ -50,40 +52,13 @@ class Link:
     """
 
     def __init__(self, cfg, handler, outbox):
-        station = cfg.get("station")
-        if isinstance(station, bool) or not isinstance(station, int) or station < 1:
-            raise ValueError("station must be a positive integer")
-        token = cfg.get("token") or ""
-        if not isinstance(token, str):
-            raise ValueError("token must be a string")
-        url = cfg.get("server_url") or ""
-        url = "%s%srole=publisher&estacionId=%d" % (url, "&" if "?" in url else "?", station)
-        if token:  # percent-encoded: RFC 3986 unreserved characters stay
-            url += "&token=" + "".join(
-                chr(c) if 48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c in b"-._~"
-                else "%%%02X" % c for c in token.encode())
-        from charger import wsopen
+        from charger import linkcfg
         try:
-            wsopen.parse_url(url)  # ValueError now rather than at every reconnect
+            self.dial, self.ms, ws = linkcfg.settings(cfg)  # ValueError: a bad key
         finally:
-            del wsopen
-            forget("charger.wsopen")  # each connect loads it again
-        ms = []
-        for key, default, lo, hi in (
-                ("ping_interval_s", 20, 0.05, 3600), ("ping_timeout_s", 10, 0.05, 3600),
-                ("backoff_min_s", 1, 0.01, 3600), ("backoff_max_s", 30, 0.01, 3600),
-                ("connect_timeout_s", 10, 0.1, 600), ("wifi_timeout_s", 20, 0.1, 600)):
-            val = cfg.get(key)
-            if val is None:
-                val = default
-            if isinstance(val, bool) or not isinstance(val, (int, float)) or not lo <= val <= hi:
-                raise ValueError("%s must be a number from %s to %s" % (key, lo, hi))
-            ms.append(int(val * 1000))
-        if ms[3] < ms[2]:
-            raise ValueError("backoff_max_s must not be below backoff_min_s")
-        self.ms = (ms[2], ms[3], ms[5])  # backoff min, max; WiFi timeout
-        self.dial = (url, cfg.get("ca_cert"), ms[4])  # the arguments of ws.connect()
-        self.ws = wsclient.WebSocket(int(cfg.get("max_message") or 1024), ms[0], ms[1])
+            del linkcfg
+            forget("charger.linkcfg")  # start-up code: its RAM goes back to the heap
+        self.ws = wsclient.WebSocket(*ws)
         self.wifi = cfg.get("wifi")
         self.wlan = None
         self.handler = handler

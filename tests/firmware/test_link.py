@@ -300,18 +300,26 @@ from charger.outbox import Outbox
 for cfg in ({"server_url": "http://x/ws", "station": 1},
             {"server_url": "ws://x/ws", "station": "1"},
             {"server_url": "ws://x/ws", "station": 1, "backoff_max_s": -1},
-            {"server_url": "ws://x/ws", "station": 1, "backoff_min_s": 5, "backoff_max_s": 2}):
+            {"server_url": "ws://x/ws", "station": 1, "backoff_min_s": 5, "backoff_max_s": 2},
+            {"server_url": "ws://x:99999/ws", "station": 1},
+            {"server_url": "ws://x/ws", "station": 1, "max_message": "4096"}):
     try:
         Link(cfg, None, Outbox())
         print("ACCEPTED")
     except ValueError as e:
         print("ERR", e)
+import sys
+Link({"server_url": "ws://x/ws", "station": 1}, None, Outbox())
+print("SETUP CODE LOADED", "charger.linkcfg" in sys.modules or "charger.wsopen" in sys.modules)
 """)
     assert "ACCEPTED" not in out
     assert "ERR URL must start with ws:// or wss://" in out
     assert "ERR station must be a positive integer" in out
     assert "ERR backoff_max_s must be a number" in out
     assert "ERR backoff_max_s must not be below backoff_min_s" in out
+    assert "ERR bad host or port in URL: 'ws://x:99999/ws?role=publisher&estacionId=1'" in out
+    assert "ERR max_message must be a whole number from 128 to 65536" in out
+    assert "SETUP CODE LOADED False" in out  # issue 3: checked once, then dropped
 
 
 async def test_a_silent_half_open_server_is_detected_by_pings_and_the_link_reconnects():

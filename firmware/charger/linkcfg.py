@@ -1,0 +1,53 @@
+"""The link's settings, read from the config dict and checked once, when the Link is built.
+
+Owns the publisher URL (`server_url?role=publisher&estacionId=N&token=T`, the token
+percent-encoded, the URL checked by wsopen.parse_url), the link's timing keys with their
+defaults and ranges, and the receive bound `max_message`. A clear ValueError names the bad
+key. `Link()` loads this module and forgets it right after (issue 3: its code and string
+constants, ~2 KB, go back to the heap; only its few identifiers stay interned).
+"""
+
+from charger import forget
+
+
+def settings(cfg):
+    """(dial, ms, ws) for the Link: dial = (url, ca_cert, connect timeout ms), the arguments
+    of WebSocket.connect(); ms = (backoff min, backoff max, WiFi timeout) in ms; ws =
+    (max_message, ping interval ms, ping timeout ms), the arguments of WebSocket()."""
+    station = cfg.get("station")
+    if isinstance(station, bool) or not isinstance(station, int) or station < 1:
+        raise ValueError("station must be a positive integer")
+    token = cfg.get("token") or ""
+    if not isinstance(token, str):
+        raise ValueError("token must be a string")
+    url = cfg.get("server_url") or ""
+    url = "%s%srole=publisher&estacionId=%d" % (url, "&" if "?" in url else "?", station)
+    if token:  # percent-encoded: RFC 3986 unreserved characters stay
+        url += "&token=" + "".join(
+            chr(c) if 48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c in b"-._~"
+            else "%%%02X" % c for c in token.encode())
+    from charger import wsopen
+    try:
+        wsopen.parse_url(url)  # ValueError now rather than at every reconnect
+    finally:
+        del wsopen
+        forget("charger.wsopen")  # each connect loads it again
+    ms = []
+    for key, default, lo, hi in (
+            ("ping_interval_s", 20, 0.05, 3600), ("ping_timeout_s", 10, 0.05, 3600),
+            ("backoff_min_s", 1, 0.01, 3600), ("backoff_max_s", 30, 0.01, 3600),
+            ("connect_timeout_s", 10, 0.1, 600), ("wifi_timeout_s", 20, 0.1, 600)):
+        val = cfg.get(key)
+        if val is None:
+            val = default
+        if isinstance(val, bool) or not isinstance(val, (int, float)) or not lo <= val <= hi:
+            raise ValueError("%s must be a number from %s to %s" % (key, lo, hi))
+        ms.append(int(val * 1000))
+    if ms[3] < ms[2]:
+        raise ValueError("backoff_max_s must not be below backoff_min_s")
+    size = cfg.get("max_message")
+    if size is None:
+        size = 1024  # the server's messages to a charger are a few hundred bytes at most
+    if isinstance(size, bool) or not isinstance(size, int) or not 128 <= size <= 65536:
+        raise ValueError("max_message must be a whole number from 128 to 65536")
+    return (url, cfg.get("ca_cert"), ms[4]), (ms[2], ms[3], ms[5]), (size, ms[0], ms[1])
