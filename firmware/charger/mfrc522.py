@@ -11,10 +11,11 @@ but no UID could be resolved); after OK, `uid[:uid_len]` holds the UID and `uid_
 it as upper-case hex without separators.
 
 Compact on purpose (RAM, not flash, is short on the board): few methods, register numbers as
-private consts, and one buffer `f` for the PICC frame going out and the reply coming in.
-All SPI traffic goes through preallocated buffers; polling while no card is there allocates nothing, so the
-methods on that path (`reg`, `send`, `read_uid`) keep their frames under 12
-slots (a larger frame is allocated on the heap at every call).
+private consts, one buffer `f` for the PICC frame going out and the reply coming in, CRC_A
+computed in software (less code and SPI traffic than the chip's CalcCRC; the HLTA frame's CRC
+is a constant). All SPI traffic goes through preallocated buffers; polling while no card is
+there allocates nothing, so the methods on that path (`reg`, `send`, `read_uid`) keep their
+frames within 11 slots (a larger frame is allocated on the heap at every call).
 """
 
 from binascii import hexlify
@@ -88,7 +89,7 @@ class MFRC522:
         self.reg(_TReloadRegL, 30)
         self.reg(_TReloadRegH, 0)
         self.reg(_TxASKReg, 0x40)  # 100 % ASK
-        self.reg(_ModeReg, 0x3D)  # CRC preset 0x6363
+        self.reg(_ModeReg, 0x3D)  # CRC coprocessor preset 0x6363 (the usual init)
         self.reg(_TxControlReg, self.reg(_TxControlReg) | 0x03)  # antenna on
         return True
 

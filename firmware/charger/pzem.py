@@ -9,9 +9,10 @@ address, function, length and CRC, and scales the registers into plain attribute
 function or length) or 3 (Modbus exception reply).
 
 The read request is built once (its CRC is set at each send: one place for it) and the reply
-lands in a preallocated buffer: a poll allocates only the three floats it reports. Hand-written because the MicroPython PZEM drivers around
-allocate per read and skip the CRC check; `crc16` is here too (six lines, allocation-free; no
-library on the board has it), with the Modbus framing in this its only user.
+lands in a preallocated buffer: a poll allocates only the three floats it reports.
+Hand-written because the MicroPython PZEM drivers around allocate per read and skip the CRC
+check. `crc16` is here too (allocation-free; no library on the board has it): the Modbus
+framing has no other user, and a module of its own would cost RAM.
 """
 
 from micropython import const
@@ -51,12 +52,16 @@ class PZEM004T:
 
     def send(self, req, want):
         """Send req (its last two bytes get its CRC), collect the reply into buf (`want` bytes,
-        or what came within _TIMEOUT_MS) and check its CRC, address and function; a status."""
+        or what came within _TIMEOUT_MS) and check its CRC, address and function; a status.
+
+        A 5-byte exception reply to the 4-byte reset can be caught at 4 bytes: then it reads as
+        a bad frame instead of a Modbus exception (both are failures; the read is unaffected).
+        """
         uart = self.uart
         b = self.buf
         while uart.any():  # drop what a late reply left
             uart.readinto(b)
-        got = crc16(req, len(req) - 2)
+        got = crc16(req, len(req) - 2)  # (`got` holds the CRC here: one local less)
         req[-2] = got & 0xFF
         req[-1] = got >> 8
         uart.write(req)
@@ -73,11 +78,14 @@ class PZEM004T:
         return OK if got == want and b[1] == req[1] else _BAD_FRAME
 
     def read(self):
-        """Poll all registers; returns a status (above)."""
+        """Poll all registers; returns a status (above). Runs every second: this and `send`
+        keep their frames within 11 slots (a larger one is heap-allocated at every call)."""
         status = self.send(self.req, _REPLY_LEN)
+        if status != OK:
+            return status
         b = self.buf
-        if status != OK or b[2] != 20:
-            return status or _BAD_FRAME
+        if b[2] != 20:  # the byte count
+            return _BAD_FRAME
         self.voltage = (b[3] << 8 | b[4]) / 10
         self.current = (b[5] << 8 | b[6] | b[7] << 24 | b[8] << 16) / 1000
         self.power = (b[9] << 8 | b[10] | b[11] << 24 | b[12] << 16) / 10

@@ -127,3 +127,25 @@ def case_led_tells_the_poll_loop_when_its_next_step_is_due():
     assert pin.value() == 0 and led.due_in(t0 + 100) == 2900
     led.show(2)  # charging: steady, the loop may sleep its full second
     assert led.due_in(led.at) == 1000
+
+
+def case_button_polls_and_led_steps_allocate_nothing():
+    import micropython
+    pin = machine.Pin.board(49)
+    b = Button(machine.Pin(49), 0)
+    led = Led(machine.Pin(50))
+    led.show(5)  # offline: a double blink, several slots
+    b.poll(0)
+    allocated = 0
+    edges = []
+    for now in range(0, 6000, 50):  # two pattern cycles; a press and a release on the way
+        if now in (1000, 2000):
+            pin.drive(now == 2000)  # (the simulated pin's own bookkeeping is not counted)
+        before = micropython.mem_total()
+        edge = b.poll(now)
+        led.step(now)
+        led.due_in(now)
+        allocated += micropython.mem_total() - before
+        if edge:
+            edges.append(edge)
+    assert allocated == 0 and edges == [1, -1] and led.pattern == 5
