@@ -1,18 +1,16 @@
 """The link's settings, read from the config dict and checked once, when the Link is built.
 
 Owns the publisher URL (`server_url?role=publisher&estacionId=N&token=T`, the token
-percent-encoded, the URL checked by wsopen.parse_url), the link's timing keys with their
-defaults and ranges, and the receive bound `max_message`. A clear ValueError names the bad
+percent-encoded; `parse_url()` splits a ws:// or wss:// URL into what WebSocket.connect()
+takes), the link's timing keys with their defaults and ranges, and the receive bound
+`max_message`. A clear ValueError names the bad
 key. `Link()` loads this module and forgets it right after (issue 3: its code and string
 constants, ~2 KB, go back to the heap; only its few identifiers stay interned).
 """
 
-from charger import forget
-
-
 def settings(cfg):
-    """(dial, ms, ws) for the Link: dial = (url, ca_cert, connect timeout ms), the arguments
-    of WebSocket.connect(); ms = (backoff min, backoff max, WiFi timeout) in ms; ws =
+    """(dial, ms, ws) for the Link: dial = (parse_url(url), ca_cert, connect timeout ms),
+    the arguments of WebSocket.connect(); ms = (backoff min, backoff max, WiFi timeout) in ms; ws =
     (max_message, ping interval ms, ping timeout ms), the arguments of WebSocket()."""
     station = cfg.get("station")
     if isinstance(station, bool) or not isinstance(station, int) or station < 1:
@@ -26,12 +24,7 @@ def settings(cfg):
         url += "&token=" + "".join(
             chr(c) if 48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c in b"-._~"
             else "%%%02X" % c for c in token.encode())
-    from charger import wsopen
-    try:
-        wsopen.parse_url(url)  # ValueError now rather than at every reconnect
-    finally:
-        del wsopen
-        forget("charger.wsopen")  # each connect loads it again
+    dest = parse_url(url)  # parsed once: ValueError now rather than at every reconnect
     ms = []
     for key, default, lo, hi in (
             ("ping_interval_s", 20, 0.05, 3600), ("ping_timeout_s", 10, 0.05, 3600),
@@ -50,4 +43,29 @@ def settings(cfg):
         size = 1024  # the server's messages to a charger are a few hundred bytes at most
     if isinstance(size, bool) or not isinstance(size, int) or not 128 <= size <= 65536:
         raise ValueError("max_message must be a whole number from 128 to 65536")
-    return (url, cfg.get("ca_cert"), ms[4]), (ms[2], ms[3], ms[5]), (size, ms[0], ms[1])
+    return (dest, cfg.get("ca_cert"), ms[4]), (ms[2], ms[3], ms[5]), (size, ms[0], ms[1])
+
+
+def parse_url(url):
+    """Split a ws:// or wss:// URL into (host, port, resource, secure); ValueError if bad."""
+    secure = url.startswith("wss://")
+    if not secure and not url.startswith("ws://"):
+        raise ValueError("URL must start with ws:// or wss://: %r" % url)
+    rest = url[6 if secure else 5:]
+    cut = len(rest)
+    for sep in "/?":
+        i = rest.find(sep)
+        if 0 <= i < cut:
+            cut = i
+    host = rest[:cut]
+    port = 443 if secure else 80
+    try:
+        if ":" in host:
+            host, _, port = host.rpartition(":")
+            port = int(port)
+        if not host or " " in url or not 0 < port < 65536:
+            raise ValueError
+    except ValueError:
+        raise ValueError("bad host or port in URL: %r" % url)
+    rest = rest[cut:]
+    return host, port, rest if rest[:1] == "/" else "/" + rest, secure

@@ -1,7 +1,7 @@
 """A small RFC 6455 WebSocket client on MicroPython asyncio streams.
 
-Owns one client connection at a time: `await ws.connect(url)` (the opening code -- the URL,
-the TCP (ws://) or TLS (wss://, optional pinned CA file) connection and the handshake with a
+Owns one client connection at a time: `await ws.connect(dest)` (the opening code -- the TCP
+(ws://) or TLS (wss://, optional pinned CA file) connection and the handshake with a
 random `Sec-WebSocket-Key` and a checked `Sec-WebSocket-Accept` -- is in charger/wsopen.py,
 loaded for each connect and dropped after it), framing with a fresh client mask per frame,
 reassembly of fragmented messages (control frames may arrive in between), pongs for the
@@ -89,7 +89,7 @@ _POLL_MS = const(20)
 
 
 class WebSocket:
-    """A client connection, reusable: `await ws.connect(url)` again once it closed.
+    """A client connection, reusable: `await ws.connect(dest)` again once it closed.
 
     `ms` = (ping_ms, pong_ms, close_ms): keepalive ping after ping_ms without a received byte
     (0: no keepalive, so no read timeout), pong_ms to get any byte back (also confirm()'s
@@ -112,11 +112,11 @@ class WebSocket:
         self.close_code = _ABNORMAL
         self.close_reason = ""
 
-    async def connect(self, url, ca_cert=None, timeout_ms=10000):
-        """Open the connection; raises ValueError (bad URL) or OSError (see the module doc).
-
-        The opening code (charger/wsopen.py) is loaded for the call and dropped after it.
-        """
+    async def connect(self, dest, ca_cert=None, timeout_ms=10000):
+        """Open the connection to dest = (host, port, resource, secure), what
+        linkcfg.parse_url() makes of a ws:// or wss:// URL (parsed once, not per connect).
+        Raises OSError (see the module doc). The opening code (charger/wsopen.py) is loaded
+        for the call and dropped after it."""
         await self.drop()  # nothing if not open
         t = self.tasks
         if t[_KA] is not None:
@@ -130,7 +130,7 @@ class WebSocket:
         self.pong = False
         from charger import forget, wsopen
         try:
-            await wsopen.open_ws(self, url, ca_cert, timeout_ms)
+            await wsopen.open_ws(self, dest, ca_cert, timeout_ms)
         except BaseException:
             await self.drop()
             raise

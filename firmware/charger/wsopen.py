@@ -1,6 +1,6 @@
 """Opening a WebSocket client connection (RFC 6455 section 4.1), for charger/wsclient.py.
 
-Owns the URL, the TCP (ws://) or TLS (wss://, optional pinned CA file) connection and the
+Owns the TCP (ws://) or TLS (wss://, optional pinned CA file) connection and the
 opening handshake: a random `Sec-WebSocket-Key`, the checked `Sec-WebSocket-Accept`, header
 lines read byte by byte and bounded, the connect + handshake timeout. `WebSocket.connect()`
 loads this module for each connection and drops it once the connection is open (its code is
@@ -14,34 +14,10 @@ import hashlib
 import os
 
 
-def parse_url(url):
-    """Split a ws:// or wss:// URL into (host, port, resource, secure); ValueError if bad."""
-    secure = url.startswith("wss://")
-    if not secure and not url.startswith("ws://"):
-        raise ValueError("URL must start with ws:// or wss://: %r" % url)
-    rest = url[6 if secure else 5:]
-    cut = len(rest)
-    for sep in "/?":
-        i = rest.find(sep)
-        if 0 <= i < cut:
-            cut = i
-    host = rest[:cut]
-    port = 443 if secure else 80
-    try:
-        if ":" in host:
-            host, _, port = host.rpartition(":")
-            port = int(port)
-        if not host or " " in url or not 0 < port < 65536:
-            raise ValueError
-    except ValueError:
-        raise ValueError("bad host or port in URL: %r" % url)
-    rest = rest[cut:]
-    return host, port, rest if rest[:1] == "/" else "/" + rest, secure
-
-
-async def open_ws(ws, url, ca_cert, timeout_ms):
-    """Connect `ws.stream` to `url` and do the opening handshake within `timeout_ms`."""
-    host, port, resource, ctx = parse_url(url)
+async def open_ws(ws, dest, ca_cert, timeout_ms):
+    """Connect `ws.stream` to `dest` = (host, port, resource, secure), parsed from the URL
+    by linkcfg.parse_url(), and do the opening handshake within `timeout_ms`."""
+    host, port, resource, ctx = dest
     if ctx:  # wss://: ctx becomes the TLS context
         import ssl
 

@@ -28,8 +28,9 @@ from charger import wsclient
 URL = %(url)r
 
 async def connect(url, ca_cert=None, timeout_ms=10000, **options):
+    from charger.linkcfg import parse_url
     ws = wsclient.WebSocket(**options)
-    await ws.connect(url, ca_cert, timeout_ms)
+    await ws.connect(parse_url(url), ca_cert, timeout_ms)
     return ws
 
 async def main():
@@ -185,19 +186,19 @@ print("CLOSE_CODE", ws.close_code)
 
 
 async def test_the_opening_code_is_not_kept_in_ram_while_connected():
-    # issue 3 (memory): the URL/TLS/handshake code is loaded per connect, then dropped
+    # issue 3 (memory): the TCP/TLS/handshake code is loaded per connect, then dropped
     async with serve(echo, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
         out = await run_client("ws://127.0.0.1:%d/ws" % port, """
 import sys
 ws = wsclient.WebSocket()  # one object, connected twice
 for _ in range(2):
-    await ws.connect(URL)
+    await ws.connect(("127.0.0.1", %d, "/ws", False))  # (host, port, resource, secure)
     print("LOADED", "charger.wsopen" in sys.modules)
     await ws.send("again")
     print("ECHO", await ws.recv())
     await ws.close()
-""")
+""" % port)
     assert out.count("LOADED False") == 2 and out.count("ECHO again") == 2, out
 
 
