@@ -1,6 +1,9 @@
-"""The simulator's control channel: one command per line on stdin, answers on stdout.
+"""The simulator's control channel: commands on stdin, one per line, answers on stdout.
 
-Answers start with `SIM ` so they stand out from the firmware's log. Commands:
+`Control(pins, reader, meter)` drives the buttons' released levels; run_charger.py makes it
+(through simboot.py) before the firmware is imported. `Control.started(app)` runs as the
+firmware's start-up hook and reads commands on stdin; answers start with `SIM ` so they stand
+out from the firmware's log:
 
     tap <uid-hex>            put a card on the reader (4, 7 or 10 bytes, e.g. 04A1B2C3)
     remove                   take every card off the reader
@@ -10,11 +13,23 @@ Answers start with `SIM ` so they stand out from the firmware's log. Commands:
     meter ok | silent | corrupt
     link down | link up      drop / restore the network (tools/sim/network.py)
     reboot                   machine.reset(): the process exits with status 3
-    status                   one JSON line: relay, led, state, session, wh, outbox, link
-    mem [gc|watch]           heap figures (mem_total, the emulators' share, gc, live peak)
+    status                   one JSON line: relay, led, state, session_id, wh, outbox, dropped,
+                             readings_queued, link
+    mem [gc|watch|qstr]      heap figures (below); `gc` collects first; `watch` starts sampling
+                             the firmware's live heap every 100 ms into `live_peak`; `qstr`
+                             prints the interned-string pool's size first
     help
 
-Never shipped.
+Heap accounting (the memory bench): `sim_heap` is the simulator's live share of the heap:
+what was live when run_charger.py took its baseline (shims, emulators, this object, the
+interpreter's own few objects), plus the live-heap change across creating the control task
+and across every command (a card on the reader, the sampler task; measured with
+gc.collect() around it). Everything else live is the firmware's (`firmware_heap`). Bytes the
+emulated chips allocate inside SPI/UART calls are booked to `machine.sim_alloc`; so are the
+allocations of every command. Never shipped.
+
+Written compactly (it shares the heap with the firmware): one class, one method per command
+line, the pins in one list.
 """
 
 import gc
@@ -24,104 +39,58 @@ import sys
 import machine
 import micropython
 
-
-def _hex_uid(text):
-    if len(text) % 2 or len(text) // 2 not in (4, 7, 10):
-        raise ValueError("uid must be 8, 14 or 20 hex digits")
-    return bytes(int(text[i:i + 2], 16) for i in range(0, len(text), 2))
-
-
 class Control:
-    def __init__(self, cfg, reader_emu, meter_emu):
-        self.cfg = cfg
-        self.reader_emu = reader_emu
-        self.meter_emu = meter_emu
-        self.app = None  # set once the firmware's App exists
+    def __init__(self, pins, reader, meter):
+        """`pins`: the config's pin map (stop, emergency, relay, relay_active_high)."""
+        self.reader = reader
+        self.meter = meter
+        self.app = None  # the firmware's App, once it started
+        b = machine.Pin.board
+        # [stop, emergency, relay pin, the relay's on level]
+        self.pins = [b(pins["stop"]), b(pins["emergency"]), b(pins["relay"]),
+                     1 if pins["relay_active_high"] else 0]
+        self.pins[0].drive(1)  # NO button released: pulled up
+        self.pins[1].drive(0)  # NC button closed: pin held low
+        self.sim = 0    # the simulator's live heap (see the module docstring)
+        self.base = 0   # its part measured by run_charger.py before the firmware's import
+        self.peak = 0   # the firmware's largest live heap seen by `mem watch`
+        self.start = 0  # the firmware's live heap once its tasks started
         self.watching = False
-        self.live_peak = 0
-        self.sim_baseline = 0
-        self.start_heap = 0
-        p = cfg["pins"]
-        self.stop_pin = machine.Pin.board(p["stop"])
-        self.emergency_pin = machine.Pin.board(p["emergency"])
-        self.relay_pin = machine.Pin.board(p["relay"])
-        self.relay_on_level = 1 if p["relay_active_high"] else 0
-        self.stop_pin.drive(1)       # NO button released: pulled up
-        self.emergency_pin.drive(0)  # NC button closed: pin held low
 
     def relay_on(self):
-        return self.relay_pin.value() == self.relay_on_level
-
-    def status(self):
-        out = {"relay": self.relay_on(), "wh": self.meter_emu.energy_wh,
-               "meter_requests": self.meter_emu.requests}
-        app = self.app
-        if app is not None:
-            sm = app.sm
-            out["state"] = sm.state_name
-            out["session_id"] = sm.session_id
-            out["led"] = app.board.led.pattern
-            out["outbox"] = len(app.outbox)
-            out["dropped"] = app.outbox.dropped
-            out["readings_queued"] = app.readings_queued
-            out["link"] = bool(app.link.connected)
-        return out
-
-    def memory(self, arg):
-        """Heap figures of this process. `mem gc` collects first; `mem watch` starts sampling
-        the live heap (collect, then gc.mem_alloc()) every 100 ms into `live_peak`."""
-        if arg == "gc":
-            gc.collect()
-        elif arg == "watch" and not self.watching:
-            import asyncio
-            self.watching = True
-            asyncio.create_task(self._watch_heap())
-        return {"mem_total": micropython.mem_total(), "sim_alloc": machine.sim_alloc[0],
-                "gc_alloc": gc.mem_alloc(), "gc_free": gc.mem_free(),
-                "live_peak": self.live_peak, "sim_baseline": self.sim_baseline,
-                "start_heap": self.start_heap,
-                "readings_queued": self.app.readings_queued if self.app else 0}
-
-    async def _watch_heap(self):
-        import asyncio
-        while True:
-            gc.collect()
-            used = gc.mem_alloc()
-            if used > self.live_peak:
-                self.live_peak = used
-            await asyncio.sleep_ms(100)
+        return self.pins[2].value() == self.pins[3]
 
     def handle(self, line):
+        """One command line; returns the answer text (None for an empty line)."""
         words = line.split()
         if not words:
             return None
         cmd = words[0]
         arg = words[1] if len(words) > 1 else ""
         if cmd == "tap":
-            self.reader_emu.place(_hex_uid(arg))
+            if len(arg) % 2 or len(arg) // 2 not in (4, 7, 10):
+                raise ValueError("uid must be 8, 14 or 20 hex digits")
+            self.reader.place(bytes(int(arg[i:i + 2], 16) for i in range(0, len(arg), 2)))
         elif cmd == "remove":
-            self.reader_emu.remove()
+            self.reader.remove()
         elif cmd in ("press", "release"):
-            down = cmd == "press"
-            if arg == "stop":
-                self.stop_pin.drive(0 if down else 1)
-            elif arg == "emergency":
-                self.emergency_pin.drive(1 if down else 0)
-            else:
+            if arg not in ("stop", "emergency"):
                 raise ValueError("press/release stop|emergency")
+            # stop: NO to GND (pressed low); emergency: NC to GND (pressed opens: high)
+            self.pins[1 if arg == "emergency" else 0].drive((cmd == "press") == (arg == "emergency"))
             for _ in range(3):
                 pass  # a backward jump: the scheduled soft IRQ runs here, as on the ESP32
             # the relay as it is before any asyncio task (the link) could run
             return "ok %s relay=%d" % (line, self.relay_on())
         elif cmd == "load":
-            self.meter_emu.power = float(arg)
+            self.meter.power = float(arg)
         elif cmd == "volts":
-            self.meter_emu.voltage = float(arg)
+            self.meter.voltage = float(arg)
         elif cmd == "meter":
             if arg not in ("ok", "silent", "corrupt"):
                 raise ValueError("meter ok|silent|corrupt")
-            self.meter_emu.silent = arg == "silent"
-            self.meter_emu.corrupt = arg == "corrupt"
+            self.meter.silent = arg == "silent"
+            self.meter.corrupt = arg == "corrupt"
         elif cmd == "link":
             import network
             if arg not in ("up", "down") or not hasattr(network, "sim_link"):
@@ -130,35 +99,82 @@ class Control:
         elif cmd == "reboot":
             machine.reset()
         elif cmd == "status":
-            return json.dumps(self.status())
+            out = {"relay": self.relay_on(), "wh": int(self.meter.energy_wh_float)}
+            app = self.app
+            if app is not None:
+                out["state"] = app.sm.state_name
+                out["session_id"] = app.sm.session_id
+                out["led"] = app.board.led.pattern
+                out["outbox"] = len(app.outbox)
+                out["dropped"] = app.outbox.dropped
+                out["readings_queued"] = app.readings_queued
+                out["link"] = bool(app.link.connected)
+            return json.dumps(out)
         elif cmd == "mem":
-            return json.dumps(self.memory(arg))
+            if arg == "gc":
+                gc.collect()
+            elif arg == "qstr":
+                micropython.qstr_info()  # prints "qstr pool: n_pool=.. n_qstr=.. ..." first
+            elif arg == "watch" and not self.watching:
+                import asyncio
+                self.watching = True
+                asyncio.create_task(self.watch())
+            used = gc.mem_alloc()
+            return json.dumps({
+                "mem_total": micropython.mem_total(), "sim_alloc": machine.sim_alloc[0],
+                "gc_alloc": used, "gc_free": gc.mem_free(), "sim_heap": self.sim, "sim_baseline": self.base,
+                "firmware_heap": used - self.sim, "live_peak": self.peak,
+                "start_heap": self.start,
+                "readings_queued": self.app.readings_queued if self.app else 0})
         elif cmd == "help":
-            return __doc__.replace("\n", " ")
+            return "commands: tap remove press release load volts meter link reboot status mem"
         else:
             raise ValueError("unknown command %s" % cmd)
         return "ok " + line
 
-    def answer(self, line):
-        try:
-            text = self.handle(line.strip())
-        except SystemExit:
-            raise
-        except Exception as e:  # noqa: BLE001 - a bad command must not stop the charger
-            text = "error %s" % e
-        if text is not None:
-            print("SIM " + text)
+    def started(self, app):
+        """The firmware's start-up hook: start reading commands (the task is the simulator's)."""
+        import asyncio  # the firmware's (imported after the simulator's baseline)
+        self.app = app
+        # asyncio's stream module is the firmware's too (open_connection): loaded before the
+        # measurement, so only the reader and the task are booked to the simulator
+        stream_reader = asyncio.StreamReader
+        gc.collect()
+        used = gc.mem_alloc()
+        asyncio.create_task(self.run(stream_reader(sys.stdin)))
+        gc.collect()
+        self.sim += gc.mem_alloc() - used
+        self.start = gc.mem_alloc() - self.sim
 
-    async def run_stdin(self):
-        """Read commands from stdin as an asyncio stream (no polling wake-ups). What a command
-        costs in allocations is booked to `machine.sim_alloc`, not to the firmware."""
-        import asyncio  # the firmware's (imported after the simulator's heap was measured)
-        stream = asyncio.StreamReader(sys.stdin)
+    async def run(self, stream):
+        """Read commands from stdin as an asyncio stream (no polling wake-ups). A command's
+        allocations are booked to `machine.sim_alloc`, its live-heap change to `sim`."""
         mem_total = machine._mem_total
         while True:
             line = await stream.readline()
             if not line:
                 return  # EOF: no more commands, the firmware keeps running
+            gc.collect()
+            used = gc.mem_alloc()
             t0 = mem_total()
-            self.answer(line.decode())
+            try:
+                text = self.handle(line.decode().strip())
+            except SystemExit:
+                raise
+            except Exception as e:  # noqa: BLE001 - a bad command must not stop the charger
+                text = "error %s" % e
+            if text is not None:
+                print("SIM " + text)
+            text = None
             machine.sim_alloc[0] += mem_total() - t0
+            gc.collect()
+            self.sim += gc.mem_alloc() - used
+
+    async def watch(self):
+        import asyncio
+        while True:
+            gc.collect()
+            used = gc.mem_alloc() - self.sim
+            if used > self.peak:
+                self.peak = used
+            await asyncio.sleep_ms(100)

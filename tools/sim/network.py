@@ -2,169 +2,139 @@
 
 The unix port has no `network`; with `MICROPYPATH=tools/sim:...` this file stands in for the
 ESP32's. `WLAN(STA_IF)` behaves like the ESP32 one as far as the firmware uses it:
-`active()`, `connect()`, `disconnect()`, `isconnected()`, `status()`, `config()`,
-`ifconfig()`, `scan()`; the same object for every `WLAN(STA_IF)`; auto-reconnect when the
-access point comes back (the ESP32 default, `config(reconnects=N)`).
+`active()`, `connect()`, `disconnect()`, `isconnected()`, `status()` (the ESP32 port's values:
+1000 idle, 1001 connecting, 1010 got IP, 200 beacon timeout, 201 no AP found, 202 wrong
+password; `status("rssi")`), `config()`, `ifconfig()`; the same object for every
+`WLAN(STA_IF)`; auto-reconnect when the access point comes back (the ESP32 default,
+`config(reconnects=N)`).
 
 Tests and the simulator's control channel drive the simulated access point:
 
     sim_link(up)          the access point disappears (False) or comes back (True)
     sim_password(pw)      the password the access point wants (None: any)
-    sim_connect_delay(ms) association time: status() is STAT_CONNECTING meanwhile
-    sim_state()           dict: ap_up, connected, status, connect_calls
+    sim_connect_delay(ms) association time: status() is 1001 (connecting) meanwhile
 
 The simulated WiFi cannot break a TCP socket to 127.0.0.1, so the firmware must notice a
 WiFi loss through `isconnected()` (the link does). Never shipped.
+
+Written compactly (it shares the heap with the firmware): the access point is one list, the
+status codes are private constants, one class; no AP interface and no `scan()` (the firmware
+uses neither).
 """
 
 from time import ticks_add, ticks_diff, ticks_ms
 
+from micropython import const
+
 STA_IF = 0
-AP_IF = 1
+_IDLE = const(1000)
+_CONNECTING = const(1001)
+_GOT_IP = const(1010)
+_BEACON_TIMEOUT = const(200)
+_NO_AP_FOUND = const(201)
+_WRONG_PASSWORD = const(202)
 
-# the ESP32 port's status values
-STAT_IDLE = 1000
-STAT_CONNECTING = 1001
-STAT_GOT_IP = 1010
-STAT_BEACON_TIMEOUT = 200
-STAT_NO_AP_FOUND = 201
-STAT_WRONG_PASSWORD = 202
-STAT_ASSOC_FAIL = 203
-STAT_HANDSHAKE_TIMEOUT = 204
-
-_IP = ("10.0.0.2", "255.255.255.0", "10.0.0.1", "10.0.0.1")
-_NO_IP = ("0.0.0.0", "0.0.0.0", "0.0.0.0", "0.0.0.0")
-
-_ap = {"up": True, "password": None, "delay_ms": 0, "ssid": "sim-ap"}
-_interfaces = {}
+# the access point: [up, password (None: any), association time in ms]
+_ap = [True, None, 0]
+_sta = [None]  # the station interface: one object, as on the ESP32
 
 
 def sim_link(up):
     """Make the access point disappear (False) or come back (True)."""
-    _ap["up"] = bool(up)
-    sta = _interfaces.get(STA_IF)
-    if sta is not None:
-        sta._ap_changed()
+    _ap[0] = bool(up)
+    sta = _sta[0]
+    if sta is None:
+        return
+    if not up:
+        if sta.st in (_GOT_IP, _CONNECTING):
+            sta.st = _BEACON_TIMEOUT
+    elif sta.want and sta.on and sta.cfg["reconnects"] != 0:
+        sta.associate()  # the ESP32 reconnects by itself
 
 
 def sim_password(password):
     """The password the access point accepts; None accepts any."""
-    _ap["password"] = password
+    _ap[1] = password
 
 
 def sim_connect_delay(ms):
     """How long association takes, in milliseconds."""
-    _ap["delay_ms"] = int(ms)
-
-
-def sim_state():
-    sta = _interfaces.get(STA_IF)
-    return {
-        "ap_up": _ap["up"],
-        "connected": bool(sta and sta.isconnected()),
-        "status": sta.status() if sta else STAT_IDLE,
-        "connect_calls": sta.connect_calls if sta else 0,
-    }
+    _ap[2] = int(ms)
 
 
 def WLAN(interface=STA_IF):  # noqa: N802 - the ESP32 spelling
-    """The station (or AP) interface; the same object every time, as on the ESP32."""
-    if interface not in (STA_IF, AP_IF):
-        raise ValueError("invalid interface")
-    obj = _interfaces.get(interface)
-    if obj is None:
-        obj = _interfaces[interface] = _WLAN(interface)
-    return obj
+    """The station interface; the same object every time, as on the ESP32."""
+    if interface != STA_IF:
+        raise ValueError("only STA_IF is simulated")
+    if _sta[0] is None:
+        _sta[0] = _WLAN()
+    return _sta[0]
 
 
 class _WLAN:
-    def __init__(self, interface):
-        self._if = interface
-        self._active = False
-        self._ssid = None
-        self._key = None
-        self._want = False      # connect() called and no disconnect(): auto-reconnect
-        self._status = STAT_IDLE
-        self._ready_at = 0
-        self._config = {"reconnects": -1, "hostname": "esp32-charger",
-                        "mac": b"\x24\x0a\xc4\x00\x00\x01", "ssid": ""}
-        self.connect_calls = 0
+    def __init__(self):
+        self.on = False
+        self.key = None
+        self.want = False  # connect() called and no disconnect(): auto-reconnect
+        self.st = _IDLE
+        self.ready_at = 0
+        self.cfg = {"reconnects": -1, "hostname": "esp32-charger",
+                    "mac": b"\x24\x0a\xc4\x00\x00\x01", "ssid": ""}
 
     def active(self, on=None):
         if on is None:
-            return self._active
-        self._active = bool(on)
-        if not self._active:
-            self._want = False
-            self._status = STAT_IDLE
+            return self.on
+        self.on = bool(on)
+        if not on:
+            self.want = False
+            self.st = _IDLE
 
     def connect(self, ssid=None, key=None, *, bssid=None):
-        if not self._active:
+        if not self.on:
             raise OSError("Wifi Not Started")
-        self.connect_calls += 1
         if ssid is not None:
-            self._ssid = ssid
-            self._key = key
-        self._want = True
-        self._try_associate()
+            self.cfg["ssid"] = ssid
+            self.key = key
+        self.want = True
+        self.associate()
 
     def disconnect(self):
-        self._want = False
-        self._status = STAT_IDLE
+        self.want = False
+        self.st = _IDLE
 
-    def _try_associate(self):
-        if not _ap["up"]:
-            self._status = STAT_NO_AP_FOUND
-        elif _ap["password"] is not None and self._key != _ap["password"]:
-            self._status = STAT_WRONG_PASSWORD
-            self._want = False
+    def associate(self):
+        if not _ap[0]:
+            self.st = _NO_AP_FOUND
+        elif _ap[1] is not None and self.key != _ap[1]:
+            self.st = _WRONG_PASSWORD
+            self.want = False
         else:
-            self._status = STAT_CONNECTING
-            self._ready_at = ticks_add(ticks_ms(), _ap["delay_ms"])
-
-    def _ap_changed(self):
-        if not _ap["up"]:
-            if self._status in (STAT_GOT_IP, STAT_CONNECTING):
-                self._status = STAT_BEACON_TIMEOUT
-        elif self._want and self._active and self._config["reconnects"] != 0:
-            self._try_associate()   # the ESP32 reconnects by itself
+            self.st = _CONNECTING
+            self.ready_at = ticks_add(ticks_ms(), _ap[2])
 
     def status(self, param=None):
         if param == "rssi":
             return -55 if self.isconnected() else 0
         if param is not None:
             raise ValueError("unknown status parameter")
-        if self._status == STAT_CONNECTING and ticks_diff(ticks_ms(), self._ready_at) >= 0:
-            self._status = STAT_GOT_IP
-        return self._status
+        if self.st == _CONNECTING and ticks_diff(ticks_ms(), self.ready_at) >= 0:
+            self.st = _GOT_IP
+        return self.st
 
     def isconnected(self):
-        return self._active and _ap["up"] and self.status() == STAT_GOT_IP
+        return self.on and _ap[0] and self.status() == _GOT_IP
 
     def config(self, *args, **kwargs):
         if args:
-            if len(args) != 1 or kwargs:
-                raise TypeError("config() takes one parameter name or keyword arguments")
-            name = args[0]
-            if name == "ssid":
-                return self._ssid or ""
-            if name not in self._config:
+            if args[0] not in self.cfg:
                 raise ValueError("unknown config param")
-            return self._config[name]
-        for name, value in kwargs.items():
-            if name not in self._config and name not in ("txpower", "pm", "dhcp_hostname"):
-                raise ValueError("unknown config param")
-            self._config[name] = value
+            return self.cfg[args[0]]
+        self.cfg.update(kwargs)
         return None
 
     def ifconfig(self, cfg=None):
         if cfg is not None:
             return None
-        return _IP if self.isconnected() else _NO_IP
-
-    def scan(self):
-        if not self._active:
-            raise OSError("Wifi Not Started")
-        if not _ap["up"]:
-            return []
-        return [(_ap["ssid"].encode(), b"\x00\x11\x22\x33\x44\x55", 6, -55, 3, False)]
+        if self.isconnected():
+            return ("10.0.0.2", "255.255.255.0", "10.0.0.1", "10.0.0.1")
+        return ("0.0.0.0",) * 4

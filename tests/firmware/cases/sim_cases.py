@@ -11,7 +11,7 @@ CFG = config.validate({"server_url": "ws://127.0.0.1:9/ws", "station": 1})
 
 
 def _control():
-    return Control(CFG, RC522Emulator(), PZEMEmulator(power=1000.0))
+    return Control(CFG["pins"], RC522Emulator(), PZEMEmulator(power=1000.0))
 
 
 def _refused(ctl, line):
@@ -44,7 +44,7 @@ def case_buttons_drive_their_pins_with_the_documented_levels():
 
 def case_meter_sees_the_load_only_through_the_relay():
     ctl = _control()
-    meter = ctl.meter_emu
+    meter = ctl.meter
     meter.switch = ctl.relay_on
     assert meter.active_power() == 0.0
     machine.Pin.board(CFG["pins"]["relay"]).value(1)

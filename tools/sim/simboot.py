@@ -1,0 +1,65 @@
+"""The simulator's set-up, run once by run_charger.py before the firmware is imported.
+
+`setup(argv)` parses run_charger.py's arguments, reads the board's config.json with `json`
+(the simulator's own code, not the firmware's config module; pins and `pzem_address` the file
+leaves out come from firmware/config.example.json, the documented defaults), builds the
+emulated RC522 and PZEM-004T, attaches them to the configured buses and makes the control
+channel (which drives the buttons' released levels). run_charger.py unloads this module
+before taking the simulator's heap baseline: its code is needed once. Never shipped.
+"""
+
+import json
+import sys
+
+import machine
+from control import Control
+from pzem_emu import PZEMEmulator
+from rc522_emu import RC522Emulator
+
+
+def setup(argv):
+    """Parse run_charger.py's arguments, build the emulated hardware; returns
+    (config path, Control)."""
+    path = None
+    opts = {"--time-scale": 1.0, "--power": 0.0, "--meter-state": None}
+    absent = False
+    i = 0
+    try:
+        while i < len(argv):
+            a = argv[i]
+            if a in opts and i + 1 < len(argv):
+                i += 1
+                opts[a] = argv[i] if a == "--meter-state" else float(argv[i])
+            elif a == "--absent-reader":
+                absent = True
+            elif path is None and not a.startswith("--"):
+                path = a
+            else:
+                raise ValueError(a)
+            i += 1
+    except ValueError:  # an unknown argument or a number that is not one
+        path = None
+    if path is None:
+        raise SystemExit("usage: run_charger.py CONFIG.json [--time-scale X] [--power W] "
+                         "[--meter-state FILE] [--absent-reader]")
+    with open(sys.argv[0].rpartition("tools/")[0] + "firmware/config.example.json") as f:
+        cfg = json.load(f)
+    try:
+        with open(path) as f:
+            given = json.load(f)
+        cfg["pins"].update(given.get("pins") or {})
+        cfg["pzem_address"] = given.get("pzem_address", cfg["pzem_address"])
+    except (OSError, ValueError, AttributeError, TypeError) as e:
+        # the firmware reports its own config error; the chips sit on the default buses
+        print("SIM config:", e)
+    pins = cfg["pins"]
+    reader = RC522Emulator(absent=absent)
+    machine.attach_spi(pins["spi_id"], reader)
+    # the broadcast address (the default) reaches a meter with its factory address 0x01
+    address = cfg["pzem_address"] if cfg["pzem_address"] != 0xF8 else 0x01
+    meter = PZEMEmulator(address=address, power=opts["--power"],
+                         time_scale=opts["--time-scale"], state_file=opts["--meter-state"])
+    machine.attach_uart(pins["uart_id"], meter)
+    control = Control(pins, reader, meter)
+    meter.switch = control.relay_on  # the meter sees the load only through the relay
+    return path, control
