@@ -118,23 +118,22 @@ class Link:
                     else:
                         self.wake.clear()
                         await self.wake.wait()
-            except asyncio.CancelledError:
-                raise
             except OSError as e:
                 print("[link]", "lost", e)
             except Exception as e:  # noqa: BLE001 - the link must outlive any bug
                 print("[link]", "error", repr(e))
                 sys.print_exception(e)
-            for task in (rx, watch):
-                if task is not None:
-                    task.cancel()
-                    try:
-                        await task  # let it finish before the socket is closed
-                    except BaseException:  # noqa: BLE001 - CancelledError, mostly
-                        pass
-            if rx is not None:
-                await (ws.close(1001, "") if ws.open else ws.drop())
-                print("[link]", "closed", ws.close_code, ws.close_reason)
+            finally:  # also when run() itself is cancelled
+                for task in (rx, watch):
+                    if task is not None:
+                        task.cancel()
+                        try:
+                            await task  # let it finish before the socket is closed
+                        except BaseException:  # noqa: BLE001 - CancelledError, mostly
+                            pass
+                if rx is not None:
+                    await (ws.close(1001, "") if ws.open else ws.drop())
+                    print("[link]", "closed", ws.close_code, ws.close_reason)
             if self.connected:
                 self.connected = False
                 self._hook(self.handler.on_link, False)
