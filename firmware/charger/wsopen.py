@@ -46,10 +46,9 @@ async def _handshake(ws, host, port, resource, ctx):
     key = binascii.b2a_base64(os.urandom(16), newline=False)  # section 4.1, item 7
     if port != (443 if ctx else 80):
         host = "%s:%d" % (host, port)  # the Host field names a port unless the default one
-    s.write((
-        "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        % (resource, host, key.decode())).encode())
+    s.write(  # formatted as bytes: no str copy of the request
+        b"GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (resource, host, key))
     await s.drain()
     # the answer the server owes: base64(SHA-1(key + the GUID)), section 4.2.2, item 5.4
     key = binascii.b2a_base64(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11")
