@@ -2,16 +2,16 @@
 
 Owns the asyncio tasks (one poll loop, waking when something is due and at least every
 200 ms, for EMERGENCY, the buttons, the card reader, the meter every `meter_interval_s`, the
-state machine's tick, the LED and the watchdog; NTP on the board), the wall clock for `ts`
-(`unix_time()`), and is the link's handler (`status_messages()`, `on_message()`,
-`on_link()`). It executes the state machine's action bits (listed in charger/state.py) in a
+state machine's tick, the LED and the watchdog; NTP on the board), the wall clock for `ts`, and
+is the link's handler (`status_messages()`, `on_message()`, `on_link()`). It executes the state machine's action bits (listed in charger/state.py) in a
 fixed order: relay OFF first. EMERGENCY opens the relay inside the pin's interrupt handler
 (soft IRQ on the ESP32) before anything else happens; the handler allocates nothing: it
 opens the relay and sets `irq`, which the next poll pass (200 ms at most) hands to the state
 machine.
 
 Compact on purpose (RAM on the ESP32): few, larger methods; the action bits are plain
-numbers with their names in comments; the poll loop's timestamps share one list.
+numbers with their names in comments; the poll loop's timestamps share one list; `const()`
+is not imported (the MicroPython compiler knows it; this module never runs on CPython).
 """
 
 import asyncio
@@ -19,7 +19,6 @@ import gc
 import time
 from time import ticks_add, ticks_diff, ticks_ms
 
-from micropython import const
 
 from charger import messages, mfrc522, pzem
 from charger.state import ChargerState
@@ -39,15 +38,8 @@ _METER_DUE = const(1)
 _METER_MS = const(2)
 _METER_FAILURES = const(3)  # failed meter reads in a row (only the first is logged)
 
-# MicroPython on the ESP32 may count from 2000 instead of 1970
+# `ts` is unix seconds; MicroPython on the ESP32 may count from 2000 instead of 1970
 _EPOCH = 946684800 if time.gmtime(0)[0] == 2000 else 0
-
-
-def unix_time():
-    """Unix seconds for `ts`, or 0 while the clock is unset (before 2024: a fresh ESP32
-    starts in 2000 until NTP sets it)."""
-    t = int(time.time()) + _EPOCH
-    return t if t >= 1704067200 else 0
 
 
 class App:
@@ -55,16 +47,18 @@ class App:
         self.cfg = cfg
         self.board = board
         self.outbox = outbox
-        self.sm = ChargerState([int(cfg[k] * 1000) for k in (
-            "metrics_interval_s", "start_timeout_s", "same_card_s", "meter_silence_s",
-            "offline_limit_s", "reset_hold_s")])
+        limits = []  # in ms, in the order ChargerState takes them (a loop: no comprehension)
+        for key in ("metrics_interval_s", "start_timeout_s", "same_card_s", "meter_silence_s",
+                    "offline_limit_s", "reset_hold_s"):
+            limits.append(int(cfg[key] * 1000))
+        self.sm = ChargerState(limits)
         self.link = link_class(cfg, self, outbox)
         now = ticks_ms()
         self.due = [now, now, int(cfg["meter_interval_s"] * 1000), 0]
         self.irq = False  # EMERGENCY seen by the interrupt, not yet by the state machine
         self.wdt = None
         self.readings_queued = 0  # readings put into the outbox since boot (tests, bench)
-        self.last_ts = 0  # `ts` of the latest queued reading
+        self.last_ts = 0  # `ts` of the latest queued entry
         self.ended = None  # session ended by a queued stop/emergency, maybe still unsent
         board.emergency.on_press_irq(self.emergency_irq)
 
@@ -74,40 +68,43 @@ class App:
         self.irq = True
 
     def _do(self, acts):
-        # Execute the state machine's action bits, relay OFF first. Few locals: a bytecode
-        # frame above 11 slots would be allocated on the heap at every call.
-        sm = self.sm
-        board = self.board
+        # Execute the state machine's action bits, relay OFF first. One local beside the
+        # arguments: a frame above 11 slots (locals + stack) is allocated on the heap at
+        # every call, and this runs at every queued reading.
         if acts & 1:  # relay off
-            board.relay.off()
+            self.board.relay.off()
         if acts & 2:  # relay on, never with EMERGENCY open
-            if board.emergency.pressed or self.irq:
-                board.relay.off()
+            if self.board.emergency.pressed or self.irq:
+                self.board.relay.off()
             else:
-                board.relay.on()
-        if acts & 4 and board.meter.read() == pzem.OK:  # the final reading before a stop
-            sm.meter_reading(board.meter.energy_wh, ticks_ms())
+                self.board.relay.on()
+        m = self.board.meter
+        if acts & 4 and m.read() == pzem.OK:  # the final reading: the stop carries its wh
+            self.sm.wh = m.energy_wh
         if acts & 8:  # LED
-            board.led.show(sm.led)
+            self.board.led.show(self.sm.led)
         if acts & 512:  # log
-            print("[charger]", sm.note)
-        # Every queued entry carries its true `ts`: the server counts a register rise within
-        # the same whole second, so a stop need not pretend to be a second later.
-        if acts & 32:  # queue the latest reading
-            self.last_ts = unix_time()
-            board = board.meter
-            self.outbox.put_reading(sm.session_id, board.voltage, board.current, board.power,
-                                    sm.wh, self.last_ts)
+            print("[charger]", self.sm.note)
+        if acts & 224:  # something to queue
+            # Every queued entry carries its true `ts` (the server counts a register rise
+            # within the same whole second, so a stop need not pretend to be a second later);
+            # 0 while the clock is unset (before 2024: a fresh ESP32 starts in 2000).
+            self.last_ts = int(time.time()) + _EPOCH
+            if self.last_ts < 1704067200:
+                self.last_ts = 0
+        if acts & 32:  # queue the latest reading (volts, amps and watts as the meter has them)
+            self.outbox.put_reading(self.sm.session_id, m.voltage, m.current, m.power,
+                                    self.sm.wh, self.last_ts)
             self.readings_queued += 1
         if acts & 192:  # queue stop (64) or emergency (128) about `event_sid`
-            self.outbox.put_event("stop" if acts & 64 else "emergency", sm.event_sid, sm.wh,
-                                  unix_time())
-            if sm.event_sid is not None:
-                self.ended = sm.event_sid
+            self.outbox.put_event("stop" if acts & 64 else "emergency", self.sm.event_sid,
+                                  self.sm.wh, self.last_ts)
+            if self.sm.event_sid is not None:
+                self.ended = self.sm.event_sid
         if acts & 224:  # anything queued: the link sends it
             self.link.notify()
         if acts & 16:  # report the card
-            asyncio.create_task(self._send([messages.nfc_scan(sm.uid)]))
+            asyncio.create_task(self._send([messages.nfc_scan(self.sm.uid)]))
         if acts & 256:  # status (after the local reset)
             asyncio.create_task(self._send(None))
 
@@ -116,7 +113,7 @@ class App:
         # sent is over (the state machine shows the error).
         for text in texts or self.status_messages():
             if not await self.link.send_now(text) and texts:
-                self._do(self.sm.error(ticks_ms(), "offline: card tap not sent"))
+                self._do(self.sm.server("unsent", None, ticks_ms()))
 
     # --- the link's handler ------------------------------------------------------------
     def status_messages(self):
@@ -142,24 +139,18 @@ class App:
         return out
 
     def on_message(self, msg):
-        # `start` needs an integer session_id, `stop` an integer or null; other types (and
-        # bad ids) are logged and ignored
+        # `start` needs an integer session_id, `stop` an integer or null; other types and
+        # bad ids are logged and ignored
         kind = msg.get("type")
         sid = msg.get("session_id")
-        print("[charger] server", kind, msg.get("code") or sid,
-              msg.get("message") or msg.get("user_name", ""))
-        if kind == "error":
-            self._do(self.sm.error(ticks_ms()))
-        elif isinstance(sid, bool) or not isinstance(sid, int) and (
-                kind == "start" or sid is not None):
-            return
-        elif kind == "start":
-            self._do(self.sm.start(sid, ticks_ms()))
-        elif kind == "stop":
-            self._do(self.sm.remote_stop(sid, ticks_ms()))
+        print("[charger] server", kind, msg)
+        good = isinstance(sid, int) and not isinstance(sid, bool)
+        if kind == "error" or kind == "start" and good or kind == "stop" and (
+                good or sid is None):
+            self._do(self.sm.server(kind, sid, ticks_ms()))
 
     def on_link(self, up):
-        print("[charger] link", "up" if up else "down")
+        print("[charger] link up:", up)
         self._do(self.sm.link(up, ticks_ms()))
 
     # --- the poll loop -----------------------------------------------------------------
@@ -175,15 +166,18 @@ class App:
         if self.irq:  # the interrupt already opened the relay
             self.irq = False
             board.emergency.pressed = True
-            self._do(self.sm.emergency(True, now))
+            got = self.sm.button("emergency", True, now)
+            self._do(got)
         got = board.emergency.poll(now)
         if got:
             if got > 0:
                 board.relay.off()
-            self._do(self.sm.emergency(got > 0, now))
+            got = self.sm.button("emergency", got > 0, now)  # (not nested: fewer slots)
+            self._do(got)
         got = board.stop.poll(now)
         if got:
-            self._do(self.sm.stop_button(got > 0, now))
+            got = self.sm.button("stop", got > 0, now)
+            self._do(got)
         if ticks_diff(now, due[_READER_DUE]) >= 0:
             if not self.sm.reader_ok:
                 due[_READER_DUE] = ticks_add(now, _READER_RETRY_MS)
@@ -207,14 +201,15 @@ class App:
             got = board.meter.read()
             if got == pzem.OK:
                 due[_METER_FAILURES] = 0
-                got = self.sm.meter_reading(board.meter.energy_wh, now)
-                if got:
-                    self._do(got)
+                got = board.meter.energy_wh  # for the state machine's tick
             else:
                 due[_METER_FAILURES] += 1
                 if due[_METER_FAILURES] == 1:
                     print("[charger] meter read failed", got)
-        got = self.sm.tick(now)
+                got = None
+        else:
+            got = None
+        got = self.sm.tick(now, got)
         if got:
             self._do(got)
         board.led.step(now)
@@ -224,18 +219,6 @@ class App:
         got = _DEBOUNCE_MS if board.stop.settling or board.emergency.settling else _POLL_MS
         got = min(got, board.led.due_in(now), ticks_diff(due[_READER_DUE], now))
         return got if got > _MIN_SLEEP_MS else _MIN_SLEEP_MS
-
-    async def _poll_task(self):
-        # One loop for every polled input: each asyncio wake-up allocates in the scheduler,
-        # and the drivers' reads are synchronous anyway. A pass that raises is logged and
-        # does not feed the watchdog, so a driver that keeps failing resets the board.
-        while True:
-            try:
-                pause = self.poll(ticks_ms())
-            except Exception as e:  # noqa: BLE001 - the buttons and the LED must go on
-                print("[charger] poll failed:", repr(e))
-                pause = _POLL_MS
-            await asyncio.sleep_ms(pause)
 
     async def _ntp_task(self, ntptime):
         # Sets the clock once the link is up, again every 6 h; retries every minute.
@@ -258,7 +241,7 @@ class App:
         if self.cfg["watchdog_s"]:
             from machine import WDT
             self.wdt = WDT(timeout=int(self.cfg["watchdog_s"] * 1000))
-        asyncio.create_task(self._poll_task())
+        asyncio.create_task(self.link.run())
         try:
             import ntptime  # the board's NTP client; the unix port has none (its clock is set)
             asyncio.create_task(self._ntp_task(ntptime))
@@ -268,5 +251,15 @@ class App:
             hook(self)
         gc.collect()
         print("[charger] ready, station", self.cfg["station"])
-        await self.link.run()
+        # The poll loop: one loop for every polled input (each asyncio wake-up allocates in
+        # the scheduler, and the drivers' reads are synchronous anyway). A pass that raises
+        # is logged and does not feed the watchdog: a driver that keeps failing resets the
+        # board.
+        while True:
+            try:
+                pause = self.poll(ticks_ms())
+            except Exception as e:  # noqa: BLE001 - the buttons and the LED must go on
+                print("[charger] poll failed:", repr(e))
+                pause = _POLL_MS
+            await asyncio.sleep_ms(pause)
 

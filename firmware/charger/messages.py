@@ -44,7 +44,7 @@ def emergency(session_id, wh, ts):
 def status(state, session_id, wh):
     """Reconciliation after connect / `sync_request`: the charger's physical truth."""
     if state not in ("idle", "charging", "fault"):
-        raise ValueError("state must be idle, charging or fault")
+        raise ValueError(state)
     return '{"type":"status","state":"%s","session_id":%s,"wh":%s}' % (
         state, "null" if session_id is None else "%d" % session_id,
         "null" if wh is None else "%d" % wh)

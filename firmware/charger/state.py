@@ -9,7 +9,7 @@ app executes the bits in this order: relay OFF first, then relay ON, meter read,
 queue, messages:
 
     1 relay off      2 relay on       4 final meter read (relay already off) before the stop
-    8 show `led`     16 send nfc_scan(`uid`); call `error(now, note)` if it could not be sent
+    8 show `led`     16 send nfc_scan(`uid`); call `server("unsent", ...)` if it could not be
     32 queue the latest reading of `session_id`    64 queue stop(`event_sid`, `wh`)
     128 queue emergency(`event_sid`, `wh`)          256 send the status messages (after reset)
     512 log `note`
@@ -27,18 +27,11 @@ Runs unchanged under CPython and MicroPython.
 
 try:
     from micropython import const
-except ImportError:  # CPython
-    def const(x):
-        return x
-
-try:
     from time import ticks_add, ticks_diff
-except ImportError:  # CPython
-    def ticks_add(a, b):
-        return a + b
-
-    def ticks_diff(a, b):
-        return a - b
+except ImportError:  # CPython: plain integers (no fallback functions: each costs RAM here)
+    const = int
+    ticks_add = int.__add__
+    ticks_diff = int.__sub__
 
 _IDLE = const(0)
 _WAIT_START = const(1)
@@ -127,15 +120,10 @@ class ChargerState:
         """Power-up: relay off; a missing reader or a pressed EMERGENCY is a visible fault."""
         self.reader_ok = reader_ok
         self.t[_EMERGENCY_UP_AT] = -1 if emergency_down else now
-        if emergency_down:
-            self._go(_FAULT, _LED_FAULT)
-            self.note = "emergency button open at boot"
-            return _A_RELAY_OFF | _A_LED | _A_LOG
-        self._go(_IDLE, _LED_IDLE)
-        if not reader_ok:
-            self.note = "NFC reader not found (VersionReg 0x00/0xFF): check wiring"
-            return _A_RELAY_OFF | _A_LED | _A_LOG
-        return _A_RELAY_OFF | _A_LED
+        self.note = ("EMERGENCY open at boot" if emergency_down else
+                     None if reader_ok else "NFC reader not found: check wiring")
+        self._go(_FAULT if emergency_down else _IDLE, _LED_FAULT if emergency_down else _LED_IDLE)
+        return _A_RELAY_OFF | _A_LED | (_A_LOG if self.note else 0)
 
     def card(self, uid, now):
         """A card was read. The same card again within the same-card time is ignored (and
@@ -154,78 +142,65 @@ class ChargerState:
             return _A_SEND_SCAN
         return 0
 
-    def start(self, session_id, now):
-        """`start` from the server."""
-        if self.state == _WAIT_START:
-            t = self.t
-            self.session_id = session_id
-            t[_METER_OK_AT] = now
-            t[_OFFLINE_SINCE] = now
-            t[_METRICS_AT] = now
-            if self.wh is not None:
+    def server(self, kind, session_id, now):
+        """A message from the server: `start`, `stop` (session_id may be None) or `error`;
+        or "unsent": the card tap could not be sent (no answer will come)."""
+        st = self.state
+        if kind == "start":
+            if st == _WAIT_START:
+                t = self.t
+                self.session_id = session_id
+                t[_METER_OK_AT] = now
+                t[_OFFLINE_SINCE] = now
+                t[_METRICS_AT] = now
+                if self.wh is None:
+                    return _A_RELAY_ON | self._go(_CHARGING, _LED_CHARGING)
                 # the meter as it was before the relay closed: the server's energy baseline
                 t[_METRICS_AT] = ticks_add(now, t[_METRICS_MS])
                 return _A_RELAY_ON | _A_QUEUE_READING | self._go(_CHARGING, _LED_CHARGING)
-            return _A_RELAY_ON | self._go(_CHARGING, _LED_CHARGING)
-        if self.state == _CHARGING and session_id == self.session_id:
+            if st == _CHARGING and session_id == self.session_id:
+                return 0
+            # a late or unexpected start: refuse it so the server does not bill a dead session
+            self.event_sid = session_id
+            self.note = "unexpected start refused"
+            return _A_QUEUE_STOP | _A_LOG
+        if kind == "stop":
+            # the server already ended the session: relay off, idle
+            if st == _CHARGING and (session_id is None or session_id == self.session_id):
+                return _A_RELAY_OFF | self._go(_IDLE, _LED_IDLE)
             return 0
-        # a late or unexpected start: refuse it so the server does not bill a dead session
-        self.event_sid = session_id
-        self.note = "unexpected start refused"
-        return _A_QUEUE_STOP | _A_LOG
-
-    def remote_stop(self, session_id, now):
-        """`stop` from the server: relay off, idle (the server already ended the session)."""
-        if self.state == _CHARGING and (session_id is None or session_id == self.session_id):
-            return _A_RELAY_OFF | self._go(_IDLE, _LED_IDLE)
-        return 0
-
-    def error(self, now, note=None):
-        """`error` from the server (`note` None), or a card tap that could not be sent
-        (`note` says why): a pending tap is over and the LED shows the error. An unsent
-        tap while charging changes nothing."""
-        if self.state == _WAIT_START:
+        # `error`, or the tap unsent: a pending tap is over and the LED shows the error; an
+        # unsent tap while charging changes nothing
+        if st == _WAIT_START:
             self._go(_IDLE, _LED_ERROR)
-        elif self.state == _FAULT or note:
+        elif st == _FAULT or kind != "error":
             return 0
         self.led = _LED_ERROR
-        if note:
-            self.note = note
-            return _A_LED | _A_LOG
-        return _A_LED
+        if kind == "error":
+            return _A_LED
+        self.note = "offline: card tap not sent"
+        return _A_LED | _A_LOG
 
-    def stop_button(self, down, now):
-        """STOP pressed (down=True) or released."""
-        self.t[_STOP_AT] = now if down else -1
+    def button(self, name, down, now):
+        """"stop" or "emergency" pressed (`down` True) or released. EMERGENCY pressed means
+        opened: the relay is already off (the interrupt or the poll loop did it)."""
+        t = self.t
+        st = self.state
+        if name == "stop":
+            t[_STOP_AT] = now if down else -1
+            if down and st == _CHARGING:
+                return self._end("stop_button")
+            if down and st == _WAIT_START:
+                return self._go(_IDLE, _LED_IDLE)
+            return 0
+        t[_EMERGENCY_UP_AT] = -1 if down else now
         if not down:
             return 0
-        if self.state == _CHARGING:
-            return self._end("stop_button")
-        if self.state == _WAIT_START:
-            return self._go(_IDLE, _LED_IDLE)
-        return 0
-
-    def emergency(self, down, now):
-        """EMERGENCY opened (down=True; the relay is already off) or closed again."""
-        self.t[_EMERGENCY_UP_AT] = -1 if down else now
-        if not down:
-            return 0
-        if self.state == _FAULT:
+        if st == _FAULT:
             return _A_RELAY_OFF
         self.event_sid = self.session_id
         self.note = "EMERGENCY"
         return _A_RELAY_OFF | _A_QUEUE_EMERGENCY | _A_LOG | self._go(_FAULT, _LED_FAULT)
-
-    def meter_reading(self, wh, now):
-        """A good meter reading; `wh` is its energy register (the app reads the volts, amps
-        and watts from the meter when it queues the reading)."""
-        t = self.t
-        self.wh = wh
-        t[_METER_OK_AT] = now
-        if self.state == _CHARGING and ticks_diff(now, t[_METRICS_AT]) >= 0:
-            t[_METRICS_AT] = ticks_add(now, t[_METRICS_MS])
-            return _A_QUEUE_READING
-        return 0
 
     def link(self, up, now):
         """The link to the server went up or down (also called to refresh the idle LED)."""
@@ -236,10 +211,18 @@ class ChargerState:
             return self._go(_IDLE, _LED_IDLE)
         return 0
 
-    def tick(self, now):
-        """Time passes: timeouts, meter silence, offline limit, the reset gesture."""
+    def tick(self, now, wh=None):
+        """Time passes: timeouts, meter silence, offline limit, the reset gesture. `wh`: the
+        energy register of a good meter reading made now (the app reads the volts, amps and
+        watts from the meter when it queues the reading), None when the meter was not read."""
         st = self.state
         t = self.t
+        if wh is not None:
+            self.wh = wh
+            t[_METER_OK_AT] = now
+            if st == _CHARGING and ticks_diff(now, t[_METRICS_AT]) >= 0:
+                t[_METRICS_AT] = ticks_add(now, t[_METRICS_MS])
+                return _A_QUEUE_READING  # the limits wait for the next tick
         if st == _WAIT_START:
             if ticks_diff(now, t[_WAIT_SINCE]) >= t[_START_TIMEOUT_MS]:
                 self.note = "no start from the server"

@@ -32,7 +32,7 @@ def _charging(sid=7, now=0):
     m.boot(True, False, now)
     m.link(True, now)
     m.card("04A1B2C3", now)
-    m.start(sid, now + 100)
+    m.server("start", sid, now + 100)
     return m
 
 
@@ -54,7 +54,7 @@ def case_same_card_within_3_s_is_ignored_then_accepted_again():
     m2 = ChargerState()
     m2.boot(True, False, 0)
     m2.card("AA", 0)
-    m2.error(100)
+    m2.server("error", None, 100)
     assert m2.card("AA", 2000) == 0
     assert m2.card("AA", 4000) == 0  # repeated taps keep extending the quiet window
     assert m2.card("AA", 7100) & SEND_SCAN
@@ -80,26 +80,26 @@ def case_offline_tap_returns_to_idle():
     m = ChargerState()
     m.boot(True, False, 0)
     m.card("AA", 0)
-    m.error(1, "offline: card tap not sent")
+    m.server("unsent", None, 1)
     assert m.state == IDLE and m.led == LED_ERROR
 
 
 def case_a_tap_not_sent_while_charging_changes_nothing():
     m = _charging()
     m.card("BB", 5000)
-    assert m.error(5001, "offline: card tap not sent") == 0
+    assert m.server("unsent", None, 5001) == 0
     assert m.state == CHARGING and m.led == LED_CHARGING
 
 
 def case_server_error_while_charging_shows_the_error_led_and_keeps_charging():
     m = _charging()
-    assert m.error(500) & LED and m.led == LED_ERROR and m.state == CHARGING
+    assert m.server("error", None, 500) & LED and m.led == LED_ERROR and m.state == CHARGING
 
 
 def case_late_start_is_refused_with_a_stop():
     m = ChargerState()
     m.boot(True, False, 0)
-    acts = m.start(55, 0)
+    acts = m.server("start", 55, 0)
     assert not acts & RELAY_ON and acts & QUEUE_STOP and m.event_sid == 55
 
 
@@ -107,46 +107,46 @@ def case_metrics_every_interval_from_1_s_readings():
     m = _charging(now=0)
     queued = 0
     for i in range(1, 13):
-        if m.meter_reading(100 + i, 100 + i * 1000) & QUEUE_READING:
+        if m.tick(100 + i * 1000, 100 + i) & QUEUE_READING:
             queued += 1
     assert queued == 4  # 12 s of readings, one metrics every 3 s
 
 
 def case_stop_button_turns_relay_off_and_queues_a_final_stop():
     m = _charging()
-    m.meter_reading(500, 1000)
-    acts = m.stop_button(True, 2000)
+    m.tick(1000, 500)
+    acts = m.button("stop", True, 2000)
     assert acts & RELAY_OFF and acts & FINAL_READING and acts & QUEUE_STOP
     assert m.event_sid == 7 and m.state == IDLE and m.session_id is None
 
 
 def case_remote_stop_goes_idle_without_a_message():
     m = _charging()
-    acts = m.remote_stop(7, 500)
+    acts = m.server("stop", 7, 500)
     assert acts & RELAY_OFF and not acts & QUEUE_STOP and m.state == IDLE
 
 
 def case_remote_stop_for_another_session_is_ignored():
     m = _charging()
-    assert m.remote_stop(99, 500) == 0 and m.state == CHARGING
+    assert m.server("stop", 99, 500) == 0 and m.state == CHARGING
 
 
 def case_emergency_faults_and_reports_the_session():
     m = _charging()
-    acts = m.emergency(True, 500)
+    acts = m.button("emergency", True, 500)
     assert acts & RELAY_OFF and acts & QUEUE_EMERGENCY
     assert m.state == FAULT and m.event_sid == 7 and m.state_name == "fault"
     assert m.session_id is None and m.led == LED_FAULT
     assert m.card("CC", 9000) == 0  # cards are ignored in fault
-    assert m.start(8, 9000) & QUEUE_STOP  # and so is a start
+    assert m.server("start", 8, 9000) & QUEUE_STOP  # and so is a start
 
 
 def case_reset_gesture_needs_emergency_released_and_stop_held_5_s():
     m = _charging()
-    m.emergency(True, 0)
-    m.stop_button(True, 100)
+    m.button("emergency", True, 0)
+    m.button("stop", True, 100)
     assert m.tick(6000) == 0  # emergency still open
-    m.emergency(False, 7000)
+    m.button("emergency", False, 7000)
     assert m.tick(11999) == 0
     acts = m.tick(12000)
     assert acts & SEND_STATUS and m.state == IDLE
@@ -154,16 +154,16 @@ def case_reset_gesture_needs_emergency_released_and_stop_held_5_s():
 
 def case_releasing_stop_early_does_not_reset():
     m = _charging()
-    m.emergency(True, 0)
-    m.emergency(False, 100)
-    m.stop_button(True, 200)
-    m.stop_button(False, 3000)
+    m.button("emergency", True, 0)
+    m.button("emergency", False, 100)
+    m.button("stop", True, 200)
+    m.button("stop", False, 3000)
     assert m.tick(9000) == 0 and m.state == FAULT
 
 
 def case_silent_meter_for_5_s_stops_the_session():
     m = _charging(now=0)
-    m.meter_reading(10, 1000)
+    m.tick(1000, 10)
     assert m.tick(5999) == 0
     acts = m.tick(6000)
     assert acts & RELAY_OFF and acts & QUEUE_STOP and not acts & FINAL_READING
@@ -175,13 +175,12 @@ def case_offline_limit_stops_charging_locally():
     m.boot(True, False, 0)
     m.link(True, 0)
     m.card("AA", 0)
-    m.start(3, 10)
+    m.server("start", 3, 10)
     m.link(False, 1000)
     for t in range(2000, 61000, 1000):
-        m.meter_reading(1, t)
+        m.tick(t, 1)
         assert not m.tick(t) & RELAY_OFF
-    m.meter_reading(1, 61000)
-    acts = m.tick(61000)
+    acts = m.tick(61000, 1)  # no reading due: the limit is checked in the same tick
     assert acts & RELAY_OFF and acts & QUEUE_STOP and m.note == "offline_limit"
 
 
@@ -189,10 +188,10 @@ def case_link_back_before_limit_keeps_charging():
     m = ChargerState((3000, 10000, 3000, 5000, 60000, 5000))
     m.boot(True, False, 0)
     m.card("AA", 0)
-    m.start(3, 10)
+    m.server("start", 3, 10)
     m.link(False, 1000)
     m.link(True, 30000)
-    m.meter_reading(1, 90000)
+    m.tick(90000, 1)
     assert m.tick(90000) == 0 and m.state == CHARGING
 
 
@@ -220,8 +219,8 @@ def case_emergency_open_at_boot_is_a_fault():
 def case_start_reports_the_meter_before_the_relay_closed_as_baseline():
     m = ChargerState()
     m.boot(True, False, 0)
-    m.meter_reading(5000, 500)
+    m.tick(500, 5000)
     m.card("AA", 600)
-    acts = m.start(9, 700)
+    acts = m.server("start", 9, 700)
     assert acts & RELAY_ON and acts & QUEUE_READING
     assert m.session_id == 9 and m.wh == 5000
