@@ -125,6 +125,7 @@ class WebSocket:
             except asyncio.CancelledError:
                 pass
         t[_RX] = t[_TXT] = t[_KA] = None
+        self.stream = None  # the last connection's: not kept through the handshake (peak)
         self.close_code = None
         self.close_reason = ""
         self.pong = False
