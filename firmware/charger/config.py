@@ -7,12 +7,14 @@ defaults: see `config.example.json` and the README.
 The firmware loads this module once at boot and then forgets it, so its code goes back to the
 heap; what stays is the returned dict and every identifier or short string (10 characters or
 fewer) it interned, for ever (MicroPython's qstr pool). Hence: no exception class, no
-module-level tables or helpers (the defaults and ranges are constants inside `validate()`; key
-names longer than 10 characters are string objects, freed with the module), and the numbers
-checked by one loop over one table. The returned dict holds what the firmware reads: the keys
-the link reads with identical defaults of its own (`token`, `ca_cert`, `ping_interval_s`,
-`backoff_max_s`) are validated when given, not filled in. Unknown keys pass through (the
-link's optional keys, README).
+module-level tables or helpers (the defaults and ranges are constants inside `validate()`),
+one loop over one table for the numbers, and the default keys written as keyword arguments:
+interned names (~30 B each, shared with every later module and with the keys json reads)
+instead of a 64-byte string object per key in the kept dict. The returned dict holds what
+the firmware reads: the keys the link reads with identical defaults of its own (`token`,
+`ca_cert`, `ping_interval_s`, `backoff_max_s`) are validated when given, not filled in.
+Unknown keys pass through (the link's optional keys, README). `validate()` does not change
+the dict it is given.
 """
 
 import json
@@ -24,22 +26,30 @@ def validate(raw):
     """Return the config (defaults filled) or raise ConfigError."""
     if not isinstance(raw, dict):
         raise ConfigError("config must be a JSON object")
-    cfg = dict(raw)
-    # key, default (None: not filled, the link has the same default), lowest, highest
-    for key, val, lo, hi in (
-        ("ping_interval_s", None, 1, 3600), ("backoff_max_s", None, 1, 3600),
+    # The defaults, written as keyword arguments: each key is then interned once (~30 B in
+    # the qstr pool) instead of being a 64-byte string object the kept dict holds for ever,
+    # and the same names read from config.json reuse it. (They must come before any string
+    # literal of the same text in this file: mpy-cross then makes that literal a qstr too.)
+    cfg = dict(metrics_interval_s=3, meter_interval_s=1, offline_limit_s=600,
+               start_timeout_s=10, same_card_s=3, meter_silence_s=5, reset_hold_s=5,
+               watchdog_s=30, ntp_host="pool.ntp.org", pzem_address=0xF8)
+    pins = dict(relay=26, relay_active_high=True, stop=32, emergency=33, led=2, spi_id=1,
+                sck=18, mosi=23, miso=19, rc522_cs=5, rc522_rst=22, uart_id=2, pzem_tx=17,
+                pzem_rx=16)  # README wiring; overridden by what "pins" gives below
+    cfg.update(raw)
+    # key, lowest, highest; ping_interval_s and backoff_max_s are not filled in: the link has
+    # the same defaults
+    for key, lo, hi in (
+        ("ping_interval_s", 1, 3600), ("backoff_max_s", 1, 3600),
         # metrics at least 1 s apart: `ts` has 1 s resolution and the server ignores a repeated ts
-        ("metrics_interval_s", 3, 1, 3600), ("meter_interval_s", 1, 0.05, 60),
-        ("offline_limit_s", 600, 0, 86400), ("start_timeout_s", 10, 1, 600),
-        ("same_card_s", 3, 0, 600), ("meter_silence_s", 5, 0.1, 600),
-        ("reset_hold_s", 5, 0.1, 60), ("watchdog_s", 30, 0, 600),
+        ("metrics_interval_s", 1, 3600), ("meter_interval_s", 0.05, 60),
+        ("offline_limit_s", 0, 86400), ("start_timeout_s", 1, 600), ("same_card_s", 0, 600),
+        ("meter_silence_s", 0.1, 600), ("reset_hold_s", 0.1, 60), ("watchdog_s", 0, 600),
     ):
-        if key in raw:
-            val = raw[key]
+        if key in cfg:
+            val = cfg[key]
             if isinstance(val, bool) or not isinstance(val, (int, float)) or not lo <= val <= hi:
                 raise ConfigError("%s must be a number from %s to %s" % (key, lo, hi))
-        elif val is not None:
-            cfg[key] = val
     wifi = raw.get("wifi")
     if wifi is not None:
         if not isinstance(wifi, dict) or not isinstance(wifi.get("ssid"), str):
@@ -57,17 +67,12 @@ def validate(raw):
     val = raw.get("ca_cert")
     if val is not None and not isinstance(val, str):
         raise ConfigError("ca_cert must be a file path or null")
-    val = cfg.setdefault("ntp_host", "pool.ntp.org")
+    val = cfg["ntp_host"]
     if not isinstance(val, str) or not val:
         raise ConfigError("ntp_host must be a host name")
-    val = cfg.setdefault("pzem_address", 0xF8)
+    val = cfg["pzem_address"]
     if isinstance(val, bool) or not isinstance(val, int) or not 1 <= val <= 0xF8:
         raise ConfigError("pzem_address must be 1..247 or 248 (0xF8, the only meter)")
-    pins = {  # the defaults (README wiring), overridden by what is given
-        "relay": 26, "relay_active_high": True, "stop": 32, "emergency": 33, "led": 2,
-        "spi_id": 1, "sck": 18, "mosi": 23, "miso": 19, "rc522_cs": 5, "rc522_rst": 22,
-        "uart_id": 2, "pzem_tx": 17, "pzem_rx": 16,
-    }
     given = raw.get("pins") or {}
     if not isinstance(given, dict):
         raise ConfigError("pins must be an object")

@@ -172,14 +172,6 @@ class Outbox:
         n[_ELEN] -= n[_ESENT]
         self.rewind()
 
-    def peek(self):
-        """The oldest entry as JSON (None when empty); `pop()` then removes it. The simple
-        API of the tests: it rewinds what the link sent, so the link never calls it."""
-        self.rewind()
-        return self.next_unsent()
-
-    pop = confirm
-
     def rewind(self):
         """The connection ended before confirm(): the sent entries are to be sent again."""
         n = self._n

@@ -6,13 +6,14 @@ from charger.outbox import Outbox
 
 
 def _drain(box):
+    # the link's way, one entry at a time: send it, then confirm it
     out = []
     while True:
-        text = box.peek()
+        text = box.next_unsent()
         if text is None:
             return out
         out.append(json.loads(text))
-        box.pop()
+        box.confirm()
 
 
 def _reading(n, sid=7):
@@ -28,7 +29,7 @@ def case_holds_at_least_200_readings_in_order():
     assert [m["ts"] for m in got] == [1700000000 + n for n in range(200)]
     assert got[0] == {"type": "metrics", "session_id": 7, "v": 230.0, "a": 1.5, "w": 345.5,
                       "wh": 1000, "ts": 1700000000}
-    assert len(box) == 0 and box.peek() is None
+    assert len(box) == 0 and box.next_unsent() is None
 
 
 def case_full_outbox_drops_the_oldest_reading_first():
@@ -71,13 +72,13 @@ def case_events_beyond_their_slots_are_refused_not_silently_lost():
     assert [m["session_id"] for m in _drain(box)] == [0, 1, 2, 7]
 
 
-def case_pop_after_the_peeked_reading_was_dropped_removes_nothing():
+def case_confirm_after_the_sent_reading_was_dropped_removes_nothing_else():
     box = Outbox(readings=2, events=1)
     box.put_reading(*_reading(0))
     box.put_reading(*_reading(1))
-    sent = json.loads(box.peek())       # the link is sending reading 0...
-    box.put_reading(*_reading(2))       # ...when a put drops it
-    box.pop()                           # must not remove reading 1 (never sent)
+    sent = json.loads(box.next_unsent())  # the link is sending reading 0...
+    box.put_reading(*_reading(2))         # ...when a put drops it
+    box.confirm()                         # must not remove reading 1 (never sent)
     assert sent["wh"] == 1000
     assert [m["wh"] for m in _drain(box)] == [1001, 1002]
 
@@ -107,7 +108,7 @@ def case_unknown_event_kind_is_a_clear_error():
 def case_unset_clock_and_missing_wh_are_omitted():
     box = Outbox()
     box.put_reading(3, 229.9, 0.0, 0.0, None, None)
-    assert json.loads(box.peek()) == {"type": "metrics", "session_id": 3, "v": 229.9,
+    assert json.loads(box.next_unsent()) == {"type": "metrics", "session_id": 3, "v": 229.9,
                                       "a": 0.0, "w": 0.0}
 
 
