@@ -3,15 +3,17 @@
 Owns the publisher URL (`server_url?role=publisher&estacionId=N&token=T`, the token
 percent-encoded; `parse_url()` splits a ws:// or wss:// URL into what WebSocket.connect()
 takes), the link's timing keys with their defaults and ranges, and the receive bound
-`max_message`. A clear ValueError names the bad
-key. `Link()` loads this module and forgets it right after (issue 3: its code and string
-constants, ~2 KB, go back to the heap; only its few identifiers stay interned).
+`max_message`. A clear ValueError names the bad key. `Link()` loads this module and forgets
+it right after (issue 3: its code and string constants, ~3 KB, go back to the heap; only its
+few identifiers stay interned). The URL is parsed here, once, so the code that runs at every
+reconnect (charger/wsopen.py) stays small.
 """
+
 
 def settings(cfg):
     """(dial, ms, ws) for the Link: dial = (parse_url(url), ca_cert, connect timeout ms),
-    the arguments of WebSocket.connect(); ms = (backoff min, backoff max, WiFi timeout) in ms; ws =
-    (max_message, ping interval ms, ping timeout ms), the arguments of WebSocket()."""
+    the arguments of WebSocket.connect(); ms = (backoff min, backoff max, WiFi timeout) in
+    ms; ws = (max_message, ping interval ms, ping timeout ms), the arguments of WebSocket()."""
     station = cfg.get("station")
     if isinstance(station, bool) or not isinstance(station, int) or station < 1:
         raise ValueError("station must be a positive integer")

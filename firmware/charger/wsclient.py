@@ -23,10 +23,10 @@ Memory (issue 3): one WebSocket object serves every connection (connect it again
 closed), so a reconnect allocates no new buffers, lock or views, and nothing of an old
 connection stays. One bytearray holds the receive header, transmit header, confirm-ping
 sequence, transmit chunk, control payload and message (the `_RXH`.. `_MSG` offsets); the few
-views used per frame are sliced once into `views`. Receiving a frame allocates nothing but
-asyncio's read of its header and the final message; sending allocates the UTF-8 bytes of a
-text, a 4-byte mask and one buffer view per chunk, and takes neither the write lock nor a
-drain unless the socket did not take the whole frame. Few methods, few attributes (the
+views used per frame are sliced once into `views`. Receiving a frame allocates asyncio's
+read of its header, a view of its payload and, at its end, the message; sending allocates
+the UTF-8 bytes of a text, a 4-byte mask and one buffer view per chunk, and takes neither
+the write lock nor a drain unless the socket did not take the whole frame. Few methods, few attributes (the
 timeouts share one tuple, the blocked tasks one list), private consts: each name, function
 and attribute costs RAM for good. Functions called per frame keep their locals few:
 MicroPython allocates a bytecode frame of more than 11 slots on the heap at every call.
