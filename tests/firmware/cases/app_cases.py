@@ -115,3 +115,37 @@ def case_malformed_server_messages_are_ignored():
                 {"type": "weird"}, {"type": "error"}):
         a.on_message(msg)
     assert not a.board.relay.is_on and a.sm.session_id is None
+
+
+def case_an_emergency_seen_only_by_the_interrupt_faults_at_the_next_poll_pass():
+    # A press too short for the debounce: the interrupt opened the relay and the pin is
+    # closed again before the poll loop looks. The charger must still go to fault and report
+    # the emergency, not stay "charging" with the relay open.
+    a = _app()
+    sm = a.sm
+    a._do(sm.boot(a.board.reader.init(), False, 0))
+    sm.card("AA", 0)
+    a._do(sm.server("start", 7, 0))
+    assert a.board.relay.is_on
+    a.emergency_irq(machine.Pin(CFG["pins"]["emergency"]))
+    assert not a.board.relay.is_on
+    a._do(2)  # a relay-on action before the poll pass (a late start): stays off
+    assert not a.board.relay.is_on
+    a.poll(time.ticks_ms())
+    assert sm.state_name == "fault" and not a.board.relay.is_on
+    last = None
+    while True:
+        text = a.outbox.next_unsent()
+        if text is None:
+            break
+        last = json.loads(text)
+    assert last["type"] == "emergency" and last["session_id"] == 7
+
+
+def case_a_server_start_then_stop_switches_the_relay():
+    a = _app()
+    a.sm.card("AA", 0)
+    a.on_message({"type": "start", "session_id": 7, "user_name": "Juan"})
+    assert a.board.relay.is_on and a.sm.state_name == "charging"
+    a.on_message({"type": "stop", "session_id": None})
+    assert not a.board.relay.is_on and a.sm.state_name == "idle"
