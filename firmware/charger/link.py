@@ -163,14 +163,14 @@ class Link:
                 text = await ws.recv()
                 msg = messages.parse(text) if isinstance(text, str) else None
                 if msg is None:
-                    print("[link]", "ignored", text)  # not a JSON message
+                    print("[link]", "ignored", repr(text[:32]))  # not a JSON message
                     continue
                 if msg["type"] == "sync_request":
                     for text in self._hook(self.handler.status_messages, None):
                         await ws.send(text)
                 self._hook(self.handler.on_message, msg)
         except OSError as e:
-            print("[link]", "received", e)
+            print("[link]", "recv", e)  # the connection ended
         finally:
             self.wake.set()  # the drain loop notices the closed connection
 
