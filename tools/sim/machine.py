@@ -60,12 +60,6 @@ class Pin:
 
     __call__ = value
 
-    def on(self):
-        self.line[_LEVEL] = 1
-
-    def off(self):
-        self.line[_LEVEL] = 0
-
     def irq(self, handler=None, trigger=3, hard=False):
         if hard:
             raise ValueError("hard IRQ not supported on ESP32")

@@ -4,9 +4,8 @@ The unix port has no `network`; with `MICROPYPATH=tools/sim:...` this file stand
 ESP32's. `WLAN(STA_IF)` behaves like the ESP32 one as far as the firmware uses it:
 `active()`, `connect()`, `disconnect()`, `isconnected()`, `status()` (the ESP32 port's values:
 1000 idle, 1001 connecting, 1010 got IP, 200 beacon timeout, 201 no AP found, 202 wrong
-password; `status("rssi")`), `config()`, `ifconfig()`; the same object for every
-`WLAN(STA_IF)`; auto-reconnect when the access point comes back (the ESP32 default,
-`config(reconnects=N)`).
+password), `ifconfig()`; the same object for every `WLAN(STA_IF)`; auto-reconnect when the
+access point comes back (the ESP32 default).
 
 Tests and the simulator's control channel drive the simulated access point:
 
@@ -18,8 +17,8 @@ The simulated WiFi cannot break a TCP socket to 127.0.0.1, so the firmware must 
 WiFi loss through `isconnected()` (the link does). Never shipped.
 
 Written compactly (it shares the heap with the firmware): the access point is one list, the
-status codes are private constants, one class; no AP interface and no `scan()` (the firmware
-uses neither).
+status codes are private constants, one class; no AP interface, `scan()`, `config()` or
+`status("rssi")` (the firmware uses none of them).
 """
 
 from time import ticks_add, ticks_diff, ticks_ms
@@ -48,7 +47,7 @@ def sim_link(up):
     if not up:
         if sta.st in (_GOT_IP, _CONNECTING):
             sta.st = _BEACON_TIMEOUT
-    elif sta.want and sta.on and sta.cfg["reconnects"] != 0:
+    elif sta.want and sta.on:
         sta.associate()  # the ESP32 reconnects by itself
 
 
@@ -78,8 +77,6 @@ class _WLAN:
         self.want = False  # connect() called and no disconnect(): auto-reconnect
         self.st = _IDLE
         self.ready_at = 0
-        self.cfg = {"reconnects": -1, "hostname": "esp32-charger",
-                    "mac": b"\x24\x0a\xc4\x00\x00\x01", "ssid": ""}
 
     def active(self, on=None):
         if on is None:
@@ -93,7 +90,6 @@ class _WLAN:
         if not self.on:
             raise OSError("Wifi Not Started")
         if ssid is not None:
-            self.cfg["ssid"] = ssid
             self.key = key
         self.want = True
         self.associate()
@@ -112,25 +108,13 @@ class _WLAN:
             self.st = _CONNECTING
             self.ready_at = ticks_add(ticks_ms(), _ap[2])
 
-    def status(self, param=None):
-        if param == "rssi":
-            return -55 if self.isconnected() else 0
-        if param is not None:
-            raise ValueError("unknown status parameter")
+    def status(self):
         if self.st == _CONNECTING and ticks_diff(ticks_ms(), self.ready_at) >= 0:
             self.st = _GOT_IP
         return self.st
 
     def isconnected(self):
         return self.on and _ap[0] and self.status() == _GOT_IP
-
-    def config(self, *args, **kwargs):
-        if args:
-            if args[0] not in self.cfg:
-                raise ValueError("unknown config param")
-            return self.cfg[args[0]]
-        self.cfg.update(kwargs)
-        return None
 
     def ifconfig(self, cfg=None):
         if cfg is not None:

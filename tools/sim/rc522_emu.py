@@ -118,23 +118,20 @@ class RC522Emulator:
                     self.head = self.tail = 0
                     regs[0x05] |= 0x04
                 elif reg == 0x0D and val & 0x80 and regs[0x01] & 0x0F == 0x0C:  # StartSend
-                    self._answer(self._transceive(val & 0x07))
-
-    def _answer(self, data):
-        """The card's answer (a tuple `(bytes, collision)`) into the FIFO, or a timeout."""
-        regs = self.regs
-        regs[0x06] = 0x08 if data and data[1] else 0  # CollErr
-        if data is None:
-            regs[0x04] |= 0x01  # TimerIRq: no answer
-            return
-        n = len(data[0])
-        self.fifo[:n] = data[0]
-        self.head, self.tail = 0, n
-        regs[0x04] |= 0x30  # RxIRq | IdleIRq
-        regs[0x0C] = 0
+                    answer = self._transceive(val & 0x07)  # (bytes, collision) or None
+                    regs[0x06] = 0x08 if answer and answer[1] else 0  # CollErr
+                    if answer is None:
+                        regs[0x04] |= 0x01  # TimerIRq: no answer
+                    else:
+                        n = len(answer[0])
+                        self.fifo[:n] = answer[0]
+                        self.head, self.tail = 0, n
+                        regs[0x04] |= 0x30  # RxIRq | IdleIRq
+                        regs[0x0C] = 0
 
     def _transceive(self, tx_last_bits):
-        """The FIFO as one frame to the cards in the field; returns `_answer`'s argument."""
+        """The FIFO as one frame to the cards in the field; returns (answer, collision) or
+        None (no card answers: the chip's timer runs out)."""
         frame = bytes(self.fifo[self.head:self.tail])
         self.head = self.tail = 0
         if not frame:
