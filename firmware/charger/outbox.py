@@ -1,14 +1,15 @@
 """The outbox: what the charger must deliver to the server, kept while the link is down.
 
-Owns two preallocated rings in ONE bytearray, one of readings (`metrics`) and one of session
-events (`stop`, `emergency`). A reading is a 24-byte record packed with `struct` (session id,
-v, a, w as float32, wh, ts), an event a 17-byte record (kind, session id, wh, ts and how many
-readings had been put before it). A reading's place in the order of puts is known from its
-place in the ring and the count of readings ever put, so `next_unsent()` can take the older
-of the two ring heads without a sequence number per reading: the order of everything is the
-order of the puts. An entry becomes JSON text only
-when the link sends it: `put_*` allocates nothing (`struct.pack_into` into the buffer), and
-dropping a reading is moving a head index, never copying entries. Rules:
+Owns two preallocated rings, one of readings (`metrics`) and one of session events (`stop`,
+`emergency`), stored in TWO typed arrays allocated once: a float32 array (v, a, w of each
+reading) and a uint32 array (each reading's session_id, wh, ts, then each event's put number,
+kind, session_id, wh, ts): 24 bytes a reading, 20 an event. A reading's place in the order of
+puts follows from its place in the ring and the count of readings ever put, so
+`next_unsent()` takes the older of the two ring heads without a sequence number per reading:
+the order of everything is the order of the puts. An entry becomes JSON text only when the
+link sends it: `put_*` allocates nothing (array stores), taking an entry allocates only its
+text and the values read back (no record tuple), and dropping a reading is moving a head
+index, never copying entries. Rules:
 
 - at most `readings` readings; when full, the OLDEST READING is dropped (`dropped` counts);
 - `stop` and `emergency` have their own `events` slots and are never dropped. Only when
@@ -22,16 +23,18 @@ dropping a reading is moving a head index, never copying entries. Rules:
   repeated `stop` is harmless). A sent reading dropped by a put (outbox full) before its
   confirmation is simply gone: `confirm()` removes only what is still there.
 
-A reading with a value that is not a finite number, or `wh`/`ts` out of range, is refused
-(`put_reading` returns False, `rejected` counts) instead of becoming invalid JSON.
+A reading with a v/a/w that is not a finite number, or a session_id/wh/ts that is not a
+whole number 0..2**32-2 (ts: 0..2**32-1; the meter's energy register is uint32 too), is
+refused (`put_reading` returns False, `rejected` counts) instead of becoming invalid JSON.
+`put_event` raises ValueError for a bad kind or value (a caller's bug).
 
 Compact on purpose (MicroPython heap: every method, attribute and identifier costs RAM):
-one buffer instead of an array per field, the ring indices in one small list indexed by
+two arrays instead of one per field, the ring indices in one small list indexed by
 private consts, plain attributes (`readings`, `unconfirmed`) kept up to date instead of
 properties, one validation helper. Runs under MicroPython and CPython.
 """
 
-import struct
+import array
 
 from charger import messages
 
@@ -41,12 +44,8 @@ except ImportError:  # CPython
     def const(x):
         return x
 
-# record layouts (struct, little endian, no padding); kept as literals at the use sites
-# readings "<ifffiI": session_id, v, a, w, wh, ts                          -> 24 bytes
-# events   "<IBiiI":  readings put before it, kind (1 stop, 2 emergency), session_id, wh, ts
-#                                                                          -> 17 bytes
-_RSIZE = const(24)
-_ESIZE = const(17)
+# storage (module docstring): reading r at 3*r in both arrays, event e at 3*cap + 5*e of the
+# uint32 one. Not struct records in one bytearray: unpack_from() allocates a tuple per send
 _STOP = const(1)
 # indices into Outbox._n, the ring state
 _RHEAD = const(0)  # slot of the oldest reading
@@ -59,9 +58,8 @@ _RCAP = const(6)
 _ECAP = const(7)
 _MASK = const(0x3FFFFFFF)  # put numbers stay small ints on the 32-bit ESP32
 _HALF = const(0x20000000)
-_NONE = const(-2147483648)  # int32 sentinel: session_id / wh is None
-_MAX_I32 = const(2147483647)
-_MAX_U32 = const(4294967295)  # a constant object (not a small int) on the ESP32
+_NONE = const(0xFFFFFFFF)  # session_id / wh is None (a constant object on the ESP32)
+_MAX = const(0xFFFFFFFE)
 
 
 def _num(x, none, lo, hi):
@@ -80,7 +78,8 @@ class Outbox:
     def __init__(self, readings=200, events=32):
         if readings < 1 or events < 1:
             raise ValueError("outbox needs readings >= 1, events >= 1")
-        self._buf = bytearray(_RSIZE * readings + _ESIZE * events)
+        self._f = array.array("f", bytes(12 * readings))
+        self._i = array.array("I", bytes(12 * readings + 20 * events))
         self._n = [0, 0, 0, 0, 0, 0, readings, events]
         self.readings = 0     # readings waiting
         self.unconfirmed = 0  # entries sent but not confirmed yet
@@ -93,9 +92,9 @@ class Outbox:
 
     def put_reading(self, session_id, v, a, w, wh, ts):
         """Queue a `metrics` reading; False (and nothing stored) if a value is invalid."""
-        sid = _num(session_id, False, -_MAX_I32, _MAX_I32)  # None too: a reading has a session
-        wh = _num(wh, _NONE, -_MAX_I32, _MAX_I32)
-        ts = _num(ts, 0, 0, _MAX_U32)
+        sid = _num(session_id, False, 0, _MAX)  # None too: a reading belongs to a session
+        wh = _num(wh, _NONE, 0, _MAX)
+        ts = _num(ts, 0, 0, _NONE)
         if (sid is False or wh is False or ts is False or _num(v, False, -3e38, 3e38) is False
                 or _num(a, False, -3e38, 3e38) is False or _num(w, False, -3e38, 3e38) is False):
             self.rejected += 1
@@ -110,27 +109,38 @@ class Outbox:
                 self.unconfirmed -= 1
             self.dropped += 1
         n[_PUT] = (n[_PUT] + 1) & _MASK
-        struct.pack_into("<ifffiI", self._buf, _RSIZE * ((n[_RHEAD] + self.readings) % cap),
-                         int(sid), v, a, w, int(wh), int(ts))
+        k = 3 * ((n[_RHEAD] + self.readings) % cap)
+        floats = self._f
+        floats[k] = v
+        floats[k + 1] = a
+        floats[k + 2] = w
+        ints = self._i
+        ints[k] = int(sid)
+        ints[k + 1] = int(wh)
+        ints[k + 2] = int(ts)
         self.readings += 1
         return True
 
     def put_event(self, kind, session_id, wh, ts):
         """Queue `stop` or `emergency`; never dropped (see the module docstring)."""
-        sid = _num(session_id, _NONE, -_MAX_I32, _MAX_I32)
-        wh = _num(wh, _NONE, -_MAX_I32, _MAX_I32)
-        ts = _num(ts, 0, 0, _MAX_U32)
+        sid = _num(session_id, _NONE, 0, _MAX)
+        wh = _num(wh, _NONE, 0, _MAX)
+        ts = _num(ts, 0, 0, _NONE)
         if (kind != "stop" and kind != "emergency") or sid is False or wh is False or ts is False:
             # a caller's bug, not a reading to skip: a clear error
-            raise ValueError("bad event %r: kind stop|emergency, session_id/wh int32, ts uint32"
+            raise ValueError("bad event %r: kind stop|emergency, session_id/wh/ts uint32"
                              % kind)
         n = self._n
         if n[_ELEN] == n[_ECAP]:
             self.lost_events += 1
             return False
-        struct.pack_into("<IBiiI", self._buf,
-                         _RSIZE * n[_RCAP] + _ESIZE * ((n[_EHEAD] + n[_ELEN]) % n[_ECAP]),
-                         n[_PUT], 1 if kind == "stop" else 2, int(sid), int(wh), int(ts))
+        k = 3 * n[_RCAP] + 5 * ((n[_EHEAD] + n[_ELEN]) % n[_ECAP])
+        ints = self._i
+        ints[k] = n[_PUT]
+        ints[k + 1] = 1 if kind == "stop" else 2
+        ints[k + 2] = int(sid)
+        ints[k + 3] = int(wh)
+        ints[k + 4] = int(ts)
         n[_ELEN] += 1
         return True
 
@@ -138,30 +148,30 @@ class Outbox:
         """The oldest entry not sent yet on this connection, as JSON, now marked sent;
         None when everything was sent. Sent entries stay until confirm()."""
         n = self._n
-        buf = self._buf
-        rec = ev = None  # the oldest unsent reading and event records, if any
-        if n[_RSENT] < self.readings:
-            rec = struct.unpack_from("<ifffiI", buf,
-                                     _RSIZE * ((n[_RHEAD] + n[_RSENT]) % n[_RCAP]))
-        if n[_ESENT] < n[_ELEN]:
-            ev = struct.unpack_from("<IBiiI", buf, _RSIZE * n[_RCAP]
-                                    + _ESIZE * ((n[_EHEAD] + n[_ESENT]) % n[_ECAP]))
-        if rec is None and ev is None:
+        ints = self._i
+        r = n[_RSENT] < self.readings  # an unsent reading, an unsent event
+        e = n[_ESENT] < n[_ELEN]
+        if not (r or e):
             return None
         self.unconfirmed += 1
+        k = 3 * n[_RCAP] + 5 * ((n[_EHEAD] + n[_ESENT]) % n[_ECAP])
         # the older of the two heads goes first: the reading when its put number (readings
         # put minus those waiting, plus those sent) is below the event's (modulo _MASK)
-        if ev is None or rec and (n[_PUT] - self.readings + n[_RSENT] - ev[0]) & _MASK >= _HALF:
+        if not e or r and (n[_PUT] - self.readings + n[_RSENT] - ints[k]) & _MASK >= _HALF:
+            k = 3 * ((n[_RHEAD] + n[_RSENT]) % n[_RCAP])
             n[_RSENT] += 1
-            wh = rec[4]
-            return messages.metrics(rec[0], rec[1], rec[2], rec[3],
-                                    None if wh == _NONE else wh, rec[5])
+            floats = self._f
+            wh = ints[k + 1]
+            return messages.metrics(ints[k], floats[k], floats[k + 1], floats[k + 2],
+                                    None if wh == _NONE else wh, ints[k + 2])
         n[_ESENT] += 1
-        sid = None if ev[2] == _NONE else ev[2]
-        wh = None if ev[3] == _NONE else ev[3]
-        if ev[1] == _STOP:
-            return messages.stop(sid, wh, ev[4])
-        return messages.emergency(sid, wh, ev[4])
+        sid = ints[k + 2]
+        sid = None if sid == _NONE else sid
+        wh = ints[k + 3]
+        wh = None if wh == _NONE else wh
+        if ints[k + 1] == _STOP:
+            return messages.stop(sid, wh, ints[k + 4])
+        return messages.emergency(sid, wh, ints[k + 4])
 
     def confirm(self):
         """The server has everything next_unsent() returned so far: remove those entries."""

@@ -92,7 +92,10 @@ def case_invalid_reading_is_refused_and_counted():
     assert box.put_reading(7, "230", 1.0, 1.0, 1, 1) is False
     assert box.put_reading(7, 230.0, 1.0, 1.0, -5000000000, 1) is False
     assert box.put_reading(7, 230.0, 1.0, 1.0, 1, -1) is False
-    assert box.rejected == 6 and len(box) == 0
+    assert box.put_reading(-7, 230.0, 1.0, 1.0, 1, 1) is False
+    assert box.put_reading(7, 230.0, 1.0, 1.0, -1, 1) is False
+    assert box.put_reading(7, 230.0, 1.0, float("-inf"), 1, 1) is False
+    assert box.rejected == 9 and len(box) == 0
 
 
 def case_unknown_event_kind_is_a_clear_error():
@@ -254,3 +257,14 @@ def case_an_outbox_without_room_is_refused():
             pass
         else:
             raise AssertionError("accepted %d readings, %d events" % (r, e))
+
+
+def case_a_meter_register_beyond_2_to_the_31_wh_is_kept_exactly():
+    # the PZEM-004T energy register is a uint32 of Wh
+    box = Outbox()
+    assert box.put_reading(7, 230.0, 1.0, 230.0, 4294967294, 4294967295)
+    box.put_event("stop", 4294967294, 4294967294, 4294967295)
+    got = _drain(box)
+    assert got[0]["wh"] == 4294967294 and got[0]["ts"] == 4294967295
+    assert got[1] == {"type": "stop", "session_id": 4294967294, "wh": 4294967294,
+                      "ts": 4294967295}
