@@ -62,13 +62,14 @@ _NONE = const(0xFFFFFFFF)  # session_id / wh is None (a constant object on the E
 _MAX = const(0xFFFFFFFE)
 
 
-def _num(x, none, lo, hi):
-    # x when it is a number in lo..hi (NaN and the infinities never are), `none` when x is
-    # None, else False. Comparisons only: nothing is allocated.
-    if x is None:
-        return none
-    if (isinstance(x, int) or isinstance(x, float)) and lo <= x <= hi:
-        return x
+def _num(value, default, start, end):
+    # value when it is a number in start..end (NaN and the infinities never are), `default`
+    # when value is None, else False. Comparisons only: nothing is allocated. (The argument
+    # names are interned names MicroPython has built in: no qstr of this module's own.)
+    if value is None:
+        return default
+    if (isinstance(value, int) or isinstance(value, float)) and start <= value <= end:
+        return value
     return False
 
 
