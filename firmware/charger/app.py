@@ -47,10 +47,10 @@ class App:
         self.cfg = cfg
         self.board = board
         self.outbox = outbox
-        limits = []  # in ms, in the order ChargerState takes them (a loop: no comprehension)
-        for key in ("metrics_interval_s", "start_timeout_s", "same_card_s", "meter_silence_s",
-                    "offline_limit_s", "reset_hold_s"):
-            limits.append(int(cfg[key] * 1000))
+        limits = []  # in ms, in the order ChargerState takes them (one string: less RAM)
+        for key in ("metrics_interval start_timeout same_card meter_silence offline_limit "
+                    "reset_hold").split():
+            limits.append(int(cfg[key + "_s"] * 1000))
         self.sm = ChargerState(limits)
         self.link = link_class(cfg, self, outbox)
         now = ticks_ms()
@@ -103,17 +103,12 @@ class App:
                 self.ended = self.sm.event_sid
         if acts & 224:  # anything queued: the link sends it
             self.link.notify()
+        # Sent now, not queued (an offline tap is refused by the state machine; a tap lost
+        # as the link drops ends with the start timeout).
         if acts & 16:  # report the card
-            asyncio.create_task(self._send([messages.nfc_scan(self.sm.uid)]))
-        if acts & 256:  # status (after the local reset)
-            asyncio.create_task(self._send(None))
-
-    async def _send(self, texts):
-        # A card tap to report, or (texts None) the status messages. A tap that cannot be
-        # sent is over (the state machine shows the error).
-        for text in texts or self.status_messages():
-            if not await self.link.send_now(text) and texts:
-                self._do(self.sm.server("unsent", None, ticks_ms()))
+            asyncio.create_task(self.link.send_now(messages.nfc_scan(self.sm.uid)))
+        if acts & 256:  # status after the local reset (idle: one message)
+            asyncio.create_task(self.link.send_now(self.status_messages()[0]))
 
     # --- the link's handler ------------------------------------------------------------
     def status_messages(self):

@@ -2,14 +2,16 @@
 
 States: idle (0), waiting for `start` after a reported card (1), charging (2), fault (3, after
 EMERGENCY, until the local reset gesture). `state_name` is what `status` reports ("idle" also
-while waiting). Every event method returns a bit mask of actions; the data an action needs
+while waiting). Events: `boot`, `card`, `server` (start, stop, error),
+`button` (stop, emergency), `link` (up/down), `tick` (time passes, with the meter's energy
+register when it was read). Every event returns a bit mask of actions; the data an action needs
 lives on the machine (`session_id`, `event_sid`, `uid`, `led`, `note`, `wh`). A bit mask
 allocates nothing, so the 1 s meter loop and the 3 s metrics loop run without garbage. The
 app executes the bits in this order: relay OFF first, then relay ON, meter read, LED, log,
 queue, messages:
 
     1 relay off      2 relay on       4 final meter read (relay already off) before the stop
-    8 show `led`     16 send nfc_scan(`uid`); call `server("unsent", ...)` if it could not be
+    8 show `led`     16 send nfc_scan(`uid`)
     32 queue the latest reading of `session_id`    64 queue stop(`event_sid`, `wh`)
     128 queue emergency(`event_sid`, `wh`)          256 send the status messages (after reset)
     512 log `note`
@@ -91,9 +93,13 @@ class ChargerState:
         self.reader_ok = True
         self.link_up = False
 
-    def _go(self, state, led):
+    def _go(self, state, led, end=None):
         # Every state change: the state, its `status` name, the LED (idle refined by the
-        # reader and the link). Returns the LED bit.
+        # reader and the link). `end`: why the running session ends here (relay off, a stop
+        # queued, after a final reading unless the meter is the reason). Returns the actions.
+        if end:
+            self.event_sid = self.session_id
+            self.note = end
         self.state = state
         self.state_name = ("idle", "idle", "charging", "fault")[state]
         if state != _CHARGING:
@@ -102,49 +108,46 @@ class ChargerState:
             led = _LED_READER_FAULT if not self.reader_ok else (
                 _LED_IDLE if self.link_up else _LED_OFFLINE)
         self.led = led
-        return _A_LED
-
-    def _end(self, reason):
-        # Local end of the running session: relay off, a stop queued (after a final reading
-        # unless the meter is the reason).
-        self.event_sid = self.session_id
-        self.note = reason
-        if reason == "meter_failure":
-            self._go(_IDLE, _LED_METER_FAULT)
+        if not end:
+            return _A_LED
+        if end == "meter_failure":
             return _A_RELAY_OFF | _A_QUEUE_STOP | _A_LOG | _A_LED
-        self._go(_IDLE, _LED_IDLE)
         return _A_RELAY_OFF | _A_FINAL_READING | _A_QUEUE_STOP | _A_LOG | _A_LED
 
     # --- events ----------------------------------------------------------------------------
-    def boot(self, reader_ok, emergency_down, now):
-        """Power-up: relay off; a missing reader or a pressed EMERGENCY is a visible fault."""
+    def boot(self, reader_ok, down, now):
+        """Power-up: relay off; a missing reader or EMERGENCY pressed (`down`, open) is a
+        visible fault."""
         self.reader_ok = reader_ok
-        self.t[_EMERGENCY_UP_AT] = -1 if emergency_down else now
-        self.note = ("EMERGENCY open at boot" if emergency_down else
+        self.t[_EMERGENCY_UP_AT] = -1 if down else now
+        self.note = ("EMERGENCY open at boot" if down else
                      None if reader_ok else "NFC reader not found: check wiring")
-        self._go(_FAULT if emergency_down else _IDLE, _LED_FAULT if emergency_down else _LED_IDLE)
+        self._go(_FAULT if down else _IDLE, _LED_FAULT if down else _LED_IDLE)
         return _A_RELAY_OFF | _A_LED | (_A_LOG if self.note else 0)
 
     def card(self, uid, now):
         """A card was read. The same card again within the same-card time is ignored (and
-        extends that quiet time)."""
+        extends that quiet time). Offline, a tap is refused at once (the LED shows it): no
+        answer could come. (A tap sent just as the link drops ends with the start timeout.)"""
         t = self.t
         same = uid == self.uid and ticks_diff(now, t[_UID_AT]) < t[_SAME_CARD_MS]
         t[_UID_AT] = now
         self.uid = uid
         if same:
             return 0
+        if self.state == _IDLE and not self.link_up:
+            self.note = "offline: card tap not sent"
+            return _A_LOG | self._go(_IDLE, _LED_ERROR)
         if self.state == _IDLE:
             t[_WAIT_SINCE] = now
             return _A_SEND_SCAN | self._go(_WAIT_START, _LED_WAIT)
-        if self.state == _CHARGING:
+        if self.state == _CHARGING and self.link_up:
             # the server decides (the same card on its own station stops the session)
             return _A_SEND_SCAN
         return 0
 
     def server(self, kind, session_id, now):
-        """A message from the server: `start`, `stop` (session_id may be None) or `error`;
-        or "unsent": the card tap could not be sent (no answer will come)."""
+        """A message from the server: `start`, `stop` (session_id may be None) or `error`."""
         st = self.state
         if kind == "start":
             if st == _WAIT_START:
@@ -169,27 +172,23 @@ class ChargerState:
             if st == _CHARGING and (session_id is None or session_id == self.session_id):
                 return _A_RELAY_OFF | self._go(_IDLE, _LED_IDLE)
             return 0
-        # `error`, or the tap unsent: a pending tap is over and the LED shows the error; an
-        # unsent tap while charging changes nothing
+        # `error`: a pending tap is over; the LED shows the error (not over the fault's)
         if st == _WAIT_START:
-            self._go(_IDLE, _LED_ERROR)
-        elif st == _FAULT or kind != "error":
+            return self._go(_IDLE, _LED_ERROR)
+        if st == _FAULT:
             return 0
         self.led = _LED_ERROR
-        if kind == "error":
-            return _A_LED
-        self.note = "offline: card tap not sent"
-        return _A_LED | _A_LOG
+        return _A_LED
 
-    def button(self, name, down, now):
+    def button(self, kind, down, now):
         """"stop" or "emergency" pressed (`down` True) or released. EMERGENCY pressed means
         opened: the relay is already off (the interrupt or the poll loop did it)."""
         t = self.t
         st = self.state
-        if name == "stop":
+        if kind == "stop":
             t[_STOP_AT] = now if down else -1
             if down and st == _CHARGING:
-                return self._end("stop_button")
+                return self._go(_IDLE, _LED_IDLE, "stop_button")
             if down and st == _WAIT_START:
                 return self._go(_IDLE, _LED_IDLE)
             return 0
@@ -229,9 +228,9 @@ class ChargerState:
                 return _A_LOG | self._go(_IDLE, _LED_ERROR)
         elif st == _CHARGING:
             if ticks_diff(now, t[_METER_OK_AT]) >= t[_METER_SILENCE_MS]:
-                return self._end("meter_failure")
+                return self._go(_IDLE, _LED_METER_FAULT, "meter_failure")
             if not self.link_up and ticks_diff(now, t[_OFFLINE_SINCE]) >= t[_OFFLINE_LIMIT_MS]:
-                return self._end("offline_limit")
+                return self._go(_IDLE, _LED_IDLE, "offline_limit")
         elif st == _FAULT and t[_STOP_AT] >= 0 and t[_EMERGENCY_UP_AT] >= 0:
             # STOP held for the reset time, counted from when both it and EMERGENCY are right
             held_from = t[_STOP_AT]

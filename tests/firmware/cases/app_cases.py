@@ -21,7 +21,9 @@ def _app():
     machine.attach_spi(1, RC522Emulator())
     machine.attach_uart(2, PZEMEmulator(power=3600.0))
     machine.Pin.board(CFG["pins"]["emergency"]).drive(0)
-    return app.App(CFG, Board(CFG), Outbox(), Link)
+    a = app.App(CFG, Board(CFG), Outbox(), Link)
+    a.on_link(True)  # as the link reports it once connected
+    return a
 
 
 def case_emergency_interrupt_opens_the_relay_without_allocating():
@@ -39,6 +41,7 @@ def case_emergency_interrupt_opens_the_relay_without_allocating():
 def case_state_machine_hot_path_allocates_nothing():
     m = ChargerState()
     m.boot(True, False, 0)
+    m.link(True, 0)
     m.card("AA", 0)
     m.server("start", 1, 10)
     micropython.heap_lock()
@@ -149,3 +152,21 @@ def case_a_server_start_then_stop_switches_the_relay():
     assert a.board.relay.is_on and a.sm.state_name == "charging"
     a.on_message({"type": "stop", "session_id": None})
     assert not a.board.relay.is_on and a.sm.state_name == "idle"
+
+
+def case_main_with_a_bad_config_shows_the_fault_pattern_instead_of_crashing():
+    import asyncio
+    import sys
+    started = []
+    real_run = asyncio.run
+    asyncio.run = started.append  # keep the coroutine instead of blinking forever
+    app.CONFIG_PATH = "no/such/config.json"
+    try:
+        sys.modules.pop("main", None)
+        import main
+    finally:
+        asyncio.run = real_run
+        app.CONFIG_PATH = "config.json"
+    assert main.cfg is None and main.led.pattern == 4  # the fault pattern, blinking
+    assert len(started) == 1
+    started[0].close()

@@ -39,6 +39,7 @@ def _charging(sid=7, now=0):
 def case_tap_reports_the_card_and_waits_for_start():
     m = ChargerState()
     m.boot(True, False, 0)
+    m.link(True, 0)
     acts = m.card("04A1B2C3", 10)
     assert acts & SEND_SCAN and m.uid == "04A1B2C3"
     assert m.state == WAIT_START and m.state_name == "idle"
@@ -47,12 +48,14 @@ def case_tap_reports_the_card_and_waits_for_start():
 def case_same_card_within_3_s_is_ignored_then_accepted_again():
     m = ChargerState()
     m.boot(True, False, 0)
+    m.link(True, 0)
     m.card("AA", 0)
     m.tick(10000)  # start timeout: back to idle
     assert m.state == IDLE
     assert m.card("AA", 10500) & SEND_SCAN  # 3 s passed: the same card counts again
     m2 = ChargerState()
     m2.boot(True, False, 0)
+    m2.link(True, 0)
     m2.card("AA", 0)
     m2.server("error", None, 100)
     assert m2.card("AA", 2000) == 0
@@ -70,24 +73,25 @@ def case_start_turns_the_relay_on():
 def case_no_start_within_10_s_goes_back_to_idle_with_an_error_led():
     m = ChargerState()
     m.boot(True, False, 0)
+    m.link(True, 0)
     m.card("AA", 0)
     assert m.tick(9999) == 0
     acts = m.tick(10000)
     assert m.state == IDLE and acts & LED and m.led == LED_ERROR
 
 
-def case_offline_tap_returns_to_idle():
+def case_an_offline_tap_is_refused_at_once_with_the_error_led():
     m = ChargerState()
-    m.boot(True, False, 0)
-    m.card("AA", 0)
-    m.server("unsent", None, 1)
-    assert m.state == IDLE and m.led == LED_ERROR
+    m.boot(True, False, 0)  # the link is not up yet
+    acts = m.card("AA", 0)
+    assert not acts & SEND_SCAN and acts & LED and acts & LOG
+    assert m.state == IDLE and m.led == LED_ERROR and "offline" in m.note
 
 
-def case_a_tap_not_sent_while_charging_changes_nothing():
+def case_a_tap_while_charging_offline_is_not_sent_and_changes_nothing():
     m = _charging()
-    m.card("BB", 5000)
-    assert m.server("unsent", None, 5001) == 0
+    m.link(False, 4000)
+    assert m.card("BB", 5000) == 0
     assert m.state == CHARGING and m.led == LED_CHARGING
 
 
@@ -187,6 +191,7 @@ def case_offline_limit_stops_charging_locally():
 def case_link_back_before_limit_keeps_charging():
     m = ChargerState((3000, 10000, 3000, 5000, 60000, 5000))
     m.boot(True, False, 0)
+    m.link(True, 0)
     m.card("AA", 0)
     m.server("start", 3, 10)
     m.link(False, 1000)
@@ -219,6 +224,7 @@ def case_emergency_open_at_boot_is_a_fault():
 def case_start_reports_the_meter_before_the_relay_closed_as_baseline():
     m = ChargerState()
     m.boot(True, False, 0)
+    m.link(True, 0)
     m.tick(500, 5000)
     m.card("AA", 600)
     acts = m.server("start", 9, 700)
