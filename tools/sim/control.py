@@ -25,8 +25,9 @@ what was live when run_charger.py took its baseline (shims, emulators, this obje
 interpreter's own few objects), plus the live-heap change across creating the control task
 and across every command (a card on the reader, the sampler task; measured with
 gc.collect() around it). Everything else live is the firmware's (`firmware_heap`). Bytes the
-emulated chips allocate inside SPI/UART calls are booked to `machine.sim_alloc`; so are the
-allocations of every command. Never shipped.
+emulated chips allocate inside SPI/UART calls are booked to `machine.sim_alloc`; so is every
+allocation of the control and sampler tasks (`booked()`: reading stdin included). Never
+shipped.
 
 Written compactly (it shares the heap with the firmware): one class, one method per command
 line, the pins in one list.
@@ -118,7 +119,7 @@ class Control:
             elif arg == "watch" and not self.watching:
                 import asyncio
                 self.watching = True
-                asyncio.create_task(self.watch())
+                asyncio.create_task(booked(self.watch()))
             used = gc.mem_alloc()
             return json.dumps({
                 "mem_total": micropython.mem_total(), "sim_alloc": machine.sim_alloc[0],
@@ -141,32 +142,34 @@ class Control:
         stream_reader = asyncio.StreamReader
         gc.collect()
         used = gc.mem_alloc()
-        asyncio.create_task(self.run(stream_reader(sys.stdin)))
+        asyncio.create_task(booked(self.run(stream_reader(sys.stdin))))
         gc.collect()
         self.sim += gc.mem_alloc() - used
         self.start = gc.mem_alloc() - self.sim
 
+    def answer(self, line):
+        """Handle one command line and print its answer. A function of its own: its
+        temporaries (the answer text) die with its frame, before `run` measures the live heap
+        (a coroutine's frame is a heap block whose dead slots would keep them alive)."""
+        try:
+            text = self.handle(line.decode().strip())
+        except SystemExit:
+            raise
+        except Exception as e:  # noqa: BLE001 - a bad command must not stop the charger
+            text = "error %s" % e
+        if text is not None:
+            print("SIM " + text)
+
     async def run(self, stream):
-        """Read commands from stdin as an asyncio stream (no polling wake-ups). A command's
-        allocations are booked to `machine.sim_alloc`, its live-heap change to `sim`."""
-        mem_total = machine._mem_total
+        """Read commands from stdin as an asyncio stream (no polling wake-ups); a command's
+        live-heap change is booked to `sim` (its allocations: see `booked`)."""
         while True:
             line = await stream.readline()
             if not line:
                 return  # EOF: no more commands, the firmware keeps running
             gc.collect()
             used = gc.mem_alloc()
-            t0 = mem_total()
-            try:
-                text = self.handle(line.decode().strip())
-            except SystemExit:
-                raise
-            except Exception as e:  # noqa: BLE001 - a bad command must not stop the charger
-                text = "error %s" % e
-            if text is not None:
-                print("SIM " + text)
-            text = None
-            machine.sim_alloc[0] += mem_total() - t0
+            self.answer(line)
             gc.collect()
             self.sim += gc.mem_alloc() - used
 
@@ -178,3 +181,25 @@ class Control:
             if used > self.peak:
                 self.peak = used
             await asyncio.sleep_ms(10)  # short: a reconnect's peak lasts tens of ms
+
+
+def booked(coro):
+    """`coro` run as a task of the simulator's: the allocations of each of its steps (reading
+    stdin included, which happens when asyncio resumes the task) go to `machine.sim_alloc`,
+    not to the firmware's per-cycle figure. The scheduler ignores what a task yields and
+    sends None; an exception thrown into the task is passed on."""
+    mem_total = machine._mem_total
+    thrown = None
+    while True:
+        t0 = mem_total()
+        try:
+            out = coro.send(None) if thrown is None else coro.throw(thrown)
+        except StopIteration:
+            return
+        finally:
+            machine.sim_alloc[0] += mem_total() - t0
+        try:
+            yield out
+            thrown = None
+        except BaseException as e:  # noqa: BLE001 - e.g. CancelledError: the task's to handle
+            thrown = e
