@@ -1,13 +1,14 @@
 """The charger application: wires the board, the state machine and the link together.
 
-Owns the asyncio tasks (one poll loop, waking when something is due and at least every
-200 ms, for EMERGENCY, the buttons, the card reader, the meter every `meter_interval_s`, the
-state machine's tick, the LED and the watchdog; NTP on the board), the wall clock for `ts`, and
-is the link's handler (`status_messages()`, `on_message()`, `on_link()`). It executes the state machine's action bits (listed in charger/state.py) in a
-fixed order: relay OFF first. EMERGENCY opens the relay inside the pin's interrupt handler
-(soft IRQ on the ESP32) before anything else happens; the handler allocates nothing: it
-opens the relay and sets `irq`, which the next poll pass (200 ms at most) hands to the state
-machine.
+Owns the poll loop (`run()`: waking when something is due and at least every 200 ms, for
+EMERGENCY, the buttons, the card reader, the meter every `meter_interval_s`, the state
+machine's tick, the LED and the watchdog), the link's task, NTP on the board, the wall clock
+for `ts`, and is the link's handler (`status_messages()`, `on_message()`, `on_link()`). It
+executes the state machine's action bits (listed in charger/state.py) in a fixed order: relay
+OFF first. EMERGENCY opens the relay inside the pin's interrupt handler (soft IRQ on the
+ESP32) before anything else happens; the handler allocates nothing: it opens the relay and
+sets `irq`, which the next poll pass (200 ms at most) hands to the state machine (even if the
+press was too short for the debounce). main.py builds the App at boot.
 
 Compact on purpose (RAM on the ESP32): few, larger methods; the action bits are plain
 numbers with their names in comments; the poll loop's timestamps share one list; `const()`
@@ -18,7 +19,6 @@ import asyncio
 import gc
 import time
 from time import ticks_add, ticks_diff, ticks_ms
-
 
 from charger import messages, mfrc522, pzem
 from charger.state import ChargerState

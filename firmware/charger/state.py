@@ -2,10 +2,10 @@
 
 States: idle (0), waiting for `start` after a reported card (1), charging (2), fault (3, after
 EMERGENCY, until the local reset gesture). `state_name` is what `status` reports ("idle" also
-while waiting). Events: `boot`, `card`, `server` (start, stop, error),
-`button` (stop, emergency), `link` (up/down), `tick` (time passes, with the meter's energy
-register when it was read). Every event returns a bit mask of actions; the data an action needs
-lives on the machine (`session_id`, `event_sid`, `uid`, `led`, `note`, `wh`). A bit mask
+while waiting). Events: `boot`, `card`, `server` (start, stop, error), `button` (stop,
+emergency), `link` (up/down), `tick` (time passes, with the meter's energy register when it
+was read). Every event returns a bit mask of actions; the data an action needs lives on the
+machine (`session_id`, `event_sid`, `uid`, `led`, `note`, `wh`). A bit mask
 allocates nothing, so the 1 s meter loop and the 3 s metrics loop run without garbage. The
 app executes the bits in this order: relay OFF first, then relay ON, meter read, LED, log,
 queue, messages:
