@@ -25,9 +25,13 @@ sizes). How the heap is split between the simulator and the firmware (one proces
 - allocations (not live bytes) the emulated chips make inside an SPI/UART call, and those of
   every control command, are booked to `machine.sim_alloc` and left out of the per-cycle
   figure.
+- the control and sampler tasks run wrapped (control.booked): every allocation of their steps
+  (reading stdin included) goes to `machine.sim_alloc` too; a command's live-heap change is
+  measured after its answer's frame is gone (a coroutine frame's dead slots keep objects).
 Not split: the interpreter's own start-up objects (~1 KB: sys.path, argv, __main__) count as
-the simulator's, and stdin's registration in asyncio's poller while the control task waits
-for a command (one small list and a dict slot) counts as the firmware's.
+the simulator's; stdin's registration in asyncio's poller while the control task waits for a
+command (one small list and a dict slot) and asyncio's work between task steps to wake it (the
+bench sends one command per metrics cycle) count as the firmware's.
 
 One JSON line:
 
