@@ -11,7 +11,8 @@ sets `irq`, which the next poll pass (200 ms at most) hands to the state machine
 press was too short for the debounce). main.py builds the App at boot.
 
 Compact on purpose (RAM on the ESP32): few, larger methods; the action bits are plain
-numbers with their names in comments; the poll loop's timestamps share one list; `const()`
+numbers with their names in comments; the poll loop's timestamps share one list; log lines
+are short words (interned once, shared) rather than sentences; `const()`
 is not imported (the MicroPython compiler knows it; this module never runs on CPython).
 """
 
@@ -138,14 +139,14 @@ class App:
         # bad ids are logged and ignored
         kind = msg.get("type")
         sid = msg.get("session_id")
-        print("[charger] server", kind, msg)
+        print("[charger]", "server", kind, msg)
         good = isinstance(sid, int) and not isinstance(sid, bool)
         if kind == "error" or kind == "start" and good or kind == "stop" and (
                 good or sid is None):
             self._do(self.sm.server(kind, sid, ticks_ms()))
 
     def on_link(self, up):
-        print("[charger] link up:", up)
+        print("[charger]", "link", "up" if up else "down")
         self._do(self.sm.link(up, ticks_ms()))
 
     # --- the poll loop -----------------------------------------------------------------
@@ -177,7 +178,7 @@ class App:
             if not self.sm.reader_ok:
                 due[_READER_DUE] = ticks_add(now, _READER_RETRY_MS)
                 if board.reader.init():
-                    print("[charger] NFC reader found")
+                    print("[charger]", "reader", "found")
                     self.sm.reader_ok = True
                     self._do(self.sm.link(self.sm.link_up, now))  # the LED
             else:
@@ -185,7 +186,7 @@ class App:
                 got = board.reader.read_uid()
                 if got == mfrc522.OK:
                     got = board.reader.uid_text()
-                    print("[charger] card", got)
+                    print("[charger]", "card", got)
                     self._do(self.sm.card(got, now))
                 elif got == mfrc522.COLLISION:
                     print("[charger] two cards on the reader: tap one")
@@ -200,7 +201,7 @@ class App:
             else:
                 due[_METER_FAILURES] += 1
                 if due[_METER_FAILURES] == 1:
-                    print("[charger] meter read failed", got)
+                    print("[charger]", "meter", "failed", got)
                 got = None
         else:
             got = None
@@ -245,7 +246,7 @@ class App:
         for hook in STARTUP_HOOKS:
             hook(self)
         gc.collect()
-        print("[charger] ready, station", self.cfg["station"])
+        print("[charger]", "ready", "station", self.cfg["station"])
         # The poll loop: one loop for every polled input (each asyncio wake-up allocates in
         # the scheduler, and the drivers' reads are synchronous anyway). A pass that raises
         # is logged and does not feed the watchdog: a driver that keeps failing resets the
@@ -254,7 +255,7 @@ class App:
             try:
                 pause = self.poll(ticks_ms())
             except Exception as e:  # noqa: BLE001 - the buttons and the LED must go on
-                print("[charger] poll failed:", repr(e))
+                print("[charger]", "poll", "failed", repr(e))
                 pause = _POLL_MS
             await asyncio.sleep_ms(pause)
 
