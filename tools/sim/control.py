@@ -40,6 +40,7 @@ import sys
 import machine
 import micropython
 
+
 class Control:
     def __init__(self, pins, reader, meter):
         """`pins`: the config's pin map (stop, emergency, relay, relay_active_high)."""
