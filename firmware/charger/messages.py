@@ -13,8 +13,9 @@ import json
 
 
 def nfc_scan(uid):
-    """A card tap: `{"type":"nfc_scan","nfc_uid":"04A1B2C3"}`."""
-    return '{"type":"nfc_scan","nfc_uid":%s}' % json.dumps(str(uid))
+    """A card tap: `{"type":"nfc_scan","nfc_uid":"04A1B2C3"}` (the reader's hex text: no
+    character needs a JSON escape)."""
+    return '{"type":"nfc_scan","nfc_uid":"%s"}' % uid
 
 
 def metrics(session_id, v, a, w, wh, ts):

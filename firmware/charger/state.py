@@ -120,7 +120,7 @@ class ChargerState:
         visible fault."""
         self.reader_ok = reader_ok
         self.t[_EMERGENCY_UP_AT] = -1 if down else now
-        self.note = ("EMERGENCY open at boot" if down else
+        self.note = ("EMERGENCY" if down else
                      None if reader_ok else "NFC reader not found: check wiring")
         self._go(_FAULT if down else _IDLE, _LED_FAULT if down else _LED_IDLE)
         return _A_RELAY_OFF | _A_LED | (_A_LOG if self.note else 0)
