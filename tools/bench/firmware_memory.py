@@ -20,18 +20,25 @@ sizes). How the heap is split between the simulator and the firmware (one proces
   it) and added to its share: the control task and its stdin stream, the heap sampler task,
   a card put on the reader, every command's live-heap change;
 - everything else live is the firmware's: its modules (bytecode, functions, classes, the
-  qstrs they intern, config.py's included), `asyncio` (frozen on the board, but its module
-  objects and queues live in RAM there too), its objects and tasks;
+  qstrs they intern, config.py's included; the simulator's status/mem code is loaded after
+  them so that names both use count as the firmware's), `asyncio` (frozen on the board, but
+  its module objects and queues live in RAM there too), its objects and tasks;
 - allocations (not live bytes) the emulated chips make inside an SPI/UART call, and those of
   every control command, are booked to `machine.sim_alloc` and left out of the per-cycle
   figure.
 - the control and sampler tasks run wrapped (control.booked): every allocation of their steps
   (reading stdin included) goes to `machine.sim_alloc` too; a command's live-heap change is
   measured after its answer's frame is gone (a coroutine frame's dead slots keep objects).
+- the qstr pool grows in doubling chunks (a new one at 21, 61, 141, 301, 621 qstrs on this
+  port): the simulator's ~150 qstrs fill the first chunks, so the firmware pays less pool here
+  than alone on a board. `qstr_pool_correction_bytes` (measured on this interpreter: the
+  arrays for the firmware's qstrs alone minus what it pays here) is added to its figures.
 Not split: the interpreter's own start-up objects (~1 KB: sys.path, argv, __main__) count as
 the simulator's; stdin's registration in asyncio's poller while the control task waits for a
 command (one small list and a dict slot) and asyncio's work between task steps to wake it (the
-bench sends one command per metrics cycle) count as the firmware's.
+bench sends one command per metrics cycle) count as the firmware's; ~20 short names both
+intern (argument names such as `address`, `power`, `uid`; `crc16`) are paid by the simulator,
+which loads first (~0.4 KB the firmware's figures miss).
 
 One JSON line:
 
@@ -47,7 +54,10 @@ One JSON line:
                                       charging (meter polls, card polls, buttons, LED, link)
     simulator_heap_bytes              the simulator's live share at the end (subtracted)
     simulator_baseline_bytes          its part measured before the firmware was imported
-    peak_heap_with_simulator_bytes    the firmware's peak plus the simulator's share
+    peak_heap_with_simulator_bytes    the firmware's peak (measured) plus the simulator's share
+    qstrs_simulator, qstrs_firmware   interned names each added to the pool
+    qstr_pool_correction_bytes        pool arrays the firmware would need alone minus what it
+                                      holds here (included in the three heap figures above)
     runs_under_limit                  the short run finished under -X heapsize=--limit
 """
 
@@ -55,6 +65,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -64,7 +75,7 @@ from pathlib import Path
 from server.app import App
 from server.config import Config
 from tools.firmware_build import MPY_CROSS, build
-from tools.sim_charger import ROOT, SimCharger
+from tools.sim_charger import MICROPYTHON, ROOT, SimCharger
 
 CARD = "04A1B2C3D4E5F6"
 
@@ -75,6 +86,39 @@ def log(*args):
 
 async def _mem(sim, collect=False):
     return json.loads(await sim.command("mem gc" if collect else "mem"))
+
+
+_QSTR_LINE = re.compile(r"qstr pool: n_pool=\d+, n_qstr=(\d+)")
+
+# interns one new attribute name per line and prints the pool's state after each
+_POOL_PROBE = """
+import micropython
+class O: pass
+o = O()
+for i in range(%d):
+    setattr(o, 'pool_probe_%%d' %% i, 1)
+    micropython.qstr_info()
+"""
+
+
+def qstr_pool_bytes(limit: int = 1500) -> list[int]:
+    """bytes[n]: the qstr pool arrays (not the strings) this interpreter holds with n dynamic
+    qstrs. It grows in doubling chunks (on 1.29's unix port: a new pool at 21, 61, 141, 301,
+    621 qstrs, 7.1 KB at once at 621), so who crosses a boundary pays a whole chunk."""
+    out = subprocess.run([str(MICROPYTHON), "-c", _POOL_PROBE % limit], capture_output=True,
+                         text=True, check=True).stdout
+    table = [0]
+    for m in re.finditer(r"n_qstr=(\d+), n_str_data_bytes=(\d+), n_total_bytes=(\d+)", out):
+        n, data, total = map(int, m.groups())
+        while len(table) <= n:
+            table.append(total - data)
+    return table
+
+
+def _qstrs(lines: list[str]) -> list[int]:
+    """The qstr counts the simulator printed: at its baseline, before and after loading its
+    report module in the start-up hook, then one per `mem qstr`."""
+    return [int(m.group(1)) for line in lines if (m := _QSTR_LINE.match(line))]
 
 
 def compile_modules(tmp_path: Path) -> list[Path]:
@@ -148,16 +192,26 @@ async def measure(tmp_path: Path, dirs, readings: int, heapsize: str) -> dict:
         await sim.command("release stop")
         log("emergency and reset done")
         end = await _mem(sim, collect=True)
+        await sim.command("mem qstr")
+        counts = _qstrs(sim.lines)
+        sim_qstrs, all_qstrs = counts[0] + counts[2] - counts[1], counts[-1]
+        pool = qstr_pool_bytes()
+        # the pool arrays the firmware would hold alone, minus what it holds here (beside the
+        # simulator's qstrs, which took the first chunks): added to the firmware's figures
+        fix = pool[all_qstrs - sim_qstrs] - (pool[all_qstrs] - pool[sim_qstrs])
         return {
             "metrics_cycles": cycles,
-            "peak_heap_bytes": max(end["live_peak"], end["firmware_heap"]),
-            "heap_after_bytes": end["firmware_heap"],
-            "heap_at_start_bytes": end["start_heap"],
+            "peak_heap_bytes": max(end["live_peak"], end["firmware_heap"]) + fix,
+            "heap_after_bytes": end["firmware_heap"] + fix,
+            "heap_at_start_bytes": end["start_heap"] + fix,
             "bytes_allocated_per_metrics_cycle": round(firmware_bytes / cycles),
             "simulator_heap_bytes": end["sim_heap"],
             "simulator_baseline_bytes": end["sim_baseline"],
             "peak_heap_with_simulator_bytes": (max(end["live_peak"], end["firmware_heap"])
                                                + end["sim_heap"]),
+            "qstrs_simulator": sim_qstrs,
+            "qstrs_firmware": all_qstrs - sim_qstrs,
+            "qstr_pool_correction_bytes": fix,
             "memory_errors": sum("MemoryError" in line for line in sim.lines),
         }
     finally:

@@ -34,7 +34,6 @@ line, the pins in one list.
 """
 
 import gc
-import json
 import sys
 
 import machine
@@ -43,14 +42,14 @@ import micropython
 
 class Control:
     def __init__(self, pins, reader, meter):
-        """`pins`: the config's pin map (stop, emergency, relay, relay_active_high)."""
+        """`pins`: [stop pin, emergency pin, relay pin, relay active high] (numbers and a
+        bool: no config key names here, see simboot.py)."""
         self.reader = reader
         self.meter = meter
-        self.app = None  # the firmware's App, once it started
+        self.fw = None  # the firmware's App, once it started
         b = machine.Pin.board
         # [stop, emergency, relay pin, the relay's on level]
-        self.pins = [b(pins["stop"]), b(pins["emergency"]), b(pins["relay"]),
-                     1 if pins["relay_active_high"] else 0]
+        self.pins = [b(pins[0]), b(pins[1]), b(pins[2]), 1 if pins[3] else 0]
         self.pins[0].drive(1)  # NO button released: pulled up
         self.pins[1].drive(0)  # NC button closed: pin held low
         self.sim = 0    # the simulator's live heap (see the module docstring)
@@ -100,49 +99,31 @@ class Control:
             network.sim_link(arg == "up")
         elif cmd == "reboot":
             machine.reset()
-        elif cmd == "status":
-            out = {"relay": self.relay_on(), "wh": int(self.meter.energy_wh_float)}
-            app = self.app
-            if app is not None:
-                out["state"] = app.sm.state_name
-                out["session_id"] = app.sm.session_id
-                out["led"] = app.board.led.pattern
-                out["outbox"] = len(app.outbox)
-                out["dropped"] = app.outbox.dropped
-                out["readings_queued"] = app.readings_queued
-                out["link"] = bool(app.link.connected)
-            return json.dumps(out)
-        elif cmd == "mem":
-            if arg == "gc":
-                gc.collect()
-            elif arg == "qstr":
-                micropython.qstr_info()  # prints "qstr pool: n_pool=.. n_qstr=.. ..." first
-            elif arg == "watch" and not self.watching:
+        elif cmd in ("status", "mem"):
+            if cmd == "mem" and arg == "watch" and not self.watching:
                 import asyncio
                 self.watching = True
                 asyncio.create_task(booked(self.watch()))
-            used = gc.mem_alloc()
-            return json.dumps({
-                "mem_total": micropython.mem_total(), "sim_alloc": machine.sim_alloc[0],
-                "gc_alloc": used, "gc_free": gc.mem_free(), "sim_heap": self.sim, "sim_baseline": self.base,
-                "firmware_heap": used - self.sim, "live_peak": self.peak,
-                "start_heap": self.start,
-                "readings_queued": self.app.readings_queued if self.app else 0})
+            import report  # loaded by started(): see report.py
+            return report.status(self) if cmd == "status" else report.memory(self, arg)
         elif cmd == "help":
             return "commands: tap remove press release load volts meter link reboot status mem"
         else:
             raise ValueError("unknown command %s" % cmd)
         return "ok " + line
 
-    def started(self, app):
+    def started(self, fw):
         """The firmware's start-up hook: start reading commands (the task is the simulator's)."""
         import asyncio  # the firmware's (imported after the simulator's baseline)
-        self.app = app
+        self.fw = fw
         # asyncio's stream module is the firmware's too (open_connection): loaded before the
         # measurement, so only the reader and the task are booked to the simulator
         stream_reader = asyncio.StreamReader
         gc.collect()
         used = gc.mem_alloc()
+        micropython.qstr_info()  # before and after: the bench counts report's qstrs as ours
+        import report  # noqa: F401 - after the firmware's modules: see report.py
+        micropython.qstr_info()
         asyncio.create_task(booked(self.run(stream_reader(sys.stdin))))
         gc.collect()
         self.sim += gc.mem_alloc() - used

@@ -20,6 +20,8 @@ script is compiled from source at run time, its code counts as the simulator's. 
 import gc
 import sys
 
+import micropython
+
 import network  # noqa: F401 - native on the board: the simulator's share
 from simboot import setup
 
@@ -28,6 +30,7 @@ del setup
 sys.modules.pop("simboot")  # needed once: its code goes back to the heap
 gc.collect()
 control.sim = control.base = gc.mem_alloc()
+micropython.qstr_info()  # "qstr pool: ..." line: the simulator's qstrs (the bench reads it)
 from charger import app  # noqa: E402 - after the simulator's baseline: the firmware's
 
 app.CONFIG_PATH = path

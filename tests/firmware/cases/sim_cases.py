@@ -11,7 +11,9 @@ CFG = config.validate({"server_url": "ws://127.0.0.1:9/ws", "station": 1})
 
 
 def _control():
-    return Control(CFG["pins"], RC522Emulator(), PZEMEmulator(power=1000.0))
+    p = CFG["pins"]
+    return Control([p["stop"], p["emergency"], p["relay"], p["relay_active_high"]],
+                   RC522Emulator(), PZEMEmulator(power=1000.0))
 
 
 def _refused(ctl, line):
