@@ -240,7 +240,10 @@ async def limit_check(tmp_path: Path, dirs, heapsize: str) -> dict:
 
 
 async def scenario(readings: int, heapsize: str, limit: str) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
+    # a path of fixed length: module paths are interned (__file__) and the heap's layout moves
+    # with them; at 6ea56e5 a 2-character longer config path kept 3.5 KB more alive at start
+    # (a stale pointer to a forgotten module, likely): the figures must not depend on $TMPDIR
+    with tempfile.TemporaryDirectory(prefix="fw-bench-", dir="/tmp") as tmp:
         tmp_path = Path(tmp)
         with contextlib.redirect_stdout(sys.stderr):
             dirs = compile_modules(tmp_path)
