@@ -65,11 +65,12 @@ _TOO_BIG = const(1009)
 # the one buffer: offsets of its parts
 _RXH = const(0)     # received frame header: 2 bytes + up to 8 of extended length
 _TXH = const(10)    # header being written: 2 + up to 8 + the 4-byte mask
-_SEQ = const(24)    # payload of the confirm() ping: its 16-bit sequence number
-_TX = const(26)     # the masked payload chunk being written (also the discard sink)
+_MASK = const(24)   # the mask of the frame being written, at a fixed place for the payload
+_SEQ = const(28)    # payload of the confirm() ping: its 16-bit sequence number
+_TX = const(30)     # the masked payload chunk being written (also the discard sink)
 _TX_CHUNK = const(256)  # multiple of 4, so the mask index restarts at 0 in every chunk
-_CTL = const(282)   # control frame payload (125 bytes at most)
-_MSG = const(407)   # the message being reassembled (max_size bytes)
+_CTL = const(286)   # control frame payload (125 bytes at most)
+_MSG = const(411)   # the message being reassembled (max_size bytes)
 
 # indices in views (sliced once: no allocation per frame)
 _ALL = const(0)
@@ -373,32 +374,19 @@ class WebSocket:
         raise OSError(self.close_code, self.close_reason)
 
     def _write_frame(self, op, data):
-        # RFC 6455 section 5.2 framing, one unfragmented frame with a fresh mask (section
-        # 5.3, 10.3: unpredictable, new per frame), handed to the stream without a yield:
-        # frames of different tasks never interleave
+        # RFC 6455 section 5.2 framing, one unfragmented frame, handed to the stream without
+        # a yield: frames of different tasks never interleave. This and the helpers below
+        # keep within 11 frame slots: called per frame, they allocate no heap frame.
         if self.close_code is not None:
             raise OSError(_ABNORMAL)
-        b = self.buf
         n = len(data)
-        b[_TXH] = 0x80 | op
-        if n < 126:
-            b[_TXH + 1] = 0x80 | n
-            at = _TXH + 2
-        elif n < 65536:
-            b[_TXH + 1] = 0xFE
-            b[_TXH + 2] = n >> 8
-            b[_TXH + 3] = n & 0xFF
-            at = _TXH + 4
-        else:
-            b[_TXH + 1] = 0xFF
-            for at in range(8):
-                b[_TXH + 9 - at] = n >> (8 * at) & 0xFF
-            at = _TXH + 10
-        b[at:at + 4] = os.urandom(4)  # a slice assignment allocates nothing
-        self.stream.write(self.views[_HEAD + (at - _TXH >> 2)])
-        at = 0
-        while at < n:
-            at = _mask_chunk(self.stream, self.views[_ALL], data, at, n)
+        op = _header(self.buf, op, n)  # now the index of the header's view
+        self.stream.write(self.views[_HEAD + op])
+        if n > _TX_CHUNK:
+            _write_long(self.stream, self.buf, data, n)
+        elif n:
+            _mask_chunk(self.buf, data, n)
+            self.stream.write(self.views[_SINK][:n])
 
     # ---- closing -----------------------------------------------------------------------
     async def close(self, code=_NORMAL, reason=""):
@@ -443,12 +431,43 @@ class WebSocket:
                 pass
 
 
-def _mask_chunk(stream, mv, data, at, n):
-    # data[at:] masked into the transmit chunk and written, one chunk; the new position.
-    # The mask sits at the end of the header just written: _TXH + 2, 4 or 10.
-    k = n - at if n - at < _TX_CHUNK else _TX_CHUNK
-    m = _TXH + (2 if n < 126 else 4 if n < 65536 else 10)
+def _header(b, op, n):
+    # The header of a masked frame of n bytes with a fresh mask (section 5.3 / 10.3:
+    # unpredictable, new per frame), also kept at _MASK for the payload; the index of the
+    # header's view after _HEAD (0, 1, 2: the mask at 2, 4 or 10)
+    b[_TXH] = 0x80 | op
+    if n < 126:
+        b[_TXH + 1] = 0x80 | n
+        at = 2
+    elif n < 65536:
+        b[_TXH + 1] = 0xFE
+        b[_TXH + 2] = n >> 8
+        b[_TXH + 3] = n & 0xFF
+        at = 4
+    else:
+        b[_TXH + 1] = 0xFF
+        for at in range(8):
+            b[_TXH + 9 - at] = n >> (8 * at) & 0xFF
+        at = 10
+    m = os.urandom(4)
+    b[_MASK:_MASK + 4] = m  # slice assignments allocate nothing
+    b[_TXH + at:_TXH + at + 4] = m
+    return at >> 2
+
+
+def _mask_chunk(b, data, k):
+    # data[0:k] masked into the transmit chunk
     for i in range(k):
-        mv[_TX + i] = data[at + i] ^ mv[m + (i & 3)]
-    stream.write(mv[_TX:_TX + k])
-    return at + k
+        b[_TX + i] = data[i] ^ b[_MASK + (i & 3)]
+
+
+def _write_long(stream, b, data, n):
+    # a payload above one chunk: masked and written a chunk at a time (_TX_CHUNK is a
+    # multiple of 4, so the mask index restarts at 0 in every chunk)
+    view = memoryview(data)
+    done = 0
+    while done < n:
+        k = n - done if n - done < _TX_CHUNK else _TX_CHUNK
+        _mask_chunk(b, view[done:done + k], k)
+        stream.write(memoryview(b)[_TX:_TX + k])
+        done += k

@@ -526,3 +526,28 @@ await ws.close()
 """)
         assert await asyncio.wait_for(server.events.get(), 10) == 8  # the close frame
     assert "CONNECTED" in out
+
+
+def test_writing_a_frame_allocates_only_its_mask_and_one_buffer_view():
+    # issue 3: a frame per reading for years. Writing one allocates its fresh 4-byte mask
+    # (os.urandom: 37 B counted) and one view of the transmit buffer (32 B); a bytecode frame
+    # of more than 11 slots would add >= 128 B per call (MicroPython puts it on the heap)
+    out = run_mpy("""
+import micropython
+from charger import wsclient
+class Sink:  # an asyncio stream whose socket takes every write at once
+    def __init__(self): self.out_buf = b""
+    def write(self, b): pass
+ws = wsclient.WebSocket()
+ws.stream = Sink()  # as if connected
+ws.open = True
+ws.close_code = None
+for data in (b"x" * 100, b"y" * 200):  # a 7-bit and a 16-bit length
+    ws._write_frame(1, data)
+    t = micropython.mem_total()
+    for _ in range(10):
+        ws._write_frame(1, data)
+    print("BYTES", len(data), (micropython.mem_total() - t) // 10)
+""")
+    per_frame = dict(line.split()[1:] for line in out.splitlines() if line.startswith("BYTES"))
+    assert per_frame and all(int(b) < 100 for b in per_frame.values()), out
