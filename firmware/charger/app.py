@@ -82,8 +82,10 @@ class App:
         m = self.board.meter
         if acts & 4 and m.read() == pzem.OK:  # the final reading: the stop carries its wh
             self.sm.wh = m.energy_wh
-        if acts & 8:  # LED
+        if acts & 8:  # LED: the charger's condition
             self.board.led.show(self.sm.led)
+        if acts & 1024:  # the error pattern once, then back to the condition's pattern
+            self.board.led.show(3)
         if acts & 512:  # log
             print("[charger]", self.sm.note)
         if acts & 224:  # something to queue

@@ -14,10 +14,12 @@ queue, messages:
     8 show `led`     16 send nfc_scan(`uid`)
     32 queue the latest reading of `session_id`    64 queue stop(`event_sid`, `wh`)
     128 queue emergency(`event_sid`, `wh`)          256 send the status messages (after reset)
-    512 log `note`
+    512 log `note`    1024 flash the error pattern once, then back to `led`
 
-`led` is an index into led.PATTERNS: 0 idle, 1 wait, 2 charging, 3 error, 4 fault,
-5 offline, 6 reader fault, 7 meter fault.
+`led` is an index into gpio.PATTERNS: 0 idle, 1 wait, 2 charging, 4 fault, 5 offline,
+6 reader fault, 7 meter fault: the pattern of the charger's condition. The error pattern (3)
+is never a condition: it is flashed once over `led` (action 1024), so after a refused card the
+LED goes back to the idle pattern, not to the waiting blink it showed before the refusal.
 
 Compact on purpose (RAM on the ESP32): the numbers above are private `const()`s (free in
 RAM), every timestamp and time limit lives in one list `t` (one attribute instead of
@@ -50,6 +52,7 @@ _A_QUEUE_STOP = const(64)
 _A_QUEUE_EMERGENCY = const(128)
 _A_SEND_STATUS = const(256)
 _A_LOG = const(512)
+_A_FLASH_ERROR = const(1024)
 
 _LED_IDLE = const(0)
 _LED_WAIT = const(1)
@@ -104,12 +107,16 @@ class ChargerState:
         self.state_name = ("idle", "idle", "charging", "fault")[state]
         if state != _CHARGING:
             self.session_id = None
+        flash = 0
+        if led == _LED_ERROR:  # flashed once over the new state's own pattern
+            flash = _A_FLASH_ERROR
+            led = _LED_IDLE
         if state == _IDLE and led == _LED_IDLE:
             led = _LED_READER_FAULT if not self.reader_ok else (
                 _LED_IDLE if self.link_up else _LED_OFFLINE)
         self.led = led
         if not end:
-            return _A_LED
+            return _A_LED | flash
         if end == "meter_failure":
             return _A_RELAY_OFF | _A_QUEUE_STOP | _A_LOG | _A_LED
         return _A_RELAY_OFF | _A_FINAL_READING | _A_QUEUE_STOP | _A_LOG | _A_LED
@@ -177,8 +184,7 @@ class ChargerState:
             return self._go(_IDLE, _LED_ERROR)
         if st == _FAULT:
             return 0
-        self.led = _LED_ERROR
-        return _A_LED
+        return _A_FLASH_ERROR
 
     def button(self, kind, down, now):
         """"stop" or "emergency" pressed (`down` True) or released. EMERGENCY pressed means

@@ -2,6 +2,7 @@
 
 import json
 import time
+from time import ticks_ms as ticks
 
 import machine
 import micropython
@@ -152,6 +153,20 @@ def case_a_server_start_then_stop_switches_the_relay():
     assert a.board.relay.is_on and a.sm.state_name == "charging"
     a.on_message({"type": "stop", "session_id": None})
     assert not a.board.relay.is_on and a.sm.state_name == "idle"
+
+
+def case_a_refused_card_flashes_the_error_then_the_led_is_idle_again_not_waiting():
+    a = _app()
+    led = a.board.led
+    a._do(a.sm.card("04A1B2C3", ticks()))
+    assert led.pattern == 1  # waiting for the server
+    a.on_message({"type": "error", "code": "CARD_UNKNOWN", "message": "Tarjeta desconocida"})
+    assert led.pattern == 3  # the error flashes
+    now = led.at
+    while led.pattern == 3 and now - led.at < 10000:
+        now += 50
+        led.step(now)
+    assert led.pattern == 0  # idle (online), not the waiting blink
 
 
 def case_main_with_a_bad_config_shows_the_fault_pattern_instead_of_crashing():

@@ -7,6 +7,7 @@ from charger.state import ChargerState
 IDLE, WAIT_START, CHARGING, FAULT = 0, 1, 2, 3
 RELAY_OFF, RELAY_ON, FINAL_READING, LED, SEND_SCAN = 1, 2, 4, 8, 16
 QUEUE_READING, QUEUE_STOP, QUEUE_EMERGENCY, SEND_STATUS, LOG = 32, 64, 128, 256, 512
+FLASH_ERROR = 1024
 LED_IDLE, LED_WAIT, LED_CHARGING, LED_ERROR, LED_FAULT = 0, 1, 2, 3, 4
 LED_OFFLINE, LED_READER_FAULT, LED_METER_FAULT = 5, 6, 7
 
@@ -17,7 +18,8 @@ def case_the_numbers_here_are_the_state_modules():
                         ("_A_FINAL_READING", FINAL_READING), ("_A_LED", LED),
                         ("_A_SEND_SCAN", SEND_SCAN), ("_A_QUEUE_READING", QUEUE_READING),
                         ("_A_QUEUE_STOP", QUEUE_STOP), ("_A_QUEUE_EMERGENCY", QUEUE_EMERGENCY),
-                        ("_A_SEND_STATUS", SEND_STATUS), ("_A_LOG", LOG), ("_IDLE", IDLE),
+                        ("_A_SEND_STATUS", SEND_STATUS), ("_A_LOG", LOG),
+                        ("_A_FLASH_ERROR", FLASH_ERROR), ("_IDLE", IDLE),
                         ("_WAIT_START", WAIT_START), ("_CHARGING", CHARGING), ("_FAULT", FAULT),
                         ("_LED_IDLE", LED_IDLE), ("_LED_WAIT", LED_WAIT),
                         ("_LED_CHARGING", LED_CHARGING), ("_LED_ERROR", LED_ERROR),
@@ -77,15 +79,16 @@ def case_no_start_within_10_s_goes_back_to_idle_with_an_error_led():
     m.card("AA", 0)
     assert m.tick(9999) == 0
     acts = m.tick(10000)
-    assert m.state == IDLE and acts & LED and m.led == LED_ERROR
+    assert m.state == IDLE and acts & FLASH_ERROR
+    assert acts & LED and m.led == LED_IDLE  # the error flashes once, then idle (not wait)
 
 
 def case_an_offline_tap_is_refused_at_once_with_the_error_led():
     m = ChargerState()
     m.boot(True, False, 0)  # the link is not up yet
     acts = m.card("AA", 0)
-    assert not acts & SEND_SCAN and acts & LED and acts & LOG
-    assert m.state == IDLE and m.led == LED_ERROR and "offline" in m.note
+    assert not acts & SEND_SCAN and acts & FLASH_ERROR and acts & LOG
+    assert m.state == IDLE and m.led == LED_OFFLINE and "offline" in m.note
 
 
 def case_a_tap_while_charging_offline_is_not_sent_and_changes_nothing():
@@ -97,7 +100,8 @@ def case_a_tap_while_charging_offline_is_not_sent_and_changes_nothing():
 
 def case_server_error_while_charging_shows_the_error_led_and_keeps_charging():
     m = _charging()
-    assert m.server("error", None, 500) & LED and m.led == LED_ERROR and m.state == CHARGING
+    assert m.server("error", None, 500) == FLASH_ERROR
+    assert m.led == LED_CHARGING and m.state == CHARGING
 
 
 def case_late_start_is_refused_with_a_stop():
