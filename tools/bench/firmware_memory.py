@@ -42,11 +42,11 @@ which loads first (~0.4 KB the firmware's figures miss).
 
 One JSON line:
 
-    peak_heap_bytes                   largest live heap of the firmware (sampled every 10 ms
+    peak_heap_bytes                   largest live heap of the firmware (sampled every 1 ms
                                       after a gc.collect(), from the end of the measured
                                       readings on, and at the end), modules' bytecode included;
-                                      a sample can miss the top of a short spike by a few
-                                      hundred bytes (two runs differ by that much)
+                                      samples see the heap only where the firmware awaits
+                                      (two runs differ by a few hundred bytes)
     heap_after_bytes                  live heap of the firmware after the scenario
     heap_at_start_bytes               live heap of the firmware once its tasks started: mostly
                                       the modules' bytecode (freezing them moves it to flash)

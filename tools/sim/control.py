@@ -16,7 +16,7 @@ out from the firmware's log:
     status                   one JSON line: relay, led, state, session_id, wh, outbox, dropped,
                              readings_queued, link
     mem [gc|watch|qstr]      heap figures (below); `gc` collects first; `watch` starts sampling
-                             the firmware's live heap every 10 ms into `live_peak`; `qstr`
+                             the firmware's live heap every 1 ms into `live_peak`; `qstr`
                              prints the interned-string pool's size first
     help
 
@@ -162,7 +162,7 @@ class Control:
             used = gc.mem_alloc() - self.sim
             if used > self.peak:
                 self.peak = used
-            await asyncio.sleep_ms(10)  # short: a reconnect's peak lasts tens of ms
+            await asyncio.sleep_ms(1)  # short: a reconnect's peak lasts a few ms
 
 
 def booked(coro):
