@@ -24,7 +24,7 @@ if cfg:
     forget("charger.board")  # only the drivers it built stay
     asyncio.run(app.App(cfg, board, Outbox(), Link).run())
 from machine import Pin
-from charger.led import Led
+from charger.gpio import Led
 led = Led(Pin(2))
 led.show(4)  # the fault pattern
 asyncio.run(led.run())
