@@ -100,22 +100,26 @@ class Link:
                 if self.wifi is not None:
                     watch = asyncio.create_task(self._watch_wifi())
                 # Send the outbox oldest first; once a batch is sent, a ping's pong
-                # confirms delivery and only then are the entries removed. Sleep until
-                # notify() or the connection ends. A send usually returns without
-                # yielding, so at most _BATCH entries go before a confirmation (which
-                # waits for its pong): a replay does not starve the other tasks.
+                # confirms delivery and only then are the entries removed (sent -1: the
+                # ping is out, nothing more is sent until its pong). Sleep until notify(),
+                # the pong (it sets `wake` too) or the connection's end: one wake-up per
+                # queued reading and one per pong (each wake-up allocates in asyncio). A
+                # send usually returns without yielding, so at most _BATCH entries go
+                # before a confirmation: a replay does not starve the other tasks.
                 outbox.rewind()  # what the last connection did not confirm goes again
                 sent = 0
                 while ws.open:
-                    text = outbox.next_unsent() if sent < _BATCH else None
+                    if sent < 0 and ws.pong is None:  # the pong came: all sent arrived
+                        outbox.confirm()
+                        sent = 0
+                    text = outbox.next_unsent() if 0 <= sent < _BATCH else None
                     if text is not None:
                         await ws.send(text)
                         sent += 1
-                    elif outbox.unconfirmed:
-                        if await ws.confirm():
-                            outbox.confirm()
-                        sent = 0
-                    else:
+                    elif sent > 0:
+                        sent = -1
+                        await ws.confirm(self.wake)
+                    else:  # nothing to send, or waiting for the pong
                         self.wake.clear()
                         await self.wake.wait()
             except OSError as e:

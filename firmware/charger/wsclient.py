@@ -108,7 +108,7 @@ class WebSocket:
         self.tasks = [None, None, None]
         self.stream = None
         self.open = False
-        self.pong = False     # a confirm() ping awaits its pong
+        self.pong = None      # the Event a confirm() ping sets with its pong (pending)
         self.last_rx = 0      # ticks_ms() of the last read that returned bytes
         self.close_code = _ABNORMAL
         self.close_reason = ""
@@ -129,7 +129,7 @@ class WebSocket:
         self.stream = None  # the last connection's: not kept through the handshake (peak)
         self.close_code = None
         self.close_reason = ""
-        self.pong = False
+        self.pong = None
         from charger import forget, wsopen
         try:
             await wsopen.open_ws(self, dest, ca_cert, timeout_ms)
@@ -145,19 +145,34 @@ class WebSocket:
             t[_KA] = asyncio.create_task(self._keepalive())
 
     async def _keepalive(self):
-        # own pings (RFC 6455 section 5.5.2): any byte back proves the link is alive
+        # own pings (RFC 6455 section 5.5.2): any byte back proves the link is alive. Also
+        # the confirm() ping's timeout: wakes at least every pong_ms, and a confirmation
+        # (its sequence number) pending since the last wake-up for pong_ms or more fails
+        # the connection (so within 2 * pong_ms; no task and no polling per confirmation)
         ping_ms, pong_ms = self.ms[0], self.ms[1]
+        seen = -1  # confirm() sequence number pending at the last wake-up
+        since = 0
         try:
             while self.open:
-                idle = ticks_diff(ticks_ms(), self.last_rx)
+                idle = ticks_ms()
+                if self.pong is None:
+                    seen = -1
+                elif seen != self.buf[_SEQ + 1]:
+                    seen = self.buf[_SEQ + 1]
+                    since = idle
+                elif ticks_diff(idle, since) >= pong_ms:
+                    break
+                idle = ticks_diff(idle, self.last_rx)
                 if idle < ping_ms:
-                    await asyncio.sleep_ms(ping_ms - idle)
+                    await asyncio.sleep_ms(min(ping_ms - idle, pong_ms))
                     continue
                 sent = ticks_ms()
                 await asyncio.wait_for_ms(self._send_frame(_PING, b""), pong_ms)
                 await asyncio.sleep_ms(pong_ms)
                 if self.open and ticks_diff(self.last_rx, sent) < 0:
-                    await self.drop(_ABNORMAL, "no pong within %d ms" % pong_ms)
+                    break
+            if self.open:
+                await self.drop(_ABNORMAL, "no pong within %d ms" % pong_ms)
         except (asyncio.TimeoutError, OSError):  # the ping could not be sent
             await self.drop()
         except asyncio.CancelledError:
@@ -216,8 +231,10 @@ class WebSocket:
                         if self.open:
                             await self._send_frame(_PONG, view)
                     elif op == _PONG:
-                        if n == 2 and b[_CTL] == b[_SEQ] and b[_CTL + 1] == b[_SEQ + 1]:
-                            self.pong = False
+                        if (self.pong is not None and n == 2 and b[_CTL] == b[_SEQ]
+                                and b[_CTL + 1] == b[_SEQ + 1]):
+                            self.pong.set()
+                            self.pong = None
                     elif op != _CLOSE:
                         await self._fail(_PROTOCOL_ERROR, "bad opcode")
                     elif n == 0:  # sections 5.5.1, 7.1.5: the peer's close code and reason
@@ -326,25 +343,20 @@ class WebSocket:
             return self._send_frame(_TEXT, data.encode())
         return self._send_frame(_BINARY, data)
 
-    async def confirm(self):
-        """Ping and wait for its pong: True once the server has read every frame sent
-        before (RFC 6455 section 5.5.3: the pong answers a ping read after them). False
-        when the connection closes or no pong comes within `pong_ms` (the connection then
-        fails with 1006). Needs recv() running in another task. Waits by polling every
-        20 ms: `wait_for` would create a task per confirmation."""
+    def confirm(self, event):
+        """Ping for a delivery confirmation: `await ws.confirm(event)` sends the ping; its
+        pong (RFC 6455 section 5.5.3: it answers a ping read after every frame sent before)
+        sets `event` and makes `pong` None again: the server has read everything sent
+        before. Until then `pong` is `event`. No pong within `pong_ms` (2 * pong_ms at most:
+        the keepalive task checks it; none when ping_ms is 0) fails the connection with
+        1006. Needs recv() running in another task. No task, no polling, no coroutine of
+        its own: the caller's wait for `event` is the only wake-up."""
         b = self.buf
         seq = (b[_SEQ] << 8 | b[_SEQ + 1]) + 1
         b[_SEQ] = seq >> 8 & 0xFF
         b[_SEQ + 1] = seq & 0xFF
-        self.pong = True
-        await self._send_frame(_PING, self.views[_SEQV])
-        due = ticks_add(ticks_ms(), self.ms[1])
-        while self.pong and self.open:
-            if ticks_diff(due, ticks_ms()) <= 0:
-                await self.drop(_ABNORMAL, "no pong within %d ms" % self.ms[1])
-            else:
-                await asyncio.sleep_ms(_POLL_MS)
-        return self.open
+        self.pong = event
+        return self._send_frame(_PING, self.views[_SEQV])
 
     async def _send_frame(self, op, data):
         # The common case: nobody is draining and the socket takes the whole frame: no

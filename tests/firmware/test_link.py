@@ -419,3 +419,77 @@ async def test_reconnects_retain_nothing_the_live_heap_is_the_same_after_1_and_5
     # a leak of one 32-byte GC block per reconnect would show as 4 x 32 = 128 bytes
     assert abs(heap[6] - heap[2]) < 128, heap
     assert abs(heap[5] - heap[3]) < 128, heap  # the same after a closing handshake
+
+
+WAKEUP_DRIVER = r"""
+import asyncio, json, os
+from charger import messages
+from charger.link import Link
+from charger.outbox import Outbox
+
+steps = [0]
+
+class Counted:
+    # the link task's coroutine, each resumption (asyncio wake-up) counted
+    def __init__(self, coro):
+        self.coro = coro
+    def send(self, value):
+        steps[0] += 1
+        return self.coro.send(value)
+    def throw(self, exc):
+        steps[0] += 1
+        return self.coro.throw(exc)
+
+class Handler:
+    def status_messages(self):
+        return [messages.status("charging", 7, 1000)]
+    def on_message(self, msg):
+        pass
+    def on_link(self, up):
+        if up:
+            asyncio.create_task(readings())
+
+outbox = Outbox()
+link = Link(json.loads(os.getenv("LINK_CFG")), Handler(), outbox)
+
+async def readings():
+    for i in range(1, 6):
+        before = steps[0]
+        outbox.put_reading(7, 230.0, 16.0, 3680.0, 1000 + i, 1764150000 + i)
+        link.notify()
+        while len(outbox):  # delivered and confirmed
+            await asyncio.sleep_ms(50)
+        print("STEPS", i, steps[0] - before)
+    print("DONE")
+
+async def main():
+    asyncio.create_task(Counted(link.run()))
+    while True:
+        await asyncio.sleep(1)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_reading_wakes_the_link_twice_however_late_the_servers_pong_comes():
+    # issue 3 (allocation per metrics cycle): every asyncio wake-up allocates, so the link
+    # must not poll for its delivery confirmation: one wake-up for the queued reading, one
+    # for the pong, even when the server answers the ping 300 ms later (a busy server).
+    from tests.firmware.test_wsclient import RawServer, frame, read_frame
+
+    async def slow_pongs(reader, writer, events):
+        while True:
+            op, data, _ = await read_frame(reader)
+            if op == 9:
+                await asyncio.sleep(0.3)
+                writer.write(frame(10, data))
+            elif op == 1:
+                await events.put(json.loads(data))
+
+    async with RawServer(slow_pongs) as raw:
+        cfg = config(raw.port, wifi=None, ping_interval_s=20, ping_timeout_s=10)
+        async with MpyProcess(WAKEUP_DRIVER, env={"LINK_CFG": json.dumps(cfg)}) as proc:
+            await proc.expect("DONE")
+    steps = [int(n) for n in re.findall(r"STEPS \d (\d+)", proc.output())]
+    assert len(steps) == 5, proc.output()
+    assert max(steps) <= 2, steps  # polling every 20 ms for the pong would be ~15
