@@ -1,28 +1,56 @@
 # main.py: runs after boot.py. Loads config.json, builds the board, the outbox and the link and
-# runs the charger (charger/app.py) forever. Without a usable config the relay stays off
-# (boot.py) and the LED blinks the fault pattern: no crash loop. Straight-line code on purpose:
-# this file is compiled on the board at each boot, and what runs once needs no function.
+# runs the charger (charger/app.py) forever. Without a usable config (or if building the
+# charger fails) the relay stays off (boot.py) and the LED blinks the fault pattern: no crash
+# loop.
+#
+# The start-up work runs on a thread of its own that ends before the charger runs.
+# MicroPython's GC is conservative: it scans the C stack, and the modules start-up loads and
+# forgets (config, board, linkcfg) leave pointers in C stack words that the charger's frames,
+# later built at the same depth, do not always overwrite. One such word kept config.py's
+# code and constants alive (+3.4 KB at start, or not, depending on the config file's path
+# length). A finished thread's stack is not scanned: what start-up dropped is gone for good.
+import _thread
 import asyncio
+import sys
 
 import micropython
-from charger import app, config, forget
+from charger import app, forget
 
 if hasattr(micropython, "alloc_emergency_exception_buf"):  # absent on the unix port
     micropython.alloc_emergency_exception_buf(100)
-try:
-    cfg = config.load(app.CONFIG_PATH)
-except (ValueError, OSError) as e:
-    print("[charger] config error:", e)
-    cfg = None
-del config
-forget("charger.config")  # validation runs once: give its code's RAM back
-if cfg:
-    from charger.board import Board
-    from charger.link import Link
-    from charger.outbox import Outbox
-    board = Board(cfg)
-    forget("charger.board")  # only the drivers it built stay
-    asyncio.run(app.App(cfg, board, Outbox(), Link).run())
+charger_app = None
+
+
+def start(done):
+    global charger_app
+    try:
+        from charger import config
+        try:
+            cfg = config.load(app.CONFIG_PATH)
+        except (ValueError, OSError) as e:
+            print("[charger] config error:", e)
+            cfg = None
+        forget("charger.config")  # validation runs once: give its code's RAM back
+        if cfg:
+            from charger.board import Board
+            from charger.link import Link
+            from charger.outbox import Outbox
+            board = Board(cfg)
+            forget("charger.board")  # only the drivers it built stay
+            charger_app = app.App(cfg, board, Outbox(), Link)
+    finally:  # an exception is printed by the thread; the fault pattern below shows it
+        done.release()
+
+
+done = _thread.allocate_lock()
+done.acquire()
+if sys.platform == "esp32":  # its default (5 KB) is short for the imports; IDF heap, freed
+    _thread.stack_size(16 * 1024)
+_thread.start_new_thread(start, (done,))
+done.acquire()  # released by start() when it ends
+del done, start
+if charger_app:
+    asyncio.run(charger_app.run())
 from machine import Pin
 from charger.gpio import Led
 led = Led(Pin(2))

@@ -182,6 +182,6 @@ def case_main_with_a_bad_config_shows_the_fault_pattern_instead_of_crashing():
     finally:
         asyncio.run = real_run
         app.CONFIG_PATH = "config.json"
-    assert main.cfg is None and main.led.pattern == 4  # the fault pattern, blinking
+    assert main.charger_app is None and main.led.pattern == 4  # no charger: the fault pattern
     assert len(started) == 1
     started[0].close()
