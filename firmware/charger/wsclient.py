@@ -80,6 +80,9 @@ _EXT8 = const(3)
 _HEAD = const(4)    # 4, 5, 6: the header being written with a 2, 4 or 10-byte start
 _SEQV = const(7)
 _SINK = const(8)
+_DONE = const(9)    # what _send_frame() returns when the frame is written: a finished
+# iterator, so `await` returns None at once without allocating (MicroPython's await takes
+# any iterator); kept here, not as a global: no name of its own
 
 # indices in tasks: the tasks blocked on the socket, woken (cancelled) by drop()
 _RX = const(0)
@@ -103,7 +106,7 @@ class WebSocket:
         self.buf = bytearray(_MSG + max_size)
         mv = memoryview(self.buf)
         self.views = (mv, mv[:2], mv[2:4], mv[2:10], mv[_TXH:_TXH + 6], mv[_TXH:_TXH + 8],
-                      mv[_TXH:_TXH + 14], mv[_SEQ:_SEQ + 2], mv[_TX:_TX + _TX_CHUNK])
+                      mv[_TXH:_TXH + 14], mv[_SEQ:_SEQ + 2], mv[_TX:_TX + _TX_CHUNK], iter(()))
         self.lock = asyncio.Lock()
         self.tasks = [None, None, None]
         self.stream = None
@@ -167,7 +170,9 @@ class WebSocket:
                     await asyncio.sleep_ms(min(ping_ms - idle, pong_ms))
                     continue
                 sent = ticks_ms()
-                await asyncio.wait_for_ms(self._send_frame(_PING, b""), pong_ms)
+                idle = self._send_frame(_PING, b"")
+                if idle is not self.views[_DONE]:  # a drain (wait_for needs a coroutine)
+                    await asyncio.wait_for_ms(idle, pong_ms)
                 await asyncio.sleep_ms(pong_ms)
                 if self.open and ticks_diff(self.last_rx, sent) < 0:
                     break
@@ -358,17 +363,30 @@ class WebSocket:
         self.pong = event
         return self._send_frame(_PING, self.views[_SEQV])
 
-    async def _send_frame(self, op, data):
-        # The common case: nobody is draining and the socket takes the whole frame: no
-        # lock, no yield. Otherwise the frame queues behind the lock and is drained there
-        # (asyncio's write appends to a buffer that a running drain would lose).
+    def _send_frame(self, op, data):
+        # `await` what this returns. The common case: nobody is draining and the socket
+        # takes the whole frame: written here, no lock, no yield and no coroutine (~250 B
+        # of garbage per frame): the caller awaits _DONE, which returns at once.
+        # Otherwise the frame queues behind the lock and is drained there (asyncio's write
+        # appends to a buffer that a running drain would lose); a failed write is dropped
+        # and raised there too (op -1). Within 11 frame slots (no heap frame per call):
+        # hence the bare except (matching OSError needs more slots) and no more locals.
+        if self.lock.locked():
+            return self.drain(op, data)
+        try:
+            self._write_frame(op, data)  # synchronous: only its OSError can come out
+        except:  # noqa: E722
+            op = -1
+        if op < 0 or self.stream.out_buf:
+            return self.drain(op, None)
+        return self.views[_DONE]
+
+    async def drain(self, op, data):
+        # _send_frame()'s slow path (named as the stream's method: one interned name)
         lock = self.lock
         try:
-            if not lock.locked():
-                self._write_frame(op, data)
-                if not self.stream.out_buf:
-                    return
-                data = None  # written; what is left is the drain
+            if op < 0:
+                raise OSError(_ABNORMAL)
             async with lock:
                 if data is not None:
                     self._write_frame(op, data)
