@@ -112,7 +112,10 @@ class Link:
                     if sent < 0 and ws.pong is None:  # the pong came: all sent arrived
                         outbox.confirm()
                         sent = 0
-                    text = outbox.next_unsent() if 0 <= sent < _BATCH else None
+                    # (next_unsent() only when something is unsent: a call allocates
+                    # its frame, ~190 B, even when it returns None)
+                    text = (outbox.next_unsent() if 0 <= sent < _BATCH
+                            and len(outbox) > outbox.unconfirmed else None)
                     if text is not None:
                         await ws.send(text)
                         sent += 1
