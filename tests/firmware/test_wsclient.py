@@ -551,3 +551,38 @@ for data in (b"x" * 100, b"y" * 200):  # a 7-bit and a 16-bit length
 """)
     per_frame = dict(line.split()[1:] for line in out.splitlines() if line.startswith("BYTES"))
     assert per_frame and all(int(b) < 100 for b in per_frame.values()), out
+
+
+def test_sending_a_reading_and_its_confirmation_ping_allocates_no_coroutine():
+    # issue 3 (allocation per metrics cycle): a reading and its delivery-confirmation ping
+    # go out every metrics interval for years. When the socket takes the whole frame,
+    # `await ws.send(text)` allocates only the text's bytes object (its data is shared),
+    # the mask and one buffer view (~130 B) and `await ws.confirm(event)` only the mask
+    # and a view: no coroutine per frame (~250 B each) and no heap frame (>= 128 B).
+    out = run_mpy("""
+import asyncio, micropython
+from charger import messages, wsclient
+class Sink:  # an asyncio stream whose socket takes every write at once
+    def __init__(self): self.out_buf = b""
+    def write(self, b): pass
+ws = wsclient.WebSocket()
+ws.stream = Sink()  # as if connected
+ws.open = True
+ws.close_code = None
+event = asyncio.Event()
+async def main():
+    for i in range(11):
+        text = messages.metrics(7, 230.1, 16.2, 3680.0, 1000 + i, 1764150000 + i)
+        t = micropython.mem_total()
+        await ws.send(text)
+        sent = micropython.mem_total() - t
+        t = micropython.mem_total()
+        await ws.confirm(event)
+        ping = micropython.mem_total() - t
+        if i:  # the first call may intern or cache
+            print("BYTES", sent, ping)
+asyncio.run(main())
+""")
+    rows = [line.split()[1:] for line in out.splitlines() if line.startswith("BYTES")]
+    assert len(rows) == 10, out
+    assert all(int(sent) < 160 and int(ping) < 110 for sent, ping in rows), rows  # 325 and ~280 with a coroutine per frame
