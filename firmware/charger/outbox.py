@@ -62,15 +62,19 @@ _NONE = const(0xFFFFFFFF)  # session_id / wh is None (a constant object on the E
 _MAX = const(0xFFFFFFFE)
 
 
-def _num(value, default, start, end):
-    # value when it is a number in start..end (NaN and the infinities never are), `default`
-    # when value is None, else False. Comparisons only: nothing is allocated. (The argument
-    # names are interned names MicroPython has built in: no qstr of this module's own.)
+def _num(value, key):
+    # value when it is a valid number of its key, else False; key 0: a session_id or wh
+    # (0.._MAX; None refused), 1: the same, None stored as _NONE, 2: a ts (0..2**32-1; None
+    # -> 0), 3: a float32 (NaN and the infinities never pass). Comparisons only: nothing is
+    # allocated. Two arguments, so put_reading() stays within 11 frame slots (no heap frame
+    # per reading); their names are interned names MicroPython has built in.
     if value is None:
-        return default
-    if (isinstance(value, int) or isinstance(value, float)) and start <= value <= end:
-        return value
-    return False
+        return _NONE if key == 1 else 0 if key == 2 else False
+    if not (isinstance(value, int) or isinstance(value, float)):
+        return False
+    if key == 3:
+        return value if -3e38 <= value <= 3e38 else False
+    return value if 0 <= value <= (_NONE if key == 2 else _MAX) else False
 
 
 class Outbox:
@@ -93,40 +97,40 @@ class Outbox:
 
     def put_reading(self, session_id, v, a, w, wh, ts):
         """Queue a `metrics` reading; False (and nothing stored) if a value is invalid."""
-        sid = _num(session_id, False, 0, _MAX)  # None too: a reading belongs to a session
-        wh = _num(wh, _NONE, 0, _MAX)
-        ts = _num(ts, 0, 0, _NONE)
-        if (sid is False or wh is False or ts is False or _num(v, False, -3e38, 3e38) is False
-                or _num(a, False, -3e38, 3e38) is False or _num(w, False, -3e38, 3e38) is False):
+        # Within 11 frame slots (the 7 arguments, k and a stack of 3: no other local, no
+        # `x[k + 1] = y`): one slot more and every reading would allocate a heap frame.
+        session_id = _num(session_id, 0)  # None too: a reading belongs to a session
+        wh = _num(wh, 1)
+        ts = _num(ts, 2)
+        if (session_id is False or wh is False or ts is False or _num(v, 3) is False
+                or _num(a, 3) is False or _num(w, 3) is False):
             self.rejected += 1
             return False
-        n = self._n
-        cap = n[_RCAP]
-        if self.readings == cap:  # full: the oldest reading goes
-            n[_RHEAD] = (n[_RHEAD] + 1) % cap
+        if self.readings == self._n[_RCAP]:  # full: the oldest reading goes
+            self._n[_RHEAD] = (self._n[_RHEAD] + 1) % self._n[_RCAP]
             self.readings -= 1
-            if n[_RSENT]:  # it was sent already, just not confirmed
-                n[_RSENT] -= 1
+            if self._n[_RSENT]:  # it was sent already, just not confirmed
+                self._n[_RSENT] = self._n[_RSENT] - 1  # (`-=` needs a 4th stack slot)
                 self.unconfirmed -= 1
             self.dropped += 1
-        n[_PUT] = (n[_PUT] + 1) & _MASK
-        k = 3 * ((n[_RHEAD] + self.readings) % cap)
-        floats = self._f
-        floats[k] = v
-        floats[k + 1] = a
-        floats[k + 2] = w
-        ints = self._i
-        ints[k] = int(sid)
-        ints[k + 1] = int(wh)
-        ints[k + 2] = int(ts)
+        self._n[_PUT] = (self._n[_PUT] + 1) & _MASK
+        k = (self._n[_RHEAD] + self.readings) % self._n[_RCAP] * 3
         self.readings += 1
+        self._f[k] = v
+        self._i[k] = int(session_id)
+        k += 1
+        self._f[k] = a
+        self._i[k] = int(wh)
+        k += 1
+        self._f[k] = w
+        self._i[k] = int(ts)
         return True
 
     def put_event(self, kind, session_id, wh, ts):
         """Queue `stop` or `emergency`; never dropped (see the module docstring)."""
-        sid = _num(session_id, _NONE, 0, _MAX)
-        wh = _num(wh, _NONE, 0, _MAX)
-        ts = _num(ts, 0, 0, _NONE)
+        sid = _num(session_id, 1)
+        wh = _num(wh, 1)
+        ts = _num(ts, 2)
         if (kind != "stop" and kind != "emergency") or sid is False or wh is False or ts is False:
             # a caller's bug, not a reading to skip: a clear error
             raise ValueError("bad event %r: kind stop|emergency, session_id/wh/ts uint32"

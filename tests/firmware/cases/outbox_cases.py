@@ -268,3 +268,24 @@ def case_a_meter_register_beyond_2_to_the_31_wh_is_kept_exactly():
     assert got[0]["wh"] == 4294967294 and got[0]["ts"] == 4294967295
     assert got[1] == {"type": "stop", "session_id": 4294967294, "wh": 4294967294,
                       "ts": 4294967295}
+
+
+def case_queuing_a_reading_allocates_nothing_even_when_the_outbox_is_full():
+    # issue 3: a reading is queued every metrics interval for years; put_reading() fits in
+    # 11 frame slots, so MicroPython allocates no heap frame for it (184 B a call before;
+    # heap_lock() would not show it: a frame falls back to the C stack when the heap is
+    # locked, so the bytes allocated are counted instead)
+    try:
+        from micropython import mem_total
+    except ImportError:  # CPython: no MicroPython heap to watch
+        return
+    box = Outbox(readings=4)
+    box.put_reading(7, 230.1, 16.2, 3680.0, 1000, 1764150000)
+    assert box.next_unsent() is not None  # sent, not confirmed: a full outbox drops it
+    before = mem_total()
+    for i in range(1, 10):
+        box.put_reading(7, 230.1, 16.2, 3680.0, 1000 + i, 1764150000 + i)
+    allocated = mem_total() - before
+    assert allocated == 0, allocated
+    assert box.readings == 4 and box.dropped == 6 and box.unconfirmed == 0
+    assert [msg["wh"] for msg in _drain(box)] == [1006, 1007, 1008, 1009]
