@@ -32,6 +32,13 @@ EMERGENCY = "emergency"
 FAULT = "fault"
 CHARGER_RESET = "charger_reset"
 
+# the alert stored (and pushed to dashboards as `alert`) when a charger's `stop` says it ended
+# the session by itself for a fault; the session still ends as `local_stop`
+STOP_ALERTS = {
+    p.METER_FAILURE: "Falla del medidor: sin lecturas válidas durante la carga",
+    p.OFFLINE_LIMIT: "Carga detenida: demasiado tiempo sin conexión con el servidor",
+}
+
 
 # --- events the adapters build that are not plain protocol messages ---------------------------
 @dataclass(frozen=True)
@@ -321,9 +328,16 @@ class SessionCore:
     def _charger_stop(self, st: StationState, stop: Stop, now: float) -> list:
         session = st.session
         if session is None or (stop.session_id is not None and stop.session_id != session.id):
-            return []  # already closed: a repeated stop is harmless
+            return []  # already closed: a repeated stop is harmless (and alerts nothing twice)
         self._final_reading(session, stop, now)
-        return self._end(st, LOCAL_STOP, now)
+        effects = []
+        if stop.reason is not None:
+            detail = STOP_ALERTS[stop.reason]
+            effects = [
+                ToClients(st.id, p.alert(st.id, session.id, stop.reason, detail, now)),
+                AddAlert(st.id, session.id, stop.reason, now, detail),
+            ]
+        return effects + self._end(st, LOCAL_STOP, now)
 
     @on(Emergency)
     def _emergency(self, st: StationState, message: Emergency, now: float) -> list:

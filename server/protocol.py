@@ -84,6 +84,7 @@ class Stop:
     wh: float | None = None
     ts: float | None = None
     charger_id: int | None = None  # dashboards subscribed to estacionId=all name the station
+    reason: str | None = None  # a charger's own fault stop: one of STOP_REASONS; None = STOP button
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,11 @@ class StatusReport:
 
 
 STATES = ("idle", "charging", "fault")
+# why a charger ended a session by itself (the optional `reason` of its `stop`): the meter was
+# silent or corrupt while charging, or it charged too long without the server
+METER_FAILURE = "meter_failure"
+OFFLINE_LIMIT = "offline_limit"
+STOP_REASONS = (METER_FAILURE, OFFLINE_LIMIT)
 
 
 def _number(lo: float, hi: float):
@@ -127,10 +133,16 @@ def _text(name, value):
     return value
 
 
-def _state(name, value):
-    if value not in STATES:
-        raise ProtocolError(f"{name} must be one of {', '.join(STATES)}")
-    return value
+def _one_of(choices):
+    def check(name, value):
+        if not isinstance(value, str) or value not in choices:
+            raise ProtocolError(f"{name} must be one of {', '.join(choices)}")
+        return value
+
+    return check
+
+
+_state, _stop_reason = _one_of(STATES), _one_of(STOP_REASONS)
 
 
 _VOLTS, _AMPS, _WATTS = _number(0, MAX_VOLTS), _number(0, MAX_AMPS), _number(0, MAX_WATTS)
@@ -150,7 +162,15 @@ _PUBLISHER_MESSAGES = {
             "wh": (_WH, False),
         },
     ),
-    "stop": (Stop, {"session_id": (_session_id, False), "wh": (_WH, False), "ts": (_TS, False)}),
+    "stop": (
+        Stop,
+        {
+            "session_id": (_session_id, False),
+            "wh": (_WH, False),
+            "ts": (_TS, False),
+            "reason": (_stop_reason, False),
+        },
+    ),
     "emergency": (
         Emergency,
         {"session_id": (_session_id, False), "wh": (_WH, False), "ts": (_TS, False)},
@@ -294,6 +314,19 @@ def emergency(charger_id, session_id, at) -> dict:
         "type": "emergency",
         "charger_id": charger_id,
         "session_id": session_id,
+        "timestamp": iso_z(at),
+    }
+
+
+def alert(charger_id, session_id, kind, message, at) -> dict:
+    """To dashboards: the charger stopped charging by itself for a fault (`kind` is the stop's
+    reason, `message` the stored alert's Spanish text)."""
+    return {
+        "type": "alert",
+        "charger_id": charger_id,
+        "session_id": session_id,
+        "kind": kind,
+        "message": message,
         "timestamp": iso_z(at),
     }
 

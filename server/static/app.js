@@ -1,5 +1,6 @@
 // The dashboard's entry point: one WebSocket subscribed to every station (estacionId=all), the
-// store it feeds, the banners (disconnected, emergencies) and a hash router over the views.
+// store it feeds, the banners (disconnected; alerts by kind: emergency, fault, meter failure,
+// offline limit) and a hash router over the views.
 
 import { h, replace } from "./dom.js";
 import * as fmt from "./format.js";
@@ -27,6 +28,22 @@ const app = { store, link, navigate: (hash) => { window.location.hash = hash; } 
 const viewRoot = document.getElementById("view");
 const alertsRoot = document.getElementById("alerts");
 const linkState = document.getElementById("link-state");
+// What an alert banner says, by the alert's kind: [headline before the station's name, advice].
+const STOPPED_UNTIL_RESET = "The charger stays stopped until it is reset on site.";
+const ALERT_TEXTS = {
+  emergency: ["EMERGENCY stop at", STOPPED_UNTIL_RESET],
+  fault: ["FAULT reported by", STOPPED_UNTIL_RESET],
+  meter_failure: ["METER FAILURE at",
+    "Charging was stopped because the meter went silent or sent corrupt readings. Check the meter before the next session."],
+  offline_limit: ["OFFLINE LIMIT reached at",
+    "Charging was stopped because the charger ran too long without the server. Check its network."],
+};
+
+function alertText(alert, stationName) {
+  const [headline, advice] = ALERT_TEXTS[alert.kind] ?? [`ALERT (${alert.kind}) at`, "Check the charger."];
+  return `${headline} ${stationName}${alert.sessionId ? ` (session ${alert.sessionId})` : ""} at ${fmt.clock(alert.at)}. ${advice}`;
+}
+
 let unmount = () => {};
 let retryAt = null;
 let bannersKey = null;
@@ -85,10 +102,7 @@ function renderBanners() {
     button.addEventListener("click", () => acknowledge(alert.stationId, button));
     banners.push(
       h("div", { class: "banner emergency", role: "alert", dataset: { testid: `emergency-${alert.stationId}` } },
-        h("span", {},
-          alert.kind === "fault" ? `FAULT reported by ${station.name}` : `EMERGENCY stop at ${station.name}`,
-          alert.sessionId ? ` (session ${alert.sessionId})` : "",
-          ` at ${fmt.clock(alert.at)}. The charger stays stopped until it is reset on site.`),
+        h("span", {}, alertText(alert, station.name)),
         button),
     );
   }

@@ -33,7 +33,7 @@ export class Store extends EventTarget {
   constructor() {
     super();
     this.stations = new Map();
-    this.alerts = new Map(); // station id -> {stationId, sessionId, at}
+    this.alerts = new Map(); // station id -> {stationId, sessionId, at, kind, receivedMs}
     this.connected = false;
   }
 
@@ -208,22 +208,37 @@ function applySessionEnded(store, message) {
   store.changed(id);
 }
 
-function applyEmergency(store, message) {
+// An alert pushed on the socket (`emergency`, or `alert` with its kind): the station's banner
+// until an operator acknowledges it. Returns the station, or null for a message without one.
+function raiseAlert(store, message, kind, logText) {
   const id = chargerIdOf(message);
-  if (!Number.isFinite(id)) return;
-  const station = store.station(id);
-  station.status = "emergencia";
+  if (!Number.isFinite(id)) return null;
   const at = fmt.toUnixSeconds(message.timestamp) ?? nowS();
-  store.alerts.set(id, { stationId: id, sessionId: message.session_id ?? null, at, kind: "emergency", receivedMs: Date.now() });
-  store.log(station, "EMERGENCY stop pressed at the charger", "error");
-  store.changed(id);
+  store.alerts.set(id, { stationId: id, sessionId: message.session_id ?? null, at, kind, receivedMs: Date.now() });
+  const station = store.station(id);
+  store.log(station, logText, "error");
+  return station;
+}
+
+function applyEmergency(store, message) {
+  const station = raiseAlert(store, message, "emergency", "EMERGENCY stop pressed at the charger");
+  if (!station) return;
+  station.status = "emergencia";
+  store.changed(station.id);
+}
+
+// The charger stopped charging by itself for a fault (kind `meter_failure` or `offline_limit`).
+function applyAlert(store, message) {
+  if (typeof message.kind !== "string") return;
+  const station = raiseAlert(store, message, message.kind, `Alert: ${message.message ?? message.kind}`);
+  if (station) store.changed(station.id);
 }
 
 function applyAlertAcknowledged(store, message) {
   const id = chargerIdOf(message);
   if (!Number.isFinite(id)) return;
   store.alerts.delete(id);
-  store.log(store.station(id), "Emergency alert acknowledged by an operator");
+  store.log(store.station(id), "Alert acknowledged by an operator");
   store.changed(id);
 }
 
@@ -245,6 +260,7 @@ export const MESSAGE_HANDLERS = {
   session_started: applySessionStarted,
   session_ended: applySessionEnded,
   emergency: applyEmergency,
+  alert: applyAlert,
   alert_acknowledged: applyAlertAcknowledged,
   error: applyError,
 };

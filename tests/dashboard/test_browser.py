@@ -278,6 +278,33 @@ async def test_a_fault_reported_by_the_charger_raises_the_banner_too(page, live_
     assert page.console_errors == []
 
 
+@pytest.mark.parametrize(
+    "reason, headline",
+    [("meter_failure", "METER FAILURE at Estación 1"), ("offline_limit", "OFFLINE LIMIT reached at Estación 1")],
+)
+async def test_a_charger_stopping_for_a_meter_failure_shows_what_failed_without_a_reload(page, live_app, server_url, reason, headline):
+    await open_dashboard(page, live_app)
+    charger = await Charger.connect(server_url)
+    try:
+        session_id = await charger.start()
+        await send_json(charger.websocket, {"type": "stop", "session_id": session_id, "reason": reason})
+        banner = page.get_by_test_id("emergency-1")
+        await expect(banner).to_contain_text(f"{headline} (session {session_id})")
+        await expect(banner).not_to_contain_text("EMERGENCY")
+        await expect(page.locator(f'{STATION} [data-field="status"]')).to_have_text("disponible")
+        if reason == "meter_failure":
+            await page.screenshot(path=screenshot_path("meter-failure-banner"))
+        await page.reload()  # listed by /api/alerts for an operator who opens the page later
+        await expect(banner).to_contain_text(headline)
+        await banner.get_by_test_id("acknowledge").click()
+        await expect(banner).to_have_count(0)
+    finally:
+        await charger.close()
+    [alert] = await live_app.storage.list_alerts()
+    assert alert.kind == reason and alert.acknowledged_at is not None
+    assert page.console_errors == []
+
+
 async def test_numbers_are_formatted_for_people(page, live_app):
     await open_dashboard(page, live_app)
     shown = await page.evaluate(

@@ -44,6 +44,8 @@ BAD_CHARGER_MESSAGES = [
     ("nfc uid with quotes", {"type": "nfc_scan", "nfc_uid": "'; DROP TABLE cards;--"}),
     ("unknown state", {"type": "status", "state": "dancing"}),
     ("charging without session", {"type": "status", "state": "charging"}),
+    ("unknown stop reason", {"type": "stop", "session_id": "SID", "reason": "tired"}),
+    ("stop reason not a string", {"type": "stop", "session_id": "SID", "reason": 1}),
 ]
 
 

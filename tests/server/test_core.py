@@ -126,7 +126,30 @@ def test_charger_stop_ends_the_session_and_a_repeat_is_harmless(core):
     ended = messages(effects)[0]
     assert ended["type"] == "session_ended" and ended["duration"] == 120
     assert kinds(effects, c.EndSession)[0].reason == c.LOCAL_STOP
+    assert not kinds(effects, c.AddAlert)  # the STOP button is no fault
     assert core.handle_publisher(1, Stop(123), NOW + 121) == []
+
+
+@pytest.mark.parametrize(
+    "reason, words", [("meter_failure", "Falla del medidor"), ("offline_limit", "sin conexión")]
+)
+def test_a_charger_stop_for_its_own_fault_ends_as_local_stop_and_alerts_the_operator(core, reason, words):
+    start_session(core)
+    effects = core.handle_publisher(1, Stop(123, reason=reason), NOW + 8)
+    [alert] = kinds(effects, c.AddAlert)
+    assert (alert.kind, alert.session_id, alert.station_id) == (reason, 123, 1) and words in alert.detail
+    [end] = kinds(effects, c.EndSession)
+    assert end.reason == c.LOCAL_STOP
+    pushed = messages(effects)
+    assert [m["type"] for m in pushed] == ["alert", "session_ended", "status"]
+    assert pushed[0] == p.alert(1, 123, reason, alert.detail, NOW + 8)
+    assert core.stations[1].status == p.DISPONIBLE  # not latched: the next tap may try again
+
+
+def test_a_replayed_fault_stop_of_an_ended_session_adds_no_second_alert(core):
+    start_session(core)
+    core.handle_publisher(1, Stop(123, reason="meter_failure"), NOW + 8)
+    assert core.handle_publisher(1, Stop(123, reason="meter_failure"), NOW + 20) == []
 
 
 def test_dashboard_stop_with_charger_offline_changes_nothing(core):
@@ -212,7 +235,7 @@ events = st.lists(
     st.one_of(
         st.tuples(st.just("tap"), st.sampled_from([JUAN, Card("04AA", 2, "Ana"), None])),
         st.tuples(st.just("metrics"), st.integers(0, 3), st.floats(0, 50_000), st.one_of(st.none(), st.floats(0, 1e6))),
-        st.tuples(st.just("stop"), st.sampled_from([None, 1, 2])),
+        st.tuples(st.just("stop"), st.sampled_from([None, 1, 2]), st.sampled_from([None, *p.STOP_REASONS])),
         st.tuples(st.just("dash_stop"), st.sampled_from([None, 1, 2])),
         st.tuples(st.just("emergency")),
         st.tuples(st.just("status"), st.sampled_from(["idle", "charging", "fault"]), st.sampled_from([1, 2, 99])),
@@ -226,7 +249,8 @@ events = st.lists(
 @settings(deadline=None, max_examples=200)
 @given(events)
 def test_any_event_sequence_keeps_billing_consistent(sequence):
-    """Whatever happens, a session's energy never decreases and every end is reported once."""
+    """Whatever happens, a session's energy never decreases, every end is reported once and a
+    charger's fault stop alerts only with the end of the session it names."""
     core = c.SessionCore()
     core.add_station(1, "Estación 1", 7.0)
     core.publisher_connected(1, NOW)
@@ -245,7 +269,7 @@ def test_any_event_sequence_keeps_billing_consistent(sequence):
             sid = session.id if session and event[1] else event[1] or 1
             effects = core.handle_publisher(1, Metrics(sid, 230, 10, event[2], now, event[3]), now)
         elif kind == "stop":
-            effects = core.handle_publisher(1, Stop(event[1]), now)
+            effects = core.handle_publisher(1, Stop(event[1], reason=event[2]), now)
         elif kind == "dash_stop":
             effects = core.dashboard_stop(1, Stop(event[1]), now)
         elif kind == "emergency":
@@ -261,4 +285,7 @@ def test_any_event_sequence_keeps_billing_consistent(sequence):
             assert end.session_id not in ended and end.kwh >= last_kwh.get(end.session_id, 0.0)
             assert end.cost == pytest.approx(end.kwh * 7.0)
             ended.append(end.session_id)
+        for alert in kinds(effects, c.AddAlert):  # a fault stop alerts once, with its session's end
+            if alert.kind in p.STOP_REASONS:
+                assert [e.session_id for e in kinds(effects, c.EndSession)] == [alert.session_id]
         assert core.stations[1].status in (p.DESCONECTADO, p.DISPONIBLE, p.CARGANDO, p.EMERGENCIA)

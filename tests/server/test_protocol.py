@@ -16,7 +16,7 @@ json_values = st.recursive(
 )
 message_like = st.fixed_dictionaries(
     {"type": st.sampled_from(["nfc_scan", "metrics", "stop", "emergency", "status", "x"])},
-    optional={k: json_values for k in ("session_id", "v", "a", "w", "ts", "wh", "nfc_uid", "state")},
+    optional={k: json_values for k in ("session_id", "v", "a", "w", "ts", "wh", "nfc_uid", "state", "reason")},
 )
 
 
@@ -51,6 +51,20 @@ def test_seed_examples_parse_as_written():
     assert p.parse_client_message('{"type":"stop","session_id":123}') == p.Stop(123)
 
 
+@pytest.mark.parametrize("reason", ["meter_failure", "offline_limit"])
+def test_a_charger_stop_may_say_it_stopped_for_a_meter_failure_or_the_offline_limit(reason):
+    frame = f'{{"type":"stop","session_id":123,"reason":"{reason}","ts":1699276430}}'
+    assert p.parse_publisher_message(frame) == p.Stop(123, ts=1699276430.0, reason=reason)
+
+
+@pytest.mark.parametrize("reason", ["tired", "", "METER_FAILURE", 3, True, ["meter_failure"], {}])
+def test_an_unknown_stop_reason_is_an_invalid_message_naming_the_field(reason):
+    frame = json.dumps({"type": "stop", "session_id": 123, "reason": reason})
+    with pytest.raises(p.ProtocolError) as refused:
+        p.parse_publisher_message(frame)
+    assert refused.value.code == p.INVALID_MESSAGE and "stop.reason" in refused.value.message
+
+
 @pytest.mark.parametrize(
     "builder, expected",
     [
@@ -63,6 +77,9 @@ def test_seed_examples_parse_as_written():
           "kwh": 2.45, "cost": 17.15, "time": 850}),
         (p.emergency(1, 123, 1762430700.0),
          {"type": "emergency", "charger_id": 1, "session_id": 123, "timestamp": "2025-11-06T12:05:00.000Z"}),
+        (p.alert(1, 123, "meter_failure", "Falla del medidor", 1762430700.0),
+         {"type": "alert", "charger_id": 1, "session_id": 123, "kind": "meter_failure",
+          "message": "Falla del medidor", "timestamp": "2025-11-06T12:05:00.000Z"}),
     ],
 )
 def test_outbound_messages_have_the_seed_shapes(builder, expected):

@@ -153,6 +153,27 @@ async def test_emergency_ends_session_alerts_and_blocks_until_charger_reports_re
     assert stored.kind == "emergency" and stored.session_id == session_id
 
 
+@pytest.mark.parametrize("reason", ["meter_failure", "offline_limit"])
+async def test_a_charger_stopping_for_its_own_fault_alerts_dashboards_and_stores_the_alert(live_app, server_url, reason):
+    dashboard = await dashboard_for(server_url)
+    charger = await publisher(server_url)
+    async with dashboard, charger:
+        session_id = await start_charging(charger)
+        await send_json(charger, {"type": "stop", "session_id": session_id, "reason": reason})
+        alert = await receive_type(dashboard, "alert")
+        assert (alert["charger_id"], alert["session_id"], alert["kind"]) == (1, session_id, reason)
+        assert alert["message"] and alert["timestamp"].endswith("Z")
+        ended = await receive_type(dashboard, "session_ended")
+        assert ended["session_id"] == session_id and ended["reason"] == "local_stop"
+        assert (await receive_type(dashboard, "status"))["status"] == "disponible"
+        # the same stop replayed after a reconnect is harmless: no second alert
+        await send_json(charger, {"type": "stop", "session_id": session_id, "reason": reason})
+        assert (await start_charging(charger)) != session_id  # the station takes the next card
+    assert (await live_app.storage.get_session(session_id)).end_reason == "local_stop"
+    [stored] = await live_app.storage.list_alerts(station_id=1)
+    assert (stored.kind, stored.session_id, stored.detail) == (reason, session_id, alert["message"])
+
+
 async def test_emergency_reaches_dashboards_even_when_the_alert_cannot_be_written(live_app, server_url, monkeypatch):
     import sqlite3
 
