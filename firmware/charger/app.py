@@ -99,9 +99,10 @@ class App:
             self.outbox.put_reading(self.sm.session_id, m.voltage, m.current, m.power,
                                     self.sm.wh, self.last_ts)
             self.readings_queued += 1
-        if acts & 192:  # queue stop (64) or emergency (128) about `event_sid`
-            self.outbox.put_event("stop" if acts & 64 else "emergency", self.sm.event_sid,
-                                  self.sm.wh, self.last_ts)
+        if acts & 192:  # queue stop (64) or emergency (128) about `event_sid`; a stop for a
+            # fault (2048) is queued as its reason (the state's note), sent as a stop with it
+            self.outbox.put_event("emergency" if acts & 128 else self.sm.note if acts & 2048
+                                  else "stop", self.sm.event_sid, self.sm.wh, self.last_ts)
             if self.sm.event_sid is not None:
                 self.ended = self.sm.event_sid
         if acts & 224:  # anything queued: the link sends it

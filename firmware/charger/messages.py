@@ -5,7 +5,8 @@ Owns the exact JSON text of `nfc_scan`, `metrics`, `stop`, `emergency` and `stat
 frames. Texts are formatted by hand with fixed decimals so a reading costs one string,
 prints the same on the 32-bit ESP32 float and on CPython, and never shows float noise.
 `wh` None is left out of `metrics`/`stop`/`emergency`; `ts` 0 or None (clock not set yet)
-is left out everywhere. Few functions on purpose: each one costs RAM on the ESP32.
+is left out everywhere; a `stop` carries `reason` only when a fault ended the session. Few
+functions on purpose: each one costs RAM on the ESP32.
 Runs under CPython and MicroPython.
 """
 
@@ -27,13 +28,15 @@ def metrics(session_id, v, a, w, wh, ts):
                 'metrics","session_id":%d,"v":%.1f,"a":%.3f,"w":%.1f' % (session_id, v, a, w))
 
 
-def stop(session_id, wh, ts, head=None):
-    """The charger ended the session (STOP button, offline limit, meter failure). `head`
-    (for `emergency` and `metrics`) replaces the type and session fields."""
+def stop(session_id, wh, ts, head=None, reason=None):
+    """The charger ended the session: the STOP button (no `reason`: the seed's message), or
+    by itself for a fault, `reason` "meter_failure" or "offline_limit". `head` (for
+    `emergency` and `metrics`) replaces the type and session fields."""
     if head is None:
         head = 'stop","session_id":%d' % session_id
-    return '{"type":"%s%s%s}' % (head, "" if wh is None else ',"wh":%d' % wh,
-                                 ',"ts":%d' % ts if ts else "")
+    return '{"type":"%s%s%s%s}' % (head, ',"reason":"%s"' % reason if reason else "",
+                                   "" if wh is None else ',"wh":%d' % wh,
+                                   ',"ts":%d' % ts if ts else "")
 
 
 def emergency(session_id, wh, ts):

@@ -12,9 +12,9 @@ text and the values read back (no record tuple), and dropping a reading is movin
 index, never copying entries. Rules:
 
 - at most `readings` readings; when full, the OLDEST READING is dropped (`dropped` counts);
-- `stop` and `emergency` have their own `events` slots and are never dropped. Only when
-  all of them are taken (that many sessions ended while offline) is a new event refused:
-  `put_event` returns False and `lost_events` counts;
+- `stop` (with or without its fault `reason`) and `emergency` have their own `events` slots
+  and are never dropped. Only when all of them are taken (that many sessions ended while
+  offline) is a new event refused: `put_event` returns False and `lost_events` counts;
 - delivery is confirmed, not assumed: the link takes entries with `next_unsent()` (they
   stay in the outbox, marked sent), and removes them with `confirm()` once the server has
   proven it read them (a pong to a ping sent after them); when the connection dies first,
@@ -45,8 +45,12 @@ except ImportError:  # CPython
         return x
 
 # storage (module docstring): reading r at 3*r in both arrays, event e at 3*cap + 5*e of the
-# uint32 one. Not struct records in one bytearray: unpack_from() allocates a tuple per send
-_STOP = const(1)
+# uint32 one. Not struct records in one bytearray: unpack_from() allocates a tuple per send.
+# An event's kind is stored as its place in _KINDS + 1: 1 stop, 2 emergency, 3 and 4 a stop
+# the charger made for a fault, sent with that word as its `reason`. One tuple for both ways:
+# each 13-character word is a string object in RAM (no qstr), so it is written only once.
+_EMERGENCY = const(2)
+_KINDS = ("stop", "emergency", "meter_failure", "offline_limit")
 # indices into Outbox._n, the ring state
 _RHEAD = const(0)  # slot of the oldest reading
 _RSENT = const(1)  # readings at the head sent but not confirmed yet
@@ -127,14 +131,16 @@ class Outbox:
         return True
 
     def put_event(self, kind, session_id, wh, ts):
-        """Queue `stop` or `emergency`; never dropped (see the module docstring)."""
+        """Queue `stop` or `emergency`, or a stop the charger made for a fault, kind
+        `meter_failure` or `offline_limit` (sent as a `stop` with that `reason`); never
+        dropped (see the module docstring)."""
         sid = _num(session_id, 1)
         wh = _num(wh, 1)
         ts = _num(ts, 2)
-        if (kind != "stop" and kind != "emergency") or sid is False or wh is False or ts is False:
+        if kind not in _KINDS or sid is False or wh is False or ts is False:
             # a caller's bug, not a reading to skip: a clear error
-            raise ValueError("bad event %r: kind stop|emergency, session_id/wh/ts uint32"
-                             % kind)
+            raise ValueError("bad event %r: kind one of %s, session_id/wh/ts uint32"
+                             % (kind, _KINDS))
         n = self._n
         if n[_ELEN] == n[_ECAP]:
             self.lost_events += 1
@@ -142,7 +148,7 @@ class Outbox:
         k = 3 * n[_RCAP] + 5 * ((n[_EHEAD] + n[_ELEN]) % n[_ECAP])
         ints = self._i
         ints[k] = n[_PUT]
-        ints[k + 1] = 1 if kind == "stop" else 2
+        ints[k + 1] = _KINDS.index(kind) + 1
         ints[k + 2] = int(sid)
         ints[k + 3] = int(wh)
         ints[k + 4] = int(ts)
@@ -174,9 +180,11 @@ class Outbox:
         sid = None if sid == _NONE else sid
         wh = ints[k + 3]
         wh = None if wh == _NONE else wh
-        if ints[k + 1] == _STOP:
-            return messages.stop(sid, wh, ints[k + 4])
-        return messages.emergency(sid, wh, ints[k + 4])
+        e = ints[k + 1]  # the kind (put_event)
+        if e == _EMERGENCY:
+            return messages.emergency(sid, wh, ints[k + 4])
+        return messages.stop(sid, wh, ints[k + 4], None,
+                             _KINDS[e - 1] if e > _EMERGENCY else None)  # a fault's reason
 
     def confirm(self):
         """The server has everything next_unsent() returned so far: remove those entries."""

@@ -15,6 +15,8 @@ queue, messages:
     32 queue the latest reading of `session_id`    64 queue stop(`event_sid`, `wh`)
     128 queue emergency(`event_sid`, `wh`)          256 send the status messages (after reset)
     512 log `note`    1024 flash the error pattern once, then back to `led`
+    2048 the queued stop carries `note` as its `reason`: the charger ended the session for a
+         fault (`meter_failure`, `offline_limit`), not for the STOP button
 
 `led` is an index into gpio.PATTERNS: 0 idle, 1 wait, 2 charging, 4 fault, 5 offline,
 6 reader fault, 7 meter fault: the pattern of the charger's condition. The error pattern (3)
@@ -53,6 +55,7 @@ _A_QUEUE_EMERGENCY = const(128)
 _A_SEND_STATUS = const(256)
 _A_LOG = const(512)
 _A_FLASH_ERROR = const(1024)
+_A_STOP_REASON = const(2048)
 
 _LED_IDLE = const(0)
 _LED_WAIT = const(1)
@@ -233,10 +236,12 @@ class ChargerState:
                 self.note = "no start from the server"
                 return _A_LOG | self._go(_IDLE, _LED_ERROR)
         elif st == _CHARGING:
+            # a fault's stop says why (2048): `note`, the stop's `reason`. The bit goes after
+            # the call: before it, it would take a 12th frame slot (a heap frame per tick)
             if ticks_diff(now, t[_METER_OK_AT]) >= t[_METER_SILENCE_MS]:
-                return self._go(_IDLE, _LED_METER_FAULT, "meter_failure")
+                return self._go(_IDLE, _LED_METER_FAULT, "meter_failure") | _A_STOP_REASON
             if not self.link_up and ticks_diff(now, t[_OFFLINE_SINCE]) >= t[_OFFLINE_LIMIT_MS]:
-                return self._go(_IDLE, _LED_IDLE, "offline_limit")
+                return self._go(_IDLE, _LED_IDLE, "offline_limit") | _A_STOP_REASON
         elif st == _FAULT and t[_STOP_AT] >= 0 and t[_EMERGENCY_UP_AT] >= 0:
             # STOP held for the reset time, counted from when both it and EMERGENCY are right
             held_from = t[_STOP_AT]

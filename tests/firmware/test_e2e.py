@@ -59,6 +59,7 @@ async def _stop_and_check_energy(sim, app, session_id, wh_before):
     await sim.wait_status(lambda s: s["outbox"] == 0)
     record = await _wait_ended(app, session_id)
     assert record.end_reason == "local_stop"
+    assert await app.storage.list_alerts(station_id=1) == []  # the STOP button is no fault
     meter_delta_wh = st["wh"] - wh_before
     assert meter_delta_wh > 0
     assert round(record.kwh * 1000) == meter_delta_wh
@@ -177,15 +178,20 @@ async def test_charger_rebooted_mid_session_is_closed_as_charger_reset(charger, 
     assert (await _wait_ended(live_app, session_id)).end_reason == "charger_reset"
 
 
-async def test_meter_silent_for_5_s_while_charging_opens_the_relay_and_ends_the_session(
+async def test_meter_silent_for_5_s_while_charging_opens_the_relay_ends_the_session_and_alerts_the_operator(
         charger, live_app):
-    session_id = await _start_session(charger)
-    await charger.command("meter silent")
-    st = await charger.wait_status(lambda s: s["state"] == "idle", timeout=30)
-    assert st["relay"] is False and st["led"] == 7  # the meter-failure pattern
-    await charger.wait_line(lambda l: "meter_failure" in l)
+    async with connect(base_url(live_app), "client", 1) as dashboard:
+        session_id = await _start_session(charger, dashboard)
+        await charger.command("meter silent")
+        st = await charger.wait_status(lambda s: s["state"] == "idle", timeout=30)
+        assert st["relay"] is False and st["led"] == 7  # the meter-failure pattern
+        await charger.wait_line(lambda l: "meter_failure" in l)
+        alert = await receive_type(dashboard, "alert")  # live, no page reload
+        assert (alert["kind"], alert["session_id"]) == ("meter_failure", session_id)
     record = await _wait_ended(live_app, session_id)
     assert record.end_reason == "local_stop"
+    [stored] = await live_app.storage.list_alerts(station_id=1)
+    assert (stored.kind, stored.session_id) == ("meter_failure", session_id)
 
 
 async def test_corrupt_meter_frames_count_as_a_silent_meter(charger, live_app):
@@ -194,6 +200,7 @@ async def test_corrupt_meter_frames_count_as_a_silent_meter(charger, live_app):
     st = await charger.wait_status(lambda s: s["state"] == "idle", timeout=30)
     assert st["relay"] is False
     assert (await _wait_ended(live_app, session_id)).end_reason == "local_stop"
+    assert [a.kind for a in await live_app.storage.list_alerts(station_id=1)] == ["meter_failure"]
 
 
 async def test_offline_too_long_stops_charging_locally_and_reports_the_stop_later(
@@ -212,6 +219,9 @@ async def test_offline_too_long_stops_charging_locally_and_reports_the_stop_late
         record = await _wait_ended(live_app, session_id)
         assert record.end_reason == "local_stop"
         assert round(record.kwh * 1000) == st["wh"] - wh_before
+        # the reason travelled through the outbox and the replay: the operator is told
+        [stored] = await live_app.storage.list_alerts(station_id=1)
+        assert (stored.kind, stored.session_id) == ("offline_limit", session_id)
     finally:
         await sim.stop()
 

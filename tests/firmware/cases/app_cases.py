@@ -72,24 +72,42 @@ def case_a_poll_pass_with_nothing_to_do_allocates_nothing():
     assert firmware == 0, firmware
 
 
-def case_a_stop_in_the_same_second_as_the_last_reading_keeps_its_true_ts():
-    # the server counts a register rise within the same whole second: no bumped ts
+def _charging_app():
+    # session 7 started and its first reading (register 1000 Wh) queued at t = 0
     a = _app()
-    sm = a.sm
-    sm.card("AA", 0)
-    a._do(sm.server("start", 7, 0))
-    a._do(sm.tick(0, 1000))
-    a._do(sm.button("stop", True, 10))
+    a.sm.card("AA", 0)
+    a._do(a.sm.server("start", 7, 0))
+    a._do(a.sm.tick(0, 1000))
+    return a
+
+
+def _sent(a):
+    # everything in the outbox, as the link sends it
     texts = []
     while True:
         text = a.outbox.next_unsent()
         if text is None:
-            break
-        texts.append(text)
-    reading_ts = json.loads(texts[0])["ts"]
-    stop = json.loads(texts[-1])
+            return texts
+        texts.append(json.loads(text))
+
+
+def case_a_stop_in_the_same_second_as_the_last_reading_keeps_its_true_ts():
+    # the server counts a register rise within the same whole second: no bumped ts
+    a = _charging_app()
+    a._do(a.sm.button("stop", True, 10))
+    texts = _sent(a)
+    stop = texts[-1]
+    assert stop["type"] == "stop" and stop["session_id"] == 7 and "reason" not in stop
+    assert texts[0]["ts"] <= stop["ts"] <= int(time.time())
+
+
+def case_a_silent_meter_queues_a_stop_that_says_meter_failure():
+    a = _charging_app()
+    a._do(a.sm.tick(5000))  # no good reading for the meter silence time
+    assert not a.board.relay.is_on
+    stop = _sent(a)[-1]
     assert stop["type"] == "stop" and stop["session_id"] == 7
-    assert reading_ts <= stop["ts"] <= int(time.time())
+    assert stop["reason"] == "meter_failure"
 
 
 def case_relay_never_closes_while_emergency_is_open():

@@ -30,6 +30,15 @@ def case_stop_and_emergency_carry_the_final_energy():
         "type": "emergency", "session_id": None}
 
 
+def case_a_stop_for_a_fault_says_why_and_the_stop_button_s_does_not():
+    for reason in ("meter_failure", "offline_limit"):
+        assert json.loads(messages.stop(123, 900, 1699276425, reason=reason)) == {
+            "type": "stop", "session_id": 123, "reason": reason, "wh": 900, "ts": 1699276425}
+    assert json.loads(messages.stop(5, None, 0, reason="meter_failure")) == {
+        "type": "stop", "session_id": 5, "reason": "meter_failure"}
+    assert "reason" not in json.loads(messages.stop(123, 900, 1699276425))
+
+
 def case_status_reports_state_session_and_energy():
     assert json.loads(messages.status("charging", 9, 1500)) == {
         "type": "status", "state": "charging", "session_id": 9, "wh": 1500}

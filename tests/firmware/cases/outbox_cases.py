@@ -98,6 +98,24 @@ def case_invalid_reading_is_refused_and_counted():
     assert box.rejected == 9 and len(box) == 0
 
 
+def case_a_fault_stop_keeps_its_reason_through_a_rewind_and_the_replay():
+    box = Outbox(readings=4, events=4)
+    box.put_event("meter_failure", 7, None, 1700000001)
+    box.put_reading(*_reading(1, sid=8))
+    box.put_event("offline_limit", 8, 1500, 1700000100)
+    box.put_event("stop", 9, 1600, 1700000200)
+    box.put_event("emergency", 9, 1600, 1700000201)
+    first = _take_unsent(box)
+    box.rewind()  # the connection died before the server confirmed them
+    again = _take_unsent(box)
+    assert again == first
+    assert first[0] == {"type": "stop", "session_id": 7, "reason": "meter_failure",
+                        "ts": 1700000001}
+    assert first[2] == {"type": "stop", "session_id": 8, "reason": "offline_limit",
+                        "wh": 1500, "ts": 1700000100}
+    assert "reason" not in first[3] and first[4]["type"] == "emergency"
+
+
 def case_unknown_event_kind_is_a_clear_error():
     box = Outbox()
     try:

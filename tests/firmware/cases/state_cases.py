@@ -7,7 +7,7 @@ from charger.state import ChargerState
 IDLE, WAIT_START, CHARGING, FAULT = 0, 1, 2, 3
 RELAY_OFF, RELAY_ON, FINAL_READING, LED, SEND_SCAN = 1, 2, 4, 8, 16
 QUEUE_READING, QUEUE_STOP, QUEUE_EMERGENCY, SEND_STATUS, LOG = 32, 64, 128, 256, 512
-FLASH_ERROR = 1024
+FLASH_ERROR, STOP_REASON = 1024, 2048
 LED_IDLE, LED_WAIT, LED_CHARGING, LED_ERROR, LED_FAULT = 0, 1, 2, 3, 4
 LED_OFFLINE, LED_READER_FAULT, LED_METER_FAULT = 5, 6, 7
 
@@ -19,7 +19,8 @@ def case_the_numbers_here_are_the_state_modules():
                         ("_A_SEND_SCAN", SEND_SCAN), ("_A_QUEUE_READING", QUEUE_READING),
                         ("_A_QUEUE_STOP", QUEUE_STOP), ("_A_QUEUE_EMERGENCY", QUEUE_EMERGENCY),
                         ("_A_SEND_STATUS", SEND_STATUS), ("_A_LOG", LOG),
-                        ("_A_FLASH_ERROR", FLASH_ERROR), ("_IDLE", IDLE),
+                        ("_A_FLASH_ERROR", FLASH_ERROR), ("_A_STOP_REASON", STOP_REASON),
+                        ("_IDLE", IDLE),
                         ("_WAIT_START", WAIT_START), ("_CHARGING", CHARGING), ("_FAULT", FAULT),
                         ("_LED_IDLE", LED_IDLE), ("_LED_WAIT", LED_WAIT),
                         ("_LED_CHARGING", LED_CHARGING), ("_LED_ERROR", LED_ERROR),
@@ -175,6 +176,7 @@ def case_silent_meter_for_5_s_stops_the_session():
     assert m.tick(5999) == 0
     acts = m.tick(6000)
     assert acts & RELAY_OFF and acts & QUEUE_STOP and not acts & FINAL_READING
+    assert acts & STOP_REASON  # the stop says why: `note`
     assert m.note == "meter_failure" and m.led == LED_METER_FAULT
 
 
@@ -190,6 +192,13 @@ def case_offline_limit_stops_charging_locally():
         assert not m.tick(t) & RELAY_OFF
     acts = m.tick(61000, 1)  # no reading due: the limit is checked in the same tick
     assert acts & RELAY_OFF and acts & QUEUE_STOP and m.note == "offline_limit"
+    assert acts & STOP_REASON and acts & FINAL_READING
+
+
+def case_the_stop_button_s_stop_has_no_reason():
+    m = _charging()
+    acts = m.button("stop", True, 1000)
+    assert acts & QUEUE_STOP and acts & FINAL_READING and not acts & STOP_REASON
 
 
 def case_link_back_before_limit_keeps_charging():
