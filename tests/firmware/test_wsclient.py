@@ -528,13 +528,8 @@ await ws.close()
     assert "CONNECTED" in out
 
 
-def test_writing_a_frame_allocates_only_its_mask_and_one_buffer_view():
-    # issue 3: a frame per reading for years. Writing one allocates its fresh 4-byte mask
-    # (os.urandom: 37 B counted) and one view of the transmit buffer (32 B); a bytecode frame
-    # of more than 11 slots would add >= 128 B per call (MicroPython puts it on the heap)
-    out = run_mpy("""
-import micropython
-from charger import wsclient
+# MicroPython source: a WebSocket "connected" to a stream whose socket takes every write at once
+CONNECTED_WS = """
 class Sink:  # an asyncio stream whose socket takes every write at once
     def __init__(self): self.out_buf = b""
     def write(self, b): pass
@@ -542,7 +537,17 @@ ws = wsclient.WebSocket()
 ws.stream = Sink()  # as if connected
 ws.open = True
 ws.close_code = None
-for data in (b"x" * 100, b"y" * 200):  # a 7-bit and a 16-bit length
+"""
+
+
+def test_writing_a_frame_allocates_only_its_mask_and_one_buffer_view():
+    # issue 3: a frame per reading for years. Writing one allocates its fresh 4-byte mask
+    # (os.urandom: 37 B counted) and one view of the transmit buffer (32 B); a bytecode frame
+    # of more than 11 slots would add >= 128 B per call (MicroPython puts it on the heap)
+    out = run_mpy("""
+import micropython
+from charger import wsclient
+""" + CONNECTED_WS + """for data in (b"x" * 100, b"y" * 200):  # a 7-bit and a 16-bit length
     ws._write_frame(1, data)
     t = micropython.mem_total()
     for _ in range(10):
@@ -562,14 +567,7 @@ def test_sending_a_reading_and_its_confirmation_ping_allocates_no_coroutine():
     out = run_mpy("""
 import asyncio, micropython
 from charger import messages, wsclient
-class Sink:  # an asyncio stream whose socket takes every write at once
-    def __init__(self): self.out_buf = b""
-    def write(self, b): pass
-ws = wsclient.WebSocket()
-ws.stream = Sink()  # as if connected
-ws.open = True
-ws.close_code = None
-event = asyncio.Event()
+""" + CONNECTED_WS + """event = asyncio.Event()
 async def main():
     for i in range(11):
         text = messages.metrics(7, 230.1, 16.2, 3680.0, 1000 + i, 1764150000 + i)
