@@ -1,5 +1,7 @@
 """The demo data `python -m server --demo` starts with: the station, user and card the seed
-document's examples use, so the simulator and the seed's wscat commands work out of the box."""
+document's examples use, so the simulator and the seed's wscat commands work out of the box,
+plus a second card of the same user with a real 4-byte NFC UID, the one the README taps on the
+emulated RC522 of `make sim-charger` (the seed's virtual UID is not hex: no reader can read it)."""
 
 from pathlib import Path
 
@@ -12,6 +14,7 @@ DEMO_STATION_NAME = "Estación 1"
 DEMO_TARIFF = 7.0  # the seed's examples: 2.45 kWh -> 17.15
 DEMO_USER_NAME = "Juan Pérez"
 DEMO_CARD_UID = "VIRTUAL-1-A4F2E8"
+DEMO_READER_CARD_UID = "04C0FFEE"  # `tap 04C0FFEE` in make sim-charger
 
 
 async def seed_demo(storage: Storage) -> bool:
@@ -22,6 +25,7 @@ async def seed_demo(storage: Storage) -> bool:
     await storage.add_station(DEMO_STATION_NAME, DEMO_TARIFF, station_id=DEMO_STATION_ID)
     user = await storage.add_user(DEMO_USER_NAME)
     await storage.add_card(DEMO_CARD_UID, user.id)
+    await storage.add_card(DEMO_READER_CARD_UID, user.id)
     return True
 
 

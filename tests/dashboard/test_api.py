@@ -227,7 +227,8 @@ async def test_users_cards_and_alerts_are_listed(live_app, history, server_url):
     users = (await http_get(live_app, "/api/users")).json()["items"]
     assert {u["name"] for u in users} == {"Juan Pérez", "Ana"}
     cards = (await http_get(live_app, "/api/cards")).json()["items"]
-    assert {(c["uid"], c["user_name"], c["enabled"]) for c in cards} == {(CARD, "Juan Pérez", True), ("ANA-1", "Ana", True)}
+    assert {(c["uid"], c["user_name"], c["enabled"]) for c in cards} == {
+        (CARD, "Juan Pérez", True), ("04C0FFEE", "Juan Pérez", True), ("ANA-1", "Ana", True)}
     assert (await http_get(live_app, "/api/alerts")).json()["items"] == []
     charger = await Charger.connect(server_url)
     try:

@@ -96,6 +96,8 @@ async def test_the_demo_is_seeded_once_and_only_into_an_empty_database(db_path):
         assert (station.id, station.name, station.tariff) == (1, "Estación 1", 7.0)
         card = await storage.find_card("VIRTUAL-1-A4F2E8")
         assert (card.user_name, card.enabled) == ("Juan Pérez", True)
+        reader_card = await storage.find_card("04C0FFEE")  # make sim-charger's `tap 04C0FFEE`
+        assert (reader_card.user_name, reader_card.enabled) == ("Juan Pérez", True)
         assert len(await storage.list_users()) == 1
     finally:
         await storage.close()
