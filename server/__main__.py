@@ -44,6 +44,9 @@ def banner(app: App) -> str:
         f'  wscat:      wscat -c "{ws}://{shown}:{port}/ws?role=client&estacionId=1{token}"',
         f'              wscat -c "{ws}://{shown}:{port}/ws?role=publisher&estacionId=1{key}"',
     ]
+    if app.config.demo:
+        lines.append(f"  firmware:   make sim-charger SERVER_URL={ws}://127.0.0.1:{port}/ws STATION=1"
+                     " (then type: tap 04C0FFEE)")
     if app.config.auth and not app.config.demo:
         lines.append("  credentials: python -m server.admin tokens issue --role admin --sub NAME; "
                      "python -m server.admin stations issue-key ID")

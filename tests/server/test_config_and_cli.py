@@ -88,11 +88,12 @@ async def test_demo_server_prints_urls_and_sigterm_flushes_readings_and_closes_w
     process = await run_server(tmp_path, "--host", "127.0.0.1", "--port", "0", "--db", str(db), "--demo")
     try:
         banner = []
-        while not any("role=publisher" in line for line in banner):
+        while not any("firmware:" in line for line in banner):
             banner.append((await asyncio.wait_for(process.stdout.readline(), 30)).decode())
         text = "".join(banner)
         port = int(re.search(r"http://127\.0\.0\.1:(\d+)/", text).group(1))
         assert "python -m tools.simulator --station 1 --card VIRTUAL-1-A4F2E8" in text
+        assert f"make sim-charger SERVER_URL=ws://127.0.0.1:{port}/ws STATION=1 (then type: tap 04C0FFEE)" in text
         assert f'wscat -c "ws://127.0.0.1:{port}/ws?role=client&estacionId=1&token=' in text
         # the printed commands carry working credentials: the dashboard's and the demo key
         dashboard_url = re.search(r'wscat -c "(\S+role=client\S+)"', text).group(1)
