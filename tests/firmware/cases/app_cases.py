@@ -160,12 +160,7 @@ def case_an_emergency_seen_only_by_the_interrupt_faults_at_the_next_poll_pass():
     assert not a.board.relay.is_on
     a.poll(time.ticks_ms())
     assert sm.state_name == "fault" and not a.board.relay.is_on
-    last = None
-    while True:
-        text = a.outbox.next_unsent()
-        if text is None:
-            break
-        last = json.loads(text)
+    last = _sent(a)[-1]
     assert last["type"] == "emergency" and last["session_id"] == 7
 
 
