@@ -30,6 +30,8 @@ from pathlib import Path
 
 import jwt
 
+from server import protocol as p
+
 log = logging.getLogger(__name__)
 
 VIEWER, OPERATOR, ADMIN, STATION = "viewer", "operator", "admin", "station"
@@ -158,7 +160,9 @@ def station_key_matches(key: str, stored_hash: str | None) -> bool:
 
 
 def station_number(text: str | None) -> int | None:
-    return int(text) if text and text.isdigit() and 0 < int(text) <= 2**53 else None
+    """The station id an `estacionId` query value names, None if it names none (the one rule,
+    also used by server/ws.py)."""
+    return int(text) if text and text.isdigit() and 0 < int(text) <= p.MAX_ID else None
 
 
 class Authenticator:
@@ -173,12 +177,12 @@ class Authenticator:
         """The principal for a WebSocket handshake, or None (the caller closes 4003)."""
         if not self.enabled:
             return AUTH_OFF
-        if role == "publisher":
+        if role == p.ROLE_PUBLISHER:
             return await self._charger(token, estacion)
         principal = decode_token(self.secret, token)
         if principal is None or principal.role not in DASHBOARD_ROLES:
             return None
-        if estacion is not None and estacion.lower() != "all":
+        if estacion is not None and estacion.lower() != p.ALL_STATIONS:
             if not principal.may_see(station_number(estacion)):
                 return None
         elif principal.stations is not None:

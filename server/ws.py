@@ -26,6 +26,7 @@ from websockets.exceptions import ConnectionClosed
 
 from server import core as c
 from server import protocol as p
+from server.auth import station_number
 from server.hub import send
 from server.storage.records import Reading
 from server.uids import InvalidUid, normalize_uid
@@ -83,10 +84,6 @@ def _peer(connection) -> str:
     return f"{address[0]}:{address[1]}" if address else "?"
 
 
-def _station_number(text: str) -> int | None:
-    return int(text) if text.isdigit() and 0 < int(text) <= p.MAX_ID else None
-
-
 class ConnectionHandler:
     """`handler(connection)` for websockets' serve(); one instance per running server."""
 
@@ -121,7 +118,7 @@ class ConnectionHandler:
             code = p.CLOSE_PUBLISHER_WITHOUT_STATION if role == p.ROLE_PUBLISHER else p.CLOSE_CLIENT_WITHOUT_STATION
             return await connection.close(code, "estacionId required")
         everything = role == p.ROLE_CLIENT and estacion.lower() == p.ALL_STATIONS
-        if not everything and _station_number(estacion) is None:  # cannot name any station
+        if not everything and station_number(estacion) is None:  # cannot name any station
             return await connection.close(p.CLOSE_STATION_NOT_FOUND, "Estacion no encontrada")
         principal = await self.app.auth.authenticate(_query_value(query, "token"), role, estacion)
         if principal is None:
@@ -172,7 +169,7 @@ class ConnectionHandler:
 
     async def _known_station(self, estacion: str) -> int | None:
         """The station id if it is in the database (refreshing name and tariff in the core)."""
-        station_id = _station_number(estacion)
+        station_id = station_number(estacion)
         if station_id is None:
             return None
         station = await self.storage.get_station(station_id)
