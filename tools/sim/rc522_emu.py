@@ -1,11 +1,11 @@
 """An MFRC522 emulated at the register level behind the simulated SPI bus (never shipped).
 
 Implements what a driver touches: register reads/writes framed as `(reg << 1) & 0x7E | 0x80`
-address bytes, the 64-byte FIFO, CommandReg (Idle, CalcCRC, Transceive, SoftReset), ComIrqReg,
-DivIrqReg, ErrorReg (CollErr), ControlReg, CRCResultReg and VersionReg; and ISO 14443-3 cards
-with 4-, 7- or 10-byte UIDs (REQA/WUPA, bit-oriented anticollision with NVB and RxAlign,
-select at cascade levels 1-3 with BCC and CRC_A, HLTA). Cards that differ inside an
-anticollision frame produce CollErr with the first collided bit in CollReg
+address bytes, the 64-byte FIFO, CommandReg (Idle, Transceive, SoftReset), ComIrqReg,
+ErrorReg (CollErr), CollReg and VersionReg (the driver computes CRC_A itself: no CalcCRC);
+and ISO 14443-3 cards with 4-, 7- or 10-byte UIDs (REQA/WUPA, bit-oriented anticollision with
+NVB and RxAlign, select at cascade levels 1-3 with BCC and CRC_A, HLTA). Cards that differ
+inside an anticollision frame produce CollErr with the first collided bit in CollReg
 (`coll_pos_valid = False`: CollPosNotValid instead). `absent=True` emulates a missing or
 miswired reader (VersionReg reads 0x00).
 
@@ -105,7 +105,7 @@ class RC522Emulator:
             elif reg == _LEVEL_REG:
                 if val & 0x80:  # FlushBuffer
                     self.head = self.tail = 0
-            elif reg in (0x04, 0x05):  # Set1 bit 7: set the marked bits, else clear them
+            elif reg == 0x04:  # ComIrqReg, Set1 bit 7: set the marked bits, else clear them
                 regs[reg] = regs[reg] | (val & 0x7F) if val & 0x80 else regs[reg] & ~val & 0x7F
             elif reg != _VERSION:
                 regs[reg] = val
@@ -113,10 +113,6 @@ class RC522Emulator:
                     regs[:] = bytes(64)
                     regs[_VERSION] = self.version
                     self.head = self.tail = 0
-                elif reg == 0x01 and val & 0x0F == 0x03:  # CalcCRC over the FIFO
-                    regs[0x22], regs[0x21] = crc_a(self.fifo[self.head:self.tail])
-                    self.head = self.tail = 0
-                    regs[0x05] |= 0x04
                 elif reg == 0x0D and val & 0x80 and regs[0x01] & 0x0F == 0x0C:  # StartSend
                     answer = self._transceive(val & 0x07)  # (bytes, collision) or None
                     regs[0x06] = 0x08 if answer and answer[1] else 0  # CollErr
@@ -127,7 +123,6 @@ class RC522Emulator:
                         self.fifo[:n] = answer[0]
                         self.head, self.tail = 0, n
                         regs[0x04] |= 0x30  # RxIRq | IdleIRq
-                        regs[0x0C] = 0
 
     def _transceive(self, tx_last_bits):
         """The FIFO as one frame to the cards in the field; returns (answer, collision) or
