@@ -12,7 +12,7 @@ dataclass instance is not), and a progress row may carry a live state object (an
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .records import Reading
 
@@ -20,9 +20,9 @@ from .records import Reading
 @dataclass
 class Batch:
     # (session_id, ts, v, a, w, wh, kwh), the readings table's column order
-    readings: list[tuple] = field(default_factory=list)
+    readings: list[tuple]
     # session_id -> (kwh, cost, energy_state as JSON text)
-    progress: dict[int, tuple[float, float, str]] = field(default_factory=dict)
+    progress: dict[int, tuple[float, float, str]]
 
     def __bool__(self) -> bool:
         return bool(self.readings or self.progress)
