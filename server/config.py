@@ -61,10 +61,16 @@ class Config:
 
 
 # variable -> (Config field, parser)
-def _port(text: str) -> int:
-    if not text.strip().isdigit() or not 0 <= int(text) <= 65535:
-        raise ValueError("must be an integer from 0 to 65535")
-    return int(text)
+def _count(low: int, high: int):
+    def parse(text: str) -> int:
+        if not text.strip().isdigit() or not low <= int(text) <= high:
+            raise ValueError(f"must be an integer from {low} to {high}")
+        return int(text)
+
+    return parse
+
+
+_port = _count(0, 65535)
 
 
 def _non_negative(text: str) -> float:
@@ -112,15 +118,6 @@ def _on_off(text: str) -> bool:
 
 def _optional_file(text: str) -> Path | None:
     return Path(text.strip()) if text.strip() else None
-
-
-def _count(low: int, high: int):
-    def parse(text: str) -> int:
-        if not text.strip().isdigit() or not low <= int(text) <= high:
-            raise ValueError(f"must be an integer from {low} to {high}")
-        return int(text)
-
-    return parse
 
 
 def _origins(text: str) -> tuple[str, ...]:
