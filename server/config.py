@@ -63,7 +63,7 @@ class Config:
 # variable -> (Config field, parser)
 def _count(low: int, high: int):
     def parse(text: str) -> int:
-        if not text.strip().isdigit() or not low <= int(text) <= high:
+        if not text.strip().isdecimal() or not low <= int(text) <= high:  # isdigit() takes "²"
             raise ValueError(f"must be an integer from {low} to {high}")
         return int(text)
 

@@ -37,6 +37,7 @@ def test_flags_override_environment_which_overrides_dotenv(tmp_path):
     [
         (["--port", "abc"], {}, "PORT"),
         ([], {"PORT": "70000"}, "PORT"),
+        ([], {"RATE_BURST": "³"}, "RATE_BURST='³': must be an integer from 1 to"),  # isdigit() but no int
         ([], {"DEFAULT_TARIFF": "-1"}, "DEFAULT_TARIFF"),
         ([], {"DEFAULT_TARIFF": "nan"}, "DEFAULT_TARIFF"),
         ([], {"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
