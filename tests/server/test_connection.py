@@ -19,6 +19,7 @@ from tests.live_server import close_code, connect, publisher, receive_json, rece
         ("role=client&estacionId=42", 4005),
         ("role=publisher&estacionId=abc", 4005),
         ("role=publisher&estacionId=all", 4005),
+        ("role=client&estacionId=%C2%B2", 4005),  # "²": str.isdigit() is true, int() refuses it
     ],
 )
 async def test_bad_connection_parameters_close_with_the_documented_code(server_url, query, code):
