@@ -134,7 +134,9 @@ class Outbox:
         """Queue `stop` or `emergency`, or a stop the charger made for a fault, kind
         `meter_failure` or `offline_limit` (sent as a `stop` with that `reason`); never
         dropped (see the module docstring)."""
-        sid = _num(session_id, 1)
+        # session_id None (`null`) only for an emergency: a stop is about a session, and
+        # stop() could not format None (a stop taken for sending would raise at every replay)
+        sid = _num(session_id, 1 if kind == "emergency" else 0)
         wh = _num(wh, 1)
         ts = _num(ts, 2)
         if kind not in _KINDS or sid is False or wh is False or ts is False:

@@ -257,7 +257,8 @@ def case_numbers_given_as_floats_are_sent_as_integers():
 
 def case_invalid_event_values_are_a_clear_error_and_store_nothing():
     box = Outbox()
-    for args in ((7, float("nan"), 1), ("7", 1, 1), (7, 1, -1), (7, 2 ** 40, 1)):
+    for args in ((7, float("nan"), 1), ("7", 1, 1), (7, 1, -1), (7, 2 ** 40, 1),
+                 (None, 1, 1)):  # a stop is about a session (an emergency may have none)
         try:
             box.put_event("stop", *args)
         except ValueError as e:
