@@ -203,7 +203,9 @@ MARKER = '{"type":"__marker__"}'
 
 @dataclass
 class Link:
-    """A reconnecting sync client for one role (an oversize frame closes it with 1009)."""
+    """A reconnecting sync client for one role (an oversize frame closes it with 1009). Its
+    receive buffer is unbounded: station 1's charger is not read while the viewer's frames run
+    (each viewer reconnect sends it a `sync_request`), and a full buffer would stall its close."""
 
     server: ServerThread
     role: str
@@ -214,7 +216,7 @@ class Link:
     def ensure(self):
         if self.websocket is None:
             self.websocket = sync_connect(self.server.url(self.role, self.station, self.token), open_timeout=10,
-                                          compression=None, max_size=None, legacy=True)
+                                          compression=None, max_size=None, max_queue=None, legacy=True)
             first = receive(self.websocket)["type"]
             assert first in ("connected", "subscribed")
             if first == "subscribed":
