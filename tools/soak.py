@@ -44,7 +44,7 @@ async def soak(args) -> dict:
     samples: list[tuple[float, int]] = []
     with tempfile.TemporaryDirectory(prefix="evse-soak-") as workdir:
         server, workers = ServerTarget(Path(workdir)), Workers()
-        await server.start(args.chargers)
+        await server.start(args.chargers, args.rate)  # above 5/s the server's rate limit is raised
         try:
             await workers.start(server.url, load, station_shares(args.chargers, args.workers))
             await workers.expect("connected", timeout)
