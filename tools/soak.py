@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from tools.bench.procstat import rss_kib
-from tools.bench.server_load import Workers, log, station_shares, wait_until_caught_up
+from tools.bench.server_load import Workers, _bounded, log, station_shares, wait_until_caught_up
 from tools.bench.targets import ServerTarget, count_rows
 
 MAX_GROWTH_PERCENT = 5.0
@@ -88,29 +88,16 @@ async def soak(args) -> dict:
     }
 
 
-def _positive(kind, high):
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
-        if not 0 < value <= high:
-            raise argparse.ArgumentTypeError(f"{text} is outside (0, {high}]")
-        return value
-
-    return parse
-
-
 def parse_args(argv) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tools.soak", description=__doc__.split("\n")[0])
-    parser.add_argument("--chargers", type=_positive(int, 20_000), default=2000)
-    parser.add_argument("--dashboards", type=lambda t: 0 if t == "0" else _positive(int, 20_000)(t), default=20,
+    parser.add_argument("--chargers", type=_bounded(int, 1, 20_000), default=2000)
+    parser.add_argument("--dashboards", type=_bounded(int, 0, 20_000), default=20,
                         help="one-station dashboards (default 20)")
-    parser.add_argument("--rate", type=_positive(float, 100.0), default=0.5, help="metrics per second per charger")
-    parser.add_argument("--minutes", type=_positive(float, 24 * 60), default=10.0)
-    parser.add_argument("--warmup", type=_positive(float, 3600.0), default=60.0,
+    parser.add_argument("--rate", type=_bounded(float, 0.01, 100.0), default=0.5, help="metrics per second per charger")
+    parser.add_argument("--minutes", type=_bounded(float, 0.1, 24 * 60), default=10.0)
+    parser.add_argument("--warmup", type=_bounded(float, 0.0, 3600.0), default=60.0,
                         help="seconds of load before the reference RSS (default 60)")
-    parser.add_argument("--workers", type=_positive(int, 16), default=2, help="load-generator processes")
+    parser.add_argument("--workers", type=_bounded(int, 1, 16), default=2, help="load-generator processes")
     return parser.parse_args(argv)
 
 
