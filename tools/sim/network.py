@@ -3,38 +3,31 @@
 The unix port has no `network`; with `MICROPYPATH=tools/sim:...` this file stands in for the
 ESP32's. `WLAN(STA_IF)` behaves like the ESP32 one as far as the firmware uses it:
 `active()`, `connect()`, `disconnect()`, `isconnected()`, `status()` (the ESP32 port's values:
-1000 idle, 1001 connecting, 1010 got IP, 200 beacon timeout, 201 no AP found, 202 wrong
-password), `ifconfig()`; the same object for every `WLAN(STA_IF)`; auto-reconnect when the
-access point comes back (the ESP32 default).
+1000 idle, 1010 got IP, 200 beacon timeout, 201 no AP found), `ifconfig()`; the same object
+for every `WLAN(STA_IF)`; auto-reconnect when the access point comes back (the ESP32
+default). Association is immediate and any password is accepted.
 
 Tests and the simulator's control channel drive the simulated access point:
 
     sim_link(up)          the access point disappears (False) or comes back (True)
-    sim_password(pw)      the password the access point wants (None: any)
-    sim_connect_delay(ms) association time: status() is 1001 (connecting) meanwhile
 
 The simulated WiFi cannot break a TCP socket to 127.0.0.1, so the firmware must notice a
 WiFi loss through `isconnected()` (the link does). Never shipped.
 
 Written compactly (it shares the heap with the firmware): the access point is one list, the
-status codes are private constants, one class; no AP interface, `scan()`, `config()` or
-`status("rssi")` (the firmware uses none of them).
+status codes are private constants, one class; no AP interface, `scan()`, `config()`,
+`status("rssi")`, password check or association delay (the firmware and its tests use none).
 """
-
-from time import ticks_add, ticks_diff, ticks_ms
 
 from micropython import const
 
 STA_IF = 0
 _IDLE = const(1000)
-_CONNECTING = const(1001)
 _GOT_IP = const(1010)
 _BEACON_TIMEOUT = const(200)
 _NO_AP_FOUND = const(201)
-_WRONG_PASSWORD = const(202)
 
-# the access point: [up, password (None: any), association time in ms]
-_ap = [True, None, 0]
+_ap = [True]  # the access point: [up]
 _sta = [None]  # the station interface: one object, as on the ESP32
 
 
@@ -45,20 +38,10 @@ def sim_link(up):
     if sta is None:
         return
     if not up:
-        if sta.st in (_GOT_IP, _CONNECTING):
+        if sta.st == _GOT_IP:
             sta.st = _BEACON_TIMEOUT
     elif sta.want and sta.on:
         sta.associate()  # the ESP32 reconnects by itself
-
-
-def sim_password(password):
-    """The password the access point accepts; None accepts any."""
-    _ap[1] = password
-
-
-def sim_connect_delay(ms):
-    """How long association takes, in milliseconds."""
-    _ap[2] = int(ms)
 
 
 def WLAN(interface=STA_IF):  # noqa: N802 - the ESP32 spelling
@@ -73,10 +56,8 @@ def WLAN(interface=STA_IF):  # noqa: N802 - the ESP32 spelling
 class _WLAN:
     def __init__(self):
         self.on = False
-        self.key = None
         self.want = False  # connect() called and no disconnect(): auto-reconnect
         self.st = _IDLE
-        self.ready_at = 0
 
     def active(self, on=None):
         if on is None:
@@ -89,8 +70,6 @@ class _WLAN:
     def connect(self, ssid=None, key=None, *, bssid=None):
         if not self.on:
             raise OSError("Wifi Not Started")
-        if ssid is not None:
-            self.key = key
         self.want = True
         self.associate()
 
@@ -99,22 +78,13 @@ class _WLAN:
         self.st = _IDLE
 
     def associate(self):
-        if not _ap[0]:
-            self.st = _NO_AP_FOUND
-        elif _ap[1] is not None and self.key != _ap[1]:
-            self.st = _WRONG_PASSWORD
-            self.want = False
-        else:
-            self.st = _CONNECTING
-            self.ready_at = ticks_add(ticks_ms(), _ap[2])
+        self.st = _GOT_IP if _ap[0] else _NO_AP_FOUND
 
     def status(self):
-        if self.st == _CONNECTING and ticks_diff(ticks_ms(), self.ready_at) >= 0:
-            self.st = _GOT_IP
         return self.st
 
     def isconnected(self):
-        return self.on and _ap[0] and self.status() == _GOT_IP
+        return self.on and _ap[0] and self.st == _GOT_IP
 
     def ifconfig(self, cfg=None):
         if cfg is not None:
