@@ -50,18 +50,18 @@ async def running_server(db_path, *, demo: bool = True, **config_overrides):
 _SECRETS: dict[str, bytes] = {}  # "ws://127.0.0.1:PORT" -> that running server's signing secret
 
 
-def mint(secret: bytes, role: str, estacion_id=None, dashboard_role: str = ADMIN) -> str | None:
-    """A token for `role`: a dashboard token, or a JWT bound to a numeric station (else None)."""
+def mint(secret: bytes, role: str, estacion_id=None) -> str | None:
+    """A token for `role`: an admin dashboard token, or a JWT bound to a numeric station (else None)."""
     if role == "publisher":
         text = str(estacion_id)
         return mint_token(secret, f"test-station-{text}", STATION, [int(text)]) if text.isdigit() and int(text) > 0 else None
-    return mint_token(secret, f"test-{dashboard_role}", dashboard_role)
+    return mint_token(secret, "test-admin", ADMIN)
 
 
-def token_for(url: str, role: str, estacion_id=None, dashboard_role: str = ADMIN) -> str | None:
+def token_for(url: str, role: str, estacion_id=None) -> str | None:
     """A valid token for a server started by running_server (url as base_url gives it)."""
     parts = urlsplit(url)
-    return mint(_SECRETS[f"ws://{parts.netloc}"], role, estacion_id, dashboard_role)
+    return mint(_SECRETS[f"ws://{parts.netloc}"], role, estacion_id)
 
 
 def fleet_token(url: str, stations=range(1, 201)) -> str:
@@ -70,9 +70,9 @@ def fleet_token(url: str, stations=range(1, 201)) -> str:
     return mint_token(_SECRETS[f"ws://{parts.netloc}"], "test-fleet", STATION, list(stations))
 
 
-def tokens_for_db(db_path, role: str = "client", estacion_id=None, dashboard_role: str = ADMIN) -> str | None:
+def tokens_for_db(db_path, role: str = "client", estacion_id=None) -> str | None:
     """A valid token for a `python -m server` subprocess using `db_path` (secret file beside it)."""
-    return mint(load_or_create_secret(Path(db_path).parent / "secret.key"), role, estacion_id, dashboard_role)
+    return mint(load_or_create_secret(Path(db_path).parent / "secret.key"), role, estacion_id)
 
 
 def base_url(app: App) -> str:
