@@ -73,8 +73,10 @@ def validate(raw):
     val = cfg["pzem_address"]
     if isinstance(val, bool) or not isinstance(val, int) or not 1 <= val <= 0xF8:
         raise ConfigError("pzem_address must be 1..247 or 248 (0xF8, the only meter)")
-    given = raw.get("pins") or {}
-    if not isinstance(given, dict):
+    given = raw.get("pins")
+    if given is None:  # absent or null: the README wiring
+        given = {}
+    if not isinstance(given, dict):  # also [], false, 0: not taken for "no pins"
         raise ConfigError("pins must be an object")
     for key in given:
         if key not in pins:

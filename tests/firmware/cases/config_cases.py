@@ -100,6 +100,8 @@ def case_more_bad_values_name_the_key():
     assert "ntp_host" in _error(_with(ntp_host=""))
     assert "wifi.password" in _error(_with(wifi={"ssid": "x", "password": 1}))
     assert "pins" in _error(_with(pins=[1]))
+    assert "pins" in _error(_with(pins=[])) and "pins" in _error(_with(pins=False))
+    assert validate(_with(pins=None))["pins"]["relay"] == 26  # null: the README wiring
     assert "pins.sck" in _error(_with(pins={"sck": True}))
     assert "meter_interval_s" in _error(_with(meter_interval_s=0.01))
     assert "server_url" in _error({"station": 1})
