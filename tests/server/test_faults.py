@@ -16,6 +16,7 @@ from websockets.asyncio.client import connect as ws_connect
 from tests.live_server import (
     base_url, connect, publisher, receive_json, receive_type, running_server, send_json, tokens_for_db,
 )
+from tests.storage.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CARD = "VIRTUAL-1-A4F2E8"
@@ -38,12 +39,6 @@ def stored(db: Path, sql: str, params=()):
         return database.execute(sql, params).fetchall()
 
 
-async def wait_for_rows(db: Path, sql: str, params, expected) -> None:
-    async with asyncio.timeout(WAIT_S):
-        while stored(db, sql, params) != expected:
-            await asyncio.sleep(0.05)
-
-
 async def charger_of(db: Path, url: str):
     websocket = await ws_connect(f"{url}/ws?role=publisher&estacionId=1&token={tokens_for_db(db, 'publisher', 1)}")
     assert (await receive_json(websocket))["type"] == "connected"
@@ -63,7 +58,8 @@ async def test_sigkilled_server_keeps_persisted_readings_resumes_the_session_and
                                       "w": 3000, "ts": t0 + 300 * k, "wh": wh})
         query = "SELECT ts, wh FROM readings WHERE session_id = ? ORDER BY ts"
         before_kill = [(t0 + 300 * k, float(wh)) for k, wh in enumerate([1000, 1250, 1500])]
-        await wait_for_rows(db, query, (session_id,), before_kill)  # flushed (every 0.25 s)
+        await wait_until(lambda: stored(db, query, (session_id,)) == before_kill, WAIT_S,
+                         what="the readings to be flushed (every 0.25 s)")
         server.send_signal(signal.SIGKILL)
         await server.wait()
         await charger.wait_closed()
