@@ -282,7 +282,7 @@ async def test_a_fault_reported_by_the_charger_raises_the_banner_too(page, live_
     "reason, headline",
     [("meter_failure", "METER FAILURE at Estación 1"), ("offline_limit", "OFFLINE LIMIT reached at Estación 1")],
 )
-async def test_a_charger_stopping_for_a_meter_failure_shows_what_failed_without_a_reload(page, live_app, server_url, reason, headline):
+async def test_a_charger_stopping_for_its_own_fault_shows_what_failed_without_a_reload(page, live_app, server_url, reason, headline):
     await open_dashboard(page, live_app)
     charger = await Charger.connect(server_url)
     try:
