@@ -249,6 +249,11 @@ def subscribed(estacion_id: str) -> dict:
     return {"type": "subscribed", "estacionId": str(estacion_id)}
 
 
+def ack(n: int) -> dict:
+    """To a charger: the first `n` data frames it sent on this connection are committed."""
+    return {"type": "ack", "n": n}
+
+
 def sync_request() -> dict:
     return {"type": "sync_request", "from": "server"}
 

@@ -13,6 +13,11 @@ operator or admin, `admin_*` messages need admin (server/dashboard_messages.py),
 refused is answered `error` FORBIDDEN and logged with who and what. Each connection also has a
 token bucket (`RateLimit`, see `_frames`): over it a charger is slowed down and a dashboard
 answered RATE_LIMITED; sustained abuse closes the connection with 1008.
+
+Acknowledged delivery: the charger loop counts the frames it reads and, after each one is
+handled, notes the storage write mark that covers it; an `AckSender` task per charger
+connection (server/acks.py) sends `{"type":"ack","n":K}` once those writes are committed. It
+ends with the connection (a 4008 replacement included).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from websockets.exceptions import ConnectionClosed
 
 from server import core as c
 from server import protocol as p
+from server.acks import AckSender
 from server.auth import station_number
 from server.hub import send
 from server.storage.records import Reading
@@ -95,6 +101,7 @@ class ConnectionHandler:
         self.clock = app.clock
         self.background: set[asyncio.Task] = set()
         self.principals: dict = {}  # connection -> server.auth.Principal, while it is served
+        self.acks: dict = {}  # charger connection -> its AckSender, while its frames are read
         self._effect_runners = {
             c.ToPublisher: self._to_publisher,
             c.ToClients: self._to_clients,
@@ -187,15 +194,28 @@ class ConnectionHandler:
             await send(connection, p.connected(str(station_id)))
             if previous is None:
                 await self.run_effects(self.core.publisher_connected(station_id, self.clock()), connection)
-            async for frame in self._frames(connection, p.ROLE_PUBLISHER):
-                await self._guarded(self._publisher_frame, station_id, frame, connection)
-                if self.storage.full:  # back-pressure: read on once the readings are written
-                    await self.storage.wait_for_room()
+            await self._read_publisher_frames(connection, station_id)
         except ConnectionClosed:
             pass
         finally:
             if self.hub.remove_publisher(station_id, connection):
                 await self.run_effects(self.core.publisher_gone(station_id, self.clock()), None)
+
+    async def _read_publisher_frames(self, connection: ServerConnection, station_id: int) -> None:
+        """Handle the charger's frames in order; acknowledge each once its writes are durable."""
+        acks = self.acks[connection] = AckSender(self.storage, lambda message: send(connection, message))
+        sender = asyncio.create_task(acks.run(), name=f"acks-station-{station_id}")
+        try:
+            async for frame in self._frames(connection, p.ROLE_PUBLISHER):
+                k = acks.frame_read()
+                await self._guarded(self._publisher_frame, station_id, frame, connection)
+                acks.handled(k, self.storage.write_mark())
+                if self.storage.full:  # back-pressure: read on once the readings are written
+                    await self.storage.wait_for_room()
+        finally:
+            del self.acks[connection]
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
 
     async def _publisher_frame(self, station_id: int, frame, connection) -> None:
         data = p.decode_frame(frame)
@@ -264,7 +284,7 @@ class ConnectionHandler:
     async def run_effects(self, effects: list, origin: ServerConnection | None) -> None:
         """Carry out effects in order. A failed write is logged and the rest still runs: the
         charger and the dashboards must hear about a stop or an emergency even if the disk
-        is full."""
+        is full. The charger frame that caused it is then never acknowledged (AckSender.hold)."""
         for effect in effects:
             try:
                 await self._effect_runners[type(effect)](effect, origin)
@@ -273,6 +293,8 @@ class ConnectionHandler:
             except Exception:
                 log.exception("effect %s failed", type(effect).__name__)
                 self.app.note_error(p.SERVER_ERROR)
+                if origin in self.acks:
+                    self.acks[origin].hold()
 
     async def _to_publisher(self, effect: c.ToPublisher, origin) -> None:
         await self.hub.send_to_publisher(effect.station_id, effect.message)

@@ -5,6 +5,11 @@ write fails, puts it back in front of whatever was queued meanwhile, so nothing 
 the order of readings is kept. Progress is one row per session, the latest wins; a progress
 row queued during a failed write is newer than the one put back, so it is kept.
 
+The write sequence: every queued write (a reading or a progress row) takes the next number;
+`mark` is the number of the last one. A taken batch carries the mark of that moment: once
+it is committed, every write up to that mark is durable (the rest is in a later batch). A
+batch put back keeps nothing of its mark; the next take covers it again with a newer one.
+
 Cheap per reading (the server queues thousands a second): a reading is kept as the plain
 row tuple it is inserted as (tuples of numbers are untracked by the garbage collector, a
 dataclass instance is not), and a progress row may carry a live state object (anything with
@@ -23,6 +28,8 @@ class Batch:
     readings: list[tuple]
     # session_id -> (kwh, cost, energy_state as JSON text)
     progress: dict[int, tuple[float, float, str]]
+    # the write sequence number of the last write queued before the take (see `mark`)
+    mark: int
 
     def __bool__(self) -> bool:
         return bool(self.readings or self.progress)
@@ -36,13 +43,16 @@ class PendingWrites:
         self._encode = encode
         self._readings: list[tuple] = []
         self._progress: dict[int, tuple] = {}  # state: JSON text or a live object
+        self.mark = 0  # the write sequence: how many writes were ever queued
 
     def add_reading(self, reading: Reading) -> None:
         self._readings.append((reading.session_id, reading.ts, reading.v, reading.a,
                                reading.w, reading.wh, reading.kwh))
+        self.mark += 1
 
     def set_progress(self, session_id: int, kwh: float, cost: float, state) -> None:
         self._progress[session_id] = (kwh, cost, state)
+        self.mark += 1
 
     def take(self) -> Batch:
         readings, progress = self._readings, self._progress
@@ -52,7 +62,7 @@ class PendingWrites:
             text = state if isinstance(state, str) else self._encode(state)
             if text is not None:
                 encoded[session_id] = (kwh, cost, text)
-        return Batch(readings, encoded)
+        return Batch(readings, encoded, self.mark)
 
     def put_back(self, batch: Batch) -> None:
         self._readings[:0] = batch.readings

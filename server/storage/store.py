@@ -26,6 +26,14 @@ mix modes per transaction: session start/end, alerts and reference data are writ
 reading batches with `synchronous=NORMAL` (no fsync 4 times a second on a Raspberry Pi's SD
 card; a power cut may lose the last seconds of readings and progress, never corrupt the file,
 and the next FULL commit syncs them too).
+
+Durability marks (what the server's `ack` to a charger rests on). Every queued write (reading,
+progress row) takes the next number of a write sequence; `write_mark()` is the current one. A
+batch commit (the periodic flush, `end_session`'s transaction, `close()`) makes everything
+taken into it durable, and `await wait_durable(mark)` returns once every write up to `mark`
+is committed (survives a SIGKILL). While the database cannot be written it keeps waiting: the
+batch is put back and its writes are not durable until a later commit takes them. Immediate
+writes (create_session, end_session, add_alert, ...) are committed when their call returns.
 """
 
 import asyncio
@@ -165,6 +173,8 @@ class Storage:
         self._room_made: asyncio.Future | None = None  # resolved when a batch is taken
         self._stopping = asyncio.Event()
         self._failed_flushes = 0
+        self._durable = 0  # every write of the sequence up to this number is committed
+        self._durable_moved: asyncio.Future | None = None  # resolved when _durable grows
         self._closed = False
         self._flusher: asyncio.Task | None = None
 
@@ -279,6 +289,33 @@ class Storage:
                 self._room_made.set_result(None)
             self._room_made = None
 
+    # -- durability marks ----------------------------------------------------------------------
+
+    def write_mark(self) -> int:
+        """The write sequence number of the last write queued so far (0: none yet)."""
+        return self._pending.mark
+
+    @property
+    def durable_mark(self) -> int:
+        """Every write up to this number of the sequence is committed."""
+        return self._durable
+
+    async def wait_durable(self, mark: int) -> None:
+        """Return once every write up to `mark` (a `write_mark()`) is committed. Waits as long
+        as it takes: while the database cannot be written it does not return."""
+        while self._durable < mark:
+            if self._durable_moved is None:
+                self._durable_moved = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._durable_moved)  # shielded: one waiter's cancel is its own
+
+    def _committed(self, batch: Batch) -> None:
+        """A batch taken at `batch.mark` is committed: wake whoever waits for a mark up to it."""
+        if batch.mark > self._durable:
+            self._durable = batch.mark
+            if self._durable_moved is not None:
+                self._durable_moved.set_result(None)
+                self._durable_moved = None
+
     # -- transactions ------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
@@ -322,6 +359,7 @@ class Storage:
                 batch = self._take_batch()
                 await self._in_db_thread(_write_batch, batch)
                 yield db
+            self._committed(batch)
         except BaseException:
             if batch:
                 self._pending.put_back(batch)
@@ -376,6 +414,7 @@ class Storage:
             except BaseException:
                 self._pending.put_back(batch)
                 raise
+            self._committed(batch)
         return queued
 
     async def create_session(self, station_id: int, user_id: int, card_uid: str,

@@ -1,0 +1,153 @@
+"""Acknowledged delivery: the server tells a charger `{"type":"ack","n":K}` only once the first K
+frames it sent on this connection are committed to the SQLite file. Real server, a real
+websockets client as the charger, the database file read by a separate sqlite3 connection (what
+survives a SIGKILL of the server)."""
+
+import asyncio
+import json
+import sqlite3
+import time
+
+from server.storage import store as store_module
+from tests.live_server import base_url, close_code, publisher, receive_type, running_server, send_json
+from tests.storage.conftest import wait_until
+
+CARD = "VIRTUAL-1-A4F2E8"
+PROBE = {"type": "sync_check"}  # an unknown type: answered INVALID_MESSAGE after every frame before it
+
+
+def stored_ts(db, session_id) -> list[float]:
+    with sqlite3.connect(db, timeout=10) as database:
+        return [ts for (ts,) in database.execute(
+            "SELECT ts FROM readings WHERE session_id = ? ORDER BY ts", (session_id,))]
+
+
+def metrics(session_id, ts, wh) -> dict:
+    return {"type": "metrics", "session_id": session_id, "v": 230.0, "a": 16.0, "w": 3680.0,
+            "ts": ts, "wh": wh}
+
+
+async def start_session(charger) -> int:
+    """Frame 1: a tap that starts a session."""
+    await send_json(charger, {"type": "nfc_scan", "nfc_uid": CARD})
+    return (await receive_type(charger, "start"))["session_id"]
+
+
+async def acks_until_probe_answered(charger) -> list[int]:
+    """Send PROBE (one more frame) and return the n of every ack received before its answer."""
+    await send_json(charger, PROBE)
+    seen = []
+    while True:
+        message = json.loads(await asyncio.wait_for(charger.recv(), 10))
+        if message["type"] == "ack":
+            seen.append(message["n"])
+        elif message["type"] == "error" and message["code"] == "INVALID_MESSAGE":
+            return seen
+
+
+async def test_each_ack_arrives_only_when_the_readings_of_the_frames_it_covers_are_in_the_file(tmp_path):
+    db = tmp_path / "evse.sqlite3"
+    async with running_server(db) as app:
+        charger = await publisher(base_url(app))
+        async with charger:
+            session_id = await start_session(charger)
+            t0 = time.time() - 100
+            sent = 60
+            for i in range(sent):  # frames 2..61, over several flushes (one every 0.25 s)
+                await send_json(charger, metrics(session_id, t0 + i, 1000 + i))
+            seen = []
+            while not seen or seen[-1] < sent + 1:
+                n = (await receive_type(charger, "ack"))["n"]
+                in_file = stored_ts(db, session_id)  # read at once, before anything else runs
+                # frame k >= 2 carries reading k-2: every reading of frames <= n is committed
+                assert in_file[:n - 1] == [t0 + i for i in range(n - 1)], (n, len(in_file))
+                seen.append(n)
+    assert seen == sorted(set(seen))  # sent only when it grew
+    assert seen[-1] == sent + 1  # exactly the frames sent: the tap and every reading
+
+
+async def test_no_ack_advances_while_the_database_cannot_be_written_and_all_follow_after_recovery(tmp_path):
+    db = tmp_path / "evse.sqlite3"
+    async with running_server(db) as app:
+        charger = await publisher(base_url(app))
+        async with charger:
+            session_id = await start_session(charger)
+            assert (await receive_type(charger, "ack"))["n"] == 1  # the session is committed
+            await app.storage._fetch("PRAGMA query_only = ON")  # every write now fails
+            t0 = time.time() - 100
+            for i in range(5):  # frames 2..6
+                await send_json(charger, metrics(session_id, t0 + i, 1000 + i))
+            failed = app.storage._failed_flushes
+            await wait_until(lambda: app.storage._failed_flushes >= failed + 2,
+                             what="two flushes to fail on the read-only database")
+            assert await acks_until_probe_answered(charger) == []  # frame 7: nothing more confirmed
+            assert stored_ts(db, session_id) == []
+            await app.storage._fetch("PRAGMA query_only = OFF")  # the disk is writable again
+            while (await receive_type(charger, "ack"))["n"] < 7:
+                pass
+            assert stored_ts(db, session_id) == [t0 + i for i in range(5)]
+
+
+async def test_invalid_frames_and_duplicates_are_acknowledged_and_do_not_stall_the_count(tmp_path):
+    db = tmp_path / "evse.sqlite3"
+    async with running_server(db) as app:
+        charger = await publisher(base_url(app))
+        async with charger:
+            session_id = await start_session(charger)  # frame 1
+            t0 = time.time() - 100
+            await send_json(charger, metrics(session_id, t0, 1000))  # 2
+            await send_json(charger, metrics(session_id, t0 + 1, 1001))  # 3
+            await send_json(charger, metrics(session_id, t0 + 1, 1001))  # 4: exact duplicate
+            await send_json(charger, metrics(session_id, t0, 1000))  # 5: an older replay
+            await charger.send("not json")  # 6: INVALID_MESSAGE
+            await charger.send(b"\x00\x01")  # 7: binary, INVALID_MESSAGE
+            await send_json(charger, {"type": "metrics", "session_id": session_id, "v": -1})  # 8
+            await send_json(charger, metrics(session_id + 1, t0 + 2, 1002))  # 9: SESSION_MISMATCH
+            await send_json(charger, {"type": "status", "state": "charging", "session_id": session_id})  # 10
+            await send_json(charger, metrics(session_id, t0 + 2, 1002))  # 11
+            while (await receive_type(charger, "ack"))["n"] < 11:
+                pass
+            assert stored_ts(db, session_id) == [t0, t0 + 1, t0 + 2]  # each reading once
+
+
+async def test_the_count_starts_again_on_a_new_connection_and_a_replaced_one_stops_acking(tmp_path):
+    db = tmp_path / "evse.sqlite3"
+    async with running_server(db) as app:
+        first = await publisher(base_url(app))
+        session_id = await start_session(first)
+        t0 = time.time() - 100
+        await send_json(first, metrics(session_id, t0, 1000))
+        while (await receive_type(first, "ack"))["n"] < 2:
+            pass
+        second = await publisher(base_url(app))  # the charger rebooted: 4008 to the old socket
+        async with second:
+            assert await close_code(first) == 4008
+            await send_json(second, {"type": "status", "state": "charging", "session_id": session_id})
+            await send_json(second, metrics(session_id, t0 + 1, 1001))
+            n = 0
+            while n < 2:
+                n = (await receive_type(second, "ack"))["n"]
+            assert n == 2  # its own two frames, not the old connection's count + 2
+        assert stored_ts(db, session_id) == [t0, t0 + 1]
+        await wait_until(lambda: app.handler.acks == {}, what="no ack sender to outlive its connection")
+
+
+async def test_a_stop_whose_end_could_not_be_stored_is_never_acknowledged_on_that_connection(tmp_path):
+    db = tmp_path / "evse.sqlite3"
+    async with running_server(db) as app:
+        charger = await publisher(base_url(app))
+        async with charger:
+            session_id = await start_session(charger)  # frame 1
+            await send_json(charger, metrics(session_id, time.time() - 10, 1000))  # frame 2
+            while (await receive_type(charger, "ack"))["n"] < 2:
+                pass
+            await app.storage._fetch("PRAGMA query_only = ON")
+            await send_json(charger, {"type": "stop", "session_id": session_id, "wh": 1010})  # frame 3
+            [sender] = app.handler.acks.values()
+            await wait_until(lambda: sender.read == 3 and sender.acknowledgeable == 2,
+                             what="the failed stop to be handled")
+            await app.storage._fetch("PRAGMA query_only = OFF")
+            assert await acks_until_probe_answered(charger) == []  # frame 4 after a failed frame 3
+            await wait_until(lambda: sender.read == 4 and app.storage.durable_mark == app.storage.write_mark(),
+                             what="the probe to be handled and every queued write committed")
+            assert sender.acknowledgeable == 2 and sender.sent == 2
