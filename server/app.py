@@ -39,7 +39,6 @@ from server.ws import ConnectionHandler
 
 log = logging.getLogger(__name__)
 
-MAX_CLOSE_TIMEOUT = 5.0
 PROTECTED_HTTP_PREFIXES = ("/api/", "/metrics")
 
 
@@ -102,7 +101,7 @@ class App:
             ping_interval=self.config.ping_interval,
             ping_timeout=self.config.ping_timeout,
             # a charger that stopped answering pings must not wait 10 s more to be desconectado
-            close_timeout=min(MAX_CLOSE_TIMEOUT, self.config.ping_timeout),
+            close_timeout=self.config.close_timeout,
             max_size=self.config.max_frame_bytes,
         )
 

@@ -20,6 +20,9 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# the closing handshake with a peer that stopped answering is given this long at most before
+# the TCP connection is dropped (a live peer answers a close in milliseconds)
+MAX_CLOSE_TIMEOUT_S = 2.0
 
 
 class ConfigError(ValueError):
@@ -33,8 +36,10 @@ class Config:
     db_path: Path = Path("data/evse.sqlite3")
     default_tariff: float = 7.0
     log_level: str = "INFO"
-    ping_interval: float = 20.0
-    ping_timeout: float = 20.0
+    # keepalive: a charger silent from one moment on is desconectado within offline_detection_s
+    # (5 + 6 + 2 = 13 s by default; 12 pings a minute per connection)
+    ping_interval: float = 5.0
+    ping_timeout: float = 6.0
     demo: bool = False
     auth: bool = True  # AUTH=off: bench use only, warned about at every start
     secret_file: Path | None = None  # None: "secret.key" next to the database
@@ -50,6 +55,18 @@ class Config:
     @property
     def secret_path(self) -> Path:
         return self.secret_file if self.secret_file is not None else self.db_path.parent / "secret.key"
+
+    @property
+    def close_timeout(self) -> float:
+        """Seconds the closing handshake may take before the TCP connection is dropped."""
+        return min(MAX_CLOSE_TIMEOUT_S, self.ping_timeout)
+
+    @property
+    def offline_detection_s(self) -> float:
+        """Worst case from a peer's last answer to its connection being dropped (a charger then
+        shows `desconectado`): the next ping comes at most ping_interval later, its pong is
+        awaited ping_timeout, then the close frame close_timeout (websockets' keepalive)."""
+        return self.ping_interval + self.ping_timeout + self.close_timeout
 
     @property
     def tls(self) -> bool:
