@@ -366,8 +366,11 @@ class Storage:
             raise
 
     def _take_batch(self) -> Batch:
+        """Take everything queued (under the lock: no other batch is being written)."""
         batch = self._pending.take()
         self._wake_room_waiters()
+        if not batch:  # every write up to its mark is committed already (or left out as unstorable)
+            self._committed(batch)
         return batch
 
     # -- sessions ----------------------------------------------------------------------------

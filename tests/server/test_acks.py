@@ -5,11 +5,13 @@ survives a SIGKILL of the server)."""
 
 import asyncio
 import json
+import signal
 import sqlite3
 import time
 
 from server.storage import store as store_module
 from tests.live_server import base_url, close_code, publisher, receive_type, running_server, send_json
+from tests.server.test_faults import charger_of, start_server_process
 from tests.storage.conftest import wait_until
 
 CARD = "VIRTUAL-1-A4F2E8"
@@ -151,3 +153,24 @@ async def test_a_stop_whose_end_could_not_be_stored_is_never_acknowledged_on_tha
             await wait_until(lambda: sender.read == 4 and app.storage.durable_mark == app.storage.write_mark(),
                              what="the probe to be handled and every queued write committed")
             assert sender.acknowledgeable == 2 and sender.sent == 2
+
+
+async def test_every_reading_acknowledged_before_a_sigkill_of_the_server_is_in_the_file_after_it(tmp_path):
+    db = tmp_path / "evse.sqlite3"
+    server, url = await start_server_process(db)
+    try:
+        charger = await charger_of(db, url)
+        session_id = await start_session(charger)  # frame 1
+        t0 = time.time() - 100
+        for i in range(40):  # frames 2..41, sent without waiting
+            await send_json(charger, metrics(session_id, t0 + i, 1000 + i))
+        n = 0
+        while n < 12:  # some readings are confirmed, others are still in flight
+            n = (await receive_type(charger, "ack"))["n"]
+        server.send_signal(signal.SIGKILL)
+        await server.wait()
+    finally:
+        if server.returncode is None:
+            server.kill()
+            await server.wait()
+    assert stored_ts(db, session_id)[:n - 1] == [t0 + i for i in range(n - 1)]
