@@ -32,10 +32,12 @@ ACK_MIN_INTERVAL_S = 0.2  # at most 5 acks per second per connection
 
 
 class AckSender:
-    """`send(message) -> bool` sends to the charger (False once the connection is gone)."""
+    """`send(message) -> bool` sends to the charger (False once the connection is gone);
+    `station_id` only names the connection in the log."""
 
-    def __init__(self, storage, send, min_interval: float = ACK_MIN_INTERVAL_S):
+    def __init__(self, storage, send, station_id: int, min_interval: float = ACK_MIN_INTERVAL_S):
         self._storage = storage
+        self._station_id = station_id
         self._send = send
         self._min_interval = min_interval
         self.read = 0  # data frames read on this connection
@@ -65,8 +67,9 @@ class AckSender:
         """A write of the frame being handled failed: acknowledge nothing from it on."""
         if self._held_at is None:
             self._held_at = self.read
-            log.warning("frame %d of this charger connection could not be stored; acknowledging "
-                        "nothing from it on (the charger resends it after reconnecting)", self.read)
+            log.warning("station %s: frame %d of this charger connection could not be stored; "
+                        "acknowledging nothing from it on (the charger resends it after reconnecting)",
+                        self._station_id, self.read)
 
     async def run(self) -> None:
         """Send acks until the connection is gone (or the task is cancelled with it)."""

@@ -101,7 +101,7 @@ class ConnectionHandler:
         self.clock = app.clock
         self.background: set[asyncio.Task] = set()
         self.principals: dict = {}  # connection -> server.auth.Principal, while it is served
-        self.acks: dict = {}  # charger connection -> its AckSender, while its frames are read
+        self.ack_senders: dict = {}  # charger connection -> its AckSender, while its frames are read
         self._effect_runners = {
             c.ToPublisher: self._to_publisher,
             c.ToClients: self._to_clients,
@@ -203,7 +203,8 @@ class ConnectionHandler:
 
     async def _read_publisher_frames(self, connection: ServerConnection, station_id: int) -> None:
         """Handle the charger's frames in order; acknowledge each once its writes are durable."""
-        acks = self.acks[connection] = AckSender(self.storage, lambda message: send(connection, message))
+        acks = AckSender(self.storage, lambda message: send(connection, message), station_id)
+        self.ack_senders[connection] = acks
         sender = asyncio.create_task(acks.run(), name=f"acks-station-{station_id}")
         try:
             async for frame in self._frames(connection, p.ROLE_PUBLISHER):
@@ -213,7 +214,7 @@ class ConnectionHandler:
                 if self.storage.full:  # back-pressure: read on once the readings are written
                     await self.storage.wait_for_room()
         finally:
-            del self.acks[connection]
+            del self.ack_senders[connection]
             sender.cancel()
             await asyncio.gather(sender, return_exceptions=True)
 
@@ -293,8 +294,8 @@ class ConnectionHandler:
             except Exception:
                 log.exception("effect %s failed", type(effect).__name__)
                 self.app.note_error(p.SERVER_ERROR)
-                if origin in self.acks:
-                    self.acks[origin].hold()
+                if origin in self.ack_senders:
+                    self.ack_senders[origin].hold()
 
     async def _to_publisher(self, effect: c.ToPublisher, origin) -> None:
         await self.hub.send_to_publisher(effect.station_id, effect.message)

@@ -131,7 +131,7 @@ async def test_the_count_starts_again_on_a_new_connection_and_a_replaced_one_sto
                 n = (await receive_type(second, "ack"))["n"]
             assert n == 2  # its own two frames, not the old connection's count + 2
         assert stored_ts(db, session_id) == [t0, t0 + 1]
-        await wait_until(lambda: app.handler.acks == {}, what="no ack sender to outlive its connection")
+        await wait_until(lambda: app.handler.ack_senders == {}, what="no ack sender to outlive its connection")
 
 
 async def test_a_stop_whose_end_could_not_be_stored_is_never_acknowledged_on_that_connection(tmp_path):
@@ -145,7 +145,7 @@ async def test_a_stop_whose_end_could_not_be_stored_is_never_acknowledged_on_tha
                 pass
             await app.storage._fetch("PRAGMA query_only = ON")
             await send_json(charger, {"type": "stop", "session_id": session_id, "wh": 1010})  # frame 3
-            [sender] = app.handler.acks.values()
+            [sender] = app.handler.ack_senders.values()
             await wait_until(lambda: sender.read == 3 and sender.acknowledgeable == 2,
                              what="the failed stop to be handled")
             await app.storage._fetch("PRAGMA query_only = OFF")
