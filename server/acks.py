@@ -9,10 +9,11 @@ write sequence up to that mark, and its immediate writes (a session's start or e
 were committed before its handling returned. A frame that writes nothing (status, nfc_scan, an
 invalid frame, an ignored duplicate) is covered by the same mark, so it is acknowledged as soon
 as every write queued before it is durable (a replayed duplicate is never acknowledged while the
-original is still only in memory). `run()`, one task per connection, waits until the latest
-noted mark is durable and sends the ack: only when K grew, at most one ack per `min_interval`
-seconds, and never while the database cannot be written (Storage keeps the batch and its marks
-stay undurable until a commit takes them).
+original is still only in memory). A task of the connection's waits until the latest noted
+mark is durable and sends the ack: only when K grew, at most one ack per `min_interval` seconds,
+and never while the database cannot be written (Storage keeps the batch and its marks stay
+undurable until a commit takes them). The task runs only while there is something to
+acknowledge (an idle charger costs no task) and `close()` ends it with the connection.
 
 A frame one of whose writes failed (say the session's end on a read-only disk) is never
 acknowledged, nor anything after it on this connection (`hold()`): the charger keeps it and
@@ -44,7 +45,7 @@ class AckSender:
         self.sent = 0  # the n of the last ack sent
         self._noted = (0, 0)  # (frames handled, write mark covering them)
         self._held_at: int | None = None  # the first frame whose write failed
-        self._new = asyncio.Event()
+        self._task: asyncio.Task | None = None  # sends acks while frames await one
 
     @property
     def acknowledgeable(self) -> int:
@@ -61,7 +62,8 @@ class AckSender:
         if self._held_at is not None:
             k = min(k, self._held_at - 1)
         self._noted = (k, mark)
-        self._new.set()
+        if k > self.sent and (self._task is None or self._task.done()):
+            self._task = asyncio.create_task(self._run(), name=f"acks-station-{self._station_id}")
 
     def hold(self) -> None:
         """A write of the frame being handled failed: acknowledge nothing from it on."""
@@ -71,16 +73,21 @@ class AckSender:
                         "acknowledging nothing from it on (the charger resends it after reconnecting)",
                         self._station_id, self.read)
 
-    async def run(self) -> None:
-        """Send acks until the connection is gone (or the task is cancelled with it)."""
+    async def _run(self) -> None:
+        """Send acks while handled frames await one (a newer `handled()` is seen at the next turn:
+        nothing can run between the last check and the return)."""
         while True:
-            await self._new.wait()
-            self._new.clear()
             k, mark = self._noted
             if k <= self.sent:
-                continue
+                return
             await self._storage.wait_durable(mark)
             if not await self._send(p.ack(k)):
                 return
             self.sent = k
             await asyncio.sleep(self._min_interval)
+
+    async def close(self) -> None:
+        """The connection ended: stop sending (nothing more can be acknowledged on it)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)

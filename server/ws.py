@@ -15,9 +15,9 @@ token bucket (`RateLimit`, see `_frames`): over it a charger is slowed down and 
 answered RATE_LIMITED; sustained abuse closes the connection with 1008.
 
 Acknowledged delivery: the charger loop counts the frames it reads and, after each one is
-handled, notes the storage write mark that covers it; an `AckSender` task per charger
-connection (server/acks.py) sends `{"type":"ack","n":K}` once those writes are committed. It
-ends with the connection (a 4008 replacement included).
+handled, notes the storage write mark that covers it; the connection's `AckSender`
+(server/acks.py) sends `{"type":"ack","n":K}` once those writes are committed. It ends with
+the connection (a 4008 replacement included).
 """
 
 from __future__ import annotations
@@ -205,7 +205,6 @@ class ConnectionHandler:
         """Handle the charger's frames in order; acknowledge each once its writes are durable."""
         acks = AckSender(self.storage, lambda message: send(connection, message), station_id)
         self.ack_senders[connection] = acks
-        sender = asyncio.create_task(acks.run(), name=f"acks-station-{station_id}")
         try:
             async for frame in self._frames(connection, p.ROLE_PUBLISHER):
                 k = acks.frame_read()
@@ -215,8 +214,7 @@ class ConnectionHandler:
                     await self.storage.wait_for_room()
         finally:
             del self.ack_senders[connection]
-            sender.cancel()
-            await asyncio.gather(sender, return_exceptions=True)
+            await acks.close()
 
     async def _publisher_frame(self, station_id: int, frame, connection) -> None:
         data = p.decode_frame(frame)
