@@ -36,6 +36,9 @@ class AckSender:
     """`send(message) -> bool` sends to the charger (False once the connection is gone);
     `station_id` only names the connection in the log."""
 
+    __slots__ = ("_storage", "_station_id", "_send", "_min_interval", "read", "sent", "_noted",
+                 "_held_at", "_task")  # one per connected charger: thousands of them
+
     def __init__(self, storage, send, station_id: int, min_interval: float = ACK_MIN_INTERVAL_S):
         self._storage = storage
         self._station_id = station_id
