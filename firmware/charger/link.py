@@ -8,11 +8,22 @@ hand every received message to `handler.on_message(dict)` and answer `sync_reque
 the status messages again. Any failure (server gone, close code, keepalive timeout, WiFi
 lost) reports the link down and reconnects forever with exponential backoff and jitter.
 
-An outbox entry leaves the outbox only when delivery is confirmed: after a batch is written
-the link pings, and the server's pong (which follows its reading of the batch) confirms it.
-A half-open link that swallowed frames therefore loses nothing: after the reconnect the
-unconfirmed entries are sent again (the server ignores a reading with a `ts` it already
-has, and a repeated `stop` is harmless).
+An outbox entry leaves the outbox only when the server's `{"type":"ack","n":K}` covers it:
+K is how many data frames of this connection the server has read AND committed to its
+database. The WebSocket counts every data frame it writes (status, nfc_scan, metrics, stop,
+emergency, the `sync_request` answer: `ws.count`, from 1 after connect), so the numbering is
+the server's. Entries go in batches of up to 16; the next batch goes only when an ack covers
+the whole batch in flight (K >= the frame number of its last entry), and then the whole
+batch leaves the outbox: an ack that covers part of a batch releases nothing yet. A pong
+confirms nothing (it only proves the link alive): what a server read but did not commit
+before it died is sent again. When the connection ends, the unacknowledged entries are sent
+again, in order, after the next connect's `status` (the server ignores a reading it already
+has, and a repeated `stop` is harmless). An `ack` is consumed here, not handed to the
+handler; one whose `n` is not a whole number or above the frames sent is logged and ignored.
+A live link whose server never acks (its disk failing) loses nothing either: entries wait in
+the outbox under its bound (oldest reading dropped first); the keepalive still detects a
+dead link. A server that sends no `ack` at all (the seed's) is not supported: after the first
+batch nothing more is delivered.
 
 Config keys (the parsed config dict): `server_url`, `station`, `token`, `ca_cert`,
 `wifi` ({ssid, password} or None: the network is managed elsewhere and not watched),
@@ -38,7 +49,7 @@ from charger import forget, messages, wsclient
 
 _WIFI_POLL_MS = const(250)
 _WIFI_WATCH_MS = const(1000)
-_BATCH = const(16)  # outbox entries sent per delivery confirmation
+_BATCH = const(16)  # outbox entries in flight: the next batch waits for their ack
 # indices in ms
 _MIN = const(0)
 _MAX = const(1)
@@ -65,6 +76,9 @@ class Link:
         self.outbox = outbox
         self.wake = asyncio.Event()
         self.connected = False
+        # this connection's acks: [frames the server acked, frame number the ack must reach
+        # to release the batch in flight (0: none in flight)]
+        self.ack = [0, 0]
 
     def notify(self):
         """Call after an outbox put: the link sends it as soon as it is connected."""
@@ -92,6 +106,8 @@ class Link:
                 if self.wifi is not None:
                     await self._wifi_up()  # OSError when it does not come up
                 await ws.connect(*self.dial)
+                ack = self.ack
+                ack[0] = ack[1] = 0  # a new connection counts its frames from 1
                 rx = asyncio.create_task(self._receive())
                 for text in self._hook(self.handler.status_messages, None):
                     await ws.send(text)  # the physical truth first
@@ -99,30 +115,31 @@ class Link:
                 self._hook(self.handler.on_link, True)
                 if self.wifi is not None:
                     watch = asyncio.create_task(self._watch_wifi())
-                # Send the outbox oldest first; once a batch is sent, a ping's pong
-                # confirms delivery and only then are the entries removed (sent -1: the
-                # ping is out, nothing more is sent until its pong). Sleep until notify(),
-                # the pong (it sets `wake` too) or the connection's end: one wake-up per
-                # queued reading and one per pong (each wake-up allocates in asyncio). A
-                # send usually returns without yielding, so at most _BATCH entries go
-                # before a confirmation: a replay does not starve the other tasks.
-                outbox.rewind()  # what the last connection did not confirm goes again
+                # Send the outbox oldest first, a batch of up to _BATCH entries; then
+                # ack[1] = the frame number of its last entry (ws.count once it is written:
+                # a frame another task wrote after it can only make it later, never
+                # early), and nothing more goes until an ack covers it; then the batch
+                # leaves the outbox. Sleep until notify(), the covering ack (_receive sets
+                # `wake` only for that one) or the connection's end: one wake-up per queued
+                # reading and one per covering ack (each wake-up allocates in asyncio). A
+                # send usually returns without yielding, so a replay of many entries does
+                # not starve the other tasks.
+                outbox.rewind()  # what the last connection did not get acked goes again
                 sent = 0
                 while ws.open:
-                    if sent < 0 and ws.pong is None:  # the pong came: all sent arrived
+                    if ack[1] and ack[0] >= ack[1]:  # the server committed the batch
                         outbox.confirm()
-                        sent = 0
+                        ack[1] = sent = 0
                     # (next_unsent() only when something is unsent: a call allocates
                     # its frame, ~190 B, even when it returns None)
-                    text = (outbox.next_unsent() if 0 <= sent < _BATCH
+                    text = (outbox.next_unsent() if not ack[1] and sent < _BATCH
                             and len(outbox) > outbox.unconfirmed else None)
                     if text is not None:
                         await ws.send(text)
                         sent += 1
-                    elif sent > 0:
-                        sent = -1
-                        await ws.confirm(self.wake)
-                    else:  # nothing to send, or waiting for the pong
+                    elif sent and not ack[1]:
+                        ack[1] = ws.count  # the batch is out: wait for its ack
+                    else:  # nothing to send, or waiting for the ack
                         self.wake.clear()
                         await self.wake.wait()
             except OSError as e:
@@ -171,6 +188,16 @@ class Link:
                 msg = messages.parse(text) if isinstance(text, str) else None
                 if msg is None:
                     print("[link]", "ignored", repr(text[:32]))  # not a JSON message
+                    continue
+                if msg["type"] == "ack":  # the link's own: not the handler's
+                    text = msg.get("n")
+                    if (not isinstance(text, int) or isinstance(text, bool)
+                            or text > ws.count):  # cannot confirm what was never sent
+                        print("[link]", "ignored", "ack", text)
+                    elif text > self.ack[0]:
+                        self.ack[0] = text
+                        if self.ack[1] and text >= self.ack[1]:
+                            self.wake.set()  # the batch in flight is committed
                     continue
                 if msg["type"] == "sync_request":
                     for text in self._hook(self.handler.status_messages, None):
