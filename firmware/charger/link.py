@@ -20,20 +20,24 @@ before it died is sent again. When the connection ends, the unacknowledged entri
 again, in order, after the next connect's `status` (the server ignores a reading it already
 has, and a repeated `stop` is harmless). An `ack` is consumed here, not handed to the
 handler; one whose `n` is not a whole number or above the frames sent is logged and ignored.
-A live link whose server never acks (its disk failing) loses nothing either: entries wait in
-the outbox under its bound (oldest reading dropped first); the keepalive still detects a
-dead link. A server that sends no `ack` at all (the seed's) is not supported: after the first
-batch nothing more is delivered.
+A live link whose server does not ack (its disk failing) loses nothing either: entries wait
+in the outbox under its bound (oldest reading dropped first), the keepalive still detects a
+dead link, and when the batch in flight is not acked within `ack_timeout_s` the link closes
+the connection (1001) and reconnects: the server never acks a connection again once one of
+its frames could not be committed, and a new connection counts from 1 and replays. A server
+that sends no `ack` at all (the seed's) is not supported: the charger would deliver one batch
+per `ack_timeout_s` connection, again and again.
 
 Config keys (the parsed config dict): `server_url`, `station`, `token`, `ca_cert`,
 `wifi` ({ssid, password} or None: the network is managed elsewhere and not watched),
 `ping_interval_s` (20), `backoff_max_s` (30); optional with defaults: `ping_timeout_s` (10),
-`backoff_min_s` (1), `connect_timeout_s` (10), `wifi_timeout_s` (20), `max_message` (1024:
+`backoff_min_s` (1), `connect_timeout_s` (10), `wifi_timeout_s` (20), `ack_timeout_s` (30),
+`max_message` (1024:
 the server's messages to a charger are a few hundred bytes at most). charger/linkcfg.py
 reads and checks them once, when the Link is built, and is dropped after.
 
 Memory (issue 3): one wsclient.WebSocket serves every connection; the connection's life is
-one coroutine (`run`) with two helper tasks per connection (receive, WiFi watch) that end
+one coroutine (`run`) with two helper tasks per connection (receive; the watch: WiFi, ack age) that end
 with it; the numbers sit in one tuple (`ms`), the connect arguments in another (`dial`);
 log lines are made of short words (interned once) rather than long string constants.
 """
@@ -54,6 +58,7 @@ _BATCH = const(16)  # outbox entries in flight: the next batch waits for their a
 _MIN = const(0)
 _MAX = const(1)
 _WIFI = const(2)
+_ACK = const(3)
 
 
 class Link:
@@ -77,8 +82,9 @@ class Link:
         self.wake = asyncio.Event()
         self.connected = False
         # this connection's acks: [frames the server acked, frame number the ack must reach
-        # to release the batch in flight (0: none in flight)]
-        self.ack = [0, 0]
+        # to release the batch in flight (0: none in flight, -1: its ack is overdue),
+        # ticks_ms() when that batch went out]
+        self.ack = [0, 0, 0]
 
     def notify(self):
         """Call after an outbox put: the link sends it as soon as it is connected."""
@@ -113,8 +119,7 @@ class Link:
                     await ws.send(text)  # the physical truth first
                 self.connected = True
                 self._hook(self.handler.on_link, True)
-                if self.wifi is not None:
-                    watch = asyncio.create_task(self._watch_wifi())
+                watch = asyncio.create_task(self._watch())
                 # Send the outbox oldest first, a batch of up to _BATCH entries; then
                 # ack[1] = the frame number of its last entry (ws.count once it is written:
                 # a frame another task wrote after it can only make it later, never
@@ -127,6 +132,8 @@ class Link:
                 outbox.rewind()  # what the last connection did not get acked goes again
                 sent = 0
                 while ws.open:
+                    if ack[1] < 0:  # _watch(): no ack within ack_timeout_s
+                        raise OSError(1001, "no ack")  # closed with 1001, then reconnect
                     if ack[1] and ack[0] >= ack[1]:  # the server committed the batch
                         outbox.confirm()
                         ack[1] = sent = 0
@@ -139,6 +146,7 @@ class Link:
                         sent += 1
                     elif sent and not ack[1]:
                         ack[1] = ws.count  # the batch is out: wait for its ack
+                        ack[2] = ticks_ms()
                     else:  # nothing to send, or waiting for the ack
                         self.wake.clear()
                         await self.wake.wait()
@@ -196,7 +204,7 @@ class Link:
                         print("[link]", "ignored", "ack", text)
                     elif text > self.ack[0]:
                         self.ack[0] = text
-                        if self.ack[1] and text >= self.ack[1]:
+                        if self.ack[1] > 0 and text >= self.ack[1]:
                             self.wake.set()  # the batch in flight is committed
                     continue
                 if msg["type"] == "sync_request":
@@ -229,11 +237,18 @@ class Link:
             waited += _WIFI_POLL_MS
         print("[link]", "wifi", "up", wlan.ifconfig()[0])
 
-    async def _watch_wifi(self):
+    async def _watch(self):
+        # every second while connected: WiFi lost (when the link manages it) drops the
+        # connection; a batch in flight unacked for ack_timeout_s makes run() reconnect
         ws = self.ws
+        ack = self.ack
         while ws.open:
             await asyncio.sleep_ms(_WIFI_WATCH_MS)
-            if not self.wlan.isconnected():
+            if self.wifi is not None and not self.wlan.isconnected():
                 await ws.drop(1006, "wifi lost")
+                self.wake.set()
+                return
+            if ack[1] > 0 and ticks_diff(ticks_ms(), ack[2]) >= self.ms[_ACK]:
+                ack[1] = -1
                 self.wake.set()
                 return

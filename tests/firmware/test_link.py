@@ -312,7 +312,8 @@ for cfg in ({"server_url": "http://x/ws", "station": 1},
             {"server_url": "ws://x/ws", "station": 1, "backoff_max_s": -1},
             {"server_url": "ws://x/ws", "station": 1, "backoff_min_s": 5, "backoff_max_s": 2},
             {"server_url": "ws://x:99999/ws", "station": 1},
-            {"server_url": "ws://x/ws", "station": 1, "max_message": "4096"}):
+            {"server_url": "ws://x/ws", "station": 1, "max_message": "4096"},
+            {"server_url": "ws://x/ws", "station": 1, "ack_timeout_s": 0}):
     try:
         Link(cfg, None, Outbox())
         print("ACCEPTED")
@@ -329,6 +330,7 @@ print("SETUP CODE LOADED", "charger.linkcfg" in sys.modules or "charger.wsopen" 
     assert "ERR backoff_max_s must not be below backoff_min_s" in out
     assert "ERR bad host or port in URL: 'ws://x:99999/ws?role=publisher&estacionId=1'" in out
     assert "ERR max_message must be a whole number from 128 to 65536" in out
+    assert "ERR ack_timeout_s must be a number from 0.1 to 3600" in out
     assert "SETUP CODE LOADED False" in out  # issue 3: checked once, then dropped
 
 
@@ -520,6 +522,24 @@ async def test_a_live_link_without_acks_keeps_the_entries_under_the_outbox_bound
     assert len(server.conns) == 1 and len(frames) == 10
     assert metrics_ts(frames[1:4]) == [1, 2, 3] and frames[4]["type"] == "status"
     assert metrics_ts(frames[5:9]) == [5, 6, 7, 8] and frames[9]["type"] == "stop"
+
+
+async def test_a_batch_unacked_for_ack_timeout_s_makes_the_link_reconnect_and_replay(server):
+    # the real server never acks a connection again once one of its frames could not be
+    # committed (server/acks.py): after ack_timeout_s the charger closes (1001) and
+    # reconnects; the new connection counts from 1 and gets the same entries again
+    server.acks = False
+    async with charger(config(server.port, ack_timeout_s=0.5), preload=2) as proc:
+        await server.frames(0, 3)
+        await server.ack(0, 2)                      # part of the batch only
+        server.acks = True                          # (no more frames come on this one)
+        await proc.expect("lost (1001, 'no ack')")
+        again = await server.frames(1, 3)
+        await wait_len(proc, "LEN 0 0")
+    await server.wait(lambda: server.conns[0]["closed"])
+    assert server.conns[0]["ws"].close_code == 1001
+    assert again[0]["type"] == "status" and metrics_ts(again[1:3]) == [1, 2]
+    assert again[1:3] == server.conns[0]["frames"][1:3]
 
 
 async def test_a_bad_ack_is_ignored_and_releases_nothing(server):
