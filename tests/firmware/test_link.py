@@ -547,13 +547,14 @@ async def test_a_bad_ack_is_ignored_and_releases_nothing(server):
     async with charger(config(server.port), preload=1) as proc:
         await server.frames(0, 2)
         for bad in ('{"type":"ack","n":99}', '{"type":"ack","n":"2"}', '{"type":"ack"}',
-                    '{"type":"ack","n":true}', '{"type":"ack","n":2.0}'):
+                    '{"type":"ack","n":true}', '{"type":"ack","n":2.0}',
+                    '{"type": "ack", "n": 99}', '{"n":99,"type":"ack"}'):
             await server.conns[0]["ws"].send(bad)
         assert await settled(server, proc, 0) == "LEN 1 1"
-        await server.ack(0, 2)
+        await server.conns[0]["ws"].send('{"n": 2, "type": "ack"}')  # valid, keys swapped
         await wait_len(proc, "LEN 0 0")
     assert '"ack"' not in proc.output()             # acks are the link's, not the handler's
-    assert proc.output().count("ignored ack") == 5
+    assert proc.output().count("ignored ack") == 7
 
 
 HEAP_DRIVER = r"""
