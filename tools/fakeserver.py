@@ -2,20 +2,29 @@
 
     python -m tools.fakeserver [--host 0.0.0.0] [--port 3000] [--station N] [--token T]
         [--session-id 1001] [--user-name "Juan Pérez"] [--reject CODE] [--script FILE]
+        [--no-ack] [--ack-delay 0.2]
 
 Accepts the publisher at `/ws?role=publisher&estacionId=N[&token=T]` (the seed's URL and
 close codes: 4001 no/unknown role, 4004 no `estacionId`, 4005 another station than
 `--station`, 4003 wrong `--token`; any other path answers 404), greets it with the seed's
 `connected`, prints every frame it receives (`<-`) and sends (`->`), and answers `nfc_scan`
 with `start` (session ids counting up from `--session-id`) or, with `--reject CODE`, with
-`{"type":"error","message":...,"code":CODE}`. Commands, typed on stdin or listed in a
-`--script` file (run once the publisher is connected):
+`{"type":"error","message":...,"code":CODE}`. It acknowledges delivery as the real server
+does (docs/protocol.md, "Acknowledged delivery"), with nothing to commit: it counts the data
+frames (text or binary, valid or not) read on the publisher connection from 1 and sends
+`{"type":"ack","n":K}` at most once per `--ack-delay` seconds (0.2: about 5 a second), only
+when K grew. `--no-ack` (or the `acks off` command) withholds acks, as a server whose disk
+is failing would: the charger keeps everything in its outbox and sends it again after a
+reconnect. Commands, typed on stdin or listed in a `--script` file (run once the publisher
+is connected):
 
     stop [SESSION]        send stop (default: the session the last start opened)
     sync                  send {"type":"sync_request","from":"server"}
     error CODE [TEXT]     send an error message
     send JSON             send any JSON text as is
     close CODE [REASON]   close the publisher connection with that code
+    ack [N]               send {"type":"ack","n":N} now (default: every frame read so far)
+    acks on|off           send acks by themselves (the default) or withhold them
     wait TYPE [SECONDS]   (scripts) wait for a frame of that type, default 30 s
     quit                  stop the server
 
@@ -32,7 +41,7 @@ from urllib.parse import parse_qs, urlsplit
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
-COMMANDS = ("stop", "sync", "error", "send", "close", "wait", "quit")
+COMMANDS = ("stop", "sync", "error", "send", "close", "ack", "acks", "wait", "quit")
 
 
 class CommandError(ValueError):
@@ -43,7 +52,7 @@ class FakeServer:
     """The fake server's state and behaviour; `start()` binds, `run_command()` acts."""
 
     def __init__(self, host="127.0.0.1", port=0, station=None, token=None, session_id=1001,
-                 user_name="Juan Pérez", reject=None, out=None):
+                 user_name="Juan Pérez", reject=None, out=None, ack=True, ack_delay=0.2):
         self.host = host
         self.port = port
         self.station = station
@@ -55,6 +64,11 @@ class FakeServer:
         self.session = None          # the session id the last start opened
         self.publisher = None
         self.received = []           # every frame received, parsed (or the raw text)
+        self.acking = ack            # send acks by themselves
+        self.ack_delay = ack_delay   # at most one ack per this many seconds
+        self.count = 0               # data frames read on the publisher connection
+        self.acked = 0               # the highest n acked on it
+        self._acker = None           # the pending ack task
         self._cursor = 0             # wait_for() looks at frames from here on
         self._changed = asyncio.Condition()
         self._server = None
@@ -108,12 +122,17 @@ class FakeServer:
             await self.publisher.close(4008, "replaced by a newer connection")
         async with self._changed:
             self.publisher = ws
+            self.count = self.acked = 0  # a connection counts its frames from 1
             self._changed.notify_all()
         station = query["estacionId"][0]
         self.log("publisher connected, estacionId", station)
         await self.send({"type": "connected", "role": "publisher", "estacionId": station})
         try:
             async for text in ws:
+                if ws is self.publisher:
+                    self.count += 1
+                    if self.acking and self._acker is None:
+                        self._acker = asyncio.create_task(self._ack_later())
                 await self._on_frame(text)
         except ConnectionClosed:
             pass
@@ -138,6 +157,25 @@ class FakeServer:
             await self._answer_scan(msg)
         elif kind in ("stop", "emergency") and msg.get("session_id") == self.session:
             self.session = None
+
+    async def _ack_later(self):
+        # one ack for every frame read within ack_delay (the real server acks after a commit),
+        # to the publisher connected by then (a new connection counts from 1 again)
+        try:
+            while True:  # until an ack_delay passes with nothing new to ack
+                await asyncio.sleep(self.ack_delay)
+                if not (self.acking and self.publisher is not None
+                        and self.count > self.acked):
+                    return
+                await self.send_ack(self.count)
+        except (ConnectionClosed, CommandError):
+            pass
+        finally:
+            self._acker = None
+
+    async def send_ack(self, n):
+        await self.send({"type": "ack", "n": n})
+        self.acked = max(self.acked, n)
 
     async def _answer_scan(self, msg):
         if self.reject:
@@ -211,6 +249,14 @@ class FakeServer:
             if self.publisher is None:
                 raise CommandError("no publisher connected")
             await self.publisher.close(code, reason)
+        elif cmd == "ack":
+            await self.send_ack(_int(rest, "ack [N]") if rest else self.count)
+        elif cmd == "acks":
+            if rest not in ("on", "off"):
+                raise CommandError("usage: acks on|off")
+            self.acking = rest == "on"
+            if self.acking and self.publisher is not None and self._acker is None:
+                self._acker = asyncio.create_task(self._ack_later())
         elif cmd == "wait":
             kind, _, secs = rest.partition(" ")
             if not kind:
@@ -262,6 +308,13 @@ def _positive(text):
     return value
 
 
+def _delay(text):
+    value = float(text)
+    if not 0 <= value <= 60:
+        raise argparse.ArgumentTypeError("must be a number of seconds from 0 to 60")
+    return value
+
+
 def _code(text):
     if not text or not text.replace("_", "").isalnum():
         raise argparse.ArgumentTypeError("an error code such as CARD_UNKNOWN")
@@ -280,6 +333,10 @@ def parse_args(argv):
     p.add_argument("--user-name", default="Juan Pérez", help="user_name sent with start")
     p.add_argument("--reject", type=_code, metavar="CODE",
                    help="answer every nfc_scan with this error code instead of start")
+    p.add_argument("--no-ack", dest="ack", action="store_false",
+                   help="never send acks by themselves (the `ack` command still does)")
+    p.add_argument("--ack-delay", type=_delay, default=0.2, metavar="SECONDS",
+                   help="at most one ack per this many seconds (default 0.2)")
     p.add_argument("--script", type=argparse.FileType("r", encoding="utf-8"),
                    help="run these commands once the publisher is connected, then quit")
     return p.parse_args(argv)
@@ -326,7 +383,7 @@ async def _run_stdin(fake):
 async def amain(args):
     fake = FakeServer(host=args.host, port=args.port, station=args.station, token=args.token,
                       session_id=args.session_id, user_name=args.user_name,
-                      reject=args.reject)
+                      reject=args.reject, ack=args.ack, ack_delay=args.ack_delay)
     try:
         await fake.start()
     except OSError as e:

@@ -8,21 +8,36 @@ hand every received message to `handler.on_message(dict)` and answer `sync_reque
 the status messages again. Any failure (server gone, close code, keepalive timeout, WiFi
 lost) reports the link down and reconnects forever with exponential backoff and jitter.
 
-An outbox entry leaves the outbox only when delivery is confirmed: after a batch is written
-the link pings, and the server's pong (which follows its reading of the batch) confirms it.
-A half-open link that swallowed frames therefore loses nothing: after the reconnect the
-unconfirmed entries are sent again (the server ignores a reading with a `ts` it already
-has, and a repeated `stop` is harmless).
+An outbox entry leaves the outbox only when the server's `{"type":"ack","n":K}` covers it:
+K is how many data frames of this connection the server has read AND committed to its
+database. The WebSocket counts every data frame it writes (status, nfc_scan, metrics, stop,
+emergency, the `sync_request` answer: `ws.count`, from 1 after connect), so the numbering is
+the server's. Entries go in batches of up to 16; the next batch goes only when an ack covers
+the whole batch in flight (K >= the frame number of its last entry), and then the whole
+batch leaves the outbox: an ack that covers part of a batch releases nothing yet. A pong
+confirms nothing (it only proves the link alive): what a server read but did not commit
+before it died is sent again. When the connection ends, the unacknowledged entries are sent
+again, in order, after the next connect's `status` (the server ignores a reading it already
+has, and a repeated `stop` is harmless). An `ack` is consumed here, not handed to the
+handler; one whose `n` is not a whole number or above the frames sent is logged and ignored.
+A live link whose server does not ack (its disk failing) loses nothing either: entries wait
+in the outbox under its bound (oldest reading dropped first), the keepalive still detects a
+dead link, and when the batch in flight is not acked within `ack_timeout_s` the link closes
+the connection (1001) and reconnects: the server never acks a connection again once one of
+its frames could not be committed, and a new connection counts from 1 and replays. A server
+that sends no `ack` at all (the seed's) is not supported: the charger would deliver one batch
+per `ack_timeout_s` connection, again and again.
 
 Config keys (the parsed config dict): `server_url`, `station`, `token`, `ca_cert`,
 `wifi` ({ssid, password} or None: the network is managed elsewhere and not watched),
 `ping_interval_s` (20), `backoff_max_s` (30); optional with defaults: `ping_timeout_s` (10),
-`backoff_min_s` (1), `connect_timeout_s` (10), `wifi_timeout_s` (20), `max_message` (1024:
+`backoff_min_s` (1), `connect_timeout_s` (10), `wifi_timeout_s` (20), `ack_timeout_s` (30),
+`max_message` (1024:
 the server's messages to a charger are a few hundred bytes at most). charger/linkcfg.py
 reads and checks them once, when the Link is built, and is dropped after.
 
 Memory (issue 3): one wsclient.WebSocket serves every connection; the connection's life is
-one coroutine (`run`) with two helper tasks per connection (receive, WiFi watch) that end
+one coroutine (`run`) with two helper tasks per connection (receive; the watch: WiFi, ack age) that end
 with it; the numbers sit in one tuple (`ms`), the connect arguments in another (`dial`);
 log lines are made of short words (interned once) rather than long string constants.
 """
@@ -38,11 +53,12 @@ from charger import forget, messages, wsclient
 
 _WIFI_POLL_MS = const(250)
 _WIFI_WATCH_MS = const(1000)
-_BATCH = const(16)  # outbox entries sent per delivery confirmation
+_BATCH = const(16)  # outbox entries in flight: the next batch waits for their ack
 # indices in ms
 _MIN = const(0)
 _MAX = const(1)
 _WIFI = const(2)
+_ACK = const(3)
 
 
 class Link:
@@ -65,6 +81,10 @@ class Link:
         self.outbox = outbox
         self.wake = asyncio.Event()
         self.connected = False
+        # this connection's acks: [frames the server acked, frame number the ack must reach
+        # to release the batch in flight (0: none in flight, -1: its ack is overdue),
+        # ticks_ms() when that batch went out]
+        self.ack = [0, 0, 0]
 
     def notify(self):
         """Call after an outbox put: the link sends it as soon as it is connected."""
@@ -92,37 +112,42 @@ class Link:
                 if self.wifi is not None:
                     await self._wifi_up()  # OSError when it does not come up
                 await ws.connect(*self.dial)
+                ack = self.ack
+                ack[0] = ack[1] = 0  # a new connection counts its frames from 1
                 rx = asyncio.create_task(self._receive())
                 for text in self._hook(self.handler.status_messages, None):
                     await ws.send(text)  # the physical truth first
                 self.connected = True
                 self._hook(self.handler.on_link, True)
-                if self.wifi is not None:
-                    watch = asyncio.create_task(self._watch_wifi())
-                # Send the outbox oldest first; once a batch is sent, a ping's pong
-                # confirms delivery and only then are the entries removed (sent -1: the
-                # ping is out, nothing more is sent until its pong). Sleep until notify(),
-                # the pong (it sets `wake` too) or the connection's end: one wake-up per
-                # queued reading and one per pong (each wake-up allocates in asyncio). A
-                # send usually returns without yielding, so at most _BATCH entries go
-                # before a confirmation: a replay does not starve the other tasks.
-                outbox.rewind()  # what the last connection did not confirm goes again
+                watch = asyncio.create_task(self._watch())
+                # Send the outbox oldest first, a batch of up to _BATCH entries; then
+                # ack[1] = the frame number of its last entry (ws.count once it is written:
+                # a frame another task wrote after it can only make it later, never
+                # early), and nothing more goes until an ack covers it; then the batch
+                # leaves the outbox. Sleep until notify(), the covering ack (_receive sets
+                # `wake` only for that one) or the connection's end: one wake-up per queued
+                # reading and one per covering ack (each wake-up allocates in asyncio). A
+                # send usually returns without yielding, so a replay of many entries does
+                # not starve the other tasks.
+                outbox.rewind()  # what the last connection did not get acked goes again
                 sent = 0
                 while ws.open:
-                    if sent < 0 and ws.pong is None:  # the pong came: all sent arrived
+                    if ack[1] < 0:  # _watch(): no ack within ack_timeout_s
+                        raise OSError(1001, "no ack")  # closed with 1001, then reconnect
+                    if ack[1] and ack[0] >= ack[1]:  # the server committed the batch
                         outbox.confirm()
-                        sent = 0
+                        ack[1] = sent = 0
                     # (next_unsent() only when something is unsent: a call allocates
                     # its frame, ~190 B, even when it returns None)
-                    text = (outbox.next_unsent() if 0 <= sent < _BATCH
+                    text = (outbox.next_unsent() if not ack[1] and sent < _BATCH
                             and len(outbox) > outbox.unconfirmed else None)
                     if text is not None:
                         await ws.send(text)
                         sent += 1
-                    elif sent > 0:
-                        sent = -1
-                        await ws.confirm(self.wake)
-                    else:  # nothing to send, or waiting for the pong
+                    elif sent and not ack[1]:
+                        ack[1] = ws.count  # the batch is out: wait for its ack
+                        ack[2] = ticks_ms()
+                    else:  # nothing to send, or waiting for the ack
                         self.wake.clear()
                         await self.wake.wait()
             except OSError as e:
@@ -165,17 +190,39 @@ class Link:
 
     async def _receive(self):
         ws = self.ws
+        ack = self.ack
         try:
             while True:
                 text = await ws.recv()
-                msg = messages.parse(text) if isinstance(text, str) else None
-                if msg is None:
-                    print("[link]", "ignored", repr(text[:32]))  # not a JSON message
-                    continue
-                if msg["type"] == "sync_request":
-                    for text in self._hook(self.handler.status_messages, None):
-                        await ws.send(text)
-                self._hook(self.handler.on_message, msg)
+                # The usual ack (one per reading) is read without json: no dict, ~250 B
+                # less garbage per reading. Anything else, and an ack written otherwise,
+                # goes through messages.parse().
+                n = text.replace(" ", "") if isinstance(text, str) and len(text) < 40 else ""
+                if n.startswith('{"type":"ack","n":') and n.endswith("}"):
+                    try:
+                        n = int(n[18:-1])
+                    except ValueError:
+                        n = None  # (logged below)
+                else:
+                    msg = messages.parse(text) if isinstance(text, str) else None
+                    if msg is None:
+                        print("[link]", "ignored", repr(text[:32]))  # not a JSON message
+                        continue
+                    if msg["type"] != "ack":
+                        if msg["type"] == "sync_request":
+                            for text in self._hook(self.handler.status_messages, None):
+                                await ws.send(text)
+                        self._hook(self.handler.on_message, msg)
+                        continue
+                    n = msg.get("n")
+                # an ack is the link's own, not the handler's
+                if (not isinstance(n, int) or isinstance(n, bool)
+                        or n > ws.count):  # cannot confirm what was never sent
+                    print("[link]", "ignored", "ack", n)
+                elif n > ack[0]:
+                    ack[0] = n
+                    if ack[1] > 0 and n >= ack[1]:
+                        self.wake.set()  # the batch in flight is committed
         except OSError as e:
             print("[link]", "recv", e)  # the connection ended
         finally:
@@ -202,11 +249,18 @@ class Link:
             waited += _WIFI_POLL_MS
         print("[link]", "wifi", "up", wlan.ifconfig()[0])
 
-    async def _watch_wifi(self):
+    async def _watch(self):
+        # every second while connected: WiFi lost (when the link manages it) drops the
+        # connection; a batch in flight unacked for ack_timeout_s makes run() reconnect
         ws = self.ws
+        ack = self.ack
         while ws.open:
             await asyncio.sleep_ms(_WIFI_WATCH_MS)
-            if not self.wlan.isconnected():
+            if self.wifi is not None and not self.wlan.isconnected():
                 await ws.drop(1006, "wifi lost")
+                self.wake.set()
+                return
+            if ack[1] > 0 and ticks_diff(ticks_ms(), ack[2]) >= self.ms[_ACK]:
+                ack[1] = -1
                 self.wake.set()
                 return

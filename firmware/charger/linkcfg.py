@@ -12,8 +12,8 @@ reconnect (charger/wsopen.py) stays small.
 
 def settings(cfg):
     """(dial, ms, ws) for the Link: dial = (parse_url(url), ca_cert, connect timeout ms),
-    the arguments of WebSocket.connect(); ms = (backoff min, backoff max, WiFi timeout) in
-    ms; ws = (max_message, ping interval ms, ping timeout ms), the arguments of WebSocket()."""
+    the arguments of WebSocket.connect(); ms = (backoff min, backoff max, WiFi timeout, ack
+    timeout) in ms; ws = (max_message, ping interval ms, ping timeout ms), the arguments of WebSocket()."""
     station = cfg.get("station")
     if isinstance(station, bool) or not isinstance(station, int) or station < 1:
         raise ValueError("station must be a positive integer")
@@ -31,7 +31,8 @@ def settings(cfg):
     for key, default, lo, hi in (
             ("ping_interval_s", 20, 0.05, 3600), ("ping_timeout_s", 10, 0.05, 3600),
             ("backoff_min_s", 1, 0.01, 3600), ("backoff_max_s", 30, 0.01, 3600),
-            ("connect_timeout_s", 10, 0.1, 600), ("wifi_timeout_s", 20, 0.1, 600)):
+            ("connect_timeout_s", 10, 0.1, 600), ("wifi_timeout_s", 20, 0.1, 600),
+            ("ack_timeout_s", 30, 0.1, 3600)):
         val = cfg.get(key)
         if val is None:
             val = default
@@ -45,7 +46,7 @@ def settings(cfg):
         size = 1024  # the server's messages to a charger are a few hundred bytes at most
     if isinstance(size, bool) or not isinstance(size, int) or not 128 <= size <= 65536:
         raise ValueError("max_message must be a whole number from 128 to 65536")
-    return (dest, cfg.get("ca_cert"), ms[4]), (ms[2], ms[3], ms[5]), (size, ms[0], ms[1])
+    return (dest, cfg.get("ca_cert"), ms[4]), (ms[2], ms[3], ms[5], ms[6]), (size, ms[0], ms[1])
 
 
 def parse_url(url):

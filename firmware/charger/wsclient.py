@@ -5,7 +5,8 @@ Owns one client connection at a time: `await ws.connect(dest)` (the opening code
 random `Sec-WebSocket-Key` and a checked `Sec-WebSocket-Accept` -- is in charger/wsopen.py,
 loaded for each connect and dropped after it), framing with a fresh client mask per frame,
 reassembly of fragmented messages (control frames may arrive in between), pongs for the
-server's pings, its own pings to notice a half-open link, the closing handshake, and the
+server's pings, its own pings to notice a half-open link, the count of data frames written
+on the connection (`count`: what the server's `ack` refers to), the closing handshake, and the
 limits: a message-size bound (close 1009) and timeouts on connect, handshake, reads and the
 close.
 
@@ -21,8 +22,7 @@ why.
 
 Memory (issue 3): one WebSocket object serves every connection (connect it again after it
 closed), so a reconnect allocates no new buffers, lock or views, and nothing of an old
-connection stays. One bytearray holds the receive header, transmit header, confirm-ping
-sequence, transmit chunk, control payload and message (the `_RXH`.. `_MSG` offsets); the few
+connection stays. One bytearray holds the receive header, transmit header, transmit chunk, control payload and message (the `_RXH`.. `_MSG` offsets); the few
 views used per frame are sliced once into `views`. Receiving a frame allocates asyncio's
 read of its header, a view of its payload and, at its end, the message; sending allocates
 the UTF-8 bytes of a text, a 4-byte mask and one buffer view per chunk, and takes neither
@@ -66,11 +66,10 @@ _TOO_BIG = const(1009)
 _RXH = const(0)     # received frame header: 2 bytes + up to 8 of extended length
 _TXH = const(10)    # header being written: 2 + up to 8 + the 4-byte mask
 _MASK = const(24)   # the mask of the frame being written, at a fixed place for the payload
-_SEQ = const(28)    # payload of the confirm() ping: its 16-bit sequence number
-_TX = const(30)     # the masked payload chunk being written (also the discard sink)
+_TX = const(28)     # the masked payload chunk being written (also the discard sink)
 _TX_CHUNK = const(256)  # multiple of 4, so the mask index restarts at 0 in every chunk
-_CTL = const(286)   # control frame payload (125 bytes at most)
-_MSG = const(411)   # the message being reassembled (max_size bytes)
+_CTL = const(284)   # control frame payload (125 bytes at most)
+_MSG = const(409)   # the message being reassembled (max_size bytes)
 
 # indices in views (sliced once: no allocation per frame)
 _ALL = const(0)
@@ -78,9 +77,8 @@ _HDR2 = const(1)
 _EXT2 = const(2)
 _EXT8 = const(3)
 _HEAD = const(4)    # 4, 5, 6: the header being written with a 2, 4 or 10-byte start
-_SEQV = const(7)
-_SINK = const(8)
-_DONE = const(9)    # what _send_frame() returns when the frame is written: a finished
+_SINK = const(7)
+_DONE = const(8)    # what _send_frame() returns when the frame is written: a finished
 # iterator, so `await` returns None at once without allocating (MicroPython's await takes
 # any iterator); kept here, not as a global: no name of its own
 
@@ -96,9 +94,11 @@ class WebSocket:
     """A client connection, reusable: `await ws.connect(dest)` again once it closed.
 
     `ms` = (ping_ms, pong_ms, close_ms): keepalive ping after ping_ms without a received byte
-    (0: no keepalive, so no read timeout), pong_ms to get any byte back (also confirm()'s
-    wait), close_ms for each step of the closing handshake. Use recv() from one task; send()
-    from any. `open`, `close_code` (None until closed) and `close_reason` tell the state.
+    (0: no keepalive, so no read timeout), pong_ms to get any byte back, close_ms for each
+    step of the closing handshake. Use recv() from one task; send() from any. `open`,
+    `close_code` (None until closed) and `close_reason` tell the state; `count` is the number
+    of data frames (text or binary) written on this connection, from 1 after it opened, in
+    the order they went on the wire.
     """
 
     def __init__(self, max_size=4096, ping_ms=20000, pong_ms=10000, close_ms=3000):
@@ -106,12 +106,12 @@ class WebSocket:
         self.buf = bytearray(_MSG + max_size)
         mv = memoryview(self.buf)
         self.views = (mv, mv[:2], mv[2:4], mv[2:10], mv[_TXH:_TXH + 6], mv[_TXH:_TXH + 8],
-                      mv[_TXH:_TXH + 14], mv[_SEQ:_SEQ + 2], mv[_TX:_TX + _TX_CHUNK], iter(()))
+                      mv[_TXH:_TXH + 14], mv[_TX:_TX + _TX_CHUNK], iter(()))
         self.lock = asyncio.Lock()
         self.tasks = [None, None, None]
         self.stream = None
         self.open = False
-        self.pong = None      # the Event a confirm() ping sets with its pong (pending)
+        self.count = 0        # data frames written on this connection
         self.last_rx = 0      # ticks_ms() of the last read that returned bytes
         self.close_code = _ABNORMAL
         self.close_reason = ""
@@ -132,7 +132,7 @@ class WebSocket:
         self.stream = None  # the last connection's: not kept through the handshake (peak)
         self.close_code = None
         self.close_reason = ""
-        self.pong = None
+        self.count = 0
         from charger import forget, wsopen
         try:
             await wsopen.open_ws(self, dest, ca_cert, timeout_ms)
@@ -148,26 +148,15 @@ class WebSocket:
             t[_KA] = asyncio.create_task(self._keepalive())
 
     async def _keepalive(self):
-        # own pings (RFC 6455 section 5.5.2): any byte back proves the link is alive. Also
-        # the confirm() ping's timeout: wakes at least every pong_ms, and a confirmation
-        # (its sequence number) pending since the last wake-up for pong_ms or more fails
-        # the connection (so within 2 * pong_ms; no task and no polling per confirmation)
+        # own pings (RFC 6455 section 5.5.2) after ping_ms without a received byte: any byte
+        # back within pong_ms proves the link is alive, else the connection fails (1006).
+        # Wakes once per ping_ms while the server keeps sending (its pings, its acks).
         ping_ms, pong_ms = self.ms[0], self.ms[1]
-        seen = -1  # confirm() sequence number pending at the last wake-up
-        since = 0
         try:
             while self.open:
-                idle = ticks_ms()
-                if self.pong is None:
-                    seen = -1
-                elif seen != self.buf[_SEQ + 1]:
-                    seen = self.buf[_SEQ + 1]
-                    since = idle
-                elif ticks_diff(idle, since) >= pong_ms:
-                    break
-                idle = ticks_diff(idle, self.last_rx)
+                idle = ticks_diff(ticks_ms(), self.last_rx)
                 if idle < ping_ms:
-                    await asyncio.sleep_ms(min(ping_ms - idle, pong_ms))
+                    await asyncio.sleep_ms(ping_ms - idle)
                     continue
                 sent = ticks_ms()
                 idle = self._send_frame(_PING, b"")
@@ -236,10 +225,7 @@ class WebSocket:
                         if self.open:
                             await self._send_frame(_PONG, view)
                     elif op == _PONG:
-                        if (self.pong is not None and n == 2 and b[_CTL] == b[_SEQ]
-                                and b[_CTL + 1] == b[_SEQ + 1]):
-                            self.pong.set()
-                            self.pong = None
+                        pass  # any byte received proves the link alive (last_rx)
                     elif op != _CLOSE:
                         await self._fail(_PROTOCOL_ERROR, "bad opcode")
                     elif n == 0:  # sections 5.5.1, 7.1.5: the peer's close code and reason
@@ -348,21 +334,6 @@ class WebSocket:
             return self._send_frame(_TEXT, data.encode())
         return self._send_frame(_BINARY, data)
 
-    def confirm(self, event):
-        """Ping for a delivery confirmation: `await ws.confirm(event)` sends the ping; its
-        pong (RFC 6455 section 5.5.3: it answers a ping read after every frame sent before)
-        sets `event` and makes `pong` None again: the server has read everything sent
-        before. Until then `pong` is `event`. No pong within `pong_ms` (2 * pong_ms at most:
-        the keepalive task checks it; none when ping_ms is 0) fails the connection with
-        1006. Needs recv() running in another task. No task, no polling, no coroutine of
-        its own: the caller's wait for `event` is the only wake-up."""
-        b = self.buf
-        seq = (b[_SEQ] << 8 | b[_SEQ + 1]) + 1
-        b[_SEQ] = seq >> 8 & 0xFF
-        b[_SEQ + 1] = seq & 0xFF
-        self.pong = event
-        return self._send_frame(_PING, self.views[_SEQV])
-
     def _send_frame(self, op, data):
         # `await` what this returns. The common case: nobody is draining and the socket
         # takes the whole frame: written here, no lock, no yield and no coroutine (~250 B
@@ -409,6 +380,8 @@ class WebSocket:
         # keep within 11 frame slots: called per frame, they allocate no heap frame.
         if self.close_code is not None:
             raise OSError(_ABNORMAL)
+        if op < _CLOSE:  # a data frame: counted in the order frames go on the wire
+            self.count += 1
         n = len(data)
         op = _header(self.buf, op, n)  # now the index of the header's view
         self.stream.write(self.views[_HEAD + op])

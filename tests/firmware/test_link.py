@@ -2,8 +2,10 @@
 
 The MicroPython side is the real Link and Outbox with a small handler that prints what the
 link tells it (`LINK True/False`, `MSG {...}`) and takes commands on stdin (put readings or
-events, WiFi down/up through the network shim, send_now). The server is a
-`websockets.asyncio.server.serve` on 127.0.0.1 that records every frame per connection.
+events, WiFi down/up through the network shim, send_now, `len`: what the outbox holds). The
+server is a `websockets.asyncio.server.serve` on 127.0.0.1 that records every frame per
+connection and, like the real server with an instant commit, acks every frame it read
+(`{"type":"ack","n":K}`); `acks = False` withholds them, `ack(conn, n)` sends one by hand.
 """
 
 import asyncio
@@ -69,6 +71,8 @@ async def commands():
                 handler.state, handler.session = "charging", int(words[1])
             elif cmd == "send":
                 print("SENT", await link.send_now(messages.nfc_scan(words[1])))
+            elif cmd == "len":
+                print("LEN", len(box), box.unconfirmed)
             print("DONE", " ".join(words))
         await asyncio.sleep_ms(10)
 
@@ -92,6 +96,7 @@ class Recorder:
         self.changed = asyncio.Condition()
         self.on_frame = None     # optional async callback(ws, msg)
         self.on_connect = None   # optional async callback(ws)
+        self.acks = True         # ack every frame as soon as it is read
 
     async def start(self):
         self.server = await serve(self._handler, "127.0.0.1", self.port)
@@ -114,6 +119,8 @@ class Recorder:
                 async with self.changed:
                     conn["frames"].append(msg)
                     self.changed.notify_all()
+                if self.acks:
+                    await ws.send(json.dumps({"type": "ack", "n": len(conn["frames"])}))
                 if self.on_frame:
                     await self.on_frame(ws, msg)
         except ConnectionClosed:
@@ -137,6 +144,9 @@ class Recorder:
         await self.wait(lambda: len(self.conns) > conn_index
                         and len(self.conns[conn_index]["frames"]) >= count, timeout)
         return self.conns[conn_index]["frames"]
+
+    async def ack(self, conn_index, n):
+        await self.conns[conn_index]["ws"].send(json.dumps({"type": "ack", "n": n}))
 
     def describe(self):
         return [(c["path"], c["frames"], c["closed"]) for c in self.conns]
@@ -302,7 +312,8 @@ for cfg in ({"server_url": "http://x/ws", "station": 1},
             {"server_url": "ws://x/ws", "station": 1, "backoff_max_s": -1},
             {"server_url": "ws://x/ws", "station": 1, "backoff_min_s": 5, "backoff_max_s": 2},
             {"server_url": "ws://x:99999/ws", "station": 1},
-            {"server_url": "ws://x/ws", "station": 1, "max_message": "4096"}):
+            {"server_url": "ws://x/ws", "station": 1, "max_message": "4096"},
+            {"server_url": "ws://x/ws", "station": 1, "ack_timeout_s": 0}):
     try:
         Link(cfg, None, Outbox())
         print("ACCEPTED")
@@ -319,6 +330,7 @@ print("SETUP CODE LOADED", "charger.linkcfg" in sys.modules or "charger.wsopen" 
     assert "ERR backoff_max_s must not be below backoff_min_s" in out
     assert "ERR bad host or port in URL: 'ws://x:99999/ws?role=publisher&estacionId=1'" in out
     assert "ERR max_message must be a whole number from 128 to 65536" in out
+    assert "ERR ack_timeout_s must be a number from 0.1 to 3600" in out
     assert "SETUP CODE LOADED False" in out  # issue 3: checked once, then dropped
 
 
@@ -349,13 +361,14 @@ async def test_entries_swallowed_by_a_half_open_link_are_sent_again_after_the_re
                 writer.write(frame(10, data))  # only the second connection answers pings
             elif op == 1:
                 await events.put((len(connections), json.loads(data)))
+                # (no ack on either: the keepalive, not the missing ack, ends the first)
 
     async with RawServer(swallow_then_behave) as raw:
         cfg = config(raw.port, ping_interval_s=5, ping_timeout_s=0.5)
         async with charger(cfg) as proc:
             await proc.expect("LINK True")
             proc.send("put 3")                    # written into a link that reads but
-            await proc.expect("LINK False")       # never confirms: the pong never comes
+            await proc.expect("LINK False")       # never answers: no pong, no ack
             got = []
             while sum(1 for conn, _ in got if conn == 2) < 4:  # status + 3 readings
                 got.append(await asyncio.wait_for(raw.events.get(), 30))
@@ -363,6 +376,185 @@ async def test_entries_swallowed_by_a_half_open_link_are_sent_again_after_the_re
     first = [msg for conn, msg in got if conn == 1]
     assert metrics_ts(first) == [1, 2, 3]          # they did go out the first time
     assert second[0]["type"] == "status" and metrics_ts(second[1:]) == [1, 2, 3]
+
+
+# ---- acknowledged delivery: an entry leaves the outbox only when an ack covers it ----------
+
+async def settled(server, proc, conn):
+    """Let the charger handle every frame sent to it so far: a sync_request is answered only
+    after the frames before it (one receive task, in order); its `status` is then waited
+    for. Returns the charger's `LEN outbox unconfirmed` line asked right after."""
+    before = len(server.conns[conn]["frames"])
+    await server.conns[conn]["ws"].send('{"type":"sync_request","from":"server"}')
+    await server.frames(conn, before + 1)
+    assert server.conns[conn]["frames"][before]["type"] == "status"
+    proc.send("len")
+    return await proc.expect("LEN")
+
+
+async def wait_len(proc, text):
+    for _ in range(300):
+        proc.send("len")
+        if await proc.expect("LEN") == text:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the outbox never became %r:\n%s" % (text, proc.output()))
+
+
+async def test_a_pong_confirms_nothing_only_an_ack_covering_the_entries_releases_them():
+    # issue 10, case 7: a pong only proves the WebSocket layer read the frames, not that the
+    # server committed them. Pings are answered here (every 100 ms idle), acks withheld.
+    from tests.firmware.test_wsclient import RawServer, frame, read_frame
+
+    async def pongs_no_acks(reader, writer, events):
+        while True:
+            op, data, _ = await read_frame(reader)
+            if op == 9:
+                writer.write(frame(10, data))
+                await events.put("pong")
+            elif op == 1:
+                await events.put(json.loads(data))
+                if json.loads(data)["type"] == "status":
+                    await events.put(writer)
+
+    async with RawServer(pongs_no_acks) as raw:
+        cfg = config(raw.port, wifi=None, ping_interval_s=0.1, ping_timeout_s=5)
+        async with charger(cfg) as proc:
+            await proc.expect("LINK True")
+            proc.send("put 3")
+            got = []
+            while sum(1 for e in got if e == "pong") < 3 or len(
+                    [e for e in got if isinstance(e, dict)]) < 4:
+                got.append(await asyncio.wait_for(raw.events.get(), 30))
+            writer = next(e for e in got if not isinstance(e, (str, dict)))
+            # three pongs after the readings went out: still in the outbox, sent
+            proc.send("len")
+            assert await proc.expect("LEN") == "LEN 3 3"
+            writer.write(frame(1, b'{"type":"ack","n":4}'))  # status + 3 readings
+            await wait_len(proc, "LEN 0 0")
+    frames = [e for e in got if isinstance(e, dict)]
+    assert frames[0]["type"] == "status" and metrics_ts(frames[1:]) == [1, 2, 3]
+
+
+async def test_frames_sent_outside_the_outbox_are_counted_so_an_ack_means_the_servers_count(
+        server):
+    # The server counts every data frame it read: the status, an nfc_scan (send_now, as the
+    # status after a local reset), the answer to sync_request. A charger that counted only
+    # its outbox entries would take ack 3 for its reading (its 2nd frame) and drop it.
+    server.acks = False
+    async with charger(config(server.port)) as proc:
+        await proc.expect("LINK True")
+        proc.send("send 04A1B2C3")                 # frame 2
+        await proc.expect("SENT True")
+        await server.frames(0, 2)
+        assert await settled(server, proc, 0) == "LEN 0 0"   # sync answer: frame 3
+        proc.send("put 1")                          # frame 4
+        frames = await server.frames(0, 4)
+        await server.ack(0, 3)
+        assert await settled(server, proc, 0) == "LEN 1 1"   # frame 5: ack 3 is not enough
+        await server.ack(0, 4)
+        await wait_len(proc, "LEN 0 0")
+    assert [f["type"] for f in frames] == ["status", "nfc_scan", "status", "metrics", "status"]
+
+
+async def test_an_ack_covering_part_of_a_batch_releases_nothing_until_the_batch_is_covered(
+        server):
+    # release per batch (charger/link.py): status is frame 1, the readings 2..4, the stop 5
+    server.acks = False
+    async with charger(config(server.port), preload=3) as proc:
+        await proc.expect("LINK True")
+        await server.frames(0, 4)
+        await server.ack(0, 3)                     # status and 2 of the 3 readings
+        assert await settled(server, proc, 0) == "LEN 3 3"
+        await server.ack(0, 4)
+        await wait_len(proc, "LEN 0 0")
+        proc.send("stop 7")                         # the next batch: frame 6 (5: the sync answer)
+        frames = await server.frames(0, 6)
+        await server.ack(0, 5)
+        assert await settled(server, proc, 0) == "LEN 1 1"
+        await server.ack(0, 6)
+        await wait_len(proc, "LEN 0 0")
+    assert [f["type"] for f in frames] == ["status", "metrics", "metrics", "metrics",
+                                           "status", "stop", "status"]
+
+
+async def test_entries_not_acked_when_the_connection_ends_go_again_after_the_status(server):
+    # the server read them (pongs too: websockets answers the keepalive) but acked only the
+    # status and the first reading before it went away: the whole batch goes again, in order,
+    # then the stop that waited behind it
+    server.acks = False
+    async with charger(config(server.port, ping_interval_s=0.2)) as proc:
+        await proc.expect("LINK True")
+        proc.send("put 3")
+        await server.frames(0, 4)
+        proc.send("stop 7")                         # waits: a batch is in flight
+        await server.ack(0, 2)
+        assert await settled(server, proc, 0) == "LEN 4 3"
+        server.acks = True                         # the next connection acks every frame
+        await server.conns[0]["ws"].close(1001, "going away")
+        again = await server.frames(1, 5)
+        await wait_len(proc, "LEN 0 0")
+    first = server.conns[0]["frames"]
+    assert [f["type"] for f in first] == ["status", "metrics", "metrics", "metrics", "status"]
+    assert again[0]["type"] == "status"
+    assert again[1:4] == first[1:4]                 # the same entries, in the same order
+    assert again[4] == {"type": "stop", "session_id": 7, "wh": 555, "ts": 1700000003}
+    assert len(again) == 5 and len(server.conns) == 2
+
+
+async def test_a_live_link_without_acks_keeps_the_entries_under_the_outbox_bound(server):
+    # the server's disk is failing: it reads and answers pings but commits nothing. The link
+    # stays up and loses nothing beyond the outbox's rule (oldest reading dropped first);
+    # once acks come, the newest readings and the stop are delivered on the same connection.
+    server.acks = False
+    async with charger(config(server.port, ping_interval_s=0.1), readings=4) as proc:
+        await proc.expect("LINK True")
+        proc.send("put 3")                          # sent (frames 2..4), never acked
+        await server.frames(0, 4)
+        proc.send("put 5")                          # 8 readings for 4 places: 1..4 dropped
+        proc.send("stop 7")
+        await proc.expect("DONE stop 7")
+        assert await settled(server, proc, 0) == "LEN 5 0"  # 5..8 and the stop, unsent yet
+        server.acks = True
+        await server.ack(0, 5)                      # covers the first batch (gone by now)
+        frames = await server.frames(0, 10)
+        await wait_len(proc, "LEN 0 0")
+    assert len(server.conns) == 1 and len(frames) == 10
+    assert metrics_ts(frames[1:4]) == [1, 2, 3] and frames[4]["type"] == "status"
+    assert metrics_ts(frames[5:9]) == [5, 6, 7, 8] and frames[9]["type"] == "stop"
+
+
+async def test_a_batch_unacked_for_ack_timeout_s_makes_the_link_reconnect_and_replay(server):
+    # the real server never acks a connection again once one of its frames could not be
+    # committed (server/acks.py): after ack_timeout_s the charger closes (1001) and
+    # reconnects; the new connection counts from 1 and gets the same entries again
+    server.acks = False
+    async with charger(config(server.port, ack_timeout_s=0.5), preload=2) as proc:
+        await server.frames(0, 3)
+        await server.ack(0, 2)                      # part of the batch only
+        server.acks = True                          # (no more frames come on this one)
+        await proc.expect("lost (1001, 'no ack')")
+        again = await server.frames(1, 3)
+        await wait_len(proc, "LEN 0 0")
+    await server.wait(lambda: server.conns[0]["closed"])
+    assert server.conns[0]["ws"].close_code == 1001
+    assert again[0]["type"] == "status" and metrics_ts(again[1:3]) == [1, 2]
+    assert again[1:3] == server.conns[0]["frames"][1:3]
+
+
+async def test_a_bad_ack_is_ignored_and_releases_nothing(server):
+    server.acks = False
+    async with charger(config(server.port), preload=1) as proc:
+        await server.frames(0, 2)
+        for bad in ('{"type":"ack","n":99}', '{"type":"ack","n":"2"}', '{"type":"ack"}',
+                    '{"type":"ack","n":true}', '{"type":"ack","n":2.0}',
+                    '{"type": "ack", "n": 99}', '{"n":99,"type":"ack"}'):
+            await server.conns[0]["ws"].send(bad)
+        assert await settled(server, proc, 0) == "LEN 1 1"
+        await server.conns[0]["ws"].send('{"n": 2, "type": "ack"}')  # valid, keys swapped
+        await wait_len(proc, "LEN 0 0")
+    assert '"ack"' not in proc.output()             # acks are the link's, not the handler's
+    assert proc.output().count("ignored ack") == 7
 
 
 HEAP_DRIVER = r"""
@@ -471,25 +663,31 @@ asyncio.run(main())
 """
 
 
-async def test_a_reading_wakes_the_link_twice_however_late_the_servers_pong_comes():
+async def test_a_reading_wakes_the_link_twice_however_late_the_servers_ack_comes():
     # issue 3 (allocation per metrics cycle): every asyncio wake-up allocates, so the link
     # must not poll for its delivery confirmation: one wake-up for the queued reading, one
-    # for the pong, even when the server answers the ping 300 ms later (a busy server).
+    # for the ack that covers it, even when the server acks 300 ms later (a commit), and
+    # none for an ack that covers only the frames before it (the status).
     from tests.firmware.test_wsclient import RawServer, frame, read_frame
 
-    async def slow_pongs(reader, writer, events):
+    async def slow_acks(reader, writer, events):
+        count = 0
         while True:
             op, data, _ = await read_frame(reader)
             if op == 9:
-                await asyncio.sleep(0.3)
                 writer.write(frame(10, data))
             elif op == 1:
+                count += 1
                 await events.put(json.loads(data))
+                if count > 1:  # a reading: first an ack of the frames before it
+                    writer.write(frame(1, b'{"type":"ack","n":%d}' % (count - 1)))
+                await asyncio.sleep(0.3)
+                writer.write(frame(1, b'{"type":"ack","n":%d}' % count))
 
-    async with RawServer(slow_pongs) as raw:
+    async with RawServer(slow_acks) as raw:
         cfg = config(raw.port, wifi=None, ping_interval_s=20, ping_timeout_s=10)
         async with MpyProcess(WAKEUP_DRIVER, env={"LINK_CFG": json.dumps(cfg)}) as proc:
             await proc.expect("DONE")
     steps = [int(n) for n in re.findall(r"STEPS \d (\d+)", proc.output())]
     assert len(steps) == 5, proc.output()
-    assert max(steps) <= 2, steps  # polling every 20 ms for the pong would be ~15
+    assert max(steps) <= 2, steps  # polling every 20 ms for the ack would be ~15

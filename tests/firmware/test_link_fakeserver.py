@@ -16,7 +16,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.firmware.mpy import ROOT, MpyProcess, requires_micropython
-from tests.firmware.test_link import charger, config
+from tests.firmware.test_link import charger, config, metrics_ts
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -41,6 +41,7 @@ async def recv_json(ws):
     (["--station", "0"], "argument --station: must be a positive whole number"),
     (["--reject", "bad code!"], "argument --reject: an error code such as CARD_UNKNOWN"),
     (["--script", "/no/such/file"], "argument --script: can't open '/no/such/file'"),
+    (["--ack-delay", "-1"], "argument --ack-delay: must be a number of seconds from 0 to 60"),
     (["--frobnicate"], "unrecognized arguments: --frobnicate"),
 ])
 def test_bad_command_line_arguments_give_one_clear_line(args, error):
@@ -126,3 +127,67 @@ async def test_scripted_fakeserver_drives_the_real_firmware_link(tmp_path):
     received = [line for line in server.output().splitlines() if " <- " in line]
     assert [json.loads(line.split(" <- ", 1)[1])["type"] for line in received] == [
         "status", "nfc_scan", "status"]
+
+
+async def test_acks_count_every_data_frame_read_and_can_be_withheld_or_sent_by_hand():
+    async with fakeserver("--ack-delay", "0.05") as proc:
+        port = await listening_port(proc)
+        async with connect("ws://127.0.0.1:%d/ws?role=publisher&estacionId=1" % port) as ws:
+            await recv_json(ws)  # connected
+            await ws.send('{"type":"status","state":"idle","session_id":null,"wh":null}')
+            await ws.send("not json")                      # invalid frames count too
+            await ws.send(b"\x00binary")
+            acks = [await recv_json(ws)]
+            while acks[-1]["n"] < 3:
+                acks.append(await recv_json(ws))
+            proc.send("acks off")
+            proc.send("sync")                              # commands run in order
+            assert await recv_json(ws) == {"type": "sync_request", "from": "server"}
+            await ws.send('{"type":"nfc_scan","nfc_uid":"04A1B2C3"}')
+            started = await recv_json(ws)                  # start (no ack: withheld)
+            proc.send("ack")
+            by_hand = await recv_json(ws)
+            proc.send("ack 2")
+            assert await recv_json(ws) == {"type": "ack", "n": 2}
+            proc.send("acks maybe")
+            await proc.expect("error: usage: acks on|off")
+    assert all(a["type"] == "ack" for a in acks) and [a["n"] for a in acks] == sorted(
+        {a["n"] for a in acks}), acks              # growing, each value once
+    assert started["type"] == "start" and by_hand == {"type": "ack", "n": 4}
+
+
+@requires_micropython
+async def test_the_firmware_link_keeps_what_the_fakeserver_does_not_ack_and_replays_it():
+    # issue 10, case 7 on the bench: the fake server reads every frame (and answers pings)
+    # but withholds acks; the connection ends; after the reconnect the charger sends its
+    # status, then the same readings again, in order; acked, they leave the outbox.
+    async with fakeserver("--no-ack") as server:
+        port = await listening_port(server)
+        async with charger(config(port, ping_interval_s=0.2), preload=3) as fw:
+            await fw.expect("LINK True")
+            for _ in range(3):
+                await server.expect('<- {"type":"metrics"')
+            server.send("sync")                     # a barrier: answered after the rest
+            await server.expect('<- {"type":"status"')
+            fw.send("len")
+            assert await fw.expect("LEN") == "LEN 3 3"   # sent, pongs seen, not acked
+            server.send("acks on")
+            server.send("close 1001 restarting")
+            await fw.expect("LINK False")
+            await fw.expect("LINK True")
+            for _ in range(3):
+                await server.expect('<- {"type":"metrics"')
+            for _ in range(300):
+                fw.send("len")
+                if await fw.expect("LEN") == "LEN 0 0":
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError(fw.output())
+    received = [json.loads(line.split(" <- ", 1)[1]) for line in server.output().splitlines()
+                if " <- " in line]
+    assert [m["type"] for m in received] == ["status", "metrics", "metrics", "metrics",
+                                             "status", "status", "metrics", "metrics",
+                                             "metrics"]
+    assert metrics_ts(received) == [1, 2, 3, 1, 2, 3]
+    assert '-> {"type": "ack", "n": 4}' in server.output()  # the second connection's count
