@@ -260,7 +260,8 @@ def card_json(card) -> dict:
 
 
 def station_json(station) -> dict:
-    return {"id": station.id, "name": station.name, "tariff": station.tariff}
+    return {"id": station.id, "name": station.name, "tariff": station.tariff,
+            "max_power_w": station.max_power_w}
 
 
 def reading_json(reading) -> dict:
