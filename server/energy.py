@@ -105,6 +105,21 @@ class EnergyAccount:
         """Account one reading received at server time `now`; None (nothing changed) for a
         duplicate. `started_at` is the session's start on server time, `max_w` the station's
         max power (both kept for later calls that omit them)."""
+        return self._add(ts, w, register_wh, now, started_at, max_w, final=False)
+
+    def add_final(self, ts: float | None, register_wh: float | None, now: float | None = None,
+                  started_at: float | None = None, max_w: float | None = None) -> Counted | None:
+        """Account the reading a stop, emergency or idle report carries (the relay is open: 0 W).
+        Its register counts even when its `ts` is not later than the last reading's (same whole
+        second, a clock running ahead, or no `ts`: then `now` stands for it); it adds nothing
+        (None) without a register rise, or without a register and a later `ts`. Without `now`
+        (an idle report carries no ts) `ts` is the receive time."""
+        if now is None:
+            now = ts
+        return self._add(ts, 0.0, register_wh, now, started_at, max_w, final=True)
+
+    # --- internals ----------------------------------------------------------------------------
+    def _add(self, ts, w, register_wh, now, started_at, max_w, final: bool) -> Counted | None:
         if max_w is not None:
             self.max_w = min(float(max_w), MAX_POWER_CAP_W)
         if started_at is not None:
@@ -124,6 +139,8 @@ class EnergyAccount:
         news = rise is not None and rise > 0
         if ts in self.recent_ts and not news:
             return None  # the same reading again (replayed after a reconnect)
+        if final and rise is not None and not news:
+            return None  # a final reading adds only its register's rise
         budget = max(0.0, now - self.timeline_ts)
         dt = ts - self.last_ts
         if dt > 0:
@@ -131,8 +148,8 @@ class EnergyAccount:
             if claimed and dt > budget + TS_QUANTUM_S:
                 flags.append(CLOCK_AHEAD)
         else:
-            if rise is not None and not news:
-                return None  # an older reading: the register says it was already counted
+            if (rise is not None and not news) or (rise is None and final):
+                return None  # an older reading: already counted
             elapsed = min(max(0.0, now - self.last_arrival), budget)
             if claimed and dt < 0:
                 flags.append(CLOCK_BEHIND)
@@ -140,17 +157,6 @@ class EnergyAccount:
         self._accept(ts, w, register_wh, self.timeline_ts + elapsed, now)
         return Counted(self.timeline_ts, tuple(flags))
 
-    def add_final(self, ts: float | None, register_wh: float | None, now: float | None = None,
-                  started_at: float | None = None, max_w: float | None = None) -> Counted | None:
-        """Account the reading a stop, emergency or idle report carries (the relay is open: 0 W).
-        Its register counts even when its `ts` is not later than the last reading's (same whole
-        second, a clock running ahead, or no `ts`: then `now` stands for it). Without `now`
-        (an idle report carries no ts) `ts` is the receive time."""
-        if now is None:
-            now = ts
-        return self.add(ts, 0.0, register_wh, now=now, started_at=started_at, max_w=max_w)
-
-    # --- internals ----------------------------------------------------------------------------
     def _baseline(self, ts, w, register_wh, now, flags) -> Counted:
         low = self.origin if self.origin is not None else ts
         position = min(max(ts, low), now)
