@@ -260,8 +260,7 @@ def card_json(card) -> dict:
 
 
 def station_json(station) -> dict:
-    return {"id": station.id, "name": station.name, "tariff": station.tariff,
-            "max_power_w": station.max_power_w}
+    return {"id": station.id, "name": station.name, "tariff": station.tariff}
 
 
 def reading_json(reading) -> dict:
@@ -333,7 +332,8 @@ async def get_stations(ctx: ApiContext, raw_query: str) -> HttpAnswer:
     items = []
     for station in stations:
         view = ctx.charger_view(station.id)
-        items.append({**station_json(station), "status": view.get("status", "desconectado"), "session": view.get("session")})
+        items.append({**station_json(station), "max_power_w": station.max_power_w,
+                      "status": view.get("status", "desconectado"), "session": view.get("session")})
     return json_answer({"items": items})
 
 
