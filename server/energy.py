@@ -162,7 +162,7 @@ class EnergyAccount:
         position = min(max(ts, low), now)
         if ts < low:
             flags.append(CLOCK_BEHIND)
-        elif ts > now:
+        elif ts > now + TS_QUANTUM_S:
             flags.append(CLOCK_AHEAD)
         self._accept(ts, w, register_wh, position, now)
         return Counted(position, tuple(flags))
