@@ -139,7 +139,8 @@ async def set_tariff(app, data: dict) -> dict:
     station_id, tariff = field_id(data, "station_id"), field_tariff(data)
     await app.storage.set_tariff(station_id, tariff)
     station = await app.storage.get_station(station_id)
-    app.core.add_station(station.id, station.name, station.tariff, station.max_power_w)  # open sessions keep theirs
+    # open sessions keep their tariff
+    app.core.add_station(station.id, station.name, station.tariff, station.max_power_w)
     return {"station": station_json(station)}
 
 
