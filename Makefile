@@ -66,7 +66,7 @@ repl: venv
 sim-charger: venv
 	mkdir -p firmware-build
 	$(PY) -m tools.firmware_config --out $(SIM_CONFIG) --no-input --server-url $(SERVER_URL) --station $(STATION) --token "$(TOKEN)"
-	$(SIM_ENV) $(VENV)/bin/micropython tools/sim/run_charger.py $(SIM_CONFIG) --power 3600 --time-scale 10
+	$(SIM_ENV) $(VENV)/bin/micropython tools/sim/run_charger.py $(SIM_CONFIG) --power 2000 --time-scale 10
 
 ## Soak (not in CI): 2,000 chargers send metrics for 10 minutes; prints the server's RSS at start
 ## and end (growth must stay under 5 %) and the error count (must be 0). make soak ARGS="--minutes 3"

@@ -19,8 +19,10 @@ from server.auth import (
     new_station_key,
 )
 from server.config import ConfigError, load_config
+from server.energy import DEFAULT_MAX_POWER_W, MAX_POWER_CAP_W
 from server.storage import Storage, StorageError
 from server.storage.export import export_sessions, iso_utc
+from server.storage.values import check_max_power
 from server.uids import normalize_uid
 
 
@@ -47,6 +49,17 @@ def _tariff(text: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"a tariff must be a finite number >= 0, got {text!r}")
     return value
+
+
+def _max_power(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a power in watts, got {text!r}") from None
+    try:
+        return check_max_power(value)
+    except ValueError as problem:
+        raise argparse.ArgumentTypeError(f"{problem}") from None
 
 
 def _uid(text: str) -> str:
@@ -91,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      ".env, else data/evse.sqlite3)")
     groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
 
-    stations = groups.add_parser("stations", help="list, add stations, set tariffs")
+    stations = groups.add_parser("stations", help="list, add stations, set tariffs and max power")
     actions = stations.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser("list", help="list the stations")
     add = actions.add_parser("add", help="add a station")
@@ -99,12 +112,20 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--tariff", type=_tariff, help="price per kWh (default: DEFAULT_TARIFF)")
     add.add_argument("--id", type=_positive_int, dest="station_id",
                      help="station id (the charger's estacionId); default: the next free one")
+    add.add_argument("--max-power", type=_max_power, dest="max_power_w", metavar="W",
+                     default=DEFAULT_MAX_POWER_W,
+                     help=f"the most power its charger can deliver, in watts: readings above it are "
+                          f"not billed (default {DEFAULT_MAX_POWER_W:.0f}, at most {MAX_POWER_CAP_W:.0f})")
     issue = actions.add_parser("issue-key", help="issue (or rotate) the station's charger key; "
                                                  "printed once, only its hash is stored")
     issue.add_argument("station_id", type=_positive_int, metavar="ID")
     tariff = actions.add_parser("set-tariff", help="change a station's price per kWh")
     tariff.add_argument("station_id", type=_positive_int, metavar="ID")
     tariff.add_argument("tariff", type=_tariff, metavar="TARIFF")
+    power = actions.add_parser("set-max-power", help="change a station's max power (W), the limit "
+                                                     "above which readings are not billed")
+    power.add_argument("station_id", type=_positive_int, metavar="ID")
+    power.add_argument("max_power_w", type=_max_power, metavar="W")
 
     users = groups.add_parser("users", help="list, add users")
     actions = users.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -173,21 +194,28 @@ async def stations_list(storage, args, config, out):
     if not stations:
         print("no stations yet (add one with: stations add NAME)", file=out)
         return
-    print(table(("ID", "NAME", "TARIFF/kWh"),
-                [(s.id, s.name, money(s.tariff)) for s in stations]), file=out)
+    print(table(("ID", "NAME", "TARIFF/kWh", "MAX_W"),
+                [(s.id, s.name, money(s.tariff), f"{s.max_power_w:g}") for s in stations]), file=out)
 
 
 async def stations_add(storage, args, config, out):
     tariff = config.default_tariff if args.tariff is None else args.tariff
-    station = await storage.add_station(args.name, tariff, station_id=args.station_id)
-    print(f'added station {station.id} "{station.name}" (tariff {money(station.tariff)} per kWh)',
-          file=out)
+    station = await storage.add_station(args.name, tariff, station_id=args.station_id,
+                                        max_power_w=args.max_power_w)
+    print(f'added station {station.id} "{station.name}" (tariff {money(station.tariff)} per kWh, '
+          f'max power {station.max_power_w:g} W)', file=out)
 
 
 async def stations_set_tariff(storage, args, config, out):
     await storage.set_tariff(args.station_id, args.tariff)
     print(f"station {args.station_id} tariff is now {money(args.tariff)} per kWh "
           "(open sessions keep the tariff they started with)", file=out)
+
+
+async def stations_set_max_power(storage, args, config, out):
+    await storage.set_max_power(args.station_id, args.max_power_w)
+    print(f"station {args.station_id} max power is now {args.max_power_w:g} W (a running server "
+          "applies it when the charger next connects)", file=out)
 
 
 async def stations_issue_key(storage, args, config, out):
@@ -268,6 +296,7 @@ COMMANDS = {
     ("stations", "add"): stations_add,
     ("stations", "set-tariff"): stations_set_tariff,
     ("stations", "issue-key"): stations_issue_key,
+    ("stations", "set-max-power"): stations_set_max_power,
     ("tokens", "issue"): tokens_issue,
     ("users", "list"): users_list,
     ("users", "add"): users_add,

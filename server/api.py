@@ -264,12 +264,17 @@ def station_json(station) -> dict:
 
 
 def reading_json(reading) -> dict:
+    """`ts` is the reading's place on the session's server-bounded timeline; `charger_ts` what
+    the charger claimed; `flag` why it was not billed as claimed (docs/protocol.md)."""
     return {
         "ts": reading.ts,
         "v": reading.v,
         "a": reading.a,
         "w": reading.w,
+        "wh": reading.wh,
         "kwh": None if reading.kwh is None else round(reading.kwh, 4),
+        "charger_ts": reading.charger_ts,
+        "flag": reading.flag,
     }
 
 
@@ -332,7 +337,8 @@ async def get_stations(ctx: ApiContext, raw_query: str) -> HttpAnswer:
     items = []
     for station in stations:
         view = ctx.charger_view(station.id)
-        items.append({**station_json(station), "status": view.get("status", "desconectado"), "session": view.get("session")})
+        items.append({**station_json(station), "max_power_w": station.max_power_w,
+                      "status": view.get("status", "desconectado"), "session": view.get("session")})
     return json_answer({"items": items})
 
 

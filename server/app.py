@@ -84,7 +84,7 @@ class App:
             await seed_demo(self.storage)
             self.demo_key = await ensure_demo_key(self.storage, self.config.db_path.parent)
         for station in await self.storage.list_stations():
-            self.core.add_station(station.id, station.name, station.tariff)
+            self.core.add_station(station.id, station.name, station.tariff, station.max_power_w)
         for record in await self.storage.open_sessions():
             self.core.load_open_session(record)
             log.info("resuming session %s on station %s", record.id, record.station_id)

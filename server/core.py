@@ -17,12 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from server import protocol as p
-from server.energy import EnergyAccount, cost_of
+from server.energy import DEFAULT_MAX_POWER_W, Counted, EnergyAccount, cost_of
 from server.protocol import Emergency, Metrics, StatusReport, Stop
-
-# ts values before this (2020-01-01) come from a charger whose clock never synced
-EARLIEST_TRUSTED_TS = 1_577_836_800.0
-MAX_CLOCK_AHEAD_S = 600.0
 
 # session end reasons (stored in sessions.end_reason)
 LOCAL_STOP = "local_stop"
@@ -31,6 +27,9 @@ CARD_STOP = "card_stop"
 EMERGENCY = "emergency"
 FAULT = "fault"
 CHARGER_RESET = "charger_reset"
+
+# the alert stored and pushed (`alert`) once per session when a reading is an energy anomaly
+ENERGY_ANOMALY = "energy_anomaly"
 
 # the alert stored (and pushed to dashboards as `alert`) when a charger's `stop` says it ended
 # the session by itself for a fault; the session still ends as `local_stop`
@@ -86,12 +85,15 @@ class CreateSession:
 @dataclass(frozen=True)
 class QueueReading:
     session_id: int
-    ts: float
+    ts: float  # the reading's place on the session's server-bounded timeline
     v: float
     a: float
     w: float
     wh: float | None
     kwh: float
+    charger_ts: float | None = None  # the ts the charger claimed
+    received_at: float | None = None  # server receive time
+    flag: str | None = None  # why it was not billed as claimed (server/energy.py flags)
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,7 @@ class StationState:
     id: int
     name: str = ""
     tariff: float = 0.0
+    max_power_w: float = DEFAULT_MAX_POWER_W  # the plausibility limit of its energy readings
     publisher_connected: bool = False
     emergency: bool = False
     starting: bool = False
@@ -189,13 +192,6 @@ def on(message_type):
     return mark
 
 
-def trusted_ts(ts: float | None, now: float) -> float:
-    """The charger's ts if it is a plausible NTP time, else the server's receive time."""
-    if ts is None or ts < EARLIEST_TRUSTED_TS or ts > now + MAX_CLOCK_AHEAD_S:
-        return now
-    return ts
-
-
 class SessionCore:
     """Every station's session state and the rules that change it."""
 
@@ -208,11 +204,14 @@ class SessionCore:
         }
 
     # --- loading ------------------------------------------------------------------------------
-    def add_station(self, station_id: int, name: str, tariff: float) -> StationState:
+    def add_station(self, station_id: int, name: str, tariff: float,
+                    max_power_w: float | None = None) -> StationState:
         station = self.stations.get(station_id)
         if station is None:
             station = self.stations[station_id] = StationState(station_id)
         station.name, station.tariff = name, tariff
+        if max_power_w is not None:
+            station.max_power_w = max_power_w
         return station
 
     def load_open_session(self, record) -> None:
@@ -310,19 +309,21 @@ class SessionCore:
         session = st.session
         if session is None or session.id != m.session_id:
             return [Reply(self._mismatch(st, m.session_id))]
-        ts = trusted_ts(m.ts, now)
-        if not session.energy.add(ts, m.w, m.wh):
+        counted = session.energy.add(m.ts, m.w, m.wh, now=now, started_at=session.started_at,
+                                     max_w=st.max_power_w)
+        if counted is None:
             return []  # duplicate or older reading: already counted
         session.last_v, session.last_a, session.last_w = m.v, m.a, m.w
         kwh, cost = session.energy.kwh, session.cost
         return [
-            QueueReading(session.id, ts, m.v, m.a, m.w, m.wh, kwh),
+            QueueReading(session.id, counted.ts, m.v, m.a, m.w, m.wh, kwh,
+                         charger_ts=m.ts, received_at=now, flag=counted.flag),
             QueueProgress(session.id, kwh, cost, session.energy),
             ToClients(
                 st.id,
                 p.metrics(session.id, st.id, m.v, m.a, m.w, kwh, cost, now - session.started_at),
             ),
-        ]
+        ] + self._energy_anomaly(st, session, now)
 
     @on(Stop)
     def _charger_stop(self, st: StationState, stop: Stop, now: float) -> list:
@@ -382,11 +383,30 @@ class SessionCore:
         return effects
 
     # --- helpers ------------------------------------------------------------------------------
+    def _final_reading(self, session: OpenSession, message, now: float) -> Counted | None:
+        """Count the meter register a stop/emergency carries; the relay is already open (0 W).
+        An energy anomaly it reveals is alerted by `_end`."""
+        if message.wh is None and message.ts is None:
+            return None
+        station = self.stations.get(session.station_id)
+        max_w = station.max_power_w if station is not None else None
+        return session.energy.add_final(message.ts, message.wh, now=now,
+                                        started_at=session.started_at, max_w=max_w)
+
     @staticmethod
-    def _final_reading(session: OpenSession, message, now: float) -> None:
-        """Count the meter register a stop/emergency carries; the relay is already open (0 W)."""
-        if message.wh is not None or message.ts is not None:
-            session.energy.add_final(trusted_ts(message.ts, now), message.wh)
+    def _energy_anomaly(st: StationState, session: OpenSession, now: float) -> list:
+        """The session's one `energy_anomaly` alert, the first time one of its readings is an
+        energy anomaly (an impossible register jump, a meter reset, power above the limit)."""
+        energy = session.energy
+        if not energy.anomalies or energy.anomaly_alerted:
+            return []
+        energy.anomaly_alerted = True
+        detail = (f"Anomalía de energía: lectura imposible para la potencia máxima de la "
+                  f"estación ({energy.max_w / 1000:g} kW); se facturó el intervalo acotado")
+        return [
+            ToClients(st.id, p.alert(st.id, session.id, ENERGY_ANOMALY, detail, now)),
+            AddAlert(st.id, session.id, ENERGY_ANOMALY, now, detail),
+        ]
 
     def _dashboard_stop(self, st: StationState, message: Stop, now: float) -> list:
         if not st.publisher_connected:
@@ -401,7 +421,8 @@ class SessionCore:
         session, st.session = st.session, None
         kwh, cost = session.energy.kwh, session.cost
         duration = max(0.0, now - session.started_at)
-        effects = [ToPublisher(st.id, p.stop(session.id))] if tell_charger else []
+        effects = self._energy_anomaly(st, session, now)  # a final reading's, before the end
+        effects += [ToPublisher(st.id, p.stop(session.id))] if tell_charger else []
         return effects + [
             EndSession(session.id, now, kwh, cost, reason, session.energy.to_dict()),
             ToClients(st.id, p.session_ended(session.id, st.id, kwh, cost, duration, reason)),

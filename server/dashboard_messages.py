@@ -139,14 +139,15 @@ async def set_tariff(app, data: dict) -> dict:
     station_id, tariff = field_id(data, "station_id"), field_tariff(data)
     await app.storage.set_tariff(station_id, tariff)
     station = await app.storage.get_station(station_id)
-    app.core.add_station(station.id, station.name, station.tariff)  # open sessions keep theirs
+    # open sessions keep their tariff
+    app.core.add_station(station.id, station.name, station.tariff, station.max_power_w)
     return {"station": station_json(station)}
 
 
 async def add_station(app, data: dict) -> dict:
     name, tariff = field_name(data, "name"), field_tariff(data)
     station = await app.storage.add_station(name, tariff, field_id(data, "station_id", required=False))
-    app.core.add_station(station.id, station.name, station.tariff)
+    app.core.add_station(station.id, station.name, station.tariff, station.max_power_w)
     app.hub.broadcast(station.id, p.status(station.id, app.core.describe(station.id, app.clock())["status"]))
     return {"station": station_json(station)}
 

@@ -175,14 +175,15 @@ class ConnectionHandler:
                 await send(connection, p.error("too many messages; slow down", RATE_LIMITED))
 
     async def _known_station(self, estacion: str) -> int | None:
-        """The station id if it is in the database (refreshing name and tariff in the core)."""
+        """The station id if it is in the database (refreshing name, tariff and max power in
+        the core)."""
         station_id = station_number(estacion)
         if station_id is None:
             return None
         station = await self.storage.get_station(station_id)
         if station is None:
             return None
-        self.core.add_station(station.id, station.name, station.tariff)
+        self.core.add_station(station.id, station.name, station.tariff, station.max_power_w)
         return station.id
 
     # --- charger --------------------------------------------------------------------------------
@@ -237,7 +238,7 @@ class ConnectionHandler:
     async def _serve_client(self, connection: ServerConnection, station_id: int | None) -> None:
         if station_id is None:
             for station in await self.storage.list_stations():  # incl. ones added while running
-                self.core.add_station(station.id, station.name, station.tariff)
+                self.core.add_station(station.id, station.name, station.tariff, station.max_power_w)
         self.hub.subscribe(station_id, connection)
         try:
             if station_id is None:
@@ -320,7 +321,8 @@ class ConnectionHandler:
 
     async def _queue_reading(self, effect: c.QueueReading, origin) -> None:
         self.storage.queue_reading(
-            Reading(effect.session_id, effect.ts, effect.v, effect.a, effect.w, effect.wh, effect.kwh)
+            Reading(effect.session_id, effect.ts, effect.v, effect.a, effect.w, effect.wh, effect.kwh,
+                    effect.charger_ts, effect.received_at, effect.flag)
         )
         self.app.note_reading()
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -36,18 +37,43 @@ async def running_server(db_path, *, demo: bool = True, **config_overrides):
     """Start the real server.app on 127.0.0.1:0 with `db_path`; yield the running App."""
     settings = dict(ping_interval=5.0, ping_timeout=5.0)
     settings.update(config_overrides)
-    options = {"clock": settings.pop("clock")} if "clock" in settings else {}  # a fake server clock
+    clock = settings.pop("clock", None) or ServerClock()  # a fake server clock, or the real one
     config = Config(host="127.0.0.1", port=0, db_path=Path(db_path), demo=demo, **settings)
-    app = await App.start(config, **options)
+    app = await App.start(config, clock=clock)
     _SECRETS[base_url(app)] = app.auth.secret
+    _CLOCKS[base_url(app)] = clock
     try:
         yield app
     finally:
         _SECRETS.pop(base_url(app), None)
+        _CLOCKS.pop(base_url(app), None)
         await app.stop()
 
 
+class ServerClock:
+    """The server's wall clock in tests: real time plus whatever the test advanced it by (the
+    server bounds billed time by its own clock, so a test charger that claims an hour of
+    charging must let the server see that hour pass)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+def server_clock(url: str):
+    """The clock of a server started by running_server (url as base_url gives it): a
+    ServerClock unless the test passed its own."""
+    parts = urlsplit(url)
+    return _CLOCKS.get(f"ws://{parts.netloc}")
+
+
 _SECRETS: dict[str, bytes] = {}  # "ws://127.0.0.1:PORT" -> that running server's signing secret
+_CLOCKS: dict[str, object] = {}  # "ws://127.0.0.1:PORT" -> that running server's clock
 
 
 def mint(secret: bytes, role: str, estacion_id=None) -> str | None:

@@ -60,14 +60,16 @@ async def seeded_sessions(db):
 def test_stations_are_added_listed_and_repriced(admin):
     assert "no stations yet" in ok(admin("stations", "list"))
     assert ok(admin("stations", "add", "Estación 1")) == (
-        'added station 1 "Estación 1" (tariff 7.00 per kWh)\n')
-    assert ok(admin("stations", "add", "Garage", "--tariff", "6.5", "--id", "7")) == (
-        'added station 7 "Garage" (tariff 6.50 per kWh)\n')
+        'added station 1 "Estación 1" (tariff 7.00 per kWh, max power 22000 W)\n')
+    assert ok(admin("stations", "add", "Garage", "--tariff", "6.5", "--id", "7",
+                    "--max-power", "7400")) == (
+        'added station 7 "Garage" (tariff 6.50 per kWh, max power 7400 W)\n')
     assert "station 7 tariff is now 8.25 per kWh" in ok(admin("stations", "set-tariff", 7, 8.25))
+    assert "station 1 max power is now 11000 W" in ok(admin("stations", "set-max-power", 1, 11000))
     assert ok(admin("stations", "list")).splitlines() == [
-        "ID  NAME        TARIFF/kWh",
-        "1   Estación 1  7.00",
-        "7   Garage      8.25",
+        "ID  NAME        TARIFF/kWh  MAX_W",
+        "1   Estación 1  7.00        11000",
+        "7   Garage      8.25        7400",
     ]
 
 
@@ -168,6 +170,11 @@ def test_without_db_the_path_comes_from_db_path(admin, tmp_path):
     (["sessions", "list", "--limit", "-3"], "expected a positive whole number"),
     (["backup", "/nonexistent/dir/copy.sqlite3"], "cannot write the backup"),
     (["stations"], "required"),
+    (["stations", "set-max-power", "1", "50001"], "at most 50000"),
+    (["stations", "set-max-power", "1", "0"], "above 0"),
+    (["stations", "set-max-power", "1", "lots"], "expected a power in watts"),
+    (["stations", "set-max-power", "9", "7400"], "station 9 does not exist"),
+    (["stations", "add", "X", "--max-power", "nan"], "at most 50000"),
     (["fly"], "invalid choice"),
     ([], "required"),
 ])

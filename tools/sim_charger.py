@@ -33,7 +33,10 @@ def mpy_env(extra=None, path=MICROPYPATH):
 
 
 class SimCharger:
-    def __init__(self, tmp_path, server_url, *, station=1, power=3600.0, time_scale=10.0,
+    # power x time_scale is the meter's apparent power (20 kW by default): keep it within the
+    # station's max power (22 kW by default) or the server flags the readings and bills the
+    # bounded trapezoid instead of the register
+    def __init__(self, tmp_path, server_url, *, station=1, power=2000.0, time_scale=10.0,
                  meter_state=None, heapsize=None, module_dirs=None, **config):
         self.config_path = tmp_path / "charger-config.json"
         cfg = {"server_url": server_url, "station": station, "token": "",

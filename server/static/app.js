@@ -1,6 +1,6 @@
 // The dashboard's entry point: one WebSocket subscribed to every station (estacionId=all), the
 // store it feeds, the banners (disconnected; alerts by kind: emergency, fault, meter failure,
-// offline limit) and a hash router over the views.
+// offline limit, energy anomaly) and a hash router over the views.
 
 import { h, replace } from "./dom.js";
 import * as fmt from "./format.js";
@@ -37,7 +37,12 @@ const ALERT_TEXTS = {
     "Charging was stopped because the meter went silent or sent corrupt readings. Check the meter before the next session."],
   offline_limit: ["OFFLINE LIMIT reached at",
     "Charging was stopped because the charger ran too long without the server. Check its network."],
+  // an energy warning, not a stop: the charger keeps charging, the interval was billed bounded
+  energy_anomaly: ["ANOMALÍA DE ENERGÍA en",
+    "Una lectura superó la potencia máxima de la estación: ese intervalo se facturó acotado. Revise el medidor y el reloj del cargador."],
 };
+// alerts that are warnings about the bill, not faults that stopped the charger
+const WARNING_KINDS = new Set(["energy_anomaly"]);
 
 function alertText(alert, stationName) {
   const [headline, advice] = ALERT_TEXTS[alert.kind] ?? [`ALERT (${alert.kind}) at`, "Check the charger."];
@@ -100,8 +105,10 @@ function renderBanners() {
     const station = store.station(alert.stationId);
     const button = h("button", { class: "danger", dataset: { testid: "acknowledge" } }, "Acknowledge");
     button.addEventListener("click", () => acknowledge(alert.stationId, button));
+    const warning = WARNING_KINDS.has(alert.kind);
     banners.push(
-      h("div", { class: "banner emergency", role: "alert", dataset: { testid: `emergency-${alert.stationId}` } },
+      h("div", { class: warning ? "banner energy" : "banner emergency", role: "alert",
+        dataset: { testid: `${warning ? "energy" : "emergency"}-${alert.stationId}` } },
         h("span", {}, alertText(alert, station.name)),
         button),
     );

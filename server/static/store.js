@@ -83,7 +83,8 @@ export class Store extends EventTarget {
       if (!(alert.receivedMs >= requestedMs)) this.alerts.delete(stationId);
     }
     for (const alert of items) {
-      if (this.alerts.has(alert.station_id)) continue;
+      const current = this.alerts.get(alert.station_id); // newest first: an older one replaces
+      if (current && !(isWarning(current.kind) && !isWarning(alert.kind))) continue; // only a warning
       this.alerts.set(alert.station_id, {
         stationId: alert.station_id, sessionId: alert.session_id, at: alert.created_at, kind: alert.kind, receivedMs: 0,
       });
@@ -208,13 +209,21 @@ function applySessionEnded(store, message) {
   store.changed(id);
 }
 
+// Alerts that warn about a bill (the charger keeps working) never hide one that stopped it.
+const WARNING_KINDS = new Set(["energy_anomaly"]);
+
+function isWarning(kind) {
+  return WARNING_KINDS.has(kind);
+}
+
 // An alert pushed on the socket (`emergency`, or `alert` with its kind): the station's banner
 // until an operator acknowledges it. Returns the station, or null for a message without one.
 function raiseAlert(store, message, kind, logText) {
   const id = chargerIdOf(message);
   if (!Number.isFinite(id)) return null;
   const at = fmt.toUnixSeconds(message.timestamp) ?? nowS();
-  store.alerts.set(id, { stationId: id, sessionId: message.session_id ?? null, at, kind, receivedMs: Date.now() });
+  const current = store.alerts.get(id);
+  if (!(isWarning(kind) && current && !isWarning(current.kind))) store.alerts.set(id, { stationId: id, sessionId: message.session_id ?? null, at, kind, receivedMs: Date.now() });
   const station = store.station(id);
   store.log(station, logText, "error");
   return station;

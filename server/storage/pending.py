@@ -24,7 +24,7 @@ from .records import Reading
 
 @dataclass
 class Batch:
-    # (session_id, ts, v, a, w, wh, kwh), the readings table's column order
+    # (session_id, ts, v, a, w, wh, kwh, charger_ts, received_at, flag): _INSERT_READING's order
     readings: list[tuple]
     # session_id -> (kwh, cost, energy_state as JSON text)
     progress: dict[int, tuple[float, float, str]]
@@ -47,7 +47,8 @@ class PendingWrites:
 
     def add_reading(self, reading: Reading) -> None:
         self._readings.append((reading.session_id, reading.ts, reading.v, reading.a,
-                               reading.w, reading.wh, reading.kwh))
+                               reading.w, reading.wh, reading.kwh, reading.charger_ts,
+                               reading.received_at, reading.flag))
         self.mark += 1
 
     def set_progress(self, session_id: int, kwh: float, cost: float, state) -> None:

@@ -11,6 +11,7 @@ class Station:
     id: int
     name: str
     tariff: float  # price per kWh
+    max_power_w: float = 22_000.0  # plausibility limit of its energy readings (server/energy.py)
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,11 @@ class Reading:
     w: float | None
     wh: float | None  # the meter's cumulative register, when the charger sends it
     kwh: float | None  # the session's energy after this reading
+    # `ts` is the reading's place on the session's server-bounded timeline; these say what the
+    # charger claimed, when the server received it, and why it was not billed as claimed
+    charger_ts: float | None = None
+    received_at: float | None = None
+    flag: str | None = None  # comma-separated server/energy.py flags; None = as claimed
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ from pathlib import Path
 
 import aiosqlite
 
+from server.energy import DEFAULT_MAX_POWER_W
 from server.uids import normalize_uid
 
 from .errors import Duplicate, NotFound, StorageError
@@ -54,6 +55,7 @@ from .records import Alert, Card, Reading, SessionRecord, Station, User
 from .values import (
     check_count,
     check_id,
+    check_max_power,
     check_name,
     check_number,
     check_optional_number,
@@ -76,8 +78,10 @@ _SESSION_COLUMNS = """
 _CARD_COLUMNS = "c.uid, c.user_id, u.name, c.enabled FROM cards c JOIN users u ON u.id = c.user_id"
 _ALERT_COLUMNS = "id, station_id, session_id, kind, created_at, detail, acknowledged_at FROM alerts"
 _INSERT_READING = (
-    "INSERT INTO readings (session_id, ts, v, a, w, wh, kwh) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO readings (session_id, ts, v, a, w, wh, kwh, charger_ts, received_at, flag)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_STATION_COLUMNS = "id, name, tariff, max_power_w FROM stations"
 _UPDATE_PROGRESS = (
     "UPDATE sessions SET kwh = ?, cost = ?, energy_state = ? WHERE id = ? AND ended_at IS NULL"
 )
@@ -383,8 +387,10 @@ class Storage:
             raise TypeError("queue_reading takes a Reading")
         check_id(reading.session_id, "session_id")
         check_number(reading.ts, "ts")
-        for name in ("v", "a", "w", "wh", "kwh"):
+        for name in ("v", "a", "w", "wh", "kwh", "charger_ts", "received_at"):
             check_optional_number(getattr(reading, name), name)
+        if reading.flag is not None and not isinstance(reading.flag, str):
+            raise ValueError("flag must be text")
         self._pending.add_reading(reading)
 
     def queue_progress(self, session_id: int, kwh: float, cost: float, energy_state) -> None:
@@ -486,7 +492,8 @@ class Storage:
         """The committed readings of a session, oldest first (call flush() first to include
         the queued ones)."""
         rows = await self._fetch(
-            "SELECT session_id, ts, v, a, w, wh, kwh FROM readings WHERE session_id = ?"
+            "SELECT session_id, ts, v, a, w, wh, kwh, charger_ts, received_at, flag"
+            " FROM readings WHERE session_id = ?"
             " ORDER BY ts, id", (session_id,))
         return [Reading(*row) for row in rows]
 
@@ -536,27 +543,38 @@ class Storage:
     # -- reference data ----------------------------------------------------------------------
 
     async def get_station(self, station_id: int) -> Station | None:
-        rows = await self._fetch("SELECT id, name, tariff FROM stations WHERE id = ?",
-                                 (station_id,))
+        rows = await self._fetch(f"SELECT {_STATION_COLUMNS} WHERE id = ?", (station_id,))
         return Station(*rows[0]) if rows else None
 
     async def list_stations(self) -> list[Station]:
-        rows = await self._fetch("SELECT id, name, tariff FROM stations ORDER BY id")
+        rows = await self._fetch(f"SELECT {_STATION_COLUMNS} ORDER BY id")
         return [Station(*row) for row in rows]
 
-    async def add_station(self, name: str, tariff: float, station_id: int | None = None) -> Station:
-        """Raises Duplicate if station_id is taken."""
+    async def add_station(self, name: str, tariff: float, station_id: int | None = None,
+                          max_power_w: float = DEFAULT_MAX_POWER_W) -> Station:
+        """Raises Duplicate if station_id is taken, ValueError for a max power outside
+        0 < W <= 50,000."""
         name, tariff = check_name(name, "station name"), check_tariff(tariff)
+        max_power_w = check_max_power(max_power_w)
         if station_id is not None:
             check_id(station_id, "station id")
         try:
             async with self._transaction() as db:
                 cursor = await db.execute(
-                    "INSERT INTO stations (id, name, tariff) VALUES (?, ?, ?)",
-                    (station_id, name, tariff))
+                    "INSERT INTO stations (id, name, tariff, max_power_w) VALUES (?, ?, ?, ?)",
+                    (station_id, name, tariff, max_power_w))
         except sqlite3.IntegrityError as exc:
             raise Duplicate(f"station {station_id} already exists") from exc
-        return Station(cursor.lastrowid, name, tariff)
+        return Station(cursor.lastrowid, name, tariff, max_power_w)
+
+    async def set_max_power(self, station_id: int, max_power_w: float) -> None:
+        """The station's plausibility limit in W (0 < W <= 50,000, else ValueError); raises
+        NotFound for an unknown station. Applies from the next reading on."""
+        params = (check_max_power(max_power_w), check_id(station_id, "station id"))
+        async with self._transaction() as db:
+            cursor = await db.execute("UPDATE stations SET max_power_w = ? WHERE id = ?", params)
+            if not cursor.rowcount:
+                raise NotFound(f"station {station_id} does not exist")
 
     async def station_key_hash(self, station_id: int) -> str | None:
         """The SHA-256 of the station's charger key (server/auth.py), None if none was issued."""

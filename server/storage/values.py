@@ -4,6 +4,8 @@ with a message fit to show a person (the admin CLI prints it as is)."""
 import json
 import math
 
+from server.energy import MAX_POWER_CAP_W
+
 MAX_NAME_LENGTH = 100
 
 
@@ -36,6 +38,16 @@ def check_optional_number(value: object, what: str) -> float | None:
 
 def check_tariff(value: object) -> float:
     return check_number(value, "tariff", minimum=0)
+
+
+def check_max_power(value: object) -> float:
+    """A station's max power in W: 0 < W <= MAX_POWER_CAP_W (the plausibility limit of its
+    energy readings, server/energy.py)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            0 < value <= MAX_POWER_CAP_W):
+        raise ValueError(f"max power must be a number of watts above 0 and at most "
+                         f"{MAX_POWER_CAP_W:.0f}, not {value!r}")
+    return float(value)
 
 
 def check_name(value: object, what: str) -> str:

@@ -8,7 +8,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-from tests.live_server import http_url, publisher, receive_type, send_json
+from tests.live_server import ServerClock, http_url, publisher, receive_type, send_json, server_clock
 
 CARD = "VIRTUAL-1-A4F2E8"  # the demo card of "Juan Pérez" on station 1 (tariff 7.0)
 
@@ -43,15 +43,18 @@ async def http_get(app, path: str) -> HttpAnswer:
 class Charger:
     """A connected charger that starts a session with a card and reports its meter."""
 
-    def __init__(self, websocket):
+    def __init__(self, websocket, clock=None):
         self.websocket = websocket
         self.session_id = None
         self.wh = 10_000.0
-        self.ts = time.time() - 600
+        # a server's ServerClock is advanced with every reading: the server sees the time the
+        # charger claims pass (it bills no more time than its own clock saw)
+        self.clock = clock if isinstance(clock, ServerClock) else None
+        self.ts = self.clock() if self.clock is not None else time.time() - 600
 
     @classmethod
     async def connect(cls, server_url: str, station_id: int = 1) -> "Charger":
-        return cls(await publisher(server_url, station_id))
+        return cls(await publisher(server_url, station_id), server_clock(server_url))
 
     async def tap(self, card: str = CARD) -> dict:
         """Tap a card; returns the server's answer (`start` or `error`)."""
@@ -73,6 +76,8 @@ class Charger:
         """One `metrics` message: `seconds` more of charging at `watts` on the register."""
         self.ts += seconds
         self.wh += watts * seconds / 3600
+        if self.clock is not None:
+            self.clock.advance(seconds)
         await send_json(
             self.websocket,
             {"type": "metrics", "session_id": self.session_id, "v": 230.0, "a": watts / 230.0,

@@ -305,6 +305,31 @@ async def test_a_charger_stopping_for_its_own_fault_shows_what_failed_without_a_
     assert page.console_errors == []
 
 
+async def test_an_energy_anomaly_shows_as_an_energy_warning_never_hiding_an_emergency(page, live_app, server_url):
+    await open_dashboard(page, live_app)
+    charger = await Charger.connect(server_url)
+    try:
+        session_id = await charger.start()
+        await charger.meter(7000.0, 60)
+        charger.wh += 1_000_000  # a register jump no 22 kW station can deliver in a minute
+        await charger.meter(7000.0, 60)
+        warning = page.get_by_test_id("energy-1")
+        await expect(warning).to_contain_text(f"ANOMALÍA DE ENERGÍA en Estación 1 (session {session_id})")
+        await expect(warning).to_have_class(re.compile(r"\benergy\b"))
+        await expect(page.get_by_test_id("emergency-1")).to_have_count(0)
+        await expect(page.locator(f'{STATION} [data-field="status"]')).to_have_text("cargando")
+        await page.screenshot(path=screenshot_path("energy-anomaly-banner"))
+        await charger.emergency()  # an emergency replaces the warning, and a reload keeps it
+        await expect(page.get_by_test_id("emergency-1")).to_contain_text("EMERGENCY")
+        await page.reload()
+        await expect(page.get_by_test_id("emergency-1")).to_contain_text("EMERGENCY")
+        await expect(warning).to_have_count(0)
+    finally:
+        await charger.close()
+    assert sorted(a.kind for a in await live_app.storage.list_alerts()) == ["emergency", "energy_anomaly"]
+    assert page.console_errors == []
+
+
 async def test_numbers_are_formatted_for_people(page, live_app):
     await open_dashboard(page, live_app)
     shown = await page.evaluate(

@@ -74,7 +74,7 @@ async def test_tap_charges_metrics_reach_the_dashboard_and_stop_button_bills_the
         metrics = await receive_type(dashboard, "metrics")  # the baseline, relay still open
         assert metrics["session_id"] == session_id and metrics["w"] == 0.0
         metrics = await receive_type(dashboard, "metrics")
-        assert metrics["session_id"] == session_id and metrics["w"] == 3600.0
+        assert metrics["session_id"] == session_id and metrics["w"] == 2000.0
         assert metrics["v"] == 230.0 and "kwh" in metrics and "cost" in metrics
         await _stop_and_check_energy(charger, live_app, session_id, wh_before)
         ended = await receive_type(dashboard, "session_ended")

@@ -107,6 +107,29 @@ def test_unsynced_charger_clock_is_replaced_by_server_time(core):
     assert kinds(effects, c.QueueReading)[0].ts == NOW + 8
 
 
+def test_an_energy_anomaly_alerts_dashboards_once_per_session(core):
+    start_session(core)
+    core.handle_publisher(1, Metrics(123, 230, 10, 2300, NOW + 3, 1000.0), NOW + 3)
+    effects = core.handle_publisher(1, Metrics(123, 230, 10, 2300, NOW + 6, 9e8), NOW + 6)
+    [alert] = kinds(effects, c.AddAlert)
+    assert (alert.kind, alert.session_id, alert.station_id) == (c.ENERGY_ANOMALY, 123, 1)
+    assert [m["kind"] for m in messages(effects) if m["type"] == "alert"] == ["energy_anomaly"]
+    [reading] = kinds(effects, c.QueueReading)
+    assert reading.flag == "implausible_register" and reading.charger_ts == NOW + 6
+    effects = core.handle_publisher(1, Metrics(123, 230, 10, 2300, NOW + 9, 2e9), NOW + 9)
+    assert not kinds(effects, c.AddAlert) and kinds(effects, c.QueueReading)[0].flag
+
+
+def test_an_impossible_register_in_an_idle_report_alerts_before_the_session_ends(core):
+    start_session(core)
+    core.handle_publisher(1, Metrics(123, 230, 10, 2300, NOW + 3, 1000.0), NOW + 3)
+    effects = core.handle_publisher(1, StatusReport("idle", None, 5e8), NOW + 6)
+    order = [type(e) for e in effects if isinstance(e, (c.AddAlert, c.EndSession))]
+    assert order == [c.AddAlert, c.EndSession]
+    [end] = kinds(effects, c.EndSession)
+    assert end.reason == c.CHARGER_RESET and end.kwh == pytest.approx(2300 / 2 * 3 / 3600 / 1000)
+
+
 def test_replayed_metrics_are_ignored(core):
     start_session(core)
     core.handle_publisher(1, Metrics(123, 230, 10, 2300, NOW + 3), NOW + 3)

@@ -250,12 +250,14 @@ async def test_the_latest_energy_state_is_encoded_when_the_batch_is_written(
     reading queued before it, not the state of the first one."""
     account = EnergyAccount()
     for i in range(5):
-        account.add(1_700_000_000.0 + i, 3600.0, 1000.0 + i)
+        account.add(1_700_000_000.0 + i, 3600.0, 1000.0 + i, now=1_700_000_000.0 + i)
         storage.queue_reading(reading(session_id, i, kwh=account.kwh))
         storage.queue_progress(session_id, account.kwh, account.kwh * 7.0, account)
     await storage.flush()
-    account.add(1_700_000_010.0, 3600.0, 1010.0)  # after the flush: not in the saved state
+    account.add(1_700_000_010.0, 3600.0, 1010.0, now=1_700_000_010.0)  # after the flush: not saved
     saved = await storage.get_session(session_id)
-    assert saved.kwh == 0.004 and saved.energy_state == {
-        "wh": 4.0, "last_ts": 1_700_000_004.0, "last_w": 3600.0, "last_register_wh": 1004.0}
+    assert saved.kwh == 0.004 and {key: saved.energy_state[key] for key in (
+        "wh", "last_ts", "last_w", "last_register_wh", "timeline_ts")} == {
+        "wh": 4.0, "last_ts": 1_700_000_004.0, "last_w": 3600.0, "last_register_wh": 1004.0,
+        "timeline_ts": 1_700_000_004.0}
     assert EnergyAccount.from_dict(saved.energy_state).kwh == saved.kwh
