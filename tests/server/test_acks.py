@@ -19,9 +19,11 @@ PROBE = {"type": "sync_check"}  # an unknown type: answered INVALID_MESSAGE afte
 
 
 def stored_ts(db, session_id) -> list[float]:
+    """The `ts` each stored reading's charger claimed, in the order they were stored (the `ts`
+    column is the reading's place on the server-bounded timeline: docs/protocol.md)."""
     with sqlite3.connect(db, timeout=10) as database:
         return [ts for (ts,) in database.execute(
-            "SELECT ts FROM readings WHERE session_id = ? ORDER BY ts", (session_id,))]
+            "SELECT charger_ts FROM readings WHERE session_id = ? ORDER BY id", (session_id,))]
 
 
 def metrics(session_id, ts, wh) -> dict:
