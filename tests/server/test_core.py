@@ -74,9 +74,14 @@ def test_other_card_on_a_charging_station_is_busy(core):
     assert messages(effects, c.Reply)[0]["code"] == p.STATION_BUSY
 
 
-def test_second_tap_while_the_session_is_being_created_is_busy(core):
+def test_a_repeated_tap_while_the_session_is_being_created_is_ignored(core):
     core.handle_publisher(1, c.CardTap(UID, JUAN, 7.0), NOW)
-    effects = core.handle_publisher(1, c.CardTap(UID, JUAN, 7.0), NOW)
+    assert core.handle_publisher(1, c.CardTap(UID, JUAN, 7.0), NOW + 1) == []  # one gesture
+
+
+def test_another_tap_while_the_session_is_being_created_is_busy(core):
+    core.handle_publisher(1, c.CardTap(UID, JUAN, 7.0), NOW)
+    effects = core.handle_publisher(1, c.CardTap(UID, JUAN, 7.0), NOW + 3)  # after the debounce
     assert messages(effects, c.Reply)[0]["code"] == p.STATION_BUSY
 
 
