@@ -4,44 +4,16 @@ ephemeral port, real websockets clients as chargers and dashboards, a real SQLit
 Time-dependent rules (tap debounce, minimum age for tap-again-to-stop) run on a fake server
 clock that the test moves, so nothing here waits for or asserts a duration."""
 
-import asyncio
 import json
 
 import pytest
 
-from tests.live_server import (
-    RECEIVE_TIMEOUT, base_url, connect, publisher, receive_type, running_server, send_json,
-)
+from tests.live_server import base_url, connect, publisher, receive_type, running_server, send_json
+from tests.server.handled import drain, handled, of_type
 
 CARD = "VIRTUAL-1-A4F2E8"  # the demo card of "Juan Pérez" (station 1)
 ANA_CARD = "04A32B1C"
 T0 = 1_800_000_000.0
-
-
-async def handled(charger) -> list[dict]:
-    """Everything the server sent this connection (acks left out) until every frame it sent
-    before now was handled: a frame the server always refuses marks the end."""
-    await send_json(charger, {"type": "sync_check"})
-    seen = []
-    async with asyncio.timeout(RECEIVE_TIMEOUT):
-        while True:
-            message = json.loads(await charger.recv())
-            if message.get("type") == "ack":
-                continue
-            if message.get("code") == "INVALID_MESSAGE" and "sync_check" in message.get("message", ""):
-                return seen
-            seen.append(message)
-
-
-def of_type(messages, kind):
-    return [m for m in messages if m.get("type") == kind]
-
-
-async def drain(dashboard) -> list[dict]:
-    """What a dashboard was pushed so far. Call it after `handled()`: the pushes of a charger's
-    frame are queued before its handling ends, so they arrive before the answer to a frame this
-    dashboard sends now."""
-    return await handled(dashboard)
 
 
 async def add_station_2_with_ana(app) -> None:
