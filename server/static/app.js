@@ -1,6 +1,6 @@
 // The dashboard's entry point: one WebSocket subscribed to every station (estacionId=all), the
 // store it feeds, the banners (disconnected; alerts by kind: emergency, fault, meter failure,
-// offline limit) and a hash router over the views.
+// offline limit, duplicate charger) and a hash router over the views.
 
 import { h, replace } from "./dom.js";
 import * as fmt from "./format.js";
@@ -30,6 +30,10 @@ const alertsRoot = document.getElementById("alerts");
 const linkState = document.getElementById("link-state");
 // What an alert banner says, by the alert's kind: [headline before the station's name, advice].
 const STOPPED_UNTIL_RESET = "The charger stays stopped until it is reset on site.";
+// an emergency or fault alert not yet acknowledged while the station already works again
+// (the charger reported its local reset): the alert stays, the "stays stopped" advice would lie
+const RESET_ON_SITE = "Rearmado en sitio: el cargador vuelve a funcionar. Reconozca la alerta una vez revisado.";
+const LATCHING_KINDS = new Set(["emergency", "fault"]);
 const ALERT_TEXTS = {
   emergency: ["EMERGENCY stop at", STOPPED_UNTIL_RESET],
   fault: ["FAULT reported by", STOPPED_UNTIL_RESET],
@@ -37,11 +41,15 @@ const ALERT_TEXTS = {
     "Charging was stopped because the meter went silent or sent corrupt readings. Check the meter before the next session."],
   offline_limit: ["OFFLINE LIMIT reached at",
     "Charging was stopped because the charger ran too long without the server. Check its network."],
+  duplicate_charger: ["CARGADOR DUPLICADO en",
+    "Dos cargadores se conectan como la misma estación y se desplazan uno al otro. Revise el estacionId configurado en cada cargador."],
 };
 
-function alertText(alert, stationName) {
+function alertText(alert, station) {
   const [headline, advice] = ALERT_TEXTS[alert.kind] ?? [`ALERT (${alert.kind}) at`, "Check the charger."];
-  return `${headline} ${stationName}${alert.sessionId ? ` (session ${alert.sessionId})` : ""} at ${fmt.clock(alert.at)}. ${advice}`;
+  const working = station.status === "disponible" || station.status === "cargando";
+  const shown = LATCHING_KINDS.has(alert.kind) && working ? RESET_ON_SITE : advice;
+  return `${headline} ${station.name}${alert.sessionId ? ` (session ${alert.sessionId})` : ""} at ${fmt.clock(alert.at)}. ${shown}`;
 }
 
 let unmount = () => {};
@@ -81,7 +89,8 @@ function acknowledge(stationId, button) {
 function renderBanners() {
   const seconds = retryAt ? Math.max(0, Math.ceil((retryAt - Date.now()) / 1000)) : 0;
   const alerts = [...store.alerts.values()];
-  const key = JSON.stringify([link.state, link.failures > 0, seconds, alerts, alerts.map((a) => store.station(a.stationId).name)]);
+  const stations = alerts.map((a) => store.station(a.stationId)).map((s) => [s.name, s.status]);
+  const key = JSON.stringify([link.state, link.failures > 0, seconds, alerts, stations]);
   if (key === bannersKey) return;
   bannersKey = key;
   const banners = [];
@@ -102,7 +111,7 @@ function renderBanners() {
     button.addEventListener("click", () => acknowledge(alert.stationId, button));
     banners.push(
       h("div", { class: "banner emergency", role: "alert", dataset: { testid: `emergency-${alert.stationId}` } },
-        h("span", {}, alertText(alert, station.name)),
+        h("span", {}, alertText(alert, station)),
         button),
     );
   }
