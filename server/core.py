@@ -318,6 +318,7 @@ class SessionCore:
     def session_create_failed(self, create: CreateSession) -> list:
         def failed(st: StationState) -> list:
             st.starting = False
+            st.taps.forget()  # the server failed, not the person: a tap to retry counts
             return [ToPublisher(st.id, p.error("No se pudo crear la sesión", p.SERVER_ERROR))]
 
         return self._tracking_status(create.station_id, failed)
@@ -363,6 +364,7 @@ class SessionCore:
                 message = (f"Sesión iniciada hace menos de {self.card_stop_min_age:g} s: "
                            "vuelva a pasar la tarjeta más tarde para detenerla")
                 return self._reject_tap(st, tap, message, SESSION_TOO_RECENT, now)
+            st.taps.accepted(tap.uid, now)
             return self._end(st, CARD_STOP, now, tell_charger=True)
         if tap.card is None:
             return self._reject_tap(st, tap, "Tarjeta desconocida", p.CARD_UNKNOWN, now)
@@ -371,6 +373,7 @@ class SessionCore:
         if st.session is not None or st.starting:
             return self._reject_tap(st, tap, "Cargador ocupado", p.STATION_BUSY, now)
         st.starting = True
+        st.taps.accepted(tap.uid, now)
         return [
             CreateSession(
                 station_id=st.id,

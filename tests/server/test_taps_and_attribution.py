@@ -111,13 +111,15 @@ async def test_refused_taps_reach_dashboards_coalesced_not_one_by_one(tmp_path):
                 answers = []
                 for k in range(50):  # fifty different unknown cards in a burst
                     answers += await tap(charger, f"04DEAD{k:04d}")
-                assert [a["code"] for a in answers] == ["CARD_UNKNOWN"] * 50  # each tap answered
+                for _ in range(20):  # and one unknown card twenty times
+                    answers += await tap(charger, "04BEEF0001")
+                assert [a["code"] for a in answers] == ["CARD_UNKNOWN"] * 70  # each tap answered
                 burst = of_type(await drain(dashboard), "error")
                 now[0] += 3  # after the window the next refusal is pushed, with how many were held back
-                await tap(charger, "04BEEF0001")
+                await tap(charger, "04BEEF0002")
                 later = of_type(await drain(dashboard), "error")
     assert len(burst) == 1 and burst[0]["code"] == "CARD_UNKNOWN" and burst[0]["charger_id"] == 1
-    assert len(later) == 1 and later[0]["nfc_uid"] == "04BEEF0001" and later[0]["repeats"] == 49
+    assert len(later) == 1 and later[0]["nfc_uid"] == "04BEEF0002" and later[0]["repeats"] == 69
 
 
 # --- 6. attribution -----------------------------------------------------------------------------
