@@ -50,7 +50,6 @@ CHARGER_RESET = "charger_reset"
 # taps (settings TAP_DEBOUNCE and CARD_STOP_MIN_AGE, server/config.py)
 TAP_DEBOUNCE_S = 2.0  # a repeat of the same card's tap within this is ignored
 CARD_STOP_MIN_AGE_S = 5.0  # tap-again-to-stop needs a session at least this old
-SESSION_TOO_RECENT = "SESSION_TOO_RECENT"
 # own closed sessions remembered per station to tell a replayed stop from a foreign id (a
 # charger's outbox holds at most 32 events, so its replays name recent sessions)
 RECENT_SESSIONS = 64
@@ -363,7 +362,7 @@ class SessionCore:
             if now - st.session.started_at < self.card_stop_min_age:
                 message = (f"Sesión iniciada hace menos de {self.card_stop_min_age:g} s: "
                            "vuelva a pasar la tarjeta más tarde para detenerla")
-                return self._reject_tap(st, tap, message, SESSION_TOO_RECENT, now)
+                return self._reject_tap(st, tap, message, p.SESSION_TOO_RECENT, now)
             st.taps.accepted(tap.uid, now)
             return self._end(st, CARD_STOP, now, tell_charger=True)
         if tap.card is None:
@@ -441,8 +440,10 @@ class SessionCore:
             *self._latch(st, now),
         ]
         if session is not None:
-            if named is None or named == session.id:  # a final reading naming another session
-                self._final_reading(session, message, now)  # bills nothing here
+            # the final reading counts only if the message names this session (or none): a
+            # reading labelled with another session is not billed to this one
+            if named is None or named == session.id:
+                self._final_reading(session, message, now)
             effects += self._end(st, EMERGENCY, now)
         return effects
 

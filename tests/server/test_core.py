@@ -243,7 +243,7 @@ def test_the_minimum_age_counts_from_a_session_reloaded_after_a_restart(core):
                                      started_at=NOW - 2, tariff=7.0, energy_state={}))
     core.load_open_session(record)
     refused = core.handle_publisher(1, c.CardTap(UID, JUAN, 7.0), NOW)
-    assert messages(refused, c.Reply)[0]["code"] == c.SESSION_TOO_RECENT
+    assert messages(refused, c.Reply)[0]["code"] == p.SESSION_TOO_RECENT
     stopped = core.handle_publisher(1, c.CardTap(UID, JUAN, 7.0), NOW + 3)
     assert messages(stopped, c.ToPublisher) == [p.stop(9)]
 
