@@ -1,5 +1,6 @@
-"""The banners of the emergency latch and of duplicate chargers in a real browser (Debian's
-Chromium through Playwright) against the real server, including across a server restart."""
+"""Issue 10 in a real browser (Debian's Chromium through Playwright) against the real server:
+the emergency banner across a restart and a local reset, the duplicate-charger banner, and
+refused taps shown coalesced."""
 
 import pytest
 
@@ -74,3 +75,23 @@ async def test_two_chargers_on_one_station_show_a_duplicate_charger_banner_in_sp
         for charger in chargers:
             await charger.close()
     assert page.console_errors == []
+
+
+async def test_a_burst_of_refused_taps_shows_once_with_how_many_were_held_back(page, tmp_path):
+    now = [1_800_000_000.0]
+    async with running_server(tmp_path / "evse.sqlite3", clock=lambda: now[0]) as app:
+        charger = await publisher(base_url(app))
+        async with charger:
+            await page.goto(http_url(app, "/") + "#/station/1")
+            await expect(page.locator("#link-state")).to_have_text("Live")
+            await expect(page.locator('.station-head [data-field="status"]')).to_have_text("disponible")
+            for k in range(30):
+                await send_json(charger, {"type": "nfc_scan", "nfc_uid": f"04DEAD{k:04d}"})
+            assert len(await handled(charger)) == 30  # every tap answered to the charger
+            now[0] += 3
+            await send_json(charger, {"type": "nfc_scan", "nfc_uid": "04BEEF0001"})
+            await handled(charger)
+            events = page.locator('[data-testid="events"] li.error')
+            await expect(events).to_have_count(2)
+            await expect(events.first).to_contain_text("Tarjeta desconocida (CARD_UNKNOWN) y 29 rechazos más desde el anterior")
+            assert page.console_errors == []
