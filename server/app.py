@@ -28,7 +28,7 @@ from websockets.asyncio.server import serve
 from server import api, dashboard_messages
 from server.auth import Authenticator, load_or_create_secret
 from server.config import Config
-from server.core import SessionCore
+from server.core import RECENT_SESSIONS, SessionCore
 from server.gc_policy import keep_long_lived_objects_frozen
 from server.http import WEBSOCKET_PATH, HttpRoutes, json_response
 from server.hub import Hub
@@ -50,7 +50,7 @@ class App:
         self.clock = clock
         self.monotonic = monotonic
         self.demo_key: str | None = None  # the demo station's key when this start created it
-        self.core = SessionCore()
+        self.core = SessionCore(tap_debounce=config.tap_debounce, card_stop_min_age=config.card_stop_min_age)
         self.hub = Hub()
         self.http_routes = HttpRoutes()
         self.http_routes.add("/healthz", self._healthz)
@@ -88,6 +88,12 @@ class App:
         for record in await self.storage.open_sessions():
             self.core.load_open_session(record)
             log.info("resuming session %s on station %s", record.id, record.station_id)
+        for station_id, session_ids in (await self.storage.recent_closed_sessions(RECENT_SESSIONS)).items():
+            self.core.load_recent_sessions(station_id, session_ids)
+        for station_id, latched_at in (await self.storage.emergency_latches()).items():
+            self.core.load_emergency_latch(station_id)
+            log.warning("station %s is latched in emergency since %s UTC: it stays so until its charger "
+                        "reports the local reset", station_id, time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(latched_at)))
 
     async def _listen(self) -> None:
         self.server = await serve(

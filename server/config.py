@@ -4,8 +4,9 @@
 `ConfigError` with one line a person can act on; `python -m server` prints that line and exits
 non-zero. Variables (documented in `.env.example`): HOST, PORT, DB_PATH, DEFAULT_TARIFF,
 LOG_LEVEL, PING_INTERVAL, PING_TIMEOUT, AUTH, SECRET_FILE, TLS_CERT, TLS_KEY, MAX_FRAME_BYTES,
-RATE_LIMIT, RATE_BURST, HANDSHAKE_TIMEOUT, MAX_CONNECTIONS, ALLOWED_ORIGINS. The `.env` file is read with python-dotenv and never
-copied into the process environment.
+RATE_LIMIT, RATE_BURST, HANDSHAKE_TIMEOUT, MAX_CONNECTIONS, ALLOWED_ORIGINS, TAP_DEBOUNCE,
+CARD_STOP_MIN_AGE. The `.env` file is read with python-dotenv and never copied into the process
+environment.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class Config:
     handshake_timeout: float = 10.0
     max_connections: int = 10000
     allowed_origins: tuple[str, ...] = ()  # besides the server's own origin
+    tap_debounce: float = 2.0  # seconds: a repeated tap of the same card within it is ignored
+    card_stop_min_age: float = 5.0  # seconds: tap-again-to-stop needs a session this old
 
     @property
     def secret_path(self) -> Path:
@@ -105,6 +108,19 @@ def _positive(text: str) -> float:
     if value == 0:
         raise ValueError("must be greater than 0")
     return value
+
+
+def _seconds(low: float, high: float):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"must be a number of seconds from {low:g} to {high:g}") from None
+        if not low <= value <= high:  # also refuses nan and inf
+            raise ValueError(f"must be a number of seconds from {low:g} to {high:g}")
+        return value
+
+    return parse
 
 
 def _log_level(text: str) -> str:
@@ -163,6 +179,8 @@ _VARIABLES = {
     "HANDSHAKE_TIMEOUT": ("handshake_timeout", _positive),
     "MAX_CONNECTIONS": ("max_connections", _count(1, 1_000_000)),
     "ALLOWED_ORIGINS": ("allowed_origins", _origins),
+    "TAP_DEBOUNCE": ("tap_debounce", _seconds(0, 60)),
+    "CARD_STOP_MIN_AGE": ("card_stop_min_age", _seconds(0, 3600)),
 }
 _FLAGS = {"host": "HOST", "port": "PORT", "db": "DB_PATH"}
 

@@ -10,15 +10,30 @@ from the `@on(...)` marks (the mobilityhouse/ocpp pattern). Every entry point pu
 
 Creating a session needs its database id, so a card tap is two steps: `CreateSession` effect
 (the station is marked `starting` meanwhile), then the adapter calls `session_created()`.
+
+Attribution: a `session_id` in a charger's message must name its station's open session. One of
+the station's own recently closed sessions (`StationState.recent`, the last RECENT_SESSIONS,
+loaded from the database at start) is a replay (a charger resends what it could not confirm)
+and is harmless; any other id gets SESSION_MISMATCH and changes nothing, except that an
+emergency or a fault is still honoured for the station that reported it.
+
+The emergency latch (`StationState.emergency`) is persisted through `SetEmergencyLatch` when it
+changes and loaded at start, so a restart neither forgets it nor alerts it twice.
 """
 
 from __future__ import annotations
 
+import logging
+from collections import deque
 from dataclasses import dataclass, field
 
 from server import protocol as p
 from server.energy import DEFAULT_MAX_POWER_W, Counted, EnergyAccount, cost_of
 from server.protocol import Emergency, Metrics, StatusReport, Stop
+from server.replacements import ReplacementBurst
+from server.taps import TapGuard
+
+log = logging.getLogger(__name__)
 
 # session end reasons (stored in sessions.end_reason)
 LOCAL_STOP = "local_stop"
@@ -30,6 +45,14 @@ CHARGER_RESET = "charger_reset"
 
 # the alert stored and pushed (`alert`) once per session when a reading is an energy anomaly
 ENERGY_ANOMALY = "energy_anomaly"
+# taps (settings TAP_DEBOUNCE and CARD_STOP_MIN_AGE, server/config.py)
+TAP_DEBOUNCE_S = 2.0  # a repeat of the same card's tap within this is ignored
+CARD_STOP_MIN_AGE_S = 5.0  # tap-again-to-stop needs a session at least this old
+# own closed sessions remembered per station to tell a replayed stop from a foreign id (a
+# charger's outbox holds at most 32 events, so its replays name recent sessions)
+RECENT_SESSIONS = 64
+# alert kind: the station's publisher connection was replaced (4008) too often
+DUPLICATE_CHARGER = "duplicate_charger"
 
 # the alert stored (and pushed to dashboards as `alert`) when a charger's `stop` says it ended
 # the session by itself for a fault; the session still ends as `local_stop`
@@ -128,6 +151,14 @@ class AddAlert:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class SetEmergencyLatch:
+    """Persist the station's emergency latch: the time it was set, or None when cleared."""
+
+    station_id: int
+    latched_at: float | None
+
+
 # --- state ------------------------------------------------------------------------------------
 @dataclass
 class OpenSession:
@@ -167,9 +198,16 @@ class StationState:
     tariff: float = 0.0
     max_power_w: float = DEFAULT_MAX_POWER_W  # the plausibility limit of its energy readings
     publisher_connected: bool = False
-    emergency: bool = False
+    emergency: bool = False  # latched: persisted (SetEmergencyLatch), cleared by a local reset
     starting: bool = False
     session: OpenSession | None = None
+    recent: deque = field(default_factory=lambda: deque(maxlen=RECENT_SESSIONS))  # closed ids
+    taps: TapGuard = field(default_factory=TapGuard)
+    replacements: ReplacementBurst = field(default_factory=ReplacementBurst)
+
+    def owns(self, session_id: int) -> bool:
+        """The station's open session or one of its recently closed ones."""
+        return (self.session is not None and self.session.id == session_id) or session_id in self.recent
 
     @property
     def status(self) -> str:
@@ -195,7 +233,9 @@ def on(message_type):
 class SessionCore:
     """Every station's session state and the rules that change it."""
 
-    def __init__(self):
+    def __init__(self, tap_debounce: float = TAP_DEBOUNCE_S, card_stop_min_age: float = CARD_STOP_MIN_AGE_S):
+        self.tap_debounce = tap_debounce
+        self.card_stop_min_age = card_stop_min_age
         self.stations: dict[int, StationState] = {}
         self._routes = {
             handler.handles: getattr(self, name)
@@ -219,12 +259,39 @@ class SessionCore:
         station = self.stations.get(record.station_id) or self.add_station(record.station_id, "", 0.0)
         station.session = OpenSession.of(record.id, record.station_id, record)
 
+    def load_recent_sessions(self, station_id: int, session_ids) -> None:
+        """The station's closed sessions, oldest first, as stored when the server stopped."""
+        station = self.stations.get(station_id) or self.add_station(station_id, "", 0.0)
+        station.recent.extend(session_ids)
+
+    def load_emergency_latch(self, station_id: int) -> None:
+        """The station was latched (stations.emergency_latched_at) when the server stopped."""
+        station = self.stations.get(station_id) or self.add_station(station_id, "", 0.0)
+        station.emergency = True
+
     # --- entry points -------------------------------------------------------------------------
     def publisher_connected(self, station_id: int, now: float) -> list:
         return self._tracking_status(station_id, lambda st: self._set_connected(st, True))
 
     def publisher_gone(self, station_id: int, now: float) -> list:
         return self._tracking_status(station_id, lambda st: self._set_connected(st, False))
+
+    def publisher_replaced(self, station_id: int, now: float, old_peer: str, new_peer: str) -> list:
+        """A newer publisher connection replaced the station's previous one (4008 to it).
+        More than ReplacementBurst.limit of these within its window raises one alert per burst:
+        two chargers are probably configured with the same station."""
+        station = self.stations.get(station_id) or self.add_station(station_id, "", 0.0)
+        if not station.replacements.note(now):
+            return []
+        detail = (
+            f"Cargador duplicado: la conexión de la estación {station_id} fue reemplazada "
+            f"{station.replacements.count} veces en un minuto; ¿dos cargadores configurados con "
+            f"la misma estación? (últimas conexiones: {old_peer} y {new_peer})"
+        )
+        return [
+            ToClients(station_id, p.alert(station_id, None, DUPLICATE_CHARGER, detail, now)),
+            AddAlert(station_id, None, DUPLICATE_CHARGER, now, detail),
+        ]
 
     def handle_publisher(self, station_id: int, message, now: float) -> list:
         """A parsed charger message (protocol dataclass, or CardTap for nfc_scan)."""
@@ -248,6 +315,7 @@ class SessionCore:
     def session_create_failed(self, create: CreateSession) -> list:
         def failed(st: StationState) -> list:
             st.starting = False
+            st.taps.forget()  # the server failed, not the person: a tap to retry counts
             return [ToPublisher(st.id, p.error("No se pudo crear la sesión", p.SERVER_ERROR))]
 
         return self._tracking_status(create.station_id, failed)
@@ -281,17 +349,28 @@ class SessionCore:
     # --- handlers, one per charger message type -----------------------------------------------
     @on(CardTap)
     def _card_tap(self, st: StationState, tap: CardTap, now: float) -> list:
+        if st.taps.repeated(tap.uid, now, self.tap_debounce):
+            if st.taps.ignored == 1:  # logged once per burst
+                log.info("station %s: card %s tapped again within %g s; ignoring the repeats",
+                         st.id, tap.uid, self.tap_debounce)
+            return []
         if st.emergency:
-            return self._reject_tap(st, tap, "Cargador en emergencia", p.STATION_FAULT)
+            return self._reject_tap(st, tap, "Cargador en emergencia", p.STATION_FAULT, now)
         if st.session is not None and st.session.card_uid == tap.uid:
+            if now - st.session.started_at < self.card_stop_min_age:
+                message = (f"Sesión iniciada hace menos de {self.card_stop_min_age:g} s: "
+                           "vuelva a pasar la tarjeta más tarde para detenerla")
+                return self._reject_tap(st, tap, message, p.SESSION_TOO_RECENT, now)
+            st.taps.accepted(tap.uid, now)
             return self._end(st, CARD_STOP, now, tell_charger=True)
         if tap.card is None:
-            return self._reject_tap(st, tap, "Tarjeta desconocida", p.CARD_UNKNOWN)
+            return self._reject_tap(st, tap, "Tarjeta desconocida", p.CARD_UNKNOWN, now)
         if not tap.card.enabled:
-            return self._reject_tap(st, tap, "Tarjeta deshabilitada", p.CARD_DISABLED)
+            return self._reject_tap(st, tap, "Tarjeta deshabilitada", p.CARD_DISABLED, now)
         if st.session is not None or st.starting:
-            return self._reject_tap(st, tap, "Cargador ocupado", p.STATION_BUSY)
+            return self._reject_tap(st, tap, "Cargador ocupado", p.STATION_BUSY, now)
         st.starting = True
+        st.taps.accepted(tap.uid, now)
         return [
             CreateSession(
                 station_id=st.id,
@@ -329,6 +408,8 @@ class SessionCore:
     def _charger_stop(self, st: StationState, stop: Stop, now: float) -> list:
         session = st.session
         if session is None or (stop.session_id is not None and stop.session_id != session.id):
+            if stop.session_id is not None and not st.owns(stop.session_id):
+                return [Reply(self._mismatch(st, stop.session_id))]  # another station's or none
             return []  # already closed: a repeated stop is harmless (and alerts nothing twice)
         self._final_reading(session, stop, now)
         effects = []
@@ -342,18 +423,27 @@ class SessionCore:
 
     @on(Emergency)
     def _emergency(self, st: StationState, message: Emergency, now: float) -> list:
-        if st.emergency and st.session is None:
+        """Honoured for the station that sent it whatever session it names (its relay is
+        already open), attributed to the station's own open session or to none."""
+        named, session = message.session_id, st.session
+        effects = []
+        if named is not None and not st.owns(named):
+            effects.append(Reply(self._mismatch(st, named)))
+        if st.emergency and session is None:
             # the fault is already latched and alerted: a replay (the charger resends an
             # `emergency` whose delivery it could not confirm before its link dropped)
-            return []
-        st.emergency = True
-        open_id = st.session.id if st.session is not None else None
-        effects = [
-            ToClients(st.id, p.emergency(st.id, open_id or message.session_id, now)),
+            return effects
+        open_id = session.id if session is not None else None
+        effects += [
+            ToClients(st.id, p.emergency(st.id, open_id, now)),
             AddAlert(st.id, open_id, EMERGENCY, now, "emergency button"),
+            *self._latch(st, now),
         ]
-        if st.session is not None:
-            self._final_reading(st.session, message, now)
+        if session is not None:
+            # the final reading counts only if the message names this session (or none): a
+            # reading labelled with another session is not billed to this one
+            if named is None or named == session.id:
+                self._final_reading(session, message, now)
             effects += self._end(st, EMERGENCY, now)
         return effects
 
@@ -361,23 +451,26 @@ class SessionCore:
     def _status_report(self, st: StationState, report: StatusReport, now: float) -> list:
         """Reconciliation: the charger is the physical truth."""
         session = st.session
+        effects = []
+        if report.session_id is not None and not st.owns(report.session_id):
+            # told, and the physical state below still counts for this station only
+            effects.append(Reply(self._mismatch(st, report.session_id)))
         if report.state == "fault":
-            effects = []
             if not st.emergency:  # one alert per fault, however often the charger repeats it
                 effects.append(AddAlert(st.id, session.id if session else None, FAULT, now, "charger fault"))
-            st.emergency = True
+            effects += self._latch(st, now)
             return effects + (self._end(st, FAULT, now) if session else [])
-        st.emergency = False
+        effects += self._unlatch(st)  # idle or charging: the charger was reset on site
         if report.state == "idle":
             if session is None:
-                return []
+                return effects
             if report.wh is not None:
                 session.energy.add_final(now, report.wh)
-            return self._end(st, CHARGER_RESET, now)
+            return effects + self._end(st, CHARGER_RESET, now)
         # charging report.session_id
         if session is not None and session.id == report.session_id:
-            return []  # resume: the energy account continues from its state
-        effects = [ToPublisher(st.id, p.stop(report.session_id))]
+            return effects  # resume: the energy account continues from its state
+        effects.append(ToPublisher(st.id, p.stop(report.session_id)))  # open this relay
         if session is not None:
             effects += self._end(st, CHARGER_RESET, now)
         return effects
@@ -419,6 +512,9 @@ class SessionCore:
 
     def _end(self, st: StationState, reason: str, now: float, tell_charger: bool = False) -> list:
         session, st.session = st.session, None
+        st.recent.append(session.id)
+        if reason != CARD_STOP:  # ended by something else than a tap: the next tap is new
+            st.taps.forget()
         kwh, cost = session.energy.kwh, session.cost
         duration = max(0.0, now - session.started_at)
         effects = self._energy_anomaly(st, session, now)  # a final reading's, before the end
@@ -428,11 +524,29 @@ class SessionCore:
             ToClients(st.id, p.session_ended(session.id, st.id, kwh, cost, duration, reason)),
         ]
 
-    def _reject_tap(self, st: StationState, tap: CardTap, message: str, code: str) -> list:
-        return [
-            Reply(p.error(message, code)),
-            ToClients(st.id, p.error(message, code, charger_id=st.id, nfc_uid=tap.uid)),
-        ]
+    def _reject_tap(self, st: StationState, tap: CardTap, message: str, code: str, now: float) -> list:
+        """Answer the charger; push to dashboards at most once per debounce window, with how
+        many refused taps were held back since the previous push."""
+        effects = [Reply(p.error(message, code))]
+        held = st.taps.refusal_push(now, self.tap_debounce)
+        if held is not None:
+            extra = {"repeats": held} if held else {}
+            effects.append(ToClients(st.id, p.error(message, code, charger_id=st.id, nfc_uid=tap.uid, **extra)))
+        return effects
+
+    @staticmethod
+    def _latch(st: StationState, now: float) -> list:
+        if st.emergency:
+            return []
+        st.emergency = True
+        return [SetEmergencyLatch(st.id, now)]
+
+    @staticmethod
+    def _unlatch(st: StationState) -> list:
+        if not st.emergency:
+            return []
+        st.emergency = False
+        return [SetEmergencyLatch(st.id, None)]
 
     @staticmethod
     def _mismatch(st: StationState, session_id) -> dict:

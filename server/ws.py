@@ -1,7 +1,9 @@
 """The WebSocket adapter: admits connections, feeds frames to the session core, runs effects.
 
 Admission (close codes in server/protocol.py): role -> token -> estacionId -> station exists.
-A charger (role=publisher) replaces any older connection of its station (4008 to the old one).
+A charger (role=publisher) replaces any older connection of its station (4008 to the old one);
+each replacement is logged with both peers' addresses, and the core alerts a burst of them
+(two chargers configured with the same station).
 A dashboard (role=client, or the deprecated type=dashboard) subscribes to one station or, with
 `estacionId=all`, to every station. Every inbound frame is parsed by server/protocol.py; a bad
 one gets an `error` reply and the connection stays open. The effects the core returns are
@@ -111,6 +113,7 @@ class ConnectionHandler:
             c.QueueProgress: self._queue_progress,
             c.EndSession: self._end_session,
             c.AddAlert: self._add_alert,
+            c.SetEmergencyLatch: self._set_emergency_latch,
         }
 
     async def __call__(self, connection: ServerConnection) -> None:
@@ -190,11 +193,16 @@ class ConnectionHandler:
     async def _serve_publisher(self, connection: ServerConnection, station_id: int) -> None:
         previous = self.hub.set_publisher(station_id, connection)
         if previous is not None:
+            log.warning("station %s: publisher %s replaced by a newer connection from %s (close %s)",
+                        station_id, _peer(previous), _peer(connection), p.CLOSE_PUBLISHER_REPLACED)
             self._in_background(previous.close(p.CLOSE_PUBLISHER_REPLACED, "replaced by a newer connection"))
         try:
             await send(connection, p.connected(str(station_id)))
             if previous is None:
                 await self.run_effects(self.core.publisher_connected(station_id, self.clock()), connection)
+            else:
+                replaced = self.core.publisher_replaced(station_id, self.clock(), _peer(previous), _peer(connection))
+                await self.run_effects(replaced, connection)
             await self._read_publisher_frames(connection, station_id)
         except ConnectionClosed:
             pass
@@ -338,6 +346,9 @@ class ConnectionHandler:
         await self.storage.add_alert(
             effect.station_id, effect.session_id, effect.kind, effect.created_at, effect.detail
         )
+
+    async def _set_emergency_latch(self, effect: c.SetEmergencyLatch, origin) -> None:
+        await self.storage.set_emergency_latch(effect.station_id, effect.latched_at)
 
     def _in_background(self, coroutine) -> None:
         task = asyncio.create_task(coroutine)

@@ -1,6 +1,6 @@
 // The dashboard's entry point: one WebSocket subscribed to every station (estacionId=all), the
 // store it feeds, the banners (disconnected; alerts by kind: emergency, fault, meter failure,
-// offline limit, energy anomaly) and a hash router over the views.
+// offline limit, energy anomaly, duplicate charger) and a hash router over the views.
 
 import { h, replace } from "./dom.js";
 import * as fmt from "./format.js";
@@ -30,6 +30,10 @@ const alertsRoot = document.getElementById("alerts");
 const linkState = document.getElementById("link-state");
 // What an alert banner says, by the alert's kind: [headline before the station's name, advice].
 const STOPPED_UNTIL_RESET = "The charger stays stopped until it is reset on site.";
+// an emergency or fault alert not yet acknowledged while the station already works again
+// (the charger reported its local reset): the alert stays, the "stays stopped" advice would lie
+const RESET_ON_SITE = "Rearmado en sitio: el cargador vuelve a funcionar. Reconozca la alerta una vez revisado.";
+const LATCHING_KINDS = new Set(["emergency", "fault"]);
 const ALERT_TEXTS = {
   emergency: ["EMERGENCY stop at", STOPPED_UNTIL_RESET],
   fault: ["FAULT reported by", STOPPED_UNTIL_RESET],
@@ -40,13 +44,17 @@ const ALERT_TEXTS = {
   // an energy warning, not a stop: the charger keeps charging, the interval was billed bounded
   energy_anomaly: ["ANOMALÍA DE ENERGÍA en",
     "Una lectura superó la potencia máxima de la estación: ese intervalo se facturó acotado. Revise el medidor y el reloj del cargador."],
+  duplicate_charger: ["CARGADOR DUPLICADO en",
+    "Dos cargadores se conectan como la misma estación y se desplazan uno al otro. Revise el estacionId configurado en cada cargador."],
 };
 // alerts that are warnings about the bill, not faults that stopped the charger
 const WARNING_KINDS = new Set(["energy_anomaly"]);
 
-function alertText(alert, stationName) {
+function alertText(alert, station) {
   const [headline, advice] = ALERT_TEXTS[alert.kind] ?? [`ALERT (${alert.kind}) at`, "Check the charger."];
-  return `${headline} ${stationName}${alert.sessionId ? ` (session ${alert.sessionId})` : ""} at ${fmt.clock(alert.at)}. ${advice}`;
+  const working = station.status === "disponible" || station.status === "cargando";
+  const shown = LATCHING_KINDS.has(alert.kind) && working ? RESET_ON_SITE : advice;
+  return `${headline} ${station.name}${alert.sessionId ? ` (session ${alert.sessionId})` : ""} at ${fmt.clock(alert.at)}. ${shown}`;
 }
 
 let unmount = () => {};
@@ -86,7 +94,8 @@ function acknowledge(stationId, button) {
 function renderBanners() {
   const seconds = retryAt ? Math.max(0, Math.ceil((retryAt - Date.now()) / 1000)) : 0;
   const alerts = [...store.alerts.values()];
-  const key = JSON.stringify([link.state, link.failures > 0, seconds, alerts, alerts.map((a) => store.station(a.stationId).name)]);
+  const stations = alerts.map((a) => store.station(a.stationId)).map((s) => [s.name, s.status]);
+  const key = JSON.stringify([link.state, link.failures > 0, seconds, alerts, stations]);
   if (key === bannersKey) return;
   bannersKey = key;
   const banners = [];
@@ -109,7 +118,7 @@ function renderBanners() {
     banners.push(
       h("div", { class: warning ? "banner energy" : "banner emergency", role: "alert",
         dataset: { testid: `${warning ? "energy" : "emergency"}-${alert.stationId}` } },
-        h("span", {}, alertText(alert, station.name)),
+        h("span", {}, alertText(alert, station)),
         button),
     );
   }

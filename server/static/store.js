@@ -253,7 +253,10 @@ function applyAlertAcknowledged(store, message) {
 
 function applyError(store, message) {
   if (message.request_id != null) return; // answered to the page's own request
-  const text = message.code ? `${message.message} (${message.code})` : String(message.message);
+  // refused taps come at most one per window; `repeats` counts those held back since the last
+  const held = Number.isInteger(message.repeats) && message.repeats > 0
+    ? ` y ${message.repeats} ${message.repeats === 1 ? "rechazo" : "rechazos"} más desde el anterior` : "";
+  const text = (message.code ? `${message.message} (${message.code})` : String(message.message)) + held;
   const id = chargerIdOf(message);
   if (Number.isFinite(id)) {
     store.log(store.station(id), text, "error");

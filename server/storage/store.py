@@ -540,6 +540,37 @@ class Storage:
             raise NotFound(f"alert {alert_id} does not exist")
         return False
 
+    # -- the emergency latch and recent sessions (what the session core reloads at start) ----
+
+    async def set_emergency_latch(self, station_id: int, latched_at: float | None) -> None:
+        """Persist a station's emergency latch: when it was set, or None when the charger
+        reported its local reset. Commits at once (durable). Raises NotFound."""
+        params = (None if latched_at is None else check_number(latched_at, "latched_at"),
+                  check_id(station_id, "station id"))
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE stations SET emergency_latched_at = ? WHERE id = ?", params)
+            if not cursor.rowcount:
+                raise NotFound(f"station {station_id} does not exist")
+
+    async def emergency_latches(self) -> dict[int, float]:
+        """station id -> when its latch was set, for every latched station."""
+        rows = await self._fetch("SELECT id, emergency_latched_at FROM stations"
+                                 " WHERE emergency_latched_at IS NOT NULL ORDER BY id")
+        return dict(rows)
+
+    async def recent_closed_sessions(self, per_station: int) -> dict[int, list[int]]:
+        """station id -> the ids of its last `per_station` closed sessions, oldest first."""
+        rows = await self._fetch(
+            "SELECT station_id, id FROM (SELECT station_id, id, ROW_NUMBER() OVER"
+            " (PARTITION BY station_id ORDER BY id DESC) AS newest FROM sessions"
+            " WHERE ended_at IS NOT NULL) WHERE newest <= ? ORDER BY station_id, id",
+            (check_count(per_station, "per_station"),))
+        recent: dict[int, list[int]] = {}
+        for station_id, session_id in rows:
+            recent.setdefault(station_id, []).append(session_id)
+        return recent
+
     # -- reference data ----------------------------------------------------------------------
 
     async def get_station(self, station_id: int) -> Station | None:

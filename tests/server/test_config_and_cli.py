@@ -22,6 +22,12 @@ def test_defaults_match_the_documentation(tmp_path):
     config = load_config([], environ={}, dotenv_path=None)
     assert (config.host, config.port, config.default_tariff, config.log_level) == ("0.0.0.0", 3000, 7.0, "INFO")
     assert config.db_path == Path("data/evse.sqlite3")
+    assert (config.tap_debounce, config.card_stop_min_age) == (2.0, 5.0)
+
+
+def test_tap_settings_are_read_in_seconds_and_zero_turns_them_off():
+    config = load_config([], environ={"TAP_DEBOUNCE": "0", "CARD_STOP_MIN_AGE": "12.5"}, dotenv_path=None)
+    assert (config.tap_debounce, config.card_stop_min_age) == (0.0, 12.5)
 
 
 def test_flags_override_environment_which_overrides_dotenv(tmp_path):
@@ -42,6 +48,11 @@ def test_flags_override_environment_which_overrides_dotenv(tmp_path):
         ([], {"DEFAULT_TARIFF": "nan"}, "DEFAULT_TARIFF"),
         ([], {"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
         ([], {"PING_TIMEOUT": "0"}, "PING_TIMEOUT"),
+        ([], {"TAP_DEBOUNCE": "-1"}, "TAP_DEBOUNCE='-1': must be a number of seconds from 0 to 60"),
+        ([], {"TAP_DEBOUNCE": "nan"}, "TAP_DEBOUNCE='nan': must be a number of seconds"),
+        ([], {"TAP_DEBOUNCE": "two"}, "TAP_DEBOUNCE='two': must be a number of seconds"),
+        ([], {"CARD_STOP_MIN_AGE": "inf"}, "CARD_STOP_MIN_AGE='inf': must be a number of seconds from 0 to 3600"),
+        ([], {"CARD_STOP_MIN_AGE": "7200"}, "CARD_STOP_MIN_AGE"),
         (["--db", "/etc/passwd/evse.sqlite3"], {}, "not a directory"),
         (["--bogus"], {}, "invalid arguments"),
     ],

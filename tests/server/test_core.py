@@ -74,9 +74,14 @@ def test_other_card_on_a_charging_station_is_busy(core):
     assert messages(effects, c.Reply)[0]["code"] == p.STATION_BUSY
 
 
-def test_second_tap_while_the_session_is_being_created_is_busy(core):
+def test_a_repeated_tap_while_the_session_is_being_created_is_ignored(core):
     core.handle_publisher(1, c.CardTap(UID, JUAN, 7.0), NOW)
-    effects = core.handle_publisher(1, c.CardTap(UID, JUAN, 7.0), NOW)
+    assert core.handle_publisher(1, c.CardTap(UID, JUAN, 7.0), NOW + 1) == []  # one gesture
+
+
+def test_another_tap_while_the_session_is_being_created_is_busy(core):
+    core.handle_publisher(1, c.CardTap(UID, JUAN, 7.0), NOW)
+    effects = core.handle_publisher(1, c.CardTap(UID, JUAN, 7.0), NOW + 3)  # after the debounce
     assert messages(effects, c.Reply)[0]["code"] == p.STATION_BUSY
 
 
@@ -214,6 +219,67 @@ def test_a_replayed_emergency_of_a_latched_fault_adds_no_second_alert(core):
     assert [a.kind for a in kinds(again, c.AddAlert)] == ["emergency"]
 
 
+def test_the_latch_is_persisted_when_it_changes_and_only_then(core):
+    latches = lambda effects: [(e.station_id, e.latched_at) for e in kinds(effects, c.SetEmergencyLatch)]
+    assert latches(core.handle_publisher(1, Emergency(None), NOW)) == [(1, NOW)]
+    assert latches(core.handle_publisher(1, StatusReport("fault"), NOW + 1)) == []
+    assert latches(core.handle_publisher(1, StatusReport("idle"), NOW + 2)) == [(1, None)]
+    assert latches(core.handle_publisher(1, StatusReport("idle"), NOW + 3)) == []
+    assert latches(core.handle_publisher(1, StatusReport("fault"), NOW + 4)) == [(1, NOW + 4)]
+
+
+def test_a_latch_loaded_at_start_makes_no_second_alert(core):
+    core.load_emergency_latch(1)
+    assert core.stations[1].status == p.EMERGENCIA
+    assert core.handle_publisher(1, StatusReport("fault"), NOW) == []
+    assert core.handle_publisher(1, Emergency(None), NOW) == []
+
+
+def test_an_emergency_replayed_after_a_restart_naming_its_own_session_is_silent(core):
+    core.load_recent_sessions(1, [4, 5])
+    core.load_emergency_latch(1)
+    assert core.handle_publisher(1, Emergency(5), NOW) == []
+
+
+@pytest.mark.parametrize("named", [None, 123, 777], ids=["none", "own", "foreign"])
+def test_an_emergency_is_attributed_to_the_stations_own_open_session(core, named):
+    start_session(core)
+    effects = core.handle_publisher(1, Emergency(named, wh=5000.0, ts=NOW + 10), NOW + 10)
+    assert [m["code"] for m in messages(effects, c.Reply)] == (["SESSION_MISMATCH"] if named == 777 else [])
+    [pushed] = [m for m in messages(effects) if m["type"] == "emergency"]
+    assert pushed["session_id"] == 123
+    assert [(e.session_id, e.reason) for e in kinds(effects, c.EndSession)] == [(123, c.EMERGENCY)]
+
+
+def test_a_stop_naming_an_unknown_session_is_a_mismatch_and_a_replayed_own_stop_is_silent(core):
+    start_session(core)
+    assert messages(core.handle_publisher(1, Stop(999), NOW + 10), c.Reply)[0]["code"] == p.SESSION_MISMATCH
+    assert core.stations[1].session.id == 123
+    core.handle_publisher(1, Stop(123), NOW + 11)
+    start_session(core, session_id=124, now=NOW + 20)
+    assert core.handle_publisher(1, Stop(123), NOW + 21) == []  # the replay of the first stop
+    assert core.stations[1].session.id == 124
+
+
+def test_the_minimum_age_counts_from_a_session_reloaded_after_a_restart(core):
+    record = type("Record", (), dict(id=9, station_id=1, user_name="Juan Pérez", card_uid=UID,
+                                     started_at=NOW - 2, tariff=7.0, energy_state={}))
+    core.load_open_session(record)
+    refused = core.handle_publisher(1, c.CardTap(UID, JUAN, 7.0), NOW)
+    assert messages(refused, c.Reply)[0]["code"] == p.SESSION_TOO_RECENT
+    stopped = core.handle_publisher(1, c.CardTap(UID, JUAN, 7.0), NOW + 3)
+    assert messages(stopped, c.ToPublisher) == [p.stop(9)]
+
+
+def test_publisher_replacements_alert_once_per_burst(core):
+    alerts = lambda effects: [e.kind for e in kinds(effects, c.AddAlert)]
+    results = [alerts(core.publisher_replaced(1, NOW + k, "10.0.0.5:1", "10.0.0.6:2")) for k in range(8)]
+    assert results == [[], [], [], ["duplicate_charger"], [], [], [], []]
+    assert alerts(core.publisher_replaced(1, NOW + 7 + 60, "a", "b")) == []  # a quiet minute: new burst
+    assert [alerts(core.publisher_replaced(1, NOW + 68 + k, "a", "b")) for k in range(3)] == [[], [], ["duplicate_charger"]]
+    assert core.publisher_replaced(2, NOW, "a", "b") == []  # counted per station
+
+
 def test_reconcile_idle_charger_ends_the_open_session_as_charger_reset(core):
     start_session(core)
     effects = core.handle_publisher(1, StatusReport("idle"), NOW + 30)
@@ -260,7 +326,7 @@ events = st.lists(
         st.tuples(st.just("metrics"), st.integers(0, 3), st.floats(0, 50_000), st.one_of(st.none(), st.floats(0, 1e6))),
         st.tuples(st.just("stop"), st.sampled_from([None, 1, 2]), st.sampled_from([None, *p.STOP_REASONS])),
         st.tuples(st.just("dash_stop"), st.sampled_from([None, 1, 2])),
-        st.tuples(st.just("emergency")),
+        st.tuples(st.just("emergency"), st.sampled_from([None, 1, 2, 99])),
         st.tuples(st.just("status"), st.sampled_from(["idle", "charging", "fault"]), st.sampled_from([1, 2, 99])),
         st.tuples(st.just("gone")),
         st.tuples(st.just("back")),
@@ -272,8 +338,9 @@ events = st.lists(
 @settings(deadline=None, max_examples=200)
 @given(events)
 def test_any_event_sequence_keeps_billing_consistent(sequence):
-    """Whatever happens, a session's energy never decreases, every end is reported once and a
-    charger's fault stop alerts only with the end of the session it names."""
+    """Whatever happens, a session's energy never decreases, every end is reported once, a
+    charger's fault stop alerts only with the end of the session it names, and an emergency
+    push names no session but the one it ended."""
     core = c.SessionCore()
     core.add_station(1, "Estación 1", 7.0)
     core.publisher_connected(1, NOW)
@@ -296,7 +363,7 @@ def test_any_event_sequence_keeps_billing_consistent(sequence):
         elif kind == "dash_stop":
             effects = core.dashboard_stop(1, Stop(event[1]), now)
         elif kind == "emergency":
-            effects = core.handle_publisher(1, Emergency(), now)
+            effects = core.handle_publisher(1, Emergency(event[1]), now)
         elif kind == "status":
             effects = core.handle_publisher(1, StatusReport(event[1], event[2]), now)
         else:
@@ -308,6 +375,9 @@ def test_any_event_sequence_keeps_billing_consistent(sequence):
             assert end.session_id not in ended and end.kwh >= last_kwh.get(end.session_id, 0.0)
             assert end.cost == pytest.approx(end.kwh * 7.0)
             ended.append(end.session_id)
+        for pushed in messages(effects):
+            if pushed["type"] == "emergency":
+                assert pushed["session_id"] in [None, *(e.session_id for e in kinds(effects, c.EndSession))]
         for alert in kinds(effects, c.AddAlert):  # a fault stop alerts once, with its session's end
             if alert.kind in p.STOP_REASONS:
                 assert [e.session_id for e in kinds(effects, c.EndSession)] == [alert.session_id]

@@ -7,6 +7,7 @@ import pytest
 from tests.live_server import (
     base_url, connect, publisher, receive_json, receive_type, running_server, send_json,
 )
+from tests.server.handled import handled, of_type
 
 CARD = "VIRTUAL-1-A4F2E8"
 
@@ -111,10 +112,11 @@ async def test_disabled_card_and_busy_station_are_refused(live_app, server_url):
         session_id = await start_charging(charger)
         await send_json(charger, {"type": "nfc_scan", "nfc_uid": "04A1B2C3"})
         assert (await receive_json(charger))["code"] == "STATION_BUSY"
-        # the owner's card tapped again stops its own session
+        # the owner's card tapped again at once does not stop a session this young (a repeat of
+        # the tap that started it, or SESSION_TOO_RECENT: tests/server/test_taps_and_attribution.py)
         await send_json(charger, {"type": "nfc_scan", "nfc_uid": CARD})
-        assert await receive_json(charger) == {"type": "stop", "session_id": session_id}
-    assert (await live_app.storage.get_session(session_id)).ended_at is not None
+        assert of_type(await handled(charger), "stop") == []
+    assert (await live_app.storage.get_session(session_id)).ended_at is None
 
 
 async def test_dashboard_stop_with_charger_online_stops_charger_and_ends_session(live_app, server_url):
