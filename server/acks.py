@@ -17,7 +17,9 @@ acknowledge (an idle charger costs no task) and `close()` ends it with the conne
 
 A frame one of whose writes failed (say the session's end on a read-only disk) is never
 acknowledged, nor anything after it on this connection (`hold()`): the charger keeps it and
-sends it again on its next connection, when the server may be able to store it.
+sends it again on its next connection (its link gives up on an unacknowledged batch after
+`ack_timeout_s`), when the server may be able to store it. A refused session end is also
+retried by the server itself (server/ws.py), since the core has already closed the session.
 """
 
 from __future__ import annotations

@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 FORBIDDEN = "FORBIDDEN"
 RATE_LIMITED = "RATE_LIMITED"
 CLOSE_POLICY_VIOLATION = 1008
+# a session end the database refused (disk full, read-only) is retried every 0.5 s .. 30 s
+RETRY_MIN_S = 0.5
+RETRY_MAX_S = 30.0
 
 
 class RateLimit:
@@ -102,6 +105,7 @@ class ConnectionHandler:
         self.storage = app.storage
         self.clock = app.clock
         self.background: set[asyncio.Task] = set()
+        self.retries: set[asyncio.Task] = set()  # session ends the database refused, retried
         self.principals: dict = {}  # connection -> server.auth.Principal, while it is served
         self.ack_senders: dict = {}  # charger connection -> its AckSender, while its frames are read
         self._effect_runners = {
@@ -338,9 +342,36 @@ class ConnectionHandler:
         self.storage.queue_progress(effect.session_id, effect.kwh, effect.cost, effect.energy_state)
 
     async def _end_session(self, effect: c.EndSession, origin) -> None:
+        try:
+            await self._store_session_end(effect)
+        except Exception:
+            # The core has already closed the session (the charger and the dashboards are told
+            # at once): the row must follow, so keep trying until the database takes it.
+            task = asyncio.create_task(self._retry_session_end(effect))
+            self.retries.add(task)
+            task.add_done_callback(self.retries.discard)
+            raise  # run_effects logs it; the charger's frame is not acknowledged
+
+    async def _store_session_end(self, effect: c.EndSession) -> None:
         await self.storage.end_session(
             effect.session_id, effect.ended_at, effect.kwh, effect.cost, effect.reason, effect.energy_state
         )
+
+    async def _retry_session_end(self, effect: c.EndSession) -> None:
+        """Store a session's end that failed, retrying with backoff (the end is idempotent)."""
+        delay, attempts = RETRY_MIN_S, 1
+        while True:
+            await asyncio.sleep(delay)
+            attempts += 1
+            try:
+                await self._store_session_end(effect)
+            except Exception as problem:  # noqa: BLE001 - the disk may come back: keep trying
+                delay = min(delay * 2, RETRY_MAX_S)
+                log.debug("session %s end still not stored: %s", effect.session_id, problem)
+                continue
+            log.warning("stored the end of session %s (%s, %.3f kWh) after %d attempts",
+                        effect.session_id, effect.reason, effect.kwh, attempts)
+            return
 
     async def _add_alert(self, effect: c.AddAlert, origin) -> None:
         await self.storage.add_alert(
@@ -358,3 +389,8 @@ class ConnectionHandler:
     async def wait_background(self) -> None:
         if self.background:
             await asyncio.gather(*self.background, return_exceptions=True)
+        for task in self.retries:  # shutting down: the database still refuses these ends
+            log.error("shutting down with a session end not stored (the session is reloaded as "
+                      "open at the next start and the charger's status closes it)")
+            task.cancel()
+        await asyncio.gather(*self.retries, return_exceptions=True)

@@ -135,3 +135,32 @@ async def test_a_charger_clock_far_off_is_replaced_by_server_time_and_billed_by_
         assert record.end_reason == "local_stop"
         assert round(record.kwh * 1000, 6) == 12  # 5012 - 5000 Wh
         assert record.cost == pytest.approx(0.012 * 7.0)
+
+
+async def test_a_session_end_the_database_refused_is_stored_once_the_disk_is_writable_again(tmp_path):
+    """The charger's STOP arrives while the database refuses writes: the dashboards are told at
+    once, and the session's row is closed (reason, kWh) as soon as the disk takes writes again,
+    without the charger having to send anything more. Before, the row stayed open until a
+    restart ended it as charger_reset."""
+    db = tmp_path / "evse.sqlite3"
+    async with running_server(db) as app:
+        async with connect(base_url(app), "client", 1) as dashboard, \
+                connect(base_url(app), "publisher", 1) as charger:
+            await receive_type(dashboard, "init")
+            await send_json(charger, {"type": "nfc_scan", "nfc_uid": CARD})
+            session_id = (await receive_type(charger, "start"))["session_id"]
+            now = time.time()
+            await send_json(charger, {"type": "metrics", "session_id": session_id, "v": 230.0,
+                                      "a": 10.0, "w": 2300.0, "wh": 5000, "ts": now})
+            await receive_type(dashboard, "metrics")
+            await app.storage._fetch("PRAGMA query_only = ON")  # every write now fails
+            await send_json(charger, {"type": "stop", "session_id": session_id, "wh": 5001, "ts": now})
+            ended = await receive_type(dashboard, "session_ended")  # told at once
+            assert ended["kwh"] == 0.001
+            await wait_until(lambda: app.handler.retries, what="the refused end to be retried")
+            assert stored(db, "SELECT ended_at FROM sessions WHERE id = ?", (session_id,)) == [(None,)]
+            await app.storage._fetch("PRAGMA query_only = OFF")  # the disk is writable again
+            await wait_until(lambda: not app.handler.retries, what="the end to be stored", timeout=WAIT_S)
+    [(reason, kwh, ended_at)] = stored(
+        db, "SELECT end_reason, kwh, ended_at FROM sessions WHERE id = ?", (session_id,))
+    assert (reason, round(kwh, 3)) == ("local_stop", 0.001) and ended_at is not None
