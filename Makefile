@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test venv clean bench-server sim firmware config flash repl sim-charger bench-firmware soak
+.PHONY: run test venv clean bench-server sim firmware config flash repl sim-charger bench-firmware soak chaos
 
 venv: $(STAMP)
 
@@ -72,6 +72,13 @@ sim-charger: venv
 ## and end (growth must stay under 5 %) and the error count (must be 0). make soak ARGS="--minutes 3"
 soak: venv
 	$(PY) -m tools.soak $(ARGS)
+
+## Delivery under faults at full length (make test runs the same at 1/5 of the durations and
+## timers): the real firmware through tools/faultproxy.py to a `python -m server` subprocess;
+## link dropped 20 s, blackholed 30 s, server SIGKILLed and restarted, 3 times each (the three
+## concurrently, ~3 min). Prints stored/sent readings and billed/meter Wh per fault kind.
+chaos: venv
+	CHAOS_SCALE=1 $(PY) -m pytest tests/firmware/test_delivery_under_faults.py -q -s $(ARGS)
 
 ## Firmware memory benchmark on the unix port (scripted scenario), ends with one JSON line.
 bench-firmware: venv
