@@ -26,11 +26,14 @@ ping_interval_s, ping_timeout_s, backoff and connect timeout, and the server's P
 and PING_TIMEOUT (their defaults times the scale). The three kinds run concurrently (one
 server, proxy and charger each) in a module fixture; one test per kind reads its outcome.
 Power x meter time scale = 1.8 kW x 10 = 18 kW apparent: under the 22 kW plausibility limit.
+The firmware runs as the board gets it (compiled .mpy, as `make bench-firmware` runs it) under
+`-X heapsize=96K`, the bench's does-it-run limit: a MemoryError anywhere in the faults fails.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -44,6 +47,7 @@ import pytest
 from server.config import Config
 from tests.firmware.mpy import requires_micropython
 from tests.live_server import tokens_for_db
+from tools.bench.firmware_memory import compile_modules
 from tools.faultproxy import FaultProxy, Frame
 from tools.sim_charger import SimCharger
 
@@ -55,6 +59,7 @@ BLACKHOLE_S = 30.0
 POWER_W = 1800.0
 TIME_SCALE = 10.0
 CARD = "04A1B2C3D4E5F6"
+HEAPSIZE = "96K"
 KINDS = ("drop", "blackhole", "sigkill")
 RUN = os.environ.get("CHAOS_KINDS", ",".join(KINDS)).split(",")  # by hand: CHAOS_KINDS=sigkill
 # generous: only a failing run waits this long (the firmware's default backoff at scale 1 can
@@ -159,13 +164,18 @@ class Outcome:
     end_reason: str | None = None
     connections: int = 0      # connections the proxy accepted (1 + reconnect attempts)
     server_starts: int = 0
+    heap_start: int = 0       # the firmware's live heap once started, and after the faults
+    heap_end: int = 0         # (bytes on the 64-bit unix port, after a collection)
+    memory_errors: int = 0    # MemoryError lines in the charger's log
 
     def line(self) -> str:
         return ("%s x%d: stored %d of %d readings (dropped %d, duplicates %d, missing ts %s, %d sent again); "
-                "billed %.0f Wh, meter delta %d Wh; end %s; %d connections, %d server starts"
+                "billed %.0f Wh, meter delta %d Wh; end %s; %d connections, %d server starts; "
+                "firmware heap %d B at start, %d B after, %d MemoryError"
                 % (self.kind, REPEATS, self.stored, self.queued, self.dropped, self.duplicates,
                    self.missing_ts, self.replayed, self.billed_wh, self.meter_wh, self.end_reason,
-                   self.connections, self.server_starts))
+                   self.connections, self.server_starts, self.heap_start, self.heap_end,
+                   self.memory_errors))
 
 
 async def _wait_ended(db: Path, session_id: int):
@@ -178,7 +188,7 @@ async def _wait_ended(db: Path, session_id: int):
             await asyncio.sleep(0.1)  # polling interval, not a synchronization
 
 
-async def run_scenario(kind: str, tmp: Path) -> Outcome:
+async def run_scenario(kind: str, tmp: Path, module_dirs) -> Outcome:
     """One session through REPEATS faults of `kind`; returns what was sent, stored and billed."""
     outcome = Outcome(kind)
     db = tmp / "evse.sqlite3"
@@ -191,7 +201,8 @@ async def run_scenario(kind: str, tmp: Path) -> Outcome:
             tmp, proxy.url + "/ws", token=tokens_for_db(db, "publisher", 1), power=POWER_W,
             time_scale=TIME_SCALE, ping_interval_s=max(1.0, 20 * SCALE),
             ping_timeout_s=10 * SCALE, backoff_min_s=1 * SCALE,
-            backoff_max_s=max(1.0, 30 * SCALE), connect_timeout_s=10 * SCALE)
+            backoff_max_s=max(1.0, 30 * SCALE), connect_timeout_s=10 * SCALE,
+            heapsize=HEAPSIZE, module_dirs=module_dirs)
         await sim.start()
         await sim.wait_status(lambda s: s["link"], timeout=WAIT_S)
         wh_before = (await sim.status())["wh"]
@@ -242,6 +253,9 @@ async def run_scenario(kind: str, tmp: Path) -> Outcome:
         outcome.replayed = len(sent) - len(set(sent))
         outcome.connections = proxy.connections
         outcome.server_starts = server.starts
+        memory = json.loads(await sim.command("mem gc"))
+        outcome.heap_start, outcome.heap_end = memory["start_heap"], memory["firmware_heap"]
+        outcome.memory_errors = sum("MemoryError" in line for line in sim.lines)
         return outcome
     except BaseException as problem:
         log = "\n".join(sim.lines[-40:]) if sim is not None else ""
@@ -256,10 +270,11 @@ async def run_scenario(kind: str, tmp: Path) -> Outcome:
 
 
 async def _run_all(base: Path) -> dict:
+    module_dirs = await asyncio.to_thread(compile_modules, base)
     runs = []
     for kind in RUN:
         (base / kind).mkdir()
-        runs.append(run_scenario(kind, base / kind))
+        runs.append(run_scenario(kind, base / kind, module_dirs))
     outcomes = await asyncio.gather(*runs, return_exceptions=True)
     return dict(zip(RUN, outcomes))
 
@@ -285,6 +300,7 @@ def test_every_reading_is_stored_once_and_the_meter_delta_is_billed_after_3_faul
     outcome = outcomes[kind]
     if isinstance(outcome, BaseException):
         raise outcome
+    assert outcome.memory_errors == 0, outcome.line()
     assert outcome.dropped == 0, outcome.line()  # else "stored == sent" proves nothing
     assert outcome.queued > 3 * REPEATS, outcome.line()
     assert outcome.end_reason == "local_stop", outcome.line()
