@@ -302,6 +302,8 @@ async def _main(argv=None) -> None:
             if words[0] in ("drop", "blackhole") and len(words) >= 2:
                 if fault is not None and not fault.done():
                     raise ValueError("a fault is running")
+                if words[2:] and words[2] not in ("resume", "cut"):
+                    raise ValueError("blackhole S [resume|cut]")
                 coro = (proxy.drop(float(words[1])) if words[0] == "drop"
                         else proxy.blackhole(float(words[1]), *(words[2:3] or ["resume"])))
                 fault = asyncio.create_task(coro)
