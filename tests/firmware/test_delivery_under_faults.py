@@ -215,6 +215,10 @@ async def run_scenario(kind: str, tmp: Path, module_dirs) -> Outcome:
         for _ in range(REPEATS):
             mark = len(proxy.frames)
             if kind == "sigkill":
+                # from a clean slate: all delivered (a charger waiting for the ack of a batch
+                # sends nothing more, so a batch caught by the stall would hold up the next)
+                await sim.wait_status(lambda s: s["outbox"] == 0, timeout=WAIT_S)
+                mark = len(proxy.frames)
                 stall = CommitStall(db)
                 await stall.start()
                 try:
