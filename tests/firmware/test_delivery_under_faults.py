@@ -163,6 +163,8 @@ class Outcome:
     meter_wh: int = 0         # the emulated meter's register delta over the session
     billed_wh: float = 0.0    # the session's kwh x 1000
     end_reason: str | None = None
+    alerts: list = field(default_factory=list)  # alert kinds raised for the station
+    flagged: int = 0          # stored readings flagged as not billed as claimed
     connections: int = 0      # connections the proxy accepted (1 + reconnect attempts)
     server_starts: int = 0
     heap_start: int = 0       # the firmware's live heap once started, and after the faults
@@ -171,10 +173,11 @@ class Outcome:
 
     def line(self) -> str:
         return ("%s x%d: stored %d of %d readings (dropped %d, duplicates %d, missing ts %s, %d sent again); "
-                "billed %.0f Wh, meter delta %d Wh; end %s; %d connections, %d server starts; "
+                "billed %.0f Wh, meter delta %d Wh; end %s; alerts %s, %d flagged; %d connections, %d server starts; "
                 "firmware heap %d B at start, %d B after, %d MemoryError"
                 % (self.kind, REPEATS, self.stored, self.queued, self.dropped, self.duplicates,
                    self.missing_ts, self.replayed, self.billed_wh, self.meter_wh, self.end_reason,
+                   self.alerts, self.flagged,
                    self.connections, self.server_starts, self.heap_start, self.heap_end,
                    self.memory_errors))
 
@@ -260,6 +263,9 @@ async def run_scenario(kind: str, tmp: Path, module_dirs) -> Outcome:
                 if is_reading_up(f) and f.message().get("session_id") == outcome.session_id]
         outcome.missing_ts = sorted(set(sent) - stored_ts)
         outcome.replayed = len(sent) - len(set(sent))
+        outcome.alerts = [kind for (kind,) in query(db, "SELECT kind FROM alerts ORDER BY id")]
+        [(outcome.flagged,)] = query(db, "SELECT COUNT(*) FROM readings WHERE session_id = ? "
+                                         "AND flag IS NOT NULL", (outcome.session_id,))
         outcome.connections = proxy.connections
         outcome.server_starts = server.starts
         memory = json.loads(await sim.command("mem gc"))
@@ -315,3 +321,5 @@ def test_every_reading_is_stored_once_and_the_meter_delta_is_billed_after_3_faul
     assert outcome.end_reason == "local_stop", outcome.line()
     assert (outcome.stored, outcome.duplicates, outcome.missing_ts) == (outcome.queued, 0, []), outcome.line()
     assert outcome.meter_wh > 0 and round(outcome.billed_wh) == outcome.meter_wh, outcome.line()
+    # an honest 18 kW meter through faults and replays is no anomaly (and STOP is no fault)
+    assert (outcome.alerts, outcome.flagged) == ([], 0), outcome.line()
