@@ -208,7 +208,8 @@ class FaultProxy:
             self._flowing.set()
 
     # ---- observation ---------------------------------------------------------------------
-    async def wait_frame(self, predicate, start: int = 0, timeout: float = 30.0) -> tuple[int, Frame]:
+    async def wait_frame(self, predicate, start: int = 0,
+                         timeout: float = 30.0) -> tuple[int, Frame]:
         """The first frame from index `start` for which predicate(frame) is true."""
         seen = start
         async with asyncio.timeout(timeout):
@@ -282,8 +283,9 @@ class FaultProxy:
 
 
 async def _main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tools.faultproxy",
-                                     description="TCP fault proxy on 127.0.0.1 (see the module docstring)")
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.faultproxy",
+        description="TCP fault proxy on 127.0.0.1 (see the module docstring)")
     parser.add_argument("upstream_port", type=int, help="the server's port on 127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (default: any free)")
     args = parser.parse_args(argv)

@@ -24,8 +24,9 @@ Fault kinds, each 3 times in one session, at the moment that hurts most:
 Durations and every timer that meets them scale together by CHAOS_SCALE (default 0.2, what
 `make test` runs; `make chaos` runs 1.0, the literal 20 s / 30 s): the faults, the firmware's
 ping_interval_s, ping_timeout_s, backoff, connect and ack timeouts, and the server's
-PING_INTERVAL and PING_TIMEOUT (their defaults times the scale). The three kinds run concurrently (one
-server, proxy and charger each) in a module fixture; one test per kind reads its outcome.
+PING_INTERVAL and PING_TIMEOUT (their defaults times the scale). The three kinds run
+concurrently (one server, proxy and charger each) in a module fixture; one test per kind
+reads its outcome.
 Power x meter time scale = 1.8 kW x 10 = 18 kW apparent: under the 22 kW plausibility limit.
 The firmware runs as the board gets it (compiled .mpy, as `make bench-firmware` runs it) under
 `-X heapsize=96K`, the bench's does-it-run limit: a MemoryError anywhere in the faults fails.
@@ -172,9 +173,10 @@ class Outcome:
     memory_errors: int = 0    # MemoryError lines in the charger's log
 
     def line(self) -> str:
-        return ("%s x%d: stored %d of %d readings (dropped %d, duplicates %d, missing ts %s, %d sent again); "
-                "billed %.0f Wh, meter delta %d Wh; end %s; alerts %s, %d flagged; %d connections, %d server starts; "
-                "firmware heap %d B at start, %d B after, %d MemoryError"
+        return ("%s x%d: stored %d of %d readings (dropped %d, duplicates %d, missing ts %s, "
+                "%d sent again); billed %.0f Wh, meter delta %d Wh; end %s; alerts %s, %d flagged; "
+                "%d connections, %d server starts; firmware heap %d B at start, %d B after, "
+                "%d MemoryError"
                 % (self.kind, REPEATS, self.stored, self.queued, self.dropped, self.duplicates,
                    self.missing_ts, self.replayed, self.billed_wh, self.meter_wh, self.end_reason,
                    self.alerts, self.flagged,
@@ -264,7 +266,7 @@ async def run_scenario(kind: str, tmp: Path, module_dirs) -> Outcome:
                 if is_reading_up(f) and f.message().get("session_id") == outcome.session_id]
         outcome.missing_ts = sorted(set(sent) - stored_ts)
         outcome.replayed = len(sent) - len(set(sent))
-        outcome.alerts = [kind for (kind,) in query(db, "SELECT kind FROM alerts ORDER BY id")]
+        outcome.alerts = [alert for (alert,) in query(db, "SELECT kind FROM alerts ORDER BY id")]
         [(outcome.flagged,)] = query(db, "SELECT COUNT(*) FROM readings WHERE session_id = ? "
                                          "AND flag IS NOT NULL", (outcome.session_id,))
         outcome.connections = proxy.connections
@@ -273,7 +275,7 @@ async def run_scenario(kind: str, tmp: Path, module_dirs) -> Outcome:
         outcome.heap_start, outcome.heap_end = memory["start_heap"], memory["firmware_heap"]
         outcome.memory_errors = sum("MemoryError" in line for line in sim.lines)
         return outcome
-    except BaseException as problem:
+    except Exception as problem:  # noqa: BLE001 - with the charger's log, for the report
         log = "\n".join(sim.lines[-40:]) if sim is not None else ""
         raise AssertionError("%s scenario failed: %r\n--- charger log\n%s\n--- server log %s"
                              % (kind, problem, log, tmp / "server.log")) from problem
@@ -315,7 +317,8 @@ def test_every_reading_is_stored_once_and_the_meter_delta_is_billed_after_3_faul
     assert outcome.dropped == 0, outcome.line()  # else "stored == sent" proves nothing
     assert outcome.queued > 3 * REPEATS, outcome.line()
     assert outcome.end_reason == "local_stop", outcome.line()
-    assert (outcome.stored, outcome.duplicates, outcome.missing_ts) == (outcome.queued, 0, []), outcome.line()
+    assert (outcome.stored, outcome.duplicates, outcome.missing_ts) == (outcome.queued, 0, []), \
+        outcome.line()
     assert outcome.meter_wh > 0 and round(outcome.billed_wh) == outcome.meter_wh, outcome.line()
     # an honest 18 kW meter through faults and replays is no anomaly (and STOP is no fault)
     assert (outcome.alerts, outcome.flagged) == ([], 0), outcome.line()
