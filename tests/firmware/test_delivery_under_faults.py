@@ -18,8 +18,9 @@ Fault kinds, each 3 times in one session, at the moment that hurts most:
   take it as delivered (its outbox emptied, or it queued a newer reading), the server is
   SIGKILLed and started again on the same file. Its WebSocket layer read the reading, its
   database never got it: a charger that took a pong for "delivered" (the firmware before
-  issue 10) has forgotten it, so each kill loses at least one reading (9 of 14 stored); one
-  that waits for an `ack` (sent only after the commit) still holds it and replays it.
+  issue 10) has forgotten it, so each kill loses at least one reading (at 0ce2f44: 7 of 12
+  stored); one that waits for an `ack` (sent only after the commit) still holds it and
+  replays it.
 
 Durations and every timer that meets them scale together by CHAOS_SCALE (default 0.2, what
 `make test` runs; `make chaos` runs 1.0, the literal 20 s / 30 s): the faults, the firmware's
