@@ -44,20 +44,27 @@ class AckServer:
         self.open = True
         try:
             await ws.send('{"type":"connected","role":"publisher","estacionId":"1"}')
-            async for text in ws:
+            async for text in ws:  # (after the close: what was read before it, then the end)
                 frames.append(json.loads(text))
-                if frames[-1]["type"] == "nfc_scan":
-                    await ws.send(json.dumps({"type": "start", "session_id": self.session_id,
-                                              "user_name": self.user_name}))
-                if self.auto_ack:
-                    await ws.send(json.dumps({"type": "ack", "n": len(frames)}))
                 self._changed.set()
+                if frames[-1]["type"] == "nfc_scan":
+                    await self._answer(ws, {"type": "start", "session_id": self.session_id,
+                                            "user_name": self.user_name})
+                if self.auto_ack:
+                    await self._answer(ws, {"type": "ack", "n": len(frames)})
         except ConnectionClosed:
             pass
         finally:
             if self._ws is ws:
                 self.open = False
             self._changed.set()
+
+    @staticmethod
+    async def _answer(ws, message):
+        try:
+            await ws.send(json.dumps(message))
+        except ConnectionClosed:
+            pass  # the charger left; the frames it sent before still get read
 
     async def wait_for(self, condition, timeout=20.0):
         """Wait until `condition(self)` holds (checked at every frame and connection end)."""

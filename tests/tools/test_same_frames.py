@@ -1,0 +1,136 @@
+"""The simulator sends what the firmware sends: the same script played by the real firmware
+(MicroPython unix port, emulated hardware, tools/sim_charger.py) and by the simulator (a real
+subprocess, scripted mode), each against the same small acking server
+(tests/tools/ackserver.py), gives the same frames on every connection.
+
+Compared per connection: each frame's type and the fields the protocol decides by (a
+status's state and session_id, the session_id of every reading, stop and emergency, a stop's
+reason), with the field sets of each type, and a run of readings as one item (how many fit in
+a drop depends on timing, not on the rules). The energy numbers differ (another meter) and
+are checked for what both must hold: readings' `ts` never go backwards, the stop carries the
+latest register.
+"""
+
+import asyncio
+import json
+import sys
+
+import pytest
+
+from tests.firmware.mpy import ROOT, requires_micropython
+from tests.tools.ackserver import AckServer
+from tools.sim_charger import SimCharger
+
+pytestmark = pytest.mark.timeout(180)
+
+FW_CARD = "04A1B2C3"
+SIM_CARD = "VIRTUAL-1-A4F2E8"
+RUN_TIMEOUT_S = 90.0
+
+# connect, tap, readings, a WiFi drop, readings queued, STOP while offline, back: replay
+SIM_SCRIPT = """
+wait-for connected timeout=20
+tap
+wait-for started timeout=20
+wait-for ->metrics
+wait-for ->metrics
+wait-for ->metrics
+drop
+wait-for queued
+wait-for queued
+wait-for queued
+stop
+wait-for stopped
+reconnect
+wait-for ->stop timeout=20
+"""
+
+
+def shape(frames):
+    """A connection's frames as the protocol sees them: a run of readings is one item."""
+    items = []
+    for frame in frames:
+        kind = frame["type"]
+        if kind == "status":
+            item = (kind, frame["state"], frame["session_id"])
+        elif kind in ("metrics", "stop", "emergency"):
+            item = (kind, frame["session_id"], frame.get("reason"))
+        else:
+            item = (kind,)
+        if not (item[0] == "metrics" and items and items[-1] == item):
+            items.append(item)
+    return items
+
+
+def fields(connections):
+    """Each frame type with the set of its fields, over every connection."""
+    return {(f["type"], tuple(sorted(f))) for frames in connections for f in frames
+            if f["type"] != "nfc_scan"}
+
+
+def check_energy(connections):
+    readings = [f for frames in connections for f in frames if f["type"] == "metrics"]
+    ts = [f["ts"] for f in readings]
+    assert ts == sorted(ts)
+    [stop] = [f for frames in connections for f in frames if f["type"] == "stop"]
+    assert stop["wh"] >= readings[-1]["wh"] > readings[0]["wh"]
+
+
+async def simulator_frames():
+    async with AckServer() as server:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tools.simulator", "--url", server.url, "--script", "-",
+            "--card", SIM_CARD, "--interval", "0.2", "--speed", "10", "--seed", "1",
+            cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        try:
+            out, err = await asyncio.wait_for(process.communicate(SIM_SCRIPT.encode()),
+                                              RUN_TIMEOUT_S)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        assert process.returncode == 0, (out.decode()[-3000:], err.decode())
+        await server.wait_for(lambda s: not s.open)  # every frame read
+        return server.connections
+
+
+async def firmware_frames(tmp_path):
+    async with AckServer() as server:
+        fw = SimCharger(tmp_path, server.url, metrics_interval_s=1, power=3600.0)
+        await fw.start()
+        try:
+            await server.wait_for(lambda s: s.frames(kind="status"))
+            await fw.command("tap " + FW_CARD)
+            await server.wait_for(lambda s: len(s.frames(kind="metrics")) >= 3)
+            await fw.command("remove")
+            await fw.command("link down")  # the WiFi: the firmware drops the connection
+            await server.wait_for(lambda s: not s.open)
+            await fw.wait_status(lambda st: st["outbox"] >= 3)
+            await fw.command("press stop")
+            await fw.wait_status(lambda st: st["state"] == "idle")
+            await fw.command("release stop")
+            await fw.command("link up")
+            await server.wait_for(lambda s: len(s.connections) == 2 and s.frames(kind="stop"))
+            await fw.wait_status(lambda st: st["outbox"] == 0)
+        finally:
+            await fw.stop()
+        return server.connections
+
+
+@requires_micropython
+async def test_the_simulator_sends_the_firmware_frames_for_a_drop_and_a_stop_while_offline(
+        tmp_path):
+    firmware = await firmware_frames(tmp_path)
+    simulator = await simulator_frames()
+    expected = [
+        [("status", "idle", None), ("nfc_scan",), ("metrics", 7, None)],
+        # the session is reported as the server last knew it, then the replay and the stop;
+        # no second status after the replay
+        [("status", "charging", 7), ("metrics", 7, None), ("stop", 7, None)],
+    ]
+    assert [shape(c) for c in firmware] == expected, json.dumps(firmware)
+    assert [shape(c) for c in simulator] == expected, json.dumps(simulator)
+    assert fields(simulator) == fields(firmware)
+    check_energy(firmware)
+    check_energy(simulator)
