@@ -111,7 +111,7 @@ async def test_an_entry_leaves_the_outbox_only_when_an_ack_covers_it_a_pong_conf
         assert len(rig.charger.outbox) == 1
         await server.ack(3)
         await until(lambda: len(rig.charger.outbox) == 0)
-        assert "[st1] <- ack n=3" in rig.lines
+        assert rig.lines[-2:] == ["[st1] <- ack n=3", "[st1] delivered entries=1 pending=0"]
 
 
 async def test_unacknowledged_entries_go_again_in_order_right_after_the_next_status():

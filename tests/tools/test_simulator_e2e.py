@@ -224,6 +224,7 @@ wait-for started timeout=20
 wait-for ->metrics
 emergency
 wait-for ->emergency
+wait-for delivered
 tap
 reset
 wait-for ->status

@@ -223,8 +223,10 @@ class StationLink:
             while (text := self.charger.take_now()) is not None:
                 await self._send(ws, text)
             if waiting_for and self.acked >= waiting_for:
+                entries = outbox.unconfirmed
                 outbox.confirm()
                 waiting_for = 0
+                self.log.emit("delivered", {"entries": entries, "pending": len(outbox)})
             if not waiting_for and len(outbox) > outbox.unconfirmed:
                 for _ in range(BATCH):
                     text = outbox.next_unsent()
