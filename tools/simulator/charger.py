@@ -79,7 +79,6 @@ class Charger:
         self.ended = None  # session ended by a queued stop/emergency, maybe still unsent
         self.meter = self.model.read()
         self.led = None
-        self.model.set_relay(False)
         self._run(self.sm.boot, True, self.emergency_down, self._now(), reason="boot")
         self.tick()
 
