@@ -22,6 +22,7 @@ class AckServer:
         self.session_id = session_id
         self.user_name = user_name
         self.connections = []
+        self.close_codes = []  # the close code each ended connection got from the charger
         self.open = False
         self._ws = None
         self._server = None
@@ -55,6 +56,7 @@ class AckServer:
         except ConnectionClosed:
             pass
         finally:
+            self.close_codes.append(ws.close_code)
             if self._ws is ws:
                 self.open = False
             self._changed.set()

@@ -57,13 +57,14 @@ def test_event_line_values_are_greppable(value, text):
 class LinkRig:
     """A charger (its clock stepped by the test) and its link to `url`."""
 
-    def __init__(self, url):
+    def __init__(self, url, **link_args):
         self.clock = ManualClock()
         self.lines = []
         self.log = EventLog(1, self.lines.append)
         self.model = ChargingModel(self.clock, rng=random.Random(1), register_wh=1000)
         self.charger = Charger(1, self.model, monotonic=self.clock.now, notify=self.log.emit)
-        self.link = StationLink(self.charger, url, self.log, random.Random(1), tick_s=0.02)
+        self.link = StationLink(self.charger, url, self.log, random.Random(1), tick_s=0.02,
+                                **link_args)
 
     async def __aenter__(self):
         self.link.start()
@@ -169,6 +170,17 @@ async def test_a_server_that_stops_acking_keeps_the_link_and_loses_nothing():
         await server.wait_for(lambda s: len(s.frames(kind="metrics")) == 6)
         await server.ack(8)
         await until(lambda: len(rig.charger.outbox) == 0)
+
+
+async def test_a_batch_unacked_for_the_ack_timeout_closes_with_1001_and_goes_again():
+    async with AckServer(auto_ack=False) as server, \
+            LinkRig(server.url, ack_timeout_s=0.5) as rig:
+        await rig.charging(server)
+        [reading] = server.frames(kind="metrics")
+        await server.wait_for(lambda s: len(s.connections) == 2 and s.frames(kind="metrics"))
+        assert server.close_codes[0] == 1001
+        assert server.frames(kind="metrics") == [reading]  # sent again, right after the status
+        assert '[st1] offline code=1001 reason="no ack of frame 3 within 0.5 s"' in rig.lines
 
 
 @pytest.mark.parametrize("ack", [{"type": "ack", "n": 4}, {"type": "ack", "n": "3"},

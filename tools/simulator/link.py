@@ -8,10 +8,13 @@ counted from 1; the outbox is sent in batches of at most 16 entries, and a batch
 outbox (`Outbox.confirm()`) only when an `{"type":"ack","n":K}` with K at least the frame
 number of its last entry arrives; the next batch waits for that ack (a partial ack releases
 nothing yet). Entries not acknowledged when a connection ends are sent again, in order,
-right after the next connect's status (`Outbox.rewind()`). A server that stops acking while
-the link lives (its disk failing) loses nothing: the entries wait in the outbox under its
-bound. Pings are for liveness only (no pong within 10 s: the link is dead, reconnect); a
-pong confirms nothing. An ack whose `n` is not a whole number 0..frames sent is logged
+right after the next connect's status (`Outbox.rewind()`). A server that does not ack (its
+disk failing) loses nothing: the entries wait in the outbox under its bound, and when the
+batch in flight is not acked within 30 s (`ack_timeout_s`, the firmware's default) the link
+closes the connection (1001) and reconnects: the server never acks a connection again once
+one of its frames could not be committed, and a new connection counts from 1 and replays.
+Pings are for liveness only (no pong within 10 s: the link is dead, reconnect); a pong
+confirms nothing. An ack whose `n` is not a whole number 0..frames sent is logged
 (`invalid`) and ignored.
 
 Reconnects forever: exponential backoff 1 s -> 30 s with jitter, reset once the server has
@@ -30,6 +33,7 @@ BACKOFF_MIN_S = 1.0
 BACKOFF_MAX_S = 30.0
 OPEN_TIMEOUT_S = 10.0
 BATCH = 16  # outbox entries sent per acknowledgement (the firmware's charger/link.py _BATCH)
+ACK_TIMEOUT_S = 30.0  # the batch in flight unacked this long: close (1001) and reconnect
 REBOOT_S = 1.0  # how long the simulated ESP32 takes to boot and join the WiFi
 
 
@@ -41,7 +45,7 @@ def backoff_delay(attempt: int, rng, low=BACKOFF_MIN_S, high=BACKOFF_MAX_S) -> f
 
 class StationLink:
     def __init__(self, charger, url: str, log, rng, *, drop_seconds=10.0, tick_s=0.25,
-                 on_online=None):
+                 on_online=None, ack_timeout_s=ACK_TIMEOUT_S):
         self.charger = charger
         self.url = url
         self.log = log
@@ -56,6 +60,7 @@ class StationLink:
         self._attempt = 0
         self._closing = False
         self._tasks = []
+        self.ack_timeout_s = ack_timeout_s
         self.frames = 0  # data frames sent on this connection
         self.acked = 0  # the highest `ack` n of this connection
         self._why = None  # why the link itself ended the connection
@@ -219,6 +224,7 @@ class StationLink:
         """Send what the charger sends at once, then the outbox, a batch at a time: a batch
         leaves the outbox when an ack covers its last frame (see the module docstring)."""
         waiting_for = 0  # the frame number the ack must reach; 0: no batch out
+        deadline = 0.0  # ... by then
         while self.charger.outbox is outbox:  # (a reboot made a new outbox: this one is gone)
             while (text := self.charger.take_now()) is not None:
                 await self._send(ws, text)
@@ -234,9 +240,20 @@ class StationLink:
                         break
                     await self._send(ws, text)
                 waiting_for = self.frames
+                deadline = time.monotonic() + self.ack_timeout_s
                 continue
             self._wake.clear()
-            await self._wake.wait()  # a new entry, a frame to send now, an ack
+            if not waiting_for:
+                await self._wake.wait()  # a new entry, a frame to send now
+                continue
+            try:  # ... or the ack of the batch in flight
+                await asyncio.wait_for(self._wake.wait(), deadline - time.monotonic())
+            except TimeoutError:
+                if self.acked < waiting_for:
+                    self._why = {"code": 1001, "reason": f"no ack of frame {waiting_for} "
+                                                         f"within {self.ack_timeout_s:g} s"}
+                    await ws.close(1001, "no ack")
+                    return
 
     async def _ticker(self) -> None:
         while True:
