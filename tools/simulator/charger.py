@@ -1,7 +1,9 @@
 """One simulated charger: the firmware's own rules driven by simulated hardware, no I/O.
 
 `Charger` runs the firmware's `ChargerState` (charger/state.py) with times in milliseconds
-from the simulator's clock, and executes its action bits as the firmware's `App._do`
+of the monotonic clock (`monotonic`: the wall's, so the start timeout, the same-card window
+and the offline limit run at the server's pace whatever `--speed` is; the car, the meter and
+every `ts` run on the simulated clock), and executes its action bits as the firmware's `App._do`
 (charger/app.py) does, in the same order: relay OFF first, then relay ON, the final meter
 read, the LED (a printed `led` event), the queue (readings, `stop`, `emergency` into the
 firmware's `Outbox`, each with the clock's `ts`, 0 while the clock is before 2024 as on an
