@@ -1,5 +1,7 @@
-"""One charger's protocol rules without sockets: events in, messages (the outbox) out."""
+"""One charger's protocol rules without sockets: events in, frames out (what the link would
+send: the frames sent at once, then the outbox, all acknowledged)."""
 
+import json
 import random
 
 import pytest
@@ -7,7 +9,6 @@ import pytest
 from tools.simulator.charger import CHARGING, FAULT, IDLE, WAITING, Charger
 from tools.simulator.clock import ManualClock
 from tools.simulator.curve import ChargingModel
-from tools.simulator.outbox import Outbox
 
 CARD = "VIRTUAL-1-A4F2E8"
 METRICS_FIELDS = {"type", "session_id", "v", "a", "w", "wh", "ts"}
@@ -16,8 +17,8 @@ METRICS_FIELDS = {"type", "session_id", "v", "a", "w", "wh", "ts"}
 class Rig:
     """A charger whose simulated and protocol clocks are stepped together by `advance`."""
 
-    def __init__(self, interval=3.0, max_readings=200, register_wh=1000):
-        self.clock = ManualClock()
+    def __init__(self, interval=3.0, max_readings=200, register_wh=1000, clock=None):
+        self.clock = clock or ManualClock()
         self.notes = []
         self.model = ChargingModel(self.clock, rng=random.Random(1), register_wh=register_wh)
         self.charger = Charger(1, self.model, metrics_interval_s=interval,
@@ -30,15 +31,28 @@ class Rig:
             self.charger.tick()
 
     def sent(self):
-        """What the link would send now (only meaningful online)."""
-        return self.charger.outbox.drain()
+        """What the link would send now, every entry acknowledged (only meaningful online)."""
+        frames = []
+        while (text := self.charger.take_now()) is not None:
+            frames.append(json.loads(text))
+        while (text := self.charger.outbox.next_unsent()) is not None:
+            frames.append(json.loads(text))
+        self.charger.outbox.confirm()
+        return frames
+
+    def queued(self):
+        """The outbox's entries, oldest first, left in it."""
+        frames = []
+        while (text := self.charger.outbox.next_unsent()) is not None:
+            frames.append(json.loads(text))
+        self.charger.outbox.rewind()
+        return frames
 
     def events(self):
         return [event for event, _ in self.notes]
 
     def online(self):
-        self.charger.connected()
-        return self.sent()
+        return [json.loads(text) for text in self.charger.connected()] + self.sent()
 
     def charging(self, session_id=5):
         self.online()
@@ -126,12 +140,12 @@ def test_stop_button_opens_the_relay_then_sends_stop_with_the_final_register():
     rig.advance(10)
     rig.sent()
     rig.charger.press_stop()
-    final, stop = rig.sent()
+    [stop] = rig.sent()  # the firmware reads the meter once more; the stop carries it
     assert not rig.model.relay_on and rig.charger.state == IDLE
-    assert final["type"] == "metrics" and final["a"] == 0.0 and final["w"] == 0.0
     assert set(stop) == {"type", "session_id", "wh", "ts"}
     assert stop["type"] == "stop" and stop["session_id"] == 5
-    assert stop["wh"] == final["wh"] == rig.model.register_wh
+    assert stop["wh"] == rig.model.register_wh
+    assert ("stopped", {"session_id": 5, "reason": "stop_button", "relay": "off"}) in rig.notes
     rig.advance(10)
     assert rig.sent() == []  # no metrics after the session
 
@@ -173,8 +187,8 @@ def test_emergency_without_a_session_reports_session_null():
     rig.charger.press_emergency()
     [emergency] = rig.sent()
     assert emergency["session_id"] is None
-    rig.charger.connected()
-    assert rig.sent()[0] == {"type": "status", "state": "fault", "session_id": None,
+    rig.charger.disconnected()
+    assert rig.online()[0] == {"type": "status", "state": "fault", "session_id": None,
                              "wh": rig.model.register_wh}
 
 
@@ -217,40 +231,47 @@ def test_offline_charging_keeps_readings_and_replays_them_after_status():
     rig.charger.disconnected()
     rig.advance(16)
     assert rig.model.relay_on and rig.charger.outbox.readings == 5
-    rig.charger.connected()
-    sent = rig.sent()
-    assert types(sent) == ["status"] + ["metrics"] * 6
+    sent = rig.online()
+    # the status alone first: the queued readings follow, no newer reading ahead of them
+    assert types(sent) == ["status"] + ["metrics"] * 5
     assert sent[0]["state"] == "charging" and sent[0]["session_id"] == 5
     ts = [m["ts"] for m in sent[1:]]
-    assert ts == sorted(ts) and len(set(ts)) == len(ts)  # the present comes last, in order
+    assert ts == sorted(ts) and len(set(ts)) == len(ts)
     assert ("replayed", {"n": 5}) in rig.notes
 
 
-def test_no_second_reading_with_the_same_whole_second_ts():
+def test_status_with_an_empty_outbox_repeats_the_latest_reading_for_the_dashboards():
     rig = Rig()
     rig.charging()
-    rig.charger.receive({"type": "sync_request", "from": "server"})
-    assert types(rig.sent()) == ["status"]  # the start reading of this second already went
+    rig.advance(4)
+    [last] = rig.sent()
+    rig.charger.disconnected()
+    status, reading = rig.online()
+    assert status == {"type": "status", "state": "charging", "session_id": 5,
+                      "wh": reading["wh"]}
+    # the latest queued `ts` again: a duplicate for the energy account, fresh numbers on screen
+    assert reading["type"] == "metrics" and reading["ts"] == last["ts"]
 
 
-def test_stop_while_offline_replays_readings_then_stop_then_the_present_status():
+def test_stop_while_offline_replays_readings_then_the_stop_and_no_second_status():
     rig = Rig()
     rig.charging()
     rig.advance(3)
-    before = rig.sent()[-1]["wh"]
+    rig.sent()
     rig.charger.disconnected()
     rig.advance(9)
     rig.charger.press_stop()
     rig.advance(9)  # idle: nothing more to queue
-    rig.charger.connected()
-    sent = rig.sent()
-    assert types(sent) == ["status"] + ["metrics"] * 4 + ["stop", "status"]
-    # the first status describes the session as the server last knew it, so it resumes it
-    assert sent[0]["state"] == "charging" and sent[0]["session_id"] == 5
-    assert sent[0]["wh"] >= before
-    assert sent[5]["session_id"] == 5 and sent[5]["wh"] == rig.model.register_wh
-    assert sent[6] == {"type": "status", "state": "idle", "session_id": None,
-                      "wh": rig.model.register_wh}
+    sent = rig.online()
+    assert types(sent) == ["status"] + ["metrics"] * 3 + ["stop"]
+    # the status describes the session as the server last knew it, so it resumes it, stores
+    # the replay and ends it as local_stop; the firmware sends no second status after it
+    assert sent[0] == {"type": "status", "state": "charging", "session_id": 5,
+                       "wh": rig.model.register_wh}
+    assert sent[4]["session_id"] == 5 and sent[4]["wh"] == rig.model.register_wh
+    # once the stop is delivered, the charger's own state again
+    assert rig.online()[0] == {"type": "status", "state": "idle", "session_id": None,
+                               "wh": rig.model.register_wh}
 
 
 def test_a_tap_cannot_be_reported_offline():
@@ -259,12 +280,17 @@ def test_a_tap_cannot_be_reported_offline():
     assert rig.charger.state == IDLE and len(rig.charger.outbox) == 0
 
 
-def test_a_tap_whose_scan_was_lost_with_the_link_returns_to_idle():
+def test_a_tap_whose_scan_was_lost_with_the_link_ends_with_the_start_timeout():
     rig = Rig()
     rig.online()
     rig.charger.tap(CARD)
     rig.charger.disconnected()  # the nfc_scan never left
-    assert rig.charger.state == IDLE and len(rig.charger.outbox) == 0
+    rig.advance(9.5)
+    assert rig.charger.state == WAITING
+    rig.advance(1)
+    assert rig.charger.state == IDLE and not rig.model.relay_on
+    assert rig.online() == [{"type": "status", "state": "idle", "session_id": None,
+                             "wh": rig.model.register_wh}]
 
 
 def test_reboot_forgets_the_session_and_the_queue_but_keeps_the_register():
@@ -286,19 +312,9 @@ def test_ten_minutes_offline_ends_the_session_locally():
     rig.charger.disconnected()
     rig.advance(601, step=1)
     assert rig.charger.state == IDLE and not rig.model.relay_on
-    assert types(rig.charger.outbox)[-1] == "stop"
-
-
-def test_outbox_keeps_the_newest_readings_and_never_drops_session_events():
-    outbox = Outbox(max_readings=3)
-    outbox.put({"type": "metrics", "ts": 1})
-    outbox.put({"type": "emergency", "session_id": None})
-    for ts in range(2, 7):
-        outbox.put({"type": "metrics", "ts": ts})
-    outbox.put({"type": "stop", "session_id": 5})
-    assert [(m["type"], m.get("ts")) for m in outbox.drain()] == [
-        ("emergency", None), ("metrics", 4), ("metrics", 5), ("metrics", 6), ("stop", None)]
-    assert outbox.dropped_readings == 3
+    stop = rig.queued()[-1]
+    assert stop["type"] == "stop" and stop["reason"] == "offline_limit"
+    assert stop["session_id"] == 5 and stop["wh"] == rig.model.register_wh
 
 
 def test_a_long_outage_keeps_200_readings_the_newest_ones():
@@ -308,22 +324,12 @@ def test_a_long_outage_keeps_200_readings_the_newest_ones():
     rig.advance(250)
     assert rig.charger.outbox.readings == 200
     rig.charger.press_stop()
-    rig.charger.connected()
-    sent = rig.sent()
+    sent = rig.online()
     readings = [m for m in sent if m["type"] == "metrics"]
-    assert len(readings) == 200 and types(sent)[-2:] == ["stop", "status"]
-    # 250 periodic readings (one per second) and the final one were queued: the oldest 51
-    # were dropped, so the replay starts with the 52nd
-    assert readings[0]["ts"] == 1_700_000_052 and rig.charger.outbox.dropped_readings == 51
-
-
-def test_outbox_restores_a_failed_send_at_the_front():
-    outbox = Outbox()
-    for ts in (1, 2):
-        outbox.put({"type": "metrics", "ts": ts})
-    first = outbox.pop()
-    outbox.restore(first)
-    assert [m["ts"] for m in outbox.drain()] == [1, 2]
+    assert len(readings) == 200 and types(sent)[-1] == "stop"
+    # 250 periodic readings (one per second) were queued: the oldest 50 were dropped, so the
+    # replay starts with the 51st
+    assert readings[0]["ts"] == 1_780_000_051 and rig.charger.outbox.dropped == 50
 
 
 def test_each_session_charges_a_new_car_from_the_plug_in_charge():
@@ -335,3 +341,38 @@ def test_each_session_charges_a_new_car_from_the_plug_in_charge():
     rig.charger.tap(CARD)
     rig.charger.receive({"type": "start", "session_id": 6, "user_name": "Juan Pérez"})
     assert rig.model.soc == pytest.approx(0.2) and rig.model.read().a == 32.0
+
+
+def test_a_clock_before_2024_is_not_set_yet_and_no_ts_is_sent():
+    rig = Rig(clock=ManualClock(start=1_600_000_000.0))  # September 2020
+    rig.charging()
+    rig.advance(3)
+    [reading] = rig.sent()
+    assert reading["type"] == "metrics" and "ts" not in reading
+    rig.charger.press_stop()
+    [stop] = rig.sent()
+    assert stop == {"type": "stop", "session_id": 5, "wh": rig.model.register_wh}
+
+
+def test_reset_outside_a_fault_is_ignored_and_never_stops_a_session():
+    rig = Rig()
+    rig.charging()
+    rig.charger.press_reset()
+    assert rig.charger.state == CHARGING and rig.model.relay_on
+    assert ("ignored", {"reason": "reset while charging"}) in rig.notes
+
+
+def test_emergency_survives_a_reboot_and_the_charger_reports_fault():
+    rig = Rig()
+    rig.charging()
+    rig.charger.press_emergency()
+    rig.sent()
+    rig.charger.disconnected()
+    rig.charger.reboot()
+    assert rig.charger.state == FAULT and not rig.model.relay_on
+    assert rig.online()[0]["state"] == "fault"
+    rig.charger.tap(CARD)
+    rig.charger.receive({"type": "start", "session_id": 6, "user_name": "X"})
+    assert not rig.model.relay_on  # the start is refused with a stop
+    assert rig.sent() == [{"type": "stop", "session_id": 6, "wh": rig.model.register_wh,
+                           "ts": int(rig.clock.now())}]

@@ -1,30 +1,46 @@
-"""One simulated charger's protocol rules: events in, messages out, no I/O.
+"""One simulated charger: the firmware's own rules driven by simulated hardware, no I/O.
 
-`Charger` follows the firmware's state machine (`firmware/charger/state.py`) and message
-formats (`firmware/charger/messages.py`): IDLE -> WAITING (a card was reported, `start` expected
-within 10 s) -> CHARGING -> IDLE, and FAULT after EMERGENCY until the local reset. Inputs are
-method calls (link up/down, a decoded server message, buttons, the metrics timer, `tick`);
-outputs are messages put into `outbox` for the link to send, plus notes (`notify(event,
-fields)`) that the front end prints.
+`Charger` runs the firmware's `ChargerState` (charger/state.py) with times in milliseconds
+of the monotonic clock (`monotonic`: the wall's, so the start timeout, the same-card window
+and the offline limit run at the server's pace whatever `--speed` is; the car, the meter and
+every `ts` run on the simulated clock), and executes its action bits as the firmware's `App._do`
+(charger/app.py) does, in the same order: relay OFF first, then relay ON, the final meter
+read, the LED (a printed `led` event), the queue (readings, `stop`, `emergency` into the
+firmware's `Outbox`, each with the clock's `ts`, 0 while the clock is before 2024 as on an
+ESP32 not synced yet), then the frames sent now (`nfc_scan`, `status` after the reset).
+Every frame's text comes from the firmware's `messages`. `status_messages()` is the
+firmware's `App.status_messages()`: a session that ended here while offline is reported as
+`charging` (so the server resumes it, stores the replay and ends it for the real reason),
+and the latest reading goes along only when the outbox holds no reading.
 
-While the link is down a session keeps charging: readings, `stop` and `emergency` wait in the
-bounded outbox and are replayed in order after the next `status`. If a `stop`/`emergency` of
-session X is among them, the first `status` reports X as still charging (as the server last
-knew it), so the server resumes X, bills the replayed readings and then ends X for the real
-reason; a second `status` with the present state follows the replay.
+The hardware is simulated: the relay and the meter are the `ChargingModel` (read at every
+`tick`, as the firmware's poll loop reads the PZEM), the card reader is `tap()`, STOP is
+pressed and released by `press_stop()`, EMERGENCY latches with `press_emergency()` and
+`press_reset()` is the whole reset gesture (EMERGENCY released, STOP held: the hold time is
+0 here, so a script need not wait 5 s). `reboot()` loses the RAM (state, outbox) and keeps
+the meter register and a latched EMERGENCY.
+
+The link (link.py) takes the frames: `connected()` returns the status frames to send first,
+`take_now()` the frames sent at once (`nfc_scan`, `status`), and the outbox the rest, which
+it removes only when the server acknowledges them. Notes for the front end go through
+`notify(event, fields)`: the charger events a script can wait for (`waiting`, `started`,
+`stopped`, `idle`, `fault`, `refused`, `ignored`, `queued`, `replayed`, `rebooted`,
+`invalid`) and `led`.
 """
 
 import time
+from collections import deque
 
-from tools.simulator.outbox import DURABLE, READING, Outbox
+from tools.simulator import firmware as fw
 
-IDLE = "idle"
-WAITING = "waiting"  # reported as "idle": no session yet
-CHARGING = "charging"
-FAULT = "fault"
-
+NAMES = ("idle", "waiting", "charging", "fault")  # ChargerState.state 0..3, as summary() says
+IDLE, WAITING, CHARGING, FAULT = NAMES
+CLOCK_SET_FROM = 1704067200  # charger/app.py: a `ts` before 2024 means the clock is not set
 START_TIMEOUT_S = 10.0
+SAME_CARD_S = 3.0
+METER_SILENCE_S = 5.0
 OFFLINE_LIMIT_S = 600.0  # the firmware ends a session after 10 min without the server
+RESET_HOLD_S = 0.0  # press_reset() is the completed gesture
 
 
 def _ignore(event, fields):
@@ -32,248 +48,274 @@ def _ignore(event, fields):
 
 
 def _is_id(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _ms(seconds) -> int:
+    return int(round(seconds * 1000))
 
 
 class Charger:
     def __init__(self, station_id, model, *, metrics_interval_s=3.0, max_readings=200,
-                 start_timeout_s=START_TIMEOUT_S, offline_limit_s=OFFLINE_LIMIT_S,
+                 max_events=32, start_timeout_s=START_TIMEOUT_S, offline_limit_s=OFFLINE_LIMIT_S,
                  monotonic=time.monotonic, notify=None):
         self.station_id = station_id
         self.model = model
-        self.state = IDLE
-        self.session_id = None
-        self.user_name = None
-        self.online = False
-        self.outbox = Outbox(max_readings)
-        self.metrics_interval_s = metrics_interval_s
-        self.start_timeout_s = start_timeout_s
-        self.offline_limit_s = offline_limit_s
+        self.limits = (_ms(metrics_interval_s), _ms(start_timeout_s), _ms(SAME_CARD_S),
+                       _ms(METER_SILENCE_S), _ms(offline_limit_s), _ms(RESET_HOLD_S))
+        self.sizes = (max_readings, max_events)
         self._monotonic = monotonic
         self._notify = notify or _ignore
-        self._wait_since = None
-        self._next_metrics_at = None
-        self._last_reading_ts = 0
+        self.emergency_down = False  # the latching button: survives a reboot
         self.boots = 0  # reboots so far
-        self._offline_since = monotonic()
+        self.user_name = None
+        self._pending_user = None  # the user_name of the latest `start`
+        self._boot()
 
-    # --- the link ----------------------------------------------------------------------------
-    def connected(self) -> None:
-        """The WebSocket is open: status first, then the replay, then the present."""
-        self.online = True
-        self._offline_since = None
-        pending = self.outbox.drain()
-        self.outbox.put(self._status_before(pending))
-        for message in pending:
-            self.outbox.put(message)
-        if pending:
-            self._note("replayed", n=len(pending))
-            if any(m["type"] in DURABLE for m in pending):
-                self.outbox.put(self._status())
-        self._put_latest_reading()
+    def _boot(self):
+        """Power-up: fresh RAM, relay off, then the first meter read."""
+        self.sm = fw.ChargerState(self.limits)
+        self.outbox = fw.Outbox(*self.sizes)
+        self.now_frames = deque()  # texts sent at once, not queued (nfc_scan, status)
+        self.last_ts = 0  # `ts` of the latest queued entry
+        self.ended = None  # session ended by a queued stop/emergency, maybe still unsent
+        self.meter = self.model.read()
+        self.led = None
+        self._run(self.sm.boot, True, self.emergency_down, self._now(), reason="boot")
+        self.tick()
+
+    # --- what the firmware's App answers its link ------------------------------------------
+    @property
+    def online(self) -> bool:
+        return self.sm.link_up
+
+    @property
+    def state(self) -> str:
+        return NAMES[self.sm.state]
+
+    @property
+    def session_id(self):
+        return self.sm.session_id
+
+    def status_messages(self) -> list:
+        """The status frames sent first on every connection and after `sync_request`
+        (charger/app.py's status_messages(), the same rules)."""
+        sm = self.sm
+        if not len(self.outbox):
+            self.ended = None
+        if sm.state_name != "charging" and self.ended is not None:
+            return [fw.messages.status("charging", self.ended, sm.wh)]
+        out = [fw.messages.status(sm.state_name, sm.session_id, sm.wh)]
+        if sm.state_name == "charging" and sm.wh is not None and self.outbox.readings == 0:
+            m = self.meter
+            out.append(fw.messages.metrics(sm.session_id, m.v, m.a, m.w, sm.wh, self.last_ts))
+        return out
+
+    def connected(self) -> list:
+        """The WebSocket is open: returns the status frames to send first; then the link is
+        up and the outbox is replayed from its oldest unacknowledged entry."""
+        texts = self.status_messages()
+        self.now_frames.clear()
+        self.outbox.rewind()
+        self._run(self.sm.link, True, self._now())
+        if len(self.outbox):
+            self._note("replayed", n=len(self.outbox))
+        return texts
 
     def disconnected(self) -> None:
-        """The link is gone (or a send failed): keep what must survive, forget the rest."""
-        if not self.online:
+        """The link is gone: what was not acknowledged goes again after the next connect;
+        frames meant for this connection only (nfc_scan, status) are forgotten."""
+        if not self.sm.link_up:
             return
-        self.online = False
-        self._offline_since = self._monotonic()
-        lost = self.outbox.drop_transient()
-        if any(m["type"] == "nfc_scan" for m in lost) and self.state == WAITING:
-            self._to(IDLE, "idle", reason="card tap not sent: offline")
-        if self.outbox:
+        self.now_frames.clear()
+        self.outbox.rewind()
+        self._run(self.sm.link, False, self._now())
+        if len(self.outbox):
             self._note("queued", pending=len(self.outbox))
 
+    def take_now(self):
+        """The next frame to send at once (nfc_scan, status), or None."""
+        return self.now_frames.popleft() if self.now_frames else None
+
+    def unsent(self) -> bool:
+        """Something waits for the link: a frame to send now or an outbox entry not sent."""
+        return bool(self.now_frames) or len(self.outbox) > self.outbox.unconfirmed
+
     def receive(self, message: dict) -> None:
-        """A decoded JSON object from the server."""
+        """A decoded JSON object from the server (the firmware's on_message and the
+        link's answer to sync_request)."""
         self._notify("<-", message)
-        handler = self._HANDLERS.get(message.get("type"))
-        if handler is None:
+        kind = message.get("type")
+        sid = message.get("session_id")
+        if kind == "sync_request":
+            if self.sm.link_up:
+                self.now_frames.extend(self.status_messages())
+            return
+        if kind == "connected":
+            return
+        if kind == "error":
+            self._run(self.sm.server, "error", None, self._now(), reason=message.get("code"))
+        elif kind == "start" and _is_id(sid):
+            self._pending_user = message.get("user_name")
+            self._run(self.sm.server, "start", sid, self._now())
+        elif kind == "stop" and (_is_id(sid) or sid is None):
+            if not self._run(self.sm.server, "stop", sid, self._now(), reason="remote_stop"):
+                self._note("ignored", reason="stop for a session not charging here",
+                           session_id=sid)
+        elif kind in ("start", "stop"):
+            self._note("invalid", reason=f"{kind} without a valid session_id")
+        else:
             self._note("invalid", reason="unknown message type")
-            return
-        handler(self, message)
-
-    # --- the server's messages (one handler per type) ----------------------------------------
-    def _on_connected(self, message):
-        pass
-
-    def _on_sync_request(self, message):
-        self.outbox.put(self._status())
-        self._put_latest_reading()
-
-    def _on_start(self, message):
-        session_id = message.get("session_id")
-        if not _is_id(session_id):
-            self._note("invalid", reason="start without a valid session_id")
-            return
-        if self.state == WAITING:
-            self.model.plug_new_car()
-            self.model.set_relay(True)
-            self.session_id = session_id
-            self.user_name = message.get("user_name")
-            self._to(CHARGING, "started", session_id=session_id, user_name=self.user_name,
-                     relay="on")
-            self._put(self._reading())  # the register at the start: the server's baseline
-            self._next_metrics_at = self._monotonic() + self.metrics_interval_s
-        elif self.state == CHARGING and session_id == self.session_id:
-            return
-        else:
-            # a late or unexpected start: refuse it so the server does not bill a dead session
-            self._note("refused", session_id=session_id, state=self.state)
-            self._put(self._session_event("stop", session_id))
-
-    def _on_stop(self, message):
-        session_id = message.get("session_id")
-        if self.state == CHARGING and (session_id is None or session_id == self.session_id):
-            self.model.set_relay(False)
-            self._end(reason="remote_stop")
-        else:
-            self._note("ignored", reason="stop for a session not charging here",
-                       session_id=session_id)
-
-    def _on_error(self, message):
-        if self.state == WAITING:
-            self._to(IDLE, "idle", reason=message.get("code"))
-
-    _HANDLERS = {
-        "connected": _on_connected,
-        "sync_request": _on_sync_request,
-        "start": _on_start,
-        "stop": _on_stop,
-        "error": _on_error,
-    }
 
     # --- the buttons and the card reader -----------------------------------------------------
     def tap(self, uid: str) -> None:
-        if self.state in (WAITING, FAULT):
-            self._note("ignored", reason="card tap while " + self.state, nfc_uid=uid)
-            return
-        if not self.online:
-            self._note("ignored", reason="card tap not sent: offline", nfc_uid=uid)
-            return
-        if self.state == IDLE:
-            self._wait_since = self._monotonic()
-            self._to(WAITING, "waiting", nfc_uid=uid)
-        self.outbox.put({"type": "nfc_scan", "nfc_uid": uid})
+        state = self.sm.state
+        if not self._run(self.sm.card, uid, self._now(), nfc_uid=uid):
+            why = ("card tap while " + NAMES[state] if state in (fw.WAIT_START, fw.FAULT) else
+                   "card tap not sent: offline" if not self.sm.link_up else
+                   "the same card again within %g s" % SAME_CARD_S)
+            self._note("ignored", reason=why, nfc_uid=uid)
 
     def press_stop(self) -> None:
-        if self.state == CHARGING:
-            self._end_locally("stop_button")
-        elif self.state == WAITING:
-            self._to(IDLE, "idle", reason="stop_button")
+        """STOP pressed and released."""
+        now = self._now()
+        self._run(self.sm.button, "stop", True, now, reason="stop_button")
+        self._run(self.sm.button, "stop", False, now)
 
     def press_emergency(self) -> None:
-        if self.state == FAULT:
+        """EMERGENCY pressed (it latches open until press_reset()); the relay opens first."""
+        if self.emergency_down:
             return
+        self.emergency_down = True
         self.model.set_relay(False)
-        session_id, self.session_id = self.session_id, None
-        self._to(FAULT, "fault", session_id=session_id, relay="off")
-        self._put(self._session_event("emergency", session_id))
+        self._run(self.sm.button, "emergency", True, self._now())
 
     def press_reset(self) -> None:
-        """The local reset gesture: the only way out of FAULT."""
-        if self.state != FAULT:
+        """The local reset gesture: EMERGENCY released, STOP held. The only way out of fault."""
+        if self.sm.state != fw.FAULT:
             self._note("ignored", reason="reset while " + self.state)
             return
-        self._to(IDLE, "idle", reason="reset")
-        if self.online:
-            self.outbox.put(self._status())
+        now = self._now()
+        self.emergency_down = False
+        self._run(self.sm.button, "emergency", False, now)
+        self._run(self.sm.button, "stop", True, now)
+        self.tick()
+        self._run(self.sm.button, "stop", False, self._now())
 
     def reboot(self) -> None:
         """An ESP32 reboot: RAM is lost (session, outbox), the meter register and a latched
         EMERGENCY button are not. The caller reconnects."""
         self.model.set_relay(False)
-        self.outbox.clear()
         self.boots += 1
-        self.online = False
-        self._offline_since = self._monotonic()
-        self.session_id = None
-        self.user_name = None
         self._note("rebooted", wh=self.model.register_wh)
-        if self.state != FAULT:
-            self._to(IDLE, "idle", reason="reboot")
+        self._boot()
 
     # --- time --------------------------------------------------------------------------------
     def tick(self) -> None:
-        """Time passes: metrics when due, the start timeout, the offline limit."""
-        now = self._monotonic()
-        if self.state == WAITING and now - self._wait_since >= self.start_timeout_s:
-            self._to(IDLE, "idle", reason="timeout: no start from the server")
-        elif self.state == CHARGING:
-            if not self.online and now - self._offline_since >= self.offline_limit_s:
-                self._end_locally("offline_limit")
-            elif now >= self._next_metrics_at:
-                self._put(self._reading())
-                self._next_metrics_at += self.metrics_interval_s
-                if self._next_metrics_at <= now:  # the caller was late: do not burst
-                    self._next_metrics_at = now + self.metrics_interval_s
+        """Time passes: the meter is read (the firmware's poll loop) and the state machine's
+        clock runs (metrics when due, the start timeout, the offline limit, the reset)."""
+        self.meter = self.model.read()
+        self._run(self.sm.tick, self._now(), self.meter.wh)
+
+    # --- executing the state machine's actions (charger/app.py's _do) ------------------------
+    def _run(self, event, *args, reason=None, nfc_uid=None) -> int:
+        """Hand the state machine one event (`event(*args)`, one of its methods), execute
+        the actions it returns, note what changed; returns the actions."""
+        before, before_sid = self.sm.state, self.sm.session_id
+        acts = event(*args)
+        self._do(acts)
+        self._transition(before, before_sid, acts, reason, nfc_uid)
+        return acts
+
+    def _do(self, acts) -> None:
+        sm = self.sm
+        if acts & fw.A_RELAY_OFF:
+            self.model.set_relay(False)
+        if acts & fw.A_RELAY_ON:
+            if not self.emergency_down:  # never with EMERGENCY open
+                self.model.plug_new_car()  # each session charges a new car
+                self.model.set_relay(True)
+        if acts & fw.A_FINAL_READING:  # the relay is off: the stop carries this register
+            self.meter = self.model.read()
+            sm.wh = self.meter.wh
+        if acts & fw.A_LED and sm.led != self.led:
+            self.led = sm.led
+            self._note("led", pattern=fw.LED_NAMES[sm.led])
+        if acts & fw.A_FLASH_ERROR:
+            self._note("led", pattern="error", once=True)
+        queue = acts & (fw.A_QUEUE_READING | fw.A_QUEUE_STOP | fw.A_QUEUE_EMERGENCY)
+        if queue:
+            ts = int(self.model.now())
+            self.last_ts = ts if ts >= CLOCK_SET_FROM else 0
+        if acts & fw.A_QUEUE_READING:
+            m = self.meter
+            if not self.outbox.put_reading(sm.session_id, m.v, m.a, m.w, sm.wh, self.last_ts):
+                self._note("invalid", reason="reading refused by the outbox")
+            else:
+                self._queued("metrics")
+        if acts & (fw.A_QUEUE_STOP | fw.A_QUEUE_EMERGENCY):
+            kind = ("emergency" if acts & fw.A_QUEUE_EMERGENCY else
+                    sm.note if acts & fw.A_STOP_REASON else "stop")
+            try:
+                queued = self.outbox.put_event(kind, sm.event_sid, sm.wh, self.last_ts)
+            except ValueError as exc:  # e.g. a start's session_id beyond uint32
+                self._note("invalid", reason=str(exc))
+            else:
+                if queued:
+                    self._queued("emergency" if kind == "emergency" else "stop")
+                else:
+                    self._note("lost", type=kind, session_id=sm.event_sid,
+                               reason="outbox events full")
+            if sm.event_sid is not None:
+                self.ended = sm.event_sid
+        if sm.link_up:  # sent now, not queued (offline, the state machine sends nothing)
+            if acts & fw.A_SEND_SCAN:
+                self.now_frames.append(fw.messages.nfc_scan(sm.uid))
+            if acts & fw.A_SEND_STATUS:
+                self.now_frames.append(self.status_messages()[0])
+
+    def _transition(self, before, before_sid, acts, reason, nfc_uid) -> None:
+        """The event line for what the actions changed."""
+        sm = self.sm
+        if reason is None and acts & fw.A_LOG:
+            reason = sm.note
+        after = sm.state
+        if after == before:
+            if acts & fw.A_QUEUE_STOP:  # a stop without a state change: a start refused
+                self._note("refused", session_id=sm.event_sid, state=NAMES[after])
+            elif acts & fw.A_LOG and nfc_uid is not None:
+                self._note("ignored", reason=reason, nfc_uid=nfc_uid)
+            return
+        if after == fw.WAIT_START:
+            self._note("waiting", nfc_uid=nfc_uid)
+        elif after == fw.CHARGING:
+            self.user_name = self._pending_user
+            self._note("started", session_id=sm.session_id, user_name=self.user_name,
+                       relay="on" if self.model.relay_on else "off")
+        elif after == fw.FAULT:
+            self.user_name = None
+            self._note("fault", session_id=before_sid, relay="off")
+        elif before == fw.CHARGING:
+            self.user_name = None
+            self._note("stopped", session_id=before_sid, reason=reason, relay="off")
+        else:
+            self._note("idle", reason=reason)
 
     # --- helpers -----------------------------------------------------------------------------
-    def _end_locally(self, reason):
-        """Relay off first; then, as the firmware does, one more meter reading and the stop,
-        both carrying the final register."""
-        self.model.set_relay(False)
-        session_id = self.session_id
-        self._put(self._reading())
-        self._end(reason=reason)
-        self._put(self._session_event("stop", session_id))
+    def _now(self) -> int:
+        return int(self._monotonic() * 1000)
 
-    def _end(self, reason):
-        session_id = self.session_id
-        self.session_id = None
-        self.user_name = None
-        self._to(IDLE, "stopped", session_id=session_id, reason=reason, relay="off")
-
-    def _to(self, state, event, **fields):
-        self.state = state
-        self._note(event, **fields)
+    def _queued(self, kind) -> None:
+        if not self.sm.link_up:
+            self._note("queued", type=kind, pending=len(self.outbox))
 
     def _note(self, event, **fields):
         self._notify(event, fields)
 
-    def _put(self, message):
-        """Readings and session events survive a lost link (bounded); nothing else is made
-        while offline."""
-        self.outbox.put(message)
-        if not self.online:
-            self._note("queued", type=message["type"], pending=len(self.outbox))
-
-    def _status(self) -> dict:
-        state = IDLE if self.state == WAITING else self.state
-        session_id = self.session_id if self.state == CHARGING else None
-        return {"type": "status", "state": state, "session_id": session_id,
-                "wh": self.model.register_wh}
-
-    def _status_before(self, pending) -> dict:
-        """The status to report ahead of a replay (see the module docstring)."""
-        if self.state == CHARGING:
-            return self._status()
-        for message in pending:
-            if message["type"] in DURABLE and message.get("session_id") is not None:
-                first_wh = next(m["wh"] for m in pending if "wh" in m)
-                return {"type": "status", "state": CHARGING,
-                        "session_id": message["session_id"], "wh": first_wh}
-        return self._status()
-
-    def _reading(self) -> dict:
-        r = self.model.read()
-        self._last_reading_ts = int(r.ts)
-        return {"type": READING, "session_id": self.session_id, "v": r.v, "a": r.a, "w": r.w,
-                "wh": r.wh, "ts": int(r.ts)}
-
-    def _put_latest_reading(self) -> None:
-        """The present reading, unless one with the same whole-second `ts` already went (the
-        server would ignore it as a repeat)."""
-        if self.state == CHARGING and int(self.model.read().ts) > self._last_reading_ts:
-            self.outbox.put(self._reading())
-
-    def _session_event(self, kind, session_id) -> dict:
-        r = self.model.read()
-        return {"type": kind, "session_id": session_id, "wh": r.wh, "ts": int(r.ts)}
-
     def summary(self) -> dict:
         """What the `status` command prints."""
         r = self.model.read()
-        return {"state": self.state, "session_id": self.session_id,
-                "link": "online" if self.online else "offline", "pending": len(self.outbox),
-                "a": r.a, "w": r.w, "wh": r.wh, "soc": round(self.model.soc * 100, 1)}
+        return {"state": self.state, "session_id": self.sm.session_id,
+                "link": "online" if self.sm.link_up else "offline", "pending": len(self.outbox),
+                "dropped": self.outbox.dropped, "a": r.a, "w": r.w, "wh": r.wh,
+                "soc": round(self.model.soc * 100, 1)}

@@ -26,9 +26,10 @@ class ScaledClock:
 
 
 class ManualClock:
-    """A clock that only moves when told to."""
+    """A clock that only moves when told to. It starts in 2026: a charger whose clock is
+    before 2024 takes it for not set and sends no `ts` (as the firmware does)."""
 
-    def __init__(self, start=1_700_000_000.0):
+    def __init__(self, start=1_780_000_000.0):
         self._now = float(start)
 
     def now(self) -> float:

@@ -4,10 +4,12 @@ One command per line; blank lines and `#` comments are skipped. A command withou
 applies to every simulated station. A station is written `3` or `st3`; in `tap`, a lone
 argument that names a simulated station is the station, anything else is a card UID.
 
-  tap [UID] [STATION]      tap a card (default: the station's --card / --card-pattern card)
+  tap [UID] [STATION]      tap a card (default: the station's --card / --card-pattern card;
+                           the same card again within 3 s is ignored, as on the board)
   stop [STATION]           press STOP (relay off, then `stop` with the final wh/ts)
-  emergency [STATION]      press EMERGENCY (relay off, fault, `emergency`)
-  reset [STATION]          the local reset: leave fault, report `status` idle
+  emergency [STATION]      press EMERGENCY (relay off, fault, `emergency`; latched until reset)
+  reset [STATION]          the local reset gesture (EMERGENCY released, STOP held), at once:
+                           leave fault, report `status` idle
   drop [STATION]           lose the WiFi for --drop-seconds (or until `reconnect`)
   reconnect [STATION]      end a drop or a backoff wait now
   reboot [STATION]         reboot the ESP32 (session forgotten, meter register kept)

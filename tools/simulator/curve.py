@@ -77,6 +77,10 @@ class ChargingModel:
         self.stored_wh = self.plug_in_soc * self.capacity_wh
 
     # --- outputs -----------------------------------------------------------------------------
+    def now(self) -> float:
+        """The simulated unix time (the charger's wall clock, for `ts`)."""
+        return self._clock.now()
+
     @property
     def soc(self) -> float:
         return min(1.0, self.stored_wh / self.capacity_wh)

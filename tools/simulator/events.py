@@ -7,9 +7,10 @@ Line format (greppable): `[st<N>] <event> key=value ...`
 Strings with spaces are JSON-quoted; `null` is None.
 
 Names a script can wait for (`wait-for NAME`): the charger events (`online`, `offline`,
-`waiting`, `started`, `stopped`, `idle`, `fault`, `refused`, `ignored`, `queued`, `replayed`,
-`rebooted`, `invalid`), `<-TYPE` / `->TYPE` for frames, and a bare server frame type
-(`connected`, `start`, `stop`, `error`, `sync_request`) as short for `<-TYPE`.
+`retry`, `dropped`, `waiting`, `started`, `stopped`, `idle`, `fault`, `refused`, `ignored`,
+`queued`, `replayed`, `delivered` (an ack released outbox entries), `rebooted`, `invalid`,
+`lost`, `led`), `<-TYPE` / `->TYPE` for frames, and a bare server frame type (`connected`,
+`start`, `stop`, `error`, `sync_request`, `ack`) as short for `<-TYPE`.
 """
 
 import asyncio

@@ -18,7 +18,7 @@ from tools.simulator.curve import ChargingModel
 from tools.simulator.events import EventLog, format_fields
 from tools.simulator.link import StationLink
 
-FLUSH_TIMEOUT_S = 3.0
+FLUSH_TIMEOUT_S = 10.0  # quit: time for the outbox to be sent and acknowledged
 
 
 class ScriptFailure(Exception):

@@ -1,9 +1,22 @@
 """The reconnecting WebSocket link of one simulated charger (websockets' asyncio client).
 
-Connects to `ws://HOST:PORT/ws?role=publisher&estacionId=N[&token=T]`, tells the `Charger`
-when the link goes up or down, feeds it the server's frames and sends what it puts in its
-outbox, in order; a message leaves the outbox for good only when the pong of a later ping
-confirms the server read it.
+Connects to `ws://HOST:PORT/ws?role=publisher&estacionId=N[&token=T]`, sends the charger's
+status frames first, then what it sends at once (`nfc_scan`, `status`) and its outbox in
+order, and feeds it the server's frames. Delivery is acknowledged as the firmware's link does
+it (docs/protocol.md, "Acknowledged delivery"): every data frame sent on a connection is
+counted from 1; the outbox is sent in batches of at most 16 entries, and a batch leaves the
+outbox (`Outbox.confirm()`) only when an `{"type":"ack","n":K}` with K at least the frame
+number of its last entry arrives; the next batch waits for that ack (a partial ack releases
+nothing yet). Entries not acknowledged when a connection ends are sent again, in order,
+right after the next connect's status (`Outbox.rewind()`). A server that does not ack (its
+disk failing) loses nothing: the entries wait in the outbox under its bound, and when the
+batch in flight is not acked within 30 s (`ack_timeout_s`, the firmware's default) the link
+closes the connection (1001) and reconnects: the server never acks a connection again once
+one of its frames could not be committed, and a new connection counts from 1 and replays.
+Pings are for liveness only (no pong within 10 s: the link is dead, reconnect); a pong
+confirms nothing. An ack whose `n` is not a whole number 0..frames sent is logged
+(`invalid`) and ignored.
+
 Reconnects forever: exponential backoff 1 s -> 30 s with jitter, reset once the server has
 answered `connected`. `drop()` cuts the TCP connection without a closing handshake, as a lost
 WiFi does, and holds the link down for a while; `reboot()` does the same with an ESP32 reboot.
@@ -19,7 +32,8 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 BACKOFF_MIN_S = 1.0
 BACKOFF_MAX_S = 30.0
 OPEN_TIMEOUT_S = 10.0
-CONFIRM_TIMEOUT_S = 10.0  # a sent batch whose pong has not come by then: the link is dead
+BATCH = 16  # outbox entries sent per acknowledgement (the firmware's charger/link.py _BATCH)
+ACK_TIMEOUT_S = 30.0  # the batch in flight unacked this long: close (1001) and reconnect
 REBOOT_S = 1.0  # how long the simulated ESP32 takes to boot and join the WiFi
 
 
@@ -31,7 +45,7 @@ def backoff_delay(attempt: int, rng, low=BACKOFF_MIN_S, high=BACKOFF_MAX_S) -> f
 
 class StationLink:
     def __init__(self, charger, url: str, log, rng, *, drop_seconds=10.0, tick_s=0.25,
-                 on_online=None):
+                 on_online=None, ack_timeout_s=ACK_TIMEOUT_S):
         self.charger = charger
         self.url = url
         self.log = log
@@ -46,6 +60,10 @@ class StationLink:
         self._attempt = 0
         self._closing = False
         self._tasks = []
+        self.ack_timeout_s = ack_timeout_s
+        self.frames = 0  # data frames sent on this connection
+        self.acked = 0  # the highest `ack` n of this connection
+        self._why = None  # why the link itself ended the connection
 
     # --- control from the command front end --------------------------------------------------
     def start(self) -> None:
@@ -72,9 +90,11 @@ class StationLink:
         self._abort()
 
     async def flush(self, timeout: float) -> None:
-        """Wait until the outbox is empty (or the link is down, or `timeout`)."""
+        """Wait until everything is sent and acknowledged (or the link is down, or
+        `timeout`)."""
         deadline = time.monotonic() + timeout
-        while self.charger.online and self.charger.outbox and time.monotonic() < deadline:
+        while (self.charger.online and (len(self.charger.outbox) or self.charger.now_frames)
+               and time.monotonic() < deadline):
             await asyncio.sleep(0.02)
 
     async def close(self) -> None:
@@ -104,17 +124,20 @@ class StationLink:
 
     async def _connect_once(self) -> None:
         why = {}
+        self._why = None
         try:
             async with connect(self.url, open_timeout=OPEN_TIMEOUT_S, close_timeout=2,
                                ping_interval=10, ping_timeout=10, max_size=2**16,
                                compression=None) as ws:
                 self._ws = ws
+                self.frames = self.acked = 0
                 self.log.emit("online", {})
-                self.charger.connected()
+                for text in self.charger.connected():  # the physical truth first
+                    await self._send(ws, text)
                 if self._on_online is not None:
                     self._on_online()
-                self._wake.set()
-                pump = asyncio.create_task(self._pump(ws))
+                pump = asyncio.create_task(self._pump(ws, self.charger.outbox))
+                pump.add_done_callback(lambda task: self._pump_ended(task, ws))
                 try:
                     async for frame in ws:
                         self._receive(frame)
@@ -134,7 +157,15 @@ class StationLink:
             self._ws = None
             self.charger.disconnected()
         if not self._closing:
-            self.log.emit("offline", why)
+            self.log.emit("offline", self._why or why)
+
+    def _pump_ended(self, task, ws) -> None:
+        """The sender is gone: so is this connection (a send failed, a reboot, a bug)."""
+        if not task.cancelled():
+            exc = task.exception()
+            if exc is not None and not isinstance(exc, ConnectionClosed):
+                self._why = {"error": f"unexpected {type(exc).__name__}: {exc}"}
+            ws.transport.abort()
 
     async def _hold(self) -> None:
         """Stay down while a drop or a reboot holds the link (until `reconnect()`)."""
@@ -165,50 +196,70 @@ class StationLink:
         except (ValueError, RecursionError) as exc:
             self.log.emit("invalid", {"reason": str(exc)[:120], "frame": str(frame)[:120]})
             return
+        if message["type"] == "ack":
+            self._on_ack(message)
+            return
         if message["type"] == "connected":
             self._attempt = 0
         self.charger.receive(message)
 
-    async def _pump(self, ws) -> None:
-        """Send the outbox in order. As the firmware does, a sent message counts as delivered
-        only when the pong of a ping sent after it arrives (the server has read it); if the
-        link fails first, every unconfirmed message goes back to the front of the outbox (a
-        repeat is harmless: the server ignores a known `ts` and a second `stop`)."""
-        unconfirmed = []
-        boots = self.charger.boots
-        try:
-            while True:
-                message = self.charger.outbox.pop()
-                if message is None:
-                    if unconfirmed:
-                        pong = await ws.ping()
-                        await asyncio.wait_for(pong, CONFIRM_TIMEOUT_S)
-                        unconfirmed.clear()
-                        continue
-                    self._wake.clear()
-                    await self._wake.wait()
-                    continue
-                unconfirmed.append(message)
-                await ws.send(json.dumps(message, ensure_ascii=False, separators=(",", ":")))
-                self.log.emit("->", message)
-        except TimeoutError:
-            ws.transport.abort()  # no pong in time: the link is dead, reconnect
-            self._restore(unconfirmed, boots)
-            raise
-        except (ConnectionClosed, asyncio.CancelledError):
-            self._restore(unconfirmed, boots)
-            raise
+    def _on_ack(self, message) -> None:
+        """`{"type":"ack","n":K}`: the server has committed the first K frames."""
+        self.log.emit("<-", message)
+        n = message.get("n")
+        if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= self.frames:
+            self.log.emit("invalid", {"reason": f"ack n must be a whole number 0..{self.frames} "
+                                                "(the frames sent on this connection)"})
+            return
+        self.acked = max(self.acked, n)
 
-    def _restore(self, unconfirmed, boots) -> None:
-        if self.charger.boots == boots:  # a reboot lost the RAM these lived in
-            for message in reversed(unconfirmed):
-                self.charger.outbox.restore(message)
+    async def _send(self, ws, text) -> None:
+        """Send one data frame and count it (first: the server may ack it before send()
+        returns)."""
+        self.frames += 1
+        await ws.send(text)
+        self.log.emit("->", json.loads(text))
+
+    async def _pump(self, ws, outbox) -> None:
+        """Send what the charger sends at once, then the outbox, a batch at a time: a batch
+        leaves the outbox when an ack covers its last frame (see the module docstring)."""
+        waiting_for = 0  # the frame number the ack must reach; 0: no batch out
+        deadline = 0.0  # ... by then
+        while self.charger.outbox is outbox:  # (a reboot made a new outbox: this one is gone)
+            while (text := self.charger.take_now()) is not None:
+                await self._send(ws, text)
+            if waiting_for and self.acked >= waiting_for:
+                entries = outbox.unconfirmed
+                outbox.confirm()
+                waiting_for = 0
+                self.log.emit("delivered", {"entries": entries, "pending": len(outbox)})
+            if not waiting_for and len(outbox) > outbox.unconfirmed:
+                for _ in range(BATCH):
+                    text = outbox.next_unsent()
+                    if text is None:
+                        break
+                    await self._send(ws, text)
+                waiting_for = self.frames
+                deadline = time.monotonic() + self.ack_timeout_s
+                continue
+            self._wake.clear()
+            if not waiting_for:
+                await self._wake.wait()  # a new entry, a frame to send now
+                continue
+            try:  # ... or the ack of the batch in flight
+                await asyncio.wait_for(self._wake.wait(), deadline - time.monotonic())
+            except TimeoutError:
+                if self.acked < waiting_for:
+                    self._why = {"code": 1001, "reason": f"no ack of frame {waiting_for} "
+                                                         f"within {self.ack_timeout_s:g} s"}
+                    await ws.close(1001, "no ack")
+                    return
 
     async def _ticker(self) -> None:
         while True:
             await asyncio.sleep(self.tick_s)
             self.charger.tick()
-            if self.charger.outbox:
+            if self.charger.unsent():
                 self._wake.set()
 
     def _abort(self) -> None:
