@@ -119,12 +119,17 @@ class App:
         sm = self.sm
         if not len(self.outbox):
             self.ended = None
-        if sm.state_name != "charging" and self.ended is not None:
+        if (sm.state_name != "charging" and self.ended is not None
+                and len(self.outbox) > self.outbox.unconfirmed):
             # A session ended here while offline (STOP, offline limit, meter failure,
             # EMERGENCY): its readings and its stop/emergency follow in the replay. Report it
             # as it stood at the head of that history (charging), so the server resumes it,
             # stores the readings and closes it for the real reason (`local_stop`,
-            # `emergency`) instead of ending it at once as `charger_reset` / `fault`.
+            # `emergency`) instead of ending it at once as `charger_reset` / `fault`. Only
+            # while something is unsent on this connection (the link rewinds before the
+            # status): once the stop/emergency went out, the server reads it before this
+            # status, which then tells the physical truth (a `sync_request` answered while an
+            # emergency awaits its ack must say `fault`, or the server would unlatch it).
             return [messages.status("charging", self.ended, sm.wh)]
         out = [messages.status(sm.state_name, sm.session_id, sm.wh)]
         # The latest reading goes along only when the outbox holds none: queued readings are

@@ -114,6 +114,7 @@ class Link:
                 await ws.connect(*self.dial)
                 ack = self.ack
                 ack[0] = ack[1] = 0  # a new connection counts its frames from 1
+                outbox.rewind()  # what the last connection did not get acked goes again
                 rx = asyncio.create_task(self._receive())
                 for text in self._hook(self.handler.status_messages, None):
                     await ws.send(text)  # the physical truth first
@@ -129,7 +130,6 @@ class Link:
                 # reading and one per covering ack (each wake-up allocates in asyncio). A
                 # send usually returns without yielding, so a replay of many entries does
                 # not starve the other tasks.
-                outbox.rewind()  # what the last connection did not get acked goes again
                 sent = 0
                 while ws.open:
                     if ack[1] < 0:  # _watch(): no ack within ack_timeout_s

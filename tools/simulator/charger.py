@@ -103,7 +103,8 @@ class Charger:
         sm = self.sm
         if not len(self.outbox):
             self.ended = None
-        if sm.state_name != "charging" and self.ended is not None:
+        if (sm.state_name != "charging" and self.ended is not None
+                and len(self.outbox) > self.outbox.unconfirmed):
             return [fw.messages.status("charging", self.ended, sm.wh)]
         out = [fw.messages.status(sm.state_name, sm.session_id, sm.wh)]
         if sm.state_name == "charging" and sm.wh is not None and self.outbox.readings == 0:
@@ -114,9 +115,9 @@ class Charger:
     def connected(self) -> list:
         """The WebSocket is open: returns the status frames to send first; then the link is
         up and the outbox is replayed from its oldest unacknowledged entry."""
+        self.outbox.rewind()  # before the status, as the firmware's link does
         texts = self.status_messages()
         self.now_frames.clear()
-        self.outbox.rewind()
         self._run(self.sm.link, True, self._now())
         if len(self.outbox):
             self._note("replayed", n=len(self.outbox))

@@ -134,6 +134,23 @@ def case_status_reports_charging_with_the_latest_reading():
     assert len(texts) == 2 and '"wh":1234' in texts[1]
 
 
+def case_status_reports_an_ended_session_as_charging_until_its_emergency_is_sent():
+    # EMERGENCY while charging, the link down: the reconnect's status reports session 7 as
+    # charging (its replay closes it as `emergency`); once the emergency went out on this
+    # connection, a `sync_request`'s status tells the physical truth: fault. Before, it said
+    # "charging 7" until the ack, and the server, which had already latched the emergency,
+    # unlatched it (the station shown `disponible` with the charger in fault).
+    a = _charging_app()
+    a.on_link(False)
+    a._do(a.sm.button("emergency", True, 10))
+    a.outbox.rewind()  # the reconnect (the link rewinds before the status)
+    assert json.loads(a.status_messages()[0])["state"] == "charging"
+    sent = _sent(a)  # the replay: the first reading, then the emergency (not acked yet)
+    assert [m["type"] for m in sent] == ["metrics", "emergency"]
+    status = json.loads(a.status_messages()[0])
+    assert status["state"] == "fault" and status["session_id"] is None
+
+
 def case_malformed_server_messages_are_ignored():
     a = _app()
     a.sm.card("AA", 0)
