@@ -29,7 +29,7 @@ def settings(cfg):
     dest = parse_url(url)  # parsed once: ValueError now rather than at every reconnect
     ms = []
     for key, default, lo, hi in (
-            ("ping_interval_s", 20, 0.05, 3600), ("ping_timeout_s", 10, 0.05, 3600),
+            ("ping_interval_s", 10, 0.05, 3600), ("ping_timeout_s", 5, 0.05, 3600),
             ("backoff_min_s", 1, 0.01, 3600), ("backoff_max_s", 30, 0.01, 3600),
             ("connect_timeout_s", 10, 0.1, 600), ("wifi_timeout_s", 20, 0.1, 600),
             ("ack_timeout_s", 30, 0.1, 3600)):

@@ -190,4 +190,4 @@ async def test_the_firmware_link_keeps_what_the_fakeserver_does_not_ack_and_repl
                                              "status", "status", "metrics", "metrics",
                                              "metrics"]
     assert metrics_ts(received) == [1, 2, 3, 1, 2, 3]
-    assert '-> {"type": "ack", "n": 4}' in server.output()  # the second connection's count
+    assert '-> {"type":"ack","n":4}' in server.output()  # the second connection's count
