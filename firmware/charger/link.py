@@ -86,8 +86,11 @@ class Link:
         self.connected = False
         # this connection's acks: [frames the server acked, frame number the ack must reach
         # to release the batch in flight (0: none in flight, -1: its ack is overdue),
-        # ticks_ms() when that batch went out]
-        self.ack = [0, 0, 0]
+        # ticks_ms() when that batch went out, the Event an ack covering it sets]. The
+        # WebSocket reads the server's compact ack into it (wsclient: no string, no
+        # coroutine per ack); _receive() handles any other form.
+        self.ack = [0, 0, 0, self.wake]
+        self.ws.ack = self.ack
 
     def notify(self):
         """Call after an outbox put: the link sends it as soon as it is connected."""
@@ -196,29 +199,19 @@ class Link:
         ack = self.ack
         try:
             while True:
-                text = await ws.recv()
-                # The server's ack (one per reading, compact JSON) is read without json: no
-                # dict, ~200 B less garbage per reading. Anything else, an ack written
-                # otherwise too, goes through messages.parse().
-                if (isinstance(text, str) and text.startswith('{"type":"ack","n":')
-                        and text.endswith("}")):
-                    try:
-                        n = int(text[18:-1])
-                    except ValueError:
-                        n = None  # (logged below)
-                else:
-                    msg = messages.parse(text) if isinstance(text, str) else None
-                    if msg is None:
-                        print("[link]", "ignored", repr(text[:32]))  # not a JSON message
-                        continue
-                    if msg["type"] != "ack":
-                        if msg["type"] == "sync_request":
-                            for text in self._hook(self.handler.status_messages, None):
-                                await ws.send(text)
-                        self._hook(self.handler.on_message, msg)
-                        continue
-                    n = msg.get("n")
-                # an ack is the link's own, not the handler's
+                text = await ws.recv()  # (the server's compact acks never come out here)
+                msg = messages.parse(text) if isinstance(text, str) else None
+                if msg is None:
+                    print("[link]", "ignored", repr(text[:32]))  # not a JSON message
+                    continue
+                if msg["type"] != "ack":
+                    if msg["type"] == "sync_request":
+                        for text in self._hook(self.handler.status_messages, None):
+                            await ws.send(text)
+                    self._hook(self.handler.on_message, msg)
+                    continue
+                # an ack in another form: the link's own, not the handler's
+                n = msg.get("n")
                 if (not isinstance(n, int) or isinstance(n, bool)
                         or n > ws.count):  # cannot confirm what was never sent
                     print("[link]", "ignored", "ack", n)
