@@ -21,8 +21,9 @@ batch leaves the outbox: an ack that covers part of a batch releases nothing yet
 confirms nothing (it only proves the link alive): what a server read but did not commit
 before it died is sent again. When the connection ends, the unacknowledged entries are sent
 again, in order, after the next connect's `status` (the server ignores a reading it already
-has, and a repeated `stop` is harmless). An `ack` is consumed here, not handed to the
-handler; one whose `n` is not a whole number or above the frames sent is logged and ignored.
+has, and a repeated `stop` is harmless). An `ack` is the link's, never the handler's (the
+WebSocket reads the server's compact form in place; `_receive` any other form); one whose
+`n` is not a whole number or above the frames sent is logged and ignored.
 A live link whose server does not ack (its disk failing) loses nothing either: entries wait
 in the outbox under its bound (oldest reading dropped first), the keepalive still detects a
 dead link, and when the batch in flight is not acked within `ack_timeout_s` the link closes
@@ -40,9 +41,10 @@ the server's messages to a charger are a few hundred bytes at most). charger/lin
 reads and checks them once, when the Link is built, and is dropped after.
 
 Memory (issue 3): one wsclient.WebSocket serves every connection; the connection's life is
-one coroutine (`run`) with two helper tasks per connection (receive; the watch: WiFi, ack age) that end
-with it; the numbers sit in one tuple (`ms`), the connect arguments in another (`dial`);
-log lines are made of short words (interned once) rather than long string constants.
+one coroutine (`run`) with two helper tasks per connection (receive; the watch: WiFi and the
+ack's age) that end with it; the numbers sit in one tuple (`ms`), the connect arguments in
+another (`dial`); log lines are made of short words (interned once) rather than long string
+constants.
 """
 
 import asyncio
@@ -130,8 +132,8 @@ class Link:
                 # ack[1] = the frame number of its last entry (ws.count once it is written:
                 # a frame another task wrote after it can only make it later, never
                 # early), and nothing more goes until an ack covers it; then the batch
-                # leaves the outbox. Sleep until notify(), the covering ack (_receive sets
-                # `wake` only for that one) or the connection's end: one wake-up per queued
+                # leaves the outbox. Sleep until notify(), the covering ack (only that one
+                # sets `wake`) or the connection's end: one wake-up per queued
                 # reading and one per covering ack (each wake-up allocates in asyncio). A
                 # send usually returns without yielding, so a replay of many entries does
                 # not starve the other tasks.

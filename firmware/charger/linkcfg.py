@@ -13,7 +13,8 @@ reconnect (charger/wsopen.py) stays small.
 def settings(cfg):
     """(dial, ms, ws) for the Link: dial = (parse_url(url), ca_cert, connect timeout ms),
     the arguments of WebSocket.connect(); ms = (backoff min, backoff max, WiFi timeout, ack
-    timeout) in ms; ws = (max_message, ping interval ms, ping timeout ms), the arguments of WebSocket()."""
+    timeout) in ms; ws = (max_message, ping interval ms, ping timeout ms), the arguments of
+    WebSocket()."""
     station = cfg.get("station")
     if isinstance(station, bool) or not isinstance(station, int) or station < 1:
         raise ValueError("station must be a positive integer")

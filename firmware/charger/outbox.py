@@ -19,7 +19,8 @@ index, never copying entries. Rules:
   stay in the outbox, marked sent), and removes them with `confirm()` once the server's
   `ack` says it committed them (charger/link.py); when the connection ends first,
   `rewind()` makes them unsent again, so a server that read them but died before its
-  commit, or a half-open link that swallowed them, loses nothing. A replayed entry may reach the server twice (it ignores a repeated `ts`; a
+  commit, or a half-open link that swallowed them, loses nothing. A replayed entry may
+  reach the server twice (it ignores a repeated `ts`; a
   repeated `stop` is harmless). A sent reading dropped by a put (outbox full) before its
   confirmation is simply gone: `confirm()` removes only what is still there.
 

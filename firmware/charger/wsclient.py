@@ -7,8 +7,8 @@ loaded for each connect and dropped after it), framing with a fresh client mask 
 reassembly of fragmented messages (control frames may arrive in between), pongs for the
 server's pings, its own pings to notice a half-open link, the count of data frames written
 on the connection (`count`: what the server's `ack` refers to), the server's compact `ack`
-read in place (see `ack` in the class), the closing handshake, and the limits: a message-size bound (close 1009) and timeouts on connect, handshake, reads and the
-close.
+read in place (see `ack` in the class), the closing handshake, and the limits: a
+message-size bound (close 1009) and timeouts on connect, handshake, reads and the close.
 
 Why hand-written: micropython-lib's aiohttp WebSocket client does not reassemble fragmented
 messages, does not check `Sec-WebSocket-Accept` and has no connect, handshake or read
@@ -22,8 +22,9 @@ why.
 
 Memory (issue 3): one WebSocket object serves every connection (connect it again after it
 closed), so a reconnect allocates no new buffers, lock or views, and nothing of an old
-connection stays. One bytearray holds the receive header, transmit header, transmit chunk, control payload and message (the `_RXH`.. `_MSG` offsets); the few
-views used per frame are sliced once into `views`. Receiving a frame allocates asyncio's
+connection stays. One bytearray holds the receive header, transmit header, transmit chunk,
+control payload and message (the `_RXH`.. `_MSG` offsets); the few views used per frame are
+sliced once into `views`. Receiving a frame allocates asyncio's
 read of its header, a view of its payload and, at its end, the message; sending allocates
 the UTF-8 bytes of a text, a 4-byte mask and one buffer view per chunk, and takes neither
 the write lock nor a drain unless the socket did not take the whole frame. Few methods, few attributes (the

@@ -30,7 +30,7 @@ BUDGET = {  # bytes; the comment: measured at the end of the memory round (befor
     "charger.outbox": 3328,  # 2930; 3229 with the fault stops' kinds (R3: their 2 words)
     "charger.pzem": 1888,  # 1808 (with the Modbus CRC)
     "charger.state": 3520,  # 3400
-    "charger.wsclient": 6368,  # 5902; 6169 with issue 10 (no confirm ping; the compact ack read in place)
+    "charger.wsclient": 6368,  # 5902; 6169 with issue 10 (no confirm ping, the compact ack read)
     "charger.wsopen": 2784,  # 2692 (loaded for each connect)
     RESIDENT: 30016,  # 29097
 }
