@@ -174,7 +174,7 @@ class FakeServer:
             self._acker = None
 
     async def send_ack(self, n):
-        await self.send({"type": "ack", "n": n})
+        await self.send('{"type":"ack","n":%d}' % n)  # compact, as the real server writes it
         self.acked = max(self.acked, n)
 
     async def _answer_scan(self, msg):

@@ -7,6 +7,9 @@ outbox in order and keep draining it as the app puts entries (`notify()` wakes t
 hand every received message to `handler.on_message(dict)` and answer `sync_request` with
 the status messages again. Any failure (server gone, close code, keepalive timeout, WiFi
 lost) reports the link down and reconnects forever with exponential backoff and jitter.
+A dead server is noticed within `ping_interval_s` + `ping_timeout_s` (10 + 5 s: the 15 s in
+which the server shows a silent charger `desconectado`) of the last byte received (its
+pings and acks count): the WebSocket pings only after that long without a byte.
 
 An outbox entry leaves the outbox only when the server's `{"type":"ack","n":K}` covers it:
 K is how many data frames of this connection the server has read AND committed to its
@@ -18,8 +21,9 @@ batch leaves the outbox: an ack that covers part of a batch releases nothing yet
 confirms nothing (it only proves the link alive): what a server read but did not commit
 before it died is sent again. When the connection ends, the unacknowledged entries are sent
 again, in order, after the next connect's `status` (the server ignores a reading it already
-has, and a repeated `stop` is harmless). An `ack` is consumed here, not handed to the
-handler; one whose `n` is not a whole number or above the frames sent is logged and ignored.
+has, and a repeated `stop` is harmless). An `ack` is the link's, never the handler's (the
+WebSocket reads the server's compact form in place; `_receive` any other form); one whose
+`n` is not a whole number or above the frames sent is logged and ignored.
 A live link whose server does not ack (its disk failing) loses nothing either: entries wait
 in the outbox under its bound (oldest reading dropped first), the keepalive still detects a
 dead link, and when the batch in flight is not acked within `ack_timeout_s` the link closes
@@ -30,16 +34,17 @@ per `ack_timeout_s` connection, again and again.
 
 Config keys (the parsed config dict): `server_url`, `station`, `token`, `ca_cert`,
 `wifi` ({ssid, password} or None: the network is managed elsewhere and not watched),
-`ping_interval_s` (20), `backoff_max_s` (30); optional with defaults: `ping_timeout_s` (10),
+`ping_interval_s` (10), `backoff_max_s` (30); optional with defaults: `ping_timeout_s` (5),
 `backoff_min_s` (1), `connect_timeout_s` (10), `wifi_timeout_s` (20), `ack_timeout_s` (30),
 `max_message` (1024:
 the server's messages to a charger are a few hundred bytes at most). charger/linkcfg.py
 reads and checks them once, when the Link is built, and is dropped after.
 
 Memory (issue 3): one wsclient.WebSocket serves every connection; the connection's life is
-one coroutine (`run`) with two helper tasks per connection (receive; the watch: WiFi, ack age) that end
-with it; the numbers sit in one tuple (`ms`), the connect arguments in another (`dial`);
-log lines are made of short words (interned once) rather than long string constants.
+one coroutine (`run`) with two helper tasks per connection (receive; the watch: WiFi and the
+ack's age) that end with it; the numbers sit in one tuple (`ms`), the connect arguments in
+another (`dial`); log lines are made of short words (interned once) rather than long string
+constants.
 """
 
 import asyncio
@@ -83,8 +88,11 @@ class Link:
         self.connected = False
         # this connection's acks: [frames the server acked, frame number the ack must reach
         # to release the batch in flight (0: none in flight, -1: its ack is overdue),
-        # ticks_ms() when that batch went out]
-        self.ack = [0, 0, 0]
+        # ticks_ms() when that batch went out, the Event an ack covering it sets]. The
+        # WebSocket reads the server's compact ack into it (wsclient: no string, no
+        # coroutine per ack); _receive() handles any other form.
+        self.ack = [0, 0, 0, self.wake]
+        self.ws.ack = self.ack
 
     def notify(self):
         """Call after an outbox put: the link sends it as soon as it is connected."""
@@ -125,8 +133,8 @@ class Link:
                 # ack[1] = the frame number of its last entry (ws.count once it is written:
                 # a frame another task wrote after it can only make it later, never
                 # early), and nothing more goes until an ack covers it; then the batch
-                # leaves the outbox. Sleep until notify(), the covering ack (_receive sets
-                # `wake` only for that one) or the connection's end: one wake-up per queued
+                # leaves the outbox. Sleep until notify(), the covering ack (only that one
+                # sets `wake`) or the connection's end: one wake-up per queued
                 # reading and one per covering ack (each wake-up allocates in asyncio). A
                 # send usually returns without yielding, so a replay of many entries does
                 # not starve the other tasks.
@@ -193,29 +201,19 @@ class Link:
         ack = self.ack
         try:
             while True:
-                text = await ws.recv()
-                # The usual ack (one per reading) is read without json: no dict, ~250 B
-                # less garbage per reading. Anything else, and an ack written otherwise,
-                # goes through messages.parse().
-                n = text.replace(" ", "") if isinstance(text, str) and len(text) < 40 else ""
-                if n.startswith('{"type":"ack","n":') and n.endswith("}"):
-                    try:
-                        n = int(n[18:-1])
-                    except ValueError:
-                        n = None  # (logged below)
-                else:
-                    msg = messages.parse(text) if isinstance(text, str) else None
-                    if msg is None:
-                        print("[link]", "ignored", repr(text[:32]))  # not a JSON message
-                        continue
-                    if msg["type"] != "ack":
-                        if msg["type"] == "sync_request":
-                            for text in self._hook(self.handler.status_messages, None):
-                                await ws.send(text)
-                        self._hook(self.handler.on_message, msg)
-                        continue
-                    n = msg.get("n")
-                # an ack is the link's own, not the handler's
+                text = await ws.recv()  # (the server's compact acks never come out here)
+                msg = messages.parse(text) if isinstance(text, str) else None
+                if msg is None:
+                    print("[link]", "ignored", repr(text[:32]))  # not a JSON message
+                    continue
+                if msg["type"] != "ack":
+                    if msg["type"] == "sync_request":
+                        for text in self._hook(self.handler.status_messages, None):
+                            await ws.send(text)
+                    self._hook(self.handler.on_message, msg)
+                    continue
+                # an ack in another form: the link's own, not the handler's
+                n = msg.get("n")
                 if (not isinstance(n, int) or isinstance(n, bool)
                         or n > ws.count):  # cannot confirm what was never sent
                     print("[link]", "ignored", "ack", n)

@@ -13,7 +13,8 @@ reconnect (charger/wsopen.py) stays small.
 def settings(cfg):
     """(dial, ms, ws) for the Link: dial = (parse_url(url), ca_cert, connect timeout ms),
     the arguments of WebSocket.connect(); ms = (backoff min, backoff max, WiFi timeout, ack
-    timeout) in ms; ws = (max_message, ping interval ms, ping timeout ms), the arguments of WebSocket()."""
+    timeout) in ms; ws = (max_message, ping interval ms, ping timeout ms), the arguments of
+    WebSocket()."""
     station = cfg.get("station")
     if isinstance(station, bool) or not isinstance(station, int) or station < 1:
         raise ValueError("station must be a positive integer")
@@ -29,7 +30,7 @@ def settings(cfg):
     dest = parse_url(url)  # parsed once: ValueError now rather than at every reconnect
     ms = []
     for key, default, lo, hi in (
-            ("ping_interval_s", 20, 0.05, 3600), ("ping_timeout_s", 10, 0.05, 3600),
+            ("ping_interval_s", 10, 0.05, 3600), ("ping_timeout_s", 5, 0.05, 3600),
             ("backoff_min_s", 1, 0.01, 3600), ("backoff_max_s", 30, 0.01, 3600),
             ("connect_timeout_s", 10, 0.1, 600), ("wifi_timeout_s", 20, 0.1, 600),
             ("ack_timeout_s", 30, 0.1, 3600)):

@@ -16,10 +16,11 @@ index, never copying entries. Rules:
   and are never dropped. Only when all of them are taken (that many sessions ended while
   offline) is a new event refused: `put_event` returns False and `lost_events` counts;
 - delivery is confirmed, not assumed: the link takes entries with `next_unsent()` (they
-  stay in the outbox, marked sent), and removes them with `confirm()` once the server has
-  proven it read them (a pong to a ping sent after them); when the connection dies first,
-  `rewind()` makes them unsent again, so a half-open link that swallowed frames loses
-  nothing. A replayed entry may reach the server twice (it ignores a repeated `ts`; a
+  stay in the outbox, marked sent), and removes them with `confirm()` once the server's
+  `ack` says it committed them (charger/link.py); when the connection ends first,
+  `rewind()` makes them unsent again, so a server that read them but died before its
+  commit, or a half-open link that swallowed them, loses nothing. A replayed entry may
+  reach the server twice (it ignores a repeated `ts`; a
   repeated `stop` is harmless). A sent reading dropped by a put (outbox full) before its
   confirmation is simply gone: `confirm()` removes only what is still there.
 

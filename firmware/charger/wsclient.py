@@ -6,9 +6,9 @@ random `Sec-WebSocket-Key` and a checked `Sec-WebSocket-Accept` -- is in charger
 loaded for each connect and dropped after it), framing with a fresh client mask per frame,
 reassembly of fragmented messages (control frames may arrive in between), pongs for the
 server's pings, its own pings to notice a half-open link, the count of data frames written
-on the connection (`count`: what the server's `ack` refers to), the closing handshake, and the
-limits: a message-size bound (close 1009) and timeouts on connect, handshake, reads and the
-close.
+on the connection (`count`: what the server's `ack` refers to), the server's compact `ack`
+read in place (see `ack` in the class), the closing handshake, and the limits: a
+message-size bound (close 1009) and timeouts on connect, handshake, reads and the close.
 
 Why hand-written: micropython-lib's aiohttp WebSocket client does not reassemble fragmented
 messages, does not check `Sec-WebSocket-Accept` and has no connect, handshake or read
@@ -22,8 +22,9 @@ why.
 
 Memory (issue 3): one WebSocket object serves every connection (connect it again after it
 closed), so a reconnect allocates no new buffers, lock or views, and nothing of an old
-connection stays. One bytearray holds the receive header, transmit header, transmit chunk, control payload and message (the `_RXH`.. `_MSG` offsets); the few
-views used per frame are sliced once into `views`. Receiving a frame allocates asyncio's
+connection stays. One bytearray holds the receive header, transmit header, transmit chunk,
+control payload and message (the `_RXH`.. `_MSG` offsets); the few views used per frame are
+sliced once into `views`. Receiving a frame allocates asyncio's
 read of its header, a view of its payload and, at its end, the message; sending allocates
 the UTF-8 bytes of a text, a 4-byte mask and one buffer view per chunk, and takes neither
 the write lock nor a drain unless the socket did not take the whole frame. Few methods, few attributes (the
@@ -99,6 +100,12 @@ class WebSocket:
     `close_code` (None until closed) and `close_reason` tell the state; `count` is the number
     of data frames (text or binary) written on this connection, from 1 after it opened, in
     the order they went on the wire.
+
+    `ack` (set by the owner; None: off) = [acked, want, _, event]: recv() takes a text message
+    that is exactly `{"type":"ack","n":N}` (the server's compact form) with N <= `count` in
+    place, without returning it: acked = max(acked, N), and `event` is set when want > 0 and
+    N >= want. No string, no coroutine per ack (each returned message costs a new recv()
+    coroutine, ~300 B). Any other message, another form of an ack included, is returned.
     """
 
     def __init__(self, max_size=4096, ping_ms=20000, pong_ms=10000, close_ms=3000):
@@ -112,6 +119,7 @@ class WebSocket:
         self.stream = None
         self.open = False
         self.count = 0        # data frames written on this connection
+        self.ack = None       # the owner's ack state (see the class docstring)
         self.last_rx = 0      # ticks_ms() of the last read that returned bytes
         self.close_code = _ABNORMAL
         self.close_reason = ""
@@ -259,6 +267,17 @@ class WebSocket:
                         await self._fill(view, got)
                 total += n
                 if b0 & 0x80:
+                    if kind == _TEXT and self.ack is not None and not drain:
+                        n = _ack_n(b, _MSG, _MSG + total)
+                        if 0 <= n <= self.count:  # the server's ack: taken here
+                            view = self.ack
+                            if n > view[0]:
+                                view[0] = n
+                                if 0 < view[1] <= n:
+                                    view[3].set()
+                            total = 0
+                            kind = -1
+                            continue
                     if drain:
                         total = 0
                         kind = -1
@@ -456,6 +475,26 @@ def _header(b, op, n):
     b[_MASK:_MASK + 4] = m  # slice assignments allocate nothing
     b[_TXH + at:_TXH + at + 4] = m
     return at >> 2
+
+
+def _ack_n(b, i, end):
+    # N of a message b[i:end] that is exactly {"type":"ack","n":N} (N digits), else -1;
+    # compares in place: allocates nothing (within 11 frame slots)
+    if end - i < 20 or b[end - 1] != 0x7D:  # }
+        return -1
+    p = b'{"type":"ack","n":'
+    for k in range(18):  # (range in a for: no iterator object on MicroPython)
+        if b[i + k] != p[k]:
+            return -1
+    n = 0
+    i += 18
+    while i < end - 1:
+        k = b[i] - 48
+        if not 0 <= k <= 9:
+            return -1
+        n = n * 10 + k
+        i += 1
+    return n
 
 
 def _mask_chunk(b, data, k):

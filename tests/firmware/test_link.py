@@ -120,7 +120,7 @@ class Recorder:
                     conn["frames"].append(msg)
                     self.changed.notify_all()
                 if self.acks:
-                    await ws.send(json.dumps({"type": "ack", "n": len(conn["frames"])}))
+                    await ws.send('{"type":"ack","n":%d}' % len(conn["frames"]))
                 if self.on_frame:
                     await self.on_frame(ws, msg)
         except ConnectionClosed:
@@ -146,7 +146,7 @@ class Recorder:
         return self.conns[conn_index]["frames"]
 
     async def ack(self, conn_index, n):
-        await self.conns[conn_index]["ws"].send(json.dumps({"type": "ack", "n": n}))
+        await self.conns[conn_index]["ws"].send('{"type":"ack","n":%d}' % n)
 
     def describe(self):
         return [(c["path"], c["frames"], c["closed"]) for c in self.conns]

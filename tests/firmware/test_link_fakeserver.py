@@ -190,4 +190,45 @@ async def test_the_firmware_link_keeps_what_the_fakeserver_does_not_ack_and_repl
                                              "status", "status", "metrics", "metrics",
                                              "metrics"]
     assert metrics_ts(received) == [1, 2, 3, 1, 2, 3]
-    assert '-> {"type": "ack", "n": 4}' in server.output()  # the second connection's count
+    assert '-> {"type":"ack","n":4}' in server.output()  # the second connection's count
+
+
+@requires_micropython
+async def test_the_whole_firmware_replays_what_a_crashed_server_never_acked(tmp_path):
+    # issue 10, case 7 with the whole firmware (tools/sim_charger.py: app, state machine,
+    # emulated meter and reader) and the in-process fake server. While the session charges
+    # the server reads but commits (acks) nothing, then its connection dies: the charger
+    # must not have let go of any reading. After the reconnect it reports `charging` first,
+    # then every reading the server never acked, in order; once acked, the outbox empties.
+    import io
+
+    from tools.fakeserver import FakeServer
+    from tools.sim_charger import SimCharger
+
+    fake = await FakeServer(ack=False, session_id=500, out=io.StringIO()).start()
+    sim = SimCharger(tmp_path, "ws://127.0.0.1:%d/ws" % fake.port)
+    await sim.start()
+    try:
+        await sim.wait_status(lambda s: s["link"])
+        await sim.command("tap 04A1B2C3")
+        await sim.wait_status(lambda s: s["state"] == "charging")
+        await sim.wait_status(lambda s: s["outbox"] >= 4)  # one sent, unacked; the rest wait
+        first = list(fake.received)
+        fake.acking = True
+        await fake.run_command("close 1011 server crashed")
+        await sim.wait_status(lambda s: s["link"] and s["outbox"] == 0)
+        await sim.command("press stop")
+        st = await sim.wait_status(lambda s: s["state"] == "idle" and s["outbox"] == 0)
+    finally:
+        await sim.stop()
+        await fake.stop()
+    again = fake.received[len(first):]
+    assert [m["type"] for m in first[:3]] == ["status", "nfc_scan", "metrics"]
+    assert again[0] == {"type": "status", "state": "charging", "session_id": 500,
+                        "wh": again[0]["wh"]}
+    replay = [m["ts"] for m in again if m["type"] == "metrics"]
+    sent_before = [m["ts"] for m in first if m["type"] == "metrics"]
+    assert replay[:len(sent_before)] == sent_before        # the unacked one goes again first
+    assert replay == sorted(set(replay))                   # then the rest, in order, once
+    assert len(replay) == st["readings_queued"] and st["dropped"] == 0
+    assert again[-1]["type"] == "stop" and again[-1]["session_id"] == 500

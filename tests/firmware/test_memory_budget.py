@@ -23,16 +23,16 @@ BUDGET = {  # bytes; the comment: measured at the end of the memory round (befor
     "charger.board": 1344,  # 1287 (unloaded after boot)
     "charger.config": 4480,  # 4353 (unloaded after boot)
     "charger.gpio": 2976,  # 2876 (relay + buttons + led: 4,900 before)
-    "charger.link": 3840,  # 3382; 3725 with acknowledged delivery (issue 10: ack, its timeout, json-free ack)
+    "charger.link": 3664,  # 3382; 3543 with acknowledged delivery (issue 10: ack, its timeout)
     "charger.linkcfg": 3632,  # 3397; 3525 with ack_timeout_s (unloaded after start-up)
     "charger.messages": 2288,  # 2128; 2224 with a stop's `reason` (R3: meter failure alert)
     "charger.mfrc522": 2592,  # 2512
     "charger.outbox": 3328,  # 2930; 3229 with the fault stops' kinds (R3: their 2 words)
     "charger.pzem": 1888,  # 1808 (with the Modbus CRC)
     "charger.state": 3520,  # 3400
-    "charger.wsclient": 5872,  # 5902; 5699 without the confirm ping (issue 10: acks instead)
+    "charger.wsclient": 6368,  # 5902; 6169 with issue 10 (no confirm ping, the compact ack read)
     "charger.wsopen": 2784,  # 2692 (loaded for each connect)
-    RESIDENT: 30016,  # 29097
+    RESIDENT: 31104,  # 29097; 29674 before issue 10, 30176 with acknowledged delivery
 }
 
 

@@ -613,3 +613,39 @@ await ws.close()
     assert "COUNT 0" in out and "got a 1" in out and "got binary 2" in out, out
     assert "IDLE 2" in out and "CLOSED 2" in out, out
     assert "AGAIN 0" in out and "got c 1" in out, out
+
+
+async def test_the_servers_compact_ack_is_read_in_place_and_any_other_form_is_returned():
+    # issue 10: `{"type":"ack","n":N}` (server/protocol.py's compact JSON) with N <= the frames
+    # sent updates the owner's ack state inside recv() (no message returned: no string and no
+    # recv() coroutine per ack); anything else comes out of recv() as a message
+    async def handler(ws):
+        async for msg in ws:
+            if msg == "go":
+                for text in ('{"type":"ack","n":1}', '{"type":"ack","n":3}',  # 3 > sent: out
+                             '{"type": "ack", "n": 2}', '{"type":"ack","n":2}',
+                             '{"type":"ack","n":1}', '{"type":"ack","n":}',
+                             '{"type":"ack","n":2x}', "end"):
+                    await ws.send(text)
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        out = await run_client("ws://127.0.0.1:%d/ws" % port, """
+ws = await connect(URL)
+event = asyncio.Event()
+ws.ack = [0, 2, 0, event]
+await ws.send("x")
+await ws.send("go")
+while True:
+    got = await ws.recv()
+    print("GOT", got, ws.ack[0], event.is_set())
+    if got == "end":
+        break
+await ws.close()
+""")
+    got = [line for line in out.splitlines() if line.startswith("GOT")]
+    assert got == ['GOT {"type":"ack","n":3} 1 False',      # ack 1 taken in place before it
+                   'GOT {"type": "ack", "n": 2} 1 False',   # another form: the owner's
+                   'GOT {"type":"ack","n":} 2 True',        # ack 2 covered want 2; 1 ignored
+                   'GOT {"type":"ack","n":2x} 2 True',
+                   "GOT end 2 True"], out
