@@ -135,3 +135,30 @@ def test_32_bit_port_halves_objects_but_not_bytes():
     size64 = {k: int(v) for k, v in (line.split() for line in out64.splitlines())}
     assert size32["function"] * 2 == size64["function"]
     assert 1000 <= size32["bytes"] and size64["bytes"] - size32["bytes"] <= 64  # headers only
+
+
+def test_without_the_32_bit_port_the_tools_say_how_to_install_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(wasm32, "MODULE", tmp_path / "node_modules" / "missing.mjs")
+    assert "npm ci" in wasm32.missing() and "tools/wasm" in wasm32.missing()
+    with pytest.raises(RuntimeError, match="npm ci"):
+        wasm32.run({}, [{"code": "print(1)"}])
+    assert firmware_resident32.main(["--build", str(tmp_path)]) == 2
+    assert "npm ci" in capsys.readouterr().err
+    # the Node runner alone, away from its node_modules, says the same
+    runner = tmp_path / "run.mjs"
+    runner.write_text(wasm32.RUNNER.read_text())
+    proc = subprocess.run(["node", str(runner)], input='{"runs": []}', capture_output=True,
+                          text=True)
+    assert proc.returncode == 3 and "npm ci" in proc.stderr, proc.stderr
+
+
+def test_32_bit_runner_reports_a_python_error_without_a_node_traceback():
+    assert wasm32.missing() is None, wasm32.missing()
+    (ok, s0), (bad, s1), (after, s2) = wasm32.run({"/d/m.py": b"X = 7\n"}, [
+        {"code": "import m\nprint(m.X)", "path": ["/d"]},
+        {"code": "raise ValueError('boom')"},
+        {"code": "import sys\nprint('m' in sys.modules)"},  # a fresh interpreter
+    ])
+    assert (ok, s0) == ("7", 0)
+    assert s1 == 1 and bad.endswith("ValueError: boom") and "node:" not in bad
+    assert (after, s2) == ("False", 0)
