@@ -162,3 +162,39 @@ def test_32_bit_runner_reports_a_python_error_without_a_node_traceback():
     assert (ok, s0) == ("7", 0)
     assert s1 == 1 and bad.endswith("ValueError: boom") and "node:" not in bad
     assert (after, s2) == ("False", 0)
+
+
+_POOL = """
+import micropython
+class K:
+    pass
+micropython.qstr_info()
+for i in range(700):
+    setattr(K, "zq%d" % i, 0)  # interns a new name
+    micropython.qstr_info()
+"""
+
+
+def _entry_bytes(output):
+    """Bytes per qstr pool entry, from two successive pools: their sizes differ by their
+    capacities' difference times the entry (GC-block rounding spread over 160 entries). A
+    pool's capacity is the count of qstrs interned until the next one starts."""
+    import re
+
+    points = [(int(q), int(total) - int(data)) for q, data, total in re.findall(
+        r"n_qstr=(\d+), n_str_data_bytes=(\d+), n_total_bytes=(\d+)", output)]
+    jumps = [(q1, b1 - b0) for (_, b0), (q1, b1) in zip(points, points[1:]) if b1 != b0]
+    assert len(jumps) >= 3, output[-2000:]
+    (q0, j0), (q1, j1), (q2, _) = jumps[-3:]
+    return (j1 - j0) / ((q2 - q1) - (q1 - q0))
+
+
+@requires_micropython
+def test_the_qstr_entry_sizes_of_the_smoothing_are_each_ports_own():
+    assert wasm32.missing() is None, wasm32.missing()
+    out64 = subprocess.run([str(firmware_resident.MICROPYTHON), "-c", _POOL],
+                           capture_output=True, text=True, check=True).stdout
+    (out32, status), = wasm32.run({}, [{"code": _POOL}])
+    assert status == 0, out32
+    assert round(_entry_bytes(out64), 1) == firmware_resident.QSTR_ENTRY_BYTES == 11
+    assert round(_entry_bytes(out32), 1) == firmware_resident32.QSTR_ENTRY_BYTES == 7
