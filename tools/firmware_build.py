@@ -7,8 +7,8 @@
 When the venv has the micropython binary, the report has a `64-bit` column: each module's
 heap once imported on the 64-bit unix port, and the resident set while charging
 (tools/firmware_resident.py); beside it the `32-bit` column, the same measured on the
-WebAssembly port (tools/firmware_resident32.py; `npm ci` in tools/wasm installs it), which is
-what an ESP32 needs within a few percent (docs/architecture.md says what it cannot tell).
+WebAssembly port (tools/firmware_resident32.py; `npm ci` in tools/wasm installs it), the
+nearest figure to an ESP32's (docs/architecture.md says what it cannot tell).
 """
 
 import argparse

@@ -11,7 +11,8 @@ and the module's own top-level `charger` imports, and measures gc.mem_alloc() ar
 the module (gc.collect() first): its bytecode, function objects, class and module dicts,
 constants and the qstrs it interns. Then the resident set: every module that stays loaded
 while charging (all but those the firmware unloads: named in a `forget("charger.x")` call in
-firmware/), imported together. `plan()` is that list of probes, `_PROBE` the script each runs.
+firmware/), imported together. `plan()` is that list of probes, `_PHASES` the script each
+runs (`_PROBE`: the phases as one script, for a port whose gc.collect() collects at once).
 
 The standard modules are imported first because they are the port's, not the firmware's: on
 the ESP32 and the unix port `binascii`, `os` and `time` are C modules in ROM, while the
@@ -50,22 +51,29 @@ QSTR_ENTRY_BYTES = 11  # 64-bit pool entry: 8-byte pointer, 2-byte hash, 1-byte 
 RESIDENT = "resident set"
 
 # argv: standard modules, then the module's charger dependencies, to import first; then the
-# modules to measure (each comma-separated)
-_PROBE = """
+# modules to measure (each comma-separated). Phases: set up, read, measure, read, report; a
+# port that collects at once runs them as one script (`_PROBE`), the WebAssembly port as
+# separate calls, since it collects only between them (tools/firmware_resident32.py).
+_PHASES = [
+    """
 import gc, sys, micropython
 import machine, network
 for name in sys.argv[1].split(",") + ["charger"] + sys.argv[2].split(","):
     if name:
         __import__(name)
+m = [0, 0]
 gc.collect()
-micropython.qstr_info()
-before = gc.mem_alloc()
+""",
+    "m[0] = gc.mem_alloc()\nmicropython.qstr_info()\n",
+    """
 for name in sys.argv[3].split(","):
     __import__(name)
 gc.collect()
-print("heap", gc.mem_alloc() - before)
-micropython.qstr_info()
-"""
+""",
+    "m[1] = gc.mem_alloc()\nmicropython.qstr_info()\n",
+    'print("heap", m[1] - m[0])\n',
+]
+_PROBE = "".join(_PHASES)
 _QSTR = re.compile(r"n_qstr=(\d+), n_str_data_bytes=(\d+), n_total_bytes=(\d+)")
 
 

@@ -68,6 +68,7 @@ def run(files, runs, timeout=120):
         else:
             lines.append(line)
     if proc.returncode != 0 or len(results) != len(runs):
-        raise RuntimeError("the 32-bit MicroPython failed (node exit %d):\n%s%s"
-                           % (proc.returncode, "\n".join(lines), proc.stderr))
+        # Node's report of a JavaScript error quotes the minified line: keep the end only
+        raise RuntimeError("the 32-bit MicroPython failed (node exit %d):\n%s\n%s"
+                           % (proc.returncode, "\n".join(lines)[-4000:], proc.stderr[-2000:]))
     return results

@@ -10,7 +10,7 @@ second, short run (boot, connect, a session) checks the firmware runs under `--l
 `--readings 20` gives the same figures in about a minute (the peak is during reconnects).
 
 Figures come from inside the MicroPython process (64-bit unix port; on 32 bits the resident
-code measures 0.91 of it and objects 0.5-0.75: docs/architecture.md, "Firmware heap on 32 bits"). How the heap is split between the simulator and the firmware (one process):
+code measures 0.74 of it and objects half: docs/architecture.md, "Firmware heap on 32 bits"). How the heap is split between the simulator and the firmware (one process):
 
 - the simulator's share is built first: tools/sim/run_charger.py imports the shims
   (`machine`, `network`: native on the board), reads the config with `json`, builds the

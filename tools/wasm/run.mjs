@@ -5,9 +5,12 @@
 //
 // job: {"files": {"/abs/path/in/the/port": "<base64>", ...},
 //       "runs": [{"heapsize": bytes, "path": ["", "sim", ...], "cwd": "/", "argv": [...],
-//                 "code": "python source"}, ...]}
+//                 "code": "python source" or ["phase 1 source", "phase 2 source", ...]}, ...]}
 // Every run gets a new interpreter (its own heap, its own qstr pool) with the same files in
-// its in-memory file system. Output: each run's stdout and stderr, then a line
+// its in-memory file system. Phases run one after the other in the same interpreter (same
+// globals), each returning to JavaScript: only there does this port really collect garbage
+// (its gc.collect() merely asks for a collection once Python returns, since a wasm stack
+// cannot be scanned), so a measurement must collect in one phase and read in the next. Output: each run's stdout and stderr, then a line
 // "\x01END <index> <exit status>" (0 ok, 1 uncaught exception, whose message goes to stdout
 // first). The exit status of the process is 0 when it could run every job.
 
@@ -53,7 +56,7 @@ for (let i = 0; i < job.runs.length; i++) {
     // sys.path and sys.argv as the unix port would set them from MICROPYPATH and its arguments
     mp.runPython("import sys\nsys.path[:] = " + JSON.stringify(run.path || [""])
                  + "\nsys.argv[:] = " + JSON.stringify(run.argv || [""]) + "\ndel sys\n");
-    mp.runPython(run.code);
+    for (const phase of Array.isArray(run.code) ? run.code : [run.code]) mp.runPython(phase);
   } catch (err) {
     if (err.name !== "PythonError") throw err;
     if (err.type !== "SystemExit") {
