@@ -16,8 +16,8 @@ runs (`_PROBE`: the phases as one script, for a port whose gc.collect() collects
 
 The standard modules are imported first because they are the port's, not the firmware's: on
 the ESP32 and the unix port `binascii`, `os` and `time` are C modules in ROM, while the
-WebAssembly port wraps them in frozen Python (`binascii` alone is 7.4 KB of heap on first
-import) and would charge that to whichever firmware module imports them first.
+WebAssembly port wraps them in frozen Python (`binascii` keeps 1.3 KB of heap, `os` 0.6 KB)
+and would charge that to whichever firmware module imports them first.
 
 qstrs are counted smoothly. The interpreter grows its qstr pool in doubling chunks, so a
 module that happens to cross a chunk boundary would be charged a few KB of pool for qstrs
