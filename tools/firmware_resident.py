@@ -28,7 +28,7 @@ the port's bytes per pool entry (a pointer, a 2-byte hash and a 1-byte length: 1
 string data. Heap figures are deterministic on both ports: the same build gives the same
 bytes. Not smoothed: where the qstr text chunk and the dict tables happen to end when the
 module is imported, which moves a module's figure by up to ~250 B when the modules imported
-before it change (the resident set's by ~160 B).
+before it change (the resident set's by ~110 B).
 
 `measure(build_dir)` returns {"charger.x": bytes, ..., RESIDENT: bytes} on the 64-bit unix
 port (the memory budget test and `make firmware`'s size report use it);
