@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test venv clean bench-server sim firmware config flash repl sim-charger bench-firmware soak chaos
+.PHONY: run test venv wasm32 clean bench-server sim firmware config flash repl sim-charger bench-firmware soak chaos
 
 venv: $(STAMP)
 
@@ -15,13 +15,23 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+## The 32-bit MicroPython (WebAssembly port, pinned in tools/wasm/package-lock.json) that
+## `make firmware` and the tests measure and run the firmware on; needs Node.js and npm.
+WASM_STAMP := tools/wasm/node_modules/.package-lock.json
+wasm32: $(WASM_STAMP)
+
+$(WASM_STAMP): tools/wasm/package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js (18 or newer) for the 32-bit MicroPython"; exit 2; }
+	cd tools/wasm && npm ci --no-audit --no-fund
+	touch $(WASM_STAMP)
+
 ## Start the server on 0.0.0.0:3000 with the demo station and card (data/evse.sqlite3); prints
 ## the dashboard URL with a token and the wscat commands with their credentials.
 run: venv
 	$(PY) -m server --demo
 
 ## Run the whole test suite (server, simulator, firmware on MicroPython, browser).
-test: venv
+test: venv wasm32
 	$(PY) -m pytest
 
 ## Load benchmark: the server vs a bare websockets relay, about a minute, one JSON line.
@@ -44,8 +54,12 @@ STATION ?= 1
 DEMO_KEY := data/station-1.key
 TOKEN ?= $(shell cat $(DEMO_KEY) 2>/dev/null)
 
-## Compile firmware/ with mpy-cross into firmware-build/ and print a size report.
+## Compile firmware/ with mpy-cross into firmware-build/ and print a size report (each module's
+## resident heap on the 64-bit unix port and on the 32-bit WebAssembly port).
+## Without npm the report has no 32-bit column (flashing needs no Node.js).
 firmware: venv
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory -s wasm32; \
+	 else echo "no npm: the size report has no 32-bit column (install Node.js 18+)"; fi
 	$(PY) -m tools.firmware_build
 
 ## Write firmware/config.json: prompts, or variables WIFI_SSID WIFI_PASSWORD SERVER_URL STATION TOKEN PINS.
@@ -85,4 +99,4 @@ bench-firmware: venv
 	$(PY) -m tools.bench.firmware_memory $(ARGS)
 
 clean:
-	rm -rf $(VENV) firmware-build test-artifacts
+	rm -rf $(VENV) firmware-build test-artifacts tools/wasm/node_modules

@@ -4,9 +4,11 @@
 (MicroPython runs those two by name); every module of the `charger` package becomes a `.mpy`
 (no parsing on the device, less RAM), optimized with `-O3` (no line-number tables) unless
 `--lines`. `config.json`, when present, is copied along. Exits 1 when a file does not compile.
-When the venv has the micropython binary, the report has a `resident` column: each module's
+When the venv has the micropython binary, the report has a `64-bit` column: each module's
 heap once imported on the 64-bit unix port, and the resident set while charging
-(tools/firmware_resident.py; the ESP32 needs roughly half).
+(tools/firmware_resident.py); beside it the `32-bit` column, the same measured on the
+WebAssembly port (tools/firmware_resident32.py; `npm ci` in tools/wasm installs it), the
+nearest figure to an ESP32's (docs/architecture.md says what it cannot tell).
 """
 
 import argparse
@@ -44,22 +46,36 @@ def build(out: Path, lines: bool = False, quiet: bool = False, resident: bool = 
             rows.append((name, size, size))
     if quiet:
         return 0
-    heap = {}
+    columns = {}  # header: {row name: resident bytes}
+    not_measured = None
     if resident:
-        from tools.firmware_resident import RESIDENT, measure
-        heap = {f"{name.replace('.', '/')}.mpy": size for name, size in measure(out).items()}
-        heap["total"] = heap.pop(RESIDENT.replace(".", "/") + ".mpy")
+        from tools import firmware_resident, firmware_resident32, wasm32
+        columns["64-bit"] = _rows(firmware_resident.measure(out))
+        not_measured = wasm32.missing()
+        if not_measured is None:
+            columns["32-bit"] = _rows(firmware_resident32.measure(out))
     width = max(len(r[0]) for r in rows)
-    column = f"  {'resident':>8}" if heap else ""
-    print(f"{'file':<{width}}  {'source':>7}  {'built':>7}{column}")
+    head = "".join(f"  {h:>7}" for h in columns)
+    print(f"{'file':<{width}}  {'source':>7}  {'built':>7}{head}")
     rows.append(("total", sum(r[1] for r in rows), sum(r[2] for r in rows)))
     for name, src_size, built in rows:
-        cell = f"  {heap.get(name, ''):>8}" if heap else ""
-        print(f"{name:<{width}}  {src_size:>7}  {built:>7}{cell}")
-    if heap:
-        print("resident: heap bytes once imported, 64-bit unix port (ESP32: about half);"
-              " total: the modules loaded while charging")
+        cells = "".join(f"  {c.get(name, ''):>7}" for c in columns.values())
+        print(f"{name:<{width}}  {src_size:>7}  {built:>7}{cells}")
+    if columns:
+        print("64-bit, 32-bit: heap bytes once imported on the unix port and on the WebAssembly"
+              " port (an ESP32: about the 32-bit figure); total: the modules loaded while"
+              " charging")
+    if not_measured:
+        print("32-bit: not measured: " + not_measured)
     return 0
+
+
+def _rows(resident: dict) -> dict:
+    """A measurement keyed by the report's row names ("charger/x.mpy", "total")."""
+    from tools.firmware_resident import RESIDENT
+    rows = {f"{name.replace('.', '/')}.mpy": size for name, size in resident.items()}
+    rows["total"] = rows.pop(RESIDENT.replace(".", "/") + ".mpy")
+    return rows
 
 
 def main(argv=None) -> int:

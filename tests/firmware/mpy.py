@@ -222,3 +222,42 @@ class MpyProcess:
             raise AssertionError("process did not exit; output:\n%s" % self.output())
         await self._reader
         return self.proc.returncode
+
+
+# --- the same cases on the 32-bit MicroPython (WebAssembly port) ---------------------------
+# `wasm32_case_results()` runs case modules on tools/wasm32.py's port: the firmware's source,
+# the shims and the case files in its file system laid out as in the checkout, each module in a
+# fresh interpreter, all of them in ONE Node process (cached for the session).
+
+_wasm32_cache = {}
+
+
+def wasm32_case_results(modules):
+    """{module: {case name: output line, "__output__": all output}} for case modules (names in
+    tests/firmware/cases) run on the 32-bit port. AssertionError (how to install it) when the
+    port is missing: CI must run these, never skip them."""
+    from tools import wasm32
+
+    key = tuple(modules)
+    if key not in _wasm32_cache:
+        why = wasm32.missing()
+        assert why is None, why
+        cases = ROOT / "tests" / "firmware" / "cases"
+        files = {**wasm32.tree(SIM, "/r/tools/sim", "*.py"),
+                 **wasm32.tree(FIRMWARE / "charger", "/r/firmware/charger", "*.py"),
+                 **wasm32.tree(FIRMWARE, "/r/firmware", "*.py"),
+                 **wasm32.tree(FIRMWARE, "/r/firmware", "config.example.json"),
+                 **wasm32.tree(cases, "/r/tests/firmware/cases", "*.py")}
+        runs = [{"code": _RUNNER % ("/r/tests/firmware/cases", m), "cwd": "/r",
+                 "path": ["", "/r/tools/sim", "/r/firmware", ".frozen"]} for m in modules]
+        out = {}
+        for module, (output, status) in zip(modules, wasm32.run(files, runs, timeout=300)):
+            results = {}
+            for line in output.splitlines():
+                parts = line.split(" ", 2)
+                if len(parts) >= 2 and parts[0] in ("PASS", "FAIL"):
+                    results[parts[1]] = line
+            results["__output__"] = output
+            out[module] = results
+        _wasm32_cache[key] = out
+    return _wasm32_cache[key]

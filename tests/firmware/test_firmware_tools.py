@@ -6,7 +6,8 @@ import subprocess
 import pytest
 
 from tests.firmware.mpy import FIRMWARE, MPY_CROSS, requires_micropython
-from tools import firmware_build, firmware_config, firmware_resident
+from tools import (firmware_build, firmware_config, firmware_resident,
+                   firmware_resident32, wasm32)
 
 
 def test_config_from_flags_is_complete_and_valid(tmp_path):
@@ -60,12 +61,26 @@ def test_firmware_build_compiles_every_module_and_reports_sizes(tmp_path, capsys
 
 
 @requires_micropython
-def test_firmware_build_report_shows_each_modules_resident_heap(tmp_path, capsys):
+def test_firmware_build_report_shows_each_modules_resident_heap_on_both_word_sizes(
+        tmp_path, capsys):
+    assert wasm32.missing() is None, wasm32.missing()
     assert firmware_build.build(tmp_path / "build", resident=True) == 0
     rows = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()}
-    assert rows["file"] == ["source", "built", "resident"]
-    assert int(rows["charger/state.mpy"][2]) > 0
-    assert int(rows["total"][2]) > int(rows["charger/state.mpy"][2])
+    assert rows["file"] == ["source", "built", "64-bit", "32-bit"]
+    for column in (2, 3):
+        assert int(rows["charger/state.mpy"][column]) > 0
+        assert int(rows["total"][column]) > int(rows["charger/state.mpy"][column])
+    # a 32-bit pointer is half a 64-bit one, so the resident set is smaller there
+    assert int(rows["total"][3]) < int(rows["total"][2])
+
+
+def _grow_messages(tmp_path, out):
+    """Rebuild charger/messages.mpy in `out` with 20 more small functions."""
+    grown = tmp_path / "messages.py"
+    grown.write_text((FIRMWARE / "charger" / "messages.py").read_text() + "".join(
+        "\ndef extra_%d(x):\n    return x + %d\n" % (i, i) for i in range(20)))
+    subprocess.run([str(MPY_CROSS), "-O3", "-s", "charger/messages.py", "-o",
+                    str(out / "charger" / "messages.mpy"), str(grown)], check=True)
 
 
 @requires_micropython
@@ -73,12 +88,146 @@ def test_resident_measure_charges_a_module_for_the_functions_it_grows(tmp_path):
     out = tmp_path / "build"
     assert firmware_build.build(out, quiet=True) == 0
     before = firmware_resident.measure(out)
-    grown = tmp_path / "messages.py"
-    grown.write_text((FIRMWARE / "charger" / "messages.py").read_text() + "".join(
-        "\ndef extra_%d(x):\n    return x + %d\n" % (i, i) for i in range(20)))
-    subprocess.run([str(MPY_CROSS), "-O3", "-s", "charger/messages.py", "-o",
-                    str(out / "charger" / "messages.mpy"), str(grown)], check=True)
+    _grow_messages(tmp_path, out)
     after = firmware_resident.measure(out)
     assert after["charger.messages"] - before["charger.messages"] >= 20 * 100
     assert after[firmware_resident.RESIDENT] - before[firmware_resident.RESIDENT] >= 20 * 100
     assert after["charger.state"] == before["charger.state"]  # the others do not move
+
+
+def test_32_bit_measure_charges_a_module_for_the_functions_it_grows(tmp_path):
+    assert wasm32.missing() is None, wasm32.missing()
+    out = tmp_path / "build"
+    assert firmware_build.build(out, quiet=True) == 0
+    before = firmware_resident32.measure(out)
+    _grow_messages(tmp_path, out)
+    after = firmware_resident32.measure(out)
+    # a small function on 32 bits: its object, bytecode, dict slot and name, ~50 B
+    assert after["charger.messages"] - before["charger.messages"] >= 20 * 40
+    assert after[firmware_resident.RESIDENT] - before[firmware_resident.RESIDENT] >= 20 * 40
+    assert after["charger.state"] == before["charger.state"]  # the others do not move
+
+
+_SIZES_SETUP = """
+import gc
+KEEP = [None] * 8
+M = [0, 0]
+def function():
+    def g(x):
+        return x
+    return g
+def class_with_a_method():
+    class C:
+        def m(self):
+            return 1
+    return C
+MAKERS = [function, class_with_a_method, lambda: [None] * 10, lambda: {i: i for i in range(8)},
+          lambda: bytes(1000)]
+NAMES = ["function", "class", "list10", "dict8", "bytes1000"]
+gc.collect()
+"""
+
+
+def _size_phases():
+    """Each object's live bytes: collect, read, make and keep it, collect, read, print. As
+    phases, since the WebAssembly port collects only between calls (tools/wasm/run.mjs)."""
+    phases = [_SIZES_SETUP]
+    for i in range(5):
+        phases += ["M[0] = gc.mem_alloc()\n", "KEEP[%d] = MAKERS[%d]()\ngc.collect()\n" % (i, i),
+                   "M[1] = gc.mem_alloc()\n", "print(NAMES[%d], M[1] - M[0])\ngc.collect()\n" % i]
+    return phases
+
+
+@requires_micropython
+def test_32_bit_port_halves_objects_but_not_bytes():
+    """Why the 32-bit column is ~0.74 of the 64-bit one and not half: objects of pointers
+    halve exactly (GC blocks of 16 B instead of 32 B), the bytes of bytecode, names and
+    strings do not."""
+    assert wasm32.missing() is None, wasm32.missing()
+    (out32, status), = wasm32.run({}, [{"code": _size_phases()}])
+    assert status == 0, out32
+    out64 = subprocess.run([str(firmware_resident.MICROPYTHON), "-c", "".join(_size_phases())],
+                           capture_output=True, text=True, check=True).stdout
+    size32 = {k: int(v) for k, v in (line.split() for line in out32.splitlines())}
+    size64 = {k: int(v) for k, v in (line.split() for line in out64.splitlines())}
+    for name in ("function", "class", "list10", "dict8"):
+        assert size32[name] * 2 == size64[name], (name, size32, size64)
+    assert 1000 <= size32["bytes1000"] and size64["bytes1000"] - size32["bytes1000"] <= 64
+
+
+def test_32_bit_port_collects_garbage_only_between_calls():
+    """The reason the 32-bit probe runs in phases: inside one call gc.collect() frees
+    nothing (the port cannot scan a wasm stack); a phase boundary does."""
+    assert wasm32.missing() is None, wasm32.missing()
+    setup = "import gc\nM = [0, 0]\ngc.collect()\n"
+    churn = "for i in range(10):\n    b = bytes(2400)\nb = None\ngc.collect()\n"
+    (one_call, s1), (phased, s2) = wasm32.run({}, [
+        {"code": [setup, "M[0] = gc.mem_alloc()\n" + churn + "print(gc.mem_alloc() - M[0])"]},
+        {"code": [setup, "M[0] = gc.mem_alloc()\n", churn, "print(gc.mem_alloc() - M[0])"]},
+    ])
+    assert s1 == 0 and s2 == 0
+    assert int(one_call) >= 10 * 2400  # all ten garbage buffers still counted
+    assert int(phased) < 2400  # none of them
+
+
+def test_without_the_32_bit_port_the_tools_say_how_to_install_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(wasm32, "MODULE", tmp_path / "node_modules" / "missing.mjs")
+    assert "npm ci" in wasm32.missing() and "tools/wasm" in wasm32.missing()
+    with pytest.raises(RuntimeError, match="npm ci"):
+        wasm32.run({}, [{"code": "print(1)"}])
+    assert firmware_resident32.main(["--build", str(tmp_path)]) == 2
+    assert "npm ci" in capsys.readouterr().err
+    # the Node runner alone, away from its node_modules, says the same
+    runner = tmp_path / "run.mjs"
+    runner.write_text(wasm32.RUNNER.read_text())
+    proc = subprocess.run(["node", str(runner)], input='{"runs": []}', capture_output=True,
+                          text=True)
+    assert proc.returncode == 3 and "npm ci" in proc.stderr, proc.stderr
+
+
+def test_32_bit_runner_reports_a_python_error_without_a_node_traceback():
+    assert wasm32.missing() is None, wasm32.missing()
+    (ok, s0), (bad, s1), (after, s2) = wasm32.run({"/d/m.py": b"X = 7\n"}, [
+        {"code": "import m\nprint(m.X)", "path": ["/d"]},
+        {"code": "raise ValueError('boom')"},
+        {"code": "import sys\nprint('m' in sys.modules)"},  # a fresh interpreter
+    ])
+    assert (ok, s0) == ("7", 0)
+    assert s1 == 1 and bad.endswith("ValueError: boom") and "node:" not in bad
+    assert (after, s2) == ("False", 0)
+
+
+_POOL = """
+import micropython
+class K:
+    pass
+micropython.qstr_info()
+for i in range(700):
+    setattr(K, "zq%d" % i, 0)  # interns a new name
+    micropython.qstr_info()
+"""
+
+
+def _entry_bytes(output):
+    """Bytes per qstr pool entry, from two successive pools: their sizes differ by their
+    capacities' difference times the entry (GC-block rounding spread over 160 entries). A
+    pool's capacity is the count of qstrs interned until the next one starts."""
+    import re
+
+    points = [(int(q), int(total) - int(data)) for q, data, total in re.findall(
+        r"n_qstr=(\d+), n_str_data_bytes=(\d+), n_total_bytes=(\d+)", output)]
+    jumps = [(q1, b1 - b0) for (_, b0), (q1, b1) in zip(points, points[1:]) if b1 != b0]
+    assert len(jumps) >= 3, output[-2000:]
+    (q0, j0), (q1, j1), (q2, _) = jumps[-3:]
+    return (j1 - j0) / ((q2 - q1) - (q1 - q0))
+
+
+@requires_micropython
+def test_the_qstr_entry_sizes_of_the_smoothing_are_each_ports_own():
+    assert wasm32.missing() is None, wasm32.missing()
+    out64 = subprocess.run([str(firmware_resident.MICROPYTHON), "-c", _POOL],
+                           capture_output=True, text=True, check=True).stdout
+    (out32, status), = wasm32.run({}, [{"code": _POOL}])
+    assert status == 0, out32
+    assert round(_entry_bytes(out64), 1) == firmware_resident.QSTR_ENTRY_BYTES == 11
+    assert round(_entry_bytes(out32), 1) == firmware_resident32.QSTR_ENTRY_BYTES == 7
