@@ -30,9 +30,12 @@ $(WASM_STAMP): tools/wasm/package-lock.json
 run: venv
 	$(PY) -m server --demo
 
-## Run the whole test suite (server, simulator, firmware on MicroPython, browser).
+## Run the whole test suite (server, simulator, firmware on MicroPython, browser), one file per
+## worker (pytest-xdist): the tests mostly wait on sockets and subprocesses, so 4 workers fit 2
+## cores. One worker: make test TEST_WORKERS=0.
+TEST_WORKERS ?= 4
 test: venv wasm32
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 ## Load benchmark: the server vs a bare websockets relay, about a minute, one JSON line.
 ## Parameters: make bench-server ARGS="--chargers 3000 --rate 1 --duration 30" (see --help).
