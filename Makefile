@@ -60,8 +60,9 @@ firmware: venv
 ## Write firmware/config.json: prompts on a terminal (the WiFi password is not echoed), or takes
 ## WIFI_SSID WIFI_PASSWORD SERVER_URL STATION TOKEN PINS; without a terminal every required
 ## value must be given. Checks pins against the ESP32, the URL and the SSID.
+CONFIG_OUT ?= firmware/config.json
 config: venv
-	$(PY) -m tools.firmware_config
+	@$(PY) -m tools.firmware_config --out $(CONFIG_OUT)
 
 ## Copy the compiled firmware and config.json to the board: make flash DEVICE=/dev/ttyUSB0
 flash: venv
