@@ -46,7 +46,7 @@ TOKEN ?= $(shell cat $(DEMO_KEY) 2>/dev/null)
 ## --- Firmware (ESP32, MicroPython) ---------------------------------------------------------
 DEVICE ?= /dev/ttyUSB0
 TIME_SCALE ?= 1
-SIM_CONFIG := firmware-build/sim-config.json
+SIM_CONFIG ?= firmware-build/sim-config.json
 # refuse a serial port given as PORT (its old name) before anything is compiled
 define check_device
 	@case "$(PORT)" in /dev/*|COM*) echo "PORT is the server's TCP port; name the serial port DEVICE: make $@ DEVICE=$(PORT)" >&2; exit 2;; esac
@@ -81,8 +81,8 @@ repl: venv
 ## quit). The meter runs in real time unless TIME_SCALE=10 (energy 10x faster); a refused
 ## station key (close 4003/4005) ends it with one line and status 1.
 sim-charger: venv
-	@mkdir -p firmware-build
-	@$(PY) -m tools.firmware_config --out $(SIM_CONFIG) --no-input --ssid sim-ap --password sim --server-url $(SERVER_URL) --station $(STATION) --token "$(TOKEN)"
+	@mkdir -p $(dir $(SIM_CONFIG))
+	@$(PY) -m tools.firmware_config --out $(SIM_CONFIG) --no-input --ssid sim-ap --password "" --server-url $(SERVER_URL) --station $(STATION) --token "$(TOKEN)"
 	@$(PY) -m tools.sim_charger $(SIM_CONFIG) --power 2000 --time-scale $(TIME_SCALE)
 
 ## Soak (not in CI): 2,000 chargers send metrics for 10 minutes; prints the server's RSS at start

@@ -121,9 +121,9 @@ def _positive(high: float):
         try:
             value = float(text)
         except ValueError:
-            raise ValueError(f"must be a number greater than 0 and at most {high:g}") from None
+            raise ValueError(f"must be a finite number greater than 0 and at most {high:g}") from None
         if not 0 < value <= high:  # also refuses nan and inf
-            raise ValueError(f"must be a number greater than 0 and at most {high:g}")
+            raise ValueError(f"must be a finite number greater than 0 and at most {high:g}")
         return value
 
     return parse
@@ -271,8 +271,10 @@ def read_dotenv(path: Path) -> dict[str, str]:
     for binding in parse_stream(io.StringIO(text)):
         line = binding.original.line
         shown = binding.original.string.strip()[:60]
-        if binding.error or binding.key is None:
+        if binding.error:
             raise ConfigError(f"{path} line {line}: cannot read {shown!r}: expected NAME=value")
+        if binding.key is None:  # a comment or a blank line
+            continue
         if binding.value is None:
             raise ConfigError(f"{path} line {line}: {shown!r} has no '=': expected NAME=value")
         if not binding.key.isidentifier():
