@@ -66,8 +66,8 @@ config: venv
 
 ## Copy the compiled firmware and config.json to the board: make flash DEVICE=/dev/ttyUSB0
 flash: venv
-	@test -f firmware/config.json || { echo "no firmware/config.json: run make config first" >&2; exit 2; }
 	$(check_device)
+	@test -f firmware/config.json || { echo "no firmware/config.json: run make config first" >&2; exit 2; }
 	$(PY) -m tools.firmware_build
 	cd firmware-build && ../$(VENV)/bin/mpremote connect $(DEVICE) fs cp -r charger boot.py main.py config.json : + reset
 
