@@ -156,6 +156,7 @@ PROG = "sim-charger"
 EXIT_REFUSED = 3
 REBOOT_STATUS = 3  # tools/sim/machine.py reset()
 QUIT_WORDS = ("quit", "exit")
+QUIT_WAIT_S = 10.0  # `quit` waits this long at most for the answers to earlier commands
 BENCH_LINES = ("qstr pool:",)  # run_charger.py's figures for the memory bench, not for people
 DEFAULT_MAX_POWER_W = 22000.0  # a station's default max power on the server (server/energy.py)
 
@@ -189,11 +190,15 @@ class _Run:
         self.ending = None  # "quit" | "refused" | "signal"
         self.refusal = None
         self.lock = threading.RLock()  # also taken by the signal handler, on this thread
+        self.started = threading.Event()  # the first child runs: typed lines have a reader
+        self.answers = threading.Condition()
+        self.sent = self.answered = 0  # commands passed on / `SIM ...` answers seen
 
     def start(self):
         self.child = subprocess.Popen(
             self.argv, cwd=str(ROOT), env=self.env, stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        self.started.set()
 
     def end(self, why):
         with self.lock:
@@ -206,18 +211,28 @@ class _Run:
     def pump_stdin(self):
         for line in sys.stdin:
             if line.strip().lower() in QUIT_WORDS:
+                with self.answers:  # what was typed before `quit` is answered first
+                    self.answers.wait_for(lambda: self.answered >= self.sent, QUIT_WAIT_S)
                 self.end("quit")
                 return
+            self.started.wait()  # a line typed before the firmware started waits for it
             child = self.child
             try:
                 child.stdin.write(line.encode())
                 child.stdin.flush()
+                if line.strip():
+                    with self.answers:
+                        self.sent += 1
             except (BrokenPipeError, ValueError, OSError):
                 pass  # the firmware is rebooting: the line is lost, as on a board
         # end of input: the firmware keeps running (a script piped in, then watch the log)
 
     def watch(self, line, refusals):
-        """A log line of the firmware: a refusal ends the run."""
+        """A log line of the firmware: a refusal ends the run; answers are counted."""
+        if line.startswith("SIM ") and not line.startswith(("SIM ready", "SIM config")):
+            with self.answers:
+                self.answered += 1
+                self.answers.notify_all()
         words = line.split(None, 3)
         if words[:2] == ["[link]", "closed"] and len(words) > 2 and words[2].isdigit():
             code = int(words[2])

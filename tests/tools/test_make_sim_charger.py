@@ -6,6 +6,7 @@ for ever. Ctrl-C is a SIGINT to make's whole process group, as a terminal sends 
 
 import asyncio
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -60,6 +61,14 @@ async def test_it_says_real_time_and_quit_ends_it_with_status_0(tmp_path, server
     assert process.returncode == 0, (out, err)
     assert "Traceback" not in out + err and "Error" not in err
     assert out.rstrip().endswith("sim-charger: stopped")
+
+
+async def test_what_is_typed_before_the_firmware_started_is_not_lost(tmp_path, server_url):
+    process = await start_make(tmp_path, server_url, fleet_token(server_url))
+    process.stdin.write(b"status\nquit\n")  # typed at once, while make is still starting
+    out, err = await finish(process, [])
+    assert process.returncode == 0 and "Traceback" not in out + err, (out, err)
+    assert re.search(r'\nSIM \{.*"relay": ', out), out  # the status command's answer
 
 
 async def test_a_time_scale_is_said_when_asked_for(tmp_path, server_url):
