@@ -290,6 +290,9 @@ def main(argv=None) -> int:
                 print(line, flush=True)
             run.watch(line, REFUSALS)
         status = run.child.wait()
+        with run.answers:  # commands in flight died with that firmware: none will answer
+            run.answered = run.sent
+            run.answers.notify_all()
         if run.ending is not None:
             break
         if status == REBOOT_STATUS:
