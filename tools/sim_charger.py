@@ -216,15 +216,16 @@ class _Run:
                 self.end("quit")
                 return
             self.started.wait()  # a line typed before the firmware started waits for it
-            child = self.child
+            with self.answers:  # counted first: its answer may come before write() returns
+                child = self.child
+                self.sent += bool(line.strip())
             try:
                 child.stdin.write(line.encode())
                 child.stdin.flush()
-                if line.strip():
-                    with self.answers:
-                        self.sent += 1
             except (BrokenPipeError, ValueError, OSError):
-                pass  # the firmware is rebooting: the line is lost, as on a board
+                with self.answers:  # the firmware is rebooting: the line is lost, as on a board
+                    self.sent -= bool(line.strip())
+                    self.answers.notify_all()
         # end of input: the firmware keeps running (a script piped in, then watch the log)
 
     def watch(self, line, refusals):
