@@ -50,7 +50,7 @@ SIM_CONFIG ?= firmware-build/sim-config.json
 # refuse a serial port given as PORT (its old name) before anything is compiled
 define check_device
 	@case "$(PORT)" in /dev/*|COM*) echo "PORT is the server's TCP port; name the serial port DEVICE: make $@ DEVICE=$(PORT)" >&2; exit 2;; esac
-	@test -e "$(DEVICE)" || { echo "no board at $(DEVICE): connect the ESP32 by USB, or name its serial port: make $@ DEVICE=/dev/ttyACM0 (serial ports here: $$(ls /dev/ttyUSB* /dev/ttyACM* /dev/cu.usb* 2>/dev/null | tr '\n' ' ')none other)" >&2; exit 2; }
+	@test -e "$(DEVICE)" || { ports=$$(ls /dev/ttyUSB* /dev/ttyACM* /dev/cu.usb* 2>/dev/null | tr '\n' ' '); echo "no board at $(DEVICE): connect the ESP32 by USB, or name its serial port: make $@ DEVICE=/dev/ttyACM0 (serial ports here: $${ports:-none})" >&2; exit 2; }
 endef
 
 ## Compile firmware/ with mpy-cross into firmware-build/ and print a size report.
