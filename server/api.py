@@ -17,7 +17,7 @@ see `server/dashboard_messages.py`):
     /api/alerts              alerts not yet acknowledged by an operator
     /metrics                 Prometheus text format (server/observability.py)
 
-Unknown ids answer 404 and bad filters 400, both as JSON `{"code": ..., "message": ...}`; a
+Unknown ids answer 404 (also a `station` or `user` filter naming none) and bad filters 400, both as JSON `{"code": ..., "message": ...}`; a
 failure inside a handler answers 500 with a generic message, never a traceback.
 
 `/healthz` is the server's own route (server/app.py). The handlers are plain coroutines
@@ -348,8 +348,18 @@ async def get_stations(ctx: ApiContext, raw_query: str) -> HttpAnswer:
     return json_answer({"items": items})
 
 
+async def require_known_ids(storage, filters: SessionFilters) -> None:
+    """A filter naming a station or user that does not exist is a 404, not an empty list."""
+    if filters.station_id is not None and await storage.get_station(filters.station_id) is None:
+        raise not_found(f"station {filters.station_id} not found")
+    if filters.user_id is not None and filters.user_id not in {
+            user.id for user in await storage.list_users()}:
+        raise not_found(f"user {filters.user_id} not found")
+
+
 async def get_sessions(ctx: ApiContext, raw_query: str) -> HttpAnswer:
     filters = parse_session_filters(raw_query)
+    await require_known_ids(ctx.storage, filters)
     now = ctx.clock()
     page, total = await ctx.storage.list_sessions(
         **filters.storage_kwargs(), limit=filters.limit, offset=filters.offset
@@ -374,6 +384,7 @@ async def get_sessions_csv(ctx: ApiContext, raw_query: str) -> HttpAnswer:
         zone = time_zone(parse_query(raw_query, SESSION_FILTERS | {"tz"}).get("tz"))
     except ValueError as problem:
         raise ApiError(400, "UNKNOWN_TIME_ZONE", str(problem)) from None
+    await require_known_ids(ctx.storage, filters)
     now = ctx.clock()
     records = [record async for record in matching_sessions(ctx.storage, filters)]
     body = sessions_to_csv(records, zone).encode("utf-8")

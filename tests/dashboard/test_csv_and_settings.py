@@ -75,3 +75,13 @@ async def test_settings_need_a_dashboard_token(live_app):
     url = http_url(live_app, "/api/settings", token=None)
     answer = await asyncio.to_thread(_get, url)
     assert answer.status == 401
+
+
+@pytest.mark.parametrize("query, words", [("station=99", "station 99 not found"),
+                                          ("user=99", "user 99 not found")])
+async def test_a_filter_naming_an_unknown_station_or_user_is_a_404(live_app, one_session, query,
+                                                                   words):
+    for path in ("/api/sessions", "/api/sessions.csv"):
+        answer = await http_get(live_app, f"{path}?{query}")
+        assert answer.status == 404, (path, answer.body)
+        assert answer.json() == {"code": "NOT_FOUND", "message": words}
