@@ -78,7 +78,8 @@ def banner(app: App) -> str:
         token, key = "&token=<dashboard token>", "&token=<station key>"
     lines += [
         f"  dashboard:  {http}://{shown}:{port}/?{token[1:]}".rstrip("?"),
-        f"  simulator:  {python} -m tools.simulator --station 1 --card VIRTUAL-1-A4F2E8 --url {ws}://{shown}:{port}/ws"
+        f"  simulator:  {python} -m tools.simulator --station 1 --card VIRTUAL-1-A4F2E8 "
+        f"--url {ws}://{shown}:{port}/ws"
         + (f" --token {key[7:]}" if key else ""),
         f'  wscat:      wscat -c "{ws}://{shown}:{port}/ws?role=client&estacionId=1{token}"',
         f'              wscat -c "{ws}://{shown}:{port}/ws?role=publisher&estacionId=1{key}"',
@@ -87,8 +88,8 @@ def banner(app: App) -> str:
         lines.append(f"  firmware:   {make_command(app, 'sim-charger', ws, local, port)}"
                      " (then type: tap 04C0FFEE)")
     if app.config.auth and not app.config.demo:
-        lines.append(f"  credentials: {python} -m server.admin tokens issue --role admin --sub NAME; "
-                     f"{python} -m server.admin stations issue-key ID")
+        lines.append(f"  credentials: {python} -m server.admin tokens issue --role admin "
+                     f"--sub NAME; {python} -m server.admin stations issue-key ID")
     return "\n".join(lines)
 
 

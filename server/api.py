@@ -17,8 +17,9 @@ see `server/dashboard_messages.py`):
     /api/alerts              alerts not yet acknowledged by an operator
     /metrics                 Prometheus text format (server/observability.py)
 
-Unknown ids answer 404 (also a `station` or `user` filter naming none) and bad filters 400, both as JSON `{"code": ..., "message": ...}`; a
-failure inside a handler answers 500 with a generic message, never a traceback.
+Unknown ids answer 404 (also a `station` or `user` filter naming none) and bad filters 400,
+both as JSON `{"code": ..., "message": ...}`; a failure inside a handler answers 500 with a
+generic message, never a traceback.
 
 `/healthz` is the server's own route (server/app.py). The handlers are plain coroutines
 `handler(ctx, raw_query, *path_params) -> HttpAnswer`, free of websockets; `register(app)` adds

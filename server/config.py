@@ -121,7 +121,8 @@ def _positive(high: float):
         try:
             value = float(text)
         except ValueError:
-            raise ValueError(f"must be a finite number greater than 0 and at most {high:g}") from None
+            raise ValueError(f"must be a finite number greater than 0 and at most "
+                             f"{high:g}") from None
         if not 0 < value <= high:  # also refuses nan and inf
             raise ValueError(f"must be a finite number greater than 0 and at most {high:g}")
         return value
@@ -267,7 +268,8 @@ def read_dotenv(path: Path) -> dict[str, str]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as problem:
-        raise ConfigError(f"cannot read {path}: {getattr(problem, 'strerror', None) or problem}") from None
+        why = getattr(problem, "strerror", None) or problem
+        raise ConfigError(f"cannot read {path}: {why}") from None
     for binding in parse_stream(io.StringIO(text)):
         line = binding.original.line
         shown = binding.original.string.strip()[:60]

@@ -88,7 +88,8 @@ def _check_board_values(values: dict) -> None:
     try:
         host, port, resource, _ = parse_url(url)
     except ValueError as problem:
-        raise ConfigError(f"server_url: {problem}; expected ws://HOST:PORT/ws or wss://...") from None
+        raise ConfigError(f"server_url: {problem}; expected ws://HOST:PORT/ws or "
+                          "wss://...") from None
     if "?" in resource or "#" in url or not re.fullmatch(r"[A-Za-z0-9.\-\[\]:]+", host):
         raise ConfigError(f"server_url {url!r}: expected ws://HOST:PORT/ws with no query "
                           "(the charger adds role, estacionId and token)")

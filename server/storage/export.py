@@ -70,7 +70,8 @@ def _safe_text(text: str) -> str:
 
 def session_row(session: SessionRecord, zone: tzinfo = timezone.utc) -> tuple:
     # whole seconds, cut as the API's `duration` is (what the dashboard shows)
-    duration = "" if session.ended_at is None else max(0, int(session.ended_at - session.started_at))
+    duration = ("" if session.ended_at is None
+                else max(0, int(session.ended_at - session.started_at)))
     return (session.id, session.station_id, _safe_text(session.user_name), session.card_uid,
             iso_in(session.started_at, zone), iso_in(session.ended_at, zone), duration,
             "" if duration == "" else hms(duration),

@@ -21,8 +21,9 @@ Reconnects forever (the server may be down, the WiFi gone): exponential backoff 
 with jitter, reset once the server has answered `connected`. Except when the server refuses
 the station itself (close 4001, 4003, 4004, 4005: a wrong key, an unknown station; see
 REFUSALS): retrying cannot help, so the link stops and calls `on_refused(code, why)`, and the
-command line ends with one line and a non-zero status. `drop()` cuts the TCP connection without a closing handshake, as a lost
-WiFi does, and holds the link down for a while; `reboot()` does the same with an ESP32 reboot.
+command line ends with one line and a non-zero status. `drop()` cuts the TCP connection
+without a closing handshake, as a lost WiFi does, and holds the link down for a while;
+`reboot()` does the same with an ESP32 reboot.
 """
 
 import asyncio
