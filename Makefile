@@ -25,10 +25,11 @@ $(WASM_STAMP): tools/wasm/package-lock.json
 	cd tools/wasm && npm ci --no-audit --no-fund
 	touch $(WASM_STAMP)
 
-## Start the server on 0.0.0.0:3000 with the demo station and card (data/evse.sqlite3); prints
-## the dashboard URL with a token and the wscat commands with their credentials.
+## Start the server on 0.0.0.0:3000 (or PORT: make run PORT=3100; PORT in .env works too) with
+## the demo station and card (data/evse.sqlite3); prints the dashboard URL with a token and the
+## simulator, wscat and sim-charger commands with their credentials, for that port.
 run: venv
-	$(PY) -m server --demo
+	$(PY) -m server --demo $(if $(PORT),--port $(PORT))
 
 ## Run the whole test suite (server, simulator, firmware on MicroPython, browser), one file per
 ## worker (pytest-xdist): the tests mostly wait on sockets and subprocesses, so 4 workers fit 2
@@ -43,19 +44,27 @@ bench-server: venv
 	$(PY) -m tools.bench.server_load $(ARGS)
 
 ## The CPython simulated charger: station 1 taps the demo card (start `make run` first; it uses
-## the demo station's key that `make run` wrote to $(DEMO_KEY)).
-## Type commands (help, tap, stop, emergency, drop, ...); more options: make sim ARGS="--speed 60".
+## the demo station's key that `make run` wrote to $(DEMO_KEY)). Same PORT as make run:
+## make sim PORT=3100 (or SERVER_URL=ws://HOST:PORT/ws). Type commands (help, tap, stop,
+## emergency, drop, quit, ...); more options: make sim ARGS="--speed 2" (faster than 2-3x the meter looks like more than the station's 22 kW and the server flags it).
 sim: venv
-	$(PY) -m tools.simulator --station 1 --card VIRTUAL-1-A4F2E8 --token "$(TOKEN)" $(ARGS)
+	$(PY) -m tools.simulator --url $(SERVER_URL) --station $(STATION) --card VIRTUAL-1-A4F2E8 --token "$(TOKEN)" $(ARGS)
 
-## --- Firmware (ESP32, MicroPython) ---------------------------------------------------------
-PORT ?= /dev/ttyUSB0
-SIM_ENV := MICROPYPATH=tools/sim:firmware:.frozen
-SIM_CONFIG := firmware-build/sim-config.json
-SERVER_URL ?= ws://127.0.0.1:3000/ws
+# PORT is the server's TCP port (make run, sim, sim-charger); DEVICE the board's serial port.
+SERVER_URL ?= ws://127.0.0.1:$(or $(PORT),3000)/ws
 STATION ?= 1
 DEMO_KEY := data/station-1.key
 TOKEN ?= $(shell cat $(DEMO_KEY) 2>/dev/null)
+
+## --- Firmware (ESP32, MicroPython) ---------------------------------------------------------
+DEVICE ?= /dev/ttyUSB0
+TIME_SCALE ?= 1
+SIM_CONFIG ?= firmware-build/sim-config.json
+# refuse a serial port given as PORT (its old name) before anything is compiled
+define check_device
+	@case "$(PORT)" in /dev/*|COM*) echo "PORT is the server's TCP port; name the serial port DEVICE: make $@ DEVICE=$(PORT)" >&2; exit 2;; esac
+	@test -e "$(DEVICE)" || { ports=$$(ls /dev/ttyUSB* /dev/ttyACM* /dev/cu.usb* 2>/dev/null | tr '\n' ' '); echo "no board at $(DEVICE): connect the ESP32 by USB, or name its serial port: make $@ DEVICE=/dev/ttyACM0 (serial ports here: $${ports:-none})" >&2; exit 2; }
+endef
 
 ## Compile firmware/ with mpy-cross into firmware-build/ and print a size report (each module's
 ## resident heap on the 64-bit unix port and on the 32-bit WebAssembly port).
@@ -65,25 +74,33 @@ firmware: venv
 	 else echo "no npm: the size report has no 32-bit column (install Node.js 18+)"; fi
 	$(PY) -m tools.firmware_build
 
-## Write firmware/config.json: prompts, or variables WIFI_SSID WIFI_PASSWORD SERVER_URL STATION TOKEN PINS.
+## Write firmware/config.json: prompts on a terminal (the WiFi password is not echoed), or takes
+## WIFI_SSID WIFI_PASSWORD SERVER_URL STATION TOKEN PINS; without a terminal every required
+## value must be given. Checks pins against the ESP32, the URL and the SSID.
+CONFIG_OUT ?= firmware/config.json
 config: venv
-	$(PY) -m tools.firmware_config
+	@$(PY) -m tools.firmware_config --out $(CONFIG_OUT)
 
-## Copy the compiled firmware and config.json to the board: make flash PORT=/dev/ttyUSB0
-flash: firmware
-	test -f firmware/config.json || { echo "run make config first"; exit 2; }
-	cd firmware-build && ../$(VENV)/bin/mpremote connect $(PORT) fs cp -r charger boot.py main.py config.json : + reset
+## Copy the compiled firmware and config.json to the board: make flash DEVICE=/dev/ttyUSB0
+flash: venv
+	$(check_device)
+	@test -f firmware/config.json || { echo "no firmware/config.json: run make config first" >&2; exit 2; }
+	$(PY) -m tools.firmware_build
+	cd firmware-build && ../$(VENV)/bin/mpremote connect $(DEVICE) fs cp -r charger boot.py main.py config.json : + reset
 
-## MicroPython REPL on the board.
+## MicroPython REPL on the board: make repl DEVICE=/dev/ttyUSB0
 repl: venv
-	$(VENV)/bin/mpremote connect $(PORT) repl
+	$(check_device)
+	$(VENV)/bin/mpremote connect $(DEVICE) repl
 
-## The real firmware on the unix port with emulated hardware against SERVER_URL/STATION/TOKEN;
-## type control commands on stdin (help, tap 04A1B2C3, press stop, status, ...).
+## The real firmware on the unix port with emulated hardware against SERVER_URL (or PORT),
+## STATION, TOKEN; type control commands on stdin (help, tap 04A1B2C3, press stop, status,
+## quit). The meter runs in real time unless TIME_SCALE=10 (energy 10x faster); a refused
+## station key (close 4003/4005) ends it with one line and status 3.
 sim-charger: venv
-	mkdir -p firmware-build
-	$(PY) -m tools.firmware_config --out $(SIM_CONFIG) --no-input --server-url $(SERVER_URL) --station $(STATION) --token "$(TOKEN)"
-	$(SIM_ENV) $(VENV)/bin/micropython tools/sim/run_charger.py $(SIM_CONFIG) --power 2000 --time-scale 10
+	@mkdir -p $(dir $(SIM_CONFIG))
+	@$(PY) -m tools.firmware_config --out $(SIM_CONFIG) --no-input --ssid sim-ap --password "" --server-url $(SERVER_URL) --station $(STATION) --token "$(TOKEN)"
+	@$(PY) -m tools.sim_charger $(SIM_CONFIG) --power 2000 --time-scale $(TIME_SCALE)
 
 ## Soak (not in CI): 2,000 chargers send metrics for 10 minutes; prints the server's RSS at start
 ## and end (growth must stay under 5 %) and the error count (must be 0). make soak ARGS="--minutes 3"

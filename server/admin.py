@@ -2,9 +2,11 @@
 backups and credentials (station keys, dashboard tokens; see docs/security.md), through the same Storage class the server uses (safe while the server runs).
 
 The database path comes from the server's own configuration (`--db`, else DB_PATH from the
-environment or `.env`, else data/evse.sqlite3). Every mistake (unknown id, duplicate card,
-malformed number) ends with ONE line on stderr and exit status 1 (2 for bad usage), never a
-traceback.
+environment or `.env`, else data/evse.sqlite3). Every number has bounds (ids up to 2^31-1, a
+tariff up to MAX_TARIFF per kWh, --limit up to 1000, --days up to 3650). Every mistake
+(unknown id anywhere: a station, user or card named by a command, a filter or a token's
+--stations; a duplicate card; a malformed number) ends with ONE line on stderr and exit
+status 1 (2 for bad usage), never a traceback, and changes nothing.
 """
 
 import argparse
@@ -20,9 +22,10 @@ from server.auth import (
 )
 from server.config import ConfigError, load_config
 from server.energy import DEFAULT_MAX_POWER_W, MAX_POWER_CAP_W
-from server.storage import Storage, StorageError
-from server.storage.export import export_sessions, iso_utc
-from server.storage.values import check_max_power
+from server.storage import NotFound, Storage, StorageError
+from server.storage.store import MAX_PAGE
+from server.storage.export import export_sessions, iso_utc, time_zone
+from server.storage.values import MAX_TARIFF, check_max_power
 from server.uids import normalize_uid
 
 
@@ -35,10 +38,20 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message} (see --help)")
 
 
-def _positive_int(text: str) -> int:
-    if not text.strip().isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return int(text)
+MAX_ID = 2**31 - 1  # as the HTTP API and the chargers' estacionId
+
+
+def _whole(high: int):
+    def parse(text: str) -> int:
+        if not text.strip().isdecimal() or not 1 <= int(text) <= high:  # isdigit() takes "²"
+            raise argparse.ArgumentTypeError(f"expected a positive whole number up to {high}, "
+                                             f"got {text!r}")
+        return int(text)
+
+    return parse
+
+
+_positive_int = _whole(MAX_ID)
 
 
 def _tariff(text: str) -> float:
@@ -46,9 +59,17 @@ def _tariff(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a price per kWh, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"a tariff must be a finite number >= 0, got {text!r}")
+    if not math.isfinite(value) or not 0 <= value <= MAX_TARIFF:
+        raise argparse.ArgumentTypeError(f"a tariff must be a finite number >= 0 and at most "
+                                         f"{MAX_TARIFF:g} per kWh, got {text!r}")
     return value
+
+
+def _zone(text: str):
+    try:
+        return time_zone(text)
+    except ValueError as problem:
+        raise argparse.ArgumentTypeError(str(problem)) from None
 
 
 def _max_power(text: str) -> float:
@@ -147,10 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
     actions = sessions.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="the latest sessions, newest first")
     listing.add_argument("--station", type=_positive_int, dest="station_id")
-    listing.add_argument("--limit", type=_positive_int, default=20)
-    export = actions.add_parser("export", help="every session as CSV")
+    listing.add_argument("--limit", type=_whole(MAX_PAGE), default=20)
+    export = actions.add_parser("export", help="every session as CSV (UTF-8 with a BOM)")
     export.add_argument("--station", type=_positive_int, dest="station_id")
     export.add_argument("--out", type=Path, help="file to write (default: standard output)")
+    export.add_argument("--tz", type=_zone, metavar="ZONE",
+                        help="IANA time zone of started_at/ended_at, e.g. Europe/Madrid "
+                             "(default UTC)")
 
     tokens = groups.add_parser("tokens", help="issue dashboard tokens (JWT)")
     actions = tokens.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -225,7 +249,21 @@ async def stations_issue_key(storage, args, config, out):
     print(key, file=out)
 
 
+async def require_stations(storage, station_ids) -> None:
+    """Raise NotFound naming the ids (of `station_ids`, None = no filter) not in the database."""
+    if station_ids is None:
+        return
+    known = {station.id for station in await storage.list_stations()}
+    unknown = sorted(set(station_ids) - known)
+    if unknown:
+        shown = ", ".join(map(str, unknown[:10])) + (", ..." if len(unknown) > 10 else "")
+        raise NotFound(f"station{'s' if len(unknown) > 1 else ''} {shown} "
+                       f"{'do' if len(unknown) > 1 else 'does'} not exist "
+                       "(see: stations list)")
+
+
 async def tokens_issue(storage, args, config, out):
+    await require_stations(storage, args.stations)
     secret = load_or_create_secret(config.secret_path)
     print(mint_token(secret, args.sub, args.role, args.stations, days=args.days), file=out)
 
@@ -264,6 +302,7 @@ async def cards_enable(storage, args, config, out):
 
 
 async def sessions_list(storage, args, config, out):
+    await require_stations(storage, None if args.station_id is None else [args.station_id])
     sessions, total = await storage.list_sessions(station_id=args.station_id, limit=args.limit)
     if not sessions:
         print("no sessions", file=out)
@@ -277,7 +316,9 @@ async def sessions_list(storage, args, config, out):
 
 
 async def sessions_export(storage, args, config, out):
-    text, count = await export_sessions(storage, station_id=args.station_id)
+    await require_stations(storage, None if args.station_id is None else [args.station_id])
+    text, count = await export_sessions(storage, station_id=args.station_id,
+                                        **({"zone": args.tz} if args.tz else {}))
     if args.out is None:
         out.write(text)
         return

@@ -9,13 +9,17 @@ see `server/dashboard_messages.py`):
     /api/sessions            history: filters station, user, from, to, limit, offset;
                              answers {"items", "total", "totals", "limit", "offset"}
     /api/sessions/<id>       one session with its stored readings
-    /api/sessions.csv        the same filters as /api/sessions, as a CSV download
+    /api/sessions.csv        the same filters as /api/sessions, as a CSV download (UTF-8
+                             with a BOM); `tz` (IANA zone, default UTC) sets the offset of
+                             started_at/ended_at; an unknown zone answers 400 UNKNOWN_TIME_ZONE
+    /api/settings            how the page shows money: {"currency_symbol", "currency_decimals"}
     /api/users, /api/cards   administration lists
     /api/alerts              alerts not yet acknowledged by an operator
     /metrics                 Prometheus text format (server/observability.py)
 
-Unknown ids answer 404 and bad filters 400, both as JSON `{"code": ..., "message": ...}`; a
-failure inside a handler answers 500 with a generic message, never a traceback.
+Unknown ids answer 404 (also a `station` or `user` filter naming none) and bad filters 400,
+both as JSON `{"code": ..., "message": ...}`; a failure inside a handler answers 500 with a
+generic message, never a traceback.
 
 `/healthz` is the server's own route (server/app.py). The handlers are plain coroutines
 `handler(ctx, raw_query, *path_params) -> HttpAnswer`, free of websockets; `register(app)` adds
@@ -37,7 +41,7 @@ from urllib.parse import parse_qsl, unquote
 
 from server.observability import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from server.observability import Observability, attach
-from server.storage.export import sessions_to_csv
+from server.storage.export import sessions_to_csv, time_zone
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +97,8 @@ class ApiContext:
     observability: Observability | None = None
     static_dir: Path = STATIC_DIR
     clock: Callable[[], float] = field(default=time.time)
+    # what the page reads from /api/settings (server/config.py: CURRENCY_SYMBOL, ...)
+    settings: dict = field(default_factory=lambda: {"currency_symbol": "$", "currency_decimals": 2})
 
 
 class ApiError(Exception):
@@ -210,8 +216,9 @@ class SessionFilters:
         }
 
 
-def parse_session_filters(raw_query: str) -> SessionFilters:
-    query = parse_query(raw_query, SESSION_FILTERS)
+def parse_session_filters(raw_query: str, extra: frozenset[str] = frozenset()) -> SessionFilters:
+    """The history filters; `extra` names further parameters the caller reads itself."""
+    query = parse_query(raw_query, SESSION_FILTERS | extra)
     filters = SessionFilters(
         station_id=parse_int(query, "station", None, 1, 2**31 - 1),
         user_id=parse_int(query, "user", None, 1, 2**31 - 1),
@@ -342,8 +349,18 @@ async def get_stations(ctx: ApiContext, raw_query: str) -> HttpAnswer:
     return json_answer({"items": items})
 
 
+async def require_known_ids(storage, filters: SessionFilters) -> None:
+    """A filter naming a station or user that does not exist is a 404, not an empty list."""
+    if filters.station_id is not None and await storage.get_station(filters.station_id) is None:
+        raise not_found(f"station {filters.station_id} not found")
+    if filters.user_id is not None and filters.user_id not in {
+            user.id for user in await storage.list_users()}:
+        raise not_found(f"user {filters.user_id} not found")
+
+
 async def get_sessions(ctx: ApiContext, raw_query: str) -> HttpAnswer:
     filters = parse_session_filters(raw_query)
+    await require_known_ids(ctx.storage, filters)
     now = ctx.clock()
     page, total = await ctx.storage.list_sessions(
         **filters.storage_kwargs(), limit=filters.limit, offset=filters.offset
@@ -363,10 +380,15 @@ async def get_sessions(ctx: ApiContext, raw_query: str) -> HttpAnswer:
 
 
 async def get_sessions_csv(ctx: ApiContext, raw_query: str) -> HttpAnswer:
-    filters = parse_session_filters(raw_query)
+    filters = parse_session_filters(raw_query, extra=frozenset({"tz"}))
+    try:
+        zone = time_zone(parse_query(raw_query, SESSION_FILTERS | {"tz"}).get("tz"))
+    except ValueError as problem:
+        raise ApiError(400, "UNKNOWN_TIME_ZONE", str(problem)) from None
+    await require_known_ids(ctx.storage, filters)
     now = ctx.clock()
     records = [record async for record in matching_sessions(ctx.storage, filters)]
-    body = sessions_to_csv(records).encode("utf-8")
+    body = sessions_to_csv(records, zone).encode("utf-8")
     stamp = datetime.fromtimestamp(now, timezone.utc).strftime("%Y%m%d-%H%M%S")
     return HttpAnswer(
         200,
@@ -377,6 +399,11 @@ async def get_sessions_csv(ctx: ApiContext, raw_query: str) -> HttpAnswer:
             ("Cache-Control", "no-store"),
         ),
     )
+
+
+async def get_settings(ctx: ApiContext, raw_query: str) -> HttpAnswer:
+    parse_query(raw_query, frozenset())
+    return json_answer(ctx.settings)
 
 
 async def get_session(ctx: ApiContext, raw_query: str, session_id: str) -> HttpAnswer:
@@ -448,6 +475,7 @@ EXACT_ROUTES: dict[str, Handler] = {
     "/api/users": get_users,
     "/api/cards": get_cards,
     "/api/alerts": get_alerts,
+    "/api/settings": get_settings,
     "/metrics": get_metrics,
 }
 PREFIX_ROUTES: dict[str, Handler] = {
@@ -487,6 +515,8 @@ def register(app) -> ApiContext:
         charger_view=charger_view_of(app.core, app.clock),
         observability=getattr(app, "observability", None) or attach(app),
         clock=app.clock,
+        settings={"currency_symbol": app.config.currency_symbol,
+                  "currency_decimals": app.config.currency_decimals},
     )
 
     def adapt(handler: Handler, prefix: str | None = None):

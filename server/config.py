@@ -5,13 +5,16 @@
 non-zero. Variables (documented in `.env.example`): HOST, PORT, DB_PATH, DEFAULT_TARIFF,
 LOG_LEVEL, PING_INTERVAL, PING_TIMEOUT, AUTH, SECRET_FILE, TLS_CERT, TLS_KEY, MAX_FRAME_BYTES,
 RATE_LIMIT, RATE_BURST, HANDSHAKE_TIMEOUT, MAX_CONNECTIONS, ALLOWED_ORIGINS, TAP_DEBOUNCE,
-CARD_STOP_MIN_AGE. The `.env` file is read with python-dotenv and never copied into the process
-environment.
+CARD_STOP_MIN_AGE, CURRENCY_SYMBOL, CURRENCY_DECIMALS. Every number has a lower and an upper
+bound. The `.env` file is read with python-dotenv and never copied into the process
+environment; a line it cannot read (no `=`, not `NAME=value`) stops the start with its line
+number instead of being skipped with a warning.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import math
 import os
@@ -19,8 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dotenv import dotenv_values
+from dotenv.parser import parse_stream
+
+from server.storage.values import MAX_TARIFF
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# a charger's outbox holds at most 200 readings and 32 events: RATE_BURST must let a whole
+# replay through (firmware/charger/outbox.py)
+OUTBOX_REPLAY = 232
 # the closing handshake with a peer that stopped answering is given this long at most before
 # the TCP connection is dropped (a live peer answers a close in milliseconds)
 MAX_CLOSE_TIMEOUT_S = 2.0
@@ -54,6 +63,10 @@ class Config:
     allowed_origins: tuple[str, ...] = ()  # besides the server's own origin
     tap_debounce: float = 2.0  # seconds: a repeated tap of the same card within it is ignored
     card_stop_min_age: float = 5.0  # seconds: tap-again-to-stop needs a session this old
+    # how the dashboard and exports show money: "$" before the amount, 2 decimals; the
+    # symbol may be empty (amounts only)
+    currency_symbol: str = "$"
+    currency_decimals: int = 2
 
     @property
     def secret_path(self) -> Path:
@@ -103,11 +116,32 @@ def _non_negative(text: str) -> float:
     return value
 
 
-def _positive(text: str) -> float:
+def _positive(high: float):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"must be a finite number greater than 0 and at most "
+                             f"{high:g}") from None
+        if not 0 < value <= high:  # also refuses nan and inf
+            raise ValueError(f"must be a finite number greater than 0 and at most {high:g}")
+        return value
+
+    return parse
+
+
+def _tariff(text: str) -> float:
     value = _non_negative(text)
-    if value == 0:
-        raise ValueError("must be greater than 0")
+    if value > MAX_TARIFF:
+        raise ValueError(f"must be a price per kWh from 0 to {MAX_TARIFF:g}")
     return value
+
+
+def _currency_symbol(text: str) -> str:
+    symbol = text.strip()
+    if len(symbol) > 8 or any(not c.isprintable() or c in "<>&\"'" for c in symbol):
+        raise ValueError("must be at most 8 printable characters (no < > & quotes), or empty")
+    return symbol
 
 
 def _seconds(low: float, high: float):
@@ -165,22 +199,25 @@ _VARIABLES = {
     "HOST": ("host", _host),
     "PORT": ("port", _port),
     "DB_PATH": ("db_path", _db_path),
-    "DEFAULT_TARIFF": ("default_tariff", _non_negative),
+    "DEFAULT_TARIFF": ("default_tariff", _tariff),
     "LOG_LEVEL": ("log_level", _log_level),
-    "PING_INTERVAL": ("ping_interval", _positive),
-    "PING_TIMEOUT": ("ping_timeout", _positive),
+    "PING_INTERVAL": ("ping_interval", _positive(3600)),
+    "PING_TIMEOUT": ("ping_timeout", _positive(3600)),
     "AUTH": ("auth", _on_off),
     "SECRET_FILE": ("secret_file", _optional_file),
     "TLS_CERT": ("tls_cert", _optional_file),
     "TLS_KEY": ("tls_key", _optional_file),
     "MAX_FRAME_BYTES": ("max_frame_bytes", _count(256, 1024 * 1024)),
-    "RATE_LIMIT": ("rate_limit", _positive),
-    "RATE_BURST": ("rate_burst", _count(1, 100_000)),
-    "HANDSHAKE_TIMEOUT": ("handshake_timeout", _positive),
+    "RATE_LIMIT": ("rate_limit", _positive(1_000_000)),
+    # documented: more than a charger's whole outbox replay (200 readings + 32 events)
+    "RATE_BURST": ("rate_burst", _count(OUTBOX_REPLAY + 1, 100_000)),
+    "HANDSHAKE_TIMEOUT": ("handshake_timeout", _positive(600)),
     "MAX_CONNECTIONS": ("max_connections", _count(1, 1_000_000)),
     "ALLOWED_ORIGINS": ("allowed_origins", _origins),
     "TAP_DEBOUNCE": ("tap_debounce", _seconds(0, 60)),
     "CARD_STOP_MIN_AGE": ("card_stop_min_age", _seconds(0, 3600)),
+    "CURRENCY_SYMBOL": ("currency_symbol", _currency_symbol),
+    "CURRENCY_DECIMALS": ("currency_decimals", _count(0, 4)),
 }
 _FLAGS = {"host": "HOST", "port": "PORT", "db": "DB_PATH"}
 
@@ -203,7 +240,7 @@ def load_config(argv=None, environ=None, dotenv_path=".env") -> Config:
     """Merge the sources, validate every value, check the database directory is writable."""
     values: dict[str, str] = {}
     if dotenv_path and Path(dotenv_path).is_file():
-        values.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+        values.update(read_dotenv(Path(dotenv_path)))
     environ = os.environ if environ is None else environ
     values.update({k: environ[k] for k in _VARIABLES if k in environ})
     args = _argument_parser().parse_args([] if argv is None else argv)
@@ -222,6 +259,29 @@ def load_config(argv=None, environ=None, dotenv_path=".env") -> Config:
     check_db_writable(config.db_path)
     check_tls_files(config)
     return config
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """The variables of a `.env` file; a line that is not `NAME=value` (a comment or blank
+    line aside) raises ConfigError naming the file and the line number. python-dotenv alone
+    warns and skips such a line, and the server would start with the default instead."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as problem:
+        why = getattr(problem, "strerror", None) or problem
+        raise ConfigError(f"cannot read {path}: {why}") from None
+    for binding in parse_stream(io.StringIO(text)):
+        line = binding.original.line
+        shown = binding.original.string.strip()[:60]
+        if binding.error:
+            raise ConfigError(f"{path} line {line}: cannot read {shown!r}: expected NAME=value")
+        if binding.key is None:  # a comment or a blank line
+            continue
+        if binding.value is None:
+            raise ConfigError(f"{path} line {line}: {shown!r} has no '=': expected NAME=value")
+        if not binding.key.isidentifier():
+            raise ConfigError(f"{path} line {line}: {binding.key!r} is not a variable name")
+    return {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
 
 
 def check_tls_files(config: Config) -> None:

@@ -109,17 +109,29 @@ async def test_sessions_are_listed_newest_first_with_open_ones_marked(admin, db)
 
 async def test_sessions_export_as_csv_to_stdout_or_a_file(admin, db, tmp_path):
     first, second = await seeded_sessions(db)
-    rows = list(csv.DictReader(io.StringIO(ok(admin("sessions", "export")))))
+    text = ok(admin("sessions", "export"))
+    assert text.startswith("\ufeff")  # the BOM: a spreadsheet reads "Pérez" as UTF-8
+    rows = list(csv.DictReader(io.StringIO(text[1:])))
     assert [int(r["session_id"]) for r in rows] == [second, first]
     assert rows[1] == {
         "session_id": str(first), "station_id": "1", "user": "Juan Pérez",
-        "card_uid": "VIRTUAL-1-A4F2E8", "started_at": "2026-01-01T00:00:00Z",
-        "ended_at": "2026-01-01T00:30:00Z", "duration_s": "1800", "kwh": "3.120",
-        "cost": "21.84", "tariff": "7.0", "end_reason": "local_stop"}
-    assert (rows[0]["ended_at"], rows[0]["duration_s"], rows[0]["end_reason"]) == ("", "", "")
+        "card_uid": "VIRTUAL-1-A4F2E8", "started_at": "2026-01-01T00:00:00+00:00",
+        "ended_at": "2026-01-01T00:30:00+00:00", "duration_s": "1800", "duration": "0:30:00",
+        "kwh": "3.120", "cost": "21.84", "tariff": "7.0", "end_reason": "local_stop"}
+    assert (rows[0]["ended_at"], rows[0]["duration_s"], rows[0]["duration"],
+            rows[0]["end_reason"]) == ("", "", "", "")
     out = tmp_path / "sessions.csv"
     assert ok(admin("sessions", "export", "--out", out)) == f"wrote 2 sessions to {out}\n"
-    assert out.read_text(encoding="utf-8").startswith("session_id,station_id,user,card_uid,")
+    assert out.read_bytes().startswith(b"\xef\xbb\xbfsession_id,station_id,user,card_uid,")
+
+
+async def test_sessions_export_writes_times_in_the_zone_asked_for(admin, db):
+    first, _ = await seeded_sessions(db)
+    text = ok(admin("sessions", "export", "--station", "1", "--tz", "America/Argentina/Buenos_Aires"))
+    [row] = list(csv.DictReader(io.StringIO(text[1:])))
+    # 2026-01-01T00:00:00Z is 21:00 the day before in Buenos Aires (UTC-3)
+    assert (row["started_at"], row["ended_at"], row["duration"]) == (
+        "2025-12-31T21:00:00-03:00", "2025-12-31T21:30:00-03:00", "0:30:00")
 
 
 async def test_backup_while_the_database_is_in_use_opens_and_has_the_sessions(admin, db,
@@ -168,6 +180,19 @@ def test_without_db_the_path_comes_from_db_path(admin, tmp_path):
     (["cards", "add", "not a uid!", "--user", "1"], "nfc_uid must be 1-64 characters"),
     (["cards", "disable", "DEADBEEF"], "card DEADBEEF does not exist"),
     (["sessions", "list", "--limit", "-3"], "expected a positive whole number"),
+    # issue 11: bounds on every number, unknown ids are errors everywhere
+    (["stations", "set-tariff", "1", "1e308"], "at most 10000 per kWh"),
+    (["stations", "add", "S", "--tariff", "10000.01"], "at most 10000 per kWh"),
+    (["stations", "add", "S", "--id", "99999999999999999999"], "up to 2147483647"),
+    (["sessions", "list", "--station", "99"], "station 99 does not exist"),
+    (["sessions", "list", "--limit", "1000000"], "up to 1000"),
+    (["sessions", "export", "--station", "99"], "station 99 does not exist"),
+    (["sessions", "export", "--tz", "Mars/Olympus"], "unknown time zone 'Mars/Olympus'"),
+    (["tokens", "issue", "--role", "viewer", "--sub", "ana", "--stations", "1,99"],
+     "station 99 does not exist"),
+    (["tokens", "issue", "--role", "station", "--sub", "sim", "--stations", "1-20"],
+     "stations 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, ... do not exist"),
+    (["stations", "issue-key", "99"], "station 99 does not exist"),
     (["backup", "/nonexistent/dir/copy.sqlite3"], "cannot write the backup"),
     (["stations"], "required"),
     (["stations", "set-max-power", "1", "50001"], "at most 50000"),
@@ -230,6 +255,8 @@ async def test_issue_key_prints_a_key_once_stores_only_its_hash_and_rotation_ret
 def test_tokens_issue_prints_a_token_the_server_accepts_for_that_role_and_stations(admin, db, tmp_path):
     from server.auth import decode_token, load_or_create_secret
 
+    for station in (1, 2, 3, 7):  # a token names stations that exist (issue 11)
+        ok(admin("stations", "add", f"S{station}", "--id", station))
     token = ok(admin("tokens", "issue", "--role", "operator", "--sub", "ana", "--stations", "1,3")).strip()
     secret_file = tmp_path / "secret.key"
     assert oct(secret_file.stat().st_mode & 0o777) == "0o600"

@@ -7,6 +7,9 @@ import math
 from server.energy import MAX_POWER_CAP_W
 
 MAX_NAME_LENGTH = 100
+# price per kWh at most: far above any real tariff in any currency that has decimals, low
+# enough that a typo (1e308, an extra 0s) is caught before it bills anyone
+MAX_TARIFF = 10_000.0
 
 
 def check_id(value: object, what: str) -> int:
@@ -37,7 +40,10 @@ def check_optional_number(value: object, what: str) -> float | None:
 
 
 def check_tariff(value: object) -> float:
-    return check_number(value, "tariff", minimum=0)
+    tariff = check_number(value, "tariff", minimum=0)
+    if tariff > MAX_TARIFF:
+        raise ValueError(f"tariff must be a price per kWh from 0 to {MAX_TARIFF:g}, not {value!r}")
+    return tariff
 
 
 def check_max_power(value: object) -> float:

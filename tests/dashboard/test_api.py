@@ -207,16 +207,17 @@ async def test_csv_download_has_the_filtered_sessions_rows(live_app, history):
     answer = await http_get(live_app, f"/api/sessions.csv?user={history['ana']}")
     assert answer.status == 200 and answer.content_type.startswith("text/csv")
     assert re.match(r'attachment; filename="sessions-\d{8}-\d{6}\.csv"', answer.headers["content-disposition"])
-    rows = list(csv.DictReader(io.StringIO(answer.body.decode())))
+    rows = list(csv.DictReader(io.StringIO(answer.body.decode("utf-8-sig"))))
     assert sorted(int(row["session_id"]) for row in rows) == sorted(history["ids"][1:3])
     garage = next(row for row in rows if row["station_id"] == str(history["garage"]))
     assert garage["user"] == "Ana" and garage["kwh"] == "4.000" and garage["cost"] == "20.00"
-    assert garage["started_at"] == "2025-01-11T12:10:00Z" and garage["duration_s"] == "1800"
+    assert garage["started_at"] == "2025-01-11T12:10:00+00:00" and garage["duration_s"] == "1800"
+    assert garage["duration"] == "0:30:00"
 
 
 async def test_csv_of_a_live_session_has_its_row(live_app, server_url):
     record = await charge_once(live_app, server_url)
-    rows = list(csv.DictReader(io.StringIO((await http_get(live_app, "/api/sessions.csv")).body.decode())))
+    rows = list(csv.DictReader(io.StringIO((await http_get(live_app, "/api/sessions.csv")).body.decode("utf-8-sig"))))
     assert [(int(r["session_id"]), r["user"], r["kwh"]) for r in rows] == [(record.id, "Juan Pérez", f"{record.kwh:.3f}")]
 
 

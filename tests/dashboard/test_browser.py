@@ -89,7 +89,7 @@ async def test_a_tap_shows_a_live_session_growing_and_stop_puts_it_in_the_histor
     async with page.expect_download() as download_info:
         await page.get_by_test_id("csv").click()
     download = await download_info.value
-    rows = list(csv.DictReader(io.StringIO(open(await download.path(), encoding="utf-8").read())))
+    rows = list(csv.DictReader(io.StringIO(open(await download.path(), encoding="utf-8-sig").read())))
     assert [(int(r["session_id"]), r["user"], r["end_reason"]) for r in rows] == [(session_id, "Juan Pérez", "remote_stop")]
 
     await row.locator("a").click()

@@ -43,7 +43,15 @@ def test_flags_override_environment_which_overrides_dotenv(tmp_path):
     [
         (["--port", "abc"], {}, "PORT"),
         ([], {"PORT": "70000"}, "PORT"),
-        ([], {"RATE_BURST": "³"}, "RATE_BURST='³': must be an integer from 1 to"),  # isdigit() but no int
+        ([], {"RATE_BURST": "³"}, "RATE_BURST='³': must be an integer from 233 to"),  # isdigit() but no int
+        # issue 11: bounds on every number; RATE_BURST as documented (> a charger's replay, 232)
+        ([], {"RATE_BURST": "5"}, "RATE_BURST='5': must be an integer from 233 to 100000"),
+        ([], {"DEFAULT_TARIFF": "1e308"}, "DEFAULT_TARIFF='1e308': must be a price per kWh from 0 to 10000"),
+        ([], {"PING_INTERVAL": "1e308"}, "PING_INTERVAL='1e308': must be a finite number greater than 0 and at most 3600"),
+        ([], {"RATE_LIMIT": "inf"}, "RATE_LIMIT='inf': must be a finite number greater than 0"),
+        ([], {"HANDSHAKE_TIMEOUT": "86400"}, "HANDSHAKE_TIMEOUT='86400': must be a finite number greater than 0 and at most 600"),
+        ([], {"CURRENCY_DECIMALS": "5"}, "CURRENCY_DECIMALS='5': must be an integer from 0 to 4"),
+        ([], {"CURRENCY_SYMBOL": "<b>"}, "CURRENCY_SYMBOL='<b>': must be at most 8 printable characters"),
         ([], {"DEFAULT_TARIFF": "-1"}, "DEFAULT_TARIFF"),
         ([], {"DEFAULT_TARIFF": "nan"}, "DEFAULT_TARIFF"),
         ([], {"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
@@ -104,8 +112,15 @@ async def test_demo_server_prints_urls_and_sigterm_flushes_readings_and_closes_w
             banner.append((await asyncio.wait_for(process.stdout.readline(), 30)).decode())
         text = "".join(banner)
         port = int(re.search(r"http://127\.0\.0\.1:(\d+)/", text).group(1))
-        assert "python -m tools.simulator --station 1 --card VIRTUAL-1-A4F2E8" in text
-        assert f"make sim-charger SERVER_URL=ws://127.0.0.1:{port}/ws STATION=1 (then type: tap 04C0FFEE)" in text
+        # the venv's interpreter (a bare `python` may lack websockets), the server's real port
+        python = os.path.relpath(sys.executable, tmp_path) if Path(sys.executable).is_relative_to(tmp_path) \
+            else sys.executable
+        assert (f"  simulator:  {python} -m tools.simulator --station 1 --card VIRTUAL-1-A4F2E8 "
+                f"--url ws://127.0.0.1:{port}/ws --token ") in text
+        # the demo key is not in the checkout's data/ (the database is in tmp_path): it is given
+        key = (tmp_path / "station-1.key").read_text().strip()
+        assert (f"make -C {REPO} sim-charger PORT={port} STATION=1 TOKEN={key} "
+                "(then type: tap 04C0FFEE)") in text
         assert f'wscat -c "ws://127.0.0.1:{port}/ws?role=client&estacionId=1&token=' in text
         # the printed commands carry working credentials: the dashboard's and the demo key
         dashboard_url = re.search(r'wscat -c "(\S+role=client\S+)"', text).group(1)
@@ -143,3 +158,39 @@ async def test_a_file_that_is_not_a_database_is_refused_with_one_line(tmp_path):
     [line] = stderr.decode().strip().splitlines()
     assert line.startswith("error: database") and str(bogus) in line
     assert bogus.read_text().startswith("this is not a database")  # left as it was
+
+
+@pytest.mark.parametrize("line, words", [
+    ("PORT 3100", "line 2: cannot read 'PORT 3100': expected NAME=value"),
+    ("PORT", "line 2: 'PORT' has no '=': expected NAME=value"),
+    ('"PORT"=3100', "line 2: '\"PORT\"' is not a variable name"),
+])
+def test_a_malformed_dotenv_line_is_refused_with_its_line_number(tmp_path, line, words):
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(f"# the server's settings\n{line}\nHOST=127.0.0.1\n")
+    with pytest.raises(ConfigError) as problem:
+        load_config([], environ={}, dotenv_path=dotenv)
+    assert str(problem.value) == f"{dotenv} {words}"
+
+
+async def test_a_malformed_dotenv_line_stops_the_start_instead_of_using_port_3000(tmp_path):
+    """The issue's case: `PORT 3100` (no `=`) was a python-dotenv warning, then a server on 3000."""
+    (tmp_path / ".env").write_text("HOST=127.0.0.1\nPORT 3100\n")
+    process = await run_server(tmp_path, "--db", str(tmp_path / "x.sqlite3"))
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        if process.returncode is None:  # the old server: listening on 3000
+            process.kill()
+            await process.wait()
+    assert process.returncode == 2 and stdout == b""
+    assert stderr.decode() == "error: .env line 2: cannot read 'PORT 3100': expected NAME=value\n"
+
+
+def test_currency_settings_default_to_dollars_with_two_decimals_and_may_be_empty():
+    config = load_config([], environ={}, dotenv_path=None)
+    assert (config.currency_symbol, config.currency_decimals) == ("$", 2)
+    config = load_config([], environ={"CURRENCY_SYMBOL": "", "CURRENCY_DECIMALS": "0"}, dotenv_path=None)
+    assert (config.currency_symbol, config.currency_decimals) == ("", 0)
+    config = load_config([], environ={"CURRENCY_SYMBOL": "€", "CURRENCY_DECIMALS": "3"}, dotenv_path=None)
+    assert (config.currency_symbol, config.currency_decimals) == ("€", 3)

@@ -134,13 +134,15 @@ async def test_csv_export_has_the_documented_columns_and_defuses_spreadsheet_for
     await storage.end_session(sid, T0 + 90.4, 1.23456, 8.641, "local_stop", {})
     text, count = await export_sessions(storage)
     assert count == 1
-    [row] = list(csv.DictReader(io.StringIO(text)))
+    assert text.startswith("\ufeff")
+    [row] = list(csv.DictReader(io.StringIO(text[1:])))
     assert row == {"session_id": str(sid), "station_id": "1", "user": "'=HYPERLINK(\"http://evil\")",
-                   "card_uid": "CARD1", "started_at": "2026-01-01T00:00:00Z",
-                   "ended_at": "2026-01-01T00:01:30Z", "duration_s": "90", "kwh": "1.235",
+                   "card_uid": "CARD1", "started_at": "2026-01-01T00:00:00+00:00",
+                   "ended_at": "2026-01-01T00:01:30+00:00", "duration_s": "90",
+                   "duration": "0:01:30", "kwh": "1.235",
                    "cost": "8.64", "tariff": "7.0", "end_reason": "local_stop"}
-    assert sessions_to_csv([]) == ("session_id,station_id,user,card_uid,started_at,ended_at,"
-                                   "duration_s,kwh,cost,tariff,end_reason\r\n")
+    assert sessions_to_csv([]) == ("\ufeffsession_id,station_id,user,card_uid,started_at,ended_at,"
+                                   "duration_s,duration,kwh,cost,tariff,end_reason\r\n")
 
 
 async def test_export_walks_every_page_of_a_long_history(storage):

@@ -251,11 +251,16 @@ status
     assert sent(lines, "emergency")[0]["wh"] <= register
 
 
-async def test_an_unknown_station_is_refused_with_4005_and_retried(server_url):
-    script = "wait-for offline timeout=20\nwait-for retry\n"
+async def test_an_unknown_station_is_refused_with_4005_and_ends_the_run_not_retried(server_url):
+    # issue 11: retrying forever with the same configuration helped nobody; a refusal ends
+    # the simulator with one line and status 3 (tests/tools/test_refusal_and_exit.py)
+    script = "wait-for offline timeout=20\nwait-for retry timeout=20\n"
     status, lines, err = await simulate(server_url, script, "--station", "99", *FAST)
-    assert status == 0, err
+    assert status == 3, err
     assert any(line.startswith("[st99] offline code=4005") for line in lines)
+    assert not any(line.startswith("[st99] retry") for line in lines)
+    assert err.startswith("python -m tools.simulator: error: the server refused station 99 "
+                          "(close 4005") and len(err.splitlines()) == 1
 
 
 async def test_a_wait_for_that_never_happens_fails_the_script(server_url):

@@ -6,7 +6,9 @@
   headless     (otherwise): run until SIGINT/SIGTERM
 
 Every bad argument ends the program with one line on stderr and exit status 2, never a
-traceback. Examples:
+traceback. A station the server refuses (close 4001/4003/4004/4005: wrong key, unknown
+station) ends it with one line on stderr and exit status 3. `quit`, the end of a script,
+Ctrl-C (SIGINT) and SIGTERM end it with status 0 (1 for a failed `wait-for`). Examples:
   python -m tools.simulator --station 1 --card VIRTUAL-1-A4F2E8
   python -m tools.simulator --stations 1-20 --card-pattern VIRTUAL-{n}-A4F2E8 --speed 30
   python -m tools.simulator --script demo.txt --interval 0.5 --speed 10
@@ -23,12 +25,14 @@ from urllib.parse import urlsplit
 from tools.simulator.clock import ScaledClock
 from tools.simulator.commands import CommandError, parse_command, parse_script
 from tools.simulator.fleet import Fleet, Quit, ScriptFailure, Settings
+from tools.simulator.link import REFUSALS
 
 PROG = "python -m tools.simulator"
 MAX_STATIONS = 500
 MAX_STATION_ID = 2**31 - 1
 EXIT_USAGE = 2
 EXIT_SCRIPT_FAILED = 1
+EXIT_REFUSED = 3
 
 
 class UsageError(Exception):
@@ -229,9 +233,15 @@ async def _run_until_signal() -> int:
 
 
 async def _main(settings: Settings, clock_speed: float, mode: str, script) -> int:
-    fleet = Fleet.build(settings, ScaledClock(clock_speed), _write)
-    fleet.start()
     loop = asyncio.get_running_loop()
+    refused = loop.create_future()
+
+    def on_refused(station_id, code, reason):
+        if not refused.done():
+            refused.set_result((station_id, code, reason))
+
+    fleet = Fleet.build(settings, ScaledClock(clock_speed), _write, on_refused=on_refused)
+    fleet.start()
     runner = {
         "script": lambda: _run_script(fleet, script),
         "interactive": lambda: _run_interactive(fleet, settings.stations),
@@ -241,10 +251,20 @@ async def _main(settings: Settings, clock_speed: float, mode: str, script) -> in
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, task.cancel)
     try:
-        return await task
-    except asyncio.CancelledError:
+        await asyncio.wait({task, refused}, return_when=asyncio.FIRST_COMPLETED)
+        if refused.done():
+            task.cancel()
+            station_id, code, reason = refused.result()
+            print(f"{PROG}: error: the server refused station {station_id} (close {code}"
+                  f"{': ' + reason if reason else ''}): {REFUSALS[code]}", file=sys.stderr,
+                  flush=True)
+            return EXIT_REFUSED
+        return task.result()
+    except asyncio.CancelledError:  # SIGINT, SIGTERM
         return 0
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
         await fleet.close()
 
 

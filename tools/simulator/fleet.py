@@ -7,6 +7,7 @@ an event that happened before the wait started still counts exactly once.
 """
 
 import asyncio
+import functools
 import random
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -70,7 +71,9 @@ class Fleet:
         self._write = write
 
     @classmethod
-    def build(cls, settings: Settings, clock, write) -> "Fleet":
+    def build(cls, settings: Settings, clock, write, on_refused=None) -> "Fleet":
+        """`on_refused(station_id, code, reason)`: the server refused that station (see
+        link.REFUSALS); its link has stopped."""
         rng = random.Random(settings.seed)
         stations = {}
         for station_id in settings.stations:
@@ -85,7 +88,9 @@ class Fleet:
                                log, random.Random(rng.random()),
                                drop_seconds=settings.drop_seconds,
                                tick_s=min(0.25, settings.interval / 4),
-                               on_online=_auto_tap(charger, card) if settings.auto_tap else None)
+                               on_online=_auto_tap(charger, card) if settings.auto_tap else None,
+                               on_refused=None if on_refused is None else
+                               functools.partial(on_refused, station_id))
             stations[station_id] = Station(station_id, charger, link, log, card)
         return cls(stations, write)
 

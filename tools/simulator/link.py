@@ -17,9 +17,13 @@ Pings are for liveness only (no pong within 10 s: the link is dead, reconnect); 
 confirms nothing. An ack whose `n` is not a whole number 0..frames sent is logged
 (`invalid`) and ignored.
 
-Reconnects forever: exponential backoff 1 s -> 30 s with jitter, reset once the server has
-answered `connected`. `drop()` cuts the TCP connection without a closing handshake, as a lost
-WiFi does, and holds the link down for a while; `reboot()` does the same with an ESP32 reboot.
+Reconnects forever (the server may be down, the WiFi gone): exponential backoff 1 s -> 30 s
+with jitter, reset once the server has answered `connected`. Except when the server refuses
+the station itself (close 4001, 4003, 4004, 4005: a wrong key, an unknown station; see
+REFUSALS): retrying cannot help, so the link stops and calls `on_refused(code, why)`, and the
+command line ends with one line and a non-zero status. `drop()` cuts the TCP connection
+without a closing handshake, as a lost WiFi does, and holds the link down for a while;
+`reboot()` does the same with an ESP32 reboot.
 """
 
 import asyncio
@@ -35,6 +39,17 @@ OPEN_TIMEOUT_S = 10.0
 BATCH = 16  # outbox entries sent per acknowledgement (the firmware's charger/link.py _BATCH)
 ACK_TIMEOUT_S = 30.0  # the batch in flight unacked this long: close (1001) and reconnect
 REBOOT_S = 1.0  # how long the simulated ESP32 takes to boot and join the WiFi
+# close codes (docs/protocol.md) that say this station's configuration is wrong: what a
+# person should check
+REFUSALS = {
+    4001: "the URL's role is not publisher",
+    4003: "the token (station key) is missing, wrong, expired or not for this station: use the "
+          "key `.venv/bin/python -m server.admin stations issue-key N` printed (make run "
+          "prints the demo's)",
+    4004: "the URL has no estacionId",
+    4005: "the station is not in the server's database (.venv/bin/python -m server.admin "
+          "stations add NAME --id N)",
+}
 
 
 def backoff_delay(attempt: int, rng, low=BACKOFF_MIN_S, high=BACKOFF_MAX_S) -> float:
@@ -45,7 +60,7 @@ def backoff_delay(attempt: int, rng, low=BACKOFF_MIN_S, high=BACKOFF_MAX_S) -> f
 
 class StationLink:
     def __init__(self, charger, url: str, log, rng, *, drop_seconds=10.0, tick_s=0.25,
-                 on_online=None, ack_timeout_s=ACK_TIMEOUT_S):
+                 on_online=None, ack_timeout_s=ACK_TIMEOUT_S, on_refused=None):
         self.charger = charger
         self.url = url
         self.log = log
@@ -53,6 +68,7 @@ class StationLink:
         self.drop_seconds = drop_seconds
         self.tick_s = tick_s
         self._on_online = on_online  # called after each connect (the auto tap)
+        self._on_refused = on_refused  # called once if the server refuses the station
         self._ws = None
         self._wake = asyncio.Event()
         self._retry_now = asyncio.Event()
@@ -158,6 +174,10 @@ class StationLink:
             self.charger.disconnected()
         if not self._closing:
             self.log.emit("offline", self._why or why)
+        code = why.get("code")
+        if code in REFUSALS and self._on_refused is not None and not self._closing:
+            self._closing = True  # no retry: the same credentials get the same answer
+            self._on_refused(code, why.get("reason"))
 
     def _pump_ended(self, task, ws) -> None:
         """The sender is gone: so is this connection (a send failed, a reboot, a bug)."""
