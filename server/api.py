@@ -93,6 +93,8 @@ class ApiContext:
     observability: Observability | None = None
     static_dir: Path = STATIC_DIR
     clock: Callable[[], float] = field(default=time.time)
+    # what the page reads from /api/settings (server/config.py: CURRENCY_SYMBOL, ...)
+    settings: dict = field(default_factory=lambda: {"currency_symbol": "$", "currency_decimals": 2})
 
 
 class ApiError(Exception):
@@ -210,8 +212,9 @@ class SessionFilters:
         }
 
 
-def parse_session_filters(raw_query: str) -> SessionFilters:
-    query = parse_query(raw_query, SESSION_FILTERS)
+def parse_session_filters(raw_query: str, extra: frozenset[str] = frozenset()) -> SessionFilters:
+    """The history filters; `extra` names further parameters the caller reads itself."""
+    query = parse_query(raw_query, SESSION_FILTERS | extra)
     filters = SessionFilters(
         station_id=parse_int(query, "station", None, 1, 2**31 - 1),
         user_id=parse_int(query, "user", None, 1, 2**31 - 1),
@@ -363,7 +366,7 @@ async def get_sessions(ctx: ApiContext, raw_query: str) -> HttpAnswer:
 
 
 async def get_sessions_csv(ctx: ApiContext, raw_query: str) -> HttpAnswer:
-    filters = parse_session_filters(raw_query)
+    filters = parse_session_filters(raw_query, extra=frozenset({"tz"}))
     now = ctx.clock()
     records = [record async for record in matching_sessions(ctx.storage, filters)]
     body = sessions_to_csv(records).encode("utf-8")
@@ -377,6 +380,11 @@ async def get_sessions_csv(ctx: ApiContext, raw_query: str) -> HttpAnswer:
             ("Cache-Control", "no-store"),
         ),
     )
+
+
+async def get_settings(ctx: ApiContext, raw_query: str) -> HttpAnswer:
+    parse_query(raw_query, frozenset())
+    return json_answer(ctx.settings)
 
 
 async def get_session(ctx: ApiContext, raw_query: str, session_id: str) -> HttpAnswer:
@@ -448,6 +456,7 @@ EXACT_ROUTES: dict[str, Handler] = {
     "/api/users": get_users,
     "/api/cards": get_cards,
     "/api/alerts": get_alerts,
+    "/api/settings": get_settings,
     "/metrics": get_metrics,
 }
 PREFIX_ROUTES: dict[str, Handler] = {

@@ -1,5 +1,6 @@
 // GET helpers for the dashboard's HTTP JSON API (with the dashboard's token, see token.js).
 
+import { t } from "./i18n.js";
 import { dashboardToken } from "./token.js";
 
 export class ApiFailure extends Error {}
@@ -11,7 +12,7 @@ export async function getJson(path) {
     const headers = { Accept: "application/json", ...(token ? { Authorization: `Bearer ${token}` } : {}) };
     response = await fetch(path, { headers });
   } catch {
-    throw new ApiFailure("The server cannot be reached");
+    throw new ApiFailure(t("api.unreachable"));
   }
   let body = null;
   try {
@@ -20,7 +21,7 @@ export async function getJson(path) {
     body = null;
   }
   if (!response.ok) {
-    throw new ApiFailure(body?.message ?? `The server answered ${response.status}`);
+    throw new ApiFailure(body?.message ?? t("api.status", { status: response.status }));
   }
   return body;
 }
