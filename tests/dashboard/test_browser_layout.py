@@ -1,4 +1,4 @@
-"""Issue 11, layout: every view at a phone's 390 px and a laptop's 1280 px, in Spanish and in
+"""Issue 11, layout: every view at 320 and 390 px (phones), 1280 and 1920 px, in Spanish and in
 English, with 6-digit kWh and cost values, long names and an alert banner; no two visible text
 boxes overlap (text nodes and the labels drawn on charts) and nothing is cut off horizontally.
 One real server and one Chromium for the whole module; one page per width and language, the
@@ -103,7 +103,7 @@ def views(closed: int):
 
 
 @pytest.mark.parametrize("language", ["es", "en"])
-@pytest.mark.parametrize("width", [390, 1280])
+@pytest.mark.parametrize("width", [320, 390, 1280, 1920])
 async def test_no_text_overlaps_or_is_cut_off_on_any_view(browser, world, width, language):
     app = world["app"]
     context, page = await open_page(browser, app, width, language)
