@@ -1,5 +1,6 @@
 // GET helpers for the dashboard's HTTP JSON API (with the dashboard's token, see token.js).
 
+import { explainError } from "./explain.js";
 import { t } from "./i18n.js";
 import { dashboardToken } from "./token.js";
 
@@ -21,7 +22,8 @@ export async function getJson(path) {
     body = null;
   }
   if (!response.ok) {
-    throw new ApiFailure(body?.message ?? t("api.status", { status: response.status }));
+    // a sentence for a known code (404 NOT_FOUND, ...); the server's words otherwise
+    throw new ApiFailure(body?.code ? explainError(body) : body?.message ?? t("api.status", { status: response.status }));
   }
   return body;
 }

@@ -368,6 +368,6 @@ async def test_a_viewer_sees_the_session_but_its_stop_is_forbidden_and_charging_
     await expect(status).to_have_text("Cargando")
     await page.get_by_test_id("stop").click()
     await page.get_by_test_id("confirm-stop").click()
-    await expect(page.get_by_test_id("station-error")).to_contain_text("hace falta un token de administrador")
+    await expect(page.get_by_test_id("station-error")).to_contain_text("Su acceso no lo permite: detener pide un token de operador")
     await expect(status).to_have_text("Cargando")
     assert live_app.core.open_session_count() == 1
