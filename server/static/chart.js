@@ -11,7 +11,9 @@ const GRID = "#e5e7eb";
 const INK = "#5f6b7a";
 const TICK_GAP = 12; // px between two time labels at least
 const FONT_PX = 12;
-const STEPS_S = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
+const DAY_S = 86400;
+const STEPS_S = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200,
+  DAY_S, 2 * DAY_S, 7 * DAY_S, 14 * DAY_S, 28 * DAY_S, 91 * DAY_S, 365 * DAY_S];
 
 function niceMax(value) {
   if (!(value > 0)) return 1;
@@ -34,14 +36,14 @@ function timeTicks(ctx, x0, x1, plotW) {
   const span = x1 - x0;
   for (const step of STEPS_S) {
     if (span / step > 12) continue;
-    const withSeconds = step < 60;
+    const format = { withSeconds: step < 60, withDate: step >= DAY_S };
     const first = Math.ceil(x0 / step) * step;
     const ticks = [];
     for (let t = first; t <= x1 + 1e-6; t += step) ticks.push(t);
-    const widest = Math.max(0, ...ticks.map((t) => ctx.measureText(tick(t, withSeconds)).width));
-    if (ticks.length <= 1 || (plotW * step) / span >= widest + TICK_GAP) return { ticks, withSeconds };
+    const widest = Math.max(0, ...ticks.map((t) => ctx.measureText(tick(t, format)).width));
+    if (ticks.length <= 1 || (plotW * step) / span >= widest + TICK_GAP) return { ticks, format };
   }
-  return { ticks: [x0 + span / 2], withSeconds: false };
+  return { ticks: [x0 + span / 2], format: { withSeconds: false, withDate: span > DAY_S } };
 }
 
 export function drawChart(canvas, { series, from = null, to = null, emptyText = "" }) {
@@ -118,10 +120,10 @@ export function drawChart(canvas, { series, from = null, to = null, emptyText = 
     if (rightLabels.length) text(rightLabels[i], pad.left + plotW + 6, y + 4, "left");
   }
   // Time labels: round times, as many as fit apart, each kept inside the canvas.
-  const { ticks, withSeconds } = timeTicks(ctx, x0, x1, plotW);
+  const { ticks, format } = timeTicks(ctx, x0, x1, plotW);
   let lastRight = -Infinity;
   for (const t of ticks) {
-    const label = tick(t, withSeconds);
+    const label = tick(t, format);
     const w = ctx.measureText(label).width;
     const x = Math.min(Math.max(sx(t), w / 2 + 2), width - w / 2 - 2);
     if (x - w / 2 < lastRight + TICK_GAP) continue;

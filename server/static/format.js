@@ -85,10 +85,12 @@ export function clock(unixSeconds) {
   });
 }
 
-// A short clock for chart ticks (hours and minutes; seconds only when asked).
-export function tick(unixSeconds, withSeconds = false) {
+// A short label for chart ticks: hours and minutes; seconds, or the day instead, when asked.
+export function tick(unixSeconds, { withSeconds = false, withDate = false } = {}) {
   if (!finite(unixSeconds)) return DASH;
-  return new Date(unixSeconds * 1000).toLocaleTimeString(locale(), {
+  const date = new Date(unixSeconds * 1000);
+  if (withDate) return date.toLocaleDateString(locale(), { day: "numeric", month: "short" });
+  return date.toLocaleTimeString(locale(), {
     hour: "2-digit", minute: "2-digit", ...(withSeconds ? { second: "2-digit" } : {}),
   });
 }
