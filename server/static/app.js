@@ -125,10 +125,19 @@ function renderBanners() {
   replace(alertsRoot, banners);
 }
 
+// Answers may arrive out of order (one on connect, one per alert pushed meanwhile): an answer
+// older than one already applied would bring back a state the newer one replaced.
+let alertsAsked = 0;
+let alertsApplied = 0;
+
 async function loadAlerts() {
   const requestedMs = Date.now();
+  const asked = ++alertsAsked;
   try {
-    store.loadAlerts((await getJson("/api/alerts")).items, requestedMs);
+    const items = (await getJson("/api/alerts")).items;
+    if (asked < alertsApplied) return;
+    alertsApplied = asked;
+    store.loadAlerts(items, requestedMs);
   } catch (error) {
     store.notice(error.message, true);
   }
@@ -154,8 +163,7 @@ async function loadSettings() {
 }
 
 async function loadFromApi() {
-  await loadSettings();
-  await loadStations();
+  await Promise.all([loadSettings(), loadStations()]);
   await loadAlerts();
 }
 
