@@ -144,8 +144,9 @@ async function loadAlerts() {
 }
 
 async function loadStations() {
+  const requestedMs = Date.now();
   try {
-    store.loadStations((await getJson("/api/stations")).items);
+    store.loadStations((await getJson("/api/stations")).items, requestedMs);
   } catch (error) {
     store.notice(error.message, true);
   }

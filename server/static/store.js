@@ -15,7 +15,7 @@ const STALE_AFTER_MS = 15000;
 const nowS = () => Date.now() / 1000;
 
 function blankStation(id) {
-  return { id, name: t("stationN", { id }), tariff: null, status: "desconectado", session: null, power: [], events: [] };
+  return { id, liveAtMs: -Infinity, name: t("stationN", { id }), tariff: null, status: "desconectado", session: null, power: [], events: [] };
 }
 
 function sessionFrom(raw) {
@@ -69,15 +69,17 @@ export class Store extends EventTarget {
     this.changed(null);
   }
 
-  // Stations as the HTTP API lists them (names, tariffs, live status).
-  loadStations(items) {
+  // Stations as the HTTP API lists them (names, tariffs, live status). A status the socket
+  // pushed after the request was sent (requestedMs) is newer than the answer's and is kept.
+  loadStations(items, requestedMs = -Infinity) {
     this.loaded = true;
     for (const item of items) {
       const station = this.station(item.id);
       station.name = item.name;
       station.tariff = item.tariff;
-      if (item.status) station.status = item.status;
-      if (item.session !== undefined && !station.session) station.session = sessionFrom(item.session);
+      const pushedSince = station.liveAtMs >= requestedMs;
+      if (item.status && !pushedSince) station.status = item.status;
+      if (item.session !== undefined && !station.session && !pushedSince) station.session = sessionFrom(item.session);
     }
     this.changed(null);
   }
@@ -111,7 +113,10 @@ export class Store extends EventTarget {
 
   apply(message) {
     const handler = MESSAGE_HANDLERS[message.type];
-    if (handler) handler(this, message);
+    if (!handler) return;
+    handler(this, message);
+    const id = chargerIdOf(message);
+    if (Number.isFinite(id) && this.stations.has(id) && message.type !== "error") this.stations.get(id).liveAtMs = Date.now();
   }
 
   // Seconds the open session has been running, ticking between metrics while connected.
@@ -150,6 +155,7 @@ function applyInit(store, message) {
     if (charger.name) station.name = charger.name;
     if (charger.tariff != null) station.tariff = charger.tariff;
     station.status = charger.status || "desconectado";
+    station.liveAtMs = Date.now();
     station.session = sessionFrom(charger.session);
   }
   store.changed(null);

@@ -159,12 +159,13 @@ export function mountAdmin(root, { store, link }) {
 
   async function refresh() {
     try {
+      const requestedMs = Date.now();
       const [users, cards, stations] = await Promise.all([getJson("/api/users"), getJson("/api/cards"), getJson("/api/stations")]);
       if (!alive) return;
       renderUsers(users.items);
       renderCards(cards.items);
       renderStations(stations.items);
-      store.loadStations(stations.items);
+      store.loadStations(stations.items, requestedMs);
     } catch (error) {
       if (alive) showResult(listResult, false, error.message);
     }

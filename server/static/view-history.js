@@ -174,9 +174,10 @@ export function mountHistory(root, { store, navigate }, params) {
   (async () => {
     let users = [];
     try {
+      const requestedMs = Date.now();
       const [userList, stationList] = await Promise.all([getJson("/api/users"), getJson("/api/stations")]);
       users = userList.items;
-      store.loadStations(stationList.items);
+      store.loadStations(stationList.items, requestedMs);
     } catch {
       // the filters just offer "All"
     }

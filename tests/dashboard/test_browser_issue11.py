@@ -73,6 +73,8 @@ async def test_money_uses_the_servers_currency_symbol_and_decimals(page, tmp_pat
 
 async def test_refusals_are_sentences_not_codes(page, live_app):
     await open_dashboard(page, live_app, "/admin")
+    await expect(page.get_by_test_id("users")).to_be_visible()
+    await expect(page.get_by_test_id("admin-offline")).to_be_hidden()  # connected: no offline note
     add_card = page.get_by_test_id("add-card")
     await add_card.locator('input[name="uid"]').fill("04:zz!")
     await add_card.locator("button").click()
