@@ -4,7 +4,7 @@
 // to the caller (shown as a tooltip) for support; the wire message is never parsed for more
 // than the field or the thing and id it names.
 
-import { has, t } from "./i18n.js";
+import { has, locale, t } from "./i18n.js";
 
 const THINGS = new Set(["station", "user", "card", "alert", "session"]);
 
@@ -15,7 +15,7 @@ function fieldSentence(message) {
   const field = match[1];
   if (field === "tariff") {
     const max = /to ([0-9.e+]+) per kWh/.exec(message)?.[1];
-    return t("field.tariff", { max: max ? Number(max).toLocaleString(undefined) : "10000" });
+    return t("field.tariff", { max: max ? Number(max).toLocaleString(locale()) : "10000" });
   }
   return has(`field.${field}`) ? t(`field.${field}`) : null;
 }
