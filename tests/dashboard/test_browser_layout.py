@@ -1,5 +1,5 @@
-"""Issue 11, layout: every view at 320 and 390 px (phones), 1280 and 1920 px, in Spanish and in
-English, with 6-digit kWh and cost values, long names and an alert banner; no two visible text
+"""Issue 11, layout: every view at 390 and 1280 px in Spanish and in English (and at 320 and 1920 px in
+Spanish), with 6-digit kWh and cost values, long names and an alert banner; no two visible text
 boxes overlap (text nodes and the labels drawn on charts) and nothing is cut off horizontally.
 One real server and one Chromium for the whole module; one page per width and language, the
 views reached by changing the URL's fragment. Screenshots land in test-artifacts/."""
@@ -102,8 +102,9 @@ def views(closed: int):
     ]
 
 
-@pytest.mark.parametrize("language", ["es", "en"])
-@pytest.mark.parametrize("width", [320, 390, 1280, 1920])
+# 390 and 1280 px in both languages; the extremes (320, 1920) in Spanish, the longer texts
+@pytest.mark.parametrize("width, language", [(390, "es"), (390, "en"), (1280, "es"), (1280, "en"),
+                                             (320, "es"), (1920, "es")])
 async def test_no_text_overlaps_or_is_cut_off_on_any_view(browser, world, width, language):
     app = world["app"]
     context, page = await open_page(browser, app, width, language)
