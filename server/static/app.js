@@ -3,7 +3,9 @@
 // offline limit, energy anomaly, duplicate charger) and a hash router over the views.
 
 import { h, replace } from "./dom.js";
+import { explainError } from "./explain.js";
 import * as fmt from "./format.js";
+import { language, languageEvents, setLanguage, t } from "./i18n.js";
 import { LiveLink, dashboardSocketUrl } from "./link.js";
 import { getJson } from "./rest.js";
 import { dashboardToken } from "./token.js";
@@ -24,37 +26,30 @@ const ROUTES = [
 
 const store = new Store();
 const link = new LiveLink(dashboardSocketUrl(window.location, dashboardToken()));
-const app = { store, link, navigate: (hash) => { window.location.hash = hash; } };
+const app = { store, link, signedOut: () => link.state === "refused", navigate: (hash) => { window.location.hash = hash; } };
 const viewRoot = document.getElementById("view");
 const alertsRoot = document.getElementById("alerts");
 const linkState = document.getElementById("link-state");
-// What an alert banner says, by the alert's kind: [headline before the station's name, advice].
-const STOPPED_UNTIL_RESET = "The charger stays stopped until it is reset on site.";
 // an emergency or fault alert not yet acknowledged while the station already works again
 // (the charger reported its local reset): the alert stays, the "stays stopped" advice would lie
-const RESET_ON_SITE = "Rearmado en sitio: el cargador vuelve a funcionar. Reconozca la alerta una vez revisado.";
 const LATCHING_KINDS = new Set(["emergency", "fault"]);
-const ALERT_TEXTS = {
-  emergency: ["EMERGENCY stop at", STOPPED_UNTIL_RESET],
-  fault: ["FAULT reported by", STOPPED_UNTIL_RESET],
-  meter_failure: ["METER FAILURE at",
-    "Charging was stopped because the meter went silent or sent corrupt readings. Check the meter before the next session."],
-  offline_limit: ["OFFLINE LIMIT reached at",
-    "Charging was stopped because the charger ran too long without the server. Check its network."],
-  // an energy warning, not a stop: the charger keeps charging, the interval was billed bounded
-  energy_anomaly: ["ANOMALÍA DE ENERGÍA en",
-    "Una lectura superó la potencia máxima de la estación: ese intervalo se facturó acotado. Revise el medidor y el reloj del cargador."],
-  duplicate_charger: ["CARGADOR DUPLICADO en",
-    "Dos cargadores se conectan como la misma estación y se desplazan uno al otro. Revise el estacionId configurado en cada cargador."],
+// What an alert banner says, by the alert's kind: the headline before the station's name
+// (strings.js alert.<kind>) and the advice (advice.<kind>).
+const ADVICE = {
+  emergency: "advice.stopped", fault: "advice.stopped", meter_failure: "advice.meter_failure",
+  offline_limit: "advice.offline_limit", energy_anomaly: "advice.energy_anomaly",
+  duplicate_charger: "advice.duplicate_charger",
 };
 // alerts that are warnings about the bill, not faults that stopped the charger
 const WARNING_KINDS = new Set(["energy_anomaly"]);
 
 function alertText(alert, station) {
-  const [headline, advice] = ALERT_TEXTS[alert.kind] ?? [`ALERT (${alert.kind}) at`, "Check the charger."];
+  const known = Object.hasOwn(ADVICE, alert.kind);
+  const headline = known ? t(`alert.${alert.kind}`) : t("alert.other", { kind: alert.kind });
   const working = station.status === "disponible" || station.status === "cargando";
-  const shown = LATCHING_KINDS.has(alert.kind) && working ? RESET_ON_SITE : advice;
-  return `${headline} ${station.name}${alert.sessionId ? ` (session ${alert.sessionId})` : ""} at ${fmt.clock(alert.at)}. ${shown}`;
+  const advice = LATCHING_KINDS.has(alert.kind) && working ? "advice.reset" : ADVICE[alert.kind] ?? "advice.other";
+  return `${headline} ${station.name}${alert.sessionId ? t("alert.session", { id: alert.sessionId }) : ""}`
+    + `${t("alert.at", { time: fmt.clock(alert.at) })} ${t(advice)}`;
 }
 
 let unmount = () => {};
@@ -75,7 +70,7 @@ function route() {
     }
   }
   unmount = () => {};
-  replace(viewRoot, h("h1", {}, "Page not found"), h("p", {}, h("a", { href: "#/" }, "Back to the stations")));
+  replace(viewRoot, h("h1", {}, t("notFound.title")), h("p", {}, h("a", { href: "#/" }, t("notFound.back"))));
 }
 
 function acknowledge(stationId, button) {
@@ -84,10 +79,17 @@ function acknowledge(stationId, button) {
     if (reply.type === "admin_result" && reply.ok) {
       store.apply({ type: "alert_acknowledged", charger_id: stationId });
     } else {
-      button.disabled = false;
-      button.textContent = `Acknowledge (failed: ${reply.message})`;
+      button.disabled = link.state !== "open";
+      button.textContent = t("alert.ackFailed", { reason: explainError(reply) });
     }
   });
+}
+
+// The no-token banner: how to sign in, commands as <code>, never as literal backticks.
+function unauthorizedBanner() {
+  return h("div", { class: "banner offline", dataset: { testid: "unauthorized" } },
+    h("span", {}, t("banner.unauthorized1"), h("code", {}, "make run"), t("banner.unauthorized2"),
+      h("code", {}, "python -m server.admin tokens issue"), t("banner.unauthorized3")));
 }
 
 // Rebuilt only when what they say changes, so an Acknowledge button is not swapped mid-click.
@@ -95,29 +97,27 @@ function renderBanners() {
   const seconds = retryAt ? Math.max(0, Math.ceil((retryAt - Date.now()) / 1000)) : 0;
   const alerts = [...store.alerts.values()];
   const stations = alerts.map((a) => store.station(a.stationId)).map((s) => [s.name, s.status]);
-  const key = JSON.stringify([link.state, link.failures > 0, seconds, alerts, stations]);
+  const key = JSON.stringify([language(), link.state, link.failures > 0, seconds, alerts, stations]);
   if (key === bannersKey) return;
   bannersKey = key;
   const banners = [];
   if (link.state === "refused") {
-    banners.push(
-      h("div", { class: "banner offline", dataset: { testid: "unauthorized" } },
-        "This dashboard needs a valid token: open the address `make run` printed, or ask an admin for one (python -m server.admin tokens issue)."),
-    );
+    banners.push(unauthorizedBanner());
   } else if (link.state !== "open" && link.failures > 0) { // also while a reconnect attempt is under way
     banners.push(
       h("div", { class: "banner offline", dataset: { testid: "offline" } },
-        `Disconnected from the server. Values shown are the last known, not live. Reconnecting${seconds ? ` in ${seconds} s` : ""}…`),
+        t("banner.offline") + t("banner.reconnecting", { seconds })),
     );
   }
   for (const alert of alerts) {
     const station = store.station(alert.stationId);
-    const button = h("button", { class: "danger", dataset: { testid: "acknowledge" } }, "Acknowledge");
+    const button = h("button", { class: "danger", dataset: { testid: "acknowledge" }, disabled: link.state !== "open" },
+      t("alert.acknowledge"));
     button.addEventListener("click", () => acknowledge(alert.stationId, button));
     const warning = WARNING_KINDS.has(alert.kind);
     banners.push(
       h("div", { class: warning ? "banner energy" : "banner emergency", role: "alert",
-        dataset: { testid: `${warning ? "energy" : "emergency"}-${alert.stationId}` } },
+        dataset: { testid: `${warning ? "energy" : "emergency"}-${alert.stationId}`, kind: alert.kind } },
         h("span", {}, alertText(alert, station)),
         button),
     );
@@ -125,33 +125,75 @@ function renderBanners() {
   replace(alertsRoot, banners);
 }
 
+// Answers may arrive out of order (one on connect, one per alert pushed meanwhile): an answer
+// older than one already applied would bring back a state the newer one replaced.
+let alertsAsked = 0;
+let alertsApplied = 0;
+
 async function loadAlerts() {
   const requestedMs = Date.now();
+  const asked = ++alertsAsked;
   try {
-    store.loadAlerts((await getJson("/api/alerts")).items, requestedMs);
+    const items = (await getJson("/api/alerts")).items;
+    if (asked < alertsApplied) return;
+    alertsApplied = asked;
+    store.loadAlerts(items, requestedMs);
   } catch (error) {
     store.notice(error.message, true);
   }
 }
 
 async function loadStations() {
+  const requestedMs = Date.now();
   try {
-    store.loadStations((await getJson("/api/stations")).items);
+    store.loadStations((await getJson("/api/stations")).items, requestedMs);
   } catch (error) {
     store.notice(error.message, true);
   }
 }
 
+// How money is shown (server settings CURRENCY_SYMBOL / CURRENCY_DECIMALS); `$` and 2 until then.
+async function loadSettings() {
+  try {
+    const settings = await getJson("/api/settings");
+    fmt.setCurrency({ symbol: settings.currency_symbol, decimals: settings.currency_decimals });
+  } catch {
+    return; // an older server: the defaults stay
+  }
+  store.changed(null);
+}
+
 async function loadFromApi() {
-  await loadStations();
+  await Promise.all([loadSettings(), loadStations()]);
   await loadAlerts();
 }
+
+// The texts index.html carries (data-i18n="key"), the link state and the language switch.
+function renderChrome() {
+  document.documentElement.lang = language();
+  document.title = t("page.title");
+  for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+  for (const el of document.querySelectorAll("[data-i18n-label]")) el.setAttribute("aria-label", t(el.dataset.i18nLabel));
+  linkState.textContent = t(`link.${link.state}`);
+  const switcher = document.getElementById("lang-switch");
+  switcher.textContent = t("lang.switch");
+  switcher.title = t("lang.switchTitle");
+  switcher.lang = language() === "es" ? "en" : "es";
+}
+
+document.getElementById("lang-switch").addEventListener("click", () => setLanguage(language() === "es" ? "en" : "es"));
+languageEvents.addEventListener("language", () => {
+  renderChrome();
+  bannersKey = null;
+  renderBanners();
+  route(); // the view is rebuilt in the new language (its state lives in the store and URL)
+});
 
 link.addEventListener("state", (event) => {
   const { state, retryInMs } = event.detail;
   retryAt = state === "closed" ? Date.now() + retryInMs : null;
   linkState.dataset.state = state;
-  linkState.textContent = { connecting: "Connecting…", open: "Live", closed: "Disconnected", refused: "Not signed in" }[state];
+  linkState.textContent = t(`link.${state}`);
   store.setConnected(state === "open");
   if (state === "open") loadFromApi();
   renderBanners();
@@ -163,5 +205,6 @@ store.addEventListener("stations-outdated", loadStations);
 setInterval(() => { if (link.state !== "open") renderBanners(); }, 1000);
 window.addEventListener("hashchange", route);
 
+renderChrome();
 route();
 link.start();

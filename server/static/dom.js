@@ -9,7 +9,7 @@ export function h(tag, attrs = {}, ...children) {
     } else if (key === "class") {
       el.className = value;
     } else if (key === "dataset") {
-      Object.assign(el.dataset, value);
+      for (const [name, data] of Object.entries(value)) if (data !== null && data !== undefined) el.dataset[name] = data;
     } else if (key === "value" && el instanceof HTMLInputElement) {
       el.setAttribute("value", String(value)); // also the value a form reset returns to
     } else if (key === "value" || key === "checked" || key === "disabled" || key === "selected") {

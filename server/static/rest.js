@@ -1,5 +1,7 @@
 // GET helpers for the dashboard's HTTP JSON API (with the dashboard's token, see token.js).
 
+import { explainError } from "./explain.js";
+import { t } from "./i18n.js";
 import { dashboardToken } from "./token.js";
 
 export class ApiFailure extends Error {}
@@ -11,7 +13,7 @@ export async function getJson(path) {
     const headers = { Accept: "application/json", ...(token ? { Authorization: `Bearer ${token}` } : {}) };
     response = await fetch(path, { headers });
   } catch {
-    throw new ApiFailure("The server cannot be reached");
+    throw new ApiFailure(t("api.unreachable"));
   }
   let body = null;
   try {
@@ -20,7 +22,8 @@ export async function getJson(path) {
     body = null;
   }
   if (!response.ok) {
-    throw new ApiFailure(body?.message ?? `The server answered ${response.status}`);
+    // a sentence for a known code (404 NOT_FOUND, ...); the server's words otherwise
+    throw new ApiFailure(body?.code ? explainError(body) : body?.message ?? t("api.status", { status: response.status }));
   }
   return body;
 }

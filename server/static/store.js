@@ -1,8 +1,12 @@
 // What the dashboard knows about every station, fed by WebSocket messages (one handler per
 // message type, in MESSAGE_HANDLERS) and by the HTTP API. Views read it and listen to "change"
-// (detail: {stationId} or {all: true}) and "notice" (detail: {text, error}).
+// (detail: {stationId} or {all: true}) and "notice" (detail: {text, error, code}).
+// Events are kept as a key and raw values and turned into text when shown (eventText), so a
+// language switch re-words the whole log.
 
+import { explainError } from "./explain.js";
 import * as fmt from "./format.js";
+import { has, t } from "./i18n.js";
 
 export const POWER_WINDOW_S = 600;
 const MAX_EVENTS = 50;
@@ -11,7 +15,7 @@ const STALE_AFTER_MS = 15000;
 const nowS = () => Date.now() / 1000;
 
 function blankStation(id) {
-  return { id, name: `Station ${id}`, tariff: null, status: "desconectado", session: null, power: [], events: [] };
+  return { id, liveAtMs: -Infinity, name: t("stationN", { id }), tariff: null, status: "desconectado", session: null, power: [], events: [] };
 }
 
 function sessionFrom(raw) {
@@ -35,6 +39,7 @@ export class Store extends EventTarget {
     this.stations = new Map();
     this.alerts = new Map(); // station id -> {stationId, sessionId, at, kind, receivedMs}
     this.connected = false;
+    this.loaded = false; // true once the station list (init or /api/stations) arrived
   }
 
   station(id) {
@@ -50,12 +55,12 @@ export class Store extends EventTarget {
     this.dispatchEvent(new CustomEvent("change", { detail: stationId == null ? { all: true } : { stationId } }));
   }
 
-  notice(text, error = false, stationId = null) {
-    this.dispatchEvent(new CustomEvent("notice", { detail: { text, error, stationId } }));
+  notice(text, error = false, stationId = null, code = null) {
+    this.dispatchEvent(new CustomEvent("notice", { detail: { text, error, stationId, code } }));
   }
 
-  log(station, text, kind = "info") {
-    station.events.unshift({ at: nowS(), text, kind });
+  log(station, key, params = {}, kind = "info") {
+    station.events.unshift({ at: nowS(), key, params, kind });
     station.events.length = Math.min(station.events.length, MAX_EVENTS);
   }
 
@@ -64,14 +69,17 @@ export class Store extends EventTarget {
     this.changed(null);
   }
 
-  // Stations as the HTTP API lists them (names, tariffs, live status).
-  loadStations(items) {
+  // Stations as the HTTP API lists them (names, tariffs, live status). A status the socket
+  // pushed after the request was sent (requestedMs) is newer than the answer's and is kept.
+  loadStations(items, requestedMs = -Infinity) {
+    this.loaded = true;
     for (const item of items) {
       const station = this.station(item.id);
       station.name = item.name;
       station.tariff = item.tariff;
-      if (item.status) station.status = item.status;
-      if (item.session !== undefined && !station.session) station.session = sessionFrom(item.session);
+      const pushedSince = station.liveAtMs >= requestedMs;
+      if (item.status && !pushedSince) station.status = item.status;
+      if (item.session !== undefined && !station.session && !pushedSince) station.session = sessionFrom(item.session);
     }
     this.changed(null);
   }
@@ -105,7 +113,10 @@ export class Store extends EventTarget {
 
   apply(message) {
     const handler = MESSAGE_HANDLERS[message.type];
-    if (handler) handler(this, message);
+    if (!handler) return;
+    handler(this, message);
+    const id = chargerIdOf(message);
+    if (Number.isFinite(id) && this.stations.has(id) && message.type !== "error") this.stations.get(id).liveAtMs = Date.now();
   }
 
   // Seconds the open session has been running, ticking between metrics while connected.
@@ -137,12 +148,14 @@ function chargerIdOf(message) {
 }
 
 function applyInit(store, message) {
+  store.loaded = true;
   const chargers = Array.isArray(message.chargers) ? message.chargers : message.charger ? [message.charger] : [];
   for (const charger of chargers) {
     const station = store.station(charger.id);
     if (charger.name) station.name = charger.name;
     if (charger.tariff != null) station.tariff = charger.tariff;
     station.status = charger.status || "desconectado";
+    station.liveAtMs = Date.now();
     station.session = sessionFrom(charger.session);
   }
   store.changed(null);
@@ -153,7 +166,7 @@ function applyStatus(store, message) {
   if (!Number.isFinite(id) || typeof message.status !== "string") return;
   if (!store.stations.has(id)) store.dispatchEvent(new CustomEvent("stations-outdated")); // just added
   const station = store.station(id);
-  if (station.status !== message.status) store.log(station, `Status: ${message.status}`);
+  if (station.status !== message.status) store.log(station, "event.status", { status: message.status });
   station.status = message.status;
   if (message.status === "emergencia" && !store.alerts.has(id)) {
     store.dispatchEvent(new CustomEvent("alerts-outdated")); // e.g. a fault reported by the charger
@@ -191,7 +204,7 @@ function applySessionStarted(store, message) {
   station.session = sessionFrom({ ...message, kwh: 0, cost: 0, time: 0 });
   station.power = [];
   station.status = "cargando";
-  store.log(station, `Session ${message.session_id} started by ${message.user_name ?? "unknown user"}`, "start");
+  store.log(station, "event.started", { id: message.session_id, user: message.user_name ?? null }, "start");
   store.changed(id);
 }
 
@@ -199,11 +212,9 @@ function applySessionEnded(store, message) {
   const id = chargerIdOf(message);
   if (!Number.isFinite(id)) return;
   const station = store.station(id);
-  store.log(
-    station,
-    `Session ${message.session_id} ended: ${fmt.kwh(message.kwh)}, ${fmt.cost(message.cost)}, ${fmt.duration(message.duration)}`,
-    "end",
-  );
+  store.log(station, "event.ended", {
+    id: message.session_id, kwh: message.kwh, cost: message.cost, duration: message.duration, reason: message.reason,
+  }, "end");
   if (!station.session || station.session.id === message.session_id) station.session = null;
   if (station.status === "cargando") station.status = "disponible";
   store.changed(id);
@@ -218,19 +229,19 @@ function isWarning(kind) {
 
 // An alert pushed on the socket (`emergency`, or `alert` with its kind): the station's banner
 // until an operator acknowledges it. Returns the station, or null for a message without one.
-function raiseAlert(store, message, kind, logText) {
+function raiseAlert(store, message, kind, logKey, logParams = {}) {
   const id = chargerIdOf(message);
   if (!Number.isFinite(id)) return null;
   const at = fmt.toUnixSeconds(message.timestamp) ?? nowS();
   const current = store.alerts.get(id);
   if (!(isWarning(kind) && current && !isWarning(current.kind))) store.alerts.set(id, { stationId: id, sessionId: message.session_id ?? null, at, kind, receivedMs: Date.now() });
   const station = store.station(id);
-  store.log(station, logText, "error");
+  store.log(station, logKey, logParams, "error");
   return station;
 }
 
 function applyEmergency(store, message) {
-  const station = raiseAlert(store, message, "emergency", "EMERGENCY stop pressed at the charger");
+  const station = raiseAlert(store, message, "emergency", "event.emergency");
   if (!station) return;
   station.status = "emergencia";
   store.changed(station.id);
@@ -239,7 +250,7 @@ function applyEmergency(store, message) {
 // The charger stopped charging by itself for a fault (kind `meter_failure` or `offline_limit`).
 function applyAlert(store, message) {
   if (typeof message.kind !== "string") return;
-  const station = raiseAlert(store, message, message.kind, `Alert: ${message.message ?? message.kind}`);
+  const station = raiseAlert(store, message, message.kind, "event.alert", { kind: message.kind, text: message.message });
   if (station) store.changed(station.id);
 }
 
@@ -247,22 +258,20 @@ function applyAlertAcknowledged(store, message) {
   const id = chargerIdOf(message);
   if (!Number.isFinite(id)) return;
   store.alerts.delete(id);
-  store.log(store.station(id), "Alert acknowledged by an operator");
+  store.log(store.station(id), "event.acknowledged");
   store.changed(id);
 }
 
 function applyError(store, message) {
   if (message.request_id != null) return; // answered to the page's own request
   // refused taps come at most one per window; `repeats` counts those held back since the last
-  const held = Number.isInteger(message.repeats) && message.repeats > 0
-    ? ` y ${message.repeats} ${message.repeats === 1 ? "rechazo" : "rechazos"} más desde el anterior` : "";
-  const text = (message.code ? `${message.message} (${message.code})` : String(message.message)) + held;
+  const reply = { code: message.code ?? null, message: message.message, repeats: message.repeats };
   const id = chargerIdOf(message);
   if (Number.isFinite(id)) {
-    store.log(store.station(id), text, "error");
+    store.log(store.station(id), "event.error", reply, "error");
     store.changed(id);
   }
-  store.notice(text, true, Number.isFinite(id) ? id : null);
+  store.notice(explainError(reply), true, Number.isFinite(id) ? id : null, reply.code);
 }
 
 export const MESSAGE_HANDLERS = {
@@ -276,3 +285,25 @@ export const MESSAGE_HANDLERS = {
   alert_acknowledged: applyAlertAcknowledged,
   error: applyError,
 };
+
+// An event of a station's log as a sentence in the page's current language.
+export function eventText(event) {
+  const p = event.params;
+  switch (event.key) {
+    case "event.status":
+      return t("event.status", { status: has(`status.${p.status}`) ? t(`status.${p.status}`) : p.status });
+    case "event.started":
+      return t("event.started", { id: p.id, user: p.user ?? t("event.unknownUser") });
+    case "event.ended":
+      return t("event.ended", {
+        id: p.id, kwh: fmt.kwh(p.kwh), cost: fmt.cost(p.cost), duration: fmt.duration(p.duration),
+        reason: p.reason && has(`reason.${p.reason}`) ? t(`reason.${p.reason}`) : p.reason ?? "—",
+      });
+    case "event.alert":
+      return t("event.alert", { text: has(`alert.${p.kind}`) ? `${t(`alert.${p.kind}`).replace(/ (en|at|por|by)$/, "")}` : p.text ?? p.kind });
+    case "event.error":
+      return explainError(p);
+    default:
+      return t(event.key, p);
+  }
+}

@@ -1,9 +1,12 @@
 // Cards and users: add a user, give them a card, enable or disable a card; add a station and
 // set its tariff. Changes travel as admin_* messages on the WebSocket (the HTTP side is GET only);
-// the lists are re-read from the HTTP API after every change.
+// the lists are re-read from the HTTP API after every change. Refusals are shown as sentences
+// (explain.js); every action is disabled while the page is not connected.
 
 import { h, replace } from "./dom.js";
+import { explainError } from "./explain.js";
 import * as fmt from "./format.js";
+import { t } from "./i18n.js";
 import { getJson } from "./rest.js";
 import { resultLine, showResult } from "./widgets.js";
 
@@ -11,12 +14,32 @@ function input(name, label, attrs = {}) {
   return h("label", {}, label, h("input", { name, ...attrs }));
 }
 
+// A table whose cells carry their column's name (data-label): on a phone each row is a card.
+function table(testid, columns, rows, emptyText) {
+  if (rows.length === 0) return h("p", { class: "muted empty", dataset: { testid: `${testid}-empty` } }, emptyText);
+  return h("table", { dataset: { testid } },
+    h("thead", {}, h("tr", {}, columns.map((c) => h("th", {}, c)))),
+    h("tbody", {}, rows));
+}
+
+function cell(label, attrs, ...children) {
+  return h("td", { ...attrs, "data-label": label }, ...children);
+}
+
 export function mountAdmin(root, { store, link }) {
   const usersTable = h("div", { class: "table-wrap" });
   const cardsTable = h("div", { class: "table-wrap" });
   const stationsTable = h("div", { class: "table-wrap" });
   const userSelect = h("select", { name: "user_id", required: true });
+  const offlineNote = h("p", { class: "banner offline", dataset: { testid: "admin-offline" }, hidden: true }, t("admin.offline"));
   let alive = true;
+
+  // Every button that sends something: disabled while the page is not connected.
+  function syncEnabled() {
+    const online = store.connected;
+    offlineNote.hidden = online;
+    for (const button of root.querySelectorAll("button[data-sends]")) button.disabled = !online;
+  }
 
   // Send one admin message; show its outcome under the form; refresh the lists on success.
   async function submit(message, result, okText) {
@@ -27,13 +50,14 @@ export function mountAdmin(root, { store, link }) {
       await refresh();
       return true;
     }
-    showResult(result, false, reply.code ? `${reply.message} (${reply.code})` : reply.message);
+    showResult(result, false, explainError(reply), reply.code ?? null);
     return false;
   }
 
   function form(testid, fields, buttonText, build) {
     const result = resultLine();
-    const el = h("form", { class: "form", dataset: { testid } }, fields, h("button", { class: "primary", type: "submit" }, buttonText));
+    const el = h("form", { class: "form", dataset: { testid } }, fields,
+      h("button", { class: "primary", type: "submit", dataset: { sends: "" } }, buttonText));
     el.addEventListener("submit", async (event) => {
       event.preventDefault();
       const [message, okText] = build(new FormData(el));
@@ -42,31 +66,31 @@ export function mountAdmin(root, { store, link }) {
     return [el, result];
   }
 
-  const userForm = form("add-user", [input("name", "Name", { required: true, maxlength: 100 })], "Add user", (data) => [
+  const userForm = form("add-user", [input("name", t("admin.name"), { required: true, maxlength: 100 })], t("admin.addUser"), (data) => [
     { type: "admin_add_user", name: String(data.get("name")).trim() },
-    (reply) => `User ${reply.user.name} added (id ${reply.user.id})`,
+    (reply) => t("admin.userAdded", { name: reply.user.name, id: reply.user.id }),
   ]);
   const cardForm = form(
     "add-card",
-    [input("uid", "Card UID", { required: true, maxlength: 64, placeholder: "04:A3:2B:1C" }), h("label", {}, "User", userSelect)],
-    "Give card",
+    [input("uid", t("admin.uid"), { required: true, maxlength: 64, placeholder: "04:A3:2B:1C" }), h("label", {}, t("admin.user"), userSelect)],
+    t("admin.giveCard"),
     (data) => [
       { type: "admin_add_card", uid: String(data.get("uid")).trim(), user_id: Number(data.get("user_id")) },
-      (reply) => `Card ${reply.card.uid} given to ${reply.card.user_name}`,
+      (reply) => t("admin.cardGiven", { uid: reply.card.uid, user: reply.card.user_name }),
     ],
   );
   const stationForm = form(
     "add-station",
     [
-      input("name", "Name", { required: true, maxlength: 100 }),
-      input("tariff", "Tariff per kWh", { required: true, type: "number", min: 0, step: "0.01", value: "7.00" }),
-      input("station_id", "Id (optional)", { type: "number", min: 1, step: 1 }),
+      input("name", t("admin.name"), { required: true, maxlength: 100 }),
+      input("tariff", t("admin.tariff"), { required: true, type: "number", min: 0, step: "0.01", value: "7.00" }),
+      input("station_id", t("admin.idOptional"), { type: "number", min: 1, step: 1 }),
     ],
-    "Add station",
+    t("admin.addStation"),
     (data) => {
       const message = { type: "admin_add_station", name: String(data.get("name")).trim(), tariff: Number(data.get("tariff")) };
       if (data.get("station_id")) message.station_id = Number(data.get("station_id"));
-      return [message, (reply) => `Station ${reply.station.name} added (id ${reply.station.id})`];
+      return [message, (reply) => t("admin.stationAdded", { name: reply.station.name, id: reply.station.id })];
     },
   );
   const listResult = resultLine();
@@ -74,82 +98,84 @@ export function mountAdmin(root, { store, link }) {
 
   replace(
     root,
-    h("h1", {}, "Cards, users and stations"),
+    h("h1", {}, t("admin.title")),
+    offlineNote,
     h(
       "div",
       { class: "admin-grid" },
-      h("section", { class: "panel" }, h("h2", {}, "Users"), ...userForm, usersTable),
-      h("section", { class: "panel" }, h("h2", {}, "Cards"), ...cardForm, listResult, cardsTable),
+      h("section", { class: "panel" }, h("h2", {}, t("admin.users")), ...userForm, usersTable),
+      h("section", { class: "panel" }, h("h2", {}, t("admin.cards")), ...cardForm, listResult, cardsTable),
     ),
-    h("section", { class: "panel spaced" }, h("h2", {}, "Stations"), ...stationForm, stationResult, stationsTable),
+    h("section", { class: "panel spaced" }, h("h2", {}, t("admin.stations")), ...stationForm, stationResult, stationsTable),
   );
 
   function renderUsers(users) {
     replace(userSelect, users.map((u) => h("option", { value: String(u.id) }, `${u.name} (#${u.id})`)));
-    replace(
-      usersTable,
-      h("table", { dataset: { testid: "users" } },
-        h("thead", {}, h("tr", {}, h("th", {}, "Id"), h("th", {}, "Name"))),
-        h("tbody", {}, users.map((u) => h("tr", {}, h("td", {}, String(u.id)), h("td", {}, u.name))))),
-    );
+    const id = t("admin.col.id");
+    const name = t("admin.col.name");
+    replace(usersTable, table("users", [id, name],
+      users.map((u) => h("tr", {}, cell(id, {}, String(u.id)), cell(name, {}, u.name))), t("admin.noUsers")));
   }
 
   function renderCards(cards) {
-    replace(
-      cardsTable,
-      h("table", { dataset: { testid: "cards" } },
-        h("thead", {}, h("tr", {}, h("th", {}, "UID"), h("th", {}, "User"), h("th", {}, "State"), h("th", {}, ""))),
-        h("tbody", {}, cards.map((card) =>
-          h("tr", { dataset: { testid: `card-${card.uid}` } },
-            h("td", {}, card.uid),
-            h("td", {}, card.user_name),
-            h("td", { dataset: { field: "state" } }, card.enabled ? "enabled" : "disabled"),
-            h("td", {}, h("button", {
-              dataset: { testid: "toggle" },
-              onclick: () => submit(
-                { type: "admin_set_card_enabled", uid: card.uid, enabled: !card.enabled },
-                listResult,
-                () => `Card ${card.uid} ${card.enabled ? "disabled" : "enabled"}`,
-              ),
-            }, card.enabled ? "Disable" : "Enable")))))),
-    );
+    const [uid, user, state, action] = ["uid", "user", "state", "action"].map((c) => t(`admin.col.${c}`));
+    replace(cardsTable, table("cards", [uid, user, state, h("span", { class: "visually-hidden" }, action)],
+      cards.map((card) =>
+        h("tr", { dataset: { testid: `card-${card.uid}` } },
+          cell(uid, {}, card.uid),
+          cell(user, {}, card.user_name),
+          cell(state, { dataset: { field: "state", enabled: String(card.enabled) } }, card.enabled ? t("admin.enabled") : t("admin.disabled")),
+          cell(action, { class: "actions" }, h("button", {
+            dataset: { testid: "toggle", sends: "" },
+            onclick: () => submit(
+              { type: "admin_set_card_enabled", uid: card.uid, enabled: !card.enabled },
+              listResult,
+              () => t(card.enabled ? "admin.cardDisabled" : "admin.cardEnabled", { uid: card.uid }),
+            ),
+          }, card.enabled ? t("admin.disable") : t("admin.enable"))))),
+      t("admin.noCards")));
   }
 
   function renderStations(stations) {
-    replace(
-      stationsTable,
-      h("table", { dataset: { testid: "stations" } },
-        h("thead", {}, h("tr", {}, h("th", {}, "Id"), h("th", {}, "Name"), h("th", {}, "Tariff"), h("th", {}, "New tariff"))),
-        h("tbody", {}, stations.map((station) => {
-          const tariffForm = h("form", { class: "row" },
-            h("input", { name: "tariff", type: "number", min: 0, step: "0.01", required: true, value: String(station.tariff), "aria-label": `Tariff of ${station.name}` }),
-            h("button", { type: "submit" }, "Set"));
-          tariffForm.addEventListener("submit", (event) => {
-            event.preventDefault();
-            const tariff = Number(new FormData(tariffForm).get("tariff"));
-            submit({ type: "admin_set_tariff", station_id: station.id, tariff }, stationResult,
-              () => `Tariff of ${station.name} set to ${fmt.tariff(tariff)}`);
-          });
-          return h("tr", { dataset: { testid: `station-row-${station.id}` } },
-            h("td", {}, String(station.id)), h("td", {}, station.name), h("td", { dataset: { field: "tariff" } }, fmt.tariff(station.tariff)), h("td", {}, tariffForm));
-        }))),
-    );
+    const [id, name, tariff, newTariff] = ["id", "name", "tariff", "newTariff"].map((c) => t(`admin.col.${c}`));
+    replace(stationsTable, table("stations", [id, name, tariff, newTariff],
+      stations.map((station) => {
+        const tariffForm = h("form", { class: "row" },
+          h("input", { name: "tariff", type: "number", min: 0, step: "0.01", required: true, value: String(station.tariff),
+            "aria-label": t("admin.tariffOf", { name: station.name }) }),
+          h("button", { type: "submit", dataset: { sends: "" } }, t("admin.set")));
+        tariffForm.addEventListener("submit", (event) => {
+          event.preventDefault();
+          const value = Number(new FormData(tariffForm).get("tariff"));
+          submit({ type: "admin_set_tariff", station_id: station.id, tariff: value }, stationResult,
+            () => t("admin.tariffSet", { name: station.name, tariff: fmt.tariff(value) }));
+        });
+        return h("tr", { dataset: { testid: `station-row-${station.id}` } },
+          cell(id, {}, String(station.id)), cell(name, {}, station.name),
+          cell(tariff, { dataset: { field: "tariff" } }, fmt.tariff(station.tariff)), cell(newTariff, {}, tariffForm));
+      }),
+      t("admin.noStations")));
   }
 
   async function refresh() {
     try {
+      const requestedMs = Date.now();
       const [users, cards, stations] = await Promise.all([getJson("/api/users"), getJson("/api/cards"), getJson("/api/stations")]);
       if (!alive) return;
       renderUsers(users.items);
       renderCards(cards.items);
       renderStations(stations.items);
-      store.loadStations(stations.items);
+      store.loadStations(stations.items, requestedMs);
     } catch (error) {
       if (alive) showResult(listResult, false, error.message);
     }
+    syncEnabled();
   }
+  store.addEventListener("change", syncEnabled);
+  syncEnabled();
   refresh();
   return () => {
     alive = false;
+    store.removeEventListener("change", syncEnabled);
   };
 }

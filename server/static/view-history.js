@@ -3,8 +3,10 @@
 
 import { h, replace } from "./dom.js";
 import * as fmt from "./format.js";
+import { t } from "./i18n.js";
 import { getJson } from "./rest.js";
 import { dashboardToken } from "./token.js";
+import { endReasonText } from "./widgets.js";
 
 const PAGE_SIZE = 25;
 
@@ -15,9 +17,20 @@ function localDayStart(text, plusDays = 0) {
   return new Date(Number(match[1]), Number(match[2]) - 1, Number(match[3]) + plusDays).getTime() / 1000;
 }
 
+// The browser's IANA time zone: the CSV writes its times with this offset, as the page shows them.
+function browserTimeZone() {
+  try {
+    return Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+  } catch {
+    return "";
+  }
+}
+
 // A download link cannot carry a header: the token goes in the query (docs/security.md).
 function csvQuery(filters) {
   const query = new URLSearchParams(apiQuery(filters, false));
+  const zone = browserTimeZone();
+  if (zone) query.set("tz", zone);
   const token = dashboardToken();
   if (token) query.set("token", token);
   return query.toString();
@@ -46,24 +59,32 @@ function select(name, label, current, options) {
     h(
       "select",
       { name },
-      h("option", { value: "" }, "All"),
+      h("option", { value: "" }, t("history.all")),
       options.map(([value, text]) => h("option", { value: String(value), selected: String(value) === current }, text)),
     ),
   );
+}
+
+const COLUMNS = ["session", "station", "user", "started", "duration", "energy", "cost", "end"];
+
+// A cell with its column's name in data-label: on a phone each row is a card of labelled lines.
+function cell(column, attrs, ...children) {
+  return h("td", { ...attrs, "data-label": t(`history.col.${column}`) }, ...children);
 }
 
 function sessionRow(item, stationName) {
   return h(
     "tr",
     { dataset: { testid: `session-row-${item.id}` } },
-    h("td", {}, h("a", { href: `#/session/${item.id}` }, `#${item.id}`)),
-    h("td", {}, stationName(item.station_id)),
-    h("td", {}, item.user_name),
-    h("td", {}, fmt.dateTime(item.started_at)),
-    h("td", { class: "num" }, fmt.duration(item.duration)),
-    h("td", { class: "num", dataset: { field: "kwh" } }, fmt.kwh(item.kwh)),
-    h("td", { class: "num", dataset: { field: "cost" } }, fmt.cost(item.cost)),
-    h("td", {}, item.open ? "charging" : item.end_reason ?? ""),
+    cell("session", {}, h("a", { href: `#/session/${item.id}` }, `#${item.id}`)),
+    cell("station", {}, stationName(item.station_id)),
+    cell("user", {}, item.user_name),
+    cell("started", {}, fmt.dateTime(item.started_at)),
+    cell("duration", { class: "num", dataset: { field: "duration" } }, fmt.duration(item.duration)),
+    cell("energy", { class: "num", dataset: { field: "kwh" } }, fmt.kwh(item.kwh)),
+    cell("cost", { class: "num", dataset: { field: "cost" } }, fmt.cost(item.cost)),
+    cell("end", { dataset: { field: "end_reason", reason: item.open ? "open" : item.end_reason ?? "" } },
+      endReasonText(item.end_reason, item.open)),
   );
 }
 
@@ -76,12 +97,12 @@ export function mountHistory(root, { store, navigate }, params) {
     offset: Number.parseInt(params.offset || "0", 10) || 0,
   };
   const form = h("form", { class: "filters panel", dataset: { testid: "history-filters" } });
-  const tableArea = h("div", { class: "table-wrap" }, h("p", { class: "muted" }, "Loading…"));
+  const tableArea = h("div", { class: "table-wrap" }, h("p", { class: "muted" }, t("history.loading")));
   const pager = h("div", { class: "pager" });
-  replace(root, h("h1", {}, "History"), form, h("section", { class: "panel spaced" }, tableArea, pager));
+  replace(root, h("h1", {}, t("history.title")), form, h("section", { class: "panel spaced" }, tableArea, pager));
   let alive = true;
 
-  const stationName = (id) => store.stations.get(id)?.name ?? `Station ${id}`;
+  const stationName = (id) => store.stations.get(id)?.name ?? t("stationN", { id });
   const go = (changes) => {
     const next = { ...filters, ...changes };
     const query = new URLSearchParams();
@@ -93,12 +114,12 @@ export function mountHistory(root, { store, navigate }, params) {
   function renderForm(users) {
     replace(
       form,
-      select("station", "Station", filters.station, store.sortedStations().map((s) => [s.id, s.name])),
-      select("user", "User", filters.user, users.map((u) => [u.id, u.name])),
-      h("label", {}, "From", h("input", { type: "date", name: "from", value: filters.from })),
-      h("label", {}, "To", h("input", { type: "date", name: "to", value: filters.to })),
-      h("button", { class: "primary", type: "submit" }, "Apply"),
-      h("a", { href: `/api/sessions.csv?${csvQuery(filters)}`, download: "", dataset: { testid: "csv" } }, "Download CSV"),
+      select("station", t("history.station"), filters.station, store.sortedStations().map((s) => [s.id, s.name])),
+      select("user", t("history.user"), filters.user, users.map((u) => [u.id, u.name])),
+      h("label", {}, t("history.from"), h("input", { type: "date", name: "from", value: filters.from })),
+      h("label", {}, t("history.to"), h("input", { type: "date", name: "to", value: filters.to })),
+      h("button", { class: "primary", type: "submit" }, t("history.apply")),
+      h("a", { href: `/api/sessions.csv?${csvQuery(filters)}`, download: "", dataset: { testid: "csv" } }, t("history.csv")),
     );
   }
   form.addEventListener("submit", (event) => {
@@ -109,7 +130,7 @@ export function mountHistory(root, { store, navigate }, params) {
 
   function renderPage(page) {
     if (page.items.length === 0) {
-      replace(tableArea, h("p", { class: "muted", dataset: { testid: "no-sessions" } }, "No sessions match these filters."));
+      replace(tableArea, h("p", { class: "muted", dataset: { testid: "no-sessions" } }, t("history.empty")));
       replace(pager);
       return;
     }
@@ -118,8 +139,8 @@ export function mountHistory(root, { store, navigate }, params) {
       h(
         "table",
         { dataset: { testid: "sessions" } },
-        h("thead", {}, h("tr", {}, ["Session", "Station", "User", "Started", "Duration", "Energy", "Cost", "End"].map((t, i) =>
-          h("th", { class: i >= 4 && i <= 6 ? "num" : "" }, t)))),
+        h("thead", {}, h("tr", {}, COLUMNS.map((column, i) =>
+          h("th", { class: i >= 4 && i <= 6 ? "num" : "" }, t(`history.col.${column}`))))),
         h("tbody", {}, page.items.map((item) => sessionRow(item, stationName))),
         h(
           "tfoot",
@@ -127,11 +148,11 @@ export function mountHistory(root, { store, navigate }, params) {
           h(
             "tr",
             {},
-            h("td", { colspan: 4 }, `Total of ${page.totals.sessions} session${page.totals.sessions === 1 ? "" : "s"}`),
-            h("td", { class: "num", dataset: { field: "duration" } }, fmt.duration(page.totals.duration)),
-            h("td", { class: "num", dataset: { field: "kwh" } }, fmt.kwh(page.totals.kwh)),
-            h("td", { class: "num", dataset: { field: "cost" } }, fmt.cost(page.totals.cost)),
-            h("td", {}, ""),
+            h("td", { colspan: 4, class: "total-label" }, t("history.total", { n: page.totals.sessions })),
+            cell("duration", { class: "num", dataset: { field: "duration" } }, fmt.duration(page.totals.duration)),
+            cell("energy", { class: "num", dataset: { field: "kwh" } }, fmt.kwh(page.totals.kwh)),
+            cell("cost", { class: "num", dataset: { field: "cost" } }, fmt.cost(page.totals.cost)),
+            h("td", { class: "filler" }, ""),
           ),
         ),
       ),
@@ -140,12 +161,12 @@ export function mountHistory(root, { store, navigate }, params) {
     const last = page.offset + page.items.length;
     replace(
       pager,
-      h("span", { class: "muted" }, `${first}–${last} of ${page.total}`),
+      h("span", { class: "muted" }, t("history.range", { first, last, total: page.total })),
       h(
         "span",
         { class: "row" },
-        h("button", { disabled: page.offset === 0, onclick: () => go({ offset: Math.max(0, page.offset - PAGE_SIZE) }) }, "← Previous"),
-        h("button", { disabled: last >= page.total, onclick: () => go({ offset: page.offset + PAGE_SIZE }) }, "Next →"),
+        h("button", { disabled: page.offset === 0, onclick: () => go({ offset: Math.max(0, page.offset - PAGE_SIZE) }) }, t("history.previous")),
+        h("button", { disabled: last >= page.total, onclick: () => go({ offset: page.offset + PAGE_SIZE }) }, t("history.next")),
       ),
     );
   }
@@ -153,9 +174,10 @@ export function mountHistory(root, { store, navigate }, params) {
   (async () => {
     let users = [];
     try {
+      const requestedMs = Date.now();
       const [userList, stationList] = await Promise.all([getJson("/api/users"), getJson("/api/stations")]);
       users = userList.items;
-      store.loadStations(stationList.items);
+      store.loadStations(stationList.items, requestedMs);
     } catch {
       // the filters just offer "All"
     }

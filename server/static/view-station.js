@@ -1,12 +1,16 @@
-// Station: live V, A, W, kWh, cost and time, the power chart of the last minutes, session
-// events, and the STOP button (with confirmation) that sends the seed's `stop`.
+// Station: live V, A, W, kWh, cost and time, the power chart of the last POWER_WINDOW_S seconds
+// (always that whole window, whatever the session's age), session events, and the STOP button
+// (with confirmation) that sends the seed's `stop`; disabled while the page is not connected.
 
 import { drawChart } from "./chart.js";
 import { h, replace } from "./dom.js";
 import * as fmt from "./format.js";
+import { t } from "./i18n.js";
 import { getJson } from "./rest.js";
-import { POWER_WINDOW_S } from "./store.js";
+import { POWER_WINDOW_S, eventText } from "./store.js";
 import { figure, statusBadge } from "./widgets.js";
+
+const MINUTES = POWER_WINDOW_S / 60;
 
 export function mountStation(root, { store, link }, params) {
   const id = Number.parseInt(params.id, 10);
@@ -16,7 +20,9 @@ export function mountStation(root, { store, link }, params) {
   const staleNote = h("div", { class: "stale-note" });
   const controls = h("div", { class: "row" });
   const errorLine = h("div", { class: "error-text", role: "alert", dataset: { testid: "station-error" } });
-  const canvas = h("canvas", { class: "chart", dataset: { testid: "power-chart" }, "aria-label": "Power over the last minutes" });
+  const canvas = h("canvas", {
+    class: "chart", dataset: { testid: "power-chart" }, role: "img", "aria-label": t("station.chartLabel", { minutes: MINUTES }),
+  });
   const events = h("ul", { class: "events", dataset: { testid: "events" } });
   let confirming = false;
   let controlsKey = null;
@@ -24,10 +30,10 @@ export function mountStation(root, { store, link }, params) {
 
   replace(
     root,
-    h("p", {}, h("a", { href: "#/" }, "← All stations")),
+    h("p", {}, h("a", { href: "#/" }, t("station.back"))),
     h("section", { class: "panel" }, head, figures, staleNote, controls, errorLine),
-    h("section", { class: "panel" }, h("h2", {}, `Power, last ${POWER_WINDOW_S / 60} minutes`), canvas),
-    h("section", { class: "panel" }, h("h2", {}, "Events"), events),
+    h("section", { class: "panel" }, h("h2", {}, t("station.chartTitle", { minutes: MINUTES })), canvas),
+    h("section", { class: "panel" }, h("h2", {}, t("station.events")), events),
   );
 
   function sendStop() {
@@ -36,7 +42,7 @@ export function mountStation(root, { store, link }, params) {
     if (!session) return render();
     errorLine.textContent = "";
     if (!link.send({ type: "stop", session_id: session.id, charger_id: id })) {
-      errorLine.textContent = "Not connected to the server: the stop was not sent.";
+      errorLine.textContent = t("station.notSent");
     }
     render();
   }
@@ -44,14 +50,23 @@ export function mountStation(root, { store, link }, params) {
   // Rebuilt only when what they show changes, so a button is never swapped under a finger.
   function renderControls() {
     const session = station.session;
-    const key = `${session?.id ?? "none"}:${confirming}`;
+    const online = store.connected;
+    const key = `${session?.id ?? "none"}:${confirming}:${online}`;
     if (key === controlsKey) return;
     controlsKey = key;
     if (!session) return replace(controls);
+    if (!online) {
+      confirming = false;
+      return replace(
+        controls,
+        h("button", { class: "danger", dataset: { testid: "stop" }, disabled: true, title: t("station.stopOffline") }, t("station.stop")),
+        h("span", { class: "muted", dataset: { testid: "stop-offline" } }, t("station.stopOffline")),
+      );
+    }
     if (!confirming) {
       return replace(
         controls,
-        h("button", { class: "danger", dataset: { testid: "stop" }, onclick: () => { confirming = true; render(); } }, "STOP charging"),
+        h("button", { class: "danger", dataset: { testid: "stop" }, onclick: () => { confirming = true; render(); } }, t("station.stop")),
       );
     }
     replace(
@@ -59,9 +74,9 @@ export function mountStation(root, { store, link }, params) {
       h(
         "div",
         { class: "confirm" },
-        h("span", {}, `Stop session ${session.id} of ${session.userName ?? "this user"}?`),
-        h("button", { class: "danger", dataset: { testid: "confirm-stop" }, onclick: sendStop }, "Yes, stop"),
-        h("button", { dataset: { testid: "cancel-stop" }, onclick: () => { confirming = false; render(); } }, "Cancel"),
+        h("span", {}, t("station.stopQuestion", { id: session.id, user: session.userName ?? t("station.thisUser") })),
+        h("button", { class: "danger", dataset: { testid: "confirm-stop" }, onclick: sendStop }, t("station.yesStop")),
+        h("button", { dataset: { testid: "cancel-stop" }, onclick: () => { confirming = false; render(); } }, t("station.cancel")),
       ),
     );
   }
@@ -73,45 +88,43 @@ export function mountStation(root, { store, link }, params) {
       head,
       h("h1", {}, station.name),
       statusBadge(station.status, stale),
-      h("span", { class: "muted", dataset: { field: "user" } }, session ? `Session ${session.id} · ${session.userName ?? "—"}` : "No session"),
-      station.tariff != null ? h("span", { class: "muted" }, fmt.tariff(station.tariff)) : null,
+      h("span", { class: "muted", dataset: { field: "user" } },
+        session ? t("station.session", { id: session.id, user: session.userName ?? "—" }) : t("noSession")),
+      station.tariff != null ? h("span", { class: "muted", dataset: { field: "tariff" } }, fmt.tariff(station.tariff)) : null,
     );
     figures.classList.toggle("stale", stale);
     replace(
       figures,
-      figure("Voltage", fmt.volts(session?.v), "v"),
-      figure("Current", fmt.amps(session?.a), "a"),
-      figure("Power", fmt.power(session?.w), "w"),
-      figure("Energy", fmt.kwh(session?.kwh), "kwh"),
-      figure("Cost", fmt.cost(session?.cost), "cost"),
-      figure("Time", fmt.duration(store.elapsed(station)), "time"),
+      figure(t("figure.voltage"), fmt.volts(session?.v), "v"),
+      figure(t("figure.current"), fmt.amps(session?.a), "a"),
+      figure(t("figure.power"), fmt.power(session?.w), "w"),
+      figure(t("figure.energy"), fmt.kwh(session?.kwh), "kwh"),
+      figure(t("figure.cost"), fmt.cost(session?.cost), "cost"),
+      figure(t("figure.time"), fmt.duration(store.elapsed(station)), "time"),
     );
-    staleNote.textContent = !store.connected
-      ? "Not connected: the values above are the last known, not live."
-      : stale
-        ? "No reading from the charger for a while: the values above may be old."
-        : "";
+    staleNote.textContent = !store.connected ? t("station.staleOffline") : stale ? t("station.staleOld") : "";
     if (!session) confirming = false;
     renderControls();
     replace(
       events,
-      station.events.map((event) =>
-        h("li", { class: event.kind === "error" ? "error" : "" }, h("time", {}, fmt.clock(event.at)), event.text),
-      ),
+      station.events.length
+        ? station.events.map((event) =>
+            h("li", { class: event.kind === "error" ? "error" : "", title: event.params?.code ?? null, dataset: { code: event.params?.code ?? null } },
+              h("time", {}, fmt.clock(event.at)), h("span", {}, eventText(event))))
+        : h("li", { class: "empty muted", dataset: { testid: "no-events" } }, t("station.noEvents")),
     );
     renderChart();
   }
 
   function renderChart() {
     const session = station.session;
-    // The window grows from the session's first reading up to the last POWER_WINDOW_S seconds.
+    // always the whole window the title names, ending now
     const now = Date.now() / 1000;
-    const first = station.power.length ? station.power[0][0] : now;
     drawChart(canvas, {
-      series: [{ label: "Power (W)", color: "#1d4ed8", unit: "W", points: station.power }],
-      from: Math.min(now - 60, Math.max(now - POWER_WINDOW_S, first)),
+      series: [{ label: t("chart.power"), color: "#1d4ed8", unit: "W", points: station.power }],
+      from: now - POWER_WINDOW_S,
       to: now,
-      emptyText: session ? "Waiting for readings…" : "No session",
+      emptyText: session ? t("chart.waiting") : t("noSession"),
     });
   }
 
@@ -134,8 +147,11 @@ export function mountStation(root, { store, link }, params) {
     }
   };
   const onNotice = (event) => {
-    const { error, text, stationId } = event.detail;
-    if (error && (stationId === null || stationId === id)) errorLine.textContent = text;
+    const { error, text, stationId, code } = event.detail;
+    if (error && (stationId === null || stationId === id)) {
+      errorLine.textContent = text;
+      errorLine.dataset.code = code ?? "";
+    }
   };
   store.addEventListener("change", onChange);
   store.addEventListener("notice", onNotice);
@@ -144,11 +160,13 @@ export function mountStation(root, { store, link }, params) {
     if (time) time.textContent = fmt.duration(store.elapsed(station));
     renderChart();
   }, 1000);
+  window.addEventListener("resize", renderChart);
   render();
   backfill();
   return () => {
     store.removeEventListener("change", onChange);
     store.removeEventListener("notice", onNotice);
+    window.removeEventListener("resize", renderChart);
     clearInterval(ticker);
   };
 }

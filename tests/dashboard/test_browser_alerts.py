@@ -11,12 +11,12 @@ from tests.live_server import base_url, http_url, publisher, running_server, sen
 from tests.server.handled import handled
 
 STATION = '[data-testid="station-1"]'
-STAYS_STOPPED = "stays stopped until it is reset on site"
+STAYS_STOPPED = "sigue detenido hasta que se rearme en sitio"
 
 
 async def open_dashboard(page, app):
     await page.goto(http_url(app, "/"))
-    await expect(page.locator("#link-state")).to_have_text("Live")
+    await expect(page.locator("#link-state")).to_have_text("En vivo")
 
 
 async def test_an_emergency_reset_while_the_server_was_down_shows_no_stays_stopped_banner(page, tmp_path):
@@ -32,10 +32,10 @@ async def test_an_emergency_reset_while_the_server_was_down_shows_no_stays_stopp
             await send_json(charger, {"type": "status", "state": "idle", "session_id": None})
             await handled(charger)
             await open_dashboard(page, app)
-            await expect(page.locator(f'{STATION} [data-field="status"]')).to_have_text("disponible")
+            await expect(page.locator(f'{STATION} [data-field="status"]')).to_have_text("Disponible")
             banner = page.get_by_test_id("emergency-1")
             # the unacknowledged alert is still listed, but it no longer says the charger is stopped
-            await expect(banner).to_contain_text("EMERGENCY stop at Estación 1")
+            await expect(banner).to_contain_text("PARADA DE EMERGENCIA en Estación 1")
             await expect(banner).to_contain_text("Rearmado en sitio")
             await expect(banner).not_to_contain_text(STAYS_STOPPED)
             await banner.get_by_test_id("acknowledge").click()
@@ -51,7 +51,7 @@ async def test_the_emergency_banner_follows_the_local_reset_without_a_reload(pag
         banner = page.get_by_test_id("emergency-1")
         await expect(banner).to_contain_text(STAYS_STOPPED)
         await send_json(charger, {"type": "status", "state": "idle", "session_id": None})
-        await expect(page.locator(f'{STATION} [data-field="status"]')).to_have_text("disponible")
+        await expect(page.locator(f'{STATION} [data-field="status"]')).to_have_text("Disponible")
         await expect(banner).to_contain_text("Rearmado en sitio")
         await expect(banner).not_to_contain_text(STAYS_STOPPED)
     assert page.console_errors == []
@@ -83,8 +83,8 @@ async def test_a_burst_of_refused_taps_shows_once_with_how_many_were_held_back(p
         charger = await publisher(base_url(app))
         async with charger:
             await page.goto(http_url(app, "/") + "#/station/1")
-            await expect(page.locator("#link-state")).to_have_text("Live")
-            await expect(page.locator('.station-head [data-field="status"]')).to_have_text("disponible")
+            await expect(page.locator("#link-state")).to_have_text("En vivo")
+            await expect(page.locator('.station-head [data-field="status"]')).to_have_text("Disponible")
             for k in range(30):
                 await send_json(charger, {"type": "nfc_scan", "nfc_uid": f"04DEAD{k:04d}"})
             assert len(await handled(charger)) == 30  # every tap answered to the charger
@@ -93,5 +93,5 @@ async def test_a_burst_of_refused_taps_shows_once_with_how_many_were_held_back(p
             await handled(charger)
             events = page.locator('[data-testid="events"] li.error')
             await expect(events).to_have_count(2)
-            await expect(events.first).to_contain_text("Tarjeta desconocida (CARD_UNKNOWN) y 29 rechazos más desde el anterior")
+            await expect(events.first).to_contain_text("Tarjeta desconocida: no está registrada. Y 29 rechazos más desde el anterior.")
             assert page.console_errors == []
