@@ -1,17 +1,49 @@
-"""The wire protocol: parsing and validating inbound frames, building outbound messages.
+"""The JSON wire: the seed protocol's frames and the dashboards' messages.
 
-Owns every message shape and every error/close code of docs/protocol.md. Inbound frames are
-turned into frozen dataclasses or rejected with `ProtocolError(code, message)`; nothing here
-touches sockets, the database or session state. Field names are the seed's, as spelled there.
-Validation is hand-written (a table of field rules) because the rules are few and small, and
-a schema library would be a second language for readers of a 200-line module.
+Owns every message shape and every close code of docs/protocol.md. Inbound frames are turned
+into the neutral events of server/vocabulary.py (the seed's names `Metrics`, `Stop`,
+`Emergency`, `NfcScan` are kept as aliases of them) or rejected with
+`ProtocolError(code, message)`; the refusal codes and statuses are the vocabulary's, re-exported
+here. The seed charger codec (server/codecs/seed.py) and the dashboards' encoder use the
+builders below; nothing here touches sockets, the database or session state. Field names
+are the seed's, as spelled there. Validation is hand-written (a table of field rules) because
+the rules are few and small, and a schema library would be a second language for readers of
+a 200-line module.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime, timezone
+
+# --- refusal codes carried by {"type":"error","message":...,"code":...}, statuses (seed
+# spelling), charger states and stop reasons: the neutral vocabulary's, spelled as the seed does
+from server.vocabulary import (  # noqa: F401 - re-exported: p.CARD_UNKNOWN etc.
+    CARD_DISABLED,
+    CARD_UNKNOWN,
+    CARGANDO,
+    CHARGER_OFFLINE,
+    DESCONECTADO,
+    DISPONIBLE,
+    EMERGENCIA,
+    INVALID_MESSAGE,
+    METER_FAILURE,
+    NO_ACTIVE_SESSION,
+    OFFLINE_LIMIT,
+    SERVER_ERROR,
+    SESSION_MISMATCH,
+    SESSION_TOO_RECENT,
+    STATES,
+    STATION_BUSY,
+    STATION_FAULT,
+    STOP_REASONS,
+    CardRead,
+    ChargerStop,
+    EmergencyReport,
+    MeterSample,
+    RemoteStop,
+    StatusReport,
+)
 
 # --- close codes (seed: 4003-4006; added: 4001, 4008) -------------------------------------
 CLOSE_BAD_ROLE = 4001
@@ -20,24 +52,6 @@ CLOSE_PUBLISHER_WITHOUT_STATION = 4004
 CLOSE_STATION_NOT_FOUND = 4005
 CLOSE_CLIENT_WITHOUT_STATION = 4006
 CLOSE_PUBLISHER_REPLACED = 4008
-
-# --- error codes carried by {"type":"error","message":...,"code":...} --------------------
-INVALID_MESSAGE = "INVALID_MESSAGE"
-CARD_UNKNOWN = "CARD_UNKNOWN"
-CARD_DISABLED = "CARD_DISABLED"
-STATION_BUSY = "STATION_BUSY"
-STATION_FAULT = "STATION_FAULT"
-SESSION_MISMATCH = "SESSION_MISMATCH"
-SESSION_TOO_RECENT = "SESSION_TOO_RECENT"  # tap-again-to-stop before CARD_STOP_MIN_AGE
-CHARGER_OFFLINE = "CHARGER_OFFLINE"
-NO_ACTIVE_SESSION = "NO_ACTIVE_SESSION"
-SERVER_ERROR = "SERVER_ERROR"
-
-# --- station statuses (seed spelling) -------------------------------------------------------
-DESCONECTADO = "desconectado"
-DISPONIBLE = "disponible"
-CARGANDO = "cargando"
-EMERGENCIA = "emergencia"
 
 ROLE_PUBLISHER = "publisher"
 ROLE_CLIENT = "client"
@@ -62,51 +76,11 @@ class ProtocolError(ValueError):
         self.message = message
 
 
-# --- inbound messages ----------------------------------------------------------------------
-@dataclass(frozen=True)
-class NfcScan:
-    nfc_uid: str  # raw; normalized by server.uids in the adapter
-
-
-@dataclass(frozen=True)
-class Metrics:
-    session_id: int
-    v: float
-    a: float
-    w: float
-    ts: float | None = None
-    wh: float | None = None
-
-
-@dataclass(frozen=True)
-class Stop:
-    session_id: int | None = None
-    wh: float | None = None
-    ts: float | None = None
-    charger_id: int | None = None  # dashboards subscribed to estacionId=all name the station
-    reason: str | None = None  # a charger's own fault stop: one of STOP_REASONS; None = STOP button
-
-
-@dataclass(frozen=True)
-class Emergency:
-    session_id: int | None = None
-    wh: float | None = None
-    ts: float | None = None
-
-
-@dataclass(frozen=True)
-class StatusReport:
-    state: str  # idle | charging | fault
-    session_id: int | None = None
-    wh: float | None = None
-
-
-STATES = ("idle", "charging", "fault")
-# why a charger ended a session by itself (the optional `reason` of its `stop`): the meter was
-# silent or corrupt while charging, or it charged too long without the server
-METER_FAILURE = "meter_failure"
-OFFLINE_LIMIT = "offline_limit"
-STOP_REASONS = (METER_FAILURE, OFFLINE_LIMIT)
+# --- inbound messages: the seed's names of the neutral events -------------------------------
+NfcScan = CardRead
+Metrics = MeterSample
+Stop = ChargerStop
+Emergency = EmergencyReport
 
 
 def _number(lo: float, hi: float):
@@ -151,7 +125,7 @@ _WH, _TS = _number(0, MAX_METER_WH), _number(0, MAX_TS)
 
 # type -> (dataclass, {field: (rule, required)})
 _PUBLISHER_MESSAGES = {
-    "nfc_scan": (NfcScan, {"nfc_uid": (_text, True)}),
+    "nfc_scan": (lambda nfc_uid: CardRead(nfc_uid), {"nfc_uid": (_text, True)}),
     "metrics": (
         Metrics,
         {
@@ -183,7 +157,7 @@ _PUBLISHER_MESSAGES = {
 }
 
 _CLIENT_MESSAGES = {
-    "stop": (Stop, {"session_id": (_session_id, False), "charger_id": (_session_id, False)}),
+    "stop": (RemoteStop, {"session_id": (_session_id, False), "charger_id": (_session_id, False)}),
 }
 
 
