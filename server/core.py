@@ -6,7 +6,7 @@ neutral vocabulary of server/vocabulary.py with chargers: the adapters (server/w
 the events a charger's codec (server/codecs/) decoded, with the current time, and the effect
 runner (server/effects.py) carries out the returned effects in order: a command to a charger
 (`ToCharger`, encoded by that charger's codec), a push to dashboards (`ToClients`, the
-dashboards' JSON of server/protocol.py, the same whatever protocol the charger speaks), a
+dashboards' JSON of server/pushes.py, the same whatever protocol the charger speaks), a
 refusal to the sender (`Reply`), persistence through Storage. One handler per message type, found through a routing table built
 from the `@on(...)` marks (the mobilityhouse/ocpp pattern). Every entry point pushes a
 `status` message to dashboards whenever the station's derived status changes.
@@ -30,7 +30,7 @@ import logging
 from collections import deque
 from dataclasses import dataclass, field
 
-from server import protocol as p
+from server import pushes
 from server import vocabulary as v
 from server.energy import DEFAULT_MAX_POWER_W, Counted, EnergyAccount, cost_of
 from server.replacements import ReplacementBurst
@@ -312,14 +312,14 @@ class SessionCore:
             f"la misma estación? (últimas conexiones: {old_peer} y {new_peer})"
         )
         return [
-            ToClients(station_id, p.alert(station_id, None, DUPLICATE_CHARGER, detail, now)),
+            ToClients(station_id, pushes.alert(station_id, None, DUPLICATE_CHARGER, detail, now)),
             AddAlert(station_id, None, DUPLICATE_CHARGER, now, detail),
         ]
 
     def update_station(self, update: UpdateStation) -> list:
         """An administrator added or changed a station (open sessions keep their tariff)."""
         station = self.add_station(update.station_id, update.name, update.tariff, update.max_power_w)
-        return [ToClients(station.id, p.status(station.id, station.status))] if update.announce else []
+        return [ToClients(station.id, pushes.status(station.id, station.status))] if update.announce else []
 
     def handle_publisher(self, station_id: int, message, now: float) -> list:
         """A neutral event from a charger (server/vocabulary.py; CardPresented for a card)."""
@@ -334,7 +334,7 @@ class SessionCore:
                 ToCharger(st.id, StartCharging(session_id, create.user_name)),
                 ToClients(
                     st.id,
-                    p.session_started(session_id, st.id, create.user_name, create.started_at),
+                    pushes.session_started(session_id, st.id, create.user_name, create.started_at),
                 ),
             ]
 
@@ -428,7 +428,7 @@ class SessionCore:
             QueueProgress(session.id, kwh, cost, session.energy),
             ToClients(
                 st.id,
-                p.metrics(session.id, st.id, m.v, m.a, m.w, kwh, cost, now - session.started_at),
+                pushes.metrics(session.id, st.id, m.v, m.a, m.w, kwh, cost, now - session.started_at),
             ),
         ] + self._energy_anomaly(st, session, now)
 
@@ -444,7 +444,7 @@ class SessionCore:
         if stop.reason is not None:
             detail = STOP_ALERTS[stop.reason]
             effects = [
-                ToClients(st.id, p.alert(st.id, session.id, stop.reason, detail, now)),
+                ToClients(st.id, pushes.alert(st.id, session.id, stop.reason, detail, now)),
                 AddAlert(st.id, session.id, stop.reason, now, detail),
             ]
         return effects + self._end(st, LOCAL_STOP, now)
@@ -463,7 +463,7 @@ class SessionCore:
             return effects
         open_id = session.id if session is not None else None
         effects += [
-            ToClients(st.id, p.emergency(st.id, open_id, now)),
+            ToClients(st.id, pushes.emergency(st.id, open_id, now)),
             AddAlert(st.id, open_id, EMERGENCY, now, "emergency button"),
             *self._latch(st, now),
         ]
@@ -525,7 +525,7 @@ class SessionCore:
         detail = (f"Anomalía de energía: lectura imposible para la potencia máxima de la "
                   f"estación ({energy.max_w / 1000:g} kW); se facturó el intervalo acotado")
         return [
-            ToClients(st.id, p.alert(st.id, session.id, ENERGY_ANOMALY, detail, now)),
+            ToClients(st.id, pushes.alert(st.id, session.id, ENERGY_ANOMALY, detail, now)),
             AddAlert(st.id, session.id, ENERGY_ANOMALY, now, detail),
         ]
 
@@ -549,7 +549,7 @@ class SessionCore:
         effects += [ToCharger(st.id, StopCharging(session.id))] if tell_charger else []
         return effects + [
             EndSession(session.id, now, kwh, cost, reason, session.energy.to_dict()),
-            ToClients(st.id, p.session_ended(session.id, st.id, kwh, cost, duration, reason)),
+            ToClients(st.id, pushes.session_ended(session.id, st.id, kwh, cost, duration, reason)),
         ]
 
     def _reject_tap(self, st: StationState, tap: CardPresented, message: str, code: str, now: float) -> list:
@@ -559,7 +559,7 @@ class SessionCore:
         held = st.taps.refusal_push(now, self.tap_debounce)
         if held is not None:
             extra = {"repeats": held} if held else {}
-            effects.append(ToClients(st.id, p.error(message, code, charger_id=st.id, nfc_uid=tap.uid, **extra)))
+            effects.append(ToClients(st.id, pushes.error(message, code, charger_id=st.id, nfc_uid=tap.uid, **extra)))
         return effects
 
     @staticmethod
@@ -598,7 +598,7 @@ class SessionCore:
         before = station.status
         effects = change(station)
         if station.status != before:
-            effects.append(ToClients(station.id, p.status(station.id, station.status)))
+            effects.append(ToClients(station.id, pushes.status(station.id, station.status)))
         return effects
 
     @staticmethod
@@ -608,7 +608,7 @@ class SessionCore:
         return {
             "session_id": session.id,
             "user_name": session.user_name,
-            "timestamp": p.iso_z(session.started_at),
+            "timestamp": pushes.iso_z(session.started_at),
             "kwh": round(session.energy.kwh, 3),
             "cost": round(session.cost, 2),
             "time": int(max(0.0, now - session.started_at)),

@@ -17,7 +17,7 @@ from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.exceptions import ConnectionClosed
 
 from server.codecs.dashboard import DASHBOARD
-from server.protocol import encode
+from server.pushes import encode
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,10 @@
-"""The dashboards' encoder: their JSON messages (server/protocol.py) as built, and a neutral
+"""The dashboards' encoder: their JSON messages (server/pushes.py) as built, and a neutral
 Refusal (a refused remote stop, a refused frame) as the protocol's `error`. Dashboards speak
 one protocol whatever their chargers speak."""
 
 from __future__ import annotations
 
-from server import protocol as p
+from server import pushes as p
 from server.vocabulary import Refusal
 
 
