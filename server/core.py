@@ -1,4 +1,4 @@
-"""Pure session rules: events in, effects out. No sockets, no SQL, no clock, no charger protocol.
+"""Pure session rules: events in, effects out. No sockets, no SQL, no clock, no wire format.
 
 `SessionCore` holds every station's live state in memory (who is connected, the open session
 and its energy account, the emergency latch) and decides what each event means. It speaks the
@@ -7,12 +7,13 @@ the events a charger's codec (server/codecs/) decoded, with the current time, an
 runner (server/effects.py) carries out the returned effects in order: a command to a charger
 (`ToCharger`, encoded by that charger's codec), a push to dashboards (`ToClients`, the
 dashboards' JSON of server/pushes.py, the same whatever protocol the charger speaks), a
-refusal to the sender (`Reply`), persistence through Storage. One handler per message type, found through a routing table built
-from the `@on(...)` marks (the mobilityhouse/ocpp pattern). Every entry point pushes a
-`status` message to dashboards whenever the station's derived status changes.
+refusal to the sender (`Reply`), persistence through Storage. One handler per event type,
+found through a routing table built from the `@on(...)` marks (the mobilityhouse/ocpp
+pattern). Every entry point pushes a `status` message to dashboards whenever the station's
+derived status changes.
 
 Creating a session needs its database id, so a card tap is two steps: `CreateSession` effect
-(the station is marked `starting` meanwhile), then the adapter calls `session_created()`.
+(the station is marked `starting` meanwhile), then the effect runner calls `session_created()`.
 
 Attribution: a `session_id` in a charger's message must name its station's open session. One of
 the station's own recently closed sessions (`StationState.recent`, the last RECENT_SESSIONS,

@@ -5,10 +5,10 @@ A charger (role=publisher) replaces any older connection of its station (4008 to
 each replacement is logged with both peers' addresses, and the core alerts a burst of them
 (two chargers configured with the same station).
 A dashboard (role=client, or the deprecated type=dashboard) subscribes to one station or, with
-`estacionId=all`, to every station. Every inbound frame is parsed by server/protocol.py; a bad
-one gets an `error` reply and the connection stays open. A charger's frames are read through
-its protocol's codec (server/codecs/; this endpoint speaks `seed`) into the neutral events the
-core takes, and the hub keeps the codec as the connection's encoder. The effects the core
+`estacionId=all`, to every station. A dashboard's frames are parsed by server/protocol.py, a
+charger's are read through its protocol's codec (server/codecs/; this endpoint speaks `seed`)
+into the neutral events the core takes, and the hub keeps the codec as the connection's
+encoder. A bad frame gets an `error` reply and the connection stays open. The effects the core
 returns are carried out in order by the effect runner (server/effects.py, `app.effects`).
 
 Authentication happens once per connection (`app.auth.authenticate`, server/auth.py) and the
@@ -20,7 +20,8 @@ answered RATE_LIMITED; sustained abuse closes the connection with 1008.
 
 Acknowledged delivery: the charger loop counts the frames it reads and, after each one is
 handled, notes the storage write mark that covers it; the connection's `AckSender`
-(server/acks.py) sends `{"type":"ack","n":K}` once those writes are committed. It ends with
+(server/acks.py) sends `Acknowledge(K)` (the seed's `{"type":"ack","n":K}`) once those writes
+are committed. It ends with
 the connection (a 4008 replacement included).
 """
 
