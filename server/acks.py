@@ -19,7 +19,7 @@ A frame one of whose writes failed (say the session's end on a read-only disk) i
 acknowledged, nor anything after it on this connection (`hold()`): the charger keeps it and
 sends it again on its next connection (its link gives up on an unacknowledged batch after
 `ack_timeout_s`), when the server may be able to store it. A refused session end is also
-retried by the server itself (server/ws.py), since the core has already closed the session.
+retried by the server itself (server/effects.py), since the core has already closed the session.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from server import protocol as p
+from server.vocabulary import Acknowledge
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,8 @@ ACK_MIN_INTERVAL_S = 0.2  # at most 5 acks per second per connection
 
 
 class AckSender:
-    """`send(message) -> bool` sends to the charger (False once the connection is gone);
-    `station_id` only names the connection in the log."""
+    """`send(command) -> bool` sends a neutral command to the charger in its protocol (False
+    once the connection is gone); `station_id` only names the connection in the log."""
 
     __slots__ = ("_storage", "_station_id", "_send", "_min_interval", "read", "sent", "_noted",
                  "_held_at", "_task")  # one per connected charger: thousands of them
@@ -86,7 +86,7 @@ class AckSender:
             if k <= self.sent:
                 return
             await self._storage.wait_durable(mark)
-            if not await self._send(p.ack(k)):
+            if not await self._send(Acknowledge(k)):
                 return
             self.sent = k
             await asyncio.sleep(self._min_interval)

@@ -57,6 +57,7 @@ class App:
         self.client_handlers: dict = {}
         self.counters: collections.Counter = collections.Counter()
         self.handler = ConnectionHandler(self)
+        self.effects = self.handler.effects  # server/effects.py: carries out the core's effects
         api.register(self)  # dashboard pages, /api/*, /metrics
         dashboard_messages.register(self)  # admin_* messages from dashboards
         self.server = None

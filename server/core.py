@@ -1,15 +1,19 @@
-"""Pure session rules: events in, effects out. No sockets, no SQL, no clock.
+"""Pure session rules: events in, effects out. No sockets, no SQL, no clock, no wire format.
 
 `SessionCore` holds every station's live state in memory (who is connected, the open session
-and its energy account, the emergency latch) and decides what each event means. The adapters
-(server/ws.py, server/app.py) feed it parsed messages with the current time and carry out the
-returned effects in order: send to a charger, broadcast to dashboards, reply to the sender,
-persist through Storage. One handler per message type, found through a routing table built
-from the `@on(...)` marks (the mobilityhouse/ocpp pattern). Every entry point pushes a
-`status` message to dashboards whenever the station's derived status changes.
+and its energy account, the emergency latch) and decides what each event means. It speaks the
+neutral vocabulary of server/vocabulary.py with chargers: the adapters (server/ws.py) feed it
+the events a charger's codec (server/codecs/) decoded, with the current time, and the effect
+runner (server/effects.py) carries out the returned effects in order: a command to a charger
+(`ToCharger`, encoded by that charger's codec), a push to dashboards (`ToClients`, the
+dashboards' JSON of server/pushes.py, the same whatever protocol the charger speaks), a
+refusal to the sender (`Reply`), persistence through Storage. One handler per event type,
+found through a routing table built from the `@on(...)` marks (the mobilityhouse/ocpp
+pattern). Every entry point pushes a `status` message to dashboards whenever the station's
+derived status changes.
 
 Creating a session needs its database id, so a card tap is two steps: `CreateSession` effect
-(the station is marked `starting` meanwhile), then the adapter calls `session_created()`.
+(the station is marked `starting` meanwhile), then the effect runner calls `session_created()`.
 
 Attribution: a `session_id` in a charger's message must name its station's open session. One of
 the station's own recently closed sessions (`StationState.recent`, the last RECENT_SESSIONS,
@@ -27,11 +31,22 @@ import logging
 from collections import deque
 from dataclasses import dataclass, field
 
-from server import protocol as p
+from server import pushes
+from server import vocabulary as v
 from server.energy import DEFAULT_MAX_POWER_W, Counted, EnergyAccount, cost_of
-from server.protocol import Emergency, Metrics, StatusReport, Stop
 from server.replacements import ReplacementBurst
 from server.taps import TapGuard
+from server.vocabulary import (
+    CardPresented,
+    ChargerStop,
+    EmergencyReport,
+    MeterSample,
+    Refusal,
+    RemoteStop,
+    StartCharging,
+    StatusReport,
+    StopCharging,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,26 +72,22 @@ DUPLICATE_CHARGER = "duplicate_charger"
 # the alert stored (and pushed to dashboards as `alert`) when a charger's `stop` says it ended
 # the session by itself for a fault; the session still ends as `local_stop`
 STOP_ALERTS = {
-    p.METER_FAILURE: "Falla del medidor: sin lecturas válidas durante la carga",
-    p.OFFLINE_LIMIT: "Carga detenida: demasiado tiempo sin conexión con el servidor",
+    v.METER_FAILURE: "Falla del medidor: sin lecturas válidas durante la carga",
+    v.OFFLINE_LIMIT: "Carga detenida: demasiado tiempo sin conexión con el servidor",
 }
 
 
-# --- events the adapters build that are not plain protocol messages ---------------------------
-@dataclass(frozen=True)
-class CardTap:
-    """An nfc_scan after the adapter normalized the UID and looked the card up."""
-
-    uid: str
-    card: object | None  # storage Card(uid, user_id, user_name, enabled) or None
-    tariff: float | None = None  # the station's current tariff, frozen into a new session
+# the event of a card presented, by the name the seed's `nfc_scan` gave it here
+CardTap = CardPresented
 
 
 # --- effects ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class ToPublisher:
+class ToCharger:
+    """A neutral command (server/vocabulary.py) to the station's charger, whatever it speaks."""
+
     station_id: int
-    message: dict
+    command: object
 
 
 @dataclass(frozen=True)
@@ -89,9 +100,10 @@ class ToClients:
 
 @dataclass(frozen=True)
 class Reply:
-    """Send to the connection whose message caused this effect."""
+    """A Refusal to the connection whose message caused this effect (a charger or a
+    dashboard), encoded as that connection speaks."""
 
-    message: dict
+    command: Refusal
 
 
 @dataclass(frozen=True)
@@ -159,6 +171,18 @@ class SetEmergencyLatch:
     latched_at: float | None
 
 
+@dataclass(frozen=True)
+class UpdateStation:
+    """Take a station's new name, tariff and max power into the core (an administrator added or
+    changed it); `announce` pushes its status to dashboards (a new station)."""
+
+    station_id: int
+    name: str
+    tariff: float
+    max_power_w: float | None = None
+    announce: bool = False
+
+
 # --- state ------------------------------------------------------------------------------------
 @dataclass
 class OpenSession:
@@ -212,12 +236,12 @@ class StationState:
     @property
     def status(self) -> str:
         if not self.publisher_connected:
-            return p.DESCONECTADO
+            return v.DESCONECTADO
         if self.emergency:
-            return p.EMERGENCIA
+            return v.EMERGENCIA
         if self.session is not None:
-            return p.CARGANDO
-        return p.DISPONIBLE
+            return v.CARGANDO
+        return v.DISPONIBLE
 
 
 def on(message_type):
@@ -289,12 +313,17 @@ class SessionCore:
             f"la misma estación? (últimas conexiones: {old_peer} y {new_peer})"
         )
         return [
-            ToClients(station_id, p.alert(station_id, None, DUPLICATE_CHARGER, detail, now)),
+            ToClients(station_id, pushes.alert(station_id, None, DUPLICATE_CHARGER, detail, now)),
             AddAlert(station_id, None, DUPLICATE_CHARGER, now, detail),
         ]
 
+    def update_station(self, update: UpdateStation) -> list:
+        """An administrator added or changed a station (open sessions keep their tariff)."""
+        station = self.add_station(update.station_id, update.name, update.tariff, update.max_power_w)
+        return [ToClients(station.id, pushes.status(station.id, station.status))] if update.announce else []
+
     def handle_publisher(self, station_id: int, message, now: float) -> list:
-        """A parsed charger message (protocol dataclass, or CardTap for nfc_scan)."""
+        """A neutral event from a charger (server/vocabulary.py; CardPresented for a card)."""
         handler = self._routes[type(message)]
         return self._tracking_status(station_id, lambda st: handler(st, message, now))
 
@@ -303,10 +332,10 @@ class SessionCore:
             st.starting = False
             st.session = OpenSession.of(session_id, st.id, create)
             return [
-                ToPublisher(st.id, p.start(session_id, create.user_name)),
+                ToCharger(st.id, StartCharging(session_id, create.user_name)),
                 ToClients(
                     st.id,
-                    p.session_started(session_id, st.id, create.user_name, create.started_at),
+                    pushes.session_started(session_id, st.id, create.user_name, create.started_at),
                 ),
             ]
 
@@ -316,16 +345,16 @@ class SessionCore:
         def failed(st: StationState) -> list:
             st.starting = False
             st.taps.forget()  # the server failed, not the person: a tap to retry counts
-            return [ToPublisher(st.id, p.error("No se pudo crear la sesión", p.SERVER_ERROR))]
+            return [ToCharger(st.id, Refusal("No se pudo crear la sesión", v.SERVER_ERROR))]
 
         return self._tracking_status(create.station_id, failed)
 
-    def dashboard_stop(self, station_id: int | None, message: Stop, now: float) -> list:
+    def dashboard_stop(self, station_id: int | None, message: RemoteStop, now: float) -> list:
         """A dashboard asks to stop a session (station from its subscription or the message)."""
         station_id = station_id or message.charger_id or self._station_of(message.session_id)
         station = self.stations.get(station_id) if station_id else None
         if station is None:
-            return [Reply(p.error("Sesión o cargador desconocido", p.NO_ACTIVE_SESSION))]
+            return [Reply(Refusal("Sesión o cargador desconocido", v.NO_ACTIVE_SESSION))]
         return self._tracking_status(station.id, lambda st: self._dashboard_stop(st, message, now))
 
     # --- views --------------------------------------------------------------------------------
@@ -347,28 +376,28 @@ class SessionCore:
         return sum(1 for st in self.stations.values() if st.publisher_connected)
 
     # --- handlers, one per charger message type -----------------------------------------------
-    @on(CardTap)
-    def _card_tap(self, st: StationState, tap: CardTap, now: float) -> list:
+    @on(CardPresented)
+    def _card_tap(self, st: StationState, tap: CardPresented, now: float) -> list:
         if st.taps.repeated(tap.uid, now, self.tap_debounce):
             if st.taps.ignored == 1:  # logged once per burst
                 log.info("station %s: card %s tapped again within %g s; ignoring the repeats",
                          st.id, tap.uid, self.tap_debounce)
             return []
         if st.emergency:
-            return self._reject_tap(st, tap, "Cargador en emergencia", p.STATION_FAULT, now)
+            return self._reject_tap(st, tap, "Cargador en emergencia", v.STATION_FAULT, now)
         if st.session is not None and st.session.card_uid == tap.uid:
             if now - st.session.started_at < self.card_stop_min_age:
                 message = (f"Sesión iniciada hace menos de {self.card_stop_min_age:g} s: "
                            "vuelva a pasar la tarjeta más tarde para detenerla")
-                return self._reject_tap(st, tap, message, p.SESSION_TOO_RECENT, now)
+                return self._reject_tap(st, tap, message, v.SESSION_TOO_RECENT, now)
             st.taps.accepted(tap.uid, now)
             return self._end(st, CARD_STOP, now, tell_charger=True)
         if tap.card is None:
-            return self._reject_tap(st, tap, "Tarjeta desconocida", p.CARD_UNKNOWN, now)
+            return self._reject_tap(st, tap, "Tarjeta desconocida", v.CARD_UNKNOWN, now)
         if not tap.card.enabled:
-            return self._reject_tap(st, tap, "Tarjeta deshabilitada", p.CARD_DISABLED, now)
+            return self._reject_tap(st, tap, "Tarjeta deshabilitada", v.CARD_DISABLED, now)
         if st.session is not None or st.starting:
-            return self._reject_tap(st, tap, "Cargador ocupado", p.STATION_BUSY, now)
+            return self._reject_tap(st, tap, "Cargador ocupado", v.STATION_BUSY, now)
         st.starting = True
         st.taps.accepted(tap.uid, now)
         return [
@@ -383,8 +412,8 @@ class SessionCore:
             )
         ]
 
-    @on(Metrics)
-    def _metrics(self, st: StationState, m: Metrics, now: float) -> list:
+    @on(MeterSample)
+    def _metrics(self, st: StationState, m: MeterSample, now: float) -> list:
         session = st.session
         if session is None or session.id != m.session_id:
             return [Reply(self._mismatch(st, m.session_id))]
@@ -400,12 +429,12 @@ class SessionCore:
             QueueProgress(session.id, kwh, cost, session.energy),
             ToClients(
                 st.id,
-                p.metrics(session.id, st.id, m.v, m.a, m.w, kwh, cost, now - session.started_at),
+                pushes.metrics(session.id, st.id, m.v, m.a, m.w, kwh, cost, now - session.started_at),
             ),
         ] + self._energy_anomaly(st, session, now)
 
-    @on(Stop)
-    def _charger_stop(self, st: StationState, stop: Stop, now: float) -> list:
+    @on(ChargerStop)
+    def _charger_stop(self, st: StationState, stop: ChargerStop, now: float) -> list:
         session = st.session
         if session is None or (stop.session_id is not None and stop.session_id != session.id):
             if stop.session_id is not None and not st.owns(stop.session_id):
@@ -416,13 +445,13 @@ class SessionCore:
         if stop.reason is not None:
             detail = STOP_ALERTS[stop.reason]
             effects = [
-                ToClients(st.id, p.alert(st.id, session.id, stop.reason, detail, now)),
+                ToClients(st.id, pushes.alert(st.id, session.id, stop.reason, detail, now)),
                 AddAlert(st.id, session.id, stop.reason, now, detail),
             ]
         return effects + self._end(st, LOCAL_STOP, now)
 
-    @on(Emergency)
-    def _emergency(self, st: StationState, message: Emergency, now: float) -> list:
+    @on(EmergencyReport)
+    def _emergency(self, st: StationState, message: EmergencyReport, now: float) -> list:
         """Honoured for the station that sent it whatever session it names (its relay is
         already open), attributed to the station's own open session or to none."""
         named, session = message.session_id, st.session
@@ -435,7 +464,7 @@ class SessionCore:
             return effects
         open_id = session.id if session is not None else None
         effects += [
-            ToClients(st.id, p.emergency(st.id, open_id, now)),
+            ToClients(st.id, pushes.emergency(st.id, open_id, now)),
             AddAlert(st.id, open_id, EMERGENCY, now, "emergency button"),
             *self._latch(st, now),
         ]
@@ -470,7 +499,7 @@ class SessionCore:
         # charging report.session_id
         if session is not None and session.id == report.session_id:
             return effects  # resume: the energy account continues from its state
-        effects.append(ToPublisher(st.id, p.stop(report.session_id)))  # open this relay
+        effects.append(ToCharger(st.id, StopCharging(report.session_id)))  # open this relay
         if session is not None:
             effects += self._end(st, CHARGER_RESET, now)
         return effects
@@ -497,15 +526,15 @@ class SessionCore:
         detail = (f"Anomalía de energía: lectura imposible para la potencia máxima de la "
                   f"estación ({energy.max_w / 1000:g} kW); se facturó el intervalo acotado")
         return [
-            ToClients(st.id, p.alert(st.id, session.id, ENERGY_ANOMALY, detail, now)),
+            ToClients(st.id, pushes.alert(st.id, session.id, ENERGY_ANOMALY, detail, now)),
             AddAlert(st.id, session.id, ENERGY_ANOMALY, now, detail),
         ]
 
-    def _dashboard_stop(self, st: StationState, message: Stop, now: float) -> list:
+    def _dashboard_stop(self, st: StationState, message: RemoteStop, now: float) -> list:
         if not st.publisher_connected:
-            return [Reply(p.error("ESP32 no conectado", p.CHARGER_OFFLINE))]
+            return [Reply(Refusal("ESP32 no conectado", v.CHARGER_OFFLINE))]
         if st.session is None:
-            return [Reply(p.error("No hay sesión activa en este cargador", p.NO_ACTIVE_SESSION))]
+            return [Reply(Refusal("No hay sesión activa en este cargador", v.NO_ACTIVE_SESSION))]
         if message.session_id is not None and message.session_id != st.session.id:
             return [Reply(self._mismatch(st, message.session_id))]
         return self._end(st, REMOTE_STOP, now, tell_charger=True)
@@ -518,20 +547,20 @@ class SessionCore:
         kwh, cost = session.energy.kwh, session.cost
         duration = max(0.0, now - session.started_at)
         effects = self._energy_anomaly(st, session, now)  # a final reading's, before the end
-        effects += [ToPublisher(st.id, p.stop(session.id))] if tell_charger else []
+        effects += [ToCharger(st.id, StopCharging(session.id))] if tell_charger else []
         return effects + [
             EndSession(session.id, now, kwh, cost, reason, session.energy.to_dict()),
-            ToClients(st.id, p.session_ended(session.id, st.id, kwh, cost, duration, reason)),
+            ToClients(st.id, pushes.session_ended(session.id, st.id, kwh, cost, duration, reason)),
         ]
 
-    def _reject_tap(self, st: StationState, tap: CardTap, message: str, code: str, now: float) -> list:
+    def _reject_tap(self, st: StationState, tap: CardPresented, message: str, code: str, now: float) -> list:
         """Answer the charger; push to dashboards at most once per debounce window, with how
         many refused taps were held back since the previous push."""
-        effects = [Reply(p.error(message, code))]
+        effects = [Reply(Refusal(message, code))]
         held = st.taps.refusal_push(now, self.tap_debounce)
         if held is not None:
             extra = {"repeats": held} if held else {}
-            effects.append(ToClients(st.id, p.error(message, code, charger_id=st.id, nfc_uid=tap.uid, **extra)))
+            effects.append(ToClients(st.id, pushes.error(message, code, charger_id=st.id, nfc_uid=tap.uid, **extra)))
         return effects
 
     @staticmethod
@@ -549,9 +578,9 @@ class SessionCore:
         return [SetEmergencyLatch(st.id, None)]
 
     @staticmethod
-    def _mismatch(st: StationState, session_id) -> dict:
-        return p.error(
-            f"La sesión {session_id} no está abierta en el cargador {st.id}", p.SESSION_MISMATCH
+    def _mismatch(st: StationState, session_id) -> Refusal:
+        return Refusal(
+            f"La sesión {session_id} no está abierta en el cargador {st.id}", v.SESSION_MISMATCH
         )
 
     def _station_of(self, session_id: int | None) -> int | None:
@@ -570,7 +599,7 @@ class SessionCore:
         before = station.status
         effects = change(station)
         if station.status != before:
-            effects.append(ToClients(station.id, p.status(station.id, station.status)))
+            effects.append(ToClients(station.id, pushes.status(station.id, station.status)))
         return effects
 
     @staticmethod
@@ -580,7 +609,7 @@ class SessionCore:
         return {
             "session_id": session.id,
             "user_name": session.user_name,
-            "timestamp": p.iso_z(session.started_at),
+            "timestamp": pushes.iso_z(session.started_at),
             "kwh": round(session.energy.kwh, 3),
             "cost": round(session.cost, 2),
             "time": int(max(0.0, now - session.started_at)),

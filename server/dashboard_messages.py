@@ -12,6 +12,11 @@ messages on its `role=client` socket. One handler per message type, found by a t
     {"type":"admin_add_station","name":"Garage","tariff":7,"station_id":2} (id optional) -> station
     {"type":"admin_ack_alert","station_id":1}  or  {"alert_id":7}  -> acknowledged
 
+A handler validates, writes through Storage and returns its result and the effects that
+follow (server/core.py: `UpdateStation` for the core's copy of a station, `ToClients` pushes);
+`handle_admin` has the effect runner (server/effects.py) carry them out, then answers. No
+handler touches the session core or the hub itself.
+
 Every message may carry a `request_id` (integer or short text) that the answer echoes. Success
 is `{"type":"admin_result","ok":true,"action":<type>,"request_id":..., <result>}`; refusal is the
 protocol's `{"type":"error","message":...,"code":...,"request_id":...}` with INVALID_MESSAGE,
@@ -27,6 +32,7 @@ and what (server/ws.py `forbid`).
 import math
 from collections.abc import Awaitable, Callable
 
+from server import core as c
 from server import protocol as p
 from server.api import card_json, station_json, user_json
 from server.hub import send
@@ -117,42 +123,41 @@ def request_id_of(data: dict) -> int | str | None:
 # ---------------------------------------------------------------- handlers, one per type
 
 
-async def add_user(app, data: dict) -> dict:
+async def add_user(app, data: dict) -> tuple[dict, list]:
     user = await app.storage.add_user(field_name(data, "name"))
-    return {"user": user_json(user)}
+    return {"user": user_json(user)}, []
 
 
-async def add_card(app, data: dict) -> dict:
+async def add_card(app, data: dict) -> tuple[dict, list]:
     uid, user_id = field_uid(data), field_id(data, "user_id")
     card = await app.storage.add_card(uid, user_id)
-    return {"card": card_json(card)}
+    return {"card": card_json(card)}, []
 
 
-async def set_card_enabled(app, data: dict) -> dict:
+async def set_card_enabled(app, data: dict) -> tuple[dict, list]:
     uid, enabled = field_uid(data), field_flag(data, "enabled")
     await app.storage.set_card_enabled(uid, enabled)
     card = await app.storage.find_card(uid)
-    return {"card": card_json(card)}
+    return {"card": card_json(card)}, []
 
 
-async def set_tariff(app, data: dict) -> dict:
+async def set_tariff(app, data: dict) -> tuple[dict, list]:
     station_id, tariff = field_id(data, "station_id"), field_tariff(data)
     await app.storage.set_tariff(station_id, tariff)
     station = await app.storage.get_station(station_id)
     # open sessions keep their tariff
-    app.core.add_station(station.id, station.name, station.tariff, station.max_power_w)
-    return {"station": station_json(station)}
+    update = c.UpdateStation(station.id, station.name, station.tariff, station.max_power_w)
+    return {"station": station_json(station)}, [update]
 
 
-async def add_station(app, data: dict) -> dict:
+async def add_station(app, data: dict) -> tuple[dict, list]:
     name, tariff = field_name(data, "name"), field_tariff(data)
     station = await app.storage.add_station(name, tariff, field_id(data, "station_id", required=False))
-    app.core.add_station(station.id, station.name, station.tariff, station.max_power_w)
-    app.hub.broadcast(station.id, p.status(station.id, app.core.describe(station.id, app.clock())["status"]))
-    return {"station": station_json(station)}
+    update = c.UpdateStation(station.id, station.name, station.tariff, station.max_power_w, announce=True)
+    return {"station": station_json(station)}, [update]
 
 
-async def ack_alert(app, data: dict) -> dict:
+async def ack_alert(app, data: dict) -> tuple[dict, list]:
     """Acknowledge one alert (`alert_id`) or every open alert of a station (`station_id`)."""
     alert_id = field_id(data, "alert_id", required=False)
     station_id = field_id(data, "station_id", required=False)
@@ -168,13 +173,15 @@ async def ack_alert(app, data: dict) -> dict:
             raise NotFound(f"station {station_id} does not exist")
         alerts = await app.storage.list_alerts(station_id=station_id, unacknowledged_only=True, limit=1000)
         acknowledged = [(a.id, a.station_id) for a in alerts if await app.storage.acknowledge_alert(a.id, now)]
-    for station in sorted({sid for _, sid in acknowledged if sid is not None}):
-        ids = [aid for aid, sid in acknowledged if sid == station]
-        app.hub.broadcast(station, {"type": "alert_acknowledged", "charger_id": station, "alert_ids": ids})
-    return {"acknowledged": [aid for aid, _ in acknowledged]}
+    pushes = [
+        c.ToClients(station, {"type": "alert_acknowledged", "charger_id": station,
+                              "alert_ids": [aid for aid, sid in acknowledged if sid == station]})
+        for station in sorted({sid for _, sid in acknowledged if sid is not None})
+    ]
+    return {"acknowledged": [aid for aid, _ in acknowledged]}, pushes
 
 
-AdminHandler = Callable[[object, dict], Awaitable[dict]]
+AdminHandler = Callable[[object, dict], Awaitable[tuple[dict, list]]]
 
 ADMIN_HANDLERS: dict[str, AdminHandler] = {
     "admin_add_user": add_user,
@@ -194,7 +201,7 @@ async def handle_admin(app, connection, station_id: int | None, data: dict) -> N
         if not may_administer(app, connection, station_id):
             app.handler.forbid(connection, data["type"], station_id)  # logs who and what
             raise Refused(f"{data['type']}: only an admin token may administer", FORBIDDEN)
-        result = await ADMIN_HANDLERS[data["type"]](app, data)
+        result, effects = await ADMIN_HANDLERS[data["type"]](app, data)
     except Refused as refusal:
         return await refuse(app, connection, refusal.message, refusal.code, request_id)
     except NotFound as missing:
@@ -203,6 +210,7 @@ async def handle_admin(app, connection, station_id: int | None, data: dict) -> N
         return await refuse(app, connection, str(duplicate), DUPLICATE, request_id)
     except ValueError as bad_value:  # Storage's own validation
         return await refuse(app, connection, str(bad_value), p.INVALID_MESSAGE, request_id)
+    await app.effects.run(effects, connection)
     reply = {"type": "admin_result", "ok": True, "action": data["type"], "request_id": request_id, **result}
     await send(connection, reply)
 

@@ -1,17 +1,64 @@
-"""The wire protocol: parsing and validating inbound frames, building outbound messages.
+"""The JSON wire: the seed protocol's frames and the dashboards' messages.
 
-Owns every message shape and every error/close code of docs/protocol.md. Inbound frames are
-turned into frozen dataclasses or rejected with `ProtocolError(code, message)`; nothing here
-touches sockets, the database or session state. Field names are the seed's, as spelled there.
-Validation is hand-written (a table of field rules) because the rules are few and small, and
-a schema library would be a second language for readers of a 200-line module.
+Owns every message shape and every close code of docs/protocol.md. Inbound frames are turned
+into the neutral events of server/vocabulary.py (the seed's names `Metrics`, `Stop`,
+`Emergency`, `NfcScan` are kept as aliases of them) or rejected with
+`ProtocolError(code, message)`; the refusal codes and statuses are the vocabulary's, re-exported
+here. The seed charger codec (server/codecs/seed.py) and the dashboards' encoder use the
+builders below; nothing here touches sockets, the database or session state. Field names
+are the seed's, as spelled there. Validation is hand-written (a table of field rules) because
+the rules are few and small, and a schema library would be a second language for readers of
+a 200-line module.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from datetime import datetime, timezone
+
+# the dashboards' messages (server/pushes.py), re-exported: the seed's `error` is the same
+from server.pushes import (  # noqa: F401 - re-exported: p.status(...) etc.
+    alert,
+    emergency,
+    encode,
+    error,
+    init_all,
+    init_one,
+    iso_z,
+    metrics,
+    session_ended,
+    session_started,
+    status,
+    subscribed,
+)
+
+# --- refusal codes carried by {"type":"error","message":...,"code":...}, statuses (seed
+# spelling), charger states and stop reasons: the neutral vocabulary's, spelled as the seed does
+from server.vocabulary import (  # noqa: F401 - re-exported: p.CARD_UNKNOWN etc.
+    CARD_DISABLED,
+    CARD_UNKNOWN,
+    CARGANDO,
+    CHARGER_OFFLINE,
+    DESCONECTADO,
+    DISPONIBLE,
+    EMERGENCIA,
+    INVALID_MESSAGE,
+    METER_FAILURE,
+    NO_ACTIVE_SESSION,
+    OFFLINE_LIMIT,
+    SERVER_ERROR,
+    SESSION_MISMATCH,
+    SESSION_TOO_RECENT,
+    STATES,
+    STATION_BUSY,
+    STATION_FAULT,
+    STOP_REASONS,
+    CardRead,
+    ChargerStop,
+    EmergencyReport,
+    MeterSample,
+    RemoteStop,
+    StatusReport,
+)
 
 # --- close codes (seed: 4003-4006; added: 4001, 4008) -------------------------------------
 CLOSE_BAD_ROLE = 4001
@@ -20,24 +67,6 @@ CLOSE_PUBLISHER_WITHOUT_STATION = 4004
 CLOSE_STATION_NOT_FOUND = 4005
 CLOSE_CLIENT_WITHOUT_STATION = 4006
 CLOSE_PUBLISHER_REPLACED = 4008
-
-# --- error codes carried by {"type":"error","message":...,"code":...} --------------------
-INVALID_MESSAGE = "INVALID_MESSAGE"
-CARD_UNKNOWN = "CARD_UNKNOWN"
-CARD_DISABLED = "CARD_DISABLED"
-STATION_BUSY = "STATION_BUSY"
-STATION_FAULT = "STATION_FAULT"
-SESSION_MISMATCH = "SESSION_MISMATCH"
-SESSION_TOO_RECENT = "SESSION_TOO_RECENT"  # tap-again-to-stop before CARD_STOP_MIN_AGE
-CHARGER_OFFLINE = "CHARGER_OFFLINE"
-NO_ACTIVE_SESSION = "NO_ACTIVE_SESSION"
-SERVER_ERROR = "SERVER_ERROR"
-
-# --- station statuses (seed spelling) -------------------------------------------------------
-DESCONECTADO = "desconectado"
-DISPONIBLE = "disponible"
-CARGANDO = "cargando"
-EMERGENCIA = "emergencia"
 
 ROLE_PUBLISHER = "publisher"
 ROLE_CLIENT = "client"
@@ -62,51 +91,11 @@ class ProtocolError(ValueError):
         self.message = message
 
 
-# --- inbound messages ----------------------------------------------------------------------
-@dataclass(frozen=True)
-class NfcScan:
-    nfc_uid: str  # raw; normalized by server.uids in the adapter
-
-
-@dataclass(frozen=True)
-class Metrics:
-    session_id: int
-    v: float
-    a: float
-    w: float
-    ts: float | None = None
-    wh: float | None = None
-
-
-@dataclass(frozen=True)
-class Stop:
-    session_id: int | None = None
-    wh: float | None = None
-    ts: float | None = None
-    charger_id: int | None = None  # dashboards subscribed to estacionId=all name the station
-    reason: str | None = None  # a charger's own fault stop: one of STOP_REASONS; None = STOP button
-
-
-@dataclass(frozen=True)
-class Emergency:
-    session_id: int | None = None
-    wh: float | None = None
-    ts: float | None = None
-
-
-@dataclass(frozen=True)
-class StatusReport:
-    state: str  # idle | charging | fault
-    session_id: int | None = None
-    wh: float | None = None
-
-
-STATES = ("idle", "charging", "fault")
-# why a charger ended a session by itself (the optional `reason` of its `stop`): the meter was
-# silent or corrupt while charging, or it charged too long without the server
-METER_FAILURE = "meter_failure"
-OFFLINE_LIMIT = "offline_limit"
-STOP_REASONS = (METER_FAILURE, OFFLINE_LIMIT)
+# --- inbound messages: the seed's names of the neutral events -------------------------------
+NfcScan = CardRead
+Metrics = MeterSample
+Stop = ChargerStop
+Emergency = EmergencyReport
 
 
 def _number(lo: float, hi: float):
@@ -151,7 +140,7 @@ _WH, _TS = _number(0, MAX_METER_WH), _number(0, MAX_TS)
 
 # type -> (dataclass, {field: (rule, required)})
 _PUBLISHER_MESSAGES = {
-    "nfc_scan": (NfcScan, {"nfc_uid": (_text, True)}),
+    "nfc_scan": (lambda nfc_uid: CardRead(nfc_uid), {"nfc_uid": (_text, True)}),
     "metrics": (
         Metrics,
         {
@@ -183,7 +172,7 @@ _PUBLISHER_MESSAGES = {
 }
 
 _CLIENT_MESSAGES = {
-    "stop": (Stop, {"session_id": (_session_id, False), "charger_id": (_session_id, False)}),
+    "stop": (RemoteStop, {"session_id": (_session_id, False), "charger_id": (_session_id, False)}),
 }
 
 
@@ -231,23 +220,9 @@ def parse_client_message(frame: str | bytes | dict):
     return _parse(frame, _CLIENT_MESSAGES, "client")
 
 
-# --- outbound messages ---------------------------------------------------------------------
-def iso_z(unix_seconds: float) -> str:
-    """ISO-8601 UTC with milliseconds and `Z`, as the seed writes timestamps."""
-    moment = datetime.fromtimestamp(unix_seconds, tz=timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def error(message: str, code: str, **extra) -> dict:
-    return {"type": "error", "message": message, "code": code, **extra}
-
-
+# --- outbound messages of the seed protocol to chargers -------------------------------------
 def connected(estacion_id: str) -> dict:
     return {"type": "connected", "role": ROLE_PUBLISHER, "estacionId": str(estacion_id)}
-
-
-def subscribed(estacion_id: str) -> dict:
-    return {"type": "subscribed", "estacionId": str(estacion_id)}
 
 
 def ack(n: int) -> dict:
@@ -259,84 +234,9 @@ def sync_request() -> dict:
     return {"type": "sync_request", "from": "server"}
 
 
-def init_one(charger: dict) -> dict:
-    return {"type": "init", "charger": charger}
-
-
-def init_all(chargers: list[dict]) -> dict:
-    return {"type": "init", "chargers": chargers}
-
-
-def status(charger_id: int, status_word: str) -> dict:
-    return {"type": "status", "charger_id": charger_id, "status": status_word}
-
-
 def start(session_id: int, user_name: str) -> dict:
     return {"type": "start", "session_id": session_id, "user_name": user_name}
 
 
 def stop(session_id: int) -> dict:
     return {"type": "stop", "session_id": session_id}
-
-
-def metrics(session_id, charger_id, v, a, w, kwh, cost, time_s) -> dict:
-    return {
-        "type": "metrics",
-        "session_id": session_id,
-        "charger_id": charger_id,
-        "v": v,
-        "a": a,
-        "w": w,
-        "kwh": round(kwh, 3),
-        "cost": round(cost, 2),
-        "time": int(time_s),
-    }
-
-
-def session_started(session_id, charger_id, user_name, started_at) -> dict:
-    return {
-        "type": "session_started",
-        "session_id": session_id,
-        "charger_id": charger_id,
-        "user_name": user_name,
-        "timestamp": iso_z(started_at),
-    }
-
-
-def session_ended(session_id, charger_id, kwh, cost, duration_s, reason) -> dict:
-    return {
-        "type": "session_ended",
-        "session_id": session_id,
-        "charger_id": charger_id,
-        "kwh": round(kwh, 3),
-        "cost": round(cost, 2),
-        "duration": int(duration_s),
-        "reason": reason,
-    }
-
-
-def emergency(charger_id, session_id, at) -> dict:
-    return {
-        "type": "emergency",
-        "charger_id": charger_id,
-        "session_id": session_id,
-        "timestamp": iso_z(at),
-    }
-
-
-def alert(charger_id, session_id, kind, message, at) -> dict:
-    """To dashboards: the charger stopped charging by itself for a fault (`kind` is the stop's
-    reason, `message` the stored alert's Spanish text)."""
-    return {
-        "type": "alert",
-        "charger_id": charger_id,
-        "session_id": session_id,
-        "kind": kind,
-        "message": message,
-        "timestamp": iso_z(at),
-    }
-
-
-def encode(message: dict) -> str:
-    """Compact JSON text; non-ASCII kept (user names like 'Juan Pérez')."""
-    return json.dumps(message, ensure_ascii=False, separators=(",", ":"), allow_nan=False)

@@ -5,9 +5,11 @@ A charger (role=publisher) replaces any older connection of its station (4008 to
 each replacement is logged with both peers' addresses, and the core alerts a burst of them
 (two chargers configured with the same station).
 A dashboard (role=client, or the deprecated type=dashboard) subscribes to one station or, with
-`estacionId=all`, to every station. Every inbound frame is parsed by server/protocol.py; a bad
-one gets an `error` reply and the connection stays open. The effects the core returns are
-carried out in order by `run_effects`, the only place here that writes to Storage.
+`estacionId=all`, to every station. A dashboard's frames are parsed by server/protocol.py, a
+charger's are read through its protocol's codec (server/codecs/; this endpoint speaks `seed`)
+into the neutral events the core takes, and the hub keeps the codec as the connection's
+encoder. A bad frame gets an `error` reply and the connection stays open. The effects the core
+returns are carried out in order by the effect runner (server/effects.py, `app.effects`).
 
 Authentication happens once per connection (`app.auth.authenticate`, server/auth.py) and the
 `Principal` it returns is kept for the connection's life: a dashboard's remote stop needs
@@ -18,7 +20,8 @@ answered RATE_LIMITED; sustained abuse closes the connection with 1008.
 
 Acknowledged delivery: the charger loop counts the frames it reads and, after each one is
 handled, notes the storage write mark that covers it; the connection's `AckSender`
-(server/acks.py) sends `{"type":"ack","n":K}` once those writes are committed. It ends with
+(server/acks.py) sends `Acknowledge(K)` (the seed's `{"type":"ack","n":K}`) once those writes
+are committed. It ends with
 the connection (a 4008 replacement included).
 """
 
@@ -35,9 +38,11 @@ from server import core as c
 from server import protocol as p
 from server.acks import AckSender
 from server.auth import station_number
+from server.codecs import SEED
+from server.effects import EffectRunner
 from server.hub import send
-from server.storage.records import Reading
 from server.uids import InvalidUid, normalize_uid
+from server.vocabulary import CardRead, Refusal, RequestStatus, Welcome
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +50,6 @@ log = logging.getLogger(__name__)
 FORBIDDEN = "FORBIDDEN"
 RATE_LIMITED = "RATE_LIMITED"
 CLOSE_POLICY_VIOLATION = 1008
-# a session end the database refused (disk full, read-only) is retried every 0.5 s .. 30 s
-RETRY_MIN_S = 0.5
-RETRY_MAX_S = 30.0
 
 
 class RateLimit:
@@ -105,20 +107,11 @@ class ConnectionHandler:
         self.storage = app.storage
         self.clock = app.clock
         self.background: set[asyncio.Task] = set()
-        self.retries: set[asyncio.Task] = set()  # session ends the database refused, retried
         self.principals: dict = {}  # connection -> server.auth.Principal, while it is served
         self.ack_senders: dict = {}  # charger connection -> its AckSender, while its frames are read
-        self._effect_runners = {
-            c.ToPublisher: self._to_publisher,
-            c.ToClients: self._to_clients,
-            c.Reply: self._reply,
-            c.CreateSession: self._create_session,
-            c.QueueReading: self._queue_reading,
-            c.QueueProgress: self._queue_progress,
-            c.EndSession: self._end_session,
-            c.AddAlert: self._add_alert,
-            c.SetEmergencyLatch: self._set_emergency_latch,
-        }
+        self.effects = EffectRunner(app, self.ack_senders, passthrough=(ConnectionClosed,))
+        self.retries = self.effects.retries  # session ends the database refused, retried
+        self.run_effects = self.effects.run
 
     async def __call__(self, connection: ServerConnection) -> None:
         query = parse_qs(urlsplit(connection.request.path).query)
@@ -179,7 +172,7 @@ class ConnectionHandler:
                 bucket.take_late()
                 yield frame
             else:
-                await send(connection, p.error("too many messages; slow down", RATE_LIMITED))
+                await self.hub.send(connection, Refusal("too many messages; slow down", RATE_LIMITED))
 
     async def _known_station(self, estacion: str) -> int | None:
         """The station id if it is in the database (refreshing name, tariff and max power in
@@ -194,34 +187,35 @@ class ConnectionHandler:
         return station.id
 
     # --- charger --------------------------------------------------------------------------------
-    async def _serve_publisher(self, connection: ServerConnection, station_id: int) -> None:
-        previous = self.hub.set_publisher(station_id, connection)
+    async def _serve_publisher(self, connection: ServerConnection, station_id: int, codec=SEED) -> None:
+        previous = self.hub.set_publisher(station_id, connection, codec)
         if previous is not None:
             log.warning("station %s: publisher %s replaced by a newer connection from %s (close %s)",
                         station_id, _peer(previous), _peer(connection), p.CLOSE_PUBLISHER_REPLACED)
             self._in_background(previous.close(p.CLOSE_PUBLISHER_REPLACED, "replaced by a newer connection"))
         try:
-            await send(connection, p.connected(str(station_id)))
+            await self.hub.send(connection, Welcome(station_id))
             if previous is None:
                 await self.run_effects(self.core.publisher_connected(station_id, self.clock()), connection)
             else:
                 replaced = self.core.publisher_replaced(station_id, self.clock(), _peer(previous), _peer(connection))
                 await self.run_effects(replaced, connection)
-            await self._read_publisher_frames(connection, station_id)
+            await self._read_publisher_frames(connection, station_id, codec)
         except ConnectionClosed:
             pass
         finally:
             if self.hub.remove_publisher(station_id, connection):
                 await self.run_effects(self.core.publisher_gone(station_id, self.clock()), None)
 
-    async def _read_publisher_frames(self, connection: ServerConnection, station_id: int) -> None:
+    async def _read_publisher_frames(self, connection: ServerConnection, station_id: int, codec) -> None:
         """Handle the charger's frames in order; acknowledge each once its writes are durable."""
-        acks = AckSender(self.storage, lambda message: send(connection, message), station_id)
+        acks = AckSender(self.storage, lambda command: self.hub.send(connection, command), station_id)
+        handle = self._publisher_frame(codec)
         self.ack_senders[connection] = acks
         try:
             async for frame in self._frames(connection, p.ROLE_PUBLISHER):
                 k = acks.frame_read()
-                await self._guarded(self._publisher_frame, station_id, frame, connection)
+                await self._guarded(handle, station_id, frame, connection)
                 acks.handled(k, self.storage.write_mark())
                 if self.storage.full:  # back-pressure: read on once the readings are written
                     await self.storage.wait_for_room()
@@ -229,22 +223,28 @@ class ConnectionHandler:
             del self.ack_senders[connection]
             await acks.close()
 
-    async def _publisher_frame(self, station_id: int, frame, connection) -> None:
-        data = p.decode_frame(frame)
-        self.app.note_message(p.ROLE_PUBLISHER, data["type"])
-        message = p.parse_publisher_message(data)
-        if isinstance(message, p.NfcScan):
-            message = await self._card_tap(station_id, message)
-        await self.run_effects(self.core.handle_publisher(station_id, message, self.clock()), connection)
+    def _publisher_frame(self, codec):
+        """The handler of one charger frame in `codec`'s protocol: decode, count, translate
+        into a neutral event, let the core decide, run the effects."""
 
-    async def _card_tap(self, station_id: int, scan: p.NfcScan) -> c.CardTap:
+        async def handle(station_id: int, frame, connection) -> None:
+            data = codec.decode(frame)
+            self.app.note_message(p.ROLE_PUBLISHER, codec.kind(data))
+            event = codec.event(data)
+            if isinstance(event, CardRead):
+                event = await self._card_presented(station_id, event)
+            await self.run_effects(self.core.handle_publisher(station_id, event, self.clock()), connection)
+
+        return handle
+
+    async def _card_presented(self, station_id: int, read: CardRead) -> c.CardPresented:
         try:
-            uid = normalize_uid(scan.nfc_uid)
+            uid = normalize_uid(read.uid)
         except InvalidUid as problem:
             raise p.ProtocolError(f"nfc_scan.nfc_uid: {problem}") from None
         card = await self.storage.find_card(uid)
         station = await self.storage.get_station(station_id)
-        return c.CardTap(uid, card, station.tariff if station is not None else None)
+        return c.CardPresented(uid, card, station.tariff if station is not None else None)
 
     # --- dashboard ------------------------------------------------------------------------------
     async def _serve_client(self, connection: ServerConnection, station_id: int | None) -> None:
@@ -259,7 +259,7 @@ class ConnectionHandler:
             else:
                 await send(connection, p.subscribed(str(station_id)))
                 await send(connection, p.init_one(self.core.describe(station_id, self.clock())))
-                await self.hub.send_to_publisher(station_id, p.sync_request())
+                await self.hub.send_to_publisher(station_id, RequestStatus())
             async for frame in self._frames(connection, p.ROLE_CLIENT):
                 await self._guarded(self._client_frame, station_id, frame, connection)
         except ConnectionClosed:
@@ -284,102 +284,13 @@ class ConnectionHandler:
             await handle(station_id, frame, connection)
         except p.ProtocolError as problem:
             self.app.note_error(problem.code)
-            await send(connection, p.error(problem.message, problem.code))
+            await self.hub.send(connection, Refusal(problem.message, problem.code))
         except ConnectionClosed:
             raise
         except Exception:
             log.exception("failed to handle a frame from station %s", station_id)
             self.app.note_error(p.SERVER_ERROR)
-            await send(connection, p.error("Error interno del servidor", p.SERVER_ERROR))
-
-    # --- effects --------------------------------------------------------------------------------
-    async def run_effects(self, effects: list, origin: ServerConnection | None) -> None:
-        """Carry out effects in order. A failed write is logged and the rest still runs: the
-        charger and the dashboards must hear about a stop or an emergency even if the disk
-        is full. The charger frame that caused it is then never acknowledged (AckSender.hold)."""
-        for effect in effects:
-            try:
-                await self._effect_runners[type(effect)](effect, origin)
-            except ConnectionClosed:
-                raise
-            except Exception:
-                log.exception("effect %s failed", type(effect).__name__)
-                self.app.note_error(p.SERVER_ERROR)
-                if origin in self.ack_senders:
-                    self.ack_senders[origin].hold()
-
-    async def _to_publisher(self, effect: c.ToPublisher, origin) -> None:
-        await self.hub.send_to_publisher(effect.station_id, effect.message)
-
-    async def _to_clients(self, effect: c.ToClients, origin) -> None:
-        self.hub.broadcast(effect.station_id, effect.message)
-
-    async def _reply(self, effect: c.Reply, origin) -> None:
-        if effect.message.get("type") == "error":
-            self.app.note_error(effect.message.get("code"))
-        if origin is not None:
-            await send(origin, effect.message)
-
-    async def _create_session(self, effect: c.CreateSession, origin) -> None:
-        try:
-            session_id = await self.storage.create_session(
-                effect.station_id, effect.user_id, effect.card_uid, effect.started_at,
-                effect.tariff, effect.energy_state,
-            )
-        except Exception:
-            log.exception("could not create a session on station %s", effect.station_id)
-            return await self.run_effects(self.core.session_create_failed(effect), origin)
-        await self.run_effects(self.core.session_created(effect, session_id), origin)
-
-    async def _queue_reading(self, effect: c.QueueReading, origin) -> None:
-        self.storage.queue_reading(
-            Reading(effect.session_id, effect.ts, effect.v, effect.a, effect.w, effect.wh, effect.kwh,
-                    effect.charger_ts, effect.received_at, effect.flag)
-        )
-        self.app.note_reading()
-
-    async def _queue_progress(self, effect: c.QueueProgress, origin) -> None:
-        self.storage.queue_progress(effect.session_id, effect.kwh, effect.cost, effect.energy_state)
-
-    async def _end_session(self, effect: c.EndSession, origin) -> None:
-        try:
-            await self._store_session_end(effect)
-        except Exception:
-            # The core has already closed the session (the charger and the dashboards are told
-            # at once): the row must follow, so keep trying until the database takes it.
-            task = asyncio.create_task(self._retry_session_end(effect))
-            self.retries.add(task)
-            task.add_done_callback(self.retries.discard)
-            raise  # run_effects logs it; the charger's frame is not acknowledged
-
-    async def _store_session_end(self, effect: c.EndSession) -> None:
-        await self.storage.end_session(
-            effect.session_id, effect.ended_at, effect.kwh, effect.cost, effect.reason, effect.energy_state
-        )
-
-    async def _retry_session_end(self, effect: c.EndSession) -> None:
-        """Store a session's end that failed, retrying with backoff (the end is idempotent)."""
-        delay, attempts = RETRY_MIN_S, 1
-        while True:
-            await asyncio.sleep(delay)
-            attempts += 1
-            try:
-                await self._store_session_end(effect)
-            except Exception as problem:  # noqa: BLE001 - the disk may come back: keep trying
-                delay = min(delay * 2, RETRY_MAX_S)
-                log.debug("session %s end still not stored: %s", effect.session_id, problem)
-                continue
-            log.warning("stored the end of session %s (%s, %.3f kWh) after %d attempts",
-                        effect.session_id, effect.reason, effect.kwh, attempts)
-            return
-
-    async def _add_alert(self, effect: c.AddAlert, origin) -> None:
-        await self.storage.add_alert(
-            effect.station_id, effect.session_id, effect.kind, effect.created_at, effect.detail
-        )
-
-    async def _set_emergency_latch(self, effect: c.SetEmergencyLatch, origin) -> None:
-        await self.storage.set_emergency_latch(effect.station_id, effect.latched_at)
+            await self.hub.send(connection, Refusal("Error interno del servidor", p.SERVER_ERROR))
 
     def _in_background(self, coroutine) -> None:
         task = asyncio.create_task(coroutine)
@@ -389,8 +300,4 @@ class ConnectionHandler:
     async def wait_background(self) -> None:
         if self.background:
             await asyncio.gather(*self.background, return_exceptions=True)
-        for task in self.retries:  # shutting down: the database still refuses these ends
-            log.error("shutting down with a session end not stored (the session is reloaded as "
-                      "open at the next start and the charger's status closes it)")
-            task.cancel()
-        await asyncio.gather(*self.retries, return_exceptions=True)
+        await self.effects.wait_retries()

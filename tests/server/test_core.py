@@ -8,7 +8,9 @@ from hypothesis import strategies as st
 
 from server import core as c
 from server import protocol as p
+from server.codecs import SEED
 from server.protocol import Emergency, Metrics, StatusReport, Stop
+from server.vocabulary import RemoteStop
 
 NOW = 1_800_000_000.0
 UID = "VIRTUAL-1-A4F2E8"
@@ -30,7 +32,11 @@ def kinds(effects, effect_type):
 
 
 def messages(effects, effect_type=c.ToClients):
-    return [e.message for e in kinds(effects, effect_type)]
+    """What dashboards are pushed, or what a charger is sent in the seed protocol."""
+    found = kinds(effects, effect_type)
+    if effect_type is c.ToClients:
+        return [e.message for e in found]
+    return [SEED.message(e.command) for e in found]
 
 
 @pytest.fixture
@@ -50,7 +56,7 @@ def start_session(core, session_id=123, station_id=1, card=JUAN, now=NOW):
 
 def test_known_card_starts_a_session_on_the_charger_and_tells_dashboards(core):
     effects = start_session(core)
-    assert messages(effects, c.ToPublisher) == [p.start(123, "Juan Pérez")]
+    assert messages(effects, c.ToCharger) == [p.start(123, "Juan Pérez")]
     started, status = messages(effects)
     assert started["type"] == "session_started" and started["timestamp"].endswith("Z")
     assert status == {"type": "status", "charger_id": 1, "status": "cargando"}
@@ -88,7 +94,7 @@ def test_another_tap_while_the_session_is_being_created_is_busy(core):
 def test_same_card_tapped_again_stops_its_session(core):
     start_session(core)
     effects = core.handle_publisher(1, c.CardTap(UID, JUAN, 7.0), NOW + 60)
-    assert messages(effects, c.ToPublisher) == [p.stop(123)]
+    assert messages(effects, c.ToCharger) == [p.stop(123)]
     [end] = kinds(effects, c.EndSession)
     assert end.session_id == 123 and end.reason == c.CARD_STOP
 
@@ -183,15 +189,15 @@ def test_a_replayed_fault_stop_of_an_ended_session_adds_no_second_alert(core):
 def test_dashboard_stop_with_charger_offline_changes_nothing(core):
     start_session(core)
     core.publisher_gone(1, NOW)
-    effects = core.dashboard_stop(1, Stop(123), NOW)
+    effects = core.dashboard_stop(1, RemoteStop(123), NOW)
     assert messages(effects, c.Reply) == [p.error("ESP32 no conectado", p.CHARGER_OFFLINE)]
     assert core.stations[1].session.id == 123
 
 
 def test_dashboard_stop_forwards_stop_and_ends_with_remote_stop(core):
     start_session(core)
-    effects = core.dashboard_stop(None, Stop(123), NOW + 10)  # an estacionId=all dashboard
-    assert messages(effects, c.ToPublisher) == [p.stop(123)]
+    effects = core.dashboard_stop(None, RemoteStop(123), NOW + 10)  # an estacionId=all dashboard
+    assert messages(effects, c.ToCharger) == [p.stop(123)]
     assert kinds(effects, c.EndSession)[0].reason == c.REMOTE_STOP
 
 
@@ -268,7 +274,7 @@ def test_the_minimum_age_counts_from_a_session_reloaded_after_a_restart(core):
     refused = core.handle_publisher(1, c.CardTap(UID, JUAN, 7.0), NOW)
     assert messages(refused, c.Reply)[0]["code"] == p.SESSION_TOO_RECENT
     stopped = core.handle_publisher(1, c.CardTap(UID, JUAN, 7.0), NOW + 3)
-    assert messages(stopped, c.ToPublisher) == [p.stop(9)]
+    assert messages(stopped, c.ToCharger) == [p.stop(9)]
 
 
 def test_publisher_replacements_alert_once_per_burst(core):
@@ -296,7 +302,7 @@ def test_reconcile_charging_the_open_session_resumes_it(core):
 
 def test_reconcile_charging_an_unknown_session_tells_the_charger_to_stop(core):
     effects = core.handle_publisher(1, StatusReport("charging", 77), NOW)
-    assert messages(effects, c.ToPublisher) == [p.stop(77)]
+    assert messages(effects, c.ToCharger) == [p.stop(77)]
 
 
 def test_reconcile_fault_sets_emergencia(core):
@@ -361,7 +367,7 @@ def test_any_event_sequence_keeps_billing_consistent(sequence):
         elif kind == "stop":
             effects = core.handle_publisher(1, Stop(event[1], reason=event[2]), now)
         elif kind == "dash_stop":
-            effects = core.dashboard_stop(1, Stop(event[1]), now)
+            effects = core.dashboard_stop(1, RemoteStop(event[1]), now)
         elif kind == "emergency":
             effects = core.handle_publisher(1, Emergency(event[1]), now)
         elif kind == "status":

@@ -28,6 +28,7 @@ from server import core as c
 from server import protocol as p
 from server.auth import VIEWER, mint_token
 from server.uids import InvalidUid, normalize_uid
+from server.vocabulary import Refusal
 from tests.live_server import running_server
 from tests.server.test_core import Card
 
@@ -106,7 +107,7 @@ def publisher_message(frame):
     message = p.parse_publisher_message(p.decode_frame(frame))
     if isinstance(message, p.NfcScan):
         try:
-            uid = normalize_uid(message.nfc_uid)
+            uid = normalize_uid(message.uid)
         except InvalidUid as problem:
             raise p.ProtocolError(f"nfc_scan.nfc_uid: {problem}") from None
         card = Card(CARD, 1, "Juan") if uid == CARD else None
@@ -126,10 +127,10 @@ def check_frame_through_the_core(frame, parse, handle) -> None:
         assert core.describe(1, NOW + 5) == before
         return
     effects = handle(core, message)
-    errors = [e for e in effects if isinstance(e, c.Reply) and e.message.get("type") == "error"]
+    errors = [e.command for e in effects if isinstance(e, c.Reply) and isinstance(e.command, Refusal)]
     if errors:
         assert not [e for e in effects if isinstance(e, PERSISTENCE)], effects
-        assert all(e.message["code"] and e.message["message"] for e in errors)
+        assert all(e.code and e.message for e in errors)
     assert core.describe(2, NOW + 5) == bystander
 
 

@@ -48,7 +48,7 @@ def test_seed_examples_parse_as_written():
     assert metrics == p.Metrics(123, 220.5, 16.2, 3572.1, 1699276425.0)
     assert p.parse_publisher_message('{"type":"stop","session_id":123}') == p.Stop(123)
     assert p.parse_publisher_message('{"type":"emergency","session_id":123}') == p.Emergency(123)
-    assert p.parse_client_message('{"type":"stop","session_id":123}') == p.Stop(123)
+    assert p.parse_client_message('{"type":"stop","session_id":123}') == p.RemoteStop(123)
 
 
 @pytest.mark.parametrize("reason", ["meter_failure", "offline_limit"])

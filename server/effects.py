@@ -1,0 +1,155 @@
+"""The effect runner: carries out what the session core and the admin handlers decided.
+
+`EffectRunner.run(effects, origin)` executes effects in order (server/core.py defines them):
+a neutral command to a charger through the hub, which encodes it in the charger's protocol; a
+push to dashboards; a refusal to the connection that caused the effects (`origin`); writes
+through Storage; a station's changed settings into the core. It is the only place that writes
+sessions, readings, alerts and latches to Storage for the live traffic. It knows no wire
+format and imports no websockets: whatever a connection closing raises is given by the adapter
+(`passthrough`), and the connections are opaque objects the hub sends to.
+
+A failed write is logged and the rest still runs: the charger and the dashboards must hear
+about a stop or an emergency even if the disk is full; the charger frame that caused it is
+then never acknowledged (`AckSender.hold()`, server/acks.py). A session end the database
+refused is retried with backoff until it is stored (`retries`), since the core has already
+closed the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from server import core as c
+from server.storage.records import Reading
+from server.vocabulary import SERVER_ERROR, Refusal
+
+log = logging.getLogger(__name__)
+
+# a session end the database refused (disk full, read-only) is retried every 0.5 s .. 30 s
+RETRY_MIN_S = 0.5
+RETRY_MAX_S = 30.0
+
+
+class EffectRunner:
+    """One per running server. `ack_senders` maps a charger connection to its AckSender (held
+    when an effect its frame caused fails); `passthrough` are the exceptions that end a
+    connection's loop, re-raised as they come."""
+
+    def __init__(self, app, ack_senders: dict, passthrough: tuple = ()):
+        self.app = app
+        self.core = app.core
+        self.hub = app.hub
+        self.storage = app.storage
+        self.ack_senders = ack_senders
+        self.passthrough = passthrough
+        self.retries: set[asyncio.Task] = set()  # session ends the database refused, retried
+        self._runners = {
+            c.ToCharger: self._to_charger,
+            c.ToClients: self._to_clients,
+            c.Reply: self._reply,
+            c.CreateSession: self._create_session,
+            c.QueueReading: self._queue_reading,
+            c.QueueProgress: self._queue_progress,
+            c.EndSession: self._end_session,
+            c.AddAlert: self._add_alert,
+            c.SetEmergencyLatch: self._set_emergency_latch,
+            c.UpdateStation: self._update_station,
+        }
+
+    async def run(self, effects: list, origin) -> None:
+        """Carry out effects in order; a failure is logged and the rest still runs."""
+        for effect in effects:
+            try:
+                await self._runners[type(effect)](effect, origin)
+            except self.passthrough:
+                raise
+            except Exception:
+                log.exception("effect %s failed", type(effect).__name__)
+                self.app.note_error(SERVER_ERROR)
+                if origin in self.ack_senders:
+                    self.ack_senders[origin].hold()
+
+    async def _to_charger(self, effect: c.ToCharger, origin) -> None:
+        await self.hub.send_to_publisher(effect.station_id, effect.command)
+
+    async def _to_clients(self, effect: c.ToClients, origin) -> None:
+        self.hub.broadcast(effect.station_id, effect.message)
+
+    async def _reply(self, effect: c.Reply, origin) -> None:
+        if isinstance(effect.command, Refusal):
+            self.app.note_error(effect.command.code)
+        if origin is not None:
+            await self.hub.send(origin, effect.command)
+
+    async def _create_session(self, effect: c.CreateSession, origin) -> None:
+        try:
+            session_id = await self.storage.create_session(
+                effect.station_id, effect.user_id, effect.card_uid, effect.started_at,
+                effect.tariff, effect.energy_state,
+            )
+        except Exception:
+            log.exception("could not create a session on station %s", effect.station_id)
+            return await self.run(self.core.session_create_failed(effect), origin)
+        await self.run(self.core.session_created(effect, session_id), origin)
+
+    async def _queue_reading(self, effect: c.QueueReading, origin) -> None:
+        self.storage.queue_reading(
+            Reading(effect.session_id, effect.ts, effect.v, effect.a, effect.w, effect.wh, effect.kwh,
+                    effect.charger_ts, effect.received_at, effect.flag)
+        )
+        self.app.note_reading()
+
+    async def _queue_progress(self, effect: c.QueueProgress, origin) -> None:
+        self.storage.queue_progress(effect.session_id, effect.kwh, effect.cost, effect.energy_state)
+
+    async def _end_session(self, effect: c.EndSession, origin) -> None:
+        try:
+            await self._store_session_end(effect)
+        except Exception:
+            # The core has already closed the session (the charger and the dashboards are told
+            # at once): the row must follow, so keep trying until the database takes it.
+            task = asyncio.create_task(self._retry_session_end(effect))
+            self.retries.add(task)
+            task.add_done_callback(self.retries.discard)
+            raise  # run() logs it; the charger's frame is not acknowledged
+
+    async def _store_session_end(self, effect: c.EndSession) -> None:
+        await self.storage.end_session(
+            effect.session_id, effect.ended_at, effect.kwh, effect.cost, effect.reason, effect.energy_state
+        )
+
+    async def _retry_session_end(self, effect: c.EndSession) -> None:
+        """Store a session's end that failed, retrying with backoff (the end is idempotent)."""
+        delay, attempts = RETRY_MIN_S, 1
+        while True:
+            await asyncio.sleep(delay)
+            attempts += 1
+            try:
+                await self._store_session_end(effect)
+            except Exception as problem:  # noqa: BLE001 - the disk may come back: keep trying
+                delay = min(delay * 2, RETRY_MAX_S)
+                log.debug("session %s end still not stored: %s", effect.session_id, problem)
+                continue
+            log.warning("stored the end of session %s (%s, %.3f kWh) after %d attempts",
+                        effect.session_id, effect.reason, effect.kwh, attempts)
+            return
+
+    async def _add_alert(self, effect: c.AddAlert, origin) -> None:
+        await self.storage.add_alert(
+            effect.station_id, effect.session_id, effect.kind, effect.created_at, effect.detail
+        )
+
+    async def _set_emergency_latch(self, effect: c.SetEmergencyLatch, origin) -> None:
+        await self.storage.set_emergency_latch(effect.station_id, effect.latched_at)
+
+    async def _update_station(self, effect: c.UpdateStation, origin) -> None:
+        await self.run(self.core.update_station(effect), origin)
+
+    async def wait_retries(self) -> None:
+        """Shutting down: the database still refuses these session ends; give them up."""
+        for task in self.retries:
+            log.error("shutting down with a session end not stored (the session is reloaded as "
+                      "open at the next start and the charger's status closes it)")
+            task.cancel()
+        await asyncio.gather(*self.retries, return_exceptions=True)

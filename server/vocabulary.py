@@ -1,0 +1,145 @@
+"""The protocol-neutral words between the session core and the chargers' codecs.
+
+A charger protocol (server/codecs/) turns what its chargers send into the EVENTS below and the
+COMMANDS the core and the adapters address to a charger into its own frames. Nothing here
+knows JSON, WebSockets or a wire format; the seed protocol (server/protocol.py) is one codec
+of these words, OCPP 1.6J will be another. The codes (refusal codes, statuses, stop reasons,
+charger states) are spelled as the seed spells them, since the dashboards and the database
+use those words whatever protocol a charger speaks.
+
+Events (charger -> core):
+    CardRead(uid)                            a card was presented; uid as read, not normalized
+    CardPresented(uid, card, tariff)         the same after the adapter looked the card up
+    MeterSample(session_id, v, a, w, ts, wh) a meter sample during a session
+    ChargerStop(session_id, wh, ts, reason)  the charger ended the session itself
+    EmergencyReport(session_id, wh, ts)      the emergency button (the relay is already open)
+    StatusReport(state, session_id, wh)      the charger's physical state (reconciliation)
+    RemoteStop(session_id, charger_id)       a dashboard asks to stop (not from a charger)
+
+Commands (server -> charger):
+    Welcome(station_id)                      the connection is admitted
+    StartCharging(session_id, user_name)     close the relay for this session
+    StopCharging(session_id)                 open the relay
+    Refusal(message, code)                   a card refused, a frame refused, an error
+    RequestStatus()                          report your state now (a dashboard subscribed)
+    Acknowledge(n)                           the first n frames of this connection are durable
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# --- refusal codes -------------------------------------------------------------------------
+INVALID_MESSAGE = "INVALID_MESSAGE"
+CARD_UNKNOWN = "CARD_UNKNOWN"
+CARD_DISABLED = "CARD_DISABLED"
+STATION_BUSY = "STATION_BUSY"
+STATION_FAULT = "STATION_FAULT"
+SESSION_MISMATCH = "SESSION_MISMATCH"
+SESSION_TOO_RECENT = "SESSION_TOO_RECENT"  # tap-again-to-stop before CARD_STOP_MIN_AGE
+CHARGER_OFFLINE = "CHARGER_OFFLINE"
+NO_ACTIVE_SESSION = "NO_ACTIVE_SESSION"
+SERVER_ERROR = "SERVER_ERROR"
+
+# --- station statuses (seed spelling, what dashboards show) ---------------------------------
+DESCONECTADO = "desconectado"
+DISPONIBLE = "disponible"
+CARGANDO = "cargando"
+EMERGENCIA = "emergencia"
+
+# --- charger states a StatusReport carries ---------------------------------------------------
+STATES = ("idle", "charging", "fault")
+
+# why a charger ended a session by itself (ChargerStop.reason): the meter was silent or
+# corrupt while charging, or it charged too long without the server
+METER_FAILURE = "meter_failure"
+OFFLINE_LIMIT = "offline_limit"
+STOP_REASONS = (METER_FAILURE, OFFLINE_LIMIT)
+
+
+# --- events ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CardRead:
+    uid: str  # as the reader gave it; normalized by server.uids in the adapter
+
+
+@dataclass(frozen=True)
+class CardPresented:
+    """A CardRead after the adapter normalized the UID and looked the card up."""
+
+    uid: str
+    card: object | None  # storage Card(uid, user_id, user_name, enabled) or None
+    tariff: float | None = None  # the station's current tariff, frozen into a new session
+
+
+@dataclass(frozen=True)
+class MeterSample:
+    session_id: int
+    v: float
+    a: float
+    w: float
+    ts: float | None = None
+    wh: float | None = None  # the meter's energy register
+
+
+@dataclass(frozen=True)
+class ChargerStop:
+    session_id: int | None = None
+    wh: float | None = None
+    ts: float | None = None
+    reason: str | None = None  # a charger's own fault stop: one of STOP_REASONS; None = STOP button
+
+
+@dataclass(frozen=True)
+class EmergencyReport:
+    session_id: int | None = None
+    wh: float | None = None
+    ts: float | None = None
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    state: str  # idle | charging | fault
+    session_id: int | None = None
+    wh: float | None = None
+
+
+@dataclass(frozen=True)
+class RemoteStop:
+    """A dashboard's stop: the station comes from its subscription or `charger_id`."""
+
+    session_id: int | None = None
+    charger_id: int | None = None
+
+
+# --- commands --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Welcome:
+    station_id: int
+
+
+@dataclass(frozen=True)
+class StartCharging:
+    session_id: int
+    user_name: str
+
+
+@dataclass(frozen=True)
+class StopCharging:
+    session_id: int
+
+
+@dataclass(frozen=True)
+class Refusal:
+    message: str  # Spanish when a person may read it
+    code: str  # one of the refusal codes above (or an adapter's own, e.g. FORBIDDEN)
+
+
+@dataclass(frozen=True)
+class RequestStatus:
+    pass
+
+
+@dataclass(frozen=True)
+class Acknowledge:
+    n: int
