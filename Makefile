@@ -48,7 +48,7 @@ bench-server: venv
 ## make sim PORT=3100 (or SERVER_URL=ws://HOST:PORT/ws). Type commands (help, tap, stop,
 ## emergency, drop, quit, ...); more options: make sim ARGS="--speed 2" (faster than 2-3x the meter looks like more than the station's 22 kW and the server flags it).
 sim: venv
-	$(PY) -m tools.simulator --url $(SERVER_URL) --station $(STATION) --card VIRTUAL-1-A4F2E8 --token "$(TOKEN)" $(ARGS)
+	$(PY) -m tools.simulator --url $(SERVER_URL) --station $(STATION) --card VIRTUAL-1-A4F2E8 --token="$(TOKEN)" $(ARGS)
 
 # PORT is the server's TCP port (make run, sim, sim-charger); DEVICE the board's serial port.
 SERVER_URL ?= ws://127.0.0.1:$(or $(PORT),3000)/ws
@@ -99,7 +99,7 @@ repl: venv
 ## station key (close 4003/4005) ends it with one line and status 3.
 sim-charger: venv
 	@mkdir -p $(dir $(SIM_CONFIG))
-	@$(PY) -m tools.firmware_config --out $(SIM_CONFIG) --no-input --ssid sim-ap --password "" --server-url $(SERVER_URL) --station $(STATION) --token "$(TOKEN)"
+	@$(PY) -m tools.firmware_config --out $(SIM_CONFIG) --no-input --ssid sim-ap --password "" --server-url $(SERVER_URL) --station $(STATION) --token="$(TOKEN)"
 	@$(PY) -m tools.sim_charger $(SIM_CONFIG) --power 2000 --time-scale $(TIME_SCALE)
 
 ## Soak (not in CI): 2,000 chargers send metrics for 10 minutes; prints the server's RSS at start

@@ -80,7 +80,7 @@ def banner(app: App) -> str:
         f"  dashboard:  {http}://{shown}:{port}/?{token[1:]}".rstrip("?"),
         f"  simulator:  {python} -m tools.simulator --station 1 --card VIRTUAL-1-A4F2E8 "
         f"--url {ws}://{shown}:{port}/ws"
-        + (f" --token {key[7:]}" if key else ""),
+        + (f" --token={key[7:]}" if key else ""),  # "=": a key may begin with "-"
         f'  wscat:      wscat -c "{ws}://{shown}:{port}/ws?role=client&estacionId=1{token}"',
         f'              wscat -c "{ws}://{shown}:{port}/ws?role=publisher&estacionId=1{key}"',
     ]

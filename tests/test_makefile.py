@@ -9,6 +9,7 @@ import re
 import shlex
 import signal
 import socket
+import sqlite3
 import subprocess
 import threading
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from server.auth import hash_station_key
 from tests.firmware.mpy import requires_micropython
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,6 +169,21 @@ def test_the_printed_simulator_command_works_as_printed(make_run):
 def test_make_sim_follows_the_port(make_run, tmp_path):
     port, banner, env = make_run
     key = (tmp_path / "station-1.key").read_text().strip()
+    simulator = spawn(["make", "--no-print-directory", "sim", f"PORT={port}", f"TOKEN={key}"], env)
+    lines = Lines(simulator)
+    try:
+        lines.wait_for(r"^\[st1\] <- start session_id=\d+")
+    finally:
+        interrupt(simulator)
+
+
+def test_a_station_key_that_begins_with_a_dash_works_in_make_sim(make_run, tmp_path):
+    """Keys are random URL-safe base64: one in 64 begins with "-". `--token -Xy...` made
+    argparse take the key for an option (make sim failed at random in this file's test above)."""
+    port, _, env = make_run
+    key = "-" + "k" * 42
+    with sqlite3.connect(tmp_path / "evse.sqlite3", timeout=10) as database:
+        database.execute("UPDATE stations SET key_hash = ? WHERE id = 1", (hash_station_key(key),))
     simulator = spawn(["make", "--no-print-directory", "sim", f"PORT={port}", f"TOKEN={key}"], env)
     lines = Lines(simulator)
     try:

@@ -116,7 +116,7 @@ async def test_demo_server_prints_urls_and_sigterm_flushes_readings_and_closes_w
         python = os.path.relpath(sys.executable, tmp_path) if Path(sys.executable).is_relative_to(tmp_path) \
             else sys.executable
         assert (f"  simulator:  {python} -m tools.simulator --station 1 --card VIRTUAL-1-A4F2E8 "
-                f"--url ws://127.0.0.1:{port}/ws --token ") in text
+                f"--url ws://127.0.0.1:{port}/ws --token=") in text
         # the demo key is not in the checkout's data/ (the database is in tmp_path): it is given
         key = (tmp_path / "station-1.key").read_text().strip()
         assert (f"make -C {REPO} sim-charger PORT={port} STATION=1 TOKEN={key} "
