@@ -416,6 +416,11 @@ class SessionCore:
     def _metrics(self, st: StationState, m: MeterSample, now: float) -> list:
         session = st.session
         if session is None or session.id != m.session_id:
+            if m.session_id in st.recent:
+                # a reading of this station's own closed session, replayed because the ack of
+                # its commit was lost: already stored and billed (an error would flash the
+                # charger's error LED, or end a card tap it is waiting on)
+                return []
             return [Reply(self._mismatch(st, m.session_id))]
         counted = session.energy.add(m.ts, m.w, m.wh, now=now, started_at=session.started_at,
                                      max_w=st.max_power_w)

@@ -147,6 +147,17 @@ def test_replayed_metrics_are_ignored(core):
     assert core.handle_publisher(1, Metrics(123, 230, 10, 2300, NOW + 3), NOW + 4) == []
 
 
+def test_a_reading_replayed_for_the_stations_own_closed_session_is_ignored_silently(core):
+    # the charger missed the ack of the commit that stored it and the stop: it sends both again
+    start_session(core)
+    core.handle_publisher(1, Metrics(123, 230, 10, 2300, NOW + 3, wh=1001), NOW + 3)
+    core.handle_publisher(1, Stop(123, wh=1002, ts=NOW + 4), NOW + 4)
+    assert core.handle_publisher(1, Metrics(123, 230, 10, 2300, NOW + 3, wh=1001), NOW + 9) == []
+    assert core.handle_publisher(1, Stop(123, wh=1002, ts=NOW + 4), NOW + 9) == []
+    effects = core.handle_publisher(2, Metrics(123, 230, 10, 2300, NOW + 3, wh=1001), NOW + 9)
+    assert [m["code"] for m in messages(effects, c.Reply)] == [p.SESSION_MISMATCH]  # not station 2's
+
+
 def test_metrics_for_another_session_are_rejected_and_not_stored(core):
     start_session(core)
     effects = core.handle_publisher(1, Metrics(999, 230, 10, 2300, NOW), NOW)
