@@ -5,12 +5,18 @@ dashboard client watches; billing is checked in the real SQLite file."""
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
+import json
+from base64 import b64encode
 
 import pytest
+from websockets.asyncio.client import connect as ws_connect
 
 from server.auth import hash_station_key, new_station_key
 from server.core import REMOTE_STOP
 from server.storage import Storage
+from tests.dashboard.helpers import http_get
 from tests.live_server import base_url, connect, receive_json, running_server, send_json, server_clock
 from tests.ocpp.charge_point import ChargePoint, iso
 
@@ -97,6 +103,10 @@ async def test_a_whole_session_is_shown_live_and_billed_the_register_delta(ocpp_
     assert session.ended_at is not None and session.station_id == 5
     assert session.kwh == pytest.approx((2800 - 1000) / 1000)  # billed = the register delta
     assert session.cost == pytest.approx(0.9)
+    exported = await http_get(app, "/api/sessions.csv")
+    [row] = list(csv.DictReader(io.StringIO(exported.body.decode("utf-8-sig"))))
+    assert list(row.values())[:4] == [str(transaction), "5", "Ana", CARD]
+    assert "1.800" in row.values() and "0.90" in row.values() and "local_stop" in row.values()
 
 
 async def test_the_dashboard_stop_sends_remote_stop_transaction_and_the_late_stop_is_harmless(ocpp_server):
@@ -203,3 +213,30 @@ async def test_with_auth_off_a_known_charge_point_needs_no_password(tmp_path):
         assert (await cp.connect(base_url(app), CP_ID, None))["connected"] is True
         assert (await cp.call("BootNotification", BOOT))["status"] == "Accepted"
         assert (await cp.connect(base_url(app), "CP-0043", None))["refused"] == 404
+
+
+async def test_bad_messages_get_a_call_error_and_the_connection_keeps_working(ocpp_server):
+    """A charger's malformed or misdirected messages: a CALLERROR with an OCPP code, or an
+    answer that changes nothing; never a dead connection or a half-written session."""
+    app = ocpp_server
+    auth = b64encode(f"{CP_ID}:{app.test_key}".encode()).decode()
+    async with ws_connect(f"{base_url(app)}/ocpp/{CP_ID}", subprotocols=["ocpp1.6"],
+                          additional_headers={"Authorization": f"Basic {auth}"}) as charger:
+        async def ask(message) -> list:
+            await charger.send(message if isinstance(message, str) else json.dumps(message))
+            return json.loads(await asyncio.wait_for(charger.recv(), 10))
+
+        await charger.send("this is not JSON")  # unreadable: no answer, nothing changes
+        wrong_type = await ask([2, "1", "MeterValues", {"connectorId": "one", "meterValue": []}])
+        assert wrong_type[0] == 4 and wrong_type[1] == "1" and wrong_type[2] in (
+            "FormationViolation", "TypeConstraintViolation", "FormatViolation")
+        unknown = await ask([2, "2", "FlyToTheMoon", {}])
+        assert unknown[0] == 4 and unknown[2] in ("NotImplemented", "NotSupported")
+        stranger = await ask([2, "3", "MeterValues", {"connectorId": 1, "transactionId": 777, "meterValue": [
+            {"timestamp": iso(server_clock(base_url(app))()), "sampledValue": [{"value": "99999"}]}]}])
+        assert stranger == [3, "3", {}]
+        stop = await ask([2, "4", "StopTransaction", {"transactionId": 777, "meterStop": 99999,
+                                                      "timestamp": iso(server_clock(base_url(app))())}])
+        assert stop[0] == 3
+        assert (await ask([2, "5", "Heartbeat", {}]))[0] == 3  # still served
+    assert (await app.storage.list_sessions(station_id=5))[0] == []
