@@ -14,7 +14,8 @@ then drops the message from its offline queue (OCPP 1.6 §3.7). Late and repeate
 harmless: a repeated StartTransaction gets the same transactionId, a reading already counted
 counts nothing, a stop of a closed session is ignored.
 
-One connector per station (connectorId 0 reports the whole charge point).
+One connector per station (connectorId 0 reports the whole charge point). A charger's messages
+are under the same rate limit as a seed charger's.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from datetime import datetime, timezone
 from urllib.parse import unquote, urlsplit
 
 from ocpp.routing import on
+from websockets.exceptions import ConnectionClosed
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.datatypes import IdTagInfo
 from ocpp.v16.enums import Action, RegistrationStatus
@@ -112,8 +114,31 @@ class OcppEndpoint:
             return await connection.close(1002, "ocpp1.6 required")
         handler = self.app.handler
         handler.core.add_station(station.id, station.name, station.tariff, station.max_power_w)
-        point = StationChargePoint(station.charge_point_id, connection, self, station.id)
+        limited = RateLimited(connection, handler._frames(connection, "publisher"))
+        point = StationChargePoint(station.charge_point_id, limited, self, station.id)
         await handler._serve_publisher(point.link, station.id, codec.OCPP16, reader=point.start)
+
+
+class RateLimited:
+    """The connection as the ChargePoint reads it: its messages through the same per-connection
+    rate limit as a seed charger's (server/ws.py `_frames`: over it, read later; sustained
+    abuse closes 1008)."""
+
+    def __init__(self, connection, frames):
+        self.connection, self.frames = connection, frames
+        self.remote_address = connection.remote_address
+
+    async def recv(self):
+        try:
+            return await anext(self.frames)
+        except StopAsyncIteration:  # closed (by the peer, or 1008 for abuse)
+            raise ConnectionClosed(None, None) from None
+
+    async def send(self, message) -> None:
+        await self.connection.send(message)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        await self.connection.close(code, reason)
 
 
 class OcppLink:

@@ -240,3 +240,17 @@ async def test_bad_messages_get_a_call_error_and_the_connection_keeps_working(oc
         assert stop[0] == 3
         assert (await ask([2, "5", "Heartbeat", {}]))[0] == 3  # still served
     assert (await app.storage.list_sessions(station_id=5))[0] == []
+
+
+async def test_a_flooding_charge_point_is_slowed_down_by_the_rate_limit_and_every_call_answered(tmp_path):
+    db = tmp_path / "evse.sqlite3"
+    storage = await Storage.open(db)
+    await storage.add_station("Wallbox", 0.5, station_id=5, charge_point_id=CP_ID)
+    await storage.close()
+    async with running_server(db, demo=False, auth=False, rate_limit=20, rate_burst=5) as app:
+        async with ws_connect(f"{base_url(app)}/ocpp/{CP_ID}", subprotocols=["ocpp1.6"]) as charger:
+            for k in range(10):  # 5 over the burst: read later, not abuse (that is > burst in a row)
+                await charger.send(json.dumps([2, str(k), "Heartbeat", {}]))
+            answers = [json.loads(await asyncio.wait_for(charger.recv(), 10)) for _ in range(10)]
+        assert [a[1] for a in answers] == [str(k) for k in range(10)] and {a[0] for a in answers} == {3}
+        assert app.counters["error:RATE_LIMITED"] >= 1  # the calls over the burst waited their turn
