@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 PATH_PREFIX = "/ocpp/"
 HEARTBEAT_INTERVAL_S = 60
 REMOTE_CALL_TIMEOUT_S = 30
+STARTS_REMEMBERED = 16  # per station: the latest StartTransactions, answered again if replayed
 
 
 def _now_iso() -> str:
@@ -244,9 +245,10 @@ class StationChargePoint(ChargePoint):
         card, uid = await self._card(id_tag)
         session = self._open_session()
         if session is not None and session.card_uid == uid:
-            # the same card while its session is open: OCPP has no tap-again-to-stop
+            # one connector: the same card while its session is open is that transaction sent
+            # again (after a server restart the memo is gone, the open session is not)
             return call_result.StartTransaction(transaction_id=session.id,
-                                                id_tag_info=IdTagInfo(status=codec.CONCURRENT))
+                                                id_tag_info=IdTagInfo(status=codec.ACCEPTED))
         if card is None:
             return call_result.StartTransaction(transaction_id=0, id_tag_info=IdTagInfo(status=codec.INVALID))
         station = await self.app.storage.get_station(self.station_id)
@@ -258,6 +260,8 @@ class StationChargePoint(ChargePoint):
             return call_result.StartTransaction(transaction_id=0,
                                                 id_tag_info=IdTagInfo(status=codec.id_tag_status(code)))
         memo[key] = answer.session_id
+        while len(memo) > STARTS_REMEMBERED:
+            del memo[next(iter(memo))]  # the oldest
         # the register at the start: the session's energy counts from meterStart
         await self._event(MeterSample(answer.session_id, 0.0, 0.0, 0.0, codec.timestamp(timestamp), float(meter_start)))
         await self._durable()

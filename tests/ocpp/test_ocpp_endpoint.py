@@ -254,3 +254,21 @@ async def test_a_flooding_charge_point_is_slowed_down_by_the_rate_limit_and_ever
             answers = [json.loads(await asyncio.wait_for(charger.recv(), 10)) for _ in range(10)]
         assert [a[1] for a in answers] == [str(k) for k in range(10)] and {a[0] for a in answers} == {3}
         assert app.counters["error:RATE_LIMITED"] >= 1  # the calls over the burst waited their turn
+
+
+async def test_a_start_replayed_after_a_server_restart_gets_the_open_sessions_transaction(tmp_path):
+    db = tmp_path / "evse.sqlite3"
+    storage = await Storage.open(db)
+    await storage.add_station("Wallbox", 0.5, station_id=5, charge_point_id=CP_ID)
+    user = await storage.add_user("Ana")
+    await storage.add_card(CARD, user.id)
+    await storage.close()
+    start = {"connectorId": 1, "idTag": CARD, "meterStart": 100, "timestamp": "2026-12-03T09:00:00Z"}
+    async with running_server(db, demo=False, auth=False) as app, ChargePoint() as cp:
+        await cp.connect(base_url(app), CP_ID, None)
+        transaction = (await cp.call("StartTransaction", start))["transactionId"]
+    async with running_server(db, demo=False, auth=False) as app, ChargePoint() as cp:
+        await cp.connect(base_url(app), CP_ID, None)
+        again = await cp.call("StartTransaction", start)
+        assert (again["transactionId"], again["idTagInfo"]["status"]) == (transaction, "Accepted")
+        assert [s.id for s in (await app.storage.list_sessions(station_id=5))[0]] == [transaction]
