@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test venv wasm32 clean bench-server sim firmware config flash repl sim-charger bench-firmware soak chaos
+.PHONY: run test venv wasm32 ocpp-rpc clean bench-server sim firmware config flash repl sim-charger bench-firmware soak chaos
 
 venv: $(STAMP)
 
@@ -25,6 +25,16 @@ $(WASM_STAMP): tools/wasm/package-lock.json
 	cd tools/wasm && npm ci --no-audit --no-fund
 	touch $(WASM_STAMP)
 
+## The OCPP 1.6J charge point the tests drive against the server (npm ocpp-rpc, pinned in
+## tests/ocpp/package-lock.json); needs Node.js and npm.
+OCPP_STAMP := tests/ocpp/node_modules/.package-lock.json
+ocpp-rpc: $(OCPP_STAMP)
+
+$(OCPP_STAMP): tests/ocpp/package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js (18 or newer) for the OCPP tests"; exit 2; }
+	cd tests/ocpp && npm ci --no-audit --no-fund
+	touch $(OCPP_STAMP)
+
 ## Start the server on 0.0.0.0:3000 (or PORT: make run PORT=3100; PORT in .env works too) with
 ## the demo station and card (data/evse.sqlite3); prints the dashboard URL with a token and the
 ## simulator, wscat and sim-charger commands with their credentials, for that port.
@@ -35,7 +45,7 @@ run: venv
 ## worker (pytest-xdist): the tests mostly wait on sockets and subprocesses, so 4 workers fit 2
 ## cores. One worker: make test TEST_WORKERS=0.
 TEST_WORKERS ?= 4
-test: venv wasm32
+test: venv wasm32 ocpp-rpc
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 ## Load benchmark: the server vs a bare websockets relay, about a minute, one JSON line.

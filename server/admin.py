@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
                      default=DEFAULT_MAX_POWER_W,
                      help=f"the most power its charger can deliver, in watts: readings above it are "
                           f"not billed (default {DEFAULT_MAX_POWER_W:.0f}, at most {MAX_POWER_CAP_W:.0f})")
+    add.add_argument("--ocpp", dest="charge_point_id", metavar="CP_ID",
+                     help="an OCPP 1.6J charger with this charge point id: it connects to "
+                          "/ocpp/CP_ID (docs/ocpp.md); without it the station speaks the seed protocol")
     issue = actions.add_parser("issue-key", help="issue (or rotate) the station's charger key; "
                                                  "printed once, only its hash is stored")
     issue.add_argument("station_id", type=_positive_int, metavar="ID")
@@ -218,16 +221,20 @@ async def stations_list(storage, args, config, out):
     if not stations:
         print("no stations yet (add one with: stations add NAME)", file=out)
         return
-    print(table(("ID", "NAME", "TARIFF/kWh", "MAX_W"),
-                [(s.id, s.name, money(s.tariff), f"{s.max_power_w:g}") for s in stations]), file=out)
+    print(table(("ID", "NAME", "TARIFF/kWh", "MAX_W", "PROTOCOL"),
+                [(s.id, s.name, money(s.tariff), f"{s.max_power_w:g}",
+                  f"ocpp16 {s.charge_point_id}" if s.charge_point_id else s.protocol)
+                 for s in stations]), file=out)
 
 
 async def stations_add(storage, args, config, out):
     tariff = config.default_tariff if args.tariff is None else args.tariff
     station = await storage.add_station(args.name, tariff, station_id=args.station_id,
-                                        max_power_w=args.max_power_w)
+                                        max_power_w=args.max_power_w,
+                                        charge_point_id=args.charge_point_id)
+    ocpp = f", OCPP 1.6J charge point {station.charge_point_id}" if station.charge_point_id else ""
     print(f'added station {station.id} "{station.name}" (tariff {money(station.tariff)} per kWh, '
-          f'max power {station.max_power_w:g} W)', file=out)
+          f'max power {station.max_power_w:g} W{ocpp})', file=out)
 
 
 async def stations_set_tariff(storage, args, config, out):

@@ -33,6 +33,7 @@ from server.gc_policy import keep_long_lived_objects_frozen
 from server.http import WEBSOCKET_PATH, HttpRoutes, json_response
 from server.hub import Hub
 from server.observability import note_message
+from server.ocpp import PATH_PREFIX as OCPP_PATH_PREFIX, OcppEndpoint
 from server.storage import Storage
 from server.storage.demo import ensure_demo_key, seed_demo
 from server.ws import ConnectionHandler
@@ -57,6 +58,7 @@ class App:
         self.client_handlers: dict = {}
         self.counters: collections.Counter = collections.Counter()
         self.handler = ConnectionHandler(self)
+        self.ocpp = OcppEndpoint(self)  # OCPP 1.6J chargers at /ocpp/{chargePointId}
         self.effects = self.handler.effects  # server/effects.py: carries out the core's effects
         api.register(self)  # dashboard pages, /api/*, /metrics
         dashboard_messages.register(self)  # admin_* messages from dashboards
@@ -102,6 +104,7 @@ class App:
             self.config.host,
             self.config.port,
             process_request=self._process_request,
+            select_subprotocol=self.ocpp.select_subprotocol,
             compression=None,
             ssl=self._tls_context(),
             open_timeout=self.config.handshake_timeout,
@@ -123,7 +126,7 @@ class App:
     async def _process_request(self, connection, request):
         """The door: connection cap, Origin allowlist, dashboard token for the HTTP API."""
         url = urlsplit(request.path)
-        if url.path == WEBSOCKET_PATH:
+        if url.path == WEBSOCKET_PATH or url.path.startswith(OCPP_PATH_PREFIX):
             if len(self.server.connections) >= self.config.max_connections:
                 log.warning("refused a connection: MAX_CONNECTIONS=%s reached", self.config.max_connections)
                 return json_response(503, {"code": "TOO_MANY_CONNECTIONS", "message": "server is full; retry later"})
@@ -131,6 +134,8 @@ class App:
             if origin is not None and not self._origin_allowed(origin, request.headers.get("Host", "")):
                 log.warning("refused a WebSocket from origin %r", origin[:100])
                 return json_response(403, {"code": "FORBIDDEN_ORIGIN", "message": "origin not allowed"})
+            if url.path != WEBSOCKET_PATH:
+                return await self.ocpp.admit(connection, request)
         elif url.path.startswith(PROTECTED_HTTP_PREFIXES):
             token = (parse_qs(url.query).get("token") or [None])[0]
             principal = self.auth.http_principal(request.headers, token)

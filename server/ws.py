@@ -41,6 +41,7 @@ from server.auth import station_number
 from server.codecs import SEED
 from server.effects import EffectRunner
 from server.hub import send
+from server.ocpp import PATH_PREFIX as OCPP_PATH_PREFIX
 from server.uids import InvalidUid, normalize_uid
 from server.vocabulary import CardRead, Refusal, RequestStatus, Welcome
 
@@ -114,6 +115,8 @@ class ConnectionHandler:
         self.run_effects = self.effects.run
 
     async def __call__(self, connection: ServerConnection) -> None:
+        if urlsplit(connection.request.path).path.startswith(OCPP_PATH_PREFIX):
+            return await self.app.ocpp.serve(connection)  # OCPP 1.6J chargers (server/ocpp.py)
         query = parse_qs(urlsplit(connection.request.path).query)
         role = _query_value(query, "role")
         if role is None and _query_value(query, "type") == "dashboard":
@@ -187,7 +190,10 @@ class ConnectionHandler:
         return station.id
 
     # --- charger --------------------------------------------------------------------------------
-    async def _serve_publisher(self, connection: ServerConnection, station_id: int, codec=SEED) -> None:
+    async def _serve_publisher(self, connection: ServerConnection, station_id: int, codec=SEED,
+                               reader=None) -> None:
+        """Serve a station's charger: `reader()` reads its messages (default: the seed's frames
+        on `connection`); an OCPP charger's link brings its own (server/ocpp.py)."""
         previous = self.hub.set_publisher(station_id, connection, codec)
         if previous is not None:
             log.warning("station %s: publisher %s replaced by a newer connection from %s (close %s)",
@@ -200,7 +206,10 @@ class ConnectionHandler:
             else:
                 replaced = self.core.publisher_replaced(station_id, self.clock(), _peer(previous), _peer(connection))
                 await self.run_effects(replaced, connection)
-            await self._read_publisher_frames(connection, station_id, codec)
+            if reader is None:
+                await self._read_publisher_frames(connection, station_id, codec)
+            else:
+                await reader()
         except ConnectionClosed:
             pass
         finally:

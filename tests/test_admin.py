@@ -67,10 +67,29 @@ def test_stations_are_added_listed_and_repriced(admin):
     assert "station 7 tariff is now 8.25 per kWh" in ok(admin("stations", "set-tariff", 7, 8.25))
     assert "station 1 max power is now 11000 W" in ok(admin("stations", "set-max-power", 1, 11000))
     assert ok(admin("stations", "list")).splitlines() == [
-        "ID  NAME        TARIFF/kWh  MAX_W",
-        "1   Estación 1  7.00        11000",
-        "7   Garage      8.25        7400",
+        "ID  NAME        TARIFF/kWh  MAX_W  PROTOCOL",
+        "1   Estación 1  7.00        11000  seed",
+        "7   Garage      8.25        7400   seed",
     ]
+
+
+async def test_an_ocpp_station_is_added_with_its_charge_point_id_and_found_by_it(admin, db):
+    assert ok(admin("stations", "add", "Wallbox", "--ocpp", "CP-0042")) == (
+        'added station 1 "Wallbox" (tariff 7.00 per kWh, max power 22000 W, '
+        'OCPP 1.6J charge point CP-0042)\n')
+    assert ok(admin("stations", "list")).splitlines()[1].split()[-2:] == ["ocpp16", "CP-0042"]
+    storage = await Storage.open(db)
+    try:
+        station = await storage.station_by_charge_point("CP-0042")
+        assert (station.id, station.protocol, station.charge_point_id) == (1, "ocpp16", "CP-0042")
+        assert await storage.station_by_charge_point("CP-0043") is None
+    finally:
+        await storage.close()
+    taken = admin("stations", "add", "Otra", "--ocpp", "CP-0042")
+    assert taken.returncode == 1 and "CP-0042" in taken.stderr and "Traceback" not in taken.stderr
+    bad = admin("stations", "add", "Mala", "--ocpp", "CP/1:x")
+    assert bad.returncode == 1 and "charge point id" in bad.stderr and "Traceback" not in bad.stderr
+    assert len(ok(admin("stations", "list")).splitlines()) == 2
 
 
 def test_the_default_tariff_comes_from_the_server_configuration(admin):

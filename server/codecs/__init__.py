@@ -16,15 +16,13 @@ A codec has:
 
 Protocols:
     seed     server/codecs/seed.py: the seed's JSON (docs/protocol.md), /ws?role=publisher
-    ocpp16   to come (issue 12): OCPP 1.6J at /ocpp/{chargePointId}; its codec will map
-             Authorize/StartTransaction to CardRead, MeterValues to MeterSample,
-             StopTransaction to ChargerStop, StatusNotification to StatusReport/EmergencyReport,
-             and StartCharging/StopCharging/Refusal to RemoteStartTransaction/
-             RemoteStopTransaction/idTagInfo statuses. Register it in CODECS below.
+    ocpp16   server/codecs/ocpp16.py: OCPP 1.6J at /ocpp/{chargePointId} (server/ocpp.py);
+             request/response, so its `encode` hands the command to the connection's link
 """
 
+from server.codecs.ocpp16 import OCPP16
 from server.codecs.seed import SeedCodec
 
 SEED = SeedCodec()
 
-CODECS = {SEED.name: SEED}
+CODECS = {SEED.name: SEED, OCPP16.name: OCPP16}

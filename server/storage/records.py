@@ -12,6 +12,8 @@ class Station:
     name: str
     tariff: float  # price per kWh
     max_power_w: float = 22_000.0  # plausibility limit of its energy readings (server/energy.py)
+    protocol: str = "seed"  # what its charger speaks: "seed" or "ocpp16" (server/codecs/)
+    charge_point_id: str | None = None  # the OCPP charge point identity; None for seed stations
 
 
 @dataclass(frozen=True)

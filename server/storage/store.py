@@ -53,6 +53,7 @@ from .migrations import load_migrations, migrate
 from .pending import Batch, PendingWrites
 from .records import Alert, Card, Reading, SessionRecord, Station, User
 from .values import (
+    check_charge_point_id,
     check_count,
     check_id,
     check_max_power,
@@ -81,7 +82,7 @@ _INSERT_READING = (
     "INSERT INTO readings (session_id, ts, v, a, w, wh, kwh, charger_ts, received_at, flag)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_STATION_COLUMNS = "id, name, tariff, max_power_w FROM stations"
+_STATION_COLUMNS = "id, name, tariff, max_power_w, protocol, charge_point_id FROM stations"
 _UPDATE_PROGRESS = (
     "UPDATE sessions SET kwh = ?, cost = ?, energy_state = ? WHERE id = ? AND ended_at IS NULL"
 )
@@ -582,21 +583,35 @@ class Storage:
         return [Station(*row) for row in rows]
 
     async def add_station(self, name: str, tariff: float, station_id: int | None = None,
-                          max_power_w: float = DEFAULT_MAX_POWER_W) -> Station:
-        """Raises Duplicate if station_id is taken, ValueError for a max power outside
-        0 < W <= 50,000."""
+                          max_power_w: float = DEFAULT_MAX_POWER_W,
+                          charge_point_id: str | None = None) -> Station:
+        """A seed station, or with `charge_point_id` an OCPP 1.6J one. Raises Duplicate if
+        station_id or the charge point id is taken, ValueError for a max power outside
+        0 < W <= 50,000 or a malformed charge point id."""
         name, tariff = check_name(name, "station name"), check_tariff(tariff)
         max_power_w = check_max_power(max_power_w)
         if station_id is not None:
             check_id(station_id, "station id")
+        protocol = "seed"
+        if charge_point_id is not None:
+            charge_point_id, protocol = check_charge_point_id(charge_point_id), "ocpp16"
+            if await self.station_by_charge_point(charge_point_id) is not None:
+                raise Duplicate(f"charge point id {charge_point_id!r} already belongs to a station")
         try:
             async with self._transaction() as db:
                 cursor = await db.execute(
-                    "INSERT INTO stations (id, name, tariff, max_power_w) VALUES (?, ?, ?, ?)",
-                    (station_id, name, tariff, max_power_w))
+                    "INSERT INTO stations (id, name, tariff, max_power_w, protocol, charge_point_id)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (station_id, name, tariff, max_power_w, protocol, charge_point_id))
         except sqlite3.IntegrityError as exc:
             raise Duplicate(f"station {station_id} already exists") from exc
-        return Station(cursor.lastrowid, name, tariff, max_power_w)
+        return Station(cursor.lastrowid, name, tariff, max_power_w, protocol, charge_point_id)
+
+    async def station_by_charge_point(self, charge_point_id: str) -> Station | None:
+        """The OCPP station with this charge point id, or None."""
+        rows = await self._fetch(f"SELECT {_STATION_COLUMNS} WHERE charge_point_id = ?",
+                                 (charge_point_id,))
+        return Station(*rows[0]) if rows else None
 
     async def set_max_power(self, station_id: int, max_power_w: float) -> None:
         """The station's plausibility limit in W (0 < W <= 50,000, else ValueError); raises

@@ -65,6 +65,24 @@ def check_name(value: object, what: str) -> str:
     return name
 
 
+# OCPP 1.6J: a charge point identity is the URL's last path segment and the HTTP Basic user
+# name (no ':'); we keep it to printable ASCII without '/', ':' or spaces, at most 48 characters
+# (the length of OCPP's CiString48, the longest id field).
+MAX_CHARGE_POINT_ID = 48
+_CHARGE_POINT_ID_CHARS = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~")
+
+
+def check_charge_point_id(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError("charge point id must not be empty")
+    if len(value) > MAX_CHARGE_POINT_ID:
+        raise ValueError(f"charge point id must be at most {MAX_CHARGE_POINT_ID} characters")
+    if not set(value) <= _CHARGE_POINT_ID_CHARS:
+        raise ValueError("charge point id may only hold letters, digits and - _ . ~")
+    return value
+
+
 def encode_state(energy_state: object) -> str:
     """The energy state as JSON text; refuses what would not load back the same."""
     if not isinstance(energy_state, dict):

@@ -82,7 +82,7 @@ def test_the_seed_codec_refuses_a_frame_as_before():
     with pytest.raises(p.ProtocolError) as refused:
         SEED.event(SEED.decode('{"type":"start","session_id":1}'))  # a server message, not a charger's
     assert refused.value.code == p.INVALID_MESSAGE
-    assert list(CODECS) == ["seed"]
+    assert list(CODECS) == ["seed", "ocpp16"]  # issue 12 registered OCPP 1.6J next to the seed
 
 
 class Recorder:
