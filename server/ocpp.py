@@ -41,6 +41,9 @@ from server.uids import InvalidUid, normalize_uid
 from server.vocabulary import CardPresented, MeterSample, Refusal, StartCharging, StopCharging
 
 log = logging.getLogger(__name__)
+# the `ocpp` package logs every frame at INFO, card idTags included: only its warnings go to the
+# operator's log (our own lines say what happened, without the cards)
+logging.getLogger("ocpp").setLevel(logging.WARNING)
 
 PATH_PREFIX = "/ocpp/"
 HEARTBEAT_INTERVAL_S = 60
