@@ -27,11 +27,11 @@ import logging
 from datetime import datetime, timezone
 from urllib.parse import unquote, urlsplit
 
-from ocpp.routing import on
+from ocpp.routing import after, on
 from websockets.exceptions import ConnectionClosed
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.datatypes import IdTagInfo
-from ocpp.v16.enums import Action, RegistrationStatus
+from ocpp.v16.enums import Action, MessageTrigger, RegistrationStatus
 
 from server.auth import station_key_matches
 from server.codecs import ocpp16 as codec
@@ -213,7 +213,29 @@ class StationChargePoint(ChargePoint):
         log.info("station %s: RemoteStopTransaction %s -> %s", self.station_id, session_id,
                  getattr(result, "status", None))
 
+    def _in_background(self, coroutine) -> None:
+        task = asyncio.create_task(coroutine)
+        self.link.tasks.add(task)
+        task.add_done_callback(self.link.tasks.discard)
+
+    async def trigger_status(self) -> None:
+        """TriggerMessage(StatusNotification): after a (re)boot the charger tells its status now,
+        not at its next change, so the dashboard is right at once."""
+        try:
+            result = await self.call(call.TriggerMessage(requested_message=MessageTrigger.status_notification,
+                                                         connector_id=1))
+        except Exception as problem:  # noqa: BLE001 - an optional feature: its status comes later
+            log.warning("station %s: TriggerMessage(StatusNotification) not answered: %s", self.station_id, problem)
+            return
+        log.info("station %s: TriggerMessage(StatusNotification) -> %s", self.station_id,
+                 getattr(result, "status", None))
+
     # --- Core profile ---------------------------------------------------------------------------
+    @after(Action.boot_notification)
+    def after_boot_notification(self, **payload):
+        # in the background: the call's answer is read by the loop that runs this hook
+        self._in_background(self.trigger_status())
+
     @on(Action.boot_notification)
     async def on_boot_notification(self, charge_point_vendor: str, charge_point_model: str, **extra):
         self.app.note_message("publisher", "BootNotification")

@@ -5,13 +5,18 @@
 //                "protocols": ["ocpp1.6"]}}      -> {"connected": true} | {"refused": STATUS|null, "message": "..."}
 //   {"call": "Action", "params": {...}}            -> {"result": {...}} | {"error": "...", "code": "..."}
 //   {"close": true}                                -> {"closed": true}
-// A call from the server (RemoteStopTransaction) is answered Accepted and printed as
-//   {"received": "Action", "params": {...}}
+//   {"answer": "Action", "with": {...}}             -> {"answering": "Action"}: how to answer that call next
+// A call from the server is printed as {"received": "Action", "params": {...}} and answered:
+// RemoteStopTransaction, RemoteStartTransaction, TriggerMessage Accepted (unless told otherwise);
+// GetConfiguration/ChangeConfiguration from a configuration kept here (MeterValueSampleInterval
+// read-write, starting at 60).
 'use strict';
 const readline = require('readline');
 const { RPCClient } = require('ocpp-rpc');
 
 let client = null;
+const answers = {};  // Action -> the answer set by {"answer": ...}
+const configuration = { MeterValueSampleInterval: '60' };
 const out = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
 
 async function handle(line) {
@@ -27,8 +32,25 @@ async function handle(line) {
             reconnect: false,
             callTimeoutMs: 20000,
         });
-        client.handle('RemoteStopTransaction', ({ params }) => {
-            out({ received: 'RemoteStopTransaction', params });
+        for (const action of ['RemoteStopTransaction', 'RemoteStartTransaction', 'TriggerMessage']) {
+            client.handle(action, ({ params }) => {
+                out({ received: action, params });
+                return answers[action] || { status: 'Accepted' };
+            });
+        }
+        client.handle('GetConfiguration', ({ params }) => {
+            out({ received: 'GetConfiguration', params });
+            const keys = params.key && params.key.length ? params.key : Object.keys(configuration);
+            return {
+                configurationKey: keys.filter((k) => k in configuration)
+                    .map((k) => ({ key: k, readonly: false, value: configuration[k] })),
+                unknownKey: keys.filter((k) => !(k in configuration)),
+            };
+        });
+        client.handle('ChangeConfiguration', ({ params }) => {
+            out({ received: 'ChangeConfiguration', params });
+            if (!(params.key in configuration)) return { status: 'NotSupported' };
+            configuration[params.key] = params.value;
             return { status: 'Accepted' };
         });
         try {
@@ -43,6 +65,9 @@ async function handle(line) {
         } catch (err) {
             out({ error: String(err.message || err), code: err.rpcErrorCode || null });
         }
+    } else if (msg.answer) {
+        answers[msg.answer] = msg.with;
+        out({ answering: msg.answer });
     } else if (msg.close) {
         if (client) await client.close({ code: 1000, awaitPending: false });
         out({ closed: true });

@@ -78,6 +78,10 @@ class ChargePoint:
         assert "result" in answer, answer
         return answer["result"]
 
+    async def answer(self, action: str, answer: dict) -> None:
+        """Answer the server's next `action` calls with `answer` (default: Accepted)."""
+        assert (await self._ask({"answer": action, "with": answer})) == {"answering": action}
+
     async def close(self) -> None:
         await self._ask({"close": True})
 
