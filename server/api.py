@@ -345,6 +345,7 @@ async def get_stations(ctx: ApiContext, raw_query: str) -> HttpAnswer:
     for station in stations:
         view = ctx.charger_view(station.id)
         items.append({**station_json(station), "max_power_w": station.max_power_w,
+                      "protocol": station.protocol, "charge_point_id": station.charge_point_id,
                       "status": view.get("status", "desconectado"), "session": view.get("session")})
     return json_answer({"items": items})
 

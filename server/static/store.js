@@ -77,6 +77,7 @@ export class Store extends EventTarget {
       const station = this.station(item.id);
       station.name = item.name;
       station.tariff = item.tariff;
+      if (item.protocol) station.protocol = item.protocol;
       const pushedSince = station.liveAtMs >= requestedMs;
       if (item.status && !pushedSince) station.status = item.status;
       if (item.session !== undefined && !station.session && !pushedSince) station.session = sessionFrom(item.session);
@@ -274,7 +275,18 @@ function applyError(store, message) {
   store.notice(explainError(reply), true, Number.isFinite(id) ? id : null, reply.code);
 }
 
+// The charger's answer to the page's remote start (OCPP): the session itself comes later.
+function applyRemoteStart(store, message) {
+  const id = message.station_id;
+  if (!Number.isFinite(id)) return;
+  const params = { uid: message.uid, status: message.status };
+  store.log(store.station(id), "event.remoteStart", params, message.status === "Accepted" ? "info" : "error");
+  store.changed(id);
+  store.notice(t("event.remoteStart", params), message.status !== "Accepted", id, null);
+}
+
 export const MESSAGE_HANDLERS = {
+  remote_start_result: applyRemoteStart,
   init: applyInit,
   status: applyStatus,
   metrics: applyMetrics,

@@ -118,6 +118,12 @@ const es = {
   "station.chartLabel": ({ minutes }) => `Potencia de los últimos ${minutes} minutos`,
   "station.events": "Eventos",
   "station.noEvents": "Sin eventos desde que se abrió esta página.",
+  "station.remoteStart": "Iniciar carga (OCPP)",
+  "station.remoteStartCard": "UID de la tarjeta",
+  "station.remoteStartSend": "Pedir inicio",
+  "event.remoteStart": ({ uid, status }) => status === "Accepted"
+    ? `El cargador aceptó iniciar con la tarjeta ${uid}: la sesión empieza cuando la confirme`
+    : `El cargador rechazó iniciar con la tarjeta ${uid}`,
   "station.stop": "DETENER carga",
   "station.stopQuestion": ({ id, user }) => `¿Detener la sesión ${id} de ${user}?`,
   "station.thisUser": "este usuario",
@@ -299,6 +305,12 @@ const en = {
   "station.chartLabel": ({ minutes }) => `Power over the last ${minutes} minutes`,
   "station.events": "Events",
   "station.noEvents": "No events since this page was opened.",
+  "station.remoteStart": "Start charging (OCPP)",
+  "station.remoteStartCard": "Card UID",
+  "station.remoteStartSend": "Ask to start",
+  "event.remoteStart": ({ uid, status }) => status === "Accepted"
+    ? `The charger accepted to start with card ${uid}: the session begins when it confirms`
+    : `The charger refused to start with card ${uid}`,
   "station.stop": "STOP charging",
   "station.stopQuestion": ({ id, user }) => `Stop session ${id} of ${user}?`,
   "station.thisUser": "this user",

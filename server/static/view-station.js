@@ -1,6 +1,8 @@
 // Station: live V, A, W, kWh, cost and time, the power chart of the last POWER_WINDOW_S seconds
 // (always that whole window, whatever the session's age), session events, and the STOP button
 // (with confirmation) that sends the seed's `stop`; disabled while the page is not connected.
+// An OCPP station without a session offers a remote start for a card UID (`remote_start`; the
+// charger's answer lands in the events, the session when the charger starts it).
 
 import { drawChart } from "./chart.js";
 import { h, replace } from "./dom.js";
@@ -25,6 +27,7 @@ export function mountStation(root, { store, link }, params) {
   });
   const events = h("ul", { class: "events", dataset: { testid: "events" } });
   let confirming = false;
+  let startingCard = null; // the remote start form's UID while it is open (OCPP stations)
   let controlsKey = null;
   let backfilledSession = null;
 
@@ -47,14 +50,42 @@ export function mountStation(root, { store, link }, params) {
     render();
   }
 
+  function sendRemoteStart(event) {
+    event.preventDefault();
+    const uid = startingCard.trim();
+    if (!uid) return;
+    errorLine.textContent = "";
+    if (!link.send({ type: "remote_start", station_id: id, uid })) errorLine.textContent = t("station.notSent");
+    startingCard = null;
+    render();
+  }
+
+  function remoteStartControls() {
+    if (startingCard === null) {
+      return h("button", { dataset: { testid: "remote-start" }, onclick: () => { startingCard = ""; render(); } },
+        t("station.remoteStart"));
+    }
+    return h(
+      "form",
+      { class: "confirm", dataset: { testid: "remote-start-form" }, onsubmit: sendRemoteStart },
+      h("label", {}, t("station.remoteStartCard"), " ",
+        h("input", { name: "uid", autocomplete: "off", dataset: { testid: "remote-start-uid" },
+          oninput: (event) => { startingCard = event.target.value; } })),
+      h("button", { type: "submit", dataset: { testid: "remote-start-send" } }, t("station.remoteStartSend")),
+      h("button", { type: "button", dataset: { testid: "remote-start-cancel" }, onclick: () => { startingCard = null; render(); } },
+        t("station.cancel")),
+    );
+  }
+
   // Rebuilt only when what they show changes, so a button is never swapped under a finger.
   function renderControls() {
     const session = station.session;
     const online = store.connected;
-    const key = `${session?.id ?? "none"}:${confirming}:${online}`;
+    const ocpp = station.protocol === "ocpp16";
+    const key = `${session?.id ?? "none"}:${confirming}:${online}:${ocpp}:${startingCard !== null}`;
     if (key === controlsKey) return;
     controlsKey = key;
-    if (!session) return replace(controls);
+    if (!session) return replace(controls, ocpp && online ? remoteStartControls() : null);
     if (!online) {
       confirming = false;
       return replace(
