@@ -267,7 +267,8 @@ def card_json(card) -> dict:
 
 
 def station_json(station) -> dict:
-    return {"id": station.id, "name": station.name, "tariff": station.tariff}
+    return {"id": station.id, "name": station.name, "tariff": station.tariff,
+            "protocol": station.protocol, "charge_point_id": station.charge_point_id}
 
 
 def reading_json(reading) -> dict:
@@ -345,7 +346,6 @@ async def get_stations(ctx: ApiContext, raw_query: str) -> HttpAnswer:
     for station in stations:
         view = ctx.charger_view(station.id)
         items.append({**station_json(station), "max_power_w": station.max_power_w,
-                      "protocol": station.protocol, "charge_point_id": station.charge_point_id,
                       "status": view.get("status", "desconectado"), "session": view.get("session")})
     return json_answer({"items": items})
 

@@ -10,6 +10,7 @@ messages on its `role=client` socket. One handler per message type, found by a t
     {"type":"admin_set_card_enabled","uid":"04A32B1C","enabled":false} -> card
     {"type":"admin_set_tariff","station_id":1,"tariff":8.5}        -> station
     {"type":"admin_add_station","name":"Garage","tariff":7,"station_id":2} (id optional) -> station
+    {"type":"admin_add_station","name":"Wallbox","tariff":7,"charge_point_id":"CP-0042"} -> an OCPP 1.6J station
     {"type":"admin_ack_alert","station_id":1}  or  {"alert_id":7}  -> acknowledged
 
 A handler validates, writes through Storage and returns its result and the effects that
@@ -152,7 +153,11 @@ async def set_tariff(app, data: dict) -> tuple[dict, list]:
 
 async def add_station(app, data: dict) -> tuple[dict, list]:
     name, tariff = field_name(data, "name"), field_tariff(data)
-    station = await app.storage.add_station(name, tariff, field_id(data, "station_id", required=False))
+    charge_point_id = data.get("charge_point_id")  # Storage checks it (ValueError: INVALID_MESSAGE)
+    if charge_point_id is not None and not isinstance(charge_point_id, str):
+        raise Refused("admin_add_station: charge_point_id must be a text")
+    station = await app.storage.add_station(name, tariff, field_id(data, "station_id", required=False),
+                                            charge_point_id=charge_point_id)
     update = c.UpdateStation(station.id, station.name, station.tariff, station.max_power_w, announce=True)
     return {"station": station_json(station)}, [update]
 

@@ -85,12 +85,17 @@ export function mountAdmin(root, { store, link }) {
       input("name", t("admin.name"), { required: true, maxlength: 100 }),
       input("tariff", t("admin.tariff"), { required: true, type: "number", min: 0, step: "0.01", value: "7.00" }),
       input("station_id", t("admin.idOptional"), { type: "number", min: 1, step: 1 }),
+      input("charge_point_id", t("admin.chargePointOptional"), { maxlength: 48, autocomplete: "off" }),
     ],
     t("admin.addStation"),
     (data) => {
       const message = { type: "admin_add_station", name: String(data.get("name")).trim(), tariff: Number(data.get("tariff")) };
       if (data.get("station_id")) message.station_id = Number(data.get("station_id"));
-      return [message, (reply) => t("admin.stationAdded", { name: reply.station.name, id: reply.station.id })];
+      const chargePoint = String(data.get("charge_point_id") ?? "").trim();
+      if (chargePoint) message.charge_point_id = chargePoint;
+      return [message, (reply) => reply.station.charge_point_id
+        ? t("admin.ocppStationAdded", { name: reply.station.name, id: reply.station.id, cp: reply.station.charge_point_id })
+        : t("admin.stationAdded", { name: reply.station.name, id: reply.station.id })];
     },
   );
   const listResult = resultLine();
@@ -137,8 +142,8 @@ export function mountAdmin(root, { store, link }) {
   }
 
   function renderStations(stations) {
-    const [id, name, tariff, newTariff] = ["id", "name", "tariff", "newTariff"].map((c) => t(`admin.col.${c}`));
-    replace(stationsTable, table("stations", [id, name, tariff, newTariff],
+    const [id, name, protocol, tariff, newTariff] = ["id", "name", "protocol", "tariff", "newTariff"].map((c) => t(`admin.col.${c}`));
+    replace(stationsTable, table("stations", [id, name, protocol, tariff, newTariff],
       stations.map((station) => {
         const tariffForm = h("form", { class: "row" },
           h("input", { name: "tariff", type: "number", min: 0, step: "0.01", required: true, value: String(station.tariff),
@@ -152,6 +157,8 @@ export function mountAdmin(root, { store, link }) {
         });
         return h("tr", { dataset: { testid: `station-row-${station.id}` } },
           cell(id, {}, String(station.id)), cell(name, {}, station.name),
+          cell(protocol, { dataset: { field: "protocol" } }, station.protocol === "ocpp16"
+            ? t("admin.protocol.ocpp16", { cp: station.charge_point_id }) : t("admin.protocol.seed")),
           cell(tariff, { dataset: { field: "tariff" } }, fmt.tariff(station.tariff)), cell(newTariff, {}, tariffForm));
       }),
       t("admin.noStations")));

@@ -66,7 +66,7 @@ async def test_new_tariff_bills_the_next_session(live_app, server_url):
     charger = await Charger.connect(server_url)
     try:
         station = (await ok(admin, {"type": "admin_set_tariff", "station_id": 1, "tariff": 10}))["station"]
-        assert station == {"id": 1, "name": "Estación 1", "tariff": 10.0}
+        assert station == {"id": 1, "name": "Estación 1", "tariff": 10.0, "protocol": "seed", "charge_point_id": None}
         await charger.start()
         await charger.meter(3600, 60)
         await charger.meter(3600, 60)  # 60 Wh after the baseline
@@ -84,7 +84,7 @@ async def test_added_station_accepts_its_charger_and_shows_on_every_dashboard(li
     watcher = await dashboard(server_url)
     try:
         station = (await ok(admin, {"type": "admin_add_station", "name": "Garage", "tariff": 6.5, "station_id": 5}))["station"]
-        assert station == {"id": 5, "name": "Garage", "tariff": 6.5}
+        assert station == {"id": 5, "name": "Garage", "tariff": 6.5, "protocol": "seed", "charge_point_id": None}
         assert await receive_type(watcher, "status") == {"type": "status", "charger_id": 5, "status": "desconectado"}
         charger = await Charger.connect(server_url, station_id=5)
         await charger.close()

@@ -51,3 +51,27 @@ async def test_a_remote_start_the_charger_rejects_is_shown_as_an_error(page, ocp
         await page.get_by_test_id("remote-start-send").click()
         await expect(page.get_by_test_id("station-error")).to_have_text(f"El cargador rechazó iniciar con la tarjeta {CARD}")
     assert app.core.stations[5].session is None
+
+
+async def test_an_admin_adds_an_ocpp_station_on_the_cards_and_users_page(page, ocpp_server):
+    app = ocpp_server
+    await page.goto(http_url(app, "/#/admin"))
+    await expect(page.locator("#link-state")).to_have_text("En vivo")
+    await expect(page.get_by_test_id("station-row-5").locator('[data-field="protocol"]')).to_have_text(
+        f"OCPP 1.6J · {CP_ID}")
+    add_station = page.get_by_test_id("add-station")
+    await add_station.locator('input[name="name"]').fill("Parking")
+    await add_station.locator('input[name="tariff"]').fill("0.4")
+    await add_station.locator('input[name="charge_point_id"]').fill("CP-0099")
+    await add_station.locator("button").click()
+    row = page.get_by_test_id("station-row-6")
+    await expect(row.locator('[data-field="protocol"]')).to_have_text("OCPP 1.6J · CP-0099")
+    await expect(page.locator(".result.ok")).to_contain_text("stations issue-key 6")
+    station = await app.storage.station_by_charge_point("CP-0099")
+    assert (station.id, station.name, station.protocol) == (6, "Parking", "ocpp16")
+    await add_station.locator('input[name="name"]').fill("Otra")
+    await add_station.locator('input[name="charge_point_id"]').fill("CP 1")  # a space: not a charge point id
+    await add_station.locator("button").click()
+    await expect(page.locator(".result.fail")).to_have_attribute("data-code", "INVALID_MESSAGE")
+    await expect(page.get_by_test_id("station-row-7")).to_have_count(0)
+    assert page.console_errors == []

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from server.auth import VIEWER, mint_token
+from server.auth import VIEWER, hash_station_key, mint_token, new_station_key
 from tests.live_server import _SECRETS, base_url, connect, receive_json, send_json, server_clock
 from tests.ocpp.charge_point import ChargePoint, iso
 from tests.ocpp.test_ocpp_endpoint import BOOT, CARD, CP_ID, DISABLED_CARD, next_of, ocpp_server  # noqa: F401
@@ -109,3 +109,24 @@ async def test_an_admin_reads_and_changes_the_meter_value_sample_interval(ocpp_s
         await send_json(viewer, {"type": "admin_ocpp_change_configuration", "station_id": 5,
                                  "key": "MeterValueSampleInterval", "value": 1})
         assert (await next_of(viewer, "error"))["code"] == "FORBIDDEN"
+
+
+async def test_an_admin_adds_an_ocpp_station_by_message_and_its_charger_connects(ocpp_server):
+    app = ocpp_server
+    url = base_url(app)
+    async with connect(url, "client", "all") as admin:
+        await send_json(admin, {"type": "admin_add_station", "name": "Parking", "tariff": 0.4,
+                                "charge_point_id": "CP-7", "request_id": 1})
+        added = await next_of(admin, "admin_result")
+        assert added["station"] == {"id": 6, "name": "Parking", "tariff": 0.4, "protocol": "ocpp16",
+                                    "charge_point_id": "CP-7"}
+        for bad, code in (("CP 7", "INVALID_MESSAGE"), (7, "INVALID_MESSAGE"), ("CP-7", "DUPLICATE"),
+                          (CP_ID, "DUPLICATE")):
+            await send_json(admin, {"type": "admin_add_station", "name": "Otra", "tariff": 1, "charge_point_id": bad})
+            assert (await next_of(admin, "error"))["code"] == code
+    assert [s.id for s in await app.storage.list_stations()] == [5, 6]  # nothing half-added
+    key = new_station_key()
+    await app.storage.set_station_key_hash(6, hash_station_key(key))
+    async with ChargePoint() as cp:
+        assert (await cp.connect(url, "CP-7", key))["connected"]
+        assert (await cp.call("BootNotification", BOOT))["status"] == "Accepted"
