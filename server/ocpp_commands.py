@@ -15,7 +15,7 @@ Dashboard messages on the `role=client` socket (registered into `app.client_hand
 `request_id` that the answer echoes. Refusals are the protocol's `error` with a code:
 FORBIDDEN (role), INVALID_MESSAGE, NOT_FOUND (no such station, or an unknown card),
 CARD_DISABLED, CHARGER_OFFLINE (the station has no OCPP charger connected, or it did not
-answer). A remote start creates no session by itself: the charger answers Accepted and then
+answer), and for a remote start STATION_BUSY (a session is open) or STATION_FAULT (emergency). A remote start creates no session by itself: the charger answers Accepted and then
 sends its StartTransaction, which goes through the same card rules as a tap (server/ocpp.py).
 """
 
@@ -28,7 +28,7 @@ from ocpp.v16 import call
 from server import protocol as p
 from server.dashboard_messages import FORBIDDEN, NOT_FOUND, Refused, field_id, field_uid, request_id_of
 from server.hub import send
-from server.vocabulary import CARD_DISABLED, CHARGER_OFFLINE
+from server.vocabulary import CARD_DISABLED, CHARGER_OFFLINE, STATION_BUSY, STATION_FAULT
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,11 @@ async def remote_start(app, data: dict, station_id: int) -> dict:
     if not card.enabled:
         raise Refused(f"remote_start: card {uid} is disabled", CARD_DISABLED)
     point = _charge_point(app, station_id)
+    state = app.core.stations.get(station_id)
+    if state is not None and state.emergency:
+        raise Refused(f"station {station_id} is in emergency: it needs a local reset", STATION_FAULT)
+    if state is not None and state.session is not None:
+        raise Refused(f"station {station_id} is charging session {state.session.id}", STATION_BUSY)
     result = await _ask(point, station_id, call.RemoteStartTransaction(id_tag=uid, connector_id=1))
     log.info("station %s: RemoteStartTransaction for a card -> %s", station_id, result.status)
     return {"type": "remote_start_result", "station_id": station_id, "uid": uid, "status": result.status}

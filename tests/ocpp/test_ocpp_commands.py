@@ -130,3 +130,20 @@ async def test_an_admin_adds_an_ocpp_station_by_message_and_its_charger_connects
     async with ChargePoint() as cp:
         assert (await cp.connect(url, "CP-7", key))["connected"]
         assert (await cp.call("BootNotification", BOOT))["status"] == "Accepted"
+
+
+async def test_a_remote_start_on_a_busy_or_faulted_station_never_reaches_the_charger(ocpp_server):
+    app = ocpp_server
+    url, clock = base_url(app), server_clock(base_url(app))
+    async with connect(url, "client", 5) as dashboard, ChargePoint() as cp:
+        await cp.connect(url, CP_ID, app.test_key)
+        started = await cp.call("StartTransaction", {"connectorId": 1, "idTag": CARD, "meterStart": 0,
+                                                     "timestamp": iso(clock())})
+        assert started["idTagInfo"]["status"] == "Accepted"
+        await send_json(dashboard, {"type": "remote_start", "uid": CARD})
+        assert (await next_of(dashboard, "error"))["code"] == "STATION_BUSY"
+        await cp.call("StatusNotification", {"connectorId": 1, "errorCode": "GroundFailure", "status": "Faulted"})
+        await send_json(dashboard, {"type": "remote_start", "uid": CARD})
+        assert (await next_of(dashboard, "error"))["code"] == "STATION_FAULT"
+        await cp.call("Heartbeat", {})
+    assert [m for m in cp.received if m["received"] == "RemoteStartTransaction"] == []
