@@ -171,11 +171,21 @@ def measure(build_dir: Path) -> dict[str, int]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    missing = None if MICROPYTHON.exists() else "no micropython binary in the venv"
+    return report(argv, __doc__, missing, measure)
+
+
+def report(argv, doc: str, missing: str | None, measure_build) -> int:
+    """The command line of a port's measurement: `--build DIR` or a fresh build, one line per
+    module (this module's and tools/firmware_resident32.py's `main`)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--build", type=Path, help="a built tree (default: build one)")
     args = parser.parse_args(argv)
-    if not MICROPYTHON.exists():
-        print("no micropython binary in the venv", file=sys.stderr)
+    if missing:
+        print(missing, file=sys.stderr)
+        return 2
+    if args.build is not None and not (args.build / "charger").is_dir():
+        print(f"--build {args.build}: not a built firmware tree (no charger/ in it)", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         build_dir = args.build
@@ -183,7 +193,7 @@ def main(argv=None) -> int:
             build_dir = Path(tmp) / "build"
             if build(build_dir, quiet=True) != 0:
                 return 1
-        for name, size in measure(build_dir).items():
+        for name, size in measure_build(build_dir).items():
             print(f"{name:<20} {size:>7}")
     return 0
 

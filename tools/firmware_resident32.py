@@ -18,14 +18,11 @@ run as one call counts every byte of garbage the import made (6.4 KB for the 13 
 What it cannot tell about an ESP32: see docs/architecture.md ("Firmware heap on 32 bits").
 """
 
-import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 from tools import wasm32
-from tools.firmware_build import build
-from tools.firmware_resident import _PHASES, RESIDENT, SHIMS, figure, plan, probe_argv
+from tools.firmware_resident import _PHASES, RESIDENT, SHIMS, figure, plan, probe_argv, report
 
 QSTR_ENTRY_BYTES = 7  # 32-bit pool entry: 4-byte pointer, 2-byte hash, 1-byte length
 HEAPSIZE = 1024 * 1024
@@ -53,23 +50,7 @@ def measure(build_dir: Path) -> dict[str, int]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--build", type=Path, help="a built tree (default: build one)")
-    args = parser.parse_args(argv)
-    why = wasm32.missing()
-    if why:
-        print(why, file=sys.stderr)
-        return 2
-    with tempfile.TemporaryDirectory() as tmp:
-        build_dir = args.build
-        if build_dir is None:
-            build_dir = Path(tmp) / "build"
-            if build(build_dir, quiet=True) != 0:
-                return 1
-        for name, size in measure(build_dir).items():
-            print(f"{name:<20} {size:>7}")
-    return 0
-
+    return report(argv, __doc__, wasm32.missing(), measure)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -339,3 +339,9 @@ def test_the_qstr_entry_sizes_of_the_smoothing_are_each_ports_own():
     assert status == 0, out32
     assert round(_entry_bytes(out64), 1) == firmware_resident.QSTR_ENTRY_BYTES == 11
     assert round(_entry_bytes(out32), 1) == firmware_resident32.QSTR_ENTRY_BYTES == 7
+
+
+def test_a_build_dir_that_is_no_built_firmware_is_refused_in_one_line(tmp_path, capsys):
+    # before: a MicroPython traceback per module ("no module named 'charger'")
+    assert firmware_resident.main(["--build", str(tmp_path)]) == 2
+    assert "not a built firmware tree" in capsys.readouterr().err
