@@ -148,7 +148,9 @@ class App:
         kind = msg.get("type")
         sid = msg.get("session_id")
         print("[charger]", "server", kind, msg)
-        good = isinstance(sid, int) and not isinstance(sid, bool)
+        # a session id the outbox can store (uint32): with a bigger one the relay would close
+        # for a session whose readings and stop could never be queued, so never billed
+        good = isinstance(sid, int) and not isinstance(sid, bool) and 0 < sid < 0xFFFFFFFF
         if kind == "error" or kind == "start" and good or kind == "stop" and (
                 good or sid is None):
             self._do(self.sm.server(kind, sid, ticks_ms()))

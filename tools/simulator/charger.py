@@ -48,7 +48,8 @@ def _ignore(event, fields):
 
 
 def _is_id(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """A session id the firmware takes (charger/app.py on_message): an int the outbox stores."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 0xFFFFFFFF
 
 
 def _ms(seconds) -> int:

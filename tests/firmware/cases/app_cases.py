@@ -156,6 +156,8 @@ def case_malformed_server_messages_are_ignored():
     a.sm.card("AA", 0)
     for msg in ({"type": "start"}, {"type": "start", "session_id": "7"},
                 {"type": "start", "session_id": True}, {"type": "stop", "session_id": [1]},
+                {"type": "start", "session_id": 2 ** 40}, {"type": "start", "session_id": 0},
+                {"type": "start", "session_id": -7},
                 {"type": "weird"}, {"type": "error"}):
         a.on_message(msg)
     assert not a.board.relay.is_on and a.sm.session_id is None
