@@ -2,18 +2,22 @@
 (`python -m tools.simulator --interactive`) as a real subprocess talking to the real server."""
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests.live_server import fleet_token
+
 CHROMIUM = os.environ.get("EVSE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-from tests.live_server import fleet_token
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -28,6 +32,22 @@ def chromium_missing_reason() -> str | None:
     except ImportError:
         return "the playwright package is not installed (pip install -e '.[dev]')"
     return None
+
+
+@contextlib.asynccontextmanager
+async def chromium():
+    """Debian's Chromium launched by Playwright (the test is skipped when it is missing)."""
+    reason = chromium_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
 
 
 def screenshot_path(name: str) -> str:

@@ -4,22 +4,13 @@ page that records console errors, and the simulated charger. The server is the s
 
 import pytest
 
-from tests.dashboard.browser import CHROMIUM, CHROMIUM_ARGS, UI_TIMEOUT_MS, Simulator, chromium_missing_reason
+from tests.dashboard.browser import UI_TIMEOUT_MS, Simulator, chromium
 
 
 @pytest.fixture
 async def browser():
-    reason = chromium_missing_reason()
-    if reason:
-        pytest.skip(reason)
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
+    async with chromium() as launched:
+        yield launched
 
 
 class ConsoleErrors(list):

@@ -9,7 +9,7 @@ import pytest_asyncio
 
 expect = pytest.importorskip("playwright.async_api", reason="the playwright package is not installed").expect
 
-from tests.dashboard.browser import CHROMIUM, CHROMIUM_ARGS, UI_TIMEOUT_MS, chromium_missing_reason, screenshot_path
+from tests.dashboard.browser import UI_TIMEOUT_MS, chromium, screenshot_path
 from tests.dashboard.helpers import Charger
 from tests.dashboard.layout import describe, measure
 from tests.live_server import base_url, http_url, running_server, send_json
@@ -62,17 +62,8 @@ async def world(tmp_path_factory):
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def browser():
-    reason = chromium_missing_reason()
-    if reason:
-        pytest.skip(reason)
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
+    async with chromium() as launched:
+        yield launched
 
 
 async def open_page(browser, app, width: int, language: str):
