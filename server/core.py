@@ -445,7 +445,7 @@ class SessionCore:
             if stop.session_id is not None and not st.owns(stop.session_id):
                 return [Reply(self._mismatch(st, stop.session_id))]  # another station's or none
             return []  # already closed: a repeated stop is harmless (and alerts nothing twice)
-        self._final_reading(session, stop, now)
+        self._final_reading(st, session, stop, now)
         effects = []
         if stop.reason is not None:
             detail = STOP_ALERTS[stop.reason]
@@ -477,7 +477,7 @@ class SessionCore:
             # the final reading counts only if the message names this session (or none): a
             # reading labelled with another session is not billed to this one
             if named is None or named == session.id:
-                self._final_reading(session, message, now)
+                self._final_reading(st, session, message, now)
             effects += self._end(st, EMERGENCY, now)
         return effects
 
@@ -498,8 +498,8 @@ class SessionCore:
         if report.state == "idle":
             if session is None:
                 return effects
-            if report.wh is not None:
-                session.energy.add_final(now, report.wh)
+            if report.session_id in (None, session.id):  # a register labelled with another
+                self._final_reading(st, session, report, now)  # session is not billed to this
             return effects + self._end(st, CHARGER_RESET, now)
         # charging report.session_id
         if session is not None and session.id == report.session_id:
@@ -510,15 +510,16 @@ class SessionCore:
         return effects
 
     # --- helpers ------------------------------------------------------------------------------
-    def _final_reading(self, session: OpenSession, message, now: float) -> Counted | None:
-        """Count the meter register a stop/emergency carries; the relay is already open (0 W).
-        An energy anomaly it reveals is alerted by `_end`."""
-        if message.wh is None and message.ts is None:
+    @staticmethod
+    def _final_reading(st: StationState, session: OpenSession, message, now: float) -> Counted | None:
+        """Count the meter register a stop, emergency or idle status carries (a status has no
+        `ts`: its receive time stands for it); the relay is already open (0 W). An energy
+        anomaly it reveals is alerted by `_end`."""
+        ts = getattr(message, "ts", None)
+        if message.wh is None and ts is None:
             return None
-        station = self.stations.get(session.station_id)
-        max_w = station.max_power_w if station is not None else None
-        return session.energy.add_final(message.ts, message.wh, now=now,
-                                        started_at=session.started_at, max_w=max_w)
+        return session.energy.add_final(ts, message.wh, now=now, started_at=session.started_at,
+                                        max_w=st.max_power_w)
 
     @staticmethod
     def _energy_anomaly(st: StationState, session: OpenSession, now: float) -> list:

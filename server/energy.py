@@ -183,7 +183,11 @@ class EnergyAccount:
             flags.append(POWER_CAPPED)
         if any(flag in ANOMALY_FLAGS for flag in flags):
             self.anomalies += 1
-        return (min(last_w, self.max_w) + min(w, self.max_w)) / 2.0 * elapsed / 3600.0
+        return (self._power(last_w) + self._power(w)) / 2.0 * elapsed / 3600.0
+
+    def _power(self, w: float) -> float:
+        """A reading's power as billed: never below 0, never above the station's max power."""
+        return max(0.0, min(w, self.max_w))
 
     def _plausible(self, rise: float, elapsed: float) -> bool:
         """Could the meter have delivered `rise` Wh in `elapsed` s, and the session its total?"""

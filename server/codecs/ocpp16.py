@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from server import protocol as p
 from server import vocabulary as v
 from server.vocabulary import ChargerStop, MeterSample, StatusReport
 
@@ -43,6 +44,9 @@ FAULTED = "Faulted"
 
 REGISTER = "Energy.Active.Import.Register"
 _LIVE = {"Voltage": "v", "Current.Import": "a", "Power.Active.Import": "w"}
+# the seed protocol's physical bounds (server/protocol.py), so an OCPP reading is held to the
+# same: a negative power or register, or one beyond the meter's range, is not a measurement
+_BOUND = {"v": p.MAX_VOLTS, "a": p.MAX_AMPS, "w": p.MAX_WATTS, REGISTER: p.MAX_METER_WH}
 _SCALE = {"Wh": 1.0, "kWh": 1000.0, "W": 1.0, "kW": 1000.0, "V": 1.0, "A": 1.0}
 
 
@@ -113,17 +117,25 @@ def meter_samples(session_id: int, meter_value: list) -> list[MeterSample]:
             if sampled.get("phase"):
                 continue
             measurand = sampled.get("measurand") or REGISTER
-            value = _number(sampled)
+            field = _LIVE.get(measurand, measurand)
+            value = meter_number(_number(sampled), _BOUND.get(field))
             if value is None:
                 continue
             if measurand == REGISTER:
                 register = value
             elif measurand in _LIVE:
-                live[_LIVE[measurand]] = value
+                live[field] = value
         samples.append(MeterSample(session_id, live["v"], live["a"], live["w"],
                                    timestamp(entry.get("timestamp")), register))
     return samples
 
 
+def meter_number(value: float | None, bound: float | None = p.MAX_METER_WH) -> float | None:
+    """`value` when it is a measurement within 0..bound (the seed's limits), else None."""
+    if value is None or bound is None or not 0 <= value <= bound:
+        return None
+    return float(value)
+
+
 def charger_stop(session_id: int, meter_stop: int, at: str | None) -> ChargerStop:
-    return ChargerStop(session_id, float(meter_stop), timestamp(at))
+    return ChargerStop(session_id, meter_number(meter_stop), timestamp(at))

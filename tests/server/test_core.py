@@ -399,3 +399,12 @@ def test_any_event_sequence_keeps_billing_consistent(sequence):
             if alert.kind in p.STOP_REASONS:
                 assert [e.session_id for e in kinds(effects, c.EndSession)] == [alert.session_id]
         assert core.stations[1].status in (p.DESCONECTADO, p.DISPONIBLE, p.CARGANDO, p.EMERGENCIA)
+
+
+def test_an_idle_report_naming_another_session_does_not_bill_its_register_to_the_open_one(core):
+    start_session(core)
+    core.handle_publisher(1, Metrics(123, 230, 10, 2300, NOW + 3, wh=1000), NOW + 3)
+    effects = core.handle_publisher(1, StatusReport("idle", 999, 1500.0), NOW + 4)
+    assert [m["code"] for m in messages(effects, c.Reply)] == [p.SESSION_MISMATCH]
+    [end] = kinds(effects, c.EndSession)
+    assert end.kwh == 0.0  # the 500 Wh labelled with session 999 are not session 123's

@@ -193,3 +193,13 @@ def test_a_state_stored_by_an_older_server_loads_and_continues():
 def test_cost_is_energy_times_tariff():
     assert cost_of(2.45, 7.0) == pytest.approx(17.15)
     assert cost_of(3.12, 7.0) == pytest.approx(21.84)
+
+
+def test_a_negative_power_adds_no_energy_and_never_lowers_the_total():
+    # the seed protocol refuses w < 0; whatever reaches the account, the bill never goes down
+    account = EnergyAccount()
+    account.add(T0, 2000.0, now=T0, started_at=T0, max_w=22_000)
+    account.add(T0 + 600, -22_000.0, now=T0 + 600)
+    before = account.wh
+    account.add(T0 + 1200, -22_000.0, now=T0 + 1200)
+    assert account.wh == before and account.wh >= 0
