@@ -189,9 +189,10 @@ class StationChargePoint(ChargePoint):
     async def _durable(self) -> None:
         """Wait until what this message wrote is committed: the answer is the acknowledgement."""
         storage = self.app.storage
-        mark = storage.write_mark()
-        await storage.flush()
-        await storage.wait_durable(mark)
+        # committed by the storage's batch flush (every flush_interval), as a seed charger's ack
+        # is: not one transaction per message. A database that cannot write raises the timeout:
+        # the charger gets a CALLERROR and keeps the message
+        await asyncio.wait_for(storage.wait_durable(storage.write_mark()), REMOTE_CALL_TIMEOUT_S)
 
     def _open_session(self):
         return self.app.core.stations[self.station_id].session
@@ -288,7 +289,7 @@ class StationChargePoint(ChargePoint):
         while len(memo) > STARTS_REMEMBERED:
             del memo[next(iter(memo))]  # the oldest
         # the register at the start: the session's energy counts from meterStart
-        await self._event(MeterSample(answer.session_id, 0.0, 0.0, 0.0, codec.timestamp(timestamp), float(meter_start)))
+        await self._event(MeterSample(answer.session_id, 0.0, 0.0, 0.0, codec.timestamp(timestamp), codec.meter_number(meter_start)))
         await self._durable()
         return call_result.StartTransaction(transaction_id=answer.session_id,
                                             id_tag_info=IdTagInfo(status=codec.ACCEPTED))
@@ -296,10 +297,10 @@ class StationChargePoint(ChargePoint):
     @on(Action.meter_values)
     async def on_meter_values(self, connector_id: int, meter_value: list, transaction_id: int | None = None, **extra):
         self.app.note_message("publisher", "MeterValues")
-        if transaction_id is not None and self._owns(transaction_id):
+        session = self._open_session()
+        if session is not None and transaction_id == session.id:  # a closed one's: a replay
             for sample in codec.meter_samples(transaction_id, meter_value):
-                if self._open_session() is not None and self._open_session().id == transaction_id:
-                    await self._event(sample)
+                await self._event(sample)
             await self._durable()
         return call_result.MeterValues()
 
