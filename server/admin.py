@@ -150,6 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "above which readings are not billed")
     power.add_argument("station_id", type=_positive_int, metavar="ID")
     power.add_argument("max_power_w", type=_max_power, metavar="W")
+    offline = actions.add_parser("offline-auth", help="allow (on, the default) or forbid (off) "
+                                                      "starting listed cards while the charger is "
+                                                      "offline")
+    offline.add_argument("station_id", type=_positive_int, metavar="ID")
+    offline.add_argument("setting", choices=("on", "off"))
 
     users = groups.add_parser("users", help="list, add users")
     actions = users.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -249,6 +254,12 @@ async def stations_set_max_power(storage, args, config, out):
           "applies it when the charger next connects)", file=out)
 
 
+async def stations_offline_auth(storage, args, config, out):
+    await storage.set_offline_auth(args.station_id, args.setting == "on")
+    print(f"station {args.station_id} offline starts are now {args.setting} (a running server "
+          "pushes the new list to the charger within a minute)", file=out)
+
+
 async def stations_issue_key(storage, args, config, out):
     key = new_station_key()
     await storage.set_station_key_hash(args.station_id, hash_station_key(key))
@@ -345,6 +356,7 @@ COMMANDS = {
     ("stations", "set-tariff"): stations_set_tariff,
     ("stations", "issue-key"): stations_issue_key,
     ("stations", "set-max-power"): stations_set_max_power,
+    ("stations", "offline-auth"): stations_offline_auth,
     ("tokens", "issue"): tokens_issue,
     ("users", "list"): users_list,
     ("users", "add"): users_add,

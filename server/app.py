@@ -32,6 +32,7 @@ from server.core import RECENT_SESSIONS, SessionCore
 from server.gc_policy import keep_long_lived_objects_frozen
 from server.http import WEBSOCKET_PATH, HttpRoutes, json_response
 from server.hub import Hub
+from server.offline_auth import AuthLists
 from server.observability import note_message
 from server.ocpp import PATH_PREFIX as OCPP_PATH_PREFIX, OcppEndpoint
 from server.storage import Storage
@@ -53,6 +54,7 @@ class App:
         self.demo_key: str | None = None  # the demo station's key when this start created it
         self.core = SessionCore(tap_debounce=config.tap_debounce, card_stop_min_age=config.card_stop_min_age)
         self.hub = Hub()
+        self.auth_lists = AuthLists(self)  # signed offline card lists (server/offline_auth.py)
         self.http_routes = HttpRoutes()
         self.http_routes.add("/healthz", self._healthz)
         self.client_handlers: dict = {}
@@ -78,6 +80,7 @@ class App:
             raise
         # after start-up: the loaded state and every connection to come are long-lived
         app._gc_policy = asyncio.create_task(keep_long_lived_objects_frozen(), name="gc-policy")
+        app.auth_lists.start()  # re-checks the lists for changes made by server.admin
         return app
 
     async def _load(self, demo: bool) -> None:
@@ -161,6 +164,7 @@ class App:
         if self._gc_policy is not None:
             self._gc_policy.cancel()
             await asyncio.gather(self._gc_policy, return_exceptions=True)
+        await self.auth_lists.stop()
         if self.server is not None:
             self.server.close()  # 1001 going away
             await self.server.wait_closed()

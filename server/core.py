@@ -41,6 +41,7 @@ from server.vocabulary import (
     ChargerStop,
     EmergencyReport,
     MeterSample,
+    OfflineStartPresented,
     Refusal,
     RemoteStop,
     StartCharging,
@@ -115,6 +116,8 @@ class CreateSession:
     started_at: float
     tariff: float
     energy_state: dict
+    offline_local_id: int | None = None  # the charger's id of a session it started offline
+    end: bool = False  # that offline start's card is no longer enabled: the charger ends it
 
 
 @dataclass(frozen=True)
@@ -331,12 +334,12 @@ class SessionCore:
         def opened(st: StationState) -> list:
             st.starting = False
             st.session = OpenSession.of(session_id, st.id, create)
+            offline = create.offline_local_id is not None
+            started = pushes.session_started(session_id, st.id, create.user_name, create.started_at)
             return [
-                ToCharger(st.id, StartCharging(session_id, create.user_name)),
-                ToClients(
-                    st.id,
-                    pushes.session_started(session_id, st.id, create.user_name, create.started_at),
-                ),
+                ToCharger(st.id, StartCharging(session_id, create.user_name,
+                                               create.offline_local_id, create.end)),
+                ToClients(st.id, {**started, "offline": True} if offline else started),
             ]
 
         return self._tracking_status(create.station_id, opened)
@@ -409,6 +412,47 @@ class SessionCore:
                 started_at=now,
                 tariff=st.tariff if tap.tariff is None else tap.tariff,
                 energy_state=EnergyAccount().to_dict(),
+            )
+        ]
+
+    @on(OfflineStartPresented)
+    def _offline_start(self, st: StationState, start: OfflineStartPresented, now: float) -> list:
+        """The charger started a listed card while offline (docs/protocol.md, "Offline cards").
+        Accepted when the card was in the list of that version signed for this station with
+        offline starts on and no other session is open: the session begins at the charger's
+        `ts` bounded to [earliest, now]. A card disabled since is still accepted and billed;
+        the charger is told to end the session (`end`). A repeated report (same local id) gets
+        the same session again."""
+        if start.existing is not None:
+            name = st.session.user_name if st.session and st.session.id == start.existing else (
+                start.card.user_name if start.card is not None else "")
+            return [ToCharger(st.id, StartCharging(start.existing, name, start.local_id))]
+        reason = None
+        if not start.listed or start.card is None:
+            reason = "Tarjeta no incluida en la lista firmada para carga sin conexión"
+        elif st.session is not None or st.starting:
+            reason = "Cargador con otra sesión abierta"
+        if reason is not None:
+            log.warning("station %s: offline start %s of card %s refused: %s", st.id,
+                        start.local_id, start.uid, reason)
+            return [Reply(Refusal(reason, v.OFFLINE_START_REFUSED, start.local_id)),
+                    ToClients(st.id, pushes.error(reason, v.OFFLINE_START_REFUSED,
+                                                  charger_id=st.id, nfc_uid=start.uid))]
+        earliest = now if start.earliest is None else min(start.earliest, now)
+        began = earliest if start.ts is None else min(max(start.ts, earliest), now)
+        st.starting = True
+        energy = EnergyAccount()
+        return [
+            CreateSession(
+                station_id=st.id,
+                user_id=start.card.user_id,
+                user_name=start.card.user_name,
+                card_uid=start.uid,
+                started_at=began,
+                tariff=st.tariff if start.tariff is None else start.tariff,
+                energy_state=energy.to_dict(),
+                offline_local_id=start.local_id,
+                end=not start.card.enabled,
             )
         ]
 

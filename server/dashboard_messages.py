@@ -12,6 +12,7 @@ messages on its `role=client` socket. One handler per message type, found by a t
     {"type":"admin_add_station","name":"Garage","tariff":7,"station_id":2} (id optional) -> station
     {"type":"admin_add_station","name":"Wallbox","tariff":7,"charge_point_id":"CP-0042"} -> an OCPP 1.6J station
     {"type":"admin_ack_alert","station_id":1}  or  {"alert_id":7}  -> acknowledged
+    {"type":"admin_set_offline_auth","station_id":1,"enabled":false} -> station_id, offline_auth
 
 A handler validates, writes through Storage and returns its result and the effects that
 follow (server/core.py: `UpdateStation` for the core's copy of a station, `ToClients` pushes);
@@ -30,6 +31,7 @@ admin role (and is not limited to some stations) may administer; a refusal is lo
 and what (server/ws.py `forbid`).
 """
 
+import logging
 import math
 from collections.abc import Awaitable, Callable
 
@@ -39,6 +41,8 @@ from server.api import card_json, station_json, user_json
 from server.hub import send
 from server.storage import Duplicate, NotFound
 from server.uids import InvalidUid, normalize_uid
+
+log = logging.getLogger(__name__)
 
 NOT_FOUND = "NOT_FOUND"
 DUPLICATE = "DUPLICATE"
@@ -132,6 +136,7 @@ async def add_user(app, data: dict) -> tuple[dict, list]:
 async def add_card(app, data: dict) -> tuple[dict, list]:
     uid, user_id = field_uid(data), field_id(data, "user_id")
     card = await app.storage.add_card(uid, user_id)
+    await _push_lists(app)
     return {"card": card_json(card)}, []
 
 
@@ -139,7 +144,28 @@ async def set_card_enabled(app, data: dict) -> tuple[dict, list]:
     uid, enabled = field_uid(data), field_flag(data, "enabled")
     await app.storage.set_card_enabled(uid, enabled)
     card = await app.storage.find_card(uid)
+    await _push_lists(app)
     return {"card": card_json(card)}, []
+
+
+async def set_offline_auth(app, data: dict) -> tuple[dict, list]:
+    """Turn a station's offline starts on or off; its charger gets the new list at once."""
+    station_id, enabled = field_id(data, "station_id"), field_flag(data, "enabled")
+    await app.storage.set_offline_auth(station_id, enabled)  # NotFound for an unknown station
+    await _push_lists(app, station_id)
+    return {"station_id": station_id, "offline_auth": enabled}, []
+
+
+async def _push_lists(app, station_id: int | None = None) -> None:
+    """The changed offline lists to the connected chargers (server/offline_auth.py); the change
+    itself is stored, so a failure here is logged and the periodic refresh retries."""
+    try:
+        if station_id is None:
+            await app.auth_lists.push_all()
+        else:
+            await app.auth_lists.push(station_id)
+    except Exception:  # noqa: BLE001
+        log.exception("offline lists not pushed after an administrator's change")
 
 
 async def set_tariff(app, data: dict) -> tuple[dict, list]:
@@ -195,6 +221,7 @@ ADMIN_HANDLERS: dict[str, AdminHandler] = {
     "admin_set_tariff": set_tariff,
     "admin_add_station": add_station,
     "admin_ack_alert": ack_alert,
+    "admin_set_offline_auth": set_offline_auth,
 }
 
 

@@ -86,7 +86,7 @@ class EffectRunner:
         try:
             session_id = await self.storage.create_session(
                 effect.station_id, effect.user_id, effect.card_uid, effect.started_at,
-                effect.tariff, effect.energy_state,
+                effect.tariff, effect.energy_state, offline_local_id=effect.offline_local_id,
             )
         except Exception:
             log.exception("could not create a session on station %s", effect.station_id)

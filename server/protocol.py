@@ -45,6 +45,7 @@ from server.vocabulary import (  # noqa: F401 - re-exported: p.CARD_UNKNOWN etc.
     METER_FAILURE,
     NO_ACTIVE_SESSION,
     OFFLINE_LIMIT,
+    OFFLINE_START_REFUSED,
     SERVER_ERROR,
     SESSION_MISMATCH,
     SESSION_TOO_RECENT,
@@ -56,6 +57,7 @@ from server.vocabulary import (  # noqa: F401 - re-exported: p.CARD_UNKNOWN etc.
     ChargerStop,
     EmergencyReport,
     MeterSample,
+    OfflineStartReport,
     RemoteStop,
     StatusReport,
 )
@@ -165,6 +167,16 @@ _PUBLISHER_MESSAGES = {
         Emergency,
         {"session_id": (_session_id, False), "wh": (_WH, False), "ts": (_TS, False)},
     ),
+    "offline_start": (
+        OfflineStartReport,
+        {
+            "local_id": (_session_id, True),
+            "uid": (_text, True),
+            "version": (_session_id, True),
+            "ts": (_TS, False),
+            "wh": (_WH, False),
+        },
+    ),
     "status": (
         StatusReport,
         {"state": (_state, True), "session_id": (_session_id, False), "wh": (_WH, False)},
@@ -234,8 +246,20 @@ def sync_request() -> dict:
     return {"type": "sync_request", "from": "server"}
 
 
-def start(session_id: int, user_name: str) -> dict:
-    return {"type": "start", "session_id": session_id, "user_name": user_name}
+def start(session_id: int, user_name: str, local_id: int | None = None, end: bool = False) -> dict:
+    """`local_id`: the charger's offline start this session stands for; `end`: its card is
+    disabled now (the charger ends the session)."""
+    message = {"type": "start", "session_id": session_id, "user_name": user_name}
+    if local_id is not None:
+        message["local_id"] = local_id
+        if end:
+            message["end"] = True
+    return message
+
+
+def auth_list(version: int, offline: bool, cards, sig: str) -> dict:
+    return {"type": "auth_list", "version": version, "offline": offline, "cards": list(cards),
+            "sig": sig}
 
 
 def stop(session_id: int) -> dict:

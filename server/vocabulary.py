@@ -15,14 +15,21 @@ Events (charger -> core):
     EmergencyReport(session_id, wh, ts)      the emergency button (the relay is already open)
     StatusReport(state, session_id, wh)      the charger's physical state (reconciliation)
     RemoteStop(session_id, charger_id)       a dashboard asks to stop (not from a charger)
+    OfflineStartReport(local_id, uid, version, ts, wh)
+                                             the charger started a listed card while offline
+    OfflineStartPresented(...)               the same after the adapter checked it (core input)
 
 Commands (server -> charger):
     Welcome(station_id)                      the connection is admitted
-    StartCharging(session_id, user_name)     close the relay for this session
+    StartCharging(session_id, user_name, local_id, end)
+                                             close the relay for this session; with local_id:
+                                             the charger's offline start became this session
+                                             (end: its card is disabled now, end it)
     StopCharging(session_id)                 open the relay
     Refusal(message, code)                   a card refused, a frame refused, an error
     RequestStatus()                          report your state now (a dashboard subscribed)
     Acknowledge(n)                           the first n frames of this connection are durable
+    AuthList(version, offline, cards, sig)   the signed list of cards it may start offline
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ SESSION_TOO_RECENT = "SESSION_TOO_RECENT"  # tap-again-to-stop before CARD_STOP_
 CHARGER_OFFLINE = "CHARGER_OFFLINE"
 NO_ACTIVE_SESSION = "NO_ACTIVE_SESSION"
 SERVER_ERROR = "SERVER_ERROR"
+OFFLINE_START_REFUSED = "OFFLINE_START_REFUSED"  # an offline start the server does not accept
 
 # --- station statuses (seed spelling, what dashboards show) ---------------------------------
 DESCONECTADO = "desconectado"
@@ -112,6 +120,32 @@ class RemoteStop:
     charger_id: int | None = None
 
 
+@dataclass(frozen=True)
+class OfflineStartReport:
+    """The charger started a session offline under its own `local_id` (docs/protocol.md)."""
+
+    local_id: int
+    uid: str  # as the charger sent it; normalized by the adapter
+    version: int  # the version of the signed list that allowed it
+    ts: float | None = None  # when, by the charger's clock
+    wh: float | None = None  # the meter register when it started
+
+
+@dataclass(frozen=True)
+class OfflineStartPresented:
+    """An OfflineStartReport after the adapter looked it up (server/offline_auth.py)."""
+
+    local_id: int
+    uid: str  # normalized
+    card: object | None  # storage Card or None
+    listed: bool  # in the list of that version signed for this station, offline allowed
+    earliest: float | None  # the earliest start the server can defend (None: not known)
+    existing: int | None = None  # the session already created for this local_id (a replay)
+    ts: float | None = None
+    wh: float | None = None
+    tariff: float | None = None
+
+
 # --- commands --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Welcome:
@@ -122,6 +156,8 @@ class Welcome:
 class StartCharging:
     session_id: int
     user_name: str
+    local_id: int | None = None  # the charger's offline start this session now stands for
+    end: bool = False  # that offline start's card is no longer enabled: end the session now
 
 
 @dataclass(frozen=True)
@@ -133,6 +169,7 @@ class StopCharging:
 class Refusal:
     message: str  # Spanish when a person may read it
     code: str  # one of the refusal codes above (or an adapter's own, e.g. FORBIDDEN)
+    local_id: int | None = None  # the refused offline start (OFFLINE_START_REFUSED)
 
 
 @dataclass(frozen=True)
@@ -143,3 +180,11 @@ class RequestStatus:
 @dataclass(frozen=True)
 class Acknowledge:
     n: int
+
+
+@dataclass(frozen=True)
+class AuthList:
+    version: int
+    offline: bool
+    cards: tuple  # sorted normalized UIDs
+    sig: str  # HMAC-SHA256 hex (server/offline_auth.py)

@@ -43,7 +43,14 @@ from server.effects import EffectRunner
 from server.hub import send
 from server.ocpp import PATH_PREFIX as OCPP_PATH_PREFIX
 from server.uids import InvalidUid, normalize_uid
-from server.vocabulary import CardRead, Refusal, RequestStatus, Welcome
+from server.vocabulary import (
+    CardRead,
+    OfflineStartPresented,
+    OfflineStartReport,
+    Refusal,
+    RequestStatus,
+    Welcome,
+)
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +214,8 @@ class ConnectionHandler:
                 replaced = self.core.publisher_replaced(station_id, self.clock(), _peer(previous), _peer(connection))
                 await self.run_effects(replaced, connection)
             if reader is None:
+                if self.app.auth_lists.connected(station_id, self.principals.get(connection)):
+                    await self.app.auth_lists.push(station_id)  # offline cards, signed
                 await self._read_publisher_frames(connection, station_id, codec)
             else:
                 await reader()
@@ -214,6 +223,7 @@ class ConnectionHandler:
             pass
         finally:
             if self.hub.remove_publisher(station_id, connection):
+                self.app.auth_lists.gone(station_id, self.clock())
                 await self.run_effects(self.core.publisher_gone(station_id, self.clock()), None)
 
     async def _read_publisher_frames(self, connection: ServerConnection, station_id: int, codec) -> None:
@@ -242,6 +252,8 @@ class ConnectionHandler:
             event = codec.event(data)
             if isinstance(event, CardRead):
                 event = await self._card_presented(station_id, event)
+            elif isinstance(event, OfflineStartReport):
+                event = await self._offline_start(station_id, event)
             await self.run_effects(self.core.handle_publisher(station_id, event, self.clock()), connection)
 
         return handle
@@ -254,6 +266,20 @@ class ConnectionHandler:
         card = await self.storage.find_card(uid)
         station = await self.storage.get_station(station_id)
         return c.CardPresented(uid, card, station.tariff if station is not None else None)
+
+    async def _offline_start(self, station_id: int, report: OfflineStartReport) -> OfflineStartPresented:
+        """Look up what the core needs to judge an offline start (server/offline_auth.py)."""
+        try:
+            uid = normalize_uid(report.uid)
+        except InvalidUid as problem:
+            raise p.ProtocolError(f"offline_start.uid: {problem}") from None
+        card = await self.storage.find_card(uid)
+        listed, earliest = await self.app.auth_lists.check(station_id, report.version, uid)
+        existing = await self.storage.offline_session(station_id, report.local_id)
+        station = await self.storage.get_station(station_id)
+        return OfflineStartPresented(report.local_id, uid, card, listed, earliest, existing,
+                                     report.ts, report.wh,
+                                     station.tariff if station is not None else None)
 
     # --- dashboard ------------------------------------------------------------------------------
     async def _serve_client(self, connection: ServerConnection, station_id: int | None) -> None:

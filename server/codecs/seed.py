@@ -3,7 +3,8 @@
 Inbound, a frame is parsed and validated by server/protocol.py into a neutral event (an
 `nfc_scan` is a CardRead). Outbound, each neutral command is the seed message it always was,
 byte for byte: Welcome -> `connected`, StartCharging -> `start`, StopCharging -> `stop`,
-Refusal -> `error`, RequestStatus -> `sync_request`, Acknowledge -> `ack`.
+Refusal -> `error`, RequestStatus -> `sync_request`, Acknowledge -> `ack`, AuthList ->
+`auth_list`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from server import protocol as p
 from server.vocabulary import (
     Acknowledge,
+    AuthList,
     Refusal,
     RequestStatus,
     StartCharging,
@@ -20,9 +22,11 @@ from server.vocabulary import (
 
 _MESSAGES = {
     Welcome: lambda c: p.connected(str(c.station_id)),
-    StartCharging: lambda c: p.start(c.session_id, c.user_name),
+    StartCharging: lambda c: p.start(c.session_id, c.user_name, c.local_id, c.end),
     StopCharging: lambda c: p.stop(c.session_id),
-    Refusal: lambda c: p.error(c.message, c.code),
+    Refusal: lambda c: (p.error(c.message, c.code) if c.local_id is None
+                        else p.error(c.message, c.code, local_id=c.local_id)),
+    AuthList: lambda c: p.auth_list(c.version, c.offline, c.cards, c.sig),
     RequestStatus: lambda c: p.sync_request(),
     Acknowledge: lambda c: p.ack(c.n),
 }

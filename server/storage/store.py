@@ -428,15 +428,18 @@ class Storage:
         return queued
 
     async def create_session(self, station_id: int, user_id: int, card_uid: str,
-                             started_at: float, tariff: float, energy_state: dict) -> int:
-        """Insert an open session and commit at once; return its id."""
+                             started_at: float, tariff: float, energy_state: dict,
+                             offline_local_id: int | None = None) -> int:
+        """Insert an open session and commit at once; return its id. `offline_local_id`: the
+        charger's id of a session it started offline (unique per station)."""
         params = (check_id(station_id, "station_id"), check_id(user_id, "user_id"),
                   normalize_uid(card_uid), check_number(started_at, "started_at"),
-                  check_tariff(tariff), encode_state(energy_state))
+                  check_tariff(tariff), encode_state(energy_state),
+                  None if offline_local_id is None else check_id(offline_local_id, "local id"))
         async with self._transaction() as db:
             cursor = await db.execute(
                 "INSERT INTO sessions (station_id, user_id, card_uid, started_at, tariff,"
-                " energy_state) VALUES (?, ?, ?, ?, ?, ?)", params)
+                " energy_state, offline_local_id) VALUES (?, ?, ?, ?, ?, ?, ?)", params)
             return cursor.lastrowid
 
     async def end_session(self, session_id: int, ended_at: float, kwh: float, cost: float,
@@ -692,6 +695,61 @@ class Storage:
             "SELECT (SELECT count(*) FROM stations) + (SELECT count(*) FROM users)"
             " + (SELECT count(*) FROM cards)")
         return rows[0][0] == 0
+
+    # -- offline authorization (issue 13; server/offline_auth.py) ---------------------------
+
+    async def offline_auth(self, station_id: int) -> bool | None:
+        """Whether the station's charger may start a listed card offline; None: no station."""
+        rows = await self._fetch("SELECT offline_auth FROM stations WHERE id = ?", (station_id,))
+        return bool(rows[0][0]) if rows else None
+
+    async def set_offline_auth(self, station_id: int, allowed: bool) -> None:
+        """Turn offline starts on or off for a station. Raises NotFound."""
+        params = (1 if allowed else 0, check_id(station_id, "station id"))
+        async with self._transaction() as db:
+            cursor = await db.execute("UPDATE stations SET offline_auth = ? WHERE id = ?", params)
+            if not cursor.rowcount:
+                raise NotFound(f"station {station_id} does not exist")
+
+    async def offline_candidates(self) -> list[tuple[str, float | None]]:
+        """Every enabled card with the start of its latest session (None: never used)."""
+        return await self._fetch(
+            "SELECT c.uid, (SELECT max(s.started_at) FROM sessions s WHERE s.card_uid = c.uid)"
+            " FROM cards c WHERE c.enabled = 1")
+
+    async def latest_auth_list(self, station_id: int) -> tuple[int, bool, str, float] | None:
+        """The newest list signed for the station: (version, offline, cards, created_at)."""
+        rows = await self._fetch(
+            "SELECT version, offline, cards, created_at FROM auth_lists WHERE station_id = ?"
+            " ORDER BY version DESC LIMIT 1", (station_id,))
+        return (rows[0][0], bool(rows[0][1]), rows[0][2], rows[0][3]) if rows else None
+
+    async def auth_list(self, station_id: int, version: int) -> tuple[int, bool, str, float] | None:
+        """The list of that version signed for the station, or None."""
+        rows = await self._fetch(
+            "SELECT version, offline, cards, created_at FROM auth_lists"
+            " WHERE station_id = ? AND version = ?", (station_id, version))
+        return (rows[0][0], bool(rows[0][1]), rows[0][2], rows[0][3]) if rows else None
+
+    async def save_auth_list(self, station_id: int, offline: bool, cards: str,
+                             created_at: float) -> int:
+        """Store a new list for the station under the next version; return that version."""
+        async with self._transaction() as db:
+            rows = await db.execute_fetchall(
+                "SELECT coalesce(max(version), 0) + 1 FROM auth_lists WHERE station_id = ?",
+                (station_id,))
+            await db.execute(
+                "INSERT INTO auth_lists (station_id, version, offline, cards, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (station_id, rows[0][0], 1 if offline else 0, cards, created_at))
+        return rows[0][0]
+
+    async def offline_session(self, station_id: int, local_id: int) -> int | None:
+        """The session created for the charger's offline start `local_id`, or None."""
+        rows = await self._fetch(
+            "SELECT id FROM sessions WHERE station_id = ? AND offline_local_id = ?",
+            (station_id, local_id))
+        return rows[0][0] if rows else None
 
     # -- maintenance -------------------------------------------------------------------------
 
