@@ -21,7 +21,7 @@ import gc
 import time
 from time import ticks_add, ticks_diff, ticks_ms
 
-from charger import messages, mfrc522, pzem
+from charger import forget, messages, mfrc522, pzem
 from charger.state import ChargerState
 
 CONFIG_PATH = "config.json"  # read by main.py
@@ -61,6 +61,7 @@ class App:
         self.readings_queued = 0  # readings put into the outbox since boot (tests, bench)
         self.last_ts = 0  # `ts` of the latest queued entry
         self.ended = None  # session ended by a queued stop/emergency, maybe still unsent
+        self.local = None  # the offline start awaiting the server's answer (its local id)
         board.emergency.on_press_irq(self.emergency_irq)
 
     def emergency_irq(self, pin):
@@ -113,10 +114,27 @@ class App:
             asyncio.create_task(self.link.send_now(messages.nfc_scan(self.sm.uid)))
         if acts & 256:  # status after the local reset (idle: one message)
             asyncio.create_task(self.link.send_now(self.status_messages()[0]))
+        if acts & 4096:  # a tap while offline: the signed list decides
+            self._offline("tap", None)
+
+    def _offline(self, what, msg):
+        # offline authorization (rare): charger/offline.py's `what`, loaded for this call
+        from charger import offline
+        try:
+            getattr(offline, what)(self, msg)
+        finally:
+            del offline
+            forget("charger.offline")
+            forget("charger.hmac256")
 
     # --- the link's handler ------------------------------------------------------------
     def status_messages(self):
         sm = self.sm
+        if self.local is not None:
+            # an offline start awaits the server's answer: its `offline_start` goes in the
+            # replay, and the status follows the answer (charger/offline.py); an `idle` now
+            # would end the session the server may have made of it already
+            return []
         if not len(self.outbox):
             self.ended = None
         if (sm.state_name != "charging" and self.ended is not None
@@ -146,8 +164,14 @@ class App:
         # `start` needs an integer session_id, `stop` an integer or null; other types and
         # bad ids are logged and ignored
         kind = msg.get("type")
+        if kind == "auth_list":  # the signed offline card list (charger/offline.py)
+            return self._offline("store", msg)
         sid = msg.get("session_id")
         print("[charger]", "server", kind, msg)
+        if "local_id" in msg:  # the answer to an offline start, not to a tap
+            if msg["local_id"] == self.local and self.local is not None:
+                self._offline("answered", msg)
+            return
         # a session id the outbox can store (uint32): with a bigger one the relay would close
         # for a session whose readings and stop could never be queued, so never billed
         good = isinstance(sid, int) and not isinstance(sid, bool) and 0 < sid < 0xFFFFFFFF

@@ -24,6 +24,14 @@ index, never copying entries. Rules:
   repeated `stop` is harmless). A sent reading dropped by a put (outbox full) before its
   confirmation is simply gone: `confirm()` removes only what is still there.
 
+Offline starts (issue 13, charger/offline.py): a session the charger started without the
+server runs under a local session id (LOCAL..2**32-2, never a server's id). Its entries are
+queued as usual after an `offline_start` event (kind 5; its `"uid":...,"version":V` text is
+`local`, one offline start reported at a time) but held: `next_unsent()` stops at the first
+entry of a local session other than the `offline_start` itself, until charger/offline.py
+re-labels them with the server's session id (or drops them when the server refuses). `local`
+is cleared when the `offline_start` is confirmed.
+
 A reading with a v/a/w that is not a finite number, or a session_id/wh/ts that is not a
 whole number 0..2**32-2 (ts: 0..2**32-1; the meter's energy register is uint32 too), is
 refused (`put_reading` returns False, `rejected` counts) instead of becoming invalid JSON.
@@ -51,7 +59,9 @@ except ImportError:  # CPython
 # the charger made for a fault, sent with that word as its `reason`. One tuple for both ways:
 # each 13-character word is a string object in RAM (no qstr), so it is written only once.
 _EMERGENCY = const(2)
-_KINDS = ("stop", "emergency", "meter_failure", "offline_limit")
+_KINDS = ("stop", "emergency", "meter_failure", "offline_limit", "offline_start")
+_OFFLINE_START = const(5)
+LOCAL = const(0x80000000)  # local session ids (offline starts) are LOCAL..LOCAL+2**30-1
 # indices into Outbox._n, the ring state
 _RHEAD = const(0)  # slot of the oldest reading
 _RSENT = const(1)  # readings at the head sent but not confirmed yet
@@ -96,6 +106,7 @@ class Outbox:
         self.dropped = 0
         self.lost_events = 0
         self.rejected = 0
+        self.local = None  # the reported offline start's `"uid":..,"version":V` (see above)
 
     def __len__(self):
         return self.readings + self._n[_ELEN]
@@ -167,25 +178,33 @@ class Outbox:
         e = n[_ESENT] < n[_ELEN]
         if not (r or e):
             return None
-        self.unconfirmed += 1
         k = 3 * n[_RCAP] + 5 * ((n[_EHEAD] + n[_ESENT]) % n[_ECAP])
         # the older of the two heads goes first: the reading when its put number (readings
         # put minus those waiting, plus those sent) is below the event's (modulo _MASK)
         if not e or r and (n[_PUT] - self.readings + n[_RSENT] - ints[k]) & _MASK >= _HALF:
             k = 3 * ((n[_RHEAD] + n[_RSENT]) % n[_RCAP])
+            if LOCAL <= ints[k]:  # a local session's: held until it is re-labelled
+                return None
+            self.unconfirmed += 1
             n[_RSENT] += 1
             floats = self._f
             wh = ints[k + 1]
             return messages.metrics(ints[k], floats[k], floats[k + 1], floats[k + 2],
                                     None if wh == _NONE else wh, ints[k + 2])
-        n[_ESENT] += 1
         sid = ints[k + 2]
+        e = ints[k + 1]  # the kind (put_event)
+        if LOCAL <= sid < _NONE and e != _OFFLINE_START:
+            return None  # held, like a local session's reading
+        self.unconfirmed += 1
+        n[_ESENT] += 1
         sid = None if sid == _NONE else sid
         wh = ints[k + 3]
         wh = None if wh == _NONE else wh
-        e = ints[k + 1]  # the kind (put_event)
         if e == _EMERGENCY:
             return messages.emergency(sid, wh, ints[k + 4])
+        if e == _OFFLINE_START:
+            return messages.stop(sid, wh, ints[k + 4], 'offline_start","local_id":%d,%s' % (
+                sid, self.local))
         return messages.stop(sid, wh, ints[k + 4], None,
                              _KINDS[e - 1] if e > _EMERGENCY else None)  # a fault's reason
 
@@ -194,6 +213,10 @@ class Outbox:
         n = self._n
         n[_RHEAD] = (n[_RHEAD] + n[_RSENT]) % n[_RCAP]
         self.readings -= n[_RSENT]
+        if self.local is not None:  # the offline start leaves with its batch?
+            for e in range(n[_ESENT]):
+                if self._i[3 * n[_RCAP] + 5 * ((n[_EHEAD] + e) % n[_ECAP]) + 1] == _OFFLINE_START:
+                    self.local = None
         n[_EHEAD] = (n[_EHEAD] + n[_ESENT]) % n[_ECAP]
         n[_ELEN] -= n[_ESENT]
         self.rewind()

@@ -17,6 +17,9 @@ queue, messages:
     512 log `note`    1024 flash the error pattern once, then back to `led`
     2048 the queued stop carries `note` as its `reason`: the charger ended the session for a
          fault (`meter_failure`, `offline_limit`), not for the STOP button
+    4096 offline tap: the link is down and a card was read (now waiting): the app checks
+         its signed offline list (charger/offline.py) and answers with `server("start", L)`
+         under a local session id L, or `server("error")`
 
 `led` is an index into gpio.PATTERNS: 0 idle, 1 wait, 2 charging, 4 fault, 5 offline,
 6 reader fault, 7 meter fault: the pattern of the charger's condition. The error pattern (3)
@@ -56,6 +59,7 @@ _A_SEND_STATUS = const(256)
 _A_LOG = const(512)
 _A_FLASH_ERROR = const(1024)
 _A_STOP_REASON = const(2048)
+_A_OFFLINE_TAP = const(4096)
 
 _LED_IDLE = const(0)
 _LED_WAIT = const(1)
@@ -137,28 +141,33 @@ class ChargerState:
 
     def card(self, uid, now):
         """A card was read. The same card again within the same-card time is ignored (and
-        extends that quiet time). Offline, a tap is refused at once (the LED shows it): no
-        answer could come. (A tap sent just as the link drops ends with the start timeout.)"""
+        extends that quiet time). Offline, the app decides at once from its signed list
+        (action 4096; an unlisted card is refused and the LED shows it). (A tap sent just as
+        the link drops ends with the start timeout.)"""
         t = self.t
         same = uid == self.uid and ticks_diff(now, t[_UID_AT]) < t[_SAME_CARD_MS]
         t[_UID_AT] = now
         self.uid = uid
         if same:
             return 0
-        if self.state == _IDLE and not self.link_up:
-            self.note = "offline: card tap not sent"
-            return _A_LOG | self._go(_IDLE, _LED_ERROR)
         if self.state == _IDLE:
             t[_WAIT_SINCE] = now
-            return _A_SEND_SCAN | self._go(_WAIT_START, _LED_WAIT)
+            return (_A_SEND_SCAN if self.link_up else _A_OFFLINE_TAP) | self._go(
+                _WAIT_START, _LED_WAIT)
         if self.state == _CHARGING and self.link_up:
             # the server decides (the same card on its own station stops the session)
             return _A_SEND_SCAN
         return 0
 
     def server(self, kind, session_id, now):
-        """A message from the server: `start`, `stop` (session_id may be None) or `error`."""
+        """A message from the server: `start`, `stop` (session_id may be None), `error`, or
+        `end`: the server accepted this offline-started session but its card is disabled now,
+        so the charger ends it as for STOP (its stop follows the session's readings)."""
         st = self.state
+        if kind == "end":
+            if st == _CHARGING and session_id == self.session_id:
+                return self._go(_IDLE, _LED_IDLE, "card_disabled")
+            return 0
         if kind == "start":
             if st == _WAIT_START:
                 t = self.t

@@ -7,7 +7,7 @@ from charger.state import ChargerState
 IDLE, WAIT_START, CHARGING, FAULT = 0, 1, 2, 3
 RELAY_OFF, RELAY_ON, FINAL_READING, LED, SEND_SCAN = 1, 2, 4, 8, 16
 QUEUE_READING, QUEUE_STOP, QUEUE_EMERGENCY, SEND_STATUS, LOG = 32, 64, 128, 256, 512
-FLASH_ERROR, STOP_REASON = 1024, 2048
+FLASH_ERROR, STOP_REASON, OFFLINE_TAP = 1024, 2048, 4096
 LED_IDLE, LED_WAIT, LED_CHARGING, LED_ERROR, LED_FAULT = 0, 1, 2, 3, 4
 LED_OFFLINE, LED_READER_FAULT, LED_METER_FAULT = 5, 6, 7
 
@@ -20,6 +20,7 @@ def case_the_numbers_here_are_the_state_modules():
                         ("_A_QUEUE_STOP", QUEUE_STOP), ("_A_QUEUE_EMERGENCY", QUEUE_EMERGENCY),
                         ("_A_SEND_STATUS", SEND_STATUS), ("_A_LOG", LOG),
                         ("_A_FLASH_ERROR", FLASH_ERROR), ("_A_STOP_REASON", STOP_REASON),
+                        ("_A_OFFLINE_TAP", OFFLINE_TAP),
                         ("_IDLE", IDLE),
                         ("_WAIT_START", WAIT_START), ("_CHARGING", CHARGING), ("_FAULT", FAULT),
                         ("_LED_IDLE", LED_IDLE), ("_LED_WAIT", LED_WAIT),
@@ -84,12 +85,38 @@ def case_no_start_within_10_s_goes_back_to_idle_with_an_error_led():
     assert acts & LED and m.led == LED_IDLE  # the error flashes once, then idle (not wait)
 
 
-def case_an_offline_tap_is_refused_at_once_with_the_error_led():
+def case_an_offline_tap_asks_the_app_for_its_list_and_an_unlisted_card_is_refused():
+    # Offline (issue 13) a tap is not sent: the app checks its signed list at once (4096).
+    # Before, the state machine refused every offline tap by itself.
     m = ChargerState()
     m.boot(True, False, 0)  # the link is not up yet
     acts = m.card("AA", 0)
-    assert not acts & SEND_SCAN and acts & FLASH_ERROR and acts & LOG
-    assert m.state == IDLE and m.led == LED_OFFLINE and "offline" in m.note
+    assert not acts & SEND_SCAN and acts & OFFLINE_TAP and m.state == WAIT_START
+    acts = m.server("error", None, 1)  # not listed: the app answers as the server would
+    assert acts & FLASH_ERROR and m.state == IDLE and m.led == LED_OFFLINE
+
+
+def case_an_offline_tap_listed_starts_under_the_local_id():
+    m = ChargerState()
+    m.boot(True, False, 0)
+    m.tick(0, 1000)  # the meter's register before the relay closes
+    m.card("AA", 10)
+    acts = m.server("start", 0x80000001, 20)
+    assert acts & RELAY_ON and acts & QUEUE_READING and m.session_id == 0x80000001
+    # the offline limit (600 s) bounds it, counted from the start
+    m.tick(600000, 1000)
+    assert m.tick(600001) == 0 and m.state == CHARGING
+    m.tick(620000, 1000)
+    assert m.tick(620001) & STOP_REASON and m.note == "offline_limit"
+
+
+def case_end_stops_an_accepted_offline_session_whose_card_is_disabled():
+    m = _charging(sid=9)
+    acts = m.server("end", 8, 500)  # another session: nothing
+    assert acts == 0 and m.state == CHARGING
+    acts = m.server("end", 9, 600)
+    assert acts & RELAY_OFF and acts & QUEUE_STOP and not acts & STOP_REASON
+    assert m.event_sid == 9 and m.state == IDLE and m.note == "card_disabled"
 
 
 def case_a_tap_while_charging_offline_is_not_sent_and_changes_nothing():
