@@ -153,7 +153,7 @@ class Charger:
             if self.sm.link_up:
                 self.now_frames.extend(self.status_messages())
             return
-        if kind == "connected":
+        if kind in ("connected", "auth_list"):  # no offline list here: offline taps are refused
             return
         if kind == "error":
             self._run(self.sm.server, "error", None, self._now(), reason=message.get("code"))
@@ -172,7 +172,13 @@ class Charger:
     # --- the buttons and the card reader -----------------------------------------------------
     def tap(self, uid: str) -> None:
         state = self.sm.state
-        if not self._run(self.sm.card, uid, self._now(), nfc_uid=uid):
+        acts = self._run(self.sm.card, uid, self._now(), nfc_uid=uid)
+        if acts & fw.A_OFFLINE_TAP:
+            # the firmware checks its signed offline list here (charger/offline.py); the
+            # simulator keeps none, so it refuses as the firmware does an unlisted card
+            self._run(self.sm.server, "error", None, self._now(),
+                      reason="card tap not sent: offline")
+        elif not acts:
             why = ("card tap while " + NAMES[state] if state in (fw.WAIT_START, fw.FAULT) else
                    "card tap not sent: offline" if not self.sm.link_up else
                    "the same card again within %g s" % SAME_CARD_S)

@@ -62,6 +62,7 @@ A_SEND_STATUS = state._A_SEND_STATUS
 A_LOG = state._A_LOG
 A_FLASH_ERROR = state._A_FLASH_ERROR
 A_STOP_REASON = state._A_STOP_REASON
+A_OFFLINE_TAP = state._A_OFFLINE_TAP
 LED_NAMES = {state._LED_IDLE: "idle", state._LED_WAIT: "wait", state._LED_CHARGING: "charging",
              state._LED_ERROR: "error", state._LED_FAULT: "fault",
              state._LED_OFFLINE: "offline", state._LED_READER_FAULT: "reader_fault",
