@@ -115,17 +115,16 @@ class App:
         if acts & 256:  # status after the local reset (idle: one message)
             asyncio.create_task(self.link.send_now(self.status_messages()[0]))
         if acts & 4096:  # a tap while offline: the signed list decides
-            self._offline("tap", None)
+            self._offline(None)
 
-    def _offline(self, what, msg):
-        # offline authorization (rare): charger/offline.py's `what`, loaded for this call
+    def _offline(self, msg):
+        # offline authorization (rare): charger/offline.py, loaded for this call only
         from charger import offline
         try:
-            getattr(offline, what)(self, msg)
+            offline.run(self, msg)
         finally:
             del offline
             forget("charger.offline")
-            forget("charger.hmac256")
 
     # --- the link's handler ------------------------------------------------------------
     def status_messages(self):
@@ -164,17 +163,15 @@ class App:
         # `start` needs an integer session_id, `stop` an integer or null; other types and
         # bad ids are logged and ignored
         kind = msg.get("type")
-        if kind == "auth_list":  # the signed offline card list (charger/offline.py)
-            return self._offline("store", msg)
+        if kind == "auth_list" or "local_id" in msg:
+            # the signed offline card list, or the answer to an offline start (not to a tap)
+            return self._offline(msg)
         sid = msg.get("session_id")
         print("[charger]", "server", kind, msg)
-        if "local_id" in msg:  # the answer to an offline start, not to a tap
-            if msg["local_id"] == self.local and self.local is not None:
-                self._offline("answered", msg)
-            return
         # a session id the outbox can store (uint32): with a bigger one the relay would close
         # for a session whose readings and stop could never be queued, so never billed
-        good = isinstance(sid, int) and not isinstance(sid, bool) and 0 < sid < 0xFFFFFFFF
+        # (below 2**31: above are the charger's own local ids of offline starts)
+        good = isinstance(sid, int) and not isinstance(sid, bool) and 0 < sid < 0x80000000
         if kind == "error" or kind == "start" and good or kind == "stop" and (
                 good or sid is None):
             self._do(self.sm.server(kind, sid, ticks_ms()))

@@ -12,9 +12,10 @@ offline 1/0, then one UID per line), and an offline tap reads it line by line.
   leaves the old list or the new one, never half of one). A bad list is logged and ignored;
   the same version as the stored one is not written again (flash wear).
 - `tap(app)`: the state machine asked (action 4096): a listed card with offline starts on
-  and no other offline start awaiting the server's answer starts under a new local session
-  id L (charger/outbox.py LOCAL..): an `offline_start` event is queued, then the usual start
-  (relay on, the meter's baseline reading). Otherwise the tap is refused (error LED).
+  and no other `offline_start` in the outbox starts under a new local session id L
+  (2**31..2**31+2**30-1, charger/outbox.py): an `offline_start` event is queued, then the
+  usual start (relay on, the meter's baseline reading). Otherwise the tap is refused (error
+  LED).
 - `answered(app, msg)`: the server's `start` with `local_id` L re-labels L's queued entries
   with the session id (they are then sent as usual; `end`: the card is disabled now, the
   charger ends the session as for STOP); an `error` with `local_id` L drops them, opens the
@@ -29,11 +30,28 @@ from binascii import hexlify
 from hashlib import sha256
 from time import ticks_ms
 
-from charger import app as _app
-from charger.outbox import LOCAL
+from micropython import const
 
-_MAX_CARDS = 64
+from charger import app as _app
+from charger import forget
+
+_LOCAL = const(0x80000000)  # local session ids: _LOCAL.._LOCAL+2**30-1 (charger/outbox.py)
+_MAX_CARDS = const(64)
 _FILE = "authlist.txt"
+
+
+def run(app, msg):
+    """The app's one entry (charger/app.py `_offline`): a tap (msg None), an `auth_list`, or
+    an answer carrying `local_id`."""
+    if msg is None:
+        tap(app)
+    elif msg.get("type") == "auth_list":
+        store(app, msg)
+    elif app.local is not None and msg.get("local_id") == app.local:
+        print("[charger]", "server", msg.get("type"), msg)
+        answered(app, msg)
+    else:
+        print("[charger]", "ignored", "answer", msg.get("local_id"))
 
 
 def _path(name):
@@ -70,6 +88,8 @@ def store(app, msg):
                                ",".join(cards))
         key = sha256(app.cfg.get("token", "").encode()).digest()
         ok = hexlify(hmac_sha256(key, text.encode())).decode() == sig
+        del hmac_sha256
+        forget("charger.hmac256")
     if not ok:
         print("[charger]", "auth_list", "refused", "bad signature or shape")
         return False
@@ -100,18 +120,28 @@ def allows(uid):
     return None
 
 
-def tap(app, msg):
-    """Action 4096: start the tapped card offline when the stored list allows it."""
+def _reported(outbox):
+    # an offline_start (event kind 5) still in the outbox: sent or not, not yet confirmed
+    n = outbox._n
+    for e in range(n[3]):
+        if outbox._i[3 * n[6] + 5 * ((n[2] + e) % n[7]) + 1] == 5:
+            return True
+    return False
+
+
+def tap(app):
+    """Action 4096: start the tapped card offline when the stored list allows it (one offline
+    start in the outbox at a time: its `local` text is the outbox's only one)."""
     sm = app.sm
     outbox = app.outbox
-    version = allows(sm.uid) if outbox.local is None else None
+    version = None if app.local is not None or _reported(outbox) else allows(sm.uid)
     now = ticks_ms()
     ts = int(time.time()) + _app._EPOCH
     if ts < 1704067200:
         ts = 0
     # a new id per offline start: random, mixed with the clock (a reboot may reseed the
     # generator the same way); the server keys the session by (station, id)
-    local = LOCAL + ((random.getrandbits(30) ^ ts) & 0x3FFFFFFF)
+    local = _LOCAL + ((random.getrandbits(30) ^ ts) & 0x3FFFFFFF)
     if version is None or not outbox.put_event("offline_start", local, sm.wh, ts):
         sm.note = "offline: card not allowed"
         app._do(512 | sm.server("error", None, now))
@@ -172,7 +202,7 @@ def answered(app, msg):
     local = app.local
     sm = app.sm
     sid = msg.get("session_id") if msg.get("type") == "start" else None
-    if not (isinstance(sid, int) and not isinstance(sid, bool) and 0 < sid < LOCAL):
+    if not (isinstance(sid, int) and not isinstance(sid, bool) and 0 < sid < _LOCAL):
         sid = None
     app.local = None
     relabel(app.outbox, local, sid)

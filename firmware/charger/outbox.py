@@ -25,12 +25,13 @@ index, never copying entries. Rules:
   confirmation is simply gone: `confirm()` removes only what is still there.
 
 Offline starts (issue 13, charger/offline.py): a session the charger started without the
-server runs under a local session id (LOCAL..2**32-2, never a server's id). Its entries are
+server runs under a local session id (2**31..2**31+2**30-1, never a server's id: the app
+takes server session ids below 2**31 only). Its entries are
 queued as usual after an `offline_start` event (kind 5; its `"uid":...,"version":V` text is
-`local`, one offline start reported at a time) but held: `next_unsent()` stops at the first
-entry of a local session other than the `offline_start` itself, until charger/offline.py
-re-labels them with the server's session id (or drops them when the server refuses). `local`
-is cleared when the `offline_start` is confirmed.
+`local`; charger/offline.py allows one `offline_start` in the outbox at a time) but held:
+`next_unsent()` stops at the first entry of a local session other than the `offline_start`
+itself, until charger/offline.py re-labels them with the server's session id (or drops them
+when the server refuses).
 
 A reading with a v/a/w that is not a finite number, or a session_id/wh/ts that is not a
 whole number 0..2**32-2 (ts: 0..2**32-1; the meter's energy register is uint32 too), is
@@ -61,7 +62,6 @@ except ImportError:  # CPython
 _EMERGENCY = const(2)
 _KINDS = ("stop", "emergency", "meter_failure", "offline_limit", "offline_start")
 _OFFLINE_START = const(5)
-LOCAL = const(0x80000000)  # local session ids (offline starts) are LOCAL..LOCAL+2**30-1
 # indices into Outbox._n, the ring state
 _RHEAD = const(0)  # slot of the oldest reading
 _RSENT = const(1)  # readings at the head sent but not confirmed yet
@@ -183,7 +183,7 @@ class Outbox:
         # put minus those waiting, plus those sent) is below the event's (modulo _MASK)
         if not e or r and (n[_PUT] - self.readings + n[_RSENT] - ints[k]) & _MASK >= _HALF:
             k = 3 * ((n[_RHEAD] + n[_RSENT]) % n[_RCAP])
-            if LOCAL <= ints[k]:  # a local session's: held until it is re-labelled
+            if ints[k] >> 30 == 2:  # a local session's: held until it is re-labelled
                 return None
             self.unconfirmed += 1
             n[_RSENT] += 1
@@ -193,7 +193,7 @@ class Outbox:
                                     None if wh == _NONE else wh, ints[k + 2])
         sid = ints[k + 2]
         e = ints[k + 1]  # the kind (put_event)
-        if LOCAL <= sid < _NONE and e != _OFFLINE_START:
+        if sid >> 30 == 2 and e != _OFFLINE_START:
             return None  # held, like a local session's reading
         self.unconfirmed += 1
         n[_ESENT] += 1
@@ -213,10 +213,6 @@ class Outbox:
         n = self._n
         n[_RHEAD] = (n[_RHEAD] + n[_RSENT]) % n[_RCAP]
         self.readings -= n[_RSENT]
-        if self.local is not None:  # the offline start leaves with its batch?
-            for e in range(n[_ESENT]):
-                if self._i[3 * n[_RCAP] + 5 * ((n[_EHEAD] + e) % n[_ECAP]) + 1] == _OFFLINE_START:
-                    self.local = None
         n[_EHEAD] = (n[_EHEAD] + n[_ESENT]) % n[_ECAP]
         n[_ELEN] -= n[_ESENT]
         self.rewind()

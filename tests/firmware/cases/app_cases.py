@@ -319,10 +319,12 @@ def case_a_refused_offline_start_opens_the_relay_and_drops_its_entries():
     assert a.local is None and a.ended is None
     assert _sent(a) == [] and len(a.outbox) == 2  # only the two sent, unconfirmed
     a.outbox.confirm()
-    assert len(a.outbox) == 0 and a.outbox.local is None
-    # the next entries flow normally
+    assert len(a.outbox) == 0
+    # the next entries flow normally, and the next offline tap may start again
     a.outbox.put_reading(44, 230.0, 1.0, 230.0, 1100, 0)
     assert [m["session_id"] for m in _sent(a)] == [44]
+    _tap_offline(a, "04A1B2C3", 50000)
+    assert a.board.relay.is_on and a.local is not None and a.local != local
 
 
 def case_a_refused_offline_start_still_charging_opens_the_relay():
