@@ -61,7 +61,7 @@ class App:
         self.readings_queued = 0  # readings put into the outbox since boot (tests, bench)
         self.last_ts = 0  # `ts` of the latest queued entry
         self.ended = None  # session ended by a queued stop/emergency, maybe still unsent
-        self.local = None  # the offline start awaiting the server's answer (its local id)
+        self.waiting = None  # the local id of the offline start awaiting the server's answer
         board.emergency.on_press_irq(self.emergency_irq)
 
     def emergency_irq(self, pin):
@@ -115,9 +115,9 @@ class App:
         if acts & 256:  # status after the local reset (idle: one message)
             asyncio.create_task(self.link.send_now(self.status_messages()[0]))
         if acts & 4096:  # a tap while offline: the signed list decides
-            self._offline(None)
+            self.offline(None)
 
-    def _offline(self, msg):
+    def offline(self, msg):
         # offline authorization (rare): charger/offline.py, loaded for this call only
         from charger import offline
         try:
@@ -129,7 +129,7 @@ class App:
     # --- the link's handler ------------------------------------------------------------
     def status_messages(self):
         sm = self.sm
-        if self.local is not None:
+        if self.waiting is not None:
             # an offline start awaits the server's answer: its `offline_start` goes in the
             # replay, and the status follows the answer (charger/offline.py); an `idle` now
             # would end the session the server may have made of it already
@@ -163,9 +163,9 @@ class App:
         # `start` needs an integer session_id, `stop` an integer or null; other types and
         # bad ids are logged and ignored
         kind = msg.get("type")
-        if kind == "auth_list" or "local_id" in msg:
-            # the signed offline card list, or the answer to an offline start (not to a tap)
-            return self._offline(msg)
+        if "sig" in msg or "local_id" in msg:
+            # the signed offline card list (`auth_list`), or the answer to an offline start
+            return self.offline(msg)
         sid = msg.get("session_id")
         print("[charger]", "server", kind, msg)
         # a session id the outbox can store (uint32): with a bigger one the relay would close

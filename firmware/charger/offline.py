@@ -1,25 +1,33 @@
 """Offline authorization on the charger: the signed card list and the offline start.
 
-Loaded on demand by charger/app.py and unloaded right after (`charger.forget`): it runs when
-the server pushes a list (`auth_list`, at each connect and on changes), when a card is tapped
-while the link is down, and when the server answers an offline start. Nothing of the list
-stays in RAM: it lives in `authlist.txt` beside config.json (first line `V O`: version and
-offline 1/0, then one UID per line), and an offline tap reads it line by line.
+Loaded on demand by charger/app.py (`App.offline`) and unloaded right after (`charger.forget`):
+it runs when the server pushes a list (`auth_list`, at each connect and on changes), when a
+card is tapped while the link is down, and when the server answers an offline start. Nothing
+of the list stays in RAM: it lives in `authlist.txt` beside config.json (first line `V O`:
+the version, then one UID per line; a list with offline starts off is stored without
+cards), and an offline tap reads it line by line.
 
-- `store(app, msg)`: checks the `auth_list` (shape, at most 64 cards, signature:
-  HMAC-SHA256 keyed by SHA-256 of the charger's `token` over `station|V|1 or 0|uid,uid,...`,
-  charger/hmac256.py) and writes it (a new file, then renamed over the old one: a power cut
-  leaves the old list or the new one, never half of one). A bad list is logged and ignored;
-  the same version as the stored one is not written again (flash wear).
-- `tap(app)`: the state machine asked (action 4096): a listed card with offline starts on
-  and no other `offline_start` in the outbox starts under a new local session id L
-  (2**31..2**31+2**30-1, charger/outbox.py): an `offline_start` event is queued, then the
-  usual start (relay on, the meter's baseline reading). Otherwise the tap is refused (error
-  LED).
-- `answered(app, msg)`: the server's `start` with `local_id` L re-labels L's queued entries
-  with the session id (they are then sent as usual; `end`: the card is disabled now, the
-  charger ends the session as for STOP); an `error` with `local_id` L drops them, opens the
-  relay if L is still charging, and logs it. Either way the charger then reports its status.
+`run(app, msg)`, by what `msg` is:
+
+- an `auth_list`: checked (shape, at most 64 cards, signature: HMAC-SHA256 keyed by SHA-256
+  of the charger's `token` over `station|V|1 or 0|uid,uid,...`) and written as a new file,
+  then renamed over the old one (a power cut leaves the old list or the new one, never half
+  of one). A bad list is logged and ignored; the stored version is not written again (flash
+  wear: the server pushes the same version at every connect).
+- None, a tap offline (the state machine's action 4096): a listed card, with offline starts
+  on and no other `offline_start` in the outbox, starts under a new local session id L
+  (2**31..2**31+2**30-1; charger/outbox.py holds L's entries): an `offline_start` event is
+  queued, then the usual start (relay on, the meter's baseline reading). Otherwise the tap
+  is refused (error LED).
+- the server's answer with `local_id` L: a `start` re-labels L's queued entries with its
+  session id (then sent as usual; `end`: the card is disabled now, the charger ends the
+  session as for STOP); an `error` drops them and opens the relay if L still charges. Either
+  way the charger then reports its status. An answer about another id is ignored.
+
+One function on purpose (plus `digest`, the HMAC): every function name, global and short
+string constant (10 characters at most) of a module is an interned name that stays in RAM
+for good once the module was loaded, and the qstr pool grows in doubling chunks; names the
+interpreter has built in (`digest`, `waiting`, `data`) cost nothing.
 """
 
 import asyncio
@@ -32,196 +40,156 @@ from time import ticks_ms
 
 from micropython import const
 
-from charger import app as _app
-from charger import forget
+from charger.app import _EPOCH
 
-_LOCAL = const(0x80000000)  # local session ids: _LOCAL.._LOCAL+2**30-1 (charger/outbox.py)
+_LOCAL = const(0x80000000)  # local session ids: _LOCAL.._LOCAL+2**30-1
 _MAX_CARDS = const(64)
-_FILE = "authlist.txt"
+_MASK = const(0x3FFFFFFF)
+
+
+def digest(key, msg):
+    """HMAC-SHA256 (RFC 2104) of bytes `msg` under bytes `key`, 32 bytes. By hand: MicroPython
+    has `hashlib.sha256` but no `hmac` module (micropython-lib's would be one more package
+    to install on every board, for these lines)."""
+    if len(key) > 64:
+        key = sha256(key).digest()
+    key = key + bytes(64 - len(key))
+    inner = sha256(bytes(b ^ 0x36 for b in key))
+    inner.update(msg)
+    outer = sha256(bytes(b ^ 0x5C for b in key))
+    outer.update(inner.digest())
+    return outer.digest()
 
 
 def run(app, msg):
-    """The app's one entry (charger/app.py `_offline`): a tap (msg None), an `auth_list`, or
-    an answer carrying `local_id`."""
-    if msg is None:
-        tap(app)
-    elif msg.get("type") == "auth_list":
-        store(app, msg)
-    elif app.local is not None and msg.get("local_id") == app.local:
-        print("[charger]", "server", msg.get("type"), msg)
-        answered(app, msg)
-    else:
-        print("[charger]", "ignored", "answer", msg.get("local_id"))
-
-
-def _path(name):
-    folder = _app.CONFIG_PATH.rpartition("/")[0]
-    return folder + "/" + name if folder else name
-
-
-def _stored():
-    # (version, offline) of the stored list, or None
-    try:
-        with open(_path(_FILE)) as f:
-            head = f.readline().split()
-        return int(head[0]), head[1] == "1"
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def store(app, msg):
-    """Check and keep an `auth_list`; True when it is (now) the stored list."""
-    version = msg.get("version")
-    offline = msg.get("offline")
-    cards = msg.get("cards")
-    sig = msg.get("sig")
-    ok = (isinstance(version, int) and not isinstance(version, bool) and version > 0
-          and isinstance(offline, bool) and isinstance(cards, list) and len(cards) <= _MAX_CARDS
-          and isinstance(sig, str))
-    if ok:
-        for uid in cards:
-            if not isinstance(uid, str) or not 0 < len(uid) <= 32 or "," in uid or "\n" in uid:
-                ok = False
-    if ok:
-        from charger.hmac256 import hmac_sha256
-        text = "%d|%d|%d|%s" % (app.cfg["station"], version, 1 if offline else 0,
-                               ",".join(cards))
-        key = sha256(app.cfg.get("token", "").encode()).digest()
-        ok = hexlify(hmac_sha256(key, text.encode())).decode() == sig
-        del hmac_sha256
-        forget("charger.hmac256")
-    if not ok:
-        print("[charger]", "auth_list", "refused", "bad signature or shape")
-        return False
-    if _stored() == (version, offline):
-        return True
-    tmp = _path(_FILE + ".new")
-    with open(tmp, "w") as f:
-        f.write("%d %d\n" % (version, 1 if offline else 0))
-        for uid in cards:
-            f.write(uid + "\n")
-    os.rename(tmp, _path(_FILE))
-    print("[charger]", "auth_list", "stored", version, len(cards))
-    return True
-
-
-def allows(uid):
-    """The version of the stored list when it lets `uid` start offline, else None."""
-    try:
-        with open(_path(_FILE)) as f:
-            head = f.readline().split()
-            if len(head) != 2 or head[1] != "1":
-                return None
-            for line in f:
-                if line.rstrip("\n") == uid:
-                    return int(head[0])
-    except (OSError, ValueError):
-        pass
-    return None
-
-
-def _reported(outbox):
-    # an offline_start (event kind 5) still in the outbox: sent or not, not yet confirmed
-    n = outbox._n
-    for e in range(n[3]):
-        if outbox._i[3 * n[6] + 5 * ((n[2] + e) % n[7]) + 1] == 5:
-            return True
-    return False
-
-
-def tap(app):
-    """Action 4096: start the tapped card offline when the stored list allows it (one offline
-    start in the outbox at a time: its `local` text is the outbox's only one)."""
+    """See the module docstring."""
     sm = app.sm
-    outbox = app.outbox
-    version = None if app.local is not None or _reported(outbox) else allows(sm.uid)
+    box = app.outbox
+    from charger.app import CONFIG_PATH  # (at each call: a simulator or a test sets it)
+    path = CONFIG_PATH.rpartition("/")[0]
+    path = path + "/" if path else path
     now = ticks_ms()
-    ts = int(time.time()) + _app._EPOCH
-    if ts < 1704067200:
-        ts = 0
-    # a new id per offline start: random, mixed with the clock (a reboot may reseed the
-    # generator the same way); the server keys the session by (station, id)
-    local = _LOCAL + ((random.getrandbits(30) ^ ts) & 0x3FFFFFFF)
-    if version is None or not outbox.put_event("offline_start", local, sm.wh, ts):
-        sm.note = "offline: card not allowed"
-        app._do(512 | sm.server("error", None, now))
+    if msg is None:  # --- a tap while offline ---------------------------------------------
+        n = box._n  # (charger/outbox.py's layout: event e's kind at _i[3*cap + 5*e + 1])
+        version = None if app.waiting is None else 0  # 0: may not start
+        for e in range(n[3]):
+            if box._i[3 * n[6] + 5 * ((n[2] + e) % n[7]) + 1] == 5:
+                version = 0  # an offline_start still in the outbox: one at a time
+        if version is None:
+            try:
+                with open(path + "authlist.txt") as f:
+                    head = f.readline()
+                    for line in f:
+                        if line.rstrip("\n") == sm.uid:
+                            version = int(head)
+                            break
+            except (OSError, ValueError):
+                pass
+        ts = int(time.time()) + _EPOCH
+        if ts < 1704067200:
+            ts = 0
+        # a new id per offline start: random, mixed with the clock (a reboot may seed the
+        # generator the same way); the server keys the session by (station, id)
+        local = _LOCAL + ((random.getrandbits(30) ^ ts) & _MASK)
+        if not version or not box.put_event("offline_start", local, sm.wh, ts):
+            sm.note = "offline: card not allowed"
+            app._do(512 | sm.server("error", None, now))
+            return
+        box.data = '"uid":"%s","version":%d' % (sm.uid, version)
+        app.waiting = local
+        print("[charger]", "offline", "start", local, sm.uid)
+        app._do(sm.server("start", local, now))
         return
-    outbox.local = '"uid":"%s","version":%d' % (sm.uid, version)
-    app.local = local
-    print("[charger]", "offline", "start", local, sm.uid)
-    app._do(sm.server("start", local, now))
-
-
-def relabel(outbox, old, new):
-    """Give `old`'s unsent entries (a local session's: never sent, held) the session id `new`,
-    or drop them when `new` is None. Knows charger/outbox.py's layout: reading r's session id
-    at _i[3*r], event e at _i[3*cap + 5*e] = put number, kind, session id, wh, ts; the ring
-    state `_n` = read head, readings sent, event head, events waiting, events sent, put count,
-    reading capacity, event capacity. The `offline_start` itself (kind 5) is left alone."""
-    n = outbox._n
-    ints = outbox._i
-    floats = outbox._f
-    cap = n[6]
-    keep = n[1]  # readings before the first held one stay where they are
-    for r in range(n[1], outbox.readings):
-        k = 3 * ((n[0] + r) % cap)
-        if ints[k] == old:
-            if new is None:
-                continue
-            ints[k] = new
-        if keep != r:
-            j = 3 * ((n[0] + keep) % cap)
-            for i in range(3):
-                ints[j + i] = ints[k + i]
-                floats[j + i] = floats[k + i]
-        keep += 1
-    gone = outbox.readings - keep
-    outbox.readings = keep
-    n[5] = (n[5] - gone) & 0x3FFFFFFF  # the dropped readings were the newest
-    base = 3 * cap
-    ecap = n[7]
-    keep = n[4]
-    for e in range(n[4], n[3]):
-        k = base + 5 * ((n[2] + e) % ecap)
-        if ints[k + 2] == old and ints[k + 1] != 5:
-            if new is None:
-                continue
-            ints[k + 2] = new
-        if gone and (ints[k] - n[5]) & 0x3FFFFFFF < 0x20000000:
-            ints[k] = n[5]  # after every reading left: it stays after them
-        if keep != e:
-            j = base + 5 * ((n[2] + keep) % ecap)
-            for i in range(5):
-                ints[j + i] = ints[k + i]
-        keep += 1
-    n[3] = keep
-
-
-def answered(app, msg):
-    """The server's answer to the offline start awaiting it (`local_id` = app.local)."""
-    local = app.local
-    sm = app.sm
+    if "sig" in msg:  # --- the signed list (`auth_list`) -------------------------------------
+        version = msg.get("version")
+        offline = msg.get("offline")
+        cards = msg.get("cards")
+        ok = (isinstance(version, int) and not isinstance(version, bool) and version > 0
+              and isinstance(offline, bool) and isinstance(cards, list)
+              and len(cards) <= _MAX_CARDS and isinstance(msg.get("sig"), str))
+        if ok:
+            for uid in cards:
+                if not isinstance(uid, str) or not 0 < len(uid) <= 32 or "," in uid or "\n" in uid:
+                    ok = False
+        if ok:
+            text = "%d|%d|%d|%s" % (app.cfg["station"], version, 1 if offline else 0,
+                                   ",".join(cards))
+            ok = hexlify(digest(sha256(app.cfg.get("token", "").encode()).digest(),
+                              text.encode())).decode() == msg.get("sig")
+        if not ok:
+            print("[charger]", "offline", "list", "ignored")
+            return
+        head = str(version) + "\n"
+        try:
+            with open(path + "authlist.txt") as f:
+                ok = f.readline() == head
+        except OSError:
+            ok = False
+        if not ok:  # (the same version again: nothing written)
+            with open(path + "authlist.new", "w") as f:
+                f.write(head)
+                for uid in cards if offline else ():
+                    f.write(uid + "\n")
+            os.rename(path + "authlist.new", path + "authlist.txt")
+        print("[charger]", "offline", "list", version, len(cards))
+        return
+    # --- the server's answer to the offline start awaiting it -----------------------------------
+    local = app.waiting
+    if local is None or msg.get("local_id") != local:
+        print("[charger]", "ignored", msg.get("type"), msg.get("local_id"))
+        return
     sid = msg.get("session_id") if msg.get("type") == "start" else None
     if not (isinstance(sid, int) and not isinstance(sid, bool) and 0 < sid < _LOCAL):
         sid = None
-    app.local = None
-    relabel(app.outbox, local, sid)
-    now = ticks_ms()
-    if sid is None:
-        print("[charger]", "offline", "refused", local, msg.get("message"))
-        if sm.event_sid == local:
-            sm.event_sid = None
-        if app.ended == local:
-            app.ended = None
-        if sm.session_id == local:
-            app._do(1024 | sm.server("stop", local, now))  # relay off, no stop to send
-    else:
-        print("[charger]", "offline", "accepted", local, sid)
-        if sm.event_sid == local:
-            sm.event_sid = sid
-        if app.ended == local:
-            app.ended = sid
-        if sm.session_id == local:
+    print("[charger]", "offline", msg.get("type"), local, sid, msg.get("message"))
+    app.waiting = None
+    # Re-label (sid) or drop (None) the local session's entries, all unsent (held). Knows
+    # charger/outbox.py's layout: reading r's session id at _i[3*r], event e at
+    # _i[3*cap + 5*e] = put number, kind, session id, wh, ts; `_n` = reading head, readings
+    # sent, event head, events waiting, events sent, put count, reading cap, event cap.
+    # Dropped readings are the newest (nothing can follow an unanswered offline start's).
+    n = box._n
+    ints = box._i
+    floats = box._f
+    keep = n[1]
+    for r in range(n[1], box.readings):
+        k = 3 * ((n[0] + r) % n[6])
+        if ints[k] == local:
+            if sid is None:
+                continue
+            ints[k] = sid
+        if keep != r:
+            e = 3 * ((n[0] + keep) % n[6])
+            for i in range(3):
+                ints[e + i] = ints[k + i]
+                floats[e + i] = floats[k + i]
+        keep += 1
+    r = box.readings - keep  # dropped
+    box.readings = keep
+    n[5] = (n[5] - r) & _MASK
+    keep = n[4]
+    for e in range(n[4], n[3]):
+        k = 3 * n[6] + 5 * ((n[2] + e) % n[7])
+        if ints[k + 2] == local and ints[k + 1] != 5:  # (the offline_start stays as it is)
+            if sid is None:
+                continue
+            ints[k + 2] = sid
+        if r and (ints[k] - n[5]) & _MASK < 0x20000000:
+            ints[k] = n[5]  # it came after the dropped readings: after every reading left
+        if keep != e:
+            i = 3 * n[6] + 5 * ((n[2] + keep) % n[7])
+            for j in range(5):
+                ints[i + j] = ints[k + j]
+        keep += 1
+    n[3] = keep
+    if sm.event_sid == local:
+        sm.event_sid = sid
+    if app.ended == local:
+        app.ended = sid
+    if sm.session_id == local:
+        if sid is None:
+            app._do(1024 | sm.server("stop", local, now))  # relay off; no stop to send
+        else:
             sm.session_id = sid
             if msg.get("end") is True:
                 app._do(sm.server("end", sid, now))

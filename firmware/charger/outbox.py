@@ -28,7 +28,7 @@ Offline starts (issue 13, charger/offline.py): a session the charger started wit
 server runs under a local session id (2**31..2**31+2**30-1, never a server's id: the app
 takes server session ids below 2**31 only). Its entries are
 queued as usual after an `offline_start` event (kind 5; its `"uid":...,"version":V` text is
-`local`; charger/offline.py allows one `offline_start` in the outbox at a time) but held:
+`data`; charger/offline.py allows one `offline_start` in the outbox at a time) but held:
 `next_unsent()` stops at the first entry of a local session other than the `offline_start`
 itself, until charger/offline.py re-labels them with the server's session id (or drops them
 when the server refuses).
@@ -106,7 +106,7 @@ class Outbox:
         self.dropped = 0
         self.lost_events = 0
         self.rejected = 0
-        self.local = None  # the reported offline start's `"uid":..,"version":V` (see above)
+        self.data = None  # the offline start's `"uid":..,"version":V` (see above)
 
     def __len__(self):
         return self.readings + self._n[_ELEN]
@@ -204,7 +204,7 @@ class Outbox:
             return messages.emergency(sid, wh, ints[k + 4])
         if e == _OFFLINE_START:
             return messages.stop(sid, wh, ints[k + 4], 'offline_start","local_id":%d,%s' % (
-                sid, self.local))
+                sid, self.data))
         return messages.stop(sid, wh, ints[k + 4], None,
                              _KINDS[e - 1] if e > _EMERGENCY else None)  # a fault's reason
 
