@@ -205,7 +205,8 @@ function applySessionStarted(store, message) {
   station.session = sessionFrom({ ...message, kwh: 0, cost: 0, time: 0 });
   station.power = [];
   station.status = "cargando";
-  store.log(station, "event.started", { id: message.session_id, user: message.user_name ?? null }, "start");
+  store.log(station, message.offline ? "event.startedOffline" : "event.started",
+    { id: message.session_id, user: message.user_name ?? null }, "start");
   store.changed(id);
 }
 

@@ -38,6 +38,7 @@ const es = {
 
   "code.CARD_UNKNOWN": "Tarjeta desconocida: no está registrada.",
   "code.CARD_DISABLED": "Tarjeta deshabilitada: un operador la desactivó.",
+  "code.OFFLINE_START_REFUSED": "Inicio sin conexión rechazado: la tarjeta no estaba en la lista firmada o había otra sesión abierta.",
   "code.STATION_BUSY": "El cargador ya tiene una sesión en curso.",
   "code.STATION_FAULT": "El cargador está en emergencia: no acepta tarjetas hasta rearmarlo en sitio.",
   "code.SESSION_MISMATCH": "Esa sesión no está abierta en este cargador.",
@@ -96,6 +97,7 @@ const es = {
 
   "event.status": ({ status }) => `Estado: ${status}`,
   "event.started": ({ id, user }) => `Sesión ${id} iniciada por ${user}`,
+  "event.startedOffline": ({ id, user }) => `Sesión ${id} iniciada sin conexión por ${user} (informada al reconectar)`,
   "event.unknownUser": "usuario desconocido",
   "event.ended": ({ id, kwh, cost, duration, reason }) => `Sesión ${id} terminada: ${kwh}, ${cost}, ${duration} (${reason})`,
   "event.emergency": "Botón de EMERGENCIA pulsado en el cargador",
@@ -231,6 +233,7 @@ const en = {
 
   "code.CARD_UNKNOWN": "Unknown card: it is not registered.",
   "code.CARD_DISABLED": "Card disabled: an operator turned it off.",
+  "code.OFFLINE_START_REFUSED": "Offline start refused: the card was not in the signed list or another session was open.",
   "code.STATION_BUSY": "The charger already has a session under way.",
   "code.STATION_FAULT": "The charger is in emergency: it takes no card until it is reset on site.",
   "code.SESSION_MISMATCH": "That session is not open on this charger.",
@@ -289,6 +292,7 @@ const en = {
 
   "event.status": ({ status }) => `Status: ${status}`,
   "event.started": ({ id, user }) => `Session ${id} started by ${user}`,
+  "event.startedOffline": ({ id, user }) => `Session ${id} started offline by ${user} (reported on reconnect)`,
   "event.unknownUser": "unknown user",
   "event.ended": ({ id, kwh, cost, duration, reason }) => `Session ${id} ended: ${kwh}, ${cost}, ${duration} (${reason})`,
   "event.emergency": "EMERGENCY stop pressed at the charger",
