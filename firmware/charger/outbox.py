@@ -47,11 +47,13 @@ except ImportError:  # CPython
 
 # storage (module docstring): reading r at 3*r in both arrays, event e at 3*cap + 5*e of the
 # uint32 one. Not struct records in one bytearray: unpack_from() allocates a tuple per send.
-# An event's kind is stored as its place in _KINDS + 1: 1 stop, 2 emergency, 3 and 4 a stop
-# the charger made for a fault, sent with that word as its `reason`. One tuple for both ways:
+# An event's kind is stored as its place in _KINDS + 1: 1 stop, 2 emergency, 3 to 6 a stop
+# the charger made for a fault or reports after a reboot (charger/recover.py), sent with that
+# word as its `reason`. One tuple for both ways:
 # each 13-character word is a string object in RAM (no qstr), so it is written only once.
 _EMERGENCY = const(2)
-_KINDS = ("stop", "emergency", "meter_failure", "offline_limit")
+_KINDS = ("stop", "emergency", "meter_failure", "offline_limit", "power_loss",
+          "charger_reset")
 # indices into Outbox._n, the ring state
 _RHEAD = const(0)  # slot of the oldest reading
 _RSENT = const(1)  # readings at the head sent but not confirmed yet
@@ -188,6 +190,9 @@ class Outbox:
             return messages.emergency(sid, wh, ints[k + 4])
         return messages.stop(sid, wh, ints[k + 4], None,
                              _KINDS[e - 1] if e > _EMERGENCY else None)  # a fault's reason
+
+    def closed(self, session_id):
+        """The server ended the session (the journal's hook: charger/journal.py)."""
 
     def confirm(self):
         """The server has everything next_unsent() returned so far: remove those entries."""

@@ -3,7 +3,8 @@
 On `MICROPYPATH=tools/sim:firmware` this file shadows the unix port's built-in `machine`.
 What the firmware uses, no more: Pin (levels, pull-up, soft IRQs scheduled with
 `micropython.schedule` like the ESP32's), SPI and UART that hand their bytes to emulated chips
-(`attach_spi`, `attach_uart`), a WDT, and `reset()`. The simulator drives inputs with
+(`attach_spi`, `attach_uart`), a WDT, `reset()` and
+`reset_cause()` (from `SIM_RESET_CAUSE`). The simulator drives inputs with
 `Pin.board(id).drive(level)` and watches outputs with `Pin.board(id).value()`.
 
 Written compactly (it shares the process, and the 96 KB heap check, with the firmware): one
@@ -145,6 +146,20 @@ class WDT:
 
     def feed(self):
         pass
+
+
+PWRON_RESET = 1
+HARD_RESET = 2
+WDT_RESET = 3
+DEEPSLEEP_RESET = 4
+SOFT_RESET = 5
+
+
+def reset_cause():
+    """Why the board started: `SIM_RESET_CAUSE` (1 power-on, the default: a new process is a
+    board powered up; 3 watchdog, 5 soft reset), as the ESP32 reports it."""
+    import os
+    return int(os.getenv("SIM_RESET_CAUSE") or PWRON_RESET)
 
 
 def reset():
