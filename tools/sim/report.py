@@ -27,6 +27,7 @@ def status(ctl):
         out["dropped"] = fw.outbox.dropped
         out["readings_queued"] = fw.readings_queued
         out["link"] = bool(fw.link.connected)
+        out["journal_writes"] = getattr(fw.outbox, "writes", None)  # flash writes (journal)
     return json.dumps(out)
 
 
