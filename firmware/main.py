@@ -45,6 +45,7 @@ def recover(journal_class):
         ended = rec.boot(j, power_loss)
     del rec
     forget("charger.recover")
+    forget("charger.jfile")  # loaded again for each write
     return j, ended
 
 

@@ -1,6 +1,6 @@
 """Reading the session journal back: the records, the boot replay, the compaction.
 
-Owns what is done with the journal file (charger/journal.py writes it) other than appending:
+Owns what is done with the journal file (charger/jfile.py writes it) other than appending:
 `records()` finds the intact records of its bytes (whatever a power cut or a flipped bit left:
 a record whose length or CRC-32 does not hold is skipped and the scan goes on at the next
 byte), `boot()` replays what the server has not acknowledged into the empty outbox and queues
@@ -16,7 +16,7 @@ import os
 from binascii import crc32
 from struct import pack, unpack_from
 
-from charger.journal import ACK, END, EVENT, OPEN, READINGS, record
+from charger.jfile import ACK, END, EVENT, OPEN, READINGS, pending, readings, record
 from charger.outbox import _KINDS
 
 _NONE = 0xFFFFFFFF
@@ -103,7 +103,7 @@ def compact(j):
                 upto = ints[k]
             while first < upto:
                 count = min(10, upto - first)
-                rec = record(READINGS, pack("<I", first) + j.readings_bytes(first, count))
+                rec = readings(j, first, count)
                 f.write(rec)
                 size += len(rec)
                 first += count
@@ -113,7 +113,7 @@ def compact(j):
                 f.write(rec)
                 size += len(rec)
         j.flushed = n[5]
-        rec = j.pending()  # the open session and the acknowledgement (no readings left)
+        rec = pending(j)  # the open session and the acknowledgement (no readings left)
         f.write(rec)
         j.size = size + len(rec)
     os.rename(new, j.path)

@@ -13,10 +13,10 @@ import os
 import sys
 
 import charger
-from charger import journal, recover
-from charger.journal import Journal
 
-charger.forget = lambda name: None  # compaction unloads recover: this script keeps using it
+charger.forget = lambda name: None  # the journal unloads modules: this script keeps them
+from charger import jfile, recover  # noqa: E402
+from charger.journal import Journal  # noqa: E402
 
 DIR = sys.argv[1]
 P = DIR + "/journal.bin"
@@ -144,8 +144,8 @@ def fail(*what):
         details.append(what)
 
 # 1. the write path cut at every byte (compaction included: a small limit makes it run)
-journal.LIMIT = 700
-journal.open = recover.open = cut_open
+jfile.LIMIT = 700
+jfile.open = recover.open = cut_open
 # the bytes the history writes in all (appends and compactions): cut at each of them
 budget[0] = 10 ** 9
 j = fresh()
@@ -174,8 +174,8 @@ print("cut", cuts, len([f for f in failures if f[0] == "cut"]), "writes", total,
       "bytes", written)
 
 # 2. a whole journal (no compaction) truncated at every byte and each byte corrupted
-journal.LIMIT = 10 ** 9
-journal.open = recover.open = real_open
+jfile.LIMIT = 10 ** 9
+jfile.open = recover.open = real_open
 j = fresh()
 history(j)
 whole = read()

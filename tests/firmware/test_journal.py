@@ -17,7 +17,7 @@ import struct
 
 import pytest
 
-from charger.journal import OPEN, READINGS
+from charger.jfile import OPEN, READINGS
 from charger.recover import records
 from tests.firmware.mpy import requires_micropython, run_mpy_file
 from tests.live_server import base_url, token_for

@@ -156,13 +156,26 @@ SOFT_RESET = 5
 
 
 def reset_cause():
-    """Why the board started: `SIM_RESET_CAUSE` (1 power-on, the default: a new process is a
-    board powered up; 3 watchdog, 5 soft reset), as the ESP32 reports it."""
+    """Why the board started, as the ESP32 reports it: SOFT_RESET after this process's
+    reset() (the simulator restarts the firmware), else `SIM_RESET_CAUSE` (1 power-on, the
+    default: a new process is a board powered up; 3 watchdog, 5 soft reset)."""
     import os
-    return int(os.getenv("SIM_RESET_CAUSE") or PWRON_RESET)
+    try:
+        with open(reset_file[0]) as f:
+            cause = int(f.read())
+        os.remove(reset_file[0])
+        return cause
+    except (OSError, ValueError, TypeError):
+        return int(os.getenv("SIM_RESET_CAUSE") or PWRON_RESET)
+
+
+reset_file = [None]  # where reset() leaves its cause for the next start (simboot sets it)
 
 
 def reset():
     """A reboot: the simulator exits with status 3; run_charger's caller restarts it."""
     print("machine.reset()")
+    if reset_file[0]:
+        with open(reset_file[0], "w") as f:
+            f.write("%d" % SOFT_RESET)
     sys.exit(3)
