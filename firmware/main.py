@@ -21,34 +21,6 @@ if hasattr(micropython, "alloc_emergency_exception_buf"):  # absent on the unix 
 charger_app = None
 
 
-def recover(journal_class):
-    # The session journal (charger/journal.py) beside config.json: replay what the server
-    # has not acknowledged, queue the stop of the session the board died in (charger/
-    # recover.py, unloaded after). Whatever the file holds, the charger starts: a journal
-    # that cannot be read is set aside and a new one begins.
-    import machine
-    from charger import recover as rec
-    path = app.CONFIG_PATH.rpartition("/")[0]
-    path = (path + "/" if path else "") + "journal.bin"
-    power_loss = machine.reset_cause() == machine.PWRON_RESET  # a brown-out is one too
-    try:
-        j = journal_class(path)
-        ended = rec.boot(j, power_loss)
-    except Exception as e:  # noqa: BLE001 - a bug or a bad file must not stop the charger
-        print("[journal]", "unreadable", repr(e))
-        try:
-            import os
-            os.rename(path, path + ".bad")
-        except OSError:
-            pass
-        j = journal_class(path)
-        ended = rec.boot(j, power_loss)
-    del rec
-    forget("charger.recover")
-    forget("charger.jfile")  # loaded again for each write
-    return j, ended
-
-
 def start(done):
     global charger_app
     try:
@@ -61,11 +33,36 @@ def start(done):
         forget("charger.config")  # validation runs once: give its code's RAM back
         if cfg:
             from charger.board import Board
-            from charger.journal import Journal
             from charger.link import Link
             board = Board(cfg)  # the relay is off (boot.py) whatever the journal holds
             forget("charger.board")  # only the drivers it built stay
-            outbox, ended = recover(Journal)
+            # The session journal (charger/outbox.py Journal) beside config.json: replay what
+            # the server has not acknowledged, queue the stop of the session the board died
+            # in (charger/jfile.py, unloaded after). Whatever the file holds, the charger
+            # starts: a journal that cannot be read is deleted and a new one begins; one that
+            # cannot be written either leaves the charger running without it (the outbox in
+            # RAM, as before the journal), logged.
+            import machine
+            import os
+            from charger import jfile
+            from charger.outbox import Journal
+            path = app.CONFIG_PATH.rpartition("/")[0]
+            path = (path + "/" if path else "") + "journal.bin"
+            ended = None
+            for i in range(2):
+                outbox = Journal(path)
+                try:  # a power-on or brown-out reset: power_loss, else charger_reset
+                    ended = jfile.boot(outbox, machine.reset_cause() == machine.PWRON_RESET)
+                    break
+                except Exception as e:  # noqa: BLE001 - a bad file must not stop the charger
+                    print("[charger]", "journal", repr(e))
+                    try:
+                        os.remove(path)
+                    except OSError:
+                        pass
+            outbox = outbox if outbox.state[0] else Journal(path)  # state[0]: journaling on
+            del jfile
+            forget("charger.jfile")
             charger_app = app.App(cfg, board, outbox, Link)
             charger_app.ended = ended  # reported as charging until its stop is delivered
     finally:  # an exception is printed by the thread; the fault pattern below shows it

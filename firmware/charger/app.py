@@ -156,7 +156,7 @@ class App:
             was = self.sm.session_id
             self._do(self.sm.server(kind, sid, ticks_ms()))
             if was is not None and self.sm.session_id is None:  # the server ended it
-                self.outbox.closed(was)  # the journal: no session to report after a reboot
+                self.outbox.stop(was)  # the journal: no session to report after a reboot
 
     def on_link(self, up):
         print("[charger]", "link", "up" if up else "down")

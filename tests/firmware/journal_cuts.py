@@ -6,7 +6,7 @@
 # A "power cut" is the file layer refusing to write past a byte budget: the record being
 # written is torn there (its first bytes are on the file, as on a flash whose power failed
 # mid-program) and the firmware stops (an exception out of the put). Then the journal is
-# opened as at boot (charger/recover.py boot()) and what it recovers is compared with what
+# opened as at boot (charger/jfile.py boot()) and what it recovers is compared with what
 # the file cut at the last whole record recovers: at most the torn record may be lost. Prints
 # one line per check kind: "<kind> <cut points> <failures>" and the failures' details.
 import os
@@ -15,8 +15,8 @@ import sys
 import charger
 
 charger.forget = lambda name: None  # the journal unloads modules: this script keeps them
-from charger import jfile, recover  # noqa: E402
-from charger.journal import Journal  # noqa: E402
+from charger import jfile  # noqa: E402
+from charger.outbox import Journal  # noqa: E402
 
 DIR = sys.argv[1]
 P = DIR + "/journal.bin"
@@ -73,6 +73,15 @@ def drain(j, n):
     j.confirm()
 
 
+compactions = [True]
+
+
+def big(j):
+    # the file looks past its limit: the next write compacts it first
+    if compactions[0]:
+        j.state[3] = 1 << 30
+
+
 def history(j):
     """A charger's day, through the real write path: sessions stopped, acknowledged,
     ended by the server, an emergency, and a session still open at the end."""
@@ -80,14 +89,18 @@ def history(j):
         j.put_reading(5, 230.0, 8.7, 2000.0, 100 + i, T + i)
         if i == 12:
             drain(j, 8)
+            big(j)
     j.put_event("stop", 5, 122, T + 22)
     drain(j, 40)
     for i in range(12):
         j.put_reading(6, 229.5, 8.7, 1990.0, 200 + i, T + 100 + i)
-    j.closed(6)  # the server's stop
+    j.stop(6)  # the server's stop
+    big(j)
     j.put_event("emergency", None, 211, T + 111)
     for i in range(25):
         j.put_reading(7, 231.0, 9.1, 2100.0, 300 + i, T + 200 + i)
+        if i == 15:
+            big(j)
     drain(j, 5)
     for i in range(4):
         j.put_reading(7, 231.0, 9.1, 2100.0, 330 + i, T + 230 + i)
@@ -97,7 +110,7 @@ def fresh():
     rm(P)
     rm(P + ".new")
     j = Journal(P)
-    recover.boot(j, True)
+    jfile.boot(j, True)
     return j
 
 
@@ -108,7 +121,7 @@ def recovered(data):
     with real_open(P, "wb") as f:
         f.write(data)
     j = Journal(P)
-    sid = recover.boot(j, True)
+    sid = jfile.boot(j, True)
     out = [sid]
     while True:
         text = j.next_unsent()
@@ -128,7 +141,7 @@ def read():
 def boundary(data):
     # the length of data's leading whole records (the torn tail cut off)
     end = 0
-    for kind, at, size in recover.records(data):
+    for kind, at, size in jfile.records(data):
         if at - 3 == end:
             end = at + size + 4
     return end
@@ -143,14 +156,14 @@ def fail(*what):
     if len(details) < 4:
         details.append(what)
 
-# 1. the write path cut at every byte (compaction included: a small limit makes it run)
-jfile.LIMIT = 700
-jfile.open = recover.open = cut_open
+# 1. the write path cut at every byte (compactions included: history() makes the file look
+# past its limit at 3 points, so that the next write compacts it first)
+jfile.open = cut_open
 # the bytes the history writes in all (appends and compactions): cut at each of them
 budget[0] = 10 ** 9
 j = fresh()
 history(j)
-total = j.writes
+total = j.state[4]
 written = 10 ** 9 - budget[0]
 cuts = 0
 for n in range(written + 1):
@@ -174,13 +187,13 @@ print("cut", cuts, len([f for f in failures if f[0] == "cut"]), "writes", total,
       "bytes", written)
 
 # 2. a whole journal (no compaction) truncated at every byte and each byte corrupted
-jfile.LIMIT = 10 ** 9
-jfile.open = recover.open = real_open
+compactions[0] = False
+jfile.open = real_open
 j = fresh()
 history(j)
 whole = read()
 full = recovered(whole)
-spans = [(at - 3, at + size + 4) for kind, at, size in recover.records(whole)]
+spans = [(at - 3, at + size + 4) for kind, at, size in jfile.records(whole)]
 n_trunc = n_flip = 0
 for c in range(len(whole) + 1):
     try:
