@@ -24,6 +24,14 @@ cards), and an offline tap reads it line by line.
   session as for STOP); an `error` drops them and opens the relay if L still charges. Either
   way the charger then reports its status. An answer about another id is ignored.
 
+With the session journal (charger/outbox.py `Journal`, charger/jfile.py) the offline start
+survives a power cut: its event and readings are journaled like any other (L as their
+session id), the uid and version as a record of kind 32 (the text of `Outbox.data`, restored
+by main.py at boot), and after the answer the journal is compacted from the re-labelled (or
+dropped) outbox. A session cut by a reboot before the answer is reported by its replayed
+`offline_start`, then its `stop` with reason `power_loss`/`charger_reset`, re-labelled by
+the answer like the rest.
+
 One function on purpose (plus `digest`, the HMAC): every function name, global and short
 string constant (10 characters at most) of a module is an interned name that stays in RAM
 for good once the module was loaded, and the qstr pool grows in doubling chunks; names the
@@ -45,6 +53,7 @@ from charger.app import _EPOCH
 _LOCAL = const(0x80000000)  # local session ids: _LOCAL.._LOCAL+2**30-1
 _MAX_CARDS = const(64)
 _MASK = const(0x3FFFFFFF)
+_START = const(7)  # an offline_start event's kind in the outbox (charger/outbox.py _KINDS)
 
 
 def digest(key, msg):
@@ -73,7 +82,7 @@ def run(app, msg):
         n = box._n  # (charger/outbox.py's layout: event e's kind at _i[3*cap + 5*e + 1])
         version = None if app.waiting is None else 0  # 0: may not start
         for e in range(n[3]):
-            if box._i[3 * n[6] + 5 * ((n[2] + e) % n[7]) + 1] == 5:
+            if box._i[3 * n[6] + 5 * ((n[2] + e) % n[7]) + 1] == _START:
                 version = 0  # an offline_start still in the outbox: one at a time
         if version is None:
             try:
@@ -91,11 +100,23 @@ def run(app, msg):
         # a new id per offline start: random, mixed with the clock (a reboot may seed the
         # generator the same way); the server keys the session by (station, id)
         local = _LOCAL + ((random.getrandbits(30) ^ ts) & _MASK)
+        if version:
+            box.data = '"uid":"%s","version":%d' % (sm.uid, version)
+            if getattr(box, "state", None) and box.state[0]:
+                # the session journal (charger/outbox.py Journal): the uid and version go to
+                # flash before the event (record kind 32, kept by compaction, one at a time),
+                # so an offline start cut by a reboot is still reported after it
+                from charger import forget
+                from charger.jfile import record
+                data = record(32, box.data.encode())
+                del record
+                forget("charger.jfile")
+                box.state[7] = [r for r in box.state[7] if r[1] != 32] + [data]
+                box.write(data)
         if not version or not box.put_event("offline_start", local, sm.wh, ts):
             sm.note = "offline: card not allowed"
             app._do(512 | sm.server("error", None, now))
             return
-        box.data = '"uid":"%s","version":%d' % (sm.uid, version)
         app.waiting = local
         print("[charger]", "offline", "start", local, sm.uid)
         app._do(sm.server("start", local, now))
@@ -135,6 +156,12 @@ def run(app, msg):
         return
     # --- the server's answer to the offline start awaiting it -----------------------------------
     local = app.waiting
+    if local is None:  # after a reboot: the offline_start replayed from the journal
+        n = box._n
+        for e in range(n[3]):
+            k = 3 * n[6] + 5 * ((n[2] + e) % n[7])
+            if box._i[k + 1] == _START and box._i[k + 2] == msg.get("local_id"):
+                local = box._i[k + 2]
     if local is None or msg.get("local_id") != local:
         print("[charger]", "ignored", msg.get("type"), msg.get("local_id"))
         return
@@ -170,7 +197,7 @@ def run(app, msg):
     keep = n[4]
     for e in range(n[4], n[3]):
         k = 3 * n[6] + 5 * ((n[2] + e) % n[7])
-        if ints[k + 2] == local and ints[k + 1] != 5:  # (the offline_start stays as it is)
+        if ints[k + 2] == local and ints[k + 1] != _START:  # (the offline_start stays as is)
             if sid is None:
                 continue
             ints[k + 2] = sid
@@ -182,6 +209,12 @@ def run(app, msg):
                 ints[i + j] = ints[k + j]
         keep += 1
     n[3] = keep
+    if getattr(box, "state", None):  # the journal: rewritten from the outbox as it is now
+        if box.state[6] is not None and box.state[6][0] == local:
+            box.state[6] = None if sid is None else [sid, box.state[6][1], box.state[6][2]]
+        if box.state[0]:
+            box.state[3] = 1 << 30  # past any limit: the next write compacts
+            box.write(None)
     if sm.event_sid == local:
         sm.event_sid = sid
     if app.ended == local:

@@ -119,3 +119,42 @@ async def test_the_list_survives_a_restart_and_decides_taps_without_the_server(t
         assert st["relay"] is True and st["session_id"] >= LOCAL
     finally:
         await sim.stop()
+
+
+async def test_an_offline_start_cut_by_a_power_loss_is_reported_and_billed_after_the_reboot(
+        tmp_path):
+    # the journal (charger/outbox.py Journal) keeps the offline start, its uid and version and
+    # its readings: after the reboot the charger reports it, then its stop (power_loss)
+    from tests.firmware.test_journal import journal_of
+    async with running_server(tmp_path / "evse.sqlite3") as app:
+        await _card(app)
+        sim = SimCharger(tmp_path, base_url(app) + "/ws", token=app.demo_key)
+        await sim.start()
+        try:
+            await sim.wait_line(lambda l: "[charger] offline list 1 " in l)
+            await sim.command("link down")
+            await sim.wait_status(lambda s: not s["link"])
+            wh_before = (await sim.status())["wh"]
+            await sim.command("tap " + CARD)
+            st = await sim.wait_status(lambda s: s["state"] == "charging")
+            local = st["session_id"]
+            await sim.wait_status(lambda s: s["readings_queued"] >= 12)  # a journal batch
+        finally:
+            await sim.stop()  # SIGKILL: the power cut, the link still down
+        journaled, last = journal_of(tmp_path / "journal.bin")
+        assert local >= LOCAL and journaled[local] and local in last
+        sim = SimCharger(tmp_path, base_url(app) + "/ws", token=app.demo_key)
+        sim.env["SIM_RESET_CAUSE"] = "1"  # a power-on reset
+        await sim.start()
+        try:
+            st = await sim.wait_status(lambda s: s["link"] and s["outbox"] == 0)
+            assert st["relay"] is False and st["state"] == "idle"
+        finally:
+            await sim.stop()
+        sessions, _ = await app.storage.list_sessions(station_id=1)
+        assert len(sessions) == 1
+        record = await _wait_ended(app, sessions[0].id)
+        assert record.end_reason == "power_loss" and record.card_uid == CARD
+        stored = [r.wh for r in await app.storage.readings(record.id)]
+        assert sorted(stored) == sorted(journaled[local])  # every journaled reading
+        assert round(record.kwh * 1000) == last[local] - wh_before > 0

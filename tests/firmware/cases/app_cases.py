@@ -348,3 +348,10 @@ def case_offline_taps_that_may_not_start():
     b, folder, msg = _offline_app(offline=False)  # the station's setting is off
     _tap_offline(b, "04A1B2C3")
     assert not b.board.relay.is_on and b.waiting is None
+
+
+def case_the_offline_start_kind_is_the_one_offline_py_uses():
+    # charger/offline.py reads the outbox's arrays and knows an offline_start event by kind 7
+    # (its `_START`): the place of "offline_start" in the outbox's kinds, plus one
+    from charger import outbox
+    assert outbox._KINDS.index("offline_start") + 1 == 7
