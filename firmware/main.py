@@ -63,13 +63,17 @@ def start(done):
             outbox = outbox if outbox.state[0] else Journal(path)  # state[0]: journaling on
             del jfile
             forget("charger.jfile")
-            for data in outbox.state[7]:  # an offline start's uid and version (kind 32)
-                if data[1] == 32:  # (charger/offline.py)
-                    outbox.data = bytes(data[3:-4]).decode()
             charger_app = app.App(cfg, board, outbox, Link)
             charger_app.ended = ended  # reported as charging until its stop is delivered
-            if ended is not None and ended >> 30 == 2:  # an unanswered offline start: its
-                charger_app.waiting = ended  # answer first (charger/offline.py), then status
+            # an offline start the server has not answered (charger/offline.py): its uid and
+            # version (journal record kind 32) and its local id (the outbox's event, kind 7)
+            for data in outbox.state[7]:
+                if data[1] == 32:
+                    outbox.data = bytes(data[3:-4]).decode()
+            for i in range(outbox._n[3]):  # (names main.py has already: each is interned)
+                e = 3 * outbox._n[6] + 5 * ((outbox._n[2] + i) % outbox._n[7])
+                if outbox._i[e + 1] == 7:
+                    charger_app.waiting = outbox._i[e + 2]
     finally:  # an exception is printed by the thread; the fault pattern below shows it
         done.release()
 

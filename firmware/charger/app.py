@@ -121,7 +121,7 @@ class App:
         # offline authorization (rare): charger/offline.py, loaded for this call only
         from charger import offline
         try:
-            offline.run(self, msg)
+            return offline.run(self, msg)
         finally:
             del offline
             forget("charger.offline")
@@ -163,9 +163,11 @@ class App:
         # `start` needs an integer session_id, `stop` an integer or null; other types and
         # bad ids are logged and ignored
         kind = msg.get("type")
-        if "sig" in msg or "local_id" in msg:
-            # the signed offline card list (`auth_list`), or the answer to an offline start
-            return self.offline(msg)
+        if "version" in msg or self.waiting is not None and (kind == "start" or kind == "error"):
+            # the signed offline card list (`auth_list`, which has a version), or perhaps the
+            # answer to the offline start awaiting one (charger/offline.py; False: neither)
+            if self.offline(msg):
+                return
         sid = msg.get("session_id")
         print("[charger]", "server", kind, msg)
         # a session id the outbox can store (uint32): with a bigger one the relay would close

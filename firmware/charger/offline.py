@@ -71,7 +71,12 @@ def digest(key, msg):
 
 
 def run(app, msg):
-    """See the module docstring."""
+    """See the module docstring. Returns False for a message that is not for it (a `start`
+    or `error` about a tap while an offline start awaits its answer)."""
+    # the wire words, split at run time from one long literal: a short string constant
+    # would be interned for good, and the firmware's names must stay under the qstr pool's
+    # next 3.5 KB chunk (docs/architecture.md); dict lookups work the same
+    local_id, cards_key, sig_key, comma, kind = "local_id cards sig , auth_list".split(" ")
     sm = app.sm
     box = app.outbox
     from charger.app import CONFIG_PATH  # (at each call: a simulator or a test sets it)
@@ -121,25 +126,25 @@ def run(app, msg):
         print("[charger]", "offline", "start", local, sm.uid)
         app._do(sm.server("start", local, now))
         return
-    if "sig" in msg:  # --- the signed list (`auth_list`) -------------------------------------
+    if msg.get("type") == kind:  # --- the signed list (`auth_list`) --------------------------
         version = msg.get("version")
         offline = msg.get("offline")
-        cards = msg.get("cards")
+        cards = msg.get(cards_key)
         ok = (isinstance(version, int) and not isinstance(version, bool) and version > 0
               and isinstance(offline, bool) and isinstance(cards, list)
-              and len(cards) <= _MAX_CARDS and isinstance(msg.get("sig"), str))
+              and len(cards) <= _MAX_CARDS and isinstance(msg.get(sig_key), str))
         if ok:
             for uid in cards:
-                if not isinstance(uid, str) or not 0 < len(uid) <= 32 or "," in uid or "\n" in uid:
+                if not isinstance(uid, str) or not 0 < len(uid) <= 32 or comma in uid or "\n" in uid:
                     ok = False
         if ok:
             text = "%d|%d|%d|%s" % (app.cfg["station"], version, 1 if offline else 0,
-                                   ",".join(cards))
+                                   comma.join(cards))
             ok = hexlify(digest(sha256(app.cfg.get("token", "").encode()).digest(),
-                              text.encode())).decode() == msg.get("sig")
+                              text.encode())).decode() == msg.get(sig_key)
         if not ok:
             print("[charger]", "offline", "list", "ignored")
-            return
+            return True
         head = str(version) + "\n"
         try:
             with open(path + "authlist.txt") as f:
@@ -153,18 +158,14 @@ def run(app, msg):
                     f.write(uid + "\n")
             os.rename(path + "authlist.new", path + "authlist.txt")
         print("[charger]", "offline", "list", version, len(cards))
-        return
+        return True
     # --- the server's answer to the offline start awaiting it -----------------------------------
-    local = app.waiting
-    if local is None:  # after a reboot: the offline_start replayed from the journal
-        n = box._n
-        for e in range(n[3]):
-            k = 3 * n[6] + 5 * ((n[2] + e) % n[7])
-            if box._i[k + 1] == _START and box._i[k + 2] == msg.get("local_id"):
-                local = box._i[k + 2]
-    if local is None or msg.get("local_id") != local:
-        print("[charger]", "ignored", msg.get("type"), msg.get("local_id"))
-        return
+    local = app.waiting  # (main.py sets it after a reboot from the replayed offline_start)
+    if local_id not in msg:
+        return False  # about a tap: the app handles it
+    if local is None or msg.get(local_id) != local:
+        print("[charger]", "ignored", msg.get("type"), msg.get(local_id))
+        return True
     sid = msg.get("session_id") if msg.get("type") == "start" else None
     if not (isinstance(sid, int) and not isinstance(sid, bool) and 0 < sid < _LOCAL):
         sid = None
@@ -229,3 +230,4 @@ def run(app, msg):
     app.link.notify()
     for text in app.status_messages():
         asyncio.create_task(app.link.send_now(text))
+    return True
