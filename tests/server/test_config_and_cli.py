@@ -128,6 +128,8 @@ async def test_demo_server_prints_urls_and_sigterm_flushes_readings_and_closes_w
             assert (await receive_json(dashboard))["type"] == "subscribed"
         charger = await ws_connect(re.search(r'wscat -c "(\S+role=publisher\S+)"', text).group(1))
         assert (await receive_json(charger))["type"] == "connected"
+        # a charger with its station key gets its signed offline card list next (issue 13)
+        assert (await receive_json(charger))["type"] == "auth_list"
         async with charger:
             await send_json(charger, {"type": "nfc_scan", "nfc_uid": "VIRTUAL-1-A4F2E8"})
             session_id = (await receive_json(charger))["session_id"]
