@@ -219,6 +219,8 @@ def test_without_db_the_path_comes_from_db_path(admin, tmp_path):
     (["stations", "set-max-power", "1", "lots"], "expected a power in watts"),
     (["stations", "set-max-power", "9", "7400"], "station 9 does not exist"),
     (["stations", "add", "X", "--max-power", "nan"], "at most 50000"),
+    (["stations", "offline-auth", "9", "off"], "station 9 does not exist"),
+    (["stations", "offline-auth", "1", "maybe"], "invalid choice"),
     (["fly"], "invalid choice"),
     ([], "required"),
 ])
@@ -289,3 +291,19 @@ def test_tokens_issue_prints_a_token_the_server_accepts_for_that_role_and_statio
                  ["--role", "admin", "--sub", "x", "--stations", "1,a"]):
         refused = admin("tokens", "issue", *args)
         assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+
+
+async def test_offline_starts_are_turned_off_and_on_per_station(admin, db):
+    await seeded_sessions(db)
+    assert "station 2 offline starts are now off" in ok(admin("stations", "offline-auth", 2, "off"))
+    storage = await Storage.open(db)
+    try:
+        assert await storage.offline_auth(1) is True and await storage.offline_auth(2) is False
+    finally:
+        await storage.close()
+    ok(admin("stations", "offline-auth", 2, "on"))
+    storage = await Storage.open(db)
+    try:
+        assert await storage.offline_auth(2) is True
+    finally:
+        await storage.close()
