@@ -10,12 +10,11 @@ ESP32) before anything else happens; the handler allocates nothing: it opens the
 sets `irq`, which the next poll pass (200 ms at most) hands to the state machine (even if the
 press was too short for the debounce). main.py builds the App at boot.
 
-Compact on purpose (RAM on the ESP32): few, larger methods; the action bits and the error
-LED pattern are private `const()`s named as in charger/state.py (free in RAM; their values are
-checked against it by tests/firmware/test_pure_modules.py); the poll loop's timestamps share
-one list; log lines
-are short words (interned once, shared) rather than sentences; `const()`
-is not imported (the MicroPython compiler knows it; this module never runs on CPython).
+Compact on purpose (docs/architecture.md, "Firmware memory rules"): few, larger methods; the action bits and the error LED
+pattern are private `const()`s named as in charger/state.py (tests/firmware/test_pure_modules.py
+checks their values against it); the poll loop's timestamps share one list; log lines are
+short words. `const()` is not imported (the MicroPython compiler knows it; this module never
+runs on CPython).
 """
 
 import asyncio

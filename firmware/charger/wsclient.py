@@ -27,10 +27,9 @@ control payload and message (the `_RXH`.. `_MSG` offsets); the few views used pe
 sliced once into `views`. Receiving a frame allocates asyncio's
 read of its header, a view of its payload and, at its end, the message; sending allocates
 the UTF-8 bytes of a text, a 4-byte mask and one buffer view per chunk, and takes neither
-the write lock nor a drain unless the socket did not take the whole frame. Few methods, few attributes (the
-timeouts share one tuple, the blocked tasks one list), private consts: each name, function
-and attribute costs RAM for good. Functions called per frame keep their locals few:
-MicroPython allocates a bytecode frame of more than 11 slots on the heap at every call.
+the write lock nor a drain unless the socket did not take the whole frame. Few methods, few
+attributes (the timeouts share one tuple, the blocked tasks one list), private consts;
+functions called per frame keep within 11 frame slots (docs/architecture.md, "Firmware memory rules").
 
 Read timeout: while a connection is open a keepalive task pings after `ping_ms` without a
 received byte and fails the connection (1006) when still nothing arrives within `pong_ms`;
