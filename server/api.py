@@ -37,10 +37,23 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from server.answers import ApiError, HttpAnswer, error_answer, json_answer, not_found, server_error_answer
+from server.answers import (
+    ApiError,
+    HttpAnswer,
+    error_answer,
+    json_answer,
+    not_found,
+    server_error_answer,
+)
 from server.observability import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from server.observability import Observability, attach
-from server.query import SESSION_FILTERS, SessionFilters, parse_path_id, parse_query, parse_session_filters
+from server.query import (
+    SESSION_FILTERS,
+    SessionFilters,
+    parse_path_id,
+    parse_query,
+    parse_session_filters,
+)
 from server.static_files import STATIC_DIR, read_static
 from server.storage.export import sessions_to_csv, time_zone
 from server.views import (

@@ -45,6 +45,7 @@ from pathlib import Path
 
 from tools.firmware_compile import compile_firmware
 from tools.firmware_paths import FIRMWARE, MICROPYTHON, SHIMS
+
 QSTR_ENTRY_BYTES = 11  # 64-bit pool entry: 8-byte pointer, 2-byte hash, 1-byte length
 RESIDENT = "resident set"
 
