@@ -11,9 +11,8 @@ ours) may lose the last fraction of a second of readings, never corrupt anything
 durable commit flushes them too. A SIGKILL of a server process loses nothing committed. This is
 the same trade SQLite's backend makes with synchronous=NORMAL for its batches.
 
-Readings go in with `copy_records_to_table` (COPY, binary) inside a savepoint; a batch holding
-readings of a session that does not exist (the only foreign-key failure possible: values are
-checked when queued) is copied again without them, and the drop is logged.
+Readings go in with `copy_records_to_table` (COPY, binary); readings naming a session that
+does not exist are left out of the COPY (looked up first) and the drop is logged.
 
 Station ownership: `claim_station` moves `stations.owner_epoch` up by one (the newest claimer
 wins); a write carrying an epoch locks the station row `FOR SHARE` and is refused with
@@ -114,22 +113,22 @@ def safe_url(url: str) -> str:
 
 
 async def _write_batch(conn: asyncpg.Connection, batch: Batch) -> None:
-    """Inside a transaction: COPY the readings, update the progress rows."""
+    """Inside a transaction: COPY the readings, update the progress rows. A reading naming a
+    session that does not exist (the only foreign-key failure possible: values are checked
+    when queued, sessions are never deleted) is left out and the drop logged, rather than
+    retrying a poisoned batch forever: the batch's session ids are looked up first (one
+    indexed query), so the COPY cannot fail on them."""
     if batch.readings:
-        try:
-            async with conn.transaction():  # a savepoint: a failed COPY leaves nothing
-                await conn.copy_records_to_table("readings", records=batch.readings,
-                                                 columns=_READING_COLUMNS)
-        except asyncpg.ForeignKeyViolationError:
-            wanted = sorted({row[0] for row in batch.readings})
-            existing = {row[0] for row in await conn.fetch(
-                "SELECT id FROM sessions WHERE id = any($1::bigint[])", wanted)}
-            kept = [row for row in batch.readings if row[0] in existing]
-            if kept:
-                await conn.copy_records_to_table("readings", records=kept,
-                                                 columns=_READING_COLUMNS)
+        wanted = sorted({row[0] for row in batch.readings})
+        existing = {row[0] for row in await conn.fetch(
+            "SELECT id FROM sessions WHERE id = any($1::bigint[])", wanted)}
+        rows = batch.readings
+        if len(existing) < len(wanted):
+            rows = [row for row in rows if row[0] in existing]
             log.error("storage: dropped %d of %d readings that name no existing session",
-                      len(batch.readings) - len(kept), len(batch.readings))
+                      len(batch.readings) - len(rows), len(batch.readings))
+        if rows:
+            await conn.copy_records_to_table("readings", records=rows, columns=_READING_COLUMNS)
     if batch.progress:
         await conn.executemany(_UPDATE_PROGRESS, [
             (kwh, cost, state, sid, epoch)
