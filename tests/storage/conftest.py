@@ -1,6 +1,6 @@
 """Fixtures for the storage tests, run against both backends: a real SQLite file in tmp_path,
-and a fresh database on a real throwaway PostgreSQL (tools/services.py; one server per test
-worker, one database per test). `outside()` looks at the database through a second, plain
+and a fresh database on a real throwaway PostgreSQL (tests/conftest.py `postgres_server`: one
+server per test worker, one database per test). `outside()` looks at the database through a second, plain
 connection (what another process would see: committed rows only).
 
 `backend` is "sqlite" or "postgres"; a test about one engine's own mechanics overrides it with
@@ -20,17 +20,9 @@ import asyncpg
 import pytest
 
 from server.storage import Reading, open_storage
-from tools import services
 
 BACKENDS = ("sqlite", "postgres")
 _database_names = itertools.count()
-
-
-@pytest.fixture(scope="session")
-def postgres_server():
-    """One throwaway PostgreSQL for this test process (started only if a test needs it)."""
-    with services.postgres() as pg:
-        yield pg
 
 
 @pytest.fixture(params=BACKENDS)
@@ -39,12 +31,20 @@ def backend(request):
 
 
 @pytest.fixture
-def target(backend, tmp_path, request):
-    """What open_storage() opens: a SQLite file path, or the URL of a fresh PostgreSQL database."""
+async def target(backend, tmp_path, request):
+    """What open_storage() opens: a SQLite file path, or the URL of a fresh PostgreSQL database
+    (dropped after the test: each is a few MB on disk)."""
     if backend == "sqlite":
-        return tmp_path / "evse.sqlite3"
+        yield tmp_path / "evse.sqlite3"
+        return
     pg = request.getfixturevalue("postgres_server")
-    return pg.create_database(f"t{os.getpid()}_{next(_database_names)}")
+    name = f"t{os.getpid()}_{next(_database_names)}"
+    yield pg.create_database(name)
+    admin = await asyncpg.connect(pg.url)
+    try:
+        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    finally:
+        await admin.close()
 
 
 @pytest.fixture

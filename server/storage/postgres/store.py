@@ -167,15 +167,14 @@ class PostgresStorage(Batched):
     async def open(cls, url: str, flush_interval: float | None = None,
                    max_queued_readings: int | None = None) -> "PostgresStorage":
         """Connect (a pool), migrate under the advisory lock and start the flusher. A server
-        that cannot be reached raises StorageError naming it (without the password)."""
+        that cannot be reached raises StorageError saying why (the caller names the database)."""
         flush_interval, max_queued_readings = check_batching(flush_interval, max_queued_readings)
         try:
             pool = await asyncpg.create_pool(url, min_size=1, max_size=POOL_MAX_SIZE,
                                              timeout=CONNECT_TIMEOUT_S)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError,
                 TimeoutError) as exc:
-            raise StorageError(f"cannot connect to PostgreSQL at {safe_url(url)}: "
-                               f"{type(exc).__name__}: {exc}") from exc
+            raise StorageError(f"cannot connect to PostgreSQL: {type(exc).__name__}: {exc}") from exc
         try:
             async with pool.acquire() as conn:
                 await migrate(conn, postgres_migrations())
