@@ -1,16 +1,15 @@
 """Fixtures for the storage tests, run against both backends: a real SQLite file in tmp_path,
-and a fresh database on a real throwaway PostgreSQL (tests/conftest.py `postgres_server`: one
-server per test worker, one database per test). `outside()` looks at the database through a second, plain
+and a fresh database on a real throwaway PostgreSQL (one server per test
+worker, one database per test). `outside()` looks at the database through a second, plain
 connection (what another process would see: committed rows only).
 
-`backend` is "sqlite" or "postgres"; a test about one engine's own mechanics overrides it with
-`@pytest.mark.parametrize("backend", ["sqlite"])`.
+`backend` and `target` are in tests/conftest.py: "sqlite" or "postgres"; a test about one
+engine's own mechanics overrides it with `@pytest.mark.parametrize("backend", ["sqlite"])`.
 """
 
 import asyncio
 import inspect
 import itertools
-import os
 import re
 import sqlite3
 import time
@@ -20,31 +19,6 @@ import asyncpg
 import pytest
 
 from server.storage import Reading, open_storage
-
-BACKENDS = ("sqlite", "postgres")
-_database_names = itertools.count()
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    return request.param
-
-
-@pytest.fixture
-async def target(backend, tmp_path, request):
-    """What open_storage() opens: a SQLite file path, or the URL of a fresh PostgreSQL database
-    (dropped after the test: each is a few MB on disk)."""
-    if backend == "sqlite":
-        yield tmp_path / "evse.sqlite3"
-        return
-    pg = request.getfixturevalue("postgres_server")
-    name = f"t{os.getpid()}_{next(_database_names)}"
-    yield pg.create_database(name)
-    admin = await asyncpg.connect(pg.url)
-    try:
-        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-    finally:
-        await admin.close()
 
 
 @pytest.fixture
