@@ -112,3 +112,21 @@ async def test_an_unreachable_postgres_stops_the_start_with_one_line(tmp_path):
     assert line.startswith(f"error: database postgresql://evse@/evse?host={tmp_path}: "
                            "cannot connect to PostgreSQL"), line
     assert "hunter2" not in line
+
+
+def test_database_url_comes_from_env_dotenv_or_flag_and_db_on_the_command_line_means_sqlite(
+        tmp_path):
+    url = "postgresql://evse@db.example:5432/evse"
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(f"DATABASE_URL={url}\n")
+    assert load_config([], environ={}, dotenv_path=dotenv).storage_target == url
+    assert load_config([], environ={"DATABASE_URL": ""}, dotenv_path=dotenv).storage_target == (
+        load_config([], environ={}, dotenv_path=None).db_path)  # empty: SQLite
+    flagged = load_config(["--database-url", url + "2"], environ={"DATABASE_URL": url},
+                          dotenv_path=None)
+    assert flagged.storage_target == url + "2"
+    sqlite = load_config(["--db", str(tmp_path / "x.sqlite3")], environ={"DATABASE_URL": url},
+                         dotenv_path=dotenv)
+    assert sqlite.storage_target == tmp_path / "x.sqlite3"
+    assert load_config([], environ={"DATABASE_URL": "postgresql://evse:pw@h/evse"},
+                       dotenv_path=None).storage_name == "postgresql://evse@h/evse"
