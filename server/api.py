@@ -57,10 +57,8 @@ from server.query import (
 from server.static_files import STATIC_DIR, read_static
 from server.storage.export import sessions_to_csv, time_zone
 from server.views import (
-    add_to_totals,
     alert_json,
     card_json,
-    empty_totals,
     reading_json,
     rounded_totals,
     session_json,
@@ -143,9 +141,7 @@ async def get_sessions(ctx: ApiContext, raw_query: str) -> HttpAnswer:
     page, total = await ctx.storage.list_sessions(
         **filters.storage_kwargs(), limit=filters.limit, offset=filters.offset
     )
-    totals = empty_totals()
-    async for record in matching_sessions(ctx.storage, filters):
-        add_to_totals(totals, record, now)
+    totals = await ctx.storage.session_totals(now, **filters.storage_kwargs())
     return json_answer(
         {
             "items": [session_json(record, now) for record in page],

@@ -68,16 +68,5 @@ def alert_json(alert) -> dict:
     }
 
 
-def empty_totals() -> dict:
-    return {"sessions": 0, "kwh": 0.0, "cost": 0.0, "duration": 0}
-
-
-def add_to_totals(totals: dict, record, now: float) -> None:
-    totals["sessions"] += 1
-    totals["kwh"] += record.kwh
-    totals["cost"] += record.cost
-    totals["duration"] += session_duration(record, now)
-
-
 def rounded_totals(totals: dict) -> dict:
     return {**totals, "kwh": round(totals["kwh"], 3), "cost": round(totals["cost"], 2)}
