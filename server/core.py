@@ -56,7 +56,8 @@ REMOTE_STOP = "remote_stop"
 CARD_STOP = "card_stop"
 EMERGENCY = "emergency"
 FAULT = "fault"
-CHARGER_RESET = "charger_reset"
+CHARGER_RESET = v.CHARGER_RESET  # also a charger's `stop` reason after a reset (journal)
+POWER_LOSS = v.POWER_LOSS  # a charger's `stop` reason: the board lost power mid-session
 
 # the alert stored and pushed (`alert`) once per session when a reading is an energy anomaly
 ENERGY_ANOMALY = "energy_anomaly"
@@ -446,6 +447,8 @@ class SessionCore:
                 return [Reply(self._mismatch(st, stop.session_id))]  # another station's or none
             return []  # already closed: a repeated stop is harmless (and alerts nothing twice)
         self._final_reading(st, session, stop, now)
+        if stop.reason in v.INTERRUPTED:  # reported after a reboot: its readings came first
+            return self._end(st, stop.reason, now)
         effects = []
         if stop.reason is not None:
             detail = STOP_ALERTS[stop.reason]

@@ -56,10 +56,15 @@ EMERGENCIA = "emergencia"
 STATES = ("idle", "charging", "fault")
 
 # why a charger ended a session by itself (ChargerStop.reason): the meter was silent or
-# corrupt while charging, or it charged too long without the server
+# corrupt while charging, or it charged too long without the server (alerted faults); or the
+# board died during it and reports it from its journal after the reboot: a power-on or
+# brown-out reset, or a watchdog/soft reset (INTERRUPTED: the session's own end reason)
 METER_FAILURE = "meter_failure"
 OFFLINE_LIMIT = "offline_limit"
-STOP_REASONS = (METER_FAILURE, OFFLINE_LIMIT)
+POWER_LOSS = "power_loss"
+CHARGER_RESET = "charger_reset"
+INTERRUPTED = (POWER_LOSS, CHARGER_RESET)
+STOP_REASONS = (METER_FAILURE, OFFLINE_LIMIT, *INTERRUPTED)
 
 
 # --- events ----------------------------------------------------------------------------------
@@ -92,7 +97,7 @@ class ChargerStop:
     session_id: int | None = None
     wh: float | None = None
     ts: float | None = None
-    reason: str | None = None  # a charger's own fault stop: one of STOP_REASONS; None = STOP button
+    reason: str | None = None  # one of STOP_REASONS; None = the STOP button
 
 
 @dataclass(frozen=True)

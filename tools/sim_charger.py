@@ -66,6 +66,7 @@ class SimCharger:
         self.heapsize = heapsize
         # where the shims and the firmware are imported from (compiled .mpy dirs for the bench)
         self.module_dirs = module_dirs
+        self.env = {}  # extra environment, e.g. SIM_RESET_CAUSE (tools/sim/machine.py)
         self.proc = None
         self.lines = []
         self._new_line = asyncio.Event()
@@ -78,7 +79,7 @@ class SimCharger:
             str(MICROPYTHON), *heap, "tools/sim/run_charger.py", str(self.config_path),
             "--power", str(self.power), "--time-scale", str(self.time_scale),
             "--meter-state", str(self.meter_state), *self.extra_args,
-            cwd=str(ROOT), env=mpy_env(path=self._path()), stdin=asyncio.subprocess.PIPE,
+            cwd=str(ROOT), env=mpy_env(self.env, path=self._path()), stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         self._reader = asyncio.create_task(self._read())
         await self.wait_line(lambda l: l.startswith("SIM ready"))

@@ -171,7 +171,10 @@ class App:
         good = isinstance(sid, int) and not isinstance(sid, bool) and 0 < sid < 0xFFFFFFFF
         if kind == "error" or kind == "start" and good or kind == "stop" and (
                 good or sid is None):
+            was = self.sm.session_id
             self._do(self.sm.server(kind, sid, ticks_ms()))
+            if was is not None and self.sm.session_id is None:  # the server ended it
+                self.outbox.stop(was)  # the journal: no session to report after a reboot
 
     def on_link(self, up):
         print("[charger]", "link", "up" if up else "down")

@@ -1,4 +1,5 @@
-"""The outbox: what the charger must deliver to the server, kept while the link is down.
+"""The outbox: what the charger must deliver to the server, kept while the link is down,
+and (`Journal`) on flash across a power cut or a reset.
 
 Owns two preallocated rings, one of readings (`metrics`) and one of session events (`stop`,
 `emergency`), stored in TWO typed arrays allocated once: a float32 array (v, a, w of each
@@ -29,6 +30,24 @@ whole number 0..2**32-2 (ts: 0..2**32-1; the meter's energy register is uint32 t
 refused (`put_reading` returns False, `rejected` counts) instead of becoming invalid JSON.
 `put_event` raises ValueError for a bad kind or value (a caller's bug).
 
+`Journal(path)` is the outbox main.py builds: the same outbox (app and link unchanged), each
+put also written to a bounded, append-only file (littlefs on the ESP32, a real file on the
+unix port: the session journal), so after a power cut or a reset the charger still knows the
+session that was open, its last register, and every entry the server has not acknowledged.
+The class only decides WHEN to write (it stays loaded: kept small); the records are made,
+written, read back at boot and compacted by charger/jfile.py, loaded for that and forgotten
+after (docs/architecture.md, "Session journal"). When: readings 10 at a time (every 30 s at
+the default 3 s interval), a session's first reading at once (the session is open), a stop
+or emergency at once (after the readings not written yet), the server's stop of a session
+at once (`stop()`), an acknowledged stop or emergency at once (so that it is not replayed
+after a reboot). Readings and events are numbered from 0 at boot in put order (`_n[_PUT]`
+counts the readings, `state[1]` the events). Its state is one list, `state` (few names: each is
+interned for good): [0] on (journaling starts once the boot replay is done), [1] events put,
+[2] readings numbered below this are written (or were acknowledged first), [3] the file's
+bytes, [4] flash writes since boot, [5] writes the file system refused, [6] the open session
+[session_id, wh, ts] (its latest register) or None, [7] other modules' records (bytes, oldest
+first) that compaction keeps.
+
 Compact on purpose (docs/architecture.md, "Firmware memory rules"):
 two arrays instead of one per field, the ring indices in one small list indexed by
 private consts, plain attributes (`readings`, `unconfirmed`) kept up to date instead of
@@ -47,11 +66,13 @@ except ImportError:  # CPython
 
 # storage (module docstring): reading r at 3*r in both arrays, event e at 3*cap + 5*e of the
 # uint32 one. Not struct records in one bytearray: unpack_from() allocates a tuple per send.
-# An event's kind is stored as its place in _KINDS + 1: 1 stop, 2 emergency, 3 and 4 a stop
-# the charger made for a fault, sent with that word as its `reason`. One tuple for both ways:
+# An event's kind is stored as its place in _KINDS + 1: 1 stop, 2 emergency, 3 to 6 a stop
+# the charger made for a fault or reports after a reboot (charger/jfile.py), sent with that
+# word as its `reason`. One tuple for both ways:
 # each 13-character word is a string object in RAM (no qstr), so it is written only once.
 _EMERGENCY = const(2)
-_KINDS = ("stop", "emergency", "meter_failure", "offline_limit")
+_KINDS = ("stop", "emergency", "meter_failure", "offline_limit", "power_loss",
+          "charger_reset")
 # indices into Outbox._n, the ring state
 _RHEAD = const(0)  # slot of the oldest reading
 _RSENT = const(1)  # readings at the head sent but not confirmed yet
@@ -64,6 +85,7 @@ _ECAP = const(7)
 _MASK = const(0x3FFFFFFF)  # put numbers stay small ints on the 32-bit ESP32
 _HALF = const(0x20000000)
 _NONE = const(0xFFFFFFFF)  # session_id / wh is None (a constant object on the ESP32)
+_BATCH = const(10)  # Journal: readings a flush waits for (also the most in one record)
 _MAX = const(0xFFFFFFFE)
 
 
@@ -189,6 +211,9 @@ class Outbox:
         return messages.stop(sid, wh, ints[k + 4], None,
                              _KINDS[e - 1] if e > _EMERGENCY else None)  # a fault's reason
 
+    def stop(self, session_id):
+        """The server ended the session (the journal's hook: Journal.stop())."""
+
     def confirm(self):
         """The server has everything next_unsent() returned so far: remove those entries."""
         n = self._n
@@ -202,3 +227,63 @@ class Outbox:
         """The connection ended before confirm(): the sent entries are to be sent again."""
         n = self._n
         n[_RSENT] = n[_ESENT] = self.unconfirmed = 0
+
+
+class Journal(Outbox):
+    """The outbox, journaled to `path` once `state[0]` is set (jfile.boot() sets it); see the
+    module docstring."""
+
+    def __init__(self, path, readings=200, events=32):
+        Outbox.__init__(self, readings, events)
+        self.path = path
+        self.state = [False, 0, 0, 0, 0, 0, None, []]
+
+    def put_reading(self, session_id, v, a, w, wh, ts):
+        if not Outbox.put_reading(self, session_id, v, a, w, wh, ts):
+            return False
+        state = self.state
+        if state[6] is None or state[6][0] != session_id:  # a new session: written at once
+            state[6] = [session_id, wh, ts]
+            if state[0]:
+                self.write(None)
+            return True
+        state[6][1] = wh
+        state[6][2] = ts
+        if state[0] and self._n[_PUT] - state[2] >= _BATCH:
+            self.write(None)
+        return True
+
+    def put_event(self, kind, session_id, wh, ts):
+        if not Outbox.put_event(self, kind, session_id, wh, ts):
+            return False
+        state = self.state
+        if state[6] is not None and session_id == state[6][0]:
+            state[6] = None  # the session is over
+        state[1] += 1
+        if state[0]:
+            self.write((kind, session_id, wh, ts))
+        return True
+
+    def stop(self, session_id):
+        """The server ended the session (its `stop`): nothing to report after a reboot."""
+        if self.state[6] is not None and self.state[6][0] == session_id:
+            self.state[6] = None
+            if self.state[0]:
+                self.write(session_id)
+
+    def confirm(self):
+        sent = self._n[_ESENT]  # events among the confirmed entries
+        Outbox.confirm(self)
+        if sent and self.state[0]:  # an acknowledged stop/emergency must not come back at boot
+            self.write(None)
+
+    def write(self, data):
+        """Append the readings not written yet, the open session, the acknowledgement, then
+        `data`: None, an event (kind, session_id, wh, ts), a session_id the server ended, or
+        a record's bytes (another module's kind: jfile.record())."""
+        from charger import forget, jfile
+        try:
+            jfile.append(self, data)
+        finally:
+            del jfile
+            forget("charger.jfile")

@@ -33,6 +33,7 @@ const es = {
   "reason.emergency": "Parada de emergencia",
   "reason.fault": "Falla del cargador",
   "reason.charger_reset": "Cargador reiniciado",
+  "reason.power_loss": "Corte de energía en el cargador",
   "reason.open": "En curso",
   "reason.unknown": ({ reason }) => `Otro motivo (${reason})`,
 
@@ -226,6 +227,7 @@ const en = {
   "reason.emergency": "Emergency stop",
   "reason.fault": "Charger fault",
   "reason.charger_reset": "Charger restarted",
+  "reason.power_loss": "Power cut at the charger",
   "reason.open": "Charging",
   "reason.unknown": ({ reason }) => `Other reason (${reason})`,
 

@@ -191,6 +191,22 @@ def test_a_charger_stop_for_its_own_fault_ends_as_local_stop_and_alerts_the_oper
     assert core.stations[1].status == p.DISPONIBLE  # not latched: the next tap may try again
 
 
+@pytest.mark.parametrize("reason", ["power_loss", "charger_reset"])
+def test_a_session_the_charger_reports_interrupted_ends_with_that_reason_after_its_readings(core, reason):
+    """The journal's replay after a reboot: `status charging` (resume), the readings the
+    server never had, then `stop` with the reason and the last journaled register."""
+    start_session(core)
+    core.handle_publisher(1, Metrics(123, 230, 10, 2300, NOW + 3, wh=1000.0), NOW + 3)
+    assert core.handle_publisher(1, StatusReport("charging", 123, None), NOW + 700) == []
+    core.handle_publisher(1, Metrics(123, 230, 10, 2300, NOW + 603, wh=1383.0), NOW + 700)
+    effects = core.handle_publisher(1, Stop(123, wh=1383.0, ts=NOW + 603, reason=reason), NOW + 700)
+    [end] = kinds(effects, c.EndSession)
+    assert (end.reason, end.kwh) == (reason, pytest.approx(0.383))  # the register's delta
+    assert not kinds(effects, c.AddAlert)  # the session's end says it; no fault to check
+    assert [m["reason"] for m in messages(effects) if m["type"] == "session_ended"] == [reason]
+    assert core.handle_publisher(1, Stop(123, wh=1383.0, reason=reason), NOW + 701) == []
+
+
 def test_a_replayed_fault_stop_of_an_ended_session_adds_no_second_alert(core):
     start_session(core)
     core.handle_publisher(1, Stop(123, reason="meter_failure"), NOW + 8)

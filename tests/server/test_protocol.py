@@ -51,8 +51,8 @@ def test_seed_examples_parse_as_written():
     assert p.parse_client_message('{"type":"stop","session_id":123}') == p.RemoteStop(123)
 
 
-@pytest.mark.parametrize("reason", ["meter_failure", "offline_limit"])
-def test_a_charger_stop_may_say_it_stopped_for_a_meter_failure_or_the_offline_limit(reason):
+@pytest.mark.parametrize("reason", ["meter_failure", "offline_limit", "power_loss", "charger_reset"])
+def test_a_charger_stop_may_say_it_stopped_for_a_fault_or_was_interrupted_by_a_reboot(reason):
     frame = f'{{"type":"stop","session_id":123,"reason":"{reason}","ts":1699276430}}'
     assert p.parse_publisher_message(frame) == p.Stop(123, ts=1699276430.0, reason=reason)
 

@@ -14,7 +14,7 @@ out from the firmware's log:
     link down | link up      drop / restore the network (tools/sim/network.py)
     reboot                   machine.reset(): the process exits with status 3
     status                   one JSON line: relay, led, state, session_id, wh, outbox, dropped,
-                             readings_queued, link
+                             readings_queued, link, journal_writes
     mem [gc|watch|qstr]      heap figures (below); `gc` collects first; `watch` starts sampling
                              the firmware's live heap every 1 ms into `live_peak`; `qstr`
                              prints the interned-string pool's size first

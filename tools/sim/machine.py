@@ -3,7 +3,8 @@
 On `MICROPYPATH=tools/sim:firmware` this file shadows the unix port's built-in `machine`.
 What the firmware uses, no more: Pin (levels, pull-up, soft IRQs scheduled with
 `micropython.schedule` like the ESP32's), SPI and UART that hand their bytes to emulated chips
-(`attach_spi`, `attach_uart`), a WDT, and `reset()`. The simulator drives inputs with
+(`attach_spi`, `attach_uart`), a WDT, `reset()` and
+`reset_cause()` (from `SIM_RESET_CAUSE`). The simulator drives inputs with
 `Pin.board(id).drive(level)` and watches outputs with `Pin.board(id).value()`.
 
 Written compactly (it shares the process, and the 96 KB heap check, with the firmware): one
@@ -147,7 +148,34 @@ class WDT:
         pass
 
 
+PWRON_RESET = 1
+HARD_RESET = 2
+WDT_RESET = 3
+DEEPSLEEP_RESET = 4
+SOFT_RESET = 5
+
+
+def reset_cause():
+    """Why the board started, as the ESP32 reports it: SOFT_RESET after this process's
+    reset() (the simulator restarts the firmware), else `SIM_RESET_CAUSE` (1 power-on, the
+    default: a new process is a board powered up; 3 watchdog, 5 soft reset)."""
+    import os
+    try:
+        with open(reset_file[0]) as f:
+            cause = int(f.read())
+        os.remove(reset_file[0])
+        return cause
+    except (OSError, ValueError, TypeError):
+        return int(os.getenv("SIM_RESET_CAUSE") or PWRON_RESET)
+
+
+reset_file = [None]  # where reset() leaves its cause for the next start (simboot sets it)
+
+
 def reset():
     """A reboot: the simulator exits with status 3; run_charger's caller restarts it."""
     print("machine.reset()")
+    if reset_file[0]:
+        with open(reset_file[0], "w") as f:
+            f.write("%d" % SOFT_RESET)
     sys.exit(3)

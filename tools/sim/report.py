@@ -27,6 +27,8 @@ def status(ctl):
         out["dropped"] = fw.outbox.dropped
         out["readings_queued"] = fw.readings_queued
         out["link"] = bool(fw.link.connected)
+        state = getattr(fw.outbox, "state", None)  # the session journal's state (charger/outbox.py)
+        out["journal_writes"] = state[4] if state else None  # its flash writes since boot
     return json.dumps(out)
 
 

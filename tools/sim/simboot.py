@@ -58,6 +58,9 @@ def setup(argv):
     except (OSError, ValueError, AttributeError, TypeError) as e:
         # the firmware reports its own config error; the chips sit on the default buses
         print("SIM config:", e)
+    # beside the config (the board's file system): machine.reset() leaves its cause there
+    machine.reset_file[0] = path.rpartition("/")[0] + "/sim-reset-cause" if "/" in path \
+        else "sim-reset-cause"
     pins = cfg[pins_key]
     reader = RC522Emulator(absent=absent)
     machine.attach_spi(pins[spi], reader)
