@@ -39,7 +39,7 @@ def build(out: Path, lines: bool = False, quiet: bool = False, resident: bool = 
             print(proc.stderr.strip(), file=sys.stderr)
             return 1
         rows.append((f"charger/{dst.name}", src.stat().st_size, dst.stat().st_size))
-    for name in ("boot.py", "main.py", "config.json"):
+    for name in ("boot.py", "main.py", "otaboot.py", "config.json"):
         if (FIRMWARE / name).exists():
             shutil.copy(FIRMWARE / name, out / name)
             size = (out / name).stat().st_size

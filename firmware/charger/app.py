@@ -21,7 +21,7 @@ import gc
 import time
 from time import ticks_add, ticks_diff, ticks_ms
 
-from charger import messages, mfrc522, pzem
+from charger import forget, messages, mfrc522, pzem
 from charger.state import ChargerState
 
 CONFIG_PATH = "config.json"  # read by main.py
@@ -61,6 +61,13 @@ class App:
         self.readings_queued = 0  # readings put into the outbox since boot (tests, bench)
         self.last_ts = 0  # `ts` of the latest queued entry
         self.ended = None  # session ended by a queued stop/emergency, maybe still unsent
+        # over-the-air updates (charger/ota.py, loaded only while it works): the running
+        # version (`fw` in status; "usb" when never updated), the server's `connected` seen,
+        # an `update` order waiting for idle, an ota task running
+        self.fw = "usb"
+        self.welcomed = False
+        self.pending = None
+        self.ota_busy = False
         board.emergency.on_press_irq(self.emergency_irq)
 
     def emergency_irq(self, pin):
@@ -130,8 +137,8 @@ class App:
             # status): once the stop/emergency went out, the server reads it before this
             # status, which then tells the physical truth (a `sync_request` answered while an
             # emergency awaits its ack must say `fault`, or the server would unlatch it).
-            return [messages.status("charging", self.ended, sm.wh)]
-        out = [messages.status(sm.state_name, sm.session_id, sm.wh)]
+            return [messages.status("charging", self.ended, sm.wh, self.fw)]
+        out = [messages.status(sm.state_name, sm.session_id, sm.wh, self.fw)]
         # The latest reading goes along only when the outbox holds none: queued readings are
         # replayed right after this, and a newer `ts` sent first would make the server ignore
         # them. It repeats the last queued reading's `ts` (a duplicate for the energy account,
@@ -151,6 +158,10 @@ class App:
         # a session id the outbox can store (uint32): with a bigger one the relay would close
         # for a session whose readings and stop could never be queued, so never billed
         good = isinstance(sid, int) and not isinstance(sid, bool) and 0 < sid < 0xFFFFFFFF
+        if kind == "update":  # installed once idle with nothing unsent (poll, charger/ota.py)
+            self.pending = msg
+        elif kind == "connected":
+            self.welcomed = True
         if kind == "error" or kind == "start" and good or kind == "stop" and (
                 good or sid is None):
             self._do(self.sm.server(kind, sid, ticks_ms()))
@@ -221,10 +232,28 @@ class App:
         board.led.step(now)
         if self.wdt is not None:
             self.wdt.feed()
+        if (self.pending is not None and not self.ota_busy and self.sm.state_name == "idle"
+                and self.link.connected and not len(self.outbox)):
+            got = self.pending
+            self.pending = None
+            asyncio.create_task(self._ota(got))
         now = ticks_ms()
         got = _DEBOUNCE_MS if board.stop.settling or board.emergency.settling else _POLL_MS
         got = min(got, board.led.due_in(now), ticks_diff(due[_READER_DUE], now))
         return got if got > _MIN_SLEEP_MS else _MIN_SLEEP_MS
+
+    async def _ota(self, msg):
+        # an update order (msg) or the check after a boot (None); the code is loaded for it
+        self.ota_busy = True
+        try:
+            from charger import ota
+            await ota.run(self, msg)
+        except Exception as e:  # noqa: BLE001 - a failed update must not stop the charger
+            print("[charger]", "ota", "failed", repr(e))
+        finally:
+            self.ota_busy = False
+            forget("charger.ota")
+            forget("otaboot")
 
     async def _ntp_task(self, ntptime):
         # Sets the clock once the link is up, again every 6 h; retries every minute.
@@ -247,6 +276,11 @@ class App:
         if self.cfg["watchdog_s"]:
             from machine import WDT
             self.wdt = WDT(timeout=int(self.cfg["watchdog_s"] * 1000))
+        try:  # an update installed: its confirmation or rollback report (charger/ota.py)
+            open("ota/state").close()
+            asyncio.create_task(self._ota(None))
+        except OSError:
+            pass
         asyncio.create_task(self.link.run())
         try:
             import ntptime  # the board's NTP client; the unix port has none (its clock is set)

@@ -45,13 +45,14 @@ def emergency(session_id, wh, ts):
         "null" if session_id is None else "%d" % session_id))
 
 
-def status(state, session_id, wh):
-    """Reconciliation after connect / `sync_request`: the charger's physical truth."""
+def status(state, session_id, wh, fw=None):
+    """Reconciliation after connect / `sync_request`: the charger's physical truth; `fw`,
+    the running firmware version (charger/ota.py), when given."""
     if state not in ("idle", "charging", "fault"):
         raise ValueError(state)
-    return '{"type":"status","state":"%s","session_id":%s,"wh":%s}' % (
+    return '{"type":"status","state":"%s","session_id":%s,"wh":%s%s}' % (
         state, "null" if session_id is None else "%d" % session_id,
-        "null" if wh is None else "%d" % wh)
+        "null" if wh is None else "%d" % wh, ',"fw":"%s"' % fw if fw else "")
 
 
 def parse(text):

@@ -1,0 +1,236 @@
+"""Over-the-air updates: install a bundle the server offers, confirm or roll back after a boot.
+
+Loaded on demand by the app (`App._ota`) and forgotten after: it runs only when an update is
+ordered or after a boot with an update pending confirmation. `run(app, msg)`:
+
+- msg is the server's `{"type":"update","version":V,"url":"/firmware/V.bin","sha256":H,
+  "size":N}` (the app hands it over only while idle with an empty outbox): download the bundle
+  from the server (same host, port, TLS and station key as the WebSocket) into ota/new.bin
+  while hashing it (SHA-256, a 512-byte buffer), refuse it when the hash or the size differ
+  (`update_result` refused HASH_MISMATCH; the running version stays), unpack it into the
+  slot beside the running one (ota/a or ota/b), point ota/state at it (tries 0) and reset.
+  A session started meanwhile cancels the switch (the order waits for the session's end).
+- msg None, after a boot when ota/state exists: sets `app.fw`; a version on trial waits to
+  come online (the server's `connected`); then it is confirmed ("ok") and reported
+  `updated`; one that is not online within `ota_confirm_s` (default 120) resets the board
+  (while idle) and otaboot.py rolls it back after its MAX_TRIES boots. A rollback otaboot.py
+  did is reported `rolled_back` once online.
+
+Results go to the server as `{"type":"update_result","version":V,"result":R[,"code":C],
+"fw":running}` (docs/protocol.md). The state file's format: firmware/otaboot.py.
+"""
+
+import asyncio
+import hashlib
+import os
+from time import ticks_diff, ticks_ms
+
+_BUF = const(512)
+_MAX_SIZE = const(1048576)
+_DOWNLOAD_MS = const(120000)
+_HEX = "0123456789abcdef"
+
+
+def _result(app, version, result, code=None):
+    return '{"type":"update_result","version":"%s","result":"%s",%s"fw":"%s"}' % (
+        version, result, '"code":"%s",' % code if code else "", app.fw)
+
+
+async def _tell(app, text):
+    # best effort while the link is up (the `fw` of the next status tells the truth anyway)
+    for _ in range(60):
+        if await app.link.send_now(text):
+            return
+        await asyncio.sleep_ms(1000)
+
+
+async def run(app, msg):
+    if msg is None:
+        await _after_boot(app)
+    else:
+        await _install(app, msg)
+
+
+async def _after_boot(app):
+    import otaboot  # the loader's state file functions (firmware/otaboot.py)
+    words = otaboot.read()
+    if words is None:
+        return
+    app.fw = words[1]
+    trial = words[2] != "ok"
+    if not trial and words[5] == "-":
+        return
+    limit = app.cfg.get("ota_confirm_s", 120)
+    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not 0 < limit <= 3600:
+        limit = 120
+    start = ticks_ms()
+    while not app.welcomed:
+        if trial and ticks_diff(ticks_ms(), start) > limit * 1000 and app.sm.state_name == "idle":
+            print("[ota]", "not online", "reset")
+            import machine
+            machine.reset()  # otaboot.py counts the boot; MAX_TRIES of them roll back
+        await asyncio.sleep_ms(200)
+    if trial:
+        words[2] = "ok"
+        words[5] = "updated"
+        otaboot.write(words)
+        print("[ota]", "confirmed", words[1])
+    if words[5] == "updated":
+        await _tell(app, _result(app, words[1], "updated"))
+    else:  # rolled_back: words[4] is the version that failed
+        await _tell(app, _result(app, words[4], "rolled_back", "NOT_ONLINE"))
+    words[5] = "-"
+    otaboot.write(words)
+
+
+def _check(msg):
+    version, url, digest, size = (msg.get("version"), msg.get("url"), msg.get("sha256"),
+                                  msg.get("size"))
+    if not (isinstance(version, str) and 0 < len(version) <= 32 and isinstance(url, str)
+            and url[:1] == "/" and " " not in url and isinstance(digest, str)
+            and len(digest) == 64 and isinstance(size, int) and not isinstance(size, bool)
+            and 0 < size <= _MAX_SIZE):
+        return None
+    for c in version + digest.lower():
+        if not (c.isalpha() or c.isdigit() or c in "._-"):
+            return None
+    return version, url, digest.lower(), size
+
+
+async def _install(app, msg):
+    got = _check(msg)
+    if got is None:
+        await _tell(app, _result(app, str(msg.get("version"))[:32].replace('"', ""), "failed",
+                                 "INVALID_MESSAGE"))
+        return
+    version, url, digest, size = got
+    import otaboot
+    words = otaboot.read() or ["usb", app.fw, "ok", "usb", app.fw, "-"]
+    slot = "b" if words[0] == "a" else "a"
+    _mkdirs("ota/" + slot + "/charger")
+    print("[ota]", "download", version, size)
+    try:
+        got = await asyncio.wait_for_ms(_download(app, url, size), _DOWNLOAD_MS)
+    except Exception as e:  # noqa: BLE001 - timeout, refused, network: the version stays
+        print("[ota]", "download", "failed", repr(e))
+        _remove("ota/new.bin")
+        await _tell(app, _result(app, version, "failed", "DOWNLOAD_FAILED"))
+        return
+    if got != digest:
+        print("[ota]", "hash", "mismatch", got)
+        _remove("ota/new.bin")
+        await _tell(app, _result(app, version, "refused", "HASH_MISMATCH"))
+        return
+    try:
+        _unpack(slot, version)
+    except (OSError, ValueError) as e:
+        print("[ota]", "unpack", "failed", repr(e))
+        await _tell(app, _result(app, version, "failed", "BAD_BUNDLE"))
+        return
+    finally:
+        _remove("ota/new.bin")
+    if app.sm.state_name != "idle" or len(app.outbox):  # a session began meanwhile
+        app.pending = msg
+        print("[ota]", "busy", "later")
+        return
+    otaboot.write([slot, version, "0", words[0], words[1], "-"])
+    print("[ota]", "switch", slot, version)
+    await _tell(app, _result(app, version, "installing"))
+    await asyncio.sleep_ms(200)  # let the frame leave
+    import machine
+    machine.reset()
+
+
+async def _download(app, url, size):
+    # An HTTP/1.1 GET on the server's host and port (TLS like the WebSocket), the station's
+    # query (role, estacionId, token) appended; the body goes to ota/new.bin as it comes.
+    host, port, resource, secure = app.link.dial[0]
+    ctx = None
+    if secure:
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.verify_mode = ssl.CERT_NONE
+    s, _ = await asyncio.open_connection(host, port, ssl=ctx)
+    try:
+        s.write(b"GET %s?%s HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n\r\n" % (
+            url, resource.partition("?")[2], host, port))
+        await s.drain()
+        buf = bytearray(_BUF)
+        mv = memoryview(buf)
+        length = -1
+        first = True
+        while True:  # the status line and the headers, byte by byte, bounded
+            n = 0
+            while n < _BUF:
+                if not await s.readinto(mv[n:n + 1]):
+                    raise OSError(0, "closed")
+                n += 1
+                if buf[n - 1] == 10:
+                    break
+            line = bytes(mv[:n]).strip()
+            if first:
+                first = False
+                if line.split()[1:2] != [b"200"]:
+                    raise OSError(0, line[:40])
+            elif not line:
+                break
+            elif line.lower().startswith(b"content-length:"):
+                length = int(line[15:])
+        if length != size:
+            raise OSError(0, "size %d" % length)
+        h = hashlib.sha256()
+        with open("ota/new.bin", "wb") as f:
+            while size:
+                n = await s.readinto(mv[:min(size, _BUF)])
+                if not n:
+                    raise OSError(0, "short")
+                h.update(mv[:n])
+                f.write(mv[:n])
+                size -= n
+        return "".join(_HEX[b >> 4] + _HEX[b & 15] for b in h.digest())
+    finally:
+        s.close()
+        await s.wait_closed()
+
+
+def _unpack(slot, version):
+    # ota/new.bin (already verified) -> ota/<slot>/charger/*.mpy; the slot is emptied first
+    top = "ota/" + slot + "/charger"
+    for name in os.listdir(top):
+        os.remove(top + "/" + name)
+    buf = bytearray(_BUF)
+    with open("ota/new.bin", "rb") as f:
+        head = f.read(5)
+        if head[:4] != b"EVFW" or f.read(head[4]).decode() != version:
+            raise ValueError("header")
+        count = int.from_bytes(f.read(2), "big")
+        for _ in range(count):
+            name = f.read(f.read(1)[0]).decode()
+            if not name.startswith("charger/") or "/" in name[8:] or ".." in name:
+                raise ValueError(name)
+            size = int.from_bytes(f.read(4), "big")
+            with open("ota/" + slot + "/" + name, "wb") as out:
+                while size:
+                    n = f.readinto(memoryview(buf)[:min(size, _BUF)])
+                    if not n:
+                        raise ValueError("short")
+                    out.write(memoryview(buf)[:n])
+                    size -= n
+
+
+def _mkdirs(path):
+    at = ""
+    for part in path.split("/"):
+        at = at + part
+        try:
+            os.mkdir(at)
+        except OSError:
+            pass  # exists
+        at += "/"
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
