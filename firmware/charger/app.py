@@ -62,12 +62,10 @@ class App:
         self.last_ts = 0  # `ts` of the latest queued entry
         self.ended = None  # session ended by a queued stop/emergency, maybe still unsent
         # over-the-air updates (charger/ota.py, loaded only while it works): the running
-        # version (`fw` in status; "usb" when never updated), the server's `connected` seen,
-        # an `update` order waiting for idle, an ota task running
+        # version (`fw` in status; "usb": never updated), and `ota`: None, an `update` order
+        # waiting for idle with nothing unsent, or True while charger/ota.py runs
         self.fw = "usb"
-        self.welcomed = False
-        self.pending = None
-        self.ota_busy = False
+        self.ota = None
         board.emergency.on_press_irq(self.emergency_irq)
 
     def emergency_irq(self, pin):
@@ -158,10 +156,8 @@ class App:
         # a session id the outbox can store (uint32): with a bigger one the relay would close
         # for a session whose readings and stop could never be queued, so never billed
         good = isinstance(sid, int) and not isinstance(sid, bool) and 0 < sid < 0xFFFFFFFF
-        if kind == "update":  # installed once idle with nothing unsent (poll, charger/ota.py)
-            self.pending = msg
-        elif kind == "connected":
-            self.welcomed = True
+        if kind == "update" and self.ota is not True:  # see poll()
+            self.ota = msg
         if kind == "error" or kind == "start" and good or kind == "stop" and (
                 good or sid is None):
             self._do(self.sm.server(kind, sid, ticks_ms()))
@@ -232,28 +228,23 @@ class App:
         board.led.step(now)
         if self.wdt is not None:
             self.wdt.feed()
-        if (self.pending is not None and not self.ota_busy and self.sm.state_name == "idle"
+        if (self.ota and self.ota is not True and self.sm.state_name == "idle"
                 and self.link.connected and not len(self.outbox)):
-            got = self.pending
-            self.pending = None
-            asyncio.create_task(self._ota(got))
+            asyncio.create_task(self._ota(self.ota))
+            self.ota = True
         now = ticks_ms()
         got = _DEBOUNCE_MS if board.stop.settling or board.emergency.settling else _POLL_MS
         got = min(got, board.led.due_in(now), ticks_diff(due[_READER_DUE], now))
         return got if got > _MIN_SLEEP_MS else _MIN_SLEEP_MS
 
     async def _ota(self, msg):
-        # an update order (msg) or the check after a boot (None); the code is loaded for it
-        self.ota_busy = True
-        try:
-            from charger import ota
-            await ota.run(self, msg)
-        except Exception as e:  # noqa: BLE001 - a failed update must not stop the charger
-            print("[charger]", "ota", "failed", repr(e))
-        finally:
-            self.ota_busy = False
-            forget("charger.ota")
-            forget("otaboot")
+        # charger/ota.py, loaded for an update order (msg) or after a boot (None: the
+        # confirmation or rollback report of an installed update) and forgotten after; it
+        # returns an order to take again once idle (a session began meanwhile), or None
+        self.ota = True
+        from charger import ota
+        self.ota = await ota.run(self, msg)
+        forget("charger.ota")
 
     async def _ntp_task(self, ntptime):
         # Sets the clock once the link is up, again every 6 h; retries every minute.
@@ -276,7 +267,7 @@ class App:
         if self.cfg["watchdog_s"]:
             from machine import WDT
             self.wdt = WDT(timeout=int(self.cfg["watchdog_s"] * 1000))
-        try:  # an update installed: its confirmation or rollback report (charger/ota.py)
+        try:  # an update was installed (firmware/otaboot.py)
             open("ota/state").close()
             asyncio.create_task(self._ota(None))
         except OSError:

@@ -23,6 +23,7 @@ Results go to the server as `{"type":"update_result","version":V,"result":R[,"co
 import asyncio
 import hashlib
 import os
+import sys
 from time import ticks_diff, ticks_ms
 
 _BUF = const(512)
@@ -45,10 +46,29 @@ async def _tell(app, text):
 
 
 async def run(app, msg):
-    if msg is None:
-        await _after_boot(app)
-    else:
-        await _install(app, msg)
+    """Returns the order to take again once idle, or None. Never raises."""
+    try:
+        if msg is None:
+            return await _after_boot(app)
+        return await _install(app, msg)
+    except Exception as e:  # noqa: BLE001 - a failed update must not stop the charger
+        print("[ota]", "failed", repr(e))
+    finally:
+        sys.modules.pop("otaboot", None)  # the loader's functions: needed while this runs
+
+
+def _welcome(app):
+    # the app's on_message, seen first here while a trial waits: the server's `connected`
+    welcomed = [False]
+    handle = app.on_message
+
+    def on_message(msg):
+        if msg.get("type") == "connected":
+            welcomed[0] = True
+        handle(msg)
+
+    app.on_message = on_message  # the instance's, over the class's method, until deleted
+    return welcomed
 
 
 async def _after_boot(app):
@@ -64,12 +84,14 @@ async def _after_boot(app):
     if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not 0 < limit <= 3600:
         limit = 120
     start = ticks_ms()
-    while not app.welcomed:
+    welcomed = _welcome(app)
+    while not welcomed[0]:
         if trial and ticks_diff(ticks_ms(), start) > limit * 1000 and app.sm.state_name == "idle":
             print("[ota]", "not online", "reset")
             import machine
             machine.reset()  # otaboot.py counts the boot; MAX_TRIES of them roll back
         await asyncio.sleep_ms(200)
+    del app.on_message
     if trial:
         words[2] = "ok"
         words[5] = "updated"
@@ -130,9 +152,8 @@ async def _install(app, msg):
     finally:
         _remove("ota/new.bin")
     if app.sm.state_name != "idle" or len(app.outbox):  # a session began meanwhile
-        app.pending = msg
         print("[ota]", "busy", "later")
-        return
+        return msg
     otaboot.write([slot, version, "0", words[0], words[1], "-"])
     print("[ota]", "switch", slot, version)
     await _tell(app, _result(app, version, "installing"))

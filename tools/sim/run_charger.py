@@ -28,10 +28,15 @@ from simboot import setup
 path, control = setup(sys.argv[1:])
 del setup
 sys.modules.pop("simboot")  # needed once: its code goes back to the heap
-import otaboot  # noqa: E402 - what boot.py does on the board: the version to run (ota/state
-otaboot.choose()  # in the working directory, the board's filesystem stand-in)
-del otaboot
-sys.modules.pop("otaboot")
+try:  # what boot.py does on the board: the version to run (firmware/otaboot.py), when the
+    open("ota/state").close()  # working directory (the board's filesystem stand-in) has one
+except OSError:  # (no update installed: nothing to load, the heap figures stay the seed's)
+    pass
+else:
+    import otaboot
+    otaboot.choose()
+    del otaboot
+    sys.modules.pop("otaboot")
 gc.collect()
 control.sim = control.base = gc.mem_alloc()
 micropython.qstr_info()  # "qstr pool: ..." line: the simulator's qstrs (the bench reads it)
