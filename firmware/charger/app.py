@@ -21,7 +21,7 @@ import gc
 import time
 from time import ticks_add, ticks_diff, ticks_ms
 
-from charger import forget, messages, mfrc522, pzem
+from charger import messages, mfrc522, pzem
 from charger.state import ChargerState
 
 CONFIG_PATH = "config.json"  # read by main.py
@@ -61,11 +61,10 @@ class App:
         self.readings_queued = 0  # readings put into the outbox since boot (tests, bench)
         self.last_ts = 0  # `ts` of the latest queued entry
         self.ended = None  # session ended by a queued stop/emergency, maybe still unsent
-        # over-the-air updates (charger/ota.py, loaded only while it works): the running
-        # version (`fw` in status; "usb": never updated), and `ota`: None, an `update` order
-        # waiting for idle with nothing unsent, or True while charger/ota.py runs
-        self.fw = "usb"
+        # over-the-air updates (charger/ota.py, loaded only while it runs): None, an `update`
+        # order waiting for idle with nothing unsent, or True while charger/ota.py runs
         self.ota = None
+        messages.FW = "usb"  # `fw` in status: "usb" until an update runs (charger/ota.py)
         board.emergency.on_press_irq(self.emergency_irq)
 
     def emergency_irq(self, pin):
@@ -135,8 +134,8 @@ class App:
             # status): once the stop/emergency went out, the server reads it before this
             # status, which then tells the physical truth (a `sync_request` answered while an
             # emergency awaits its ack must say `fault`, or the server would unlatch it).
-            return [messages.status("charging", self.ended, sm.wh, self.fw)]
-        out = [messages.status(sm.state_name, sm.session_id, sm.wh, self.fw)]
+            return [messages.status("charging", self.ended, sm.wh)]
+        out = [messages.status(sm.state_name, sm.session_id, sm.wh)]
         # The latest reading goes along only when the outbox holds none: queued readings are
         # replayed right after this, and a newer `ts` sent first would make the server ignore
         # them. It repeats the last queued reading's `ts` (a duplicate for the energy account,
@@ -230,21 +229,14 @@ class App:
             self.wdt.feed()
         if (self.ota and self.ota is not True and self.sm.state_name == "idle"
                 and self.link.connected and not len(self.outbox)):
-            asyncio.create_task(self._ota(self.ota))
+            # the update's code is loaded for it, unloads itself and sets `ota` when done
+            from charger import ota as got
+            asyncio.create_task(got.run(self, self.ota))
             self.ota = True
         now = ticks_ms()
         got = _DEBOUNCE_MS if board.stop.settling or board.emergency.settling else _POLL_MS
         got = min(got, board.led.due_in(now), ticks_diff(due[_READER_DUE], now))
         return got if got > _MIN_SLEEP_MS else _MIN_SLEEP_MS
-
-    async def _ota(self, msg):
-        # charger/ota.py, loaded for an update order (msg) or after a boot (None: the
-        # confirmation or rollback report of an installed update) and forgotten after; it
-        # returns an order to take again once idle (a session began meanwhile), or None
-        self.ota = True
-        from charger import ota
-        self.ota = await ota.run(self, msg)
-        forget("charger.ota")
 
     async def _ntp_task(self, ntptime):
         # Sets the clock once the link is up, again every 6 h; retries every minute.
@@ -267,9 +259,11 @@ class App:
         if self.cfg["watchdog_s"]:
             from machine import WDT
             self.wdt = WDT(timeout=int(self.cfg["watchdog_s"] * 1000))
-        try:  # an update was installed (firmware/otaboot.py)
+        try:  # an update was installed (firmware/otaboot.py): confirm it or report it
             open("ota/state").close()
-            asyncio.create_task(self._ota(None))
+            from charger import ota
+            asyncio.create_task(ota.run(self, None))
+            self.ota = True
         except OSError:
             pass
         asyncio.create_task(self.link.run())

@@ -10,7 +10,7 @@ ordered or after a boot with an update pending confirmation. `run(app, msg)`:
   (`update_result` refused HASH_MISMATCH; the running version stays), unpack it into the
   slot beside the running one (ota/a or ota/b), point ota/state at it (tries 0) and reset.
   A session started meanwhile cancels the switch (the order waits for the session's end).
-- msg None, after a boot when ota/state exists: sets `app.fw`; a version on trial waits to
+- msg None, after a boot when ota/state exists: sets `messages.FW` (`fw` in status); a version on trial waits to
   come online (the server's `connected`); then it is confirmed ("ok") and reported
   `updated`; one that is not online within `ota_confirm_s` (default 120) resets the board
   (while idle) and otaboot.py rolls it back after its MAX_TRIES boots. A rollback otaboot.py
@@ -26,6 +26,8 @@ import os
 import sys
 from time import ticks_diff, ticks_ms
 
+from charger import messages
+
 _BUF = const(512)
 _MAX_SIZE = const(1048576)
 _DOWNLOAD_MS = const(120000)
@@ -34,7 +36,7 @@ _HEX = "0123456789abcdef"
 
 def _result(app, version, result, code=None):
     return '{"type":"update_result","version":"%s","result":"%s",%s"fw":"%s"}' % (
-        version, result, '"code":"%s",' % code if code else "", app.fw)
+        version, result, '"code":"%s",' % code if code else "", messages.FW)
 
 
 async def _tell(app, text):
@@ -46,15 +48,20 @@ async def _tell(app, text):
 
 
 async def run(app, msg):
-    """Returns the order to take again once idle, or None. Never raises."""
+    """The task the app starts (with `app.ota` True while it runs); never raises. Sets
+    `app.ota` to an order to take again once idle, or None, and unloads itself."""
+    again = None
     try:
         if msg is None:
-            return await _after_boot(app)
-        return await _install(app, msg)
+            await _after_boot(app)
+        else:
+            again = await _install(app, msg)
     except Exception as e:  # noqa: BLE001 - a failed update must not stop the charger
         print("[ota]", "failed", repr(e))
-    finally:
-        sys.modules.pop("otaboot", None)  # the loader's functions: needed while this runs
+    app.ota = again
+    sys.modules.pop("otaboot", None)  # the loader's functions
+    from charger import forget
+    forget("charger.ota")  # this module: nothing of it runs after this line
 
 
 def _welcome(app):
@@ -76,7 +83,7 @@ async def _after_boot(app):
     words = otaboot.read()
     if words is None:
         return
-    app.fw = words[1]
+    messages.FW = words[1]
     trial = words[2] != "ok"
     if not trial and words[5] == "-":
         return
@@ -127,7 +134,7 @@ async def _install(app, msg):
         return
     version, url, digest, size = got
     import otaboot
-    words = otaboot.read() or ["usb", app.fw, "ok", "usb", app.fw, "-"]
+    words = otaboot.read() or ["usb", "usb", "ok", "usb", "usb", "-"]
     slot = "b" if words[0] == "a" else "a"
     _mkdirs("ota/" + slot + "/charger")
     print("[ota]", "download", version, size)
