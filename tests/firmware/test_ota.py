@@ -4,6 +4,7 @@ filesystem (ota/state, ota/a/charger/...). A `machine.reset()` ends the process 
 the test starts it again on the same directory, as the board boots again."""
 
 import asyncio
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from tests.firmware.mpy import FIRMWARE, MPY_CROSS, requires_micropython
 from tests.live_server import base_url, connect, receive_json, running_server, send_json, token_for
+from server.hub import send
 from tools.firmware_bundle import pack
 from tools.sim_charger import SimCharger
 
@@ -176,3 +178,48 @@ async def test_an_update_ordered_mid_session_waits_for_the_session_to_end(rig):
     assert await boot(sim)
     state = await wait_firmware(app, lambda s: s["update"]["result"] == "updated", sim)
     assert state["fw"] == "2.0.2"
+
+
+def never_online(name, text):  # a version that starts but never reaches the server
+    if name == "wsopen.py":
+        return text.replace("s, _ = await asyncio.open_connection(host, port, ssl=ctx)",
+                            'raise OSError(0, "never online")')
+    return text
+
+
+async def test_a_version_that_never_comes_online_is_rolled_back_after_the_timeout(rig):
+    app, sim, fw_dir, flash = rig
+    build_bundle(flash.parent, "4.0.0", fw_dir, never_online)
+    cfg = json.loads(sim.config_path.read_text())
+    sim.config_path.write_text(json.dumps({**cfg, "ota_confirm_s": 1}))
+    await sim.start()
+    await wait_firmware(app, lambda s: s["fw"] == "usb", sim)
+    await order(app, "4.0.0")
+    assert await sim.wait_exit() == 3
+    for tries in (1, 2):  # it runs, is not welcomed within ota_confirm_s, resets
+        assert await boot(sim)
+        assert (flash / "ota" / "state").read_text() == "a 4.0.0 %d usb usb -" % tries
+        assert await sim.wait_exit() == 3
+        assert any(line.startswith("[ota] not online") for line in sim.lines)
+        assert any("never online" in line for line in sim.lines)
+    assert await boot(sim)
+    state = await wait_firmware(app, lambda s: s["update"]["result"] == "rolled_back", sim)
+    assert state["fw"] == "usb" and state["update"]["version"] == "4.0.0"
+    assert not any("never online" in line for line in sim.lines)  # the previous code runs
+
+
+async def test_a_bad_order_or_a_failed_download_leaves_the_running_version(rig):
+    app, sim, fw_dir, flash = rig
+    await sim.start()
+    await wait_firmware(app, lambda s: s["fw"] == "usb", sim)
+    charger = app.hub.publishers[1]  # orders the server itself never sends, on its connection
+    await send(charger, {"type": "update", "version": "2.0.3", "url": "/firmware/2.0.3.bin",
+                         "sha256": "00", "size": 10})  # not a SHA-256
+    state = await wait_firmware(app, lambda s: s["update"] is not None, sim)
+    assert state["update"] == {"version": "2.0.3", "result": "failed", "code": "INVALID_MESSAGE"}
+    await send(charger, {"type": "update", "version": "9.9.9", "url": "/firmware/9.9.9.bin",
+                         "sha256": "ab" * 32, "size": 1000})  # the server has no such file: 404
+    state = await wait_firmware(app, lambda s: s["update"]["version"] == "9.9.9", sim)
+    assert state == {"fw": "usb", "update": {"version": "9.9.9", "result": "failed", "code": "DOWNLOAD_FAILED"}}
+    assert sim.proc.returncode is None and (await sim.status())["link"]
+    assert not (flash / "ota" / "state").exists() and not (flash / "ota" / "new.bin").exists()
