@@ -6,6 +6,8 @@ outcome is tracked and pushed, bad input is refused with a code."""
 import asyncio
 import hashlib
 import json
+import os
+import sys
 import urllib.error
 import urllib.request
 
@@ -17,6 +19,7 @@ from tests.live_server import (
     base_url, connect, receive_json, receive_type, running_server, send_json, token_for,
 )
 from server.auth import mint_token
+from tools.sim_charger import ROOT
 
 FILES = {"charger/app.mpy": b"M\x06app" * 50, "charger/state.mpy": b"M\x06st" * 30}
 
@@ -154,3 +157,42 @@ def test_bundle_headers_and_the_firmware_dir_setting(tmp_path):
     assert config.firmware_path == tmp_path / "fw"
     config = load_config([], {"DB_PATH": str(tmp_path / "x.db")}, None)
     assert config.firmware_path == tmp_path / "firmware"
+
+
+async def admin_cli(app, *args, env=None):
+    """`python -m server.admin --db DB ...` as a person runs it (a subprocess, this server's db)."""
+    environ = {k: v for k, v in os.environ.items() if k not in ("DB_PATH", "FIRMWARE_DIR")}
+    environ.update(PYTHONPATH=str(ROOT), FIRMWARE_DIR=str(app.config.firmware_path), **(env or {}))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server.admin", "--db", str(app.config.db_path), *map(str, args),
+        cwd=str(app.config.db_path.parent), env=environ,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_the_command_line_lists_bundles_and_updates_a_charger_through_the_running_server(app):
+    code, out, err = await admin_cli(app, "firmware", "list")
+    assert code == 0 and err.strip().endswith("notes.bin is not an update bundle; ignored")
+    assert "2.0.0" in out and hashlib.sha256(bundle("2.0.0")).hexdigest() in out
+    server = f"ws://127.0.0.1:{app.port}"
+    code, out, err = await admin_cli(app, "firmware", "update", 1, "2.0.0", "--server", server)
+    assert code == 1 and err.startswith("error: CHARGER_OFFLINE") and err.count("\n") == 1
+    async with connect(base_url(app), "publisher", 1) as charger:
+        await receive_json(charger)
+        cli = asyncio.create_task(admin_cli(app, "firmware", "update", 1, "2.0.0", "--server", server,
+                                            "--wait", 60))
+        order = await receive_type(charger, "update", timeout=30)
+        assert order["version"] == "2.0.0"
+        await send_json(charger, {"type": "update_result", "version": "2.0.0", "result": "installing", "fw": "usb"})
+        await send_json(charger, {"type": "update_result", "version": "2.0.0", "result": "updated", "fw": "2.0.0"})
+        code, out, err = await cli
+    assert code == 0, err
+    assert out.splitlines() == ["station 1: firmware 2.0.0 requested (the charger installs it when idle)",
+                                "station 1: updated; running 2.0.0"]
+    code, out, err = await admin_cli(app, "firmware", "update", 1, "7.7.7", "--server", server)
+    assert code == 1 and err.startswith("error: NOT_FOUND")
+    code, out, err = await admin_cli(app, "firmware", "update", 1, "2.0.0", "--server", "ws://127.0.0.1:1")
+    assert code == 1 and err.startswith("error: cannot reach the server") and err.count("\n") == 1
+    code, out, err = await admin_cli(app, "firmware", "update", 1, "2.0.0", "--server", "http://x")
+    assert code == 1 and "expected ws://" in err
