@@ -261,8 +261,8 @@ class App:
             self.wdt = WDT(timeout=int(self.cfg["watchdog_s"] * 1000))
         try:  # an update was installed (firmware/otaboot.py): confirm it or report it
             open("ota/state").close()
-            from charger import ota
-            asyncio.create_task(ota.run(self, None))
+            from charger import otatrial
+            asyncio.create_task(otatrial.run(self))
             self.ota = True
         except OSError:
             pass

@@ -1,37 +1,28 @@
-"""Over-the-air updates: install a bundle the server offers, confirm or roll back after a boot.
+"""Over-the-air updates: install the bundle the server offers (docs/protocol.md, "Firmware
+updates"; the layout on flash: docs/architecture.md).
 
-Loaded on demand by the app (`App._ota`) and forgotten after: it runs only when an update is
-ordered or after a boot with an update pending confirmation. `run(app, msg)`:
-
-- msg is the server's `{"type":"update","version":V,"url":"/firmware/V.bin","sha256":H,
-  "size":N}` (the app hands it over only while idle with an empty outbox): download the bundle
-  from the server (same host, port, TLS and station key as the WebSocket) into ota/new.bin
-  while hashing it (SHA-256, a 512-byte buffer), refuse it when the hash or the size differ
-  (`update_result` refused HASH_MISMATCH; the running version stays), unpack it into the
-  slot beside the running one (ota/a or ota/b), point ota/state at it (tries 0) and reset.
-  A session started meanwhile cancels the switch (the order waits for the session's end).
-- msg None, after a boot when ota/state exists: sets `messages.FW` (`fw` in status); a version on trial waits to
-  come online (the server's `connected`); then it is confirmed ("ok") and reported
-  `updated`; one that is not online within `ota_confirm_s` (default 120) resets the board
-  (while idle) and otaboot.py rolls it back after its MAX_TRIES boots. A rollback otaboot.py
-  did is reported `rolled_back` once online.
-
-Results go to the server as `{"type":"update_result","version":V,"result":R[,"code":C],
-"fw":running}` (docs/protocol.md). The state file's format: firmware/otaboot.py.
+Loaded by the app for an `update` order once the charger is idle with nothing unsent, and
+unloaded when done (what runs after the next boot is charger/otatrial.py). `run(app, msg)`,
+msg the server's `{"type":"update","version":V,"url":"/firmware/V.bin","sha256":H,"size":N}`:
+download the bundle from the server (same host, port, TLS and station key as the WebSocket)
+into ota/new.bin while hashing it (SHA-256, a 512-byte buffer), refuse it when the hash
+differs (`update_result` refused HASH_MISMATCH; the running version stays), unpack it into
+the slot beside the running one (ota/a or ota/b), point ota/state at it (tries 0), report
+`installing` and reset. A session started meanwhile cancels the switch: the order is taken
+again once idle. Other failures: `failed` with DOWNLOAD_FAILED, INVALID_MESSAGE, BAD_BUNDLE.
 """
 
 import asyncio
+import binascii
 import hashlib
 import os
 import sys
-from time import ticks_diff, ticks_ms
 
 from charger import messages
 
 _BUF = const(512)
 _MAX_SIZE = const(1048576)
 _DOWNLOAD_MS = const(120000)
-_HEX = "0123456789abcdef"
 
 
 def _result(app, version, result, code=None):
@@ -49,67 +40,16 @@ async def _tell(app, text):
 
 async def run(app, msg):
     """The task the app starts (with `app.ota` True while it runs); never raises. Sets
-    `app.ota` to an order to take again once idle, or None, and unloads itself."""
+    `app.ota` to the order to take again once idle, or None, and unloads itself."""
     again = None
     try:
-        if msg is None:
-            await _after_boot(app)
-        else:
-            again = await _install(app, msg)
+        again = await _install(app, msg)
     except Exception as e:  # noqa: BLE001 - a failed update must not stop the charger
         print("[ota]", "failed", repr(e))
     app.ota = again
     sys.modules.pop("otaboot", None)  # the loader's functions
     from charger import forget
     forget("charger.ota")  # this module: nothing of it runs after this line
-
-
-def _welcome(app):
-    # the app's on_message, seen first here while a trial waits: the server's `connected`
-    welcomed = [False]
-    handle = app.on_message
-
-    def on_message(msg):
-        if msg.get("type") == "connected":
-            welcomed[0] = True
-        handle(msg)
-
-    app.on_message = on_message  # the instance's, over the class's method, until deleted
-    return welcomed
-
-
-async def _after_boot(app):
-    import otaboot  # the loader's state file functions (firmware/otaboot.py)
-    words = otaboot.read()
-    if words is None:
-        return
-    messages.FW = words[1]
-    trial = words[2] != "ok"
-    if not trial and words[5] == "-":
-        return
-    limit = app.cfg.get("ota_confirm_s", 120)
-    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not 0 < limit <= 3600:
-        limit = 120
-    start = ticks_ms()
-    welcomed = _welcome(app)
-    while not welcomed[0]:
-        if trial and ticks_diff(ticks_ms(), start) > limit * 1000 and app.sm.state_name == "idle":
-            print("[ota]", "not online", "reset")
-            import machine
-            machine.reset()  # otaboot.py counts the boot; MAX_TRIES of them roll back
-        await asyncio.sleep_ms(200)
-    del app.on_message
-    if trial:
-        words[2] = "ok"
-        words[5] = "updated"
-        otaboot.write(words)
-        print("[ota]", "confirmed", words[1])
-    if words[5] == "updated":
-        await _tell(app, _result(app, words[1], "updated"))
-    else:  # rolled_back: words[4] is the version that failed
-        await _tell(app, _result(app, words[4], "rolled_back", "NOT_ONLINE"))
-    words[5] = "-"
-    otaboot.write(words)
 
 
 def _check(msg):
@@ -185,15 +125,17 @@ async def _download(app, url, size):
         await s.drain()
         buf = bytearray(_BUF)
         mv = memoryview(buf)
+        one = bytearray(1)
         length = -1
         first = True
-        while True:  # the status line and the headers, byte by byte, bounded
+        while True:  # the status line and the headers, byte by byte (no read past them), bounded
             n = 0
             while n < _BUF:
-                if not await s.readinto(mv[n:n + 1]):
+                if not await s.readinto(one):
                     raise OSError(0, "closed")
+                buf[n] = one[0]
                 n += 1
-                if buf[n - 1] == 10:
+                if one[0] == 10:
                     break
             line = bytes(mv[:n]).strip()
             if first:
@@ -208,14 +150,15 @@ async def _download(app, url, size):
             raise OSError(0, "size %d" % length)
         h = hashlib.sha256()
         with open("ota/new.bin", "wb") as f:
-            while size:
-                n = await s.readinto(mv[:min(size, _BUF)])
+            while size:  # (a view sliced only for a short chunk: less garbage)
+                n = await s.readinto(mv if size >= _BUF else mv[:size])
                 if not n:
                     raise OSError(0, "short")
-                h.update(mv[:n])
-                f.write(mv[:n])
+                one = mv if n == _BUF else mv[:n]
+                h.update(one)
+                f.write(one)
                 size -= n
-        return "".join(_HEX[b >> 4] + _HEX[b & 15] for b in h.digest())
+        return binascii.hexlify(h.digest()).decode()
     finally:
         s.close()
         await s.wait_closed()
@@ -227,6 +170,7 @@ def _unpack(slot, version):
     for name in os.listdir(top):
         os.remove(top + "/" + name)
     buf = bytearray(_BUF)
+    mv = memoryview(buf)
     with open("ota/new.bin", "rb") as f:
         head = f.read(5)
         if head[:4] != b"EVFW" or f.read(head[4]).decode() != version:
@@ -239,10 +183,10 @@ def _unpack(slot, version):
             size = int.from_bytes(f.read(4), "big")
             with open("ota/" + slot + "/" + name, "wb") as out:
                 while size:
-                    n = f.readinto(memoryview(buf)[:min(size, _BUF)])
+                    n = f.readinto(mv if size >= _BUF else mv[:size])
                     if not n:
                         raise ValueError("short")
-                    out.write(memoryview(buf)[:n])
+                    out.write(mv if n == _BUF else mv[:n])
                     size -= n
 
 
