@@ -110,14 +110,23 @@ async def _install(app, msg):
 
 
 async def _download(app, url, size):
-    # An HTTP/1.1 GET on the server's host and port (TLS like the WebSocket), the station's
-    # query (role, estacionId, token) appended; the body goes to ota/new.bin as it comes.
+    # An HTTP/1.1 GET on the server's host and port (TLS like the WebSocket: the pinned CA
+    # when config.json names one, charger/wsopen.py), the station's query (role, estacionId,
+    # token) appended; the body goes to ota/new.bin as it comes.
     host, port, resource, secure = app.link.dial[0]
     ctx = None
     if secure:
         import ssl
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.verify_mode = ssl.CERT_NONE
+        ca = app.link.dial[1]
+        if ca:
+            with open(ca, "rb") as f:
+                ca = f.read()
+            if ca.startswith(b"-----"):  # PEM -> DER
+                ca = binascii.a2b_base64(ca.split(b"-----")[2])
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(cadata=ca)
     s, _ = await asyncio.open_connection(host, port, ssl=ctx)
     try:
         s.write(b"GET %s?%s HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n\r\n" % (

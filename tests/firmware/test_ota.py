@@ -6,13 +6,17 @@ the test starts it again on the same directory, as the board boots again."""
 import asyncio
 import json
 import os
+import shutil
+import ssl
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.firmware.mpy import FIRMWARE, MPY_CROSS, requires_micropython
-from tests.live_server import base_url, connect, receive_json, running_server, send_json, token_for
+from tests.live_server import base_url, receive_json, running_server, send_json, token_for
+from websockets.asyncio.client import connect as ws_connect
+
 from server.hub import send
 from tools.firmware_bundle import pack
 from tools.sim_charger import SimCharger
@@ -76,8 +80,11 @@ async def boot(sim):
         return False
 
 
-async def order(app, version):
-    async with connect(base_url(app), "client", 1) as admin:
+async def order(app, version, trust=None):
+    """An admin dashboard's `admin_update_firmware` (over TLS with `trust`, an SSL context)."""
+    url = base_url(app) if trust is None else base_url(app).replace("ws://", "wss://")
+    token = token_for(base_url(app), "client")
+    async with ws_connect(f"{url}/ws?role=client&estacionId=1&token={token}", ssl=trust) as admin:
         await send_json(admin, {"type": "admin_update_firmware", "station_id": 1,
                                 "version": version, "request_id": 1})
         while True:
@@ -223,3 +230,28 @@ async def test_a_bad_order_or_a_failed_download_leaves_the_running_version(rig):
     assert state == {"fw": "usb", "update": {"version": "9.9.9", "result": "failed", "code": "DOWNLOAD_FAILED"}}
     assert sim.proc.returncode is None and (await sim.status())["link"]
     assert not (flash / "ota" / "state").exists() and not (flash / "ota" / "new.bin").exists()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+async def test_the_download_goes_over_tls_with_the_pinned_ca(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                    "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    fw_dir, flash = tmp_path / "fw", tmp_path / "flash"
+    flash.mkdir()
+    build_bundle(tmp_path, "2.1.0", fw_dir, marked)
+    async with running_server(tmp_path / "evse.sqlite3", firmware_dir=fw_dir, tls_cert=cert, tls_key=key) as app:
+        sim = SimCharger(tmp_path, f"wss://127.0.0.1:{app.port}/ws", fs_dir=flash, ca_cert=str(cert),
+                         token=token_for(base_url(app), "publisher", 1))
+        try:
+            await sim.start()
+            await wait_firmware(app, lambda s: s["fw"] == "usb", sim)
+            await order(app, "2.1.0", ssl.create_default_context(cafile=str(cert)))
+            assert await sim.wait_exit() == 3
+            assert await boot(sim)
+            await sim.wait_line(lambda line: "ready-v2 station 1" in line)
+            state = await wait_firmware(app, lambda s: s["update"]["result"] == "updated", sim)
+            assert state["fw"] == "2.1.0"
+        finally:
+            await sim.stop()
