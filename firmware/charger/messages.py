@@ -47,14 +47,15 @@ def emergency(session_id, wh, ts):
         "null" if session_id is None else "%d" % session_id))
 
 
-def status(state, session_id, wh):
+def status(state, session_id, wh, fw=None):
     """Reconciliation after connect / `sync_request`: the charger's physical truth, with
-    `fw`, the firmware version running (FW), when set."""
+    `fw`, the firmware version running (the charger's FW unless given), when set."""
+    fw = fw or FW
     if state not in ("idle", "charging", "fault"):
         raise ValueError(state)
     return '{"type":"status","state":"%s","session_id":%s,"wh":%s%s}' % (
         state, "null" if session_id is None else "%d" % session_id,
-        "null" if wh is None else "%d" % wh, ',"fw":"%s"' % FW if FW else "")
+        "null" if wh is None else "%d" % wh, ',"fw":"%s"' % fw if fw else "")
 
 
 def parse(text):

@@ -69,8 +69,9 @@ def _check(msg):
 async def _install(app, msg):
     got = _check(msg)
     if got is None:
-        await _tell(app, _result(app, str(msg.get("version"))[:32].replace('"', ""), "failed",
-                                 "INVALID_MESSAGE"))
+        got = "".join(c for c in str(msg.get("version"))[:32]
+                      if c.isalpha() or c.isdigit() or c in "._-")  # JSON-safe
+        await _tell(app, _result(app, got or "unknown", "failed", "INVALID_MESSAGE"))
         return
     version, url, digest, size = got
     import otaboot
