@@ -15,7 +15,8 @@
   `version`, `result` (installing, updated, refused, rolled_back, failed) and maybe a `code`.
   Each station's state (`fw`, the last order and its outcome) is kept in memory and pushed
   to dashboards as `{"type":"firmware","charger_id":N,"fw":...,"update":{...}}`. An order
-  still `requested` is sent again when the charger reconnects without running it.
+  still `requested` is sent again when the charger reconnects (a new connection) reporting
+another `fw` (it lost the order with a reboot).
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ class Firmware:
         self.app = app
         self.bundles = Bundles(app.config.firmware_path)
         self.stations: dict[int, dict] = {}  # station -> {"fw": str|None, "update": dict|None}
+        self.sent_on: dict[int, object] = {}  # station -> the connection its last order went on
 
     def state(self, station_id: int) -> dict:
         return self.stations.setdefault(station_id, {"fw": None, "update": None})
@@ -140,7 +142,8 @@ class Firmware:
                 changed = state["fw"] != fw
                 state["fw"] = fw
                 order = state["update"]
-                if order and order["result"] == "requested" and fw != order["version"]:
+                if (order and order["result"] == "requested" and fw != order["version"]
+                        and self.sent_on.get(station_id) is not connection):  # a new connection
                     await self._send_order(station_id, order["version"], connection)
                 if changed:
                     self.push(station_id)
@@ -168,6 +171,7 @@ class Firmware:
             return False
         order = {"type": "update", "version": version, "url": f"{PREFIX}{version}.bin",
                  "sha256": bundle.sha256, "size": bundle.size}
+        self.sent_on[station_id] = connection
         return await send(connection, order)
 
     # --- admin messages -----------------------------------------------------------------------

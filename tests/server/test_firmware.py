@@ -196,3 +196,16 @@ async def test_the_command_line_lists_bundles_and_updates_a_charger_through_the_
     assert code == 1 and err.startswith("error: cannot reach the server") and err.count("\n") == 1
     code, out, err = await admin_cli(app, "firmware", "update", 1, "2.0.0", "--server", "http://x")
     assert code == 1 and "expected ws://" in err
+
+
+async def test_an_order_is_not_repeated_on_the_same_connection(app):
+    async with connect(base_url(app), "publisher", 1) as charger:
+        await receive_json(charger)
+        await send_json(charger, {"type": "status", "state": "idle", "session_id": None, "wh": 5, "fw": "1.0.0"})
+        await admin_request(app, {"type": "admin_update_firmware", "station_id": 1, "version": "2.0.0"})
+        await receive_type(charger, "update")
+        for _ in range(3):  # the answers to sync_request (a dashboard opened the station)
+            await send_json(charger, {"type": "status", "state": "idle", "session_id": None, "wh": 5, "fw": "1.0.0"})
+        await send_json(charger, {"type": "nfc_scan", "nfc_uid": "04FFFFFF"})
+        while (message := await receive_json(charger))["type"] != "error":
+            assert message["type"] != "update"
