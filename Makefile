@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test venv wasm32 ocpp-rpc clean bench-server sim firmware config flash repl sim-charger bench-firmware soak chaos
+.PHONY: run test venv wasm32 ocpp-rpc clean bench-server sim firmware firmware-bundle config flash repl sim-charger bench-firmware soak chaos
 
 venv: $(STAMP)
 
@@ -84,6 +84,12 @@ firmware: venv
 	 else echo "no npm: the size report has no 32-bit column (install Node.js 18+)"; fi
 	$(PY) -m tools.firmware_build
 
+## The over-the-air update bundle: make firmware, then pack firmware-build/charger/*.mpy into
+## firmware-build/bundle-<VERSION>.bin (default version: git describe); copy it into the
+## server's FIRMWARE_DIR (default data/firmware/). Format: docs/architecture.md.
+firmware-bundle: firmware
+	$(PY) -m tools.firmware_bundle $(if $(VERSION),--version $(VERSION))
+
 ## Write firmware/config.json: prompts on a terminal (the WiFi password is not echoed), or takes
 ## WIFI_SSID WIFI_PASSWORD SERVER_URL STATION TOKEN PINS; without a terminal every required
 ## value must be given. Checks pins against the ESP32, the URL and the SSID.
@@ -96,7 +102,7 @@ flash: venv
 	$(check_device)
 	@test -f firmware/config.json || { echo "no firmware/config.json: run make config first" >&2; exit 2; }
 	$(PY) -m tools.firmware_build
-	cd firmware-build && ../$(VENV)/bin/mpremote connect $(DEVICE) fs cp -r charger boot.py main.py config.json : + reset
+	cd firmware-build && ../$(VENV)/bin/mpremote connect $(DEVICE) fs cp -r charger boot.py main.py otaboot.py config.json : + reset
 
 ## MicroPython REPL on the board: make repl DEVICE=/dev/ttyUSB0
 repl: venv

@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import serve
 
-from server import api, dashboard_messages, ocpp_commands
+from server import api, dashboard_messages, firmware, ocpp_commands
 from server.auth import Authenticator, load_or_create_secret
 from server.config import Config
 from server.core import RECENT_SESSIONS, SessionCore
@@ -64,6 +64,7 @@ class App:
         api.register(self)  # dashboard pages, /api/*, /metrics
         dashboard_messages.register(self)  # admin_* messages from dashboards
         ocpp_commands.register(self)  # remote_start, OCPP configuration: calls to OCPP chargers
+        self.firmware = firmware.register(self)  # over-the-air updates: bundles, orders, outcomes
         self.server = None
         self._gc_policy: asyncio.Task | None = None
 

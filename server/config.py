@@ -5,7 +5,7 @@
 non-zero. Variables (documented in `.env.example`): HOST, PORT, DB_PATH, DATABASE_URL, DEFAULT_TARIFF,
 LOG_LEVEL, PING_INTERVAL, PING_TIMEOUT, AUTH, SECRET_FILE, TLS_CERT, TLS_KEY, MAX_FRAME_BYTES,
 RATE_LIMIT, RATE_BURST, HANDSHAKE_TIMEOUT, MAX_CONNECTIONS, ALLOWED_ORIGINS, TAP_DEBOUNCE,
-CARD_STOP_MIN_AGE, CURRENCY_SYMBOL, CURRENCY_DECIMALS. Every number has a lower and an upper
+CARD_STOP_MIN_AGE, CURRENCY_SYMBOL, CURRENCY_DECIMALS, FIRMWARE_DIR. Every number has a lower and an upper
 bound. The `.env` file is read with python-dotenv and never copied into the process
 environment; a line it cannot read (no `=`, not `NAME=value`) stops the start with its line
 number instead of being skipped with a warning.
@@ -74,6 +74,7 @@ class Config:
     # symbol may be empty (amounts only)
     currency_symbol: str = "$"
     currency_decimals: int = 2
+    firmware_dir: Path | None = None  # None: "firmware/" next to the database (update bundles)
 
     @property
     def secret_path(self) -> Path:
@@ -93,6 +94,11 @@ class Config:
         netloc = parts.netloc.rpartition("@")
         user = netloc[0].partition(":")[0]
         return parts._replace(netloc=f"{user}@{netloc[2]}" if netloc[1] else netloc[2]).geturl()
+
+    @property
+    def firmware_path(self) -> Path:
+        """Where the chargers' update bundles are (server/firmware.py)."""
+        return self.firmware_dir if self.firmware_dir is not None else self.db_path.parent / "firmware"
 
     @property
     def close_timeout(self) -> float:
@@ -242,6 +248,7 @@ _VARIABLES = {
     "CARD_STOP_MIN_AGE": ("card_stop_min_age", _seconds(0, 3600)),
     "CURRENCY_SYMBOL": ("currency_symbol", _currency_symbol),
     "CURRENCY_DECIMALS": ("currency_decimals", _count(0, 4)),
+    "FIRMWARE_DIR": ("firmware_dir", _optional_file),
 }
 _SECRET_VALUES = frozenset({"DATABASE_URL"})  # may hold a password: never echoed
 _FLAGS = {"host": "HOST", "port": "PORT", "db": "DB_PATH", "database_url": "DATABASE_URL"}

@@ -237,6 +237,8 @@ class ConnectionHandler:
         async def handle(station_id: int, frame, connection) -> None:
             data = codec.decode(frame)
             self.app.note_message(p.ROLE_PUBLISHER, codec.kind(data))
+            if codec is SEED and await self.app.firmware.from_charger(station_id, data, connection):
+                return  # update_result: server/firmware.py's alone
             event = codec.event(data)
             if isinstance(event, CardRead):
                 event = await self._card_presented(station_id, event)

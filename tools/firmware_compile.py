@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tools.firmware_paths import FIRMWARE, MPY_CROSS
 
-BOARD_FILES = ("boot.py", "main.py", "config.json")  # copied as source, run by name
+BOARD_FILES = ("boot.py", "main.py", "otaboot.py", "config.json")  # copied as source, run by name
 
 
 def compile_firmware(out: Path, lines: bool = False) -> list[tuple[str, int, int]] | None:

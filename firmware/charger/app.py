@@ -78,6 +78,10 @@ class App:
         self.readings_queued = 0  # readings put into the outbox since boot (tests, bench)
         self.last_ts = 0  # `ts` of the latest queued entry
         self.ended = None  # session ended by a queued stop/emergency, maybe still unsent
+        # over-the-air updates (charger/ota.py, loaded only while it runs): None, an `update`
+        # order waiting for idle with nothing unsent, or True while charger/ota.py runs
+        self.ota = None
+        messages.FW = "usb"  # `fw` in status: "usb" until an update runs (charger/ota.py)
         board.emergency.on_press_irq(self.emergency_irq)
 
     def emergency_irq(self, pin):
@@ -169,6 +173,8 @@ class App:
         # a session id the outbox can store (uint32): with a bigger one the relay would close
         # for a session whose readings and stop could never be queued, so never billed
         good = isinstance(sid, int) and not isinstance(sid, bool) and 0 < sid < 0xFFFFFFFF
+        if kind == "update" and self.ota is not True:  # see poll()
+            self.ota = msg
         if kind == "error" or kind == "start" and good or kind == "stop" and (
                 good or sid is None):
             was = self.sm.session_id
@@ -242,6 +248,12 @@ class App:
         board.led.step(now)
         if self.wdt is not None:
             self.wdt.feed()
+        if (self.ota and self.ota is not True and self.sm.state_name == "idle"
+                and self.link.connected and not len(self.outbox)):
+            # the update's code is loaded for it, unloads itself and sets `ota` when done
+            from charger import ota as got
+            asyncio.create_task(got.run(self, self.ota))
+            self.ota = True
         now = ticks_ms()
         got = _DEBOUNCE_MS if board.stop.settling or board.emergency.settling else _POLL_MS
         got = min(got, board.led.due_in(now), ticks_diff(due[_READER_DUE], now))
@@ -268,6 +280,13 @@ class App:
         if self.cfg["watchdog_s"]:
             from machine import WDT
             self.wdt = WDT(timeout=int(self.cfg["watchdog_s"] * 1000))
+        try:  # an update was installed (firmware/otaboot.py): confirm it or report it
+            open("ota/state").close()
+            from charger import otatrial
+            asyncio.create_task(otatrial.run(self))
+            self.ota = True
+        except OSError:
+            pass
         asyncio.create_task(self.link.run())
         try:
             import ntptime  # the board's NTP client; the unix port has none (its clock is set)

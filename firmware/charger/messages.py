@@ -12,6 +12,8 @@ Runs under CPython and MicroPython.
 
 import json
 
+FW = None  # the firmware version running: the charger sets it ("usb" unless an update runs)
+
 
 def nfc_scan(uid):
     """A card tap: `{"type":"nfc_scan","nfc_uid":"04A1B2C3"}` (the reader's hex text: no
@@ -45,13 +47,15 @@ def emergency(session_id, wh, ts):
         "null" if session_id is None else "%d" % session_id))
 
 
-def status(state, session_id, wh):
-    """Reconciliation after connect / `sync_request`: the charger's physical truth."""
+def status(state, session_id, wh, fw=None):
+    """Reconciliation after connect / `sync_request`: the charger's physical truth, with
+    `fw`, the firmware version running (the charger's FW unless given), when set."""
+    fw = fw or FW
     if state not in ("idle", "charging", "fault"):
         raise ValueError(state)
-    return '{"type":"status","state":"%s","session_id":%s,"wh":%s}' % (
+    return '{"type":"status","state":"%s","session_id":%s,"wh":%s%s}' % (
         state, "null" if session_id is None else "%d" % session_id,
-        "null" if wh is None else "%d" % wh)
+        "null" if wh is None else "%d" % wh, ',"fw":"%s"' % fw if fw else "")
 
 
 def parse(text):
