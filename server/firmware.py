@@ -30,10 +30,10 @@ from urllib.parse import parse_qs
 
 from server import protocol as p
 from server.codecs import SEED
-from server.dashboard_messages import ADMIN_HANDLERS, NOT_FOUND, Refused, field_id, handle_admin
+from server.dashboard_messages import ADMIN_HANDLERS, Refused, field_id, handle_admin
 from server.http import bytes_response, json_response
 from server.hub import send
-from server.vocabulary import CHARGER_OFFLINE
+from server.vocabulary import CHARGER_OFFLINE, NOT_FOUND
 
 log = logging.getLogger(__name__)
 

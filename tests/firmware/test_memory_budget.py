@@ -26,7 +26,7 @@ from tools.firmware_build import build
 from tools.firmware_resident import RESIDENT, measure
 
 BUDGET = {  # bytes; the comment: measured at the end of the memory round (before it: 6689ca1)
-    "charger.app": 4480,  # 4326 (app 8,722 + clock 888 before); 4445 with OTA (issue 13)
+    "charger.app": 4672,  # 4326 (app 8,722 + clock 888 before); 4541 with the journal and OTA (issue 13)
     "charger.board": 1344,  # 1287 (unloaded after boot)
     "charger.config": 4480,  # 4353 (unloaded after boot)
     "charger.gpio": 2976,  # 2876 (relay + buttons + led: 4,900 before)
