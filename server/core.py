@@ -293,6 +293,26 @@ class SessionCore:
         station = self.stations.get(station_id) or self.add_station(station_id, "", 0.0)
         station.emergency = True
 
+    def reload_station(self, station_id: int, open_session, recent, latched: bool) -> None:
+        """Take a station's state as the database has it (a fleet: another server process served
+        its charger meanwhile): its open session (a SessionRecord or None), its recently closed
+        session ids, its emergency latch."""
+        station = self.stations.get(station_id) or self.add_station(station_id, "", 0.0)
+        station.session = None if open_session is None else OpenSession.of(open_session.id, station_id, open_session)
+        station.recent.clear()
+        station.recent.extend(recent)
+        station.emergency = latched
+        station.starting = False
+
+    def station_left(self, station_id: int) -> None:
+        """Another server process serves this station's charger now: forget its live state
+        quietly (no push: the charger is online there)."""
+        station = self.stations.get(station_id)
+        if station is not None:
+            station.publisher_connected = False
+            station.session = None
+            station.starting = False
+
     # --- entry points -------------------------------------------------------------------------
     def publisher_connected(self, station_id: int, now: float) -> list:
         return self._tracking_status(station_id, lambda st: self._set_connected(st, True))
