@@ -9,6 +9,10 @@ of any of this.
 from __future__ import annotations
 
 
+class FleetUnavailable(RuntimeError):
+    """NATS or the shared PostgreSQL cannot be reached when the process starts (one line)."""
+
+
 class Solo:
     """The fleet of one process: every charger is here, the local core is the truth."""
 

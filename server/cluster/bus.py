@@ -23,7 +23,9 @@ import json
 import logging
 
 import nats
-from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
+
+from server.cluster import FleetUnavailable
+from nats.errors import Error as NatsError, NoRespondersError, TimeoutError as NatsTimeout
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,7 @@ ALL_CLAIMS = f"{PREFIX}.*.claimed"
 # a dashboard's command waits at most this long for the owner's answer (the owner answers in
 # milliseconds; a process that stopped answering is treated as no owner: CHARGER_OFFLINE)
 REQUEST_TIMEOUT_S = 2.0
+START_ATTEMPTS = 3  # at start, NATS unreachable after this many tries stops the process
 PUBLISH_QUEUE = 10_000  # pushes waiting for the bus; beyond it the oldest are dropped (logged)
 
 
@@ -77,11 +80,16 @@ class Bus:
         async def error(problem):
             log.warning("NATS: %s", problem)
 
-        connection = await nats.connect(
-            url, name=server_id, no_echo=True, allow_reconnect=True, max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5, connect_timeout=5, disconnected_cb=disconnected,
-            reconnected_cb=reconnected, error_cb=error,
-        )
+        try:
+            connection = await nats.connect(
+                url.split(","), name=server_id, no_echo=True, allow_reconnect=True,
+                max_reconnect_attempts=START_ATTEMPTS, reconnect_time_wait=0.5, connect_timeout=2,
+                disconnected_cb=disconnected, reconnected_cb=reconnected, error_cb=error,
+            )
+        except (OSError, NatsError, asyncio.TimeoutError) as problem:
+            raise FleetUnavailable(f"cannot reach NATS at {url}: {problem or type(problem).__name__}") from None
+        # joined: from now on a lost NATS server is waited for, however long it takes
+        connection.options["max_reconnect_attempts"] = -1
         return cls(connection, server_id)
 
     # --- notifications ------------------------------------------------------------------------

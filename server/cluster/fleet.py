@@ -29,8 +29,11 @@ import logging
 import time
 from datetime import datetime
 
+import asyncpg
+
 from server import protocol as p
 from server.cluster import bus as b
+from server.cluster import FleetUnavailable
 from server.cluster.bus import Bus
 from server.cluster.presence import HEARTBEAT_S, Presence
 from server.core import RECENT_SESSIONS
@@ -73,8 +76,11 @@ class Fleet:
     @classmethod
     async def start(cls, app, nats_url: str, database_url: str, server_id: str,
                     heartbeat_s: float = HEARTBEAT_S, expiry_s: float | None = None) -> "Fleet":
-        presence = await (Presence.open(database_url) if expiry_s is None
-                          else Presence.open(database_url, expiry_s))
+        try:
+            presence = await (Presence.open(database_url) if expiry_s is None
+                              else Presence.open(database_url, expiry_s))
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as problem:
+            raise FleetUnavailable(f"cannot reach PostgreSQL for the shared station status: {problem}") from None
         try:
             bus = await Bus.connect(nats_url, server_id)
         except BaseException:
