@@ -138,6 +138,8 @@ async def test_init_and_api_stations_anywhere_show_the_charger_where_it_is(fleet
 
         view = await eventually(init_on_c)
         assert view["session"]["session_id"] == session_id
+        # the subscriptions on C asked the charger on A for its state, as on one server
+        assert await receive_type(charger, "sync_request") == {"type": "sync_request", "from": "server"}
         listed = await eventually(lambda: station_with_status(b, "cargando"))
         assert listed["session"]["session_id"] == session_id
     # the charger went away from A: every process shows it desconectado, session still open
