@@ -187,3 +187,20 @@ async def test_a_charger_reconnecting_to_another_process_moves_the_station_there
             assert ended["kwh"] == pytest.approx(1.2)
     stored = await b.storage.get_session(session_id)
     assert stored.end_reason == "local_stop" and stored.kwh == pytest.approx(1.2)
+
+
+async def test_an_owner_whose_claim_was_taken_silently_lets_go_at_its_next_write_or_heartbeat(fleet):
+    # B claims station 1 in the database but its `claimed` notice never reaches A (lost on the
+    # bus): A's next write of the station's shared status is refused, and A drops the charger
+    a, b, c = fleet
+    old = await publisher(base_url(a))
+    async with old:
+        session_id = await start_session(old)
+        epoch = await b.fleet.presence.claim(1, b.fleet.server_id)
+        assert epoch > a.fleet.held[1]
+        await send_json(old, {"type": "metrics", "session_id": session_id, "v": 230.0, "a": 10.0,
+                              "w": 2300.0, "wh": 100})
+        await asyncio.wait_for(old.wait_closed(), 10)
+        assert old.close_code == 4008
+    assert 1 not in a.fleet.held
+    assert not await a.fleet.presence.write(1, a.fleet.server_id, epoch - 1, True, {"id": 1})
