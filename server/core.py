@@ -142,6 +142,7 @@ class QueueProgress:
     kwh: float
     cost: float
     energy_state: EnergyAccount
+    station_id: int | None = None  # whose ownership epoch fences the write (a fleet)
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,7 @@ class EndSession:
     cost: float
     reason: str
     energy_state: dict
+    station_id: int | None = None  # whose ownership epoch fences the write (a fleet)
 
 
 @dataclass(frozen=True)
@@ -451,7 +453,7 @@ class SessionCore:
         return [
             QueueReading(session.id, counted.ts, m.v, m.a, m.w, m.wh, kwh,
                          charger_ts=m.ts, received_at=now, flag=counted.flag),
-            QueueProgress(session.id, kwh, cost, session.energy),
+            QueueProgress(session.id, kwh, cost, session.energy, st.id),
             ToClients(
                 st.id,
                 pushes.metrics(session.id, st.id, m.v, m.a, m.w, kwh, cost, now - session.started_at),
@@ -575,7 +577,7 @@ class SessionCore:
         effects = self._energy_anomaly(st, session, now)  # a final reading's, before the end
         effects += [ToCharger(st.id, StopCharging(session.id))] if tell_charger else []
         return effects + [
-            EndSession(session.id, now, kwh, cost, reason, session.energy.to_dict()),
+            EndSession(session.id, now, kwh, cost, reason, session.energy.to_dict(), st.id),
             ToClients(st.id, pushes.session_ended(session.id, st.id, kwh, cost, duration, reason)),
         ]
 

@@ -27,6 +27,9 @@ class Solo:
     def release(self, station_id: int, connection) -> bool:
         return True
 
+    def epoch(self, station_id) -> int | None:
+        return None  # one process: writes are not fenced
+
     async def forward_stop(self, station_id, stop, connection) -> bool:
         return False
 

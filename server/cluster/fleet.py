@@ -67,6 +67,7 @@ class Fleet:
         self.server_id = server_id
         self.heartbeat_s = heartbeat_s
         self.held: dict[int, int] = {}  # station -> the epoch this process claimed it with
+        self.epochs: dict[int, int] = {}  # station -> the storage epoch of this process's claim
         self.dirty: set[int] = set()  # held stations whose shared row is behind
         self.lost: set = set()  # charger connections closed because another process claimed
         self.commands: dict[int, object] = {}  # station -> its command subscription
@@ -114,6 +115,7 @@ class Fleet:
         granted = None
         if hasattr(storage, "claim_station"):
             granted = await storage.claim_station(station_id, self.server_id)
+            self.epochs[station_id] = granted
         epoch = await self.presence.claim(station_id, self.server_id, granted)
         if station_id not in self.held:
             await self._reload(station_id)
@@ -136,6 +138,12 @@ class Fleet:
         if open_session is not None:
             log.info("station %s: continuing session %s (%.3f kWh so far)", station_id,
                      open_session.id, open_session.kwh)
+
+    def epoch(self, station_id: int | None) -> int | None:
+        """The storage epoch this process's writes for the station carry: the one of its last
+        claim, kept after the station was lost, so the storage refuses them (StaleOwner) once
+        another process claimed it. None (unfenced) for a station never claimed here."""
+        return self.epochs.get(station_id)
 
     def release(self, station_id: int, connection) -> bool:
         """The charger's connection ended; False when another process holds the station now."""

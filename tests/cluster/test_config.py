@@ -16,8 +16,8 @@ from tests.server.test_config_and_cli import REPO
 
 @pytest.mark.parametrize("environ, expected", [
     ({"NATS_URL": "nats://127.0.0.1:4222"}, "NATS_URL needs DATABASE_URL=postgresql://"),
-    ({"NATS_URL": "http://127.0.0.1:4222", "DATABASE_URL": "postgresql://x@/y"}, "invalid NATS_URL="),
-    ({"DATABASE_URL": "mysql://x@/y"}, "invalid DATABASE_URL="),
+    ({"NATS_URL": "http://127.0.0.1:4222", "DATABASE_URL": "postgresql://x@h/y"}, "invalid NATS_URL="),
+    ({"DATABASE_URL": "mysql://x@/y"}, "invalid DATABASE_URL"),
     ({"SERVER_ID": "a b"}, "invalid SERVER_ID="),
     ({"SERVER_ID": "x" * 65}, "invalid SERVER_ID="),
 ])
@@ -28,7 +28,7 @@ def test_a_fleet_setting_that_cannot_work_is_refused_with_a_clear_message(tmp_pa
 
 
 def test_a_fleet_process_is_named_after_its_host_and_pid_unless_told():
-    environ = {"NATS_URL": "nats://a:4222, nats://b:4222", "DATABASE_URL": "postgresql://x@/y"}
+    environ = {"NATS_URL": "nats://a:4222, nats://b:4222", "DATABASE_URL": "postgresql://x@h/y"}
     config = load_config([], environ=environ, dotenv_path=None)
     assert config.server_id == f"{socket.gethostname()}-{os.getpid()}"[:64]
     assert config.nats_url == "nats://a:4222,nats://b:4222"
