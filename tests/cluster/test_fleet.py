@@ -173,20 +173,20 @@ async def test_a_charger_reconnecting_to_another_process_moves_the_station_there
             # A lets go: its connection is closed as replaced, without telling anyone desconectado
             await asyncio.wait_for(old.wait_closed(), 10)
             assert old.close_code == 4008
-            await send_json(new, {"type": "status", "state": "charging", "session_id": session_id, "wh": 7500})
+            await send_json(new, {"type": "status", "state": "charging", "session_id": session_id, "wh": 7000})
             await send_json(new, {"type": "metrics", "session_id": session_id, "v": 230.0,
-                                  "a": 10.0, "w": 2300.0, "wh": 8000})
+                                  "a": 10.0, "w": 2300.0, "wh": 7001})
             between = []
             while (seen := await receive_json(on_c))["type"] != "metrics":
                 between.append(seen)
-            assert seen["session_id"] == session_id and seen["kwh"] == 1.0  # 7000 -> 8000 Wh
+            assert seen["session_id"] == session_id and seen["kwh"] == 0.001  # 7000 -> 7001 Wh
             # the dashboard on C never saw the charger go desconectado while it moved
             assert {"type": "status", "charger_id": 1, "status": "desconectado"} not in between
-            await send_json(new, {"type": "stop", "session_id": session_id, "wh": 8200})
+            await send_json(new, {"type": "stop", "session_id": session_id, "wh": 7002})
             ended = await receive_type(on_c, "session_ended")
-            assert ended["kwh"] == pytest.approx(1.2)
+            assert ended["kwh"] == 0.002  # the meter's delta, across the two processes
     stored = await b.storage.get_session(session_id)
-    assert stored.end_reason == "local_stop" and stored.kwh == pytest.approx(1.2)
+    assert stored.end_reason == "local_stop" and round(stored.kwh * 1000, 6) == 2
 
 
 async def test_an_owner_whose_claim_was_taken_silently_lets_go_at_its_next_write_or_heartbeat(fleet):
