@@ -30,6 +30,9 @@ class Solo:
     def epoch(self, station_id) -> int | None:
         return None  # one process: writes are not fenced
 
+    def stale(self, station_id, refused) -> None:
+        return None  # never happens without epochs
+
     async def forward_stop(self, station_id, stop, connection) -> bool:
         return False
 

@@ -145,6 +145,10 @@ class Fleet:
         another process claimed it. None (unfenced) for a station never claimed here."""
         return self.epochs.get(station_id)
 
+    def stale(self, station_id: int, refused) -> None:
+        """The storage refused one of this process's writes for the station (StaleOwner)."""
+        self._lose(station_id, f"the storage refused a write ({refused})")
+
     def release(self, station_id: int, connection) -> bool:
         """The charger's connection ended; False when another process holds the station now."""
         if connection in self.lost:

@@ -204,3 +204,23 @@ async def test_an_owner_whose_claim_was_taken_silently_lets_go_at_its_next_write
         assert old.close_code == 4008
     assert 1 not in a.fleet.held
     assert not await a.fleet.presence.write(1, a.fleet.server_id, epoch - 1, True, {"id": 1})
+
+
+async def test_a_stale_owner_s_session_end_is_refused_and_nobody_is_told_it_ended(fleet):
+    # B took station 1 in the database (its notice lost on the way to A); the charger's stop
+    # reaches A first: the storage refuses A's end (StaleOwner), A tells no dashboard, lets go
+    # of the charger, and the session stays open for its new process to end
+    a, b, c = fleet
+    on_c = await dashboard(c)
+    old = await publisher(base_url(a))
+    async with on_c, old:
+        session_id = await start_session(old)
+        await receive_type(on_c, "session_started")
+        await b.storage.claim_station(1, "test-B")  # the storage's fence moves on, quietly
+        await send_json(old, {"type": "stop", "session_id": session_id})
+        await asyncio.wait_for(old.wait_closed(), 10)
+        assert old.close_code == 4008
+        with pytest.raises(TimeoutError):
+            await receive_type(on_c, "session_ended", timeout=1.0)
+    stored = await c.storage.get_session(session_id)
+    assert stored.ended_at is None and stored.end_reason is None
