@@ -188,3 +188,83 @@ async def test_a_sigkilled_process_s_charger_continues_its_session_on_another_an
     assert round(session["kwh"] * 1000, 6) == final_wh - first_wh  # exactly the meter's delta
     assert session["end_reason"] == "local_stop" and session["ended_at"] is not None
     assert ended["session_id"] == session_id and round(ended["kwh"] * 1000) == final_wh - first_wh
+
+
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+async def test_the_simulated_charger_behind_a_proxy_keeps_its_session_when_its_process_is_killed(tmp_path):
+    # the CPython simulator (the firmware's own state machine and outbox) reaches the fleet
+    # through tools/faultproxy.py, as chargers reach it through a TCP balancer: SIGKILL of the
+    # process behind it, the proxy retargets to another, the simulator reconnects by itself
+    from tools.faultproxy import FaultProxy
+
+    with services.postgres() as pg, services.nats() as bus:
+        fleet = Fleet(tmp_path, pg.url, bus.url)
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(fleet.stop_all)
+            for name in "ABC":
+                await fleet.start(name)
+            proxy = await stack.enter_async_context(FaultProxy(port_of(fleet.urls["A"])))
+            watcher = await stack.enter_async_context(fleet.connect("C", "client"))
+            await receive_type(watcher, "init")
+            simulator = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "tools.simulator", "--url", f"{proxy.url}/ws",
+                f"--token={fleet.token('publisher')}", "--station", "1", "--card", CARD,
+                "--interval", "1", "--seed", "1", "--interactive",
+                cwd=REPO, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE)
+
+            async def kill_simulator():
+                if simulator.returncode is None:
+                    simulator.kill()
+                    await simulator.wait()
+
+            stack.push_async_callback(kill_simulator)
+
+            def metrics_up(connection=None):
+                def match(frame):
+                    message = frame.message()
+                    return (frame.up and message is not None and message.get("type") == "metrics"
+                            and (connection is None or frame.conn >= connection))
+                return match
+
+            connected = await receive_type(watcher, "status", timeout=WAIT_S)  # on A, seen from C
+            assert connected == {"type": "status", "charger_id": 1, "status": "disponible"}
+            simulator.stdin.write(b"tap\n")
+            session_id = (await receive_type(watcher, "session_started", timeout=WAIT_S))["session_id"]
+            index = 0
+            for _ in range(4):  # four readings through A
+                index, _frame = await proxy.wait_frame(metrics_up(), start=index + 1 if index else 0)
+            fleet.processes["A"].send_signal(signal.SIGKILL)
+            await fleet.processes["A"].wait()
+            proxy.retarget(port_of(fleet.urls["B"]))
+            connection = proxy.connections + 1
+            for _ in range(3):  # three readings through B
+                index, _frame = await proxy.wait_frame(metrics_up(connection), start=index + 1,
+                                                       timeout=WAIT_S)
+            seen = await receive_type(watcher, "metrics", timeout=WAIT_S)  # C sees it served by B
+            assert seen["session_id"] == session_id
+            simulator.stdin.write(b"stop\n")
+            ended = await receive_type(watcher, "session_ended", timeout=WAIT_S)
+            simulator.stdin.write(b"quit\n")
+            await asyncio.wait_for(simulator.wait(), WAIT_S)
+
+        database = await asyncpg.connect(pg.url)
+        try:
+            stored = await database.fetch(
+                "SELECT charger_ts, wh FROM readings WHERE session_id = $1 ORDER BY charger_ts", session_id)
+            session = await database.fetchrow("SELECT kwh, end_reason FROM sessions WHERE id = $1", session_id)
+        finally:
+            await database.close()
+    up = [frame.message() for frame in proxy.frames if frame.up and frame.message() is not None]
+    sent = {(float(m["ts"]), float(m["wh"])) for m in up
+            if m.get("type") == "metrics" and m.get("session_id") == session_id}
+    [stop] = [m for m in up if m.get("type") == "stop" and m.get("session_id") == session_id]
+    rows = [(r["charger_ts"], float(r["wh"])) for r in stored]
+    assert len(rows) == len(set(rows))  # a replayed reading is stored once
+    assert sent <= set(rows) and set(rows) - sent <= {(float(stop["ts"]), float(stop["wh"]))}
+    first_wh = min(wh for _ts, wh in sent)
+    assert round(session["kwh"] * 1000, 6) == stop["wh"] - first_wh  # exactly the meter's delta
+    assert session["end_reason"] == "local_stop" and ended["session_id"] == session_id
