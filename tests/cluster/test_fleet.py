@@ -224,3 +224,23 @@ async def test_a_stale_owner_s_session_end_is_refused_and_nobody_is_told_it_ende
             await receive_type(on_c, "session_ended", timeout=1.0)
     stored = await c.storage.get_session(session_id)
     assert stored.ended_at is None and stored.end_reason is None
+
+
+async def test_a_station_whose_process_stopped_heartbeating_shows_desconectado_everywhere_else(fleet):
+    a, b, c = fleet
+    charger = await publisher(base_url(a))
+    async with charger:
+        session_id = await start_session(charger)
+        await eventually(lambda: station_with_status(b, "cargando"))
+        # A freezes (its heartbeat stops) and its last heartbeat is now older than the expiry
+        a.fleet._writer.cancel()
+        await asyncio.gather(a.fleet._writer, return_exceptions=True)
+        await b.fleet.presence.pool.execute(
+            "UPDATE station_presence SET heartbeat_at = now() - make_interval(secs => $1)"
+            " WHERE station_id = 1", b.fleet.presence.expiry_s + 1)
+        listed = (await stations_api(b))[1]
+        assert listed["status"] == "desconectado"
+        assert listed["session"]["session_id"] == session_id  # the session stays open, and shown
+        websocket = await connect(base_url(c), "client", "1")
+        async with websocket:
+            assert (await receive_type(websocket, "init"))["charger"]["status"] == "desconectado"
