@@ -244,3 +244,27 @@ async def test_a_station_whose_process_stopped_heartbeating_shows_desconectado_e
         websocket = await connect(base_url(c), "client", "1")
         async with websocket:
             assert (await receive_type(websocket, "init"))["charger"]["status"] == "desconectado"
+
+
+async def test_a_charger_reconnecting_to_the_same_process_keeps_the_station_s_epoch(fleet):
+    # a WiFi drop and back to the same process moves nothing: the epoch stays, so no write of
+    # the session still in flight is refused as stale, and the session goes on
+    a, b, c = fleet
+    first = await publisher(base_url(a))
+    async with first:
+        session_id = await start_session(first)
+        owner = await a.storage.station_owner(1)
+    second = await publisher(base_url(a))
+    async with second:
+        await send_json(second, {"type": "status", "state": "charging", "session_id": session_id, "wh": 10})
+        await send_json(second, {"type": "metrics", "session_id": session_id, "v": 230.0, "a": 10.0,
+                                 "w": 2300.0, "wh": 10})
+        await send_json(second, {"type": "stop", "session_id": session_id, "wh": 11})
+        ended = await eventually(lambda: _ended(a, session_id))
+    assert await a.storage.station_owner(1) == owner == ("test-A", owner[1])
+    assert ended.end_reason == "local_stop" and round(ended.kwh * 1000, 6) == 1
+
+
+async def _ended(app, session_id):
+    session = await app.storage.get_session(session_id)
+    return session if session.ended_at is not None else None
