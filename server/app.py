@@ -198,5 +198,6 @@ class App:
                 "ok": True,
                 "chargers_connected": self.core.connected_count(),
                 "open_sessions": self.core.open_session_count(),
+                **self.fleet.health(),
             },
         )

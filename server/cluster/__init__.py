@@ -48,5 +48,8 @@ class Solo:
     async def describe_all(self) -> list[dict]:
         return self.app.core.describe_all(self.app.clock())
 
+    def health(self) -> dict:
+        return {}  # /healthz as a single server always answered it
+
     async def close(self) -> None:
         return None

@@ -251,6 +251,11 @@ class Fleet:
         if not self.app.hub.has_publisher(station_id):
             self.bus.publish(b.command_subject(station_id), b'{"type":"sync_request"}')
 
+    def health(self) -> dict:
+        """What /healthz adds in a fleet: who this process is, whether it hears the bus."""
+        return {"server_id": self.server_id, "nats_connected": self.bus.connection.is_connected,
+                "stations_owned": len(self.held)}
+
     # --- shared status ------------------------------------------------------------------------
     async def views(self) -> dict[int, dict]:
         """station -> its live `charger` description, wherever its charger is."""
