@@ -146,6 +146,7 @@ async def test_init_and_api_stations_anywhere_show_the_charger_where_it_is(fleet
             f"http://127.0.0.1:{a.port}/healthz", timeout=10)))
         assert health["server_id"] == "test-A" and health["nats_connected"] is True
         assert health["stations_owned"] == 1 and health["chargers_connected"] == 1
+        assert health["open_sessions"] == 1
     # the charger went away from A: every process shows it desconectado, session still open
     listed = await eventually(lambda: station_with_status(c, "desconectado"))
     assert listed["session"]["session_id"] == session_id
