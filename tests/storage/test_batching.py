@@ -50,9 +50,17 @@ async def test_a_batch_of_readings_and_progress_is_one_transaction(storage, sess
 
 
 @pytest.mark.parametrize("backend", ["postgres"])
-async def test_a_postgres_batch_and_a_session_end_are_each_one_transaction(storage, session_id,
-                                                                           target):
+async def test_a_postgres_batch_and_a_session_end_are_each_one_transaction(target):
     """PostgreSQL stamps every row with the id of the transaction that wrote it (xmin)."""
+    storage = await open_storage(target, flush_interval=3600)  # only the test's flush writes
+    try:
+        session_id = await open_session(storage)
+        await _one_batch_then_the_end(storage, session_id, target)
+    finally:
+        await storage.close()
+
+
+async def _one_batch_then_the_end(storage, session_id, target):
     for i in range(200):
         storage.queue_reading(reading(session_id, i))
         storage.queue_progress(session_id, i / 1000, i / 1000 * 7.0, {"last": i})
