@@ -306,21 +306,21 @@ class Fleet:
                 log.warning("could not update the shared station status: %s", problem)
 
     async def _write_dirty(self) -> None:
-        core = self.app.core
-        while self.dirty:
-            station_id = self.dirty.pop()
-            epoch = self.held.get(station_id)
-            if epoch is None or station_id not in core.stations:
-                continue
-            view = core.describe(station_id, self.app.clock())
-            online = core.stations[station_id].publisher_connected
-            try:
-                kept = await self.presence.write(station_id, self.server_id, epoch, online, view)
-            except BaseException:
-                self.dirty.add(station_id)
-                raise
-            if not kept:
-                self._lose(station_id, "another process claimed it")
+        """The changed stations' descriptions, all in one statement."""
+        core, now = self.app.core, self.app.clock()
+        dirty, self.dirty = self.dirty, set()
+        rows = [
+            (station_id, self.held[station_id], core.stations[station_id].publisher_connected,
+             core.describe(station_id, now))
+            for station_id in dirty if station_id in self.held and station_id in core.stations
+        ]
+        try:
+            lost = await self.presence.write_many(self.server_id, rows)
+        except BaseException:
+            self.dirty |= dirty
+            raise
+        for station_id in lost:
+            self._lose(station_id, "another process claimed it")
 
 
 def _aged(session: dict, now: float) -> dict:

@@ -91,6 +91,24 @@ class Presence:
         )
         return done.endswith(" 1")
 
+    async def write_many(self, owner: str, rows: list[tuple[int, int, bool, dict]]) -> set[int]:
+        """Several stations' new descriptions in one statement: rows of (station_id, epoch,
+        online, view); returns the stations `owner` no longer owns (nothing written for them)."""
+        if not rows:
+            return set()
+        written = await self.pool.fetch(
+            """
+            UPDATE station_presence p SET online = w.online, view = w.view, heartbeat_at = now()
+              FROM unnest($2::bigint[], $3::bigint[], $4::boolean[], $5::jsonb[])
+                   AS w(station_id, epoch, online, view)
+             WHERE p.station_id = w.station_id AND p.owner = $1 AND p.epoch = w.epoch
+            RETURNING p.station_id
+            """,
+            owner, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+            [json.dumps(r[3]) for r in rows],
+        )
+        return {r[0] for r in rows} - {row["station_id"] for row in written}
+
     async def heartbeat(self, owner: str, held: dict[int, int]) -> set[int]:
         """Touch the rows `owner` still holds (station -> epoch); return the stations it lost."""
         if not held:
