@@ -257,12 +257,13 @@ class Fleet:
                 "stations_owned": len(self.held)}
 
     # --- shared status ------------------------------------------------------------------------
-    async def views(self) -> dict[int, dict]:
-        """station -> its live `charger` description, wherever its charger is."""
-        rows = await self.presence.views()
+    async def views(self, only: int | None = None) -> dict[int, dict]:
+        """station -> its live `charger` description, wherever its charger is (all stations,
+        or `only` that one)."""
+        rows = await self.presence.views(only)
         core, now = self.app.core, self.app.clock()
         result = {}
-        for station_id in set(rows) | set(core.stations):
+        for station_id in (set(rows) | set(core.stations)) if only is None else {only}:
             row = rows.get(station_id)
             here = station_id in self.held and self.app.hub.has_publisher(station_id)
             if here or row is None or row["view"] is None:
@@ -278,7 +279,7 @@ class Fleet:
         return result
 
     async def describe(self, station_id: int) -> dict:
-        view = (await self.views()).get(station_id)
+        view = (await self.views(station_id)).get(station_id)
         return view or self.app.core.describe(station_id, self.app.clock())
 
     async def describe_all(self) -> list[dict]:

@@ -124,15 +124,16 @@ class Presence:
         )
         return set(held) - {row["station_id"] for row in rows}
 
-    async def views(self) -> dict[int, dict]:
-        """Every station's shared row: {"owner","epoch","online","view","fresh"}."""
+    async def views(self, station_id: int | None = None) -> dict[int, dict]:
+        """Every station's shared row (or one station's): {"owner","epoch","online","view","fresh"}."""
         rows = await self.pool.fetch(
             """
             SELECT station_id, owner, epoch, online, view::text AS view,
                    extract(epoch FROM now() - heartbeat_at) < $1 AS fresh
               FROM station_presence
+             WHERE $2::bigint IS NULL OR station_id = $2
             """,
-            self.expiry_s,
+            self.expiry_s, station_id,
         )
         return {
             row["station_id"]: {
