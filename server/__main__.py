@@ -20,6 +20,7 @@ from pathlib import Path
 import asyncpg
 
 from server.app import App
+from server.cluster import FleetUnavailable
 from server.auth import ADMIN, mint_token
 from server.config import ConfigError, load_config
 from server.storage import StorageError
@@ -125,6 +126,9 @@ def main(argv=None) -> int:
         return 1
     except (sqlite3.DatabaseError, asyncpg.PostgresError, StorageError) as problem:
         print(f"error: database {config.storage_name}: {problem}", file=sys.stderr)
+        return 1
+    except FleetUnavailable as problem:
+        print(f"error: cannot join the fleet ({config.server_id}): {problem}", file=sys.stderr)
         return 1
     return 0
 

@@ -5,7 +5,7 @@
 non-zero. Variables (documented in `.env.example`): HOST, PORT, DB_PATH, DATABASE_URL, DEFAULT_TARIFF,
 LOG_LEVEL, PING_INTERVAL, PING_TIMEOUT, AUTH, SECRET_FILE, TLS_CERT, TLS_KEY, MAX_FRAME_BYTES,
 RATE_LIMIT, RATE_BURST, HANDSHAKE_TIMEOUT, MAX_CONNECTIONS, ALLOWED_ORIGINS, TAP_DEBOUNCE,
-CARD_STOP_MIN_AGE, CURRENCY_SYMBOL, CURRENCY_DECIMALS, FIRMWARE_DIR. Every number has a lower and an upper
+CARD_STOP_MIN_AGE, CURRENCY_SYMBOL, CURRENCY_DECIMALS, FIRMWARE_DIR, NATS_URL, SERVER_ID. Every number has a lower and an upper
 bound. The `.env` file is read with python-dotenv and never copied into the process
 environment; a line it cannot read (no `=`, not `NAME=value`) stops the start with its line
 number instead of being skipped with a warning.
@@ -18,10 +18,12 @@ signing secret (SECRET_FILE) either way.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import logging
 import math
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -75,6 +77,9 @@ class Config:
     currency_symbol: str = "$"
     currency_decimals: int = 2
     firmware_dir: Path | None = None  # None: "firmware/" next to the database (update bundles)
+    # a fleet of server processes (server/cluster/): NATS_URL with a PostgreSQL DATABASE_URL
+    nats_url: str | None = None
+    server_id: str = ""  # "" = this host's name and this process's id
 
     @property
     def secret_path(self) -> Path:
@@ -224,6 +229,21 @@ def _origins(text: str) -> tuple[str, ...]:
     return origins
 
 
+def _nats_url(text: str) -> str | None:
+    urls = [u.strip() for u in text.split(",") if u.strip()]
+    for url in urls:
+        if not url.startswith(("nats://", "tls://")) or any(c.isspace() for c in url):
+            raise ValueError("must be nats://host:port (or a comma-separated list of them)")
+    return ",".join(urls) or None
+
+
+def _server_id(text: str) -> str:
+    name = text.strip()
+    if not 0 < len(name) <= 64 or not all(c.isalnum() or c in "._-" for c in name):
+        raise ValueError("must be 1 to 64 letters, digits, '.', '_' or '-'")
+    return name
+
+
 _VARIABLES = {
     "HOST": ("host", _host),
     "PORT": ("port", _port),
@@ -249,6 +269,8 @@ _VARIABLES = {
     "CURRENCY_SYMBOL": ("currency_symbol", _currency_symbol),
     "CURRENCY_DECIMALS": ("currency_decimals", _count(0, 4)),
     "FIRMWARE_DIR": ("firmware_dir", _optional_file),
+    "NATS_URL": ("nats_url", _nats_url),
+    "SERVER_ID": ("server_id", _server_id),
 }
 _SECRET_VALUES = frozenset({"DATABASE_URL"})  # may hold a password: never echoed
 _FLAGS = {"host": "HOST", "port": "PORT", "db": "DB_PATH", "database_url": "DATABASE_URL"}
@@ -293,6 +315,7 @@ def load_config(argv=None, environ=None, dotenv_path=".env") -> Config:
                 shown = "" if variable in _SECRET_VALUES else f"={values[variable]!r}"  # a password
                 raise ConfigError(f"invalid {variable}{shown}: {problem}") from None
     config = Config(demo=args.demo, **fields)
+    config = check_cluster(config)
     check_db_writable(config.db_path)
     check_tls_files(config)
     return config
@@ -319,6 +342,17 @@ def read_dotenv(path: Path) -> dict[str, str]:
         if not binding.key.isidentifier():
             raise ConfigError(f"{path} line {line}: {binding.key!r} is not a variable name")
     return {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
+
+
+def check_cluster(config: Config) -> Config:
+    """A fleet (NATS_URL) shares one PostgreSQL database: NATS without it is refused. The
+    server's id defaults to HOSTNAME-PID."""
+    if config.nats_url and not config.database_url:
+        raise ConfigError("NATS_URL needs DATABASE_URL=postgresql://...: the processes of a fleet "
+                          "share one PostgreSQL database (SQLite serves a single process)")
+    if not config.server_id:
+        config = dataclasses.replace(config, server_id=f"{socket.gethostname()}-{os.getpid()}"[:64])
+    return config
 
 
 def check_tls_files(config: Config) -> None:
