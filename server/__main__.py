@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from server.app import App
+from server.cluster import FleetUnavailable
 from server.auth import ADMIN, mint_token
 from server.config import ConfigError, load_config
 from server.storage import StorageError
@@ -123,6 +124,9 @@ def main(argv=None) -> int:
         return 1
     except (sqlite3.DatabaseError, StorageError) as problem:
         print(f"error: database {config.db_path}: {problem}", file=sys.stderr)
+        return 1
+    except FleetUnavailable as problem:
+        print(f"error: cannot join the fleet ({config.server_id}): {problem}", file=sys.stderr)
         return 1
     return 0
 

@@ -94,6 +94,8 @@ class ApiContext:
 
     storage: Any
     charger_view: Callable[[int], dict]
+    # a fleet (server/cluster/): every station's live description from the shared state
+    live_views: Callable[[], Any] | None = None
     observability: Observability | None = None
     static_dir: Path = STATIC_DIR
     clock: Callable[[], float] = field(default=time.time)
@@ -343,8 +345,9 @@ async def get_stations(ctx: ApiContext, raw_query: str) -> HttpAnswer:
     parse_query(raw_query, frozenset())
     stations = await ctx.storage.list_stations()
     items = []
+    live = await ctx.live_views() if ctx.live_views is not None else {}
     for station in stations:
-        view = ctx.charger_view(station.id)
+        view = live.get(station.id) or ctx.charger_view(station.id)
         items.append({**station_json(station), "max_power_w": station.max_power_w,
                       "status": view.get("status", "desconectado"), "session": view.get("session")})
     return json_answer({"items": items})
@@ -514,6 +517,7 @@ def register(app) -> ApiContext:
     ctx = ApiContext(
         storage=app.storage,
         charger_view=charger_view_of(app.core, app.clock),
+        live_views=lambda: app.fleet.views(),
         observability=getattr(app, "observability", None) or attach(app),
         clock=app.clock,
         settings={"currency_symbol": app.config.currency_symbol,

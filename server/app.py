@@ -27,6 +27,7 @@ from websockets.asyncio.server import serve
 
 from server import api, dashboard_messages, ocpp_commands
 from server.auth import Authenticator, load_or_create_secret
+from server.cluster import Solo
 from server.config import Config
 from server.core import RECENT_SESSIONS, SessionCore
 from server.gc_policy import keep_long_lived_objects_frozen
@@ -34,7 +35,7 @@ from server.http import WEBSOCKET_PATH, HttpRoutes, json_response
 from server.hub import Hub
 from server.observability import note_message
 from server.ocpp import PATH_PREFIX as OCPP_PATH_PREFIX, OcppEndpoint
-from server.storage import Storage
+from server.storage import Storage, open_storage
 from server.storage.demo import ensure_demo_key, seed_demo
 from server.ws import ConnectionHandler
 
@@ -63,17 +64,22 @@ class App:
         api.register(self)  # dashboard pages, /api/*, /metrics
         dashboard_messages.register(self)  # admin_* messages from dashboards
         ocpp_commands.register(self)  # remote_start, OCPP configuration: calls to OCPP chargers
+        self.fleet = Solo(self)  # server/cluster/: a fleet of processes when NATS_URL is set
         self.server = None
         self._gc_policy: asyncio.Task | None = None
 
     @classmethod
     async def start(cls, config: Config, **options) -> "App":
-        storage = await Storage.open(config.db_path)
+        storage = await open_storage(config.storage_target)
+        app = None
         try:
             app = cls(config, storage, **options)
             await app._load(demo=config.demo)
+            await app._join_fleet()
             await app._listen()
         except BaseException:
+            if app is not None:
+                await app.fleet.close()
             await storage.close()
             raise
         # after start-up: the loaded state and every connection to come are long-lived
@@ -98,6 +104,13 @@ class App:
             self.core.load_emergency_latch(station_id)
             log.warning("station %s is latched in emergency since %s UTC: it stays so until its charger "
                         "reports the local reset", station_id, time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(latched_at)))
+
+    async def _join_fleet(self) -> None:
+        if self.config.nats_url:
+            from server.cluster.fleet import Fleet  # nats and asyncpg only for a fleet
+
+            self.fleet = await Fleet.start(self, self.config.nats_url, self.config.database_url,
+                                           self.config.server_id)
 
     async def _listen(self) -> None:
         self.server = await serve(
@@ -165,6 +178,7 @@ class App:
             self.server.close()  # 1001 going away
             await self.server.wait_closed()
             await self.handler.wait_background()
+        await self.fleet.close()
         await self.storage.close()
 
     # --- observability hooks (counted here; exported by whoever serves /metrics) ---------------

@@ -142,6 +142,7 @@ class QueueProgress:
     kwh: float
     cost: float
     energy_state: EnergyAccount
+    station_id: int | None = None  # whose ownership epoch fences the write (a fleet)
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,7 @@ class EndSession:
     cost: float
     reason: str
     energy_state: dict
+    station_id: int | None = None  # whose ownership epoch fences the write (a fleet)
 
 
 @dataclass(frozen=True)
@@ -293,6 +295,26 @@ class SessionCore:
         station = self.stations.get(station_id) or self.add_station(station_id, "", 0.0)
         station.emergency = True
 
+    def reload_station(self, station_id: int, open_session, recent, latched: bool) -> None:
+        """Take a station's state as the database has it (a fleet: another server process served
+        its charger meanwhile): its open session (a SessionRecord or None), its recently closed
+        session ids, its emergency latch."""
+        station = self.stations.get(station_id) or self.add_station(station_id, "", 0.0)
+        station.session = None if open_session is None else OpenSession.of(open_session.id, station_id, open_session)
+        station.recent.clear()
+        station.recent.extend(recent)
+        station.emergency = latched
+        station.starting = False
+
+    def station_left(self, station_id: int) -> None:
+        """Another server process serves this station's charger now: forget its live state
+        quietly (no push: the charger is online there)."""
+        station = self.stations.get(station_id)
+        if station is not None:
+            station.publisher_connected = False
+            station.session = None
+            station.starting = False
+
     # --- entry points -------------------------------------------------------------------------
     def publisher_connected(self, station_id: int, now: float) -> list:
         return self._tracking_status(station_id, lambda st: self._set_connected(st, True))
@@ -431,7 +453,7 @@ class SessionCore:
         return [
             QueueReading(session.id, counted.ts, m.v, m.a, m.w, m.wh, kwh,
                          charger_ts=m.ts, received_at=now, flag=counted.flag),
-            QueueProgress(session.id, kwh, cost, session.energy),
+            QueueProgress(session.id, kwh, cost, session.energy, st.id),
             ToClients(
                 st.id,
                 pushes.metrics(session.id, st.id, m.v, m.a, m.w, kwh, cost, now - session.started_at),
@@ -555,7 +577,7 @@ class SessionCore:
         effects = self._energy_anomaly(st, session, now)  # a final reading's, before the end
         effects += [ToCharger(st.id, StopCharging(session.id))] if tell_charger else []
         return effects + [
-            EndSession(session.id, now, kwh, cost, reason, session.energy.to_dict()),
+            EndSession(session.id, now, kwh, cost, reason, session.energy.to_dict(), st.id),
             ToClients(st.id, pushes.session_ended(session.id, st.id, kwh, cost, duration, reason)),
         ]
 

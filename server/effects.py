@@ -86,7 +86,7 @@ class EffectRunner:
         try:
             session_id = await self.storage.create_session(
                 effect.station_id, effect.user_id, effect.card_uid, effect.started_at,
-                effect.tariff, effect.energy_state,
+                effect.tariff, effect.energy_state, epoch=self.app.fleet.epoch(effect.station_id),
             )
         except Exception:
             log.exception("could not create a session on station %s", effect.station_id)
@@ -101,7 +101,8 @@ class EffectRunner:
         self.app.note_reading()
 
     async def _queue_progress(self, effect: c.QueueProgress, origin) -> None:
-        self.storage.queue_progress(effect.session_id, effect.kwh, effect.cost, effect.energy_state)
+        self.storage.queue_progress(effect.session_id, effect.kwh, effect.cost, effect.energy_state,
+                                    epoch=self.app.fleet.epoch(effect.station_id))
 
     async def _end_session(self, effect: c.EndSession, origin) -> None:
         try:
@@ -116,7 +117,8 @@ class EffectRunner:
 
     async def _store_session_end(self, effect: c.EndSession) -> None:
         await self.storage.end_session(
-            effect.session_id, effect.ended_at, effect.kwh, effect.cost, effect.reason, effect.energy_state
+            effect.session_id, effect.ended_at, effect.kwh, effect.cost, effect.reason, effect.energy_state,
+            epoch=self.app.fleet.epoch(effect.station_id),
         )
 
     async def _retry_session_end(self, effect: c.EndSession) -> None:
@@ -141,7 +143,8 @@ class EffectRunner:
         )
 
     async def _set_emergency_latch(self, effect: c.SetEmergencyLatch, origin) -> None:
-        await self.storage.set_emergency_latch(effect.station_id, effect.latched_at)
+        await self.storage.set_emergency_latch(effect.station_id, effect.latched_at,
+                                               epoch=self.app.fleet.epoch(effect.station_id))
 
     async def _update_station(self, effect: c.UpdateStation, origin) -> None:
         await self.run(self.core.update_station(effect), origin)

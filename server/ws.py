@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 FORBIDDEN = "FORBIDDEN"
 RATE_LIMITED = "RATE_LIMITED"
 CLOSE_POLICY_VIOLATION = 1008
+CLOSE_TRY_AGAIN_LATER = 1013
 
 
 class RateLimit:
@@ -200,6 +201,8 @@ class ConnectionHandler:
                         station_id, _peer(previous), _peer(connection), p.CLOSE_PUBLISHER_REPLACED)
             self._in_background(previous.close(p.CLOSE_PUBLISHER_REPLACED, "replaced by a newer connection"))
         try:
+            if not await self._claim(connection, station_id):
+                return
             await self.hub.send(connection, Welcome(station_id))
             if previous is None:
                 await self.run_effects(self.core.publisher_connected(station_id, self.clock()), connection)
@@ -213,8 +216,19 @@ class ConnectionHandler:
         except ConnectionClosed:
             pass
         finally:
-            if self.hub.remove_publisher(station_id, connection):
+            if self.hub.remove_publisher(station_id, connection) and self.app.fleet.release(station_id, connection):
                 await self.run_effects(self.core.publisher_gone(station_id, self.clock()), None)
+
+    async def _claim(self, connection: ServerConnection, station_id: int) -> bool:
+        """In a fleet, this process now owns the station (server/cluster/); a database that
+        cannot record it closes the connection 1013 (the charger retries)."""
+        try:
+            await self.app.fleet.claim(station_id)
+            return True
+        except Exception:
+            log.exception("station %s: could not claim it for this server", station_id)
+            await connection.close(CLOSE_TRY_AGAIN_LATER, "server cannot take this station now")
+            return False
 
     async def _read_publisher_frames(self, connection: ServerConnection, station_id: int, codec) -> None:
         """Handle the charger's frames in order; acknowledge each once its writes are durable."""
@@ -264,11 +278,12 @@ class ConnectionHandler:
         try:
             if station_id is None:
                 await send(connection, p.subscribed(p.ALL_STATIONS))
-                await send(connection, p.init_all(self.core.describe_all(self.clock())))
+                await send(connection, p.init_all(await self.app.fleet.describe_all()))
             else:
                 await send(connection, p.subscribed(str(station_id)))
-                await send(connection, p.init_one(self.core.describe(station_id, self.clock())))
-                await self.hub.send_to_publisher(station_id, RequestStatus())
+                await send(connection, p.init_one(await self.app.fleet.describe(station_id)))
+                if not await self.hub.send_to_publisher(station_id, RequestStatus()):
+                    self.app.fleet.request_status(station_id)  # a charger on another process
             async for frame in self._frames(connection, p.ROLE_CLIENT):
                 await self._guarded(self._client_frame, station_id, frame, connection)
         except ConnectionClosed:
@@ -285,6 +300,8 @@ class ConnectionHandler:
         message = p.parse_client_message(data)
         if not self.principals[connection].may_stop:
             raise self.forbid(connection, f"remote {data['type']}", station_id)
+        if await self.app.fleet.forward_stop(station_id, message, connection):
+            return  # its charger is on another process of the fleet, which answered
         await self.run_effects(self.core.dashboard_stop(station_id, message, self.clock()), connection)
 
     async def _guarded(self, handle, station_id, frame, connection) -> None:

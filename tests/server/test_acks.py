@@ -9,7 +9,6 @@ import signal
 import sqlite3
 import time
 
-from server.storage import store as store_module
 from tests.live_server import base_url, close_code, publisher, receive_type, running_server, send_json
 from tests.server.test_faults import charger_of, start_server_process
 from tests.storage.conftest import wait_until
@@ -81,8 +80,8 @@ async def test_no_ack_advances_while_the_database_cannot_be_written_and_all_foll
             t0 = time.time() - 100
             for i in range(5):  # frames 2..6
                 await send_json(charger, metrics(session_id, t0 + i, 1000 + i))
-            failed = app.storage._failed_flushes
-            await wait_until(lambda: app.storage._failed_flushes >= failed + 2,
+            failed = app.storage.failed_flushes
+            await wait_until(lambda: app.storage.failed_flushes >= failed + 2,
                              what="two flushes to fail on the read-only database")
             assert await acks_until_probe_answered(charger) == []  # frame 7: nothing more confirmed
             assert stored_ts(db, session_id) == []
