@@ -6,8 +6,8 @@ Starts a throwaway PostgreSQL and nats-server (tools/services.py), then N `pytho
 processes (`DATABASE_URL`, `NATS_URL`, `SERVER_ID` s1..sN, one shared `SECRET_FILE`, each on
 its own loopback port; the first seeds the demo station, user and card, the others start once
 it has migrated the database), then HAProxy (Debian's `haproxy`; TCP mode, `leastconn`, an HTTP
-health check of `/healthz` every second, sessions of a server marked down are shut so its
-chargers reconnect to another at once) on HOST:PORT for chargers and dashboards alike. Prints
+health check of `/healthz` every 2 s, 3 failed in a row mark a process down and shut its
+connections so its chargers reconnect to another at once) on HOST:PORT for chargers and dashboards alike. Prints
 the URLs (balancer, dashboard with a token, each process, HAProxy's stats page) and stops
 everything on Ctrl-C (SIGINT or SIGTERM). Nothing is left behind: the database, the secret and
 the logs live in a temporary directory.
@@ -47,7 +47,7 @@ REPO = Path(__file__).resolve().parents[1]
 MAX_PROCESSES = 16
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
-HEALTH_CHECK_MS = 1000  # HAProxy checks /healthz this often; 2 failures mark a process down
+HEALTH_CHECK_MS = 2000  # HAProxy checks /healthz this often; 3 failures (5 s each) mark a process down
 DASHBOARD_TOKEN_DAYS = 7.0
 _LISTENING = re.compile(rb"listening on [^\s]*:(\d+)")
 
@@ -86,7 +86,7 @@ def haproxy_config(members: list["Member"], host: str, port: int, stats_port: in
                    maxconn: int) -> str:
     """HAProxy in TCP mode: WebSockets and HTTP pass through untouched (TLS, if any, stays on
     the servers), each new connection goes to the process with the fewest, a process that fails
-    two health checks in a row gets no new connection and its open ones are shut."""
+    three health checks in a row gets no new connection and its open ones are shut."""
     servers = "\n".join(
         f"    server {member.name} 127.0.0.1:{member.port} check" for member in members)
     return f"""global
@@ -111,7 +111,11 @@ backend servers
     retries 2
     option httpchk GET /healthz
     http-check expect status 200
-    default-server inter {HEALTH_CHECK_MS}ms fall 2 rise 1 on-marked-down shutdown-sessions
+    # a process marked down gets its connections shut (its chargers reconnect to another):
+    # only one that stays silent, not one slow under load (that would move all its chargers
+    # at once onto the others). A killed process refuses the check at once.
+    timeout check 5s
+    default-server inter {HEALTH_CHECK_MS}ms fall 3 rise 2 on-marked-down shutdown-sessions
 {servers}
 
 listen stats
