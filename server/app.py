@@ -95,6 +95,8 @@ class App:
             self.demo_key = await ensure_demo_key(self.storage, self.config.db_path.parent)
         for station in await self.storage.list_stations():
             self.core.add_station(station.id, station.name, station.tariff, station.max_power_w)
+        if self.config.nats_url:
+            return  # a fleet: a station's state is loaded when its charger connects here (server/cluster/)
         for record in await self.storage.open_sessions():
             self.core.load_open_session(record)
             log.info("resuming session %s on station %s", record.id, record.station_id)
@@ -198,5 +200,6 @@ class App:
                 "ok": True,
                 "chargers_connected": self.core.connected_count(),
                 "open_sessions": self.core.open_session_count(),
+                **self.fleet.health(),
             },
         )

@@ -296,6 +296,8 @@ def load_config(argv=None, environ=None, dotenv_path=".env") -> Config:
     environ = os.environ if environ is None else environ
     values.update({k: environ[k] for k in _VARIABLES if k in environ})
     args = _argument_parser().parse_args([] if argv is None else argv)
+    if args.db is not None and args.database_url is None:
+        values.pop("DATABASE_URL", None)  # `--db FILE` on the command line means that SQLite file
     for flag, variable in _FLAGS.items():
         if getattr(args, flag) is not None:
             values[variable] = getattr(args, flag)

@@ -289,3 +289,27 @@ def test_tokens_issue_prints_a_token_the_server_accepts_for_that_role_and_statio
                  ["--role", "admin", "--sub", "x", "--stations", "1,a"]):
         refused = admin("tokens", "issue", *args)
         assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+
+
+async def test_on_postgres_the_cli_administers_and_backs_up_with_pg_dump(admin, tmp_path,
+                                                                        postgres_server):
+    url = postgres_server.create_database(f"admin{os.getpid()}")
+    env = {"DATABASE_URL": url}
+    first, second = await seeded_sessions(url)
+    assert ok(admin("stations", "add", "Garage", "--tariff", "6.5", use_db=False, env=env)) \
+        == "added station 3 \"Garage\" (tariff 6.50 per kWh, max power 22000 W)\n"
+    out = tmp_path / "evse.pgdump"
+    assert ok(admin("backup", out, use_db=False, env=env)) == (
+        f"backed up {url} to {out} (2 sessions)\n")
+    restored_url = postgres_server.create_database(f"restored{os.getpid()}")
+    subprocess.run(["pg_restore", "--no-owner", "--dbname", restored_url, str(out)], check=True,
+                   capture_output=True, timeout=60)
+    restored = await open_storage(restored_url)
+    try:
+        sessions, total = await restored.list_sessions()
+        assert total == 2 and {s.id: s.kwh for s in sessions} == {first: 3.12, second: 2.45}
+        assert [s.name for s in await restored.list_stations()] == [
+            "Estación 1", "Estación 2", "Garage"]
+    finally:
+        await restored.close()
+    assert not list(tmp_path.glob("*.partial"))

@@ -30,6 +30,9 @@ class Solo:
     def epoch(self, station_id) -> int | None:
         return None  # one process: writes are not fenced
 
+    def stale(self, station_id, refused) -> None:
+        return None  # never happens without epochs
+
     async def forward_stop(self, station_id, stop, connection) -> bool:
         return False
 
@@ -44,6 +47,9 @@ class Solo:
 
     async def describe_all(self) -> list[dict]:
         return self.app.core.describe_all(self.app.clock())
+
+    def health(self) -> dict:
+        return {}  # /healthz as a single server always answered it
 
     async def close(self) -> None:
         return None

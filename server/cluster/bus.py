@@ -134,6 +134,9 @@ class Bus:
         except NatsTimeout:
             log.warning("bus: no answer on %s within %.1f s", subject, timeout)
             return None
+        except NatsError as problem:  # the bus is closed or reconnecting: nobody can answer
+            log.warning("bus: cannot ask on %s: %s", subject, problem or type(problem).__name__)
+            return None
         try:
             return json.loads(answer.data)
         except ValueError:

@@ -111,22 +111,29 @@ class Fleet:
 
     # --- ownership ----------------------------------------------------------------------------
     async def claim(self, station_id: int) -> None:
-        storage = self.app.storage
-        granted = None
-        if hasattr(storage, "claim_station"):
+        if not await self._still_mine(station_id):
+            storage = self.app.storage
             granted = await storage.claim_station(station_id, self.server_id)
             self.epochs[station_id] = granted
-        epoch = await self.presence.claim(station_id, self.server_id, granted)
-        if station_id not in self.held:
-            await self._reload(station_id)
-        self.held[station_id] = epoch
+            epoch = await self.presence.claim(station_id, self.server_id, granted)
+            if station_id not in self.held:
+                await self._reload(station_id)
+            self.held[station_id] = epoch
+            self.bus.publish(b.claimed_subject(station_id),
+                             json.dumps({"owner": self.server_id, "epoch": epoch}).encode())
+            log.info("station %s claimed by %s (epoch %s)", station_id, self.server_id, epoch)
         if station_id not in self.commands:
             self.commands[station_id] = await self.bus.connection.subscribe(
                 b.command_subject(station_id), cb=self._command_handler(station_id))
-        self.bus.publish(b.claimed_subject(station_id),
-                         json.dumps({"owner": self.server_id, "epoch": epoch}).encode())
         self.dirty.add(station_id)
-        log.info("station %s claimed by %s (epoch %s)", station_id, self.server_id, epoch)
+
+    async def _still_mine(self, station_id: int) -> bool:
+        """The charger reconnected to this process, which still owns its station: the epoch
+        stays (a new one would refuse this process's own writes still in flight)."""
+        epoch = self.epochs.get(station_id)
+        if station_id not in self.held or epoch is None:
+            return False
+        return await self.app.storage.station_owner(station_id) == (self.server_id, epoch)
 
     async def _reload(self, station_id: int) -> None:
         """The station's state as the database has it (another process may have served it)."""
@@ -144,6 +151,10 @@ class Fleet:
         claim, kept after the station was lost, so the storage refuses them (StaleOwner) once
         another process claimed it. None (unfenced) for a station never claimed here."""
         return self.epochs.get(station_id)
+
+    def stale(self, station_id: int, refused) -> None:
+        """The storage refused one of this process's writes for the station (StaleOwner)."""
+        self._lose(station_id, f"the storage refused a write ({refused})")
 
     def release(self, station_id: int, connection) -> bool:
         """The charger's connection ended; False when another process holds the station now."""
@@ -239,6 +250,11 @@ class Fleet:
         """A dashboard subscribed to a station whose charger may be on another process."""
         if not self.app.hub.has_publisher(station_id):
             self.bus.publish(b.command_subject(station_id), b'{"type":"sync_request"}')
+
+    def health(self) -> dict:
+        """What /healthz adds in a fleet: who this process is, whether it hears the bus."""
+        return {"server_id": self.server_id, "nats_connected": self.bus.connection.is_connected,
+                "stations_owned": len(self.held)}
 
     # --- shared status ------------------------------------------------------------------------
     async def views(self) -> dict[int, dict]:

@@ -29,9 +29,6 @@ def check_database_url(text: str) -> str:
         raise ValueError("must be a postgresql://user@host[:port]/database URL")
     if not parts.path.strip("/") and "dbname=" not in parts.query:
         raise ValueError("must name the database: postgresql://user@host[:port]/database")
-    if not parts.netloc and "host=" not in parts.query:
-        raise ValueError("must name the server: postgresql://user@host[:port]/database "
-                         "(or ?host=/socket/directory)")
     return url
 
 

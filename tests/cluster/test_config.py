@@ -23,7 +23,7 @@ from tests.server.test_config_and_cli import REPO
 ])
 def test_a_fleet_setting_that_cannot_work_is_refused_with_a_clear_message(tmp_path, environ, expected):
     with pytest.raises(ConfigError) as refused:
-        load_config(["--db", str(tmp_path / "e.db")], environ=environ, dotenv_path=None)
+        load_config([], environ={"DB_PATH": str(tmp_path / "e.db"), **environ}, dotenv_path=None)
     assert str(refused.value).startswith(expected) and "\n" not in str(refused.value)
 
 
@@ -39,8 +39,8 @@ def test_a_fleet_process_is_named_after_its_host_and_pid_unless_told():
 
 async def run_server(tmp_path, environ):
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server", "--port", "0", "--db", str(tmp_path / "e.db"),
-        cwd=REPO, env={**os.environ, **environ},
+        sys.executable, "-m", "server", "--port", "0",
+        cwd=REPO, env={**os.environ, "DB_PATH": str(tmp_path / "e.db"), **environ},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(process.communicate(), 60)
     return process.returncode, err.decode()

@@ -142,6 +142,11 @@ async def test_init_and_api_stations_anywhere_show_the_charger_where_it_is(fleet
         assert await receive_type(charger, "sync_request") == {"type": "sync_request", "from": "server"}
         listed = await eventually(lambda: station_with_status(b, "cargando"))
         assert listed["session"]["session_id"] == session_id
+        health = await asyncio.to_thread(lambda: json.load(urllib.request.urlopen(
+            f"http://127.0.0.1:{a.port}/healthz", timeout=10)))
+        assert health["server_id"] == "test-A" and health["nats_connected"] is True
+        assert health["stations_owned"] == 1 and health["chargers_connected"] == 1
+        assert health["open_sessions"] == 1
     # the charger went away from A: every process shows it desconectado, session still open
     listed = await eventually(lambda: station_with_status(c, "desconectado"))
     assert listed["session"]["session_id"] == session_id
@@ -173,20 +178,20 @@ async def test_a_charger_reconnecting_to_another_process_moves_the_station_there
             # A lets go: its connection is closed as replaced, without telling anyone desconectado
             await asyncio.wait_for(old.wait_closed(), 10)
             assert old.close_code == 4008
-            await send_json(new, {"type": "status", "state": "charging", "session_id": session_id, "wh": 7500})
+            await send_json(new, {"type": "status", "state": "charging", "session_id": session_id, "wh": 7000})
             await send_json(new, {"type": "metrics", "session_id": session_id, "v": 230.0,
-                                  "a": 10.0, "w": 2300.0, "wh": 8000})
+                                  "a": 10.0, "w": 2300.0, "wh": 7001})
             between = []
             while (seen := await receive_json(on_c))["type"] != "metrics":
                 between.append(seen)
-            assert seen["session_id"] == session_id and seen["kwh"] == 1.0  # 7000 -> 8000 Wh
+            assert seen["session_id"] == session_id and seen["kwh"] == 0.001  # 7000 -> 7001 Wh
             # the dashboard on C never saw the charger go desconectado while it moved
             assert {"type": "status", "charger_id": 1, "status": "desconectado"} not in between
-            await send_json(new, {"type": "stop", "session_id": session_id, "wh": 8200})
+            await send_json(new, {"type": "stop", "session_id": session_id, "wh": 7002})
             ended = await receive_type(on_c, "session_ended")
-            assert ended["kwh"] == pytest.approx(1.2)
+            assert ended["kwh"] == 0.002  # the meter's delta, across the two processes
     stored = await b.storage.get_session(session_id)
-    assert stored.end_reason == "local_stop" and stored.kwh == pytest.approx(1.2)
+    assert stored.end_reason == "local_stop" and round(stored.kwh * 1000, 6) == 2
 
 
 async def test_an_owner_whose_claim_was_taken_silently_lets_go_at_its_next_write_or_heartbeat(fleet):
@@ -204,3 +209,67 @@ async def test_an_owner_whose_claim_was_taken_silently_lets_go_at_its_next_write
         assert old.close_code == 4008
     assert 1 not in a.fleet.held
     assert not await a.fleet.presence.write(1, a.fleet.server_id, epoch - 1, True, {"id": 1})
+
+
+async def test_a_stale_owner_s_session_end_is_refused_and_nobody_is_told_it_ended(fleet):
+    # B took station 1 in the database (its notice lost on the way to A); the charger's stop
+    # reaches A first: the storage refuses A's end (StaleOwner), A tells no dashboard, lets go
+    # of the charger, and the session stays open for its new process to end
+    a, b, c = fleet
+    on_c = await dashboard(c)
+    old = await publisher(base_url(a))
+    async with on_c, old:
+        session_id = await start_session(old)
+        await receive_type(on_c, "session_started")
+        await b.storage.claim_station(1, "test-B")  # the storage's fence moves on, quietly
+        await send_json(old, {"type": "stop", "session_id": session_id})
+        await asyncio.wait_for(old.wait_closed(), 10)
+        assert old.close_code == 4008
+        with pytest.raises(TimeoutError):
+            await receive_type(on_c, "session_ended", timeout=1.0)
+    stored = await c.storage.get_session(session_id)
+    assert stored.ended_at is None and stored.end_reason is None
+
+
+async def test_a_station_whose_process_stopped_heartbeating_shows_desconectado_everywhere_else(fleet):
+    a, b, c = fleet
+    charger = await publisher(base_url(a))
+    async with charger:
+        session_id = await start_session(charger)
+        await eventually(lambda: station_with_status(b, "cargando"))
+        # A freezes (its heartbeat stops) and its last heartbeat is now older than the expiry
+        a.fleet._writer.cancel()
+        await asyncio.gather(a.fleet._writer, return_exceptions=True)
+        await b.fleet.presence.pool.execute(
+            "UPDATE station_presence SET heartbeat_at = now() - make_interval(secs => $1)"
+            " WHERE station_id = 1", b.fleet.presence.expiry_s + 1)
+        listed = (await stations_api(b))[1]
+        assert listed["status"] == "desconectado"
+        assert listed["session"]["session_id"] == session_id  # the session stays open, and shown
+        websocket = await connect(base_url(c), "client", "1")
+        async with websocket:
+            assert (await receive_type(websocket, "init"))["charger"]["status"] == "desconectado"
+
+
+async def test_a_charger_reconnecting_to_the_same_process_keeps_the_station_s_epoch(fleet):
+    # a WiFi drop and back to the same process moves nothing: the epoch stays, so no write of
+    # the session still in flight is refused as stale, and the session goes on
+    a, b, c = fleet
+    first = await publisher(base_url(a))
+    async with first:
+        session_id = await start_session(first)
+        owner = await a.storage.station_owner(1)
+    second = await publisher(base_url(a))
+    async with second:
+        await send_json(second, {"type": "status", "state": "charging", "session_id": session_id, "wh": 10})
+        await send_json(second, {"type": "metrics", "session_id": session_id, "v": 230.0, "a": 10.0,
+                                 "w": 2300.0, "wh": 10})
+        await send_json(second, {"type": "stop", "session_id": session_id, "wh": 11})
+        ended = await eventually(lambda: _ended(a, session_id))
+    assert await a.storage.station_owner(1) == owner == ("test-A", owner[1])
+    assert ended.end_reason == "local_stop" and round(ended.kwh * 1000, 6) == 1
+
+
+async def _ended(app, session_id):
+    session = await app.storage.get_session(session_id)
+    return session if session.ended_at is not None else None

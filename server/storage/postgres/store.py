@@ -11,9 +11,8 @@ ours) may lose the last fraction of a second of readings, never corrupt anything
 durable commit flushes them too. A SIGKILL of a server process loses nothing committed. This is
 the same trade SQLite's backend makes with synchronous=NORMAL for its batches.
 
-Readings go in with `copy_records_to_table` (COPY, binary) inside a savepoint; a batch holding
-readings of a session that does not exist (the only foreign-key failure possible: values are
-checked when queued) is copied again without them, and the drop is logged.
+Readings go in with `copy_records_to_table` (COPY, binary); readings naming a session that
+does not exist are left out of the COPY (looked up first) and the drop is logged.
 
 Station ownership: `claim_station` moves `stations.owner_epoch` up by one (the newest claimer
 wins); a write carrying an epoch locks the station row `FOR SHARE` and is refused with
@@ -114,22 +113,22 @@ def safe_url(url: str) -> str:
 
 
 async def _write_batch(conn: asyncpg.Connection, batch: Batch) -> None:
-    """Inside a transaction: COPY the readings, update the progress rows."""
+    """Inside a transaction: COPY the readings, update the progress rows. A reading naming a
+    session that does not exist (the only foreign-key failure possible: values are checked
+    when queued, sessions are never deleted) is left out and the drop logged, rather than
+    retrying a poisoned batch forever: the batch's session ids are looked up first (one
+    indexed query), so the COPY cannot fail on them."""
     if batch.readings:
-        try:
-            async with conn.transaction():  # a savepoint: a failed COPY leaves nothing
-                await conn.copy_records_to_table("readings", records=batch.readings,
-                                                 columns=_READING_COLUMNS)
-        except asyncpg.ForeignKeyViolationError:
-            wanted = sorted({row[0] for row in batch.readings})
-            existing = {row[0] for row in await conn.fetch(
-                "SELECT id FROM sessions WHERE id = any($1::bigint[])", wanted)}
-            kept = [row for row in batch.readings if row[0] in existing]
-            if kept:
-                await conn.copy_records_to_table("readings", records=kept,
-                                                 columns=_READING_COLUMNS)
+        wanted = sorted({row[0] for row in batch.readings})
+        existing = {row[0] for row in await conn.fetch(
+            "SELECT id FROM sessions WHERE id = any($1::bigint[])", wanted)}
+        rows = batch.readings
+        if len(existing) < len(wanted):
+            rows = [row for row in rows if row[0] in existing]
             log.error("storage: dropped %d of %d readings that name no existing session",
-                      len(batch.readings) - len(kept), len(batch.readings))
+                      len(batch.readings) - len(rows), len(batch.readings))
+        if rows:
+            await conn.copy_records_to_table("readings", records=rows, columns=_READING_COLUMNS)
     if batch.progress:
         await conn.executemany(_UPDATE_PROGRESS, [
             (kwh, cost, state, sid, epoch)
@@ -168,15 +167,14 @@ class PostgresStorage(Batched):
     async def open(cls, url: str, flush_interval: float | None = None,
                    max_queued_readings: int | None = None) -> "PostgresStorage":
         """Connect (a pool), migrate under the advisory lock and start the flusher. A server
-        that cannot be reached raises StorageError naming it (without the password)."""
+        that cannot be reached raises StorageError saying why (the caller names the database)."""
         flush_interval, max_queued_readings = check_batching(flush_interval, max_queued_readings)
         try:
             pool = await asyncpg.create_pool(url, min_size=1, max_size=POOL_MAX_SIZE,
                                              timeout=CONNECT_TIMEOUT_S)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError,
                 TimeoutError) as exc:
-            raise StorageError(f"cannot connect to PostgreSQL at {safe_url(url)}: "
-                               f"{type(exc).__name__}: {exc}") from exc
+            raise StorageError(f"cannot connect to PostgreSQL: {type(exc).__name__}: {exc}") from exc
         try:
             async with pool.acquire() as conn:
                 await migrate(conn, postgres_migrations())
