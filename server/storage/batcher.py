@@ -189,21 +189,46 @@ class Batcher:
         queued = self._pending.reading_count
         async with self.lock, self.taken() as batch:
             if batch:
-                await self._write(batch)
+                await self.write_through(batch, self._write(batch))
         return queued
+
+    @staticmethod
+    async def write_through(batch: Batch, write):
+        """Await `write`, the coroutine whose transaction commits `batch`, to its end even if
+        the caller is cancelled meanwhile: a transaction in flight (on SQLite's thread, on the
+        PostgreSQL server) may commit whatever happens to the caller, so the batch is marked
+        committed when it did and `taken()` never puts back (and writes twice) a batch that
+        is in the database. The cancel is raised once the outcome is known."""
+        async def marked():
+            result = await write
+            batch.committed = True
+            return result
+
+        task = asyncio.ensure_future(marked())
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            while not task.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait([task])
+            raise
 
     @contextlib.asynccontextmanager
     async def taken(self):
         """Take everything queued (the caller holds `lock`); yields the batch for the caller to
-        write in its transaction. Committed when the block ends normally; put back in front of
-        newer rows when it raises, so nothing is lost."""
+        write in its transaction (through `write_through`). Committed when the block ends
+        normally; put back in front of newer rows when it raises, so nothing is lost, unless
+        its commit happened (`batch.committed`)."""
         assert self.lock.locked(), "a batch is taken under the batcher's lock"
         batch = self._pending.take()
         self._wake_room_waiters()
         try:
             yield batch
         except BaseException:
-            self._pending.put_back(batch)
+            if batch.committed:  # cancelled after its commit (write_through)
+                self._committed(batch)
+            else:
+                self._pending.put_back(batch)
             raise
         self._committed(batch)
 

@@ -30,6 +30,8 @@ class Batch:
     progress: dict[int, tuple[float, float, str, int | None]]
     # the write sequence number of the last write queued before the take (see `mark`)
     mark: int
+    # set by the write that committed it (server/storage/batcher.py `write_through`)
+    committed: bool = False
 
     def __bool__(self) -> bool:
         return bool(self.readings or self.progress)

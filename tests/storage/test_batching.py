@@ -4,6 +4,7 @@ flush_interval, on close, and before a session ends."""
 import asyncio
 import logging
 import sqlite3
+import threading
 
 import pytest
 
@@ -328,3 +329,32 @@ async def test_the_flusher_keeps_the_batch_while_postgres_refuses_writes_and_wri
         assert len(failures) == 1  # one line per outage, not one per retry
     finally:
         await storage.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_a_flush_cancelled_while_its_commit_is_in_flight_neither_loses_nor_repeats_rows(
+        target):
+    """A shutdown may cancel a flush whose transaction is already running on the database's
+    thread: the commit happens anyway, so the batch must count as written, not be put back
+    and stored a second time."""
+    storage = await open_storage(target, flush_interval=3600)
+    try:
+        session_id = await open_session(storage)
+        for i in range(5):
+            storage.queue_reading(reading(session_id, i))
+        gate = threading.Event()
+        busy = asyncio.ensure_future(storage._db.run(lambda conn: gate.wait(30)))  # thread busy
+        flush = asyncio.create_task(storage.flush())  # its commit waits behind `busy`
+        await asyncio.sleep(0.05)
+        flush.cancel()
+        gate.set()
+        await busy
+        with pytest.raises(asyncio.CancelledError):
+            await flush
+        storage.queue_reading(reading(session_id, 5))
+        await storage.flush()
+        await asyncio.wait_for(storage.wait_durable(storage.write_mark()), 10)
+    finally:
+        await storage.close()
+    assert [ts for ts, _ in await committed_readings(target, session_id)] == [
+        1_700_000_000.0 + i for i in range(6)]

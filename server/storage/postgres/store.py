@@ -254,19 +254,21 @@ class PostgresStorage(Batched):
                   encode_state(energy_state), check_id(session_id, "session_id"))
         if epoch is not None:
             check_count(epoch, "epoch")
-        async with self._batcher.lock, self._batcher.taken() as batch:
+        async def end(batch):
             async with self._pool.acquire() as conn, conn.transaction():
                 await _write_batch(conn, batch)
                 station_id = await conn.fetchval(
                     "SELECT station_id FROM sessions WHERE id = $1", session_id)
                 if station_id is None:
-                    ended = None
-                else:
-                    await _check_epoch(conn, station_id, epoch)
-                    ended = await conn.fetchval(
-                        "UPDATE sessions SET ended_at = $1, kwh = $2, cost = $3, end_reason = $4,"
-                        " energy_state = $5 WHERE id = $6 AND ended_at IS NULL RETURNING id",
-                        *params) is not None
+                    return None
+                await _check_epoch(conn, station_id, epoch)
+                return await conn.fetchval(
+                    "UPDATE sessions SET ended_at = $1, kwh = $2, cost = $3, end_reason = $4,"
+                    " energy_state = $5 WHERE id = $6 AND ended_at IS NULL RETURNING id",
+                    *params) is not None
+
+        async with self._batcher.lock, self._batcher.taken() as batch:
+            ended = await self._batcher.write_through(batch, end(batch))
         if ended is None:
             raise NotFound(f"session {session_id} does not exist")
         return ended

@@ -287,7 +287,7 @@ class SqliteStorage(Batched):
                 " energy_state = ? WHERE id = ? AND ended_at IS NULL", params).rowcount > 0
 
         async with self._batcher.lock, self._batcher.taken() as batch:
-            ended = await self._write(end, batch)
+            ended = await self._batcher.write_through(batch, self._write(end, batch))
         if ended is None:
             raise NotFound(f"session {session_id} does not exist")
         return ended
