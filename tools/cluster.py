@@ -147,7 +147,10 @@ class Member:
         return self.process is not None and self.process.returncode is None
 
     async def start(self, env: dict, db_path: Path, demo: bool) -> None:
-        args = [sys.executable, "-m", "server", "--host", "127.0.0.1", "--port", "0", "--db", str(db_path)]
+        # DB_PATH, not --db: on the command line --db means that SQLite file even with
+        # DATABASE_URL set; as a variable it only places the directory of the demo key
+        env = {**env, "DB_PATH": str(db_path)}
+        args = [sys.executable, "-m", "server", "--host", "127.0.0.1", "--port", "0"]
         self.process = await asyncio.create_subprocess_exec(
             *args, *(["--demo"] if demo else []), cwd=REPO, env=env, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
