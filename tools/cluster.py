@@ -153,7 +153,8 @@ class Member:
         args = [sys.executable, "-m", "server", "--host", "127.0.0.1", "--port", "0"]
         self.process = await asyncio.create_subprocess_exec(
             *args, *(["--demo"] if demo else []), cwd=REPO, env=env, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True)  # a terminal's Ctrl-C reaches the launcher, which stops it in order
         port = asyncio.get_running_loop().create_future()
         self._log_task = asyncio.create_task(self._copy_log(port))
         try:
@@ -261,7 +262,8 @@ class Cluster:
                                               self.socket_path, haproxy_maxconn(self.maxconn)))
         with self.haproxy_log.open("wb") as log:
             self.haproxy = await asyncio.create_subprocess_exec(
-                binary, "-db", "-f", str(config_path), stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log)
+                binary, "-db", "-f", str(config_path), stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True)
         await self.wait_until_up(len(self.members))
 
     async def server_states(self) -> dict[str, str]:
@@ -332,7 +334,8 @@ class Cluster:
         key = self.demo_key()
         urls = ",".join(member.url for member in self.members)
         lines = [
-            f"EV charger fleet: {len(self.members)} server processes, PostgreSQL, NATS, HAProxy",
+            f"EV charger fleet: {len(self.members)} server process{'es' if len(self.members) > 1 else ''}, "
+            "PostgreSQL, NATS, HAProxy",
             f"  balancer:   {self.balancer_url} (chargers and dashboards; TCP, leastconn, "
             f"/healthz every {HEALTH_CHECK_MS} ms)",
             f"  dashboard:  http://{self.shown_host}:{self.port}/?token={token}",

@@ -70,7 +70,7 @@ async def charge_a_little(balancer: str, token: str, key: str) -> None:
 async def test_make_cluster_serves_a_charger_and_a_dashboard_through_the_balancer_and_ctrl_c_stops_it_all():
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tools.cluster", "--processes", "2", "--host", "127.0.0.1", "--port", "0",
-        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True)
     try:
         banner = await read_banner(process)
         balancer = re.search(r"balancer: +(ws://\S+)", banner).group(1)
@@ -85,7 +85,7 @@ async def test_make_cluster_serves_a_charger_and_a_dashboard_through_the_balance
         balancer_port = int(re.search(r":(\d+)/ws", balancer).group(1))
         assert healthz(balancer_port)["ok"]  # plain HTTP goes through the balancer too
     finally:
-        process.send_signal(signal.SIGINT)
+        os.killpg(process.pid, signal.SIGINT)  # the terminal's Ctrl-C: to the whole process group
         async with asyncio.timeout(WAIT_S):
             rest = (await process.stdout.read()).decode()
             code = await process.wait()
