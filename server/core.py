@@ -43,6 +43,7 @@ from server.vocabulary import (
     MeterSample,
     Refusal,
     RemoteStop,
+    RequestStatus,
     StartCharging,
     StatusReport,
     StopCharging,
@@ -66,6 +67,9 @@ CARD_STOP_MIN_AGE_S = 5.0  # tap-again-to-stop needs a session at least this old
 # own closed sessions remembered per station to tell a replayed stop from a foreign id (a
 # charger's outbox holds at most 32 events, so its replays name recent sessions)
 RECENT_SESSIONS = 64
+# an idle `status` this soon after a `start` the charger has not confirmed may have crossed the
+# start on the wire (it answers a sync_request sent before it): the server asks again
+START_CROSSING_S = 10.0
 # alert kind: the station's publisher connection was replaced (4008) too often
 DUPLICATE_CHARGER = "duplicate_charger"
 
@@ -198,6 +202,9 @@ class OpenSession:
     last_v: float | None = None
     last_a: float | None = None
     last_w: float | None = None
+    # False from the `start` until the charger names the session (or a new connection): an
+    # idle `status` meanwhile may have crossed the `start` on the wire (see _status_report)
+    confirmed: bool = True
 
     @property
     def cost(self) -> float:
@@ -327,6 +334,8 @@ class SessionCore:
         More than ReplacementBurst.limit of these within its window raises one alert per burst:
         two chargers are probably configured with the same station."""
         station = self.stations.get(station_id) or self.add_station(station_id, "", 0.0)
+        if station.session is not None:
+            station.session.confirmed = True  # a new connection's status is no older than the start
         if not station.replacements.note(now):
             return []
         detail = (
@@ -353,6 +362,7 @@ class SessionCore:
         def opened(st: StationState) -> list:
             st.starting = False
             st.session = OpenSession.of(session_id, st.id, create)
+            st.session.confirmed = False
             return [
                 ToCharger(st.id, StartCharging(session_id, create.user_name)),
                 ToClients(
@@ -444,6 +454,7 @@ class SessionCore:
                 # charger's error LED, or end a card tap it is waiting on)
                 return []
             return [Reply(self._mismatch(st, m.session_id))]
+        session.confirmed = True
         counted = session.energy.add(m.ts, m.w, m.wh, now=now, started_at=session.started_at,
                                      max_w=st.max_power_w)
         if counted is None:
@@ -520,11 +531,18 @@ class SessionCore:
         if report.state == "idle":
             if session is None:
                 return effects
+            if report.session_id is None and not session.confirmed and now - session.started_at < START_CROSSING_S:
+                # the answer to a sync_request sent before the `start` (a dashboard subscribed
+                # during the tap) says idle, truthfully at the time: not a reset. Ask again;
+                # the answer to that one comes after the `start` and is the truth
+                session.confirmed = True
+                return effects + [ToCharger(st.id, RequestStatus())]
             if report.session_id in (None, session.id):  # a register labelled with another
                 self._final_reading(st, session, report, now)  # session is not billed to this
             return effects + self._end(st, CHARGER_RESET, now)
         # charging report.session_id
         if session is not None and session.id == report.session_id:
+            session.confirmed = True
             return effects  # resume: the energy account continues from its state
         effects.append(ToCharger(st.id, StopCharging(report.session_id)))  # open this relay
         if session is not None:
@@ -620,6 +638,8 @@ class SessionCore:
     @staticmethod
     def _set_connected(st: StationState, connected: bool) -> list:
         st.publisher_connected = connected
+        if st.session is not None:
+            st.session.confirmed = True  # a new connection's status is no older than the start
         return []
 
     def _tracking_status(self, station_id: int, change) -> list:

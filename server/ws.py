@@ -194,15 +194,17 @@ class ConnectionHandler:
     async def _serve_publisher(self, connection: ServerConnection, station_id: int, codec=SEED,
                                reader=None) -> None:
         """Serve a station's charger: `reader()` reads its messages (default: the seed's frames
-        on `connection`); an OCPP charger's link brings its own (server/ocpp.py)."""
+        on `connection`); an OCPP charger's link brings its own (server/ocpp.py). In a fleet the
+        station is claimed first: nothing (a dashboard's sync_request) reaches the charger
+        before its `connected`."""
+        if not await self._claim(connection, station_id):
+            return
         previous = self.hub.set_publisher(station_id, connection, codec)
         if previous is not None:
             log.warning("station %s: publisher %s replaced by a newer connection from %s (close %s)",
                         station_id, _peer(previous), _peer(connection), p.CLOSE_PUBLISHER_REPLACED)
             self._in_background(previous.close(p.CLOSE_PUBLISHER_REPLACED, "replaced by a newer connection"))
         try:
-            if not await self._claim(connection, station_id):
-                return
             await self.hub.send(connection, Welcome(station_id))
             if previous is None:
                 await self.run_effects(self.core.publisher_connected(station_id, self.clock()), connection)

@@ -257,12 +257,13 @@ class Fleet:
                 "stations_owned": len(self.held)}
 
     # --- shared status ------------------------------------------------------------------------
-    async def views(self) -> dict[int, dict]:
-        """station -> its live `charger` description, wherever its charger is."""
-        rows = await self.presence.views()
+    async def views(self, only: int | None = None) -> dict[int, dict]:
+        """station -> its live `charger` description, wherever its charger is (all stations,
+        or `only` that one)."""
+        rows = await self.presence.views(only)
         core, now = self.app.core, self.app.clock()
         result = {}
-        for station_id in set(rows) | set(core.stations):
+        for station_id in (set(rows) | set(core.stations)) if only is None else {only}:
             row = rows.get(station_id)
             here = station_id in self.held and self.app.hub.has_publisher(station_id)
             if here or row is None or row["view"] is None:
@@ -278,7 +279,7 @@ class Fleet:
         return result
 
     async def describe(self, station_id: int) -> dict:
-        view = (await self.views()).get(station_id)
+        view = (await self.views(station_id)).get(station_id)
         return view or self.app.core.describe(station_id, self.app.clock())
 
     async def describe_all(self) -> list[dict]:
@@ -306,21 +307,21 @@ class Fleet:
                 log.warning("could not update the shared station status: %s", problem)
 
     async def _write_dirty(self) -> None:
-        core = self.app.core
-        while self.dirty:
-            station_id = self.dirty.pop()
-            epoch = self.held.get(station_id)
-            if epoch is None or station_id not in core.stations:
-                continue
-            view = core.describe(station_id, self.app.clock())
-            online = core.stations[station_id].publisher_connected
-            try:
-                kept = await self.presence.write(station_id, self.server_id, epoch, online, view)
-            except BaseException:
-                self.dirty.add(station_id)
-                raise
-            if not kept:
-                self._lose(station_id, "another process claimed it")
+        """The changed stations' descriptions, all in one statement."""
+        core, now = self.app.core, self.app.clock()
+        dirty, self.dirty = self.dirty, set()
+        rows = [
+            (station_id, self.held[station_id], core.stations[station_id].publisher_connected,
+             core.describe(station_id, now))
+            for station_id in dirty if station_id in self.held and station_id in core.stations
+        ]
+        try:
+            lost = await self.presence.write_many(self.server_id, rows)
+        except BaseException:
+            self.dirty |= dirty
+            raise
+        for station_id in lost:
+            self._lose(station_id, "another process claimed it")
 
 
 def _aged(session: dict, now: float) -> dict:

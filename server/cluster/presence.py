@@ -91,6 +91,24 @@ class Presence:
         )
         return done.endswith(" 1")
 
+    async def write_many(self, owner: str, rows: list[tuple[int, int, bool, dict]]) -> set[int]:
+        """Several stations' new descriptions in one statement: rows of (station_id, epoch,
+        online, view); returns the stations `owner` no longer owns (nothing written for them)."""
+        if not rows:
+            return set()
+        written = await self.pool.fetch(
+            """
+            UPDATE station_presence p SET online = w.online, view = w.view, heartbeat_at = now()
+              FROM unnest($2::bigint[], $3::bigint[], $4::boolean[], $5::jsonb[])
+                   AS w(station_id, epoch, online, view)
+             WHERE p.station_id = w.station_id AND p.owner = $1 AND p.epoch = w.epoch
+            RETURNING p.station_id
+            """,
+            owner, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+            [json.dumps(r[3]) for r in rows],
+        )
+        return {r[0] for r in rows} - {row["station_id"] for row in written}
+
     async def heartbeat(self, owner: str, held: dict[int, int]) -> set[int]:
         """Touch the rows `owner` still holds (station -> epoch); return the stations it lost."""
         if not held:
@@ -106,15 +124,16 @@ class Presence:
         )
         return set(held) - {row["station_id"] for row in rows}
 
-    async def views(self) -> dict[int, dict]:
-        """Every station's shared row: {"owner","epoch","online","view","fresh"}."""
+    async def views(self, station_id: int | None = None) -> dict[int, dict]:
+        """Every station's shared row (or one station's): {"owner","epoch","online","view","fresh"}."""
         rows = await self.pool.fetch(
             """
             SELECT station_id, owner, epoch, online, view::text AS view,
                    extract(epoch FROM now() - heartbeat_at) < $1 AS fresh
               FROM station_presence
+             WHERE $2::bigint IS NULL OR station_id = $2
             """,
-            self.expiry_s,
+            self.expiry_s, station_id,
         )
         return {
             row["station_id"]: {

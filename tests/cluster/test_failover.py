@@ -24,7 +24,7 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 
 from server.auth import ADMIN, STATION, load_or_create_secret, mint_token
-from tests.live_server import receive_json, receive_type
+from tests.live_server import receive_type
 from tests.server.test_config_and_cli import REPO
 from tools import services
 
