@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test venv wasm32 ocpp-rpc clean bench-server sim firmware firmware-bundle config flash repl sim-charger bench-firmware soak chaos
+.PHONY: run test venv wasm32 ocpp-rpc clean bench-server cluster bench-cluster sim firmware firmware-bundle config flash repl sim-charger bench-firmware soak chaos
 
 venv: $(STAMP)
 
@@ -52,6 +52,20 @@ test: venv wasm32 ocpp-rpc
 ## Parameters: make bench-server ARGS="--chargers 3000 --rate 1 --duration 30" (see --help).
 bench-server: venv
 	$(PY) -m tools.bench.server_load $(ARGS)
+
+## The fleet demo (issue 14): a throwaway PostgreSQL and nats-server, N server processes (3) and
+## HAProxy in front on 0.0.0.0:3000 (or PORT) for chargers and dashboards; prints the URLs
+## (dashboard with a token, each process, HAProxy's stats) and stops everything on Ctrl-C.
+## make cluster N=2 PORT=3100. Needs Debian's postgresql, nats-server and haproxy (.ci/run).
+N ?= 3
+cluster: venv
+	$(PY) -m tools.cluster --processes $(N) --port $(or $(PORT),3000) $(ARGS)
+
+## The load benchmark on 1, 2 and 3 processes of a fleet behind HAProxy (same method and load
+## generator as bench-server); prints a table and one JSON line. About 2 minutes.
+## make bench-cluster ARGS="--chargers 600 --rate 2 --duration 20 --processes 1,2,3" (see --help).
+bench-cluster: venv
+	$(PY) -m tools.bench.cluster_load $(ARGS)
 
 ## The CPython simulated charger: station 1 taps the demo card (start `make run` first; it uses
 ## the demo station's key that `make run` wrote to $(DEMO_KEY)). Same PORT as make run:

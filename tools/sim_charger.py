@@ -260,7 +260,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         cfg = json.loads(args.config.read_text())
-        station, url = cfg["station"], cfg["server_url"]
+        station = cfg["station"]
+        url = ", ".join(cfg["server_urls"]) if "server_urls" in cfg else cfg["server_url"]
     except (OSError, ValueError, KeyError, TypeError) as problem:
         print(f"{PROG}: error: cannot read {args.config}: {problem}", file=sys.stderr)
         return 2
