@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test venv wasm32 ocpp-rpc clean bench-server sim firmware config flash repl sim-charger bench-firmware soak chaos
+.PHONY: run test venv wasm32 ocpp-rpc clean bench-server cluster bench-cluster sim firmware firmware-bundle config flash repl sim-charger bench-firmware soak chaos
 
 venv: $(STAMP)
 
@@ -53,6 +53,20 @@ test: venv wasm32 ocpp-rpc
 bench-server: venv
 	$(PY) -m tools.bench.server_load $(ARGS)
 
+## The fleet demo (issue 14): a throwaway PostgreSQL and nats-server, N server processes (3) and
+## HAProxy in front on 0.0.0.0:3000 (or PORT) for chargers and dashboards; prints the URLs
+## (dashboard with a token, each process, HAProxy's stats) and stops everything on Ctrl-C.
+## make cluster N=2 PORT=3100. Needs Debian's postgresql, nats-server and haproxy (.ci/run).
+N ?= 3
+cluster: venv
+	$(PY) -m tools.cluster --processes $(N) --port $(or $(PORT),3000) $(ARGS)
+
+## The load benchmark on 1, 2 and 3 processes of a fleet behind HAProxy (same method and load
+## generator as bench-server); prints a table and one JSON line. About 2 minutes.
+## make bench-cluster ARGS="--chargers 600 --rate 2 --duration 20 --processes 1,2,3" (see --help).
+bench-cluster: venv
+	$(PY) -m tools.bench.cluster_load $(ARGS)
+
 ## The CPython simulated charger: station 1 taps the demo card (start `make run` first; it uses
 ## the demo station's key that `make run` wrote to $(DEMO_KEY)). Same PORT as make run:
 ## make sim PORT=3100 (or SERVER_URL=ws://HOST:PORT/ws). Type commands (help, tap, stop,
@@ -84,6 +98,12 @@ firmware: venv
 	 else echo "no npm: the size report has no 32-bit column (install Node.js 18+)"; fi
 	$(PY) -m tools.firmware_build
 
+## The over-the-air update bundle: make firmware, then pack firmware-build/charger/*.mpy into
+## firmware-build/bundle-<VERSION>.bin (default version: git describe); copy it into the
+## server's FIRMWARE_DIR (default data/firmware/). Format: docs/architecture.md.
+firmware-bundle: firmware
+	$(PY) -m tools.firmware_bundle $(if $(VERSION),--version $(VERSION))
+
 ## Write firmware/config.json: prompts on a terminal (the WiFi password is not echoed), or takes
 ## WIFI_SSID WIFI_PASSWORD SERVER_URL STATION TOKEN PINS; without a terminal every required
 ## value must be given. Checks pins against the ESP32, the URL and the SSID.
@@ -96,7 +116,7 @@ flash: venv
 	$(check_device)
 	@test -f firmware/config.json || { echo "no firmware/config.json: run make config first" >&2; exit 2; }
 	$(PY) -m tools.firmware_build
-	cd firmware-build && ../$(VENV)/bin/mpremote connect $(DEVICE) fs cp -r charger boot.py main.py config.json : + reset
+	cd firmware-build && ../$(VENV)/bin/mpremote connect $(DEVICE) fs cp -r charger boot.py main.py otaboot.py config.json : + reset
 
 ## MicroPython REPL on the board: make repl DEVICE=/dev/ttyUSB0
 repl: venv

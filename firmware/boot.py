@@ -12,3 +12,9 @@ except Exception:  # noqa: BLE001 - a broken config must not keep the relay on
 machine.Pin(_pins.get("relay", 26), machine.Pin.OUT,
             value=0 if _pins.get("relay_active_high", True) else 1)
 del _pins
+# then the firmware version to run: an update's, or a rollback to the previous one (otaboot.py)
+import sys
+import otaboot
+otaboot.choose()
+del otaboot
+sys.modules.pop("otaboot", None)

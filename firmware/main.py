@@ -14,7 +14,15 @@ import asyncio
 import sys
 
 import micropython
-from charger import app, forget
+
+try:
+    from charger import app, forget
+except Exception as e:  # noqa: BLE001 - an update that cannot even start: restart, and
+    sys.print_exception(e)  # otaboot.py rolls it back after its MAX_TRIES boots
+    if sys.path[0][:4] == "ota/":
+        import machine
+        machine.reset()
+    raise
 
 if hasattr(micropython, "alloc_emergency_exception_buf"):  # absent on the unix port
     micropython.alloc_emergency_exception_buf(100)

@@ -1,8 +1,9 @@
 """`python -m server.admin`: command-line administration of stations, users, cards, sessions,
-backups and credentials (station keys, dashboard tokens; see docs/security.md), through the same Storage class the server uses (safe while the server runs).
+firmware updates (`firmware update` asks the running server over its WebSocket, as an admin
+dashboard does), backups and credentials (station keys, dashboard tokens; see docs/security.md), through the same Storage class the server uses (safe while the server runs).
 
-The database path comes from the server's own configuration (`--db`, else DB_PATH from the
-environment or `.env`, else data/evse.sqlite3). Every number has bounds (ids up to 2^31-1, a
+The database comes from the server's own configuration (`--db`, else DATABASE_URL for
+PostgreSQL or DB_PATH from the environment or `.env`, else data/evse.sqlite3). Every number has bounds (ids up to 2^31-1, a
 tariff up to MAX_TARIFF per kWh, --limit up to 1000, --days up to 3650). Every mistake
 (unknown id anywhere: a station, user or card named by a command, a filter or a token's
 --stations; a duplicate card; a malformed number) ends with ONE line on stderr and exit
@@ -16,14 +17,15 @@ import sqlite3
 import sys
 from pathlib import Path
 
+import asyncpg
+
 from server.auth import (
     DASHBOARD_ROLES, DEFAULT_TOKEN_DAYS, STATION, hash_station_key, load_or_create_secret, mint_token,
     new_station_key,
 )
 from server.config import ConfigError, load_config
 from server.energy import DEFAULT_MAX_POWER_W, MAX_POWER_CAP_W
-from server.storage import NotFound, Storage, StorageError
-from server.storage.store import MAX_PAGE
+from server.storage import MAX_PAGE, NotFound, StorageError, open_storage
 from server.storage.export import export_sessions, iso_utc, time_zone
 from server.storage.values import MAX_TARIFF, check_max_power
 from server.uids import normalize_uid
@@ -196,6 +198,18 @@ def build_parser() -> argparse.ArgumentParser:
     issue.add_argument("--days", type=_days, default=DEFAULT_TOKEN_DAYS,
                        help=f"validity in days (default {DEFAULT_TOKEN_DAYS:g})")
 
+    firmware = groups.add_parser("firmware", help="over-the-air updates: list the bundles, update a "
+                                                   "charger (README: Updating chargers)")
+    actions = firmware.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", help="the bundles in FIRMWARE_DIR and their SHA-256")
+    update = actions.add_parser("update", help="ask the running server to update a station's charger")
+    update.add_argument("station_id", type=_positive_int, metavar="STATION_ID")
+    update.add_argument("version", metavar="VERSION")
+    update.add_argument("--server", help="the running server (default ws://127.0.0.1:PORT, wss:// "
+                                         "with TLS_CERT)")
+    update.add_argument("--wait", type=_whole(3600), metavar="SECONDS",
+                        help="wait this long for the charger's outcome (updated, refused, ...)")
+
     backup = groups.add_parser("backup", help="copy the database, safe while the server runs")
     backup.add_argument("out", type=Path, metavar="OUT")
     return parser
@@ -214,7 +228,7 @@ def money(value: float) -> str:
 
 async def run(args, config, out) -> None:
     """Carry out one command; raises StorageError/ValueError/OSError for the caller to report."""
-    storage = await Storage.open(config.db_path)
+    storage = await open_storage(config.storage_target)
     try:
         await COMMANDS[(args.group, getattr(args, "action", None))](storage, args, config, out)
     finally:
@@ -347,10 +361,75 @@ async def sessions_export(storage, args, config, out):
 async def backup(storage, args, config, out):
     await storage.backup(args.out)
     _, total = await storage.list_sessions(limit=0)
-    print(f"backed up {config.db_path} to {args.out} ({total} sessions)", file=out)
+    print(f"backed up {config.storage_name} to {args.out} ({total} sessions)", file=out)
+
+
+async def firmware_list(storage, args, config, out):
+    from server.firmware import Bundles
+    bundles = sorted(Bundles(config.firmware_path).scan().values(), key=lambda b: b.version)
+    if not bundles:
+        print(f"no bundles in {config.firmware_path} (make firmware-bundle, then copy "
+              "firmware-build/bundle-VERSION.bin there)", file=out)
+        return
+    print(table(("VERSION", "BYTES", "SHA256", "FILE"),
+                [(b.version, b.size, b.sha256, b.path.name) for b in bundles]), file=out)
+
+
+async def firmware_update(storage, args, config, out):
+    """An admin dashboard's `admin_update_firmware`, over the running server's WebSocket."""
+    import json
+    import ssl
+
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidHandshake, WebSocketException
+
+    from server.auth import ADMIN
+    await require_stations(storage, [args.station_id])
+    server = (args.server or f"{'wss' if config.tls else 'ws'}://127.0.0.1:{config.port}").rstrip("/")
+    if not server.startswith(("ws://", "wss://")):
+        raise ValueError(f"--server {server!r}: expected ws://HOST:PORT or wss://HOST:PORT")
+    token = mint_token(load_or_create_secret(config.secret_path), "server.admin", ADMIN, days=1)
+    context = None
+    if server.startswith("wss://"):  # the server's own certificate, often self-signed
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    url = f"{server}/ws?role=client&estacionId={args.station_id}&token={token}"
+    try:
+        async with asyncio.timeout(10 + (args.wait or 0)):
+            async with connect(url, ssl=context, compression=None, open_timeout=10) as ws:
+                await ws.send(json.dumps({"type": "admin_update_firmware", "station_id": args.station_id,
+                                          "version": args.version, "request_id": 1}))
+                while True:
+                    reply = json.loads(await ws.recv())
+                    if reply.get("request_id") == 1:
+                        break
+                if reply.get("type") == "error":
+                    raise ValueError(f"{reply.get('code')}: {reply.get('message')}")
+                print(f"station {args.station_id}: firmware {args.version} requested (the charger "
+                      "installs it when idle)", file=out)
+                while args.wait:
+                    push = json.loads(await ws.recv())
+                    update = push.get("update") or {}
+                    if push.get("type") == "firmware" and update.get("version") == args.version \
+                            and update.get("result") not in ("requested", "installing"):
+                        code = f" ({update['code']})" if update.get("code") else ""
+                        print(f"station {args.station_id}: {update['result']}{code}; running "
+                              f"{push.get('fw')}", file=out)
+                        if update["result"] != "updated":
+                            raise ValueError(f"the update did not happen: {update['result']}{code}")
+                        return
+    except TimeoutError:
+        if not args.wait:
+            raise ValueError(f"the server at {server} did not answer within 10 s") from None
+        raise ValueError(f"no outcome from station {args.station_id} within {args.wait} s "
+                         "(it may still be charging: the update waits for the session's end)") from None
+    except (OSError, InvalidHandshake, WebSocketException) as problem:
+        raise ValueError(f"cannot reach the server at {server}: {problem}") from None
 
 
 COMMANDS = {
+    ("firmware", "list"): firmware_list,
+    ("firmware", "update"): firmware_update,
     ("stations", "list"): stations_list,
     ("stations", "add"): stations_add,
     ("stations", "set-tariff"): stations_set_tariff,
@@ -382,8 +461,8 @@ def main(argv=None) -> int:
         return 2
     try:
         asyncio.run(run(args, config, sys.stdout))
-    except sqlite3.Error as problem:
-        print(f"error: database {config.db_path}: {problem}", file=sys.stderr)
+    except (sqlite3.Error, asyncpg.PostgresError) as problem:
+        print(f"error: database {config.storage_name}: {problem}", file=sys.stderr)
         return 1
     except (StorageError, ValueError, OSError) as problem:
         print(f"error: {problem}", file=sys.stderr)

@@ -25,8 +25,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import serve
 
-from server import api, dashboard_messages, ocpp_commands
+from server import api, dashboard_messages, firmware, ocpp_commands
 from server.auth import Authenticator, load_or_create_secret
+from server.cluster import Solo
 from server.config import Config
 from server.core import RECENT_SESSIONS, SessionCore
 from server.gc_policy import keep_long_lived_objects_frozen
@@ -35,8 +36,9 @@ from server.hub import Hub
 from server.offline_auth import AuthLists
 from server.observability import note_message
 from server.ocpp import PATH_PREFIX as OCPP_PATH_PREFIX, OcppEndpoint
-from server.storage import Storage
+from server.storage import Storage, open_storage
 from server.storage.demo import ensure_demo_key, seed_demo
+from server.vocabulary import FORBIDDEN
 from server.ws import ConnectionHandler
 
 log = logging.getLogger(__name__)
@@ -65,17 +67,23 @@ class App:
         api.register(self)  # dashboard pages, /api/*, /metrics
         dashboard_messages.register(self)  # admin_* messages from dashboards
         ocpp_commands.register(self)  # remote_start, OCPP configuration: calls to OCPP chargers
+        self.firmware = firmware.register(self)  # over-the-air updates: bundles, orders, outcomes
+        self.fleet = Solo(self)  # server/cluster/: a fleet of processes when NATS_URL is set
         self.server = None
         self._gc_policy: asyncio.Task | None = None
 
     @classmethod
     async def start(cls, config: Config, **options) -> "App":
-        storage = await Storage.open(config.db_path)
+        storage = await open_storage(config.storage_target)
+        app = None
         try:
             app = cls(config, storage, **options)
             await app._load(demo=config.demo)
+            await app._join_fleet()
             await app._listen()
         except BaseException:
+            if app is not None:
+                await app.fleet.close()
             await storage.close()
             raise
         # after start-up: the loaded state and every connection to come are long-lived
@@ -92,6 +100,8 @@ class App:
             self.demo_key = await ensure_demo_key(self.storage, self.config.db_path.parent)
         for station in await self.storage.list_stations():
             self.core.add_station(station.id, station.name, station.tariff, station.max_power_w)
+        if self.config.nats_url:
+            return  # a fleet: a station's state is loaded when its charger connects here (server/cluster/)
         for record in await self.storage.open_sessions():
             self.core.load_open_session(record)
             log.info("resuming session %s on station %s", record.id, record.station_id)
@@ -101,6 +111,13 @@ class App:
             self.core.load_emergency_latch(station_id)
             log.warning("station %s is latched in emergency since %s UTC: it stays so until its charger "
                         "reports the local reset", station_id, time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(latched_at)))
+
+    async def _join_fleet(self) -> None:
+        if self.config.nats_url:
+            from server.cluster.fleet import Fleet  # nats and asyncpg only for a fleet
+
+            self.fleet = await Fleet.start(self, self.config.nats_url, self.config.database_url,
+                                           self.config.server_id)
 
     async def _listen(self) -> None:
         self.server = await serve(
@@ -147,7 +164,7 @@ class App:
                 return json_response(401, {"code": "UNAUTHORIZED", "message": "a valid dashboard token is required"})
             if principal.stations is not None:
                 log.warning("FORBIDDEN: %s (%s) tried GET %s", principal.sub, principal.role, url.path)
-                return json_response(403, {"code": "FORBIDDEN", "message": "this token is limited to some stations"})
+                return json_response(403, {"code": FORBIDDEN, "message": "this token is limited to some stations"})
         return await self.http_routes.process_request(connection, request)
 
     def _origin_allowed(self, origin: str, host: str) -> bool:
@@ -169,6 +186,7 @@ class App:
             self.server.close()  # 1001 going away
             await self.server.wait_closed()
             await self.handler.wait_background()
+        await self.fleet.close()
         await self.storage.close()
 
     # --- observability hooks (counted here; exported by whoever serves /metrics) ---------------
@@ -188,5 +206,6 @@ class App:
                 "ok": True,
                 "chargers_connected": self.core.connected_count(),
                 "open_sessions": self.core.open_session_count(),
+                **self.fleet.health(),
             },
         )

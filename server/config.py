@@ -2,28 +2,36 @@
 
 `load_config(argv, environ, dotenv_path)` returns a validated, frozen `Config` or raises
 `ConfigError` with one line a person can act on; `python -m server` prints that line and exits
-non-zero. Variables (documented in `.env.example`): HOST, PORT, DB_PATH, DEFAULT_TARIFF,
+non-zero. Variables (documented in `.env.example`): HOST, PORT, DB_PATH, DATABASE_URL, DEFAULT_TARIFF,
 LOG_LEVEL, PING_INTERVAL, PING_TIMEOUT, AUTH, SECRET_FILE, TLS_CERT, TLS_KEY, MAX_FRAME_BYTES,
 RATE_LIMIT, RATE_BURST, HANDSHAKE_TIMEOUT, MAX_CONNECTIONS, ALLOWED_ORIGINS, TAP_DEBOUNCE,
-CARD_STOP_MIN_AGE, CURRENCY_SYMBOL, CURRENCY_DECIMALS. Every number has a lower and an upper
+CARD_STOP_MIN_AGE, CURRENCY_SYMBOL, CURRENCY_DECIMALS, FIRMWARE_DIR, NATS_URL, SERVER_ID. Every number has a lower and an upper
 bound. The `.env` file is read with python-dotenv and never copied into the process
 environment; a line it cannot read (no `=`, not `NAME=value`) stops the start with its line
 number instead of being skipped with a warning.
+
+Storage: SQLite at DB_PATH unless DATABASE_URL (or `--database-url`) names a PostgreSQL
+database (`postgresql://user@host[:port]/database`); DB_PATH's directory still holds the
+signing secret (SECRET_FILE) either way.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import logging
 import math
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 from dotenv.parser import parse_stream
 
+from server.storage.select import check_database_url
 from server.storage.values import MAX_TARIFF
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -44,6 +52,7 @@ class Config:
     host: str = "0.0.0.0"
     port: int = 3000
     db_path: Path = Path("data/evse.sqlite3")
+    database_url: str | None = None  # postgresql://...: PostgreSQL instead of the SQLite file
     default_tariff: float = 7.0
     log_level: str = "INFO"
     # keepalive: a charger silent from one moment on is desconectado within offline_detection_s
@@ -67,10 +76,34 @@ class Config:
     # symbol may be empty (amounts only)
     currency_symbol: str = "$"
     currency_decimals: int = 2
+    firmware_dir: Path | None = None  # None: "firmware/" next to the database (update bundles)
+    # a fleet of server processes (server/cluster/): NATS_URL with a PostgreSQL DATABASE_URL
+    nats_url: str | None = None
+    server_id: str = ""  # "" = this host's name and this process's id
 
     @property
     def secret_path(self) -> Path:
         return self.secret_file if self.secret_file is not None else self.db_path.parent / "secret.key"
+
+    @property
+    def storage_target(self) -> str | Path:
+        """What server.storage.open_storage opens: the PostgreSQL URL, else the SQLite file."""
+        return self.database_url if self.database_url is not None else self.db_path
+
+    @property
+    def storage_name(self) -> str:
+        """The database as messages name it (a URL without its password)."""
+        if self.database_url is None:
+            return str(self.db_path)
+        parts = urlsplit(self.database_url)
+        netloc = parts.netloc.rpartition("@")
+        user = netloc[0].partition(":")[0]
+        return parts._replace(netloc=f"{user}@{netloc[2]}" if netloc[1] else netloc[2]).geturl()
+
+    @property
+    def firmware_path(self) -> Path:
+        """Where the chargers' update bundles are (server/firmware.py)."""
+        return self.firmware_dir if self.firmware_dir is not None else self.db_path.parent / "firmware"
 
     @property
     def close_timeout(self) -> float:
@@ -116,18 +149,24 @@ def _non_negative(text: str) -> float:
     return value
 
 
-def _positive(high: float):
+def _bounded(rule: str, low: float, high: float, low_open: bool = False):
+    """A number from low (excluded when `low_open`) to high; anything else, nan and inf
+    included, "must be <rule>"."""
+
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
-            raise ValueError(f"must be a finite number greater than 0 and at most "
-                             f"{high:g}") from None
-        if not 0 < value <= high:  # also refuses nan and inf
-            raise ValueError(f"must be a finite number greater than 0 and at most {high:g}")
+            raise ValueError(f"must be {rule}") from None
+        if not (low < value if low_open else low <= value) or not value <= high:
+            raise ValueError(f"must be {rule}")
         return value
 
     return parse
+
+
+def _positive(high: float):
+    return _bounded(f"a finite number greater than 0 and at most {high:g}", 0, high, low_open=True)
 
 
 def _tariff(text: str) -> float:
@@ -145,16 +184,7 @@ def _currency_symbol(text: str) -> str:
 
 
 def _seconds(low: float, high: float):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise ValueError(f"must be a number of seconds from {low:g} to {high:g}") from None
-        if not low <= value <= high:  # also refuses nan and inf
-            raise ValueError(f"must be a number of seconds from {low:g} to {high:g}")
-        return value
-
-    return parse
+    return _bounded(f"a number of seconds from {low:g} to {high:g}", low, high)
 
 
 def _log_level(text: str) -> str:
@@ -176,6 +206,10 @@ def _db_path(text: str) -> Path:
     return Path(text.strip())
 
 
+def _database_url(text: str) -> str | None:
+    return check_database_url(text) if text.strip() else None
+
+
 def _on_off(text: str) -> bool:
     word = text.strip().lower()
     if word not in ("on", "off", "true", "false", "1", "0", "yes", "no"):
@@ -195,10 +229,26 @@ def _origins(text: str) -> tuple[str, ...]:
     return origins
 
 
+def _nats_url(text: str) -> str | None:
+    urls = [u.strip() for u in text.split(",") if u.strip()]
+    for url in urls:
+        if not url.startswith(("nats://", "tls://")) or any(c.isspace() for c in url):
+            raise ValueError("must be nats://host:port (or a comma-separated list of them)")
+    return ",".join(urls) or None
+
+
+def _server_id(text: str) -> str:
+    name = text.strip()
+    if not 0 < len(name) <= 64 or not all(c.isalnum() or c in "._-" for c in name):
+        raise ValueError("must be 1 to 64 letters, digits, '.', '_' or '-'")
+    return name
+
+
 _VARIABLES = {
     "HOST": ("host", _host),
     "PORT": ("port", _port),
     "DB_PATH": ("db_path", _db_path),
+    "DATABASE_URL": ("database_url", _database_url),
     "DEFAULT_TARIFF": ("default_tariff", _tariff),
     "LOG_LEVEL": ("log_level", _log_level),
     "PING_INTERVAL": ("ping_interval", _positive(3600)),
@@ -218,8 +268,12 @@ _VARIABLES = {
     "CARD_STOP_MIN_AGE": ("card_stop_min_age", _seconds(0, 3600)),
     "CURRENCY_SYMBOL": ("currency_symbol", _currency_symbol),
     "CURRENCY_DECIMALS": ("currency_decimals", _count(0, 4)),
+    "FIRMWARE_DIR": ("firmware_dir", _optional_file),
+    "NATS_URL": ("nats_url", _nats_url),
+    "SERVER_ID": ("server_id", _server_id),
 }
-_FLAGS = {"host": "HOST", "port": "PORT", "db": "DB_PATH"}
+_SECRET_VALUES = frozenset({"DATABASE_URL"})  # may hold a password: never echoed
+_FLAGS = {"host": "HOST", "port": "PORT", "db": "DB_PATH", "database_url": "DATABASE_URL"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -232,6 +286,8 @@ def _argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", help="address to bind (env HOST, default 0.0.0.0)")
     parser.add_argument("--port", help="TCP port (env PORT, default 3000; 0 = any free port)")
     parser.add_argument("--db", help="SQLite file (env DB_PATH, default data/evse.sqlite3)")
+    parser.add_argument("--database-url", help="PostgreSQL instead of SQLite: "
+                        "postgresql://user@host[:port]/database (env DATABASE_URL)")
     parser.add_argument("--demo", action="store_true", help="seed the demo station, user and card")
     return parser
 
@@ -244,6 +300,8 @@ def load_config(argv=None, environ=None, dotenv_path=".env") -> Config:
     environ = os.environ if environ is None else environ
     values.update({k: environ[k] for k in _VARIABLES if k in environ})
     args = _argument_parser().parse_args([] if argv is None else argv)
+    if args.db is not None and args.database_url is None:
+        values.pop("DATABASE_URL", None)  # `--db FILE` on the command line means that SQLite file
     for flag, variable in _FLAGS.items():
         if getattr(args, flag) is not None:
             values[variable] = getattr(args, flag)
@@ -254,8 +312,10 @@ def load_config(argv=None, environ=None, dotenv_path=".env") -> Config:
             try:
                 fields[name] = parse(values[variable])
             except ValueError as problem:
-                raise ConfigError(f"invalid {variable}={values[variable]!r}: {problem}") from None
+                shown = "" if variable in _SECRET_VALUES else f"={values[variable]!r}"  # a password
+                raise ConfigError(f"invalid {variable}{shown}: {problem}") from None
     config = Config(demo=args.demo, **fields)
+    config = check_cluster(config)
     check_db_writable(config.db_path)
     check_tls_files(config)
     return config
@@ -282,6 +342,17 @@ def read_dotenv(path: Path) -> dict[str, str]:
         if not binding.key.isidentifier():
             raise ConfigError(f"{path} line {line}: {binding.key!r} is not a variable name")
     return {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
+
+
+def check_cluster(config: Config) -> Config:
+    """A fleet (NATS_URL) shares one PostgreSQL database: NATS without it is refused. The
+    server's id defaults to HOSTNAME-PID."""
+    if config.nats_url and not config.database_url:
+        raise ConfigError("NATS_URL needs DATABASE_URL=postgresql://...: the processes of a fleet "
+                          "share one PostgreSQL database (SQLite serves a single process)")
+    if not config.server_id:
+        config = dataclasses.replace(config, server_id=f"{socket.gethostname()}-{os.getpid()}"[:64])
+    return config
 
 
 def check_tls_files(config: Config) -> None:

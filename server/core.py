@@ -44,6 +44,7 @@ from server.vocabulary import (
     OfflineStartPresented,
     Refusal,
     RemoteStop,
+    RequestStatus,
     StartCharging,
     StatusReport,
     StopCharging,
@@ -68,6 +69,9 @@ CARD_STOP_MIN_AGE_S = 5.0  # tap-again-to-stop needs a session at least this old
 # own closed sessions remembered per station to tell a replayed stop from a foreign id (a
 # charger's outbox holds at most 32 events, so its replays name recent sessions)
 RECENT_SESSIONS = 64
+# an idle `status` this soon after a `start` the charger has not confirmed may have crossed the
+# start on the wire (it answers a sync_request sent before it): the server asks again
+START_CROSSING_S = 10.0
 # alert kind: the station's publisher connection was replaced (4008) too often
 DUPLICATE_CHARGER = "duplicate_charger"
 
@@ -146,6 +150,7 @@ class QueueProgress:
     kwh: float
     cost: float
     energy_state: EnergyAccount
+    station_id: int | None = None  # whose ownership epoch fences the write (a fleet)
 
 
 @dataclass(frozen=True)
@@ -156,6 +161,7 @@ class EndSession:
     cost: float
     reason: str
     energy_state: dict
+    station_id: int | None = None  # whose ownership epoch fences the write (a fleet)
 
 
 @dataclass(frozen=True)
@@ -200,6 +206,9 @@ class OpenSession:
     last_v: float | None = None
     last_a: float | None = None
     last_w: float | None = None
+    # False from the `start` until the charger names the session (or a new connection): an
+    # idle `status` meanwhile may have crossed the `start` on the wire (see _status_report)
+    confirmed: bool = True
 
     @property
     def cost(self) -> float:
@@ -297,6 +306,26 @@ class SessionCore:
         station = self.stations.get(station_id) or self.add_station(station_id, "", 0.0)
         station.emergency = True
 
+    def reload_station(self, station_id: int, open_session, recent, latched: bool) -> None:
+        """Take a station's state as the database has it (a fleet: another server process served
+        its charger meanwhile): its open session (a SessionRecord or None), its recently closed
+        session ids, its emergency latch."""
+        station = self.stations.get(station_id) or self.add_station(station_id, "", 0.0)
+        station.session = None if open_session is None else OpenSession.of(open_session.id, station_id, open_session)
+        station.recent.clear()
+        station.recent.extend(recent)
+        station.emergency = latched
+        station.starting = False
+
+    def station_left(self, station_id: int) -> None:
+        """Another server process serves this station's charger now: forget its live state
+        quietly (no push: the charger is online there)."""
+        station = self.stations.get(station_id)
+        if station is not None:
+            station.publisher_connected = False
+            station.session = None
+            station.starting = False
+
     # --- entry points -------------------------------------------------------------------------
     def publisher_connected(self, station_id: int, now: float) -> list:
         return self._tracking_status(station_id, lambda st: self._set_connected(st, True))
@@ -309,6 +338,8 @@ class SessionCore:
         More than ReplacementBurst.limit of these within its window raises one alert per burst:
         two chargers are probably configured with the same station."""
         station = self.stations.get(station_id) or self.add_station(station_id, "", 0.0)
+        if station.session is not None:
+            station.session.confirmed = True  # a new connection's status is no older than the start
         if not station.replacements.note(now):
             return []
         detail = (
@@ -335,6 +366,7 @@ class SessionCore:
         def opened(st: StationState) -> list:
             st.starting = False
             st.session = OpenSession.of(session_id, st.id, create)
+            st.session.confirmed = False
             offline = create.offline_local_id is not None
             started = pushes.session_started(session_id, st.id, create.user_name, create.started_at)
             return [
@@ -467,6 +499,7 @@ class SessionCore:
                 # charger's error LED, or end a card tap it is waiting on)
                 return []
             return [Reply(self._mismatch(st, m.session_id))]
+        session.confirmed = True
         counted = session.energy.add(m.ts, m.w, m.wh, now=now, started_at=session.started_at,
                                      max_w=st.max_power_w)
         if counted is None:
@@ -476,7 +509,7 @@ class SessionCore:
         return [
             QueueReading(session.id, counted.ts, m.v, m.a, m.w, m.wh, kwh,
                          charger_ts=m.ts, received_at=now, flag=counted.flag),
-            QueueProgress(session.id, kwh, cost, session.energy),
+            QueueProgress(session.id, kwh, cost, session.energy, st.id),
             ToClients(
                 st.id,
                 pushes.metrics(session.id, st.id, m.v, m.a, m.w, kwh, cost, now - session.started_at),
@@ -545,11 +578,18 @@ class SessionCore:
         if report.state == "idle":
             if session is None:
                 return effects
+            if report.session_id is None and not session.confirmed and now - session.started_at < START_CROSSING_S:
+                # the answer to a sync_request sent before the `start` (a dashboard subscribed
+                # during the tap) says idle, truthfully at the time: not a reset. Ask again;
+                # the answer to that one comes after the `start` and is the truth
+                session.confirmed = True
+                return effects + [ToCharger(st.id, RequestStatus())]
             if report.session_id in (None, session.id):  # a register labelled with another
                 self._final_reading(st, session, report, now)  # session is not billed to this
             return effects + self._end(st, CHARGER_RESET, now)
         # charging report.session_id
         if session is not None and session.id == report.session_id:
+            session.confirmed = True
             return effects  # resume: the energy account continues from its state
         effects.append(ToCharger(st.id, StopCharging(report.session_id)))  # open this relay
         if session is not None:
@@ -602,7 +642,7 @@ class SessionCore:
         effects = self._energy_anomaly(st, session, now)  # a final reading's, before the end
         effects += [ToCharger(st.id, StopCharging(session.id))] if tell_charger else []
         return effects + [
-            EndSession(session.id, now, kwh, cost, reason, session.energy.to_dict()),
+            EndSession(session.id, now, kwh, cost, reason, session.energy.to_dict(), st.id),
             ToClients(st.id, pushes.session_ended(session.id, st.id, kwh, cost, duration, reason)),
         ]
 
@@ -645,6 +685,8 @@ class SessionCore:
     @staticmethod
     def _set_connected(st: StationState, connected: bool) -> list:
         st.publisher_connected = connected
+        if st.session is not None:
+            st.session.confirmed = True  # a new connection's status is no older than the start
         return []
 
     def _tracking_status(self, station_id: int, change) -> list:

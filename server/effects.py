@@ -8,7 +8,9 @@ sessions, readings, alerts and latches to Storage for the live traffic. It knows
 format and imports no websockets: whatever a connection closing raises is given by the adapter
 (`passthrough`), and the connections are opaque objects the hub sends to.
 
-A failed write is logged and the rest still runs: the charger and the dashboards must hear
+A write the storage refuses as StaleOwner (a fleet: another server process claimed the station
+since) is not retried: the fleet lets go of the station (server/cluster/fleet.py), whose charger
+replays what was not acknowledged to its new process. Any other failed write is logged and the rest still runs: the charger and the dashboards must hear
 about a stop or an emergency even if the disk is full; the charger frame that caused it is
 then never acknowledged (`AckSender.hold()`, server/acks.py). A session end the database
 refused is retried with backoff until it is stored (`retries`), since the core has already
@@ -21,6 +23,7 @@ import asyncio
 import logging
 
 from server import core as c
+from server.storage.errors import StaleOwner
 from server.storage.records import Reading
 from server.vocabulary import SERVER_ERROR, Refusal
 
@@ -64,6 +67,14 @@ class EffectRunner:
                 await self._runners[type(effect)](effect, origin)
             except self.passthrough:
                 raise
+            except StaleOwner as refused:
+                # the rest (a session_ended push, a stop to the charger) is not this process's
+                # to say any more: the station's new process decides
+                log.warning("station %s is served by another process now: %s; %d effects dropped",
+                            getattr(effect, "station_id", "?"), refused, len(effects) - effects.index(effect) - 1)
+                if origin in self.ack_senders:
+                    self.ack_senders[origin].hold()
+                return
             except Exception:
                 log.exception("effect %s failed", type(effect).__name__)
                 self.app.note_error(SERVER_ERROR)
@@ -86,8 +97,12 @@ class EffectRunner:
         try:
             session_id = await self.storage.create_session(
                 effect.station_id, effect.user_id, effect.card_uid, effect.started_at,
-                effect.tariff, effect.energy_state, offline_local_id=effect.offline_local_id,
+                effect.tariff, effect.energy_state, epoch=self.app.fleet.epoch(effect.station_id),
+                offline_local_id=effect.offline_local_id,
             )
+        except StaleOwner as refused:
+            self.app.fleet.stale(effect.station_id, refused)
+            return await self.run(self.core.session_create_failed(effect), origin)
         except Exception:
             log.exception("could not create a session on station %s", effect.station_id)
             return await self.run(self.core.session_create_failed(effect), origin)
@@ -101,11 +116,16 @@ class EffectRunner:
         self.app.note_reading()
 
     async def _queue_progress(self, effect: c.QueueProgress, origin) -> None:
-        self.storage.queue_progress(effect.session_id, effect.kwh, effect.cost, effect.energy_state)
+        self.storage.queue_progress(effect.session_id, effect.kwh, effect.cost, effect.energy_state,
+                                    epoch=self.app.fleet.epoch(effect.station_id))
 
     async def _end_session(self, effect: c.EndSession, origin) -> None:
         try:
             await self._store_session_end(effect)
+        except StaleOwner as refused:
+            # another server process serves the station now: it ends the session, not this one
+            self.app.fleet.stale(effect.station_id, refused)
+            raise  # run() logs it; the charger's frame is not acknowledged (it replays it there)
         except Exception:
             # The core has already closed the session (the charger and the dashboards are told
             # at once): the row must follow, so keep trying until the database takes it.
@@ -116,7 +136,8 @@ class EffectRunner:
 
     async def _store_session_end(self, effect: c.EndSession) -> None:
         await self.storage.end_session(
-            effect.session_id, effect.ended_at, effect.kwh, effect.cost, effect.reason, effect.energy_state
+            effect.session_id, effect.ended_at, effect.kwh, effect.cost, effect.reason, effect.energy_state,
+            epoch=self.app.fleet.epoch(effect.station_id),
         )
 
     async def _retry_session_end(self, effect: c.EndSession) -> None:
@@ -141,7 +162,12 @@ class EffectRunner:
         )
 
     async def _set_emergency_latch(self, effect: c.SetEmergencyLatch, origin) -> None:
-        await self.storage.set_emergency_latch(effect.station_id, effect.latched_at)
+        try:
+            await self.storage.set_emergency_latch(effect.station_id, effect.latched_at,
+                                                   epoch=self.app.fleet.epoch(effect.station_id))
+        except StaleOwner as refused:
+            self.app.fleet.stale(effect.station_id, refused)
+            raise
 
     async def _update_station(self, effect: c.UpdateStation, origin) -> None:
         await self.run(self.core.update_station(effect), origin)

@@ -5,7 +5,8 @@ encoder per connection: a charger's is its protocol's codec (server/codecs/), a 
 the dashboards' JSON (server/codecs/dashboard.py), so `send(connection, item)` takes a neutral
 command (server/vocabulary.py) or a dashboard message and writes it as that connection speaks. Fan-out
 uses `websockets.asyncio.server.broadcast` (one encode, no awaiting slow dashboards). A
-station's pushes go to its own subscribers and to every `estacionId=all` subscriber.
+station's pushes go to its own subscribers and to every `estacionId=all` subscriber; in a fleet
+(server/cluster/) also to `relay`, which carries them to the other processes' dashboards.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class Hub:
         self.subscribers: dict[int, set[ServerConnection]] = defaultdict(set)
         self.everything: set[ServerConnection] = set()  # estacionId=all subscribers
         self.encoders: dict[ServerConnection, object] = {}  # connection -> its encoder
+        # a fleet (server/cluster/): relay(station_id, text) gets every message broadcast here
+        self.relay = None
 
     async def send(self, connection: ServerConnection, item) -> bool:
         """Send a neutral command or a dashboard message as `connection` speaks; False (logged)
@@ -80,8 +83,19 @@ class Hub:
 
     def broadcast(self, station_id: int, message: dict) -> None:
         listeners = self.subscribers.get(station_id, set())
-        if listeners or self.everything:
+        if self.relay is not None:
+            text = encode(message)
+            self.relay(station_id, text)
+            self.deliver(station_id, text)
+        elif listeners or self.everything:
             broadcast(listeners | self.everything, encode(message))
+
+    def deliver(self, station_id: int, text: str) -> None:
+        """A station's message already encoded (from another process of the fleet) to the
+        dashboards here; not relayed again."""
+        listeners = self.subscribers.get(station_id, set())
+        if listeners or self.everything:
+            broadcast(listeners | self.everything, text)
 
 
 async def send(connection: ServerConnection, message: dict) -> bool:

@@ -27,6 +27,14 @@ a keyed charger's connect, when a dashboard changes a card or the station's sett
 every REFRESH_S seconds for changes made by `python -m server.admin` in another process.
 It also remembers when each station's charger was last connected, the lower bound of an
 offline start's time.
+
+In a fleet (server/cluster/) each process pushes the lists of the chargers connected to it
+and still owned by it (`fleet.owns`), so one station's versions are made by one process at a
+time (PostgreSQL also locks the station's row while it takes the next version). A card
+changed from a dashboard on another process reaches these chargers with the next REFRESH_S
+check (an offline start of a card disabled meanwhile is still billed and ended at once, see
+docs/protocol.md). `gone_at` is per process: after a failover the new owner bounds an
+offline start by the list's signing time only.
 """
 
 from __future__ import annotations
@@ -140,8 +148,10 @@ class AuthLists:
         return AuthList(version, offline, tuple(cards), sig)
 
     async def push(self, station_id: int, candidates=None) -> bool:
-        """Send the station's current list to its charger (keyed chargers only)."""
-        if station_id not in self.keyed:
+        """Send the station's current list to its charger (keyed chargers only). In a fleet
+        only the station's owner does (server/cluster/): a process that lost the station keeps
+        its charger's socket until it closes, and must not store or push a version then."""
+        if station_id not in self.keyed or not self.app.fleet.owns(station_id):
             return False
         command = await self.current(station_id, candidates)
         return command is not None and await self.app.hub.send_to_publisher(station_id, command)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 
+from server.ids import MAX_ID, is_positive_id  # noqa: F401 - MAX_ID re-exported
+
 # the dashboards' messages (server/pushes.py), re-exported: the seed's `error` is the same
 from server.pushes import (  # noqa: F401 - re-exported: p.status(...) etc.
     alert,
@@ -40,12 +42,16 @@ from server.vocabulary import (  # noqa: F401 - re-exported: p.CARD_UNKNOWN etc.
     CHARGER_OFFLINE,
     DESCONECTADO,
     DISPONIBLE,
+    DUPLICATE,
     EMERGENCIA,
+    FORBIDDEN,
     INVALID_MESSAGE,
     METER_FAILURE,
     NO_ACTIVE_SESSION,
+    NOT_FOUND,
     OFFLINE_LIMIT,
     OFFLINE_START_REFUSED,
+    RATE_LIMITED,
     SERVER_ERROR,
     SESSION_MISMATCH,
     SESSION_TOO_RECENT,
@@ -81,7 +87,6 @@ MAX_AMPS = 200.0
 MAX_WATTS = 50_000.0
 MAX_METER_WH = float(2**32)  # the PZEM energy register is 32 bits of Wh
 MAX_TS = 1e11  # seconds; larger means the sender is not speaking unix seconds at all
-MAX_ID = 2**53
 
 
 class ProtocolError(ValueError):
@@ -114,7 +119,7 @@ def _number(lo: float, hi: float):
 
 
 def _session_id(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ID:
+    if not is_positive_id(value):
         raise ProtocolError(f"{name} must be a positive integer")
     return value
 

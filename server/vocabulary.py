@@ -48,6 +48,11 @@ CHARGER_OFFLINE = "CHARGER_OFFLINE"
 NO_ACTIVE_SESSION = "NO_ACTIVE_SESSION"
 SERVER_ERROR = "SERVER_ERROR"
 OFFLINE_START_REFUSED = "OFFLINE_START_REFUSED"  # an offline start the server does not accept
+# ... and the ones only the dashboards' side answers (admin messages, roles, rate limit, HTTP)
+NOT_FOUND = "NOT_FOUND"
+DUPLICATE = "DUPLICATE"
+FORBIDDEN = "FORBIDDEN"
+RATE_LIMITED = "RATE_LIMITED"
 
 # --- station statuses (seed spelling, what dashboards show) ---------------------------------
 DESCONECTADO = "desconectado"
@@ -173,7 +178,7 @@ class StopCharging:
 @dataclass(frozen=True)
 class Refusal:
     message: str  # Spanish when a person may read it
-    code: str  # one of the refusal codes above (or an adapter's own, e.g. FORBIDDEN)
+    code: str  # one of the refusal codes above
     local_id: int | None = None  # the refused offline start (OFFLINE_START_REFUSED)
 
 

@@ -55,9 +55,8 @@ from server.vocabulary import (
 log = logging.getLogger(__name__)
 
 
-FORBIDDEN = "FORBIDDEN"
-RATE_LIMITED = "RATE_LIMITED"
 CLOSE_POLICY_VIOLATION = 1008
+CLOSE_TRY_AGAIN_LATER = 1013
 
 
 class RateLimit:
@@ -160,7 +159,7 @@ class ConnectionHandler:
         principal = self.principals.get(connection)
         who = f"{principal.sub} ({principal.role})" if principal else "unknown"
         log.warning("FORBIDDEN: %s tried %s on station %s", who, what, station_id if station_id else "all")
-        return p.ProtocolError(f"{what}: not allowed for this token", FORBIDDEN)
+        return p.ProtocolError(f"{what}: not allowed for this token", p.FORBIDDEN)
 
     async def _frames(self, connection, role: str):
         """The connection's frames within its rate limit. Over it, a charger's frames wait (read
@@ -172,7 +171,7 @@ class ConnectionHandler:
             if bucket.allow():
                 yield frame
                 continue
-            self.app.note_error(RATE_LIMITED)
+            self.app.note_error(p.RATE_LIMITED)
             if bucket.abusive:
                 log.warning("closing %s (%s): sustained message rate above the limit", _peer(connection), role)
                 await connection.close(CLOSE_POLICY_VIOLATION, "message rate limit exceeded")
@@ -182,7 +181,7 @@ class ConnectionHandler:
                 bucket.take_late()
                 yield frame
             else:
-                await self.hub.send(connection, Refusal("too many messages; slow down", RATE_LIMITED))
+                await self.hub.send(connection, Refusal("too many messages; slow down", p.RATE_LIMITED))
 
     async def _known_station(self, estacion: str) -> int | None:
         """The station id if it is in the database (refreshing name, tariff and max power in
@@ -200,7 +199,11 @@ class ConnectionHandler:
     async def _serve_publisher(self, connection: ServerConnection, station_id: int, codec=SEED,
                                reader=None) -> None:
         """Serve a station's charger: `reader()` reads its messages (default: the seed's frames
-        on `connection`); an OCPP charger's link brings its own (server/ocpp.py)."""
+        on `connection`); an OCPP charger's link brings its own (server/ocpp.py). In a fleet the
+        station is claimed first: nothing (a dashboard's sync_request) reaches the charger
+        before its `connected`."""
+        if not await self._claim(connection, station_id):
+            return
         previous = self.hub.set_publisher(station_id, connection, codec)
         if previous is not None:
             log.warning("station %s: publisher %s replaced by a newer connection from %s (close %s)",
@@ -224,7 +227,19 @@ class ConnectionHandler:
         finally:
             if self.hub.remove_publisher(station_id, connection):
                 self.app.auth_lists.gone(station_id, self.clock())
-                await self.run_effects(self.core.publisher_gone(station_id, self.clock()), None)
+                if self.app.fleet.release(station_id, connection):
+                    await self.run_effects(self.core.publisher_gone(station_id, self.clock()), None)
+
+    async def _claim(self, connection: ServerConnection, station_id: int) -> bool:
+        """In a fleet, this process now owns the station (server/cluster/); a database that
+        cannot record it closes the connection 1013 (the charger retries)."""
+        try:
+            await self.app.fleet.claim(station_id)
+            return True
+        except Exception:
+            log.exception("station %s: could not claim it for this server", station_id)
+            await connection.close(CLOSE_TRY_AGAIN_LATER, "server cannot take this station now")
+            return False
 
     async def _read_publisher_frames(self, connection: ServerConnection, station_id: int, codec) -> None:
         """Handle the charger's frames in order; acknowledge each once its writes are durable."""
@@ -249,6 +264,8 @@ class ConnectionHandler:
         async def handle(station_id: int, frame, connection) -> None:
             data = codec.decode(frame)
             self.app.note_message(p.ROLE_PUBLISHER, codec.kind(data))
+            if codec is SEED and await self.app.firmware.from_charger(station_id, data, connection):
+                return  # update_result: server/firmware.py's alone
             event = codec.event(data)
             if isinstance(event, CardRead):
                 event = await self._card_presented(station_id, event)
@@ -290,11 +307,12 @@ class ConnectionHandler:
         try:
             if station_id is None:
                 await send(connection, p.subscribed(p.ALL_STATIONS))
-                await send(connection, p.init_all(self.core.describe_all(self.clock())))
+                await send(connection, p.init_all(await self.app.fleet.describe_all()))
             else:
                 await send(connection, p.subscribed(str(station_id)))
-                await send(connection, p.init_one(self.core.describe(station_id, self.clock())))
-                await self.hub.send_to_publisher(station_id, RequestStatus())
+                await send(connection, p.init_one(await self.app.fleet.describe(station_id)))
+                if not await self.hub.send_to_publisher(station_id, RequestStatus()):
+                    self.app.fleet.request_status(station_id)  # a charger on another process
             async for frame in self._frames(connection, p.ROLE_CLIENT):
                 await self._guarded(self._client_frame, station_id, frame, connection)
         except ConnectionClosed:
@@ -311,6 +329,8 @@ class ConnectionHandler:
         message = p.parse_client_message(data)
         if not self.principals[connection].may_stop:
             raise self.forbid(connection, f"remote {data['type']}", station_id)
+        if await self.app.fleet.forward_stop(station_id, message, connection):
+            return  # its charger is on another process of the fleet, which answered
         await self.run_effects(self.core.dashboard_stop(station_id, message, self.clock()), connection)
 
     async def _guarded(self, handle, station_id, frame, connection) -> None:

@@ -163,6 +163,7 @@ def start_nats(timeout: float = 10.0) -> Nats:
         process = subprocess.Popen(
             [nats_binary(), "-a", "127.0.0.1", "-p", "-1"],
             stdout=sink, stderr=sink,
+            start_new_session=True,  # a terminal's Ctrl-C goes to its owner, which stops it last
         )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:

@@ -31,12 +31,10 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-MICROPYTHON = Path(sys.executable).parent / "micropython"
-if not MICROPYTHON.exists():
-    MICROPYTHON = ROOT / ".venv" / "bin" / "micropython"
+from tools.firmware_paths import FIRMWARE, MICROPYTHON, ROOT, SHIMS
+
 # shims first (tools/sim/machine.py replaces the built-in), then the firmware, then asyncio
-MICROPYPATH = "%s:%s:.frozen" % (ROOT / "tools" / "sim", ROOT / "firmware")
+MICROPYPATH = "%s:%s:.frozen" % (SHIMS, FIRMWARE)
 TIMEOUT = 30.0
 
 
@@ -54,7 +52,7 @@ class SimCharger:
     # station's max power (22 kW by default) or the server flags the readings and bills the
     # bounded trapezoid instead of the register
     def __init__(self, tmp_path, server_url, *, station=1, power=2000.0, time_scale=10.0,
-                 meter_state=None, heapsize=None, module_dirs=None, **config):
+                 meter_state=None, heapsize=None, module_dirs=None, fs_dir=None, **config):
         self.config_path = tmp_path / "charger-config.json"
         cfg = {"server_url": server_url, "station": station, "token": "",
                "metrics_interval_s": 1, "meter_interval_s": 0.25, "backoff_max_s": 1,
@@ -69,6 +67,8 @@ class SimCharger:
         # where the shims and the firmware are imported from (compiled .mpy dirs for the bench)
         self.module_dirs = module_dirs
         self.env = {}  # extra environment, e.g. SIM_RESET_CAUSE (tools/sim/machine.py)
+        # the board's filesystem stand-in (working directory: ota/ for updates); None: the repo
+        self.fs_dir = fs_dir
         self.proc = None
         self.lines = []
         self._new_line = asyncio.Event()
@@ -78,10 +78,12 @@ class SimCharger:
         self.lines = []
         heap = ["-X", "heapsize=%s" % self.heapsize] if self.heapsize else []
         self.proc = await asyncio.create_subprocess_exec(
-            str(MICROPYTHON), *heap, "tools/sim/run_charger.py", str(self.config_path),
+            str(MICROPYTHON), *heap,
+            "tools/sim/run_charger.py" if self.fs_dir is None else str(ROOT / "tools/sim/run_charger.py"),
+            str(self.config_path),
             "--power", str(self.power), "--time-scale", str(self.time_scale),
             "--meter-state", str(self.meter_state), *self.extra_args,
-            cwd=str(ROOT), env=mpy_env(self.env, path=self._path()), stdin=asyncio.subprocess.PIPE,
+            cwd=str(self.fs_dir or ROOT), env=mpy_env(self.env, path=self._path()), stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         self._reader = asyncio.create_task(self._read())
         await self.wait_line(lambda l: l.startswith("SIM ready"))
@@ -258,7 +260,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         cfg = json.loads(args.config.read_text())
-        station, url = cfg["station"], cfg["server_url"]
+        station = cfg["station"]
+        url = ", ".join(cfg["server_urls"]) if "server_urls" in cfg else cfg["server_url"]
     except (OSError, ValueError, KeyError, TypeError) as problem:
         print(f"{PROG}: error: cannot read {args.config}: {problem}", file=sys.stderr)
         return 2

@@ -10,10 +10,11 @@ ESP32) before anything else happens; the handler allocates nothing: it opens the
 sets `irq`, which the next poll pass (200 ms at most) hands to the state machine (even if the
 press was too short for the debounce). main.py builds the App at boot.
 
-Compact on purpose (RAM on the ESP32): few, larger methods; the action bits are plain
-numbers with their names in comments; the poll loop's timestamps share one list; log lines
-are short words (interned once, shared) rather than sentences; `const()`
-is not imported (the MicroPython compiler knows it; this module never runs on CPython).
+Compact on purpose (docs/architecture.md, "Firmware memory rules"): few, larger methods; the action bits and the error LED
+pattern are private `const()`s named as in charger/state.py (tests/firmware/test_pure_modules.py
+checks their values against it); the poll loop's timestamps share one list; log lines are
+short words. `const()` is not imported (the MicroPython compiler knows it; this module never
+runs on CPython).
 """
 
 import asyncio
@@ -38,6 +39,23 @@ _READER_DUE = const(0)
 _METER_DUE = const(1)
 _METER_MS = const(2)
 _METER_FAILURES = const(3)  # failed meter reads in a row (only the first is logged)
+# the state machine's action bits and LED pattern (charger/state.py): the same names and values
+_A_RELAY_OFF = const(1)
+_A_RELAY_ON = const(2)
+_A_FINAL_READING = const(4)
+_A_LED = const(8)
+_A_SEND_SCAN = const(16)
+_A_QUEUE_READING = const(32)
+_A_QUEUE_STOP = const(64)
+_A_QUEUE_EMERGENCY = const(128)
+_A_SEND_STATUS = const(256)
+_A_LOG = const(512)
+_A_FLASH_ERROR = const(1024)
+_A_STOP_REASON = const(2048)
+_A_OFFLINE_TAP = const(4096)  # a tap while offline: charger/offline.py checks the list
+_A_QUEUE_EVENT = const(_A_QUEUE_STOP | _A_QUEUE_EMERGENCY)
+_A_QUEUE_ANY = const(_A_QUEUE_READING | _A_QUEUE_EVENT)
+_LED_ERROR = const(3)
 
 # `ts` is unix seconds; MicroPython on the ESP32 may count from 2000 instead of 1970
 _EPOCH = 946684800 if time.gmtime(0)[0] == 2000 else 0
@@ -62,6 +80,10 @@ class App:
         self.last_ts = 0  # `ts` of the latest queued entry
         self.ended = None  # session ended by a queued stop/emergency, maybe still unsent
         self.waiting = None  # the local id of the offline start awaiting the server's answer
+        # over-the-air updates (charger/ota.py, loaded only while it runs): None, an `update`
+        # order waiting for idle with nothing unsent, or True while charger/ota.py runs
+        self.ota = None
+        messages.FW = "usb"  # `fw` in status: "usb" until an update runs (charger/ota.py)
         board.emergency.on_press_irq(self.emergency_irq)
 
     def emergency_irq(self, pin):
@@ -73,48 +95,49 @@ class App:
         # Execute the state machine's action bits, relay OFF first. One local beside the
         # arguments: a frame above 11 slots (locals + stack) is allocated on the heap at
         # every call, and this runs at every queued reading.
-        if acts & 1:  # relay off
+        if acts & _A_RELAY_OFF:
             self.board.relay.off()
-        if acts & 2:  # relay on, never with EMERGENCY open
+        if acts & _A_RELAY_ON:  # never with EMERGENCY open
             if self.board.emergency.pressed or self.irq:
                 self.board.relay.off()
             else:
                 self.board.relay.on()
         m = self.board.meter
-        if acts & 4 and m.read() == pzem.OK:  # the final reading: the stop carries its wh
+        if acts & _A_FINAL_READING and m.read() == pzem.OK:  # the final reading: the stop carries its wh
             self.sm.wh = m.energy_wh
-        if acts & 8:  # LED: the charger's condition
+        if acts & _A_LED:  # the charger's condition
             self.board.led.show(self.sm.led)
-        if acts & 1024:  # the error pattern once, then back to the condition's pattern
-            self.board.led.show(3)
-        if acts & 512:  # log
+        if acts & _A_FLASH_ERROR:  # the error pattern once, then back to the condition's
+            self.board.led.show(_LED_ERROR)
+        if acts & _A_LOG:
             print("[charger]", self.sm.note)
-        if acts & 224:  # something to queue
+        if acts & _A_QUEUE_ANY:
             # Every queued entry carries its true `ts` (the server counts a register rise
             # within the same whole second, so a stop need not pretend to be a second later);
             # 0 while the clock is unset (before 2024: a fresh ESP32 starts in 2000).
             self.last_ts = int(time.time()) + _EPOCH
             if self.last_ts < 1704067200:
                 self.last_ts = 0
-        if acts & 32:  # queue the latest reading (volts, amps and watts as the meter has them)
+        if acts & _A_QUEUE_READING:  # volts, amps and watts as the meter has them
             self.outbox.put_reading(self.sm.session_id, m.voltage, m.current, m.power,
                                     self.sm.wh, self.last_ts)
             self.readings_queued += 1
-        if acts & 192:  # queue stop (64) or emergency (128) about `event_sid`; a stop for a
-            # fault (2048) is queued as its reason (the state's note), sent as a stop with it
-            self.outbox.put_event("emergency" if acts & 128 else self.sm.note if acts & 2048
-                                  else "stop", self.sm.event_sid, self.sm.wh, self.last_ts)
+        if acts & _A_QUEUE_EVENT:  # stop or emergency about `event_sid`; a stop for a fault
+            # is queued as its reason (the state's note), sent as a stop with it
+            self.outbox.put_event("emergency" if acts & _A_QUEUE_EMERGENCY else self.sm.note
+                                  if acts & _A_STOP_REASON else "stop", self.sm.event_sid,
+                                  self.sm.wh, self.last_ts)
             if self.sm.event_sid is not None:
                 self.ended = self.sm.event_sid
-        if acts & 224:  # anything queued: the link sends it
+        if acts & _A_QUEUE_ANY:  # the link sends it
             self.link.notify()
         # Sent now, not queued (an offline tap is refused by the state machine; a tap lost
         # as the link drops ends with the start timeout).
-        if acts & 16:  # report the card
+        if acts & _A_SEND_SCAN:
             asyncio.create_task(self.link.send_now(messages.nfc_scan(self.sm.uid)))
-        if acts & 256:  # status after the local reset (idle: one message)
+        if acts & _A_SEND_STATUS:  # after the local reset (idle: one message)
             asyncio.create_task(self.link.send_now(self.status_messages()[0]))
-        if acts & 4096:  # a tap while offline: the signed list decides
+        if acts & _A_OFFLINE_TAP:  # the signed list decides
             self.offline(None)
 
     def offline(self, msg):
@@ -163,9 +186,11 @@ class App:
         # `start` needs an integer session_id, `stop` an integer or null; other types and
         # bad ids are logged and ignored
         kind = msg.get("type")
-        if "version" in msg or self.waiting is not None and (kind == "start" or kind == "error"):
-            # the signed offline card list (`auth_list`, which has a version), or perhaps the
-            # answer to the offline start awaiting one (charger/offline.py; False: neither)
+        if kind != "update" and "version" in msg or self.waiting is not None and (
+                kind == "start" or kind == "error"):
+            # the signed offline card list (`auth_list`, which has a version; an OTA `update`
+            # has one too), or perhaps the answer to the offline start awaiting one
+            # (charger/offline.py; False: neither)
             if self.offline(msg):
                 return
         sid = msg.get("session_id")
@@ -174,6 +199,8 @@ class App:
         # for a session whose readings and stop could never be queued, so never billed
         # (below 2**31: above are the charger's own local ids of offline starts)
         good = isinstance(sid, int) and not isinstance(sid, bool) and 0 < sid < 0x80000000
+        if kind == "update" and self.ota is not True:  # see poll()
+            self.ota = msg
         if kind == "error" or kind == "start" and good or kind == "stop" and (
                 good or sid is None):
             was = self.sm.session_id
@@ -247,6 +274,12 @@ class App:
         board.led.step(now)
         if self.wdt is not None:
             self.wdt.feed()
+        if (self.ota and self.ota is not True and self.sm.state_name == "idle"
+                and self.link.connected and not len(self.outbox)):
+            # the update's code is loaded for it, unloads itself and sets `ota` when done
+            from charger import ota as got
+            asyncio.create_task(got.run(self, self.ota))
+            self.ota = True
         now = ticks_ms()
         got = _DEBOUNCE_MS if board.stop.settling or board.emergency.settling else _POLL_MS
         got = min(got, board.led.due_in(now), ticks_diff(due[_READER_DUE], now))
@@ -273,6 +306,13 @@ class App:
         if self.cfg["watchdog_s"]:
             from machine import WDT
             self.wdt = WDT(timeout=int(self.cfg["watchdog_s"] * 1000))
+        try:  # an update was installed (firmware/otaboot.py): confirm it or report it
+            open("ota/state").close()
+            from charger import otatrial
+            asyncio.create_task(otatrial.run(self))
+            self.ota = True
+        except OSError:
+            pass
         asyncio.create_task(self.link.run())
         try:
             import ntptime  # the board's NTP client; the unix port has none (its clock is set)

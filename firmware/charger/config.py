@@ -56,9 +56,14 @@ def validate(raw):
             raise ConfigError('wifi must be {"ssid": ..., "password": ...}')
         if not isinstance(wifi.get("password", ""), str):
             raise ConfigError("wifi.password must be a string")
-    url = raw.get("server_url")
-    if not isinstance(url, str) or not (url.startswith("ws://") or url.startswith("wss://")):
-        raise ConfigError("server_url must start with ws:// or wss://")
+    url = raw.get("server_urls")  # several servers, tried in turn (failover, no balancer)
+    if url is None:
+        url = (raw.get("server_url"),)
+    elif "server_url" in raw or not isinstance(url, list) or not 0 < len(url) < 9:
+        raise ConfigError("server_urls must be a list of 1 to 8 URLs, without server_url")
+    for val in url:
+        if not isinstance(val, str) or not (val.startswith("ws://") or val.startswith("wss://")):
+            raise ConfigError("server_url(s) must start with ws:// or wss://")
     val = raw.get("station")
     if isinstance(val, bool) or not isinstance(val, int) or val < 1:
         raise ConfigError("station must be a positive integer")

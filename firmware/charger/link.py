@@ -32,7 +32,13 @@ its frames could not be committed, and a new connection counts from 1 and replay
 that sends no `ack` at all (the seed's) is not supported: the charger would deliver one batch
 per `ack_timeout_s` connection, again and again.
 
-Config keys (the parsed config dict): `server_url`, `station`, `token`, `ca_cert`,
+Several servers (`server_urls`, a list, instead of `server_url`; failover without a
+balancer): the link connects to the first; when a connect fails (refused, timeout, handshake)
+it tries the next one, round the list; the backoff grows once per round, not per URL. A
+connection that was up and ended is retried on the same server first (a blip); if that
+server is gone, its connect fails and the next one is tried.
+
+Config keys (the parsed config dict): `server_url` or `server_urls`, `station`, `token`, `ca_cert`,
 `wifi` ({ssid, password} or None: the network is managed elsewhere and not watched),
 `ping_interval_s` (10), `backoff_max_s` (30); optional with defaults: `ping_timeout_s` (5),
 `backoff_min_s` (1), `connect_timeout_s` (10), `wifi_timeout_s` (20), `ack_timeout_s` (30),
@@ -113,13 +119,15 @@ class Link:
         ws = self.ws
         outbox = self.outbox
         delay = self.ms[_MIN]
+        dests, ca, tmo = self.dial
+        i = 0  # the server URL tried now (server_urls: the next one after a failed connect)
         while True:
             started = ticks_ms()
             rx = watch = None
             try:
                 if self.wifi is not None:
                     await self._wifi_up()  # OSError when it does not come up
-                await ws.connect(*self.dial)
+                await ws.connect(dests[i], ca, tmo)
                 ack = self.ack
                 ack[0] = ack[1] = 0  # a new connection counts its frames from 1
                 outbox.rewind()  # what the last connection did not get acked goes again
@@ -181,11 +189,14 @@ class Link:
                     delay = self.ms[_MIN]  # a stable connection resets the backoff
             if rx is not None and ws.close_code in (4001, 4003, 4004, 4005, 4006):
                 delay = self.ms[_MAX]  # a configuration problem: retrying soon cannot help
+            if rx is None:  # no connection: the next server of the list
+                i = (i + 1) % len(dests)
             # jitter: 75 % .. 125 % of the delay, so chargers do not reconnect in step
             wait = delay * (768 + (random.getrandbits(10) >> 1)) // 1024
-            print("[link]", "reconnect", "in", wait, "ms")
+            print("[link]", "reconnect", "in", wait, "ms", "to", dests[i][0], dests[i][1])
             await asyncio.sleep_ms(wait)
-            delay = min(delay * 2, self.ms[_MAX])
+            if not i:  # the backoff grows once per round of the list
+                delay = min(delay * 2, self.ms[_MAX])
 
     def _hook(self, fn, arg):
         # a handler call that must not stop the link
@@ -212,15 +223,12 @@ class Link:
                             await ws.send(text)
                     self._hook(self.handler.on_message, msg)
                     continue
-                # an ack in another form: the link's own, not the handler's
+                # an ack in another form: the link's own, not the handler's; taken as
+                # the compact one is (it cannot confirm what was never sent)
                 n = msg.get("n")
                 if (not isinstance(n, int) or isinstance(n, bool)
-                        or n > ws.count):  # cannot confirm what was never sent
+                        or not wsclient.take_ack(ack, n, ws.count)):
                     print("[link]", "ignored", "ack", n)
-                elif n > ack[0]:
-                    ack[0] = n
-                    if ack[1] > 0 and n >= ack[1]:
-                        self.wake.set()  # the batch in flight is committed
         except OSError as e:
             print("[link]", "recv", e)  # the connection ended
         finally:

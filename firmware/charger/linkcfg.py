@@ -1,7 +1,7 @@
 """The link's settings, read from the config dict and checked once, when the Link is built.
 
-Owns the publisher URL (`server_url?role=publisher&estacionId=N&token=T`, the token
-percent-encoded; `parse_url()` splits a ws:// or wss:// URL into what WebSocket.connect()
+Owns the publisher URLs (`server_url?role=publisher&estacionId=N&token=T`, the token
+percent-encoded; one per entry of `server_urls` when the config lists several servers; `parse_url()` splits a ws:// or wss:// URL into what WebSocket.connect()
 takes), the link's timing keys with their defaults and ranges, and the receive bound
 `max_message`. A clear ValueError names the bad key. `Link()` loads this module and forgets
 it right after (issue 3: its code and string constants, ~3 KB, go back to the heap; only its
@@ -11,8 +11,9 @@ reconnect (charger/wsopen.py) stays small.
 
 
 def settings(cfg):
-    """(dial, ms, ws) for the Link: dial = (parse_url(url), ca_cert, connect timeout ms),
-    the arguments of WebSocket.connect(); ms = (backoff min, backoff max, WiFi timeout, ack
+    """(dial, ms, ws) for the Link: dial = (dests, ca_cert, connect timeout ms), dests a
+    list of parse_url() results, one per server URL (`server_urls`, else `server_url`), each
+    with WebSocket.connect()'s other two arguments; ms = (backoff min, backoff max, WiFi timeout, ack
     timeout) in ms; ws = (max_message, ping interval ms, ping timeout ms), the arguments of
     WebSocket()."""
     station = cfg.get("station")
@@ -21,13 +22,15 @@ def settings(cfg):
     token = cfg.get("token") or ""
     if not isinstance(token, str):
         raise ValueError("token must be a string")
-    url = cfg.get("server_url") or ""
-    url = "%s%srole=publisher&estacionId=%d" % (url, "&" if "?" in url else "?", station)
     if token:  # percent-encoded: RFC 3986 unreserved characters stay
-        url += "&token=" + "".join(
+        token = "&token=" + "".join(
             chr(c) if 48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c in b"-._~"
             else "%%%02X" % c for c in token.encode())
-    dest = parse_url(url)  # parsed once: ValueError now rather than at every reconnect
+    dest = []
+    for url in cfg.get("server_urls") or (cfg.get("server_url") or "",):
+        url = "%s%srole=publisher&estacionId=%d%s" % (url, "&" if "?" in url else "?",
+                                                      station, token)
+        dest.append(parse_url(url))  # parsed once: ValueError now, not at every reconnect
     ms = []
     for key, default, lo, hi in (
             ("ping_interval_s", 10, 0.05, 3600), ("ping_timeout_s", 5, 0.05, 3600),

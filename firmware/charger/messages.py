@@ -1,16 +1,18 @@
 """Protocol messages the charger sends and the parser for what it receives.
 
 Owns the exact JSON text of `nfc_scan`, `metrics`, `stop`, `emergency` and `status`
-(spelled as the seed and docs/protocol-decisions spell them) and `parse()` for inbound
+(spelled as the seed and docs/protocol.md spell them) and `parse()` for inbound
 frames. Texts are formatted by hand with fixed decimals so a reading costs one string,
 prints the same on the 32-bit ESP32 float and on CPython, and never shows float noise.
 `wh` None is left out of `metrics`/`stop`/`emergency`; `ts` 0 or None (clock not set yet)
 is left out everywhere; a `stop` carries `reason` only when a fault ended the session. Few
-functions on purpose: each one costs RAM on the ESP32.
+functions on purpose (docs/architecture.md, "Firmware memory rules").
 Runs under CPython and MicroPython.
 """
 
 import json
+
+FW = None  # the firmware version running: the charger sets it ("usb" unless an update runs)
 
 
 def nfc_scan(uid):
@@ -45,13 +47,15 @@ def emergency(session_id, wh, ts):
         "null" if session_id is None else "%d" % session_id))
 
 
-def status(state, session_id, wh):
-    """Reconciliation after connect / `sync_request`: the charger's physical truth."""
+def status(state, session_id, wh, fw=None):
+    """Reconciliation after connect / `sync_request`: the charger's physical truth, with
+    `fw`, the firmware version running (the charger's FW unless given), when set."""
+    fw = fw or FW
     if state not in ("idle", "charging", "fault"):
         raise ValueError(state)
-    return '{"type":"status","state":"%s","session_id":%s,"wh":%s}' % (
+    return '{"type":"status","state":"%s","session_id":%s,"wh":%s%s}' % (
         state, "null" if session_id is None else "%d" % session_id,
-        "null" if wh is None else "%d" % wh)
+        "null" if wh is None else "%d" % wh, ',"fw":"%s"' % fw if fw else "")
 
 
 def parse(text):

@@ -57,7 +57,7 @@ bytes, [4] flash writes since boot, [5] writes the file system refused, [6] the 
 [session_id, wh, ts] (its latest register) or None, [7] other modules' records (bytes, oldest
 first) that compaction keeps.
 
-Compact on purpose (MicroPython heap: every method, attribute and identifier costs RAM):
+Compact on purpose (docs/architecture.md, "Firmware memory rules"):
 two arrays instead of one per field, the ring indices in one small list indexed by
 private consts, plain attributes (`readings`, `unconfirmed`) kept up to date instead of
 properties, one validation helper. Runs under MicroPython and CPython.

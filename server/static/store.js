@@ -286,7 +286,23 @@ function applyRemoteStart(store, message) {
   store.notice(t("event.remoteStart", params), message.status !== "Accepted", id, null);
 }
 
+// An over-the-air update's progress or the charger's running version (server/firmware.py).
+function applyFirmware(store, message) {
+  const id = chargerIdOf(message);
+  if (!Number.isFinite(id)) return;
+  const station = store.station(id);
+  const before = station.firmware?.update;
+  station.firmware = { fw: message.fw ?? null, update: message.update ?? null };
+  const update = message.update;
+  if (update && (before?.result !== update.result || before?.version !== update.version)) {
+    const bad = ["refused", "rolled_back", "failed"].includes(update.result);
+    store.log(station, "event.firmware", { version: update.version, result: update.result }, bad ? "error" : "info");
+  }
+  store.changed(id);
+}
+
 export const MESSAGE_HANDLERS = {
+  firmware: applyFirmware,
   remote_start_result: applyRemoteStart,
   init: applyInit,
   status: applyStatus,
@@ -316,6 +332,8 @@ export function eventText(event) {
       return t("event.alert", { text: has(`alert.${p.kind}`) ? `${t(`alert.${p.kind}`).replace(/ (en|at|por|by)$/, "")}` : p.text ?? p.kind });
     case "event.error":
       return explainError(p);
+    case "event.firmware":
+      return t("event.firmware", { version: p.version, result: has(`firmware.result.${p.result}`) ? t(`firmware.result.${p.result}`) : p.result });
     default:
       return t(event.key, p);
   }

@@ -3,11 +3,13 @@
 // (with confirmation) that sends the seed's `stop`; disabled while the page is not connected.
 // An OCPP station without a session offers a remote start for a card UID (`remote_start`; the
 // charger's answer lands in the events, the session when the charger starts it).
+// For an admin, the firmware panel (view-firmware.js): the running version, "Actualizar firmware".
 
 import { drawChart } from "./chart.js";
 import { h, replace } from "./dom.js";
 import * as fmt from "./format.js";
 import { t } from "./i18n.js";
+import { firmwarePanel } from "./view-firmware.js";
 import { getJson } from "./rest.js";
 import { POWER_WINDOW_S, eventText } from "./store.js";
 import { figure, statusBadge } from "./widgets.js";
@@ -30,11 +32,13 @@ export function mountStation(root, { store, link }, params) {
   let startingCard = null; // the remote start form's UID while it is open (OCPP stations)
   let controlsKey = null;
   let backfilledSession = null;
+  const firmware = firmwarePanel({ store, link }, id);
 
   replace(
     root,
     h("p", {}, h("a", { href: "#/" }, t("station.back"))),
     h("section", { class: "panel" }, head, figures, staleNote, controls, errorLine),
+    firmware.el,
     h("section", { class: "panel" }, h("h2", {}, t("station.chartTitle", { minutes: MINUTES })), canvas),
     h("section", { class: "panel" }, h("h2", {}, t("station.events")), events),
   );
@@ -136,6 +140,7 @@ export function mountStation(root, { store, link }, params) {
     staleNote.textContent = !store.connected ? t("station.staleOffline") : stale ? t("station.staleOld") : "";
     if (!session) confirming = false;
     renderControls();
+    firmware.render();
     replace(
       events,
       station.events.length

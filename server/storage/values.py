@@ -2,9 +2,11 @@
 with a message fit to show a person (the admin CLI prints it as is)."""
 
 import json
+import logging
 import math
 
 from server.energy import MAX_POWER_CAP_W
+from server.ids import MAX_ID, is_positive_id
 
 MAX_NAME_LENGTH = 100
 # price per kWh at most: far above any real tariff in any currency that has decimals, low
@@ -13,8 +15,8 @@ MAX_TARIFF = 10_000.0
 
 
 def check_id(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{what} must be a positive whole number, not {value!r}")
+    if not is_positive_id(value):
+        raise ValueError(f"{what} must be a positive whole number up to {MAX_ID}, not {value!r}")
     return value
 
 
@@ -91,3 +93,14 @@ def encode_state(energy_state: object) -> str:
         return json.dumps(energy_state, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"energy_state is not plain JSON: {exc}") from exc
+
+
+def decode_state(text: str, session_id: object) -> dict:
+    """A stored energy_state back as a dict ({} if unreadable, logged: never a crash at start)."""
+    try:
+        state = json.loads(text)
+    except ValueError:
+        logging.getLogger("server.storage").warning(
+            "storage: session %s has an unreadable energy_state; using {}", session_id)
+        return {}
+    return state if isinstance(state, dict) else {}

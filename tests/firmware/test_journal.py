@@ -12,6 +12,7 @@ MicroPython unix port and real files, and the real server.
 """
 
 import asyncio
+import binascii
 import shutil
 import struct
 
@@ -26,7 +27,7 @@ from tools.sim_charger import ROOT, SimCharger
 pytestmark = [requires_micropython, pytest.mark.timeout(240)]
 
 CARD = "04A1B2C3D4E5F6"
-OPEN, READINGS = 1, 2  # record kinds (charger/jfile.py)
+OPEN, READINGS, EVENT = 1, 2, 3  # record kinds (charger/jfile.py)
 WAIT_S = 60.0  # generous: only a failing test waits this long
 
 
@@ -67,7 +68,6 @@ async def test_the_firmware_boots_with_the_relay_off_whatever_its_journal_holds(
         journal.write_bytes(bytes(range(256)) * 8 + b"\x4a\x01\x0c" + b"\xff" * 40)
     elif garbage == "torn":  # a session open, its last record torn
         head = bytes((OPEN, 12)) + struct.pack("<III", 9, 1234, 1750000000)
-        import binascii
         whole = b"\x4a" + head + struct.pack("<I", binascii.crc32(head))
         journal.write_bytes(whole + whole[:9])
     else:
@@ -78,6 +78,12 @@ async def test_the_firmware_boots_with_the_relay_off_whatever_its_journal_holds(
     try:
         st = await sim.wait_status(lambda s: "state" in s, timeout=WAIT_S)
         assert st["relay"] is False
+        if garbage == "torn":  # the whole record before the torn one counted: session 9 was
+            # open when the board died: its stop is journaled (kind 5, the outbox's power_loss)
+            data = journal.read_bytes()
+            events = [struct.unpack_from("<5I", data, at)[1:] for kind, at, size in records(data)
+                      if kind == EVENT]
+            assert events == [(5, 9, 1234, 1750000000)]
         st = await sim.wait_status(lambda s: s["link"] and s["outbox"] == 0, timeout=WAIT_S)
         assert st["state"] == "idle" and st["relay"] is False
         if garbage != "directory":  # (a directory cannot be replaced: no journal then)

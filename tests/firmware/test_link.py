@@ -288,6 +288,29 @@ async def test_a_configuration_close_code_makes_the_link_wait_the_longest_backof
     assert waits[0] >= 1500, proc.output()   # 2 s -25 %, not the 50 ms first step
 
 
+async def test_with_several_server_urls_a_failed_connect_moves_to_the_next_one(server):
+    dead = Recorder()
+    await dead.start()
+    await dead.stop()  # its port now refuses connections
+    urls = ["ws://127.0.0.1:%d/ws" % dead.port, "ws://127.0.0.1:%d/ws" % server.port]
+    cfg = config(server.port, server_urls=urls)
+    del cfg["server_url"]
+    async with charger(cfg, preload=2) as proc:
+        frames = await server.frames(0, 3)  # the first URL refused: the second has it all
+        await proc.expect("LINK True")
+        assert server.conns[0]["path"] == "/ws?role=publisher&estacionId=3&token=tok%20en%2F1"
+        assert frames[0]["type"] == "status" and metrics_ts(frames[1:]) == [1, 2]
+        await dead.start()   # the first server comes back, the second goes away:
+        await server.stop()  # round the list to the first one
+        await proc.expect("LINK False")
+        proc.send("put 1")
+        frames = await dead.frames(0, 2)
+        await proc.expect("LINK True")
+    await dead.stop()
+    assert frames[0]["type"] == "status" and metrics_ts(frames[1:]) == [3]
+    assert "reconnect in" in proc.output() and "to 127.0.0.1 %d" % dead.port in proc.output()
+
+
 async def test_the_outbox_keeps_the_newest_readings_when_offline_too_long(server):
     await server.stop()
     async with charger(config(server.port), readings=4) as proc:

@@ -225,7 +225,7 @@ async def test_the_whole_firmware_replays_what_a_crashed_server_never_acked(tmp_
     again = fake.received[len(first):]
     assert [m["type"] for m in first[:3]] == ["status", "nfc_scan", "metrics"]
     assert again[0] == {"type": "status", "state": "charging", "session_id": 500,
-                        "wh": again[0]["wh"]}
+                        "wh": again[0]["wh"], "fw": "usb"}  # never updated: the USB-flashed version
     replay = [m["ts"] for m in again if m["type"] == "metrics"]
     sent_before = [m["ts"] for m in first if m["type"] == "metrics"]
     assert replay[:len(sent_before)] == sent_before        # the unacked one goes again first

@@ -1,30 +1,33 @@
 """Back-pressure: when the queue of unwritten readings is full, a charger's frames wait until
 the readings are written (the flusher's timer is set to an hour here, so only the
-back-pressure can commit), and nothing is lost. Real server, real charger socket, real SQLite."""
+back-pressure can commit), and nothing is lost. Real server, real charger socket, a real
+SQLite file and a real PostgreSQL database."""
 
-import sqlite3
 import time
 
-from server.storage import store as store_module
-from tests.live_server import base_url, publisher, receive_json, running_server, send_json
-from tests.storage.conftest import wait_until
+from server.storage import batcher as store_module
+from tests.live_server import base_url, publisher, receive_json, running_server, send_json, server_storage
+from tests.storage.conftest import outside, wait_until
 
 CARD = "VIRTUAL-1-A4F2E8"
 BOUND = 5
 
 
-def committed(db_path) -> int:
-    with sqlite3.connect(db_path) as conn:
-        return conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+async def committed(target) -> int:
+    return (await outside(target, "SELECT count(*) FROM readings"))[0][0]
 
 
 async def test_a_full_reading_queue_is_written_without_the_timer_and_nothing_is_lost(
-        tmp_path, monkeypatch):
+        target, tmp_path, monkeypatch):
     monkeypatch.setattr(store_module, "FLUSH_INTERVAL_S", 3600.0)
     monkeypatch.setattr(store_module, "MAX_QUEUED_READINGS", BOUND)
-    db_path = tmp_path / "evse.sqlite3"
+    db_path, overrides = server_storage(target, tmp_path)
     sent = 40
-    async with running_server(db_path) as app:
+
+    async def at_least(count):
+        return await committed(target) >= count
+
+    async with running_server(db_path, **overrides) as app:
         charger = await publisher(base_url(app))
         async with charger:
             await send_json(charger, {"type": "nfc_scan", "nfc_uid": CARD})
@@ -40,8 +43,8 @@ async def test_a_full_reading_queue_is_written_without_the_timer_and_nothing_is_
             assert (await receive_json(charger))["code"] == "SESSION_MISMATCH"
             assert not app.storage.full  # the charger was not read on while the queue was full
             # with an hour-long flush timer only the back-pressure flushes can have committed
-            await wait_until(lambda: committed(db_path) >= sent - BOUND,
+            await wait_until(lambda: at_least(sent - BOUND),
                              what="the back-pressure flushes to commit")
             await send_json(charger, {"type": "stop", "session_id": session_id})
-            await wait_until(lambda: committed(db_path) == sent, what="the stop to write the rest")
-    assert committed(db_path) == sent
+            await wait_until(lambda: at_least(sent), what="the stop to write the rest")
+    assert await committed(target) == sent

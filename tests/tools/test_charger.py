@@ -68,7 +68,7 @@ def types(messages):
 
 def test_status_idle_with_the_register_right_after_connect():
     rig = Rig(register_wh=4321)
-    assert rig.online() == [{"type": "status", "state": "idle", "session_id": None, "wh": 4321}]
+    assert rig.online() == [{"type": "status", "fw": "simulator", "state": "idle", "session_id": None, "wh": 4321}]
 
 
 def test_tap_sends_nfc_scan_and_waits_for_start():
@@ -188,7 +188,7 @@ def test_emergency_without_a_session_reports_session_null():
     [emergency] = rig.sent()
     assert emergency["session_id"] is None
     rig.charger.disconnected()
-    assert rig.online()[0] == {"type": "status", "state": "fault", "session_id": None,
+    assert rig.online()[0] == {"type": "status", "fw": "simulator", "state": "fault", "session_id": None,
                              "wh": rig.model.register_wh}
 
 
@@ -198,7 +198,7 @@ def test_sync_request_answers_status_and_the_latest_reading_when_charging():
     rig.advance(1)
     rig.charger.receive({"type": "sync_request", "from": "server"})
     status, reading = rig.sent()
-    assert status == {"type": "status", "state": "charging", "session_id": 5,
+    assert status == {"type": "status", "fw": "simulator", "state": "charging", "session_id": 5,
                       "wh": reading["wh"]}
     assert reading["type"] == "metrics"
 
@@ -247,7 +247,7 @@ def test_status_with_an_empty_outbox_repeats_the_latest_reading_for_the_dashboar
     [last] = rig.sent()
     rig.charger.disconnected()
     status, reading = rig.online()
-    assert status == {"type": "status", "state": "charging", "session_id": 5,
+    assert status == {"type": "status", "fw": "simulator", "state": "charging", "session_id": 5,
                       "wh": reading["wh"]}
     # the latest queued `ts` again: a duplicate for the energy account, fresh numbers on screen
     assert reading["type"] == "metrics" and reading["ts"] == last["ts"]
@@ -266,11 +266,11 @@ def test_stop_while_offline_replays_readings_then_the_stop_and_no_second_status(
     assert types(sent) == ["status"] + ["metrics"] * 3 + ["stop"]
     # the status describes the session as the server last knew it, so it resumes it, stores
     # the replay and ends it as local_stop; the firmware sends no second status after it
-    assert sent[0] == {"type": "status", "state": "charging", "session_id": 5,
+    assert sent[0] == {"type": "status", "fw": "simulator", "state": "charging", "session_id": 5,
                        "wh": rig.model.register_wh}
     assert sent[4]["session_id"] == 5 and sent[4]["wh"] == rig.model.register_wh
     # once the stop is delivered, the charger's own state again
-    assert rig.online()[0] == {"type": "status", "state": "idle", "session_id": None,
+    assert rig.online()[0] == {"type": "status", "fw": "simulator", "state": "idle", "session_id": None,
                                "wh": rig.model.register_wh}
 
 
@@ -289,7 +289,7 @@ def test_a_tap_whose_scan_was_lost_with_the_link_ends_with_the_start_timeout():
     assert rig.charger.state == WAITING
     rig.advance(1)
     assert rig.charger.state == IDLE and not rig.model.relay_on
-    assert rig.online() == [{"type": "status", "state": "idle", "session_id": None,
+    assert rig.online() == [{"type": "status", "fw": "simulator", "state": "idle", "session_id": None,
                              "wh": rig.model.register_wh}]
 
 
@@ -302,7 +302,7 @@ def test_reboot_forgets_the_session_and_the_queue_but_keeps_the_register():
     register = rig.model.register_wh
     rig.charger.reboot()
     assert not rig.model.relay_on and rig.charger.session_id is None
-    assert rig.online() == [{"type": "status", "state": "idle", "session_id": None,
+    assert rig.online() == [{"type": "status", "fw": "simulator", "state": "idle", "session_id": None,
                              "wh": register}]
 
 

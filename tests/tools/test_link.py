@@ -124,7 +124,7 @@ async def test_unacknowledged_entries_go_again_in_order_right_after_the_next_sta
         server.cut()  # no ack ever came on this connection
         await server.wait_for(lambda s: len(s.connections) == 2 and len(s.frames()) == 4)
         again = server.frames()
-        assert again[0] == {"type": "status", "state": "charging", "session_id": 7,
+        assert again[0] == {"type": "status", "fw": "simulator", "state": "charging", "session_id": 7,
                             "wh": rig.charger.sm.wh}
         assert again[1] == first[0]  # the same text: the server ignores the duplicate
         ts = [f["ts"] for f in again[1:]]

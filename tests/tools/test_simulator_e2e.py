@@ -247,7 +247,8 @@ status
     # firmware's does); the status after the reset the register as the relay left it
     [summary] = [line for line in lines if line.startswith("[st1] status ")]
     register = int(re.search(r" wh=(\d+)", summary).group(1))
-    assert sent(lines, "status")[-1] == {"state": "idle", "session_id": None, "wh": register}
+    assert sent(lines, "status")[-1] == {"state": "idle", "session_id": None, "wh": register,
+                                           "fw": "simulator"}
     assert sent(lines, "metrics")[-1]["wh"] <= sent(lines, "emergency")[0]["wh"] <= register
 
 

@@ -36,9 +36,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from tools.bench.procstat import cpu_seconds, rss_kib
+from tools.bench.procstat import cpu_seconds
 from tools.bench.summary import RunFigures, result_line
-from tools.bench.targets import CARD_PREFIX, REPO_ROOT, RelayTarget, ServerTarget, TargetError, count_rows
+from tools.bench.targets import CARD_PREFIX, REPO_ROOT, RelayTarget, ServerTarget, TargetError
 
 MAX_CHARGERS = 20_000
 POLL_INTERVAL_S = 0.1
@@ -125,7 +125,7 @@ class Progress:
 
     def __init__(self, target):
         self.target = target
-        self.count, self.changed_at, self.cpu_at_change = 0, time.monotonic(), cpu_seconds(target.pid)
+        self.count, self.changed_at, self.cpu_at_change = 0, time.monotonic(), target.cpu_seconds()
         self._task = asyncio.create_task(self._poll())
 
     async def _poll(self) -> None:
@@ -133,7 +133,7 @@ class Progress:
             latest = await self.target.processed()
             if latest != self.count:
                 self.count, self.changed_at = latest, time.monotonic()
-                self.cpu_at_change = cpu_seconds(self.target.pid)
+                self.cpu_at_change = self.target.cpu_seconds()
             await asyncio.sleep(POLL_INTERVAL_S)
 
     async def caught_up(self, expected: int) -> None:
@@ -165,11 +165,11 @@ async def measure(target, args, start_target) -> RunFigures:
     await start_target()
     workers = Workers()
     try:
-        figures.rss_idle_kib = rss_kib(target.pid)
+        figures.rss_idle_kib = target.rss_kib()
         await workers.start(target.url, args, station_shares(args.chargers, args.workers))
         connect_timeout = 60 + connections / 100
         await workers.expect("connected", connect_timeout)
-        figures.rss_connected_kib = rss_kib(target.pid)
+        figures.rss_connected_kib = target.rss_kib()
         log(f"{target.name}: {connections} connections open, RSS {figures.rss_connected_kib} KiB")
         if args.idle:
             await asyncio.sleep(args.duration)  # hold them: a charger dropped meanwhile is an error
@@ -188,13 +188,12 @@ async def measure(target, args, start_target) -> RunFigures:
     figures.errors.update(target.problems())
     if figures.errors and target.log_tail(1):
         log(f"{target.name}: errors {dict(figures.errors)}; the end of its log:\n{target.log_tail(20)}")
-    if isinstance(target, ServerTarget) and not args.idle:
-        figures.rows_persisted = count_rows(target.db_path, "readings")
-        figures.db_bytes = target.database_bytes()
+    counts = None if args.idle else await target.final_counts()  # None: the relay stores nothing
+    if counts is not None:
+        figures.rows_persisted, figures.db_bytes, still_open = counts
         lost = figures.sent - figures.rows_persisted
         if lost:
             figures.errors["readings_not_persisted"] += lost
-        still_open = count_rows(target.db_path, "sessions", "ended_at IS NULL")
         if still_open:
             figures.errors["sessions_left_open"] += still_open
     return figures
@@ -204,7 +203,7 @@ async def run_load(target, args, workers: Workers, figures: RunFigures, timeout:
     await workers.tell("tap")
     await workers.expect("started", timeout)
     log(f"{target.name}: {args.chargers} sessions started; {args.duration:g} s of metrics at {args.rate:g}/s each")
-    cpu_before, go_at = cpu_seconds(target.pid), time.monotonic()
+    cpu_before, go_at = target.cpu_seconds(), time.monotonic()
     loadgen_cpu_before = workers.cpu_seconds()
     await workers.tell("go")
     progress = Progress(target)

@@ -24,7 +24,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from server.storage import Storage
+from server.storage import open_storage
+from tools.bench.procstat import cpu_seconds, rss_kib
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CARD_PREFIX = "BENCH-"
@@ -38,9 +39,9 @@ class TargetError(RuntimeError):
     """The target process could not be started or died; the message says why."""
 
 
-async def provision(db_path: Path, stations: int) -> None:
+async def provision(db_path: Path | str, stations: int) -> None:
     """Create stations 1..N (tariff 7.0) and card BENCH-<n> for each, owned by one user."""
-    storage = await Storage.open(db_path)
+    storage = await open_storage(db_path)
     try:
         driver = await storage.add_user("Bench driver")
         for station_id in range(1, stations + 1):
@@ -48,6 +49,17 @@ async def provision(db_path: Path, stations: int) -> None:
             await storage.add_card(f"{CARD_PREFIX}{station_id}", driver.id)
     finally:
         await storage.close()
+
+
+def server_env(rate: float) -> dict:
+    """The server's environment under load: one log line per connection would be part of the
+    load; AUTH=off and no connection cap: the bench measures the message path (a credential is
+    checked once per connection)."""
+    env = {"LOG_LEVEL": "WARNING", "AUTH": "off", "MAX_CONNECTIONS": "1000000"}
+    if rate > RATE_LIMIT_DEFAULT / 2:
+        # saturation runs with few, fast chargers: stay clear of the per-connection limit
+        env["RATE_LIMIT"] = str(2 * rate)
+    return env
 
 
 class _Process:
@@ -89,6 +101,17 @@ class _Process:
         if self.process.returncode is not None:
             raise TargetError(f"{self.name} exited with code {self.process.returncode}")
 
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def rss_kib(self) -> int:
+        return rss_kib(self.pid)
+
+    async def final_counts(self) -> tuple[int, int, int] | None:
+        """After stop(): (rows in `readings`, database bytes, sessions left open), or None
+        when the target stores nothing (the relay)."""
+        return None
+
 
 class RelayTarget(_Process):
     name = "relay"
@@ -128,12 +151,7 @@ class ServerTarget(_Process):
     async def start(self, stations: int, rate: float = 1.0) -> None:
         """Provision `stations` and start the server for chargers sending `rate` readings/s."""
         await provision(self.db_path, stations)
-        # one log line per connection would be part of the load; AUTH=off and no connection cap:
-        # the bench measures the message path (a credential is checked once per connection)
-        env = {"LOG_LEVEL": "WARNING", "AUTH": "off", "MAX_CONNECTIONS": "1000000"}
-        if rate > RATE_LIMIT_DEFAULT / 2:
-            # saturation runs with few, fast chargers: stay clear of the per-connection limit
-            env["RATE_LIMIT"] = str(2 * rate)
+        env = server_env(rate)
         await self._spawn(
             "-m", "server", "--host", "127.0.0.1", "--port", "0", "--db", str(self.db_path),
             env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
@@ -159,6 +177,10 @@ class ServerTarget(_Process):
 
     async def processed(self) -> int:
         return await asyncio.to_thread(count_rows, self.db_path, "readings")
+
+    async def final_counts(self) -> tuple[int, int, int]:
+        return (count_rows(self.db_path, "readings"), self.database_bytes(),
+                count_rows(self.db_path, "sessions", "ended_at IS NULL"))
 
     async def stop(self) -> None:
         await super().stop()

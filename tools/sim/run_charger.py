@@ -28,10 +28,26 @@ from simboot import setup
 path, control = setup(sys.argv[1:])
 del setup
 sys.modules.pop("simboot")  # needed once: its code goes back to the heap
+try:  # what boot.py does on the board: the version to run (firmware/otaboot.py), when the
+    open("ota/state").close()  # working directory (the board's filesystem stand-in) has one
+except OSError:  # (no update installed: nothing to load, the heap figures stay the seed's)
+    pass
+else:
+    import otaboot
+    otaboot.choose()
+    del otaboot
+    sys.modules.pop("otaboot")
 gc.collect()
 control.sim = control.base = gc.mem_alloc()
 micropython.qstr_info()  # "qstr pool: ..." line: the simulator's qstrs (the bench reads it)
-from charger import app  # noqa: E402 - after the simulator's baseline: the firmware's
+try:  # noqa: E402 - after the simulator's baseline: the firmware's
+    from charger import app
+except Exception as e:  # noqa: BLE001 - as main.py on the board: an update that cannot
+    sys.print_exception(e)  # start reboots (and otaboot.py rolls it back)
+    if sys.path[0][:4] == "ota/":
+        import machine
+        machine.reset()
+    raise
 
 app.CONFIG_PATH = path
 app.STARTUP_HOOKS.append(control.started)

@@ -33,6 +33,8 @@ from collections import deque
 
 from tools.simulator import firmware as fw
 
+FW_VERSION = "simulator"  # `fw` in status, as the firmware reports its version
+
 NAMES = ("idle", "waiting", "charging", "fault")  # ChargerState.state 0..3, as summary() says
 IDLE, WAITING, CHARGING, FAULT = NAMES
 CLOCK_SET_FROM = 1704067200  # charger/app.py: a `ts` before 2024 means the clock is not set
@@ -106,8 +108,8 @@ class Charger:
             self.ended = None
         if (sm.state_name != "charging" and self.ended is not None
                 and len(self.outbox) > self.outbox.unconfirmed):
-            return [fw.messages.status("charging", self.ended, sm.wh)]
-        out = [fw.messages.status(sm.state_name, sm.session_id, sm.wh)]
+            return [fw.messages.status("charging", self.ended, sm.wh, FW_VERSION)]
+        out = [fw.messages.status(sm.state_name, sm.session_id, sm.wh, FW_VERSION)]
         if sm.state_name == "charging" and sm.wh is not None and self.outbox.readings == 0:
             m = self.meter
             out.append(fw.messages.metrics(sm.session_id, m.v, m.a, m.w, sm.wh, self.last_ts))

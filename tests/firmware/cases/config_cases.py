@@ -48,6 +48,22 @@ def case_bad_values_name_the_key():
     assert "object" in _error([1, 2])
 
 
+def case_a_list_of_server_urls_replaces_server_url():
+    raw = dict(GOOD)
+    del raw["server_url"]
+    raw["server_urls"] = ["ws://10.0.0.1:3000/ws", "wss://10.0.0.2/ws"]
+    assert validate(raw)["server_urls"] == ["ws://10.0.0.1:3000/ws", "wss://10.0.0.2/ws"]
+    assert "without server_url" in _error(_with(server_urls=["ws://10.0.0.1:3000/ws"]))
+    del raw["server_urls"]
+    for bad in ([], "ws://x/ws", ["ws://x/ws"] * 9):
+        raw["server_urls"] = bad
+        assert "server_urls must be a list of 1 to 8 URLs" in _error(raw)
+    raw["server_urls"] = ["ws://x/ws", "http://y/ws"]
+    assert "server_url(s) must start with ws:// or wss://" in _error(raw)
+    raw["server_urls"] = ["ws://x/ws", 5]
+    assert "server_url(s) must start" in _error(raw)
+
+
 def case_pins_override_only_what_is_given():
     cfg = validate(_with(pins={"relay": 4, "relay_active_high": False}))
     assert cfg["pins"]["relay"] == 4 and cfg["pins"]["relay_active_high"] is False

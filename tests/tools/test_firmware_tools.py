@@ -30,6 +30,18 @@ def test_config_from_flags_is_complete_and_valid(tmp_path):
     assert cfg["metrics_interval_s"] == 3
 
 
+def test_several_comma_separated_server_urls_become_the_chargers_server_urls(tmp_path, capsys):
+    out = tmp_path / "config.json"
+    rc = firmware_config.main(["--out", str(out), "--no-input", "--ssid", "garage",
+                               "--password", "passw0rd", "--station", "7", "--token", "t0k",
+                               "--server-url", "ws://10.0.0.5:3000/ws, ws://10.0.0.6:3000/ws"])
+    assert rc == 0
+    cfg = json.loads(out.read_text())
+    assert cfg["server_urls"] == ["ws://10.0.0.5:3000/ws", "ws://10.0.0.6:3000/ws"]
+    assert "server_url" not in cfg  # one or the other: the firmware refuses both
+    assert "ws://10.0.0.5:3000/ws, ws://10.0.0.6:3000/ws" in capsys.readouterr().out
+
+
 COMPLETE = {"WIFI_SSID": "garage", "WIFI_PASSWORD": "correct horse", "SERVER_URL": "ws://10.0.0.5:3000/ws",
             "STATION": "3", "TOKEN": "k3y"}
 
@@ -60,6 +72,9 @@ def test_config_from_environment_variables(tmp_path, monkeypatch):
     (["--pins", '{"uart_id": 0}'], "pins.uart_id = 0: must be 1 or 2"),
     (["--server-url", "ws://"], "server_url"),
     (["--server-url", "ws://host:3000/ws?role=publisher"], "no query"),
+    (["--server-url", "ws://a:3000/ws,http://b:3000/ws"], "server_url"),
+    (["--server-url", "ws://a:3000/ws,"], "server_url"),
+    (["--server-url", ",".join(["ws://a:3000/ws"] * 9)], "at most 8 URLs"),
     (["--ssid", ""], "wifi.ssid must be 1 to 32 bytes"),
     (["--ssid", "x" * 33], "wifi.ssid must be 1 to 32 bytes"),
     (["--password", "short"], "wifi.password must be empty"),
