@@ -65,6 +65,10 @@ async def test_python_m_server_on_postgres_serves_and_flushes_readings_on_sigter
         assert f"(database {database_url})" in text
         charger = await ws_connect(re.search(r'wscat -c "(\S+role=publisher\S+)"', text).group(1))
         assert (await receive_json(charger))["type"] == "connected"
+        # a charger with its station key gets its signed offline card list next (issue 13),
+        # stored in PostgreSQL as version 1
+        auth_list = await receive_json(charger)
+        assert (auth_list["type"], auth_list["version"]) == ("auth_list", 1)
         async with charger:
             await send_json(charger, {"type": "nfc_scan", "nfc_uid": "VIRTUAL-1-A4F2E8"})
             session_id = (await receive_json(charger))["session_id"]
