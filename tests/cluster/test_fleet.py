@@ -282,3 +282,50 @@ async def test_a_charger_reconnecting_to_the_same_process_keeps_the_station_s_ep
 async def _ended(app, session_id):
     session = await app.storage.get_session(session_id)
     return session if session.ended_at is not None else None
+
+
+async def keyed_charger(app, key: str):
+    """Station 1's charger authenticated with its station key (it gets offline card lists)."""
+    websocket = await connect(base_url(app), "publisher", 1, token=key)
+    assert (await receive_json(websocket))["type"] == "connected"
+    return websocket, await receive_type(websocket, "auth_list")
+
+
+async def test_only_the_stations_owner_makes_and_pushes_its_offline_list(fleet):
+    # issue 13 in a fleet: the list's versions live in the shared database, the process that
+    # owns the station pushes them, and a process that lost the station pushes nothing more
+    a, b, c = fleet
+    key = a.demo_key  # A seeded the demo station; the key works on every process
+    assert key is not None
+    old, first = await keyed_charger(a, key)
+    async with old:
+        assert first["version"] == 1 and CARD in first["cards"]
+        new, moved = await keyed_charger(b, key)  # the charger reconnects to B
+        async with new:
+            await asyncio.wait_for(old.wait_closed(), 10)
+            assert old.close_code == 4008
+            assert moved == first  # nothing changed: the same version, from the database
+            on_c = await dashboard(c)
+            async with on_c:
+                await send_json(on_c, {"type": "admin_set_card_enabled", "uid": CARD,
+                                       "enabled": False})
+                assert (await receive_type(on_c, "admin_result"))["card"]["enabled"] is False
+            # C has no charger of station 1: B's periodic check would send it; here B's own
+            # dashboard change pushes it at once
+            on_b = await dashboard(b)
+            async with on_b:
+                await send_json(on_b, {"type": "admin_set_card_enabled", "uid": "04C0FFEE",
+                                       "enabled": True})
+                await receive_type(on_b, "admin_result")
+            changed = await receive_type(new, "auth_list")
+            assert changed["version"] == 2 and CARD not in changed["cards"]
+            assert await c.storage.latest_auth_list(1) == (2, True, ",".join(changed["cards"]),
+                                                           pytest.approx(b.clock(), abs=60))
+            # B loses the station (its write refused: another process claimed it) while its
+            # charger's socket is still open: a changed list is neither stored nor sent
+            await b.storage.set_card_enabled(CARD, True)
+            b.fleet.stale(1, "claimed elsewhere (test)")
+            assert await b.auth_lists.push(1) is False
+            await asyncio.wait_for(new.wait_closed(), 10)
+            assert new.close_code == 4008
+    assert (await c.storage.latest_auth_list(1))[0] == 2
