@@ -4,28 +4,33 @@ updates"; the layout on flash: docs/architecture.md).
 Loaded by the app for an `update` order once the charger is idle with nothing unsent, and
 unloaded when done (what runs after the next boot is charger/otatrial.py). `run(app, msg)`,
 msg the server's `{"type":"update","version":V,"url":"/firmware/V.bin","sha256":H,"size":N}`:
-download the bundle from the server (same host, port, TLS and station key as the WebSocket)
-into ota/new.bin while hashing it (SHA-256, a 512-byte buffer), refuse it when the hash
-differs (`update_result` refused HASH_MISMATCH; the running version stays), unpack it into
-the slot beside the running one (ota/a or ota/b), point ota/state at it (tries 0), report
-`installing` and reset. A session started meanwhile cancels the switch: the order is taken
-again once idle. Other failures: `failed` with DOWNLOAD_FAILED, INVALID_MESSAGE, BAD_BUNDLE.
+download the bundle from the server into ota/new.bin while hashing it (charger/otaget.py),
+refuse it when the hash differs (`update_result` refused HASH_MISMATCH; the running version
+stays), unpack it into the slot beside the running one, ota/a or ota/b (charger/otaput.py),
+point ota/state at it (tries 0), report `installing` and reset. A session started meanwhile
+cancels the switch: the order is taken again once idle. Other failures: `failed` with
+DOWNLOAD_FAILED, INVALID_MESSAGE, BAD_BUNDLE.
+
+Within the firmware's heap (docs/architecture.md, "Firmware memory rules"): each phase is a
+module of its own, loaded for it and unloaded after, so only one is in RAM at a time; the
+outbox, empty when the install starts, lends the RAM of its rings: they shrink to `_READINGS`
+readings and `_EVENTS` events for the install (charger/otaput.py `ring()`) (a session started meanwhile queues into them)
+and come back to their size, entries kept in order, when it ends. Few names: each is interned
+for good.
 """
 
 import asyncio
-import binascii
-import hashlib
 import os
-import sys
 
-from charger import messages
+from charger import forget, messages
 
-_BUF = const(512)
 _MAX_SIZE = const(1048576)
 _DOWNLOAD_MS = const(120000)
+_READINGS = const(20)  # the outbox's rings during the install (1 min of readings at 3 s)
+_EVENTS = const(4)
 
 
-def _result(app, version, result, code=None):
+def _result(version, result, code=None):
     return '{"type":"update_result","version":"%s","result":"%s",%s"fw":"%s"}' % (
         version, result, '"code":"%s",' % code if code else "", messages.FW)
 
@@ -42,13 +47,26 @@ async def run(app, msg):
     """The task the app starts (with `app.ota` True while it runs); never raises. Sets
     `app.ota` to the order to take again once idle, or None, and unloads itself."""
     again = None
+    box = app.outbox
+    size = (box._n[6], box._n[7])
     try:
+        if not len(box):
+            from charger import otaput
+            otaput.ring(box, _READINGS, _EVENTS)
+            otaput = None
+            forget("charger.otaput")
         again = await _install(app, msg)
     except Exception as e:  # noqa: BLE001 - a failed update must not stop the charger
         print("[ota]", "failed", repr(e))
+    forget("charger.otaget")  # a phase that failed
+    try:
+        from charger import otaput
+        otaput.ring(box, size[0], size[1])
+    except Exception as e:  # noqa: BLE001 - MemoryError: the small rings stay, the charger runs
+        print("[ota]", "failed", repr(e))
+    otaput = None
+    forget("charger.otaput")
     app.ota = again
-    sys.modules.pop("otaboot", None)  # the loader's functions
-    from charger import forget
     forget("charger.ota")  # this module: nothing of it runs after this line
 
 
@@ -71,144 +89,53 @@ async def _install(app, msg):
     if got is None:
         got = "".join(c for c in str(msg.get("version"))[:32]
                       if c.isalpha() or c.isdigit() or c in "._-")  # JSON-safe
-        await _tell(app, _result(app, got or "unknown", "failed", "INVALID_MESSAGE"))
+        await _tell(app, _result(got or "unknown", "failed", "INVALID_MESSAGE"))
         return
     version, url, digest, size = got
-    import otaboot
-    words = otaboot.read() or ["usb", "usb", "ok", "usb", "usb", "-"]
+    try:  # ota/state (firmware/otaboot.py: not imported, it is source compiled on import)
+        with open("ota/state") as f:
+            words = f.read().split()
+    except OSError:
+        words = []
+    if len(words) != 6:
+        words = ["usb", "usb", "ok", "usb", "usb", "-"]
     slot = "b" if words[0] == "a" else "a"
-    _mkdirs("ota/" + slot + "/charger")
     print("[ota]", "download", version, size)
     try:
-        got = await asyncio.wait_for_ms(_download(app, url, size), _DOWNLOAD_MS)
+        from charger import otaget
+        got = await asyncio.wait_for_ms(otaget.get(app, url, size), _DOWNLOAD_MS)
     except Exception as e:  # noqa: BLE001 - timeout, refused, network: the version stays
         print("[ota]", "download", "failed", repr(e))
-        _remove("ota/new.bin")
-        await _tell(app, _result(app, version, "failed", "DOWNLOAD_FAILED"))
-        return
+        got = None
+    otaget = None
+    forget("charger.otaget")
     if got != digest:
-        print("[ota]", "hash", "mismatch", got)
         _remove("ota/new.bin")
-        await _tell(app, _result(app, version, "refused", "HASH_MISMATCH"))
+        if got is None:
+            await _tell(app, _result(version, "failed", "DOWNLOAD_FAILED"))
+            return
+        print("[ota]", "hash", "mismatch", got)
+        await _tell(app, _result(version, "refused", "HASH_MISMATCH"))
         return
-    try:
-        _unpack(slot, version)
+    try:  # unpacked, and the switch unless a session began meanwhile
+        from charger import otaput
+        got = otaput.put(app, slot, version, words)
     except (OSError, ValueError) as e:
         print("[ota]", "unpack", "failed", repr(e))
-        await _tell(app, _result(app, version, "failed", "BAD_BUNDLE"))
+        await _tell(app, _result(version, "failed", "BAD_BUNDLE"))
         return
     finally:
+        otaput = None
+        forget("charger.otaput")
         _remove("ota/new.bin")
-    if app.sm.state_name != "idle" or len(app.outbox):  # a session began meanwhile
+    if not got:
         print("[ota]", "busy", "later")
         return msg
-    otaboot.write([slot, version, "0", words[0], words[1], "-"])
     print("[ota]", "switch", slot, version)
-    await _tell(app, _result(app, version, "installing"))
+    await _tell(app, _result(version, "installing"))
     await asyncio.sleep_ms(200)  # let the frame leave
     import machine
     machine.reset()
-
-
-async def _download(app, url, size):
-    # An HTTP/1.1 GET on the server's host and port (TLS like the WebSocket: the pinned CA
-    # when config.json names one, charger/wsopen.py), the station's query (role, estacionId,
-    # token) appended; the body goes to ota/new.bin as it comes.
-    host, port, resource, secure = app.link.dial[0]
-    ctx = None
-    if secure:
-        import ssl
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.verify_mode = ssl.CERT_NONE
-        ca = app.link.dial[1]
-        if ca:
-            with open(ca, "rb") as f:
-                ca = f.read()
-            if ca.startswith(b"-----"):  # PEM -> DER
-                ca = binascii.a2b_base64(ca.split(b"-----")[2])
-            ctx.verify_mode = ssl.CERT_REQUIRED
-            ctx.load_verify_locations(cadata=ca)
-    s, _ = await asyncio.open_connection(host, port, ssl=ctx)
-    try:
-        s.write(b"GET %s?%s HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n\r\n" % (
-            url, resource.partition("?")[2], host, port))
-        await s.drain()
-        buf = bytearray(_BUF)
-        mv = memoryview(buf)
-        one = bytearray(1)
-        length = -1
-        first = True
-        while True:  # the status line and the headers, byte by byte (no read past them), bounded
-            n = 0
-            while n < _BUF:
-                if not await s.readinto(one):
-                    raise OSError(0, "closed")
-                buf[n] = one[0]
-                n += 1
-                if one[0] == 10:
-                    break
-            line = bytes(mv[:n]).strip()
-            if first:
-                first = False
-                if line.split()[1:2] != [b"200"]:
-                    raise OSError(0, line[:40])
-            elif not line:
-                break
-            elif line.lower().startswith(b"content-length:"):
-                length = int(line[15:])
-        if length != size:
-            raise OSError(0, "size %d" % length)
-        h = hashlib.sha256()
-        with open("ota/new.bin", "wb") as f:
-            while size:  # (a view sliced only for a short chunk: less garbage)
-                n = await s.readinto(mv if size >= _BUF else mv[:size])
-                if not n:
-                    raise OSError(0, "short")
-                one = mv if n == _BUF else mv[:n]
-                h.update(one)
-                f.write(one)
-                size -= n
-        return binascii.hexlify(h.digest()).decode()
-    finally:
-        s.close()
-        await s.wait_closed()
-
-
-def _unpack(slot, version):
-    # ota/new.bin (already verified) -> ota/<slot>/charger/*.mpy; the slot is emptied first
-    top = "ota/" + slot + "/charger"
-    for name in os.listdir(top):
-        os.remove(top + "/" + name)
-    buf = bytearray(_BUF)
-    mv = memoryview(buf)
-    with open("ota/new.bin", "rb") as f:
-        head = f.read(5)
-        if head[:4] != b"EVFW" or f.read(head[4]).decode() != version:
-            raise ValueError("header")
-        count = int.from_bytes(f.read(2), "big")
-        for _ in range(count):
-            name = f.read(f.read(1)[0]).decode()
-            if not name.startswith("charger/") or "/" in name[8:] or ".." in name:
-                raise ValueError(name)
-            size = int.from_bytes(f.read(4), "big")
-            with open("ota/" + slot + "/" + name, "wb") as out:
-                while size:
-                    n = f.readinto(mv if size >= _BUF else mv[:size])
-                    if not n:
-                        raise ValueError("short")
-                    out.write(mv if n == _BUF else mv[:n])
-                    size -= n
-
-
-def _mkdirs(path):
-    at = ""
-    for part in path.split("/"):
-        at = at + part
-        try:
-            os.mkdir(at)
-        except OSError:
-            pass  # exists
-        at += "/"
 
 
 def _remove(path):
