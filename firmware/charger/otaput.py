@@ -1,14 +1,42 @@
-"""The unpack phase of an over-the-air update (charger/ota.py loads it once the download's
-hash matched, and unloads it after): `put(slot, version)` writes the bundle ota/new.bin
-(tools/firmware_bundle.py: "EVFW", the version, then each file's name, size and bytes) into
-ota/<slot>/charger/*.mpy, the slot emptied first, through one 512-byte buffer. Raises
-ValueError for a bundle that is not this version's or names a file outside charger/, OSError
-when the filesystem refuses.
+"""The steps of an over-the-air update around its download (charger/ota.py loads this module
+for each step and unloads it after; never together with charger/otaget.py):
+
+- `check(msg)`: the `update` order's fields, and the slot to install into (the one beside the
+  running version, from ota/state: firmware/otaboot.py's format, read here because importing
+  otaboot.py would compile its source);
+- `ring(box, readings, events)`: the outbox's rings made that long, entries kept in order;
+- `put(app, slot, version, words)`: the bundle ota/new.bin (tools/firmware_bundle.py: "EVFW",
+  the version, then each file's name, size and bytes) into ota/<slot>/charger/*.mpy, the slot
+  emptied first, through one 512-byte buffer; then, unless a session began meanwhile, the
+  switch: ota/state points at the slot (tries 0). Raises ValueError for a bundle that is not
+  this version's or names a file outside charger/, OSError when the filesystem refuses.
 """
 
 import os
 
 _BUF = const(512)
+_MAX_SIZE = const(1048576)
+
+
+def check(msg):
+    """(version, url, sha256, size, slot, the state's six words), or for a bad order its
+    version made JSON-safe (a str, maybe empty)."""
+    version, url, digest, size = (msg.get("version"), msg.get("url"), msg.get("sha256"),
+                                  msg.get("size"))
+    if not (isinstance(version, str) and 0 < len(version) <= 32 and isinstance(url, str)
+            and url[:1] == "/" and " " not in url and isinstance(digest, str)
+            and len(digest) == 64 and isinstance(size, int) and not isinstance(size, bool)
+            and 0 < size <= _MAX_SIZE) or not all(
+                c.isalpha() or c.isdigit() or c in "._-" for c in version + digest.lower()):
+        return "".join(c for c in str(version)[:32] if c.isalpha() or c.isdigit() or c in "._-")
+    try:
+        with open("ota/state") as f:
+            words = f.read().split()
+    except OSError:
+        words = []
+    if len(words) != 6:
+        words = ["usb", "usb", "ok", "usb", "usb", "-"]
+    return version, url, digest.lower(), size, "b" if words[0] == "a" else "a", words
 
 
 def put(app, slot, version, words):
@@ -64,6 +92,8 @@ def ring(box, readings, events):
     # heads). Only to sizes that hold what waits.
     import array
     n = box._n
+    if not len(box):  # nothing to keep: the old rings go first
+        box._f = box._i = None
     f = array.array("f", bytes(12 * readings))
     i = array.array("I", bytes(12 * readings + 20 * events))
     for r in range(box.readings * 3):
