@@ -30,15 +30,15 @@ _READINGS = const(20)  # the outbox's rings during the install (1 min of reading
 _EVENTS = const(4)
 
 
-def _result(version, result, code=None):
-    return '{"type":"update_result","version":"%s","result":"%s",%s"fw":"%s"}' % (
+async def _tell(app, version, result):
+    # `update_result`, best effort while the link is up (the `fw` of the next status tells the
+    # truth anyway); result: "installing", or the result and its code in one string
+    # ("failed BAD_BUNDLE")
+    result, _, code = result.partition(" ")
+    result = '{"type":"update_result","version":"%s","result":"%s",%s"fw":"%s"}' % (
         version, result, '"code":"%s",' % code if code else "", messages.FW)
-
-
-async def _tell(app, text):
-    # best effort while the link is up (the `fw` of the next status tells the truth anyway)
     for _ in range(60):
-        if await app.link.send_now(text):
+        if await app.link.send_now(result):
             return
         await asyncio.sleep_ms(1000)
 
@@ -47,10 +47,10 @@ async def run(app, msg):
     """The task the app starts (with `app.ota` True while it runs); never raises. Sets
     `app.ota` to the order to take again once idle, or None, and unloads itself."""
     again = None
-    box = app.outbox
-    size = (box._n[6], box._n[7])  # the rings' capacities (charger/outbox.py _RCAP, _ECAP)
+    outbox = app.outbox
+    got = (outbox._n[6], outbox._n[7])  # the rings' capacities (charger/outbox.py _RCAP, _ECAP)
     try:
-        again = await _install(app, msg)
+        again = await install(app, msg)
     except Exception as e:  # noqa: BLE001 - a failed update must not stop the charger
         print("[ota]", "failed", repr(e))
     forget("charger.otaget")  # a step that failed
@@ -61,59 +61,60 @@ async def run(app, msg):
     app.ota = again
     forget("charger.ota")  # this module: only this function's last lines run after this
     try:
-        ring(box, size[0], size[1])
+        ring(outbox, got[0], got[1])
     except Exception as e:  # noqa: BLE001 - MemoryError: the small rings stay, the charger runs
         print("[ota]", "failed", repr(e))
 
 
-async def _install(app, msg):
+async def install(app, msg):
+    """The install (see the module docstring); returns the order when a session began
+    meanwhile, else None (or resets the board). Log lines and results are whole strings:
+    longer than 10 characters, they are not interned (the module's RAM goes back when it is
+    unloaded; an interned name stays for good)."""
     from charger import otaput
-    got = otaput.check(msg)  # (version, url, sha256, size, slot, state words) or the version
+    got = otaput.read(msg)  # (version, url, sha256, size, slot, state words) or the version
     if not isinstance(got, str):
         otaput.ring(app.outbox, _READINGS, _EVENTS)
     otaput = None
     forget("charger.otaput")
     if isinstance(got, str):
-        await _tell(app, _result(got or "unknown", "failed", "INVALID_MESSAGE"))
+        await _tell(app, got or "unknown", "failed INVALID_MESSAGE")
         return
-    version, url, digest, size, slot, words = got
+    job = got  # (a local's name is not interned: only arguments', globals' and attributes')
     got = None
-    print("[ota]", "download", version, size)
+    print("[ota] download", job[0], job[3])
     try:
         from charger import otaget
-        got = await asyncio.wait_for_ms(otaget.get(app, url, size), _DOWNLOAD_MS)
+        got = await asyncio.wait_for_ms(otaget.get(app, job), _DOWNLOAD_MS)
     except Exception as e:  # noqa: BLE001 - timeout, refused, network: the version stays
-        print("[ota]", "download", "failed", repr(e))
+        print("[ota] download failed", repr(e))
     otaget = None
     forget("charger.otaget")
-    if got == digest:
-        got = "BAD_BUNDLE"
+    if got == job[2]:
+        got = "failed BAD_BUNDLE"
         try:  # unpacked, and the switch unless a session began meanwhile
             from charger import otaput
-            got = otaput.put(app, slot, version, words)
+            got = otaput.put(app, job)
         except (OSError, ValueError) as e:
-            print("[ota]", "unpack", "failed", repr(e))
+            print("[ota] unpack failed", repr(e))
         otaput = None
         forget("charger.otaput")
     elif got is not None:
-        print("[ota]", "hash", "mismatch", got)
-        got = "HASH_MISMATCH"
+        print("[ota] hash mismatch", got)
+        got = "refused HASH_MISMATCH"
     try:
         import os
         os.remove("ota/new.bin")
     except OSError:
         pass
-    if got is None:
-        got = "DOWNLOAD_FAILED"
     if got is False:
-        print("[ota]", "busy", "later")
+        print("[ota] busy later")
         return msg
     if got is not True:
-        await _tell(app, _result(version, "refused" if got == "HASH_MISMATCH" else "failed",
-                                 got))
+        await _tell(app, job[0], got or "failed DOWNLOAD_FAILED")
         return
-    print("[ota]", "switch", slot, version)
-    await _tell(app, _result(version, "installing"))
+    print("[ota] switch", job[4], job[0])
+    await _tell(app, job[0], "installing")
     await asyncio.sleep_ms(200)  # let the frame leave
     import machine
     machine.reset()

@@ -1,10 +1,11 @@
 """The download phase of an over-the-air update (charger/ota.py loads it for the download and
-unloads it after): `get(app, url, size)` fetches the bundle into ota/new.bin and returns its
-SHA-256 (hex). An HTTP/1.1 GET on the server's host and port (TLS like the WebSocket: the
+unloads it after): `get(app, job)` (job: charger/otaput.py `read()`'s tuple) fetches the
+bundle into ota/new.bin and returns its SHA-256 (hex). An HTTP/1.1 GET on the server's host and port (TLS like the WebSocket: the
 pinned CA when config.json names one, charger/wsopen.py), the station's query (role,
 estacionId, token) appended; the body goes to ota/new.bin as it comes, hashed on the way, in
 one 512-byte buffer. Raises OSError when the server refuses, the size differs or the
-connection ends early.
+connection ends early. Its strings are longer than 10 characters or already interned
+(charger/ota.py: a new interned name stays for good).
 """
 
 import asyncio
@@ -15,7 +16,9 @@ import os
 _BUF = const(512)
 
 
-async def get(app, url, size):
+async def get(app, job):
+    url = job[1]
+    size = job[3]
     try:
         os.mkdir("ota")
     except OSError:
@@ -49,7 +52,7 @@ async def get(app, url, size):
             n = 0
             while n < _BUF:
                 if not await s.readinto(one):
-                    raise OSError(0, "closed")
+                    raise OSError(0, "closed in headers")
                 buf[n] = one[0]
                 n += 1
                 if one[0] == 10:
@@ -64,13 +67,13 @@ async def get(app, url, size):
             elif line.lower().startswith(b"content-length:"):
                 length = int(line[15:])
         if length != size:
-            raise OSError(0, "size %d" % length)
+            raise OSError(0, "bundle size %d" % length)
         h = hashlib.sha256()
         with open("ota/new.bin", "wb") as f:
             while size:  # (a view sliced only for a short chunk: less garbage)
                 n = await s.readinto(mv if size >= _BUF else mv[:size])
                 if not n:
-                    raise OSError(0, "short")
+                    raise OSError(0, "closed in body")
                 one = mv if n == _BUF else mv[:n]
                 h.update(one)
                 f.write(one)

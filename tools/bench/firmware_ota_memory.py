@@ -89,19 +89,22 @@ async def _run(tmp: Path, dirs, fw: Path, corrupt: bool) -> dict:
         await app.stop()
 
 
-async def measure(tmp: Path) -> dict:
-    dirs = compile_modules(tmp)
-    result = {"bench": "firmware_ota_memory", "limit_bytes": LIMIT}
-    for name, corrupt in (("refused", True), ("installed", False)):
-        (tmp / name / "fw").mkdir(parents=True)
-        result[name] = await _run(tmp / name, dirs, tmp / name / "fw", corrupt)
+async def measure() -> dict:
+    # a directory of fixed length, as `make bench-firmware`'s: the modules' paths are interned
+    # (__file__), so a longer one (pytest's tmp_path) would add ~1 KB to every figure
+    with tempfile.TemporaryDirectory(prefix="fw-ota-", dir="/tmp") as tmp:
+        tmp = Path(tmp)
+        dirs = compile_modules(tmp)
+        result = {"bench": "firmware_ota_memory", "limit_bytes": LIMIT}
+        for name, corrupt in (("refused", True), ("installed", False)):
+            (tmp / name / "fw").mkdir(parents=True)
+            result[name] = await _run(tmp / name, dirs, tmp / name / "fw", corrupt)
     result["peak_heap_bytes"] = max(result[n]["peak_heap_bytes"] for n in ("refused", "installed"))
     return result
 
 
 def main() -> int:
-    with tempfile.TemporaryDirectory(prefix="fw-ota-", dir="/tmp") as tmp:
-        result = asyncio.run(measure(Path(tmp)))
+    result = asyncio.run(measure())
     print(json.dumps(result))
     errors = result["refused"]["memory_errors"] + result["installed"]["memory_errors"]
     return 0 if errors == 0 else 1
