@@ -30,15 +30,15 @@ _READINGS = const(20)  # the outbox's rings during the install (1 min of reading
 _EVENTS = const(4)
 
 
-async def _tell(app, version, result):
+async def _tell(app, version, text):
     # `update_result`, best effort while the link is up (the `fw` of the next status tells the
-    # truth anyway); result: "installing", or the result and its code in one string
-    # ("failed BAD_BUNDLE")
-    result, _, code = result.partition(" ")
-    result = '{"type":"update_result","version":"%s","result":"%s",%s"fw":"%s"}' % (
-        version, result, '"code":"%s",' % code if code else "", messages.FW)
+    # truth anyway); text: the result and its code in one string ("failed BAD_BUNDLE"; the
+    # code may be empty: "installing ")
+    text, _, code = text.partition(" ")
+    text = '{"type":"update_result","version":"%s","result":"%s",%s"fw":"%s"}' % (
+        version, text, '"code":"%s",' % code if code else "", messages.FW)
     for _ in range(60):
-        if await app.link.send_now(result):
+        if await app.link.send_now(text):
             return
         await asyncio.sleep_ms(1000)
 
@@ -52,7 +52,7 @@ async def run(app, msg):
     try:
         again = await install(app, msg)
     except Exception as e:  # noqa: BLE001 - a failed update must not stop the charger
-        print("[ota]", "failed", repr(e))
+        print("[ota] install failed", repr(e))
     forget("charger.otaget")  # a step that failed
     from charger import otaput
     ring = otaput.ring  # kept while its module and this one are unloaded: less RAM at once
@@ -63,7 +63,7 @@ async def run(app, msg):
     try:
         ring(outbox, got[0], got[1])
     except Exception as e:  # noqa: BLE001 - MemoryError: the small rings stay, the charger runs
-        print("[ota]", "failed", repr(e))
+        print("[ota] install failed", repr(e))
 
 
 async def install(app, msg):
@@ -114,7 +114,7 @@ async def install(app, msg):
         await _tell(app, job[0], got or "failed DOWNLOAD_FAILED")
         return
     print("[ota] switch", job[4], job[0])
-    await _tell(app, job[0], "installing")
+    await _tell(app, job[0], "installing ")
     await asyncio.sleep_ms(200)  # let the frame leave
     import machine
     machine.reset()

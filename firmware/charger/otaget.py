@@ -1,11 +1,11 @@
 """The download phase of an over-the-air update (charger/ota.py loads it for the download and
-unloads it after): `get(app, job)` (job: charger/otaput.py `read()`'s tuple) fetches the
-bundle into ota/new.bin and returns its SHA-256 (hex). An HTTP/1.1 GET on the server's host and port (TLS like the WebSocket: the
-pinned CA when config.json names one, charger/wsopen.py), the station's query (role,
-estacionId, token) appended; the body goes to ota/new.bin as it comes, hashed on the way, in
-one 512-byte buffer. Raises OSError when the server refuses, the size differs or the
-connection ends early. Its strings are longer than 10 characters or already interned
-(charger/ota.py: a new interned name stays for good).
+unloads it after): `get(app, args)` (args: charger/otaput.py `read()`'s tuple) fetches the
+bundle into ota/new.bin and returns its SHA-256 (hex). An HTTP/1.1 GET on the server's host
+and port (TLS like the WebSocket: the pinned CA when config.json names one,
+charger/wsopen.py), the station's query (role, estacionId, token) appended; the body goes to
+ota/new.bin as it comes, hashed on the way, in one 512-byte buffer. Raises OSError when the
+server refuses, the size differs or the connection ends early. Its strings are longer than
+10 characters or already interned (charger/ota.py: a new interned name stays for good).
 """
 
 import asyncio
@@ -16,9 +16,9 @@ import os
 _BUF = const(512)
 
 
-async def get(app, job):
-    url = job[1]
-    size = job[3]
+async def get(app, args):
+    url = args[1]
+    size = args[3]
     try:
         os.mkdir("ota")
     except OSError:

@@ -5,11 +5,12 @@ for each step and unloads it after; never together with charger/otaget.py):
   running version, from ota/state: firmware/otaboot.py's format, read here because importing
   otaboot.py would compile its source);
 - `ring(outbox, readings, events)`: the outbox's rings made that long, entries kept in order;
-- `put(app, job)` (job: `read()`'s tuple): the bundle ota/new.bin (tools/firmware_bundle.py: "EVFW",
-  the version, then each file's name, size and bytes) into ota/<slot>/charger/*.mpy, the slot
-  emptied first, through one 512-byte buffer; then, unless a session began meanwhile, the
-  switch: ota/state points at the slot (tries 0). Raises ValueError for a bundle that is not
-  this version's or names a file outside charger/, OSError when the filesystem refuses.
+- `put(app, args)` (args: `read()`'s tuple): the bundle ota/new.bin (tools/firmware_bundle.py:
+  "EVFW", the version, then each file's name, size and bytes) into ota/<slot>/charger/*.mpy,
+  the slot emptied first, through one 512-byte buffer; then, unless a session began
+  meanwhile, the switch: ota/state points at the slot (tries 0). Raises ValueError for a
+  bundle that is not this version's or names a file outside charger/, OSError when the
+  filesystem refuses.
 
 Its strings are longer than 10 characters, bytes or already interned (charger/ota.py: a new
 interned name stays for good).
@@ -30,8 +31,9 @@ def read(msg):
             and url[:1] == "/" and " " not in url and isinstance(digest, str)
             and len(digest) == 64 and isinstance(size, int) and not isinstance(size, bool)
             and 0 < size <= _MAX_SIZE) or not all(
-                c.isalpha() or c.isdigit() or c in "._-" for c in version + digest.lower()):
-        return "".join(c for c in str(version)[:32] if c.isalpha() or c.isdigit() or c in "._-")
+                _safe(c) for c in (version + digest).encode()):
+        # (bytes: a str's characters one by one would each be interned)
+        return bytes(c for c in str(version).encode()[:32] if _safe(c)).decode()
     try:
         with open("ota/state") as f:
             words = f.read().split()
@@ -42,11 +44,16 @@ def read(msg):
     return version, url, digest.lower(), size, "b" if words[0] == "a" else "a", words
 
 
-def put(app, job):
+def _safe(c):
+    # a byte of a version or a digest: a letter, a digit, ".", "_" or "-"
+    return 48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c in b"._-"
+
+
+def put(app, args):
     """Unpack into the slot; then, unless a session began meanwhile (False), point ota/state
     at it and return True."""
-    version = job[0]
-    top = "ota/%s/charger" % job[4]
+    version = args[0]
+    top = "ota/%s/charger" % args[4]
     for at in ("ota", top[:5], top):
         try:
             os.mkdir(at)
@@ -76,9 +83,9 @@ def put(app, job):
     if app.sm.state_name != "idle" or len(app.outbox):  # a session began meanwhile
         return False
     # as firmware/otaboot.py writes it: a new file renamed over the old
-    head = job[5]
+    head = args[5]
     with open("ota/state.new", "w") as f:
-        f.write("%s %s 0 %s %s -" % (job[4], version, head[0], head[1]))
+        f.write("%s %s 0 %s %s -" % (args[4], version, head[0], head[1]))
     try:
         os.rename("ota/state.new", "ota/state")
     except OSError:  # a filesystem whose rename does not replace
