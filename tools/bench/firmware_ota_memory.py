@@ -18,7 +18,8 @@ temporaries between two awaits are not seen), not corrected for the qstr pool.
 shrinks); `qstrs_firmware_before_update` / `_after_update` the firmware's names as `make
 bench-firmware` counts them, and `qstr_pool_correction_after_bytes` its correction after the
 update: past 300 names a firmware alone takes the pool's next chunk (3.5 KB on 64-bit) at once,
-which the simulator's names, loaded first, hide here (docs/performance.md). tests/firmware/test_ota_memory.py asserts both
+which the simulator's names, loaded first, hide here (docs/performance.md);
+`peak_heap_alone_bytes` is the peak with that correction. tests/firmware/test_ota_memory.py asserts both
 peaks stay within 65,536 B. Not in `make test` as a command; its figures are.
 """
 
@@ -114,6 +115,11 @@ async def measure() -> dict:
             (tmp / name / "fw").mkdir(parents=True)
             result[name] = await _run(tmp / name, dirs, tmp / name / "fw", corrupt)
     result["peak_heap_bytes"] = max(result[n]["peak_heap_bytes"] for n in ("refused", "installed"))
+    # the firmware alone (no simulator's names in the pool's first chunks), as `make
+    # bench-firmware` reports it: the refused run's correction, with every name the update
+    # interns (the installed run interns the same ones)
+    result["peak_heap_alone_bytes"] = (result["peak_heap_bytes"]
+                                       + result["refused"]["qstr_pool_correction_after_bytes"])
     return result
 
 
