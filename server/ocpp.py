@@ -65,7 +65,7 @@ def charge_point_id(path: str) -> str | None:
 
 
 def _basic_credentials(header: str | None) -> tuple[str, str] | None:
-    if not header or not header[:6].lower() == "basic ":
+    if not header or header[:6].lower() != "basic ":
         return None
     try:
         user, _, password = base64.b64decode(header[6:].strip(), validate=True).decode().partition(":")
