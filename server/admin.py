@@ -16,12 +16,10 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from server.auth import (
-    DASHBOARD_ROLES, DEFAULT_TOKEN_DAYS, STATION, hash_station_key, load_or_create_secret, mint_token,
-    new_station_key,
-)
+from server.auth import DASHBOARD_ROLES, DEFAULT_TOKEN_DAYS, STATION, load_or_create_secret, mint_token
 from server.config import ConfigError, load_config
 from server.energy import DEFAULT_MAX_POWER_W, MAX_POWER_CAP_W
+from server.keys import hash_station_key, new_station_key
 from server.storage import NotFound, Storage, StorageError
 from server.storage.store import MAX_PAGE
 from server.storage.export import export_sessions, iso_utc, time_zone

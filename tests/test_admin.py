@@ -257,7 +257,7 @@ def test_an_unusable_database_path_gives_one_clear_line(admin, tmp_path):
 
 
 async def test_issue_key_prints_a_key_once_stores_only_its_hash_and_rotation_retires_the_old_one(admin, db):
-    from server.auth import station_key_matches
+    from server.keys import station_key_matches
 
     ok(admin("stations", "add", "Garage", "--id", "2"))
     first = ok(admin("stations", "issue-key", "2")).splitlines()[-1]

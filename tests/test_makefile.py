@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from server.auth import hash_station_key
+from server.keys import hash_station_key
 from tests.firmware.mpy import requires_micropython
 
 ROOT = Path(__file__).resolve().parents[1]
