@@ -38,7 +38,9 @@ def station_key_matches(key: str, stored_hash: str | None) -> bool:
 
 def write_private_file(path: Path, text: str, exclusive: bool = False) -> None:
     """Write `text` to a file only its owner can read (created 0600, never world-readable)."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC), 0o600)
+    descriptor = os.open(
+        path, os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC), 0o600
+    )
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         handle.write(text)
     os.chmod(path, 0o600)
