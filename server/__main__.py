@@ -17,6 +17,8 @@ import sqlite3
 import sys
 from pathlib import Path
 
+import asyncpg
+
 from server.app import App
 from server.auth import ADMIN, mint_token
 from server.config import ConfigError, load_config
@@ -67,7 +69,7 @@ def banner(app: App) -> str:
     port = app.port
     python = shell_python()
     http, ws = ("https", "wss") if app.config.tls else ("http", "ws")
-    lines = [f"EV charger server listening on {host}:{port} (database {app.config.db_path})"]
+    lines = [f"EV charger server listening on {host}:{port} (database {app.config.storage_name})"]
     if not app.config.auth:
         token = key = ""
         lines.append("  WARNING: AUTH=off -- anyone who reaches this port is an admin (bench use only)")
@@ -121,8 +123,8 @@ def main(argv=None) -> int:
     except OSError as problem:
         print(f"error: cannot start on {config.host}:{config.port}: {problem.strerror or problem}", file=sys.stderr)
         return 1
-    except (sqlite3.DatabaseError, StorageError) as problem:
-        print(f"error: database {config.db_path}: {problem}", file=sys.stderr)
+    except (sqlite3.DatabaseError, asyncpg.PostgresError, StorageError) as problem:
+        print(f"error: database {config.storage_name}: {problem}", file=sys.stderr)
         return 1
     return 0
 

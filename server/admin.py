@@ -1,8 +1,8 @@
 """`python -m server.admin`: command-line administration of stations, users, cards, sessions,
 backups and credentials (station keys, dashboard tokens; see docs/security.md), through the same Storage class the server uses (safe while the server runs).
 
-The database path comes from the server's own configuration (`--db`, else DB_PATH from the
-environment or `.env`, else data/evse.sqlite3). Every number has bounds (ids up to 2^31-1, a
+The database comes from the server's own configuration (`--db`, else DATABASE_URL for
+PostgreSQL or DB_PATH from the environment or `.env`, else data/evse.sqlite3). Every number has bounds (ids up to 2^31-1, a
 tariff up to MAX_TARIFF per kWh, --limit up to 1000, --days up to 3650). Every mistake
 (unknown id anywhere: a station, user or card named by a command, a filter or a token's
 --stations; a duplicate card; a malformed number) ends with ONE line on stderr and exit
@@ -16,12 +16,13 @@ import sqlite3
 import sys
 from pathlib import Path
 
+import asyncpg
+
 from server.auth import DASHBOARD_ROLES, DEFAULT_TOKEN_DAYS, STATION, load_or_create_secret, mint_token
 from server.config import ConfigError, load_config
 from server.energy import DEFAULT_MAX_POWER_W, MAX_POWER_CAP_W
 from server.keys import hash_station_key, new_station_key
-from server.storage import NotFound, Storage, StorageError
-from server.storage.store import MAX_PAGE
+from server.storage import MAX_PAGE, NotFound, StorageError, open_storage
 from server.storage.export import export_sessions, iso_utc, time_zone
 from server.storage.values import MAX_TARIFF, check_max_power
 from server.uids import normalize_uid
@@ -207,7 +208,7 @@ def money(value: float) -> str:
 
 async def run(args, config, out) -> None:
     """Carry out one command; raises StorageError/ValueError/OSError for the caller to report."""
-    storage = await Storage.open(config.db_path)
+    storage = await open_storage(config.storage_target)
     try:
         await COMMANDS[(args.group, getattr(args, "action", None))](storage, args, config, out)
     finally:
@@ -334,7 +335,7 @@ async def sessions_export(storage, args, config, out):
 async def backup(storage, args, config, out):
     await storage.backup(args.out)
     _, total = await storage.list_sessions(limit=0)
-    print(f"backed up {config.db_path} to {args.out} ({total} sessions)", file=out)
+    print(f"backed up {config.storage_name} to {args.out} ({total} sessions)", file=out)
 
 
 COMMANDS = {
@@ -368,8 +369,8 @@ def main(argv=None) -> int:
         return 2
     try:
         asyncio.run(run(args, config, sys.stdout))
-    except sqlite3.Error as problem:
-        print(f"error: database {config.db_path}: {problem}", file=sys.stderr)
+    except (sqlite3.Error, asyncpg.PostgresError) as problem:
+        print(f"error: database {config.storage_name}: {problem}", file=sys.stderr)
         return 1
     except (StorageError, ValueError, OSError) as problem:
         print(f"error: {problem}", file=sys.stderr)

@@ -286,17 +286,6 @@ def reading_json(reading) -> dict:
     }
 
 
-def empty_totals() -> dict:
-    return {"sessions": 0, "kwh": 0.0, "cost": 0.0, "duration": 0}
-
-
-def add_to_totals(totals: dict, record, now: float) -> None:
-    totals["sessions"] += 1
-    totals["kwh"] += record.kwh
-    totals["cost"] += record.cost
-    totals["duration"] += session_duration(record, now)
-
-
 def rounded_totals(totals: dict) -> dict:
     return {**totals, "kwh": round(totals["kwh"], 3), "cost": round(totals["cost"], 2)}
 
@@ -366,9 +355,7 @@ async def get_sessions(ctx: ApiContext, raw_query: str) -> HttpAnswer:
     page, total = await ctx.storage.list_sessions(
         **filters.storage_kwargs(), limit=filters.limit, offset=filters.offset
     )
-    totals = empty_totals()
-    async for record in matching_sessions(ctx.storage, filters):
-        add_to_totals(totals, record, now)
+    totals = await ctx.storage.session_totals(now, **filters.storage_kwargs())
     return json_answer(
         {
             "items": [session_json(record, now) for record in page],

@@ -34,7 +34,7 @@ from server.http import WEBSOCKET_PATH, HttpRoutes, json_response
 from server.hub import Hub
 from server.observability import note_message
 from server.ocpp import PATH_PREFIX as OCPP_PATH_PREFIX, OcppEndpoint
-from server.storage import Storage
+from server.storage import Storage, open_storage
 from server.storage.demo import ensure_demo_key, seed_demo
 from server.ws import ConnectionHandler
 
@@ -68,7 +68,7 @@ class App:
 
     @classmethod
     async def start(cls, config: Config, **options) -> "App":
-        storage = await Storage.open(config.db_path)
+        storage = await open_storage(config.storage_target)
         try:
             app = cls(config, storage, **options)
             await app._load(demo=config.demo)

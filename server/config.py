@@ -2,13 +2,17 @@
 
 `load_config(argv, environ, dotenv_path)` returns a validated, frozen `Config` or raises
 `ConfigError` with one line a person can act on; `python -m server` prints that line and exits
-non-zero. Variables (documented in `.env.example`): HOST, PORT, DB_PATH, DEFAULT_TARIFF,
+non-zero. Variables (documented in `.env.example`): HOST, PORT, DB_PATH, DATABASE_URL, DEFAULT_TARIFF,
 LOG_LEVEL, PING_INTERVAL, PING_TIMEOUT, AUTH, SECRET_FILE, TLS_CERT, TLS_KEY, MAX_FRAME_BYTES,
 RATE_LIMIT, RATE_BURST, HANDSHAKE_TIMEOUT, MAX_CONNECTIONS, ALLOWED_ORIGINS, TAP_DEBOUNCE,
 CARD_STOP_MIN_AGE, CURRENCY_SYMBOL, CURRENCY_DECIMALS. Every number has a lower and an upper
 bound. The `.env` file is read with python-dotenv and never copied into the process
 environment; a line it cannot read (no `=`, not `NAME=value`) stops the start with its line
 number instead of being skipped with a warning.
+
+Storage: SQLite at DB_PATH unless DATABASE_URL (or `--database-url`) names a PostgreSQL
+database (`postgresql://user@host[:port]/database`); DB_PATH's directory still holds the
+signing secret (SECRET_FILE) either way.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 from dotenv.parser import parse_stream
 
+from server.storage.select import check_database_url
 from server.storage.values import MAX_TARIFF
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -44,6 +50,7 @@ class Config:
     host: str = "0.0.0.0"
     port: int = 3000
     db_path: Path = Path("data/evse.sqlite3")
+    database_url: str | None = None  # postgresql://...: PostgreSQL instead of the SQLite file
     default_tariff: float = 7.0
     log_level: str = "INFO"
     # keepalive: a charger silent from one moment on is desconectado within offline_detection_s
@@ -71,6 +78,21 @@ class Config:
     @property
     def secret_path(self) -> Path:
         return self.secret_file if self.secret_file is not None else self.db_path.parent / "secret.key"
+
+    @property
+    def storage_target(self) -> str | Path:
+        """What server.storage.open_storage opens: the PostgreSQL URL, else the SQLite file."""
+        return self.database_url if self.database_url is not None else self.db_path
+
+    @property
+    def storage_name(self) -> str:
+        """The database as messages name it (a URL without its password)."""
+        if self.database_url is None:
+            return str(self.db_path)
+        parts = urlsplit(self.database_url)
+        netloc = parts.netloc.rpartition("@")
+        user = netloc[0].partition(":")[0]
+        return parts._replace(netloc=f"{user}@{netloc[2]}" if netloc[1] else netloc[2]).geturl()
 
     @property
     def close_timeout(self) -> float:
@@ -176,6 +198,10 @@ def _db_path(text: str) -> Path:
     return Path(text.strip())
 
 
+def _database_url(text: str) -> str | None:
+    return check_database_url(text) if text.strip() else None
+
+
 def _on_off(text: str) -> bool:
     word = text.strip().lower()
     if word not in ("on", "off", "true", "false", "1", "0", "yes", "no"):
@@ -199,6 +225,7 @@ _VARIABLES = {
     "HOST": ("host", _host),
     "PORT": ("port", _port),
     "DB_PATH": ("db_path", _db_path),
+    "DATABASE_URL": ("database_url", _database_url),
     "DEFAULT_TARIFF": ("default_tariff", _tariff),
     "LOG_LEVEL": ("log_level", _log_level),
     "PING_INTERVAL": ("ping_interval", _positive(3600)),
@@ -219,7 +246,8 @@ _VARIABLES = {
     "CURRENCY_SYMBOL": ("currency_symbol", _currency_symbol),
     "CURRENCY_DECIMALS": ("currency_decimals", _count(0, 4)),
 }
-_FLAGS = {"host": "HOST", "port": "PORT", "db": "DB_PATH"}
+_SECRET_VALUES = frozenset({"DATABASE_URL"})  # may hold a password: never echoed
+_FLAGS = {"host": "HOST", "port": "PORT", "db": "DB_PATH", "database_url": "DATABASE_URL"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -232,6 +260,8 @@ def _argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", help="address to bind (env HOST, default 0.0.0.0)")
     parser.add_argument("--port", help="TCP port (env PORT, default 3000; 0 = any free port)")
     parser.add_argument("--db", help="SQLite file (env DB_PATH, default data/evse.sqlite3)")
+    parser.add_argument("--database-url", help="PostgreSQL instead of SQLite: "
+                        "postgresql://user@host[:port]/database (env DATABASE_URL)")
     parser.add_argument("--demo", action="store_true", help="seed the demo station, user and card")
     return parser
 
@@ -244,6 +274,8 @@ def load_config(argv=None, environ=None, dotenv_path=".env") -> Config:
     environ = os.environ if environ is None else environ
     values.update({k: environ[k] for k in _VARIABLES if k in environ})
     args = _argument_parser().parse_args([] if argv is None else argv)
+    if args.db is not None and args.database_url is None:
+        values.pop("DATABASE_URL", None)  # `--db FILE` on the command line means that SQLite file
     for flag, variable in _FLAGS.items():
         if getattr(args, flag) is not None:
             values[variable] = getattr(args, flag)
@@ -254,7 +286,8 @@ def load_config(argv=None, environ=None, dotenv_path=".env") -> Config:
             try:
                 fields[name] = parse(values[variable])
             except ValueError as problem:
-                raise ConfigError(f"invalid {variable}={values[variable]!r}: {problem}") from None
+                shown = "" if variable in _SECRET_VALUES else f"={values[variable]!r}"  # a password
+                raise ConfigError(f"invalid {variable}{shown}: {problem}") from None
     config = Config(demo=args.demo, **fields)
     check_db_writable(config.db_path)
     check_tls_files(config)

@@ -1,10 +1,21 @@
-"""Fixtures every test directory can use: a real server with a temp SQLite file and the demo.
+"""Fixtures every test directory can use: a real server with a temp SQLite file and the demo,
+and a throwaway PostgreSQL (`postgres_server`, tools/services.py) for the tests that need one.
 
 `server_url` -> "ws://127.0.0.1:PORT" (append "/ws?role=...&estacionId=..."),
 `live_app` -> the running server.app.App (its .storage, .core, .port). See tests/live_server.py.
+
+Both storage backends: a test taking `target` runs once per `backend` ("sqlite", "postgres");
+`target` is a SQLite path or a fresh PostgreSQL database's URL (tests/live_server.py
+`server_storage()` turns it into running_server's arguments).
 """
 
+import itertools
+import os
+
+import asyncpg
 import pytest
+
+from tools import services
 
 from tests.live_server import base_url, running_server
 
@@ -18,3 +29,37 @@ async def live_app(tmp_path):
 @pytest.fixture
 async def server_url(live_app):
     return base_url(live_app)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throwaway PostgreSQL for this test process, started only if a test asks for it;
+    `postgres_server.create_database(name)` gives a test its own database URL."""
+    with services.postgres() as pg:
+        yield pg
+
+
+BACKENDS = ("sqlite", "postgres")
+_database_names = itertools.count()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    return request.param
+
+
+@pytest.fixture
+async def target(backend, tmp_path, request):
+    """What open_storage() opens: a SQLite file path, or the URL of a fresh PostgreSQL database
+    (dropped after the test: each is a few MB on disk)."""
+    if backend == "sqlite":
+        yield tmp_path / "evse.sqlite3"
+        return
+    pg = request.getfixturevalue("postgres_server")
+    name = f"t{os.getpid()}_{next(_database_names)}"
+    yield pg.create_database(name)
+    admin = await asyncpg.connect(pg.url)
+    try:
+        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    finally:
+        await admin.close()

@@ -50,6 +50,14 @@ async def running_server(db_path, *, demo: bool = True, **config_overrides):
         await app.stop()
 
 
+def server_storage(target, tmp_path) -> tuple:
+    """running_server's (db_path, overrides) for a storage `target` (tests/conftest.py): a
+    SQLite file, or a PostgreSQL URL (the secret file then lives in tmp_path)."""
+    if isinstance(target, str):
+        return tmp_path / "evse.sqlite3", {"database_url": target}
+    return target, {}
+
+
 class ServerClock:
     """The server's wall clock in tests: real time plus whatever the test advanced it by (the
     server bounds billed time by its own clock, so a test charger that claims an hour of

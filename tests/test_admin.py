@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from server.storage import Storage
+from server.storage import open_storage
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,7 +40,7 @@ def ok(process) -> str:
 
 async def seeded_sessions(db):
     """Two stations, one user, one ended and one open session (written as the server would)."""
-    storage = await Storage.open(db)
+    storage = await open_storage(db)
     try:
         await storage.add_station("Estación 1", 7.0, station_id=1)
         await storage.add_station("Estación 2", 7.0, station_id=2)
@@ -78,7 +78,7 @@ async def test_an_ocpp_station_is_added_with_its_charge_point_id_and_found_by_it
         'added station 1 "Wallbox" (tariff 7.00 per kWh, max power 22000 W, '
         'OCPP 1.6J charge point CP-0042)\n')
     assert ok(admin("stations", "list")).splitlines()[1].split()[-2:] == ["ocpp16", "CP-0042"]
-    storage = await Storage.open(db)
+    storage = await open_storage(db)
     try:
         station = await storage.station_by_charge_point("CP-0042")
         assert (station.id, station.protocol, station.charge_point_id) == (1, "ocpp16", "CP-0042")
@@ -156,7 +156,7 @@ async def test_sessions_export_writes_times_in_the_zone_asked_for(admin, db):
 async def test_backup_while_the_database_is_in_use_opens_and_has_the_sessions(admin, db,
                                                                             tmp_path):
     first, second = await seeded_sessions(db)
-    running = await Storage.open(db)  # the server holds the database open meanwhile
+    running = await open_storage(db)  # the server holds the database open meanwhile
     try:
         out = tmp_path / "backups" / "evse-backup.sqlite3"
         out.parent.mkdir()
@@ -165,7 +165,7 @@ async def test_backup_while_the_database_is_in_use_opens_and_has_the_sessions(ad
         await running.close()
     with sqlite3.connect(out) as copy:
         assert copy.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-    restored = await Storage.open(out)
+    restored = await open_storage(out)
     try:
         sessions, total = await restored.list_sessions()
         assert total == 2
@@ -289,3 +289,27 @@ def test_tokens_issue_prints_a_token_the_server_accepts_for_that_role_and_statio
                  ["--role", "admin", "--sub", "x", "--stations", "1,a"]):
         refused = admin("tokens", "issue", *args)
         assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+
+
+async def test_on_postgres_the_cli_administers_and_backs_up_with_pg_dump(admin, tmp_path,
+                                                                        postgres_server):
+    url = postgres_server.create_database(f"admin{os.getpid()}")
+    env = {"DATABASE_URL": url}
+    first, second = await seeded_sessions(url)
+    assert ok(admin("stations", "add", "Garage", "--tariff", "6.5", use_db=False, env=env)) \
+        == "added station 3 \"Garage\" (tariff 6.50 per kWh, max power 22000 W)\n"
+    out = tmp_path / "evse.pgdump"
+    assert ok(admin("backup", out, use_db=False, env=env)) == (
+        f"backed up {url} to {out} (2 sessions)\n")
+    restored_url = postgres_server.create_database(f"restored{os.getpid()}")
+    subprocess.run(["pg_restore", "--no-owner", "--dbname", restored_url, str(out)], check=True,
+                   capture_output=True, timeout=60)
+    restored = await open_storage(restored_url)
+    try:
+        sessions, total = await restored.list_sessions()
+        assert total == 2 and {s.id: s.kwh for s in sessions} == {first: 3.12, second: 2.45}
+        assert [s.name for s in await restored.list_stations()] == [
+            "Estación 1", "Estación 2", "Garage"]
+    finally:
+        await restored.close()
+    assert not list(tmp_path.glob("*.partial"))

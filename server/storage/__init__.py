@@ -1,13 +1,17 @@
-"""SQLite storage for the server: numbered migrations, batched readings, history queries.
+"""Storage for the server behind one contract, two backends.
 
-`Storage` (store.py) is the only code that touches the database; see docs/architecture.md.
+`Storage` (contract.py) is the typed protocol; `open_storage(target)` (select.py) opens SQLite
+for a file path (sqlite/, the default) or PostgreSQL for a `postgresql://` URL (postgres/).
+The batching, back-pressure and durability marks are backend-neutral (batcher.py). Nothing
+else in the server touches a database; see docs/architecture.md ("Storage contract").
 """
 
-from .errors import Duplicate, NotFound, SchemaError, StorageError
+from .contract import MAX_PAGE, Storage
+from .errors import Duplicate, NotFound, SchemaError, StaleOwner, StorageError
 from .records import Alert, Card, Reading, SessionRecord, Station, User
-from .store import Storage
+from .select import open_storage
 
 __all__ = [
-    "Alert", "Card", "Duplicate", "NotFound", "Reading", "SchemaError", "SessionRecord",
-    "Station", "Storage", "StorageError", "User",
+    "MAX_PAGE", "Alert", "Card", "Duplicate", "NotFound", "Reading", "SchemaError",
+    "SessionRecord", "StaleOwner", "Station", "Storage", "StorageError", "User", "open_storage",
 ]

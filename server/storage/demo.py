@@ -7,7 +7,7 @@ from pathlib import Path
 
 from server.keys import hash_station_key, new_station_key, station_key_matches, write_private_file
 
-from .store import Storage
+from .contract import Storage
 
 DEMO_STATION_ID = 1
 DEMO_STATION_NAME = "Estación 1"

@@ -15,3 +15,8 @@ class Duplicate(StorageError):
 
 class SchemaError(StorageError):
     """The database schema cannot be brought to the version this code expects."""
+
+
+class StaleOwner(StorageError):
+    """A write carried an ownership epoch the station has moved past: another server process
+    claimed the station since (server/storage/contract.py, "Station ownership")."""

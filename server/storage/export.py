@@ -20,7 +20,7 @@ from datetime import datetime, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .records import SessionRecord
-from .store import MAX_PAGE, Storage
+from .contract import MAX_PAGE, Storage
 
 BOM = "\ufeff"
 HEADER = ("session_id", "station_id", "user", "card_uid", "started_at", "ended_at",

@@ -26,8 +26,8 @@ from .records import Reading
 class Batch:
     # (session_id, ts, v, a, w, wh, kwh, charger_ts, received_at, flag): _INSERT_READING's order
     readings: list[tuple]
-    # session_id -> (kwh, cost, energy_state as JSON text)
-    progress: dict[int, tuple[float, float, str]]
+    # session_id -> (kwh, cost, energy_state as JSON text, the writer's ownership epoch | None)
+    progress: dict[int, tuple[float, float, str, int | None]]
     # the write sequence number of the last write queued before the take (see `mark`)
     mark: int
 
@@ -51,18 +51,19 @@ class PendingWrites:
                                reading.received_at, reading.flag))
         self.mark += 1
 
-    def set_progress(self, session_id: int, kwh: float, cost: float, state) -> None:
-        self._progress[session_id] = (kwh, cost, state)
+    def set_progress(self, session_id: int, kwh: float, cost: float, state,
+                     epoch: int | None = None) -> None:
+        self._progress[session_id] = (kwh, cost, state, epoch)
         self.mark += 1
 
     def take(self) -> Batch:
         readings, progress = self._readings, self._progress
         self._readings, self._progress = [], {}
         encoded = {}
-        for session_id, (kwh, cost, state) in progress.items():
+        for session_id, (kwh, cost, state, epoch) in progress.items():
             text = state if isinstance(state, str) else self._encode(state)
             if text is not None:
-                encoded[session_id] = (kwh, cost, text)
+                encoded[session_id] = (kwh, cost, text, epoch)
         return Batch(readings, encoded, self.mark)
 
     def put_back(self, batch: Batch) -> None:

@@ -2,6 +2,7 @@
 with a message fit to show a person (the admin CLI prints it as is)."""
 
 import json
+import logging
 import math
 
 from server.energy import MAX_POWER_CAP_W
@@ -91,3 +92,14 @@ def encode_state(energy_state: object) -> str:
         return json.dumps(energy_state, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"energy_state is not plain JSON: {exc}") from exc
+
+
+def decode_state(text: str, session_id: object) -> dict:
+    """A stored energy_state back as a dict ({} if unreadable, logged: never a crash at start)."""
+    try:
+        state = json.loads(text)
+    except ValueError:
+        logging.getLogger("server.storage").warning(
+            "storage: session %s has an unreadable energy_state; using {}", session_id)
+        return {}
+    return state if isinstance(state, dict) else {}

@@ -15,7 +15,7 @@ from websockets.asyncio.client import connect as ws_connect
 
 from server.keys import hash_station_key, new_station_key
 from server.core import REMOTE_STOP
-from server.storage import Storage
+from server.storage import open_storage
 from tests.dashboard.helpers import http_get
 from tests.live_server import base_url, connect, receive_json, running_server, send_json, server_clock
 from tests.ocpp.charge_point import ChargePoint, iso
@@ -30,7 +30,7 @@ BOOT = {"chargePointVendor": "Acme", "chargePointModel": "Wallbox 22"}
 async def ocpp_server(tmp_path):
     """A real server with one OCPP station (id 5), its key, a user with a card and a disabled one."""
     db = tmp_path / "evse.sqlite3"
-    storage = await Storage.open(db)
+    storage = await open_storage(db)
     try:
         await storage.add_station("Wallbox", 0.5, station_id=5, charge_point_id=CP_ID)
         key = new_station_key()
@@ -206,7 +206,7 @@ async def test_the_door_refuses_with_an_http_status(ocpp_server, identity, passw
 
 async def test_with_auth_off_a_known_charge_point_needs_no_password(tmp_path):
     db = tmp_path / "evse.sqlite3"
-    storage = await Storage.open(db)
+    storage = await open_storage(db)
     await storage.add_station("Wallbox", 0.5, station_id=5, charge_point_id=CP_ID)
     await storage.close()
     async with running_server(db, demo=False, auth=False) as app, ChargePoint() as cp:
@@ -244,7 +244,7 @@ async def test_bad_messages_get_a_call_error_and_the_connection_keeps_working(oc
 
 async def test_a_flooding_charge_point_is_slowed_down_by_the_rate_limit_and_every_call_answered(tmp_path):
     db = tmp_path / "evse.sqlite3"
-    storage = await Storage.open(db)
+    storage = await open_storage(db)
     await storage.add_station("Wallbox", 0.5, station_id=5, charge_point_id=CP_ID)
     await storage.close()
     async with running_server(db, demo=False, auth=False, rate_limit=20, rate_burst=5) as app:
@@ -258,7 +258,7 @@ async def test_a_flooding_charge_point_is_slowed_down_by_the_rate_limit_and_ever
 
 async def test_a_start_replayed_after_a_server_restart_gets_the_open_sessions_transaction(tmp_path):
     db = tmp_path / "evse.sqlite3"
-    storage = await Storage.open(db)
+    storage = await open_storage(db)
     await storage.add_station("Wallbox", 0.5, station_id=5, charge_point_id=CP_ID)
     user = await storage.add_user("Ana")
     await storage.add_card(CARD, user.id)

@@ -1,7 +1,7 @@
 """Acknowledged delivery: the server tells a charger `{"type":"ack","n":K}` only once the first K
-frames it sent on this connection are committed to the SQLite file. Real server, a real
-websockets client as the charger, the database file read by a separate sqlite3 connection (what
-survives a SIGKILL of the server)."""
+frames it sent on this connection are committed to the database. Real server, a real
+websockets client as the charger, the database read by a separate connection (what survives a
+SIGKILL of the server); the first two tests on both backends (SQLite file, PostgreSQL)."""
 
 import asyncio
 import json
@@ -9,10 +9,11 @@ import signal
 import sqlite3
 import time
 
-from server.storage import store as store_module
-from tests.live_server import base_url, close_code, publisher, receive_type, running_server, send_json
+from tests.live_server import (
+    base_url, close_code, publisher, receive_type, running_server, send_json, server_storage,
+)
 from tests.server.test_faults import charger_of, start_server_process
-from tests.storage.conftest import wait_until
+from tests.storage.conftest import outside, refuse_writes, wait_until
 
 CARD = "VIRTUAL-1-A4F2E8"
 PROBE = {"type": "sync_check"}  # an unknown type: answered INVALID_MESSAGE after every frame before it
@@ -24,6 +25,12 @@ def stored_ts(db, session_id) -> list[float]:
     with sqlite3.connect(db, timeout=10) as database:
         return [ts for (ts,) in database.execute(
             "SELECT charger_ts FROM readings WHERE session_id = ? ORDER BY id", (session_id,))]
+
+
+async def committed_ts(target, session_id) -> list[float]:
+    """stored_ts on either backend, through a separate connection."""
+    return [ts for (ts,) in await outside(
+        target, "SELECT charger_ts FROM readings WHERE session_id = ? ORDER BY id", (session_id,))]
 
 
 def metrics(session_id, ts, wh) -> dict:
@@ -49,9 +56,10 @@ async def acks_until_probe_answered(charger) -> list[int]:
             return seen
 
 
-async def test_each_ack_arrives_only_when_the_readings_of_the_frames_it_covers_are_in_the_file(tmp_path):
-    db = tmp_path / "evse.sqlite3"
-    async with running_server(db) as app:
+async def test_each_ack_arrives_only_when_the_readings_of_the_frames_it_covers_are_in_the_file(
+        target, tmp_path):
+    db, overrides = server_storage(target, tmp_path)
+    async with running_server(db, **overrides) as app:
         charger = await publisher(base_url(app))
         async with charger:
             session_id = await start_session(charger)
@@ -62,7 +70,7 @@ async def test_each_ack_arrives_only_when_the_readings_of_the_frames_it_covers_a
             seen = []
             while not seen or seen[-1] < sent + 1:
                 n = (await receive_type(charger, "ack"))["n"]
-                in_file = stored_ts(db, session_id)  # read at once, before anything else runs
+                in_file = await committed_ts(target, session_id)  # only ever grows
                 # frame k >= 2 carries reading k-2: every reading of frames <= n is committed
                 assert in_file[:n - 1] == [t0 + i for i in range(n - 1)], (n, len(in_file))
                 seen.append(n)
@@ -70,26 +78,27 @@ async def test_each_ack_arrives_only_when_the_readings_of_the_frames_it_covers_a
     assert seen[-1] == sent + 1  # exactly the frames sent: the tap and every reading
 
 
-async def test_no_ack_advances_while_the_database_cannot_be_written_and_all_follow_after_recovery(tmp_path):
-    db = tmp_path / "evse.sqlite3"
-    async with running_server(db) as app:
+async def test_no_ack_advances_while_the_database_cannot_be_written_and_all_follow_after_recovery(
+        target, tmp_path):
+    db, overrides = server_storage(target, tmp_path)
+    async with running_server(db, **overrides) as app:
         charger = await publisher(base_url(app))
         async with charger:
             session_id = await start_session(charger)
             assert (await receive_type(charger, "ack"))["n"] == 1  # the session is committed
-            await app.storage._fetch("PRAGMA query_only = ON")  # every write now fails
+            await refuse_writes(app.storage, target, True)  # every write now fails
             t0 = time.time() - 100
             for i in range(5):  # frames 2..6
                 await send_json(charger, metrics(session_id, t0 + i, 1000 + i))
-            failed = app.storage._failed_flushes
-            await wait_until(lambda: app.storage._failed_flushes >= failed + 2,
+            failed = app.storage.failed_flushes
+            await wait_until(lambda: app.storage.failed_flushes >= failed + 2,
                              what="two flushes to fail on the read-only database")
             assert await acks_until_probe_answered(charger) == []  # frame 7: nothing more confirmed
-            assert stored_ts(db, session_id) == []
-            await app.storage._fetch("PRAGMA query_only = OFF")  # the disk is writable again
+            assert await committed_ts(target, session_id) == []
+            await refuse_writes(app.storage, target, False)  # the database is writable again
             while (await receive_type(charger, "ack"))["n"] < 7:
                 pass
-            assert stored_ts(db, session_id) == [t0 + i for i in range(5)]
+            assert await committed_ts(target, session_id) == [t0 + i for i in range(5)]
 
 
 async def test_invalid_frames_and_duplicates_are_acknowledged_and_do_not_stall_the_count(tmp_path):

@@ -5,7 +5,7 @@ back-pressure can commit), and nothing is lost. Real server, real charger socket
 import sqlite3
 import time
 
-from server.storage import store as store_module
+from server.storage import batcher as store_module
 from tests.live_server import base_url, publisher, receive_json, running_server, send_json
 from tests.storage.conftest import wait_until
 

@@ -14,19 +14,23 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 
 from tests.live_server import (
-    base_url, connect, publisher, receive_json, receive_type, running_server, send_json, tokens_for_db,
+    base_url, connect, publisher, receive_json, receive_type, running_server, send_json, server_storage,
+    tokens_for_db,
 )
-from tests.storage.conftest import wait_until
+from tests.storage.conftest import outside, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CARD = "VIRTUAL-1-A4F2E8"
 WAIT_S = 30
 
 
-async def start_server_process(db: Path):
-    """`python -m server --demo` on a free port; returns (process, ws base url)."""
+async def start_server_process(db: Path, database_url: str | None = None):
+    """`python -m server --demo` on a free port (on PostgreSQL with a database_url; the secret
+    file stays next to `db`); returns (process, ws base url)."""
+    on_postgres = ["--database-url", database_url] if database_url else []
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "server", "--host", "127.0.0.1", "--port", "0", "--db", str(db), "--demo",
+        *on_postgres,
         cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )
     line = (await asyncio.wait_for(process.stdout.readline(), WAIT_S)).decode()
@@ -45,11 +49,17 @@ async def charger_of(db: Path, url: str):
     return websocket
 
 
-async def test_sigkilled_server_keeps_persisted_readings_resumes_the_session_and_bills_the_meter_delta(tmp_path):
+async def test_sigkilled_server_keeps_persisted_readings_resumes_the_session_and_bills_the_meter_delta(
+        target, tmp_path):
     # a live charger: whole-second NTP stamps, the register rising a few Wh per reading (the
     # server bills no more than 22 kW over the time its own clock saw, docs/protocol.md)
-    db = tmp_path / "evse.sqlite3"
-    server, url = await start_server_process(db)
+    db, overrides = server_storage(target, tmp_path)
+    database_url = overrides.get("database_url")
+
+    async def committed(sql, params=()):  # what a separate connection sees
+        return await outside(target, sql, params)
+
+    server, url = await start_server_process(db, database_url)
     try:
         charger = await charger_of(db, url)
         await send_json(charger, {"type": "nfc_scan", "nfc_uid": CARD})
@@ -61,8 +71,10 @@ async def test_sigkilled_server_keeps_persisted_readings_resumes_the_session_and
                                       "w": 3000, "ts": ts, "wh": wh})
             before_kill.append((ts, float(wh)))
         query = "SELECT charger_ts, wh FROM readings WHERE session_id = ? ORDER BY id"
-        await wait_until(lambda: stored(db, query, (session_id,)) == before_kill, WAIT_S,
-                         what="the readings to be flushed (every 0.25 s)")
+        async def flushed():
+            return await committed(query, (session_id,)) == before_kill
+
+        await wait_until(flushed, WAIT_S, what="the readings to be flushed (every 0.25 s)")
         server.send_signal(signal.SIGKILL)
         await server.wait()
         await charger.wait_closed()
@@ -71,7 +83,7 @@ async def test_sigkilled_server_keeps_persisted_readings_resumes_the_session_and
             server.kill()
             await server.wait()
 
-    server, url = await start_server_process(db)
+    server, url = await start_server_process(db, database_url)
     try:
         charger = await charger_of(db, url)
         async with charger:
@@ -84,13 +96,14 @@ async def test_sigkilled_server_keeps_persisted_readings_resumes_the_session_and
     finally:
         server.send_signal(signal.SIGTERM)
         await asyncio.wait_for(server.wait(), WAIT_S)
-    assert stored(db, query, (session_id,))[:3] == before_kill  # nothing persisted was lost
-    [(kwh, cost, reason, ended_at)] = stored(db, "SELECT kwh, cost, end_reason, ended_at FROM sessions WHERE id = ?",
-                                             (session_id,))
+    assert (await committed(query, (session_id,)))[:3] == before_kill  # nothing persisted was lost
+    [(kwh, cost, reason, ended_at)] = await committed(
+        "SELECT kwh, cost, end_reason, ended_at FROM sessions WHERE id = ?", (session_id,))
     assert ended_at is not None and reason == "local_stop"
     assert round(kwh * 1000, 6) == 1012 - 1000  # exactly the meter's delta
     assert cost == pytest.approx(0.012 * 7.0)
-    assert stored(db, "PRAGMA integrity_check") == [("ok",)]
+    if database_url is None:
+        assert stored(db, "PRAGMA integrity_check") == [("ok",)]
 
 
 async def test_a_read_only_database_refuses_the_tap_clearly_writes_nothing_and_the_retry_works(live_app, server_url):

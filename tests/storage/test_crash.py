@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from server.storage import Storage
+from server.storage import open_storage
 
 from .conftest import outside
 
@@ -16,10 +16,10 @@ ROOT = Path(__file__).resolve().parents[2]
 # reports each flush on stdout, then queues more without flushing and waits to be killed.
 WRITER = r"""
 import asyncio, sys
-from server.storage import Reading, Storage
+from server.storage import Reading, open_storage
 
 async def main(path):
-    storage = await Storage.open(path, flush_interval=3600)
+    storage = await open_storage(path, flush_interval=3600)
     station = await storage.add_station("S", 7.0)
     user = await storage.add_user("U")
     sid = await storage.create_session(station.id, user.id, "CARD1", 1000.0, 7.0, {"wh0": 0})
@@ -42,8 +42,8 @@ asyncio.run(main(sys.argv[1]))
 """
 
 
-async def test_a_sigkilled_process_keeps_every_flushed_reading_and_consistent_totals(db_path):
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(db_path)], cwd=ROOT,
+async def test_a_sigkilled_process_keeps_every_flushed_reading_and_consistent_totals(target):
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], cwd=ROOT,
                               stdout=subprocess.PIPE, text=True)
     try:
         line = writer.stdout.readline()
@@ -55,8 +55,9 @@ async def test_a_sigkilled_process_keeps_every_flushed_reading_and_consistent_to
         writer.stdout.close()
     assert writer.returncode == -signal.SIGKILL
 
-    assert outside(db_path, "PRAGMA integrity_check") == [("ok",)]
-    storage = await Storage.open(db_path)
+    if isinstance(target, Path):
+        assert await outside(target, "PRAGMA integrity_check") == [("ok",)]
+    storage = await open_storage(target)
     try:
         [session] = await storage.open_sessions()
         readings = await storage.readings(session_id)

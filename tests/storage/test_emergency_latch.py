@@ -3,19 +3,20 @@ latch (stations.emergency_latched_at) and its recently closed sessions."""
 
 import pytest
 
-from server.storage import NotFound, Storage
+from server.storage import NotFound, open_storage
 from tests.storage.conftest import outside
 
 T0 = 1_767_225_600.0
 
 
-async def test_the_latch_is_committed_at_once_and_survives_a_reopen(db_path, storage):
+async def test_the_latch_is_committed_at_once_and_survives_a_reopen(target, storage):
     await storage.add_station("Estación 1", 7.0, station_id=1)
     await storage.add_station("Estación 2", 7.0, station_id=2)
     await storage.set_emergency_latch(2, T0)
-    assert outside(db_path, "SELECT id, emergency_latched_at FROM stations ORDER BY id") == [(1, None), (2, T0)]
+    assert await outside(target, "SELECT id, emergency_latched_at FROM stations ORDER BY id") == [
+        (1, None), (2, T0)]
     await storage.close()
-    reopened = await Storage.open(db_path)
+    reopened = await open_storage(target)
     try:
         assert await reopened.emergency_latches() == {2: T0}
         await reopened.set_emergency_latch(2, None)  # the charger reported its local reset

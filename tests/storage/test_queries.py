@@ -5,7 +5,7 @@ import io
 
 import pytest
 
-from server.storage import Duplicate, NotFound, Storage
+from server.storage import Duplicate, NotFound, open_storage
 from server.storage.demo import seed_demo
 from server.storage.export import export_sessions, sessions_to_csv
 
@@ -87,8 +87,8 @@ async def test_a_disabled_card_is_still_found_but_marked_disabled(storage):
     assert await storage.find_card("04A32B1D") is None
 
 
-async def test_the_demo_is_seeded_once_and_only_into_an_empty_database(db_path):
-    storage = await Storage.open(db_path)
+async def test_the_demo_is_seeded_once_and_only_into_an_empty_database(target, tmp_path):
+    storage = await open_storage(target)
     try:
         assert await seed_demo(storage) is True
         assert await seed_demo(storage) is False
@@ -101,7 +101,7 @@ async def test_the_demo_is_seeded_once_and_only_into_an_empty_database(db_path):
         assert len(await storage.list_users()) == 1
     finally:
         await storage.close()
-    other = await Storage.open(db_path.with_name("other.sqlite3"))
+    other = await open_storage(tmp_path / "other.sqlite3")
     try:
         await other.add_user("Operator")
         assert await seed_demo(other) is False
@@ -152,3 +152,30 @@ async def test_export_walks_every_page_of_a_long_history(storage):
     text, count = await export_sessions(storage, station_id=1)
     assert count == 1205
     assert len(text.splitlines()) == 1206
+
+
+async def test_history_totals_are_summed_by_the_database_over_every_matching_session(storage):
+    """What /api/sessions shows under the table: every matching session, not only the page;
+    an open session's duration runs up to now, each duration in whole seconds."""
+    ids, ana, _ = await sessions_on_two_stations(storage, count=3)  # stations 1, 2, 1
+    await storage.end_session(ids[0], T0 + 90.9, 1.25, 8.75, "local_stop", {})
+    await storage.end_session(ids[1], T0 + 3600 + 30.5, 2.5, 12.5, "local_stop", {})
+    now = T0 + 2 * 3600 + 10.7  # ids[2] is open since T0 + 7200
+    assert await storage.session_totals(now) == {
+        "sessions": 3, "kwh": 3.75, "cost": 21.25, "duration": 90 + 30 + 10}
+    assert await storage.session_totals(now, station_id=1) == {
+        "sessions": 2, "kwh": 1.25, "cost": 8.75, "duration": 100}
+    assert await storage.session_totals(now, user_id=ana.id, since=T0 + 1) == {
+        "sessions": 1, "kwh": 2.5, "cost": 12.5, "duration": 30}
+    assert await storage.session_totals(now, station_id=99) == {
+        "sessions": 0, "kwh": 0.0, "cost": 0.0, "duration": 0}
+    with pytest.raises(ValueError, match="must be"):
+        await storage.session_totals(now, since=float("nan"))
+
+
+async def test_a_station_added_without_an_id_after_one_with_an_id_gets_the_next_free_one(storage):
+    await storage.add_station("Estación 1", 7.0, station_id=1)  # the demo's, by hand
+    await storage.add_station("Estación 7", 7.0, station_id=7)
+    added = await storage.add_station("Nueva", 7.0)
+    assert added.id == 8
+    assert [s.id for s in await storage.list_stations()] == [1, 7, 8]

@@ -24,7 +24,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from server.storage import Storage
+from server.storage import open_storage
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CARD_PREFIX = "BENCH-"
@@ -40,7 +40,7 @@ class TargetError(RuntimeError):
 
 async def provision(db_path: Path, stations: int) -> None:
     """Create stations 1..N (tariff 7.0) and card BENCH-<n> for each, owned by one user."""
-    storage = await Storage.open(db_path)
+    storage = await open_storage(db_path)
     try:
         driver = await storage.add_user("Bench driver")
         for station_id in range(1, stations + 1):

@@ -1,0 +1,1 @@
+"""PostgreSQL backend of the storage contract (asyncpg): see store.py."""

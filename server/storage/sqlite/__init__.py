@@ -1,0 +1,1 @@
+"""SQLite backend of the storage contract (one file, one process): see store.py."""
