@@ -36,6 +36,7 @@ from server.observability import note_message
 from server.ocpp import PATH_PREFIX as OCPP_PATH_PREFIX, OcppEndpoint
 from server.storage import Storage, open_storage
 from server.storage.demo import ensure_demo_key, seed_demo
+from server.vocabulary import FORBIDDEN
 from server.ws import ConnectionHandler
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ class App:
                 return json_response(401, {"code": "UNAUTHORIZED", "message": "a valid dashboard token is required"})
             if principal.stations is not None:
                 log.warning("FORBIDDEN: %s (%s) tried GET %s", principal.sub, principal.role, url.path)
-                return json_response(403, {"code": "FORBIDDEN", "message": "this token is limited to some stations"})
+                return json_response(403, {"code": FORBIDDEN, "message": "this token is limited to some stations"})
         return await self.http_routes.process_request(connection, request)
 
     def _origin_allowed(self, origin: str, host: str) -> bool:

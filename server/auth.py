@@ -28,6 +28,7 @@ from pathlib import Path
 import jwt
 
 from server import protocol as p
+from server.ids import id_from_text
 from server.keys import station_key_matches, write_private_file
 
 log = logging.getLogger(__name__)
@@ -132,8 +133,8 @@ def decode_token(secret: bytes, token: str | None) -> Principal | None:
 
 def station_number(text: str | None) -> int | None:
     """The station id an `estacionId` query value names, None if it names none (the one rule,
-    also used by server/ws.py). isdecimal(), not isdigit(): "²" is a digit that int() refuses."""
-    return int(text) if text and text.isdecimal() and 0 < int(text) <= p.MAX_ID else None
+    also used by server/ws.py): the one id rule of server/ids.py."""
+    return id_from_text(text)
 
 
 class Authenticator:

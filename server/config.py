@@ -138,18 +138,24 @@ def _non_negative(text: str) -> float:
     return value
 
 
-def _positive(high: float):
+def _bounded(rule: str, low: float, high: float, low_open: bool = False):
+    """A number from low (excluded when `low_open`) to high; anything else, nan and inf
+    included, "must be <rule>"."""
+
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
-            raise ValueError(f"must be a finite number greater than 0 and at most "
-                             f"{high:g}") from None
-        if not 0 < value <= high:  # also refuses nan and inf
-            raise ValueError(f"must be a finite number greater than 0 and at most {high:g}")
+            raise ValueError(f"must be {rule}") from None
+        if not (low < value if low_open else low <= value) or not value <= high:
+            raise ValueError(f"must be {rule}")
         return value
 
     return parse
+
+
+def _positive(high: float):
+    return _bounded(f"a finite number greater than 0 and at most {high:g}", 0, high, low_open=True)
 
 
 def _tariff(text: str) -> float:
@@ -167,16 +173,7 @@ def _currency_symbol(text: str) -> str:
 
 
 def _seconds(low: float, high: float):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise ValueError(f"must be a number of seconds from {low:g} to {high:g}") from None
-        if not low <= value <= high:  # also refuses nan and inf
-            raise ValueError(f"must be a number of seconds from {low:g} to {high:g}")
-        return value
-
-    return parse
+    return _bounded(f"a number of seconds from {low:g} to {high:g}", low, high)
 
 
 def _log_level(text: str) -> str:

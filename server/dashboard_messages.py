@@ -35,14 +35,12 @@ from collections.abc import Awaitable, Callable
 
 from server import core as c
 from server import protocol as p
-from server.api import card_json, station_json, user_json
 from server.hub import send
+from server.ids import is_positive_id
 from server.storage import Duplicate, NotFound
 from server.uids import InvalidUid, normalize_uid
+from server.views import card_json, station_json, user_json
 
-NOT_FOUND = "NOT_FOUND"
-DUPLICATE = "DUPLICATE"
-FORBIDDEN = "FORBIDDEN"
 MAX_NAME = 100
 MAX_TARIFF = 10_000.0
 MAX_REQUEST_ID_TEXT = 64
@@ -70,7 +68,7 @@ def field_id(data: dict, name: str, required: bool = True) -> int | None:
     value = data.get(name)
     if value is None and not required:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= p.MAX_ID:
+    if not is_positive_id(value):
         raise Refused(f"{data['type']}: {name} must be a positive integer")
     return value
 
@@ -205,14 +203,14 @@ async def handle_admin(app, connection, station_id: int | None, data: dict) -> N
         request_id = request_id_of(data)
         if not may_administer(app, connection, station_id):
             app.handler.forbid(connection, data["type"], station_id)  # logs who and what
-            raise Refused(f"{data['type']}: only an admin token may administer", FORBIDDEN)
+            raise Refused(f"{data['type']}: only an admin token may administer", p.FORBIDDEN)
         result, effects = await ADMIN_HANDLERS[data["type"]](app, data)
     except Refused as refusal:
         return await refuse(app, connection, refusal.message, refusal.code, request_id)
     except NotFound as missing:
-        return await refuse(app, connection, str(missing), NOT_FOUND, request_id)
+        return await refuse(app, connection, str(missing), p.NOT_FOUND, request_id)
     except Duplicate as duplicate:
-        return await refuse(app, connection, str(duplicate), DUPLICATE, request_id)
+        return await refuse(app, connection, str(duplicate), p.DUPLICATE, request_id)
     except ValueError as bad_value:  # Storage's own validation
         return await refuse(app, connection, str(bad_value), p.INVALID_MESSAGE, request_id)
     await app.effects.run(effects, connection)

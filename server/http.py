@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from server.vocabulary import NOT_FOUND, SERVER_ERROR
+
 log = logging.getLogger(__name__)
 
 WEBSOCKET_PATH = "/ws"
@@ -75,7 +77,7 @@ class HttpRoutes:
             return None
         handler = self.find(url.path)
         if handler is None:
-            return json_response(404, {"code": "NOT_FOUND", "message": f"no such path: {url.path}"})
+            return json_response(404, {"code": NOT_FOUND, "message": f"no such path: {url.path}"})
         try:
             response = handler(HttpRequest(url.path, url.query, request.headers))
             if inspect.isawaitable(response):
@@ -83,4 +85,4 @@ class HttpRoutes:
             return response
         except Exception:
             log.exception("HTTP handler for %s failed", url.path)
-            return json_response(500, {"code": "SERVER_ERROR", "message": "internal error"})
+            return json_response(500, {"code": SERVER_ERROR, "message": "internal error"})

@@ -38,7 +38,7 @@ from server.codecs import ocpp16 as codec
 from server.http import json_response
 from server.storage.values import check_charge_point_id
 from server.uids import InvalidUid, normalize_uid
-from server.vocabulary import CardPresented, MeterSample, Refusal, StartCharging, StopCharging
+from server.vocabulary import NOT_FOUND, SERVER_ERROR, CardPresented, MeterSample, Refusal, StartCharging, StopCharging
 
 log = logging.getLogger(__name__)
 # the `ocpp` package logs every frame at INFO, card idTags included: only its warnings go to the
@@ -93,7 +93,7 @@ class OcppEndpoint:
         station = await self.app.storage.station_by_charge_point(cp_id) if cp_id else None
         if station is None:
             log.warning("refused an OCPP connection for unknown charge point %r", request.path[:80])
-            return json_response(404, {"code": "NOT_FOUND", "message": "unknown charge point id"})
+            return json_response(404, {"code": NOT_FOUND, "message": "unknown charge point id"})
         if self.app.config.auth:
             credentials = _basic_credentials(request.headers.get("Authorization"))
             key_hash = await self.app.storage.station_key_hash(station.id)
@@ -282,7 +282,7 @@ class StationChargePoint(ChargePoint):
         await self._event(CardPresented(uid, card, station.tariff if station is not None else None))
         answer, self.link.answer = self.link.answer, None
         if not isinstance(answer, StartCharging):
-            code = answer.code if isinstance(answer, Refusal) else "SERVER_ERROR"
+            code = answer.code if isinstance(answer, Refusal) else SERVER_ERROR
             return call_result.StartTransaction(transaction_id=0,
                                                 id_tag_info=IdTagInfo(status=codec.id_tag_status(code)))
         memo[key] = answer.session_id

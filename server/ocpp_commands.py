@@ -26,9 +26,9 @@ import logging
 from ocpp.v16 import call
 
 from server import protocol as p
-from server.dashboard_messages import FORBIDDEN, NOT_FOUND, Refused, field_id, field_uid, request_id_of
+from server.dashboard_messages import Refused, field_id, field_uid, request_id_of
 from server.hub import send
-from server.vocabulary import CARD_DISABLED, CHARGER_OFFLINE, STATION_BUSY, STATION_FAULT
+from server.vocabulary import CARD_DISABLED, CHARGER_OFFLINE, FORBIDDEN, NOT_FOUND, STATION_BUSY, STATION_FAULT
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,8 @@ import json
 from collections.abc import Callable
 from typing import Any, cast
 
+from server.ids import MAX_ID, is_positive_id  # noqa: F401 - MAX_ID re-exported
+
 # the dashboards' messages (server/pushes.py), re-exported: the seed's `error` is the same
 from server.pushes import (  # noqa: F401 - re-exported: p.status(...) etc.
     Message,
@@ -43,11 +45,15 @@ from server.vocabulary import (  # noqa: F401 - re-exported: p.CARD_UNKNOWN etc.
     CHARGER_OFFLINE,
     DESCONECTADO,
     DISPONIBLE,
+    DUPLICATE,
     EMERGENCIA,
+    FORBIDDEN,
     INVALID_MESSAGE,
     METER_FAILURE,
     NO_ACTIVE_SESSION,
+    NOT_FOUND,
     OFFLINE_LIMIT,
+    RATE_LIMITED,
     SERVER_ERROR,
     SESSION_MISMATCH,
     SESSION_TOO_RECENT,
@@ -82,7 +88,6 @@ MAX_AMPS = 200.0
 MAX_WATTS = 50_000.0
 MAX_METER_WH = float(2**32)  # the PZEM energy register is 32 bits of Wh
 MAX_TS = 1e11  # seconds; larger means the sender is not speaking unix seconds at all
-MAX_ID = 2**53
 
 
 class ProtocolError(ValueError):
@@ -122,7 +127,7 @@ def _number(lo: float, hi: float) -> Rule:
 
 
 def _session_id(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ID:
+    if not is_positive_id(value):
         raise ProtocolError(f"{name} must be a positive integer")
     return value
 

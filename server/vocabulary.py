@@ -41,6 +41,11 @@ SESSION_TOO_RECENT = "SESSION_TOO_RECENT"  # tap-again-to-stop before CARD_STOP_
 CHARGER_OFFLINE = "CHARGER_OFFLINE"
 NO_ACTIVE_SESSION = "NO_ACTIVE_SESSION"
 SERVER_ERROR = "SERVER_ERROR"
+# ... and the ones only the dashboards' side answers (admin messages, roles, rate limit, HTTP)
+NOT_FOUND = "NOT_FOUND"
+DUPLICATE = "DUPLICATE"
+FORBIDDEN = "FORBIDDEN"
+RATE_LIMITED = "RATE_LIMITED"
 
 # --- station statuses (seed spelling, what dashboards show) ---------------------------------
 DESCONECTADO = "desconectado"
@@ -144,7 +149,7 @@ class StopCharging:
 @dataclass(frozen=True)
 class Refusal:
     message: str  # Spanish when a person may read it
-    code: str  # one of the refusal codes above (or an adapter's own, e.g. FORBIDDEN)
+    code: str  # one of the refusal codes above
 
 
 @dataclass(frozen=True)

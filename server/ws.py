@@ -48,8 +48,6 @@ from server.vocabulary import CardRead, Refusal, RequestStatus, Welcome
 log = logging.getLogger(__name__)
 
 
-FORBIDDEN = "FORBIDDEN"
-RATE_LIMITED = "RATE_LIMITED"
 CLOSE_POLICY_VIOLATION = 1008
 
 
@@ -153,7 +151,7 @@ class ConnectionHandler:
         principal = self.principals.get(connection)
         who = f"{principal.sub} ({principal.role})" if principal else "unknown"
         log.warning("FORBIDDEN: %s tried %s on station %s", who, what, station_id if station_id else "all")
-        return p.ProtocolError(f"{what}: not allowed for this token", FORBIDDEN)
+        return p.ProtocolError(f"{what}: not allowed for this token", p.FORBIDDEN)
 
     async def _frames(self, connection, role: str):
         """The connection's frames within its rate limit. Over it, a charger's frames wait (read
@@ -165,7 +163,7 @@ class ConnectionHandler:
             if bucket.allow():
                 yield frame
                 continue
-            self.app.note_error(RATE_LIMITED)
+            self.app.note_error(p.RATE_LIMITED)
             if bucket.abusive:
                 log.warning("closing %s (%s): sustained message rate above the limit", _peer(connection), role)
                 await connection.close(CLOSE_POLICY_VIOLATION, "message rate limit exceeded")
@@ -175,7 +173,7 @@ class ConnectionHandler:
                 bucket.take_late()
                 yield frame
             else:
-                await self.hub.send(connection, Refusal("too many messages; slow down", RATE_LIMITED))
+                await self.hub.send(connection, Refusal("too many messages; slow down", p.RATE_LIMITED))
 
     async def _known_station(self, estacion: str) -> int | None:
         """The station id if it is in the database (refreshing name, tariff and max power in

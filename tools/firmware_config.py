@@ -29,8 +29,9 @@ import re
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "firmware"))
+from tools.firmware_paths import FIRMWARE
+
+sys.path.insert(0, str(FIRMWARE))
 
 from charger.config import ConfigError, validate  # noqa: E402
 from charger.linkcfg import parse_url  # noqa: E402
@@ -101,7 +102,7 @@ def _check_board_values(values: dict) -> None:
 
 def _collect(args) -> tuple[dict, list[str]]:
     """The raw config and warnings; raises ConfigError."""
-    example = json.loads((ROOT / "firmware" / "config.example.json").read_text())
+    example = json.loads((FIRMWARE / "config.example.json").read_text())
     values = _given(args)
     missing = [env for key, env, _, _ in FIELDS if values[key] is None]
     if missing:
@@ -147,7 +148,7 @@ def write_private(path: Path, text: str) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.firmware_config",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "firmware" / "config.json")
+    parser.add_argument("--out", type=Path, default=FIRMWARE / "config.json")
     for key, env, prompt, _ in FIELDS:
         parser.add_argument("--" + key.replace("_", "-"), dest=key, help=f"{prompt} (env {env})")
     parser.add_argument("--pins", help="JSON object overriding pins of the example (env PINS)")

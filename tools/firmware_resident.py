@@ -3,7 +3,7 @@
     python -m tools.firmware_resident [--build DIR]      (64-bit unix port)
     python -m tools.firmware_resident32 [--build DIR]    (32-bit WebAssembly port)
 
-Builds `firmware/` as the board gets it (`tools.firmware_build`: .mpy, -O3) unless `--build`
+Builds `firmware/` as the board gets it (`tools.firmware_compile`: .mpy, -O3) unless `--build`
 names a built tree, then for each module of the `charger` package starts a fresh interpreter
 that imports the simulator's shims (`machine`, `network`), every standard module the firmware
 imports at the top level of a module (`std_imports()`: asyncio, binascii, json, os, time, ...)
@@ -43,10 +43,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tools.firmware_build import FIRMWARE, ROOT, build
+from tools.firmware_compile import compile_firmware
+from tools.firmware_paths import FIRMWARE, MICROPYTHON, SHIMS
 
-MICROPYTHON = Path(sys.executable).parent / "micropython"
-SHIMS = ROOT / "tools" / "sim"
 QSTR_ENTRY_BYTES = 11  # 64-bit pool entry: 8-byte pointer, 2-byte hash, 1-byte length
 RESIDENT = "resident set"
 
@@ -191,7 +190,7 @@ def report(argv, doc: str, missing: str | None, measure_build) -> int:
         build_dir = args.build
         if build_dir is None:
             build_dir = Path(tmp) / "build"
-            if build(build_dir, quiet=True) != 0:
+            if compile_firmware(build_dir) is None:
                 return 1
         for name, size in measure_build(build_dir).items():
             print(f"{name:<20} {size:>7}")

@@ -22,7 +22,8 @@ import sys
 from pathlib import Path
 
 from tools import wasm32
-from tools.firmware_resident import _PHASES, RESIDENT, SHIMS, figure, plan, probe_argv, report
+from tools.firmware_paths import SHIMS
+from tools.firmware_resident import _PHASES, RESIDENT, figure, plan, probe_argv, report
 
 QSTR_ENTRY_BYTES = 7  # 32-bit pool entry: 4-byte pointer, 2-byte hash, 1-byte length
 HEAPSIZE = 1024 * 1024

@@ -31,12 +31,10 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-MICROPYTHON = Path(sys.executable).parent / "micropython"
-if not MICROPYTHON.exists():
-    MICROPYTHON = ROOT / ".venv" / "bin" / "micropython"
+from tools.firmware_paths import FIRMWARE, MICROPYTHON, ROOT, SHIMS
+
 # shims first (tools/sim/machine.py replaces the built-in), then the firmware, then asyncio
-MICROPYPATH = "%s:%s:.frozen" % (ROOT / "tools" / "sim", ROOT / "firmware")
+MICROPYPATH = "%s:%s:.frozen" % (SHIMS, FIRMWARE)
 TIMEOUT = 30.0
 
 

@@ -15,7 +15,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tools.firmware_paths import ROOT
+
 WASM_DIR = ROOT / "tools" / "wasm"
 RUNNER = WASM_DIR / "run.mjs"
 PACKAGE = "@micropython/micropython-webassembly-pyscript"

@@ -10,10 +10,11 @@ ESP32) before anything else happens; the handler allocates nothing: it opens the
 sets `irq`, which the next poll pass (200 ms at most) hands to the state machine (even if the
 press was too short for the debounce). main.py builds the App at boot.
 
-Compact on purpose (RAM on the ESP32): few, larger methods; the action bits are plain
-numbers with their names in comments; the poll loop's timestamps share one list; log lines
-are short words (interned once, shared) rather than sentences; `const()`
-is not imported (the MicroPython compiler knows it; this module never runs on CPython).
+Compact on purpose (docs/architecture.md, "Firmware memory rules"): few, larger methods; the action bits and the error LED
+pattern are private `const()`s named as in charger/state.py (tests/firmware/test_pure_modules.py
+checks their values against it); the poll loop's timestamps share one list; log lines are
+short words. `const()` is not imported (the MicroPython compiler knows it; this module never
+runs on CPython).
 """
 
 import asyncio
@@ -38,6 +39,22 @@ _READER_DUE = const(0)
 _METER_DUE = const(1)
 _METER_MS = const(2)
 _METER_FAILURES = const(3)  # failed meter reads in a row (only the first is logged)
+# the state machine's action bits and LED pattern (charger/state.py): the same names and values
+_A_RELAY_OFF = const(1)
+_A_RELAY_ON = const(2)
+_A_FINAL_READING = const(4)
+_A_LED = const(8)
+_A_SEND_SCAN = const(16)
+_A_QUEUE_READING = const(32)
+_A_QUEUE_STOP = const(64)
+_A_QUEUE_EMERGENCY = const(128)
+_A_SEND_STATUS = const(256)
+_A_LOG = const(512)
+_A_FLASH_ERROR = const(1024)
+_A_STOP_REASON = const(2048)
+_A_QUEUE_EVENT = const(_A_QUEUE_STOP | _A_QUEUE_EMERGENCY)
+_A_QUEUE_ANY = const(_A_QUEUE_READING | _A_QUEUE_EVENT)
+_LED_ERROR = const(3)
 
 # `ts` is unix seconds; MicroPython on the ESP32 may count from 2000 instead of 1970
 _EPOCH = 946684800 if time.gmtime(0)[0] == 2000 else 0
@@ -72,46 +89,47 @@ class App:
         # Execute the state machine's action bits, relay OFF first. One local beside the
         # arguments: a frame above 11 slots (locals + stack) is allocated on the heap at
         # every call, and this runs at every queued reading.
-        if acts & 1:  # relay off
+        if acts & _A_RELAY_OFF:
             self.board.relay.off()
-        if acts & 2:  # relay on, never with EMERGENCY open
+        if acts & _A_RELAY_ON:  # never with EMERGENCY open
             if self.board.emergency.pressed or self.irq:
                 self.board.relay.off()
             else:
                 self.board.relay.on()
         m = self.board.meter
-        if acts & 4 and m.read() == pzem.OK:  # the final reading: the stop carries its wh
+        if acts & _A_FINAL_READING and m.read() == pzem.OK:  # the final reading: the stop carries its wh
             self.sm.wh = m.energy_wh
-        if acts & 8:  # LED: the charger's condition
+        if acts & _A_LED:  # the charger's condition
             self.board.led.show(self.sm.led)
-        if acts & 1024:  # the error pattern once, then back to the condition's pattern
-            self.board.led.show(3)
-        if acts & 512:  # log
+        if acts & _A_FLASH_ERROR:  # the error pattern once, then back to the condition's
+            self.board.led.show(_LED_ERROR)
+        if acts & _A_LOG:
             print("[charger]", self.sm.note)
-        if acts & 224:  # something to queue
+        if acts & _A_QUEUE_ANY:
             # Every queued entry carries its true `ts` (the server counts a register rise
             # within the same whole second, so a stop need not pretend to be a second later);
             # 0 while the clock is unset (before 2024: a fresh ESP32 starts in 2000).
             self.last_ts = int(time.time()) + _EPOCH
             if self.last_ts < 1704067200:
                 self.last_ts = 0
-        if acts & 32:  # queue the latest reading (volts, amps and watts as the meter has them)
+        if acts & _A_QUEUE_READING:  # volts, amps and watts as the meter has them
             self.outbox.put_reading(self.sm.session_id, m.voltage, m.current, m.power,
                                     self.sm.wh, self.last_ts)
             self.readings_queued += 1
-        if acts & 192:  # queue stop (64) or emergency (128) about `event_sid`; a stop for a
-            # fault (2048) is queued as its reason (the state's note), sent as a stop with it
-            self.outbox.put_event("emergency" if acts & 128 else self.sm.note if acts & 2048
-                                  else "stop", self.sm.event_sid, self.sm.wh, self.last_ts)
+        if acts & _A_QUEUE_EVENT:  # stop or emergency about `event_sid`; a stop for a fault
+            # is queued as its reason (the state's note), sent as a stop with it
+            self.outbox.put_event("emergency" if acts & _A_QUEUE_EMERGENCY else self.sm.note
+                                  if acts & _A_STOP_REASON else "stop", self.sm.event_sid,
+                                  self.sm.wh, self.last_ts)
             if self.sm.event_sid is not None:
                 self.ended = self.sm.event_sid
-        if acts & 224:  # anything queued: the link sends it
+        if acts & _A_QUEUE_ANY:  # the link sends it
             self.link.notify()
         # Sent now, not queued (an offline tap is refused by the state machine; a tap lost
         # as the link drops ends with the start timeout).
-        if acts & 16:  # report the card
+        if acts & _A_SEND_SCAN:
             asyncio.create_task(self.link.send_now(messages.nfc_scan(self.sm.uid)))
-        if acts & 256:  # status after the local reset (idle: one message)
+        if acts & _A_SEND_STATUS:  # after the local reset (idle: one message)
             asyncio.create_task(self.link.send_now(self.status_messages()[0]))
 
     # --- the link's handler ------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The charger's plain GPIO devices: the contactor relay, the push buttons, the status LED.
 
-One module for the three (each module costs its own RAM on the board); the bus drivers are
-mfrc522.py (SPI) and pzem.py (UART). State is in plain attributes (a property costs more RAM).
+One module for the three (docs/architecture.md, "Firmware memory rules"); the bus drivers are
+mfrc522.py (SPI) and pzem.py (UART). State is in plain attributes.
 
 `Relay(pin, active_high)`: the pin is set OFF in the same call that makes it an output (no
 glitch at boot); `on()`, `off()`, `is_on`. `off()` allocates nothing (callable from the

@@ -212,15 +212,12 @@ class Link:
                             await ws.send(text)
                     self._hook(self.handler.on_message, msg)
                     continue
-                # an ack in another form: the link's own, not the handler's
+                # an ack in another form: the link's own, not the handler's; taken as
+                # the compact one is (it cannot confirm what was never sent)
                 n = msg.get("n")
                 if (not isinstance(n, int) or isinstance(n, bool)
-                        or n > ws.count):  # cannot confirm what was never sent
+                        or not wsclient.take_ack(ack, n, ws.count)):
                     print("[link]", "ignored", "ack", n)
-                elif n > ack[0]:
-                    ack[0] = n
-                    if ack[1] > 0 and n >= ack[1]:
-                        self.wake.set()  # the batch in flight is committed
         except OSError as e:
             print("[link]", "recv", e)  # the connection ended
         finally:

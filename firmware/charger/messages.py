@@ -1,12 +1,12 @@
 """Protocol messages the charger sends and the parser for what it receives.
 
 Owns the exact JSON text of `nfc_scan`, `metrics`, `stop`, `emergency` and `status`
-(spelled as the seed and docs/protocol-decisions spell them) and `parse()` for inbound
+(spelled as the seed and docs/protocol.md spell them) and `parse()` for inbound
 frames. Texts are formatted by hand with fixed decimals so a reading costs one string,
 prints the same on the 32-bit ESP32 float and on CPython, and never shows float noise.
 `wh` None is left out of `metrics`/`stop`/`emergency`; `ts` 0 or None (clock not set yet)
 is left out everywhere; a `stop` carries `reason` only when a fault ended the session. Few
-functions on purpose: each one costs RAM on the ESP32.
+functions on purpose (docs/architecture.md, "Firmware memory rules").
 Runs under CPython and MicroPython.
 """
 

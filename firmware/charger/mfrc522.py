@@ -10,12 +10,12 @@ returns OK (0), 1 (no card), 2 (error: timeout or BCC) or COLLISION (3: cards an
 but no UID could be resolved); after OK, `uid[:uid_len]` holds the UID and `uid_text()` gives
 it as upper-case hex without separators.
 
-Compact on purpose (RAM, not flash, is short on the board): few methods, register numbers as
+Compact on purpose (docs/architecture.md, "Firmware memory rules"): few methods, register numbers as
 private consts, one buffer `f` for the PICC frame going out and the reply coming in, CRC_A
 computed in software (less code and SPI traffic than the chip's CalcCRC; the HLTA frame's CRC
 is a constant). All SPI traffic goes through preallocated buffers; polling while no card is
 there allocates nothing, so the methods on that path (`reg`, `send`, `read_uid`) keep their
-frames within 11 slots (a larger frame is allocated on the heap at every call).
+frames within 11 slots.
 """
 
 from binascii import hexlify

@@ -29,7 +29,7 @@ whole number 0..2**32-2 (ts: 0..2**32-1; the meter's energy register is uint32 t
 refused (`put_reading` returns False, `rejected` counts) instead of becoming invalid JSON.
 `put_event` raises ValueError for a bad kind or value (a caller's bug).
 
-Compact on purpose (MicroPython heap: every method, attribute and identifier costs RAM):
+Compact on purpose (docs/architecture.md, "Firmware memory rules"):
 two arrays instead of one per field, the ring indices in one small list indexed by
 private consts, plain attributes (`readings`, `unconfirmed`) kept up to date instead of
 properties, one validation helper. Runs under MicroPython and CPython.

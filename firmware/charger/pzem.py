@@ -12,7 +12,7 @@ The read request is built once (its CRC is set at each send: one place for it) a
 lands in a preallocated buffer: a poll allocates only the three floats it reports.
 Hand-written because the MicroPython PZEM drivers around allocate per read and skip the CRC
 check. `crc16` is here too (allocation-free; no library on the board has it): the Modbus
-framing has no other user, and a module of its own would cost RAM.
+framing has no other user (docs/architecture.md, "Firmware memory rules": few modules).
 """
 
 from micropython import const

@@ -23,8 +23,8 @@ queue, messages:
 is never a condition: it is flashed once over `led` (action 1024), so after a refused card the
 LED goes back to the idle pattern, not to the waiting blink it showed before the refusal.
 
-Compact on purpose (RAM on the ESP32): the numbers above are private `const()`s (free in
-RAM), every timestamp and time limit lives in one list `t` (one attribute instead of
+Compact on purpose (docs/architecture.md, "Firmware memory rules"): the numbers above are
+private `const()`s, every timestamp and time limit lives in one list `t` (one attribute instead of
 thirteen), and a released button is a timestamp of -1 (tick counts are never negative).
 Times are milliseconds from a monotonic tick counter (`time.ticks_ms()` on the board, plain
 integers in tests); differences go through `ticks_diff` so the counter may wrap.

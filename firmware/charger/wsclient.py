@@ -27,10 +27,9 @@ control payload and message (the `_RXH`.. `_MSG` offsets); the few views used pe
 sliced once into `views`. Receiving a frame allocates asyncio's
 read of its header, a view of its payload and, at its end, the message; sending allocates
 the UTF-8 bytes of a text, a 4-byte mask and one buffer view per chunk, and takes neither
-the write lock nor a drain unless the socket did not take the whole frame. Few methods, few attributes (the
-timeouts share one tuple, the blocked tasks one list), private consts: each name, function
-and attribute costs RAM for good. Functions called per frame keep their locals few:
-MicroPython allocates a bytecode frame of more than 11 slots on the heap at every call.
+the write lock nor a drain unless the socket did not take the whole frame. Few methods, few
+attributes (the timeouts share one tuple, the blocked tasks one list), private consts;
+functions called per frame keep within 11 frame slots (docs/architecture.md, "Firmware memory rules").
 
 Read timeout: while a connection is open a keepalive task pings after `ping_ms` without a
 received byte and fails the connection (1006) when still nothing arrives within `pong_ms`;
@@ -103,9 +102,9 @@ class WebSocket:
 
     `ack` (set by the owner; None: off) = [acked, want, _, event]: recv() takes a text message
     that is exactly `{"type":"ack","n":N}` (the server's compact form) with N <= `count` in
-    place, without returning it: acked = max(acked, N), and `event` is set when want > 0 and
-    N >= want. No string, no coroutine per ack (each returned message costs a new recv()
-    coroutine, ~300 B). Any other message, another form of an ack included, is returned.
+    place, without returning it (`take_ack()`). No string, no coroutine per ack (each returned
+    message costs a new recv() coroutine, ~300 B). Any other message, another form of an ack
+    included, is returned: the owner hands its N to `take_ack()` too.
     """
 
     def __init__(self, max_size=4096, ping_ms=20000, pong_ms=10000, close_ms=3000):
@@ -268,13 +267,7 @@ class WebSocket:
                 total += n
                 if b0 & 0x80:
                     if kind == _TEXT and self.ack is not None and not drain:
-                        n = _ack_n(b, _MSG, _MSG + total)
-                        if 0 <= n <= self.count:  # the server's ack: taken here
-                            view = self.ack
-                            if n > view[0]:
-                                view[0] = n
-                                if 0 < view[1] <= n:
-                                    view[3].set()
+                        if take_ack(self.ack, _ack_n(b, _MSG, _MSG + total), self.count):
                             total = 0
                             kind = -1
                             continue
@@ -475,6 +468,19 @@ def _header(b, op, n):
     b[_MASK:_MASK + 4] = m  # slice assignments allocate nothing
     b[_TXH + at:_TXH + at + 4] = m
     return at >> 2
+
+
+def take_ack(a, n, count):
+    # The server's ack N on the ack state a = [acked, want, _, event] of a connection that
+    # wrote `count` frames: acked = max(acked, N), and `event` is set once N covers the batch
+    # in flight (want > 0). False (nothing taken) when N is no frame count of it.
+    if not 0 <= n <= count:
+        return False
+    if n > a[0]:
+        a[0] = n
+        if 0 < a[1] <= n:
+            a[3].set()
+    return True
 
 
 def _ack_n(b, i, end):

@@ -6,6 +6,7 @@ import logging
 import math
 
 from server.energy import MAX_POWER_CAP_W
+from server.ids import MAX_ID, is_positive_id
 
 MAX_NAME_LENGTH = 100
 # price per kWh at most: far above any real tariff in any currency that has decimals, low
@@ -14,8 +15,8 @@ MAX_TARIFF = 10_000.0
 
 
 def check_id(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{what} must be a positive whole number, not {value!r}")
+    if not is_positive_id(value):
+        raise ValueError(f"{what} must be a positive whole number up to {MAX_ID}, not {value!r}")
     return value
 
 

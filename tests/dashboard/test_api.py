@@ -298,4 +298,4 @@ async def test_a_database_failure_answers_500_json_without_a_traceback(live_app)
     for path in ("/api/stations", "/api/sessions", "/api/sessions/1", "/api/sessions.csv"):
         answer = await http_get(live_app, path)
         assert answer.status == 500, path
-        assert answer.json() == {"code": "INTERNAL_ERROR", "message": "internal error; see the server log"}
+        assert answer.json() == {"code": "SERVER_ERROR", "message": "internal error; see the server log"}

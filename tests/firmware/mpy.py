@@ -10,11 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tools.sim_charger import MICROPYPATH, MICROPYTHON, ROOT, mpy_env  # noqa: F401
-
-FIRMWARE = ROOT / "firmware"
-SIM = ROOT / "tools" / "sim"
-MPY_CROSS = MICROPYTHON.parent / "mpy-cross"
+from tools.firmware_paths import FIRMWARE, MICROPYTHON, MPY_CROSS, ROOT  # noqa: F401
+from tools.firmware_paths import SHIMS as SIM
+from tools.sim_charger import MICROPYPATH, mpy_env  # noqa: F401
 
 requires_micropython = pytest.mark.skipif(
     not MICROPYTHON.exists(),

@@ -1,5 +1,6 @@
 """The pure firmware modules behave the same under CPython and on the MicroPython unix port."""
 
+import ast
 import importlib.util
 
 import pytest
@@ -33,3 +34,37 @@ def test_case_under_micropython(module, case):
     line = results.get(case)
     assert line is not None, results["__output__"]
     assert line.startswith("PASS"), results["__output__"]
+
+
+def _app_consts():
+    """charger/app.py's private `const()`s, evaluated (it only runs under MicroPython)."""
+    tree = ast.parse((ROOT / "firmware" / "charger" / "app.py").read_text())
+    values = {}
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+                and getattr(node.value.func, "id", None) == "const"):
+            expr = ast.Expression(node.value.args[0])
+            values[node.targets[0].id] = eval(compile(expr, "app.py", "eval"), {}, dict(values))
+    return values, tree
+
+
+def test_the_app_tests_the_state_machines_action_bits_by_their_names():
+    from charger import state
+
+    values, tree = _app_consts()
+    shared = {name: value for name, value in values.items() if name.startswith(("_A_", "_LED_"))}
+    assert {name for name in shared if hasattr(state, name)} >= {
+        "_A_RELAY_OFF", "_A_RELAY_ON", "_A_FINAL_READING", "_A_LED", "_A_SEND_SCAN",
+        "_A_QUEUE_READING", "_A_QUEUE_STOP", "_A_QUEUE_EMERGENCY", "_A_SEND_STATUS", "_A_LOG",
+        "_A_FLASH_ERROR", "_A_STOP_REASON", "_LED_ERROR"}
+    for name, value in shared.items():
+        if hasattr(state, name):
+            assert value == getattr(state, name), name
+    assert shared["_A_QUEUE_ANY"] == state._A_QUEUE_READING | state._A_QUEUE_STOP | state._A_QUEUE_EMERGENCY
+    assert shared["_A_QUEUE_EVENT"] == state._A_QUEUE_STOP | state._A_QUEUE_EMERGENCY
+    # no action bit or LED pattern spelled as a bare number
+    for node in ast.walk(tree):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitAnd):
+            assert not isinstance(node.right, ast.Constant), ast.unparse(node)
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "show":
+            assert not any(isinstance(arg, ast.Constant) for arg in node.args), ast.unparse(node)

@@ -20,6 +20,8 @@ from tests.live_server import close_code, connect, publisher, receive_json, rece
         ("role=publisher&estacionId=abc", 4005),
         ("role=publisher&estacionId=all", 4005),
         ("role=client&estacionId=%C2%B2", 4005),  # "²": str.isdigit() is true, int() refuses it
+        ("role=client&estacionId=%D9%A1", 4005),  # "١": str.isdecimal() is true and int() takes it
+        ("role=client&estacionId=9007199254740993", 4005),  # above MAX_ID (2**53)
     ],
 )
 async def test_bad_connection_parameters_close_with_the_documented_code(server_url, query, code):

@@ -74,8 +74,9 @@ from pathlib import Path
 
 from server.app import App
 from server.config import Config
-from tools.firmware_build import MPY_CROSS, build
-from tools.sim_charger import MICROPYTHON, ROOT, SimCharger
+from tools.firmware_build import build
+from tools.firmware_paths import MICROPYTHON, MPY_CROSS, ROOT
+from tools.sim_charger import SimCharger
 
 CARD = "04A1B2C3D4E5F6"
 

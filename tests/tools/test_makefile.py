@@ -20,7 +20,7 @@ import pytest
 from server.keys import hash_station_key
 from tests.firmware.mpy import requires_micropython
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 60.0  # generous: waits on output, never asserts a duration
 OURS = ("PORT", "HOST", "DB_PATH", "DEVICE", "SERVER_URL", "STATION", "TOKEN", "MAKEFLAGS",
         "MAKELEVEL", "TIME_SCALE")

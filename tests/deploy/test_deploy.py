@@ -9,7 +9,7 @@ import pytest
 
 from server.config import Config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "deploy" / "evse.service"
 
 
