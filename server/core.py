@@ -337,7 +337,9 @@ class SessionCore:
         station = self.stations.get(station_id) or self.add_station(station_id, "", 0.0)
         station.emergency = True
 
-    def reload_station(self, station_id: int, open_session, recent, latched: bool) -> None:
+    def reload_station(
+        self, station_id: int, open_session: StoredSession | None, recent: Iterable[int], latched: bool
+    ) -> None:
         """Take a station's state as the database has it (a fleet: another server process served
         its charger meanwhile): its open session (a SessionRecord or None), its recently closed
         session ids, its emergency latch."""
