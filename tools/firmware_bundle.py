@@ -11,7 +11,7 @@ file there. The format (docs/architecture.md, "Firmware bundle"), all integers b
 
 Only the `charger` package travels: boot.py, main.py and otaboot.py (the loader that picks the
 version to run and rolls back) and config.json stay as `make flash` put them. `read_header()`
-is the reader the server uses (the charger has its own, firmware/charger/ota.py).
+is the reader the server uses (the charger has its own, firmware/charger/otaput.py).
 The SHA-256 is of the whole file; the server computes it when it scans the directory and
 sends it with the update order.
 """

@@ -263,7 +263,7 @@ class Link:
         while ws.open:
             await asyncio.sleep_ms(_WIFI_WATCH_MS)
             if self.wifi is not None and not self.wlan.isconnected():
-                await ws.drop(1006, "wifi lost")
+                await ws.drop(1006, "wifi disconnected")
                 self.wake.set()
                 return
             if ack[1] > 0 and ticks_diff(ticks_ms(), ack[2]) >= self.ms[_ACK]:

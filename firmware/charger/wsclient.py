@@ -205,7 +205,7 @@ class WebSocket:
                 b0 = b[_RXH]
                 n = b[_RXH + 1]
                 if b0 & 0x70 or n & 0x80:  # no extensions; a server never masks (section 5.1)
-                    await self._fail(_PROTOCOL_ERROR, "bad header")
+                    await self._fail(_PROTOCOL_ERROR, 0)  # "bad frame header"
                 n &= 0x7F
                 if n == 126:
                     got = self._take(v[_EXT2])
@@ -217,12 +217,12 @@ class WebSocket:
                     if got < 8:
                         await self._fill(v[_EXT8], got)
                     if b[2] or b[3] or b[4] or b[5] or b[6] & 0x80:  # top bit set: 1002
-                        await self._fail(_PROTOCOL_ERROR if b[2] & 0x80 else _TOO_BIG, "too big")
+                        await self._fail(_PROTOCOL_ERROR if b[2] & 0x80 else _TOO_BIG, 1)
                     n = b[6] << 24 | b[7] << 16 | b[8] << 8 | b[9]
                 op = b0 & 0x0F
                 if op >= _CLOSE:  # control frames: short and unfragmented
                     if not b0 & 0x80 or n > 125:
-                        await self._fail(_PROTOCOL_ERROR, "bad frame")
+                        await self._fail(_PROTOCOL_ERROR, 2)  # "bad control frame"
                     view = v[_ALL][_CTL:_CTL + n]
                     if n:
                         got = self._take(view)
@@ -234,29 +234,29 @@ class WebSocket:
                     elif op == _PONG:
                         pass  # any byte received proves the link alive (last_rx)
                     elif op != _CLOSE:
-                        await self._fail(_PROTOCOL_ERROR, "bad opcode")
+                        await self._fail(_PROTOCOL_ERROR, 3)  # "unknown opcode"
                     elif n == 0:  # sections 5.5.1, 7.1.5: the peer's close code and reason
                         await self._fail(_NO_STATUS, "")
                     else:
                         code = b[_CTL] << 8 | b[_CTL + 1]
                         if n < 2 or not (1000 <= code <= 1003 or 1007 <= code <= 1014
                                          or 3000 <= code <= 4999):  # section 7.4, IANA
-                            await self._fail(_PROTOCOL_ERROR, "bad close")
+                            await self._fail(_PROTOCOL_ERROR, 4)  # "bad close code"
                         try:
                             view = str(view[2:], "utf-8")  # the reason
                         except UnicodeError:
-                            await self._fail(_INVALID_DATA, "not UTF-8")
+                            await self._fail(_INVALID_DATA, 5)  # "reason not UTF-8"
                         await self._fail(code, view)
                     continue
                 if op == _CONT:
                     if kind < 0:  # a continuation without a message
-                        await self._fail(_PROTOCOL_ERROR, "bad frame")
+                        await self._fail(_PROTOCOL_ERROR, 6)  # "bad fragmentation"
                 elif op == _TEXT or op == _BINARY:
                     if kind >= 0:  # a message inside a fragmented one
-                        await self._fail(_PROTOCOL_ERROR, "bad frame")
+                        await self._fail(_PROTOCOL_ERROR, 6)  # "bad fragmentation"
                     kind = op
                 else:
-                    await self._fail(_PROTOCOL_ERROR, "bad opcode")
+                    await self._fail(_PROTOCOL_ERROR, 3)  # "unknown opcode"
                 if total + n > len(b) - _MSG:  # section 10.4: limit the size of messages
                     await self._fail(_TOO_BIG, "message above %d bytes" % (len(b) - _MSG))
                 if n:
@@ -281,7 +281,7 @@ class WebSocket:
                     try:
                         return str(view, "utf-8")
                     except UnicodeError:  # section 8.1
-                        await self._fail(_INVALID_DATA, "not UTF-8")
+                        await self._fail(_INVALID_DATA, 7)  # "text not UTF-8"
         except asyncio.CancelledError:
             if self.close_code is None:  # cancelled by its owner, not by drop()
                 raise
@@ -315,7 +315,14 @@ class WebSocket:
 
     async def _fail(self, code, reason):
         # RFC 6455 section 7.1.7 (fail the connection) and 5.5.1 (answer a close with a
-        # close); called by the reader only; raises the OSError that recv() reports
+        # close); called by the reader only; raises the OSError that recv() reports. The
+        # reader's own reasons are numbers into one string: a short string constant is an
+        # interned name for good (the qstr pool's next chunk comes at once past 300 names:
+        # docs/performance.md), a longer one an object at each call site.
+        if isinstance(reason, int):
+            reason = ("bad frame header,frame too big,bad control frame,unknown opcode,"
+                      "bad close code,reason not UTF-8,bad fragmentation,text not UTF-8"
+                      ).split(",")[reason]
         if self.open:
             self.open = False
             try:

@@ -16,7 +16,8 @@ out from the firmware's log:
     status                   one JSON line: relay, led, state, session_id, wh, outbox, dropped,
                              readings_queued, link, journal_writes
     mem [gc|watch|qstr]      heap figures (below); `gc` collects first; `watch` starts sampling
-                             the firmware's live heap every 1 ms into `live_peak`; `qstr`
+                             the firmware's live heap every 1 ms into `live_peak` (printed
+                             as `SIM peak N` at machine.reset()); `qstr`
                              prints the interned-string pool's size first
     help
 
@@ -104,6 +105,7 @@ class Control:
                 import asyncio
                 self.watching = True
                 asyncio.create_task(booked(self.watch()))
+                machine.reset_hooks.append(self.last_peak)
             import report  # loaded by started(): see report.py
             return report.status(self) if cmd == "status" else report.memory(self, arg)
         elif cmd == "help":
@@ -154,6 +156,13 @@ class Control:
             self.answer(line)
             gc.collect()
             self.sim += gc.mem_alloc() - used
+
+    def last_peak(self):
+        # at machine.reset(): the peak including this last moment, as one line (a reset
+        # ends the process before any other command could ask)
+        gc.collect()
+        self.peak = max(self.peak, gc.mem_alloc() - self.sim)
+        print("SIM peak %d" % self.peak)
 
     async def watch(self):
         import asyncio

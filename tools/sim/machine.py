@@ -172,8 +172,13 @@ def reset_cause():
 reset_file = [None]  # where reset() leaves its cause for the next start (simboot sets it)
 
 
+reset_hooks = []  # callables run first by reset() (`mem watch`: the live peak so far)
+
+
 def reset():
     """A reboot: the simulator exits with status 3; run_charger's caller restarts it."""
+    for hook in reset_hooks:
+        hook()
     print("machine.reset()")
     if reset_file[0]:
         with open(reset_file[0], "w") as f:
