@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test venv wasm32 ocpp-rpc clean bench-server cluster bench-cluster sim firmware firmware-bundle config flash repl sim-charger bench-firmware soak chaos
+.PHONY: run test lint format venv wasm32 ocpp-rpc clean bench-server cluster bench-cluster sim firmware firmware-bundle config flash repl sim-charger bench-firmware soak chaos
 
 venv: $(STAMP)
 
@@ -47,6 +47,21 @@ run: venv
 TEST_WORKERS ?= 4
 test: venv wasm32 ocpp-rpc
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+
+## Checks (.ci/run runs them before `make test`; a few seconds): ruff's lint and format check,
+## mypy strict on the pure server modules, import-linter's layering contracts (all configured in
+## pyproject.toml; firmware/ is on the path for the contracts over its `charger` package).
+## `make format` applies ruff's fixes and formatting (then `make lint` names what is left).
+LINT_PATHS := server tools tests firmware
+lint: venv
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/mypy
+	PYTHONPATH=firmware $(VENV)/bin/lint-imports --no-cache
+
+format: venv
+	$(VENV)/bin/ruff check --fix $(LINT_PATHS)
+	$(VENV)/bin/ruff format $(LINT_PATHS)
 
 ## Load benchmark: the server vs a bare websockets relay, about a minute, one JSON line.
 ## Parameters: make bench-server ARGS="--chargers 3000 --rate 1 --duration 30" (see --help).

@@ -57,7 +57,7 @@ def start(done):
             path = app.CONFIG_PATH.rpartition("/")[0]
             path = (path + "/" if path else "") + "journal.bin"
             ended = None
-            for i in range(2):
+            for i in range(2):  # noqa: B007 - `i` is interned already, a new name costs RAM
                 outbox = Journal(path)
                 try:  # a power-on or brown-out reset: power_loss, else charger_reset
                     ended = jfile.boot(outbox, machine.reset_cause() == machine.PWRON_RESET)

@@ -19,12 +19,10 @@ from pathlib import Path
 
 import asyncpg
 
-from server.auth import (
-    DASHBOARD_ROLES, DEFAULT_TOKEN_DAYS, STATION, hash_station_key, load_or_create_secret, mint_token,
-    new_station_key,
-)
+from server.auth import DASHBOARD_ROLES, DEFAULT_TOKEN_DAYS, STATION, load_or_create_secret, mint_token
 from server.config import ConfigError, load_config
 from server.energy import DEFAULT_MAX_POWER_W, MAX_POWER_CAP_W
+from server.keys import hash_station_key, new_station_key
 from server.storage import MAX_PAGE, NotFound, StorageError, open_storage
 from server.storage.export import export_sessions, iso_utc, time_zone
 from server.storage.values import MAX_TARIFF, check_max_power

@@ -12,15 +12,12 @@ HTTP adapter asks `Authenticator.http_principal()` per request.
 - The signing secret is 32 random bytes created on first start in a 0600 file; it is never
   logged. With `AUTH=off` every connection is an admin (bench use only).
 
-SHA-256 rather than a slow password hash: station keys are 256-bit random values, so there is
-nothing to brute-force, and a charger reconnect must stay cheap. Secrets are compared with
-`hmac.compare_digest` (constant time).
+Station keys themselves (make, hash, check) live in server/keys.py, shared with the storage's
+demo data.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import os
 import secrets
@@ -32,6 +29,7 @@ import jwt
 
 from server import protocol as p
 from server.ids import id_from_text
+from server.keys import station_key_matches, write_private_file
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +37,6 @@ VIEWER, OPERATOR, ADMIN, STATION = "viewer", "operator", "admin", "station"
 DASHBOARD_ROLES = (VIEWER, OPERATOR, ADMIN)
 ALGORITHM = "HS256"
 SECRET_BYTES = 32
-STATION_KEY_BYTES = 32
 MAX_TOKEN_CHARS = 4096
 MAX_TOKEN_STATIONS = 10_000
 DEFAULT_TOKEN_DAYS = 30.0
@@ -93,14 +90,6 @@ def load_or_create_secret(path: Path) -> bytes:
     return text.encode("ascii")
 
 
-def write_private_file(path: Path, text: str, exclusive: bool = False) -> None:
-    """Write `text` to a file only its owner can read (created 0600, never world-readable)."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC), 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.chmod(path, 0o600)
-
-
 # ---------------------------------------------------------------- tokens
 
 
@@ -137,24 +126,6 @@ def decode_token(secret: bytes, token: str | None) -> Principal | None:
     if role == STATION and not stations:
         return None
     return Principal(sub, role, stations)
-
-
-# ---------------------------------------------------------------- station keys
-
-
-def new_station_key() -> str:
-    """A fresh station key: 32 random bytes, url-safe (no '.', so never mistaken for a JWT)."""
-    return secrets.token_urlsafe(STATION_KEY_BYTES)
-
-
-def hash_station_key(key: str) -> str:
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
-
-
-def station_key_matches(key: str, stored_hash: str | None) -> bool:
-    if not stored_hash or not key or len(key) > MAX_TOKEN_CHARS:
-        return False
-    return hmac.compare_digest(hash_station_key(key), stored_hash)
 
 
 # ---------------------------------------------------------------- the adapter-facing check

@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
 
 from server import pushes
 from server import vocabulary as v
@@ -101,7 +103,7 @@ class ToClients:
     """Broadcast to the station's subscribers and to every estacionId=all subscriber."""
 
     station_id: int
-    message: dict
+    message: pushes.Message
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,7 @@ class CreateSession:
     card_uid: str
     started_at: float
     tariff: float
-    energy_state: dict
+    energy_state: dict[str, Any]
     offline_local_id: int | None = None  # the charger's id of a session it started offline
     end: bool = False  # that offline start's card is no longer enabled: the charger ends it
 
@@ -160,7 +162,7 @@ class EndSession:
     kwh: float
     cost: float
     reason: str
-    energy_state: dict
+    energy_state: dict[str, Any]
     station_id: int | None = None  # whose ownership epoch fences the write (a fleet)
 
 
@@ -193,6 +195,35 @@ class UpdateStation:
     announce: bool = False
 
 
+Effect = (ToCharger | ToClients | Reply | CreateSession | QueueReading | QueueProgress | EndSession
+          | AddAlert | SetEmergencyLatch | UpdateStation)
+FinalReport = ChargerStop | EmergencyReport | StatusReport  # the messages that carry a final register
+
+
+class SessionSource(Protocol):
+    """What a session is made from: a CreateSession effect or a stored SessionRecord."""
+
+    @property
+    def user_name(self) -> str: ...
+    @property
+    def card_uid(self) -> str: ...
+    @property
+    def started_at(self) -> float: ...
+    @property
+    def tariff(self) -> float: ...
+    @property
+    def energy_state(self) -> dict[str, Any] | None: ...
+
+
+class StoredSession(SessionSource, Protocol):
+    """A session the storage kept open when the server stopped (server/storage: SessionRecord)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def station_id(self) -> int: ...
+
+
 # --- state ------------------------------------------------------------------------------------
 @dataclass
 class OpenSession:
@@ -215,7 +246,7 @@ class OpenSession:
         return cost_of(self.energy.kwh, self.tariff)
 
     @classmethod
-    def of(cls, session_id: int, station_id: int, source) -> "OpenSession":
+    def of(cls, session_id: int, station_id: int, source: SessionSource) -> OpenSession:
         """From a CreateSession effect or a stored SessionRecord (same field names)."""
         return cls(
             id=session_id,
@@ -238,7 +269,7 @@ class StationState:
     emergency: bool = False  # latched: persisted (SetEmergencyLatch), cleared by a local reset
     starting: bool = False
     session: OpenSession | None = None
-    recent: deque = field(default_factory=lambda: deque(maxlen=RECENT_SESSIONS))  # closed ids
+    recent: deque[int] = field(default_factory=lambda: deque(maxlen=RECENT_SESSIONS))  # closed ids
     taps: TapGuard = field(default_factory=TapGuard)
     replacements: ReplacementBurst = field(default_factory=ReplacementBurst)
 
@@ -257,11 +288,14 @@ class StationState:
         return v.DISPONIBLE
 
 
-def on(message_type):
+Handler = TypeVar("Handler", bound=Callable[..., list[Effect]])
+
+
+def on(message_type: type) -> Callable[[Handler], Handler]:
     """Mark a SessionCore method as the handler of one inbound message type."""
 
-    def mark(handler):
-        handler.handles = message_type
+    def mark(handler: Handler) -> Handler:
+        setattr(handler, "handles", message_type)  # noqa: B010 - a function attribute, not a field
         return handler
 
     return mark
@@ -274,7 +308,7 @@ class SessionCore:
         self.tap_debounce = tap_debounce
         self.card_stop_min_age = card_stop_min_age
         self.stations: dict[int, StationState] = {}
-        self._routes = {
+        self._routes: dict[type, Callable[[StationState, Any, float], list[Effect]]] = {
             handler.handles: getattr(self, name)
             for name, handler in vars(type(self)).items()
             if hasattr(handler, "handles")
@@ -291,12 +325,12 @@ class SessionCore:
             station.max_power_w = max_power_w
         return station
 
-    def load_open_session(self, record) -> None:
+    def load_open_session(self, record: StoredSession) -> None:
         """Take back a session that was open when the server stopped (a SessionRecord)."""
         station = self.stations.get(record.station_id) or self.add_station(record.station_id, "", 0.0)
         station.session = OpenSession.of(record.id, record.station_id, record)
 
-    def load_recent_sessions(self, station_id: int, session_ids) -> None:
+    def load_recent_sessions(self, station_id: int, session_ids: Iterable[int]) -> None:
         """The station's closed sessions, oldest first, as stored when the server stopped."""
         station = self.stations.get(station_id) or self.add_station(station_id, "", 0.0)
         station.recent.extend(session_ids)
@@ -306,7 +340,9 @@ class SessionCore:
         station = self.stations.get(station_id) or self.add_station(station_id, "", 0.0)
         station.emergency = True
 
-    def reload_station(self, station_id: int, open_session, recent, latched: bool) -> None:
+    def reload_station(
+        self, station_id: int, open_session: StoredSession | None, recent: Iterable[int], latched: bool
+    ) -> None:
         """Take a station's state as the database has it (a fleet: another server process served
         its charger meanwhile): its open session (a SessionRecord or None), its recently closed
         session ids, its emergency latch."""
@@ -327,13 +363,13 @@ class SessionCore:
             station.starting = False
 
     # --- entry points -------------------------------------------------------------------------
-    def publisher_connected(self, station_id: int, now: float) -> list:
+    def publisher_connected(self, station_id: int, now: float) -> list[Effect]:
         return self._tracking_status(station_id, lambda st: self._set_connected(st, True))
 
-    def publisher_gone(self, station_id: int, now: float) -> list:
+    def publisher_gone(self, station_id: int, now: float) -> list[Effect]:
         return self._tracking_status(station_id, lambda st: self._set_connected(st, False))
 
-    def publisher_replaced(self, station_id: int, now: float, old_peer: str, new_peer: str) -> list:
+    def publisher_replaced(self, station_id: int, now: float, old_peer: str, new_peer: str) -> list[Effect]:
         """A newer publisher connection replaced the station's previous one (4008 to it).
         More than ReplacementBurst.limit of these within its window raises one alert per burst:
         two chargers are probably configured with the same station."""
@@ -352,18 +388,18 @@ class SessionCore:
             AddAlert(station_id, None, DUPLICATE_CHARGER, now, detail),
         ]
 
-    def update_station(self, update: UpdateStation) -> list:
+    def update_station(self, update: UpdateStation) -> list[Effect]:
         """An administrator added or changed a station (open sessions keep their tariff)."""
         station = self.add_station(update.station_id, update.name, update.tariff, update.max_power_w)
         return [ToClients(station.id, pushes.status(station.id, station.status))] if update.announce else []
 
-    def handle_publisher(self, station_id: int, message, now: float) -> list:
+    def handle_publisher(self, station_id: int, message: object, now: float) -> list[Effect]:
         """A neutral event from a charger (server/vocabulary.py; CardPresented for a card)."""
         handler = self._routes[type(message)]
         return self._tracking_status(station_id, lambda st: handler(st, message, now))
 
-    def session_created(self, create: CreateSession, session_id: int) -> list:
-        def opened(st: StationState) -> list:
+    def session_created(self, create: CreateSession, session_id: int) -> list[Effect]:
+        def opened(st: StationState) -> list[Effect]:
             st.starting = False
             st.session = OpenSession.of(session_id, st.id, create)
             st.session.confirmed = False
@@ -377,15 +413,15 @@ class SessionCore:
 
         return self._tracking_status(create.station_id, opened)
 
-    def session_create_failed(self, create: CreateSession) -> list:
-        def failed(st: StationState) -> list:
+    def session_create_failed(self, create: CreateSession) -> list[Effect]:
+        def failed(st: StationState) -> list[Effect]:
             st.starting = False
             st.taps.forget()  # the server failed, not the person: a tap to retry counts
             return [ToCharger(st.id, Refusal("No se pudo crear la sesión", v.SERVER_ERROR))]
 
         return self._tracking_status(create.station_id, failed)
 
-    def dashboard_stop(self, station_id: int | None, message: RemoteStop, now: float) -> list:
+    def dashboard_stop(self, station_id: int | None, message: RemoteStop, now: float) -> list[Effect]:
         """A dashboard asks to stop a session (station from its subscription or the message)."""
         station_id = station_id or message.charger_id or self._station_of(message.session_id)
         station = self.stations.get(station_id) if station_id else None
@@ -394,12 +430,12 @@ class SessionCore:
         return self._tracking_status(station.id, lambda st: self._dashboard_stop(st, message, now))
 
     # --- views --------------------------------------------------------------------------------
-    def describe(self, station_id: int, now: float) -> dict:
+    def describe(self, station_id: int, now: float) -> dict[str, Any]:
         """The `charger` object of `init`: {"id","status","session"} as the seed shows."""
         st = self.stations[station_id]
         return {"id": st.id, "status": st.status, "session": self._session_view(st.session, now)}
 
-    def describe_all(self, now: float) -> list[dict]:
+    def describe_all(self, now: float) -> list[dict[str, Any]]:
         return [
             {**self.describe(sid, now), "name": self.stations[sid].name}
             for sid in sorted(self.stations)
@@ -413,7 +449,7 @@ class SessionCore:
 
     # --- handlers, one per charger message type -----------------------------------------------
     @on(CardPresented)
-    def _card_tap(self, st: StationState, tap: CardPresented, now: float) -> list:
+    def _card_tap(self, st: StationState, tap: CardPresented, now: float) -> list[Effect]:
         if st.taps.repeated(tap.uid, now, self.tap_debounce):
             if st.taps.ignored == 1:  # logged once per burst
                 log.info("station %s: card %s tapped again within %g s; ignoring the repeats",
@@ -449,7 +485,7 @@ class SessionCore:
         ]
 
     @on(OfflineStartPresented)
-    def _offline_start(self, st: StationState, start: OfflineStartPresented, now: float) -> list:
+    def _offline_start(self, st: StationState, start: OfflineStartPresented, now: float) -> list[Effect]:
         """The charger started a listed card while offline (docs/protocol.md, "Offline cards").
         Accepted when the card was in the list of that version signed for this station with
         offline starts on and no other session is open: the session begins at the charger's
@@ -490,7 +526,7 @@ class SessionCore:
         ]
 
     @on(MeterSample)
-    def _metrics(self, st: StationState, m: MeterSample, now: float) -> list:
+    def _metrics(self, st: StationState, m: MeterSample, now: float) -> list[Effect]:
         session = st.session
         if session is None or session.id != m.session_id:
             if m.session_id in st.recent:
@@ -506,7 +542,7 @@ class SessionCore:
             return []  # duplicate or older reading: already counted
         session.last_v, session.last_a, session.last_w = m.v, m.a, m.w
         kwh, cost = session.energy.kwh, session.cost
-        return [
+        effects: list[Effect] = [
             QueueReading(session.id, counted.ts, m.v, m.a, m.w, m.wh, kwh,
                          charger_ts=m.ts, received_at=now, flag=counted.flag),
             QueueProgress(session.id, kwh, cost, session.energy, st.id),
@@ -514,10 +550,11 @@ class SessionCore:
                 st.id,
                 pushes.metrics(session.id, st.id, m.v, m.a, m.w, kwh, cost, now - session.started_at),
             ),
-        ] + self._energy_anomaly(st, session, now)
+        ]
+        return effects + self._energy_anomaly(st, session, now)
 
     @on(ChargerStop)
-    def _charger_stop(self, st: StationState, stop: ChargerStop, now: float) -> list:
+    def _charger_stop(self, st: StationState, stop: ChargerStop, now: float) -> list[Effect]:
         session = st.session
         if session is None or (stop.session_id is not None and stop.session_id != session.id):
             if stop.session_id is not None and not st.owns(stop.session_id):
@@ -526,7 +563,7 @@ class SessionCore:
         self._final_reading(st, session, stop, now)
         if stop.reason in v.INTERRUPTED:  # reported after a reboot: its readings came first
             return self._end(st, stop.reason, now)
-        effects = []
+        effects: list[Effect] = []
         if stop.reason is not None:
             detail = STOP_ALERTS[stop.reason]
             effects = [
@@ -536,11 +573,11 @@ class SessionCore:
         return effects + self._end(st, LOCAL_STOP, now)
 
     @on(EmergencyReport)
-    def _emergency(self, st: StationState, message: EmergencyReport, now: float) -> list:
+    def _emergency(self, st: StationState, message: EmergencyReport, now: float) -> list[Effect]:
         """Honoured for the station that sent it whatever session it names (its relay is
         already open), attributed to the station's own open session or to none."""
         named, session = message.session_id, st.session
-        effects = []
+        effects: list[Effect] = []
         if named is not None and not st.owns(named):
             effects.append(Reply(self._mismatch(st, named)))
         if st.emergency and session is None:
@@ -562,10 +599,10 @@ class SessionCore:
         return effects
 
     @on(StatusReport)
-    def _status_report(self, st: StationState, report: StatusReport, now: float) -> list:
+    def _status_report(self, st: StationState, report: StatusReport, now: float) -> list[Effect]:
         """Reconciliation: the charger is the physical truth."""
         session = st.session
-        effects = []
+        effects: list[Effect] = []
         if report.session_id is not None and not st.owns(report.session_id):
             # told, and the physical state below still counts for this station only
             effects.append(Reply(self._mismatch(st, report.session_id)))
@@ -591,14 +628,15 @@ class SessionCore:
         if session is not None and session.id == report.session_id:
             session.confirmed = True
             return effects  # resume: the energy account continues from its state
-        effects.append(ToCharger(st.id, StopCharging(report.session_id)))  # open this relay
+        if report.session_id is not None:  # always for `charging` (the codecs refuse one without)
+            effects.append(ToCharger(st.id, StopCharging(report.session_id)))  # open this relay
         if session is not None:
             effects += self._end(st, CHARGER_RESET, now)
         return effects
 
     # --- helpers ------------------------------------------------------------------------------
     @staticmethod
-    def _final_reading(st: StationState, session: OpenSession, message, now: float) -> Counted | None:
+    def _final_reading(st: StationState, session: OpenSession, message: FinalReport, now: float) -> Counted | None:
         """Count the meter register a stop, emergency or idle status carries (a status has no
         `ts`: its receive time stands for it); the relay is already open (0 W). An energy
         anomaly it reveals is alerted by `_end`."""
@@ -609,7 +647,7 @@ class SessionCore:
                                         max_w=st.max_power_w)
 
     @staticmethod
-    def _energy_anomaly(st: StationState, session: OpenSession, now: float) -> list:
+    def _energy_anomaly(st: StationState, session: OpenSession, now: float) -> list[Effect]:
         """The session's one `energy_anomaly` alert, the first time one of its readings is an
         energy anomaly (an impossible register jump, a meter reset, power above the limit)."""
         energy = session.energy
@@ -623,7 +661,7 @@ class SessionCore:
             AddAlert(st.id, session.id, ENERGY_ANOMALY, now, detail),
         ]
 
-    def _dashboard_stop(self, st: StationState, message: RemoteStop, now: float) -> list:
+    def _dashboard_stop(self, st: StationState, message: RemoteStop, now: float) -> list[Effect]:
         if not st.publisher_connected:
             return [Reply(Refusal("ESP32 no conectado", v.CHARGER_OFFLINE))]
         if st.session is None:
@@ -632,8 +670,9 @@ class SessionCore:
             return [Reply(self._mismatch(st, message.session_id))]
         return self._end(st, REMOTE_STOP, now, tell_charger=True)
 
-    def _end(self, st: StationState, reason: str, now: float, tell_charger: bool = False) -> list:
+    def _end(self, st: StationState, reason: str, now: float, tell_charger: bool = False) -> list[Effect]:
         session, st.session = st.session, None
+        assert session is not None, "_end is only called for a station's open session"
         st.recent.append(session.id)
         if reason != CARD_STOP:  # ended by something else than a tap: the next tap is new
             st.taps.forget()
@@ -646,10 +685,10 @@ class SessionCore:
             ToClients(st.id, pushes.session_ended(session.id, st.id, kwh, cost, duration, reason)),
         ]
 
-    def _reject_tap(self, st: StationState, tap: CardPresented, message: str, code: str, now: float) -> list:
+    def _reject_tap(self, st: StationState, tap: CardPresented, message: str, code: str, now: float) -> list[Effect]:
         """Answer the charger; push to dashboards at most once per debounce window, with how
         many refused taps were held back since the previous push."""
-        effects = [Reply(Refusal(message, code))]
+        effects: list[Effect] = [Reply(Refusal(message, code))]
         held = st.taps.refusal_push(now, self.tap_debounce)
         if held is not None:
             extra = {"repeats": held} if held else {}
@@ -657,21 +696,21 @@ class SessionCore:
         return effects
 
     @staticmethod
-    def _latch(st: StationState, now: float) -> list:
+    def _latch(st: StationState, now: float) -> list[Effect]:
         if st.emergency:
             return []
         st.emergency = True
         return [SetEmergencyLatch(st.id, now)]
 
     @staticmethod
-    def _unlatch(st: StationState) -> list:
+    def _unlatch(st: StationState) -> list[Effect]:
         if not st.emergency:
             return []
         st.emergency = False
         return [SetEmergencyLatch(st.id, None)]
 
     @staticmethod
-    def _mismatch(st: StationState, session_id) -> Refusal:
+    def _mismatch(st: StationState, session_id: int) -> Refusal:
         return Refusal(
             f"La sesión {session_id} no está abierta en el cargador {st.id}", v.SESSION_MISMATCH
         )
@@ -683,13 +722,13 @@ class SessionCore:
         return None
 
     @staticmethod
-    def _set_connected(st: StationState, connected: bool) -> list:
+    def _set_connected(st: StationState, connected: bool) -> list[Effect]:
         st.publisher_connected = connected
         if st.session is not None:
             st.session.confirmed = True  # a new connection's status is no older than the start
         return []
 
-    def _tracking_status(self, station_id: int, change) -> list:
+    def _tracking_status(self, station_id: int, change: Callable[[StationState], list[Effect]]) -> list[Effect]:
         station = self.stations.get(station_id) or self.add_station(station_id, "", 0.0)
         before = station.status
         effects = change(station)
@@ -698,7 +737,7 @@ class SessionCore:
         return effects
 
     @staticmethod
-    def _session_view(session: OpenSession | None, now: float) -> dict | None:
+    def _session_view(session: OpenSession | None, now: float) -> dict[str, Any] | None:
         if session is None:
             return None
         return {

@@ -6,11 +6,13 @@ of them takes is never refused by another. MAX_ID is 2**53: the largest integer 
 JSON numbers carry exactly. Pure; no imports from the rest of the server.
 """
 
+from typing import TypeGuard
+
 MAX_ID = 2**53
 _MAX_DIGITS = len(str(MAX_ID))
 
 
-def is_positive_id(value: object) -> bool:
+def is_positive_id(value: object) -> TypeGuard[int]:
     """A JSON/Python value that is an id (True and 1.0 are not)."""
     return not isinstance(value, bool) and isinstance(value, int) and 1 <= value <= MAX_ID
 

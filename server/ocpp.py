@@ -33,7 +33,7 @@ from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.datatypes import IdTagInfo
 from ocpp.v16.enums import Action, MessageTrigger, RegistrationStatus
 
-from server.auth import station_key_matches
+from server.keys import station_key_matches
 from server.codecs import ocpp16 as codec
 from server.http import json_response
 from server.storage.values import check_charge_point_id
@@ -65,7 +65,7 @@ def charge_point_id(path: str) -> str | None:
 
 
 def _basic_credentials(header: str | None) -> tuple[str, str] | None:
-    if not header or not header[:6].lower() == "basic ":
+    if not header or header[:6].lower() != "basic ":
         return None
     try:
         user, _, password = base64.b64decode(header[6:].strip(), validate=True).decode().partition(":")

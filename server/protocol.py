@@ -14,11 +14,14 @@ a 200-line module.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
+from typing import Any, cast
 
 from server.ids import MAX_ID, is_positive_id  # noqa: F401 - MAX_ID re-exported
 
 # the dashboards' messages (server/pushes.py), re-exported: the seed's `error` is the same
 from server.pushes import (  # noqa: F401 - re-exported: p.status(...) etc.
+    Message,
     alert,
     emergency,
     encode,
@@ -105,8 +108,15 @@ Stop = ChargerStop
 Emergency = EmergencyReport
 
 
-def _number(lo: float, hi: float):
-    def check(name, value):
+# a field's rule: (the field's name for the error, the JSON value) -> the checked value
+Rule = Callable[[str, Any], Any]
+# type -> (the message's constructor, {field: (rule, required)})
+Table = dict[str, tuple[Callable[..., Any], dict[str, tuple[Rule, bool]]]]
+PublisherMessage = CardRead | MeterSample | ChargerStop | EmergencyReport | StatusReport
+
+
+def _number(lo: float, hi: float) -> Rule:
+    def check(name: str, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ProtocolError(f"{name} must be a number")
         # the bounds are finite, so this also refuses NaN (every comparison is false) and
@@ -118,20 +128,20 @@ def _number(lo: float, hi: float):
     return check
 
 
-def _session_id(name, value):
+def _session_id(name: str, value: Any) -> int:
     if not is_positive_id(value):
         raise ProtocolError(f"{name} must be a positive integer")
     return value
 
 
-def _text(name, value):
+def _text(name: str, value: Any) -> str:
     if not isinstance(value, str) or not value or len(value) > 256:
         raise ProtocolError(f"{name} must be a non-empty string")
     return value
 
 
-def _one_of(choices):
-    def check(name, value):
+def _one_of(choices: tuple[str, ...]) -> Rule:
+    def check(name: str, value: Any) -> str:
         if not isinstance(value, str) or value not in choices:
             raise ProtocolError(f"{name} must be one of {', '.join(choices)}")
         return value
@@ -145,8 +155,7 @@ _state, _stop_reason = _one_of(STATES), _one_of(STOP_REASONS)
 _VOLTS, _AMPS, _WATTS = _number(0, MAX_VOLTS), _number(0, MAX_AMPS), _number(0, MAX_WATTS)
 _WH, _TS = _number(0, MAX_METER_WH), _number(0, MAX_TS)
 
-# type -> (dataclass, {field: (rule, required)})
-_PUBLISHER_MESSAGES = {
+_PUBLISHER_MESSAGES: Table = {
     "nfc_scan": (lambda nfc_uid: CardRead(nfc_uid), {"nfc_uid": (_text, True)}),
     "metrics": (
         Metrics,
@@ -188,12 +197,12 @@ _PUBLISHER_MESSAGES = {
     ),
 }
 
-_CLIENT_MESSAGES = {
+_CLIENT_MESSAGES: Table = {
     "stop": (RemoteStop, {"session_id": (_session_id, False), "charger_id": (_session_id, False)}),
 }
 
 
-def decode_frame(frame: str | bytes) -> dict:
+def decode_frame(frame: str | bytes) -> dict[str, Any]:
     """Decode one WebSocket frame into a JSON object with a string `type`."""
     if isinstance(frame, (bytes, bytearray, memoryview)):
         raise ProtocolError("binary frames are not accepted; send JSON text")
@@ -208,13 +217,13 @@ def decode_frame(frame: str | bytes) -> dict:
     return data
 
 
-def _parse(frame, table, who):
+def _parse(frame: str | bytes | dict[str, Any], table: Table, who: str) -> Any:
     data = frame if isinstance(frame, dict) else decode_frame(frame)
     kind = data["type"]
     if kind not in table:
         raise ProtocolError(f"unknown message type {kind[:40]!r} for a {who}")
     cls, fields = table[kind]
-    values = {}
+    values: dict[str, Any] = {}
     for name, (rule, required) in fields.items():
         value = data.get(name)
         if value is None:
@@ -227,34 +236,35 @@ def _parse(frame, table, who):
     return cls(**values)
 
 
-def parse_publisher_message(frame: str | bytes | dict):
+def parse_publisher_message(frame: str | bytes | dict[str, Any]) -> PublisherMessage:
     """Parse a frame (or its decoded object) from a charger; raise ProtocolError if invalid."""
-    return _parse(frame, _PUBLISHER_MESSAGES, "publisher")
+    return cast(PublisherMessage, _parse(frame, _PUBLISHER_MESSAGES, "publisher"))
 
 
-def parse_client_message(frame: str | bytes | dict):
+def parse_client_message(frame: str | bytes | dict[str, Any]) -> RemoteStop:
     """Parse a frame (or its decoded object) from a dashboard; raise ProtocolError if invalid."""
-    return _parse(frame, _CLIENT_MESSAGES, "client")
+    return cast(RemoteStop, _parse(frame, _CLIENT_MESSAGES, "client"))
 
 
 # --- outbound messages of the seed protocol to chargers -------------------------------------
-def connected(estacion_id: str) -> dict:
+def connected(estacion_id: str) -> Message:
     return {"type": "connected", "role": ROLE_PUBLISHER, "estacionId": str(estacion_id)}
 
 
-def ack(n: int) -> dict:
+def ack(n: int) -> Message:
     """To a charger: the first `n` data frames it sent on this connection are committed."""
     return {"type": "ack", "n": n}
 
 
-def sync_request() -> dict:
+def sync_request() -> Message:
     return {"type": "sync_request", "from": "server"}
 
 
-def start(session_id: int, user_name: str, local_id: int | None = None, end: bool = False) -> dict:
+def start(session_id: int, user_name: str, local_id: int | None = None,
+          end: bool = False) -> Message:
     """`local_id`: the charger's offline start this session stands for; `end`: its card is
     disabled now (the charger ends the session)."""
-    message = {"type": "start", "session_id": session_id, "user_name": user_name}
+    message: Message = {"type": "start", "session_id": session_id, "user_name": user_name}
     if local_id is not None:
         message["local_id"] = local_id
         if end:
@@ -262,10 +272,10 @@ def start(session_id: int, user_name: str, local_id: int | None = None, end: boo
     return message
 
 
-def auth_list(version: int, offline: bool, cards, sig: str) -> dict:
+def auth_list(version: int, offline: bool, cards: Iterable[str], sig: str) -> Message:
     return {"type": "auth_list", "version": version, "offline": offline, "cards": list(cards),
             "sig": sig}
 
 
-def stop(session_id: int) -> dict:
+def stop(session_id: int) -> Message:
     return {"type": "stop", "session_id": session_id}

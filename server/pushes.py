@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from typing import Any
+
+Message = dict[str, Any]  # one JSON object on the wire
 
 
 def iso_z(unix_seconds: float) -> str:
@@ -18,27 +21,28 @@ def iso_z(unix_seconds: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def error(message: str, code: str, **extra) -> dict:
+def error(message: str, code: str, **extra: Any) -> Message:
     return {"type": "error", "message": message, "code": code, **extra}
 
 
-def subscribed(estacion_id: str) -> dict:
+def subscribed(estacion_id: str) -> Message:
     return {"type": "subscribed", "estacionId": str(estacion_id)}
 
 
-def init_one(charger: dict) -> dict:
+def init_one(charger: Message) -> Message:
     return {"type": "init", "charger": charger}
 
 
-def init_all(chargers: list[dict]) -> dict:
+def init_all(chargers: list[Message]) -> Message:
     return {"type": "init", "chargers": chargers}
 
 
-def status(charger_id: int, status_word: str) -> dict:
+def status(charger_id: int, status_word: str) -> Message:
     return {"type": "status", "charger_id": charger_id, "status": status_word}
 
 
-def metrics(session_id, charger_id, v, a, w, kwh, cost, time_s) -> dict:
+def metrics(session_id: int, charger_id: int, v: float, a: float, w: float, kwh: float, cost: float,
+            time_s: float) -> Message:
     return {
         "type": "metrics",
         "session_id": session_id,
@@ -52,7 +56,7 @@ def metrics(session_id, charger_id, v, a, w, kwh, cost, time_s) -> dict:
     }
 
 
-def session_started(session_id, charger_id, user_name, started_at) -> dict:
+def session_started(session_id: int, charger_id: int, user_name: str | None, started_at: float) -> Message:
     return {
         "type": "session_started",
         "session_id": session_id,
@@ -62,7 +66,8 @@ def session_started(session_id, charger_id, user_name, started_at) -> dict:
     }
 
 
-def session_ended(session_id, charger_id, kwh, cost, duration_s, reason) -> dict:
+def session_ended(session_id: int, charger_id: int, kwh: float, cost: float, duration_s: float,
+                  reason: str) -> Message:
     return {
         "type": "session_ended",
         "session_id": session_id,
@@ -74,7 +79,7 @@ def session_ended(session_id, charger_id, kwh, cost, duration_s, reason) -> dict
     }
 
 
-def emergency(charger_id, session_id, at) -> dict:
+def emergency(charger_id: int, session_id: int | None, at: float) -> Message:
     return {
         "type": "emergency",
         "charger_id": charger_id,
@@ -83,7 +88,7 @@ def emergency(charger_id, session_id, at) -> dict:
     }
 
 
-def alert(charger_id, session_id, kind, message, at) -> dict:
+def alert(charger_id: int, session_id: int | None, kind: str, message: str, at: float) -> Message:
     """To dashboards: the charger stopped charging by itself for a fault (`kind` is the stop's
     reason, `message` the stored alert's Spanish text)."""
     return {
@@ -96,6 +101,6 @@ def alert(charger_id, session_id, kind, message, at) -> dict:
     }
 
 
-def encode(message: dict) -> str:
+def encode(message: Message) -> str:
     """Compact JSON text; non-ASCII kept (user names like 'Juan Pérez')."""
     return json.dumps(message, ensure_ascii=False, separators=(",", ":"), allow_nan=False)

@@ -24,7 +24,7 @@ class TapGuard:
 
     __slots__ = ("uid", "at", "ignored", "pushed_at", "held")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.uid: str | None = None  # the card of the station's previous tap
         self.at = 0.0  # when it was seen (server time)
         self.ignored = 0  # repeats ignored in the current burst

@@ -35,6 +35,7 @@ Commands (server -> charger):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 # --- refusal codes -------------------------------------------------------------------------
 INVALID_MESSAGE = "INVALID_MESSAGE"
@@ -81,12 +82,23 @@ class CardRead:
     uid: str  # as the reader gave it; normalized by server.uids in the adapter
 
 
+class KnownCard(Protocol):
+    """What the core reads of a card the storage knows (server/storage/records.py: Card)."""
+
+    @property
+    def user_id(self) -> int: ...
+    @property
+    def user_name(self) -> str: ...
+    @property
+    def enabled(self) -> bool: ...
+
+
 @dataclass(frozen=True)
 class CardPresented:
     """A CardRead after the adapter normalized the UID and looked the card up."""
 
     uid: str
-    card: object | None  # storage Card(uid, user_id, user_name, enabled) or None
+    card: KnownCard | None  # the storage's Card, or None for an unknown card
     tariff: float | None = None  # the station's current tariff, frozen into a new session
 
 

@@ -215,7 +215,7 @@ class FakeServer:
         try:
             return await asyncio.wait_for(waiter(), timeout)
         except asyncio.TimeoutError:
-            raise CommandError("no %s within %g s" % (kind, timeout))
+            raise CommandError("no %s within %g s" % (kind, timeout)) from None
 
     async def run_command(self, line):
         """Carry out one command line; CommandError with a reason if it is invalid."""
@@ -239,7 +239,7 @@ class FakeServer:
             try:
                 json.loads(rest)
             except ValueError:
-                raise CommandError("send: not valid JSON: %s" % rest)
+                raise CommandError("send: not valid JSON: %s" % rest) from None
             await self.send(rest)
         elif cmd == "close":
             code_text, _, reason = rest.partition(" ")
@@ -277,14 +277,14 @@ def _int(text, usage):
     try:
         return int(text)
     except ValueError:
-        raise CommandError("usage: %s (a whole number, got %r)" % (usage, text))
+        raise CommandError("usage: %s (a whole number, got %r)" % (usage, text)) from None
 
 
 def _number(text, usage):
     try:
         return float(text)
     except ValueError:
-        raise CommandError("usage: %s (a number, got %r)" % (usage, text))
+        raise CommandError("usage: %s (a number, got %r)" % (usage, text)) from None
 
 
 # ---- command line ----------------------------------------------------------------------

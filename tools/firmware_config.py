@@ -90,7 +90,7 @@ def _check_board_values(values: dict) -> None:
                           "characters, or 64 hex digits (WPA2)")
     for url in server_urls(values["server_url"]):
         try:
-            host, port, resource, _ = parse_url(url)
+            host, _port, resource, _ = parse_url(url)
         except ValueError as problem:
             raise ConfigError(f"server_url: {problem}; expected ws://HOST:PORT/ws or "
                               "wss://...") from None

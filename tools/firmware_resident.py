@@ -154,7 +154,7 @@ def _probe(where: Path, deps: list[str], targets: list[str]) -> int:
             raise ValueError(proc.stdout)
         return figure(proc.stdout, QSTR_ENTRY_BYTES)
     except ValueError:
-        raise RuntimeError("measuring %s failed:\n%s%s" % (targets, proc.stdout, proc.stderr))
+        raise RuntimeError("measuring %s failed:\n%s%s" % (targets, proc.stdout, proc.stderr)) from None
 
 
 def measure(build_dir: Path) -> dict[str, int]:

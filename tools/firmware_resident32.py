@@ -46,7 +46,7 @@ def measure(build_dir: Path) -> dict[str, int]:
                 raise ValueError(output)
             out[name] = figure(output, QSTR_ENTRY_BYTES)
         except ValueError:
-            raise RuntimeError("measuring %s on the 32-bit port failed:\n%s" % (targets, output))
+            raise RuntimeError("measuring %s on the 32-bit port failed:\n%s" % (targets, output)) from None
     return out
 
 

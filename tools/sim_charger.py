@@ -86,7 +86,7 @@ class SimCharger:
             cwd=str(self.fs_dir or ROOT), env=mpy_env(self.env, path=self._path()), stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         self._reader = asyncio.create_task(self._read())
-        await self.wait_line(lambda l: l.startswith("SIM ready"))
+        await self.wait_line(lambda line: line.startswith("SIM ready"))
         return self
 
     def _path(self):
@@ -123,7 +123,7 @@ class SimCharger:
         mark = len(self.lines)
         self.proc.stdin.write((text + "\n").encode())
         await self.proc.stdin.drain()
-        line = await self.wait_line(lambda l: l.startswith("SIM "), start=mark)
+        line = await self.wait_line(lambda line: line.startswith("SIM "), start=mark)
         answer = line[4:]
         assert not answer.startswith("error"), answer
         return answer

@@ -109,7 +109,7 @@ class MFRC522:
             i += 1
         self.reg(_CommandReg, _CMD_TRANSCEIVE)
         self.reg(_BitFramingReg, 0x80 | framing)  # StartSend
-        for i in range(200):
+        for _ in range(200):
             irq = self.reg(_ComIrqReg)
             if irq & 0x31:  # RxIRq | IdleIRq | TimerIRq
                 break

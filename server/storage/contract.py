@@ -16,11 +16,17 @@ write is refused with `StaleOwner` (a progress row is left out of its batch and 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from .records import Alert, Card, Reading, SessionRecord, Station, User
 
 MAX_PAGE = 1000
+
+
+class EnergyState(Protocol):
+    """A live energy account (server/energy.py EnergyAccount), encoded when its batch is taken."""
+
+    def to_dict(self) -> dict[str, Any]: ...
 
 
 @runtime_checkable
@@ -35,7 +41,8 @@ class Storage(Protocol):
 
     # batching, back-pressure, durability marks (server/storage/batcher.py)
     def queue_reading(self, reading: Reading) -> None: ...
-    def queue_progress(self, session_id: int, kwh: float, cost: float, energy_state,
+    def queue_progress(self, session_id: int, kwh: float, cost: float,
+                       energy_state: dict[str, Any] | EnergyState,
                        epoch: int | None = None) -> None: ...
     async def flush(self) -> int: ...
     @property
@@ -54,11 +61,11 @@ class Storage(Protocol):
 
     # sessions
     async def create_session(self, station_id: int, user_id: int, card_uid: str,
-                             started_at: float, tariff: float, energy_state: dict,
+                             started_at: float, tariff: float, energy_state: dict[str, Any],
                              epoch: int | None = None, offline_local_id: int | None = None
                              ) -> int: ...
     async def end_session(self, session_id: int, ended_at: float, kwh: float, cost: float,
-                          reason: str, energy_state: dict, epoch: int | None = None) -> bool: ...
+                          reason: str, energy_state: dict[str, Any], epoch: int | None = None) -> bool: ...
     async def open_sessions(self) -> list[SessionRecord]: ...
     async def get_session(self, session_id: int) -> SessionRecord | None: ...
     async def list_sessions(self, station_id: int | None = None, user_id: int | None = None,
@@ -67,7 +74,7 @@ class Storage(Protocol):
                             ) -> tuple[list[SessionRecord], int]: ...
     async def session_totals(self, now: float, station_id: int | None = None,
                              user_id: int | None = None, since: float | None = None,
-                             until: float | None = None) -> dict: ...
+                             until: float | None = None) -> dict[str, Any]: ...
     async def readings(self, session_id: int) -> list[Reading]: ...
 
     # alerts, the emergency latch, what the core reloads at start

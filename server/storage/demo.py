@@ -5,7 +5,7 @@ emulated RC522 of `make sim-charger` (the seed's virtual UID is not hex: no read
 
 from pathlib import Path
 
-from server.auth import hash_station_key, new_station_key, station_key_matches, write_private_file
+from server.keys import hash_station_key, new_station_key, station_key_matches, write_private_file
 
 from .contract import Storage
 

@@ -4,6 +4,7 @@ Times are unix seconds (float, UTC); ids are integers; money and energy are floa
 """
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class SessionRecord:
     cost: float
     tariff: float
     end_reason: str | None
-    energy_state: dict = field(default_factory=dict)
+    energy_state: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_open(self) -> bool:

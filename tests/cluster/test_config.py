@@ -42,7 +42,7 @@ async def run_server(tmp_path, environ):
         sys.executable, "-m", "server", "--port", "0",
         cwd=REPO, env={**os.environ, "DB_PATH": str(tmp_path / "e.db"), **environ},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(process.communicate(), 60)
+    _out, err = await asyncio.wait_for(process.communicate(), 60)
     return process.returncode, err.decode()
 
 

@@ -153,7 +153,7 @@ async def test_init_and_api_stations_anywhere_show_the_charger_where_it_is(fleet
 
 
 async def test_a_stop_for_a_station_nobody_serves_is_charger_offline_at_once(fleet):
-    a, b, c = fleet
+    _a, b, _c = fleet
     on_b = await dashboard(b)
     async with on_b:
         await send_json(on_b, {"type": "stop", "charger_id": 1})
@@ -197,7 +197,7 @@ async def test_a_charger_reconnecting_to_another_process_moves_the_station_there
 async def test_an_owner_whose_claim_was_taken_silently_lets_go_at_its_next_write_or_heartbeat(fleet):
     # B claims station 1 in the database but its `claimed` notice never reaches A (lost on the
     # bus): A's next write of the station's shared status is refused, and A drops the charger
-    a, b, c = fleet
+    a, b, _c = fleet
     old = await publisher(base_url(a))
     async with old:
         session_id = await start_session(old)
@@ -263,7 +263,7 @@ async def test_a_station_whose_process_stopped_heartbeating_shows_desconectado_e
 async def test_a_charger_reconnecting_to_the_same_process_keeps_the_station_s_epoch(fleet):
     # a WiFi drop and back to the same process moves nothing: the epoch stays, so no write of
     # the session still in flight is refused as stale, and the session goes on
-    a, b, c = fleet
+    a, _b, _c = fleet
     first = await publisher(base_url(a))
     async with first:
         session_id = await start_session(first)

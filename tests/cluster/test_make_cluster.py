@@ -100,7 +100,7 @@ async def test_a_bad_argument_is_one_line_and_exit_2():
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tools.cluster", "--processes", "0", cwd=REPO,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await process.communicate()
+    _out, err = await process.communicate()
     assert process.returncode == 2
     assert "argument --processes/-n: 0 is outside 1..16" in err.decode() and "Traceback" not in err.decode()
 

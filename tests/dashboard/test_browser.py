@@ -95,7 +95,8 @@ async def test_a_tap_shows_a_live_session_growing_and_stop_puts_it_in_the_histor
     async with page.expect_download() as download_info:
         await page.get_by_test_id("csv").click()
     download = await download_info.value
-    rows = list(csv.DictReader(io.StringIO(open(await download.path(), encoding="utf-8-sig").read())))
+    with open(await download.path(), encoding="utf-8-sig") as exported:
+        rows = list(csv.DictReader(io.StringIO(exported.read())))
     assert [(int(r["session_id"]), r["user"], r["end_reason"]) for r in rows] == [(session_id, "Juan Pérez", "remote_stop")]
 
     await row.locator("a").click()

@@ -150,7 +150,7 @@ async def test_the_session_curve_ends_at_the_billed_final_reading(page, live_app
     await open_dashboard(page, live_app, f"/session/{session_id}")
     chart = page.get_by_test_id("session-chart")
     await expect(chart).to_have_attribute("data-last", re.compile(r"."))
-    power_last, energy_last = json.loads(await chart.get_attribute("data-last"))
+    _power_last, energy_last = json.loads(await chart.get_attribute("data-last"))
     assert energy_last[1] == stored["kwh"], f"curve ends at {energy_last[1]} kWh, billed {stored['kwh']} kWh"
     assert energy_last[0] >= stored["ended_at"] - 1
     await page.screenshot(path=screenshot_path("session-final-reading"), full_page=True)

@@ -10,7 +10,7 @@ import pytest
 
 expect = pytest.importorskip("playwright.async_api", reason="the playwright package is not installed").expect
 
-from server.auth import hash_station_key, new_station_key
+from server.keys import hash_station_key, new_station_key
 from tests.dashboard.browser import screenshot_path
 from tests.dashboard.helpers import http_get
 from tests.firmware.mpy import requires_micropython

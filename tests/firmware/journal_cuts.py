@@ -141,7 +141,7 @@ def read():
 def boundary(data):
     # the length of data's leading whole records (the torn tail cut off)
     end = 0
-    for kind, at, size in jfile.records(data):
+    for _kind, at, size in jfile.records(data):
         if at - 3 == end:
             end = at + size + 4
     return end

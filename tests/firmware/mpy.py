@@ -202,7 +202,7 @@ class MpyProcess:
         try:
             idx, line = await asyncio.wait_for(wait(), timeout)
         except asyncio.TimeoutError:
-            raise AssertionError("timeout waiting for %r; output:\n%s" % (match, self.output()))
+            raise AssertionError("timeout waiting for %r; output:\n%s" % (match, self.output())) from None
         if line is None:
             raise AssertionError("process ended before %r; output:\n%s" % (match, self.output()))
         self._seen = idx + 1
@@ -217,7 +217,7 @@ class MpyProcess:
         try:
             await asyncio.wait_for(self.proc.wait(), timeout)
         except asyncio.TimeoutError:
-            raise AssertionError("process did not exit; output:\n%s" % self.output())
+            raise AssertionError("process did not exit; output:\n%s" % self.output()) from None
         await self._reader
         return self.proc.returncode
 
@@ -249,7 +249,7 @@ def wasm32_case_results(modules):
         runs = [{"code": _RUNNER % ("/r/tests/firmware/cases", m), "cwd": "/r",
                  "path": ["", "/r/tools/sim", "/r/firmware", ".frozen"]} for m in modules]
         out = {}
-        for module, (output, status) in zip(modules, wasm32.run(files, runs, timeout=300)):
+        for module, (output, _status) in zip(modules, wasm32.run(files, runs, timeout=300)):
             results = {}
             for line in output.splitlines():
                 parts = line.split(" ", 2)

@@ -233,7 +233,7 @@ async def run_scenario(kind: str, tmp: Path, module_dirs) -> Outcome:
                     # the charger's chance to take it as delivered: it forgot it (its outbox
                     # emptied), or it queued a newer reading meanwhile
                     queued = (await sim.status())["readings_queued"]
-                    await sim.wait_status(lambda s: s["outbox"] == 0
+                    await sim.wait_status(lambda s, queued=queued: s["outbox"] == 0
                                           or s["readings_queued"] > queued, timeout=WAIT_S)
                     await server.kill()
                 finally:
@@ -248,7 +248,7 @@ async def run_scenario(kind: str, tmp: Path, module_dirs) -> Outcome:
                     await proxy.blackhole(BLACKHOLE_S * SCALE)
             # recovered: connected, everything confirmed, and charging goes on
             queued = (await sim.status())["readings_queued"]
-            await sim.wait_status(lambda s: s["link"] and s["outbox"] == 0
+            await sim.wait_status(lambda s, queued=queued: s["link"] and s["outbox"] == 0
                                   and s["readings_queued"] >= queued + 2, timeout=WAIT_S)
         await sim.command("press stop")
         await sim.wait_status(lambda s: s["state"] == "idle" and not s["relay"], timeout=WAIT_S)

@@ -185,7 +185,7 @@ async def test_meter_silent_for_5_s_while_charging_opens_the_relay_ends_the_sess
         await charger.command("meter silent")
         st = await charger.wait_status(lambda s: s["state"] == "idle", timeout=30)
         assert st["relay"] is False and st["led"] == 7  # the meter-failure pattern
-        await charger.wait_line(lambda l: "meter_failure" in l)
+        await charger.wait_line(lambda line: "meter_failure" in line)
         alert = await receive_type(dashboard, "alert")  # live, no page reload
         assert (alert["kind"], alert["session_id"]) == ("meter_failure", session_id)
     record = await _wait_ended(live_app, session_id)
@@ -231,7 +231,7 @@ async def test_absent_nfc_reader_is_a_visible_fault_not_a_crash(live_app, tmp_pa
     sim.extra_args = ["--absent-reader"]
     await sim.start()
     try:
-        await sim.wait_line(lambda l: "NFC reader not found" in l)
+        await sim.wait_line(lambda line: "NFC reader not found" in line)
         st = await sim.wait_status(lambda s: s["link"])
         assert st["led"] == 6 and st["state"] == "idle" and st["relay"] is False
     finally:
@@ -241,7 +241,7 @@ async def test_absent_nfc_reader_is_a_visible_fault_not_a_crash(live_app, tmp_pa
 async def test_unknown_card_is_refused_and_the_relay_stays_off(charger, live_app):
     await charger.wait_status(lambda s: s["link"])
     await charger.command("tap DEADBEEF")
-    await charger.wait_line(lambda l: "server error" in l and "CARD_UNKNOWN" in l)
+    await charger.wait_line(lambda line: "server error" in line and "CARD_UNKNOWN" in line)
     st = await charger.wait_status(lambda s: s["state"] == "idle")
     assert st["relay"] is False and st["led"] == 3  # the error pattern
 

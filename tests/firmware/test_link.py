@@ -138,7 +138,7 @@ class Recorder:
         try:
             await asyncio.wait_for(waiter(), timeout)
         except asyncio.TimeoutError:
-            raise AssertionError("timeout; connections: %s" % self.describe())
+            raise AssertionError("timeout; connections: %s" % self.describe()) from None
 
     async def frames(self, conn_index, count, timeout=30):
         await self.wait(lambda: len(self.conns) > conn_index

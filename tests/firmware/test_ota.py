@@ -216,7 +216,7 @@ async def test_a_version_that_never_comes_online_is_rolled_back_after_the_timeou
 
 
 async def test_a_bad_order_or_a_failed_download_leaves_the_running_version(rig):
-    app, sim, fw_dir, flash = rig
+    app, sim, _fw_dir, flash = rig
     await sim.start()
     await wait_firmware(app, lambda s: s["fw"] == "usb", sim)
     charger = app.hub.publishers[1]  # orders the server itself never sends, on its connection

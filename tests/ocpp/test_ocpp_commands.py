@@ -8,7 +8,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from server.auth import VIEWER, hash_station_key, mint_token, new_station_key
+from server.auth import VIEWER, mint_token
+from server.keys import hash_station_key, new_station_key
 from tests.live_server import _SECRETS, base_url, connect, receive_json, send_json, server_clock
 from tests.ocpp.charge_point import ChargePoint, iso
 from tests.ocpp.test_ocpp_endpoint import BOOT, CARD, CP_ID, DISABLED_CARD, next_of, ocpp_server  # noqa: F401

@@ -13,7 +13,7 @@ from base64 import b64encode
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 
-from server.auth import hash_station_key, new_station_key
+from server.keys import hash_station_key, new_station_key
 from server.core import REMOTE_STOP
 from server.storage import open_storage
 from tests.dashboard.helpers import http_get

@@ -145,7 +145,7 @@ async def test_sessions_export_as_csv_to_stdout_or_a_file(admin, db, tmp_path):
 
 
 async def test_sessions_export_writes_times_in_the_zone_asked_for(admin, db):
-    first, _ = await seeded_sessions(db)
+    _first, _ = await seeded_sessions(db)
     text = ok(admin("sessions", "export", "--station", "1", "--tz", "America/Argentina/Buenos_Aires"))
     [row] = list(csv.DictReader(io.StringIO(text[1:])))
     # 2026-01-01T00:00:00Z is 21:00 the day before in Buenos Aires (UTC-3)
@@ -259,7 +259,7 @@ def test_an_unusable_database_path_gives_one_clear_line(admin, tmp_path):
 
 
 async def test_issue_key_prints_a_key_once_stores_only_its_hash_and_rotation_retires_the_old_one(admin, db):
-    from server.auth import station_key_matches
+    from server.keys import station_key_matches
 
     ok(admin("stations", "add", "Garage", "--id", "2"))
     first = ok(admin("stations", "issue-key", "2")).splitlines()[-1]

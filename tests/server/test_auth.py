@@ -11,7 +11,8 @@ import urllib.request
 
 import pytest
 
-from server.auth import ADMIN, OPERATOR, STATION, VIEWER, hash_station_key, mint_token, new_station_key
+from server.auth import ADMIN, OPERATOR, STATION, VIEWER, mint_token
+from server.keys import hash_station_key, new_station_key
 from tests.live_server import (
     base_url, close_code, connect, http_url, publisher, receive_json, receive_type, running_server,
     send_json,

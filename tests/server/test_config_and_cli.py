@@ -87,7 +87,7 @@ def run_server(tmp_path, *args, env=None):
 )
 async def test_bad_configuration_stops_the_start_with_one_line_and_no_traceback(tmp_path, args, env):
     process = await run_server(tmp_path, *args, env=env)
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    _stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode != 0
     lines = stderr.decode().strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), stderr

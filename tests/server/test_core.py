@@ -253,7 +253,9 @@ def test_a_replayed_emergency_of_a_latched_fault_adds_no_second_alert(core):
 
 
 def test_the_latch_is_persisted_when_it_changes_and_only_then(core):
-    latches = lambda effects: [(e.station_id, e.latched_at) for e in kinds(effects, c.SetEmergencyLatch)]
+    def latches(effects):
+        return [(e.station_id, e.latched_at) for e in kinds(effects, c.SetEmergencyLatch)]
+
     assert latches(core.handle_publisher(1, Emergency(None), NOW)) == [(1, NOW)]
     assert latches(core.handle_publisher(1, StatusReport("fault"), NOW + 1)) == []
     assert latches(core.handle_publisher(1, StatusReport("idle"), NOW + 2)) == [(1, None)]
@@ -305,7 +307,9 @@ def test_the_minimum_age_counts_from_a_session_reloaded_after_a_restart(core):
 
 
 def test_publisher_replacements_alert_once_per_burst(core):
-    alerts = lambda effects: [e.kind for e in kinds(effects, c.AddAlert)]
+    def alerts(effects):
+        return [e.kind for e in kinds(effects, c.AddAlert)]
+
     results = [alerts(core.publisher_replaced(1, NOW + k, "10.0.0.5:1", "10.0.0.6:2")) for k in range(8)]
     assert results == [[], [], [], ["duplicate_charger"], [], [], [], []]
     assert alerts(core.publisher_replaced(1, NOW + 7 + 60, "a", "b")) == []  # a quiet minute: new burst

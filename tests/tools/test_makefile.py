@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from server.auth import hash_station_key
+from server.keys import hash_station_key
 from tests.firmware.mpy import requires_micropython
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,7 +42,7 @@ def make(*args, env=None, **kwargs):
 def test_flash_without_a_board_says_so_in_one_line():
     done = make("flash", "DEVICE=/dev/ttyNOPE0")
     assert done.returncode != 0
-    [line] = [l for l in done.stderr.splitlines() if not l.startswith("make:")]
+    [line] = [text for text in done.stderr.splitlines() if not text.startswith("make:")]
     assert line.startswith("no board at /dev/ttyNOPE0: connect the ESP32 by USB, or name its "
                            "serial port: make flash DEVICE=")
     assert "mpremote" not in done.stderr and "Traceback" not in done.stderr
@@ -136,27 +136,27 @@ def make_run(tmp_path):
     lines = Lines(server)
     try:
         lines.wait_for(r"^  firmware: ")
-        yield port, [l for l in lines.lines if l is not None], env
+        yield port, [text for text in lines.lines if text is not None], env
     finally:
         interrupt(server)
 
 
 def printed(banner, label) -> str:
-    [line] = [l for l in banner if l.startswith(f"  {label}:")]
+    [line] = [text for text in banner if text.startswith(f"  {label}:")]
     command = line.split(":", 1)[1].strip()
     return command.split(" (then type:")[0]
 
 
 def test_make_run_listens_on_port_and_its_banner_names_it(make_run):
     port, banner, _ = make_run
-    assert any(l.startswith(f"EV charger server listening on 0.0.0.0:{port} ") for l in banner)
+    assert any(text.startswith(f"EV charger server listening on 0.0.0.0:{port} ") for text in banner)
     assert printed(banner, "simulator").startswith(".venv/bin/python -m tools.simulator ")
     assert f"--url ws://localhost:{port}/ws" in printed(banner, "simulator")
     assert f" PORT={port} " in printed(banner, "firmware") + " "
 
 
 def test_the_printed_simulator_command_works_as_printed(make_run):
-    port, banner, env = make_run
+    _port, banner, env = make_run
     simulator = spawn(printed(banner, "simulator"), env)
     lines = Lines(simulator)
     try:
@@ -167,7 +167,7 @@ def test_the_printed_simulator_command_works_as_printed(make_run):
 
 
 def test_make_sim_follows_the_port(make_run, tmp_path):
-    port, banner, env = make_run
+    port, _banner, env = make_run
     key = (tmp_path / "station-1.key").read_text().strip()
     simulator = spawn(["make", "--no-print-directory", "sim", f"PORT={port}", f"TOKEN={key}"], env)
     lines = Lines(simulator)
@@ -194,7 +194,7 @@ def test_a_station_key_that_begins_with_a_dash_works_in_make_sim(make_run, tmp_p
 
 @requires_micropython
 def test_the_printed_firmware_command_works_as_printed(make_run, tmp_path):
-    port, banner, env = make_run
+    _port, banner, env = make_run
     command = shlex.split(printed(banner, "firmware")) + [f"SIM_CONFIG={tmp_path / 'sim.json'}"]
     charger = spawn(command, env)
     lines = Lines(charger)
@@ -208,4 +208,4 @@ def test_the_printed_firmware_command_works_as_printed(make_run, tmp_path):
         assert charger.wait(TIMEOUT_S) == 0
     finally:
         interrupt(charger)
-    assert "Traceback" not in "\n".join(l for l in lines.lines if l)
+    assert "Traceback" not in "\n".join(text for text in lines.lines if text)

@@ -26,7 +26,7 @@ async def run(server_url, *args, stdin=None):
     except TimeoutError:
         process.kill()
         out, err = await process.communicate()
-        raise AssertionError(f"still running after {EXIT_TIMEOUT_S:g} s:\n{out.decode()[-2000:]}")
+        raise AssertionError(f"still running after {EXIT_TIMEOUT_S:g} s:\n{out.decode()[-2000:]}") from None
     return process.returncode, out.decode(), err.decode()
 
 

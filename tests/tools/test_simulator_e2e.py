@@ -205,7 +205,7 @@ wait-for ->status
 """
     status, lines, err = await simulate(server_url, script, "--card", CARD, *FAST)
     assert status == 0, err
-    [first, after_reboot] = sent(lines, "status")
+    [_first, after_reboot] = sent(lines, "status")
     assert after_reboot["state"] == "idle" and after_reboot["session_id"] is None
     session_id = sent(lines, "metrics")[0]["session_id"]
     for _ in range(100):  # the reconciliation runs as the status frame is handled
@@ -265,7 +265,7 @@ async def test_an_unknown_station_is_refused_with_4005_and_ends_the_run_not_retr
 
 
 async def test_a_wait_for_that_never_happens_fails_the_script(server_url):
-    status, lines, err = await simulate(server_url, "wait-for started timeout=0.5\n", *FAST)
+    status, _lines, err = await simulate(server_url, "wait-for started timeout=0.5\n", *FAST)
     assert status == 1
     assert err.strip() == ("script: line 1: wait-for started: station 1 saw no 'started' "
                            "within 0.5 s")

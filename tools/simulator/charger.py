@@ -241,10 +241,9 @@ class Charger:
         sm = self.sm
         if acts & fw.A_RELAY_OFF:
             self.model.set_relay(False)
-        if acts & fw.A_RELAY_ON:
-            if not self.emergency_down:  # never with EMERGENCY open
-                self.model.plug_new_car()  # each session charges a new car
-                self.model.set_relay(True)
+        if acts & fw.A_RELAY_ON and not self.emergency_down:  # never with EMERGENCY open
+            self.model.plug_new_car()  # each session charges a new car
+            self.model.set_relay(True)
         if acts & fw.A_FINAL_READING:  # the relay is off: the stop carries this register
             self.meter = self.model.read()
             sm.wh = self.meter.wh

@@ -46,23 +46,23 @@ def case_present_reader_is_initialised_with_its_antenna_on():
 
 
 def case_absent_reader_is_detected_not_crashed():
-    emu, r = _reader(absent=True)  # VersionReg reads 0x00
+    _emu, r = _reader(absent=True)  # VersionReg reads 0x00
     assert r.init() is False and r.read_uid() == NO_CARD
 
 
 def case_miswired_reader_reading_all_ones_is_absent():
-    emu, r = _reader(version=0xFF)
+    _emu, r = _reader(version=0xFF)
     assert r.init() is False
 
 
 def case_no_card_reads_nothing():
-    emu, r = _reader()
+    _emu, r = _reader()
     r.init()
     assert r.read_uid() == NO_CARD
 
 
 def case_polling_for_a_card_allocates_nothing_while_none_is_there():
-    emu, r = _reader()
+    _emu, r = _reader()
     r.init()
     assert _firmware_bytes(r.read_uid) == 0
 
@@ -173,7 +173,7 @@ def _three_floats():
 
 
 def case_polling_the_meter_allocates_only_the_three_floats_it_reports():
-    emu, m = _meter(power=3600.0)
+    _emu, m = _meter(power=3600.0)
     floats = _firmware_bytes(_three_floats)  # volts, amps, watts: floats are heap objects
     assert floats > 0
     assert _firmware_bytes(m.read) == floats
@@ -181,7 +181,7 @@ def case_polling_the_meter_allocates_only_the_three_floats_it_reports():
 
 
 def case_meter_energy_accumulates_with_simulated_time():
-    emu, m = _meter(power=3600.0, time_scale=3600.0)  # 1 real s = 1 simulated hour
+    _emu, m = _meter(power=3600.0, time_scale=3600.0)  # 1 real s = 1 simulated hour
     m.read()
     first = m.energy_wh
     time.sleep_ms(200)
@@ -217,7 +217,7 @@ def _seal(frame):
 
 
 def case_wrong_register_range_gets_a_modbus_exception():
-    emu, m = _meter()
+    _emu, m = _meter()
     m.req[5] = 11  # 11 registers from 0: beyond the meter's 10
     assert m.read() == DEVICE_ERROR
 
