@@ -501,7 +501,8 @@ class SessionCore:
             reason = "Tarjeta no incluida en la lista firmada para carga sin conexión"
         elif st.session is not None or st.starting:
             reason = "Cargador con otra sesión abierta"
-        if reason is not None:
+        if reason is not None or start.card is None:
+            reason = reason or "Tarjeta desconocida"
             log.warning("station %s: offline start %s of card %s refused: %s", st.id,
                         start.local_id, start.uid, reason)
             return [Reply(Refusal(reason, v.OFFLINE_START_REFUSED, start.local_id)),

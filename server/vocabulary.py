@@ -153,13 +153,24 @@ class OfflineStartReport:
     wh: float | None = None  # the meter register when it started
 
 
+class CardInfo(Protocol):
+    """What the core reads of a card (the storage's Card has it)."""
+
+    @property
+    def user_id(self) -> int: ...
+    @property
+    def user_name(self) -> str: ...
+    @property
+    def enabled(self) -> bool: ...
+
+
 @dataclass(frozen=True)
 class OfflineStartPresented:
     """An OfflineStartReport after the adapter looked it up (server/offline_auth.py)."""
 
     local_id: int
     uid: str  # normalized
-    card: object | None  # storage Card or None
+    card: CardInfo | None  # the storage's Card, or None: unknown card
     listed: bool  # in the list of that version signed for this station, offline allowed
     earliest: float | None  # the earliest start the server can defend (None: not known)
     existing: int | None = None  # the session already created for this local_id (a replay)
@@ -208,5 +219,5 @@ class Acknowledge:
 class AuthList:
     version: int
     offline: bool
-    cards: tuple  # sorted normalized UIDs
+    cards: tuple[str, ...]  # sorted normalized UIDs
     sig: str  # HMAC-SHA256 hex (server/offline_auth.py)
