@@ -18,7 +18,7 @@ import struct
 
 import pytest
 
-from charger.jfile import records
+from charger.jboot import records
 from tests.firmware.mpy import requires_micropython, run_mpy_file
 from tests.live_server import base_url, token_for
 from tools.faultproxy import FaultProxy
