@@ -284,12 +284,12 @@ class Journal(Outbox):
         jfile, its buffers) is a refused write as a file system error is (jfile.append()):
         counted, logged (the readings not written yet go with the next write); the put that
         asked for it stands (it is in the outbox: the caller goes on)."""
-        from charger import forget
         try:
-            from charger import jfile
-            jfile.append(self, data)
-        except MemoryError as e:
+            from charger import forget, jfile
+            try:
+                jfile.append(self, data)
+            finally:
+                forget("charger.jfile")
+        except MemoryError as e:  # (its handling allocates nothing: there may be no heap)
             self.state[5] += 1
-            print("[charger]", "journal", repr(e))
-        finally:
-            forget("charger.jfile")
+            print("[charger]", "journal", "MemoryError", e)
