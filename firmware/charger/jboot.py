@@ -7,8 +7,8 @@ all of this while the link was reconnecting failed with MemoryError). Runs under
 `records()` under CPython too.
 
 - `write(j)`, the compaction: what the journal still needs (other modules' records, the
-  outbox's entries in put order, the open session, the ACK) goes to a new file renamed over the journal (littlefs
-  renames atomically: the old file or the new one, never a mix).
+  outbox's entries in put order, the open session, the ACK) goes to a new file renamed over
+  the journal (littlefs renames atomically: the old file or the new one, never a mix).
 - `records(data)`: (kind, offset, length) of each intact record of the file's bytes: one
   whose length or CRC-32 does not hold (torn by a power cut, a flipped bit) is skipped and
   the scan goes on at the next byte.
