@@ -46,13 +46,13 @@ def start(done):
             forget("charger.board")  # only the drivers it built stay
             # The session journal (charger/outbox.py Journal) beside config.json: replay what
             # the server has not acknowledged, queue the stop of the session the board died
-            # in (charger/jfile.py, unloaded after). Whatever the file holds, the charger
-            # starts: a journal that cannot be read is deleted and a new one begins; one that
-            # cannot be written either leaves the charger running without it (the outbox in
-            # RAM, as before the journal), logged.
+            # in (charger/jboot.py and jfile.py, unloaded after). Whatever the file holds, the
+            # charger starts: a journal that cannot be read is deleted and a new one begins;
+            # one that cannot be written either leaves the charger running without it (the
+            # outbox in RAM, as before the journal), logged.
             import machine
             import os
-            from charger import jfile
+            from charger import jboot
             from charger.outbox import Journal
             path = app.CONFIG_PATH.rpartition("/")[0]
             path = (path + "/" if path else "") + "journal.bin"
@@ -60,7 +60,7 @@ def start(done):
             for i in range(2):  # noqa: B007 - `i` is interned already, a new name costs RAM
                 outbox = Journal(path)
                 try:  # a power-on or brown-out reset: power_loss, else charger_reset
-                    ended = jfile.boot(outbox, machine.reset_cause() == machine.PWRON_RESET)
+                    ended = jboot.boot(outbox, machine.reset_cause() == machine.PWRON_RESET)
                     break
                 except Exception as e:  # noqa: BLE001 - a bad file must not stop the charger
                     print("[charger]", "journal", repr(e))
@@ -69,8 +69,9 @@ def start(done):
                     except OSError:
                         pass
             outbox = outbox if outbox.state[0] else Journal(path)  # state[0]: journaling on
-            del jfile
-            forget("charger.jfile")
+            del jboot
+            forget("charger.jboot")
+            forget("charger.jfile")  # (jboot's import)
             charger_app = app.App(cfg, board, outbox, Link)
             charger_app.ended = ended  # reported as charging until its stop is delivered
             # an offline start the server has not answered (charger/offline.py): its uid and

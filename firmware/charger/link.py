@@ -128,6 +128,9 @@ class Link:
                 if self.wifi is not None:
                     await self._wifi_up()  # OSError when it does not come up
                 await ws.connect(dests[i], ca, tmo)
+                if i:  # the server that answered goes first: tried first again, and the one
+                    dests.insert(0, dests.pop(i))  # an update downloads from (charger/otaget.py)
+                    i = 0
                 ack = self.ack
                 ack[0] = ack[1] = 0  # a new connection counts its frames from 1
                 outbox.rewind()  # what the last connection did not get acked goes again

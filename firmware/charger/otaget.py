@@ -23,7 +23,7 @@ async def get(app, args):
         os.mkdir("ota")
     except OSError:
         pass  # exists
-    host, port, resource, secure = app.link.dial[0]
+    host, port, resource, secure = app.link.dial[0][0]  # the server connected now (link.py)
     ctx = None
     if secure:
         import ssl

@@ -70,8 +70,8 @@ from charger import messages
 try:
     from micropython import const
 except ImportError:  # CPython
-    def const(x):
-        return x
+    def const(value):  # (`value`: a name MicroPython has interned already)
+        return value
 
 # storage (module docstring): reading r at 3*r in both arrays, event e at 3*cap + 5*e of the
 # uint32 one. Not struct records in one bytearray: unpack_from() allocates a tuple per send.
@@ -299,10 +299,16 @@ class Journal(Outbox):
     def write(self, data):
         """Append the readings not written yet, the open session, the acknowledgement, then
         `data`: None, an event (kind, session_id, wh, ts), a session_id the server ended, or
-        a record's bytes (another module's kind: jfile.record())."""
-        from charger import forget, jfile
+        a record's bytes (another module's kind: jfile.record()). No heap for it (loading
+        jfile, its buffers) is a refused write as a file system error is (jfile.append()):
+        counted, logged (the readings not written yet go with the next write); the put that
+        asked for it stands (it is in the outbox: the caller goes on)."""
         try:
-            jfile.append(self, data)
-        finally:
-            del jfile
-            forget("charger.jfile")
+            from charger import forget, jfile
+            try:
+                jfile.append(self, data)
+            finally:
+                forget("charger.jfile")
+        except MemoryError as e:  # (its handling allocates nothing: there may be no heap)
+            self.state[5] += 1
+            print("[charger]", "journal", "MemoryError", e)

@@ -46,9 +46,14 @@ async def _handshake(ws, host, port, resource, ctx):
     key = binascii.b2a_base64(os.urandom(16), newline=False)  # section 4.1, item 7
     if port != (443 if ctx else 80):
         host = "%s:%d" % (host, port)  # the Host field names a port unless the default one
-    s.write(  # formatted as bytes: no str copy of the request
-        b"GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (resource, host, key))
+    # The request in pieces, never formatted whole: with the token the resource alone is
+    # ~250 B, and one ~400 B block for the request failed with MemoryError in a heap
+    # fragmented by the faults (-X heapsize=96K, tests/firmware/test_delivery_under_faults.py).
+    # Each write() goes to the socket at once (asyncio buffers only what it could not send).
+    for i in (b"GET ", resource, b" HTTP/1.1\r\nHost: ", host,
+              b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ", key,
+              b"\r\nSec-WebSocket-Version: 13\r\n\r\n"):
+        s.write(i)
     await s.drain()
     # the answer the server owes: base64(SHA-1(key + the GUID)), section 4.2.2, item 5.4
     key = binascii.b2a_base64(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11")

@@ -6,7 +6,7 @@
 # A "power cut" is the file layer refusing to write past a byte budget: the record being
 # written is torn there (its first bytes are on the file, as on a flash whose power failed
 # mid-program) and the firmware stops (an exception out of the put). Then the journal is
-# opened as at boot (charger/jfile.py boot()) and what it recovers is compared with what
+# opened as at boot (charger/jboot.py boot()) and what it recovers is compared with what
 # the file cut at the last whole record recovers: at most the torn record may be lost. Prints
 # one line per check kind: "<kind> <cut points> <failures>" and the failures' details.
 import os
@@ -15,7 +15,7 @@ import sys
 import charger
 
 charger.forget = lambda name: None  # the journal unloads modules: this script keeps them
-from charger import jfile  # noqa: E402
+from charger import jboot, jfile  # noqa: E402
 from charger.outbox import Journal  # noqa: E402
 
 DIR = sys.argv[1]
@@ -110,7 +110,7 @@ def fresh():
     rm(P)
     rm(P + ".new")
     j = Journal(P)
-    jfile.boot(j, True)
+    jboot.boot(j, True)
     return j
 
 
@@ -121,7 +121,7 @@ def recovered(data):
     with real_open(P, "wb") as f:
         f.write(data)
     j = Journal(P)
-    sid = jfile.boot(j, True)
+    sid = jboot.boot(j, True)
     out = [sid]
     while True:
         text = j.next_unsent()
@@ -141,7 +141,7 @@ def read():
 def boundary(data):
     # the length of data's leading whole records (the torn tail cut off)
     end = 0
-    for _kind, at, size in jfile.records(data):
+    for _kind, at, size in jboot.records(data):
         if at - 3 == end:
             end = at + size + 4
     return end
@@ -158,7 +158,7 @@ def fail(*what):
 
 # 1. the write path cut at every byte (compactions included: history() makes the file look
 # past its limit at 3 points, so that the next write compacts it first)
-jfile.open = cut_open
+jfile.open = jboot.open = cut_open  # (appends; compactions)
 # the bytes the history writes in all (appends and compactions): cut at each of them
 budget[0] = 10 ** 9
 j = fresh()
@@ -188,12 +188,12 @@ print("cut", cuts, len([f for f in failures if f[0] == "cut"]), "writes", total,
 
 # 2. a whole journal (no compaction) truncated at every byte and each byte corrupted
 compactions[0] = False
-jfile.open = real_open
+jfile.open = jboot.open = real_open
 j = fresh()
 history(j)
 whole = read()
 full = recovered(whole)
-spans = [(at - 3, at + size + 4) for kind, at, size in jfile.records(whole)]
+spans = [(at - 3, at + size + 4) for kind, at, size in jboot.records(whole)]
 n_trunc = n_flip = 0
 for c in range(len(whole) + 1):
     try:

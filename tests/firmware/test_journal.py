@@ -18,8 +18,8 @@ import struct
 
 import pytest
 
-from charger.jfile import records
-from tests.firmware.mpy import requires_micropython, run_mpy_file
+from charger.jboot import records
+from tests.firmware.mpy import requires_micropython, run_mpy, run_mpy_file
 from tests.live_server import base_url, token_for
 from tools.faultproxy import FaultProxy
 from tools.sim_charger import ROOT, SimCharger
@@ -43,6 +43,44 @@ def test_the_journal_survives_a_cut_at_every_byte_of_its_writes_truncation_and_c
     assert int(corrupt[1]) > 1500 and int(corrupt[2]) == 0, out
     # the whole journal: the session open at the end is the interrupted one
     assert lines["whole"][-1] == "7", out
+
+
+NO_HEAP = """
+import micropython
+from charger.outbox import Journal
+P = %r
+j = Journal(P)
+j.state[0] = True  # journaling on, as after the boot replay
+for i in range(10):  # the first one written at once, the 11th puts the next write due
+    j.put_reading(5, 230.0, 8.7, 2000.0, 100 + i, 1750000000 + i)
+put = None
+micropython.heap_lock()  # the write's load of charger/jfile.py finds no heap
+try:
+    put = j.put_reading(5, 230.0, 8.7, 2000.0, 110, 1750000010)
+finally:
+    micropython.heap_unlock()
+print("put", put, len(j), j.state[5])
+j.put_reading(5, 230.0, 8.7, 2000.0, 111, 1750000011)  # the next write has heap again
+print("after", len(j), j.state[5])
+from charger import jboot  # (after the writes: each unloads jfile, whose code jboot uses)
+k = Journal(P)
+print("replayed", jboot.boot(k, True), len(k), k.readings)
+"""
+
+
+@requires_micropython
+def test_a_journal_write_without_heap_loses_no_reading_and_the_put_stands(tmp_path):
+    # The chaos run under -X heapsize=96K: a MemoryError out of the journal's write escaped
+    # put_reading after the outbox had stored the reading, so the app skipped its count and
+    # its notify ("stored 27 of 26"). Now the write is refused (counted, logged), the put
+    # stands, and the next write carries the reading to the file.
+    out = run_mpy(NO_HEAP % str(tmp_path / "journal.bin"))
+    lines = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.strip()}
+    assert lines["put"] == ["True", "11", "1"], out
+    assert any("journal MemoryError" in line for line in out.splitlines()), out
+    assert lines["after"] == ["12", "1"], out  # the 12th write succeeded
+    # a reboot replays all 12 readings (and stops the open session 5: power_loss)
+    assert lines["replayed"] == ["5", "13", "12"], out
 
 
 def journal_of(path):
