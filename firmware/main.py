@@ -74,15 +74,11 @@ def start(done):
             forget("charger.jfile")  # (jboot's import)
             charger_app = app.App(cfg, board, outbox, Link)
             charger_app.ended = ended  # reported as charging until its stop is delivered
-            # an offline start the server has not answered (charger/offline.py): its uid and
-            # version (journal record kind 32) and its local id (the outbox's event, kind 7)
+            # an offline start the server has not answered: its uid and version (journal
+            # record kind 32) restored by charger/offline.py (loaded only then)
             for data in outbox.state[7]:
                 if data[1] == 32:
-                    outbox.data = bytes(data[3:-4]).decode()
-            for i in range(outbox._n[3]):  # (names main.py has already: each is interned)
-                e = 3 * outbox._n[6] + 5 * ((outbox._n[2] + i) % outbox._n[7])
-                if outbox._i[e + 1] == 7:
-                    charger_app.waiting = outbox._i[e + 2]
+                    charger_app.offline(data)
     finally:  # an exception is printed by the thread; the fault pattern below shows it
         done.release()
 

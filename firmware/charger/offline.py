@@ -76,9 +76,19 @@ def run(app, msg):
     # the wire words, split at run time from one long literal: a short string constant
     # would be interned for good, and the firmware's names must stay under the qstr pool's
     # next 3.5 KB chunk (docs/architecture.md); dict lookups work the same
+    box = app.outbox
+    if msg is not None and not isinstance(msg, dict):
+        # at boot (main.py): the journal's record of an unanswered offline start (kind 32: its
+        # `"uid":..,"version":V` text), and its local id from the outbox's event (kind 7)
+        box.data = bytes(msg[3:-4]).decode()
+        n = box._n
+        for e in range(n[3]):
+            k = 3 * n[6] + 5 * ((n[2] + e) % n[7])
+            if box._i[k + 1] == _START:
+                app.waiting = box._i[k + 2]
+        return True
     local_id, cards_key, sig_key, comma, kind = "local_id cards sig , auth_list".split(" ")
     sm = app.sm
-    box = app.outbox
     from charger.app import CONFIG_PATH  # (at each call: a simulator or a test sets it)
     path = CONFIG_PATH.rpartition("/")[0]
     path = path + "/" if path else path
