@@ -30,7 +30,8 @@ concurrently (one server, proxy and charger each) in a module fixture; one test 
 reads its outcome.
 Power x meter time scale = 1.8 kW x 10 = 18 kW apparent: under the 22 kW plausibility limit.
 The firmware runs as the board gets it (compiled .mpy, as `make bench-firmware` runs it) under
-`-X heapsize=96K`, the bench's does-it-run limit: a MemoryError anywhere in the faults fails.
+`-X heapsize=100K` (see HEAPSIZE): a MemoryError anywhere in the faults fails, and the
+firmware's own live heap after the faults must stay within its 64 KB.
 """
 
 from __future__ import annotations
@@ -62,7 +63,13 @@ BLACKHOLE_S = 30.0
 POWER_W = 1800.0
 TIME_SCALE = 10.0
 CARD = "04A1B2C3D4E5F6"
-HEAPSIZE = "96K"
+# The process heap: the firmware (its own limit, 64 KB, asserted below on its live heap after
+# the faults) plus the simulator's share (~27 KB) plus room for fragmentation. 96K until the
+# journal and OTA (issue 13) grew the firmware from ~56 to ~59 KB at start: then the
+# simulator's own report.py import at start-up failed "allocating 944 bytes" with ~10 KB free
+# in pieces, in some checkout paths and not others (the interned paths move the holes).
+HEAPSIZE = "100K"
+FIRMWARE_LIMIT = 64 * 1024
 KINDS = ("drop", "blackhole", "sigkill")
 RUN = os.environ.get("CHAOS_KINDS", ",".join(KINDS)).split(",")  # by hand: CHAOS_KINDS=sigkill
 # generous: only a failing run waits this long (the firmware's default backoff at scale 1 can
@@ -315,6 +322,7 @@ def test_every_reading_is_stored_once_and_the_meter_delta_is_billed_after_3_faul
     if isinstance(outcome, BaseException):
         raise outcome
     assert outcome.memory_errors == 0, outcome.line()
+    assert 0 < outcome.heap_end <= FIRMWARE_LIMIT, outcome.line()
     assert outcome.dropped == 0, outcome.line()  # else "stored == sent" proves nothing
     assert outcome.queued > 3 * REPEATS, outcome.line()
     assert outcome.end_reason == "local_stop", outcome.line()
