@@ -108,7 +108,7 @@ class App:
         if acts & _A_FLASH_ERROR:  # the error pattern once, then back to the condition's
             self.board.led.show(_LED_ERROR)
         if acts & _A_LOG:
-            print("[charger]", self.sm.note)
+            print("[charger] %s" % self.sm.note)
         if acts & _A_QUEUE_ANY:
             # Every queued entry carries its true `ts` (the server counts a register rise
             # within the same whole second, so a stop need not pretend to be a second later);
@@ -169,7 +169,7 @@ class App:
         # bad ids are logged and ignored
         kind = msg.get("type")
         sid = msg.get("session_id")
-        print("[charger]", "server", kind, msg)
+        print("[charger] server", kind, msg)
         # a session id the outbox can store (uint32): with a bigger one the relay would close
         # for a session whose readings and stop could never be queued, so never billed
         good = isinstance(sid, int) and not isinstance(sid, bool) and 0 < sid < 0xFFFFFFFF
@@ -183,7 +183,7 @@ class App:
                 self.outbox.stop(was)  # the journal: no session to report after a reboot
 
     def on_link(self, up):
-        print("[charger]", "link", "up" if up else "down")
+        print("[charger] link up" if up else "[charger] link down")
         self._do(self.sm.link(up, ticks_ms()))
 
     # --- the poll loop -----------------------------------------------------------------
@@ -215,7 +215,7 @@ class App:
             if not self.sm.reader_ok:
                 due[_READER_DUE] = ticks_add(now, _READER_RETRY_MS)
                 if board.reader.init():
-                    print("[charger]", "reader", "found")
+                    print("[charger] reader found")
                     self.sm.reader_ok = True
                     self._do(self.sm.link(self.sm.link_up, now))  # the LED
             else:
@@ -223,7 +223,7 @@ class App:
                 got = board.reader.read_uid()
                 if got == mfrc522.OK:
                     got = board.reader.uid_text()
-                    print("[charger]", "card", got)
+                    print("[charger] card", got)
                     self._do(self.sm.card(got, now))
                 elif got == mfrc522.COLLISION:
                     print("[charger] two cards on the reader: tap one")
@@ -238,7 +238,7 @@ class App:
             else:
                 due[_METER_FAILURES] += 1
                 if due[_METER_FAILURES] == 1:
-                    print("[charger]", "meter", "failed", got)
+                    print("[charger] meter failed", got)
                 got = None
         else:
             got = None
@@ -296,7 +296,7 @@ class App:
         for hook in STARTUP_HOOKS:
             hook(self)
         gc.collect()
-        print("[charger]", "ready", "station", self.cfg["station"])
+        print("[charger] ready station", self.cfg["station"])
         # The poll loop: one loop for every polled input (each asyncio wake-up allocates in
         # the scheduler, and the drivers' reads are synchronous anyway). A pass that raises
         # is logged and does not feed the watchdog: a driver that keeps failing resets the
@@ -305,7 +305,7 @@ class App:
             try:
                 pause = self.poll(ticks_ms())
             except Exception as e:  # noqa: BLE001 - the buttons and the LED must go on
-                print("[charger]", "poll", "failed", repr(e))
+                print("[charger] poll failed", repr(e))
                 pause = _POLL_MS
             await asyncio.sleep_ms(pause)
 
