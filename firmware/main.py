@@ -63,7 +63,7 @@ def start(done):
                     ended = jboot.boot(outbox, machine.reset_cause() == machine.PWRON_RESET)
                     break
                 except Exception as e:  # noqa: BLE001 - a bad file must not stop the charger
-                    print("[charger] journal", repr(e))
+                    print("[charger]", "journal", repr(e))
                     try:
                         os.remove(path)
                     except OSError:

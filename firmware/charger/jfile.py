@@ -112,4 +112,4 @@ def append(self, data):
         state[4] += 1
     except OSError as e:
         state[5] += 1
-        print("[charger] journal", e)
+        print("[charger]", "journal", e)

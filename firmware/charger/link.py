@@ -170,9 +170,9 @@ class Link:
                         self.wake.clear()
                         await self.wake.wait()
             except OSError as e:
-                print("[link] lost", e)
+                print("[link]", "lost", e)
             except Exception as e:  # noqa: BLE001 - the link must outlive any bug
-                print("[link] error", repr(e))
+                print("[link]", "error", repr(e))
                 sys.print_exception(e)
             finally:  # also when run() itself is cancelled
                 for task in (rx, watch):
@@ -184,7 +184,7 @@ class Link:
                             pass
                 if rx is not None:
                     await (ws.close(1001, "") if ws.open else ws.drop())
-                    print("[link] closed", ws.close_code, ws.close_reason)
+                    print("[link]", "closed", ws.close_code, ws.close_reason)
             if self.connected:
                 self.connected = False
                 self._hook(self.handler.on_link, False)
@@ -196,17 +196,17 @@ class Link:
                 i = (i + 1) % len(dests)
             # jitter: 75 % .. 125 % of the delay, so chargers do not reconnect in step
             wait = delay * (768 + (random.getrandbits(10) >> 1)) // 1024
-            print("[link] reconnect in", wait, "ms to %s %s" % (dests[i][0], dests[i][1]))
+            print("[link]", "reconnect", "in", wait, "ms", "to", dests[i][0], dests[i][1])
             await asyncio.sleep_ms(wait)
             if not i:  # the backoff grows once per round of the list
                 delay = min(delay * 2, self.ms[_MAX])
 
-    def _hook(self, fn, arg):
+    def _hook(self, handler, arg):
         # a handler call that must not stop the link
         try:
-            return fn(arg) if arg is not None else fn()
+            return handler(arg) if arg is not None else handler()
         except Exception as e:  # noqa: BLE001
-            print("[link] handler", repr(e))
+            print("[link]", "handler", repr(e))
             sys.print_exception(e)
             return ()
 
@@ -218,7 +218,7 @@ class Link:
                 text = await ws.recv()  # (the server's compact acks never come out here)
                 msg = messages.parse(text) if isinstance(text, str) else None
                 if msg is None:
-                    print("[link] ignored", repr(text[:32]))  # not a JSON message
+                    print("[link]", "ignored", repr(text[:32]))  # not a JSON message
                     continue
                 if msg["type"] != "ack":
                     if msg["type"] == "sync_request":
@@ -231,9 +231,9 @@ class Link:
                 n = msg.get("n")
                 if (not isinstance(n, int) or isinstance(n, bool)
                         or not wsclient.take_ack(ack, n, ws.count)):
-                    print("[link] ignored ack", n)
+                    print("[link]", "ignored", "ack", n)
         except OSError as e:
-            print("[link] recv", e)  # the connection ended
+            print("[link]", "recv", e)  # the connection ended
         finally:
             self.wake.set()  # the drain loop notices the closed connection
 
@@ -249,14 +249,14 @@ class Link:
         try:
             wlan.connect(self.wifi.get("ssid"), self.wifi.get("password") or "")
         except OSError as e:  # e.g. already connecting
-            print("[link] wifi", e)
+            print("[link]", "wifi", e)
         waited = 0
         while not wlan.isconnected():
             if waited >= self.ms[_WIFI]:
                 raise OSError(wlan.status(), "wifi not connected")
             await asyncio.sleep_ms(_WIFI_POLL_MS)
             waited += _WIFI_POLL_MS
-        print("[link] wifi up", wlan.ifconfig()[0])
+        print("[link]", "wifi", "up", wlan.ifconfig()[0])
 
     async def _watch(self):
         # every second while connected: WiFi lost (when the link manages it) drops the

@@ -292,4 +292,4 @@ class Journal(Outbox):
                 forget("charger.jfile")
         except MemoryError as e:  # (its handling allocates nothing: there may be no heap)
             self.state[5] += 1
-            print("[charger] journal MemoryError", e)
+            print("[charger]", "journal", "MemoryError", e)

@@ -301,17 +301,17 @@ class WebSocket:
         self.last_rx = ticks_ms()
         return n
 
-    async def _fill(self, view, got):
-        # the rest of view (from `got`) through asyncio; the end of the stream is a loss
+    async def _fill(self, view, at):
+        # the rest of view (from `at`) through asyncio; the end of the stream is a loss
         s = self.stream
-        while got < len(view):
-            n = await s.readinto(view[got:])
+        while at < len(view):
+            n = await s.readinto(view[at:])
             if n is None:
                 continue
             if not n:
                 raise OSError(_ABNORMAL)
             self.last_rx = ticks_ms()
-            got += n
+            at += n
 
     async def _fail(self, code, reason):
         # RFC 6455 section 7.1.7 (fail the connection) and 5.5.1 (answer a close with a
@@ -332,14 +332,14 @@ class WebSocket:
         await self.drop(code, reason)
         raise OSError(code, reason)
 
-    async def _closing(self, code, reason, eof):
+    async def _closing(self, code, reason, drain):
         # Send a close frame: the code (none for 1005: the peer sent none) and the reason.
-        # eof: then discard what still arrives until the server closes TCP (section 7.1.1):
+        # drain: then discard what still arrives until the server closes TCP (section 7.1.1):
         # closing with unread data would reset the connection and destroy our close frame.
         await self._send_frame(_CLOSE, b"" if code == _NO_STATUS else
                                bytes((code >> 8, code & 0xFF)) + reason.encode()[:123])
         s = self.stream
-        while eof and await s.readinto(self.views[_SINK]) != 0:
+        while drain and await s.readinto(self.views[_SINK]) != 0:
             pass
 
     # ---- sending -----------------------------------------------------------------------
