@@ -61,7 +61,7 @@ _EPOCH = 946684800 if time.gmtime(0)[0] == 2000 else 0
 
 
 class App:
-    def __init__(self, cfg, board, outbox, link_class):
+    def __init__(self, cfg, board, outbox, link):
         self.cfg = cfg
         self.board = board
         self.outbox = outbox
@@ -70,7 +70,7 @@ class App:
                     "reset_hold").split():
             limits.append(int(cfg[key + "_s"] * 1000))
         self.sm = ChargerState(limits)
-        self.link = link_class(cfg, self, outbox)
+        self.link = link(cfg, self, outbox)
         now = ticks_ms()
         self.due = [now, now, int(cfg["meter_interval_s"] * 1000), 0]
         self.irq = False  # EMERGENCY seen by the interrupt, not yet by the state machine
@@ -89,51 +89,51 @@ class App:
         self.board.relay.off()
         self.irq = True
 
-    def _do(self, acts):
+    def _do(self, value):
         # Execute the state machine's action bits, relay OFF first. One local beside the
         # arguments: a frame above 11 slots (locals + stack) is allocated on the heap at
         # every call, and this runs at every queued reading.
-        if acts & _A_RELAY_OFF:
+        if value & _A_RELAY_OFF:
             self.board.relay.off()
-        if acts & _A_RELAY_ON:  # never with EMERGENCY open
+        if value & _A_RELAY_ON:  # never with EMERGENCY open
             if self.board.emergency.pressed or self.irq:
                 self.board.relay.off()
             else:
                 self.board.relay.on()
         m = self.board.meter
-        if acts & _A_FINAL_READING and m.read() == pzem.OK:  # the final reading: the stop carries its wh
+        if value & _A_FINAL_READING and m.read() == pzem.OK:  # the final reading: the stop carries its wh
             self.sm.wh = m.energy_wh
-        if acts & _A_LED:  # the charger's condition
+        if value & _A_LED:  # the charger's condition
             self.board.led.show(self.sm.led)
-        if acts & _A_FLASH_ERROR:  # the error pattern once, then back to the condition's
+        if value & _A_FLASH_ERROR:  # the error pattern once, then back to the condition's
             self.board.led.show(_LED_ERROR)
-        if acts & _A_LOG:
+        if value & _A_LOG:
             print("[charger]", self.sm.note)
-        if acts & _A_QUEUE_ANY:
+        if value & _A_QUEUE_ANY:
             # Every queued entry carries its true `ts` (the server counts a register rise
             # within the same whole second, so a stop need not pretend to be a second later);
             # 0 while the clock is unset (before 2024: a fresh ESP32 starts in 2000).
             self.last_ts = int(time.time()) + _EPOCH
             if self.last_ts < 1704067200:
                 self.last_ts = 0
-        if acts & _A_QUEUE_READING:  # volts, amps and watts as the meter has them
+        if value & _A_QUEUE_READING:  # volts, amps and watts as the meter has them
             self.outbox.put_reading(self.sm.session_id, m.voltage, m.current, m.power,
                                     self.sm.wh, self.last_ts)
             self.readings_queued += 1
-        if acts & _A_QUEUE_EVENT:  # stop or emergency about `event_sid`; a stop for a fault
+        if value & _A_QUEUE_EVENT:  # stop or emergency about `event_sid`; a stop for a fault
             # is queued as its reason (the state's note), sent as a stop with it
-            self.outbox.put_event("emergency" if acts & _A_QUEUE_EMERGENCY else self.sm.note
-                                  if acts & _A_STOP_REASON else "stop", self.sm.event_sid,
+            self.outbox.put_event("emergency" if value & _A_QUEUE_EMERGENCY else self.sm.note
+                                  if value & _A_STOP_REASON else "stop", self.sm.event_sid,
                                   self.sm.wh, self.last_ts)
             if self.sm.event_sid is not None:
                 self.ended = self.sm.event_sid
-        if acts & _A_QUEUE_ANY:  # the link sends it
+        if value & _A_QUEUE_ANY:  # the link sends it
             self.link.notify()
         # Sent now, not queued (an offline tap is refused by the state machine; a tap lost
         # as the link drops ends with the start timeout).
-        if acts & _A_SEND_SCAN:
+        if value & _A_SEND_SCAN:
             asyncio.create_task(self.link.send_now(messages.nfc_scan(self.sm.uid)))
-        if acts & _A_SEND_STATUS:  # after the local reset (idle: one message)
+        if value & _A_SEND_STATUS:  # after the local reset (idle: one message)
             asyncio.create_task(self.link.send_now(self.status_messages()[0]))
 
     # --- the link's handler ------------------------------------------------------------
@@ -164,17 +164,17 @@ class App:
                                         self.last_ts))
         return out
 
-    def on_message(self, msg):
+    def on_message(self, data):
         # `start` needs an integer session_id, `stop` an integer or null; other types and
         # bad ids are logged and ignored
-        kind = msg.get("type")
-        sid = msg.get("session_id")
-        print("[charger]", "server", kind, msg)
+        kind = data.get("type")
+        sid = data.get("session_id")
+        print("[charger]", "server", kind, data)
         # a session id the outbox can store (uint32): with a bigger one the relay would close
         # for a session whose readings and stop could never be queued, so never billed
         good = isinstance(sid, int) and not isinstance(sid, bool) and 0 < sid < 0xFFFFFFFF
         if kind == "update" and self.ota is not True:  # see poll()
-            self.ota = msg
+            self.ota = data
         if kind == "error" or kind == "start" and good or kind == "stop" and (
                 good or sid is None):
             was = self.sm.session_id

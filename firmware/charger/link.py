@@ -201,10 +201,10 @@ class Link:
             if not i:  # the backoff grows once per round of the list
                 delay = min(delay * 2, self.ms[_MAX])
 
-    def _hook(self, fn, arg):
+    def _hook(self, handler, arg):
         # a handler call that must not stop the link
         try:
-            return fn(arg) if arg is not None else fn()
+            return handler(arg) if arg is not None else handler()
         except Exception as e:  # noqa: BLE001
             print("[link]", "handler", repr(e))
             sys.print_exception(e)

@@ -28,8 +28,8 @@ def settings(cfg):
             else "%%%02X" % c for c in token.encode())
     dest = []
     for url in cfg.get("server_urls") or (cfg.get("server_url") or "",):
-        url = "%s%srole=publisher&estacionId=%d%s" % (url, "&" if "?" in url else "?",
-                                                      station, token)
+        url = ("%s&role=publisher&estacionId=%d%s" if "?" in url
+               else "%s?role=publisher&estacionId=%d%s") % (url, station, token)
         dest.append(parse_url(url))  # parsed once: ValueError now, not at every reconnect
     ms = []
     for key, default, lo, hi in (

@@ -47,10 +47,10 @@ def emergency(session_id, wh, ts):
         "null" if session_id is None else "%d" % session_id))
 
 
-def status(state, session_id, wh, fw=None):
+def status(state, session_id, wh, version=None):
     """Reconciliation after connect / `sync_request`: the charger's physical truth, with
-    `fw`, the firmware version running (the charger's FW unless given), when set."""
-    fw = fw or FW
+    `fw`, the firmware version running (the charger's FW unless `version` is given), when set."""
+    fw = version or FW
     if state not in ("idle", "charging", "fault"):
         raise ValueError(state)
     return '{"type":"status","state":"%s","session_id":%s,"wh":%s%s}' % (

@@ -83,11 +83,11 @@ _EMERGENCY_UP_AT = const(12)  # EMERGENCY closed again; -1 while open
 
 
 class ChargerState:
-    """The charger's rules. `limits`: metrics interval, start timeout, same card, meter
+    """The charger's rules. `t` (the limits): metrics interval, start timeout, same card, meter
     silence, offline limit, reset hold, in milliseconds."""
 
-    def __init__(self, limits=(3000, 10000, 3000, 5000, 600000, 5000)):
-        self.t = list(limits) + [0, 0, 0, 0, 0, -1, 0]
+    def __init__(self, t=(3000, 10000, 3000, 5000, 600000, 5000)):
+        self.t = list(t) + [0, 0, 0, 0, 0, -1, 0]
         self.state = _IDLE
         self.state_name = "idle"
         self.session_id = None

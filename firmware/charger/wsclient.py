@@ -301,17 +301,17 @@ class WebSocket:
         self.last_rx = ticks_ms()
         return n
 
-    async def _fill(self, view, got):
-        # the rest of view (from `got`) through asyncio; the end of the stream is a loss
+    async def _fill(self, view, at):
+        # the rest of view (from `at`) through asyncio; the end of the stream is a loss
         s = self.stream
-        while got < len(view):
-            n = await s.readinto(view[got:])
+        while at < len(view):
+            n = await s.readinto(view[at:])
             if n is None:
                 continue
             if not n:
                 raise OSError(_ABNORMAL)
             self.last_rx = ticks_ms()
-            got += n
+            at += n
 
     async def _fail(self, code, reason):
         # RFC 6455 section 7.1.7 (fail the connection) and 5.5.1 (answer a close with a
@@ -332,14 +332,14 @@ class WebSocket:
         await self.drop(code, reason)
         raise OSError(code, reason)
 
-    async def _closing(self, code, reason, eof):
+    async def _closing(self, code, reason, drain):
         # Send a close frame: the code (none for 1005: the peer sent none) and the reason.
-        # eof: then discard what still arrives until the server closes TCP (section 7.1.1):
+        # drain: then discard what still arrives until the server closes TCP (section 7.1.1):
         # closing with unread data would reset the connection and destroy our close frame.
         await self._send_frame(_CLOSE, b"" if code == _NO_STATUS else
                                bytes((code >> 8, code & 0xFF)) + reason.encode()[:123])
         s = self.stream
-        while eof and await s.readinto(self.views[_SINK]) != 0:
+        while drain and await s.readinto(self.views[_SINK]) != 0:
             pass
 
     # ---- sending -----------------------------------------------------------------------
@@ -353,7 +353,7 @@ class WebSocket:
             return self._send_frame(_TEXT, data.encode())
         return self._send_frame(_BINARY, data)
 
-    def _send_frame(self, op, data):
+    def _send_frame(self, kind, data):
         # `await` what this returns. The common case: nobody is draining and the socket
         # takes the whole frame: written here, no lock, no yield and no coroutine (~250 B
         # of garbage per frame): the caller awaits _DONE, which returns at once.
@@ -362,24 +362,24 @@ class WebSocket:
         # and raised there too (op -1). Within 11 frame slots (no heap frame per call):
         # hence the bare except (matching OSError needs more slots) and no more locals.
         if self.lock.locked():
-            return self.drain(op, data)
+            return self.drain(kind, data)
         try:
-            self._write_frame(op, data)  # synchronous: only its OSError can come out
+            self._write_frame(kind, data)  # synchronous: only its OSError can come out
         except:  # noqa: E722
-            op = -1
-        if op < 0 or self.stream.out_buf:
-            return self.drain(op, None)
+            kind = -1
+        if kind < 0 or self.stream.out_buf:
+            return self.drain(kind, None)
         return self.views[_DONE]
 
-    async def drain(self, op, data):
+    async def drain(self, kind, data):
         # _send_frame()'s slow path (named as the stream's method: one interned name)
         lock = self.lock
         try:
-            if op < 0:
+            if kind < 0:
                 raise OSError(_ABNORMAL)
             async with lock:
                 if data is not None:
-                    self._write_frame(op, data)
+                    self._write_frame(kind, data)
                 self.tasks[_TXT] = asyncio.current_task()
                 await self.stream.drain()
                 return
@@ -393,17 +393,17 @@ class WebSocket:
             self.tasks[_TXT] = None
         raise OSError(self.close_code, self.close_reason)
 
-    def _write_frame(self, op, data):
+    def _write_frame(self, kind, data):
         # RFC 6455 section 5.2 framing, one unfragmented frame, handed to the stream without
         # a yield: frames of different tasks never interleave. This and the helpers below
         # keep within 11 frame slots: called per frame, they allocate no heap frame.
         if self.close_code is not None:
             raise OSError(_ABNORMAL)
-        if op < _CLOSE:  # a data frame: counted in the order frames go on the wire
+        if kind < _CLOSE:  # a data frame: counted in the order frames go on the wire
             self.count += 1
         n = len(data)
-        op = _header(self.buf, op, n)  # now the index of the header's view
-        self.stream.write(self.views[_HEAD + op])
+        kind = _header(self.buf, kind, n)  # now the index of the header's view
+        self.stream.write(self.views[_HEAD + kind])
         if n > _TX_CHUNK:
             _write_long(self.stream, self.buf, data, n)
         elif n:
@@ -453,27 +453,27 @@ class WebSocket:
                 pass
 
 
-def _header(b, op, n):
+def _header(buf, kind, n):
     # The header of a masked frame of n bytes with a fresh mask (section 5.3 / 10.3:
     # unpredictable, new per frame), also kept at _MASK for the payload; the index of the
     # header's view after _HEAD (0, 1, 2: the mask at 2, 4 or 10)
-    b[_TXH] = 0x80 | op
+    buf[_TXH] = 0x80 | kind
     if n < 126:
-        b[_TXH + 1] = 0x80 | n
+        buf[_TXH + 1] = 0x80 | n
         at = 2
     elif n < 65536:
-        b[_TXH + 1] = 0xFE
-        b[_TXH + 2] = n >> 8
-        b[_TXH + 3] = n & 0xFF
+        buf[_TXH + 1] = 0xFE
+        buf[_TXH + 2] = n >> 8
+        buf[_TXH + 3] = n & 0xFF
         at = 4
     else:
-        b[_TXH + 1] = 0xFF
+        buf[_TXH + 1] = 0xFF
         for at in range(8):
-            b[_TXH + 9 - at] = n >> (8 * at) & 0xFF
+            buf[_TXH + 9 - at] = n >> (8 * at) & 0xFF
         at = 10
     m = os.urandom(4)
-    b[_MASK:_MASK + 4] = m  # slice assignments allocate nothing
-    b[_TXH + at:_TXH + at + 4] = m
+    buf[_MASK:_MASK + 4] = m  # slice assignments allocate nothing
+    buf[_TXH + at:_TXH + at + 4] = m
     return at >> 2
 
 
@@ -490,39 +490,39 @@ def take_ack(a, n, count):
     return True
 
 
-def _ack_n(b, i, end):
-    # N of a message b[i:end] that is exactly {"type":"ack","n":N} (N digits), else -1;
+def _ack_n(buf, at, end):
+    # N of a message buf[at:end] that is exactly {"type":"ack","n":N} (N digits), else -1;
     # compares in place: allocates nothing (within 11 frame slots)
-    if end - i < 20 or b[end - 1] != 0x7D:  # }
+    if end - at < 20 or buf[end - 1] != 0x7D:  # }
         return -1
     p = b'{"type":"ack","n":'
     for k in range(18):  # (range in a for: no iterator object on MicroPython)
-        if b[i + k] != p[k]:
+        if buf[at + k] != p[k]:
             return -1
     n = 0
-    i += 18
-    while i < end - 1:
-        k = b[i] - 48
+    at += 18
+    while at < end - 1:
+        k = buf[at] - 48
         if not 0 <= k <= 9:
             return -1
         n = n * 10 + k
-        i += 1
+        at += 1
     return n
 
 
-def _mask_chunk(b, data, k):
+def _mask_chunk(buf, data, n):
     # data[0:k] masked into the transmit chunk
-    for i in range(k):
-        b[_TX + i] = data[i] ^ b[_MASK + (i & 3)]
+    for i in range(n):
+        buf[_TX + i] = data[i] ^ buf[_MASK + (i & 3)]
 
 
-def _write_long(stream, b, data, n):
+def _write_long(stream, buf, data, n):
     # a payload above one chunk: masked and written a chunk at a time (_TX_CHUNK is a
     # multiple of 4, so the mask index restarts at 0 in every chunk)
     view = memoryview(data)
     done = 0
     while done < n:
         k = n - done if n - done < _TX_CHUNK else _TX_CHUNK
-        _mask_chunk(b, view[done:done + k], k)
-        stream.write(memoryview(b)[_TX:_TX + k])
+        _mask_chunk(buf, view[done:done + k], k)
+        stream.write(memoryview(buf)[_TX:_TX + k])
         done += k

@@ -189,7 +189,7 @@ async def test_an_update_ordered_mid_session_waits_for_the_session_to_end(rig):
 
 def never_online(name, text):  # a version that starts but never reaches the server
     if name == "wsopen.py":
-        return text.replace("s, _ = await asyncio.open_connection(host, port, ssl=ctx)",
+        return text.replace("s, _ = await asyncio.open_connection(host, port, ssl=ssl)",
                             'raise OSError(0, "never online")')
     return text
 
