@@ -66,8 +66,9 @@ class App:
         self.board = board
         self.outbox = outbox
         limits = []  # in ms, in the order ChargerState takes them (one string: less RAM)
-        for key in ("metrics_interval start_timeout same_card meter_silence offline_limit "
-                    "reset_hold").split():
+        for key in (
+            "metrics_interval start_timeout same_card meter_silence offline_limit reset_hold"
+        ).split():
             limits.append(int(cfg[key + "_s"] * 1000))
         self.sm = ChargerState(limits)
         self.link = link(cfg, self, outbox)
@@ -101,7 +102,9 @@ class App:
             else:
                 self.board.relay.on()
         m = self.board.meter
-        if value & _A_FINAL_READING and m.read() == pzem.OK:  # the final reading: the stop carries its wh
+        if (
+            value & _A_FINAL_READING and m.read() == pzem.OK
+        ):  # the final reading: the stop carries its wh
             self.sm.wh = m.energy_wh
         if value & _A_LED:  # the charger's condition
             self.board.led.show(self.sm.led)
@@ -117,14 +120,22 @@ class App:
             if self.last_ts < 1704067200:
                 self.last_ts = 0
         if value & _A_QUEUE_READING:  # volts, amps and watts as the meter has them
-            self.outbox.put_reading(self.sm.session_id, m.voltage, m.current, m.power,
-                                    self.sm.wh, self.last_ts)
+            self.outbox.put_reading(
+                self.sm.session_id, m.voltage, m.current, m.power, self.sm.wh, self.last_ts
+            )
             self.readings_queued += 1
         if value & _A_QUEUE_EVENT:  # stop or emergency about `event_sid`; a stop for a fault
             # is queued as its reason (the state's note), sent as a stop with it
-            self.outbox.put_event("emergency" if value & _A_QUEUE_EMERGENCY else self.sm.note
-                                  if value & _A_STOP_REASON else "stop", self.sm.event_sid,
-                                  self.sm.wh, self.last_ts)
+            self.outbox.put_event(
+                "emergency"
+                if value & _A_QUEUE_EMERGENCY
+                else self.sm.note
+                if value & _A_STOP_REASON
+                else "stop",
+                self.sm.event_sid,
+                self.sm.wh,
+                self.last_ts,
+            )
             if self.sm.event_sid is not None:
                 self.ended = self.sm.event_sid
         if value & _A_QUEUE_ANY:  # the link sends it
@@ -141,8 +152,11 @@ class App:
         sm = self.sm
         if not len(self.outbox):
             self.ended = None
-        if (sm.state_name != "charging" and self.ended is not None
-                and len(self.outbox) > self.outbox.unconfirmed):
+        if (
+            sm.state_name != "charging"
+            and self.ended is not None
+            and len(self.outbox) > self.outbox.unconfirmed
+        ):
             # A session ended here while offline (STOP, offline limit, meter failure,
             # EMERGENCY): its readings and its stop/emergency follow in the replay. Report it
             # as it stood at the head of that history (charging), so the server resumes it,
@@ -160,8 +174,9 @@ class App:
         # fresh numbers for the dashboards).
         if sm.state_name == "charging" and sm.wh is not None and self.outbox.readings == 0:
             m = self.board.meter
-            out.append(messages.metrics(sm.session_id, m.voltage, m.current, m.power, sm.wh,
-                                        self.last_ts))
+            out.append(
+                messages.metrics(sm.session_id, m.voltage, m.current, m.power, sm.wh, self.last_ts)
+            )
         return out
 
     def on_message(self, data):
@@ -175,8 +190,7 @@ class App:
         good = isinstance(sid, int) and not isinstance(sid, bool) and 0 < sid < 0xFFFFFFFF
         if kind == "update" and self.ota is not True:  # see poll()
             self.ota = data
-        if kind == "error" or kind == "start" and good or kind == "stop" and (
-                good or sid is None):
+        if kind == "error" or kind == "start" and good or kind == "stop" and (good or sid is None):
             was = self.sm.session_id
             self._do(self.sm.server(kind, sid, ticks_ms()))
             if was is not None and self.sm.session_id is None:  # the server ended it
@@ -248,10 +262,16 @@ class App:
         board.led.step(now)
         if self.wdt is not None:
             self.wdt.feed()
-        if (self.ota and self.ota is not True and self.sm.state_name == "idle"
-                and self.link.connected and not len(self.outbox)):
+        if (
+            self.ota
+            and self.ota is not True
+            and self.sm.state_name == "idle"
+            and self.link.connected
+            and not len(self.outbox)
+        ):
             # the update's code is loaded for it, unloads itself and sets `ota` when done
             from charger import ota as got
+
             asyncio.create_task(got.run(self, self.ota))
             self.ota = True
         now = ticks_ms()
@@ -279,10 +299,12 @@ class App:
         self._do(self.sm.boot(board.reader.init(), board.emergency.pressed, ticks_ms()))
         if self.cfg["watchdog_s"]:
             from machine import WDT
+
             self.wdt = WDT(timeout=int(self.cfg["watchdog_s"] * 1000))
         try:  # an update was installed (firmware/otaboot.py): confirm it or report it
             open("ota/state").close()
             from charger import otatrial
+
             asyncio.create_task(otatrial.run(self))
             self.ota = True
         except OSError:
@@ -290,6 +312,7 @@ class App:
         asyncio.create_task(self.link.run())
         try:
             import ntptime  # the board's NTP client; the unix port has none (its clock is set)
+
             asyncio.create_task(self._ntp_task(ntptime))
         except ImportError:
             pass
@@ -308,4 +331,3 @@ class App:
                 print("[charger]", "poll", "failed", repr(e))
                 pause = _POLL_MS
             await asyncio.sleep_ms(pause)
-

@@ -42,9 +42,8 @@ so a slow DNS lookup is not covered by the connect timeout; use an IP address on
 
 import asyncio
 import os
-from time import ticks_add, ticks_diff, ticks_ms
-
 from micropython import const
+from time import ticks_add, ticks_diff, ticks_ms
 
 # opcodes, RFC 6455 section 5.2
 _CONT = const(0)
@@ -63,22 +62,22 @@ _INVALID_DATA = const(1007)
 _TOO_BIG = const(1009)
 
 # the one buffer: offsets of its parts
-_RXH = const(0)     # received frame header: 2 bytes + up to 8 of extended length
-_TXH = const(10)    # header being written: 2 + up to 8 + the 4-byte mask
-_MASK = const(24)   # the mask of the frame being written, at a fixed place for the payload
-_TX = const(28)     # the masked payload chunk being written (also the discard sink)
+_RXH = const(0)  # received frame header: 2 bytes + up to 8 of extended length
+_TXH = const(10)  # header being written: 2 + up to 8 + the 4-byte mask
+_MASK = const(24)  # the mask of the frame being written, at a fixed place for the payload
+_TX = const(28)  # the masked payload chunk being written (also the discard sink)
 _TX_CHUNK = const(256)  # multiple of 4, so the mask index restarts at 0 in every chunk
-_CTL = const(284)   # control frame payload (125 bytes at most)
-_MSG = const(409)   # the message being reassembled (max_size bytes)
+_CTL = const(284)  # control frame payload (125 bytes at most)
+_MSG = const(409)  # the message being reassembled (max_size bytes)
 
 # indices in views (sliced once: no allocation per frame)
 _ALL = const(0)
 _HDR2 = const(1)
 _EXT2 = const(2)
 _EXT8 = const(3)
-_HEAD = const(4)    # 4, 5, 6: the header being written with a 2, 4 or 10-byte start
+_HEAD = const(4)  # 4, 5, 6: the header being written with a 2, 4 or 10-byte start
 _SINK = const(7)
-_DONE = const(8)    # what _send_frame() returns when the frame is written: a finished
+_DONE = const(8)  # what _send_frame() returns when the frame is written: a finished
 # iterator, so `await` returns None at once without allocating (MicroPython's await takes
 # any iterator); kept here, not as a global: no name of its own
 
@@ -111,15 +110,24 @@ class WebSocket:
         self.ms = (ping_ms, pong_ms, close_ms)
         self.buf = bytearray(_MSG + max_size)
         mv = memoryview(self.buf)
-        self.views = (mv, mv[:2], mv[2:4], mv[2:10], mv[_TXH:_TXH + 6], mv[_TXH:_TXH + 8],
-                      mv[_TXH:_TXH + 14], mv[_TX:_TX + _TX_CHUNK], iter(()))
+        self.views = (
+            mv,
+            mv[:2],
+            mv[2:4],
+            mv[2:10],
+            mv[_TXH : _TXH + 6],
+            mv[_TXH : _TXH + 8],
+            mv[_TXH : _TXH + 14],
+            mv[_TX : _TX + _TX_CHUNK],
+            iter(()),
+        )
         self.lock = asyncio.Lock()
         self.tasks = [None, None, None]
         self.stream = None
         self.open = False
-        self.count = 0        # data frames written on this connection
-        self.ack = None       # the owner's ack state (see the class docstring)
-        self.last_rx = 0      # ticks_ms() of the last read that returned bytes
+        self.count = 0  # data frames written on this connection
+        self.ack = None  # the owner's ack state (see the class docstring)
+        self.last_rx = 0  # ticks_ms() of the last read that returned bytes
         self.close_code = _ABNORMAL
         self.close_reason = ""
 
@@ -141,6 +149,7 @@ class WebSocket:
         self.close_reason = ""
         self.count = 0
         from charger import forget, wsopen
+
         try:
             await wsopen.open_ws(self, dest, ca_cert, timeout_ms)
         except BaseException:
@@ -223,7 +232,7 @@ class WebSocket:
                 if op >= _CLOSE:  # control frames: short and unfragmented
                     if not b0 & 0x80 or n > 125:
                         await self._fail(_PROTOCOL_ERROR, 2)  # "bad control frame"
-                    view = v[_ALL][_CTL:_CTL + n]
+                    view = v[_ALL][_CTL : _CTL + n]
                     if n:
                         got = self._take(view)
                         if got < n:
@@ -239,8 +248,9 @@ class WebSocket:
                         await self._fail(_NO_STATUS, "")
                     else:
                         code = b[_CTL] << 8 | b[_CTL + 1]
-                        if n < 2 or not (1000 <= code <= 1003 or 1007 <= code <= 1014
-                                         or 3000 <= code <= 4999):  # section 7.4, IANA
+                        if n < 2 or not (
+                            1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+                        ):  # section 7.4, IANA
                             await self._fail(_PROTOCOL_ERROR, 4)  # "bad close code"
                         try:
                             view = str(view[2:], "utf-8")  # the reason
@@ -260,7 +270,7 @@ class WebSocket:
                 if total + n > len(b) - _MSG:  # section 10.4: limit the size of messages
                     await self._fail(_TOO_BIG, "message above %d bytes" % (len(b) - _MSG))
                 if n:
-                    view = v[_ALL][_MSG + total:_MSG + total + n]
+                    view = v[_ALL][_MSG + total : _MSG + total + n]
                     got = self._take(view)
                     if got < n:
                         await self._fill(view, got)
@@ -275,7 +285,7 @@ class WebSocket:
                         total = 0
                         kind = -1
                         continue
-                    view = v[_ALL][_MSG:_MSG + total]
+                    view = v[_ALL][_MSG : _MSG + total]
                     if kind == _BINARY:
                         return bytes(view)
                     try:
@@ -320,9 +330,10 @@ class WebSocket:
         # interned name for good (the qstr pool's next chunk comes at once past 300 names:
         # docs/performance.md), a longer one an object at each call site.
         if isinstance(reason, int):
-            reason = ("bad frame header,frame too big,bad control frame,unknown opcode,"
-                      "bad close code,reason not UTF-8,bad fragmentation,text not UTF-8"
-                      ).split(",")[reason]
+            reason = (
+                "bad frame header,frame too big,bad control frame,unknown opcode,"
+                "bad close code,reason not UTF-8,bad fragmentation,text not UTF-8"
+            ).split(",")[reason]
         if self.open:
             self.open = False
             try:
@@ -336,8 +347,10 @@ class WebSocket:
         # Send a close frame: the code (none for 1005: the peer sent none) and the reason.
         # drain: then discard what still arrives until the server closes TCP (section 7.1.1):
         # closing with unread data would reset the connection and destroy our close frame.
-        await self._send_frame(_CLOSE, b"" if code == _NO_STATUS else
-                               bytes((code >> 8, code & 0xFF)) + reason.encode()[:123])
+        await self._send_frame(
+            _CLOSE,
+            b"" if code == _NO_STATUS else bytes((code >> 8, code & 0xFF)) + reason.encode()[:123],
+        )
         s = self.stream
         while drain and await s.readinto(self.views[_SINK]) != 0:
             pass
@@ -472,8 +485,8 @@ def _header(buf, kind, n):
             buf[_TXH + 9 - at] = n >> (8 * at) & 0xFF
         at = 10
     m = os.urandom(4)
-    buf[_MASK:_MASK + 4] = m  # slice assignments allocate nothing
-    buf[_TXH + at:_TXH + at + 4] = m
+    buf[_MASK : _MASK + 4] = m  # slice assignments allocate nothing
+    buf[_TXH + at : _TXH + at + 4] = m
     return at >> 2
 
 
@@ -523,6 +536,6 @@ def _write_long(stream, buf, data, n):
     done = 0
     while done < n:
         k = n - done if n - done < _TX_CHUNK else _TX_CHUNK
-        _mask_chunk(buf, view[done:done + k], k)
-        stream.write(memoryview(buf)[_TX:_TX + k])
+        _mask_chunk(buf, view[done : done + k], k)
+        stream.write(memoryview(buf)[_TX : _TX + k])
         done += k

@@ -41,9 +41,14 @@ class Storage(Protocol):
 
     # batching, back-pressure, durability marks (server/storage/batcher.py)
     def queue_reading(self, reading: Reading) -> None: ...
-    def queue_progress(self, session_id: int, kwh: float, cost: float,
-                       energy_state: dict[str, Any] | EnergyState,
-                       epoch: int | None = None) -> None: ...
+    def queue_progress(
+        self,
+        session_id: int,
+        kwh: float,
+        cost: float,
+        energy_state: dict[str, Any] | EnergyState,
+        epoch: int | None = None,
+    ) -> None: ...
     async def flush(self) -> int: ...
     @property
     def full(self) -> bool: ...
@@ -60,39 +65,77 @@ class Storage(Protocol):
     async def station_owner(self, station_id: int) -> tuple[str | None, int]: ...
 
     # sessions
-    async def create_session(self, station_id: int, user_id: int, card_uid: str,
-                             started_at: float, tariff: float, energy_state: dict[str, Any],
-                             epoch: int | None = None) -> int: ...
-    async def end_session(self, session_id: int, ended_at: float, kwh: float, cost: float,
-                          reason: str, energy_state: dict[str, Any], epoch: int | None = None) -> bool: ...
+    async def create_session(
+        self,
+        station_id: int,
+        user_id: int,
+        card_uid: str,
+        started_at: float,
+        tariff: float,
+        energy_state: dict[str, Any],
+        epoch: int | None = None,
+    ) -> int: ...
+    async def end_session(
+        self,
+        session_id: int,
+        ended_at: float,
+        kwh: float,
+        cost: float,
+        reason: str,
+        energy_state: dict[str, Any],
+        epoch: int | None = None,
+    ) -> bool: ...
     async def open_sessions(self) -> list[SessionRecord]: ...
     async def get_session(self, session_id: int) -> SessionRecord | None: ...
-    async def list_sessions(self, station_id: int | None = None, user_id: int | None = None,
-                            since: float | None = None, until: float | None = None,
-                            limit: int = 50, offset: int = 0
-                            ) -> tuple[list[SessionRecord], int]: ...
-    async def session_totals(self, now: float, station_id: int | None = None,
-                             user_id: int | None = None, since: float | None = None,
-                             until: float | None = None) -> dict[str, Any]: ...
+    async def list_sessions(
+        self,
+        station_id: int | None = None,
+        user_id: int | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[SessionRecord], int]: ...
+    async def session_totals(
+        self,
+        now: float,
+        station_id: int | None = None,
+        user_id: int | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> dict[str, Any]: ...
     async def readings(self, session_id: int) -> list[Reading]: ...
 
     # alerts, the emergency latch, what the core reloads at start
-    async def add_alert(self, station_id: int, session_id: int | None, kind: str,
-                        created_at: float, detail: str = "") -> int: ...
-    async def list_alerts(self, station_id: int | None = None,
-                          unacknowledged_only: bool = False, limit: int = 100) -> list[Alert]: ...
+    async def add_alert(
+        self,
+        station_id: int,
+        session_id: int | None,
+        kind: str,
+        created_at: float,
+        detail: str = "",
+    ) -> int: ...
+    async def list_alerts(
+        self, station_id: int | None = None, unacknowledged_only: bool = False, limit: int = 100
+    ) -> list[Alert]: ...
     async def acknowledge_alert(self, alert_id: int, acknowledged_at: float) -> bool: ...
-    async def set_emergency_latch(self, station_id: int, latched_at: float | None,
-                                  epoch: int | None = None) -> None: ...
+    async def set_emergency_latch(
+        self, station_id: int, latched_at: float | None, epoch: int | None = None
+    ) -> None: ...
     async def emergency_latches(self) -> dict[int, float]: ...
     async def recent_closed_sessions(self, per_station: int) -> dict[int, list[int]]: ...
 
     # reference data
     async def get_station(self, station_id: int) -> Station | None: ...
     async def list_stations(self) -> list[Station]: ...
-    async def add_station(self, name: str, tariff: float, station_id: int | None = None,
-                          max_power_w: float = ..., charge_point_id: str | None = None
-                          ) -> Station: ...
+    async def add_station(
+        self,
+        name: str,
+        tariff: float,
+        station_id: int | None = None,
+        max_power_w: float = ...,
+        charge_point_id: str | None = None,
+    ) -> Station: ...
     async def station_by_charge_point(self, charge_point_id: str) -> Station | None: ...
     async def set_max_power(self, station_id: int, max_power_w: float) -> None: ...
     async def station_key_hash(self, station_id: int) -> str | None: ...

@@ -1,11 +1,11 @@
 """The app's interrupt path and hot loop on simulated hardware; MicroPython only."""
 
 import json
+import machine
+import micropython
 import time
 from time import ticks_ms as ticks
 
-import machine
-import micropython
 from pzem_emu import PZEMEmulator
 from rc522_emu import RC522Emulator
 
@@ -154,11 +154,17 @@ def case_status_reports_an_ended_session_as_charging_until_its_emergency_is_sent
 def case_malformed_server_messages_are_ignored():
     a = _app()
     a.sm.card("AA", 0)
-    for msg in ({"type": "start"}, {"type": "start", "session_id": "7"},
-                {"type": "start", "session_id": True}, {"type": "stop", "session_id": [1]},
-                {"type": "start", "session_id": 2 ** 40}, {"type": "start", "session_id": 0},
-                {"type": "start", "session_id": -7},
-                {"type": "weird"}, {"type": "error"}):
+    for msg in (
+        {"type": "start"},
+        {"type": "start", "session_id": "7"},
+        {"type": "start", "session_id": True},
+        {"type": "stop", "session_id": [1]},
+        {"type": "start", "session_id": 2**40},
+        {"type": "start", "session_id": 0},
+        {"type": "start", "session_id": -7},
+        {"type": "weird"},
+        {"type": "error"},
+    ):
         a.on_message(msg)
     assert not a.board.relay.is_on and a.sm.session_id is None
 
@@ -209,6 +215,7 @@ def case_a_refused_card_flashes_the_error_then_the_led_is_idle_again_not_waiting
 def case_main_with_a_bad_config_shows_the_fault_pattern_instead_of_crashing():
     import asyncio
     import sys
+
     started = []
     real_run = asyncio.run
     asyncio.run = started.append  # keep the coroutine instead of blinking forever
