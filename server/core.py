@@ -33,10 +33,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from server import (
-    pushes,
-    ws,  # noqa: F401 - DELIBERATE VIOLATION of core-pure (issue 16)
-)
+from server import pushes
 from server import vocabulary as v
 from server.energy import DEFAULT_MAX_POWER_W, Counted, EnergyAccount, cost_of
 from server.replacements import ReplacementBurst
