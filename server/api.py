@@ -30,7 +30,7 @@ server/static_files.py, answers and refusals server/answers.py.
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,7 +55,7 @@ from server.query import (
     parse_session_filters,
 )
 from server.static_files import STATIC_DIR, read_static
-from server.storage.export import sessions_to_csv, time_zone
+from server.storage.export import export_sessions, time_zone
 from server.views import (
     alert_json,
     card_json,
@@ -68,8 +68,6 @@ from server.views import (
 from server.vocabulary import DESCONECTADO
 
 log = logging.getLogger(__name__)
-
-SCAN_CHUNK = 500
 
 
 @dataclass
@@ -92,20 +90,6 @@ class ApiContext:
 
 
 # ---------------------------------------------------------------- handlers
-
-
-async def matching_sessions(storage, filters: SessionFilters) -> AsyncIterator[Any]:
-    """Every session the filters match (ignoring limit/offset), read in bounded chunks."""
-    offset = 0
-    while True:
-        chunk, total = await storage.list_sessions(
-            **filters.storage_kwargs(), limit=SCAN_CHUNK, offset=offset
-        )
-        for record in chunk:
-            yield record
-        offset += len(chunk)
-        if not chunk or offset >= total:
-            return
 
 
 async def get_index(ctx: ApiContext, raw_query: str) -> HttpAnswer:
@@ -171,8 +155,8 @@ async def get_sessions_csv(ctx: ApiContext, raw_query: str) -> HttpAnswer:
         raise ApiError(400, "UNKNOWN_TIME_ZONE", str(problem)) from None
     await require_known_ids(ctx.storage, filters)
     now = ctx.clock()
-    records = [record async for record in matching_sessions(ctx.storage, filters)]
-    body = sessions_to_csv(records, zone).encode("utf-8")
+    text, _ = await export_sessions(ctx.storage, **filters.storage_kwargs(), zone=zone)
+    body = text.encode("utf-8")
     stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%d-%H%M%S")
     return HttpAnswer(
         200,

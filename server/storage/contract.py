@@ -9,7 +9,8 @@ Station ownership (several server processes on one PostgreSQL): the process hold
 charger's socket claims its station, `claim_station(station_id, owner) -> epoch`, which moves
 the station's epoch one up (the newest claimer wins). A session create/end, a progress row and
 the emergency latch may carry the caller's `epoch`; when the station's epoch has moved on the
-write is refused with `StaleOwner` (a progress row is left out of its batch and logged).
+write is refused with `StaleOwner` (a progress row is simply not applied: its UPDATE matches
+no row; the new owner's rows carry the totals).
 `epoch=None` writes unconditionally (single-process servers, the admin CLI).
 """
 

@@ -118,12 +118,18 @@ async def export_sessions(
     since: float | None = None,
     until: float | None = None,
     zone: tzinfo = UTC,
+    user_id: int | None = None,
 ) -> tuple[str, int]:
     """Every matching session, newest first, as CSV text; also returns how many."""
     sessions: list[SessionRecord] = []
     while True:
         page, total = await storage.list_sessions(
-            station_id=station_id, since=since, until=until, limit=MAX_PAGE, offset=len(sessions)
+            station_id=station_id,
+            user_id=user_id,
+            since=since,
+            until=until,
+            limit=MAX_PAGE,
+            offset=len(sessions),
         )
         sessions.extend(page)
         if not page or len(sessions) >= total:
