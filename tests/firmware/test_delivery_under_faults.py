@@ -206,6 +206,7 @@ class Outcome:
     server_starts: int = 0
     heap_start: int = 0  # the firmware's live heap once started, and after the faults
     heap_end: int = 0  # (bytes on the 64-bit unix port, after a collection)
+    heap_peak: int = 0  # its largest live heap sampled through the faults (mem watch)
     memory_errors: int = 0  # MemoryError lines in the charger's log
 
     def line(self) -> str:
@@ -213,7 +214,7 @@ class Outcome:
             "%s x%d: stored %d of %d readings (dropped %d, duplicates %d, missing ts %s, "
             "%d sent again); billed %.0f Wh, meter delta %d Wh; end %s; alerts %s, %d flagged; "
             "%d connections, %d server starts; firmware heap %d B at start, %d B after, "
-            "%d MemoryError"
+            "%d B peak, %d MemoryError"
             % (
                 self.kind,
                 REPEATS,
@@ -232,6 +233,7 @@ class Outcome:
                 self.server_starts,
                 self.heap_start,
                 self.heap_end,
+                self.heap_peak,
                 self.memory_errors,
             )
         )
@@ -273,6 +275,7 @@ async def run_scenario(kind: str, tmp: Path, module_dirs) -> Outcome:
             module_dirs=module_dirs,
         )
         await sim.start()
+        await sim.command("mem watch")  # the firmware's live heap sampled every 1 ms: its peak
         await sim.wait_status(lambda s: s["link"], timeout=WAIT_S)
         wh_before = (await sim.status())["wh"]
         await sim.command("tap " + CARD)
@@ -350,6 +353,7 @@ async def run_scenario(kind: str, tmp: Path, module_dirs) -> Outcome:
         outcome.server_starts = server.starts
         memory = json.loads(await sim.command("mem gc"))
         outcome.heap_start, outcome.heap_end = memory["start_heap"], memory["firmware_heap"]
+        outcome.heap_peak = memory["live_peak"]
         outcome.memory_errors = sum("MemoryError" in line for line in sim.lines)
         return outcome
     except Exception as problem:  # noqa: BLE001 - with the charger's log, for the report
@@ -394,6 +398,8 @@ def test_every_reading_is_stored_once_and_the_meter_delta_is_billed_after_3_faul
         raise outcome
     assert outcome.memory_errors == 0, outcome.line()
     assert 0 < outcome.heap_end <= FIRMWARE_LIMIT, outcome.line()
+    # the sampled peak through the faults is printed in outcome.line() but not held to the 64 KB:
+    # 66.3-66.6 KB measured (reconnect spikes with the journal and OTA in; issue 13 is open on it)
     assert outcome.dropped == 0, outcome.line()  # else "stored == sent" proves nothing
     assert outcome.queued > 3 * REPEATS, outcome.line()
     assert outcome.end_reason == "local_stop", outcome.line()
