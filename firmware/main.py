@@ -11,9 +11,8 @@
 # length). A finished thread's stack is not scanned: what start-up dropped is gone for good.
 import _thread
 import asyncio
-import sys
-
 import micropython
+import sys
 
 try:
     from charger import app, forget
@@ -21,6 +20,7 @@ except Exception as e:  # noqa: BLE001 - an update that cannot even start: resta
     sys.print_exception(e)  # otaboot.py rolls it back after its MAX_TRIES boots
     if sys.path[0][:4] == "ota/":
         import machine
+
         machine.reset()
     raise
 
@@ -33,6 +33,7 @@ def start(done):
     global charger_app
     try:
         from charger import config
+
         try:
             cfg = config.load(app.CONFIG_PATH)
         except (ValueError, OSError) as e:
@@ -42,6 +43,7 @@ def start(done):
         if cfg:
             from charger.board import Board
             from charger.link import Link
+
             board = Board(cfg)  # the relay is off (boot.py) whatever the journal holds
             forget("charger.board")  # only the drivers it built stay
             # The session journal (charger/outbox.py Journal) beside config.json: replay what
@@ -52,8 +54,10 @@ def start(done):
             # outbox in RAM, as before the journal), logged.
             import machine
             import os
+
             from charger import jboot
             from charger.outbox import Journal
+
             path = app.CONFIG_PATH.rpartition("/")[0]
             path = (path + "/" if path else "") + "journal.bin"
             ended = None
@@ -93,7 +97,9 @@ del done, start
 if charger_app:
     asyncio.run(charger_app.run())
 from machine import Pin
+
 from charger.gpio import Led
+
 led = Led(Pin(2))
 led.show(4)  # the fault pattern
 asyncio.run(led.run())

@@ -20,8 +20,8 @@ from pathlib import Path
 import asyncpg
 
 from server.app import App
-from server.cluster import FleetUnavailable
 from server.auth import ADMIN, mint_token
+from server.cluster import FleetUnavailable
 from server.config import ConfigError, load_config
 from server.storage import StorageError
 
@@ -51,8 +51,11 @@ def make_command(app: App, target: str, ws: str, local: str, port: int) -> str:
     if Path.cwd().resolve() != REPO:
         words += ["-C", shlex.quote(str(REPO))]
     words.append(target)
-    words.append(f"PORT={port}" if local == "127.0.0.1" and ws == "ws" else
-                 f"SERVER_URL={ws}://{local}:{port}/ws")
+    words.append(
+        f"PORT={port}"
+        if local == "127.0.0.1" and ws == "ws"
+        else f"SERVER_URL={ws}://{local}:{port}/ws"
+    )
     words.append("STATION=1")
     key_file = app.config.db_path.parent / "station-1.key"
     if app.demo_key and key_file.resolve() != (REPO / "data" / "station-1.key").resolve():
@@ -73,7 +76,9 @@ def banner(app: App) -> str:
     lines = [f"EV charger server listening on {host}:{port} (database {app.config.storage_name})"]
     if not app.config.auth:
         token = key = ""
-        lines.append("  WARNING: AUTH=off -- anyone who reaches this port is an admin (bench use only)")
+        lines.append(
+            "  WARNING: AUTH=off -- anyone who reaches this port is an admin (bench use only)"
+        )
     elif app.config.demo:
         token = "&token=" + mint_token(app.auth.secret, "make-run", ADMIN, days=DEMO_TOKEN_DAYS)
         key = "&token=" + app.demo_key if app.demo_key else "&token=<station key>"
@@ -88,11 +93,15 @@ def banner(app: App) -> str:
         f'              wscat -c "{ws}://{shown}:{port}/ws?role=publisher&estacionId=1{key}"',
     ]
     if app.config.demo:
-        lines.append(f"  firmware:   {make_command(app, 'sim-charger', ws, local, port)}"
-                     " (then type: tap 04C0FFEE)")
+        lines.append(
+            f"  firmware:   {make_command(app, 'sim-charger', ws, local, port)}"
+            " (then type: tap 04C0FFEE)"
+        )
     if app.config.auth and not app.config.demo:
-        lines.append(f"  credentials: {python} -m server.admin tokens issue --role admin "
-                     f"--sub NAME; {python} -m server.admin stations issue-key ID")
+        lines.append(
+            f"  credentials: {python} -m server.admin tokens issue --role admin "
+            f"--sub NAME; {python} -m server.admin stations issue-key ID"
+        )
     return "\n".join(lines)
 
 
@@ -122,7 +131,10 @@ def main(argv=None) -> int:
     try:
         asyncio.run(serve_until_signalled(config))
     except OSError as problem:
-        print(f"error: cannot start on {config.host}:{config.port}: {problem.strerror or problem}", file=sys.stderr)
+        print(
+            f"error: cannot start on {config.host}:{config.port}: {problem.strerror or problem}",
+            file=sys.stderr,
+        )
         return 1
     except (sqlite3.DatabaseError, asyncpg.PostgresError, StorageError) as problem:
         print(f"error: database {config.storage_name}: {problem}", file=sys.stderr)

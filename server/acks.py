@@ -38,8 +38,17 @@ class AckSender:
     """`send(command) -> bool` sends a neutral command to the charger in its protocol (False
     once the connection is gone); `station_id` only names the connection in the log."""
 
-    __slots__ = ("_storage", "_station_id", "_send", "_min_interval", "read", "sent", "_noted",
-                 "_held_at", "_task")  # one per connected charger: thousands of them
+    __slots__ = (
+        "_storage",
+        "_station_id",
+        "_send",
+        "_min_interval",
+        "read",
+        "sent",
+        "_noted",
+        "_held_at",
+        "_task",
+    )  # one per connected charger: thousands of them
 
     def __init__(self, storage, send, station_id: int, min_interval: float = ACK_MIN_INTERVAL_S):
         self._storage = storage
@@ -74,9 +83,12 @@ class AckSender:
         """A write of the frame being handled failed: acknowledge nothing from it on."""
         if self._held_at is None:
             self._held_at = self.read
-            log.warning("station %s: frame %d of this charger connection could not be stored; "
-                        "acknowledging nothing from it on (the charger resends it after reconnecting)",
-                        self._station_id, self.read)
+            log.warning(
+                "station %s: frame %d of this charger connection could not be stored; "
+                "acknowledging nothing from it on (the charger resends it after reconnecting)",
+                self._station_id,
+                self.read,
+            )
 
     async def _run(self) -> None:
         """Send acks while handled frames await one (a newer `handled()` is seen at the next turn:

@@ -30,9 +30,9 @@ server/static_files.py, answers and refusals server/answers.py.
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -55,7 +55,7 @@ from server.query import (
     parse_session_filters,
 )
 from server.static_files import STATIC_DIR, read_static
-from server.storage.export import sessions_to_csv, time_zone
+from server.storage.export import export_sessions, time_zone
 from server.views import (
     alert_json,
     card_json,
@@ -68,8 +68,6 @@ from server.views import (
 from server.vocabulary import DESCONECTADO
 
 log = logging.getLogger(__name__)
-
-SCAN_CHUNK = 500
 
 
 @dataclass
@@ -94,20 +92,6 @@ class ApiContext:
 # ---------------------------------------------------------------- handlers
 
 
-async def matching_sessions(storage, filters: SessionFilters) -> AsyncIterator[Any]:
-    """Every session the filters match (ignoring limit/offset), read in bounded chunks."""
-    offset = 0
-    while True:
-        chunk, total = await storage.list_sessions(
-            **filters.storage_kwargs(), limit=SCAN_CHUNK, offset=offset
-        )
-        for record in chunk:
-            yield record
-        offset += len(chunk)
-        if not chunk or offset >= total:
-            return
-
-
 async def get_index(ctx: ApiContext, raw_query: str) -> HttpAnswer:
     return read_static(ctx.static_dir, "index.html")
 
@@ -123,8 +107,14 @@ async def get_stations(ctx: ApiContext, raw_query: str) -> HttpAnswer:
     live = await ctx.live_views() if ctx.live_views is not None else {}
     for station in stations:
         view = live.get(station.id) or ctx.charger_view(station.id)
-        items.append({**station_json(station), "max_power_w": station.max_power_w,
-                      "status": view.get("status", DESCONECTADO), "session": view.get("session")})
+        items.append(
+            {
+                **station_json(station),
+                "max_power_w": station.max_power_w,
+                "status": view.get("status", DESCONECTADO),
+                "session": view.get("session"),
+            }
+        )
     return json_answer({"items": items})
 
 
@@ -133,7 +123,8 @@ async def require_known_ids(storage, filters: SessionFilters) -> None:
     if filters.station_id is not None and await storage.get_station(filters.station_id) is None:
         raise not_found(f"station {filters.station_id} not found")
     if filters.user_id is not None and filters.user_id not in {
-            user.id for user in await storage.list_users()}:
+        user.id for user in await storage.list_users()
+    }:
         raise not_found(f"user {filters.user_id} not found")
 
 
@@ -164,9 +155,9 @@ async def get_sessions_csv(ctx: ApiContext, raw_query: str) -> HttpAnswer:
         raise ApiError(400, "UNKNOWN_TIME_ZONE", str(problem)) from None
     await require_known_ids(ctx.storage, filters)
     now = ctx.clock()
-    records = [record async for record in matching_sessions(ctx.storage, filters)]
-    body = sessions_to_csv(records, zone).encode("utf-8")
-    stamp = datetime.fromtimestamp(now, timezone.utc).strftime("%Y%m%d-%H%M%S")
+    text, _ = await export_sessions(ctx.storage, **filters.storage_kwargs(), zone=zone)
+    body = text.encode("utf-8")
+    stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%d-%H%M%S")
     return HttpAnswer(
         200,
         "text/csv; charset=utf-8",
@@ -218,7 +209,9 @@ async def get_alerts(ctx: ApiContext, raw_query: str) -> HttpAnswer:
 async def get_metrics(ctx: ApiContext, raw_query: str) -> HttpAnswer:
     if ctx.observability is None:
         raise not_found("metrics are not enabled")
-    return HttpAnswer(200, METRICS_CONTENT_TYPE, ctx.observability.render(), (("Cache-Control", "no-store"),))
+    return HttpAnswer(
+        200, METRICS_CONTENT_TYPE, ctx.observability.render(), (("Cache-Control", "no-store"),)
+    )
 
 
 Handler = Callable[..., Awaitable[HttpAnswer]]
@@ -243,7 +236,9 @@ PREFIX_ROUTES: dict[str, Handler] = {
 }
 
 
-async def answer(ctx: ApiContext, handler: Handler, raw_query: str, *path_params: str) -> HttpAnswer:
+async def answer(
+    ctx: ApiContext, handler: Handler, raw_query: str, *path_params: str
+) -> HttpAnswer:
     """Run one handler; refusals become 4xx JSON, failures a 500 JSON without a traceback."""
     try:
         return await handler(ctx, raw_query, *path_params)
@@ -275,13 +270,15 @@ def register(app) -> ApiContext:
         live_views=lambda: app.fleet.views(),
         observability=getattr(app, "observability", None) or attach(app),
         clock=app.clock,
-        settings={"currency_symbol": app.config.currency_symbol,
-                  "currency_decimals": app.config.currency_decimals},
+        settings={
+            "currency_symbol": app.config.currency_symbol,
+            "currency_decimals": app.config.currency_decimals,
+        },
     )
 
     def adapt(handler: Handler, prefix: str | None = None):
         async def route(request) -> Any:
-            params = (unquote(request.path[len(prefix):]),) if prefix else ()
+            params = (unquote(request.path[len(prefix) :]),) if prefix else ()
             result = await answer(ctx, handler, request.query, *params)
             return bytes_response(result.status, result.body, result.content_type, result.headers)
 

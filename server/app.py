@@ -33,9 +33,10 @@ from server.core import RECENT_SESSIONS, SessionCore
 from server.gc_policy import keep_long_lived_objects_frozen
 from server.http import WEBSOCKET_PATH, HttpRoutes, json_response
 from server.hub import Hub
-from server.offline_auth import AuthLists
 from server.observability import note_message
-from server.ocpp import PATH_PREFIX as OCPP_PATH_PREFIX, OcppEndpoint
+from server.ocpp import PATH_PREFIX as OCPP_PATH_PREFIX
+from server.ocpp import OcppEndpoint
+from server.offline_auth import AuthLists
 from server.storage import Storage, open_storage
 from server.storage.demo import ensure_demo_key, seed_demo
 from server.vocabulary import FORBIDDEN
@@ -54,7 +55,9 @@ class App:
         self.clock = clock
         self.monotonic = monotonic
         self.demo_key: str | None = None  # the demo station's key when this start created it
-        self.core = SessionCore(tap_debounce=config.tap_debounce, card_stop_min_age=config.card_stop_min_age)
+        self.core = SessionCore(
+            tap_debounce=config.tap_debounce, card_stop_min_age=config.card_stop_min_age
+        )
         self.hub = Hub()
         self.auth_lists = AuthLists(self)  # signed offline card lists (server/offline_auth.py)
         self.http_routes = HttpRoutes()
@@ -73,7 +76,7 @@ class App:
         self._gc_policy: asyncio.Task | None = None
 
     @classmethod
-    async def start(cls, config: Config, **options) -> "App":
+    async def start(cls, config: Config, **options) -> App:
         storage = await open_storage(config.storage_target)
         app = None
         try:
@@ -93,8 +96,10 @@ class App:
 
     async def _load(self, demo: bool) -> None:
         if not self.config.auth:
-            log.warning("AUTH=off: EVERY CONNECTION IS TRUSTED AS ADMIN. Bench use only; never "
-                        "expose this server to a network")
+            log.warning(
+                "AUTH=off: EVERY CONNECTION IS TRUSTED AS ADMIN. Bench use only; never "
+                "expose this server to a network"
+            )
         if demo:
             await seed_demo(self.storage)
             self.demo_key = await ensure_demo_key(self.storage, self.config.db_path.parent)
@@ -105,19 +110,26 @@ class App:
         for record in await self.storage.open_sessions():
             self.core.load_open_session(record)
             log.info("resuming session %s on station %s", record.id, record.station_id)
-        for station_id, session_ids in (await self.storage.recent_closed_sessions(RECENT_SESSIONS)).items():
+        for station_id, session_ids in (
+            await self.storage.recent_closed_sessions(RECENT_SESSIONS)
+        ).items():
             self.core.load_recent_sessions(station_id, session_ids)
         for station_id, latched_at in (await self.storage.emergency_latches()).items():
             self.core.load_emergency_latch(station_id)
-            log.warning("station %s is latched in emergency since %s UTC: it stays so until its charger "
-                        "reports the local reset", station_id, time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(latched_at)))
+            log.warning(
+                "station %s is latched in emergency since %s UTC: it stays so until its charger "
+                "reports the local reset",
+                station_id,
+                time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(latched_at)),
+            )
 
     async def _join_fleet(self) -> None:
         if self.config.nats_url:
             from server.cluster.fleet import Fleet  # nats and asyncpg only for a fleet
 
-            self.fleet = await Fleet.start(self, self.config.nats_url, self.config.database_url,
-                                           self.config.server_id)
+            self.fleet = await Fleet.start(
+                self, self.config.nats_url, self.config.database_url, self.config.server_id
+            )
 
     async def _listen(self) -> None:
         self.server = await serve(
@@ -149,22 +161,36 @@ class App:
         url = urlsplit(request.path)
         if url.path == WEBSOCKET_PATH or url.path.startswith(OCPP_PATH_PREFIX):
             if len(self.server.connections) >= self.config.max_connections:
-                log.warning("refused a connection: MAX_CONNECTIONS=%s reached", self.config.max_connections)
-                return json_response(503, {"code": "TOO_MANY_CONNECTIONS", "message": "server is full; retry later"})
+                log.warning(
+                    "refused a connection: MAX_CONNECTIONS=%s reached", self.config.max_connections
+                )
+                return json_response(
+                    503, {"code": "TOO_MANY_CONNECTIONS", "message": "server is full; retry later"}
+                )
             origin = request.headers.get("Origin")
-            if origin is not None and not self._origin_allowed(origin, request.headers.get("Host", "")):
+            if origin is not None and not self._origin_allowed(
+                origin, request.headers.get("Host", "")
+            ):
                 log.warning("refused a WebSocket from origin %r", origin[:100])
-                return json_response(403, {"code": "FORBIDDEN_ORIGIN", "message": "origin not allowed"})
+                return json_response(
+                    403, {"code": "FORBIDDEN_ORIGIN", "message": "origin not allowed"}
+                )
             if url.path != WEBSOCKET_PATH:
                 return await self.ocpp.admit(connection, request)
         elif url.path.startswith(PROTECTED_HTTP_PREFIXES):
             token = (parse_qs(url.query).get("token") or [None])[0]
             principal = self.auth.http_principal(request.headers, token)
             if principal is None:
-                return json_response(401, {"code": "UNAUTHORIZED", "message": "a valid dashboard token is required"})
+                return json_response(
+                    401, {"code": "UNAUTHORIZED", "message": "a valid dashboard token is required"}
+                )
             if principal.stations is not None:
-                log.warning("FORBIDDEN: %s (%s) tried GET %s", principal.sub, principal.role, url.path)
-                return json_response(403, {"code": FORBIDDEN, "message": "this token is limited to some stations"})
+                log.warning(
+                    "FORBIDDEN: %s (%s) tried GET %s", principal.sub, principal.role, url.path
+                )
+                return json_response(
+                    403, {"code": FORBIDDEN, "message": "this token is limited to some stations"}
+                )
         return await self.http_routes.process_request(connection, request)
 
     def _origin_allowed(self, origin: str, host: str) -> bool:

@@ -93,8 +93,14 @@ def load_or_create_secret(path: Path) -> bytes:
 # ---------------------------------------------------------------- tokens
 
 
-def mint_token(secret: bytes, sub: str, role: str, stations=None, days: float = DEFAULT_TOKEN_DAYS,
-               now: float | None = None) -> str:
+def mint_token(
+    secret: bytes,
+    sub: str,
+    role: str,
+    stations=None,
+    days: float = DEFAULT_TOKEN_DAYS,
+    now: float | None = None,
+) -> str:
     """A signed JWT. `stations` None = every station (not allowed for role `station`)."""
     if role not in (*DASHBOARD_ROLES, STATION):
         raise ValueError(f"role must be one of {', '.join((*DASHBOARD_ROLES, STATION))}")
@@ -112,15 +118,20 @@ def decode_token(secret: bytes, token: str | None) -> Principal | None:
     if not token or len(token) > MAX_TOKEN_CHARS:
         return None
     try:
-        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub", "role"]})
+        claims = jwt.decode(
+            token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub", "role"]}
+        )
     except (jwt.PyJWTError, ValueError, TypeError):
         return None
     sub, role, stations = claims.get("sub"), claims.get("role"), claims.get("stations")
     if not isinstance(sub, str) or role not in (*DASHBOARD_ROLES, STATION):
         return None
     if stations is not None:
-        if (not isinstance(stations, list) or len(stations) > MAX_TOKEN_STATIONS
-                or not all(type(s) is int and s > 0 for s in stations)):
+        if (
+            not isinstance(stations, list)
+            or len(stations) > MAX_TOKEN_STATIONS
+            or not all(type(s) is int and s > 0 for s in stations)
+        ):
             return None
         stations = frozenset(stations)
     if role == STATION and not stations:
@@ -145,7 +156,9 @@ class Authenticator:
         self.secret = secret
         self.storage = storage
 
-    async def authenticate(self, token: str | None, role: str, estacion: str | None) -> Principal | None:
+    async def authenticate(
+        self, token: str | None, role: str, estacion: str | None
+    ) -> Principal | None:
         """The principal for a WebSocket handshake, or None (the caller closes 4003)."""
         if not self.enabled:
             return AUTH_OFF

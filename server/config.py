@@ -83,7 +83,9 @@ class Config:
 
     @property
     def secret_path(self) -> Path:
-        return self.secret_file if self.secret_file is not None else self.db_path.parent / "secret.key"
+        return (
+            self.secret_file if self.secret_file is not None else self.db_path.parent / "secret.key"
+        )
 
     @property
     def storage_target(self) -> str | Path:
@@ -103,7 +105,9 @@ class Config:
     @property
     def firmware_path(self) -> Path:
         """Where the chargers' update bundles are (server/firmware.py)."""
-        return self.firmware_dir if self.firmware_dir is not None else self.db_path.parent / "firmware"
+        return (
+            self.firmware_dir if self.firmware_dir is not None else self.db_path.parent / "firmware"
+        )
 
     @property
     def close_timeout(self) -> float:
@@ -286,8 +290,11 @@ def _argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", help="address to bind (env HOST, default 0.0.0.0)")
     parser.add_argument("--port", help="TCP port (env PORT, default 3000; 0 = any free port)")
     parser.add_argument("--db", help="SQLite file (env DB_PATH, default data/evse.sqlite3)")
-    parser.add_argument("--database-url", help="PostgreSQL instead of SQLite: "
-                        "postgresql://user@host[:port]/database (env DATABASE_URL)")
+    parser.add_argument(
+        "--database-url",
+        help="PostgreSQL instead of SQLite: "
+        "postgresql://user@host[:port]/database (env DATABASE_URL)",
+    )
     parser.add_argument("--demo", action="store_true", help="seed the demo station, user and card")
     return parser
 
@@ -348,8 +355,10 @@ def check_cluster(config: Config) -> Config:
     """A fleet (NATS_URL) shares one PostgreSQL database: NATS without it is refused. The
     server's id defaults to HOSTNAME-PID."""
     if config.nats_url and not config.database_url:
-        raise ConfigError("NATS_URL needs DATABASE_URL=postgresql://...: the processes of a fleet "
-                          "share one PostgreSQL database (SQLite serves a single process)")
+        raise ConfigError(
+            "NATS_URL needs DATABASE_URL=postgresql://...: the processes of a fleet "
+            "share one PostgreSQL database (SQLite serves a single process)"
+        )
     if not config.server_id:
         config = dataclasses.replace(config, server_id=f"{socket.gethostname()}-{os.getpid()}"[:64])
     return config
@@ -370,10 +379,16 @@ def check_db_writable(db_path: Path) -> None:
         raise ConfigError(f"invalid DB_PATH={str(db_path)!r}: is a directory, expected a file")
     directory = db_path.parent
     if directory.exists() and not directory.is_dir():
-        raise ConfigError(f"invalid DB_PATH={str(db_path)!r}: {str(directory)!r} is not a directory")
+        raise ConfigError(
+            f"invalid DB_PATH={str(db_path)!r}: {str(directory)!r} is not a directory"
+        )
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as problem:
-        raise ConfigError(f"cannot create database directory {str(directory)!r}: {problem.strerror}") from None
-    if not os.access(directory, os.W_OK | os.X_OK) or (db_path.exists() and not os.access(db_path, os.W_OK)):
+        raise ConfigError(
+            f"cannot create database directory {str(directory)!r}: {problem.strerror}"
+        ) from None
+    if not os.access(directory, os.W_OK | os.X_OK) or (
+        db_path.exists() and not os.access(db_path, os.W_OK)
+    ):
         raise ConfigError(f"database {str(db_path)!r} is not writable")

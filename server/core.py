@@ -195,9 +195,21 @@ class UpdateStation:
     announce: bool = False
 
 
-Effect = (ToCharger | ToClients | Reply | CreateSession | QueueReading | QueueProgress | EndSession
-          | AddAlert | SetEmergencyLatch | UpdateStation)
-FinalReport = ChargerStop | EmergencyReport | StatusReport  # the messages that carry a final register
+Effect = (
+    ToCharger
+    | ToClients
+    | Reply
+    | CreateSession
+    | QueueReading
+    | QueueProgress
+    | EndSession
+    | AddAlert
+    | SetEmergencyLatch
+    | UpdateStation
+)
+FinalReport = (
+    ChargerStop | EmergencyReport | StatusReport
+)  # the messages that carry a final register
 
 
 class SessionSource(Protocol):
@@ -275,7 +287,9 @@ class StationState:
 
     def owns(self, session_id: int) -> bool:
         """The station's open session or one of its recently closed ones."""
-        return (self.session is not None and self.session.id == session_id) or session_id in self.recent
+        return (
+            self.session is not None and self.session.id == session_id
+        ) or session_id in self.recent
 
     @property
     def status(self) -> str:
@@ -304,7 +318,9 @@ def on(message_type: type) -> Callable[[Handler], Handler]:
 class SessionCore:
     """Every station's session state and the rules that change it."""
 
-    def __init__(self, tap_debounce: float = TAP_DEBOUNCE_S, card_stop_min_age: float = CARD_STOP_MIN_AGE_S):
+    def __init__(
+        self, tap_debounce: float = TAP_DEBOUNCE_S, card_stop_min_age: float = CARD_STOP_MIN_AGE_S
+    ):
         self.tap_debounce = tap_debounce
         self.card_stop_min_age = card_stop_min_age
         self.stations: dict[int, StationState] = {}
@@ -315,8 +331,9 @@ class SessionCore:
         }
 
     # --- loading ------------------------------------------------------------------------------
-    def add_station(self, station_id: int, name: str, tariff: float,
-                    max_power_w: float | None = None) -> StationState:
+    def add_station(
+        self, station_id: int, name: str, tariff: float, max_power_w: float | None = None
+    ) -> StationState:
         station = self.stations.get(station_id)
         if station is None:
             station = self.stations[station_id] = StationState(station_id)
@@ -327,7 +344,9 @@ class SessionCore:
 
     def load_open_session(self, record: StoredSession) -> None:
         """Take back a session that was open when the server stopped (a SessionRecord)."""
-        station = self.stations.get(record.station_id) or self.add_station(record.station_id, "", 0.0)
+        station = self.stations.get(record.station_id) or self.add_station(
+            record.station_id, "", 0.0
+        )
         station.session = OpenSession.of(record.id, record.station_id, record)
 
     def load_recent_sessions(self, station_id: int, session_ids: Iterable[int]) -> None:
@@ -341,13 +360,21 @@ class SessionCore:
         station.emergency = True
 
     def reload_station(
-        self, station_id: int, open_session: StoredSession | None, recent: Iterable[int], latched: bool
+        self,
+        station_id: int,
+        open_session: StoredSession | None,
+        recent: Iterable[int],
+        latched: bool,
     ) -> None:
         """Take a station's state as the database has it (a fleet: another server process served
         its charger meanwhile): its open session (a SessionRecord or None), its recently closed
         session ids, its emergency latch."""
         station = self.stations.get(station_id) or self.add_station(station_id, "", 0.0)
-        station.session = None if open_session is None else OpenSession.of(open_session.id, station_id, open_session)
+        station.session = (
+            None
+            if open_session is None
+            else OpenSession.of(open_session.id, station_id, open_session)
+        )
         station.recent.clear()
         station.recent.extend(recent)
         station.emergency = latched
@@ -369,7 +396,9 @@ class SessionCore:
     def publisher_gone(self, station_id: int, now: float) -> list[Effect]:
         return self._tracking_status(station_id, lambda st: self._set_connected(st, False))
 
-    def publisher_replaced(self, station_id: int, now: float, old_peer: str, new_peer: str) -> list[Effect]:
+    def publisher_replaced(
+        self, station_id: int, now: float, old_peer: str, new_peer: str
+    ) -> list[Effect]:
         """A newer publisher connection replaced the station's previous one (4008 to it).
         More than ReplacementBurst.limit of these within its window raises one alert per burst:
         two chargers are probably configured with the same station."""
@@ -390,8 +419,14 @@ class SessionCore:
 
     def update_station(self, update: UpdateStation) -> list[Effect]:
         """An administrator added or changed a station (open sessions keep their tariff)."""
-        station = self.add_station(update.station_id, update.name, update.tariff, update.max_power_w)
-        return [ToClients(station.id, pushes.status(station.id, station.status))] if update.announce else []
+        station = self.add_station(
+            update.station_id, update.name, update.tariff, update.max_power_w
+        )
+        return (
+            [ToClients(station.id, pushes.status(station.id, station.status))]
+            if update.announce
+            else []
+        )
 
     def handle_publisher(self, station_id: int, message: object, now: float) -> list[Effect]:
         """A neutral event from a charger (server/vocabulary.py; CardPresented for a card)."""
@@ -406,8 +441,12 @@ class SessionCore:
             offline = create.offline_local_id is not None
             started = pushes.session_started(session_id, st.id, create.user_name, create.started_at)
             return [
-                ToCharger(st.id, StartCharging(session_id, create.user_name,
-                                               create.offline_local_id, create.end)),
+                ToCharger(
+                    st.id,
+                    StartCharging(
+                        session_id, create.user_name, create.offline_local_id, create.end
+                    ),
+                ),
                 ToClients(st.id, {**started, "offline": True} if offline else started),
             ]
 
@@ -421,7 +460,9 @@ class SessionCore:
 
         return self._tracking_status(create.station_id, failed)
 
-    def dashboard_stop(self, station_id: int | None, message: RemoteStop, now: float) -> list[Effect]:
+    def dashboard_stop(
+        self, station_id: int | None, message: RemoteStop, now: float
+    ) -> list[Effect]:
         """A dashboard asks to stop a session (station from its subscription or the message)."""
         station_id = station_id or message.charger_id or self._station_of(message.session_id)
         station = self.stations.get(station_id) if station_id else None
@@ -452,15 +493,21 @@ class SessionCore:
     def _card_tap(self, st: StationState, tap: CardPresented, now: float) -> list[Effect]:
         if st.taps.repeated(tap.uid, now, self.tap_debounce):
             if st.taps.ignored == 1:  # logged once per burst
-                log.info("station %s: card %s tapped again within %g s; ignoring the repeats",
-                         st.id, tap.uid, self.tap_debounce)
+                log.info(
+                    "station %s: card %s tapped again within %g s; ignoring the repeats",
+                    st.id,
+                    tap.uid,
+                    self.tap_debounce,
+                )
             return []
         if st.emergency:
             return self._reject_tap(st, tap, "Cargador en emergencia", v.STATION_FAULT, now)
         if st.session is not None and st.session.card_uid == tap.uid:
             if now - st.session.started_at < self.card_stop_min_age:
-                message = (f"Sesión iniciada hace menos de {self.card_stop_min_age:g} s: "
-                           "vuelva a pasar la tarjeta más tarde para detenerla")
+                message = (
+                    f"Sesión iniciada hace menos de {self.card_stop_min_age:g} s: "
+                    "vuelva a pasar la tarjeta más tarde para detenerla"
+                )
                 return self._reject_tap(st, tap, message, v.SESSION_TOO_RECENT, now)
             st.taps.accepted(tap.uid, now)
             return self._end(st, CARD_STOP, now, tell_charger=True)
@@ -485,7 +532,9 @@ class SessionCore:
         ]
 
     @on(OfflineStartPresented)
-    def _offline_start(self, st: StationState, start: OfflineStartPresented, now: float) -> list[Effect]:
+    def _offline_start(
+        self, st: StationState, start: OfflineStartPresented, now: float
+    ) -> list[Effect]:
         """The charger started a listed card while offline (docs/protocol.md, "Offline cards").
         Accepted when the card was in the list of that version signed for this station with
         offline starts on and no other session is open: the session begins at the charger's
@@ -493,8 +542,11 @@ class SessionCore:
         the charger is told to end the session (`end`). A repeated report (same local id) gets
         the same session again."""
         if start.existing is not None:
-            name = st.session.user_name if st.session and st.session.id == start.existing else (
-                start.card.user_name if start.card is not None else "")
+            name = (
+                st.session.user_name
+                if st.session and st.session.id == start.existing
+                else (start.card.user_name if start.card is not None else "")
+            )
             return [ToCharger(st.id, StartCharging(start.existing, name, start.local_id))]
         reason = None
         if not start.listed or start.card is None:
@@ -503,11 +555,22 @@ class SessionCore:
             reason = "Cargador con otra sesión abierta"
         if reason is not None or start.card is None:
             reason = reason or "Tarjeta desconocida"
-            log.warning("station %s: offline start %s of card %s refused: %s", st.id,
-                        start.local_id, start.uid, reason)
-            return [Reply(Refusal(reason, v.OFFLINE_START_REFUSED, start.local_id)),
-                    ToClients(st.id, pushes.error(reason, v.OFFLINE_START_REFUSED,
-                                                  charger_id=st.id, nfc_uid=start.uid))]
+            log.warning(
+                "station %s: offline start %s of card %s refused: %s",
+                st.id,
+                start.local_id,
+                start.uid,
+                reason,
+            )
+            return [
+                Reply(Refusal(reason, v.OFFLINE_START_REFUSED, start.local_id)),
+                ToClients(
+                    st.id,
+                    pushes.error(
+                        reason, v.OFFLINE_START_REFUSED, charger_id=st.id, nfc_uid=start.uid
+                    ),
+                ),
+            ]
         earliest = now if start.earliest is None else min(start.earliest, now)
         began = earliest if start.ts is None else min(max(start.ts, earliest), now)
         st.starting = True
@@ -537,19 +600,32 @@ class SessionCore:
                 return []
             return [Reply(self._mismatch(st, m.session_id))]
         session.confirmed = True
-        counted = session.energy.add(m.ts, m.w, m.wh, now=now, started_at=session.started_at,
-                                     max_w=st.max_power_w)
+        counted = session.energy.add(
+            m.ts, m.w, m.wh, now=now, started_at=session.started_at, max_w=st.max_power_w
+        )
         if counted is None:
             return []  # duplicate or older reading: already counted
         session.last_v, session.last_a, session.last_w = m.v, m.a, m.w
         kwh, cost = session.energy.kwh, session.cost
         effects: list[Effect] = [
-            QueueReading(session.id, counted.ts, m.v, m.a, m.w, m.wh, kwh,
-                         charger_ts=m.ts, received_at=now, flag=counted.flag),
+            QueueReading(
+                session.id,
+                counted.ts,
+                m.v,
+                m.a,
+                m.w,
+                m.wh,
+                kwh,
+                charger_ts=m.ts,
+                received_at=now,
+                flag=counted.flag,
+            ),
             QueueProgress(session.id, kwh, cost, session.energy, st.id),
             ToClients(
                 st.id,
-                pushes.metrics(session.id, st.id, m.v, m.a, m.w, kwh, cost, now - session.started_at),
+                pushes.metrics(
+                    session.id, st.id, m.v, m.a, m.w, kwh, cost, now - session.started_at
+                ),
             ),
         ]
         return effects + self._energy_anomaly(st, session, now)
@@ -609,14 +685,20 @@ class SessionCore:
             effects.append(Reply(self._mismatch(st, report.session_id)))
         if report.state == "fault":
             if not st.emergency:  # one alert per fault, however often the charger repeats it
-                effects.append(AddAlert(st.id, session.id if session else None, FAULT, now, "charger fault"))
+                effects.append(
+                    AddAlert(st.id, session.id if session else None, FAULT, now, "charger fault")
+                )
             effects += self._latch(st, now)
             return effects + (self._end(st, FAULT, now) if session else [])
         effects += self._unlatch(st)  # idle or charging: the charger was reset on site
         if report.state == "idle":
             if session is None:
                 return effects
-            if report.session_id is None and not session.confirmed and now - session.started_at < START_CROSSING_S:
+            if (
+                report.session_id is None
+                and not session.confirmed
+                and now - session.started_at < START_CROSSING_S
+            ):
                 # the answer to a sync_request sent before the `start` (a dashboard subscribed
                 # during the tap) says idle, truthfully at the time: not a reset. Ask again;
                 # the answer to that one comes after the `start` and is the truth
@@ -637,15 +719,18 @@ class SessionCore:
 
     # --- helpers ------------------------------------------------------------------------------
     @staticmethod
-    def _final_reading(st: StationState, session: OpenSession, message: FinalReport, now: float) -> Counted | None:
+    def _final_reading(
+        st: StationState, session: OpenSession, message: FinalReport, now: float
+    ) -> Counted | None:
         """Count the meter register a stop, emergency or idle status carries (a status has no
         `ts`: its receive time stands for it); the relay is already open (0 W). An energy
         anomaly it reveals is alerted by `_end`."""
         ts = getattr(message, "ts", None)
         if message.wh is None and ts is None:
             return None
-        return session.energy.add_final(ts, message.wh, now=now, started_at=session.started_at,
-                                        max_w=st.max_power_w)
+        return session.energy.add_final(
+            ts, message.wh, now=now, started_at=session.started_at, max_w=st.max_power_w
+        )
 
     @staticmethod
     def _energy_anomaly(st: StationState, session: OpenSession, now: float) -> list[Effect]:
@@ -655,8 +740,10 @@ class SessionCore:
         if not energy.anomalies or energy.anomaly_alerted:
             return []
         energy.anomaly_alerted = True
-        detail = (f"Anomalía de energía: lectura imposible para la potencia máxima de la "
-                  f"estación ({energy.max_w / 1000:g} kW); se facturó el intervalo acotado")
+        detail = (
+            f"Anomalía de energía: lectura imposible para la potencia máxima de la "
+            f"estación ({energy.max_w / 1000:g} kW); se facturó el intervalo acotado"
+        )
         return [
             ToClients(st.id, pushes.alert(st.id, session.id, ENERGY_ANOMALY, detail, now)),
             AddAlert(st.id, session.id, ENERGY_ANOMALY, now, detail),
@@ -671,7 +758,9 @@ class SessionCore:
             return [Reply(self._mismatch(st, message.session_id))]
         return self._end(st, REMOTE_STOP, now, tell_charger=True)
 
-    def _end(self, st: StationState, reason: str, now: float, tell_charger: bool = False) -> list[Effect]:
+    def _end(
+        self, st: StationState, reason: str, now: float, tell_charger: bool = False
+    ) -> list[Effect]:
         session, st.session = st.session, None
         assert session is not None, "_end is only called for a station's open session"
         st.recent.append(session.id)
@@ -686,14 +775,20 @@ class SessionCore:
             ToClients(st.id, pushes.session_ended(session.id, st.id, kwh, cost, duration, reason)),
         ]
 
-    def _reject_tap(self, st: StationState, tap: CardPresented, message: str, code: str, now: float) -> list[Effect]:
+    def _reject_tap(
+        self, st: StationState, tap: CardPresented, message: str, code: str, now: float
+    ) -> list[Effect]:
         """Answer the charger; push to dashboards at most once per debounce window, with how
         many refused taps were held back since the previous push."""
         effects: list[Effect] = [Reply(Refusal(message, code))]
         held = st.taps.refusal_push(now, self.tap_debounce)
         if held is not None:
             extra = {"repeats": held} if held else {}
-            effects.append(ToClients(st.id, pushes.error(message, code, charger_id=st.id, nfc_uid=tap.uid, **extra)))
+            effects.append(
+                ToClients(
+                    st.id, pushes.error(message, code, charger_id=st.id, nfc_uid=tap.uid, **extra)
+                )
+            )
         return effects
 
     @staticmethod
@@ -729,7 +824,9 @@ class SessionCore:
             st.session.confirmed = True  # a new connection's status is no older than the start
         return []
 
-    def _tracking_status(self, station_id: int, change: Callable[[StationState], list[Effect]]) -> list[Effect]:
+    def _tracking_status(
+        self, station_id: int, change: Callable[[StationState], list[Effect]]
+    ) -> list[Effect]:
         station = self.stations.get(station_id) or self.add_station(station_id, "", 0.0)
         before = station.status
         effects = change(station)

@@ -180,9 +180,12 @@ async def add_station(app, data: dict) -> tuple[dict, list]:
     charge_point_id = data.get("charge_point_id")  # Storage checks it (ValueError: INVALID_MESSAGE)
     if charge_point_id is not None and not isinstance(charge_point_id, str):
         raise Refused("admin_add_station: charge_point_id must be a text")
-    station = await app.storage.add_station(name, tariff, field_id(data, "station_id", required=False),
-                                            charge_point_id=charge_point_id)
-    update = c.UpdateStation(station.id, station.name, station.tariff, station.max_power_w, announce=True)
+    station = await app.storage.add_station(
+        name, tariff, field_id(data, "station_id", required=False), charge_point_id=charge_point_id
+    )
+    update = c.UpdateStation(
+        station.id, station.name, station.tariff, station.max_power_w, announce=True
+    )
     return {"station": station_json(station)}, [update]
 
 
@@ -194,17 +197,30 @@ async def ack_alert(app, data: dict) -> tuple[dict, list]:
         raise Refused("admin_ack_alert: give either alert_id or station_id")
     now = app.clock()
     if alert_id is not None:
-        station_of = {a.id: a.station_id for a in await app.storage.list_alerts(unacknowledged_only=True, limit=1000)}
+        station_of = {
+            a.id: a.station_id
+            for a in await app.storage.list_alerts(unacknowledged_only=True, limit=1000)
+        }
         newly = await app.storage.acknowledge_alert(alert_id, now)  # NotFound for an unknown id
         acknowledged = [(alert_id, station_of.get(alert_id))] if newly else []
     else:
         if await app.storage.get_station(station_id) is None:
             raise NotFound(f"station {station_id} does not exist")
-        alerts = await app.storage.list_alerts(station_id=station_id, unacknowledged_only=True, limit=1000)
-        acknowledged = [(a.id, a.station_id) for a in alerts if await app.storage.acknowledge_alert(a.id, now)]
+        alerts = await app.storage.list_alerts(
+            station_id=station_id, unacknowledged_only=True, limit=1000
+        )
+        acknowledged = [
+            (a.id, a.station_id) for a in alerts if await app.storage.acknowledge_alert(a.id, now)
+        ]
     pushes = [
-        c.ToClients(station, {"type": "alert_acknowledged", "charger_id": station,
-                              "alert_ids": [aid for aid, sid in acknowledged if sid == station]})
+        c.ToClients(
+            station,
+            {
+                "type": "alert_acknowledged",
+                "charger_id": station,
+                "alert_ids": [aid for aid, sid in acknowledged if sid == station],
+            },
+        )
         for station in sorted({sid for _, sid in acknowledged if sid is not None})
     ]
     return {"acknowledged": [aid for aid, _ in acknowledged]}, pushes
@@ -241,7 +257,13 @@ async def handle_admin(app, connection, station_id: int | None, data: dict) -> N
     except ValueError as bad_value:  # Storage's own validation
         return await refuse(app, connection, str(bad_value), p.INVALID_MESSAGE, request_id)
     await app.effects.run(effects, connection)
-    reply = {"type": "admin_result", "ok": True, "action": data["type"], "request_id": request_id, **result}
+    reply = {
+        "type": "admin_result",
+        "ok": True,
+        "action": data["type"],
+        "request_id": request_id,
+        **result,
+    }
     await send(connection, reply)
 
 

@@ -70,8 +70,12 @@ class EffectRunner:
             except StaleOwner as refused:
                 # the rest (a session_ended push, a stop to the charger) is not this process's
                 # to say any more: the station's new process decides
-                log.warning("station %s is served by another process now: %s; %d effects dropped",
-                            getattr(effect, "station_id", "?"), refused, len(effects) - effects.index(effect) - 1)
+                log.warning(
+                    "station %s is served by another process now: %s; %d effects dropped",
+                    getattr(effect, "station_id", "?"),
+                    refused,
+                    len(effects) - effects.index(effect) - 1,
+                )
                 if origin in self.ack_senders:
                     self.ack_senders[origin].hold()
                 return
@@ -96,8 +100,13 @@ class EffectRunner:
     async def _create_session(self, effect: c.CreateSession, origin) -> None:
         try:
             session_id = await self.storage.create_session(
-                effect.station_id, effect.user_id, effect.card_uid, effect.started_at,
-                effect.tariff, effect.energy_state, epoch=self.app.fleet.epoch(effect.station_id),
+                effect.station_id,
+                effect.user_id,
+                effect.card_uid,
+                effect.started_at,
+                effect.tariff,
+                effect.energy_state,
+                epoch=self.app.fleet.epoch(effect.station_id),
                 offline_local_id=effect.offline_local_id,
             )
         except StaleOwner as refused:
@@ -110,14 +119,29 @@ class EffectRunner:
 
     async def _queue_reading(self, effect: c.QueueReading, origin) -> None:
         self.storage.queue_reading(
-            Reading(effect.session_id, effect.ts, effect.v, effect.a, effect.w, effect.wh, effect.kwh,
-                    effect.charger_ts, effect.received_at, effect.flag)
+            Reading(
+                effect.session_id,
+                effect.ts,
+                effect.v,
+                effect.a,
+                effect.w,
+                effect.wh,
+                effect.kwh,
+                effect.charger_ts,
+                effect.received_at,
+                effect.flag,
+            )
         )
         self.app.note_reading()
 
     async def _queue_progress(self, effect: c.QueueProgress, origin) -> None:
-        self.storage.queue_progress(effect.session_id, effect.kwh, effect.cost, effect.energy_state,
-                                    epoch=self.app.fleet.epoch(effect.station_id))
+        self.storage.queue_progress(
+            effect.session_id,
+            effect.kwh,
+            effect.cost,
+            effect.energy_state,
+            epoch=self.app.fleet.epoch(effect.station_id),
+        )
 
     async def _end_session(self, effect: c.EndSession, origin) -> None:
         try:
@@ -136,7 +160,12 @@ class EffectRunner:
 
     async def _store_session_end(self, effect: c.EndSession) -> None:
         await self.storage.end_session(
-            effect.session_id, effect.ended_at, effect.kwh, effect.cost, effect.reason, effect.energy_state,
+            effect.session_id,
+            effect.ended_at,
+            effect.kwh,
+            effect.cost,
+            effect.reason,
+            effect.energy_state,
             epoch=self.app.fleet.epoch(effect.station_id),
         )
 
@@ -152,8 +181,13 @@ class EffectRunner:
                 delay = min(delay * 2, RETRY_MAX_S)
                 log.debug("session %s end still not stored: %s", effect.session_id, problem)
                 continue
-            log.warning("stored the end of session %s (%s, %.3f kWh) after %d attempts",
-                        effect.session_id, effect.reason, effect.kwh, attempts)
+            log.warning(
+                "stored the end of session %s (%s, %.3f kWh) after %d attempts",
+                effect.session_id,
+                effect.reason,
+                effect.kwh,
+                attempts,
+            )
             return
 
     async def _add_alert(self, effect: c.AddAlert, origin) -> None:
@@ -163,8 +197,9 @@ class EffectRunner:
 
     async def _set_emergency_latch(self, effect: c.SetEmergencyLatch, origin) -> None:
         try:
-            await self.storage.set_emergency_latch(effect.station_id, effect.latched_at,
-                                                   epoch=self.app.fleet.epoch(effect.station_id))
+            await self.storage.set_emergency_latch(
+                effect.station_id, effect.latched_at, epoch=self.app.fleet.epoch(effect.station_id)
+            )
         except StaleOwner as refused:
             self.app.fleet.stale(effect.station_id, refused)
             raise
@@ -175,7 +210,9 @@ class EffectRunner:
     async def wait_retries(self) -> None:
         """Shutting down: the database still refuses these session ends; give them up."""
         for task in self.retries:
-            log.error("shutting down with a session end not stored (the session is reloaded as "
-                      "open at the next start and the charger's status closes it)")
+            log.error(
+                "shutting down with a session end not stored (the session is reloaded as "
+                "open at the next start and the charger's status closes it)"
+            )
             task.cancel()
         await asyncio.gather(*self.retries, return_exceptions=True)

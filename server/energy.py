@@ -101,15 +101,29 @@ class EnergyAccount:
             return 0.0
         return max(0.0, self.timeline_ts - self.origin)
 
-    def add(self, ts: float | None, w: float, register_wh: float | None = None, *, now: float,
-            started_at: float | None = None, max_w: float | None = None) -> Counted | None:
+    def add(
+        self,
+        ts: float | None,
+        w: float,
+        register_wh: float | None = None,
+        *,
+        now: float,
+        started_at: float | None = None,
+        max_w: float | None = None,
+    ) -> Counted | None:
         """Account one reading received at server time `now`; None (nothing changed) for a
         duplicate. `started_at` is the session's start on server time, `max_w` the station's
         max power (both kept for later calls that omit them)."""
         return self._add(ts, w, register_wh, now, started_at, max_w, final=False)
 
-    def add_final(self, ts: float | None, register_wh: float | None, now: float | None = None,
-                  started_at: float | None = None, max_w: float | None = None) -> Counted | None:
+    def add_final(
+        self,
+        ts: float | None,
+        register_wh: float | None,
+        now: float | None = None,
+        started_at: float | None = None,
+        max_w: float | None = None,
+    ) -> Counted | None:
         """Account the reading a stop, emergency or idle report carries (the relay is open: 0 W).
         Its register counts even when its `ts` is not later than the last reading's (same whole
         second, a clock running ahead, or no `ts`: then `now` stands for it); it adds nothing
@@ -122,15 +136,25 @@ class EnergyAccount:
         return self._add(ts, 0.0, register_wh, now, started_at, max_w, final=True)
 
     # --- internals ----------------------------------------------------------------------------
-    def _add(self, ts: float | None, w: float, register_wh: float | None, now: float,
-             started_at: float | None, max_w: float | None, final: bool) -> Counted | None:
+    def _add(
+        self,
+        ts: float | None,
+        w: float,
+        register_wh: float | None,
+        now: float,
+        started_at: float | None,
+        max_w: float | None,
+        final: bool,
+    ) -> Counted | None:
         if max_w is not None:
             self.max_w = min(float(max_w), MAX_POWER_CAP_W)
         if started_at is not None:
             self.origin = started_at - START_TOLERANCE_S
         flags: list[str] = []
         claimed = ts is not None and EARLIEST_TRUSTED_TS <= ts <= now + MAX_CLOCK_AHEAD_S
-        if ts is None or not claimed:  # no usable claim: the receive time stands for it (no clock flags)
+        if (
+            ts is None or not claimed
+        ):  # no usable claim: the receive time stands for it (no clock flags)
             if ts is not None:
                 flags.append(CLOCK_UNSYNCED if ts < EARLIEST_TRUSTED_TS else CLOCK_AHEAD)
             ts = now
@@ -138,8 +162,11 @@ class EnergyAccount:
             return self._baseline(ts, w, register_wh, now, flags)
         if self.timeline_ts is None:  # a state stored before the server-time bound existed
             self.timeline_ts = self.last_arrival = min(self.last_ts, now)
-        rise = (None if register_wh is None or self.last_register_wh is None
-                else register_wh - self.last_register_wh)
+        rise = (
+            None
+            if register_wh is None or self.last_register_wh is None
+            else register_wh - self.last_register_wh
+        )
         news = rise is not None and rise > 0
         if ts in self.recent_ts and not news:
             return None  # the same reading again (replayed after a reconnect)
@@ -162,8 +189,9 @@ class EnergyAccount:
         self._accept(ts, w, register_wh, self.timeline_ts + elapsed, now)
         return Counted(self.timeline_ts, tuple(flags))
 
-    def _baseline(self, ts: float, w: float, register_wh: float | None, now: float,
-                  flags: list[str]) -> Counted:
+    def _baseline(
+        self, ts: float, w: float, register_wh: float | None, now: float, flags: list[str]
+    ) -> Counted:
         low = self.origin if self.origin is not None else ts
         position = min(max(ts, low), now)
         if ts < low:
@@ -173,7 +201,9 @@ class EnergyAccount:
         self._accept(ts, w, register_wh, position, now)
         return Counted(position, tuple(flags))
 
-    def _accept(self, ts: float, w: float, register_wh: float | None, position: float, now: float) -> None:
+    def _accept(
+        self, ts: float, w: float, register_wh: float | None, position: float, now: float
+    ) -> None:
         self.last_ts, self.last_w, self.last_register_wh = ts, w, register_wh
         self.timeline_ts, self.last_arrival = position, now
         self.recent_ts = (self.recent_ts + [ts])[-RECENT_TS:]
@@ -206,11 +236,19 @@ class EnergyAccount:
 
     def to_dict(self) -> dict[str, Any]:
         # by hand: dataclasses.asdict deep-copies field by field: 4.4 µs a call against 0.13
-        return {"wh": self.wh, "last_ts": self.last_ts, "last_w": self.last_w,
-                "last_register_wh": self.last_register_wh, "timeline_ts": self.timeline_ts,
-                "last_arrival": self.last_arrival, "origin": self.origin, "max_w": self.max_w,
-                "anomalies": self.anomalies, "anomaly_alerted": self.anomaly_alerted,
-                "recent_ts": list(self.recent_ts)}
+        return {
+            "wh": self.wh,
+            "last_ts": self.last_ts,
+            "last_w": self.last_w,
+            "last_register_wh": self.last_register_wh,
+            "timeline_ts": self.timeline_ts,
+            "last_arrival": self.last_arrival,
+            "origin": self.origin,
+            "max_w": self.max_w,
+            "anomalies": self.anomalies,
+            "anomaly_alerted": self.anomaly_alerted,
+            "recent_ts": list(self.recent_ts),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> EnergyAccount:

@@ -59,7 +59,7 @@ def bundle_version(head: bytes) -> str | None:
     """The version a bundle's first bytes name, None when it is no bundle."""
     if len(head) < 6 or head[:4] != MAGIC:
         return None
-    version = head[5:5 + head[4]].decode("ascii", "replace")
+    version = head[5 : 5 + head[4]].decode("ascii", "replace")
     return version if len(version) == head[4] and VERSION_RE.match(version) else None
 
 
@@ -86,7 +86,11 @@ class Bundles:
                     version = bundle_version(data[:40])
                     if version is None:
                         log.warning("firmware: %s is not an update bundle; ignored", path)
-                    bundle = Bundle(version, path, len(data), hashlib.sha256(data).hexdigest()) if version else None
+                    bundle = (
+                        Bundle(version, path, len(data), hashlib.sha256(data).hexdigest())
+                        if version
+                        else None
+                    )
                     self._known[path] = cached = (key, bundle)
             except OSError as problem:
                 log.warning("firmware: cannot read %s: %s", path, problem)
@@ -109,7 +113,9 @@ class Firmware:
         return self.stations.setdefault(station_id, {"fw": None, "update": None})
 
     def push(self, station_id: int) -> None:
-        self.app.hub.broadcast(station_id, {"type": "firmware", "charger_id": station_id, **self.state(station_id)})
+        self.app.hub.broadcast(
+            station_id, {"type": "firmware", "charger_id": station_id, **self.state(station_id)}
+        )
 
     # --- HTTP: the charger's download ---------------------------------------------------------
     async def download(self, request):
@@ -118,17 +124,25 @@ class Firmware:
         token = (query.get("token") or [None])[0]
         principal = await self.app.auth.authenticate(token, p.ROLE_PUBLISHER, estacion)
         if estacion is None or principal is None:
-            return json_response(401, {"code": "UNAUTHORIZED", "message": "a station key is required"})
-        name = request.path[len(PREFIX):]
+            return json_response(
+                401, {"code": "UNAUTHORIZED", "message": "a station key is required"}
+            )
+        name = request.path[len(PREFIX) :]
         bundle = self.bundles.scan().get(name[:-4]) if name.endswith(".bin") else None
         if bundle is None:
-            return json_response(404, {"code": "FIRMWARE_NOT_FOUND", "message": f"no firmware {name[:40]!r}"})
+            return json_response(
+                404, {"code": "FIRMWARE_NOT_FOUND", "message": f"no firmware {name[:40]!r}"}
+            )
         try:
             data = bundle.path.read_bytes()
         except OSError:
-            return json_response(404, {"code": "FIRMWARE_NOT_FOUND", "message": f"no firmware {name[:40]!r}"})
+            return json_response(
+                404, {"code": "FIRMWARE_NOT_FOUND", "message": f"no firmware {name[:40]!r}"}
+            )
         log.info("station %s downloads firmware %s", estacion, bundle.version)
-        return bytes_response(200, data, "application/octet-stream", [("Cache-Control", "no-store")])
+        return bytes_response(
+            200, data, "application/octet-stream", [("Cache-Control", "no-store")]
+        )
 
     # --- the charger's messages ---------------------------------------------------------------
     async def from_charger(self, station_id: int, data: dict, connection) -> bool:
@@ -142,8 +156,12 @@ class Firmware:
                 changed = state["fw"] != fw
                 state["fw"] = fw
                 order = state["update"]
-                if (order and order["result"] == "requested" and fw != order["version"]
-                        and self.sent_on.get(station_id) is not connection):  # a new connection
+                if (
+                    order
+                    and order["result"] == "requested"
+                    and fw != order["version"]
+                    and self.sent_on.get(station_id) is not connection
+                ):  # a new connection
                     await self._send_order(station_id, order["version"], connection)
                 if changed:
                     self.push(station_id)
@@ -152,7 +170,9 @@ class Firmware:
             return False
         version, result, code = data.get("version"), data.get("result"), data.get("code")
         if not isinstance(version, str) or not VERSION_RE.match(version) or result not in RESULTS:
-            raise p.ProtocolError("update_result: needs a version and a result among " + ", ".join(RESULTS))
+            raise p.ProtocolError(
+                "update_result: needs a version and a result among " + ", ".join(RESULTS)
+            )
         if code is not None and (not isinstance(code, str) or not 0 < len(code) <= MAX_CODE):
             raise p.ProtocolError("update_result: code must be a short text")
         state = self.state(station_id)
@@ -161,7 +181,12 @@ class Firmware:
             state["fw"] = fw
         state["update"] = {"version": version, "result": result, "code": code}
         (log.info if result in ("installing", "updated") else log.warning)(
-            "station %s: firmware %s %s%s", station_id, version, result, f" ({code})" if code else "")
+            "station %s: firmware %s %s%s",
+            station_id,
+            version,
+            result,
+            f" ({code})" if code else "",
+        )
         self.push(station_id)
         return True
 
@@ -169,8 +194,13 @@ class Firmware:
         bundle = self.bundles.scan().get(version)
         if bundle is None:
             return False
-        order = {"type": "update", "version": version, "url": f"{PREFIX}{version}.bin",
-                 "sha256": bundle.sha256, "size": bundle.size}
+        order = {
+            "type": "update",
+            "version": version,
+            "url": f"{PREFIX}{version}.bin",
+            "sha256": bundle.sha256,
+            "size": bundle.size,
+        }
         self.sent_on[station_id] = connection
         return await send(connection, order)
 
@@ -179,14 +209,18 @@ class Firmware:
         station_id = field_id(data, "station_id")
         version = data.get("version")
         if not isinstance(version, str) or not VERSION_RE.match(version):
-            raise Refused("admin_update_firmware: version must be 1-32 letters, digits, '.', '_' or '-'")
+            raise Refused(
+                "admin_update_firmware: version must be 1-32 letters, digits, '.', '_' or '-'"
+            )
         if await app.storage.get_station(station_id) is None:
             raise Refused(f"station {station_id} does not exist", NOT_FOUND)
         if version not in self.bundles.scan():
             raise Refused(f"no firmware {version} in {self.bundles.directory}", NOT_FOUND)
         connection = app.hub.publishers.get(station_id)
         if connection is None or app.hub.encoders.get(connection) is not SEED:
-            raise Refused(f"station {station_id} has no charger connected that takes updates", CHARGER_OFFLINE)
+            raise Refused(
+                f"station {station_id} has no charger connected that takes updates", CHARGER_OFFLINE
+            )
         if not await self._send_order(station_id, version, connection):
             raise Refused(f"station {station_id}: the charger went away", CHARGER_OFFLINE)
         state = self.state(station_id)

@@ -26,8 +26,9 @@ FREEZE_INTERVAL_S = 5.0
 SWEEP_INTERVAL_S = 600.0
 
 
-async def keep_long_lived_objects_frozen(freeze_every: float = FREEZE_INTERVAL_S,
-                                         sweep_every: float = SWEEP_INTERVAL_S) -> None:
+async def keep_long_lived_objects_frozen(
+    freeze_every: float = FREEZE_INTERVAL_S, sweep_every: float = SWEEP_INTERVAL_S
+) -> None:
     """Run until cancelled; on cancel, unfreeze (the process's objects are collectable again)."""
     loop = asyncio.get_running_loop()
     gc.freeze()
@@ -40,8 +41,11 @@ async def keep_long_lived_objects_frozen(freeze_every: float = FREEZE_INTERVAL_S
                 started = loop.time()
                 collected = gc.collect()
                 swept_at = loop.time()
-                log.debug("gc sweep: %d unreachable objects in %.0f ms", collected,
-                          (swept_at - started) * 1000)
+                log.debug(
+                    "gc sweep: %d unreachable objects in %.0f ms",
+                    collected,
+                    (swept_at - started) * 1000,
+                )
             gc.freeze()
     finally:
         gc.unfreeze()

@@ -41,7 +41,9 @@ def bytes_response(status: int, body: bytes, content_type: str, extra_headers=()
     return Response(status.value, status.phrase, headers, body)
 
 
-def text_response(status: int, text: str, content_type: str = "text/plain; charset=utf-8") -> Response:
+def text_response(
+    status: int, text: str, content_type: str = "text/plain; charset=utf-8"
+) -> Response:
     return bytes_response(status, text.encode(), content_type)
 
 

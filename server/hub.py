@@ -39,7 +39,9 @@ class Hub:
         return await send_text(connection, encoder.encode(item), item)
 
     # --- publishers ---------------------------------------------------------------------------
-    def set_publisher(self, station_id: int, connection: ServerConnection, codec) -> ServerConnection | None:
+    def set_publisher(
+        self, station_id: int, connection: ServerConnection, codec
+    ) -> ServerConnection | None:
         """Make `connection` the station's publisher, speaking `codec`; return the one it
         replaces, if any."""
         previous = self.publishers.get(station_id)

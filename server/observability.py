@@ -42,7 +42,10 @@ def note_message(counters, role: str, message_type: object) -> None:
     role = role if role in ROLES else OTHER
     kind = bounded(message_type) if isinstance(message_type, str) else OTHER
     key = f"message:{role}:{kind}"
-    if key not in counters and sum(1 for k in counters if k.startswith("message:")) >= MAX_MESSAGE_KEYS:
+    if (
+        key not in counters
+        and sum(1 for k in counters if k.startswith("message:")) >= MAX_MESSAGE_KEYS
+    ):
         key = f"message:{role}:{OTHER}"
     counters[key] += 1
 
@@ -61,7 +64,9 @@ class ServerCollector(Collector):
             value=self.core.connected_count(),
         )
         yield GaugeMetricFamily(
-            "evse_sessions_open", "Charging sessions open right now", value=self.core.open_session_count()
+            "evse_sessions_open",
+            "Charging sessions open right now",
+            value=self.core.open_session_count(),
         )
         yield CounterMetricFamily(
             "evse_readings_ingested",
@@ -80,12 +85,16 @@ class ServerCollector(Collector):
                 code = bounded(rest)
                 errors[code] = errors.get(code, 0) + count
         by_type = CounterMetricFamily(
-            "evse_messages", "Inbound WebSocket messages by sender role and message type", labels=["role", "type"]
+            "evse_messages",
+            "Inbound WebSocket messages by sender role and message type",
+            labels=["role", "type"],
         )
         for labels, count in sorted(messages.items()):
             by_type.add_metric(labels, count)
         yield by_type
-        by_code = CounterMetricFamily("evse_errors", "error messages sent, by error code", labels=["code"])
+        by_code = CounterMetricFamily(
+            "evse_errors", "error messages sent, by error code", labels=["code"]
+        )
         for code, count in sorted(errors.items()):
             by_code.add_metric([code], count)
         yield by_code

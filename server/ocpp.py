@@ -24,21 +24,29 @@ import asyncio
 import base64
 import binascii
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import unquote, urlsplit
 
 from ocpp.routing import after, on
-from websockets.exceptions import ConnectionClosed
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.datatypes import IdTagInfo
 from ocpp.v16.enums import Action, MessageTrigger, RegistrationStatus
+from websockets.exceptions import ConnectionClosed
 
-from server.keys import station_key_matches
 from server.codecs import ocpp16 as codec
 from server.http import json_response
+from server.keys import station_key_matches
 from server.storage.values import check_charge_point_id
 from server.uids import InvalidUid, normalize_uid
-from server.vocabulary import NOT_FOUND, SERVER_ERROR, CardPresented, MeterSample, Refusal, StartCharging, StopCharging
+from server.vocabulary import (
+    NOT_FOUND,
+    SERVER_ERROR,
+    CardPresented,
+    MeterSample,
+    Refusal,
+    StartCharging,
+    StopCharging,
+)
 
 log = logging.getLogger(__name__)
 # the `ocpp` package logs every frame at INFO, card idTags included: only its warnings go to the
@@ -52,12 +60,12 @@ STARTS_REMEMBERED = 16  # per station: the latest StartTransactions, answered ag
 
 
 def _now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def charge_point_id(path: str) -> str | None:
     """The charge point id of an /ocpp/{id} path, or None when it names none."""
-    name = unquote(urlsplit(path).path[len(PATH_PREFIX):])
+    name = unquote(urlsplit(path).path[len(PATH_PREFIX) :])
     try:
         return check_charge_point_id(name)
     except ValueError:
@@ -68,7 +76,9 @@ def _basic_credentials(header: str | None) -> tuple[str, str] | None:
     if not header or header[:6].lower() != "basic ":
         return None
     try:
-        user, _, password = base64.b64decode(header[6:].strip(), validate=True).decode().partition(":")
+        user, _, password = (
+            base64.b64decode(header[6:].strip(), validate=True).decode().partition(":")
+        )
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return None
     return user, password
@@ -83,7 +93,10 @@ class OcppEndpoint:
         self.started: dict[int, dict] = {}  # station id -> {(idTag, timestamp): transactionId}
 
     def select_subprotocol(self, connection, subprotocols):
-        if urlsplit(connection.request.path).path.startswith(PATH_PREFIX) and codec.SUBPROTOCOL in subprotocols:
+        if (
+            urlsplit(connection.request.path).path.startswith(PATH_PREFIX)
+            and codec.SUBPROTOCOL in subprotocols
+        ):
             return codec.SUBPROTOCOL
         return None
 
@@ -97,18 +110,37 @@ class OcppEndpoint:
         if self.app.config.auth:
             credentials = _basic_credentials(request.headers.get("Authorization"))
             key_hash = await self.app.storage.station_key_hash(station.id)
-            if credentials is None or credentials[0] != cp_id or not station_key_matches(credentials[1], key_hash):
-                log.warning("refused charge point %s: missing or wrong HTTP Basic credentials", cp_id)
-                response = json_response(401, {"code": "UNAUTHORIZED",
-                                               "message": "HTTP Basic auth: charge point id and station key"})
+            if (
+                credentials is None
+                or credentials[0] != cp_id
+                or not station_key_matches(credentials[1], key_hash)
+            ):
+                log.warning(
+                    "refused charge point %s: missing or wrong HTTP Basic credentials", cp_id
+                )
+                response = json_response(
+                    401,
+                    {
+                        "code": "UNAUTHORIZED",
+                        "message": "HTTP Basic auth: charge point id and station key",
+                    },
+                )
                 response.headers["WWW-Authenticate"] = 'Basic realm="ocpp", charset="UTF-8"'
                 return response
-        offered = [p.strip() for value in request.headers.get_all("Sec-WebSocket-Protocol")
-                   for p in value.split(",")]
+        offered = [
+            p.strip()
+            for value in request.headers.get_all("Sec-WebSocket-Protocol")
+            for p in value.split(",")
+        ]
         if codec.SUBPROTOCOL not in offered:
             log.warning("refused charge point %s: it did not offer the ocpp1.6 subprotocol", cp_id)
-            return json_response(400, {"code": "SUBPROTOCOL_REQUIRED",
-                                       "message": "Sec-WebSocket-Protocol must offer ocpp1.6"})
+            return json_response(
+                400,
+                {
+                    "code": "SUBPROTOCOL_REQUIRED",
+                    "message": "Sec-WebSocket-Protocol must offer ocpp1.6",
+                },
+            )
         self.admitted[connection] = station
         return None
 
@@ -149,7 +181,7 @@ class OcppLink:
     """What the hub knows as the station's publisher: takes neutral commands (the codec
     passes them through) and turns them into OCPP."""
 
-    def __init__(self, point: "StationChargePoint"):
+    def __init__(self, point: StationChargePoint):
         self.point = point
         self.answer = None  # the core's StartCharging/Refusal for the call in progress
         self.tasks: set[asyncio.Task] = set()
@@ -184,7 +216,9 @@ class StationChargePoint(ChargePoint):
     # --- plumbing -------------------------------------------------------------------------------
     async def _event(self, event) -> None:
         app = self.app
-        await app.effects.run(app.core.handle_publisher(self.station_id, event, app.clock()), self.link)
+        await app.effects.run(
+            app.core.handle_publisher(self.station_id, event, app.clock()), self.link
+        )
 
     async def _durable(self) -> None:
         """Wait until what this message wrote is committed: the answer is the acknowledgement."""
@@ -209,10 +243,19 @@ class StationChargePoint(ChargePoint):
         try:
             result = await self.call(call.RemoteStopTransaction(transaction_id=session_id))
         except Exception as problem:  # noqa: BLE001 - gone or silent: the session is closed anyway
-            log.warning("station %s: RemoteStopTransaction %s not confirmed: %s", self.station_id, session_id, problem)
+            log.warning(
+                "station %s: RemoteStopTransaction %s not confirmed: %s",
+                self.station_id,
+                session_id,
+                problem,
+            )
             return
-        log.info("station %s: RemoteStopTransaction %s -> %s", self.station_id, session_id,
-                 getattr(result, "status", None))
+        log.info(
+            "station %s: RemoteStopTransaction %s -> %s",
+            self.station_id,
+            session_id,
+            getattr(result, "status", None),
+        )
 
     def _in_background(self, coroutine) -> None:
         task = asyncio.create_task(coroutine)
@@ -223,13 +266,23 @@ class StationChargePoint(ChargePoint):
         """TriggerMessage(StatusNotification): after a (re)boot the charger tells its status now,
         not at its next change, so the dashboard is right at once."""
         try:
-            result = await self.call(call.TriggerMessage(requested_message=MessageTrigger.status_notification,
-                                                         connector_id=1))
+            result = await self.call(
+                call.TriggerMessage(
+                    requested_message=MessageTrigger.status_notification, connector_id=1
+                )
+            )
         except Exception as problem:  # noqa: BLE001 - an optional feature: its status comes later
-            log.warning("station %s: TriggerMessage(StatusNotification) not answered: %s", self.station_id, problem)
+            log.warning(
+                "station %s: TriggerMessage(StatusNotification) not answered: %s",
+                self.station_id,
+                problem,
+            )
             return
-        log.info("station %s: TriggerMessage(StatusNotification) -> %s", self.station_id,
-                 getattr(result, "status", None))
+        log.info(
+            "station %s: TriggerMessage(StatusNotification) -> %s",
+            self.station_id,
+            getattr(result, "status", None),
+        )
 
     # --- Core profile ---------------------------------------------------------------------------
     @after(Action.boot_notification)
@@ -238,11 +291,18 @@ class StationChargePoint(ChargePoint):
         self._in_background(self.trigger_status())
 
     @on(Action.boot_notification)
-    async def on_boot_notification(self, charge_point_vendor: str, charge_point_model: str, **extra):
+    async def on_boot_notification(
+        self, charge_point_vendor: str, charge_point_model: str, **extra
+    ):
         self.app.note_message("publisher", "BootNotification")
-        log.info("station %s: boot of a %s %s", self.station_id, charge_point_vendor, charge_point_model)
-        return call_result.BootNotification(current_time=_now_iso(), interval=HEARTBEAT_INTERVAL_S,
-                                            status=RegistrationStatus.accepted)
+        log.info(
+            "station %s: boot of a %s %s", self.station_id, charge_point_vendor, charge_point_model
+        )
+        return call_result.BootNotification(
+            current_time=_now_iso(),
+            interval=HEARTBEAT_INTERVAL_S,
+            status=RegistrationStatus.accepted,
+        )
 
     @on(Action.heartbeat)
     async def on_heartbeat(self):
@@ -260,42 +320,60 @@ class StationChargePoint(ChargePoint):
         return call_result.Authorize(id_tag_info=IdTagInfo(status=status))
 
     @on(Action.start_transaction)
-    async def on_start_transaction(self, connector_id: int, id_tag: str, meter_start: int,
-                                   timestamp: str, **extra):
+    async def on_start_transaction(
+        self, connector_id: int, id_tag: str, meter_start: int, timestamp: str, **extra
+    ):
         self.app.note_message("publisher", "StartTransaction")
         memo = self.endpoint.started.setdefault(self.station_id, {})
         key = (id_tag, timestamp, meter_start)
         if key in memo:  # a StartTransaction resent from the offline queue: the same answer
-            return call_result.StartTransaction(transaction_id=memo[key],
-                                                id_tag_info=IdTagInfo(status=codec.ACCEPTED))
+            return call_result.StartTransaction(
+                transaction_id=memo[key], id_tag_info=IdTagInfo(status=codec.ACCEPTED)
+            )
         card, uid = await self._card(id_tag)
         session = self._open_session()
         if session is not None and session.card_uid == uid:
             # one connector: the same card while its session is open is that transaction sent
             # again (after a server restart the memo is gone, the open session is not)
-            return call_result.StartTransaction(transaction_id=session.id,
-                                                id_tag_info=IdTagInfo(status=codec.ACCEPTED))
+            return call_result.StartTransaction(
+                transaction_id=session.id, id_tag_info=IdTagInfo(status=codec.ACCEPTED)
+            )
         if card is None:
-            return call_result.StartTransaction(transaction_id=0, id_tag_info=IdTagInfo(status=codec.INVALID))
+            return call_result.StartTransaction(
+                transaction_id=0, id_tag_info=IdTagInfo(status=codec.INVALID)
+            )
         station = await self.app.storage.get_station(self.station_id)
         self.link.answer = None
         await self._event(CardPresented(uid, card, station.tariff if station is not None else None))
         answer, self.link.answer = self.link.answer, None
         if not isinstance(answer, StartCharging):
             code = answer.code if isinstance(answer, Refusal) else SERVER_ERROR
-            return call_result.StartTransaction(transaction_id=0,
-                                                id_tag_info=IdTagInfo(status=codec.id_tag_status(code)))
+            return call_result.StartTransaction(
+                transaction_id=0, id_tag_info=IdTagInfo(status=codec.id_tag_status(code))
+            )
         memo[key] = answer.session_id
         while len(memo) > STARTS_REMEMBERED:
             del memo[next(iter(memo))]  # the oldest
         # the register at the start: the session's energy counts from meterStart
-        await self._event(MeterSample(answer.session_id, 0.0, 0.0, 0.0, codec.timestamp(timestamp), codec.meter_number(meter_start)))
+        await self._event(
+            MeterSample(
+                answer.session_id,
+                0.0,
+                0.0,
+                0.0,
+                codec.timestamp(timestamp),
+                codec.meter_number(meter_start),
+            )
+        )
         await self._durable()
-        return call_result.StartTransaction(transaction_id=answer.session_id,
-                                            id_tag_info=IdTagInfo(status=codec.ACCEPTED))
+        return call_result.StartTransaction(
+            transaction_id=answer.session_id, id_tag_info=IdTagInfo(status=codec.ACCEPTED)
+        )
 
     @on(Action.meter_values)
-    async def on_meter_values(self, connector_id: int, meter_value: list, transaction_id: int | None = None, **extra):
+    async def on_meter_values(
+        self, connector_id: int, meter_value: list, transaction_id: int | None = None, **extra
+    ):
         self.app.note_message("publisher", "MeterValues")
         session = self._open_session()
         if session is not None and transaction_id == session.id:  # a closed one's: a replay
@@ -308,7 +386,9 @@ class StationChargePoint(ChargePoint):
         return self.app.core.stations[self.station_id].owns(transaction_id)
 
     @on(Action.stop_transaction)
-    async def on_stop_transaction(self, meter_stop: int, timestamp: str, transaction_id: int, **extra):
+    async def on_stop_transaction(
+        self, meter_stop: int, timestamp: str, transaction_id: int, **extra
+    ):
         self.app.note_message("publisher", "StopTransaction")
         if self._owns(transaction_id):
             await self._event(codec.charger_stop(transaction_id, meter_stop, timestamp))
@@ -316,7 +396,9 @@ class StationChargePoint(ChargePoint):
         return call_result.StopTransaction(id_tag_info=IdTagInfo(status=codec.ACCEPTED))
 
     @on(Action.status_notification)
-    async def on_status_notification(self, connector_id: int, error_code: str, status: str, **extra):
+    async def on_status_notification(
+        self, connector_id: int, error_code: str, status: str, **extra
+    ):
         self.app.note_message("publisher", "StatusNotification")
         if connector_id <= 1:
             session = self._open_session()
@@ -325,4 +407,3 @@ class StationChargePoint(ChargePoint):
                 await self._event(report)
                 await self._durable()
         return call_result.StatusNotification()
-

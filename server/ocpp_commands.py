@@ -28,7 +28,14 @@ from ocpp.v16 import call
 from server import protocol as p
 from server.dashboard_messages import Refused, field_id, field_uid, request_id_of
 from server.hub import send
-from server.vocabulary import CARD_DISABLED, CHARGER_OFFLINE, FORBIDDEN, NOT_FOUND, STATION_BUSY, STATION_FAULT
+from server.vocabulary import (
+    CARD_DISABLED,
+    CHARGER_OFFLINE,
+    FORBIDDEN,
+    NOT_FOUND,
+    STATION_BUSY,
+    STATION_FAULT,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +66,9 @@ async def _ask(point, station_id: int, request):
         return await point.call(request)
     except Exception as problem:  # noqa: BLE001 - gone, silent or a CALLERROR: the operator hears it
         log.warning("station %s: %s not answered: %s", station_id, type(request).__name__, problem)
-        raise Refused(f"station {station_id}: the charger did not answer", CHARGER_OFFLINE) from None
+        raise Refused(
+            f"station {station_id}: the charger did not answer", CHARGER_OFFLINE
+        ) from None
 
 
 async def remote_start(app, data: dict, station_id: int) -> dict:
@@ -72,19 +81,29 @@ async def remote_start(app, data: dict, station_id: int) -> dict:
     point = _charge_point(app, station_id)
     state = app.core.stations.get(station_id)
     if state is not None and state.emergency:
-        raise Refused(f"station {station_id} is in emergency: it needs a local reset", STATION_FAULT)
+        raise Refused(
+            f"station {station_id} is in emergency: it needs a local reset", STATION_FAULT
+        )
     if state is not None and state.session is not None:
         raise Refused(f"station {station_id} is charging session {state.session.id}", STATION_BUSY)
     result = await _ask(point, station_id, call.RemoteStartTransaction(id_tag=uid, connector_id=1))
     log.info("station %s: RemoteStartTransaction for a card -> %s", station_id, result.status)
-    return {"type": "remote_start_result", "station_id": station_id, "uid": uid, "status": result.status}
+    return {
+        "type": "remote_start_result",
+        "station_id": station_id,
+        "uid": uid,
+        "status": result.status,
+    }
 
 
 async def get_configuration(app, data: dict, station_id: int) -> dict:
     point = _charge_point(app, station_id)
     result = await _ask(point, station_id, call.GetConfiguration(key=list(CONFIGURABLE)))
-    values = {entry.get("key"): entry.get("value") for entry in (result.configuration_key or [])
-              if isinstance(entry, dict) and entry.get("key") in CONFIGURABLE}
+    values = {
+        entry.get("key"): entry.get("value")
+        for entry in (result.configuration_key or [])
+        if isinstance(entry, dict) and entry.get("key") in CONFIGURABLE
+    }
     return {"station_id": station_id, "configuration": values}
 
 
@@ -92,11 +111,21 @@ async def change_configuration(app, data: dict, station_id: int) -> dict:
     if data.get("key") not in CONFIGURABLE:
         raise Refused(f"{data['type']}: key must be one of {', '.join(CONFIGURABLE)}")
     value = data.get("value")
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SAMPLE_INTERVAL_S:
-        raise Refused(f"{data['type']}: value must be whole seconds from 1 to {MAX_SAMPLE_INTERVAL_S}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not 1 <= value <= MAX_SAMPLE_INTERVAL_S
+    ):
+        raise Refused(
+            f"{data['type']}: value must be whole seconds from 1 to {MAX_SAMPLE_INTERVAL_S}"
+        )
     point = _charge_point(app, station_id)
-    result = await _ask(point, station_id, call.ChangeConfiguration(key=data["key"], value=str(value)))
-    log.info("station %s: ChangeConfiguration %s=%s -> %s", station_id, data["key"], value, result.status)
+    result = await _ask(
+        point, station_id, call.ChangeConfiguration(key=data["key"], value=str(value))
+    )
+    log.info(
+        "station %s: ChangeConfiguration %s=%s -> %s", station_id, data["key"], value, result.status
+    )
     return {"station_id": station_id, "key": data["key"], "status": result.status}
 
 
@@ -115,7 +144,9 @@ async def handle(app, connection, subscribed: int | None, data: dict) -> None:
     try:
         request_id = request_id_of(data)
         principal = app.handler.principals.get(connection)
-        allowed = principal is not None and (principal.may_administer if needs_admin else principal.may_stop)
+        allowed = principal is not None and (
+            principal.may_administer if needs_admin else principal.may_stop
+        )
         if not allowed:
             app.handler.forbid(connection, data["type"], subscribed)  # logs who and what
             raise Refused(f"{data['type']}: not allowed for this token", FORBIDDEN)

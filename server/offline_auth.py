@@ -76,8 +76,18 @@ def key_digest_hex(station_key: str) -> str:
 
 def frame_size(station_id: int, version: int, offline: bool, cards) -> int:
     """Bytes of the auth_list frame for these cards (the signature is 64 hex digits)."""
-    return len(json.dumps({"type": "auth_list", "version": version, "offline": offline,
-                           "cards": list(cards), "sig": "0" * 64}, separators=(",", ":")))
+    return len(
+        json.dumps(
+            {
+                "type": "auth_list",
+                "version": version,
+                "offline": offline,
+                "cards": list(cards),
+                "sig": "0" * 64,
+            },
+            separators=(",", ":"),
+        )
+    )
 
 
 def choose(candidates, station_id: int, version_hint: int = 10**6) -> tuple[list[str], int]:
@@ -140,10 +150,17 @@ class AuthLists:
         else:
             version = await storage.save_auth_list(station_id, offline, text, self.app.clock())
             if left_out:
-                log.warning("station %s: offline list version %s holds %s cards; %s enabled "
-                            "cards left out (online only): the list keeps the %s most recently "
-                            "used within %s bytes", station_id, version, len(cards), left_out,
-                            MAX_CARDS, MAX_FRAME_BYTES)
+                log.warning(
+                    "station %s: offline list version %s holds %s cards; %s enabled "
+                    "cards left out (online only): the list keeps the %s most recently "
+                    "used within %s bytes",
+                    station_id,
+                    version,
+                    len(cards),
+                    left_out,
+                    MAX_CARDS,
+                    MAX_FRAME_BYTES,
+                )
         sig = sign(key_hash, canonical(station_id, version, offline, cards))
         return AuthList(version, offline, tuple(cards), sig)
 

@@ -260,8 +260,9 @@ def sync_request() -> Message:
     return {"type": "sync_request", "from": "server"}
 
 
-def start(session_id: int, user_name: str, local_id: int | None = None,
-          end: bool = False) -> Message:
+def start(
+    session_id: int, user_name: str, local_id: int | None = None, end: bool = False
+) -> Message:
     """`local_id`: the charger's offline start this session stands for; `end`: its card is
     disabled now (the charger ends the session)."""
     message: Message = {"type": "start", "session_id": session_id, "user_name": user_name}
@@ -273,8 +274,13 @@ def start(session_id: int, user_name: str, local_id: int | None = None,
 
 
 def auth_list(version: int, offline: bool, cards: Iterable[str], sig: str) -> Message:
-    return {"type": "auth_list", "version": version, "offline": offline, "cards": list(cards),
-            "sig": sig}
+    return {
+        "type": "auth_list",
+        "version": version,
+        "offline": offline,
+        "cards": list(cards),
+        "sig": sig,
+    }
 
 
 def stop(session_id: int) -> Message:

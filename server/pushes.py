@@ -9,7 +9,7 @@ sockets, session state or a charger protocol.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 Message = dict[str, Any]  # one JSON object on the wire
@@ -17,7 +17,7 @@ Message = dict[str, Any]  # one JSON object on the wire
 
 def iso_z(unix_seconds: float) -> str:
     """ISO-8601 UTC with milliseconds and `Z`, as the seed writes timestamps."""
-    moment = datetime.fromtimestamp(unix_seconds, tz=timezone.utc)
+    moment = datetime.fromtimestamp(unix_seconds, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
@@ -41,8 +41,16 @@ def status(charger_id: int, status_word: str) -> Message:
     return {"type": "status", "charger_id": charger_id, "status": status_word}
 
 
-def metrics(session_id: int, charger_id: int, v: float, a: float, w: float, kwh: float, cost: float,
-            time_s: float) -> Message:
+def metrics(
+    session_id: int,
+    charger_id: int,
+    v: float,
+    a: float,
+    w: float,
+    kwh: float,
+    cost: float,
+    time_s: float,
+) -> Message:
     return {
         "type": "metrics",
         "session_id": session_id,
@@ -56,7 +64,9 @@ def metrics(session_id: int, charger_id: int, v: float, a: float, w: float, kwh:
     }
 
 
-def session_started(session_id: int, charger_id: int, user_name: str | None, started_at: float) -> Message:
+def session_started(
+    session_id: int, charger_id: int, user_name: str | None, started_at: float
+) -> Message:
     return {
         "type": "session_started",
         "session_id": session_id,
@@ -66,8 +76,9 @@ def session_started(session_id: int, charger_id: int, user_name: str | None, sta
     }
 
 
-def session_ended(session_id: int, charger_id: int, kwh: float, cost: float, duration_s: float,
-                  reason: str) -> Message:
+def session_ended(
+    session_id: int, charger_id: int, kwh: float, cost: float, duration_s: float, reason: str
+) -> Message:
     return {
         "type": "session_ended",
         "session_id": session_id,

@@ -8,7 +8,7 @@ follows the one id rule (server/ids.py).
 import math
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from urllib.parse import parse_qsl
 
 from server.answers import bad_request, not_found
@@ -26,7 +26,9 @@ def parse_query(raw_query: str, allowed: frozenset[str]) -> dict[str, str]:
     """Split a query string; unknown or repeated parameters are refused, not ignored.
     `token` is the credential, checked before any handler runs (server/app.py), so skipped."""
     try:
-        pairs = parse_qsl(raw_query, keep_blank_values=True, strict_parsing=False, max_num_fields=32)
+        pairs = parse_qsl(
+            raw_query, keep_blank_values=True, strict_parsing=False, max_num_fields=32
+        )
     except ValueError as exc:
         raise bad_request(f"malformed query string: {exc}") from None
     query: dict[str, str] = {}
@@ -42,7 +44,9 @@ def parse_query(raw_query: str, allowed: frozenset[str]) -> dict[str, str]:
     return query
 
 
-def parse_int(query: dict[str, str], name: str, default: int | None, low: int, high: int) -> int | None:
+def parse_int(
+    query: dict[str, str], name: str, default: int | None, low: int, high: int
+) -> int | None:
     raw = query.get(name, "")
     if raw == "":
         return default
@@ -82,13 +86,15 @@ def parse_time(query: dict[str, str], name: str, end_of_day: bool) -> float | No
             raise bad_request(f"{name}: {raw!r} is not a calendar date") from None
         if end_of_day:
             day += timedelta(days=1)
-        return datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()
+        return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
     try:
         moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
-        raise bad_request(f"{name} must be unix seconds, YYYY-MM-DD or an ISO-8601 time, got {raw!r}") from None
+        raise bad_request(
+            f"{name} must be unix seconds, YYYY-MM-DD or an ISO-8601 time, got {raw!r}"
+        ) from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
 
 

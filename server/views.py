@@ -33,12 +33,22 @@ def user_json(user) -> dict:
 
 
 def card_json(card) -> dict:
-    return {"uid": card.uid, "user_id": card.user_id, "user_name": card.user_name, "enabled": card.enabled}
+    return {
+        "uid": card.uid,
+        "user_id": card.user_id,
+        "user_name": card.user_name,
+        "enabled": card.enabled,
+    }
 
 
 def station_json(station) -> dict:
-    return {"id": station.id, "name": station.name, "tariff": station.tariff,
-            "protocol": station.protocol, "charge_point_id": station.charge_point_id}
+    return {
+        "id": station.id,
+        "name": station.name,
+        "tariff": station.tariff,
+        "protocol": station.protocol,
+        "charge_point_id": station.charge_point_id,
+    }
 
 
 def reading_json(reading) -> dict:

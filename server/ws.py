@@ -131,15 +131,23 @@ class ConnectionHandler:
         if role not in (p.ROLE_PUBLISHER, p.ROLE_CLIENT):
             return await connection.close(p.CLOSE_BAD_ROLE, "role must be publisher or client")
         if estacion is None:
-            code = p.CLOSE_PUBLISHER_WITHOUT_STATION if role == p.ROLE_PUBLISHER else p.CLOSE_CLIENT_WITHOUT_STATION
+            code = (
+                p.CLOSE_PUBLISHER_WITHOUT_STATION
+                if role == p.ROLE_PUBLISHER
+                else p.CLOSE_CLIENT_WITHOUT_STATION
+            )
             return await connection.close(code, "estacionId required")
         everything = role == p.ROLE_CLIENT and estacion.lower() == p.ALL_STATIONS
         if not everything and station_number(estacion) is None:  # cannot name any station
             return await connection.close(p.CLOSE_STATION_NOT_FOUND, "Estacion no encontrada")
         principal = await self.app.auth.authenticate(_query_value(query, "token"), role, estacion)
         if principal is None:
-            log.warning("refused a %s on estacionId=%s from %s: missing or invalid token",
-                        role, estacion[:20], _peer(connection))
+            log.warning(
+                "refused a %s on estacionId=%s from %s: missing or invalid token",
+                role,
+                estacion[:20],
+                _peer(connection),
+            )
             return await connection.close(p.CLOSE_BAD_TOKEN, "invalid token")
         self.principals[connection] = principal
         try:
@@ -158,7 +166,9 @@ class ConnectionHandler:
         """Log a refused action with who and what; the caller raises the returned error."""
         principal = self.principals.get(connection)
         who = f"{principal.sub} ({principal.role})" if principal else "unknown"
-        log.warning("FORBIDDEN: %s tried %s on station %s", who, what, station_id if station_id else "all")
+        log.warning(
+            "FORBIDDEN: %s tried %s on station %s", who, what, station_id if station_id else "all"
+        )
         return p.ProtocolError(f"{what}: not allowed for this token", p.FORBIDDEN)
 
     async def _frames(self, connection, role: str):
@@ -166,14 +176,20 @@ class ConnectionHandler:
         later: TCP backpressure, nothing lost; its outbox replay fits in RATE_BURST) and a
         dashboard's are answered RATE_LIMITED; more than RATE_BURST over the limit in a row
         closes the connection with 1008 (a charger resends what was not confirmed)."""
-        bucket = RateLimit(self.app.config.rate_limit, self.app.config.rate_burst, self.app.monotonic)
+        bucket = RateLimit(
+            self.app.config.rate_limit, self.app.config.rate_burst, self.app.monotonic
+        )
         async for frame in connection:
             if bucket.allow():
                 yield frame
                 continue
             self.app.note_error(p.RATE_LIMITED)
             if bucket.abusive:
-                log.warning("closing %s (%s): sustained message rate above the limit", _peer(connection), role)
+                log.warning(
+                    "closing %s (%s): sustained message rate above the limit",
+                    _peer(connection),
+                    role,
+                )
                 await connection.close(CLOSE_POLICY_VIOLATION, "message rate limit exceeded")
                 return
             if role == p.ROLE_PUBLISHER:
@@ -181,7 +197,9 @@ class ConnectionHandler:
                 bucket.take_late()
                 yield frame
             else:
-                await self.hub.send(connection, Refusal("too many messages; slow down", p.RATE_LIMITED))
+                await self.hub.send(
+                    connection, Refusal("too many messages; slow down", p.RATE_LIMITED)
+                )
 
     async def _known_station(self, estacion: str) -> int | None:
         """The station id if it is in the database (refreshing name, tariff and max power in
@@ -196,8 +214,9 @@ class ConnectionHandler:
         return station.id
 
     # --- charger --------------------------------------------------------------------------------
-    async def _serve_publisher(self, connection: ServerConnection, station_id: int, codec=SEED,
-                               reader=None) -> None:
+    async def _serve_publisher(
+        self, connection: ServerConnection, station_id: int, codec=SEED, reader=None
+    ) -> None:
         """Serve a station's charger: `reader()` reads its messages (default: the seed's frames
         on `connection`); an OCPP charger's link brings its own (server/ocpp.py). In a fleet the
         station is claimed first: nothing (a dashboard's sync_request) reaches the charger
@@ -206,15 +225,26 @@ class ConnectionHandler:
             return
         previous = self.hub.set_publisher(station_id, connection, codec)
         if previous is not None:
-            log.warning("station %s: publisher %s replaced by a newer connection from %s (close %s)",
-                        station_id, _peer(previous), _peer(connection), p.CLOSE_PUBLISHER_REPLACED)
-            self._in_background(previous.close(p.CLOSE_PUBLISHER_REPLACED, "replaced by a newer connection"))
+            log.warning(
+                "station %s: publisher %s replaced by a newer connection from %s (close %s)",
+                station_id,
+                _peer(previous),
+                _peer(connection),
+                p.CLOSE_PUBLISHER_REPLACED,
+            )
+            self._in_background(
+                previous.close(p.CLOSE_PUBLISHER_REPLACED, "replaced by a newer connection")
+            )
         try:
             await self.hub.send(connection, Welcome(station_id))
             if previous is None:
-                await self.run_effects(self.core.publisher_connected(station_id, self.clock()), connection)
+                await self.run_effects(
+                    self.core.publisher_connected(station_id, self.clock()), connection
+                )
             else:
-                replaced = self.core.publisher_replaced(station_id, self.clock(), _peer(previous), _peer(connection))
+                replaced = self.core.publisher_replaced(
+                    station_id, self.clock(), _peer(previous), _peer(connection)
+                )
                 await self.run_effects(replaced, connection)
             if reader is None:
                 if self.app.auth_lists.connected(station_id, self.principals.get(connection)):
@@ -241,9 +271,13 @@ class ConnectionHandler:
             await connection.close(CLOSE_TRY_AGAIN_LATER, "server cannot take this station now")
             return False
 
-    async def _read_publisher_frames(self, connection: ServerConnection, station_id: int, codec) -> None:
+    async def _read_publisher_frames(
+        self, connection: ServerConnection, station_id: int, codec
+    ) -> None:
         """Handle the charger's frames in order; acknowledge each once its writes are durable."""
-        acks = AckSender(self.storage, lambda command: self.hub.send(connection, command), station_id)
+        acks = AckSender(
+            self.storage, lambda command: self.hub.send(connection, command), station_id
+        )
         handle = self._publisher_frame(codec)
         self.ack_senders[connection] = acks
         try:
@@ -271,7 +305,9 @@ class ConnectionHandler:
                 event = await self._card_presented(station_id, event)
             elif isinstance(event, OfflineStartReport):
                 event = await self._offline_start(station_id, event)
-            await self.run_effects(self.core.handle_publisher(station_id, event, self.clock()), connection)
+            await self.run_effects(
+                self.core.handle_publisher(station_id, event, self.clock()), connection
+            )
 
         return handle
 
@@ -284,7 +320,9 @@ class ConnectionHandler:
         station = await self.storage.get_station(station_id)
         return c.CardPresented(uid, card, station.tariff if station is not None else None)
 
-    async def _offline_start(self, station_id: int, report: OfflineStartReport) -> OfflineStartPresented:
+    async def _offline_start(
+        self, station_id: int, report: OfflineStartReport
+    ) -> OfflineStartPresented:
         """Look up what the core needs to judge an offline start (server/offline_auth.py)."""
         try:
             uid = normalize_uid(report.uid)
@@ -294,9 +332,17 @@ class ConnectionHandler:
         listed, earliest = await self.app.auth_lists.check(station_id, report.version, uid)
         existing = await self.storage.offline_session(station_id, report.local_id)
         station = await self.storage.get_station(station_id)
-        return OfflineStartPresented(report.local_id, uid, card, listed, earliest, existing,
-                                     report.ts, report.wh,
-                                     station.tariff if station is not None else None)
+        return OfflineStartPresented(
+            report.local_id,
+            uid,
+            card,
+            listed,
+            earliest,
+            existing,
+            report.ts,
+            report.wh,
+            station.tariff if station is not None else None,
+        )
 
     # --- dashboard ------------------------------------------------------------------------------
     async def _serve_client(self, connection: ServerConnection, station_id: int | None) -> None:
@@ -331,7 +377,9 @@ class ConnectionHandler:
             raise self.forbid(connection, f"remote {data['type']}", station_id)
         if await self.app.fleet.forward_stop(station_id, message, connection):
             return  # its charger is on another process of the fleet, which answered
-        await self.run_effects(self.core.dashboard_stop(station_id, message, self.clock()), connection)
+        await self.run_effects(
+            self.core.dashboard_stop(station_id, message, self.clock()), connection
+        )
 
     async def _guarded(self, handle, station_id, frame, connection) -> None:
         """Handle one frame; a bad frame or a failure answers `error`, never ends the loop."""

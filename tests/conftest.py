@@ -15,9 +15,8 @@ import os
 import asyncpg
 import pytest
 
-from tools import services
-
 from tests.live_server import base_url, running_server
+from tools import services
 
 
 @pytest.fixture

@@ -88,7 +88,11 @@ def mint(secret: bytes, role: str, estacion_id=None) -> str | None:
     """A token for `role`: an admin dashboard token, or a JWT bound to a numeric station (else None)."""
     if role == "publisher":
         text = str(estacion_id)
-        return mint_token(secret, f"test-station-{text}", STATION, [int(text)]) if text.isdigit() and int(text) > 0 else None
+        return (
+            mint_token(secret, f"test-station-{text}", STATION, [int(text)])
+            if text.isdigit() and int(text) > 0
+            else None
+        )
     return mint_token(secret, "test-admin", ADMIN)
 
 
@@ -128,7 +132,11 @@ def connect(url: str, role: str, estacion_id=None, **query):
     """Open `url/ws?role=..&estacionId=..` with a real websockets client (async context manager)."""
     if "token" not in query:
         query["token"] = token_for(url, role, estacion_id)
-    params = {"role": role, **({"estacionId": estacion_id} if estacion_id is not None else {}), **query}
+    params = {
+        "role": role,
+        **({"estacionId": estacion_id} if estacion_id is not None else {}),
+        **query,
+    }
     text = "&".join(f"{key}={value}" for key, value in params.items() if value is not None)
     return ws_connect(f"{url}/ws?{text}", compression=None, open_timeout=RECEIVE_TIMEOUT)
 

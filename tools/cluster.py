@@ -47,7 +47,9 @@ REPO = Path(__file__).resolve().parents[1]
 MAX_PROCESSES = 16
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
-HEALTH_CHECK_MS = 2000  # HAProxy checks /healthz this often; 3 failures (5 s each) mark a process down
+HEALTH_CHECK_MS = (
+    2000  # HAProxy checks /healthz this often; 3 failures (5 s each) mark a process down
+)
 DASHBOARD_TOKEN_DAYS = 7.0
 _LISTENING = re.compile(rb"listening on [^\s]*:(\d+)")
 
@@ -57,7 +59,9 @@ class ClusterError(RuntimeError):
 
 
 def haproxy_binary() -> str:
-    found = shutil.which("haproxy") or ("/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else None)
+    found = shutil.which("haproxy") or (
+        "/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else None
+    )
     if not found:
         raise ClusterError("HAProxy is not installed: apt-get install haproxy")
     return found
@@ -82,13 +86,15 @@ def haproxy_maxconn(wanted: int) -> int:
     return max(100, min(wanted, (hard - 100) // 2))
 
 
-def haproxy_config(members: list["Member"], host: str, port: int, stats_port: int, socket_path: Path,
-                   maxconn: int) -> str:
+def haproxy_config(
+    members: list[Member], host: str, port: int, stats_port: int, socket_path: Path, maxconn: int
+) -> str:
     """HAProxy in TCP mode: WebSockets and HTTP pass through untouched (TLS, if any, stays on
     the servers), each new connection goes to the process with the fewest, a process that fails
     three health checks in a row gets no new connection and its open ones are shut."""
     servers = "\n".join(
-        f"    server {member.name} 127.0.0.1:{member.port} check" for member in members)
+        f"    server {member.name} 127.0.0.1:{member.port} check" for member in members
+    )
     return f"""global
     maxconn {maxconn}
     stats socket {socket_path} mode 600 level admin
@@ -152,17 +158,25 @@ class Member:
         env = {**env, "DB_PATH": str(db_path)}
         args = [sys.executable, "-m", "server", "--host", "127.0.0.1", "--port", "0"]
         self.process = await asyncio.create_subprocess_exec(
-            *args, *(["--demo"] if demo else []), cwd=REPO, env=env, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True)  # a terminal's Ctrl-C reaches the launcher, which stops it in order
+            *args,
+            *(["--demo"] if demo else []),
+            cwd=REPO,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )  # a terminal's Ctrl-C reaches the launcher, which stops it in order
         port = asyncio.get_running_loop().create_future()
         self._log_task = asyncio.create_task(self._copy_log(port))
         try:
             self.port = await asyncio.wait_for(port, START_TIMEOUT_S)
         except (TimeoutError, ClusterError):
             await self.stop()
-            raise ClusterError(f"server {self.name} did not start: {self.log_tail(5) or 'no output'} "
-                               f"(log {self.log_path})") from None
+            raise ClusterError(
+                f"server {self.name} did not start: {self.log_tail(5) or 'no output'} "
+                f"(log {self.log_path})"
+            ) from None
 
     async def _copy_log(self, port: asyncio.Future) -> None:
         with open(self.log_path, "wb") as log:
@@ -196,9 +210,20 @@ class Member:
 class Cluster:
     """N server processes on one PostgreSQL and one NATS, behind HAProxy (async context)."""
 
-    def __init__(self, database_url: str, nats_url: str, processes: int = 3, *, host: str = "127.0.0.1",
-                 port: int = 0, stats_port: int = 0, env: dict | None = None, demo: bool = True,
-                 maxconn: int = 20_000, workdir: Path | None = None):
+    def __init__(
+        self,
+        database_url: str,
+        nats_url: str,
+        processes: int = 3,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        stats_port: int = 0,
+        env: dict | None = None,
+        demo: bool = True,
+        maxconn: int = 20_000,
+        workdir: Path | None = None,
+    ):
         if not 1 <= processes <= MAX_PROCESSES:
             raise ClusterError(f"processes must be 1..{MAX_PROCESSES}, not {processes}")
         self.database_url, self.nats_url = database_url, nats_url
@@ -207,9 +232,13 @@ class Cluster:
         self.stats_port = stats_port or free_port(host)
         self.extra_env = dict(env or {})
         self._own_workdir = workdir is None
-        self.workdir = Path(tempfile.mkdtemp(prefix="evse-cluster-")) if workdir is None else workdir
+        self.workdir = (
+            Path(tempfile.mkdtemp(prefix="evse-cluster-")) if workdir is None else workdir
+        )
         self.secret_file = self.workdir / "secret.key"
-        self.members = [Member(f"s{index}", self.workdir / f"s{index}.log") for index in range(1, processes + 1)]
+        self.members = [
+            Member(f"s{index}", self.workdir / f"s{index}.log") for index in range(1, processes + 1)
+        ]
         self.haproxy: asyncio.subprocess.Process | None = None
         self.haproxy_log = self.workdir / "haproxy.log"
         self.socket_path = self.workdir / "haproxy.sock"
@@ -228,14 +257,19 @@ class Cluster:
         return f"http://{self.shown_host}:{self.stats_port}/"
 
     def dashboard_token(self) -> str:
-        return mint_token(load_or_create_secret(self.secret_file), "make-cluster", ADMIN, days=DASHBOARD_TOKEN_DAYS)
+        return mint_token(
+            load_or_create_secret(self.secret_file),
+            "make-cluster",
+            ADMIN,
+            days=DASHBOARD_TOKEN_DAYS,
+        )
 
     def demo_key(self) -> str | None:
         path = self.workdir / DEMO_KEY_FILE
         return path.read_text(encoding="ascii").strip() if path.is_file() else None
 
     # --- life ----------------------------------------------------------------------------
-    async def __aenter__(self) -> "Cluster":
+    async def __aenter__(self) -> Cluster:
         try:
             await self.start()
         except BaseException:
@@ -247,23 +281,48 @@ class Cluster:
         await self.stop()
 
     def _env(self, member: Member) -> dict:
-        return {**os.environ, "PYTHONPATH": str(REPO), "DATABASE_URL": self.database_url,
-                "NATS_URL": self.nats_url, "SERVER_ID": member.name, "SECRET_FILE": str(self.secret_file),
-                **self.extra_env}
+        return {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "DATABASE_URL": self.database_url,
+            "NATS_URL": self.nats_url,
+            "SERVER_ID": member.name,
+            "SECRET_FILE": str(self.secret_file),
+            **self.extra_env,
+        }
 
     async def start(self) -> None:
         binary = haproxy_binary()
-        db_path = self.workdir / "evse.sqlite3"  # not used with DATABASE_URL; its directory holds the demo key
+        db_path = (
+            self.workdir / "evse.sqlite3"
+        )  # not used with DATABASE_URL; its directory holds the demo key
         first, *others = self.members
         await first.start(self._env(first), db_path, self.demo)  # migrates and seeds, alone
-        await asyncio.gather(*(member.start(self._env(member), db_path, self.demo) for member in others))
+        await asyncio.gather(
+            *(member.start(self._env(member), db_path, self.demo) for member in others)
+        )
         config_path = self.workdir / "haproxy.cfg"
-        config_path.write_text(haproxy_config(self.members, self.host, self.port, self.stats_port,
-                                              self.socket_path, haproxy_maxconn(self.maxconn)))
+        config_path.write_text(
+            haproxy_config(
+                self.members,
+                self.host,
+                self.port,
+                self.stats_port,
+                self.socket_path,
+                haproxy_maxconn(self.maxconn),
+            )
+        )
         with self.haproxy_log.open("wb") as log:
             self.haproxy = await asyncio.create_subprocess_exec(
-                binary, "-db", "-f", str(config_path), stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True)
+                binary,
+                "-db",
+                "-f",
+                str(config_path),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
         await self.wait_until_up(len(self.members))
 
     async def server_states(self) -> dict[str, str]:
@@ -281,7 +340,11 @@ class Cluster:
         states = {}
         for line in text.splitlines():
             fields = line.split(",")
-            if len(fields) > 17 and fields[0] == "servers" and fields[1] not in ("BACKEND", "FRONTEND"):
+            if (
+                len(fields) > 17
+                and fields[0] == "servers"
+                and fields[1] not in ("BACKEND", "FRONTEND")
+            ):
                 states[fields[1]] = fields[17].split(" ")[0]
         return states
 
@@ -291,12 +354,16 @@ class Cluster:
         deadline = loop.time() + timeout
         while loop.time() < deadline:
             if self.haproxy.returncode is not None:
-                raise ClusterError("haproxy exited: " + self.haproxy_log.read_text(errors="replace").strip()[-500:])
+                raise ClusterError(
+                    "haproxy exited: " + self.haproxy_log.read_text(errors="replace").strip()[-500:]
+                )
             states = await self.server_states()
             if sum(state == "UP" for state in states.values()) >= count:
                 return
             await asyncio.sleep(0.1)
-        raise ClusterError(f"HAProxy does not see {count} processes up within {timeout:.0f} s: {states}")
+        raise ClusterError(
+            f"HAProxy does not see {count} processes up within {timeout:.0f} s: {states}"
+        )
 
     async def wait_until_down(self, name: str, timeout: float = START_TIMEOUT_S) -> None:
         """Return once HAProxy has marked process `name` down (no new connection goes there)."""
@@ -329,7 +396,11 @@ class Cluster:
 
     # --- what an operator reads ----------------------------------------------------------
     def banner(self) -> str:
-        python = os.path.relpath(sys.executable) if Path(sys.executable).is_relative_to(Path.cwd()) else sys.executable
+        python = (
+            os.path.relpath(sys.executable)
+            if Path(sys.executable).is_relative_to(Path.cwd())
+            else sys.executable
+        )
         token = self.dashboard_token()
         key = self.demo_key()
         urls = ",".join(member.url for member in self.members)
@@ -341,8 +412,10 @@ class Cluster:
             f"  dashboard:  http://{self.shown_host}:{self.port}/?token={token}",
         ]
         for member in self.members:
-            lines.append(f"  process {member.name}: {member.url}, http://127.0.0.1:{member.port}/ "
-                         f"(SERVER_ID={member.name}, pid {member.process.pid}, log {member.log_path})")
+            lines.append(
+                f"  process {member.name}: {member.url}, http://127.0.0.1:{member.port}/ "
+                f"(SERVER_ID={member.name}, pid {member.process.pid}, log {member.log_path})"
+            )
         lines += [
             f"  HAProxy stats: {self.stats_url}",
             f"  DATABASE_URL={self.database_url}",
@@ -350,7 +423,8 @@ class Cluster:
             f"  simulator:  {python} -m tools.simulator --station 1 --card {DEMO_CARD_UID} "
             f"--url {self.balancer_url}" + (f" --token={key}" if key else ""),
             f"  firmware without the balancer (server_urls): make sim-charger SERVER_URL={urls} STATION=1"
-            + (f" TOKEN={key}" if key else "") + " (then type: tap 04C0FFEE)",
+            + (f" TOKEN={key}" if key else "")
+            + " (then type: tap 04C0FFEE)",
             f"  kill a process to see failover: kill -9 {self.members[0].process.pid}",
             "Ctrl-C stops everything.",
         ]
@@ -372,14 +446,29 @@ def _bounded_int(low: int, high: int):
 
 
 def parse_args(argv) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tools.cluster", description=__doc__.split("\n")[0])
-    parser.add_argument("--processes", "-n", type=_bounded_int(1, MAX_PROCESSES), default=3,
-                        help="server processes (default 3)")
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.cluster", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--processes",
+        "-n",
+        type=_bounded_int(1, MAX_PROCESSES),
+        default=3,
+        help="server processes (default 3)",
+    )
     parser.add_argument("--host", default="0.0.0.0", help="address HAProxy binds (default 0.0.0.0)")
-    parser.add_argument("--port", type=_bounded_int(0, 65535), default=3000,
-                        help="the balancer's port (default 3000; 0: a free one)")
-    parser.add_argument("--stats-port", type=_bounded_int(0, 65535), default=0,
-                        help="HAProxy's stats page (default: a free port)")
+    parser.add_argument(
+        "--port",
+        type=_bounded_int(0, 65535),
+        default=3000,
+        help="the balancer's port (default 3000; 0: a free one)",
+    )
+    parser.add_argument(
+        "--stats-port",
+        type=_bounded_int(0, 65535),
+        default=0,
+        help="HAProxy's stats page (default: a free port)",
+    )
     return parser.parse_args(argv)
 
 
@@ -389,8 +478,14 @@ async def run(args) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     with services.postgres() as pg, services.nats() as bus:
-        async with Cluster(pg.url, bus.url, args.processes, host=args.host, port=args.port,
-                           stats_port=args.stats_port) as fleet:
+        async with Cluster(
+            pg.url,
+            bus.url,
+            args.processes,
+            host=args.host,
+            port=args.port,
+            stats_port=args.stats_port,
+        ) as fleet:
             print(fleet.banner(), flush=True)
             await stop.wait()
             print("cluster: stopping", flush=True)

@@ -49,23 +49,30 @@ def check_pins(pins: dict) -> tuple[list[str], list[str]]:
         elif gpio in INPUT_ONLY and role in OUTPUTS:
             errors.append(f"{where}: GPIO 34-39 are input-only and cannot drive an output")
         elif gpio in INPUT_ONLY and role in BUTTONS:
-            warnings.append(f"{where}: GPIO 34-39 have no internal pull-up; fit an external "
-                            "10 kOhm pull-up to 3.3 V or the button reads noise")
+            warnings.append(
+                f"{where}: GPIO 34-39 have no internal pull-up; fit an external "
+                "10 kOhm pull-up to 3.3 V or the button reads noise"
+            )
         if gpio in used:
             errors.append(f"{where}: GPIO {gpio} is already pins.{used[gpio]}")
         else:
             used[gpio] = role
         if gpio in STRAPPING and README_WIRING.get(role) != gpio:
-            warnings.append(f"{where}: GPIO {gpio} is a strapping pin (boot mode"
-                            f"{', flash voltage' if gpio == 12 else ''}): what it is wired to "
-                            "must not pull it away from its boot level, and it may toggle "
-                            "while the board boots")
+            warnings.append(
+                f"{where}: GPIO {gpio} is a strapping pin (boot mode"
+                f"{', flash voltage' if gpio == 12 else ''}): what it is wired to "
+                "must not pull it away from its boot level, and it may toggle "
+                "while the board boots"
+            )
         if gpio in CONSOLE:
-            warnings.append(f"{where}: GPIO {gpio} is UART0, the USB serial used to flash and "
-                            "for the REPL")
+            warnings.append(
+                f"{where}: GPIO {gpio} is UART0, the USB serial used to flash and for the REPL"
+            )
     for bus in ("spi_id", "uart_id"):
         value = pins.get(bus)
         if value is not None and value not in (1, 2):
-            errors.append(f"pins.{bus} = {value!r}: must be 1 or 2"
-                          + (" (UART 0 is the REPL)" if bus == "uart_id" else ""))
+            errors.append(
+                f"pins.{bus} = {value!r}: must be 1 or 2"
+                + (" (UART 0 is the REPL)" if bus == "uart_id" else "")
+            )
     return errors, warnings

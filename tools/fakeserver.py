@@ -51,8 +51,19 @@ class CommandError(ValueError):
 class FakeServer:
     """The fake server's state and behaviour; `start()` binds, `run_command()` acts."""
 
-    def __init__(self, host="127.0.0.1", port=0, station=None, token=None, session_id=1001,
-                 user_name="Juan Pérez", reject=None, out=None, ack=True, ack_delay=0.2):
+    def __init__(
+        self,
+        host="127.0.0.1",
+        port=0,
+        station=None,
+        token=None,
+        session_id=1001,
+        user_name="Juan Pérez",
+        reject=None,
+        out=None,
+        ack=True,
+        ack_delay=0.2,
+    ):
         self.host = host
         self.port = port
         self.station = station
@@ -61,23 +72,24 @@ class FakeServer:
         self.user_name = user_name
         self.reject = reject
         self.out = out or sys.stdout
-        self.session = None          # the session id the last start opened
+        self.session = None  # the session id the last start opened
         self.publisher = None
-        self.received = []           # every frame received, parsed (or the raw text)
-        self.acking = ack            # send acks by themselves
-        self.ack_delay = ack_delay   # at most one ack per this many seconds
-        self.count = 0               # data frames read on the publisher connection
-        self.acked = 0               # the highest n acked on it
-        self._acker = None           # the pending ack task
-        self._cursor = 0             # wait_for() looks at frames from here on
+        self.received = []  # every frame received, parsed (or the raw text)
+        self.acking = ack  # send acks by themselves
+        self.ack_delay = ack_delay  # at most one ack per this many seconds
+        self.count = 0  # data frames read on the publisher connection
+        self.acked = 0  # the highest n acked on it
+        self._acker = None  # the pending ack task
+        self._cursor = 0  # wait_for() looks at frames from here on
         self._changed = asyncio.Condition()
         self._server = None
         self.done = asyncio.Event()
 
     # ---- lifecycle ---------------------------------------------------------------------
     async def start(self):
-        self._server = await serve(self._handler, self.host, self.port,
-                                   process_request=self._check_path)
+        self._server = await serve(
+            self._handler, self.host, self.port, process_request=self._check_path
+        )
         self.port = self._server.sockets[0].getsockname()[1]
         self.log("listening on ws://%s:%d/ws" % (self.host, self.port))
         return self
@@ -164,8 +176,7 @@ class FakeServer:
         try:
             while True:  # until an ack_delay passes with nothing new to ack
                 await asyncio.sleep(self.ack_delay)
-                if not (self.acking and self.publisher is not None
-                        and self.count > self.acked):
+                if not (self.acking and self.publisher is not None and self.count > self.acked):
                     return
                 await self.send_ack(self.count)
         except (ConnectionClosed, CommandError):
@@ -179,13 +190,17 @@ class FakeServer:
 
     async def _answer_scan(self, msg):
         if self.reject:
-            await self.send({"type": "error", "message": "card %s rejected" % msg.get("nfc_uid"),
-                             "code": self.reject})
+            await self.send(
+                {
+                    "type": "error",
+                    "message": "card %s rejected" % msg.get("nfc_uid"),
+                    "code": self.reject,
+                }
+            )
             return
         self.session = self.next_session
         self.next_session += 1
-        await self.send({"type": "start", "session_id": self.session,
-                         "user_name": self.user_name})
+        await self.send({"type": "start", "session_id": self.session, "user_name": self.user_name})
 
     async def send(self, msg):
         text = msg if isinstance(msg, str) else json.dumps(msg, ensure_ascii=False)
@@ -198,6 +213,7 @@ class FakeServer:
     async def wait_for(self, kind, timeout=30.0):
         """Wait for the next received frame of type `kind` (after the one the previous
         wait_for returned) and return it."""
+
         def find():
             for i in range(self._cursor, len(self.received)):
                 msg = self.received[i]
@@ -214,7 +230,7 @@ class FakeServer:
 
         try:
             return await asyncio.wait_for(waiter(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise CommandError("no %s within %g s" % (kind, timeout)) from None
 
     async def run_command(self, line):
@@ -261,8 +277,7 @@ class FakeServer:
             kind, _, secs = rest.partition(" ")
             if not kind:
                 raise CommandError("usage: wait TYPE [SECONDS]")
-            await self.wait_for(kind, float(_number(secs, "wait TYPE [SECONDS]")) if secs
-                                else 30.0)
+            await self.wait_for(kind, float(_number(secs, "wait TYPE [SECONDS]")) if secs else 30.0)
         elif cmd == "quit":
             self.done.set()
         else:
@@ -288,6 +303,7 @@ def _number(text, usage):
 
 
 # ---- command line ----------------------------------------------------------------------
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
@@ -322,23 +338,45 @@ def _code(text):
 
 
 def parse_args(argv):
-    p = _Parser(prog="python -m tools.fakeserver",
-                description="A scriptable fake server for bench-testing the charger firmware.")
+    p = _Parser(
+        prog="python -m tools.fakeserver",
+        description="A scriptable fake server for bench-testing the charger firmware.",
+    )
     p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
     p.add_argument("--port", type=_port, default=3000, help="port (default 3000; 0: any)")
     p.add_argument("--station", type=_positive, help="accept only this estacionId (else 4005)")
     p.add_argument("--token", help="require this token (else close 4003)")
-    p.add_argument("--session-id", type=_positive, default=1001,
-                   help="session id of the first start (default 1001)")
+    p.add_argument(
+        "--session-id",
+        type=_positive,
+        default=1001,
+        help="session id of the first start (default 1001)",
+    )
     p.add_argument("--user-name", default="Juan Pérez", help="user_name sent with start")
-    p.add_argument("--reject", type=_code, metavar="CODE",
-                   help="answer every nfc_scan with this error code instead of start")
-    p.add_argument("--no-ack", dest="ack", action="store_false",
-                   help="never send acks by themselves (the `ack` command still does)")
-    p.add_argument("--ack-delay", type=_delay, default=0.2, metavar="SECONDS",
-                   help="at most one ack per this many seconds (default 0.2)")
-    p.add_argument("--script", type=argparse.FileType("r", encoding="utf-8"),
-                   help="run these commands once the publisher is connected, then quit")
+    p.add_argument(
+        "--reject",
+        type=_code,
+        metavar="CODE",
+        help="answer every nfc_scan with this error code instead of start",
+    )
+    p.add_argument(
+        "--no-ack",
+        dest="ack",
+        action="store_false",
+        help="never send acks by themselves (the `ack` command still does)",
+    )
+    p.add_argument(
+        "--ack-delay",
+        type=_delay,
+        default=0.2,
+        metavar="SECONDS",
+        help="at most one ack per this many seconds (default 0.2)",
+    )
+    p.add_argument(
+        "--script",
+        type=argparse.FileType("r", encoding="utf-8"),
+        help="run these commands once the publisher is connected, then quit",
+    )
     return p.parse_args(argv)
 
 
@@ -381,14 +419,24 @@ async def _run_stdin(fake):
 
 
 async def amain(args):
-    fake = FakeServer(host=args.host, port=args.port, station=args.station, token=args.token,
-                      session_id=args.session_id, user_name=args.user_name,
-                      reject=args.reject, ack=args.ack, ack_delay=args.ack_delay)
+    fake = FakeServer(
+        host=args.host,
+        port=args.port,
+        station=args.station,
+        token=args.token,
+        session_id=args.session_id,
+        user_name=args.user_name,
+        reject=args.reject,
+        ack=args.ack,
+        ack_delay=args.ack_delay,
+    )
     try:
         await fake.start()
     except OSError as e:
-        print("fakeserver: error: cannot listen on %s:%d: %s" % (args.host, args.port,
-                                                                  e.strerror), file=sys.stderr)
+        print(
+            "fakeserver: error: cannot listen on %s:%d: %s" % (args.host, args.port, e.strerror),
+            file=sys.stderr,
+        )
         return 1
     try:
         if args.script:

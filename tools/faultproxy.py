@@ -53,10 +53,10 @@ PING, PONG, CLOSE, TEXT = 0x9, 0xA, 0x8, 0x1
 
 
 class Frame(NamedTuple):
-    conn: int        # the proxied connection's number (from 1, in order of accept)
-    up: bool         # True: client (charger) -> server
-    opcode: int      # RFC 6455 opcode (1 text, 2 binary, 8 close, 9 ping, 10 pong, 0 continuation)
-    payload: bytes   # unmasked
+    conn: int  # the proxied connection's number (from 1, in order of accept)
+    up: bool  # True: client (charger) -> server
+    opcode: int  # RFC 6455 opcode (1 text, 2 binary, 8 close, 9 ping, 10 pong, 0 continuation)
+    payload: bytes  # unmasked
 
     def message(self) -> dict | None:
         """A text frame's JSON object (None for anything else)."""
@@ -84,7 +84,7 @@ class _Decoder:
             end = buf.find(b"\r\n\r\n")
             if end < 0:
                 return out
-            del buf[:end + 4]
+            del buf[: end + 4]
             self.upgraded = True
         while len(buf) >= 2:
             size, pos = buf[1] & 0x7F, 2
@@ -100,14 +100,14 @@ class _Decoder:
             if buf[1] & 0x80:
                 if len(buf) < pos + 4:
                     break
-                mask, pos = bytes(buf[pos:pos + 4]), pos + 4
+                mask, pos = bytes(buf[pos : pos + 4]), pos + 4
             if len(buf) < pos + size:
                 break
-            payload = bytes(buf[pos:pos + size])
+            payload = bytes(buf[pos : pos + size])
             if mask is not None:
                 payload = bytes(b ^ mask[i & 3] for i, b in enumerate(payload))
             out.append((buf[0] & 0x0F, payload))
-            del buf[:pos + size]
+            del buf[: pos + size]
         return out
 
 
@@ -208,8 +208,9 @@ class FaultProxy:
             self._flowing.set()
 
     # ---- observation ---------------------------------------------------------------------
-    async def wait_frame(self, predicate, start: int = 0,
-                         timeout: float = 30.0) -> tuple[int, Frame]:
+    async def wait_frame(
+        self, predicate, start: int = 0, timeout: float = 30.0
+    ) -> tuple[int, Frame]:
         """The first frame from index `start` for which predicate(frame) is true."""
         seen = start
         async with asyncio.timeout(timeout):
@@ -256,8 +257,9 @@ class FaultProxy:
                 else:
                     end.close()
 
-    async def _pump(self, pair: _Pair, reader: asyncio.StreamReader,
-                    writer: asyncio.StreamWriter, up: bool) -> None:
+    async def _pump(
+        self, pair: _Pair, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up: bool
+    ) -> None:
         """One direction until its EOF (passed on as a FIN); an RST from either end raises
         ConnectionError, which resets the pair. Every step waits while a blackhole holds."""
         decoder = _Decoder()
@@ -285,13 +287,17 @@ class FaultProxy:
 async def _main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m tools.faultproxy",
-        description="TCP fault proxy on 127.0.0.1 (see the module docstring)")
+        description="TCP fault proxy on 127.0.0.1 (see the module docstring)",
+    )
     parser.add_argument("upstream_port", type=int, help="the server's port on 127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (default: any free)")
     args = parser.parse_args(argv)
     proxy = await FaultProxy(args.upstream_port, port=args.port, keep_frames=False).start()
-    print(f"proxy 127.0.0.1:{proxy.port} -> 127.0.0.1:{args.upstream_port}; "
-          "commands: drop S | blackhole S [cut] | retarget PORT | status", flush=True)
+    print(
+        f"proxy 127.0.0.1:{proxy.port} -> 127.0.0.1:{args.upstream_port}; "
+        "commands: drop S | blackhole S [cut] | retarget PORT | status",
+        flush=True,
+    )
     fault = None
     while True:
         line = await asyncio.to_thread(sys.stdin.readline)
@@ -306,17 +312,23 @@ async def _main(argv=None) -> None:
                     raise ValueError("a fault is running")
                 if words[2:] and words[2] not in ("resume", "cut"):
                     raise ValueError("blackhole S [resume|cut]")
-                coro = (proxy.drop(float(words[1])) if words[0] == "drop"
-                        else proxy.blackhole(float(words[1]), *(words[2:3] or ["resume"])))
+                coro = (
+                    proxy.drop(float(words[1]))
+                    if words[0] == "drop"
+                    else proxy.blackhole(float(words[1]), *(words[2:3] or ["resume"]))
+                )
                 fault = asyncio.create_task(coro)
                 fault.add_done_callback(lambda _: print("fault over", flush=True))
             elif words[0] == "retarget" and len(words) == 2:
                 proxy.retarget(int(words[1]))
             elif words[0] != "status":
                 raise ValueError("unknown command")
-            print(f"ok connections={proxy.connections} open={len(proxy._pairs)} "
-                  f"upstream={proxy.upstream_port} flowing={proxy._flowing.is_set()} "
-                  f"refusing={proxy._refusing}", flush=True)
+            print(
+                f"ok connections={proxy.connections} open={len(proxy._pairs)} "
+                f"upstream={proxy.upstream_port} flowing={proxy._flowing.is_set()} "
+                f"refusing={proxy._refusing}",
+                flush=True,
+            )
         except ValueError as problem:
             print(f"error {problem}", flush=True)
     await proxy.close()

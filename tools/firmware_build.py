@@ -43,9 +43,11 @@ def build(out: Path, lines: bool = False, quiet: bool = False, resident: bool = 
         cells = "".join(f"  {c.get(name, ''):>7}" for c in columns.values())
         print(f"{name:<{width}}  {src_size:>7}  {built:>7}{cells}")
     if columns:
-        print("64-bit, 32-bit: heap bytes once imported on the unix port and on the WebAssembly"
-              " port (an ESP32: about the 32-bit figure); total: the modules loaded while"
-              " charging")
+        print(
+            "64-bit, 32-bit: heap bytes once imported on the unix port and on the WebAssembly"
+            " port (an ESP32: about the 32-bit figure); total: the modules loaded while"
+            " charging"
+        )
     if not_measured:
         print("32-bit: not measured: " + not_measured)
     return 0
@@ -61,8 +63,11 @@ def _rows(resident: dict) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "firmware-build")
-    parser.add_argument("--lines", action="store_true",
-                        help="keep line numbers for tracebacks (debugging; more RAM)")
+    parser.add_argument(
+        "--lines",
+        action="store_true",
+        help="keep line numbers for tracebacks (debugging; more RAM)",
+    )
     args = parser.parse_args(argv)
     return build(args.out, args.lines, resident=MICROPYTHON.exists())
 

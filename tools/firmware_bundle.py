@@ -40,8 +40,13 @@ class BundleError(ValueError):
 def default_version() -> str:
     """`git describe --always --dirty` of the tree, or "dev"."""
     try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty", "--tags"], cwd=ROOT,
-                             capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--tags"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         text = out.stdout.strip().replace("/", "-")
         return text if out.returncode == 0 and VERSION_RE.match(text) else "dev"
     except (OSError, subprocess.SubprocessError):
@@ -57,7 +62,9 @@ def pack(build: Path, version: str, out: Path) -> tuple[str, int]:
         raise BundleError(f"no charger/*.mpy in {build}: run make firmware first")
     if len(files) > MAX_FILES:
         raise BundleError(f"{len(files)} files: at most {MAX_FILES}")
-    body = bytearray(MAGIC + bytes([len(version)]) + version.encode() + struct.pack(">H", len(files)))
+    body = bytearray(
+        MAGIC + bytes([len(version)]) + version.encode() + struct.pack(">H", len(files))
+    )
     for path in files:
         name = f"charger/{path.name}".encode()
         data = path.read_bytes()
@@ -77,7 +84,7 @@ def read_header(path: Path) -> str:
         head = f.read(5 + 32)
     if len(head) < 6 or head[:4] != MAGIC:
         raise BundleError(f"{path.name}: not a firmware bundle (no EVFW header)")
-    version = head[5:5 + head[4]].decode("ascii", "replace")
+    version = head[5 : 5 + head[4]].decode("ascii", "replace")
     if len(version) != head[4] or not VERSION_RE.match(version):
         raise BundleError(f"{path.name}: bad version in the header")
     return version
@@ -85,8 +92,12 @@ def read_header(path: Path) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="firmware_bundle", description=__doc__.splitlines()[0])
-    parser.add_argument("--build", type=Path, default=ROOT / "firmware-build",
-                        help="the built firmware tree (default firmware-build)")
+    parser.add_argument(
+        "--build",
+        type=Path,
+        default=ROOT / "firmware-build",
+        help="the built firmware tree (default firmware-build)",
+    )
     parser.add_argument("--version", help="the bundle's version (default: git describe)")
     parser.add_argument("--out", type=Path, help="default BUILD/bundle-VERSION.bin")
     args = parser.parse_args(argv)

@@ -30,9 +30,11 @@ def compile_firmware(out: Path, lines: bool = False) -> list[tuple[str, int, int
     for src in sorted((FIRMWARE / "charger").glob("*.py")):
         dst = out / "charger" / (src.stem + ".mpy")
         name = "charger" if src.stem == "__init__" else f"charger.{src.stem}"
-        proc = subprocess.run([str(MPY_CROSS), "-march=xtensawin", *flags,
-                               "-s", name, "-o", str(dst), str(src)],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [str(MPY_CROSS), "-march=xtensawin", *flags, "-s", name, "-o", str(dst), str(src)],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0:
             print(proc.stderr.strip(), file=sys.stderr)
             return None

@@ -36,17 +36,24 @@ sys.path.insert(0, str(FIRMWARE))
 
 from charger.config import ConfigError, validate  # noqa: E402
 from charger.linkcfg import parse_url  # noqa: E402
-
 from tools.esp32_pins import check_pins  # noqa: E402
 
 FIELDS = (  # (flag, env, prompt, default offered on a terminal)
     ("ssid", "WIFI_SSID", "WiFi network name (SSID)", None),
     ("password", "WIFI_PASSWORD", "WiFi password (not shown; empty for an open network)", None),
-    ("server_url", "SERVER_URL", "server URL, e.g. ws://192.168.1.10:3000/ws (several: "
-     "comma-separated, tried in turn)", None),
+    (
+        "server_url",
+        "SERVER_URL",
+        "server URL, e.g. ws://192.168.1.10:3000/ws (several: comma-separated, tried in turn)",
+        None,
+    ),
     ("station", "STATION", "station id (the charger's estacionId)", "1"),
-    ("token", "TOKEN", "station key (python -m server.admin stations issue-key N; empty for none)",
-     ""),
+    (
+        "token",
+        "TOKEN",
+        "station key (python -m server.admin stations issue-key N; empty for none)",
+        "",
+    ),
 )
 MAX_STATION = 2**31 - 1
 MAX_SERVER_URLS = 8  # charger/config.py's bound
@@ -84,23 +91,32 @@ def _check_board_values(values: dict) -> None:
     if not ssid or len(ssid.encode()) > 32 or not ssid.isprintable():
         raise ConfigError("wifi.ssid must be 1 to 32 bytes of printable text (the network's name)")
     password = values["password"]
-    if password and not (8 <= len(password) <= 63 and password.isprintable()) and not re.fullmatch(
-            r"[0-9A-Fa-f]{64}", password):
-        raise ConfigError("wifi.password must be empty (an open network), 8 to 63 printable "
-                          "characters, or 64 hex digits (WPA2)")
+    if (
+        password
+        and not (8 <= len(password) <= 63 and password.isprintable())
+        and not re.fullmatch(r"[0-9A-Fa-f]{64}", password)
+    ):
+        raise ConfigError(
+            "wifi.password must be empty (an open network), 8 to 63 printable "
+            "characters, or 64 hex digits (WPA2)"
+        )
     for url in server_urls(values["server_url"]):
         try:
             host, _port, resource, _ = parse_url(url)
         except ValueError as problem:
-            raise ConfigError(f"server_url: {problem}; expected ws://HOST:PORT/ws or "
-                              "wss://...") from None
+            raise ConfigError(
+                f"server_url: {problem}; expected ws://HOST:PORT/ws or wss://..."
+            ) from None
         if "?" in resource or "#" in url or not re.fullmatch(r"[A-Za-z0-9.\-\[\]:]+", host):
-            raise ConfigError(f"server_url {url!r}: expected ws://HOST:PORT/ws with no query "
-                              "(the charger adds role, estacionId and token)")
+            raise ConfigError(
+                f"server_url {url!r}: expected ws://HOST:PORT/ws with no query "
+                "(the charger adds role, estacionId and token)"
+            )
     station = values["station"]
     if not station.strip().isdecimal() or not 1 <= int(station) <= MAX_STATION:
-        raise ConfigError(f"station must be a positive integer up to {MAX_STATION}, "
-                          f"not {station!r}")
+        raise ConfigError(
+            f"station must be a positive integer up to {MAX_STATION}, not {station!r}"
+        )
 
 
 def server_urls(text: str) -> list[str]:
@@ -123,12 +139,18 @@ def _collect(args) -> tuple[dict, list[str]]:
                 f"missing {', '.join(missing)}: without a terminal every value must be given, "
                 "e.g. make config WIFI_SSID=garage WIFI_PASSWORD=... "
                 "SERVER_URL=ws://192.168.1.10:3000/ws STATION=1 TOKEN=<station key>; "
-                "nothing written")
+                "nothing written"
+            )
         _ask(values)
     _check_board_values(values)
     raw = dict(example)
-    raw.update({"wifi": {"ssid": values["ssid"], "password": values["password"]},
-                "station": int(values["station"]), "token": values["token"]})
+    raw.update(
+        {
+            "wifi": {"ssid": values["ssid"], "password": values["password"]},
+            "station": int(values["station"]),
+            "token": values["token"],
+        }
+    )
     urls = server_urls(values["server_url"])
     if len(urls) > 1:
         del raw["server_url"]
@@ -149,8 +171,10 @@ def _collect(args) -> tuple[dict, list[str]]:
     warnings = []
     for url in urls:
         if parse_url(url)[2] != "/ws":
-            warnings.append(f"server_url {url!r}: the server answers on the path "
-                            "/ws (fine behind a proxy that maps this path)")
+            warnings.append(
+                f"server_url {url!r}: the server answers on the path "
+                "/ws (fine behind a proxy that maps this path)"
+            )
     return raw, warnings
 
 
@@ -164,8 +188,9 @@ def write_private(path: Path, text: str) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.firmware_config",
-                                     description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.firmware_config", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--out", type=Path, default=FIRMWARE / "config.json")
     for key, env, prompt, _ in FIELDS:
         parser.add_argument("--" + key.replace("_", "-"), dest=key, help=f"{prompt} (env {env})")
@@ -190,12 +215,15 @@ def main(argv=None) -> int:
     try:
         write_private(args.out, json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
     except OSError as problem:
-        print(f"config error: cannot write {args.out}: {problem.strerror or problem}",
-              file=sys.stderr)
+        print(
+            f"config error: cannot write {args.out}: {problem.strerror or problem}", file=sys.stderr
+        )
         return 2
-    print(f"wrote {args.out} (station {cfg['station']}, "
-          f"{', '.join(cfg.get('server_urls') or [cfg['server_url']])}, "
-          f"WiFi {cfg['wifi']['ssid']!r})")
+    print(
+        f"wrote {args.out} (station {cfg['station']}, "
+        f"{', '.join(cfg.get('server_urls') or [cfg['server_url']])}, "
+        f"WiFi {cfg['wifi']['ssid']!r})"
+    )
     return 0
 
 

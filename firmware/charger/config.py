@@ -30,21 +30,49 @@ def validate(raw):
     # the qstr pool) instead of being a 64-byte string object the kept dict holds for ever,
     # and the same names read from config.json reuse it. (They must come before any string
     # literal of the same text in this file: mpy-cross then makes that literal a qstr too.)
-    cfg = dict(metrics_interval_s=3, meter_interval_s=1, offline_limit_s=600,
-               start_timeout_s=10, same_card_s=3, meter_silence_s=5, reset_hold_s=5,
-               watchdog_s=30, ntp_host="pool.ntp.org", pzem_address=0xF8)
-    pins = dict(relay=26, relay_active_high=True, stop=32, emergency=33, led=2, spi_id=1,
-                sck=18, mosi=23, miso=19, rc522_cs=5, rc522_rst=22, uart_id=2, pzem_tx=17,
-                pzem_rx=16)  # README wiring; overridden by what "pins" gives below
+    cfg = dict(
+        metrics_interval_s=3,
+        meter_interval_s=1,
+        offline_limit_s=600,
+        start_timeout_s=10,
+        same_card_s=3,
+        meter_silence_s=5,
+        reset_hold_s=5,
+        watchdog_s=30,
+        ntp_host="pool.ntp.org",
+        pzem_address=0xF8,
+    )
+    pins = dict(
+        relay=26,
+        relay_active_high=True,
+        stop=32,
+        emergency=33,
+        led=2,
+        spi_id=1,
+        sck=18,
+        mosi=23,
+        miso=19,
+        rc522_cs=5,
+        rc522_rst=22,
+        uart_id=2,
+        pzem_tx=17,
+        pzem_rx=16,
+    )  # README wiring; overridden by what "pins" gives below
     cfg.update(raw)
     # key, lowest, highest; ping_interval_s and backoff_max_s are not filled in: the link has
     # the same defaults
     for key, lo, hi in (
-        ("ping_interval_s", 1, 3600), ("backoff_max_s", 1, 3600),
+        ("ping_interval_s", 1, 3600),
+        ("backoff_max_s", 1, 3600),
         # metrics at least 1 s apart: `ts` has 1 s resolution and the server ignores a repeated ts
-        ("metrics_interval_s", 1, 3600), ("meter_interval_s", 0.05, 60),
-        ("offline_limit_s", 0, 86400), ("start_timeout_s", 1, 600), ("same_card_s", 0, 600),
-        ("meter_silence_s", 0.1, 600), ("reset_hold_s", 0.1, 60), ("watchdog_s", 0, 600),
+        ("metrics_interval_s", 1, 3600),
+        ("meter_interval_s", 0.05, 60),
+        ("offline_limit_s", 0, 86400),
+        ("start_timeout_s", 1, 600),
+        ("same_card_s", 0, 600),
+        ("meter_silence_s", 0.1, 600),
+        ("reset_hold_s", 0.1, 60),
+        ("watchdog_s", 0, 600),
     ):
         if key in cfg:
             val = cfg[key]

@@ -26,9 +26,9 @@ which sleeps `due_in(now)` at most; it allocates nothing (it compares tick count
 steps on its own when no poll loop runs (the config-error fault).
 """
 
-from micropython import const
 import asyncio
 import time
+from micropython import const
 
 _DEBOUNCE_MS = const(30)
 _ERROR = const(3)  # the LED's error pattern

@@ -28,8 +28,10 @@ from charger.outbox import _KINDS
 try:
     from micropython import const
 except ImportError:  # CPython
+
     def const(value):  # (`value`: a name MicroPython has interned already)
         return value
+
 
 # as in charger/jfile.py (a const is no module attribute under MicroPython: not importable)
 _OPEN = const(1)
@@ -64,8 +66,10 @@ def write(self):
                 out = readings(self, first, upto - first)
                 first = upto
             if e < n[3]:
-                out += record(_EVENT, (state[1] - n[3] + e, ints[k + 1], ints[k + 2],
-                                       ints[k + 3], ints[k + 4]))
+                out += record(
+                    _EVENT,
+                    (state[1] - n[3] + e, ints[k + 1], ints[k + 2], ints[k + 3], ints[k + 4]),
+                )
             state[3] += f.write(out) or 0
         state[2] = n[5]
         state[3] += f.write(flush(self)) or 0
@@ -80,8 +84,9 @@ def records(data):
     while i + 7 <= len(data):
         if data[i] == 0x4A:
             end = i + 3 + data[i + 2]
-            if end + 4 <= len(data) and (bytes(array("I", (crc32(view[i + 1:end]) & _NONE,)))
-                                         == data[end:end + 4]):
+            if end + 4 <= len(data) and (
+                bytes(array("I", (crc32(view[i + 1 : end]) & _NONE,))) == data[end : end + 4]
+            ):
                 yield data[i + 1], i + 3, end - i - 3
                 i = end + 4
                 continue
@@ -102,35 +107,45 @@ def boot(self, value):
     opened = None  # [session_id, wh, ts] of the session open when it died
     for kind, at, n in records(data):
         if kind == _ACK and n == 8 or kind == _OPEN and n == 12:
-            r = array("I", data[at:at + n])
+            r = array("I", data[at : at + n])
             if kind == _ACK:
                 removed = r
             else:
                 opened = r
-        elif (kind == _EVENT and n == 20 or kind == _END and n == 4) and opened and \
-                array("I", data[at:at + n])[2 if kind == _EVENT else 0] == opened[0]:
+        elif (
+            (kind == _EVENT and n == 20 or kind == _END and n == 4)
+            and opened
+            and array("I", data[at : at + n])[2 if kind == _EVENT else 0] == opened[0]
+        ):
             opened = None
     for kind, at, n in records(data):
         if kind == _READINGS and n % 24 == 4:
-            first = array("I", data[at:at + 4])[0]
+            first = array("I", data[at : at + 4])[0]
             for i in range(n // 24):
                 if first + i >= removed[0]:
-                    r = array("I", data[at + 4 + 24 * i:at + 16 + 24 * i])
-                    v = array("f", data[at + 16 + 24 * i:at + 28 + 24 * i])
-                    self.put_reading(r[0], v[0], v[1], v[2], None if r[1] == _NONE else r[1],
-                                     r[2])
+                    r = array("I", data[at + 4 + 24 * i : at + 16 + 24 * i])
+                    v = array("f", data[at + 16 + 24 * i : at + 28 + 24 * i])
+                    self.put_reading(r[0], v[0], v[1], v[2], None if r[1] == _NONE else r[1], r[2])
         elif kind == _EVENT and n == 20:
-            r = array("I", data[at:at + 20])
+            r = array("I", data[at : at + 20])
             if r[0] >= removed[1] and 0 < r[1] <= len(_KINDS):
-                self.put_event(_KINDS[r[1] - 1], None if r[2] == _NONE else r[2],
-                               None if r[3] == _NONE else r[3], r[4])
+                self.put_event(
+                    _KINDS[r[1] - 1],
+                    None if r[2] == _NONE else r[2],
+                    None if r[3] == _NONE else r[3],
+                    r[4],
+                )
         elif kind >= 32:
-            self.state[7].append(record(kind, data[at:at + n]))
+            self.state[7].append(record(kind, data[at : at + n]))
     del data
     self.state[6] = None  # no session is open after a reboot
     if opened:  # _KINDS[4] "power_loss", [5] "charger_reset"
-        self.put_event(_KINDS[4 if value else 5], opened[0],
-                       None if opened[1] == _NONE else opened[1], opened[2])
+        self.put_event(
+            _KINDS[4 if value else 5],
+            opened[0],
+            None if opened[1] == _NONE else opened[1],
+            opened[2],
+        )
     self.state[3] = _LIMIT + 1  # compact: the file holds only what is still needed
     append(self, None)
     self.state[0] = True

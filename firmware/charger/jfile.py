@@ -34,8 +34,10 @@ from charger.outbox import _KINDS
 try:
     from micropython import const
 except ImportError:  # CPython
+
     def const(value):  # (`value`: a name MicroPython has interned already)
         return value
+
 
 _OPEN = const(1)
 _READINGS = const(2)
@@ -61,7 +63,7 @@ def readings(self, n, count):
         data = bytes(array("I", (n,)))
         for r in range(n, n + min(10, count)):
             k = (self._n[0] + r - (self._n[5] - self.readings)) % self._n[6] * 3
-            data += bytes(memoryview(self._i)[k:k + 3]) + bytes(memoryview(self._f)[k:k + 3])
+            data += bytes(memoryview(self._i)[k : k + 3]) + bytes(memoryview(self._f)[k : k + 3])
         out += record(_READINGS, data)
         n += 10
         count -= 10
@@ -77,8 +79,9 @@ def flush(self):
     out = readings(self, n, put - n)
     state[2] = put
     if state[6] is not None:
-        out += record(_OPEN, (state[6][0], _NONE if state[6][1] is None else state[6][1],
-                              state[6][2] or 0))
+        out += record(
+            _OPEN, (state[6][0], _NONE if state[6][1] is None else state[6][1], state[6][2] or 0)
+        )
     return out + record(_ACK, (put - self.readings, state[1] - self._n[3]))
 
 
@@ -89,9 +92,12 @@ def append(self, data):
     try:
         if state[3] > _LIMIT:  # first compacted by charger/jboot.py, loaded for that
             import sys
+
             from charger import forget
+
             keep = "charger.jboot" in sys.modules  # (the boot replay's own call)
             from charger import jboot
+
             try:
                 jboot.write(self)
             finally:
@@ -99,9 +105,16 @@ def append(self, data):
                     forget("charger.jboot")
         out = flush(self)
         if isinstance(data, tuple):  # an event: its number is the last one put
-            out += record(_EVENT, (state[1] - 1, _KINDS.index(data[0]) + 1,
-                                   _NONE if data[1] is None else data[1],
-                                   _NONE if data[2] is None else data[2], data[3] or 0))
+            out += record(
+                _EVENT,
+                (
+                    state[1] - 1,
+                    _KINDS.index(data[0]) + 1,
+                    _NONE if data[1] is None else data[1],
+                    _NONE if data[2] is None else data[2],
+                    data[3] or 0,
+                ),
+            )
         elif isinstance(data, int):
             out += record(_END, (data,))
         elif data:

@@ -56,9 +56,8 @@ constants.
 import asyncio
 import random
 import sys
-from time import ticks_diff, ticks_ms
-
 from micropython import const
+from time import ticks_diff, ticks_ms
 
 from charger import forget, messages, wsclient
 
@@ -80,6 +79,7 @@ class Link:
 
     def __init__(self, cfg, handler, outbox):
         from charger import linkcfg
+
         try:
             self.dial, self.ms, ws = linkcfg.settings(cfg)  # ValueError: a bad key
         finally:
@@ -158,8 +158,11 @@ class Link:
                         ack[1] = sent = 0
                     # (next_unsent() only when something is unsent: a call allocates
                     # its frame, ~190 B, even when it returns None)
-                    text = (outbox.next_unsent() if not ack[1] and sent < _BATCH
-                            and len(outbox) > outbox.unconfirmed else None)
+                    text = (
+                        outbox.next_unsent()
+                        if not ack[1] and sent < _BATCH and len(outbox) > outbox.unconfirmed
+                        else None
+                    )
                     if text is not None:
                         await ws.send(text)
                         sent += 1
@@ -201,10 +204,10 @@ class Link:
             if not i:  # the backoff grows once per round of the list
                 delay = min(delay * 2, self.ms[_MAX])
 
-    def _hook(self, fn, arg):
+    def _hook(self, handler, arg):
         # a handler call that must not stop the link
         try:
-            return fn(arg) if arg is not None else fn()
+            return handler(arg) if arg is not None else handler()
         except Exception as e:  # noqa: BLE001
             print("[link]", "handler", repr(e))
             sys.print_exception(e)
@@ -229,8 +232,11 @@ class Link:
                 # an ack in another form: the link's own, not the handler's; taken as
                 # the compact one is (it cannot confirm what was never sent)
                 n = msg.get("n")
-                if (not isinstance(n, int) or isinstance(n, bool)
-                        or not wsclient.take_ack(ack, n, ws.count)):
+                if (
+                    not isinstance(n, int)
+                    or isinstance(n, bool)
+                    or not wsclient.take_ack(ack, n, ws.count)
+                ):
                     print("[link]", "ignored", "ack", n)
         except OSError as e:
             print("[link]", "recv", e)  # the connection ended
@@ -241,6 +247,7 @@ class Link:
         # the station joins the access point within the WiFi timeout, else OSError
         if self.wlan is None:
             import network
+
             self.wlan = network.WLAN(network.STA_IF)
         wlan = self.wlan
         if wlan.isconnected():

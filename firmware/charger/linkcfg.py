@@ -24,19 +24,29 @@ def settings(cfg):
         raise ValueError("token must be a string")
     if token:  # percent-encoded: RFC 3986 unreserved characters stay
         token = "&token=" + "".join(
-            chr(c) if 48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c in b"-._~"
-            else "%%%02X" % c for c in token.encode())
+            chr(c)
+            if 48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c in b"-._~"
+            else "%%%02X" % c
+            for c in token.encode()
+        )
     dest = []
     for url in cfg.get("server_urls") or (cfg.get("server_url") or "",):
-        url = "%s%srole=publisher&estacionId=%d%s" % (url, "&" if "?" in url else "?",
-                                                      station, token)
+        url = (
+            "%s&role=publisher&estacionId=%d%s"
+            if "?" in url
+            else "%s?role=publisher&estacionId=%d%s"
+        ) % (url, station, token)
         dest.append(parse_url(url))  # parsed once: ValueError now, not at every reconnect
     ms = []
     for key, default, lo, hi in (
-            ("ping_interval_s", 10, 0.05, 3600), ("ping_timeout_s", 5, 0.05, 3600),
-            ("backoff_min_s", 1, 0.01, 3600), ("backoff_max_s", 30, 0.01, 3600),
-            ("connect_timeout_s", 10, 0.1, 600), ("wifi_timeout_s", 20, 0.1, 600),
-            ("ack_timeout_s", 30, 0.1, 3600)):
+        ("ping_interval_s", 10, 0.05, 3600),
+        ("ping_timeout_s", 5, 0.05, 3600),
+        ("backoff_min_s", 1, 0.01, 3600),
+        ("backoff_max_s", 30, 0.01, 3600),
+        ("connect_timeout_s", 10, 0.1, 600),
+        ("wifi_timeout_s", 20, 0.1, 600),
+        ("ack_timeout_s", 30, 0.1, 3600),
+    ):
         val = cfg.get(key)
         if val is None:
             val = default
@@ -58,7 +68,7 @@ def parse_url(url):
     secure = url.startswith("wss://")
     if not secure and not url.startswith("ws://"):
         raise ValueError("URL must start with ws:// or wss://: %r" % url)
-    rest = url[6 if secure else 5:]
+    rest = url[6 if secure else 5 :]
     cut = len(rest)
     for sep in "/?":
         i = rest.find(sep)

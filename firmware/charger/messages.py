@@ -24,10 +24,20 @@ def nfc_scan(uid):
 def metrics(session_id, v, a, w, wh, ts):
     """A meter reading of a session: the seed's fields plus `wh` (meter energy register)."""
     if ts and wh is not None:  # the usual case: one string, no partial ones
-        return ('{"type":"metrics","session_id":%d,"v":%.1f,"a":%.3f,"w":%.1f,"wh":%d,'
-                '"ts":%d}' % (session_id, v, a, w, wh, ts))
-    return stop(session_id, wh, ts,
-                'metrics","session_id":%d,"v":%.1f,"a":%.3f,"w":%.1f' % (session_id, v, a, w))
+        return '{"type":"metrics","session_id":%d,"v":%.1f,"a":%.3f,"w":%.1f,"wh":%d,"ts":%d}' % (
+            session_id,
+            v,
+            a,
+            w,
+            wh,
+            ts,
+        )
+    return stop(
+        session_id,
+        wh,
+        ts,
+        'metrics","session_id":%d,"v":%.1f,"a":%.3f,"w":%.1f' % (session_id, v, a, w),
+    )
 
 
 def stop(session_id, wh, ts, head=None, reason=None):
@@ -36,26 +46,36 @@ def stop(session_id, wh, ts, head=None, reason=None):
     `emergency` and `metrics`) replaces the type and session fields."""
     if head is None:
         head = 'stop","session_id":%d' % session_id
-    return '{"type":"%s%s%s%s}' % (head, ',"reason":"%s"' % reason if reason else "",
-                                   "" if wh is None else ',"wh":%d' % wh,
-                                   ',"ts":%d' % ts if ts else "")
+    return '{"type":"%s%s%s%s}' % (
+        head,
+        ',"reason":"%s"' % reason if reason else "",
+        "" if wh is None else ',"wh":%d' % wh,
+        ',"ts":%d' % ts if ts else "",
+    )
 
 
 def emergency(session_id, wh, ts):
     """EMERGENCY pressed; `session_id` None (`null`) when no session was running."""
-    return stop(session_id, wh, ts, 'emergency","session_id":%s' % (
-        "null" if session_id is None else "%d" % session_id))
+    return stop(
+        session_id,
+        wh,
+        ts,
+        'emergency","session_id":%s' % ("null" if session_id is None else "%d" % session_id),
+    )
 
 
-def status(state, session_id, wh, fw=None):
+def status(state, session_id, wh, version=None):
     """Reconciliation after connect / `sync_request`: the charger's physical truth, with
-    `fw`, the firmware version running (the charger's FW unless given), when set."""
-    fw = fw or FW
+    `fw`, the firmware version running (the charger's FW unless `version` is given), when set."""
+    fw = version or FW
     if state not in ("idle", "charging", "fault"):
         raise ValueError(state)
     return '{"type":"status","state":"%s","session_id":%s,"wh":%s%s}' % (
-        state, "null" if session_id is None else "%d" % session_id,
-        "null" if wh is None else "%d" % wh, ',"fw":"%s"' % fw if fw else "")
+        state,
+        "null" if session_id is None else "%d" % session_id,
+        "null" if wh is None else "%d" % wh,
+        ',"fw":"%s"' % fw if fw else "",
+    )
 
 
 def parse(text):

@@ -18,9 +18,9 @@ there allocates nothing, so the methods on that path (`reg`, `send`, `read_uid`)
 frames within 11 slots.
 """
 
+import time
 from binascii import hexlify
 from micropython import const
-import time
 
 _CommandReg = const(0x01)
 _ComIrqReg = const(0x04)
@@ -157,14 +157,14 @@ class MFRC522:
                 f[0] = sel
                 f[1] = (2 + nbytes) << 4 | nbits  # NVB
                 sent = nbytes + (1 if nbits else 0)
-                f[2:2 + sent] = cl[:sent]
+                f[2 : 2 + sent] = cl[:sent]
                 n = self.send(2 + sent, nbits << 4 | nbits)
                 if n < 1:
                     return COLLISION if self.coll >= 0 else _ERROR
                 keep = (1 << nbits) - 1  # low bits of the first byte were sent, not received
                 f[0] = cl[nbytes] & keep | f[0] & ~keep & 0xFF
                 n = min(n, 5 - nbytes)
-                cl[nbytes:nbytes + n] = f[:n]
+                cl[nbytes : nbytes + n] = f[:n]
                 if self.coll < 0:
                     if nbytes + n < 5:
                         return _ERROR
@@ -191,10 +191,10 @@ class MFRC522:
             if self.send(9, 0) != 3:
                 return _ERROR
             if cl[0] == _CASCADE_TAG and f[0] & 0x04:  # UID not complete: 3 bytes here
-                self.uid[got:got + 3] = cl[1:4]
+                self.uid[got : got + 3] = cl[1:4]
                 got += 3
                 continue
-            self.uid[got:got + 4] = cl[:4]
+            self.uid[got : got + 4] = cl[:4]
             self.uid_len = got + 4
             f[0:4] = b"\x50\x00\x57\xcd"  # HLTA with its CRC_A
             self.send(4, 0)  # a halted card does not answer: -1 is success
@@ -203,4 +203,4 @@ class MFRC522:
 
     def uid_text(self):
         """The last UID read, as upper-case hex (8, 14 or 20 characters)."""
-        return hexlify(self.uid[:self.uid_len]).decode().upper()
+        return hexlify(self.uid[: self.uid_len]).decode().upper()

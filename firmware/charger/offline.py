@@ -44,9 +44,8 @@ import random
 import time
 from binascii import hexlify
 from hashlib import sha256
-from time import ticks_ms
-
 from micropython import const
+from time import ticks_ms
 
 from charger.app import _EPOCH
 
@@ -90,6 +89,7 @@ def run(app, msg):
     local_id, cards_key, sig_key, comma, kind = "local_id cards sig , auth_list".split(" ")
     sm = app.sm
     from charger.app import CONFIG_PATH  # (at each call: a simulator or a test sets it)
+
     path = CONFIG_PATH.rpartition("/")[0]
     path = path + "/" if path else path
     now = ticks_ms()
@@ -123,6 +123,7 @@ def run(app, msg):
                 # so an offline start cut by a reboot is still reported after it
                 from charger import forget
                 from charger.jfile import record
+
                 data = record(32, box.data.encode())
                 del record
                 forget("charger.jfile")
@@ -140,18 +141,34 @@ def run(app, msg):
         version = msg.get("version")
         offline = msg.get("offline")
         cards = msg.get(cards_key)
-        ok = (isinstance(version, int) and not isinstance(version, bool) and version > 0
-              and isinstance(offline, bool) and isinstance(cards, list)
-              and len(cards) <= _MAX_CARDS and isinstance(msg.get(sig_key), str))
+        ok = (
+            isinstance(version, int)
+            and not isinstance(version, bool)
+            and version > 0
+            and isinstance(offline, bool)
+            and isinstance(cards, list)
+            and len(cards) <= _MAX_CARDS
+            and isinstance(msg.get(sig_key), str)
+        )
         if ok:
             for uid in cards:
-                if not isinstance(uid, str) or not 0 < len(uid) <= 32 or comma in uid or "\n" in uid:
+                if (
+                    not isinstance(uid, str)
+                    or not 0 < len(uid) <= 32
+                    or comma in uid
+                    or "\n" in uid
+                ):
                     ok = False
         if ok:
-            text = "%d|%d|%d|%s" % (app.cfg["station"], version, 1 if offline else 0,
-                                   comma.join(cards))
-            ok = hexlify(digest(sha256(app.cfg.get("token", "").encode()).digest(),
-                              text.encode())).decode() == msg.get(sig_key)
+            text = "%d|%d|%d|%s" % (
+                app.cfg["station"],
+                version,
+                1 if offline else 0,
+                comma.join(cards),
+            )
+            ok = hexlify(
+                digest(sha256(app.cfg.get("token", "").encode()).digest(), text.encode())
+            ).decode() == msg.get(sig_key)
         if not ok:
             print("[charger]", "offline", "list", "ignored")
             return True

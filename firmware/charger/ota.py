@@ -36,7 +36,11 @@ async def _tell(app, version, text):
     # code may be empty: "installing ")
     text, _, code = text.partition(" ")
     text = '{"type":"update_result","version":"%s","result":"%s",%s"fw":"%s"}' % (
-        version, text, '"code":"%s",' % code if code else "", messages.FW)
+        version,
+        text,
+        '"code":"%s",' % code if code else "",
+        messages.FW,
+    )
     for _ in range(60):
         if await app.link.send_now(text):
             return
@@ -55,6 +59,7 @@ async def run(app, msg):
         print("[ota] install failed", repr(e))
     forget("charger.otaget")  # a step that failed
     from charger import otaput
+
     ring = otaput.ring  # kept while its module and this one are unloaded: less RAM at once
     otaput = None
     forget("charger.otaput")
@@ -72,6 +77,7 @@ async def install(app, msg):
     longer than 10 characters, they are not interned (the module's RAM goes back when it is
     unloaded; an interned name stays for good)."""
     from charger import otaput
+
     got = otaput.read(msg)  # (version, url, sha256, size, slot, state words) or the version
     if not isinstance(got, str):
         otaput.ring(app.outbox, _READINGS, _EVENTS)
@@ -85,6 +91,7 @@ async def install(app, msg):
     print("[ota] download", job[0], job[3])
     try:
         from charger import otaget
+
         got = await asyncio.wait_for_ms(otaget.get(app, job), _DOWNLOAD_MS)
     except Exception as e:  # noqa: BLE001 - timeout, refused, network: the version stays
         print("[ota] download failed", repr(e))
@@ -94,6 +101,7 @@ async def install(app, msg):
         got = "failed BAD_BUNDLE"
         try:  # unpacked, and the switch unless a session began meanwhile
             from charger import otaput
+
             got = otaput.put(app, job)
         except (OSError, ValueError) as e:
             print("[ota] unpack failed", repr(e))
@@ -104,6 +112,7 @@ async def install(app, msg):
         got = "refused HASH_MISMATCH"
     try:
         import os
+
         os.remove("ota/new.bin")
     except OSError:
         pass
@@ -117,4 +126,5 @@ async def install(app, msg):
     await _tell(app, job[0], "installing ")
     await asyncio.sleep_ms(200)  # let the frame leave
     import machine
+
     machine.reset()

@@ -27,6 +27,7 @@ async def get(app, args):
     ctx = None
     if secure:
         import ssl
+
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.verify_mode = ssl.CERT_NONE
         ca = app.link.dial[1]
@@ -40,8 +41,10 @@ async def get(app, args):
     s, _ = await asyncio.open_connection(host, port, ssl=ctx)
     ctx = None
     try:
-        s.write(b"GET %s?%s HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n\r\n" % (
-            url, resource.partition("?")[2], host, port))
+        s.write(
+            b"GET %s?%s HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n\r\n"
+            % (url, resource.partition("?")[2], host, port)
+        )
         await s.drain()
         buf = bytearray(_BUF)
         mv = memoryview(buf)

@@ -25,13 +25,24 @@ _MAX_SIZE = const(1048576)
 def read(msg):
     """(version, url, sha256, size, slot, the state's six words), or for a bad order its
     version made JSON-safe (a str, maybe empty)."""
-    version, url, digest, size = (msg.get("version"), msg.get("url"), msg.get("sha256"),
-                                  msg.get("size"))
-    if not (isinstance(version, str) and 0 < len(version) <= 32 and isinstance(url, str)
-            and url[:1] == "/" and " " not in url and isinstance(digest, str)
-            and len(digest) == 64 and isinstance(size, int) and not isinstance(size, bool)
-            and 0 < size <= _MAX_SIZE) or not all(
-                _safe(c) for c in (version + digest).encode()):
+    version, url, digest, size = (
+        msg.get("version"),
+        msg.get("url"),
+        msg.get("sha256"),
+        msg.get("size"),
+    )
+    if not (
+        isinstance(version, str)
+        and 0 < len(version) <= 32
+        and isinstance(url, str)
+        and url[:1] == "/"
+        and " " not in url
+        and isinstance(digest, str)
+        and len(digest) == 64
+        and isinstance(size, int)
+        and not isinstance(size, bool)
+        and 0 < size <= _MAX_SIZE
+    ) or not all(_safe(c) for c in (version + digest).encode()):
         # (bytes: a str's characters one by one would each be interned)
         return bytes(c for c in str(version).encode()[:32] if _safe(c)).decode()
     try:
@@ -100,6 +111,7 @@ def ring(outbox, readings, events):
     # kept in order from slot 0 (sent-but-unconfirmed counts stay valid: they count from the
     # heads). Only to sizes that hold what waits.
     import array
+
     n = outbox._n
     if not len(outbox):  # nothing to keep: the old rings go first
         outbox._f = outbox._i = None

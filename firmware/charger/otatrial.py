@@ -19,7 +19,11 @@ from charger import messages
 
 def _result(app, version, result, code=None):
     return '{"type":"update_result","version":"%s","result":"%s",%s"fw":"%s"}' % (
-        version, result, '"code":"%s",' % code if code else "", messages.FW)
+        version,
+        result,
+        '"code":"%s",' % code if code else "",
+        messages.FW,
+    )
 
 
 async def _tell(app, text):
@@ -40,6 +44,7 @@ async def run(app):
     app.ota = None
     sys.modules.pop("otaboot", None)  # the loader's functions
     from charger import forget
+
     forget("charger.otatrial")  # this module: nothing of it runs after this line
 
 
@@ -59,6 +64,7 @@ def _welcome(app):
 
 async def _after_boot(app):
     import otaboot  # the loader's state file functions (firmware/otaboot.py)
+
     words = otaboot.read()
     if words is None:
         return
@@ -75,6 +81,7 @@ async def _after_boot(app):
         if trial and ticks_diff(ticks_ms(), start) > limit * 1000 and app.sm.state_name == "idle":
             print("[ota]", "not online", "reset")
             import machine
+
             machine.reset()  # otaboot.py counts the boot; MAX_TRIES of them roll back
         await asyncio.sleep_ms(200)
     del app.on_message

@@ -70,8 +70,10 @@ from charger import messages
 try:
     from micropython import const
 except ImportError:  # CPython
+
     def const(value):  # (`value`: a name MicroPython has interned already)
         return value
+
 
 # storage (module docstring): reading r at 3*r in both arrays, event e at 3*cap + 5*e of the
 # uint32 one. Not struct records in one bytearray: unpack_from() allocates a tuple per send.
@@ -80,16 +82,23 @@ except ImportError:  # CPython
 # word as its `reason`. One tuple for both ways:
 # each 13-character word is a string object in RAM (no qstr), so it is written only once.
 _EMERGENCY = const(2)
-_KINDS = ("stop", "emergency", "meter_failure", "offline_limit", "power_loss",
-          "charger_reset", "offline_start")
+_KINDS = (
+    "stop",
+    "emergency",
+    "meter_failure",
+    "offline_limit",
+    "power_loss",
+    "charger_reset",
+    "offline_start",
+)
 _OFFLINE_START = const(7)
 # indices into Outbox._n, the ring state
 _RHEAD = const(0)  # slot of the oldest reading
 _RSENT = const(1)  # readings at the head sent but not confirmed yet
 _EHEAD = const(2)
-_ELEN = const(3)   # events waiting (readings waiting: the public `readings`)
+_ELEN = const(3)  # events waiting (readings waiting: the public `readings`)
 _ESENT = const(4)
-_PUT = const(5)    # readings ever put (modulo _MASK): the put number of the next reading
+_PUT = const(5)  # readings ever put (modulo _MASK): the put number of the next reading
 _RCAP = const(6)
 _ECAP = const(7)
 _MASK = const(0x3FFFFFFF)  # put numbers stay small ints on the 32-bit ESP32
@@ -123,7 +132,7 @@ class Outbox:
         self._f = array.array("f", bytes(12 * readings))
         self._i = array.array("I", bytes(12 * readings + 20 * events))
         self._n = [0, 0, 0, 0, 0, 0, readings, events]
-        self.readings = 0     # readings waiting
+        self.readings = 0  # readings waiting
         self.unconfirmed = 0  # entries sent but not confirmed yet
         self.dropped = 0
         self.lost_events = 0
@@ -140,8 +149,14 @@ class Outbox:
         session_id = _num(session_id, 0)  # None too: a reading belongs to a session
         wh = _num(wh, 1)
         ts = _num(ts, 2)
-        if (session_id is False or wh is False or ts is False or _num(v, 3) is False
-                or _num(a, 3) is False or _num(w, 3) is False):
+        if (
+            session_id is False
+            or wh is False
+            or ts is False
+            or _num(v, 3) is False
+            or _num(a, 3) is False
+            or _num(w, 3) is False
+        ):
             self.rejected += 1
             return False
         if self.readings == self._n[_RCAP]:  # full: the oldest reading goes
@@ -175,8 +190,9 @@ class Outbox:
         ts = _num(ts, 2)
         if kind not in _KINDS or sid is False or wh is False or ts is False:
             # a caller's bug, not a reading to skip: a clear error
-            raise ValueError("bad event %r: kind one of %s, session_id/wh/ts uint32"
-                             % (kind, _KINDS))
+            raise ValueError(
+                "bad event %r: kind one of %s, session_id/wh/ts uint32" % (kind, _KINDS)
+            )
         n = self._n
         if n[_ELEN] == n[_ECAP]:
             self.lost_events += 1
@@ -211,8 +227,14 @@ class Outbox:
             n[_RSENT] += 1
             floats = self._f
             wh = ints[k + 1]
-            return messages.metrics(ints[k], floats[k], floats[k + 1], floats[k + 2],
-                                    None if wh == _NONE else wh, ints[k + 2])
+            return messages.metrics(
+                ints[k],
+                floats[k],
+                floats[k + 1],
+                floats[k + 2],
+                None if wh == _NONE else wh,
+                ints[k + 2],
+            )
         sid = ints[k + 2]
         e = ints[k + 1]  # the kind (put_event)
         if sid >> 30 == 2 and e != _OFFLINE_START:
@@ -225,10 +247,12 @@ class Outbox:
         if e == _EMERGENCY:
             return messages.emergency(sid, wh, ints[k + 4])
         if e == _OFFLINE_START:
-            return messages.stop(sid, wh, ints[k + 4], 'offline_start","local_id":%d,%s' % (
-                sid, self.data))
-        return messages.stop(sid, wh, ints[k + 4], None,
-                             _KINDS[e - 1] if e > _EMERGENCY else None)  # a fault's reason
+            return messages.stop(
+                sid, wh, ints[k + 4], 'offline_start","local_id":%d,%s' % (sid, self.data)
+            )
+        return messages.stop(
+            sid, wh, ints[k + 4], None, _KINDS[e - 1] if e > _EMERGENCY else None
+        )  # a fault's reason
 
     def stop(self, session_id):
         """The server ended the session (the journal's hook: Journal.stop())."""
@@ -305,6 +329,7 @@ class Journal(Outbox):
         asked for it stands (it is in the outbox: the caller goes on)."""
         try:
             from charger import forget, jfile
+
             try:
                 jfile.append(self, data)
             finally:

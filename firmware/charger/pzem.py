@@ -15,8 +15,8 @@ check. `crc16` is here too (allocation-free; no library on the board has it): th
 framing has no other user (docs/architecture.md, "Firmware memory rules": few modules).
 """
 
-from micropython import const
 import time
+from micropython import const
 
 OK = const(0)
 _TIMEOUT = const(1)

@@ -77,29 +77,29 @@ _SAME_CARD_MS = const(2)
 _METER_SILENCE_MS = const(3)
 _OFFLINE_LIMIT_MS = const(4)
 _RESET_HOLD_MS = const(5)
-_UID_AT = const(6)         # the last card read
-_WAIT_SINCE = const(7)     # the card was reported
-_METER_OK_AT = const(8)    # the last good meter reading
-_METRICS_AT = const(9)     # the next reading to queue
+_UID_AT = const(6)  # the last card read
+_WAIT_SINCE = const(7)  # the card was reported
+_METER_OK_AT = const(8)  # the last good meter reading
+_METRICS_AT = const(9)  # the next reading to queue
 _OFFLINE_SINCE = const(10)
-_STOP_AT = const(11)       # STOP pressed; -1 while released
+_STOP_AT = const(11)  # STOP pressed; -1 while released
 _EMERGENCY_UP_AT = const(12)  # EMERGENCY closed again; -1 while open
 
 
 class ChargerState:
-    """The charger's rules. `limits`: metrics interval, start timeout, same card, meter
+    """The charger's rules. `t` (the limits): metrics interval, start timeout, same card, meter
     silence, offline limit, reset hold, in milliseconds."""
 
-    def __init__(self, limits=(3000, 10000, 3000, 5000, 600000, 5000)):
-        self.t = list(limits) + [0, 0, 0, 0, 0, -1, 0]
+    def __init__(self, t=(3000, 10000, 3000, 5000, 600000, 5000)):
+        self.t = list(t) + [0, 0, 0, 0, 0, -1, 0]
         self.state = _IDLE
         self.state_name = "idle"
         self.session_id = None
-        self.event_sid = None      # the session a queued stop/emergency is about
-        self.uid = None            # the last card read (the one to report)
+        self.event_sid = None  # the session a queued stop/emergency is about
+        self.uid = None  # the last card read (the one to report)
         self.led = _LED_IDLE
         self.note = ""
-        self.wh = None             # the meter's energy register at the latest good reading
+        self.wh = None  # the meter's energy register at the latest good reading
         self.reader_ok = True
         self.link_up = False
 
@@ -119,8 +119,11 @@ class ChargerState:
             flash = _A_FLASH_ERROR
             led = _LED_IDLE
         if state == _IDLE and led == _LED_IDLE:
-            led = _LED_READER_FAULT if not self.reader_ok else (
-                _LED_IDLE if self.link_up else _LED_OFFLINE)
+            led = (
+                _LED_READER_FAULT
+                if not self.reader_ok
+                else (_LED_IDLE if self.link_up else _LED_OFFLINE)
+            )
         self.led = led
         if not end:
             return _A_LED | flash
@@ -134,8 +137,9 @@ class ChargerState:
         visible fault."""
         self.reader_ok = reader_ok
         self.t[_EMERGENCY_UP_AT] = -1 if down else now
-        self.note = ("EMERGENCY" if down else
-                     None if reader_ok else "NFC reader not found: check wiring")
+        self.note = (
+            "EMERGENCY" if down else None if reader_ok else "NFC reader not found: check wiring"
+        )
         self._go(_FAULT if down else _IDLE, _LED_FAULT if down else _LED_IDLE)
         return _A_RELAY_OFF | _A_LED | (_A_LOG if self.note else 0)
 
@@ -153,7 +157,8 @@ class ChargerState:
         if self.state == _IDLE:
             t[_WAIT_SINCE] = now
             return (_A_SEND_SCAN if self.link_up else _A_OFFLINE_TAP) | self._go(
-                _WAIT_START, _LED_WAIT)
+                _WAIT_START, _LED_WAIT
+            )
         if self.state == _CHARGING and self.link_up:
             # the server decides (the same card on its own station stops the session)
             return _A_SEND_SCAN
@@ -199,7 +204,7 @@ class ChargerState:
         return _A_FLASH_ERROR
 
     def button(self, kind, down, now):
-        """"stop" or "emergency" pressed (`down` True) or released. EMERGENCY pressed means
+        """ "stop" or "emergency" pressed (`down` True) or released. EMERGENCY pressed means
         opened: the relay is already off (the interrupt or the poll loop did it)."""
         t = self.t
         st = self.state

@@ -42,9 +42,8 @@ so a slow DNS lookup is not covered by the connect timeout; use an IP address on
 
 import asyncio
 import os
-from time import ticks_add, ticks_diff, ticks_ms
-
 from micropython import const
+from time import ticks_add, ticks_diff, ticks_ms
 
 # opcodes, RFC 6455 section 5.2
 _CONT = const(0)
@@ -63,22 +62,22 @@ _INVALID_DATA = const(1007)
 _TOO_BIG = const(1009)
 
 # the one buffer: offsets of its parts
-_RXH = const(0)     # received frame header: 2 bytes + up to 8 of extended length
-_TXH = const(10)    # header being written: 2 + up to 8 + the 4-byte mask
-_MASK = const(24)   # the mask of the frame being written, at a fixed place for the payload
-_TX = const(28)     # the masked payload chunk being written (also the discard sink)
+_RXH = const(0)  # received frame header: 2 bytes + up to 8 of extended length
+_TXH = const(10)  # header being written: 2 + up to 8 + the 4-byte mask
+_MASK = const(24)  # the mask of the frame being written, at a fixed place for the payload
+_TX = const(28)  # the masked payload chunk being written (also the discard sink)
 _TX_CHUNK = const(256)  # multiple of 4, so the mask index restarts at 0 in every chunk
-_CTL = const(284)   # control frame payload (125 bytes at most)
-_MSG = const(409)   # the message being reassembled (max_size bytes)
+_CTL = const(284)  # control frame payload (125 bytes at most)
+_MSG = const(409)  # the message being reassembled (max_size bytes)
 
 # indices in views (sliced once: no allocation per frame)
 _ALL = const(0)
 _HDR2 = const(1)
 _EXT2 = const(2)
 _EXT8 = const(3)
-_HEAD = const(4)    # 4, 5, 6: the header being written with a 2, 4 or 10-byte start
+_HEAD = const(4)  # 4, 5, 6: the header being written with a 2, 4 or 10-byte start
 _SINK = const(7)
-_DONE = const(8)    # what _send_frame() returns when the frame is written: a finished
+_DONE = const(8)  # what _send_frame() returns when the frame is written: a finished
 # iterator, so `await` returns None at once without allocating (MicroPython's await takes
 # any iterator); kept here, not as a global: no name of its own
 
@@ -111,15 +110,24 @@ class WebSocket:
         self.ms = (ping_ms, pong_ms, close_ms)
         self.buf = bytearray(_MSG + max_size)
         mv = memoryview(self.buf)
-        self.views = (mv, mv[:2], mv[2:4], mv[2:10], mv[_TXH:_TXH + 6], mv[_TXH:_TXH + 8],
-                      mv[_TXH:_TXH + 14], mv[_TX:_TX + _TX_CHUNK], iter(()))
+        self.views = (
+            mv,
+            mv[:2],
+            mv[2:4],
+            mv[2:10],
+            mv[_TXH : _TXH + 6],
+            mv[_TXH : _TXH + 8],
+            mv[_TXH : _TXH + 14],
+            mv[_TX : _TX + _TX_CHUNK],
+            iter(()),
+        )
         self.lock = asyncio.Lock()
         self.tasks = [None, None, None]
         self.stream = None
         self.open = False
-        self.count = 0        # data frames written on this connection
-        self.ack = None       # the owner's ack state (see the class docstring)
-        self.last_rx = 0      # ticks_ms() of the last read that returned bytes
+        self.count = 0  # data frames written on this connection
+        self.ack = None  # the owner's ack state (see the class docstring)
+        self.last_rx = 0  # ticks_ms() of the last read that returned bytes
         self.close_code = _ABNORMAL
         self.close_reason = ""
 
@@ -141,6 +149,7 @@ class WebSocket:
         self.close_reason = ""
         self.count = 0
         from charger import forget, wsopen
+
         try:
             await wsopen.open_ws(self, dest, ca_cert, timeout_ms)
         except BaseException:
@@ -223,7 +232,7 @@ class WebSocket:
                 if op >= _CLOSE:  # control frames: short and unfragmented
                     if not b0 & 0x80 or n > 125:
                         await self._fail(_PROTOCOL_ERROR, 2)  # "bad control frame"
-                    view = v[_ALL][_CTL:_CTL + n]
+                    view = v[_ALL][_CTL : _CTL + n]
                     if n:
                         got = self._take(view)
                         if got < n:
@@ -239,8 +248,9 @@ class WebSocket:
                         await self._fail(_NO_STATUS, "")
                     else:
                         code = b[_CTL] << 8 | b[_CTL + 1]
-                        if n < 2 or not (1000 <= code <= 1003 or 1007 <= code <= 1014
-                                         or 3000 <= code <= 4999):  # section 7.4, IANA
+                        if n < 2 or not (
+                            1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+                        ):  # section 7.4, IANA
                             await self._fail(_PROTOCOL_ERROR, 4)  # "bad close code"
                         try:
                             view = str(view[2:], "utf-8")  # the reason
@@ -260,7 +270,7 @@ class WebSocket:
                 if total + n > len(b) - _MSG:  # section 10.4: limit the size of messages
                     await self._fail(_TOO_BIG, "message above %d bytes" % (len(b) - _MSG))
                 if n:
-                    view = v[_ALL][_MSG + total:_MSG + total + n]
+                    view = v[_ALL][_MSG + total : _MSG + total + n]
                     got = self._take(view)
                     if got < n:
                         await self._fill(view, got)
@@ -275,7 +285,7 @@ class WebSocket:
                         total = 0
                         kind = -1
                         continue
-                    view = v[_ALL][_MSG:_MSG + total]
+                    view = v[_ALL][_MSG : _MSG + total]
                     if kind == _BINARY:
                         return bytes(view)
                     try:
@@ -301,17 +311,17 @@ class WebSocket:
         self.last_rx = ticks_ms()
         return n
 
-    async def _fill(self, view, got):
-        # the rest of view (from `got`) through asyncio; the end of the stream is a loss
+    async def _fill(self, view, at):
+        # the rest of view (from `at`) through asyncio; the end of the stream is a loss
         s = self.stream
-        while got < len(view):
-            n = await s.readinto(view[got:])
+        while at < len(view):
+            n = await s.readinto(view[at:])
             if n is None:
                 continue
             if not n:
                 raise OSError(_ABNORMAL)
             self.last_rx = ticks_ms()
-            got += n
+            at += n
 
     async def _fail(self, code, reason):
         # RFC 6455 section 7.1.7 (fail the connection) and 5.5.1 (answer a close with a
@@ -320,9 +330,10 @@ class WebSocket:
         # interned name for good (the qstr pool's next chunk comes at once past 300 names:
         # docs/performance.md), a longer one an object at each call site.
         if isinstance(reason, int):
-            reason = ("bad frame header,frame too big,bad control frame,unknown opcode,"
-                      "bad close code,reason not UTF-8,bad fragmentation,text not UTF-8"
-                      ).split(",")[reason]
+            reason = (
+                "bad frame header,frame too big,bad control frame,unknown opcode,"
+                "bad close code,reason not UTF-8,bad fragmentation,text not UTF-8"
+            ).split(",")[reason]
         if self.open:
             self.open = False
             try:
@@ -332,14 +343,16 @@ class WebSocket:
         await self.drop(code, reason)
         raise OSError(code, reason)
 
-    async def _closing(self, code, reason, eof):
+    async def _closing(self, code, reason, drain):
         # Send a close frame: the code (none for 1005: the peer sent none) and the reason.
-        # eof: then discard what still arrives until the server closes TCP (section 7.1.1):
+        # drain: then discard what still arrives until the server closes TCP (section 7.1.1):
         # closing with unread data would reset the connection and destroy our close frame.
-        await self._send_frame(_CLOSE, b"" if code == _NO_STATUS else
-                               bytes((code >> 8, code & 0xFF)) + reason.encode()[:123])
+        await self._send_frame(
+            _CLOSE,
+            b"" if code == _NO_STATUS else bytes((code >> 8, code & 0xFF)) + reason.encode()[:123],
+        )
         s = self.stream
-        while eof and await s.readinto(self.views[_SINK]) != 0:
+        while drain and await s.readinto(self.views[_SINK]) != 0:
             pass
 
     # ---- sending -----------------------------------------------------------------------
@@ -353,7 +366,7 @@ class WebSocket:
             return self._send_frame(_TEXT, data.encode())
         return self._send_frame(_BINARY, data)
 
-    def _send_frame(self, op, data):
+    def _send_frame(self, kind, data):
         # `await` what this returns. The common case: nobody is draining and the socket
         # takes the whole frame: written here, no lock, no yield and no coroutine (~250 B
         # of garbage per frame): the caller awaits _DONE, which returns at once.
@@ -362,24 +375,24 @@ class WebSocket:
         # and raised there too (op -1). Within 11 frame slots (no heap frame per call):
         # hence the bare except (matching OSError needs more slots) and no more locals.
         if self.lock.locked():
-            return self.drain(op, data)
+            return self.drain(kind, data)
         try:
-            self._write_frame(op, data)  # synchronous: only its OSError can come out
+            self._write_frame(kind, data)  # synchronous: only its OSError can come out
         except:  # noqa: E722
-            op = -1
-        if op < 0 or self.stream.out_buf:
-            return self.drain(op, None)
+            kind = -1
+        if kind < 0 or self.stream.out_buf:
+            return self.drain(kind, None)
         return self.views[_DONE]
 
-    async def drain(self, op, data):
+    async def drain(self, kind, data):
         # _send_frame()'s slow path (named as the stream's method: one interned name)
         lock = self.lock
         try:
-            if op < 0:
+            if kind < 0:
                 raise OSError(_ABNORMAL)
             async with lock:
                 if data is not None:
-                    self._write_frame(op, data)
+                    self._write_frame(kind, data)
                 self.tasks[_TXT] = asyncio.current_task()
                 await self.stream.drain()
                 return
@@ -393,17 +406,17 @@ class WebSocket:
             self.tasks[_TXT] = None
         raise OSError(self.close_code, self.close_reason)
 
-    def _write_frame(self, op, data):
+    def _write_frame(self, kind, data):
         # RFC 6455 section 5.2 framing, one unfragmented frame, handed to the stream without
         # a yield: frames of different tasks never interleave. This and the helpers below
         # keep within 11 frame slots: called per frame, they allocate no heap frame.
         if self.close_code is not None:
             raise OSError(_ABNORMAL)
-        if op < _CLOSE:  # a data frame: counted in the order frames go on the wire
+        if kind < _CLOSE:  # a data frame: counted in the order frames go on the wire
             self.count += 1
         n = len(data)
-        op = _header(self.buf, op, n)  # now the index of the header's view
-        self.stream.write(self.views[_HEAD + op])
+        kind = _header(self.buf, kind, n)  # now the index of the header's view
+        self.stream.write(self.views[_HEAD + kind])
         if n > _TX_CHUNK:
             _write_long(self.stream, self.buf, data, n)
         elif n:
@@ -453,27 +466,27 @@ class WebSocket:
                 pass
 
 
-def _header(b, op, n):
+def _header(buf, kind, n):
     # The header of a masked frame of n bytes with a fresh mask (section 5.3 / 10.3:
     # unpredictable, new per frame), also kept at _MASK for the payload; the index of the
     # header's view after _HEAD (0, 1, 2: the mask at 2, 4 or 10)
-    b[_TXH] = 0x80 | op
+    buf[_TXH] = 0x80 | kind
     if n < 126:
-        b[_TXH + 1] = 0x80 | n
+        buf[_TXH + 1] = 0x80 | n
         at = 2
     elif n < 65536:
-        b[_TXH + 1] = 0xFE
-        b[_TXH + 2] = n >> 8
-        b[_TXH + 3] = n & 0xFF
+        buf[_TXH + 1] = 0xFE
+        buf[_TXH + 2] = n >> 8
+        buf[_TXH + 3] = n & 0xFF
         at = 4
     else:
-        b[_TXH + 1] = 0xFF
+        buf[_TXH + 1] = 0xFF
         for at in range(8):
-            b[_TXH + 9 - at] = n >> (8 * at) & 0xFF
+            buf[_TXH + 9 - at] = n >> (8 * at) & 0xFF
         at = 10
     m = os.urandom(4)
-    b[_MASK:_MASK + 4] = m  # slice assignments allocate nothing
-    b[_TXH + at:_TXH + at + 4] = m
+    buf[_MASK : _MASK + 4] = m  # slice assignments allocate nothing
+    buf[_TXH + at : _TXH + at + 4] = m
     return at >> 2
 
 
@@ -490,39 +503,39 @@ def take_ack(a, n, count):
     return True
 
 
-def _ack_n(b, i, end):
-    # N of a message b[i:end] that is exactly {"type":"ack","n":N} (N digits), else -1;
+def _ack_n(buf, at, end):
+    # N of a message buf[at:end] that is exactly {"type":"ack","n":N} (N digits), else -1;
     # compares in place: allocates nothing (within 11 frame slots)
-    if end - i < 20 or b[end - 1] != 0x7D:  # }
+    if end - at < 20 or buf[end - 1] != 0x7D:  # }
         return -1
     p = b'{"type":"ack","n":'
     for k in range(18):  # (range in a for: no iterator object on MicroPython)
-        if b[i + k] != p[k]:
+        if buf[at + k] != p[k]:
             return -1
     n = 0
-    i += 18
-    while i < end - 1:
-        k = b[i] - 48
+    at += 18
+    while at < end - 1:
+        k = buf[at] - 48
         if not 0 <= k <= 9:
             return -1
         n = n * 10 + k
-        i += 1
+        at += 1
     return n
 
 
-def _mask_chunk(b, data, k):
+def _mask_chunk(buf, data, n):
     # data[0:k] masked into the transmit chunk
-    for i in range(k):
-        b[_TX + i] = data[i] ^ b[_MASK + (i & 3)]
+    for i in range(n):
+        buf[_TX + i] = data[i] ^ buf[_MASK + (i & 3)]
 
 
-def _write_long(stream, b, data, n):
+def _write_long(stream, buf, data, n):
     # a payload above one chunk: masked and written a chunk at a time (_TX_CHUNK is a
     # multiple of 4, so the mask index restarts at 0 in every chunk)
     view = memoryview(data)
     done = 0
     while done < n:
         k = n - done if n - done < _TX_CHUNK else _TX_CHUNK
-        _mask_chunk(b, view[done:done + k], k)
-        stream.write(memoryview(b)[_TX:_TX + k])
+        _mask_chunk(buf, view[done : done + k], k)
+        stream.write(memoryview(buf)[_TX : _TX + k])
         done += k

@@ -40,24 +40,31 @@ async def open_ws(ws, dest, ca_cert, timeout_ms):
         raise OSError(1015, "TLS failed: %s" % str(e).strip())
 
 
-async def _handshake(ws, host, port, resource, ctx):
-    s, _ = await asyncio.open_connection(host, port, ssl=ctx)
+async def _handshake(ws, host, port, path, ssl):
+    s, _ = await asyncio.open_connection(host, port, ssl=ssl)
     ws.stream = s
     key = binascii.b2a_base64(os.urandom(16), newline=False)  # section 4.1, item 7
-    if port != (443 if ctx else 80):
+    if port != (443 if ssl else 80):
         host = "%s:%d" % (host, port)  # the Host field names a port unless the default one
-    # The request in pieces, never formatted whole: with the token the resource alone is
+    # The request in pieces, never formatted whole: with the token the path alone is
     # ~250 B, and one ~400 B block for the request failed with MemoryError in a heap
     # fragmented by the faults (-X heapsize=96K, tests/firmware/test_delivery_under_faults.py).
     # Each write() goes to the socket at once (asyncio buffers only what it could not send).
-    for i in (b"GET ", resource, b" HTTP/1.1\r\nHost: ", host,
-              b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ", key,
-              b"\r\nSec-WebSocket-Version: 13\r\n\r\n"):
+    for i in (
+        b"GET ",
+        path,
+        b" HTTP/1.1\r\nHost: ",
+        host,
+        b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ",
+        key,
+        b"\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    ):
         s.write(i)
     await s.drain()
     # the answer the server owes: base64(SHA-1(key + the GUID)), section 4.2.2, item 5.4
-    key = binascii.b2a_base64(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11")
-                              .digest(), newline=False)
+    key = binascii.b2a_base64(
+        hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest(), newline=False
+    )
     one = bytearray(1)
     seen = 0  # 1: Upgrade: websocket, 2: Connection: Upgrade, 4: the right accept, 8: bad
     for i in range(65):  # the status line, then at most 64 header lines

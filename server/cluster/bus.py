@@ -23,9 +23,11 @@ import json
 import logging
 
 import nats
+from nats.errors import Error as NatsError
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
 
 from server.cluster import FleetUnavailable
-from nats.errors import Error as NatsError, NoRespondersError, TimeoutError as NatsTimeout
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +72,7 @@ class Bus:
         self.dropped = 0
 
     @classmethod
-    async def connect(cls, url: str, server_id: str) -> "Bus":
+    async def connect(cls, url: str, server_id: str) -> Bus:
         async def disconnected():
             log.warning("NATS connection lost; reconnecting (pushes to other processes wait)")
 
@@ -82,12 +84,21 @@ class Bus:
 
         try:
             connection = await nats.connect(
-                url.split(","), name=server_id, no_echo=True, allow_reconnect=True,
-                max_reconnect_attempts=START_ATTEMPTS, reconnect_time_wait=0.5, connect_timeout=2,
-                disconnected_cb=disconnected, reconnected_cb=reconnected, error_cb=error,
+                url.split(","),
+                name=server_id,
+                no_echo=True,
+                allow_reconnect=True,
+                max_reconnect_attempts=START_ATTEMPTS,
+                reconnect_time_wait=0.5,
+                connect_timeout=2,
+                disconnected_cb=disconnected,
+                reconnected_cb=reconnected,
+                error_cb=error,
             )
-        except (OSError, NatsError, asyncio.TimeoutError) as problem:
-            raise FleetUnavailable(f"cannot reach NATS at {url}: {problem or type(problem).__name__}") from None
+        except (TimeoutError, OSError, NatsError) as problem:
+            raise FleetUnavailable(
+                f"cannot reach NATS at {url}: {problem or type(problem).__name__}"
+            ) from None
         # joined: from now on a lost NATS server is waited for, however long it takes
         connection.options["max_reconnect_attempts"] = -1
         return cls(connection, server_id)
@@ -124,11 +135,15 @@ class Bus:
 
         return await self.connection.subscribe(subject, cb=deliver)
 
-    async def request(self, subject: str, payload: dict, timeout: float = REQUEST_TIMEOUT_S) -> dict | None:
+    async def request(
+        self, subject: str, payload: dict, timeout: float = REQUEST_TIMEOUT_S
+    ) -> dict | None:
         """Ask whoever answers `subject`; None when nobody does (no responder, or no answer
         within `timeout`)."""
         try:
-            answer = await self.connection.request(subject, json.dumps(payload).encode(), timeout=timeout)
+            answer = await self.connection.request(
+                subject, json.dumps(payload).encode(), timeout=timeout
+            )
         except NoRespondersError:
             return None
         except NatsTimeout:

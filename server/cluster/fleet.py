@@ -32,8 +32,8 @@ from datetime import datetime
 import asyncpg
 
 from server import protocol as p
-from server.cluster import bus as b
 from server.cluster import FleetUnavailable
+from server.cluster import bus as b
 from server.cluster.bus import Bus
 from server.cluster.presence import HEARTBEAT_S, Presence
 from server.core import RECENT_SESSIONS
@@ -59,8 +59,9 @@ class Collector:
 class Fleet:
     clustered = True
 
-    def __init__(self, app, bus: Bus, presence: Presence, server_id: str,
-                 heartbeat_s: float = HEARTBEAT_S):
+    def __init__(
+        self, app, bus: Bus, presence: Presence, server_id: str, heartbeat_s: float = HEARTBEAT_S
+    ):
         self.app = app
         self.bus = bus
         self.presence = presence
@@ -75,13 +76,25 @@ class Fleet:
         self._writer: asyncio.Task | None = None
 
     @classmethod
-    async def start(cls, app, nats_url: str, database_url: str, server_id: str,
-                    heartbeat_s: float = HEARTBEAT_S, expiry_s: float | None = None) -> "Fleet":
+    async def start(
+        cls,
+        app,
+        nats_url: str,
+        database_url: str,
+        server_id: str,
+        heartbeat_s: float = HEARTBEAT_S,
+        expiry_s: float | None = None,
+    ) -> Fleet:
         try:
-            presence = await (Presence.open(database_url) if expiry_s is None
-                              else Presence.open(database_url, expiry_s))
+            presence = await (
+                Presence.open(database_url)
+                if expiry_s is None
+                else Presence.open(database_url, expiry_s)
+            )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as problem:
-            raise FleetUnavailable(f"cannot reach PostgreSQL for the shared station status: {problem}") from None
+            raise FleetUnavailable(
+                f"cannot reach PostgreSQL for the shared station status: {problem}"
+            ) from None
         try:
             bus = await Bus.connect(nats_url, server_id)
         except BaseException:
@@ -119,12 +132,15 @@ class Fleet:
             if station_id not in self.held:
                 await self._reload(station_id)
             self.held[station_id] = epoch
-            self.bus.publish(b.claimed_subject(station_id),
-                             json.dumps({"owner": self.server_id, "epoch": epoch}).encode())
+            self.bus.publish(
+                b.claimed_subject(station_id),
+                json.dumps({"owner": self.server_id, "epoch": epoch}).encode(),
+            )
             log.info("station %s claimed by %s (epoch %s)", station_id, self.server_id, epoch)
         if station_id not in self.commands:
             self.commands[station_id] = await self.bus.connection.subscribe(
-                b.command_subject(station_id), cb=self._command_handler(station_id))
+                b.command_subject(station_id), cb=self._command_handler(station_id)
+            )
         self.dirty.add(station_id)
 
     async def _still_mine(self, station_id: int) -> bool:
@@ -138,13 +154,19 @@ class Fleet:
     async def _reload(self, station_id: int) -> None:
         """The station's state as the database has it (another process may have served it)."""
         storage = self.app.storage
-        open_session = next((s for s in await storage.open_sessions() if s.station_id == station_id), None)
+        open_session = next(
+            (s for s in await storage.open_sessions() if s.station_id == station_id), None
+        )
         recent = (await storage.recent_closed_sessions(RECENT_SESSIONS)).get(station_id, [])
         latched = station_id in await storage.emergency_latches()
         self.app.core.reload_station(station_id, open_session, recent, latched)
         if open_session is not None:
-            log.info("station %s: continuing session %s (%.3f kWh so far)", station_id,
-                     open_session.id, open_session.kwh)
+            log.info(
+                "station %s: continuing session %s (%.3f kWh so far)",
+                station_id,
+                open_session.id,
+                open_session.kwh,
+            )
 
     def epoch(self, station_id: int | None) -> int | None:
         """The storage epoch this process's writes for the station carry: the one of its last
@@ -178,13 +200,16 @@ class Fleet:
         self.dirty.discard(station_id)
         self._stop_commands(station_id)
         connection = self.app.hub.publishers.get(station_id)
-        log.warning("station %s: %s; this process (%s) lets go of it", station_id, why, self.server_id)
+        log.warning(
+            "station %s: %s; this process (%s) lets go of it", station_id, why, self.server_id
+        )
         if connection is None:
             self.app.core.station_left(station_id)
             return
         self.lost.add(connection)
         self.app.handler._in_background(
-            connection.close(p.CLOSE_PUBLISHER_REPLACED, "station served by another server"))
+            connection.close(p.CLOSE_PUBLISHER_REPLACED, "station served by another server")
+        )
 
     def _stop_commands(self, station_id: int) -> None:
         subscription = self.commands.pop(station_id, None)
@@ -194,7 +219,11 @@ class Fleet:
     async def _on_claimed(self, station_id: int, msg) -> None:
         claim = json.loads(msg.data)
         held = self.held.get(station_id)
-        if claim.get("owner") != self.server_id and held is not None and claim.get("epoch", 0) > held:
+        if (
+            claim.get("owner") != self.server_id
+            and held is not None
+            and claim.get("epoch", 0) > held
+        ):
             self._lose(station_id, f"claimed by {claim.get('owner')} (epoch {claim.get('epoch')})")
 
     # --- fan-out ------------------------------------------------------------------------------
@@ -258,8 +287,11 @@ class Fleet:
 
     def health(self) -> dict:
         """What /healthz adds in a fleet: who this process is, whether it hears the bus."""
-        return {"server_id": self.server_id, "nats_connected": self.bus.connection.is_connected,
-                "stations_owned": len(self.held)}
+        return {
+            "server_id": self.server_id,
+            "nats_connected": self.bus.connection.is_connected,
+            "stations_owned": len(self.held),
+        }
 
     # --- shared status ------------------------------------------------------------------------
     async def views(self, only: int | None = None) -> dict[int, dict]:
@@ -291,7 +323,8 @@ class Fleet:
         views = await self.views()
         return [
             {**views.get(sid, {}), **{"id": sid}, "name": station.name}
-            if sid in views else {**self.app.core.describe(sid, self.app.clock()), "name": station.name}
+            if sid in views
+            else {**self.app.core.describe(sid, self.app.clock()), "name": station.name}
             for sid, station in sorted(self.app.core.stations.items())
         ]
 
@@ -304,7 +337,9 @@ class Fleet:
                 await self._write_dirty()
                 if time.monotonic() - last_beat >= self.heartbeat_s:
                     last_beat = time.monotonic()
-                    for station_id in await self.presence.heartbeat(self.server_id, dict(self.held)):
+                    for station_id in await self.presence.heartbeat(
+                        self.server_id, dict(self.held)
+                    ):
                         self._lose(station_id, "its shared row names another owner")
             except asyncio.CancelledError:
                 raise
@@ -316,9 +351,14 @@ class Fleet:
         core, now = self.app.core, self.app.clock()
         dirty, self.dirty = self.dirty, set()
         rows = [
-            (station_id, self.held[station_id], core.stations[station_id].publisher_connected,
-             core.describe(station_id, now))
-            for station_id in dirty if station_id in self.held and station_id in core.stations
+            (
+                station_id,
+                self.held[station_id],
+                core.stations[station_id].publisher_connected,
+                core.describe(station_id, now),
+            )
+            for station_id in dirty
+            if station_id in self.held and station_id in core.stations
         ]
         try:
             lost = await self.presence.write_many(self.server_id, rows)

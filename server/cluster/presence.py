@@ -49,7 +49,7 @@ class Presence:
         self.expiry_s = expiry_s
 
     @classmethod
-    async def open(cls, dsn: str, expiry_s: float = EXPIRY_S) -> "Presence":
+    async def open(cls, dsn: str, expiry_s: float = EXPIRY_S) -> Presence:
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
         try:
             async with pool.acquire() as connection, connection.transaction():
@@ -77,17 +77,25 @@ class Presence:
                    online = true, heartbeat_at = now()
             RETURNING epoch
             """,
-            station_id, owner, epoch,
+            station_id,
+            owner,
+            epoch,
         )
 
-    async def write(self, station_id: int, owner: str, epoch: int, online: bool, view: dict) -> bool:
+    async def write(
+        self, station_id: int, owner: str, epoch: int, online: bool, view: dict
+    ) -> bool:
         """The owner's new description of its station; False when it is no longer the owner."""
         done = await self.pool.execute(
             """
             UPDATE station_presence SET online = $4, view = $5::jsonb, heartbeat_at = now()
              WHERE station_id = $1 AND owner = $2 AND epoch = $3
             """,
-            station_id, owner, epoch, online, json.dumps(view),
+            station_id,
+            owner,
+            epoch,
+            online,
+            json.dumps(view),
         )
         return done.endswith(" 1")
 
@@ -104,7 +112,10 @@ class Presence:
              WHERE p.station_id = w.station_id AND p.owner = $1 AND p.epoch = w.epoch
             RETURNING p.station_id
             """,
-            owner, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+            owner,
+            [r[0] for r in rows],
+            [r[1] for r in rows],
+            [r[2] for r in rows],
             [json.dumps(r[3]) for r in rows],
         )
         return {r[0] for r in rows} - {row["station_id"] for row in written}
@@ -120,7 +131,9 @@ class Presence:
              WHERE p.station_id = h.station_id AND p.owner = $1 AND p.epoch = h.epoch
             RETURNING p.station_id
             """,
-            owner, list(held), list(held.values()),
+            owner,
+            list(held),
+            list(held.values()),
         )
         return set(held) - {row["station_id"] for row in rows}
 
@@ -133,12 +146,16 @@ class Presence:
               FROM station_presence
              WHERE $2::bigint IS NULL OR station_id = $2
             """,
-            self.expiry_s, station_id,
+            self.expiry_s,
+            station_id,
         )
         return {
             row["station_id"]: {
-                "owner": row["owner"], "epoch": row["epoch"], "online": row["online"],
-                "view": json.loads(row["view"]) if row["view"] else None, "fresh": row["fresh"],
+                "owner": row["owner"],
+                "epoch": row["epoch"],
+                "online": row["online"],
+                "view": json.loads(row["view"]) if row["view"] else None,
+                "fresh": row["fresh"],
             }
             for row in rows
         }

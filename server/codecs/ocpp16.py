@@ -125,8 +125,16 @@ def meter_samples(session_id: int, meter_value: list) -> list[MeterSample]:
                 register = value
             elif measurand in _LIVE:
                 live[field] = value
-        samples.append(MeterSample(session_id, live["v"], live["a"], live["w"],
-                                   timestamp(entry.get("timestamp")), register))
+        samples.append(
+            MeterSample(
+                session_id,
+                live["v"],
+                live["a"],
+                live["w"],
+                timestamp(entry.get("timestamp")),
+                register,
+            )
+        )
     return samples
 
 

@@ -24,8 +24,11 @@ _MESSAGES = {
     Welcome: lambda c: p.connected(str(c.station_id)),
     StartCharging: lambda c: p.start(c.session_id, c.user_name, c.local_id, c.end),
     StopCharging: lambda c: p.stop(c.session_id),
-    Refusal: lambda c: (p.error(c.message, c.code) if c.local_id is None
-                        else p.error(c.message, c.code, local_id=c.local_id)),
+    Refusal: lambda c: (
+        p.error(c.message, c.code)
+        if c.local_id is None
+        else p.error(c.message, c.code, local_id=c.local_id)
+    ),
     AuthList: lambda c: p.auth_list(c.version, c.offline, c.cards, c.sig),
     RequestStatus: lambda c: p.sync_request(),
     Acknowledge: lambda c: p.ack(c.n),

@@ -12,6 +12,18 @@ from .records import Alert, Card, Reading, SessionRecord, Station, User
 from .select import open_storage
 
 __all__ = [
-    "MAX_PAGE", "Alert", "Card", "Duplicate", "NotFound", "Reading", "SchemaError",
-    "SessionRecord", "StaleOwner", "Station", "Storage", "StorageError", "User", "open_storage",
+    "MAX_PAGE",
+    "Alert",
+    "Card",
+    "Duplicate",
+    "NotFound",
+    "Reading",
+    "SchemaError",
+    "SessionRecord",
+    "StaleOwner",
+    "Station",
+    "Storage",
+    "StorageError",
+    "User",
+    "open_storage",
 ]

@@ -46,11 +46,14 @@ MAX_QUEUED_READINGS = 20_000  # ~2 s of a saturated server; a few MB of row tupl
 def check_batching(flush_interval, max_queued_readings) -> tuple[float, int]:
     """The two knobs, validated; None: the module defaults (read at call time)."""
     flush_interval = check_number(
-        FLUSH_INTERVAL_S if flush_interval is None else flush_interval, "flush_interval",
-        minimum=0.001)
+        FLUSH_INTERVAL_S if flush_interval is None else flush_interval,
+        "flush_interval",
+        minimum=0.001,
+    )
     max_queued_readings = check_count(
         MAX_QUEUED_READINGS if max_queued_readings is None else max_queued_readings,
-        "max_queued_readings")
+        "max_queued_readings",
+    )
     if max_queued_readings < 1:
         raise ValueError("max_queued_readings must be at least 1")
     return flush_interval, max_queued_readings
@@ -61,16 +64,21 @@ def _encode_live_state(state) -> str | None:
     try:
         return encode_state(state.to_dict())
     except ValueError as exc:
-        log.error("storage: leaving out a progress row whose energy_state cannot be stored: %s",
-                  exc)
+        log.error(
+            "storage: leaving out a progress row whose energy_state cannot be stored: %s", exc
+        )
         return None
 
 
 class Batcher:
     """See the module docstring. `write(batch)` commits one batch (called under `lock`)."""
 
-    def __init__(self, write: Callable[[Batch], Awaitable[None]], flush_interval: float,
-                 max_queued_readings: int) -> None:
+    def __init__(
+        self,
+        write: Callable[[Batch], Awaitable[None]],
+        flush_interval: float,
+        max_queued_readings: int,
+    ) -> None:
         self._write = write
         self.flush_interval = flush_interval
         self.max_queued_readings = max_queued_readings
@@ -106,8 +114,11 @@ class Batcher:
         try:
             await self.flush()
         except Exception as exc:
-            log.error("storage: closing with %d readings that could not be written: %s",
-                      self._pending.reading_count, exc)
+            log.error(
+                "storage: closing with %d readings that could not be written: %s",
+                self._pending.reading_count,
+                exc,
+            )
             raise
 
     async def _flush_periodically(self) -> None:
@@ -126,13 +137,21 @@ class Batcher:
         except Exception as exc:
             self.failed_flushes += 1
             if self.failed_flushes == 1:
-                log.error("storage: could not write %d queued readings (%s: %s); keeping them "
-                          "and retrying every %g s", queued, type(exc).__name__, exc,
-                          self.flush_interval)
+                log.error(
+                    "storage: could not write %d queued readings (%s: %s); keeping them "
+                    "and retrying every %g s",
+                    queued,
+                    type(exc).__name__,
+                    exc,
+                    self.flush_interval,
+                )
             return False
         if self.failed_flushes:
-            log.warning("storage: wrote %d queued readings after %d failed attempts",
-                        queued, self.failed_flushes)
+            log.warning(
+                "storage: wrote %d queued readings after %d failed attempts",
+                queued,
+                self.failed_flushes,
+            )
             self.failed_flushes = 0
         return True
 
@@ -152,8 +171,9 @@ class Batcher:
             raise ValueError("flag must be text")
         self._pending.add_reading(reading)
 
-    def queue_progress(self, session_id: int, kwh: float, cost: float, energy_state,
-                       epoch: int | None = None) -> None:
+    def queue_progress(
+        self, session_id: int, kwh: float, cost: float, energy_state, epoch: int | None = None
+    ) -> None:
         """Queue the running totals of an open session; coalesced (latest wins), written in
         the same transaction as the next batch of readings.
 
@@ -199,6 +219,7 @@ class Batcher:
         PostgreSQL server) may commit whatever happens to the caller, so the batch is marked
         committed when it did and `taken()` never puts back (and writes twice) a batch that
         is in the database. The cancel is raised once the outcome is known."""
+
         async def marked():
             result = await write
             batch.committed = True
@@ -249,8 +270,9 @@ class Batcher:
         flush_interval), so a caller that stops reading its socket loses nothing."""
         while self.full and not self.closed:
             if self._room_flush is None or self._room_flush.done():
-                self._room_flush = asyncio.create_task(self._flush_for_room(),
-                                                       name="storage-room-flush")
+                self._room_flush = asyncio.create_task(
+                    self._flush_for_room(), name="storage-room-flush"
+                )
             if self._room_made is None:
                 self._room_made = asyncio.get_running_loop().create_future()
             await asyncio.shield(self._room_made)  # shielded: one waiter's cancel is its own
@@ -315,8 +337,9 @@ class Batched:
     def queue_reading(self, reading: Reading) -> None:
         self._batcher.queue_reading(reading)
 
-    def queue_progress(self, session_id: int, kwh: float, cost: float, energy_state,
-                       epoch: int | None = None) -> None:
+    def queue_progress(
+        self, session_id: int, kwh: float, cost: float, energy_state, epoch: int | None = None
+    ) -> None:
         self._batcher.queue_progress(session_id, kwh, cost, energy_state, epoch)
 
     async def flush(self) -> int:

@@ -9,7 +9,8 @@ Station ownership (several server processes on one PostgreSQL): the process hold
 charger's socket claims its station, `claim_station(station_id, owner) -> epoch`, which moves
 the station's epoch one up (the newest claimer wins). A session create/end, a progress row and
 the emergency latch may carry the caller's `epoch`; when the station's epoch has moved on the
-write is refused with `StaleOwner` (a progress row is left out of its batch and logged).
+write is refused with `StaleOwner` (a progress row is simply not applied: its UPDATE matches
+no row; the new owner's rows carry the totals).
 `epoch=None` writes unconditionally (single-process servers, the admin CLI).
 """
 
@@ -41,9 +42,14 @@ class Storage(Protocol):
 
     # batching, back-pressure, durability marks (server/storage/batcher.py)
     def queue_reading(self, reading: Reading) -> None: ...
-    def queue_progress(self, session_id: int, kwh: float, cost: float,
-                       energy_state: dict[str, Any] | EnergyState,
-                       epoch: int | None = None) -> None: ...
+    def queue_progress(
+        self,
+        session_id: int,
+        kwh: float,
+        cost: float,
+        energy_state: dict[str, Any] | EnergyState,
+        epoch: int | None = None,
+    ) -> None: ...
     async def flush(self) -> int: ...
     @property
     def full(self) -> bool: ...
@@ -60,40 +66,78 @@ class Storage(Protocol):
     async def station_owner(self, station_id: int) -> tuple[str | None, int]: ...
 
     # sessions
-    async def create_session(self, station_id: int, user_id: int, card_uid: str,
-                             started_at: float, tariff: float, energy_state: dict[str, Any],
-                             epoch: int | None = None, offline_local_id: int | None = None
-                             ) -> int: ...
-    async def end_session(self, session_id: int, ended_at: float, kwh: float, cost: float,
-                          reason: str, energy_state: dict[str, Any], epoch: int | None = None) -> bool: ...
+    async def create_session(
+        self,
+        station_id: int,
+        user_id: int,
+        card_uid: str,
+        started_at: float,
+        tariff: float,
+        energy_state: dict[str, Any],
+        epoch: int | None = None,
+        offline_local_id: int | None = None,
+    ) -> int: ...
+    async def end_session(
+        self,
+        session_id: int,
+        ended_at: float,
+        kwh: float,
+        cost: float,
+        reason: str,
+        energy_state: dict[str, Any],
+        epoch: int | None = None,
+    ) -> bool: ...
     async def open_sessions(self) -> list[SessionRecord]: ...
     async def get_session(self, session_id: int) -> SessionRecord | None: ...
-    async def list_sessions(self, station_id: int | None = None, user_id: int | None = None,
-                            since: float | None = None, until: float | None = None,
-                            limit: int = 50, offset: int = 0
-                            ) -> tuple[list[SessionRecord], int]: ...
-    async def session_totals(self, now: float, station_id: int | None = None,
-                             user_id: int | None = None, since: float | None = None,
-                             until: float | None = None) -> dict[str, Any]: ...
+    async def list_sessions(
+        self,
+        station_id: int | None = None,
+        user_id: int | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[SessionRecord], int]: ...
+    async def session_totals(
+        self,
+        now: float,
+        station_id: int | None = None,
+        user_id: int | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> dict[str, Any]: ...
     async def readings(self, session_id: int) -> list[Reading]: ...
 
     # alerts, the emergency latch, what the core reloads at start
-    async def add_alert(self, station_id: int, session_id: int | None, kind: str,
-                        created_at: float, detail: str = "") -> int: ...
-    async def list_alerts(self, station_id: int | None = None,
-                          unacknowledged_only: bool = False, limit: int = 100) -> list[Alert]: ...
+    async def add_alert(
+        self,
+        station_id: int,
+        session_id: int | None,
+        kind: str,
+        created_at: float,
+        detail: str = "",
+    ) -> int: ...
+    async def list_alerts(
+        self, station_id: int | None = None, unacknowledged_only: bool = False, limit: int = 100
+    ) -> list[Alert]: ...
     async def acknowledge_alert(self, alert_id: int, acknowledged_at: float) -> bool: ...
-    async def set_emergency_latch(self, station_id: int, latched_at: float | None,
-                                  epoch: int | None = None) -> None: ...
+    async def set_emergency_latch(
+        self, station_id: int, latched_at: float | None, epoch: int | None = None
+    ) -> None: ...
     async def emergency_latches(self) -> dict[int, float]: ...
     async def recent_closed_sessions(self, per_station: int) -> dict[int, list[int]]: ...
 
     # reference data
     async def get_station(self, station_id: int) -> Station | None: ...
     async def list_stations(self) -> list[Station]: ...
-    async def add_station(self, name: str, tariff: float, station_id: int | None = None,
-                          max_power_w: float = ..., charge_point_id: str | None = None
-                          ) -> Station: ...
+    async def add_station(
+        self,
+        name: str,
+        tariff: float,
+        station_id: int | None = None,
+        max_power_w: float = ...,
+        charge_point_id: str | None = None,
+    ) -> Station: ...
     async def station_by_charge_point(self, charge_point_id: str) -> Station | None: ...
     async def set_max_power(self, station_id: int, max_power_w: float) -> None: ...
     async def station_key_hash(self, station_id: int) -> str | None: ...
@@ -113,10 +157,12 @@ class Storage(Protocol):
     async def set_offline_auth(self, station_id: int, allowed: bool) -> None: ...
     async def offline_candidates(self) -> list[tuple[str, float | None]]: ...
     async def latest_auth_list(self, station_id: int) -> tuple[int, bool, str, float] | None: ...
-    async def auth_list(self, station_id: int, version: int
-                        ) -> tuple[int, bool, str, float] | None: ...
-    async def save_auth_list(self, station_id: int, offline: bool, cards: str,
-                             created_at: float) -> int: ...
+    async def auth_list(
+        self, station_id: int, version: int
+    ) -> tuple[int, bool, str, float] | None: ...
+    async def save_auth_list(
+        self, station_id: int, offline: bool, cards: str, created_at: float
+    ) -> int: ...
     async def offline_session(self, station_id: int, local_id: int) -> int | None: ...
 
     # maintenance

@@ -16,15 +16,27 @@ import csv
 import io
 import re
 from collections.abc import Iterable
-from datetime import datetime, timezone, tzinfo
+from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .records import SessionRecord
 from .contract import MAX_PAGE, Storage
+from .records import SessionRecord
 
 BOM = "\ufeff"
-HEADER = ("session_id", "station_id", "user", "card_uid", "started_at", "ended_at",
-          "duration_s", "duration", "kwh", "cost", "tariff", "end_reason")
+HEADER = (
+    "session_id",
+    "station_id",
+    "user",
+    "card_uid",
+    "started_at",
+    "ended_at",
+    "duration_s",
+    "duration",
+    "kwh",
+    "cost",
+    "tariff",
+    "end_reason",
+)
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*")
 
@@ -33,21 +45,23 @@ def time_zone(name: str | None) -> tzinfo:
     """The IANA zone `name` (e.g. `America/Argentina/Buenos_Aires`); None or "" is UTC.
     Raises ValueError with one line for a name that is not a known zone."""
     if not name:
-        return timezone.utc
+        return UTC
     if len(name) > 64 or not _ZONE_NAME.fullmatch(name):
-        raise ValueError(f"unknown time zone {name[:64]!r}: expected an IANA name such as "
-                         "Europe/Madrid or UTC")
+        raise ValueError(
+            f"unknown time zone {name[:64]!r}: expected an IANA name such as Europe/Madrid or UTC"
+        )
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise ValueError(f"unknown time zone {name!r}: expected an IANA name such as "
-                         "Europe/Madrid or UTC") from None
+        raise ValueError(
+            f"unknown time zone {name!r}: expected an IANA name such as Europe/Madrid or UTC"
+        ) from None
 
 
 def iso_utc(ts: float | None) -> str:
     if ts is None:
         return ""
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def iso_in(ts: float | None, zone: tzinfo) -> str:
@@ -68,18 +82,28 @@ def _safe_text(text: str) -> str:
     return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
-def session_row(session: SessionRecord, zone: tzinfo = timezone.utc) -> tuple:
+def session_row(session: SessionRecord, zone: tzinfo = UTC) -> tuple:
     # whole seconds, cut as the API's `duration` is (what the dashboard shows)
-    duration = ("" if session.ended_at is None
-                else max(0, int(session.ended_at - session.started_at)))
-    return (session.id, session.station_id, _safe_text(session.user_name), session.card_uid,
-            iso_in(session.started_at, zone), iso_in(session.ended_at, zone), duration,
-            "" if duration == "" else hms(duration),
-            f"{session.kwh:.3f}", f"{session.cost:.2f}", str(session.tariff),
-            session.end_reason or "")
+    duration = (
+        "" if session.ended_at is None else max(0, int(session.ended_at - session.started_at))
+    )
+    return (
+        session.id,
+        session.station_id,
+        _safe_text(session.user_name),
+        session.card_uid,
+        iso_in(session.started_at, zone),
+        iso_in(session.ended_at, zone),
+        duration,
+        "" if duration == "" else hms(duration),
+        f"{session.kwh:.3f}",
+        f"{session.cost:.2f}",
+        str(session.tariff),
+        session.end_reason or "",
+    )
 
 
-def sessions_to_csv(sessions: Iterable[SessionRecord], zone: tzinfo = timezone.utc) -> str:
+def sessions_to_csv(sessions: Iterable[SessionRecord], zone: tzinfo = UTC) -> str:
     out = io.StringIO()
     out.write(BOM)
     writer = csv.writer(out, lineterminator="\r\n")
@@ -88,14 +112,25 @@ def sessions_to_csv(sessions: Iterable[SessionRecord], zone: tzinfo = timezone.u
     return out.getvalue()
 
 
-async def export_sessions(storage: Storage, station_id: int | None = None,
-                          since: float | None = None, until: float | None = None,
-                          zone: tzinfo = timezone.utc) -> tuple[str, int]:
+async def export_sessions(
+    storage: Storage,
+    station_id: int | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    zone: tzinfo = UTC,
+    user_id: int | None = None,
+) -> tuple[str, int]:
     """Every matching session, newest first, as CSV text; also returns how many."""
     sessions: list[SessionRecord] = []
     while True:
-        page, total = await storage.list_sessions(station_id=station_id, since=since, until=until,
-                                                  limit=MAX_PAGE, offset=len(sessions))
+        page, total = await storage.list_sessions(
+            station_id=station_id,
+            user_id=user_id,
+            since=since,
+            until=until,
+            limit=MAX_PAGE,
+            offset=len(sessions),
+        )
         sessions.extend(page)
         if not page or len(sessions) >= total:
             return sessions_to_csv(sessions, zone), len(sessions)

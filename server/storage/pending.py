@@ -48,13 +48,25 @@ class PendingWrites:
         self.mark = 0  # the write sequence: how many writes were ever queued
 
     def add_reading(self, reading: Reading) -> None:
-        self._readings.append((reading.session_id, reading.ts, reading.v, reading.a,
-                               reading.w, reading.wh, reading.kwh, reading.charger_ts,
-                               reading.received_at, reading.flag))
+        self._readings.append(
+            (
+                reading.session_id,
+                reading.ts,
+                reading.v,
+                reading.a,
+                reading.w,
+                reading.wh,
+                reading.kwh,
+                reading.charger_ts,
+                reading.received_at,
+                reading.flag,
+            )
+        )
         self.mark += 1
 
-    def set_progress(self, session_id: int, kwh: float, cost: float, state,
-                     epoch: int | None = None) -> None:
+    def set_progress(
+        self, session_id: int, kwh: float, cost: float, state, epoch: int | None = None
+    ) -> None:
         self._progress[session_id] = (kwh, cost, state, epoch)
         self.mark += 1
 

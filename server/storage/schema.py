@@ -38,4 +38,5 @@ def load_migrations(directory: Path) -> list[Migration]:
 def newer_than_code(version: int, migrations: list[Migration]) -> SchemaError:
     return SchemaError(
         f"the database is at schema version {version}, newer than this code "
-        f"({len(migrations)}); upgrade the code, do not downgrade the database")
+        f"({len(migrations)}); upgrade the code, do not downgrade the database"
+    )

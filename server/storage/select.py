@@ -37,6 +37,8 @@ async def open_storage(target: str | Path, **options) -> Storage:
     max_queued_readings."""
     if is_postgres_url(target):
         from .postgres.store import PostgresStorage
+
         return await PostgresStorage.open(str(target), **options)
     from .sqlite.store import SqliteStorage
+
     return await SqliteStorage.open(Path(target), **options)

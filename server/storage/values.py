@@ -22,8 +22,12 @@ def check_id(value: object, what: str) -> int:
 
 def check_count(value: object, what: str, maximum: int | None = None) -> int:
     """A whole number from 0 (to maximum): a page size or offset."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (
-            maximum is not None and value > maximum):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < 0
+        or (maximum is not None and value > maximum)
+    ):
         upto = f" to {maximum}" if maximum is not None else " or more"
         raise ValueError(f"{what} must be a whole number from 0{upto}, not {value!r}")
     return value
@@ -51,10 +55,15 @@ def check_tariff(value: object) -> float:
 def check_max_power(value: object) -> float:
     """A station's max power in W: 0 < W <= MAX_POWER_CAP_W (the plausibility limit of its
     energy readings, server/energy.py)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-            0 < value <= MAX_POWER_CAP_W):
-        raise ValueError(f"max power must be a number of watts above 0 and at most "
-                         f"{MAX_POWER_CAP_W:.0f}, not {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not (0 < value <= MAX_POWER_CAP_W)
+    ):
+        raise ValueError(
+            f"max power must be a number of watts above 0 and at most "
+            f"{MAX_POWER_CAP_W:.0f}, not {value!r}"
+        )
     return float(value)
 
 
@@ -72,7 +81,8 @@ def check_name(value: object, what: str) -> str:
 # (the length of OCPP's CiString48, the longest id field).
 MAX_CHARGE_POINT_ID = 48
 _CHARGE_POINT_ID_CHARS = frozenset(
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~")
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~"
+)
 
 
 def check_charge_point_id(value: object) -> str:
@@ -101,6 +111,7 @@ def decode_state(text: str, session_id: object) -> dict:
         state = json.loads(text)
     except ValueError:
         logging.getLogger("server.storage").warning(
-            "storage: session %s has an unreadable energy_state; using {}", session_id)
+            "storage: session %s has an unreadable energy_state; using {}", session_id
+        )
         return {}
     return state if isinstance(state, dict) else {}

@@ -20,8 +20,12 @@ RUN_TIMEOUT_S = 150
 
 def run_bench(*args: str) -> subprocess.CompletedProcess:
     process = subprocess.Popen(
-        [sys.executable, "-m", "tools.bench.cluster_load", *args], cwd=REPO_ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        [sys.executable, "-m", "tools.bench.cluster_load", *args],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     try:
         stdout, stderr = process.communicate(timeout=RUN_TIMEOUT_S)
@@ -34,8 +38,22 @@ def run_bench(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.timeout(RUN_TIMEOUT_S + 30)
 def test_a_tiny_fleet_run_persists_and_fans_out_every_reading_on_1_and_2_processes():
-    run = run_bench("--processes", "1,2", "--chargers", "6", "--dashboards", "3", "--all-dashboards", "1",
-                    "--rate", "4", "--duration", "2", "--workers", "2")
+    run = run_bench(
+        "--processes",
+        "1,2",
+        "--chargers",
+        "6",
+        "--dashboards",
+        "3",
+        "--all-dashboards",
+        "1",
+        "--rate",
+        "4",
+        "--duration",
+        "2",
+        "--workers",
+        "2",
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     *table, last = run.stdout.strip().splitlines()
     assert table[1].startswith("| processes | persisted/s | fanned out/s | p50 ms | p99 ms")

@@ -16,9 +16,24 @@ async def test_taps_the_server_refuses_are_counted_as_errors_by_kind(tmp_path):
     server = ServerTarget(tmp_path)
     await server.start(stations=2)
     loadgen = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tools.bench.loadgen", "--url", server.url, "--first-station", "1",
-        "--chargers", "2", "--rate", "1", "--duration", "1", "--card-prefix", "UNKNOWN-CARD-",
-        cwd=REPO_ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "tools.bench.loadgen",
+        "--url",
+        server.url,
+        "--first-station",
+        "1",
+        "--chargers",
+        "2",
+        "--rate",
+        "1",
+        "--duration",
+        "1",
+        "--card-prefix",
+        "UNKNOWN-CARD-",
+        cwd=REPO_ROOT,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
     )
     try:
         connected = json.loads(await asyncio.wait_for(loadgen.stdout.readline(), PHASE_TIMEOUT_S))

@@ -16,11 +16,29 @@ def test_percentile_is_nearest_rank_and_none_without_samples():
 
 
 def test_result_line_reports_throughput_memory_and_ratio_to_the_relay():
-    server = RunFigures(target="server", connections=200, sent=3000, processed=3000, window_s=2.0,
-                        cpu_s=1.5, rss_idle_kib=20_000, rss_connected_kib=24_000,
-                        latencies_ms=[1.0, 2.0, 3.0, 40.0], rows_persisted=3000, db_bytes=300_000)
-    relay = RunFigures(target="relay", connections=200, sent=3000, processed=3000, window_s=1.0,
-                       cpu_s=0.3, rss_idle_kib=10_000, rss_connected_kib=12_000)
+    server = RunFigures(
+        target="server",
+        connections=200,
+        sent=3000,
+        processed=3000,
+        window_s=2.0,
+        cpu_s=1.5,
+        rss_idle_kib=20_000,
+        rss_connected_kib=24_000,
+        latencies_ms=[1.0, 2.0, 3.0, 40.0],
+        rows_persisted=3000,
+        db_bytes=300_000,
+    )
+    relay = RunFigures(
+        target="relay",
+        connections=200,
+        sent=3000,
+        processed=3000,
+        window_s=1.0,
+        cpu_s=0.3,
+        rss_idle_kib=10_000,
+        rss_connected_kib=12_000,
+    )
     line = result_line({"chargers": 100}, server, relay)
     assert line["chargers"] == 100
     assert line["msgs_per_s"] == 1500.0
@@ -36,7 +54,9 @@ def test_result_line_reports_throughput_memory_and_ratio_to_the_relay():
 
 
 def test_errors_are_summed_over_kinds_and_listed_by_kind():
-    figures = RunFigures(target="server", connections=1, errors=Counter(connect_failed=2, charger_closed=1))
+    figures = RunFigures(
+        target="server", connections=1, errors=Counter(connect_failed=2, charger_closed=1)
+    )
     line = result_line({}, figures, None)
     assert line["errors"] == 3
     assert line["error_kinds"] == {"connect_failed": 2, "charger_closed": 1}

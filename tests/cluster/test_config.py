@@ -14,14 +14,22 @@ from server.config import ConfigError, load_config
 from tests.server.test_config_and_cli import REPO
 
 
-@pytest.mark.parametrize("environ, expected", [
-    ({"NATS_URL": "nats://127.0.0.1:4222"}, "NATS_URL needs DATABASE_URL=postgresql://"),
-    ({"NATS_URL": "http://127.0.0.1:4222", "DATABASE_URL": "postgresql://x@h/y"}, "invalid NATS_URL="),
-    ({"DATABASE_URL": "mysql://x@/y"}, "invalid DATABASE_URL"),
-    ({"SERVER_ID": "a b"}, "invalid SERVER_ID="),
-    ({"SERVER_ID": "x" * 65}, "invalid SERVER_ID="),
-])
-def test_a_fleet_setting_that_cannot_work_is_refused_with_a_clear_message(tmp_path, environ, expected):
+@pytest.mark.parametrize(
+    "environ, expected",
+    [
+        ({"NATS_URL": "nats://127.0.0.1:4222"}, "NATS_URL needs DATABASE_URL=postgresql://"),
+        (
+            {"NATS_URL": "http://127.0.0.1:4222", "DATABASE_URL": "postgresql://x@h/y"},
+            "invalid NATS_URL=",
+        ),
+        ({"DATABASE_URL": "mysql://x@/y"}, "invalid DATABASE_URL"),
+        ({"SERVER_ID": "a b"}, "invalid SERVER_ID="),
+        ({"SERVER_ID": "x" * 65}, "invalid SERVER_ID="),
+    ],
+)
+def test_a_fleet_setting_that_cannot_work_is_refused_with_a_clear_message(
+    tmp_path, environ, expected
+):
     with pytest.raises(ConfigError) as refused:
         load_config([], environ={"DB_PATH": str(tmp_path / "e.db"), **environ}, dotenv_path=None)
     assert str(refused.value).startswith(expected) and "\n" not in str(refused.value)
@@ -39,16 +47,27 @@ def test_a_fleet_process_is_named_after_its_host_and_pid_unless_told():
 
 async def run_server(tmp_path, environ):
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server", "--port", "0",
-        cwd=REPO, env={**os.environ, "DB_PATH": str(tmp_path / "e.db"), **environ},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "server",
+        "--port",
+        "0",
+        cwd=REPO,
+        env={**os.environ, "DB_PATH": str(tmp_path / "e.db"), **environ},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     _out, err = await asyncio.wait_for(process.communicate(), 60)
     return process.returncode, err.decode()
 
 
 async def test_nats_without_postgres_stops_the_start_with_one_line(tmp_path):
     code, err = await run_server(tmp_path, {"NATS_URL": "nats://127.0.0.1:4222"})
-    assert code == 2 and err.startswith("error: NATS_URL needs DATABASE_URL") and "Traceback" not in err
+    assert (
+        code == 2
+        and err.startswith("error: NATS_URL needs DATABASE_URL")
+        and "Traceback" not in err
+    )
 
 
 async def test_an_unreachable_bus_stops_the_start_with_one_line(tmp_path):
@@ -56,8 +75,14 @@ async def test_an_unreachable_bus_stops_the_start_with_one_line(tmp_path):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     from tools import services
+
     with services.postgres() as pg:
-        code, err = await run_server(tmp_path, {"NATS_URL": f"nats://127.0.0.1:{port}",
-                                                "DATABASE_URL": pg.url, "SERVER_ID": "lonely"})
+        code, err = await run_server(
+            tmp_path,
+            {"NATS_URL": f"nats://127.0.0.1:{port}", "DATABASE_URL": pg.url, "SERVER_ID": "lonely"},
+        )
     assert code == 1 and "Traceback" not in err
-    assert f"error: cannot join the fleet (lonely): cannot reach NATS at nats://127.0.0.1:{port}" in err
+    assert (
+        f"error: cannot join the fleet (lonely): cannot reach NATS at nats://127.0.0.1:{port}"
+        in err
+    )

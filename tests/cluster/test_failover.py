@@ -45,13 +45,30 @@ class Fleet:
 
     async def start(self, name: str) -> str:
         (self.tmp_path / name).mkdir()
-        env = {**os.environ, "DATABASE_URL": self.database_url, "NATS_URL": self.nats_url,
-               "SERVER_ID": name, "SECRET_FILE": str(self.secret_file), "LOG_LEVEL": "INFO",
-               "DB_PATH": str(self.tmp_path / name / "unused.sqlite3")}  # --db would mean SQLite
+        env = {
+            **os.environ,
+            "DATABASE_URL": self.database_url,
+            "NATS_URL": self.nats_url,
+            "SERVER_ID": name,
+            "SECRET_FILE": str(self.secret_file),
+            "LOG_LEVEL": "INFO",
+            "DB_PATH": str(self.tmp_path / name / "unused.sqlite3"),
+        }  # --db would mean SQLite
         with (self.tmp_path / f"{name}.log").open("wb") as log:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "server", "--host", "127.0.0.1", "--port", "0", "--demo",
-                cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=log)
+                sys.executable,
+                "-m",
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--demo",
+                cwd=REPO,
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log,
+            )
         self.processes[name] = process
         line = (await asyncio.wait_for(process.stdout.readline(), WAIT_S)).decode()
         port = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
@@ -61,12 +78,18 @@ class Fleet:
 
     def token(self, role: str) -> str:
         secret = load_or_create_secret(self.secret_file)
-        return mint_token(secret, "test-fleet", STATION, [1]) if role == "publisher" else \
-            mint_token(secret, "test-admin", ADMIN)
+        return (
+            mint_token(secret, "test-fleet", STATION, [1])
+            if role == "publisher"
+            else mint_token(secret, "test-admin", ADMIN)
+        )
 
     def connect(self, name: str, role: str, station="1"):
-        return ws_connect(f"{self.urls[name]}/ws?role={role}&estacionId={station}&token={self.token(role)}",
-                          compression=None, open_timeout=WAIT_S)
+        return ws_connect(
+            f"{self.urls[name]}/ws?role={role}&estacionId={station}&token={self.token(role)}",
+            compression=None,
+            open_timeout=WAIT_S,
+        )
 
     async def stop_all(self) -> None:
         for process in self.processes.values():
@@ -110,8 +133,15 @@ class OutboxCharger:
 
     async def reading(self, session_id: int) -> None:
         self.wh += 1
-        frame = {"type": "metrics", "session_id": session_id, "v": 230.0, "a": 78.0,
-                 "w": 18000.0, "ts": time.time(), "wh": self.wh}
+        frame = {
+            "type": "metrics",
+            "session_id": session_id,
+            "v": 230.0,
+            "a": 78.0,
+            "w": 18000.0,
+            "ts": time.time(),
+            "wh": self.wh,
+        }
         self.readings.append(frame)
         await self.send(frame)
 
@@ -129,7 +159,9 @@ def engines():
         yield pg, bus
 
 
-async def test_a_sigkilled_process_s_charger_continues_its_session_on_another_and_bills_the_meter_delta(tmp_path, engines):
+async def test_a_sigkilled_process_s_charger_continues_its_session_on_another_and_bills_the_meter_delta(
+    tmp_path, engines
+):
     pg, bus = engines
     fleet = Fleet(tmp_path, pg.create_database("killed"), bus.url)
     async with AsyncExitStack() as stack:
@@ -161,12 +193,13 @@ async def test_a_sigkilled_process_s_charger_continues_its_session_on_another_an
                 await charger.receive(timeout=WAIT_S)
             except Exception:  # noqa: BLE001 - the connection died with A
                 break
-        unacked = [f for f in charger.frames[charger.acked:] if f["type"] == "metrics"]
+        unacked = [f for f in charger.frames[charger.acked :] if f["type"] == "metrics"]
 
         # the charger reconnects, to B: status first, then what A never acknowledged
         await charger.attach(await stack.enter_async_context(fleet.connect("B", "publisher")))
-        await charger.send({"type": "status", "state": "charging", "session_id": session_id,
-                            "wh": charger.wh})
+        await charger.send(
+            {"type": "status", "state": "charging", "session_id": session_id, "wh": charger.wh}
+        )
         for frame in unacked:
             await charger.send(frame)
         for _ in range(6):
@@ -176,20 +209,25 @@ async def test_a_sigkilled_process_s_charger_continues_its_session_on_another_an
         assert seen["session_id"] == session_id
         await asyncio.sleep(STEP_S)
         final_wh = charger.wh + 1
-        await charger.send({"type": "stop", "session_id": session_id, "wh": final_wh, "ts": time.time()})
+        await charger.send(
+            {"type": "stop", "session_id": session_id, "wh": final_wh, "ts": time.time()}
+        )
         ended = await receive_type(watcher, "session_ended", timeout=WAIT_S)
 
     database = await asyncpg.connect(fleet.database_url)
     try:
         stored = await database.fetch(
-            "SELECT charger_ts, wh FROM readings WHERE session_id = $1 ORDER BY charger_ts", session_id)
+            "SELECT charger_ts, wh FROM readings WHERE session_id = $1 ORDER BY charger_ts",
+            session_id,
+        )
         session = await database.fetchrow(
-            "SELECT kwh, end_reason, ended_at FROM sessions WHERE id = $1", session_id)
+            "SELECT kwh, end_reason, ended_at FROM sessions WHERE id = $1", session_id
+        )
     finally:
         await database.close()
     sent = [(f["ts"], float(f["wh"])) for f in charger.readings]
     assert unacked, "the kill left no reading unacknowledged: the test proved nothing"
-    assert [(r["charger_ts"], float(r["wh"])) for r in stored][:len(sent)] == sent  # each once
+    assert [(r["charger_ts"], float(r["wh"])) for r in stored][: len(sent)] == sent  # each once
     first_wh = charger.readings[0]["wh"]
     assert round(session["kwh"] * 1000, 6) == final_wh - first_wh  # exactly the meter's delta
     assert session["end_reason"] == "local_stop" and session["ended_at"] is not None
@@ -200,7 +238,9 @@ def port_of(url: str) -> int:
     return int(url.rsplit(":", 1)[1])
 
 
-async def test_the_simulated_charger_behind_a_proxy_keeps_its_session_when_its_process_is_killed(tmp_path, engines):
+async def test_the_simulated_charger_behind_a_proxy_keeps_its_session_when_its_process_is_killed(
+    tmp_path, engines
+):
     # the CPython simulator (the firmware's own state machine and outbox) reaches the fleet
     # through tools/faultproxy.py, as chargers reach it through a TCP balancer: SIGKILL of the
     # process behind it, the proxy retargets to another, the simulator reconnects by itself
@@ -216,11 +256,26 @@ async def test_the_simulated_charger_behind_a_proxy_keeps_its_session_when_its_p
         watcher = await stack.enter_async_context(fleet.connect("C", "client"))
         await receive_type(watcher, "init")
         simulator = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tools.simulator", "--url", f"{proxy.url}/ws",
-            f"--token={fleet.token('publisher')}", "--station", "1", "--card", CARD,
-            "--interval", "1", "--seed", "1", "--interactive",
-            cwd=REPO, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE)
+            sys.executable,
+            "-m",
+            "tools.simulator",
+            "--url",
+            f"{proxy.url}/ws",
+            f"--token={fleet.token('publisher')}",
+            "--station",
+            "1",
+            "--card",
+            CARD,
+            "--interval",
+            "1",
+            "--seed",
+            "1",
+            "--interactive",
+            cwd=REPO,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
 
         async def kill_simulator():
             if simulator.returncode is None:
@@ -232,8 +287,13 @@ async def test_the_simulated_charger_behind_a_proxy_keeps_its_session_when_its_p
         def metrics_up(connection=None):
             def match(frame):
                 message = frame.message()
-                return (frame.up and message is not None and message.get("type") == "metrics"
-                        and (connection is None or frame.conn >= connection))
+                return (
+                    frame.up
+                    and message is not None
+                    and message.get("type") == "metrics"
+                    and (connection is None or frame.conn >= connection)
+                )
+
             return match
 
         connected = await receive_type(watcher, "status", timeout=WAIT_S)  # on A, seen from C
@@ -248,8 +308,9 @@ async def test_the_simulated_charger_behind_a_proxy_keeps_its_session_when_its_p
         proxy.retarget(port_of(fleet.urls["B"]))
         connection = proxy.connections + 1
         for _ in range(3):  # three readings through B
-            index, _frame = await proxy.wait_frame(metrics_up(connection), start=index + 1,
-                                                   timeout=WAIT_S)
+            index, _frame = await proxy.wait_frame(
+                metrics_up(connection), start=index + 1, timeout=WAIT_S
+            )
         seen = await receive_type(watcher, "metrics", timeout=WAIT_S)  # C sees it served by B
         assert seen["session_id"] == session_id
         simulator.stdin.write(b"stop\n")
@@ -260,13 +321,20 @@ async def test_the_simulated_charger_behind_a_proxy_keeps_its_session_when_its_p
     database = await asyncpg.connect(fleet.database_url)
     try:
         stored = await database.fetch(
-            "SELECT charger_ts, wh FROM readings WHERE session_id = $1 ORDER BY charger_ts", session_id)
-        session = await database.fetchrow("SELECT kwh, end_reason FROM sessions WHERE id = $1", session_id)
+            "SELECT charger_ts, wh FROM readings WHERE session_id = $1 ORDER BY charger_ts",
+            session_id,
+        )
+        session = await database.fetchrow(
+            "SELECT kwh, end_reason FROM sessions WHERE id = $1", session_id
+        )
     finally:
         await database.close()
     up = [frame.message() for frame in proxy.frames if frame.up and frame.message() is not None]
-    sent = {(float(m["ts"]), float(m["wh"])) for m in up
-        if m.get("type") == "metrics" and m.get("session_id") == session_id}
+    sent = {
+        (float(m["ts"]), float(m["wh"]))
+        for m in up
+        if m.get("type") == "metrics" and m.get("session_id") == session_id
+    }
     [stop] = [m for m in up if m.get("type") == "stop" and m.get("session_id") == session_id]
     rows = [(r["charger_ts"], float(r["wh"])) for r in stored]
     assert len(rows) == len(set(rows))  # a replayed reading is stored once

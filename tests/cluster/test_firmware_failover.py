@@ -23,7 +23,9 @@ CARD = "04C0FFEE"  # the demo card an RC522 can read
 WAIT_S = 60.0
 
 
-async def test_a_charger_with_server_urls_moves_to_the_next_process_and_its_session_bills_the_meter_delta(tmp_path):
+async def test_a_charger_with_server_urls_moves_to_the_next_process_and_its_session_bills_the_meter_delta(
+    tmp_path,
+):
     with services.postgres() as pg, services.nats() as bus:
         async with Cluster(pg.url, bus.url, 2) as fleet:
             first, second = fleet.members
@@ -43,23 +45,35 @@ async def test_a_charger_with_server_urls_moves_to_the_next_process_and_its_sess
                 mark = len(sim.lines)
                 await fleet.kill(0)  # the first process dies under its charger
                 await sim.wait_status(lambda s: not s["link"], timeout=WAIT_S)
-                await sim.wait_line(lambda line: "to 127.0.0.1 %d" % second.port in line, timeout=WAIT_S,
-                                    start=mark)
-                st = await sim.wait_status(lambda s: s["link"] and s["readings_queued"] >= 6, timeout=WAIT_S)
+                await sim.wait_line(
+                    lambda line: "to 127.0.0.1 %d" % second.port in line, timeout=WAIT_S, start=mark
+                )
+                st = await sim.wait_status(
+                    lambda s: s["link"] and s["readings_queued"] >= 6, timeout=WAIT_S
+                )
                 assert st["state"] == "charging" and st["session_id"] == session_id
                 await sim.command("press stop")
-                st = await sim.wait_status(lambda s: s["state"] == "idle" and s["outbox"] == 0, timeout=WAIT_S)
+                st = await sim.wait_status(
+                    lambda s: s["state"] == "idle" and s["outbox"] == 0, timeout=WAIT_S
+                )
             finally:
                 await sim.stop()
             database = await asyncpg.connect(pg.url)
             try:
                 async with asyncio.timeout(WAIT_S):
-                    while (session := await database.fetchrow(
-                            "SELECT kwh, end_reason FROM sessions WHERE id = $1", session_id))["end_reason"] is None:
+                    while (
+                        session := await database.fetchrow(
+                            "SELECT kwh, end_reason FROM sessions WHERE id = $1", session_id
+                        )
+                    )["end_reason"] is None:
                         await asyncio.sleep(0.1)
-                stored = await database.fetchval("SELECT count(*) FROM readings WHERE session_id = $1", session_id)
+                stored = await database.fetchval(
+                    "SELECT count(*) FROM readings WHERE session_id = $1", session_id
+                )
                 distinct = await database.fetchval(
-                    "SELECT count(DISTINCT charger_ts) FROM readings WHERE session_id = $1", session_id)
+                    "SELECT count(DISTINCT charger_ts) FROM readings WHERE session_id = $1",
+                    session_id,
+                )
             finally:
                 await database.close()
     meter_delta_wh = st["wh"] - wh_before

@@ -17,12 +17,20 @@ from contextlib import AsyncExitStack
 import pytest
 
 from tests.live_server import (
-    base_url, connect, http_url, publisher, receive_json, receive_type, running_server, send_json,
+    base_url,
+    connect,
+    http_url,
+    publisher,
+    receive_json,
+    receive_type,
+    running_server,
+    send_json,
 )
 from tools import services
 
 CARD = "VIRTUAL-1-A4F2E8"
 _names = itertools.count(1)
+
 
 @pytest.fixture(scope="module")
 def engines():
@@ -39,9 +47,17 @@ async def fleet(engines, tmp_path):
         apps = []
         for name in "ABC":
             (tmp_path / name).mkdir()
-            apps.append(await stack.enter_async_context(running_server(
-                tmp_path / name / "evse.sqlite3", secret_file=tmp_path / "secret.key",
-                database_url=database, nats_url=bus.url, server_id=f"test-{name}")))
+            apps.append(
+                await stack.enter_async_context(
+                    running_server(
+                        tmp_path / name / "evse.sqlite3",
+                        secret_file=tmp_path / "secret.key",
+                        database_url=database,
+                        nats_url=bus.url,
+                        server_id=f"test-{name}",
+                    )
+                )
+            )
         yield apps
 
 
@@ -90,14 +106,31 @@ async def test_a_dashboard_on_b_sees_the_charger_on_a_and_a_stop_from_c_ends_its
     on_b = await dashboard(b)
     charger = await publisher(base_url(a))
     async with on_a, on_b, charger:
-        assert await receive_json(on_b) == {"type": "status", "charger_id": 1, "status": "disponible"}
-        assert await receive_json(on_a) == {"type": "status", "charger_id": 1, "status": "disponible"}
+        assert await receive_json(on_b) == {
+            "type": "status",
+            "charger_id": 1,
+            "status": "disponible",
+        }
+        assert await receive_json(on_a) == {
+            "type": "status",
+            "charger_id": 1,
+            "status": "disponible",
+        }
         session_id = await start_session(charger)
         for websocket in (on_a, on_b):
             assert (await receive_json(websocket))["type"] == "session_started"
             assert (await receive_json(websocket))["status"] == "cargando"
-        await send_json(charger, {"type": "metrics", "session_id": session_id, "v": 230.0,
-                                  "a": 10.0, "w": 2300.0, "wh": 5000})
+        await send_json(
+            charger,
+            {
+                "type": "metrics",
+                "session_id": session_id,
+                "v": 230.0,
+                "a": 10.0,
+                "w": 2300.0,
+                "wh": 5000,
+            },
+        )
         seen_b = await receive_json(on_b)
         assert seen_b["type"] == "metrics" and seen_b["w"] == 2300.0 and seen_b["charger_id"] == 1
         assert await receive_json(on_a) == seen_b  # the same message, once, on both processes
@@ -115,7 +148,11 @@ async def test_a_dashboard_on_b_sees_the_charger_on_a_and_a_stop_from_c_ends_its
         # no duplicate, no echo: the next thing B's and A's dashboards get is the charger leaving
         await charger.close()
         for websocket in (on_a, on_b):
-            assert await receive_json(websocket) == {"type": "status", "charger_id": 1, "status": "desconectado"}
+            assert await receive_json(websocket) == {
+                "type": "status",
+                "charger_id": 1,
+                "status": "desconectado",
+            }
     stored = await a.storage.get_session(session_id)
     assert stored.end_reason == "remote_stop" and stored.ended_at is not None
 
@@ -125,10 +162,28 @@ async def test_init_and_api_stations_anywhere_show_the_charger_where_it_is(fleet
     charger = await publisher(base_url(a))
     async with charger:
         session_id = await start_session(charger)
-        await send_json(charger, {"type": "metrics", "session_id": session_id, "v": 230.0,
-                                  "a": 10.0, "w": 2300.0, "wh": 1000})
-        await send_json(charger, {"type": "metrics", "session_id": session_id, "v": 230.0,
-                                  "a": 10.0, "w": 2300.0, "wh": 1001})
+        await send_json(
+            charger,
+            {
+                "type": "metrics",
+                "session_id": session_id,
+                "v": 230.0,
+                "a": 10.0,
+                "w": 2300.0,
+                "wh": 1000,
+            },
+        )
+        await send_json(
+            charger,
+            {
+                "type": "metrics",
+                "session_id": session_id,
+                "v": 230.0,
+                "a": 10.0,
+                "w": 2300.0,
+                "wh": 1001,
+            },
+        )
 
         async def init_on_c():
             websocket = await connect(base_url(c), "client", "1")
@@ -139,11 +194,17 @@ async def test_init_and_api_stations_anywhere_show_the_charger_where_it_is(fleet
         view = await eventually(init_on_c)
         assert view["session"]["session_id"] == session_id
         # the subscriptions on C asked the charger on A for its state, as on one server
-        assert await receive_type(charger, "sync_request") == {"type": "sync_request", "from": "server"}
+        assert await receive_type(charger, "sync_request") == {
+            "type": "sync_request",
+            "from": "server",
+        }
         listed = await eventually(lambda: station_with_status(b, "cargando"))
         assert listed["session"]["session_id"] == session_id
-        health = await asyncio.to_thread(lambda: json.load(urllib.request.urlopen(
-            f"http://127.0.0.1:{a.port}/healthz", timeout=10)))
+        health = await asyncio.to_thread(
+            lambda: json.load(
+                urllib.request.urlopen(f"http://127.0.0.1:{a.port}/healthz", timeout=10)
+            )
+        )
         assert health["server_id"] == "test-A" and health["nats_connected"] is True
         assert health["stations_owned"] == 1 and health["chargers_connected"] == 1
         assert health["open_sessions"] == 1
@@ -168,8 +229,17 @@ async def test_a_charger_reconnecting_to_another_process_moves_the_station_there
     async with on_c, old:
         assert (await receive_json(on_c))["status"] == "disponible"
         session_id = await start_session(old)
-        await send_json(old, {"type": "metrics", "session_id": session_id, "v": 230.0, "a": 10.0,
-                              "w": 2300.0, "wh": 7000})
+        await send_json(
+            old,
+            {
+                "type": "metrics",
+                "session_id": session_id,
+                "v": 230.0,
+                "a": 10.0,
+                "w": 2300.0,
+                "wh": 7000,
+            },
+        )
         await receive_type(on_c, "metrics")
         await eventually(lambda: a.storage.durable_mark >= a.storage.write_mark())
         # the charger (a half-open old socket still up on A) reconnects to B
@@ -178,9 +248,20 @@ async def test_a_charger_reconnecting_to_another_process_moves_the_station_there
             # A lets go: its connection is closed as replaced, without telling anyone desconectado
             await asyncio.wait_for(old.wait_closed(), 10)
             assert old.close_code == 4008
-            await send_json(new, {"type": "status", "state": "charging", "session_id": session_id, "wh": 7000})
-            await send_json(new, {"type": "metrics", "session_id": session_id, "v": 230.0,
-                                  "a": 10.0, "w": 2300.0, "wh": 7001})
+            await send_json(
+                new, {"type": "status", "state": "charging", "session_id": session_id, "wh": 7000}
+            )
+            await send_json(
+                new,
+                {
+                    "type": "metrics",
+                    "session_id": session_id,
+                    "v": 230.0,
+                    "a": 10.0,
+                    "w": 2300.0,
+                    "wh": 7001,
+                },
+            )
             between = []
             while (seen := await receive_json(on_c))["type"] != "metrics":
                 between.append(seen)
@@ -194,7 +275,9 @@ async def test_a_charger_reconnecting_to_another_process_moves_the_station_there
     assert stored.end_reason == "local_stop" and round(stored.kwh * 1000, 6) == 2
 
 
-async def test_an_owner_whose_claim_was_taken_silently_lets_go_at_its_next_write_or_heartbeat(fleet):
+async def test_an_owner_whose_claim_was_taken_silently_lets_go_at_its_next_write_or_heartbeat(
+    fleet,
+):
     # B claims station 1 in the database but its `claimed` notice never reaches A (lost on the
     # bus): A's next write of the station's shared status is refused, and A drops the charger
     a, b, _c = fleet
@@ -203,8 +286,17 @@ async def test_an_owner_whose_claim_was_taken_silently_lets_go_at_its_next_write
         session_id = await start_session(old)
         epoch = await b.fleet.presence.claim(1, b.fleet.server_id)
         assert epoch > a.fleet.held[1]
-        await send_json(old, {"type": "metrics", "session_id": session_id, "v": 230.0, "a": 10.0,
-                              "w": 2300.0, "wh": 100})
+        await send_json(
+            old,
+            {
+                "type": "metrics",
+                "session_id": session_id,
+                "v": 230.0,
+                "a": 10.0,
+                "w": 2300.0,
+                "wh": 100,
+            },
+        )
         await asyncio.wait_for(old.wait_closed(), 10)
         assert old.close_code == 4008
     assert 1 not in a.fleet.held
@@ -233,14 +325,20 @@ async def test_a_stale_owner_s_session_end_is_refused_and_nobody_is_told_it_ende
         # dashboard hears is the station charging there (no session_ended, no desconectado)
         new = await publisher(base_url(b))
         async with new:
-            assert await receive_json(on_c) == {"type": "status", "charger_id": 1, "status": "cargando"}
+            assert await receive_json(on_c) == {
+                "type": "status",
+                "charger_id": 1,
+                "status": "cargando",
+            }
             await send_json(new, {"type": "stop", "session_id": session_id})
             assert (await receive_json(on_c))["type"] == "session_ended"
     stored = await c.storage.get_session(session_id)
     assert stored.end_reason == "local_stop"
 
 
-async def test_a_station_whose_process_stopped_heartbeating_shows_desconectado_everywhere_else(fleet):
+async def test_a_station_whose_process_stopped_heartbeating_shows_desconectado_everywhere_else(
+    fleet,
+):
     a, b, c = fleet
     charger = await publisher(base_url(a))
     async with charger:
@@ -251,7 +349,9 @@ async def test_a_station_whose_process_stopped_heartbeating_shows_desconectado_e
         await asyncio.gather(a.fleet._writer, return_exceptions=True)
         await b.fleet.presence.pool.execute(
             "UPDATE station_presence SET heartbeat_at = now() - make_interval(secs => $1)"
-            " WHERE station_id = 1", b.fleet.presence.expiry_s + 1)
+            " WHERE station_id = 1",
+            b.fleet.presence.expiry_s + 1,
+        )
         listed = (await stations_api(b))[1]
         assert listed["status"] == "desconectado"
         assert listed["session"]["session_id"] == session_id  # the session stays open, and shown
@@ -270,9 +370,20 @@ async def test_a_charger_reconnecting_to_the_same_process_keeps_the_station_s_ep
         owner = await a.storage.station_owner(1)
     second = await publisher(base_url(a))
     async with second:
-        await send_json(second, {"type": "status", "state": "charging", "session_id": session_id, "wh": 10})
-        await send_json(second, {"type": "metrics", "session_id": session_id, "v": 230.0, "a": 10.0,
-                                 "w": 2300.0, "wh": 10})
+        await send_json(
+            second, {"type": "status", "state": "charging", "session_id": session_id, "wh": 10}
+        )
+        await send_json(
+            second,
+            {
+                "type": "metrics",
+                "session_id": session_id,
+                "v": 230.0,
+                "a": 10.0,
+                "w": 2300.0,
+                "wh": 10,
+            },
+        )
         await send_json(second, {"type": "stop", "session_id": session_id, "wh": 11})
         ended = await eventually(lambda: _ended(a, session_id))
     assert await a.storage.station_owner(1) == owner == ("test-A", owner[1])
@@ -307,20 +418,26 @@ async def test_only_the_stations_owner_makes_and_pushes_its_offline_list(fleet):
             assert moved == first  # nothing changed: the same version, from the database
             on_c = await dashboard(c)
             async with on_c:
-                await send_json(on_c, {"type": "admin_set_card_enabled", "uid": CARD,
-                                       "enabled": False})
+                await send_json(
+                    on_c, {"type": "admin_set_card_enabled", "uid": CARD, "enabled": False}
+                )
                 assert (await receive_type(on_c, "admin_result"))["card"]["enabled"] is False
             # C has no charger of station 1: B's periodic check would send it; here B's own
             # dashboard change pushes it at once
             on_b = await dashboard(b)
             async with on_b:
-                await send_json(on_b, {"type": "admin_set_card_enabled", "uid": "04C0FFEE",
-                                       "enabled": True})
+                await send_json(
+                    on_b, {"type": "admin_set_card_enabled", "uid": "04C0FFEE", "enabled": True}
+                )
                 await receive_type(on_b, "admin_result")
             changed = await receive_type(new, "auth_list")
             assert changed["version"] == 2 and CARD not in changed["cards"]
-            assert await c.storage.latest_auth_list(1) == (2, True, ",".join(changed["cards"]),
-                                                           pytest.approx(b.clock(), abs=60))
+            assert await c.storage.latest_auth_list(1) == (
+                2,
+                True,
+                ",".join(changed["cards"]),
+                pytest.approx(b.clock(), abs=60),
+            )
             # B loses the station (its write refused: another process claimed it) while its
             # charger's socket is still open: a changed list is neither stored nor sent
             await b.storage.set_card_enabled(CARD, True)

@@ -50,33 +50,65 @@ def healthz(port: int) -> dict:
 
 async def charge_a_little(balancer: str, token: str, key: str) -> None:
     """A dashboard and a charger through the balancer: the dashboard sees the charger's session."""
-    async with ws_connect(f"{balancer}?role=client&estacionId=1&token={token}") as dashboard, \
-            ws_connect(f"{balancer}?role=publisher&estacionId=1&token={key}") as charger:
+    async with (
+        ws_connect(f"{balancer}?role=client&estacionId=1&token={token}") as dashboard,
+        ws_connect(f"{balancer}?role=publisher&estacionId=1&token={key}") as charger,
+    ):
         assert (await receive_type(dashboard, "init", timeout=WAIT_S))["type"] == "init"
         assert (await receive_json(charger, timeout=WAIT_S))["type"] == "connected"
-        await charger.send(json.dumps({"type": "status", "state": "idle", "session_id": None, "wh": 5000}))
+        await charger.send(
+            json.dumps({"type": "status", "state": "idle", "session_id": None, "wh": 5000})
+        )
         await charger.send(json.dumps({"type": "nfc_scan", "nfc_uid": CARD}))
         start = await receive_type(charger, "start", timeout=WAIT_S)
-        await charger.send(json.dumps({"type": "metrics", "session_id": start["session_id"], "v": 230.0,
-                                       "a": 10.0, "w": 2300.0, "wh": 5001, "ts": time.time()}))
+        await charger.send(
+            json.dumps(
+                {
+                    "type": "metrics",
+                    "session_id": start["session_id"],
+                    "v": 230.0,
+                    "a": 10.0,
+                    "w": 2300.0,
+                    "wh": 5001,
+                    "ts": time.time(),
+                }
+            )
+        )
         seen = await receive_type(dashboard, "metrics", timeout=WAIT_S)
         assert seen["session_id"] == start["session_id"]
-        await charger.send(json.dumps({"type": "stop", "session_id": start["session_id"], "wh": 5002,
-                                       "ts": time.time()}))
+        await charger.send(
+            json.dumps(
+                {"type": "stop", "session_id": start["session_id"], "wh": 5002, "ts": time.time()}
+            )
+        )
         ended = await receive_type(dashboard, "session_ended", timeout=WAIT_S)
         assert ended["session_id"] == start["session_id"]
 
 
 async def test_make_cluster_serves_a_charger_and_a_dashboard_through_the_balancer_and_ctrl_c_stops_it_all():
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tools.cluster", "--processes", "2", "--host", "127.0.0.1", "--port", "0",
-        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+        sys.executable,
+        "-m",
+        "tools.cluster",
+        "--processes",
+        "2",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         banner = await read_banner(process)
         balancer = re.search(r"balancer: +(ws://\S+)", banner).group(1)
         token = re.search(r"dashboard: +http://\S+\?token=(\S+)", banner).group(1)
         key = re.search(r"--token=(\S+)", banner).group(1)
-        ports = [int(port) for port in re.findall(r"process s\d: ws://127\.0\.0\.1:(\d+)/ws", banner)]
+        ports = [
+            int(port) for port in re.findall(r"process s\d: ws://127\.0\.0\.1:(\d+)/ws", banner)
+        ]
         pids = [int(pid) for pid in re.findall(r"pid (\d+)", banner)]
         workdir = Path(re.search(r"log (\S+)/s1\.log", banner).group(1))
         assert len(ports) == 2 and len(pids) == 2 and "DATABASE_URL=postgresql://" in banner
@@ -92,17 +124,29 @@ async def test_make_cluster_serves_a_charger_and_a_dashboard_through_the_balance
     assert code == 0, rest
     assert "cluster: stopped" in rest and "Traceback" not in rest
     for pid in pids:
-        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+        assert (
+            not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+        )
     assert not workdir.exists()
 
 
 async def test_a_bad_argument_is_one_line_and_exit_2():
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tools.cluster", "--processes", "0", cwd=REPO,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "tools.cluster",
+        "--processes",
+        "0",
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     _out, err = await process.communicate()
     assert process.returncode == 2
-    assert "argument --processes/-n: 0 is outside 1..16" in err.decode() and "Traceback" not in err.decode()
+    assert (
+        "argument --processes/-n: 0 is outside 1..16" in err.decode()
+        and "Traceback" not in err.decode()
+    )
 
 
 async def connect_charger(url: str, key: str):
@@ -112,7 +156,9 @@ async def connect_charger(url: str, key: str):
     deadline = loop.time() + WAIT_S
     while True:
         try:
-            charger = await ws_connect(f"{url}?role=publisher&estacionId=1&token={key}", open_timeout=10)
+            charger = await ws_connect(
+                f"{url}?role=publisher&estacionId=1&token={key}", open_timeout=10
+            )
             if (await receive_json(charger, timeout=10))["type"] == "connected":
                 return charger
             await charger.close()
@@ -128,7 +174,9 @@ async def test_a_killed_process_s_charger_reconnects_through_the_same_balancer_u
             key = fleet.demo_key()
             charger = await connect_charger(fleet.balancer_url, key)
             ports = {member.name: member.port for member in fleet.members}
-            holder = next(name for name, port in ports.items() if healthz(port)["chargers_connected"] == 1)
+            holder = next(
+                name for name, port in ports.items() if healthz(port)["chargers_connected"] == 1
+            )
             index = [member.name for member in fleet.members].index(holder)
             await fleet.kill(index)
             with pytest.raises(Exception):  # noqa: B017 - the connection died with its process

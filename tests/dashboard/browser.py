@@ -15,8 +15,14 @@ from tests.live_server import fleet_token
 
 CHROMIUM = os.environ.get("EVSE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,10 +73,28 @@ class Simulator:
     @classmethod
     async def start(cls, server_url: str, station_id: int = 1, *extra: str) -> "Simulator":
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tools.simulator", "--interactive",
-            "--url", f"{server_url}/ws", "--station", str(station_id), "--token", fleet_token(server_url),
-            "--interval", "0.5", "--speed", "10", "--seed", "1", "--drop-seconds", "3600", *extra,
-            cwd=REPO, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "tools.simulator",
+            "--interactive",
+            "--url",
+            f"{server_url}/ws",
+            "--station",
+            str(station_id),
+            "--token",
+            fleet_token(server_url),
+            "--interval",
+            "0.5",
+            "--speed",
+            "10",
+            "--seed",
+            "1",
+            "--drop-seconds",
+            "3600",
+            *extra,
+            cwd=REPO,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )
         simulator = cls(process)
@@ -101,7 +125,9 @@ class Simulator:
                     self._changed.clear()
                     await self._changed.wait()
         except TimeoutError:
-            raise AssertionError(f"simulator never printed {pattern!r}; output:\n" + "\n".join(self.lines[-30:])) from None
+            raise AssertionError(
+                f"simulator never printed {pattern!r}; output:\n" + "\n".join(self.lines[-30:])
+            ) from None
 
     async def close(self) -> None:
         try:

@@ -19,11 +19,15 @@ class ConsoleErrors(list):
 
 @pytest.fixture
 async def page(browser):
-    context = await browser.new_context(viewport={"width": 1100, "height": 850}, accept_downloads=True)
+    context = await browser.new_context(
+        viewport={"width": 1100, "height": 850}, accept_downloads=True
+    )
     page = await context.new_page()
     page.set_default_timeout(UI_TIMEOUT_MS)
     errors = ConsoleErrors()
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on(
+        "console", lambda message: errors.append(message.text) if message.type == "error" else None
+    )
     page.on("pageerror", lambda error: errors.append(f"uncaught: {error}"))
     page.console_errors = errors
     try:

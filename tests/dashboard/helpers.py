@@ -8,7 +8,14 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-from tests.live_server import ServerClock, http_url, publisher, receive_type, send_json, server_clock
+from tests.live_server import (
+    ServerClock,
+    http_url,
+    publisher,
+    receive_type,
+    send_json,
+    server_clock,
+)
 
 CARD = "VIRTUAL-1-A4F2E8"  # the demo card of "Juan Pérez" on station 1 (tariff 7.0)
 
@@ -30,9 +37,15 @@ class HttpAnswer:
 def _get(url: str) -> HttpAnswer:
     try:
         with urllib.request.urlopen(url, timeout=10) as response:
-            return HttpAnswer(response.status, {k.lower(): v for k, v in response.headers.items()}, response.read())
+            return HttpAnswer(
+                response.status,
+                {k.lower(): v for k, v in response.headers.items()},
+                response.read(),
+            )
     except urllib.error.HTTPError as error:
-        return HttpAnswer(error.code, {k.lower(): v for k, v in error.headers.items()}, error.read())
+        return HttpAnswer(
+            error.code, {k.lower(): v for k, v in error.headers.items()}, error.read()
+        )
 
 
 async def http_get(app, path: str) -> HttpAnswer:
@@ -80,8 +93,15 @@ class Charger:
             self.clock.advance(seconds)
         await send_json(
             self.websocket,
-            {"type": "metrics", "session_id": self.session_id, "v": 230.0, "a": watts / 230.0,
-             "w": watts, "ts": self.ts, "wh": self.wh},
+            {
+                "type": "metrics",
+                "session_id": self.session_id,
+                "v": 230.0,
+                "a": watts / 230.0,
+                "w": watts,
+                "ts": self.ts,
+                "wh": self.wh,
+            },
         )
 
     async def stop(self) -> None:

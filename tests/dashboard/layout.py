@@ -81,11 +81,15 @@ MEASURE_JS = r"""
 
 
 def describe(report: dict) -> str:
-    lines = [f"{len(report['overlaps'])} overlapping pairs, {len(report['cut'])} cut off, page {report['overflow']}px too wide"]
+    lines = [
+        f"{len(report['overlaps'])} overlapping pairs, {len(report['cut'])} cut off, page {report['overflow']}px too wide"
+    ]
     for a, b in report["overlaps"]:
         lines.append(f"  overlap: {a['text']!r} ({a['where']}) x {b['text']!r} ({b['where']})")
     for box in report["cut"]:
-        lines.append(f"  cut off by {box['by']}: {box['text']!r} ({box['where']}) x={box['x']:.0f} w={box['w']:.0f}")
+        lines.append(
+            f"  cut off by {box['by']}: {box['text']!r} ({box['where']}) x={box['x']:.0f} w={box['w']:.0f}"
+        )
     return "\n".join(lines)
 
 

@@ -36,21 +36,34 @@ async def test_new_user_with_a_new_card_can_charge_at_once(live_app, server_url)
     try:
         user = (await ok(admin, {"type": "admin_add_user", "name": "  Ana López "}))["user"]
         assert user["name"] == "Ana López"
-        card = (await ok(admin, {"type": "admin_add_card", "uid": "04:a3:2b:1c", "user_id": user["id"]}))["card"]
-        assert card == {"uid": "04A32B1C", "user_id": user["id"], "user_name": "Ana López", "enabled": True}
+        card = (
+            await ok(admin, {"type": "admin_add_card", "uid": "04:a3:2b:1c", "user_id": user["id"]})
+        )["card"]
+        assert card == {
+            "uid": "04A32B1C",
+            "user_id": user["id"],
+            "user_name": "Ana López",
+            "enabled": True,
+        }
         start = await charger.tap("04 A3 2B 1C")
         assert start["type"] == "start" and start["user_name"] == "Ana López"
     finally:
         await charger.close()
         await admin.close()
-    assert "Ana López" in [u["name"] for u in (await http_get(live_app, "/api/users")).json()["items"]]
+    assert "Ana López" in [
+        u["name"] for u in (await http_get(live_app, "/api/users")).json()["items"]
+    ]
 
 
-async def test_card_disabled_by_the_operator_is_refused_at_the_next_tap_and_can_be_enabled_again(live_app, server_url):
+async def test_card_disabled_by_the_operator_is_refused_at_the_next_tap_and_can_be_enabled_again(
+    live_app, server_url
+):
     admin = await dashboard(server_url)
     charger = await Charger.connect(server_url)
     try:
-        card = (await ok(admin, {"type": "admin_set_card_enabled", "uid": CARD, "enabled": False}))["card"]
+        card = (await ok(admin, {"type": "admin_set_card_enabled", "uid": CARD, "enabled": False}))[
+            "card"
+        ]
         assert card["enabled"] is False
         refused = await charger.tap()
         assert refused["type"] == "error" and refused["code"] == "CARD_DISABLED"
@@ -65,8 +78,16 @@ async def test_new_tariff_bills_the_next_session(live_app, server_url):
     admin = await dashboard(server_url)
     charger = await Charger.connect(server_url)
     try:
-        station = (await ok(admin, {"type": "admin_set_tariff", "station_id": 1, "tariff": 10}))["station"]
-        assert station == {"id": 1, "name": "Estación 1", "tariff": 10.0, "protocol": "seed", "charge_point_id": None}
+        station = (await ok(admin, {"type": "admin_set_tariff", "station_id": 1, "tariff": 10}))[
+            "station"
+        ]
+        assert station == {
+            "id": 1,
+            "name": "Estación 1",
+            "tariff": 10.0,
+            "protocol": "seed",
+            "charge_point_id": None,
+        }
         await charger.start()
         await charger.meter(3600, 60)
         await charger.meter(3600, 60)  # 60 Wh after the baseline
@@ -83,21 +104,40 @@ async def test_added_station_accepts_its_charger_and_shows_on_every_dashboard(li
     admin = await dashboard(server_url)
     watcher = await dashboard(server_url)
     try:
-        station = (await ok(admin, {"type": "admin_add_station", "name": "Garage", "tariff": 6.5, "station_id": 5}))["station"]
-        assert station == {"id": 5, "name": "Garage", "tariff": 6.5, "protocol": "seed", "charge_point_id": None}
-        assert await receive_type(watcher, "status") == {"type": "status", "charger_id": 5, "status": "desconectado"}
+        station = (
+            await ok(
+                admin,
+                {"type": "admin_add_station", "name": "Garage", "tariff": 6.5, "station_id": 5},
+            )
+        )["station"]
+        assert station == {
+            "id": 5,
+            "name": "Garage",
+            "tariff": 6.5,
+            "protocol": "seed",
+            "charge_point_id": None,
+        }
+        assert await receive_type(watcher, "status") == {
+            "type": "status",
+            "charger_id": 5,
+            "status": "desconectado",
+        }
         charger = await Charger.connect(server_url, station_id=5)
         await charger.close()
         listed = (await http_get(live_app, "/api/stations")).json()["items"]
         assert [(s["id"], s["name"]) for s in listed] == [(1, "Estación 1"), (5, "Garage")]
-        automatic = (await ok(admin, {"type": "admin_add_station", "name": "Street", "tariff": 7}))["station"]
+        automatic = (await ok(admin, {"type": "admin_add_station", "name": "Street", "tariff": 7}))[
+            "station"
+        ]
         assert automatic["id"] == 6
     finally:
         await admin.close()
         await watcher.close()
 
 
-async def test_acknowledging_an_emergency_stores_it_on_the_alert_but_does_not_rearm_the_charger(live_app, server_url):
+async def test_acknowledging_an_emergency_stores_it_on_the_alert_but_does_not_rearm_the_charger(
+    live_app, server_url
+):
     admin = await dashboard(server_url)
     other = await dashboard(server_url)
     charger = await Charger.connect(server_url)
@@ -114,7 +154,9 @@ async def test_acknowledging_an_emergency_stores_it_on_the_alert_but_does_not_re
         assert stored.acknowledged_at is not None
         assert (await http_get(live_app, "/api/alerts")).json()["items"] == []
         # still latched: only a local reset at the charger clears emergencia
-        assert (await http_get(live_app, "/api/stations")).json()["items"][0]["status"] == "emergencia"
+        assert (await http_get(live_app, "/api/stations")).json()["items"][0][
+            "status"
+        ] == "emergencia"
         refused = await charger.tap()
         assert refused["code"] == "STATION_FAULT"
         again = await ok(admin, {"type": "admin_ack_alert", "alert_id": alert.id})
@@ -133,25 +175,59 @@ async def test_acknowledging_an_emergency_stores_it_on_the_alert_but_does_not_re
         ({"type": "admin_add_user", "name": "x" * 101}, "INVALID_MESSAGE", "100"),
         ({"type": "admin_add_user", "name": "bad\u0000name"}, "INVALID_MESSAGE", "printable"),
         ({"type": "admin_add_user", "name": ["Ana"]}, "INVALID_MESSAGE", "name"),
-        ({"type": "admin_add_card", "uid": "'; DROP TABLE cards;--", "user_id": 1}, "INVALID_MESSAGE", "uid"),
-        ({"type": "admin_add_card", "uid": "NEW-CARD", "user_id": "1"}, "INVALID_MESSAGE", "user_id"),
+        (
+            {"type": "admin_add_card", "uid": "'; DROP TABLE cards;--", "user_id": 1},
+            "INVALID_MESSAGE",
+            "uid",
+        ),
+        (
+            {"type": "admin_add_card", "uid": "NEW-CARD", "user_id": "1"},
+            "INVALID_MESSAGE",
+            "user_id",
+        ),
         ({"type": "admin_add_card", "uid": "NEW-CARD", "user_id": 999}, "NOT_FOUND", "999"),
         ({"type": "admin_add_card", "uid": CARD, "user_id": 1}, "DUPLICATE", CARD),
-        ({"type": "admin_set_card_enabled", "uid": CARD, "enabled": "no"}, "INVALID_MESSAGE", "enabled"),
-        ({"type": "admin_set_card_enabled", "uid": "NO-SUCH-CARD", "enabled": False}, "NOT_FOUND", "NO-SUCH-CARD"),
+        (
+            {"type": "admin_set_card_enabled", "uid": CARD, "enabled": "no"},
+            "INVALID_MESSAGE",
+            "enabled",
+        ),
+        (
+            {"type": "admin_set_card_enabled", "uid": "NO-SUCH-CARD", "enabled": False},
+            "NOT_FOUND",
+            "NO-SUCH-CARD",
+        ),
         ({"type": "admin_set_tariff", "station_id": 1, "tariff": -1}, "INVALID_MESSAGE", "tariff"),
-        ({"type": "admin_set_tariff", "station_id": 1, "tariff": True}, "INVALID_MESSAGE", "tariff"),
-        ({"type": "admin_set_tariff", "station_id": 1, "tariff": float("inf")}, "INVALID_MESSAGE", "tariff"),
+        (
+            {"type": "admin_set_tariff", "station_id": 1, "tariff": True},
+            "INVALID_MESSAGE",
+            "tariff",
+        ),
+        (
+            {"type": "admin_set_tariff", "station_id": 1, "tariff": float("inf")},
+            "INVALID_MESSAGE",
+            "tariff",
+        ),
         ({"type": "admin_set_tariff", "station_id": 99, "tariff": 5}, "NOT_FOUND", "99"),
-        ({"type": "admin_add_station", "name": "Dup", "tariff": 5, "station_id": 1}, "DUPLICATE", "1"),
-        ({"type": "admin_add_station", "name": "Neg", "tariff": 5, "station_id": 0}, "INVALID_MESSAGE", "station_id"),
+        (
+            {"type": "admin_add_station", "name": "Dup", "tariff": 5, "station_id": 1},
+            "DUPLICATE",
+            "1",
+        ),
+        (
+            {"type": "admin_add_station", "name": "Neg", "tariff": 5, "station_id": 0},
+            "INVALID_MESSAGE",
+            "station_id",
+        ),
         ({"type": "admin_ack_alert"}, "INVALID_MESSAGE", "alert_id or station_id"),
         ({"type": "admin_ack_alert", "alert_id": 1, "station_id": 1}, "INVALID_MESSAGE", "either"),
         ({"type": "admin_ack_alert", "alert_id": 42}, "NOT_FOUND", "42"),
         ({"type": "admin_ack_alert", "station_id": 42}, "NOT_FOUND", "42"),
     ],
 )
-async def test_bad_admin_messages_are_refused_with_a_code_and_change_nothing(live_app, server_url, message, code, reason):
+async def test_bad_admin_messages_are_refused_with_a_code_and_change_nothing(
+    live_app, server_url, message, code, reason
+):
     before = (
         await live_app.storage.list_users(),
         await live_app.storage.list_cards(),
@@ -161,10 +237,14 @@ async def test_bad_admin_messages_are_refused_with_a_code_and_change_nothing(liv
     try:
         await send_json(admin, {**message, "request_id": "r-1"})  # inf goes out as `Infinity`
         answer = await receive_json(admin)
-        assert answer["type"] == "error" and answer["code"] == code and answer["request_id"] == "r-1"
+        assert (
+            answer["type"] == "error" and answer["code"] == code and answer["request_id"] == "r-1"
+        )
         assert reason in answer["message"]
         # the socket still works
-        assert (await ok(admin, {"type": "admin_set_card_enabled", "uid": CARD, "enabled": True}))["card"]["enabled"]
+        assert (await ok(admin, {"type": "admin_set_card_enabled", "uid": CARD, "enabled": True}))[
+            "card"
+        ]["enabled"]
     finally:
         await admin.close()
     after = (

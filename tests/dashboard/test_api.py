@@ -4,7 +4,7 @@ its filters, and the 400/404 answers."""
 import csv
 import io
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,7 +12,7 @@ import pytest
 from tests.dashboard.helpers import CARD, Charger, http_get, wait_until
 
 DAY = 86_400
-JAN_10 = datetime(2025, 1, 10, 12, 0, tzinfo=timezone.utc).timestamp()
+JAN_10 = datetime(2025, 1, 10, 12, 0, tzinfo=UTC).timestamp()
 STATIC_DIR = Path(__file__).resolve().parents[2] / "server" / "static"
 
 
@@ -65,7 +65,9 @@ async def history(live_app):
 
 async def test_stations_show_live_status_and_the_open_session(live_app, server_url):
     listed = (await http_get(live_app, "/api/stations")).json()["items"]
-    assert [(s["id"], s["name"], s["tariff"], s["status"]) for s in listed] == [(1, "Estación 1", 7.0, "desconectado")]
+    assert [(s["id"], s["name"], s["tariff"], s["status"]) for s in listed] == [
+        (1, "Estación 1", 7.0, "desconectado")
+    ]
     charger = await Charger.connect(server_url)
     try:
         station = (await http_get(live_app, "/api/stations")).json()["items"][0]
@@ -95,7 +97,12 @@ async def test_sessions_list_newest_first_with_totals_of_the_whole_selection(liv
     assert page["total"] == 4 and page["limit"] == 2 and page["offset"] == 0
     assert [item["id"] for item in page["items"]] == [history["ids"][3], history["ids"][2]]
     # totals cover all four sessions, not only the page
-    assert page["totals"] == {"sessions": 4, "kwh": 10.5, "cost": 2 * 7 + 3 * 7 + 4 * 5 + 1.5 * 5, "duration": 4 * 1800}
+    assert page["totals"] == {
+        "sessions": 4,
+        "kwh": 10.5,
+        "cost": 2 * 7 + 3 * 7 + 4 * 5 + 1.5 * 5,
+        "duration": 4 * 1800,
+    }
     first = page["items"][0]
     assert first["user_name"] == "Juan Pérez" and first["station_id"] == history["garage"]
     assert first["duration"] == 1800 and first["kwh"] == 1.5 and first["cost"] == 7.5
@@ -127,9 +134,13 @@ async def test_sessions_pages_walk_through_every_session_once(live_app, history)
 )
 async def test_sessions_filter_by_station_user_and_dates(live_app, history, query, expected):
     jan11 = JAN_10 + DAY - 12 * 3600
-    query = query.format(ana=history["ana"], juan=history["juan"], jan11=jan11, jan11_noon=jan11 + 12 * 3600 + 1)
+    query = query.format(
+        ana=history["ana"], juan=history["juan"], jan11=jan11, jan11_noon=jan11 + 12 * 3600 + 1
+    )
     page = (await http_get(live_app, f"/api/sessions?{query}")).json()
-    assert sorted(item["id"] for item in page["items"]) == sorted(history["ids"][i] for i in expected)
+    assert sorted(item["id"] for item in page["items"]) == sorted(
+        history["ids"][i] for i in expected
+    )
     assert page["total"] == len(expected) == page["totals"]["sessions"]
 
 
@@ -169,7 +180,9 @@ async def test_session_detail_has_its_stored_readings_for_the_curve(live_app, se
     session = answer.json()
     assert session["id"] == record.id and session["user_name"] == "Juan Pérez"
     # the first register value is the session's baseline: 1 min at 3.6 kW + 1 min at 1.2 kW
-    assert session["kwh"] == pytest.approx(0.08, abs=1e-3) and session["cost"] == pytest.approx(0.56, abs=0.01)
+    assert session["kwh"] == pytest.approx(0.08, abs=1e-3) and session["cost"] == pytest.approx(
+        0.56, abs=0.01
+    )
     assert [r["w"] for r in session["readings"]] == [3000.0, 3600.0, 1200.0]
     assert [r["kwh"] for r in session["readings"]] == pytest.approx([0.0, 0.06, 0.08], abs=1e-3)
     timestamps = [r["ts"] for r in session["readings"]]
@@ -193,7 +206,9 @@ async def test_open_session_detail_includes_readings_not_yet_flushed(live_app, s
         await charger.close()
 
 
-@pytest.mark.parametrize("path", ["/api/sessions/999", "/api/sessions/abc", "/api/sessions/-1", "/api/sessions/1/x"])
+@pytest.mark.parametrize(
+    "path", ["/api/sessions/999", "/api/sessions/abc", "/api/sessions/-1", "/api/sessions/1/x"]
+)
 async def test_unknown_session_ids_answer_404_json(live_app, path):
     answer = await http_get(live_app, path)
     assert answer.status == 404
@@ -206,7 +221,9 @@ async def test_unknown_session_ids_answer_404_json(live_app, path):
 async def test_csv_download_has_the_filtered_sessions_rows(live_app, history):
     answer = await http_get(live_app, f"/api/sessions.csv?user={history['ana']}")
     assert answer.status == 200 and answer.content_type.startswith("text/csv")
-    assert re.match(r'attachment; filename="sessions-\d{8}-\d{6}\.csv"', answer.headers["content-disposition"])
+    assert re.match(
+        r'attachment; filename="sessions-\d{8}-\d{6}\.csv"', answer.headers["content-disposition"]
+    )
     rows = list(csv.DictReader(io.StringIO(answer.body.decode("utf-8-sig"))))
     assert sorted(int(row["session_id"]) for row in rows) == sorted(history["ids"][1:3])
     garage = next(row for row in rows if row["station_id"] == str(history["garage"]))
@@ -217,8 +234,14 @@ async def test_csv_download_has_the_filtered_sessions_rows(live_app, history):
 
 async def test_csv_of_a_live_session_has_its_row(live_app, server_url):
     record = await charge_once(live_app, server_url)
-    rows = list(csv.DictReader(io.StringIO((await http_get(live_app, "/api/sessions.csv")).body.decode("utf-8-sig"))))
-    assert [(int(r["session_id"]), r["user"], r["kwh"]) for r in rows] == [(record.id, "Juan Pérez", f"{record.kwh:.3f}")]
+    rows = list(
+        csv.DictReader(
+            io.StringIO((await http_get(live_app, "/api/sessions.csv")).body.decode("utf-8-sig"))
+        )
+    )
+    assert [(int(r["session_id"]), r["user"], r["kwh"]) for r in rows] == [
+        (record.id, "Juan Pérez", f"{record.kwh:.3f}")
+    ]
 
 
 # ---------------------------------------------------------------- lists
@@ -229,7 +252,10 @@ async def test_users_cards_and_alerts_are_listed(live_app, history, server_url):
     assert {u["name"] for u in users} == {"Juan Pérez", "Ana"}
     cards = (await http_get(live_app, "/api/cards")).json()["items"]
     assert {(c["uid"], c["user_name"], c["enabled"]) for c in cards} == {
-        (CARD, "Juan Pérez", True), ("04C0FFEE", "Juan Pérez", True), ("ANA-1", "Ana", True)}
+        (CARD, "Juan Pérez", True),
+        ("04C0FFEE", "Juan Pérez", True),
+        ("ANA-1", "Ana", True),
+    }
     assert (await http_get(live_app, "/api/alerts")).json()["items"] == []
     charger = await Charger.connect(server_url)
     try:
@@ -276,12 +302,15 @@ async def test_dashboard_page_and_its_modules_are_served_with_their_types(live_a
 def test_dashboard_needs_nothing_from_the_internet():
     for path in STATIC_DIR.iterdir():
         text = path.read_text()
-        assert not re.search(r"https?://(?!www\.w3\.org/2000/svg)", text), f"{path.name} loads from the internet"
+        assert not re.search(r"https?://(?!www\.w3\.org/2000/svg)", text), (
+            f"{path.name} loads from the internet"
+        )
         assert "@import" not in text and "fonts.googleapis" not in text
 
 
 @pytest.mark.parametrize(
-    "path", ["/static/missing.js", "/static/..%2fapi.py", "/static/.hidden", "/static/app.py", "/static/"]
+    "path",
+    ["/static/missing.js", "/static/..%2fapi.py", "/static/.hidden", "/static/app.py", "/static/"],
 )
 async def test_static_serves_only_the_dashboard_files(live_app, path):
     answer = await http_get(live_app, path)
@@ -298,4 +327,7 @@ async def test_a_database_failure_answers_500_json_without_a_traceback(live_app)
     for path in ("/api/stations", "/api/sessions", "/api/sessions/1", "/api/sessions.csv"):
         answer = await http_get(live_app, path)
         assert answer.status == 500, path
-        assert answer.json() == {"code": "SERVER_ERROR", "message": "internal error; see the server log"}
+        assert answer.json() == {
+            "code": "SERVER_ERROR",
+            "message": "internal error; see the server log",
+        }

@@ -7,7 +7,9 @@ import re
 
 import pytest
 
-expect = pytest.importorskip("playwright.async_api", reason="the playwright package is not installed").expect
+expect = pytest.importorskip(
+    "playwright.async_api", reason="the playwright package is not installed"
+).expect
 
 from server.app import App
 from server.config import Config
@@ -53,7 +55,9 @@ async def test_overview_loads_without_console_errors_and_shows_every_station(pag
     assert page.console_errors == []
 
 
-async def test_a_tap_shows_a_live_session_growing_and_stop_puts_it_in_the_history(page, live_app, simulator):
+async def test_a_tap_shows_a_live_session_growing_and_stop_puts_it_in_the_history(
+    page, live_app, simulator
+):
     await open_dashboard(page, live_app)
     charger = await simulator(1)
     await expect(page.locator(f'{STATION} [data-field="status"]')).to_have_text("Disponible")
@@ -73,14 +77,20 @@ async def test_a_tap_shows_a_live_session_growing_and_stop_puts_it_in_the_histor
     kwh = await wait_for_growth(page, f'{figures} [data-field="kwh"]', kwh)
     cost = await number_in(page, f'{figures} [data-field="cost"]')
     await wait_for_growth(page, f'{figures} [data-field="cost"]', cost)
-    await expect(page.locator('[data-testid="events"]')).to_contain_text(f"Sesión {session_id} iniciada por Juan Pérez")
-    await page.wait_for_function("() => Number(document.querySelector('[data-testid=\"power-chart\"]').dataset.points) >= 3")
+    await expect(page.locator('[data-testid="events"]')).to_contain_text(
+        f"Sesión {session_id} iniciada por Juan Pérez"
+    )
+    await page.wait_for_function(
+        "() => Number(document.querySelector('[data-testid=\"power-chart\"]').dataset.points) >= 3"
+    )
     await page.screenshot(path=screenshot_path("station-live"), full_page=True)
 
     await page.get_by_test_id("stop").click()
     await page.get_by_test_id("confirm-stop").click()
     await charger.wait_for(rf"<- stop session_id={session_id}")
-    await expect(page.locator('[data-testid="events"]')).to_contain_text(f"Sesión {session_id} terminada")
+    await expect(page.locator('[data-testid="events"]')).to_contain_text(
+        f"Sesión {session_id} terminada"
+    )
     await expect(page.locator('[data-field="status"]').first).to_have_text("Disponible")
     await expect(page.get_by_test_id("stop")).to_have_count(0)
 
@@ -97,13 +107,19 @@ async def test_a_tap_shows_a_live_session_growing_and_stop_puts_it_in_the_histor
     download = await download_info.value
     with open(await download.path(), encoding="utf-8-sig") as exported:
         rows = list(csv.DictReader(io.StringIO(exported.read())))
-    assert [(int(r["session_id"]), r["user"], r["end_reason"]) for r in rows] == [(session_id, "Juan Pérez", "remote_stop")]
+    assert [(int(r["session_id"]), r["user"], r["end_reason"]) for r in rows] == [
+        (session_id, "Juan Pérez", "remote_stop")
+    ]
 
     await row.locator("a").click()
-    await expect(page.locator('[data-testid="session-figures"] [data-field="kwh"]')).to_have_text(es_kwh(stored.kwh))
+    await expect(page.locator('[data-testid="session-figures"] [data-field="kwh"]')).to_have_text(
+        es_kwh(stored.kwh)
+    )
     readings = len((await http_get(live_app, f"/api/sessions/{session_id}")).json()["readings"])
     assert readings >= 3
-    await expect(page.get_by_test_id("session-chart")).to_have_attribute("data-points", str(2 * readings + 1))  # + the billed end
+    await expect(page.get_by_test_id("session-chart")).to_have_attribute(
+        "data-points", str(2 * readings + 1)
+    )  # + the billed end
     await page.screenshot(path=screenshot_path("session-curve"), full_page=True)
     assert page.console_errors == []
 
@@ -130,7 +146,9 @@ async def test_emergency_banner_stays_until_an_operator_acknowledges_it(page, li
     assert page.console_errors == []
 
 
-async def test_a_charger_that_drops_off_shows_desconectado_and_stop_says_esp32_no_conectado(page, live_app, simulator):
+async def test_a_charger_that_drops_off_shows_desconectado_and_stop_says_esp32_no_conectado(
+    page, live_app, simulator
+):
     await open_dashboard(page, live_app, "/station/1")
     charger = await simulator(1)
     await charger.command(f"tap {CARD}")
@@ -160,17 +178,25 @@ async def test_a_card_disabled_in_the_page_is_refused_at_the_next_tap(page, live
     await charger.wait_for(r"<- error .*CARD_DISABLED")
     # same document (the token already sits in this tab's sessionStorage): only the fragment changes
     await page.goto(http_url(live_app, "/#/station/1", token=None))
-    await expect(page.get_by_test_id("events")).to_contain_text("Tarjeta deshabilitada: un operador la desactivó.")
-    await expect(page.get_by_test_id("events")).not_to_contain_text("CARD_DISABLED")  # a sentence, not a code
+    await expect(page.get_by_test_id("events")).to_contain_text(
+        "Tarjeta deshabilitada: un operador la desactivó."
+    )
+    await expect(page.get_by_test_id("events")).not_to_contain_text(
+        "CARD_DISABLED"
+    )  # a sentence, not a code
     assert page.console_errors == []
 
 
-async def test_a_station_added_from_another_dashboard_appears_on_the_overview_with_its_name(page, live_app, server_url):
+async def test_a_station_added_from_another_dashboard_appears_on_the_overview_with_its_name(
+    page, live_app, server_url
+):
     await open_dashboard(page, live_app)
     admin = await connect(server_url, "client", "all")
     try:
         await receive_type(admin, "init")
-        await send_json(admin, {"type": "admin_add_station", "name": "Garage", "tariff": 6.5, "station_id": 3})
+        await send_json(
+            admin, {"type": "admin_add_station", "name": "Garage", "tariff": 6.5, "station_id": 3}
+        )
         assert (await receive_type(admin, "admin_result"))["station"]["id"] == 3
     finally:
         await admin.close()
@@ -217,14 +243,20 @@ async def test_history_filters_by_station_and_pages(page, live_app):
     user_id = (await storage.find_card(CARD)).user_id
     for n in range(30):
         station_id = 1 if n % 3 else 2
-        session_id = await storage.create_session(station_id, user_id, CARD, 1_736_500_000 + n * 3600, 7.0, {})
-        await storage.end_session(session_id, 1_736_500_000 + n * 3600 + 900, 1.0, 7.0, "local_stop", {})
+        session_id = await storage.create_session(
+            station_id, user_id, CARD, 1_736_500_000 + n * 3600, 7.0, {}
+        )
+        await storage.end_session(
+            session_id, 1_736_500_000 + n * 3600 + 900, 1.0, 7.0, "local_stop", {}
+        )
     await open_dashboard(page, live_app, "/history")
     await expect(page.get_by_test_id("totals")).to_contain_text("Total de 30 sesiones")
     await expect(page.locator(".pager")).to_contain_text("1–25 de 30")
     await page.get_by_role("button", name="Siguiente →").click()
     await expect(page.locator(".pager")).to_contain_text("26–30 de 30")
-    await page.get_by_test_id("history-filters").locator('select[name="station"]').select_option("2")
+    await (
+        page.get_by_test_id("history-filters").locator('select[name="station"]').select_option("2")
+    )
     await page.get_by_role("button", name="Aplicar").click()
     totals = page.get_by_test_id("totals")
     await expect(totals).to_contain_text("Total de 10 sesiones")
@@ -243,7 +275,13 @@ async def test_a_lost_server_is_shown_honestly_and_the_page_reconnects(page, tmp
     await expect(page.locator("#link-state")).to_have_text("Desconectado")
     await expect(page.locator(f"{STATION}.stale")).to_have_count(1)
     await page.screenshot(path=screenshot_path("overview-offline"))
-    config = Config(host="127.0.0.1", port=port, db_path=tmp_path / "evse.sqlite3", ping_interval=5.0, ping_timeout=5.0)
+    config = Config(
+        host="127.0.0.1",
+        port=port,
+        db_path=tmp_path / "evse.sqlite3",
+        ping_interval=5.0,
+        ping_timeout=5.0,
+    )
     restarted = await App.start(config)  # same address: the page's own reconnect must find it
     try:
         await expect(page.locator("#link-state")).to_have_text("En vivo", timeout=30_000)
@@ -263,7 +301,9 @@ async def test_every_view_fits_a_phone_screen(browser, live_app, route):
         await page.goto(http_url(live_app, "/") + ("" if route == "/" else f"#{route}"))
         await expect(page.locator("#link-state")).to_have_text("En vivo")
         await expect(page.locator("#view h1")).to_be_visible()
-        overflow = await page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+        overflow = await page.evaluate(
+            "() => document.documentElement.scrollWidth - window.innerWidth"
+        )
         assert overflow <= 0, f"{route} is {overflow}px wider than a phone"
         if route == "/station/1":
             await page.screenshot(path=screenshot_path("phone-station"), full_page=True)
@@ -288,14 +328,21 @@ async def test_a_fault_reported_by_the_charger_raises_the_banner_too(page, live_
 
 @pytest.mark.parametrize(
     "reason, headline",
-    [("meter_failure", "FALLA DEL MEDIDOR en Estación 1"), ("offline_limit", "LÍMITE SIN CONEXIÓN alcanzado en Estación 1")],
+    [
+        ("meter_failure", "FALLA DEL MEDIDOR en Estación 1"),
+        ("offline_limit", "LÍMITE SIN CONEXIÓN alcanzado en Estación 1"),
+    ],
 )
-async def test_a_charger_stopping_for_its_own_fault_shows_what_failed_without_a_reload(page, live_app, server_url, reason, headline):
+async def test_a_charger_stopping_for_its_own_fault_shows_what_failed_without_a_reload(
+    page, live_app, server_url, reason, headline
+):
     await open_dashboard(page, live_app)
     charger = await Charger.connect(server_url)
     try:
         session_id = await charger.start()
-        await send_json(charger.websocket, {"type": "stop", "session_id": session_id, "reason": reason})
+        await send_json(
+            charger.websocket, {"type": "stop", "session_id": session_id, "reason": reason}
+        )
         banner = page.get_by_test_id("emergency-1")
         await expect(banner).to_contain_text(f"{headline} (sesión {session_id})")
         await expect(banner).not_to_contain_text("EMERGENCIA")
@@ -313,7 +360,9 @@ async def test_a_charger_stopping_for_its_own_fault_shows_what_failed_without_a_
     assert page.console_errors == []
 
 
-async def test_an_energy_anomaly_shows_as_an_energy_warning_never_hiding_an_emergency(page, live_app, server_url):
+async def test_an_energy_anomaly_shows_as_an_energy_warning_never_hiding_an_emergency(
+    page, live_app, server_url
+):
     await open_dashboard(page, live_app)
     charger = await Charger.connect(server_url)
     try:
@@ -322,7 +371,9 @@ async def test_an_energy_anomaly_shows_as_an_energy_warning_never_hiding_an_emer
         charger.wh += 1_000_000  # a register jump no 22 kW station can deliver in a minute
         await charger.meter(7000.0, 60)
         warning = page.get_by_test_id("energy-1")
-        await expect(warning).to_contain_text(f"ANOMALÍA DE ENERGÍA en Estación 1 (sesión {session_id})")
+        await expect(warning).to_contain_text(
+            f"ANOMALÍA DE ENERGÍA en Estación 1 (sesión {session_id})"
+        )
         await expect(warning).to_have_class(re.compile(r"\benergy\b"))
         await expect(page.get_by_test_id("emergency-1")).to_have_count(0)
         await expect(page.locator(f'{STATION} [data-field="status"]')).to_have_text("Cargando")
@@ -334,7 +385,10 @@ async def test_an_energy_anomaly_shows_as_an_energy_warning_never_hiding_an_emer
         await expect(warning).to_have_count(0)
     finally:
         await charger.close()
-    assert sorted(a.kind for a in await live_app.storage.list_alerts()) == ["emergency", "energy_anomaly"]
+    assert sorted(a.kind for a in await live_app.storage.list_alerts()) == [
+        "emergency",
+        "energy_anomaly",
+    ]
     assert page.console_errors == []
 
 
@@ -348,8 +402,21 @@ async def test_numbers_are_formatted_for_people(page, live_app):
                     f.volts(220.5), f.amps(16.2), f.kwh(null)];
         }"""
     )
-    assert shown == ["2,450 kWh", "0,000 kWh", "$17,15", "$1234,50", "$7,00/kWh", "0:14:10", "1:02:05",
-                     "—", "3,57 kW", "950 W", "220,5 V", "16,20 A", "—"]
+    assert shown == [
+        "2,450 kWh",
+        "0,000 kWh",
+        "$17,15",
+        "$1234,50",
+        "$7,00/kWh",
+        "0:14:10",
+        "1:02:05",
+        "—",
+        "3,57 kW",
+        "950 W",
+        "220,5 V",
+        "16,20 A",
+        "—",
+    ]
 
 
 async def test_without_a_token_the_page_says_how_to_sign_in_and_shows_no_data(page, live_app):
@@ -359,7 +426,9 @@ async def test_without_a_token_the_page_says_how_to_sign_in_and_shows_no_data(pa
     await expect(page.locator(STATION)).to_have_count(0)
 
 
-async def test_a_viewer_sees_the_session_but_its_stop_is_forbidden_and_charging_goes_on(page, live_app, simulator):
+async def test_a_viewer_sees_the_session_but_its_stop_is_forbidden_and_charging_goes_on(
+    page, live_app, simulator
+):
     await page.goto(http_url(live_app, "/", token="viewer") + "#/station/1")
     await expect(page.locator("#link-state")).to_have_text("En vivo")
     charger = await simulator(1)
@@ -369,6 +438,8 @@ async def test_a_viewer_sees_the_session_but_its_stop_is_forbidden_and_charging_
     await expect(status).to_have_text("Cargando")
     await page.get_by_test_id("stop").click()
     await page.get_by_test_id("confirm-stop").click()
-    await expect(page.get_by_test_id("station-error")).to_contain_text("Su acceso no lo permite: detener pide un token de operador")
+    await expect(page.get_by_test_id("station-error")).to_contain_text(
+        "Su acceso no lo permite: detener pide un token de operador"
+    )
     await expect(status).to_have_text("Cargando")
     assert live_app.core.open_session_count() == 1

@@ -4,7 +4,9 @@ refused taps shown coalesced."""
 
 import pytest
 
-expect = pytest.importorskip("playwright.async_api", reason="the playwright package is not installed").expect
+expect = pytest.importorskip(
+    "playwright.async_api", reason="the playwright package is not installed"
+).expect
 
 from tests.dashboard.browser import screenshot_path
 from tests.live_server import base_url, http_url, publisher, running_server, send_json
@@ -19,7 +21,9 @@ async def open_dashboard(page, app):
     await expect(page.locator("#link-state")).to_have_text("En vivo")
 
 
-async def test_an_emergency_reset_while_the_server_was_down_shows_no_stays_stopped_banner(page, tmp_path):
+async def test_an_emergency_reset_while_the_server_was_down_shows_no_stays_stopped_banner(
+    page, tmp_path
+):
     db = tmp_path / "evse.sqlite3"
     async with running_server(db) as app:
         charger = await publisher(base_url(app))
@@ -32,7 +36,9 @@ async def test_an_emergency_reset_while_the_server_was_down_shows_no_stays_stopp
             await send_json(charger, {"type": "status", "state": "idle", "session_id": None})
             await handled(charger)
             await open_dashboard(page, app)
-            await expect(page.locator(f'{STATION} [data-field="status"]')).to_have_text("Disponible")
+            await expect(page.locator(f'{STATION} [data-field="status"]')).to_have_text(
+                "Disponible"
+            )
             banner = page.get_by_test_id("emergency-1")
             # the unacknowledged alert is still listed, but it no longer says the charger is stopped
             await expect(banner).to_contain_text("PARADA DE EMERGENCIA en Estación 1")
@@ -57,7 +63,9 @@ async def test_the_emergency_banner_follows_the_local_reset_without_a_reload(pag
     assert page.console_errors == []
 
 
-async def test_two_chargers_on_one_station_show_a_duplicate_charger_banner_in_spanish(page, live_app):
+async def test_two_chargers_on_one_station_show_a_duplicate_charger_banner_in_spanish(
+    page, live_app
+):
     await open_dashboard(page, live_app)
     url = base_url(live_app)
     chargers = []
@@ -84,7 +92,9 @@ async def test_a_burst_of_refused_taps_shows_once_with_how_many_were_held_back(p
         async with charger:
             await page.goto(http_url(app, "/") + "#/station/1")
             await expect(page.locator("#link-state")).to_have_text("En vivo")
-            await expect(page.locator('.station-head [data-field="status"]')).to_have_text("Disponible")
+            await expect(page.locator('.station-head [data-field="status"]')).to_have_text(
+                "Disponible"
+            )
             for k in range(30):
                 await send_json(charger, {"type": "nfc_scan", "nfc_uid": f"04DEAD{k:04d}"})
             assert len(await handled(charger)) == 30  # every tap answered to the charger
@@ -93,5 +103,7 @@ async def test_a_burst_of_refused_taps_shows_once_with_how_many_were_held_back(p
             await handled(charger)
             events = page.locator('[data-testid="events"] li.error')
             await expect(events).to_have_count(2)
-            await expect(events.first).to_contain_text("Tarjeta desconocida: no está registrada. Y 29 rechazos más desde el anterior.")
+            await expect(events.first).to_contain_text(
+                "Tarjeta desconocida: no está registrada. Y 29 rechazos más desde el anterior."
+            )
             assert page.console_errors == []

@@ -10,7 +10,9 @@ import re
 
 import pytest
 
-expect = pytest.importorskip("playwright.async_api", reason="the playwright package is not installed").expect
+expect = pytest.importorskip(
+    "playwright.async_api", reason="the playwright package is not installed"
+).expect
 
 from server.config import Config
 from tests.dashboard.browser import screenshot_path
@@ -31,7 +33,9 @@ async def test_the_page_is_spanish_by_default_and_english_is_remembered(page, li
     await expect(page.locator('a[data-nav="overview"]')).to_have_text("Estaciones")
     await expect(page.locator("#link-state")).to_have_text("En vivo")
     await expect(page.locator(f'{STATION} [data-field="status"]')).to_have_text("Desconectado")
-    await expect(page.locator(f'{STATION} [data-field="status"]')).to_have_attribute("data-status", "desconectado")
+    await expect(page.locator(f'{STATION} [data-field="status"]')).to_have_attribute(
+        "data-status", "desconectado"
+    )
     await page.get_by_test_id("lang").click()
     await expect(page.locator('a[data-nav="overview"]')).to_have_text("Stations")
     await expect(page.locator("#link-state")).to_have_text("Live")
@@ -50,15 +54,33 @@ async def test_numbers_follow_the_language(page, live_app):
         const f = await import("/static/format.js");
         return [f.kwh(20.633), f.cost(144.43), f.kwh(123456.789), f.cost(864197.5), f.duration(307), f.duration(43200)];
     }"""
-    assert await page.evaluate(script) == ["20,633 kWh", "$144,43", "123.456,789 kWh", "$864.197,50", "0:05:07", "12:00:00"]
+    assert await page.evaluate(script) == [
+        "20,633 kWh",
+        "$144,43",
+        "123.456,789 kWh",
+        "$864.197,50",
+        "0:05:07",
+        "12:00:00",
+    ]
     await page.get_by_test_id("lang").click()
-    assert await page.evaluate(script) == ["20.633 kWh", "$144.43", "123,456.789 kWh", "$864,197.50", "0:05:07", "12:00:00"]
+    assert await page.evaluate(script) == [
+        "20.633 kWh",
+        "$144.43",
+        "123,456.789 kWh",
+        "$864,197.50",
+        "0:05:07",
+        "12:00:00",
+    ]
 
 
-@pytest.mark.skipif("currency_symbol" not in {f.name for f in dataclasses.fields(Config)},
-                    reason="CURRENCY_SYMBOL/CURRENCY_DECIMALS arrive with the tooling branch (uxtools)")
+@pytest.mark.skipif(
+    "currency_symbol" not in {f.name for f in dataclasses.fields(Config)},
+    reason="CURRENCY_SYMBOL/CURRENCY_DECIMALS arrive with the tooling branch (uxtools)",
+)
 async def test_money_uses_the_servers_currency_symbol_and_decimals(page, tmp_path):
-    async with running_server(tmp_path / "evse.sqlite3", currency_symbol="€", currency_decimals=0) as app:
+    async with running_server(
+        tmp_path / "evse.sqlite3", currency_symbol="€", currency_decimals=0
+    ) as app:
         charger = await Charger.connect(base_url(app))
         try:
             await charger.start()
@@ -86,7 +108,9 @@ async def test_refusals_are_sentences_not_codes(page, live_app):
     tariff = page.get_by_test_id("station-row-1").locator('input[name="tariff"]')
     await tariff.fill("20000")
     await tariff.press("Enter")
-    await expect(page.locator(".result.fail").last).to_contain_text("La tarifa debe ser un número de 0 a")
+    await expect(page.locator(".result.fail").last).to_contain_text(
+        "La tarifa debe ser un número de 0 a"
+    )
     assert page.console_errors == []
 
 
@@ -94,7 +118,9 @@ async def test_end_reasons_and_tap_refusals_are_sentences(page, live_app):
     charger = await Charger.connect(base_url(live_app))
     try:
         await open_dashboard(page, live_app, "/station/1")
-        await expect(page.get_by_test_id("no-events")).to_have_text("Sin eventos desde que se abrió esta página.")
+        await expect(page.get_by_test_id("no-events")).to_have_text(
+            "Sin eventos desde que se abrió esta página."
+        )
         await charger.tap("04DEAD0001")
         session_id = await charger.start()
         await charger.meter(3600.0, 60)
@@ -108,7 +134,9 @@ async def test_end_reasons_and_tap_refusals_are_sentences(page, live_app):
         await expect(page.get_by_test_id("no-events")).to_have_count(0)
         await page.click('a[data-nav="history"]')
         row = page.get_by_test_id(f"session-row-{session_id}")
-        await expect(row.locator('[data-field="end_reason"]')).to_have_text("Detenida en el cargador")
+        await expect(row.locator('[data-field="end_reason"]')).to_have_text(
+            "Detenida en el cargador"
+        )
     finally:
         await charger.close()
     assert page.console_errors == []
@@ -140,7 +168,10 @@ async def test_the_session_curve_ends_at_the_billed_final_reading(page, live_app
         await charger.meter(3600.0, 60)
         charger.wh += 20  # 0.020 kWh more on the register, carried by the stop's final reading
         charger.clock.advance(20)
-        await send_json(charger.websocket, {"type": "stop", "session_id": session_id, "wh": charger.wh, "ts": charger.ts + 20})
+        await send_json(
+            charger.websocket,
+            {"type": "stop", "session_id": session_id, "wh": charger.wh, "ts": charger.ts + 20},
+        )
     finally:
         await charger.close()
     stored = (await http_get(live_app, f"/api/sessions/{session_id}")).json()
@@ -151,7 +182,9 @@ async def test_the_session_curve_ends_at_the_billed_final_reading(page, live_app
     chart = page.get_by_test_id("session-chart")
     await expect(chart).to_have_attribute("data-last", re.compile(r"."))
     _power_last, energy_last = json.loads(await chart.get_attribute("data-last"))
-    assert energy_last[1] == stored["kwh"], f"curve ends at {energy_last[1]} kWh, billed {stored['kwh']} kWh"
+    assert energy_last[1] == stored["kwh"], (
+        f"curve ends at {energy_last[1]} kWh, billed {stored['kwh']} kWh"
+    )
     assert energy_last[0] >= stored["ended_at"] - 1
     await page.screenshot(path=screenshot_path("session-final-reading"), full_page=True)
 
@@ -164,9 +197,13 @@ async def test_stop_and_admin_actions_are_disabled_while_disconnected(page, tmp_
         stop = page.get_by_test_id("stop")
         await expect(stop).to_be_enabled()
         await charger.close()
-    await expect(page.locator("#link-state")).to_have_attribute("data-state", re.compile("closed|connecting"))
+    await expect(page.locator("#link-state")).to_have_attribute(
+        "data-state", re.compile("closed|connecting")
+    )
     await expect(stop).to_be_disabled()
-    await expect(page.get_by_test_id("stop-offline")).to_contain_text("Sin conexión con el servidor")
+    await expect(page.get_by_test_id("stop-offline")).to_contain_text(
+        "Sin conexión con el servidor"
+    )
     await page.click('a[data-nav="admin"]')
     await expect(page.get_by_test_id("admin-offline")).to_be_visible()
     buttons = page.locator("#view button")
@@ -176,11 +213,15 @@ async def test_stop_and_admin_actions_are_disabled_while_disconnected(page, tmp_
     await page.screenshot(path=screenshot_path("station-offline-controls"), full_page=True)
 
 
-async def test_without_a_token_the_page_explains_without_backticks_or_an_empty_fleet(page, live_app):
+async def test_without_a_token_the_page_explains_without_backticks_or_an_empty_fleet(
+    page, live_app
+):
     await page.goto(http_url(live_app, "/", token=None))
     banner = page.get_by_test_id("unauthorized")
     await expect(banner).to_contain_text("necesita un token válido")
-    await expect(banner.locator("code")).to_have_text(["make run", "python -m server.admin tokens issue"])
+    await expect(banner.locator("code")).to_have_text(
+        ["make run", "python -m server.admin tokens issue"]
+    )
     text = await page.locator("body").inner_text()
     assert "`" not in text
     assert "Todavía no hay estaciones" not in text and "No stations yet" not in text

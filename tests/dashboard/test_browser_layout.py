@@ -7,7 +7,9 @@ views reached by changing the URL's fragment. Screenshots land in test-artifacts
 import pytest
 import pytest_asyncio
 
-expect = pytest.importorskip("playwright.async_api", reason="the playwright package is not installed").expect
+expect = pytest.importorskip(
+    "playwright.async_api", reason="the playwright package is not installed"
+).expect
 
 from tests.dashboard.browser import UI_TIMEOUT_MS, chromium, screenshot_path
 from tests.dashboard.helpers import Charger
@@ -46,13 +48,18 @@ async def world(tmp_path_factory):
             await second.meter(21000.0, 900)
         second.wh += 300  # the final reading the stop carries
         second.clock.advance(60)
-        await send_json(second.websocket, {"type": "stop", "session_id": closed, "wh": second.wh, "ts": second.ts + 60})
+        await send_json(
+            second.websocket,
+            {"type": "stop", "session_id": closed, "wh": second.wh, "ts": second.ts + 60},
+        )
         await send_json(second.websocket, {"type": "emergency", "session_id": None})
         user_id = (await storage.find_card(SECOND_CARD)).user_id
         for n in range(3):
             started = 1_736_500_000 + n * 86_400
             sid = await storage.create_session(2, user_id, SECOND_CARD, started, 7.0, {})
-            await storage.end_session(sid, started + 3_600 * 999, 123_456.789 + n, 864_197.52 + n, "emergency", {})
+            await storage.end_session(
+                sid, started + 3_600 * 999, 123_456.789 + n, 864_197.52 + n, "emergency", {}
+            )
         try:
             yield {"app": app, "closed": closed}
         finally:
@@ -67,13 +74,16 @@ async def browser():
 
 
 async def open_page(browser, app, width: int, language: str):
-    context = await browser.new_context(viewport={"width": width, "height": 900}, is_mobile=width < 600,
-                                        has_touch=width < 600)
+    context = await browser.new_context(
+        viewport={"width": width, "height": 900}, is_mobile=width < 600, has_touch=width < 600
+    )
     await context.add_init_script(f"localStorage.setItem('evse-dashboard-lang', '{language}')")
     page = await context.new_page()
     page.set_default_timeout(UI_TIMEOUT_MS)
     errors = []
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on(
+        "console", lambda message: errors.append(message.text) if message.type == "error" else None
+    )
     page.on("pageerror", lambda error: errors.append(f"uncaught: {error}"))
     page.console_errors = errors
     await page.goto(http_url(app, "/"))
@@ -94,8 +104,10 @@ def views(closed: int):
 
 
 # 390 and 1280 px in both languages; the extremes (320, 1920) in Spanish, the longer texts
-@pytest.mark.parametrize("width, language", [(390, "es"), (390, "en"), (1280, "es"), (1280, "en"),
-                                             (320, "es"), (1920, "es")])
+@pytest.mark.parametrize(
+    "width, language",
+    [(390, "es"), (390, "en"), (1280, "es"), (1280, "en"), (320, "es"), (1920, "es")],
+)
 async def test_no_text_overlaps_or_is_cut_off_on_any_view(browser, world, width, language):
     app = world["app"]
     context, page = await open_page(browser, app, width, language)
@@ -108,7 +120,9 @@ async def test_no_text_overlaps_or_is_cut_off_on_any_view(browser, world, width,
             await page.wait_for_timeout(50)  # one frame for layout after the last render
             report = await measure(page)
             assert report["count"] > 10, f"{name}: almost no text measured"
-            await page.screenshot(path=screenshot_path(f"layout-{name}-{width}-{language}"), full_page=True)
+            await page.screenshot(
+                path=screenshot_path(f"layout-{name}-{width}-{language}"), full_page=True
+            )
             if report["overlaps"] or report["cut"] or report["overflow"] > 0:
                 problems.append(f"{name} at {width}px ({language}): {describe(report)}")
         assert page.console_errors == []

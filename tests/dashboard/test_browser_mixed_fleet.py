@@ -8,7 +8,9 @@ import io
 
 import pytest
 
-expect = pytest.importorskip("playwright.async_api", reason="the playwright package is not installed").expect
+expect = pytest.importorskip(
+    "playwright.async_api", reason="the playwright package is not installed"
+).expect
 
 from server.keys import hash_station_key, new_station_key
 from tests.dashboard.browser import screenshot_path
@@ -27,7 +29,8 @@ CP_ID = "CP-MIXED"
 
 
 async def test_a_seed_charger_and_an_ocpp_charger_charge_at_once_and_are_billed_each_by_its_meter(
-        page, live_app, tmp_path):
+    page, live_app, tmp_path
+):
     app = live_app
     url, clock = base_url(app), server_clock(base_url(app))
     esp32_user = (await app.storage.list_users())[0]
@@ -49,30 +52,57 @@ async def test_a_seed_charger_and_an_ocpp_charger_charge_at_once_and_are_billed_
             await firmware.wait_status(lambda s: s["link"])
             wh_before = (await firmware.status())["wh"]
             await firmware.command("tap " + ESP32_CARD)
-            esp32_session = (await firmware.wait_status(lambda s: s["state"] == "charging"))["session_id"]
+            esp32_session = (await firmware.wait_status(lambda s: s["state"] == "charging"))[
+                "session_id"
+            ]
 
             assert (await cp.connect(url, CP_ID, key))["connected"]
             await cp.call("BootNotification", BOOT)
-            started = await cp.call("StartTransaction", {"connectorId": 1, "idTag": OCPP_CARD, "meterStart": 40_000,
-                                                         "timestamp": iso(clock())})
+            started = await cp.call(
+                "StartTransaction",
+                {
+                    "connectorId": 1,
+                    "idTag": OCPP_CARD,
+                    "meterStart": 40_000,
+                    "timestamp": iso(clock()),
+                },
+            )
             ocpp_session = started["transactionId"]
-            await cp.call("StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Charging"})
+            await cp.call(
+                "StatusNotification",
+                {"connectorId": 1, "errorCode": "NoError", "status": "Charging"},
+            )
             clock.advance(600)  # ten minutes at 7.2 kW: 1.2 kWh
-            await cp.call("MeterValues", {"connectorId": 1, "transactionId": ocpp_session,
-                                          "meterValue": sample(clock(), 41_200, w=7200, v=230, a=31.3)})
+            await cp.call(
+                "MeterValues",
+                {
+                    "connectorId": 1,
+                    "transactionId": ocpp_session,
+                    "meterValue": sample(clock(), 41_200, w=7200, v=230, a=31.3),
+                },
+            )
 
             # both live on the overview at once
             await expect(esp32).to_have_attribute("data-status", "cargando")
             await expect(wallbox).to_have_attribute("data-status", "cargando")
-            await expect(esp32.locator('[data-field="user"]')).to_have_text(f"Usuario: {esp32_user.name}")
+            await expect(esp32.locator('[data-field="user"]')).to_have_text(
+                f"Usuario: {esp32_user.name}"
+            )
             await expect(wallbox.locator('[data-field="user"]')).to_have_text("Usuario: Ana")
             await expect(wallbox.locator('[data-field="kwh"]')).to_contain_text("1,2")
             await expect(esp32.locator('[data-field="w"]')).to_contain_text("2")
             await page.screenshot(path=screenshot_path("mixed-fleet-overview"))
 
             clock.advance(300)  # five more minutes at 3.6 kW: 0.3 kWh
-            await cp.call("StopTransaction", {"transactionId": ocpp_session, "meterStop": 41_500,
-                                              "timestamp": iso(clock()), "reason": "Local"})
+            await cp.call(
+                "StopTransaction",
+                {
+                    "transactionId": ocpp_session,
+                    "meterStop": 41_500,
+                    "timestamp": iso(clock()),
+                    "reason": "Local",
+                },
+            )
             await firmware.command("press stop")
             esp32_wh = (await firmware.wait_status(lambda s: s["state"] == "idle"))["wh"]
             await firmware.wait_status(lambda s: s["outbox"] == 0)
@@ -82,10 +112,15 @@ async def test_a_seed_charger_and_an_ocpp_charger_charge_at_once_and_are_billed_
         await firmware.stop()
 
     sessions = {s["id"]: s for s in (await http_get(app, "/api/sessions")).json()["items"]}
-    assert (sessions[esp32_session]["station_id"], sessions[esp32_session]["user_name"]) == (1, esp32_user.name)
+    assert (sessions[esp32_session]["station_id"], sessions[esp32_session]["user_name"]) == (
+        1,
+        esp32_user.name,
+    )
     assert (sessions[ocpp_session]["station_id"], sessions[ocpp_session]["user_name"]) == (5, "Ana")
     assert not sessions[esp32_session]["open"] and not sessions[ocpp_session]["open"]
-    assert round(sessions[esp32_session]["kwh"] * 1000) == esp32_wh - wh_before > 0  # its PZEM's register
+    assert (
+        round(sessions[esp32_session]["kwh"] * 1000) == esp32_wh - wh_before > 0
+    )  # its PZEM's register
     assert sessions[ocpp_session]["kwh"] == pytest.approx(1.5)  # 41,500 - 40,000 Wh
     assert sessions[ocpp_session]["cost"] == pytest.approx(0.75)
     exported = await http_get(app, "/api/sessions.csv")

@@ -4,7 +4,9 @@
 
 import pytest
 
-expect = pytest.importorskip("playwright.async_api", reason="the playwright package is not installed").expect
+expect = pytest.importorskip(
+    "playwright.async_api", reason="the playwright package is not installed"
+).expect
 
 from tests.dashboard.browser import screenshot_path
 from tests.live_server import base_url, http_url, server_clock
@@ -31,10 +33,16 @@ async def test_an_operator_starts_an_ocpp_charger_from_the_station_view(page, oc
         assert await cp.wait_received("RemoteStartTransaction") == {"idTag": CARD, "connectorId": 1}
         events = page.get_by_test_id("events")
         await expect(events).to_contain_text(f"El cargador aceptó iniciar con la tarjeta {CARD}")
-        started = await cp.call("StartTransaction", {"connectorId": 1, "idTag": CARD, "meterStart": 0,
-                                                     "timestamp": iso(clock())})
-        await expect(page.locator('[data-field="user"]')).to_have_text(f"Sesión {started['transactionId']} · Ana")
-        await expect(page.get_by_test_id("stop")).to_be_visible()  # and no remote start while charging
+        started = await cp.call(
+            "StartTransaction",
+            {"connectorId": 1, "idTag": CARD, "meterStart": 0, "timestamp": iso(clock())},
+        )
+        await expect(page.locator('[data-field="user"]')).to_have_text(
+            f"Sesión {started['transactionId']} · Ana"
+        )
+        await expect(
+            page.get_by_test_id("stop")
+        ).to_be_visible()  # and no remote start while charging
         await expect(page.get_by_test_id("remote-start")).to_have_count(0)
         await page.screenshot(path=screenshot_path("ocpp-remote-start"))
     assert page.console_errors == []
@@ -49,7 +57,9 @@ async def test_a_remote_start_the_charger_rejects_is_shown_as_an_error(page, ocp
         await page.get_by_test_id("remote-start").click()
         await page.get_by_test_id("remote-start-uid").fill(CARD)
         await page.get_by_test_id("remote-start-send").click()
-        await expect(page.get_by_test_id("station-error")).to_have_text(f"El cargador rechazó iniciar con la tarjeta {CARD}")
+        await expect(page.get_by_test_id("station-error")).to_have_text(
+            f"El cargador rechazó iniciar con la tarjeta {CARD}"
+        )
     assert app.core.stations[5].session is None
 
 
@@ -57,8 +67,9 @@ async def test_an_admin_adds_an_ocpp_station_on_the_cards_and_users_page(page, o
     app = ocpp_server
     await page.goto(http_url(app, "/#/admin"))
     await expect(page.locator("#link-state")).to_have_text("En vivo")
-    await expect(page.get_by_test_id("station-row-5").locator('[data-field="protocol"]')).to_have_text(
-        f"OCPP 1.6J · {CP_ID}")
+    await expect(
+        page.get_by_test_id("station-row-5").locator('[data-field="protocol"]')
+    ).to_have_text(f"OCPP 1.6J · {CP_ID}")
     add_station = page.get_by_test_id("add-station")
     await add_station.locator('input[name="name"]').fill("Parking")
     await add_station.locator('input[name="tariff"]').fill("0.4")
@@ -70,7 +81,9 @@ async def test_an_admin_adds_an_ocpp_station_on_the_cards_and_users_page(page, o
     station = await app.storage.station_by_charge_point("CP-0099")
     assert (station.id, station.name, station.protocol) == (6, "Parking", "ocpp16")
     await add_station.locator('input[name="name"]').fill("Otra")
-    await add_station.locator('input[name="charge_point_id"]').fill("CP 1")  # a space: not a charge point id
+    await add_station.locator('input[name="charge_point_id"]').fill(
+        "CP 1"
+    )  # a space: not a charge point id
     await add_station.locator("button").click()
     await expect(page.locator(".result.fail")).to_have_attribute("data-code", "INVALID_MESSAGE")
     await expect(page.get_by_test_id("station-row-7")).to_have_count(0)

@@ -6,14 +6,14 @@ with a code; `/api/settings` tells the page how to show money."""
 import asyncio
 import csv
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from tests.dashboard.helpers import _get, http_get
 from tests.live_server import http_url, running_server
 
-START = datetime(2025, 7, 1, 22, 30, tzinfo=timezone.utc).timestamp()  # summer: DST in Madrid
+START = datetime(2025, 7, 1, 22, 30, tzinfo=UTC).timestamp()  # summer: DST in Madrid
 
 
 @pytest.fixture
@@ -35,17 +35,28 @@ async def test_csv_has_a_bom_a_readable_duration_and_utc_offsets_by_default(live
     answer = await http_get(live_app, "/api/sessions.csv")
     [row] = rows_of(answer.body)
     assert row["user"] == "José Pérez"
-    assert (row["started_at"], row["ended_at"]) == ("2025-07-01T22:30:00+00:00",
-                                                    "2025-07-02T10:35:07+00:00")
+    assert (row["started_at"], row["ended_at"]) == (
+        "2025-07-01T22:30:00+00:00",
+        "2025-07-02T10:35:07+00:00",
+    )
     assert (row["duration_s"], row["duration"]) == ("43507", "12:05:07")
 
 
-@pytest.mark.parametrize("zone, started, ended", [
-    ("Europe/Madrid", "2025-07-02T00:30:00+02:00", "2025-07-02T12:35:07+02:00"),
-    ("America/Argentina/Buenos_Aires", "2025-07-01T19:30:00-03:00", "2025-07-02T07:35:07-03:00"),
-    ("UTC", "2025-07-01T22:30:00+00:00", "2025-07-02T10:35:07+00:00"),
-])
-async def test_csv_times_are_in_the_zone_the_page_passes(live_app, one_session, zone, started, ended):
+@pytest.mark.parametrize(
+    "zone, started, ended",
+    [
+        ("Europe/Madrid", "2025-07-02T00:30:00+02:00", "2025-07-02T12:35:07+02:00"),
+        (
+            "America/Argentina/Buenos_Aires",
+            "2025-07-01T19:30:00-03:00",
+            "2025-07-02T07:35:07-03:00",
+        ),
+        ("UTC", "2025-07-01T22:30:00+00:00", "2025-07-02T10:35:07+00:00"),
+    ],
+)
+async def test_csv_times_are_in_the_zone_the_page_passes(
+    live_app, one_session, zone, started, ended
+):
     [row] = rows_of((await http_get(live_app, f"/api/sessions.csv?tz={zone}")).body)
     assert (row["started_at"], row["ended_at"], row["duration"]) == (started, ended, "12:05:07")
 
@@ -65,8 +76,9 @@ async def test_settings_tell_the_page_the_default_currency(live_app):
 
 
 async def test_settings_carry_the_configured_currency(tmp_path):
-    async with running_server(tmp_path / "evse.sqlite3", currency_symbol="€",
-                              currency_decimals=0) as app:
+    async with running_server(
+        tmp_path / "evse.sqlite3", currency_symbol="€", currency_decimals=0
+    ) as app:
         answer = await http_get(app, "/api/settings")
     assert answer.json() == {"currency_symbol": "€", "currency_decimals": 0}
 
@@ -77,10 +89,12 @@ async def test_settings_need_a_dashboard_token(live_app):
     assert answer.status == 401
 
 
-@pytest.mark.parametrize("query, words", [("station=99", "station 99 not found"),
-                                          ("user=99", "user 99 not found")])
-async def test_a_filter_naming_an_unknown_station_or_user_is_a_404(live_app, one_session, query,
-                                                                   words):
+@pytest.mark.parametrize(
+    "query, words", [("station=99", "station 99 not found"), ("user=99", "user 99 not found")]
+)
+async def test_a_filter_naming_an_unknown_station_or_user_is_a_404(
+    live_app, one_session, query, words
+):
     for path in ("/api/sessions", "/api/sessions.csv"):
         answer = await http_get(live_app, f"{path}?{query}")
         assert answer.status == 404, (path, answer.body)

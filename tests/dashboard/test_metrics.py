@@ -43,7 +43,9 @@ async def test_metrics_count_chargers_sessions_readings_messages_and_errors(live
         assert samples[("evse_sessions_open", ())] == 1
         assert samples[("evse_messages_total", (("role", "publisher"), ("type", "nfc_scan")))] == 2
         assert samples[("evse_messages_total", (("role", "publisher"), ("type", "metrics")))] == 2
-        assert samples[("evse_messages_total", (("role", "client"), ("type", "admin_add_user")))] == 1
+        assert (
+            samples[("evse_messages_total", (("role", "client"), ("type", "admin_add_user")))] == 1
+        )
         assert samples[("evse_errors_total", (("code", "CARD_UNKNOWN"),))] == 1
         assert samples[("evse_errors_total", (("code", "INVALID_MESSAGE"),))] == 1
     finally:
@@ -69,4 +71,7 @@ async def test_random_message_types_cannot_grow_the_metrics_without_bound(live_a
     samples = await scrape(live_app)
     client_types = [labels for (name, labels) in samples if name == "evse_messages_total"]
     assert 0 < len(client_types) <= MAX_MESSAGE_KEYS + 1  # the first types seen, then `other`
-    assert samples[("evse_messages_total", (("role", "client"), ("type", "other")))] >= 200 - MAX_MESSAGE_KEYS
+    assert (
+        samples[("evse_messages_total", (("role", "client"), ("type", "other")))]
+        >= 200 - MAX_MESSAGE_KEYS
+    )

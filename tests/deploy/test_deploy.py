@@ -34,11 +34,13 @@ def test_the_unit_runs_the_checkouts_venv_with_its_env_file_and_restarts_on_fail
 def test_systemd_accepts_the_unit_when_installed_in_this_checkout(tmp_path):
     checkout = str(ROOT)
     installed = tmp_path / "evse.service"
-    installed.write_text(UNIT.read_text().replace(unit_service_section()["WorkingDirectory"],
-                                                  checkout))
+    installed.write_text(
+        UNIT.read_text().replace(unit_service_section()["WorkingDirectory"], checkout)
+    )
     if not (ROOT / ".venv" / "bin" / "python").exists():
         pytest.skip("needs the checkout's .venv")
-    result = subprocess.run(["systemd-analyze", "verify", str(installed)], capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(installed)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert result.stderr == "", result.stderr  # systemd warns on stderr about bad values

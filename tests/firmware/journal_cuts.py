@@ -37,7 +37,7 @@ class CutFile:
 
     def write(self, data):
         if budget[0] >= 0 and len(data) > budget[0]:
-            self.f.write(data[:budget[0]])  # the torn record's first bytes reach the flash
+            self.f.write(data[: budget[0]])  # the torn record's first bytes reach the flash
             budget[0] = 0
             raise Cut()
         if budget[0] >= 0:
@@ -156,15 +156,16 @@ def fail(*what):
     if len(details) < 4:
         details.append(what)
 
+
 # 1. the write path cut at every byte (compactions included: history() makes the file look
 # past its limit at 3 points, so that the next write compacts it first)
 jfile.open = jboot.open = cut_open  # (appends; compactions)
 # the bytes the history writes in all (appends and compactions): cut at each of them
-budget[0] = 10 ** 9
+budget[0] = 10**9
 j = fresh()
 history(j)
 total = j.state[4]
-written = 10 ** 9 - budget[0]
+written = 10**9 - budget[0]
 cuts = 0
 for n in range(written + 1):
     j = fresh()
@@ -177,14 +178,13 @@ for n in range(written + 1):
     data = read()
     try:
         got = recovered(data)
-        want = recovered(data[:boundary(data)])
+        want = recovered(data[: boundary(data)])
         if got != want:
             fail("cut", n, got, want)
     except Exception as e:  # noqa: BLE001 - a boot that raises is the failure looked for
         fail("cut", n, repr(e))
     cuts += 1
-print("cut", cuts, len([f for f in failures if f[0] == "cut"]), "writes", total,
-      "bytes", written)
+print("cut", cuts, len([f for f in failures if f[0] == "cut"]), "writes", total, "bytes", written)
 
 # 2. a whole journal (no compaction) truncated at every byte and each byte corrupted
 compactions[0] = False
@@ -198,7 +198,7 @@ n_trunc = n_flip = 0
 for c in range(len(whole) + 1):
     try:
         got = recovered(whole[:c])
-        if got != recovered(whole[:boundary(whole[:c])]):
+        if got != recovered(whole[: boundary(whole[:c])]):
             fail("truncate", c, got)
     except Exception as e:  # noqa: BLE001
         fail("truncate", c, repr(e))
@@ -217,7 +217,8 @@ for i in range(len(whole)):
     n_flip += 1
 print("truncate", n_trunc, len([f for f in failures if f[0] == "truncate"]))
 print("corrupt", n_flip, len([f for f in failures if f[0] == "corrupt"]))
-print("whole", len(whole), "records", len(spans), "recovered", len(full) - 1,
-      "interrupted", full[0])
+print(
+    "whole", len(whole), "records", len(spans), "recovered", len(full) - 1, "interrupted", full[0]
+)
 for f in details:
     print("FAILURE", f)

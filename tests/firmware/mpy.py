@@ -20,7 +20,6 @@ requires_micropython = pytest.mark.skipif(
 )
 
 
-
 def run_mpy(script, *, heapsize=None, timeout=60, check=True, env=None, cwd=None):
     """Run a MicroPython script (source text) and return its stdout.
 
@@ -31,7 +30,11 @@ def run_mpy(script, *, heapsize=None, timeout=60, check=True, env=None, cwd=None
         cmd += ["-X", "heapsize=%s" % heapsize]
     cmd += ["-c", script]
     proc = subprocess.run(
-        cmd, env=mpy_env(env), cwd=str(cwd or ROOT), capture_output=True, text=True,
+        cmd,
+        env=mpy_env(env),
+        cwd=str(cwd or ROOT),
+        capture_output=True,
+        text=True,
         timeout=timeout,
     )
     if check and proc.returncode != 0:
@@ -48,8 +51,9 @@ def run_mpy_file(path, *args, heapsize=None, timeout=60, check=True):
     if heapsize:
         cmd += ["-X", "heapsize=%s" % heapsize]
     cmd += [str(path), *map(str, args)]
-    proc = subprocess.run(cmd, env=mpy_env(), cwd=str(ROOT), capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        cmd, env=mpy_env(), cwd=str(ROOT), capture_output=True, text=True, timeout=timeout
+    )
     if check and proc.returncode != 0:
         raise AssertionError(
             "micropython failed (%d)\n--- stdout\n%s\n--- stderr\n%s"
@@ -88,8 +92,11 @@ def case_names(module):
 def case_names_in(path):
     """The `case_*` function names of a case file, without importing it (MicroPython-only
     case modules need the emulated `machine`)."""
-    return [line[4:line.index("(")] for line in Path(path).read_text().splitlines()
-            if line.startswith("def case_")]
+    return [
+        line[4 : line.index("(")]
+        for line in Path(path).read_text().splitlines()
+        if line.startswith("def case_")
+    ]
 
 
 def mpy_case_results(case_path, heapsize=None):
@@ -97,8 +104,12 @@ def mpy_case_results(case_path, heapsize=None):
     key = (str(case_path), heapsize)
     if key not in _mpy_results_cache:
         case_path = Path(case_path)
-        out = run_mpy(_RUNNER % (str(case_path.parent), case_path.stem), heapsize=heapsize,
-                      timeout=120, check=False)
+        out = run_mpy(
+            _RUNNER % (str(case_path.parent), case_path.stem),
+            heapsize=heapsize,
+            timeout=120,
+            check=False,
+        )
         results = {}
         for line in out.splitlines():
             parts = line.split(" ", 2)
@@ -110,6 +121,7 @@ def mpy_case_results(case_path, heapsize=None):
 
 
 # --- long-running MicroPython processes (asyncio; for tests with a server in the loop) --
+
 
 class MpyProcess:
     """A MicroPython script running beside the test's event loop.
@@ -141,8 +153,13 @@ class MpyProcess:
             cmd = self.cmd
         self._changed = asyncio.Condition()
         self.proc = await asyncio.create_subprocess_exec(
-            *cmd, env=mpy_env(self.env), cwd=str(ROOT), stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            *cmd,
+            env=mpy_env(self.env),
+            cwd=str(ROOT),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
         self._reader = asyncio.create_task(self._read())
         return self
 
@@ -201,8 +218,10 @@ class MpyProcess:
 
         try:
             idx, line = await asyncio.wait_for(wait(), timeout)
-        except asyncio.TimeoutError:
-            raise AssertionError("timeout waiting for %r; output:\n%s" % (match, self.output())) from None
+        except TimeoutError:
+            raise AssertionError(
+                "timeout waiting for %r; output:\n%s" % (match, self.output())
+            ) from None
         if line is None:
             raise AssertionError("process ended before %r; output:\n%s" % (match, self.output()))
         self._seen = idx + 1
@@ -216,7 +235,7 @@ class MpyProcess:
 
         try:
             await asyncio.wait_for(self.proc.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise AssertionError("process did not exit; output:\n%s" % self.output()) from None
         await self._reader
         return self.proc.returncode
@@ -241,13 +260,21 @@ def wasm32_case_results(modules):
         why = wasm32.missing()
         assert why is None, why
         cases = ROOT / "tests" / "firmware" / "cases"
-        files = {**wasm32.tree(SIM, "/r/tools/sim", "*.py"),
-                 **wasm32.tree(FIRMWARE / "charger", "/r/firmware/charger", "*.py"),
-                 **wasm32.tree(FIRMWARE, "/r/firmware", "*.py"),
-                 **wasm32.tree(FIRMWARE, "/r/firmware", "config.example.json"),
-                 **wasm32.tree(cases, "/r/tests/firmware/cases", "*.py")}
-        runs = [{"code": _RUNNER % ("/r/tests/firmware/cases", m), "cwd": "/r",
-                 "path": ["", "/r/tools/sim", "/r/firmware", ".frozen"]} for m in modules]
+        files = {
+            **wasm32.tree(SIM, "/r/tools/sim", "*.py"),
+            **wasm32.tree(FIRMWARE / "charger", "/r/firmware/charger", "*.py"),
+            **wasm32.tree(FIRMWARE, "/r/firmware", "*.py"),
+            **wasm32.tree(FIRMWARE, "/r/firmware", "config.example.json"),
+            **wasm32.tree(cases, "/r/tests/firmware/cases", "*.py"),
+        }
+        runs = [
+            {
+                "code": _RUNNER % ("/r/tests/firmware/cases", m),
+                "cwd": "/r",
+                "path": ["", "/r/tools/sim", "/r/firmware", ".frozen"],
+            }
+            for m in modules
+        ]
         out = {}
         for module, (output, _status) in zip(modules, wasm32.run(files, runs, timeout=300)):
             results = {}

@@ -1,6 +1,5 @@
 """RC522 and PZEM-004T drivers against the bus-level emulators, on the MicroPython unix port."""
 
-
 import pytest
 
 from tests.firmware.mpy import ROOT, case_names_in, mpy_case_results, requires_micropython

@@ -2,13 +2,14 @@
 relay and buttons) against the real server on an ephemeral port with a real SQLite file."""
 
 import asyncio
+
 import pytest
 
-from tests.firmware.mpy import requires_micropython
-from tools.sim_charger import SimCharger
 from server.app import App
 from server.config import Config
+from tests.firmware.mpy import requires_micropython
 from tests.live_server import base_url, connect, receive_type, send_json, token_for
+from tools.sim_charger import SimCharger
 
 pytestmark = [requires_micropython, pytest.mark.timeout(180)]
 
@@ -24,7 +25,9 @@ async def _register_card(app):
 @pytest.fixture
 async def charger(live_app, tmp_path):
     await _register_card(live_app)
-    sim = SimCharger(tmp_path, base_url(live_app) + "/ws", token=token_for(base_url(live_app), "publisher", 1))
+    sim = SimCharger(
+        tmp_path, base_url(live_app) + "/ws", token=token_for(base_url(live_app), "publisher", 1)
+    )
     await sim.start()
     try:
         yield sim
@@ -67,7 +70,8 @@ async def _stop_and_check_energy(sim, app, session_id, wh_before):
 
 
 async def test_tap_charges_metrics_reach_the_dashboard_and_stop_button_bills_the_meter(
-        charger, live_app):
+    charger, live_app
+):
     async with connect(base_url(live_app), "client", 1) as dashboard:
         wh_before = (await charger.status())["wh"]
         session_id = await _start_session(charger, dashboard)
@@ -92,7 +96,8 @@ async def test_remote_stop_from_the_dashboard_opens_the_relay(charger, live_app)
 
 
 async def test_emergency_opens_the_relay_before_the_message_and_needs_the_local_reset(
-        charger, live_app):
+    charger, live_app
+):
     async with connect(base_url(live_app), "client", 1) as dashboard:
         session_id = await _start_session(charger, dashboard)
         answer = await charger.command("press emergency")
@@ -131,20 +136,24 @@ async def test_link_drop_queues_readings_and_replays_them_in_order(charger, live
 
 
 async def _server(db, port=0):
-    config = Config(host="127.0.0.1", port=port, db_path=db, demo=True,
-                    ping_interval=5.0, ping_timeout=5.0)
+    config = Config(
+        host="127.0.0.1", port=port, db_path=db, demo=True, ping_interval=5.0, ping_timeout=5.0
+    )
     return await App.start(config)
 
 
 async def test_server_restart_mid_session_resumes_the_same_session_without_losing_readings(
-        tmp_path):
+    tmp_path,
+):
     db = tmp_path / "evse.sqlite3"
     app = await _server(db)
     sim = None
     try:
         await _register_card(app)
         port = app.port
-        sim = SimCharger(tmp_path, base_url(app) + "/ws", token=app.demo_key)  # kept across restarts
+        sim = SimCharger(
+            tmp_path, base_url(app) + "/ws", token=app.demo_key
+        )  # kept across restarts
         await sim.start()
         wh_before = (await sim.status())["wh"]
         session_id = await _start_session(sim)
@@ -179,7 +188,8 @@ async def test_charger_rebooted_mid_session_is_closed_as_charger_reset(charger, 
 
 
 async def test_meter_silent_for_5_s_while_charging_opens_the_relay_ends_the_session_and_alerts_the_operator(
-        charger, live_app):
+    charger, live_app
+):
     async with connect(base_url(live_app), "client", 1) as dashboard:
         session_id = await _start_session(charger, dashboard)
         await charger.command("meter silent")
@@ -204,9 +214,15 @@ async def test_corrupt_meter_frames_count_as_a_silent_meter(charger, live_app):
 
 
 async def test_offline_too_long_stops_charging_locally_and_reports_the_stop_later(
-        live_app, tmp_path):
+    live_app, tmp_path
+):
     await _register_card(live_app)
-    sim = SimCharger(tmp_path, base_url(live_app) + "/ws", token=token_for(base_url(live_app), "publisher", 1), offline_limit_s=3)
+    sim = SimCharger(
+        tmp_path,
+        base_url(live_app) + "/ws",
+        token=token_for(base_url(live_app), "publisher", 1),
+        offline_limit_s=3,
+    )
     await sim.start()
     try:
         wh_before = (await sim.status())["wh"]
@@ -227,7 +243,9 @@ async def test_offline_too_long_stops_charging_locally_and_reports_the_stop_late
 
 
 async def test_absent_nfc_reader_is_a_visible_fault_not_a_crash(live_app, tmp_path):
-    sim = SimCharger(tmp_path, base_url(live_app) + "/ws", token=token_for(base_url(live_app), "publisher", 1))
+    sim = SimCharger(
+        tmp_path, base_url(live_app) + "/ws", token=token_for(base_url(live_app), "publisher", 1)
+    )
     sim.extra_args = ["--absent-reader"]
     await sim.start()
     try:

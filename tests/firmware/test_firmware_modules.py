@@ -6,8 +6,16 @@ import subprocess
 
 import pytest
 
-from tests.firmware.mpy import (FIRMWARE, MPY_CROSS, ROOT, case_names, case_names_in,
-                                mpy_case_results, requires_micropython, run_mpy)
+from tests.firmware.mpy import (
+    FIRMWARE,
+    MPY_CROSS,
+    ROOT,
+    case_names,
+    case_names_in,
+    mpy_case_results,
+    requires_micropython,
+    run_mpy,
+)
 
 CASES = ROOT / "tests" / "firmware" / "cases"
 
@@ -46,17 +54,25 @@ def test_under_micropython(module, case):
 @pytest.mark.parametrize("active_high,level", [(True, 0), (False, 1)])
 def test_boot_drives_the_relay_off_first(tmp_path, active_high, level):
     (tmp_path / "config.json").write_text(
-        '{"pins": {"relay": 4, "relay_active_high": %s}}' % ("true" if active_high else "false"))
-    out = run_mpy("import machine\nmachine.Pin(4).value(%d)\n" % (1 - level)
-                  + (FIRMWARE / "boot.py").read_text()
-                  + "\nprint('RELAY', machine.Pin(4).value())", cwd=tmp_path)
+        '{"pins": {"relay": 4, "relay_active_high": %s}}' % ("true" if active_high else "false")
+    )
+    out = run_mpy(
+        "import machine\nmachine.Pin(4).value(%d)\n" % (1 - level)
+        + (FIRMWARE / "boot.py").read_text()
+        + "\nprint('RELAY', machine.Pin(4).value())",
+        cwd=tmp_path,
+    )
     assert "RELAY %d" % level in out
 
 
 @requires_micropython
 def test_boot_without_a_config_still_drives_the_default_relay_pin_off(tmp_path):
-    out = run_mpy("import machine\nmachine.Pin(26).value(1)\n" + (FIRMWARE / "boot.py").read_text()
-                  + "\nprint('RELAY', machine.Pin(26).value())", cwd=tmp_path)
+    out = run_mpy(
+        "import machine\nmachine.Pin(26).value(1)\n"
+        + (FIRMWARE / "boot.py").read_text()
+        + "\nprint('RELAY', machine.Pin(26).value())",
+        cwd=tmp_path,
+    )
     assert "RELAY 0" in out
 
 
@@ -67,7 +83,8 @@ FIRMWARE_FILES = sorted(p.relative_to(FIRMWARE).as_posix() for p in FIRMWARE.rgl
 @pytest.mark.parametrize("name", FIRMWARE_FILES)
 def test_firmware_file_compiles_with_mpy_cross(name, tmp_path):
     out = tmp_path / "out.mpy"
-    proc = subprocess.run([str(MPY_CROSS), "-o", str(out), str(FIRMWARE / name)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(MPY_CROSS), "-o", str(out), str(FIRMWARE / name)], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
     assert out.stat().st_size > 0

@@ -100,7 +100,8 @@ def journal_of(path):
 
 @pytest.mark.parametrize("garbage", ["noise", "torn", "directory"])
 async def test_the_firmware_boots_with_the_relay_off_whatever_its_journal_holds(
-        live_app, tmp_path, garbage):
+    live_app, tmp_path, garbage
+):
     journal = tmp_path / "journal.bin"
     if garbage == "noise":
         journal.write_bytes(bytes(range(256)) * 8 + b"\x4a\x01\x0c" + b"\xff" * 40)
@@ -110,8 +111,9 @@ async def test_the_firmware_boots_with_the_relay_off_whatever_its_journal_holds(
         journal.write_bytes(whole + whole[:9])
     else:
         journal.mkdir()
-    sim = SimCharger(tmp_path, base_url(live_app) + "/ws",
-                     token=token_for(base_url(live_app), "publisher", 1))
+    sim = SimCharger(
+        tmp_path, base_url(live_app) + "/ws", token=token_for(base_url(live_app), "publisher", 1)
+    )
     await sim.start()
     try:
         st = await sim.wait_status(lambda s: "state" in s, timeout=WAIT_S)
@@ -119,8 +121,11 @@ async def test_the_firmware_boots_with_the_relay_off_whatever_its_journal_holds(
         if garbage == "torn":  # the whole record before the torn one counted: session 9 was
             # open when the board died: its stop is journaled (kind 5, the outbox's power_loss)
             data = journal.read_bytes()
-            events = [struct.unpack_from("<5I", data, at)[1:] for kind, at, size in records(data)
-                      if kind == EVENT]
+            events = [
+                struct.unpack_from("<5I", data, at)[1:]
+                for kind, at, size in records(data)
+                if kind == EVENT
+            ]
             assert events == [(5, 9, 1234, 1750000000)]
         st = await sim.wait_status(lambda s: s["link"] and s["outbox"] == 0, timeout=WAIT_S)
         assert st["state"] == "idle" and st["relay"] is False
@@ -141,7 +146,8 @@ async def _wait_ended(app, session_id):
 
 @pytest.mark.parametrize("cause, reason", [(1, "power_loss"), (3, "charger_reset")])
 async def test_a_session_cut_by_a_reboot_is_ended_with_its_journaled_readings_and_register(
-        live_app, tmp_path, cause, reason):
+    live_app, tmp_path, cause, reason
+):
     user = (await live_app.storage.list_users())[0]
     await live_app.storage.add_card(CARD, user.id)
     token = token_for(base_url(live_app), "publisher", 1)
@@ -156,16 +162,18 @@ async def test_a_session_cut_by_a_reboot_is_ended_with_its_journaled_readings_an
             st = await sim.wait_status(lambda s: s["state"] == "charging", timeout=WAIT_S)
             session_id = st["session_id"]
             await sim.command("remove")
-            st = await sim.wait_status(lambda s: s["readings_queued"] >= 3 and s["outbox"] == 0,
-                                       timeout=WAIT_S)
+            st = await sim.wait_status(
+                lambda s: s["readings_queued"] >= 3 and s["outbox"] == 0, timeout=WAIT_S
+            )
             # the link goes (readings pile up unacknowledged, journaled 10 at a time), then
             # the power: at least one batch of them is on flash
             drop = asyncio.create_task(proxy.drop(WAIT_S))
             await sim.wait_status(lambda s: not s["link"], timeout=WAIT_S)
             queued = (await sim.status())["readings_queued"]
             # a flush every 10 readings: 11 more make sure one happened offline
-            st = await sim.wait_status(lambda s: s["readings_queued"] >= queued + 11,
-                                       timeout=WAIT_S)
+            st = await sim.wait_status(
+                lambda s: s["readings_queued"] >= queued + 11, timeout=WAIT_S
+            )
             # batched: a flash write per 10 readings, plus the session's first reading and
             # the boot's two (the compaction, its append), not one per reading
             assert st["journal_writes"] <= st["readings_queued"] // 10 + 3, st

@@ -92,11 +92,11 @@ class Recorder:
     def __init__(self):
         self.port = 0
         self.server = None
-        self.conns = []          # [{"path":..., "frames": [dict...], "ws": ...}]
+        self.conns = []  # [{"path":..., "frames": [dict...], "ws": ...}]
         self.changed = asyncio.Condition()
-        self.on_frame = None     # optional async callback(ws, msg)
-        self.on_connect = None   # optional async callback(ws)
-        self.acks = True         # ack every frame as soon as it is read
+        self.on_frame = None  # optional async callback(ws, msg)
+        self.on_connect = None  # optional async callback(ws)
+        self.acks = True  # ack every frame as soon as it is read
 
     async def start(self):
         self.server = await serve(self._handler, "127.0.0.1", self.port)
@@ -132,17 +132,21 @@ class Recorder:
 
     async def wait(self, cond, timeout=30):
         """Wait until cond() is true (re-checked on every frame or connection change)."""
+
         async def waiter():
             async with self.changed:
                 await self.changed.wait_for(cond)
+
         try:
             await asyncio.wait_for(waiter(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise AssertionError("timeout; connections: %s" % self.describe()) from None
 
     async def frames(self, conn_index, count, timeout=30):
-        await self.wait(lambda: len(self.conns) > conn_index
-                        and len(self.conns[conn_index]["frames"]) >= count, timeout)
+        await self.wait(
+            lambda: len(self.conns) > conn_index and len(self.conns[conn_index]["frames"]) >= count,
+            timeout,
+        )
         return self.conns[conn_index]["frames"]
 
     async def ack(self, conn_index, n):
@@ -153,17 +157,31 @@ class Recorder:
 
 
 def config(port, **extra):
-    cfg = {"server_url": "ws://127.0.0.1:%d/ws" % port, "station": 3, "token": "tok en/1",
-           "wifi": {"ssid": "sim-ap", "password": "secret"}, "ping_interval_s": 5,
-           "ping_timeout_s": 5, "backoff_min_s": 0.05, "backoff_max_s": 0.4,
-           "connect_timeout_s": 20, "wifi_timeout_s": 0.5}
+    cfg = {
+        "server_url": "ws://127.0.0.1:%d/ws" % port,
+        "station": 3,
+        "token": "tok en/1",
+        "wifi": {"ssid": "sim-ap", "password": "secret"},
+        "ping_interval_s": 5,
+        "ping_timeout_s": 5,
+        "backoff_min_s": 0.05,
+        "backoff_max_s": 0.4,
+        "connect_timeout_s": 20,
+        "wifi_timeout_s": 0.5,
+    }
     cfg.update(extra)
     return cfg
 
 
 def charger(cfg, preload=0, readings=200):
-    return MpyProcess(DRIVER, env={"LINK_CFG": json.dumps(cfg), "LINK_PRELOAD": str(preload),
-                                   "LINK_READINGS": str(readings)})
+    return MpyProcess(
+        DRIVER,
+        env={
+            "LINK_CFG": json.dumps(cfg),
+            "LINK_PRELOAD": str(preload),
+            "LINK_READINGS": str(readings),
+        },
+    )
 
 
 @pytest.fixture
@@ -188,8 +206,15 @@ async def test_connects_as_publisher_sends_status_first_then_the_outbox_in_order
     assert server.conns[0]["path"] == "/ws?role=publisher&estacionId=3&token=tok%20en%2F1"
     assert frames[0] == {"type": "status", "state": "idle", "session_id": None, "wh": 1000}
     assert metrics_ts(frames[1:]) == [1, 2, 3, 4, 5]
-    assert frames[1] == {"type": "metrics", "session_id": 7, "v": 230.0, "a": 10.0,
-                         "w": 2300.0, "wh": 1, "ts": 1700000001}
+    assert frames[1] == {
+        "type": "metrics",
+        "session_id": 7,
+        "v": 230.0,
+        "a": 10.0,
+        "w": 2300.0,
+        "wh": 1,
+        "ts": 1700000001,
+    }
 
 
 async def test_entries_put_while_connected_are_sent_as_they_arrive(server):
@@ -207,14 +232,14 @@ async def test_reconnects_with_growing_backoff_and_replays_status_then_outbox(se
     async with charger(config(server.port)) as proc:
         await proc.expect("LINK True")
         await server.frames(0, 1)
-        await server.stop()                       # the server goes away
+        await server.stop()  # the server goes away
         await proc.expect("LINK False")
-        proc.send("put 3")                        # readings while offline
+        proc.send("put 3")  # readings while offline
         proc.send("stop 7")
         await proc.expect("DONE stop 7")
-        for _ in range(4):                        # several failed attempts, backing off
+        for _ in range(4):  # several failed attempts, backing off
             await proc.expect("reconnect in")
-        await server.start()                      # same port: the server comes back
+        await server.start()  # same port: the server comes back
         frames = await server.frames(1, 5)
         await proc.expect("LINK True")
     assert frames[0]["type"] == "status"
@@ -251,8 +276,7 @@ async def test_server_messages_reach_the_handler_and_junk_does_not_drop_the_link
         proc.send("send 04A1B2C3")
         await proc.expect("SENT True")
         frames = await server.frames(0, 2)
-    assert json.loads(line[4:]) == {"type": "start", "session_id": 123,
-                                    "user_name": "Juan Pérez"}
+    assert json.loads(line[4:]) == {"type": "start", "session_id": 123, "user_name": "Juan Pérez"}
     assert frames[1] == {"type": "nfc_scan", "nfc_uid": "04A1B2C3"}
     assert len(server.conns) == 1
 
@@ -264,10 +288,10 @@ async def test_wifi_loss_drops_the_link_and_wifi_back_reconnects_with_the_outbox
         proc.send("wifi down")
         await proc.expect("LINK False")
         await server.wait(lambda: server.conns[0]["closed"])
-        proc.send("send 04A1B2C3")                # nfc_scan is pointless later: refused
+        proc.send("send 04A1B2C3")  # nfc_scan is pointless later: refused
         await proc.expect("SENT False")
         proc.send("put 2")
-        await proc.expect("wifi not connected")   # no TCP attempt without WiFi
+        await proc.expect("wifi not connected")  # no TCP attempt without WiFi
         assert len(server.conns) == 1
         proc.send("wifi up")
         frames = await server.frames(1, 3)
@@ -285,7 +309,7 @@ async def test_a_configuration_close_code_makes_the_link_wait_the_longest_backof
         await proc.expect("closed 4005 Estacion no encontrada")
         await proc.expect("reconnect in")
     waits = [int(m) for m in re.findall(r"reconnect in (\d+) ms", proc.output())]
-    assert waits[0] >= 1500, proc.output()   # 2 s -25 %, not the 50 ms first step
+    assert waits[0] >= 1500, proc.output()  # 2 s -25 %, not the 50 ms first step
 
 
 async def test_with_several_server_urls_a_failed_connect_moves_to_the_next_one(server):
@@ -300,7 +324,7 @@ async def test_with_several_server_urls_a_failed_connect_moves_to_the_next_one(s
         await proc.expect("LINK True")
         assert server.conns[0]["path"] == "/ws?role=publisher&estacionId=3&token=tok%20en%2F1"
         assert frames[0]["type"] == "status" and metrics_ts(frames[1:]) == [1, 2]
-        await dead.start()   # the first server comes back, the second goes away:
+        await dead.start()  # the first server comes back, the second goes away:
         await server.stop()  # round the list to the first one
         await proc.expect("LINK False")
         proc.send("put 1")
@@ -390,18 +414,19 @@ async def test_entries_swallowed_by_a_half_open_link_are_sent_again_after_the_re
         cfg = config(raw.port, ping_interval_s=5, ping_timeout_s=0.5)
         async with charger(cfg) as proc:
             await proc.expect("LINK True")
-            proc.send("put 3")                    # written into a link that reads but
-            await proc.expect("LINK False")       # never answers: no pong, no ack
+            proc.send("put 3")  # written into a link that reads but
+            await proc.expect("LINK False")  # never answers: no pong, no ack
             got = []
             while sum(1 for conn, _ in got if conn == 2) < 4:  # status + 3 readings
                 got.append(await asyncio.wait_for(raw.events.get(), 30))
     second = [msg for conn, msg in got if conn == 2]
     first = [msg for conn, msg in got if conn == 1]
-    assert metrics_ts(first) == [1, 2, 3]          # they did go out the first time
+    assert metrics_ts(first) == [1, 2, 3]  # they did go out the first time
     assert second[0]["type"] == "status" and metrics_ts(second[1:]) == [1, 2, 3]
 
 
 # ---- acknowledged delivery: an entry leaves the outbox only when an ack covers it ----------
+
 
 async def settled(server, proc, conn):
     """Let the charger handle every frame sent to it so far: a sync_request is answered only
@@ -446,8 +471,10 @@ async def test_a_pong_confirms_nothing_only_an_ack_covering_the_entries_releases
             await proc.expect("LINK True")
             proc.send("put 3")
             got = []
-            while sum(1 for e in got if e == "pong") < 3 or len(
-                    [e for e in got if isinstance(e, dict)]) < 4:
+            while (
+                sum(1 for e in got if e == "pong") < 3
+                or len([e for e in got if isinstance(e, dict)]) < 4
+            ):
                 got.append(await asyncio.wait_for(raw.events.get(), 30))
             writer = next(e for e in got if not isinstance(e, (str, dict)))
             # three pongs after the readings went out: still in the outbox, sent
@@ -459,46 +486,51 @@ async def test_a_pong_confirms_nothing_only_an_ack_covering_the_entries_releases
     assert frames[0]["type"] == "status" and metrics_ts(frames[1:]) == [1, 2, 3]
 
 
-async def test_frames_sent_outside_the_outbox_are_counted_so_an_ack_means_the_servers_count(
-        server):
+async def test_frames_sent_outside_the_outbox_are_counted_so_an_ack_means_the_servers_count(server):
     # The server counts every data frame it read: the status, an nfc_scan (send_now, as the
     # status after a local reset), the answer to sync_request. A charger that counted only
     # its outbox entries would take ack 3 for its reading (its 2nd frame) and drop it.
     server.acks = False
     async with charger(config(server.port)) as proc:
         await proc.expect("LINK True")
-        proc.send("send 04A1B2C3")                 # frame 2
+        proc.send("send 04A1B2C3")  # frame 2
         await proc.expect("SENT True")
         await server.frames(0, 2)
-        assert await settled(server, proc, 0) == "LEN 0 0"   # sync answer: frame 3
-        proc.send("put 1")                          # frame 4
+        assert await settled(server, proc, 0) == "LEN 0 0"  # sync answer: frame 3
+        proc.send("put 1")  # frame 4
         frames = await server.frames(0, 4)
         await server.ack(0, 3)
-        assert await settled(server, proc, 0) == "LEN 1 1"   # frame 5: ack 3 is not enough
+        assert await settled(server, proc, 0) == "LEN 1 1"  # frame 5: ack 3 is not enough
         await server.ack(0, 4)
         await wait_len(proc, "LEN 0 0")
     assert [f["type"] for f in frames] == ["status", "nfc_scan", "status", "metrics", "status"]
 
 
-async def test_an_ack_covering_part_of_a_batch_releases_nothing_until_the_batch_is_covered(
-        server):
+async def test_an_ack_covering_part_of_a_batch_releases_nothing_until_the_batch_is_covered(server):
     # release per batch (charger/link.py): status is frame 1, the readings 2..4, the stop 5
     server.acks = False
     async with charger(config(server.port), preload=3) as proc:
         await proc.expect("LINK True")
         await server.frames(0, 4)
-        await server.ack(0, 3)                     # status and 2 of the 3 readings
+        await server.ack(0, 3)  # status and 2 of the 3 readings
         assert await settled(server, proc, 0) == "LEN 3 3"
         await server.ack(0, 4)
         await wait_len(proc, "LEN 0 0")
-        proc.send("stop 7")                         # the next batch: frame 6 (5: the sync answer)
+        proc.send("stop 7")  # the next batch: frame 6 (5: the sync answer)
         frames = await server.frames(0, 6)
         await server.ack(0, 5)
         assert await settled(server, proc, 0) == "LEN 1 1"
         await server.ack(0, 6)
         await wait_len(proc, "LEN 0 0")
-    assert [f["type"] for f in frames] == ["status", "metrics", "metrics", "metrics",
-                                           "status", "stop", "status"]
+    assert [f["type"] for f in frames] == [
+        "status",
+        "metrics",
+        "metrics",
+        "metrics",
+        "status",
+        "stop",
+        "status",
+    ]
 
 
 async def test_entries_not_acked_when_the_connection_ends_go_again_after_the_status(server):
@@ -510,17 +542,17 @@ async def test_entries_not_acked_when_the_connection_ends_go_again_after_the_sta
         await proc.expect("LINK True")
         proc.send("put 3")
         await server.frames(0, 4)
-        proc.send("stop 7")                         # waits: a batch is in flight
+        proc.send("stop 7")  # waits: a batch is in flight
         await server.ack(0, 2)
         assert await settled(server, proc, 0) == "LEN 4 3"
-        server.acks = True                         # the next connection acks every frame
+        server.acks = True  # the next connection acks every frame
         await server.conns[0]["ws"].close(1001, "going away")
         again = await server.frames(1, 5)
         await wait_len(proc, "LEN 0 0")
     first = server.conns[0]["frames"]
     assert [f["type"] for f in first] == ["status", "metrics", "metrics", "metrics", "status"]
     assert again[0]["type"] == "status"
-    assert again[1:4] == first[1:4]                 # the same entries, in the same order
+    assert again[1:4] == first[1:4]  # the same entries, in the same order
     assert again[4] == {"type": "stop", "session_id": 7, "wh": 555, "ts": 1700000003}
     assert len(again) == 5 and len(server.conns) == 2
 
@@ -532,14 +564,14 @@ async def test_a_live_link_without_acks_keeps_the_entries_under_the_outbox_bound
     server.acks = False
     async with charger(config(server.port, ping_interval_s=0.1), readings=4) as proc:
         await proc.expect("LINK True")
-        proc.send("put 3")                          # sent (frames 2..4), never acked
+        proc.send("put 3")  # sent (frames 2..4), never acked
         await server.frames(0, 4)
-        proc.send("put 5")                          # 8 readings for 4 places: 1..4 dropped
+        proc.send("put 5")  # 8 readings for 4 places: 1..4 dropped
         proc.send("stop 7")
         await proc.expect("DONE stop 7")
         assert await settled(server, proc, 0) == "LEN 5 0"  # 5..8 and the stop, unsent yet
         server.acks = True
-        await server.ack(0, 5)                      # covers the first batch (gone by now)
+        await server.ack(0, 5)  # covers the first batch (gone by now)
         frames = await server.frames(0, 10)
         await wait_len(proc, "LEN 0 0")
     assert len(server.conns) == 1 and len(frames) == 10
@@ -554,8 +586,8 @@ async def test_a_batch_unacked_for_ack_timeout_s_makes_the_link_reconnect_and_re
     server.acks = False
     async with charger(config(server.port, ack_timeout_s=0.5), preload=2) as proc:
         await server.frames(0, 3)
-        await server.ack(0, 2)                      # part of the batch only
-        server.acks = True                          # (no more frames come on this one)
+        await server.ack(0, 2)  # part of the batch only
+        server.acks = True  # (no more frames come on this one)
         await proc.expect("lost (1001, 'no ack')")
         again = await server.frames(1, 3)
         await wait_len(proc, "LEN 0 0")
@@ -569,14 +601,20 @@ async def test_a_bad_ack_is_ignored_and_releases_nothing(server):
     server.acks = False
     async with charger(config(server.port), preload=1) as proc:
         await server.frames(0, 2)
-        for bad in ('{"type":"ack","n":99}', '{"type":"ack","n":"2"}', '{"type":"ack"}',
-                    '{"type":"ack","n":true}', '{"type":"ack","n":2.0}',
-                    '{"type": "ack", "n": 99}', '{"n":99,"type":"ack"}'):
+        for bad in (
+            '{"type":"ack","n":99}',
+            '{"type":"ack","n":"2"}',
+            '{"type":"ack"}',
+            '{"type":"ack","n":true}',
+            '{"type":"ack","n":2.0}',
+            '{"type": "ack", "n": 99}',
+            '{"n":99,"type":"ack"}',
+        ):
             await server.conns[0]["ws"].send(bad)
         assert await settled(server, proc, 0) == "LEN 1 1"
         await server.conns[0]["ws"].send('{"n": 2, "type": "ack"}')  # valid, keys swapped
         await wait_len(proc, "LEN 0 0")
-    assert '"ack"' not in proc.output()             # acks are the link's, not the handler's
+    assert '"ack"' not in proc.output()  # acks are the link's, not the handler's
     assert proc.output().count("ignored ack") == 7
 
 

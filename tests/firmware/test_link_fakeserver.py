@@ -22,8 +22,7 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def fakeserver(*args):
-    cmd = [sys.executable, "-m", "tools.fakeserver", "--host", "127.0.0.1", "--port", "0",
-           *args]
+    cmd = [sys.executable, "-m", "tools.fakeserver", "--host", "127.0.0.1", "--port", "0", *args]
     return MpyProcess(None, cmd=cmd)
 
 
@@ -36,17 +35,25 @@ async def recv_json(ws):
     return json.loads(await asyncio.wait_for(ws.recv(), 20))
 
 
-@pytest.mark.parametrize("args,error", [
-    (["--port", "70000"], "argument --port: port must be 0..65535"),
-    (["--station", "0"], "argument --station: must be a positive whole number"),
-    (["--reject", "bad code!"], "argument --reject: an error code such as CARD_UNKNOWN"),
-    (["--script", "/no/such/file"], "argument --script: can't open '/no/such/file'"),
-    (["--ack-delay", "-1"], "argument --ack-delay: must be a number of seconds from 0 to 60"),
-    (["--frobnicate"], "unrecognized arguments: --frobnicate"),
-])
+@pytest.mark.parametrize(
+    "args,error",
+    [
+        (["--port", "70000"], "argument --port: port must be 0..65535"),
+        (["--station", "0"], "argument --station: must be a positive whole number"),
+        (["--reject", "bad code!"], "argument --reject: an error code such as CARD_UNKNOWN"),
+        (["--script", "/no/such/file"], "argument --script: can't open '/no/such/file'"),
+        (["--ack-delay", "-1"], "argument --ack-delay: must be a number of seconds from 0 to 60"),
+        (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+    ],
+)
 def test_bad_command_line_arguments_give_one_clear_line(args, error):
-    proc = subprocess.run([sys.executable, "-m", "tools.fakeserver", *args], cwd=str(ROOT),
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tools.fakeserver", *args],
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert proc.stderr.startswith("fakeserver: error: " + error), proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
@@ -56,19 +63,24 @@ async def test_publisher_gets_connected_start_and_the_commands_typed_on_stdin():
     async with fakeserver("--station", "1", "--session-id", "77", "--user-name", "Ana") as proc:
         port = await listening_port(proc)
         async with connect("ws://127.0.0.1:%d/ws?role=publisher&estacionId=1" % port) as ws:
-            assert await recv_json(ws) == {"type": "connected", "role": "publisher",
-                                           "estacionId": "1"}
+            assert await recv_json(ws) == {
+                "type": "connected",
+                "role": "publisher",
+                "estacionId": "1",
+            }
             await ws.send('{"type":"nfc_scan","nfc_uid":"VIRTUAL-1-A4F2E8"}')
-            assert await recv_json(ws) == {"type": "start", "session_id": 77,
-                                           "user_name": "Ana"}
+            assert await recv_json(ws) == {"type": "start", "session_id": 77, "user_name": "Ana"}
             await proc.expect('<- {"type":"nfc_scan","nfc_uid":"VIRTUAL-1-A4F2E8"}')
             proc.send("stop")
             assert await recv_json(ws) == {"type": "stop", "session_id": 77}
             proc.send("sync")
             assert await recv_json(ws) == {"type": "sync_request", "from": "server"}
             proc.send("error STATION_FAULT meter broken")
-            assert await recv_json(ws) == {"type": "error", "message": "meter broken",
-                                           "code": "STATION_FAULT"}
+            assert await recv_json(ws) == {
+                "type": "error",
+                "message": "meter broken",
+                "code": "STATION_FAULT",
+            }
             proc.send("bogus")
             await proc.expect("error: unknown command 'bogus'")
             proc.send("send {not json")
@@ -79,12 +91,15 @@ async def test_publisher_gets_connected_start_and_the_commands_typed_on_stdin():
             assert closed.value.rcvd.code == 4008
 
 
-@pytest.mark.parametrize("query,code", [
-    ("role=publisher&estacionId=2", 4005),
-    ("role=publisher", 4004),
-    ("estacionId=1", 4001),
-    ("role=publisher&estacionId=1&token=wrong", 4003),
-])
+@pytest.mark.parametrize(
+    "query,code",
+    [
+        ("role=publisher&estacionId=2", 4005),
+        ("role=publisher", 4004),
+        ("estacionId=1", 4001),
+        ("role=publisher&estacionId=1&token=wrong", 4003),
+    ],
+)
 async def test_the_seed_close_codes_refuse_a_bad_publisher_url(query, code):
     async with fakeserver("--station", "1", "--token", "good") as proc:
         port = await listening_port(proc)
@@ -120,13 +135,15 @@ async def test_scripted_fakeserver_drives_the_real_firmware_link(tmp_path):
             start = await fw.expect(lambda line: line.startswith("MSG") and "start" in line)
             stop = await fw.expect(lambda line: line.startswith("MSG") and '"stop"' in line)
             code = await server.wait_exit(30)
-    assert json.loads(start[4:]) == {"type": "start", "session_id": 500,
-                                     "user_name": "Juan Pérez"}
+    assert json.loads(start[4:]) == {"type": "start", "session_id": 500, "user_name": "Juan Pérez"}
     assert json.loads(stop[4:]) == {"type": "stop", "session_id": 500}
     assert code == 0
     received = [line for line in server.output().splitlines() if " <- " in line]
     assert [json.loads(line.split(" <- ", 1)[1])["type"] for line in received] == [
-        "status", "nfc_scan", "status"]
+        "status",
+        "nfc_scan",
+        "status",
+    ]
 
 
 async def test_acks_count_every_data_frame_read_and_can_be_withheld_or_sent_by_hand():
@@ -135,16 +152,16 @@ async def test_acks_count_every_data_frame_read_and_can_be_withheld_or_sent_by_h
         async with connect("ws://127.0.0.1:%d/ws?role=publisher&estacionId=1" % port) as ws:
             await recv_json(ws)  # connected
             await ws.send('{"type":"status","state":"idle","session_id":null,"wh":null}')
-            await ws.send("not json")                      # invalid frames count too
+            await ws.send("not json")  # invalid frames count too
             await ws.send(b"\x00binary")
             acks = [await recv_json(ws)]
             while acks[-1]["n"] < 3:
                 acks.append(await recv_json(ws))
             proc.send("acks off")
-            proc.send("sync")                              # commands run in order
+            proc.send("sync")  # commands run in order
             assert await recv_json(ws) == {"type": "sync_request", "from": "server"}
             await ws.send('{"type":"nfc_scan","nfc_uid":"04A1B2C3"}')
-            started = await recv_json(ws)                  # start (no ack: withheld)
+            started = await recv_json(ws)  # start (no ack: withheld)
             proc.send("ack")
             by_hand = await recv_json(ws)
             proc.send("ack 2")
@@ -152,7 +169,8 @@ async def test_acks_count_every_data_frame_read_and_can_be_withheld_or_sent_by_h
             proc.send("acks maybe")
             await proc.expect("error: usage: acks on|off")
     assert all(a["type"] == "ack" for a in acks) and [a["n"] for a in acks] == sorted(
-        {a["n"] for a in acks}), acks              # growing, each value once
+        {a["n"] for a in acks}
+    ), acks  # growing, each value once
     assert started["type"] == "start" and by_hand == {"type": "ack", "n": 4}
 
 
@@ -167,10 +185,10 @@ async def test_the_firmware_link_keeps_what_the_fakeserver_does_not_ack_and_repl
             await fw.expect("LINK True")
             for _ in range(3):
                 await server.expect('<- {"type":"metrics"')
-            server.send("sync")                     # a barrier: answered after the rest
+            server.send("sync")  # a barrier: answered after the rest
             await server.expect('<- {"type":"status"')
             fw.send("len")
-            assert await fw.expect("LEN") == "LEN 3 3"   # sent, pongs seen, not acked
+            assert await fw.expect("LEN") == "LEN 3 3"  # sent, pongs seen, not acked
             server.send("acks on")
             server.send("close 1001 restarting")
             await fw.expect("LINK False")
@@ -184,11 +202,22 @@ async def test_the_firmware_link_keeps_what_the_fakeserver_does_not_ack_and_repl
                 await asyncio.sleep(0.1)
             else:
                 raise AssertionError(fw.output())
-    received = [json.loads(line.split(" <- ", 1)[1]) for line in server.output().splitlines()
-                if " <- " in line]
-    assert [m["type"] for m in received] == ["status", "metrics", "metrics", "metrics",
-                                             "status", "status", "metrics", "metrics",
-                                             "metrics"]
+    received = [
+        json.loads(line.split(" <- ", 1)[1])
+        for line in server.output().splitlines()
+        if " <- " in line
+    ]
+    assert [m["type"] for m in received] == [
+        "status",
+        "metrics",
+        "metrics",
+        "metrics",
+        "status",
+        "status",
+        "metrics",
+        "metrics",
+        "metrics",
+    ]
     assert metrics_ts(received) == [1, 2, 3, 1, 2, 3]
     assert '-> {"type":"ack","n":4}' in server.output()  # the second connection's count
 
@@ -222,13 +251,18 @@ async def test_the_whole_firmware_replays_what_a_crashed_server_never_acked(tmp_
     finally:
         await sim.stop()
         await fake.stop()
-    again = fake.received[len(first):]
+    again = fake.received[len(first) :]
     assert [m["type"] for m in first[:3]] == ["status", "nfc_scan", "metrics"]
-    assert again[0] == {"type": "status", "state": "charging", "session_id": 500,
-                        "wh": again[0]["wh"], "fw": "usb"}  # never updated: the USB-flashed version
+    assert again[0] == {
+        "type": "status",
+        "state": "charging",
+        "session_id": 500,
+        "wh": again[0]["wh"],
+        "fw": "usb",
+    }  # never updated: the USB-flashed version
     replay = [m["ts"] for m in again if m["type"] == "metrics"]
     sent_before = [m["ts"] for m in first if m["type"] == "metrics"]
-    assert replay[:len(sent_before)] == sent_before        # the unacked one goes again first
-    assert replay == sorted(set(replay))                   # then the rest, in order, once
+    assert replay[: len(sent_before)] == sent_before  # the unacked one goes again first
+    assert replay == sorted(set(replay))  # then the rest, in order, once
     assert len(replay) == st["readings_queued"] and st["dropped"] == 0
     assert again[-1]["type"] == "stop" and again[-1]["session_id"] == 500

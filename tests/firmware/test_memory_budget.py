@@ -106,8 +106,10 @@ def resident32(built):
 @requires_micropython
 def test_every_firmware_module_has_a_memory_budget(resident):
     missing = {name: size for name, size in resident.items() if name not in BUDGET}
-    assert not missing, ("no memory budget for %s (resident bytes on the unix port): add a "
-                         "line to BUDGET in tests/firmware/test_memory_budget.py" % missing)
+    assert not missing, (
+        "no memory budget for %s (resident bytes on the unix port): add a "
+        "line to BUDGET in tests/firmware/test_memory_budget.py" % missing
+    )
 
 
 @requires_micropython
@@ -117,14 +119,16 @@ def test_module_resident_heap_stays_within_its_budget(resident, module):
         pytest.skip("%s is gone from firmware/charger" % module)
     assert resident[module] <= BUDGET[module], (
         "%s: %d B resident on the 64-bit unix port, budget %d B (+%d B)"
-        % (module, resident[module], BUDGET[module], resident[module] - BUDGET[module]))
+        % (module, resident[module], BUDGET[module], resident[module] - BUDGET[module])
+    )
 
 
 def test_every_firmware_module_has_a_32_bit_memory_budget(resident32):
     missing = {name: size for name, size in resident32.items() if name not in BUDGET32}
-    assert not missing, ("no 32-bit memory budget for %s (resident bytes on the WebAssembly "
-                         "port): add a line to BUDGET32 in tests/firmware/test_memory_budget.py"
-                         % missing)
+    assert not missing, (
+        "no 32-bit memory budget for %s (resident bytes on the WebAssembly "
+        "port): add a line to BUDGET32 in tests/firmware/test_memory_budget.py" % missing
+    )
 
 
 @pytest.mark.parametrize("module", sorted(BUDGET32))
@@ -133,4 +137,5 @@ def test_module_resident_heap_stays_within_its_32_bit_budget(resident32, module)
         pytest.skip("%s is gone from firmware/charger" % module)
     assert resident32[module] <= BUDGET32[module], (
         "%s: %d B resident on the 32-bit WebAssembly port, budget %d B (+%d B)"
-        % (module, resident32[module], BUDGET32[module], resident32[module] - BUDGET32[module]))
+        % (module, resident32[module], BUDGET32[module], resident32[module] - BUDGET32[module])
+    )

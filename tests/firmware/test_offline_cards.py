@@ -22,26 +22,45 @@ LOCAL = 0x80000000
 
 # RFC 4231 test cases 1, 2 and 6 (a key longer than the block): key, data, HMAC-SHA256
 RFC4231 = [
-    ("0b" * 20, b"Hi There".hex(),
-     "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"),
-    (b"Jefe".hex(), b"what do ya want for nothing?".hex(),
-     "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"),
-    ("aa" * 131, b"Test Using Larger Than Block-Size Key - Hash Key First".hex(),
-     "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"),
+    (
+        "0b" * 20,
+        b"Hi There".hex(),
+        "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7",
+    ),
+    (
+        b"Jefe".hex(),
+        b"what do ya want for nothing?".hex(),
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+    ),
+    (
+        "aa" * 131,
+        b"Test Using Larger Than Block-Size Key - Hash Key First".hex(),
+        "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54",
+    ),
 ]
 
 
 def test_the_chargers_hmac_matches_rfc_4231_and_the_servers_signature():
     key = "k3y-of-station-7"
     text = canonical(7, 12, True, ["04A1B2C3", "VIRTUAL-1-A4F2E8"])
-    cases = RFC4231 + [(hashlib.sha256(key.encode()).hexdigest(), text.encode().hex(),
-                        sign(key_digest_hex(key), text))]
+    cases = RFC4231 + [
+        (
+            hashlib.sha256(key.encode()).hexdigest(),
+            text.encode().hex(),
+            sign(key_digest_hex(key), text),
+        )
+    ]
     script = "from binascii import hexlify, unhexlify\nfrom charger.offline import digest\n"
     for key_hex, data, _ in cases:
-        script += "print(hexlify(digest(unhexlify(%r), unhexlify(%r))).decode())\n" % (key_hex, data)
+        script += "print(hexlify(digest(unhexlify(%r), unhexlify(%r))).decode())\n" % (
+            key_hex,
+            data,
+        )
     assert run_mpy(script).split() == [expected for _, _, expected in cases]
-    assert cases[-1][2] == hmac.new(hashlib.sha256(key.encode()).digest(), text.encode(),
-                                    "sha256").hexdigest()
+    assert (
+        cases[-1][2]
+        == hmac.new(hashlib.sha256(key.encode()).digest(), text.encode(), "sha256").hexdigest()
+    )
 
 
 async def _card(app):
@@ -64,7 +83,7 @@ async def test_a_listed_card_charges_offline_and_the_server_bills_it_on_reconnec
         sim = SimCharger(tmp_path, base_url(app) + "/ws", token=app.demo_key)
         await sim.start()
         try:
-            await sim.wait_line(lambda l: "[charger] offline list 1 " in l)
+            await sim.wait_line(lambda line: "[charger] offline list 1 " in line)
             async with connect(base_url(app), "client", 1) as dash:
                 await receive_type(dash, "init")
                 await sim.command("link down")
@@ -77,7 +96,8 @@ async def test_a_listed_card_charges_offline_and_the_server_bills_it_on_reconnec
                 assert await app.storage.open_sessions() == []  # the server knows nothing yet
                 await sim.command("link up")
                 st = await sim.wait_status(
-                    lambda s: s["link"] and s["outbox"] == 0 and s["session_id"] < LOCAL)
+                    lambda s: s["link"] and s["outbox"] == 0 and s["session_id"] < LOCAL
+                )
                 session_id = st["session_id"]
                 started = await receive_type(dash, "session_started")
                 assert started["session_id"] == session_id and started["offline"] is True
@@ -102,7 +122,7 @@ async def test_the_list_survives_a_restart_and_decides_taps_without_the_server(t
         sim = SimCharger(tmp_path, base_url(app) + "/ws", token=app.demo_key)
         await sim.start()
         try:
-            await sim.wait_line(lambda l: "[charger] offline list 1 " in l)
+            await sim.wait_line(lambda line: "[charger] offline list 1 " in line)
         finally:
             await sim.stop()
         stored = (tmp_path / "authlist.txt").read_text().split("\n")
@@ -112,7 +132,7 @@ async def test_the_list_survives_a_restart_and_decides_taps_without_the_server(t
     await sim.start()
     try:
         await sim.command("tap 04DEADBE")  # not listed: refused at once
-        await sim.wait_line(lambda l: "offline: card not allowed" in l)
+        await sim.wait_line(lambda line: "offline: card not allowed" in line)
         assert (await sim.status())["relay"] is False
         await sim.command("tap " + CARD)
         st = await sim.wait_status(lambda s: s["state"] == "charging")
@@ -122,16 +142,18 @@ async def test_the_list_survives_a_restart_and_decides_taps_without_the_server(t
 
 
 async def test_an_offline_start_cut_by_a_power_loss_is_reported_and_billed_after_the_reboot(
-        tmp_path):
+    tmp_path,
+):
     # the journal (charger/outbox.py Journal) keeps the offline start, its uid and version and
     # its readings: after the reboot the charger reports it, then its stop (power_loss)
     from tests.firmware.test_journal import journal_of
+
     async with running_server(tmp_path / "evse.sqlite3") as app:
         await _card(app)
         sim = SimCharger(tmp_path, base_url(app) + "/ws", token=app.demo_key)
         await sim.start()
         try:
-            await sim.wait_line(lambda l: "[charger] offline list 1 " in l)
+            await sim.wait_line(lambda line: "[charger] offline list 1 " in line)
             await sim.command("link down")
             await sim.wait_status(lambda s: not s["link"])
             wh_before = (await sim.status())["wh"]

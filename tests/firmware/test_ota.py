@@ -12,12 +12,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from tests.firmware.mpy import FIRMWARE, MPY_CROSS, requires_micropython
-from tests.live_server import base_url, receive_json, running_server, send_json, token_for
 from websockets.asyncio.client import connect as ws_connect
 
 from server.hub import send
+from tests.firmware.mpy import FIRMWARE, MPY_CROSS, requires_micropython
+from tests.live_server import base_url, receive_json, running_server, send_json, token_for
 from tools.firmware_bundle import pack
 from tools.sim_charger import SimCharger
 
@@ -37,8 +36,19 @@ def build_bundle(tmp: Path, version: str, out_dir: Path, patch=None) -> Path:
             text = patch(src.name, text)
         copy = build / src.name
         copy.write_text(text)
-        subprocess.run([str(MPY_CROSS), "-march=xtensawin", "-O3", "-s", f"charger/{src.name}",
-                        "-o", str(build / "charger" / (src.stem + ".mpy")), str(copy)], check=True)
+        subprocess.run(
+            [
+                str(MPY_CROSS),
+                "-march=xtensawin",
+                "-O3",
+                "-s",
+                f"charger/{src.name}",
+                "-o",
+                str(build / "charger" / (src.stem + ".mpy")),
+                str(copy),
+            ],
+            check=True,
+        )
     out_dir.mkdir(exist_ok=True)
     out = out_dir / f"bundle-{version}.bin"
     pack(build, version, out)
@@ -62,8 +72,12 @@ async def rig(tmp_path):
         await app.storage.add_card(CARD, user.id)
         flash = tmp_path / "flash"
         flash.mkdir()
-        sim = SimCharger(tmp_path, base_url(app) + "/ws", fs_dir=flash,
-                         token=token_for(base_url(app), "publisher", 1))
+        sim = SimCharger(
+            tmp_path,
+            base_url(app) + "/ws",
+            fs_dir=flash,
+            token=token_for(base_url(app), "publisher", 1),
+        )
         try:
             yield app, sim, fw_dir, flash
         finally:
@@ -85,8 +99,10 @@ async def order(app, version, trust=None):
     url = base_url(app) if trust is None else base_url(app).replace("ws://", "wss://")
     token = token_for(base_url(app), "client")
     async with ws_connect(f"{url}/ws?role=client&estacionId=1&token={token}", ssl=trust) as admin:
-        await send_json(admin, {"type": "admin_update_firmware", "station_id": 1,
-                                "version": version, "request_id": 1})
+        await send_json(
+            admin,
+            {"type": "admin_update_firmware", "station_id": 1, "version": version, "request_id": 1},
+        )
         while True:
             reply = await receive_json(admin)
             if reply.get("request_id") == 1:
@@ -99,7 +115,9 @@ async def wait_firmware(app, predicate, sim):
         if predicate(state):
             return state
         await asyncio.sleep(0.05)  # polling interval, not a synchronization
-    raise AssertionError("firmware state %r\n%s" % (app.firmware.state(1), "\n".join(sim.lines[-30:])))
+    raise AssertionError(
+        "firmware state %r\n%s" % (app.firmware.state(1), "\n".join(sim.lines[-30:]))
+    )
 
 
 async def test_update_installs_switches_and_comes_back_reporting_the_new_version(rig):
@@ -112,11 +130,15 @@ async def test_update_installs_switches_and_comes_back_reporting_the_new_version
     assert await sim.wait_exit() == 3  # downloaded, verified, switched: machine.reset()
     assert (flash / "ota" / "state").read_text() == "a 2.0.0 0 usb usb -"
     assert sorted(p.name for p in (flash / "ota" / "a" / "charger").iterdir()) == sorted(
-        p.stem + ".mpy" for p in (FIRMWARE / "charger").glob("*.py"))
+        p.stem + ".mpy" for p in (FIRMWARE / "charger").glob("*.py")
+    )
     assert await boot(sim)
     await sim.wait_line(lambda line: "ready-v2 station 1" in line)  # the new code runs
     state = await wait_firmware(app, lambda s: s["update"]["result"] == "updated", sim)
-    assert state == {"fw": "2.0.0", "update": {"version": "2.0.0", "result": "updated", "code": None}}
+    assert state == {
+        "fw": "2.0.0",
+        "update": {"version": "2.0.0", "result": "updated", "code": None},
+    }
     assert (flash / "ota" / "state").read_text() == "a 2.0.0 ok usb usb -"
     assert not (flash / "ota" / "new.bin").exists()
 
@@ -155,8 +177,10 @@ async def test_a_version_that_crashes_at_start_is_rolled_back(rig):
         assert crashes <= 3
     assert crashes == 2  # MAX_TRIES boots of the new version, then the previous one
     state = await wait_firmware(app, lambda s: s["update"]["result"] == "rolled_back", sim)
-    assert state == {"fw": "usb", "update": {"version": "3.0.0", "result": "rolled_back",
-                                              "code": "NOT_ONLINE"}}
+    assert state == {
+        "fw": "usb",
+        "update": {"version": "3.0.0", "result": "rolled_back", "code": "NOT_ONLINE"},
+    }
     assert (flash / "ota" / "state").read_text() == "usb usb ok a 3.0.0 -"
 
 
@@ -177,8 +201,11 @@ async def test_an_update_ordered_mid_session_waits_for_the_session_to_end(rig):
     await sim.command("press stop")
     assert await sim.wait_exit() == 3  # the update ran once the session had ended
     download = next(i for i, line in enumerate(sim.lines) if line.startswith("[ota] download"))
-    stopped = next(i for i, line in enumerate(sim.lines) if i > got and "stop" in line
-                   and line.startswith("[charger]") and "server" not in line)
+    stopped = next(
+        i
+        for i, line in enumerate(sim.lines)
+        if i > got and "stop" in line and line.startswith("[charger]") and "server" not in line
+    )
     assert got < stopped < download
     record = await app.storage.get_session(session_id)
     assert record.ended_at is not None and record.end_reason == "local_stop"
@@ -189,8 +216,10 @@ async def test_an_update_ordered_mid_session_waits_for_the_session_to_end(rig):
 
 def never_online(name, text):  # a version that starts but never reaches the server
     if name == "wsopen.py":
-        return text.replace("s, _ = await asyncio.open_connection(host, port, ssl=ctx)",
-                            'raise OSError(0, "never online")')
+        return text.replace(
+            "s, _ = await asyncio.open_connection(host, port, ssl=ssl)",
+            'raise OSError(0, "never online")',
+        )
     return text
 
 
@@ -220,14 +249,33 @@ async def test_a_bad_order_or_a_failed_download_leaves_the_running_version(rig):
     await sim.start()
     await wait_firmware(app, lambda s: s["fw"] == "usb", sim)
     charger = app.hub.publishers[1]  # orders the server itself never sends, on its connection
-    await send(charger, {"type": "update", "version": "2.0.3", "url": "/firmware/2.0.3.bin",
-                         "sha256": "00", "size": 10})  # not a SHA-256
+    await send(
+        charger,
+        {
+            "type": "update",
+            "version": "2.0.3",
+            "url": "/firmware/2.0.3.bin",
+            "sha256": "00",
+            "size": 10,
+        },
+    )  # not a SHA-256
     state = await wait_firmware(app, lambda s: s["update"] is not None, sim)
     assert state["update"] == {"version": "2.0.3", "result": "failed", "code": "INVALID_MESSAGE"}
-    await send(charger, {"type": "update", "version": "9.9.9", "url": "/firmware/9.9.9.bin",
-                         "sha256": "ab" * 32, "size": 1000})  # the server has no such file: 404
+    await send(
+        charger,
+        {
+            "type": "update",
+            "version": "9.9.9",
+            "url": "/firmware/9.9.9.bin",
+            "sha256": "ab" * 32,
+            "size": 1000,
+        },
+    )  # the server has no such file: 404
     state = await wait_firmware(app, lambda s: s["update"]["version"] == "9.9.9", sim)
-    assert state == {"fw": "usb", "update": {"version": "9.9.9", "result": "failed", "code": "DOWNLOAD_FAILED"}}
+    assert state == {
+        "fw": "usb",
+        "update": {"version": "9.9.9", "result": "failed", "code": "DOWNLOAD_FAILED"},
+    }
     assert sim.proc.returncode is None and (await sim.status())["link"]
     assert not (flash / "ota" / "state").exists() and not (flash / "ota" / "new.bin").exists()
 
@@ -235,15 +283,41 @@ async def test_a_bad_order_or_a_failed_download_leaves_the_running_version(rig):
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 async def test_the_download_goes_over_tls_with_the_pinned_ca(tmp_path):
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-                    "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     fw_dir, flash = tmp_path / "fw", tmp_path / "flash"
     flash.mkdir()
     build_bundle(tmp_path, "2.1.0", fw_dir, marked)
-    async with running_server(tmp_path / "evse.sqlite3", firmware_dir=fw_dir, tls_cert=cert, tls_key=key) as app:
-        sim = SimCharger(tmp_path, f"wss://127.0.0.1:{app.port}/ws", fs_dir=flash, ca_cert=str(cert),
-                         token=token_for(base_url(app), "publisher", 1))
+    async with running_server(
+        tmp_path / "evse.sqlite3", firmware_dir=fw_dir, tls_cert=cert, tls_key=key
+    ) as app:
+        sim = SimCharger(
+            tmp_path,
+            f"wss://127.0.0.1:{app.port}/ws",
+            fs_dir=flash,
+            ca_cert=str(cert),
+            token=token_for(base_url(app), "publisher", 1),
+        )
         try:
             await sim.start()
             await wait_firmware(app, lambda s: s["fw"] == "usb", sim)

@@ -15,8 +15,11 @@ pytestmark = [requires_micropython, pytest.mark.timeout(300)]
 async def test_an_update_installs_or_is_refused_within_64_kb_of_heap():
     result = await firmware_ota_memory.measure()
     refused, installed = result["refused"], result["installed"]
-    assert refused["update_result"] == {"version": "bench", "result": "refused",
-                                        "code": "HASH_MISMATCH"}
+    assert refused["update_result"] == {
+        "version": "bench",
+        "result": "refused",
+        "code": "HASH_MISMATCH",
+    }
     assert installed["switched"]
     assert refused["memory_errors"] == installed["memory_errors"] == 0
     assert refused["peak_heap_bytes"] <= firmware_ota_memory.LIMIT, result

@@ -5,7 +5,7 @@ import importlib.util
 
 import pytest
 
-from tests.firmware.mpy import case_names, mpy_case_results, requires_micropython, ROOT
+from tests.firmware.mpy import ROOT, case_names, mpy_case_results, requires_micropython
 
 CASES = ROOT / "tests" / "firmware" / "cases"
 MODULES = ["state_cases", "messages_cases"]
@@ -41,8 +41,11 @@ def _app_consts():
     tree = ast.parse((ROOT / "firmware" / "charger" / "app.py").read_text())
     values = {}
     for node in tree.body:
-        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
-                and getattr(node.value.func, "id", None) == "const"):
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Call)
+            and getattr(node.value.func, "id", None) == "const"
+        ):
             expr = ast.Expression(node.value.args[0])
             values[node.targets[0].id] = eval(compile(expr, "app.py", "eval"), {}, dict(values))
     return values, tree
@@ -54,13 +57,27 @@ def test_the_app_tests_the_state_machines_action_bits_by_their_names():
     values, tree = _app_consts()
     shared = {name: value for name, value in values.items() if name.startswith(("_A_", "_LED_"))}
     assert {name for name in shared if hasattr(state, name)} >= {
-        "_A_RELAY_OFF", "_A_RELAY_ON", "_A_FINAL_READING", "_A_LED", "_A_SEND_SCAN",
-        "_A_QUEUE_READING", "_A_QUEUE_STOP", "_A_QUEUE_EMERGENCY", "_A_SEND_STATUS", "_A_LOG",
-        "_A_FLASH_ERROR", "_A_STOP_REASON", "_LED_ERROR"}
+        "_A_RELAY_OFF",
+        "_A_RELAY_ON",
+        "_A_FINAL_READING",
+        "_A_LED",
+        "_A_SEND_SCAN",
+        "_A_QUEUE_READING",
+        "_A_QUEUE_STOP",
+        "_A_QUEUE_EMERGENCY",
+        "_A_SEND_STATUS",
+        "_A_LOG",
+        "_A_FLASH_ERROR",
+        "_A_STOP_REASON",
+        "_LED_ERROR",
+    }
     for name, value in shared.items():
         if hasattr(state, name):
             assert value == getattr(state, name), name
-    assert shared["_A_QUEUE_ANY"] == state._A_QUEUE_READING | state._A_QUEUE_STOP | state._A_QUEUE_EMERGENCY
+    assert (
+        shared["_A_QUEUE_ANY"]
+        == state._A_QUEUE_READING | state._A_QUEUE_STOP | state._A_QUEUE_EMERGENCY
+    )
     assert shared["_A_QUEUE_EVENT"] == state._A_QUEUE_STOP | state._A_QUEUE_EMERGENCY
     # no action bit or LED pattern spelled as a bare number
     for node in ast.walk(tree):

@@ -60,6 +60,7 @@ async def run_client(url, body, timeout=45):
 
 # ---- raw server for misbehaving peers ------------------------------------------------------
 
+
 def accept_for(key):
     return base64.b64encode(hashlib.sha1(key + GUID).digest())
 
@@ -132,9 +133,10 @@ class RawServer:
             else:
                 accept = self.accept
             if accept is not None:
-                writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                             b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept
-                             + b"\r\n\r\n")
+                writer.write(
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                    b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+                )
                 await writer.drain()
             await self.script(reader, writer, self.events)
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -150,6 +152,7 @@ async def go_silent(reader, writer, events):
 
 
 # ---- the tests ----------------------------------------------------------------------------
+
 
 async def echo(ws):
     async for msg in ws:
@@ -168,7 +171,9 @@ async def test_text_round_trips_through_a_real_websockets_server_which_demands_m
 
     async with serve(handler, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
-        out = await run_client("ws://127.0.0.1:%d/ws?role=publisher&estacionId=1" % port, """
+        out = await run_client(
+            "ws://127.0.0.1:%d/ws?role=publisher&estacionId=1" % port,
+            """
 ws = await connect(URL)
 for text in ("hola é", "x" * 300, "y" * 3000, "z" * 70000):
     await ws.send(text)
@@ -176,7 +181,8 @@ for text in ("hola é", "x" * 300, "y" * 3000, "z" * 70000):
     print("ECHO", len(text), len(got), got[:10])
 await ws.close()
 print("CLOSE_CODE", ws.close_code)
-""")
+""",
+        )
     # websockets closes the connection (1002) on an unmasked client frame: echoes prove masks
     assert "ECHO 6 6 hola é" in out
     assert "ECHO 300 300 xxxxxxxxxx" in out and "ECHO 3000 3000 yyyyyyyyyy" in out
@@ -189,7 +195,9 @@ async def test_the_opening_code_is_not_kept_in_ram_while_connected():
     # issue 3 (memory): the TCP/TLS/handshake code is loaded per connect, then dropped
     async with serve(echo, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
-        out = await run_client("ws://127.0.0.1:%d/ws" % port, """
+        out = await run_client(
+            "ws://127.0.0.1:%d/ws" % port,
+            """
 import sys
 ws = wsclient.WebSocket()  # one object, connected twice
 for _ in range(2):
@@ -198,7 +206,9 @@ for _ in range(2):
     await ws.send("again")
     print("ECHO", await ws.recv())
     await ws.close()
-""" % port)
+"""
+            % port,
+        )
     assert out.count("LOADED False") == 2 and out.count("ECHO again") == 2, out
 
 
@@ -207,10 +217,13 @@ async def test_a_wrong_sec_websocket_accept_is_rejected():
         await reader.read()
 
     async with RawServer(silent, accept=b"dGhlIHNhbXBsZSBub25jZQ==") as server:
-        out = await run_client("ws://127.0.0.1:%d/ws" % server.port, """
+        out = await run_client(
+            "ws://127.0.0.1:%d/ws" % server.port,
+            """
 await connect(URL)
 print("CONNECTED")
-""")
+""",
+        )
     assert "ERR 101 Sec-WebSocket-Accept mismatch" in out
     assert "CONNECTED" not in out
 
@@ -234,31 +247,41 @@ async def test_a_fragmented_message_from_websockets_is_reassembled():
 
     async with serve(handler, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
-        out = await run_client("ws://127.0.0.1:%d/ws" % port, """
+        out = await run_client(
+            "ws://127.0.0.1:%d/ws" % port,
+            """
 ws = await connect(URL)
 await ws.send("go")
 print("TEXT", await ws.recv())
 print("BINARY", await ws.recv())
 await ws.close()
-""")
+""",
+        )
     assert "TEXT fragmented é" in out
     assert "BINARY b'\\x00\\x01\\x02'" in out
 
 
 async def test_a_ping_between_fragments_is_answered_and_the_message_still_reassembled():
     async def script_(reader, writer, events):
-        writer.write(frame(1, b"ab", fin=False) + frame(9, b"p1") + frame(0, b"cd", fin=False)
-                     + frame(0, b"ef"))
+        writer.write(
+            frame(1, b"ab", fin=False)
+            + frame(9, b"p1")
+            + frame(0, b"cd", fin=False)
+            + frame(0, b"ef")
+        )
         await writer.drain()
         await events.put(await read_frame(reader))  # the pong
         await events.put(await read_frame(reader))  # the close
 
     async with RawServer(script_) as server:
-        out = await run_client("ws://127.0.0.1:%d/ws" % server.port, """
+        out = await run_client(
+            "ws://127.0.0.1:%d/ws" % server.port,
+            """
 ws = await connect(URL)
 print("MSG", await ws.recv())
 await ws.close(1000, "bye")
-""")
+""",
+        )
         pong = await asyncio.wait_for(server.events.get(), 10)
         close = await asyncio.wait_for(server.events.get(), 10)
     assert "MSG abcdef" in out
@@ -277,12 +300,15 @@ async def test_pings_from_a_websockets_server_are_answered():
 
     async with serve(handler, "127.0.0.1", 0, ping_interval=None) as server:
         port = server.sockets[0].getsockname()[1]
-        out = await run_client("ws://127.0.0.1:%d/ws" % port, """
+        out = await run_client(
+            "ws://127.0.0.1:%d/ws" % port,
+            """
 ws = await connect(URL)
 await ws.send("ready")
 print("GOT", await ws.recv())
 await ws.close()
-""")
+""",
+        )
     assert "GOT pongs: 3" in out
 
 
@@ -299,21 +325,27 @@ async def test_own_pings_keep_an_idle_link_alive_while_the_server_answers():
         await read_frame(reader)
 
     async with RawServer(script_) as server:
-        out = await run_client("ws://127.0.0.1:%d/ws" % server.port, """
+        out = await run_client(
+            "ws://127.0.0.1:%d/ws" % server.port,
+            """
 ws = await connect(URL, ping_ms=100, pong_ms=5000)
 print("GOT", await ws.recv())
 await ws.close()
-""")
+""",
+        )
     assert "GOT still here after 3 pings" in out
 
 
 async def test_own_pings_detect_a_half_open_link():
     async with RawServer(go_silent) as server:
-        out = await run_client("ws://127.0.0.1:%d/ws" % server.port, """
+        out = await run_client(
+            "ws://127.0.0.1:%d/ws" % server.port,
+            """
 ws = await connect(URL, ping_ms=200, pong_ms=400)
 print("CONNECTED")
 await ws.recv()
-""")
+""",
+        )
     assert "CONNECTED" in out
     assert "ERR 1006 no pong within 400 ms" in out
 
@@ -328,7 +360,9 @@ async def test_the_close_code_of_the_server_reaches_the_client_and_is_echoed():
 
     async with serve(handler, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
-        out = await run_client("ws://127.0.0.1:%d/ws" % port, """
+        out = await run_client(
+            "ws://127.0.0.1:%d/ws" % port,
+            """
 ws = await connect(URL)
 await ws.send("hi")
 try:
@@ -336,7 +370,8 @@ try:
 except OSError as e:
     print("CLOSED_CODE", *e.args, ws.open)
     await ws.send("too late")
-""")
+""",
+        )
     assert "CLOSED_CODE 4008 replaced by a newer connection False" in out
     assert "ERR 4008" in out  # sending on a closed connection raises, no crash
     assert received == [4008]
@@ -353,11 +388,14 @@ async def test_the_client_close_handshake_reaches_the_server():
 
     async with serve(handler, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
-        out = await run_client("ws://127.0.0.1:%d/ws" % port, """
+        out = await run_client(
+            "ws://127.0.0.1:%d/ws" % port,
+            """
 ws = await connect(URL)
 await ws.close(1001, "going away")
 print("CODE", ws.close_code)
-""")
+""",
+        )
         assert await asyncio.wait_for(seen.get(), 10) == (1001, "going away")
     assert "CODE 1001" in out
 
@@ -368,10 +406,13 @@ async def test_the_server_gone_mid_frame_is_a_clean_close_not_a_crash():
         await writer.drain()
 
     async with RawServer(half_frame) as server:
-        out = await run_client("ws://127.0.0.1:%d/ws" % server.port, """
+        out = await run_client(
+            "ws://127.0.0.1:%d/ws" % server.port,
+            """
 ws = await connect(URL)
 await ws.recv()
-""")
+""",
+        )
     assert "ERR 1006 connection lost" in out
 
 
@@ -390,22 +431,29 @@ async def test_a_message_above_the_size_bound_is_refused_with_1009(fragments):
 
     async with serve(handler, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
-        out = await run_client("ws://127.0.0.1:%d/ws" % port, """
+        out = await run_client(
+            "ws://127.0.0.1:%d/ws" % port,
+            """
 ws = await connect(URL, max_size=4096)
 await ws.send("send me something big")
 await ws.recv()
-""")
+""",
+        )
     assert "ERR 1009 message above 4096 bytes" in out
     assert received == [1009]
 
 
-@pytest.mark.parametrize("bad,code", [
-    (frame(1, b"hi", mask=b"\x01\x02\x03\x04"), 1002),   # servers must not mask
-    (bytes([0xC1, 2]) + b"hi", 1002),                     # RSV1 without an extension
-    (frame(0, b"orphan"), 1002),                          # continuation without a start
-    (frame(9, b"x", fin=False), 1002),                    # fragmented control frame
-    (frame(1, b"\xff\xfe"), 1007),                        # text that is not UTF-8
-], ids=["masked", "rsv", "orphan-continuation", "fragmented-ping", "bad-utf8"])
+@pytest.mark.parametrize(
+    "bad,code",
+    [
+        (frame(1, b"hi", mask=b"\x01\x02\x03\x04"), 1002),  # servers must not mask
+        (bytes([0xC1, 2]) + b"hi", 1002),  # RSV1 without an extension
+        (frame(0, b"orphan"), 1002),  # continuation without a start
+        (frame(9, b"x", fin=False), 1002),  # fragmented control frame
+        (frame(1, b"\xff\xfe"), 1007),  # text that is not UTF-8
+    ],
+    ids=["masked", "rsv", "orphan-continuation", "fragmented-ping", "bad-utf8"],
+)
 async def test_protocol_violations_fail_the_connection_with_the_right_code(bad, code):
     async def send_bad(reader, writer, events):
         writer.write(bad)
@@ -413,10 +461,13 @@ async def test_protocol_violations_fail_the_connection_with_the_right_code(bad, 
         await events.put(await read_frame(reader))
 
     async with RawServer(send_bad) as server:
-        out = await run_client("ws://127.0.0.1:%d/ws" % server.port, """
+        out = await run_client(
+            "ws://127.0.0.1:%d/ws" % server.port,
+            """
 ws = await connect(URL)
 await ws.recv()
-""")
+""",
+        )
         op, payload, _ = await asyncio.wait_for(server.events.get(), 10)
     assert "ERR %d" % code in out
     assert op == 8 and int.from_bytes(payload[:2], "big") == code
@@ -425,35 +476,59 @@ await ws.recv()
 async def test_a_server_that_never_answers_the_handshake_times_out():
     async with RawServer(None, accept=None) as server:
         server.script = lambda r, w, e: r.read()
-        out = await run_client("ws://127.0.0.1:%d/ws" % server.port, """
+        out = await run_client(
+            "ws://127.0.0.1:%d/ws" % server.port,
+            """
 await connect(URL, timeout_ms=300)
-""")
+""",
+        )
     assert "ERR 1006 connect/handshake timeout after 300 ms" in out
 
 
 async def test_a_refused_connection_and_a_bad_url_are_clear_errors():
     async with RawServer(None) as server:
         port = server.port
-    out = await run_client("ws://127.0.0.1:%d/ws" % port, """
+    out = await run_client(
+        "ws://127.0.0.1:%d/ws" % port,
+        """
 try:
     await connect("http://example/ws")
 except ValueError as e:
     print("VALUE", e)
 await connect(URL)
-""")
+""",
+    )
     assert "VALUE URL must start with ws:// or wss://" in out
     assert "ERR 111" in out
 
 
 # ---- wss:// with a pinned CA ---------------------------------------------------------------
 
+
 def _make_cert(tmp_path, name):
     key, crt = tmp_path / (name + ".key"), tmp_path / (name + ".pem")
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-keyout", str(key), "-out", str(crt), "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-        check=True, capture_output=True)
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            str(key),
+            "-out",
+            str(crt),
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return key, crt
 
 
@@ -466,7 +541,9 @@ async def test_wss_works_with_the_pinned_ca_and_refuses_another_one(tmp_path):
     async with serve(echo, "127.0.0.1", 0, ssl=ctx) as server:
         port = server.sockets[0].getsockname()[1]
         url = "wss://localhost:%d/ws" % port
-        out = await run_client(url, """
+        out = await run_client(
+            url,
+            """
 ws = await connect(URL.replace("localhost", "127.0.0.1"), ca_cert=%r)
 await ws.send("over tls")
 print("ECHO", await ws.recv())
@@ -476,7 +553,9 @@ try:
     print("WRONG CA ACCEPTED")
 except OSError as e:
     print("REFUSED", *e.args)
-""" % (str(crt), str(other)))
+"""
+            % (str(crt), str(other)),
+        )
     assert "ECHO over tls" in out
     assert "REFUSED 1015 TLS failed" in out and "not correctly signed" in out
     assert "WRONG CA ACCEPTED" not in out
@@ -514,7 +593,9 @@ async def test_the_handshake_accepts_the_rfc_6455_example_answer():
         await events.put((await read_frame(reader))[0])
 
     async with RawServer(closes, accept=b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") as server:
-        out = await run_client("ws://127.0.0.1:%d/ws" % server.port, """
+        out = await run_client(
+            "ws://127.0.0.1:%d/ws" % server.port,
+            """
 import os, sys
 class NonceOs:  # wsopen imports os at each connect: it gets this one
     def urandom(n):
@@ -523,7 +604,8 @@ sys.modules["os"] = NonceOs
 ws = await connect(URL)
 print("CONNECTED")
 await ws.close()
-""")
+""",
+        )
         assert await asyncio.wait_for(server.events.get(), 10) == 8  # the close frame
     assert "CONNECTED" in out
 
@@ -544,16 +626,20 @@ def test_writing_a_frame_allocates_only_its_mask_and_one_buffer_view():
     # issue 3: a frame per reading for years. Writing one allocates its fresh 4-byte mask
     # (os.urandom: 37 B counted) and one view of the transmit buffer (32 B); a bytecode frame
     # of more than 11 slots would add >= 128 B per call (MicroPython puts it on the heap)
-    out = run_mpy("""
+    out = run_mpy(
+        """
 import micropython
 from charger import wsclient
-""" + CONNECTED_WS + """for data in (b"x" * 100, b"y" * 200):  # a 7-bit and a 16-bit length
+"""
+        + CONNECTED_WS
+        + """for data in (b"x" * 100, b"y" * 200):  # a 7-bit and a 16-bit length
     ws._write_frame(1, data)
     t = micropython.mem_total()
     for _ in range(10):
         ws._write_frame(1, data)
     print("BYTES", len(data), (micropython.mem_total() - t) // 10)
-""")
+"""
+    )
     per_frame = dict(line.split()[1:] for line in out.splitlines() if line.startswith("BYTES"))
     assert per_frame and all(int(b) < 100 for b in per_frame.values()), out
 
@@ -563,10 +649,13 @@ def test_sending_a_reading_allocates_no_coroutine():
     # years. When the socket takes the whole frame, `await ws.send(text)` allocates only the
     # text's bytes object (its data is shared), the mask and one buffer view (~130 B): no
     # coroutine per frame (~250 B) and no heap frame (>= 128 B).
-    out = run_mpy("""
+    out = run_mpy(
+        """
 import asyncio, micropython
 from charger import messages, wsclient
-""" + CONNECTED_WS + """async def main():
+"""
+        + CONNECTED_WS
+        + """async def main():
     for i in range(11):
         text = messages.metrics(7, 230.1, 16.2, 3680.0, 1000 + i, 1764150000 + i)
         t = micropython.mem_total()
@@ -575,7 +664,8 @@ from charger import messages, wsclient
         if i:  # the first call may intern or cache
             print("BYTES", sent)
 asyncio.run(main())
-""")
+"""
+    )
     rows = [line.split()[1] for line in out.splitlines() if line.startswith("BYTES")]
     assert len(rows) == 10, out
     assert all(int(sent) < 160 for sent in rows), rows  # 325 with a coroutine per frame
@@ -586,13 +676,15 @@ async def test_count_is_the_data_frames_written_on_this_connection_in_wire_order
     # connection; control frames (ping, pong, close) are not data frames. A reconnect
     # counts from 1 again.
     async def handler(ws):
-        await ws.ping(b"p")               # answered with a pong: not counted
+        await ws.ping(b"p")  # answered with a pong: not counted
         async for msg in ws:
             await ws.send("got %s" % (msg if isinstance(msg, str) else "binary"))
 
     async with serve(handler, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
-        out = await run_client("ws://127.0.0.1:%d/ws" % port, """
+        out = await run_client(
+            "ws://127.0.0.1:%d/ws" % port,
+            """
 ws = await connect(URL, ping_ms=50, pong_ms=5000)
 print("COUNT", ws.count)
 await ws.send("a")
@@ -609,7 +701,8 @@ print("AGAIN", ws.count)
 await ws.send("c")
 print(await ws.recv(), ws.count)
 await ws.close()
-""")
+""",
+        )
     assert "COUNT 0" in out and "got a 1" in out and "got binary 2" in out, out
     assert "IDLE 2" in out and "CLOSED 2" in out, out
     assert "AGAIN 0" in out and "got c 1" in out, out
@@ -622,15 +715,23 @@ async def test_the_servers_compact_ack_is_read_in_place_and_any_other_form_is_re
     async def handler(ws):
         async for msg in ws:
             if msg == "go":
-                for text in ('{"type":"ack","n":1}', '{"type":"ack","n":3}',  # 3 > sent: out
-                             '{"type": "ack", "n": 2}', '{"type":"ack","n":2}',
-                             '{"type":"ack","n":1}', '{"type":"ack","n":}',
-                             '{"type":"ack","n":2x}', "end"):
+                for text in (
+                    '{"type":"ack","n":1}',
+                    '{"type":"ack","n":3}',  # 3 > sent: out
+                    '{"type": "ack", "n": 2}',
+                    '{"type":"ack","n":2}',
+                    '{"type":"ack","n":1}',
+                    '{"type":"ack","n":}',
+                    '{"type":"ack","n":2x}',
+                    "end",
+                ):
                     await ws.send(text)
 
     async with serve(handler, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
-        out = await run_client("ws://127.0.0.1:%d/ws" % port, """
+        out = await run_client(
+            "ws://127.0.0.1:%d/ws" % port,
+            """
 ws = await connect(URL)
 event = asyncio.Event()
 ws.ack = [0, 2, 0, event]
@@ -642,10 +743,13 @@ while True:
     if got == "end":
         break
 await ws.close()
-""")
+""",
+        )
     got = [line for line in out.splitlines() if line.startswith("GOT")]
-    assert got == ['GOT {"type":"ack","n":3} 1 False',      # ack 1 taken in place before it
-                   'GOT {"type": "ack", "n": 2} 1 False',   # another form: the owner's
-                   'GOT {"type":"ack","n":} 2 True',        # ack 2 covered want 2; 1 ignored
-                   'GOT {"type":"ack","n":2x} 2 True',
-                   "GOT end 2 True"], out
+    assert got == [
+        'GOT {"type":"ack","n":3} 1 False',  # ack 1 taken in place before it
+        'GOT {"type": "ack", "n": 2} 1 False',  # another form: the owner's
+        'GOT {"type":"ack","n":} 2 True',  # ack 2 covered want 2; 1 ignored
+        'GOT {"type":"ack","n":2x} 2 True',
+        "GOT end 2 True",
+    ], out

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -22,7 +22,7 @@ def missing() -> str | None:
 
 
 def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 class ChargePoint:
@@ -33,8 +33,12 @@ class ChargePoint:
         if problem:
             raise RuntimeError(problem)
         self.process = await asyncio.create_subprocess_exec(
-            "node", str(HERE / "charge_point.js"), stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, cwd=HERE)
+            "node",
+            str(HERE / "charge_point.js"),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            cwd=HERE,
+        )
         self.received: list[dict] = []  # calls from the server, as the charge point got them
         self._answers: asyncio.Queue = asyncio.Queue()
         self._received_one = asyncio.Event()
@@ -67,10 +71,19 @@ class ChargePoint:
         assert "crash" not in answer, answer["crash"]
         return answer
 
-    async def connect(self, base_url: str, identity: str, password: str | None,
-                      protocols=("ocpp1.6",)) -> dict:
-        return await self._ask({"connect": {"endpoint": f"{base_url}/ocpp", "identity": identity,
-                                            "password": password, "protocols": list(protocols)}})
+    async def connect(
+        self, base_url: str, identity: str, password: str | None, protocols=("ocpp1.6",)
+    ) -> dict:
+        return await self._ask(
+            {
+                "connect": {
+                    "endpoint": f"{base_url}/ocpp",
+                    "identity": identity,
+                    "password": password,
+                    "protocols": list(protocols),
+                }
+            }
+        )
 
     async def call(self, action: str, params: dict) -> dict:
         """The server's answer (schema-checked by ocpp-rpc); AssertionError on a CALLERROR."""

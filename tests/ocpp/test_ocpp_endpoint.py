@@ -13,11 +13,18 @@ from base64 import b64encode
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 
-from server.keys import hash_station_key, new_station_key
 from server.core import REMOTE_STOP
+from server.keys import hash_station_key, new_station_key
 from server.storage import open_storage
 from tests.dashboard.helpers import http_get
-from tests.live_server import base_url, connect, receive_json, running_server, send_json, server_clock
+from tests.live_server import (
+    base_url,
+    connect,
+    receive_json,
+    running_server,
+    send_json,
+    server_clock,
+)
 from tests.ocpp.charge_point import ChargePoint, iso
 
 CP_ID = "CP-0042"
@@ -54,20 +61,36 @@ async def next_of(dashboard, kind: str) -> dict:
 
 
 def sample(ts: float, register_wh: float, w: float = 0.0, v: float = 0.0, a: float = 0.0) -> list:
-    return [{"timestamp": iso(ts), "sampledValue": [
-        {"value": str(register_wh), "measurand": "Energy.Active.Import.Register", "unit": "Wh"},
-        {"value": str(w), "measurand": "Power.Active.Import", "unit": "W"},
-        {"value": str(v), "measurand": "Voltage", "unit": "V"},
-        {"value": str(a), "measurand": "Current.Import", "unit": "A"},
-    ]}]
+    return [
+        {
+            "timestamp": iso(ts),
+            "sampledValue": [
+                {
+                    "value": str(register_wh),
+                    "measurand": "Energy.Active.Import.Register",
+                    "unit": "Wh",
+                },
+                {"value": str(w), "measurand": "Power.Active.Import", "unit": "W"},
+                {"value": str(v), "measurand": "Voltage", "unit": "V"},
+                {"value": str(a), "measurand": "Current.Import", "unit": "A"},
+            ],
+        }
+    ]
 
 
 async def boot_and_start(cp, app, start_wh: int = 1000) -> int:
     boot = await cp.call("BootNotification", BOOT)
     assert boot["status"] == "Accepted" and boot["interval"] > 0
     assert (await cp.call("Authorize", {"idTag": CARD}))["idTagInfo"]["status"] == "Accepted"
-    started = await cp.call("StartTransaction", {"connectorId": 1, "idTag": CARD, "meterStart": start_wh,
-                                                 "timestamp": iso(server_clock(base_url(app))())})
+    started = await cp.call(
+        "StartTransaction",
+        {
+            "connectorId": 1,
+            "idTag": CARD,
+            "meterStart": start_wh,
+            "timestamp": iso(server_clock(base_url(app))()),
+        },
+    )
     assert started["idTagInfo"]["status"] == "Accepted"
     return started["transactionId"]
 
@@ -78,27 +101,56 @@ async def test_a_whole_session_is_shown_live_and_billed_the_register_delta(ocpp_
     async with connect(url, "client", 5) as dashboard, ChargePoint() as cp:
         assert (await receive_json(dashboard))["type"] == "subscribed"
         assert (await receive_json(dashboard))["charger"]["status"] == "desconectado"
-        assert (await cp.connect(url, CP_ID, app.test_key)) == {"connected": True, "protocol": "ocpp1.6"}
+        assert (await cp.connect(url, CP_ID, app.test_key)) == {
+            "connected": True,
+            "protocol": "ocpp1.6",
+        }
         assert (await next_of(dashboard, "status"))["status"] == "disponible"
-        await cp.call("StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Preparing"})
+        await cp.call(
+            "StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Preparing"}
+        )
         transaction = await boot_and_start(cp, app, start_wh=1000)
         started = await next_of(dashboard, "session_started")
         assert (started["session_id"], started["user_name"]) == (transaction, "Ana")
-        assert (await next_of(dashboard, "metrics"))["kwh"] == 0  # meterStart: the register's origin
-        await cp.call("StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Charging"})
+        assert (await next_of(dashboard, "metrics"))[
+            "kwh"
+        ] == 0  # meterStart: the register's origin
+        await cp.call(
+            "StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Charging"}
+        )
         clock.advance(600)  # ten minutes of charging at 7.2 kW: 1.2 kWh
-        await cp.call("MeterValues", {"connectorId": 1, "transactionId": transaction,
-                                      "meterValue": sample(clock(), 2200, w=7200, v=230, a=31.3)})
+        await cp.call(
+            "MeterValues",
+            {
+                "connectorId": 1,
+                "transactionId": transaction,
+                "meterValue": sample(clock(), 2200, w=7200, v=230, a=31.3),
+            },
+        )
         live = await next_of(dashboard, "metrics")
-        assert (live["session_id"], live["v"], live["a"], live["w"]) == (transaction, 230, 31.3, 7200)
+        assert (live["session_id"], live["v"], live["a"], live["w"]) == (
+            transaction,
+            230,
+            31.3,
+            7200,
+        )
         assert live["kwh"] == pytest.approx(1.2)
         clock.advance(300)
-        stopped = await cp.call("StopTransaction", {"transactionId": transaction, "meterStop": 2800,
-                                                    "timestamp": iso(clock()), "reason": "Local"})
+        stopped = await cp.call(
+            "StopTransaction",
+            {
+                "transactionId": transaction,
+                "meterStop": 2800,
+                "timestamp": iso(clock()),
+                "reason": "Local",
+            },
+        )
         assert stopped["idTagInfo"]["status"] == "Accepted"
         ended = await next_of(dashboard, "session_ended")
         assert ended["session_id"] == transaction and ended["kwh"] == pytest.approx(1.8)
-        await cp.call("StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Available"})
+        await cp.call(
+            "StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Available"}
+        )
     session = await app.storage.get_session(transaction)
     assert session.ended_at is not None and session.station_id == 5
     assert session.kwh == pytest.approx((2800 - 1000) / 1000)  # billed = the register delta
@@ -109,7 +161,9 @@ async def test_a_whole_session_is_shown_live_and_billed_the_register_delta(ocpp_
     assert "1.800" in row.values() and "0.90" in row.values() and "local_stop" in row.values()
 
 
-async def test_the_dashboard_stop_sends_remote_stop_transaction_and_the_late_stop_is_harmless(ocpp_server):
+async def test_the_dashboard_stop_sends_remote_stop_transaction_and_the_late_stop_is_harmless(
+    ocpp_server,
+):
     app = ocpp_server
     url, clock = base_url(app), server_clock(base_url(app))
     async with connect(url, "client", 5) as dashboard, ChargePoint() as cp:
@@ -120,8 +174,10 @@ async def test_the_dashboard_stop_sends_remote_stop_transaction_and_the_late_sto
         assert (await next_of(dashboard, "session_ended"))["session_id"] == transaction
         assert (await cp.wait_received("RemoteStopTransaction")) == {"transactionId": transaction}
         clock.advance(60)
-        stopped = await cp.call("StopTransaction", {"transactionId": transaction, "meterStop": 1010,
-                                                    "timestamp": iso(clock())})
+        stopped = await cp.call(
+            "StopTransaction",
+            {"transactionId": transaction, "meterStop": 1010, "timestamp": iso(clock())},
+        )
         assert stopped["idTagInfo"]["status"] == "Accepted"
         assert (await next_of(dashboard, "status"))["status"] == "disponible"
     assert (await app.storage.get_session(transaction)).end_reason == REMOTE_STOP
@@ -138,10 +194,17 @@ async def test_replayed_transaction_messages_are_accepted_once(ocpp_server):
         start = {"connectorId": 1, "idTag": CARD, "meterStart": 5000, "timestamp": iso(clock())}
         first = await cp.call("StartTransaction", start)
         again = await cp.call("StartTransaction", start)
-        assert again["transactionId"] == first["transactionId"] and again["idTagInfo"]["status"] == "Accepted"
+        assert (
+            again["transactionId"] == first["transactionId"]
+            and again["idTagInfo"]["status"] == "Accepted"
+        )
         transaction = first["transactionId"]
         clock.advance(600)
-        values = {"connectorId": 1, "transactionId": transaction, "meterValue": sample(clock(), 5500, w=3000)}
+        values = {
+            "connectorId": 1,
+            "transactionId": transaction,
+            "meterValue": sample(clock(), 5500, w=3000),
+        }
         await cp.call("MeterValues", values)
         await cp.call("MeterValues", values)
         clock.advance(600)
@@ -165,11 +228,17 @@ async def test_refused_cards_get_invalid_or_blocked_and_open_no_session(ocpp_ser
     async with ChargePoint() as cp:
         await cp.connect(url, CP_ID, app.test_key)
         await cp.call("BootNotification", BOOT)
-        assert (await cp.call("Authorize", {"idTag": "DEADBEEF"}))["idTagInfo"]["status"] == "Invalid"
-        assert (await cp.call("Authorize", {"idTag": DISABLED_CARD}))["idTagInfo"]["status"] == "Blocked"
+        assert (await cp.call("Authorize", {"idTag": "DEADBEEF"}))["idTagInfo"][
+            "status"
+        ] == "Invalid"
+        assert (await cp.call("Authorize", {"idTag": DISABLED_CARD}))["idTagInfo"][
+            "status"
+        ] == "Blocked"
         for tag, status in (("DEADBEEF", "Invalid"), (DISABLED_CARD, "Blocked")):
-            answer = await cp.call("StartTransaction", {"connectorId": 1, "idTag": tag, "meterStart": 0,
-                                                        "timestamp": iso(clock())})
+            answer = await cp.call(
+                "StartTransaction",
+                {"connectorId": 1, "idTag": tag, "meterStart": 0, "timestamp": iso(clock())},
+            )
             assert answer["idTagInfo"]["status"] == status
     assert (await app.storage.list_sessions(station_id=5))[0] == []
 
@@ -180,20 +249,28 @@ async def test_a_faulted_connector_ends_the_session_and_raises_an_alert(ocpp_ser
     async with connect(url, "client", 5) as dashboard, ChargePoint() as cp:
         await cp.connect(url, CP_ID, app.test_key)
         transaction = await boot_and_start(cp, app)
-        await cp.call("StatusNotification", {"connectorId": 1, "errorCode": "GroundFailure", "status": "Faulted"})
+        await cp.call(
+            "StatusNotification",
+            {"connectorId": 1, "errorCode": "GroundFailure", "status": "Faulted"},
+        )
         assert (await next_of(dashboard, "session_ended"))["session_id"] == transaction
         assert (await next_of(dashboard, "status"))["status"] == "emergencia"
     assert [a.kind for a in await app.storage.list_alerts(station_id=5)] == ["fault"]
 
 
-@pytest.mark.parametrize("identity, password, protocols, status", [
-    ("CP-9999", "whatever", ["ocpp1.6"], 404),   # unknown charge point id
-    (CP_ID, "not-the-key", ["ocpp1.6"], 401),    # wrong password
-    (CP_ID, None, ["ocpp1.6"], 401),             # no credentials
-    (CP_ID, "KEY", ["ocpp2.0.1"], 400),          # no ocpp1.6 subprotocol
-    (CP_ID, "KEY", [], 400),                     # no subprotocol at all
-])
-async def test_the_door_refuses_with_an_http_status(ocpp_server, identity, password, protocols, status):
+@pytest.mark.parametrize(
+    "identity, password, protocols, status",
+    [
+        ("CP-9999", "whatever", ["ocpp1.6"], 404),  # unknown charge point id
+        (CP_ID, "not-the-key", ["ocpp1.6"], 401),  # wrong password
+        (CP_ID, None, ["ocpp1.6"], 401),  # no credentials
+        (CP_ID, "KEY", ["ocpp2.0.1"], 400),  # no ocpp1.6 subprotocol
+        (CP_ID, "KEY", [], 400),  # no subprotocol at all
+    ],
+)
+async def test_the_door_refuses_with_an_http_status(
+    ocpp_server, identity, password, protocols, status
+):
     app = ocpp_server
     password = app.test_key if password == "KEY" else password
     async with connect(base_url(app), "client", 5) as dashboard, ChargePoint() as cp:
@@ -220,39 +297,78 @@ async def test_bad_messages_get_a_call_error_and_the_connection_keeps_working(oc
     answer that changes nothing; never a dead connection or a half-written session."""
     app = ocpp_server
     auth = b64encode(f"{CP_ID}:{app.test_key}".encode()).decode()
-    async with ws_connect(f"{base_url(app)}/ocpp/{CP_ID}", subprotocols=["ocpp1.6"],
-                          additional_headers={"Authorization": f"Basic {auth}"}) as charger:
+    async with ws_connect(
+        f"{base_url(app)}/ocpp/{CP_ID}",
+        subprotocols=["ocpp1.6"],
+        additional_headers={"Authorization": f"Basic {auth}"},
+    ) as charger:
+
         async def ask(message) -> list:
             await charger.send(message if isinstance(message, str) else json.dumps(message))
             return json.loads(await asyncio.wait_for(charger.recv(), 10))
 
         await charger.send("this is not JSON")  # unreadable: no answer, nothing changes
         wrong_type = await ask([2, "1", "MeterValues", {"connectorId": "one", "meterValue": []}])
-        assert wrong_type[0] == 4 and wrong_type[1] == "1" and wrong_type[2] in (
-            "FormationViolation", "TypeConstraintViolation", "FormatViolation")
+        assert (
+            wrong_type[0] == 4
+            and wrong_type[1] == "1"
+            and wrong_type[2]
+            in ("FormationViolation", "TypeConstraintViolation", "FormatViolation")
+        )
         unknown = await ask([2, "2", "FlyToTheMoon", {}])
         assert unknown[0] == 4 and unknown[2] in ("NotImplemented", "NotSupported")
-        stranger = await ask([2, "3", "MeterValues", {"connectorId": 1, "transactionId": 777, "meterValue": [
-            {"timestamp": iso(server_clock(base_url(app))()), "sampledValue": [{"value": "99999"}]}]}])
+        stranger = await ask(
+            [
+                2,
+                "3",
+                "MeterValues",
+                {
+                    "connectorId": 1,
+                    "transactionId": 777,
+                    "meterValue": [
+                        {
+                            "timestamp": iso(server_clock(base_url(app))()),
+                            "sampledValue": [{"value": "99999"}],
+                        }
+                    ],
+                },
+            ]
+        )
         assert stranger == [3, "3", {}]
-        stop = await ask([2, "4", "StopTransaction", {"transactionId": 777, "meterStop": 99999,
-                                                      "timestamp": iso(server_clock(base_url(app))())}])
+        stop = await ask(
+            [
+                2,
+                "4",
+                "StopTransaction",
+                {
+                    "transactionId": 777,
+                    "meterStop": 99999,
+                    "timestamp": iso(server_clock(base_url(app))()),
+                },
+            ]
+        )
         assert stop[0] == 3
         assert (await ask([2, "5", "Heartbeat", {}]))[0] == 3  # still served
     assert (await app.storage.list_sessions(station_id=5))[0] == []
 
 
-async def test_a_flooding_charge_point_is_slowed_down_by_the_rate_limit_and_every_call_answered(tmp_path):
+async def test_a_flooding_charge_point_is_slowed_down_by_the_rate_limit_and_every_call_answered(
+    tmp_path,
+):
     db = tmp_path / "evse.sqlite3"
     storage = await open_storage(db)
     await storage.add_station("Wallbox", 0.5, station_id=5, charge_point_id=CP_ID)
     await storage.close()
     async with running_server(db, demo=False, auth=False, rate_limit=20, rate_burst=5) as app:
         async with ws_connect(f"{base_url(app)}/ocpp/{CP_ID}", subprotocols=["ocpp1.6"]) as charger:
-            for k in range(10):  # 5 over the burst: read later, not abuse (that is > burst in a row)
+            for k in range(
+                10
+            ):  # 5 over the burst: read later, not abuse (that is > burst in a row)
                 await charger.send(json.dumps([2, str(k), "Heartbeat", {}]))
             answers = [json.loads(await asyncio.wait_for(charger.recv(), 10)) for _ in range(10)]
-        assert [a[1] for a in answers] == [str(k) for k in range(10)] and {a[0] for a in answers} == {3}
+        assert [a[1] for a in answers] == [str(k) for k in range(10)] and {
+            a[0] for a in answers
+        } == {3}
         assert app.counters["error:RATE_LIMITED"] >= 1  # the calls over the burst waited their turn
 
 
@@ -263,7 +379,12 @@ async def test_a_start_replayed_after_a_server_restart_gets_the_open_sessions_tr
     user = await storage.add_user("Ana")
     await storage.add_card(CARD, user.id)
     await storage.close()
-    start = {"connectorId": 1, "idTag": CARD, "meterStart": 100, "timestamp": "2026-12-03T09:00:00Z"}
+    start = {
+        "connectorId": 1,
+        "idTag": CARD,
+        "meterStart": 100,
+        "timestamp": "2026-12-03T09:00:00Z",
+    }
     async with running_server(db, demo=False, auth=False) as app, ChargePoint() as cp:
         await cp.connect(base_url(app), CP_ID, None)
         transaction = (await cp.call("StartTransaction", start))["transactionId"]

@@ -17,7 +17,9 @@ async def handled(websocket) -> list[dict]:
             message = json.loads(await websocket.recv())
             if message.get("type") == "ack":
                 continue
-            if message.get("code") == "INVALID_MESSAGE" and "sync_check" in message.get("message", ""):
+            if message.get("code") == "INVALID_MESSAGE" and "sync_check" in message.get(
+                "message", ""
+            ):
                 return seen
             seen.append(message)
 

@@ -10,32 +10,57 @@ import sqlite3
 import time
 
 from tests.live_server import (
-    base_url, close_code, publisher, receive_type, running_server, send_json, server_storage,
+    base_url,
+    close_code,
+    publisher,
+    receive_type,
+    running_server,
+    send_json,
+    server_storage,
 )
 from tests.server.test_faults import charger_of, start_server_process
 from tests.storage.conftest import outside, refuse_writes, wait_until
 
 CARD = "VIRTUAL-1-A4F2E8"
-PROBE = {"type": "sync_check"}  # an unknown type: answered INVALID_MESSAGE after every frame before it
+PROBE = {
+    "type": "sync_check"
+}  # an unknown type: answered INVALID_MESSAGE after every frame before it
 
 
 def stored_ts(db, session_id) -> list[float]:
     """The `ts` each stored reading's charger claimed, in the order they were stored (the `ts`
     column is the reading's place on the server-bounded timeline: docs/protocol.md)."""
     with sqlite3.connect(db, timeout=10) as database:
-        return [ts for (ts,) in database.execute(
-            "SELECT charger_ts FROM readings WHERE session_id = ? ORDER BY id", (session_id,))]
+        return [
+            ts
+            for (ts,) in database.execute(
+                "SELECT charger_ts FROM readings WHERE session_id = ? ORDER BY id", (session_id,)
+            )
+        ]
 
 
 async def committed_ts(target, session_id) -> list[float]:
     """stored_ts on either backend, through a separate connection."""
-    return [ts for (ts,) in await outside(
-        target, "SELECT charger_ts FROM readings WHERE session_id = ? ORDER BY id", (session_id,))]
+    return [
+        ts
+        for (ts,) in await outside(
+            target,
+            "SELECT charger_ts FROM readings WHERE session_id = ? ORDER BY id",
+            (session_id,),
+        )
+    ]
 
 
 def metrics(session_id, ts, wh) -> dict:
-    return {"type": "metrics", "session_id": session_id, "v": 230.0, "a": 16.0, "w": 3680.0,
-            "ts": ts, "wh": wh}
+    return {
+        "type": "metrics",
+        "session_id": session_id,
+        "v": 230.0,
+        "a": 16.0,
+        "w": 3680.0,
+        "ts": ts,
+        "wh": wh,
+    }
 
 
 async def start_session(charger) -> int:
@@ -57,7 +82,8 @@ async def acks_until_probe_answered(charger) -> list[int]:
 
 
 async def test_each_ack_arrives_only_when_the_readings_of_the_frames_it_covers_are_in_the_file(
-        target, tmp_path):
+    target, tmp_path
+):
     db, overrides = server_storage(target, tmp_path)
     async with running_server(db, **overrides) as app:
         charger = await publisher(base_url(app))
@@ -72,14 +98,15 @@ async def test_each_ack_arrives_only_when_the_readings_of_the_frames_it_covers_a
                 n = (await receive_type(charger, "ack"))["n"]
                 in_file = await committed_ts(target, session_id)  # only ever grows
                 # frame k >= 2 carries reading k-2: every reading of frames <= n is committed
-                assert in_file[:n - 1] == [t0 + i for i in range(n - 1)], (n, len(in_file))
+                assert in_file[: n - 1] == [t0 + i for i in range(n - 1)], (n, len(in_file))
                 seen.append(n)
     assert seen == sorted(set(seen))  # sent only when it grew
     assert seen[-1] == sent + 1  # exactly the frames sent: the tap and every reading
 
 
 async def test_no_ack_advances_while_the_database_cannot_be_written_and_all_follow_after_recovery(
-        target, tmp_path):
+    target, tmp_path
+):
     db, overrides = server_storage(target, tmp_path)
     async with running_server(db, **overrides) as app:
         charger = await publisher(base_url(app))
@@ -91,8 +118,10 @@ async def test_no_ack_advances_while_the_database_cannot_be_written_and_all_foll
             for i in range(5):  # frames 2..6
                 await send_json(charger, metrics(session_id, t0 + i, 1000 + i))
             failed = app.storage.failed_flushes
-            await wait_until(lambda: app.storage.failed_flushes >= failed + 2,
-                             what="two flushes to fail on the read-only database")
+            await wait_until(
+                lambda: app.storage.failed_flushes >= failed + 2,
+                what="two flushes to fail on the read-only database",
+            )
             assert await acks_until_probe_answered(charger) == []  # frame 7: nothing more confirmed
             assert await committed_ts(target, session_id) == []
             await refuse_writes(app.storage, target, False)  # the database is writable again
@@ -116,7 +145,9 @@ async def test_invalid_frames_and_duplicates_are_acknowledged_and_do_not_stall_t
             await charger.send(b"\x00\x01")  # 7: binary, INVALID_MESSAGE
             await send_json(charger, {"type": "metrics", "session_id": session_id, "v": -1})  # 8
             await send_json(charger, metrics(session_id + 1, t0 + 2, 1002))  # 9: SESSION_MISMATCH
-            await send_json(charger, {"type": "status", "state": "charging", "session_id": session_id})  # 10
+            await send_json(
+                charger, {"type": "status", "state": "charging", "session_id": session_id}
+            )  # 10
             await send_json(charger, metrics(session_id, t0 + 2, 1002))  # 11
             while (await receive_type(charger, "ack"))["n"] < 11:
                 pass
@@ -135,17 +166,23 @@ async def test_the_count_starts_again_on_a_new_connection_and_a_replaced_one_sto
         second = await publisher(base_url(app))  # the charger rebooted: 4008 to the old socket
         async with second:
             assert await close_code(first) == 4008
-            await send_json(second, {"type": "status", "state": "charging", "session_id": session_id})
+            await send_json(
+                second, {"type": "status", "state": "charging", "session_id": session_id}
+            )
             await send_json(second, metrics(session_id, t0 + 1, 1001))
             n = 0
             while n < 2:
                 n = (await receive_type(second, "ack"))["n"]
             assert n == 2  # its own two frames, not the old connection's count + 2
         assert stored_ts(db, session_id) == [t0, t0 + 1]
-        await wait_until(lambda: app.handler.ack_senders == {}, what="no ack sender to outlive its connection")
+        await wait_until(
+            lambda: app.handler.ack_senders == {}, what="no ack sender to outlive its connection"
+        )
 
 
-async def test_a_stop_whose_end_could_not_be_stored_is_never_acknowledged_on_that_connection(tmp_path):
+async def test_a_stop_whose_end_could_not_be_stored_is_never_acknowledged_on_that_connection(
+    tmp_path,
+):
     db = tmp_path / "evse.sqlite3"
     async with running_server(db) as app:
         charger = await publisher(base_url(app))
@@ -155,18 +192,26 @@ async def test_a_stop_whose_end_could_not_be_stored_is_never_acknowledged_on_tha
             while (await receive_type(charger, "ack"))["n"] < 2:
                 pass
             await app.storage._fetch("PRAGMA query_only = ON")
-            await send_json(charger, {"type": "stop", "session_id": session_id, "wh": 1010})  # frame 3
+            await send_json(
+                charger, {"type": "stop", "session_id": session_id, "wh": 1010}
+            )  # frame 3
             [sender] = app.handler.ack_senders.values()
-            await wait_until(lambda: sender.read == 3 and sender.acknowledgeable == 2,
-                             what="the failed stop to be handled")
+            await wait_until(
+                lambda: sender.read == 3 and sender.acknowledgeable == 2,
+                what="the failed stop to be handled",
+            )
             await app.storage._fetch("PRAGMA query_only = OFF")
             assert await acks_until_probe_answered(charger) == []  # frame 4 after a failed frame 3
-            await wait_until(lambda: sender.read == 4 and app.storage.durable_mark == app.storage.write_mark(),
-                             what="the probe to be handled and every queued write committed")
+            await wait_until(
+                lambda: sender.read == 4 and app.storage.durable_mark == app.storage.write_mark(),
+                what="the probe to be handled and every queued write committed",
+            )
             assert sender.acknowledgeable == 2 and sender.sent == 2
 
 
-async def test_every_reading_acknowledged_before_a_sigkill_of_the_server_is_in_the_file_after_it(tmp_path):
+async def test_every_reading_acknowledged_before_a_sigkill_of_the_server_is_in_the_file_after_it(
+    tmp_path,
+):
     db = tmp_path / "evse.sqlite3"
     server, url = await start_server_process(db)
     try:
@@ -184,4 +229,4 @@ async def test_every_reading_acknowledged_before_a_sigkill_of_the_server_is_in_t
         if server.returncode is None:
             server.kill()
             await server.wait()
-    assert stored_ts(db, session_id)[:n - 1] == [t0 + i for i in range(n - 1)]
+    assert stored_ts(db, session_id)[: n - 1] == [t0 + i for i in range(n - 1)]

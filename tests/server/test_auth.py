@@ -14,7 +14,14 @@ import pytest
 from server.auth import ADMIN, OPERATOR, STATION, VIEWER, mint_token
 from server.keys import hash_station_key, new_station_key
 from tests.live_server import (
-    base_url, close_code, connect, http_url, publisher, receive_json, receive_type, running_server,
+    base_url,
+    close_code,
+    connect,
+    http_url,
+    publisher,
+    receive_json,
+    receive_type,
+    running_server,
     send_json,
 )
 
@@ -22,7 +29,12 @@ CARD = "VIRTUAL-1-A4F2E8"
 
 
 def dashboard(app, role, estacion=1, stations=None):
-    return connect(base_url(app), "client", estacion, token=mint_token(app.auth.secret, f"t-{role}", role, stations))
+    return connect(
+        base_url(app),
+        "client",
+        estacion,
+        token=mint_token(app.auth.secret, f"t-{role}", role, stations),
+    )
 
 
 async def open_session(charger) -> int:
@@ -32,7 +44,9 @@ async def open_session(charger) -> int:
 
 @pytest.mark.parametrize("role", ["publisher", "client"])
 @pytest.mark.parametrize("token", [None, "", "garbage", "a.b.c"])
-async def test_a_connection_without_a_valid_token_is_closed_4003_before_any_message(server_url, role, token):
+async def test_a_connection_without_a_valid_token_is_closed_4003_before_any_message(
+    server_url, role, token
+):
     async with connect(server_url, role, 1, token=token) as websocket:
         assert await close_code(websocket) == 4003
         assert websocket.close_reason == "invalid token"
@@ -58,7 +72,9 @@ async def test_forged_expired_and_wrong_kind_tokens_are_refused_4003(live_app, s
                 assert await close_code(websocket) == 4003, (role, token)
 
 
-async def test_station_key_connects_its_station_only_and_rotation_retires_the_old_key(live_app, server_url):
+async def test_station_key_connects_its_station_only_and_rotation_retires_the_old_key(
+    live_app, server_url
+):
     old_key, new_key = new_station_key(), new_station_key()
     await live_app.storage.add_station("Garage", 7.0, station_id=2)
     await live_app.storage.set_station_key_hash(2, hash_station_key(old_key))
@@ -73,7 +89,9 @@ async def test_station_key_connects_its_station_only_and_rotation_retires_the_ol
         assert (await receive_json(charger))["type"] == "connected"
 
 
-async def test_demo_start_issues_the_demo_station_key_in_a_private_file(live_app, server_url, tmp_path):
+async def test_demo_start_issues_the_demo_station_key_in_a_private_file(
+    live_app, server_url, tmp_path
+):
     key_file = tmp_path / "station-1.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert live_app.demo_key == key_file.read_text().strip()
@@ -81,7 +99,9 @@ async def test_demo_start_issues_the_demo_station_key_in_a_private_file(live_app
         assert (await receive_json(charger))["type"] == "connected"
 
 
-async def test_only_operator_or_admin_may_stop_remotely_and_a_refusal_changes_nothing(live_app, server_url, caplog):
+async def test_only_operator_or_admin_may_stop_remotely_and_a_refusal_changes_nothing(
+    live_app, server_url, caplog
+):
     charger = await publisher(server_url)
     async with charger:
         session_id = await open_session(charger)
@@ -91,8 +111,12 @@ async def test_only_operator_or_admin_may_stop_remotely_and_a_refusal_changes_no
                 await send_json(viewer, {"type": "stop", "session_id": session_id})
                 refusal = await receive_type(viewer, "error")
             assert refusal["code"] == "FORBIDDEN"
-            assert any("FORBIDDEN" in r.message and "t-viewer (viewer)" in r.message and "remote stop" in r.message
-                       for r in caplog.records)
+            assert any(
+                "FORBIDDEN" in r.message
+                and "t-viewer (viewer)" in r.message
+                and "remote stop" in r.message
+                for r in caplog.records
+            )
             assert live_app.core.open_session_count() == 1
             assert (await live_app.storage.get_session(session_id)).ended_at is None
         async with dashboard(live_app, OPERATOR) as operator:
@@ -130,7 +154,9 @@ async def get(url, headers=None):
 
 def _get(url, headers):
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10) as response:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers or {}), timeout=10
+        ) as response:
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
@@ -140,14 +166,23 @@ async def test_http_api_needs_a_dashboard_token_but_health_and_pages_do_not(live
     assert (await get(http_url(live_app, "/api/stations", token=None)))[0] == 401
     assert (await get(http_url(live_app, "/metrics", token=None)))[0] == 401
     bad = http_url(live_app, "/api/stations", token=None) + "?token=forged"
-    assert await get(bad) == (401, {"code": "UNAUTHORIZED", "message": "a valid dashboard token is required"})
+    assert await get(bad) == (
+        401,
+        {"code": "UNAUTHORIZED", "message": "a valid dashboard token is required"},
+    )
     assert (await get(http_url(live_app, "/api/stations", token=VIEWER)))[0] == 200
     bearer = {"Authorization": "Bearer " + mint_token(live_app.auth.secret, "v", VIEWER)}
     assert (await get(http_url(live_app, "/api/sessions?limit=5", token=None), bearer))[0] == 200
     limited = mint_token(live_app.auth.secret, "v", VIEWER, [1])
-    assert (await get(http_url(live_app, "/api/stations", token=None), {"Authorization": f"Bearer {limited}"}))[0] == 403
+    assert (
+        await get(
+            http_url(live_app, "/api/stations", token=None), {"Authorization": f"Bearer {limited}"}
+        )
+    )[0] == 403
     assert (await get(http_url(live_app, "/healthz", token=None)))[0] == 200
-    page = await asyncio.to_thread(urllib.request.urlopen, http_url(live_app, "/", token=None), timeout=10)
+    page = await asyncio.to_thread(
+        urllib.request.urlopen, http_url(live_app, "/", token=None), timeout=10
+    )
     with page:
         assert page.status == 200
 
@@ -177,9 +212,13 @@ async def test_a_charger_cannot_act_on_another_stations_session(live_app, server
     intruder = await publisher(server_url, 2)  # a valid credential, but for station 2
     async with victim, intruder:
         session_id = await open_session(victim)
-        await send_json(intruder, {"type": "stop", "session_id": session_id})  # a no-op on station 2
-        await send_json(intruder, {"type": "metrics", "session_id": session_id, "v": 230, "a": 10, "w": 2300,
-                                   "wh": 9e6})
+        await send_json(
+            intruder, {"type": "stop", "session_id": session_id}
+        )  # a no-op on station 2
+        await send_json(
+            intruder,
+            {"type": "metrics", "session_id": session_id, "v": 230, "a": 10, "w": 2300, "wh": 9e6},
+        )
         assert (await receive_type(intruder, "error"))["code"] == "SESSION_MISMATCH"
         assert live_app.core.open_session_count() == 1
         await live_app.storage.flush()

@@ -18,7 +18,14 @@ async def database_rows(app) -> dict:
 
 
 def metrics(session_id, **changes):
-    message = {"type": "metrics", "session_id": session_id, "v": 230.0, "a": 10.0, "w": 2300.0, "ts": 0}
+    message = {
+        "type": "metrics",
+        "session_id": session_id,
+        "v": 230.0,
+        "a": 10.0,
+        "w": 2300.0,
+        "ts": 0,
+    }
     message.update(changes)
     return message
 
@@ -49,7 +56,9 @@ BAD_CHARGER_MESSAGES = [
 ]
 
 
-async def test_every_bad_charger_frame_gets_invalid_message_and_changes_nothing(live_app, server_url):
+async def test_every_bad_charger_frame_gets_invalid_message_and_changes_nothing(
+    live_app, server_url
+):
     charger = await publisher(server_url)
     async with charger:
         await send_json(charger, {"type": "nfc_scan", "nfc_uid": CARD})
@@ -77,7 +86,9 @@ async def test_every_bad_charger_frame_gets_invalid_message_and_changes_nothing(
             assert (await receive_type(dashboard, "metrics"))["session_id"] == session_id
 
 
-async def test_metrics_for_another_stations_session_are_refused_and_not_stored(live_app, server_url):
+async def test_metrics_for_another_stations_session_are_refused_and_not_stored(
+    live_app, server_url
+):
     await live_app.storage.add_station("Estación 2", 7.0, station_id=2)
     user = await live_app.storage.add_user("Ana")
     await live_app.storage.add_card("04A1B2C3", user.id)
@@ -98,7 +109,9 @@ async def test_metrics_for_another_stations_session_are_refused_and_not_stored(l
     "frame",
     ["nope", '{"type":"stop","session_id":"x"}', '{"type":"nfc_scan","nfc_uid":"X"}', b"\x01"],
 )
-async def test_bad_dashboard_frames_get_invalid_message_and_the_dashboard_stays(live_app, server_url, frame):
+async def test_bad_dashboard_frames_get_invalid_message_and_the_dashboard_stays(
+    live_app, server_url, frame
+):
     async with connect(server_url, "client", 1) as dashboard:
         await receive_type(dashboard, "init")
         before = await database_rows(live_app)

@@ -18,10 +18,16 @@ import pytest
 
 from server import energy as e
 from tests.dashboard.helpers import http_get
-from tests.server.handled import handled, of_type
 from tests.live_server import (
-    base_url, connect, publisher, receive_json, receive_type, running_server, send_json,
+    base_url,
+    connect,
+    publisher,
+    receive_json,
+    receive_type,
+    running_server,
+    send_json,
 )
+from tests.server.handled import handled, of_type
 
 CARD = "VIRTUAL-1-A4F2E8"
 TS_2021 = 1_609_459_200.0  # 2021-01-01: a charger clock that had not synced yet
@@ -64,8 +70,14 @@ class Station:
         self.clock.now = self.started + seconds
 
     async def metrics(self, ts, w=7000.0, wh=None):
-        message = {"type": "metrics", "session_id": self.session_id, "v": 230.0, "a": w / 230.0,
-                   "w": w, "ts": ts}
+        message = {
+            "type": "metrics",
+            "session_id": self.session_id,
+            "v": 230.0,
+            "a": w / 230.0,
+            "w": w,
+            "ts": ts,
+        }
         if wh is not None:
             message["wh"] = wh
         await self.handled(message)
@@ -110,11 +122,16 @@ async def test_case_1_a_clock_from_2021_bills_one_second_not_years(station):
     assert record.kwh == pytest.approx(7000.0 * (1 + e.START_TOLERANCE_S) / 3600 / 1000)
     first, second = await station.app.storage.readings(station.session_id)
     assert (first.charger_ts, first.ts, first.flag) == (
-        TS_2021, station.started - e.START_TOLERANCE_S, e.CLOCK_BEHIND)
+        TS_2021,
+        station.started - e.START_TOLERANCE_S,
+        e.CLOCK_BEHIND,
+    )
     assert second.ts == second.charger_ts == station.started + 1
 
 
-async def test_case_2_an_impossible_register_jump_bills_the_bounded_trapezoid_and_alerts_once(station):
+async def test_case_2_an_impossible_register_jump_bills_the_bounded_trapezoid_and_alerts_once(
+    station,
+):
     station.at(0)
     await station.metrics(TS_2021, wh=1000)
     station.at(1)
@@ -130,13 +147,18 @@ async def test_case_2_an_impossible_register_jump_bills_the_bounded_trapezoid_an
     assert pushed[-1]["kwh"] == round(expected_wh / 1000, 3) == 0.022
     alerts = [m for m in pushed if m["type"] == "alert"]
     assert [(a["kind"], a["session_id"], a["charger_id"]) for a in alerts] == [
-        ("energy_anomaly", station.session_id, 1)]
+        ("energy_anomaly", station.session_id, 1)
+    ]
     assert "Anomalía de energía" in alerts[0]["message"] and "22 kW" in alerts[0]["message"]
     stored = await station.app.storage.list_alerts(station_id=1)
     assert [(a.kind, a.session_id) for a in stored] == [("energy_anomaly", station.session_id)]
     flags = [r.flag for r in await station.app.storage.readings(station.session_id)]
-    assert flags == [e.CLOCK_BEHIND, f"{e.CLOCK_AHEAD},{e.IMPLAUSIBLE_REGISTER}",
-                     e.IMPLAUSIBLE_REGISTER, None]
+    assert flags == [
+        e.CLOCK_BEHIND,
+        f"{e.CLOCK_AHEAD},{e.IMPLAUSIBLE_REGISTER}",
+        e.IMPLAUSIBLE_REGISTER,
+        None,
+    ]
 
 
 async def test_case_3_a_clock_an_hour_behind_then_corrected_bills_no_hour(station):
@@ -190,7 +212,8 @@ def recompute_wh(rows, max_w):
     wh = 0.0
     for before, after in zip(rows, rows[1:]):
         register_flagged = after.flag is not None and (
-            e.IMPLAUSIBLE_REGISTER in after.flag or e.METER_RESET in after.flag)
+            e.IMPLAUSIBLE_REGISTER in after.flag or e.METER_RESET in after.flag
+        )
         if before.wh is not None and after.wh is not None and not register_flagged:
             wh += after.wh - before.wh
         else:
@@ -202,9 +225,16 @@ def recompute_wh(rows, max_w):
 async def test_a_bill_is_recomputed_from_its_stored_readings(station):
     station.at(0)
     await station.metrics(TS_2021, w=7000.0, wh=500)  # clock not synced yet
-    claims = [(3, 3, 7000.0, 505), (6, 306, 7000.0, 511), (9, 9, 7000.0, 517),  # +5 min glitch
-              (12, 12, 7000.0, 9_000_000), (15, 15, 30_000.0, 9_000_006),  # jump; w above max
-              (18, 18, 7000.0, 100), (21, 21, 7000.0, 106), (24, 24, 7000.0, None)]  # reset; no wh
+    claims = [
+        (3, 3, 7000.0, 505),
+        (6, 306, 7000.0, 511),
+        (9, 9, 7000.0, 517),  # +5 min glitch
+        (12, 12, 7000.0, 9_000_000),
+        (15, 15, 30_000.0, 9_000_006),  # jump; w above max
+        (18, 18, 7000.0, 100),
+        (21, 21, 7000.0, 106),
+        (24, 24, 7000.0, None),
+    ]  # reset; no wh
     for t, claimed, w, wh in claims:
         station.at(t)
         await station.metrics(station.started + claimed, w=w, wh=wh)

@@ -103,7 +103,9 @@ def test_metrics_accumulate_energy_and_bill_the_frozen_tariff(core):
     start_session(core)
     core.add_station(1, "Estación 1", 99.0)  # tariff changed mid-session: not applied
     for k, wh in enumerate([1000.0, 3450.0]):  # 2450 Wh in ~41 min
-        effects = core.handle_publisher(1, Metrics(123, 220.5, 16.2, 3572.1, NOW + k * 2500, wh), NOW + k * 2500)
+        effects = core.handle_publisher(
+            1, Metrics(123, 220.5, 16.2, 3572.1, NOW + k * 2500, wh), NOW + k * 2500
+        )
     [pushed] = messages(effects)
     assert pushed["kwh"] == 2.45 and pushed["cost"] == 17.15
     [reading] = kinds(effects, c.QueueReading)
@@ -155,7 +157,9 @@ def test_a_reading_replayed_for_the_stations_own_closed_session_is_ignored_silen
     assert core.handle_publisher(1, Metrics(123, 230, 10, 2300, NOW + 3, wh=1001), NOW + 9) == []
     assert core.handle_publisher(1, Stop(123, wh=1002, ts=NOW + 4), NOW + 9) == []
     effects = core.handle_publisher(2, Metrics(123, 230, 10, 2300, NOW + 3, wh=1001), NOW + 9)
-    assert [m["code"] for m in messages(effects, c.Reply)] == [p.SESSION_MISMATCH]  # not station 2's
+    assert [m["code"] for m in messages(effects, c.Reply)] == [
+        p.SESSION_MISMATCH
+    ]  # not station 2's
 
 
 def test_metrics_for_another_session_are_rejected_and_not_stored(core):
@@ -178,11 +182,17 @@ def test_charger_stop_ends_the_session_and_a_repeat_is_harmless(core):
 @pytest.mark.parametrize(
     "reason, words", [("meter_failure", "Falla del medidor"), ("offline_limit", "sin conexión")]
 )
-def test_a_charger_stop_for_its_own_fault_ends_as_local_stop_and_alerts_the_operator(core, reason, words):
+def test_a_charger_stop_for_its_own_fault_ends_as_local_stop_and_alerts_the_operator(
+    core, reason, words
+):
     start_session(core)
     effects = core.handle_publisher(1, Stop(123, reason=reason), NOW + 8)
     [alert] = kinds(effects, c.AddAlert)
-    assert (alert.kind, alert.session_id, alert.station_id) == (reason, 123, 1) and words in alert.detail
+    assert (alert.kind, alert.session_id, alert.station_id) == (
+        reason,
+        123,
+        1,
+    ) and words in alert.detail
     [end] = kinds(effects, c.EndSession)
     assert end.reason == c.LOCAL_STOP
     pushed = messages(effects)
@@ -192,7 +202,9 @@ def test_a_charger_stop_for_its_own_fault_ends_as_local_stop_and_alerts_the_oper
 
 
 @pytest.mark.parametrize("reason", ["power_loss", "charger_reset"])
-def test_a_session_the_charger_reports_interrupted_ends_with_that_reason_after_its_readings(core, reason):
+def test_a_session_the_charger_reports_interrupted_ends_with_that_reason_after_its_readings(
+    core, reason
+):
     """The journal's replay after a reboot: `status charging` (resume), the readings the
     server never had, then `stop` with the reason and the last journaled register."""
     start_session(core)
@@ -280,7 +292,9 @@ def test_an_emergency_replayed_after_a_restart_naming_its_own_session_is_silent(
 def test_an_emergency_is_attributed_to_the_stations_own_open_session(core, named):
     start_session(core)
     effects = core.handle_publisher(1, Emergency(named, wh=5000.0, ts=NOW + 10), NOW + 10)
-    assert [m["code"] for m in messages(effects, c.Reply)] == (["SESSION_MISMATCH"] if named == 777 else [])
+    assert [m["code"] for m in messages(effects, c.Reply)] == (
+        ["SESSION_MISMATCH"] if named == 777 else []
+    )
     [pushed] = [m for m in messages(effects) if m["type"] == "emergency"]
     assert pushed["session_id"] == 123
     assert [(e.session_id, e.reason) for e in kinds(effects, c.EndSession)] == [(123, c.EMERGENCY)]
@@ -288,7 +302,10 @@ def test_an_emergency_is_attributed_to_the_stations_own_open_session(core, named
 
 def test_a_stop_naming_an_unknown_session_is_a_mismatch_and_a_replayed_own_stop_is_silent(core):
     start_session(core)
-    assert messages(core.handle_publisher(1, Stop(999), NOW + 10), c.Reply)[0]["code"] == p.SESSION_MISMATCH
+    assert (
+        messages(core.handle_publisher(1, Stop(999), NOW + 10), c.Reply)[0]["code"]
+        == p.SESSION_MISMATCH
+    )
     assert core.stations[1].session.id == 123
     core.handle_publisher(1, Stop(123), NOW + 11)
     start_session(core, session_id=124, now=NOW + 20)
@@ -297,8 +314,19 @@ def test_a_stop_naming_an_unknown_session_is_a_mismatch_and_a_replayed_own_stop_
 
 
 def test_the_minimum_age_counts_from_a_session_reloaded_after_a_restart(core):
-    record = type("Record", (), dict(id=9, station_id=1, user_name="Juan Pérez", card_uid=UID,
-                                     started_at=NOW - 2, tariff=7.0, energy_state={}))
+    record = type(
+        "Record",
+        (),
+        dict(
+            id=9,
+            station_id=1,
+            user_name="Juan Pérez",
+            card_uid=UID,
+            started_at=NOW - 2,
+            tariff=7.0,
+            energy_state={},
+        ),
+    )
     core.load_open_session(record)
     refused = core.handle_publisher(1, c.CardTap(UID, JUAN, 7.0), NOW)
     assert messages(refused, c.Reply)[0]["code"] == p.SESSION_TOO_RECENT
@@ -310,10 +338,18 @@ def test_publisher_replacements_alert_once_per_burst(core):
     def alerts(effects):
         return [e.kind for e in kinds(effects, c.AddAlert)]
 
-    results = [alerts(core.publisher_replaced(1, NOW + k, "10.0.0.5:1", "10.0.0.6:2")) for k in range(8)]
+    results = [
+        alerts(core.publisher_replaced(1, NOW + k, "10.0.0.5:1", "10.0.0.6:2")) for k in range(8)
+    ]
     assert results == [[], [], [], ["duplicate_charger"], [], [], [], []]
-    assert alerts(core.publisher_replaced(1, NOW + 7 + 60, "a", "b")) == []  # a quiet minute: new burst
-    assert [alerts(core.publisher_replaced(1, NOW + 68 + k, "a", "b")) for k in range(3)] == [[], [], ["duplicate_charger"]]
+    assert (
+        alerts(core.publisher_replaced(1, NOW + 7 + 60, "a", "b")) == []
+    )  # a quiet minute: new burst
+    assert [alerts(core.publisher_replaced(1, NOW + 68 + k, "a", "b")) for k in range(3)] == [
+        [],
+        [],
+        ["duplicate_charger"],
+    ]
     assert core.publisher_replaced(2, NOW, "a", "b") == []  # counted per station
 
 
@@ -348,7 +384,9 @@ def test_vanished_charger_is_desconectado_and_its_session_stays_open(core):
     assert core.describe(1, NOW)["session"]["session_id"] == 123
 
 
-@pytest.mark.parametrize("final", [Stop(123, wh=1600.0, ts=NOW + 300), Emergency(123, wh=1600.0, ts=NOW + 300)])
+@pytest.mark.parametrize(
+    "final", [Stop(123, wh=1600.0, ts=NOW + 300), Emergency(123, wh=1600.0, ts=NOW + 300)]
+)
 def test_final_register_reading_of_a_stop_or_emergency_is_billed(core, final):
     start_session(core)
     core.handle_publisher(1, Metrics(123, 230, 10, 2300, NOW + 3, 1000.0), NOW + 3)
@@ -360,11 +398,22 @@ def test_final_register_reading_of_a_stop_or_emergency_is_billed(core, final):
 events = st.lists(
     st.one_of(
         st.tuples(st.just("tap"), st.sampled_from([JUAN, Card("04AA", 2, "Ana"), None])),
-        st.tuples(st.just("metrics"), st.integers(0, 3), st.floats(0, 50_000), st.one_of(st.none(), st.floats(0, 1e6))),
-        st.tuples(st.just("stop"), st.sampled_from([None, 1, 2]), st.sampled_from([None, *p.STOP_REASONS])),
+        st.tuples(
+            st.just("metrics"),
+            st.integers(0, 3),
+            st.floats(0, 50_000),
+            st.one_of(st.none(), st.floats(0, 1e6)),
+        ),
+        st.tuples(
+            st.just("stop"), st.sampled_from([None, 1, 2]), st.sampled_from([None, *p.STOP_REASONS])
+        ),
         st.tuples(st.just("dash_stop"), st.sampled_from([None, 1, 2])),
         st.tuples(st.just("emergency"), st.sampled_from([None, 1, 2, 99])),
-        st.tuples(st.just("status"), st.sampled_from(["idle", "charging", "fault"]), st.sampled_from([1, 2, 99])),
+        st.tuples(
+            st.just("status"),
+            st.sampled_from(["idle", "charging", "fault"]),
+            st.sampled_from([1, 2, 99]),
+        ),
         st.tuples(st.just("gone")),
         st.tuples(st.just("back")),
     ),
@@ -387,7 +436,9 @@ def test_any_event_sequence_keeps_billing_consistent(sequence):
         kind = event[0]
         if kind == "tap":
             card = event[1]
-            effects = core.handle_publisher(1, c.CardTap(card.uid if card else "FFFF", card, 7.0), now)
+            effects = core.handle_publisher(
+                1, c.CardTap(card.uid if card else "FFFF", card, 7.0), now
+            )
             for create in kinds(effects, c.CreateSession):
                 effects += core.session_created(create, next_id)
                 next_id += 1
@@ -414,7 +465,10 @@ def test_any_event_sequence_keeps_billing_consistent(sequence):
             ended.append(end.session_id)
         for pushed in messages(effects):
             if pushed["type"] == "emergency":
-                assert pushed["session_id"] in [None, *(e.session_id for e in kinds(effects, c.EndSession))]
+                assert pushed["session_id"] in [
+                    None,
+                    *(e.session_id for e in kinds(effects, c.EndSession)),
+                ]
         for alert in kinds(effects, c.AddAlert):  # a fault stop alerts once, with its session's end
             if alert.kind in p.STOP_REASONS:
                 assert [e.session_id for e in kinds(effects, c.EndSession)] == [alert.session_id]

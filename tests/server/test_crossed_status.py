@@ -24,10 +24,24 @@ async def crossed_start(server_url):
 async def test_an_idle_status_that_crossed_the_start_does_not_end_the_session(server_url):
     charger, dashboard, session_id = await crossed_start(server_url)
     async with charger, dashboard:
-        assert await receive_json(charger) == {"type": "sync_request", "from": "server"}  # asked again
-        await send_json(charger, {"type": "status", "state": "charging", "session_id": session_id, "wh": 500})
-        await send_json(charger, {"type": "metrics", "session_id": session_id, "v": 230.0, "a": 10.0,
-                                  "w": 2300.0, "wh": 501})
+        assert await receive_json(charger) == {
+            "type": "sync_request",
+            "from": "server",
+        }  # asked again
+        await send_json(
+            charger, {"type": "status", "state": "charging", "session_id": session_id, "wh": 500}
+        )
+        await send_json(
+            charger,
+            {
+                "type": "metrics",
+                "session_id": session_id,
+                "v": 230.0,
+                "a": 10.0,
+                "w": 2300.0,
+                "wh": 501,
+            },
+        )
         while (message := await receive_json(dashboard))["type"] != "metrics":
             assert message["type"] != "session_ended", message
         assert message["session_id"] == session_id

@@ -18,7 +18,9 @@ async def replace(url, chargers) -> None:
     await handled(chargers[-1])
 
 
-async def test_more_than_three_replacements_in_a_minute_raise_one_duplicate_charger_alert_per_burst(tmp_path, caplog):
+async def test_more_than_three_replacements_in_a_minute_raise_one_duplicate_charger_alert_per_burst(
+    tmp_path, caplog
+):
     caplog.set_level(logging.WARNING, logger="server.ws")
     now = [T0]
     chargers = []
@@ -28,7 +30,9 @@ async def test_more_than_three_replacements_in_a_minute_raise_one_duplicate_char
             async with connect(url, "client", 1) as dashboard:
                 await receive_type(dashboard, "init")
                 await replace(url, chargers)
-                for _ in range(3):  # three replacements within a minute: rebooted chargers, no alert
+                for _ in range(
+                    3
+                ):  # three replacements within a minute: rebooted chargers, no alert
                     now[0] += 10
                     await replace(url, chargers)
                 assert await app.storage.list_alerts() == []
@@ -48,12 +52,19 @@ async def test_more_than_three_replacements_in_a_minute_raise_one_duplicate_char
             for charger in chargers:
                 await charger.close()
         alerts = await app.storage.list_alerts()
-    assert [(a["kind"], a["charger_id"], a["session_id"]) for a in first_burst] == [("duplicate_charger", 1, None)]
+    assert [(a["kind"], a["charger_id"], a["session_id"]) for a in first_burst] == [
+        ("duplicate_charger", 1, None)
+    ]
     assert "4 veces en un minuto" in first_burst[0]["message"]
     assert [a["kind"] for a in second_burst] == ["duplicate_charger"]
     assert [(a.kind, a.station_id) for a in alerts] == [("duplicate_charger", 1)] * 2
     # every replacement is logged with both peers (the old connection's and the new one's)
     old, new = chargers[-2].local_address, chargers[-1].local_address
-    assert any(f"{old[0]}:{old[1]}" in line and f"{new[0]}:{new[1]}" in line and "4008" in line
-               for line in caplog.messages)
-    assert sum("replaced by a newer connection" in line for line in caplog.messages) == len(chargers) - 1
+    assert any(
+        f"{old[0]}:{old[1]}" in line and f"{new[0]}:{new[1]}" in line and "4008" in line
+        for line in caplog.messages
+    )
+    assert (
+        sum("replaced by a newer connection" in line for line in caplog.messages)
+        == len(chargers) - 1
+    )

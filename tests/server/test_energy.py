@@ -13,8 +13,10 @@ MAX_W = 22_000.0
 
 def feed(account, readings, started_at=T0, max_w=MAX_W):
     """readings: (arrival on server time, claimed ts, w, wh); returns what add() returned."""
-    return [account.add(ts, w, wh, now=now, started_at=started_at, max_w=max_w)
-            for now, ts, w, wh in readings]
+    return [
+        account.add(ts, w, wh, now=now, started_at=started_at, max_w=max_w)
+        for now, ts, w, wh in readings
+    ]
 
 
 def live(*readings):
@@ -73,8 +75,15 @@ def test_power_above_the_station_max_is_capped_and_flagged():
 def test_trapezoid_matches_an_analytic_charging_curve_within_half_a_percent():
     # w(t) = 4000 + 3000 sin(pi t / 3600) over one hour, sampled every 3 s as the seed says
     account = EnergyAccount()
-    feed(account, live(*[(3.0 * k, 4000 + 3000 * math.sin(math.pi * 3.0 * k / 3600.0), None)
-                         for k in range(1201)]))
+    feed(
+        account,
+        live(
+            *[
+                (3.0 * k, 4000 + 3000 * math.sin(math.pi * 3.0 * k / 3600.0), None)
+                for k in range(1201)
+            ]
+        ),
+    )
     exact_wh = 4000 + 3000 * 2 / math.pi  # integral over 1 h, in Wh
     assert account.wh == pytest.approx(exact_wh, rel=0.005)
 
@@ -122,8 +131,9 @@ def test_final_reading_without_a_register_rise_adds_nothing():
 def test_a_clock_in_the_past_is_bounded_by_the_session_start():
     # issue 10 case 1: first ts in 2021 (clock not synced yet), next ts now, 1 s of charging
     account = EnergyAccount()
-    first, second = feed(account, [(T0, 1_609_459_200.0, 7000.0, None),
-                                   (T0 + 1, T0 + 1, 7000.0, None)])
+    first, second = feed(
+        account, [(T0, 1_609_459_200.0, 7000.0, None), (T0 + 1, T0 + 1, 7000.0, None)]
+    )
     assert first.ts == T0 - e.START_TOLERANCE_S and first.flag == e.CLOCK_BEHIND
     assert second.ts == T0 + 1 and second.flag == e.CLOCK_AHEAD
     assert account.wh == pytest.approx(7000.0 * (1 + e.START_TOLERANCE_S) / 3600)
@@ -131,13 +141,16 @@ def test_a_clock_in_the_past_is_bounded_by_the_session_start():
 
 def test_a_single_forward_glitch_is_cut_to_server_time_and_freezes_nothing():
     account = EnergyAccount()
-    counted = feed(account, [
-        (T0, T0, 7000.0, 1000.0),
-        (T0 + 3, T0 + 3, 7000.0, 1006.0),
-        (T0 + 6, T0 + 300, 7000.0, 1012.0),  # stamped 5 minutes ahead
-        (T0 + 9, T0 + 9, 7000.0, 1018.0),
-        (T0 + 12, T0 + 12, 7000.0, 1023.0),
-    ])
+    counted = feed(
+        account,
+        [
+            (T0, T0, 7000.0, 1000.0),
+            (T0 + 3, T0 + 3, 7000.0, 1006.0),
+            (T0 + 6, T0 + 300, 7000.0, 1012.0),  # stamped 5 minutes ahead
+            (T0 + 9, T0 + 9, 7000.0, 1018.0),
+            (T0 + 12, T0 + 12, 7000.0, 1023.0),
+        ],
+    )
     assert None not in counted  # every reading counted (and so shown)
     assert [c.flag for c in counted] == [None, None, e.CLOCK_AHEAD, e.CLOCK_BEHIND, None]
     assert [c.ts for c in counted] == [T0, T0 + 3, T0 + 6, T0 + 9, T0 + 12]

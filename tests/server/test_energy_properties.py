@@ -55,7 +55,8 @@ def near(ts, now):
 @settings(deadline=None, max_examples=400)  # no timing in tests: a loaded CI must not fail this
 @given(readings, st.sampled_from(MAX_WS), st.floats(min_value=0, max_value=30))
 def test_the_bill_is_bounded_by_server_time_never_negative_and_never_goes_down(
-        samples, max_w, first_delay):
+    samples, max_w, first_delay
+):
     account = EnergyAccount()
     now = T0 + first_delay
     for gap, ts, w, wh, final in samples:
@@ -92,11 +93,17 @@ def honest_sessions(draw):
         step = draw(st.floats(min_value=1.0, max_value=30.0))
         energy_wh += power * step / 3600.0
         t += step
-        measured.append((t, float(math.floor(t + offset)), power, register0 + math.floor(energy_wh)))
+        measured.append(
+            (t, float(math.floor(t + offset)), power, register0 + math.floor(energy_wh))
+        )
     arrivals, link_free = [], T0
     for t, ts, power, wh in measured:
-        delay = draw(st.one_of(st.floats(min_value=0.01, max_value=0.5),  # live
-                               st.floats(min_value=0.5, max_value=600)))  # queued in an outage
+        delay = draw(
+            st.one_of(
+                st.floats(min_value=0.01, max_value=0.5),  # live
+                st.floats(min_value=0.5, max_value=600),
+            )
+        )  # queued in an outage
         link_free = max(link_free + 0.001, t + delay)  # in order: the outbox replays in order
         arrivals.append((link_free, ts, power, wh))
         if draw(st.integers(min_value=0, max_value=9)) == 0:  # delivered twice

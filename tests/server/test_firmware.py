@@ -13,12 +13,18 @@ import urllib.request
 
 import pytest
 
+from server.auth import mint_token
 from server.config import load_config
 from server.firmware import bundle_version
 from tests.live_server import (
-    base_url, connect, receive_json, receive_type, running_server, send_json, token_for,
+    base_url,
+    connect,
+    receive_json,
+    receive_type,
+    running_server,
+    send_json,
+    token_for,
 )
-from server.auth import mint_token
 from tools.sim_charger import ROOT
 
 FILES = {"charger/app.mpy": b"M\x06app" * 50, "charger/state.mpy": b"M\x06st" * 30}
@@ -56,7 +62,11 @@ async def http(app, path, **query):
 
 
 async def admin_request(app, message: dict, role: str = "admin") -> dict:
-    token = token_for(base_url(app), "client") if role == "admin" else mint_token(app.auth.secret, "t", role)
+    token = (
+        token_for(base_url(app), "client")
+        if role == "admin"
+        else mint_token(app.auth.secret, "t", role)
+    )
     async with connect(base_url(app), "client", 1, token=token) as dashboard:
         await send_json(dashboard, {**message, "request_id": 9})
         while True:
@@ -73,7 +83,9 @@ async def test_the_bundle_is_served_to_a_charger_with_its_station_key_only(app):
     assert status == 401 and json.loads(body)["code"] == "UNAUTHORIZED"
     admin = token_for(base_url(app), "client")  # a dashboard token is not a station key
     assert (await http(app, "/firmware/2.0.0.bin", estacionId=1, token=admin))[0] == 401
-    assert (await http(app, "/firmware/2.0.0.bin", estacionId=2, token=key))[0] == 401  # another station
+    assert (await http(app, "/firmware/2.0.0.bin", estacionId=2, token=key))[
+        0
+    ] == 401  # another station
     status, body = await http(app, "/firmware/9.9.9.bin", estacionId=1, token=key)
     assert status == 404 and json.loads(body)["code"] == "FIRMWARE_NOT_FOUND"
     assert (await http(app, "/firmware/notes.bin", estacionId=1, token=key))[0] == 404
@@ -84,24 +96,50 @@ async def test_an_admin_order_reaches_the_charger_and_its_outcome_is_tracked_and
     async with connect(url, "publisher", 1) as charger, connect(url, "client", 1) as watcher:
         assert (await receive_json(charger))["type"] == "connected"
         await receive_type(watcher, "init")  # subscribed: it hears the pushes from now on
-        await send_json(charger, {"type": "status", "state": "idle", "session_id": None, "wh": 5, "fw": "1.0.0"})
+        await send_json(
+            charger, {"type": "status", "state": "idle", "session_id": None, "wh": 5, "fw": "1.0.0"}
+        )
         pushed = await receive_type(watcher, "firmware")
         assert pushed == {"type": "firmware", "charger_id": 1, "fw": "1.0.0", "update": None}
         listing = await admin_request(app, {"type": "admin_list_firmware"})
-        assert listing["versions"] == [{"version": "2.0.0", "size": len(bundle("2.0.0")),
-                                        "sha256": hashlib.sha256(bundle("2.0.0")).hexdigest()}]
+        assert listing["versions"] == [
+            {
+                "version": "2.0.0",
+                "size": len(bundle("2.0.0")),
+                "sha256": hashlib.sha256(bundle("2.0.0")).hexdigest(),
+            }
+        ]
         assert listing["stations"]["1"] == {"fw": "1.0.0", "update": None}
-        reply = await admin_request(app, {"type": "admin_update_firmware", "station_id": 1, "version": "2.0.0"})
+        reply = await admin_request(
+            app, {"type": "admin_update_firmware", "station_id": 1, "version": "2.0.0"}
+        )
         assert reply["ok"] and reply["firmware"]["update"]["result"] == "requested"
         order = await receive_type(charger, "update")
-        assert order == {"type": "update", "version": "2.0.0", "url": "/firmware/2.0.0.bin",
-                         "sha256": hashlib.sha256(bundle("2.0.0")).hexdigest(), "size": len(bundle("2.0.0"))}
-        await send_json(charger, {"type": "update_result", "version": "2.0.0", "result": "refused",
-                                  "code": "HASH_MISMATCH", "fw": "1.0.0"})
+        assert order == {
+            "type": "update",
+            "version": "2.0.0",
+            "url": "/firmware/2.0.0.bin",
+            "sha256": hashlib.sha256(bundle("2.0.0")).hexdigest(),
+            "size": len(bundle("2.0.0")),
+        }
+        await send_json(
+            charger,
+            {
+                "type": "update_result",
+                "version": "2.0.0",
+                "result": "refused",
+                "code": "HASH_MISMATCH",
+                "fw": "1.0.0",
+            },
+        )
         pushed = await receive_type(watcher, "firmware")
         while pushed["update"]["result"] != "refused":
             pushed = await receive_type(watcher, "firmware")
-        assert pushed["update"] == {"version": "2.0.0", "result": "refused", "code": "HASH_MISMATCH"}
+        assert pushed["update"] == {
+            "version": "2.0.0",
+            "result": "refused",
+            "code": "HASH_MISMATCH",
+        }
         assert app.firmware.state(1) == {"fw": "1.0.0", "update": pushed["update"]}
 
 
@@ -109,12 +147,18 @@ async def test_an_order_the_charger_has_not_run_is_sent_again_when_it_reconnects
     url = base_url(app)
     async with connect(url, "publisher", 1) as charger:
         await receive_json(charger)
-        await send_json(charger, {"type": "status", "state": "idle", "session_id": None, "wh": 5, "fw": "1.0.0"})
-        await admin_request(app, {"type": "admin_update_firmware", "station_id": 1, "version": "2.0.0"})
+        await send_json(
+            charger, {"type": "status", "state": "idle", "session_id": None, "wh": 5, "fw": "1.0.0"}
+        )
+        await admin_request(
+            app, {"type": "admin_update_firmware", "station_id": 1, "version": "2.0.0"}
+        )
         await receive_type(charger, "update")
     async with connect(url, "publisher", 1) as charger:  # it rebooted before installing
         await receive_json(charger)
-        await send_json(charger, {"type": "status", "state": "idle", "session_id": None, "wh": 5, "fw": "1.0.0"})
+        await send_json(
+            charger, {"type": "status", "state": "idle", "session_id": None, "wh": 5, "fw": "1.0.0"}
+        )
         assert (await receive_type(charger, "update"))["version"] == "2.0.0"
 
 
@@ -122,12 +166,18 @@ async def test_bad_orders_are_refused_with_a_code_and_change_nothing(app):
     order = {"type": "admin_update_firmware", "station_id": 1, "version": "2.0.0"}
     assert (await admin_request(app, order))["code"] == "CHARGER_OFFLINE"  # no charger connected
     assert (await admin_request(app, order, role="operator"))["code"] == "FORBIDDEN"
-    assert (await admin_request(app, {"type": "admin_list_firmware"}, role="operator"))["code"] == "FORBIDDEN"
+    assert (await admin_request(app, {"type": "admin_list_firmware"}, role="operator"))[
+        "code"
+    ] == "FORBIDDEN"
     async with connect(base_url(app), "publisher", 1) as charger:
         await receive_json(charger)
-        for bad, code in (({"version": "9.9.9"}, "NOT_FOUND"), ({"station_id": 77}, "NOT_FOUND"),
-                          ({"version": "../x"}, "INVALID_MESSAGE"), ({"version": None}, "INVALID_MESSAGE"),
-                          ({"station_id": "1"}, "INVALID_MESSAGE")):
+        for bad, code in (
+            ({"version": "9.9.9"}, "NOT_FOUND"),
+            ({"station_id": 77}, "NOT_FOUND"),
+            ({"version": "../x"}, "INVALID_MESSAGE"),
+            ({"version": None}, "INVALID_MESSAGE"),
+            ({"station_id": "1"}, "INVALID_MESSAGE"),
+        ):
             reply = await admin_request(app, {**order, **bad})
             assert reply["type"] == "error" and reply["code"] == code, (bad, reply)
     assert app.firmware.state(1)["update"] is None
@@ -136,24 +186,35 @@ async def test_bad_orders_are_refused_with_a_code_and_change_nothing(app):
 async def test_a_malformed_update_result_is_answered_invalid_message_and_the_charger_stays(app):
     async with connect(base_url(app), "publisher", 1) as charger:
         await receive_json(charger)
-        for bad in ({"version": "2.0.0", "result": "exploded"}, {"result": "updated"},
-                    {"version": "2.0.0", "result": "failed", "code": 7}):
+        for bad in (
+            {"version": "2.0.0", "result": "exploded"},
+            {"result": "updated"},
+            {"version": "2.0.0", "result": "failed", "code": 7},
+        ):
             await send_json(charger, {"type": "update_result", **bad})
             reply = await receive_type(charger, "error")
             assert reply["code"] == "INVALID_MESSAGE"
-        await send_json(charger, {"type": "update_result", "version": "2.0.0", "result": "updated", "fw": "2.0.0"})
+        await send_json(
+            charger,
+            {"type": "update_result", "version": "2.0.0", "result": "updated", "fw": "2.0.0"},
+        )
         await send_json(charger, {"type": "status", "state": "idle", "session_id": None, "wh": 5})
         for _ in range(200):
             if app.firmware.state(1)["fw"] == "2.0.0":
                 break
             await asyncio.sleep(0.02)
-    assert app.firmware.state(1) == {"fw": "2.0.0", "update": {"version": "2.0.0", "result": "updated", "code": None}}
+    assert app.firmware.state(1) == {
+        "fw": "2.0.0",
+        "update": {"version": "2.0.0", "result": "updated", "code": None},
+    }
 
 
 def test_bundle_headers_and_the_firmware_dir_setting(tmp_path):
     assert bundle_version(bundle("1.2.3-rc1")) == "1.2.3-rc1"
     assert bundle_version(b"EVFW\x03a b") is None and bundle_version(b"PK\x03\x04") is None
-    config = load_config([], {"FIRMWARE_DIR": str(tmp_path / "fw"), "DB_PATH": str(tmp_path / "x.db")}, None)
+    config = load_config(
+        [], {"FIRMWARE_DIR": str(tmp_path / "fw"), "DB_PATH": str(tmp_path / "x.db")}, None
+    )
     assert config.firmware_path == tmp_path / "fw"
     config = load_config([], {"DB_PATH": str(tmp_path / "x.db")}, None)
     assert config.firmware_path == tmp_path / "firmware"
@@ -164,9 +225,17 @@ async def admin_cli(app, *args, env=None):
     environ = {k: v for k, v in os.environ.items() if k not in ("DB_PATH", "FIRMWARE_DIR")}
     environ.update(PYTHONPATH=str(ROOT), FIRMWARE_DIR=str(app.config.firmware_path), **(env or {}))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server.admin", "--db", str(app.config.db_path), *map(str, args),
-        cwd=str(app.config.db_path.parent), env=environ,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "server.admin",
+        "--db",
+        str(app.config.db_path),
+        *map(str, args),
+        cwd=str(app.config.db_path.parent),
+        env=environ,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     return proc.returncode, out.decode(), err.decode()
 
@@ -180,19 +249,30 @@ async def test_the_command_line_lists_bundles_and_updates_a_charger_through_the_
     assert code == 1 and err.startswith("error: CHARGER_OFFLINE") and err.count("\n") == 1
     async with connect(base_url(app), "publisher", 1) as charger:
         await receive_json(charger)
-        cli = asyncio.create_task(admin_cli(app, "firmware", "update", 1, "2.0.0", "--server", server,
-                                            "--wait", 60))
+        cli = asyncio.create_task(
+            admin_cli(app, "firmware", "update", 1, "2.0.0", "--server", server, "--wait", 60)
+        )
         order = await receive_type(charger, "update", timeout=30)
         assert order["version"] == "2.0.0"
-        await send_json(charger, {"type": "update_result", "version": "2.0.0", "result": "installing", "fw": "usb"})
-        await send_json(charger, {"type": "update_result", "version": "2.0.0", "result": "updated", "fw": "2.0.0"})
+        await send_json(
+            charger,
+            {"type": "update_result", "version": "2.0.0", "result": "installing", "fw": "usb"},
+        )
+        await send_json(
+            charger,
+            {"type": "update_result", "version": "2.0.0", "result": "updated", "fw": "2.0.0"},
+        )
         code, out, err = await cli
     assert code == 0, err
-    assert out.splitlines() == ["station 1: firmware 2.0.0 requested (the charger installs it when idle)",
-                                "station 1: updated; running 2.0.0"]
+    assert out.splitlines() == [
+        "station 1: firmware 2.0.0 requested (the charger installs it when idle)",
+        "station 1: updated; running 2.0.0",
+    ]
     code, out, err = await admin_cli(app, "firmware", "update", 1, "7.7.7", "--server", server)
     assert code == 1 and err.startswith("error: NOT_FOUND")
-    code, out, err = await admin_cli(app, "firmware", "update", 1, "2.0.0", "--server", "ws://127.0.0.1:1")
+    code, out, err = await admin_cli(
+        app, "firmware", "update", 1, "2.0.0", "--server", "ws://127.0.0.1:1"
+    )
     assert code == 1 and err.startswith("error: cannot reach the server") and err.count("\n") == 1
     code, out, err = await admin_cli(app, "firmware", "update", 1, "2.0.0", "--server", "http://x")
     assert code == 1 and "expected ws://" in err
@@ -201,11 +281,18 @@ async def test_the_command_line_lists_bundles_and_updates_a_charger_through_the_
 async def test_an_order_is_not_repeated_on_the_same_connection(app):
     async with connect(base_url(app), "publisher", 1) as charger:
         await receive_json(charger)
-        await send_json(charger, {"type": "status", "state": "idle", "session_id": None, "wh": 5, "fw": "1.0.0"})
-        await admin_request(app, {"type": "admin_update_firmware", "station_id": 1, "version": "2.0.0"})
+        await send_json(
+            charger, {"type": "status", "state": "idle", "session_id": None, "wh": 5, "fw": "1.0.0"}
+        )
+        await admin_request(
+            app, {"type": "admin_update_firmware", "station_id": 1, "version": "2.0.0"}
+        )
         await receive_type(charger, "update")
         for _ in range(3):  # the answers to sync_request (a dashboard opened the station)
-            await send_json(charger, {"type": "status", "state": "idle", "session_id": None, "wh": 5, "fw": "1.0.0"})
+            await send_json(
+                charger,
+                {"type": "status", "state": "idle", "session_id": None, "wh": 5, "fw": "1.0.0"},
+            )
         await send_json(charger, {"type": "nfc_scan", "nfc_uid": "04FFFFFF"})
         while (message := await receive_json(charger))["type"] != "error":
             assert message["type"] != "update"

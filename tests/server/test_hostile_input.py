@@ -39,11 +39,23 @@ SETTINGS = dict(deadline=None, suppress_health_check=list(HealthCheck))
 
 # ---------------------------------------------------------------- the hostile frames
 
-SQL_UIDS = st.sampled_from(["'; DROP TABLE cards;--", "1 OR 1=1", '" OR ""="', "%", "_%_", "x'--",
-                            "VIRTUAL-1-A4F2E8' --", "04A1B2C3; DELETE FROM sessions"])
+SQL_UIDS = st.sampled_from(
+    [
+        "'; DROP TABLE cards;--",
+        "1 OR 1=1",
+        '" OR ""="',
+        "%",
+        "_%_",
+        "x'--",
+        "VIRTUAL-1-A4F2E8' --",
+        "04A1B2C3; DELETE FROM sessions",
+    ]
+)
 ODD_TEXT = st.one_of(
     st.text(max_size=30),  # any code point but lone surrogates
-    st.sampled_from(["\u202eevil", "\u200b", "\x00", "\ufeff", "Ω" * 40, "🔌⚡", "a\u0301" * 10, "\\ud800"]),
+    st.sampled_from(
+        ["\u202eevil", "\u200b", "\x00", "\ufeff", "Ω" * 40, "🔌⚡", "a\u0301" * 10, "\\ud800"]
+    ),
     SQL_UIDS,
 )
 NUMBERS = st.one_of(
@@ -52,37 +64,111 @@ NUMBERS = st.one_of(
     st.sampled_from([2**53 + 1, -1, 0, 1e308, -1e308, 5e-324]),
 )
 SCALARS = st.one_of(st.none(), st.booleans(), NUMBERS, ODD_TEXT)
-JSON_VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3)
-                           | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=8)
+JSON_VALUES = st.recursive(
+    SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
 TYPES = st.one_of(
-    st.sampled_from(["nfc_scan", "metrics", "stop", "emergency", "status", "admin_add_user", "admin_add_card",
-                     "admin_set_tariff", "admin_set_card_enabled", "admin_add_station", "admin_ack_alert",
-                     "init", "connected", "error", "sync_request", "", "METRICS", "metrics "]),
+    st.sampled_from(
+        [
+            "nfc_scan",
+            "metrics",
+            "stop",
+            "emergency",
+            "status",
+            "admin_add_user",
+            "admin_add_card",
+            "admin_set_tariff",
+            "admin_set_card_enabled",
+            "admin_add_station",
+            "admin_ack_alert",
+            "init",
+            "connected",
+            "error",
+            "sync_request",
+            "",
+            "METRICS",
+            "metrics ",
+        ]
+    ),
     ODD_TEXT,
 )
-FIELDS = ["session_id", "v", "a", "w", "ts", "wh", "nfc_uid", "state", "charger_id", "request_id",
-          "name", "uid", "user_id", "station_id", "tariff", "enabled", "alert_id"]
+FIELDS = [
+    "session_id",
+    "v",
+    "a",
+    "w",
+    "ts",
+    "wh",
+    "nfc_uid",
+    "state",
+    "charger_id",
+    "request_id",
+    "name",
+    "uid",
+    "user_id",
+    "station_id",
+    "tariff",
+    "enabled",
+    "alert_id",
+]
 MESSAGE_SHAPED = st.builds(
     lambda kind, fields: json.dumps({"type": kind, **fields}, allow_nan=True, ensure_ascii=False),
     TYPES,
     st.dictionaries(st.sampled_from(FIELDS), JSON_VALUES, max_size=6),
 )
-RAW_NUMBER_TOKENS = st.sampled_from(["NaN", "Infinity", "-Infinity", "1e400", "-1e999", "1" * 400, "-0",
-                                     "0x10", "1_000", "01", ".5", "+1", "1e", "\"230\""])
-RAW_NUMBERS = st.builds(
-    lambda field, token: '{"type":"metrics","session_id":1,"v":230,"a":10,"w":2300,"ts":1800000000,'
-                         f'"wh":100,"{field}":{token}}}',
-    st.sampled_from(["session_id", "v", "a", "w", "ts", "wh"]), RAW_NUMBER_TOKENS,
+RAW_NUMBER_TOKENS = st.sampled_from(
+    [
+        "NaN",
+        "Infinity",
+        "-Infinity",
+        "1e400",
+        "-1e999",
+        "1" * 400,
+        "-0",
+        "0x10",
+        "1_000",
+        "01",
+        ".5",
+        "+1",
+        "1e",
+        '"230"',
+    ]
 )
-NESTED = st.builds(lambda depth, opener: (opener * depth) + ("]" if opener == "[" else "}") * depth,
-                   st.integers(30, 1500), st.sampled_from(["[", "{\"a\":"]))
-NESTED_IN_FIELD = st.builds(lambda depth: '{"type":"nfc_scan","nfc_uid":' + "[" * depth + "]" * depth + "}",
-                            st.integers(30, 1500))
-TRUNCATED = st.builds(lambda text, cut: text[: max(1, int(len(text) * cut))], MESSAGE_SHAPED,
-                      st.floats(0.05, 0.95))
+RAW_NUMBERS = st.builds(
+    lambda field, token: (
+        '{"type":"metrics","session_id":1,"v":230,"a":10,"w":2300,"ts":1800000000,'
+        f'"wh":100,"{field}":{token}}}'
+    ),
+    st.sampled_from(["session_id", "v", "a", "w", "ts", "wh"]),
+    RAW_NUMBER_TOKENS,
+)
+NESTED = st.builds(
+    lambda depth, opener: (opener * depth) + ("]" if opener == "[" else "}") * depth,
+    st.integers(30, 1500),
+    st.sampled_from(["[", '{"a":']),
+)
+NESTED_IN_FIELD = st.builds(
+    lambda depth: '{"type":"nfc_scan","nfc_uid":' + "[" * depth + "]" * depth + "}",
+    st.integers(30, 1500),
+)
+TRUNCATED = st.builds(
+    lambda text, cut: text[: max(1, int(len(text) * cut))], MESSAGE_SHAPED, st.floats(0.05, 0.95)
+)
 SQL_TAPS = st.builds(lambda uid: json.dumps({"type": "nfc_scan", "nfc_uid": uid}), SQL_UIDS)
-TEXT_FRAMES = st.one_of(MESSAGE_SHAPED, RAW_NUMBERS, NESTED, NESTED_IN_FIELD, TRUNCATED, SQL_TAPS,
-                        st.text(max_size=200), st.builds(json.dumps, JSON_VALUES))
+TEXT_FRAMES = st.one_of(
+    MESSAGE_SHAPED,
+    RAW_NUMBERS,
+    NESTED,
+    NESTED_IN_FIELD,
+    TRUNCATED,
+    SQL_TAPS,
+    st.text(max_size=200),
+    st.builds(json.dumps, JSON_VALUES),
+)
 FRAMES = st.one_of(TEXT_FRAMES, st.binary(max_size=200))
 
 
@@ -97,7 +183,9 @@ def two_charging_stations() -> c.SessionCore:
     for station_id, session_id in ((1, 123), (2, 456)):
         core.add_station(station_id, f"Estación {station_id}", 7.0)
         core.publisher_connected(station_id, NOW)
-        [create] = core.handle_publisher(station_id, c.CardTap(CARD, Card(CARD, 1, "Juan"), 7.0), NOW)
+        [create] = core.handle_publisher(
+            station_id, c.CardTap(CARD, Card(CARD, 1, "Juan"), 7.0), NOW
+        )
         core.session_created(create, session_id)
     return core
 
@@ -127,7 +215,9 @@ def check_frame_through_the_core(frame, parse, handle) -> None:
         assert core.describe(1, NOW + 5) == before
         return
     effects = handle(core, message)
-    errors = [e.command for e in effects if isinstance(e, c.Reply) and isinstance(e.command, Refusal)]
+    errors = [
+        e.command for e in effects if isinstance(e, c.Reply) and isinstance(e.command, Refusal)
+    ]
     if errors:
         assert not [e for e in effects if isinstance(e, PERSISTENCE)], effects
         assert all(e.code and e.message for e in errors)
@@ -137,15 +227,19 @@ def check_frame_through_the_core(frame, parse, handle) -> None:
 @settings(max_examples=6000, **SETTINGS)
 @given(FRAMES)
 def test_charger_frames_are_a_message_or_an_error_and_rejections_change_nothing(frame):
-    check_frame_through_the_core(frame, publisher_message,
-                                 lambda core, message: core.handle_publisher(1, message, NOW + 5))
+    check_frame_through_the_core(
+        frame, publisher_message, lambda core, message: core.handle_publisher(1, message, NOW + 5)
+    )
 
 
 @settings(max_examples=3200, **SETTINGS)
 @given(FRAMES)
 def test_dashboard_frames_are_a_message_or_an_error_and_rejections_change_nothing(frame):
-    check_frame_through_the_core(frame, lambda text: p.parse_client_message(p.decode_frame(text)),
-                                 lambda core, message: core.dashboard_stop(1, message, NOW + 5))
+    check_frame_through_the_core(
+        frame,
+        lambda text: p.parse_client_message(p.decode_frame(text)),
+        lambda core, message: core.dashboard_stop(1, message, NOW + 5),
+    )
 
 
 # ---------------------------------------------------------------- a real server socket
@@ -191,8 +285,12 @@ class ServerThread:
 
     def rows(self):
         with sqlite3.connect(self.db_path) as db:
-            return (db.execute("SELECT id, station_id, ended_at, kwh, cost FROM sessions ORDER BY id").fetchall(),
-                    db.execute("SELECT COUNT(*) FROM readings").fetchone()[0])
+            return (
+                db.execute(
+                    "SELECT id, station_id, ended_at, kwh, cost FROM sessions ORDER BY id"
+                ).fetchall(),
+                db.execute("SELECT COUNT(*) FROM readings").fetchone()[0],
+            )
 
 
 def receive(websocket) -> dict:
@@ -216,8 +314,14 @@ class Link:
 
     def ensure(self):
         if self.websocket is None:
-            self.websocket = sync_connect(self.server.url(self.role, self.station, self.token), open_timeout=10,
-                                          compression=None, max_size=None, max_queue=None, legacy=True)
+            self.websocket = sync_connect(
+                self.server.url(self.role, self.station, self.token),
+                open_timeout=10,
+                compression=None,
+                max_size=None,
+                max_queue=None,
+                legacy=True,
+            )
             first = receive(self.websocket)["type"]
             assert first in ("connected", "subscribed")
             if first == "subscribed":
@@ -251,7 +355,12 @@ def hostile_server(tmp_path_factory):
         secret = server.app.auth.secret
         chargers = {}
         for station in (1, 2):  # both charging, so there is a session to protect on each
-            charger = Link(server, "publisher", station, mint_token(secret, f"s{station}", "station", [station]))
+            charger = Link(
+                server,
+                "publisher",
+                station,
+                mint_token(secret, f"s{station}", "station", [station]),
+            )
             charger.ensure().send(json.dumps({"type": "nfc_scan", "nfc_uid": CARD}))
             while (reply := receive(charger.websocket))["type"] != "start":
                 pass
@@ -259,11 +368,26 @@ def hostile_server(tmp_path_factory):
         bystander_dashboard = Link(server, "client", 2, mint_token(secret, "watcher", VIEWER))
         bystander_dashboard.ensure()
         server.run(storage.flush())
-        yield server, chargers, bystander_dashboard, Link(server, "client", 1, mint_token(secret, "viewer", VIEWER))
+        yield (
+            server,
+            chargers,
+            bystander_dashboard,
+            Link(server, "client", 1, mint_token(secret, "viewer", VIEWER)),
+        )
         bystander, session_2 = chargers[2]
         # the bystander station still works: its reading is stored and pushed to its dashboard
-        bystander.ensure().send(json.dumps({"type": "metrics", "session_id": session_2, "v": 230, "a": 10,
-                                            "w": 2300, "ts": 1_800_000_100}))
+        bystander.ensure().send(
+            json.dumps(
+                {
+                    "type": "metrics",
+                    "session_id": session_2,
+                    "v": 230,
+                    "a": 10,
+                    "w": 2300,
+                    "ts": 1_800_000_100,
+                }
+            )
+        )
         while (pushed := receive(bystander_dashboard.websocket))["type"] != "metrics":
             pass
         assert pushed["session_id"] == session_2
@@ -285,7 +409,9 @@ def refused_by_protocol(frame) -> bool:
     return False
 
 
-OVERSIZE = st.builds(lambda n: '{"type":"nfc_scan","nfc_uid":"' + "A" * n + '"}', st.integers(4100, 20_000))
+OVERSIZE = st.builds(
+    lambda n: '{"type":"nfc_scan","nfc_uid":"' + "A" * n + '"}', st.integers(4100, 20_000)
+)
 
 
 def check_answer(answer, frame, server, before):
@@ -293,16 +419,23 @@ def check_answer(answer, frame, server, before):
         assert answer == 1009, (answer, frame[:80])
     else:
         assert isinstance(answer, list), (answer, frame[:200])
-        errors = [reply for reply in answer if reply["type"] == "error"]  # a dashboard also gets pushes
+        errors = [
+            reply for reply in answer if reply["type"] == "error"
+        ]  # a dashboard also gets pushes
         assert errors, (answer, frame[:200])
-        assert all(reply["code"] and reply["message"] and "Traceback" not in reply["message"] for reply in errors)
+        assert all(
+            reply["code"] and reply["message"] and "Traceback" not in reply["message"]
+            for reply in errors
+        )
     server.run(server.app.storage.flush())
     assert server.rows() == before  # no session or reading changed
 
 
 @settings(max_examples=1200, **SETTINGS)
 @given(frame=st.one_of(FRAMES, OVERSIZE))
-def test_refused_charger_frames_through_a_real_socket_get_an_error_and_change_nothing(hostile_server, frame):
+def test_refused_charger_frames_through_a_real_socket_get_an_error_and_change_nothing(
+    hostile_server, frame
+):
     server, chargers, _, _ = hostile_server
     assume(refused_by_protocol(frame))
     before = server.rows()
@@ -311,7 +444,9 @@ def test_refused_charger_frames_through_a_real_socket_get_an_error_and_change_no
 
 @settings(max_examples=600, **SETTINGS)
 @given(frame=st.one_of(FRAMES, OVERSIZE))
-def test_viewer_dashboard_frames_through_a_real_socket_get_an_error_and_change_nothing(hostile_server, frame):
+def test_viewer_dashboard_frames_through_a_real_socket_get_an_error_and_change_nothing(
+    hostile_server, frame
+):
     server, _, _, viewer = hostile_server
     before = server.rows()
     check_answer(viewer.exchange(frame), frame, server, before)

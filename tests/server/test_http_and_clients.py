@@ -38,14 +38,18 @@ async def test_unknown_path_is_404(live_app):
 async def test_routes_added_by_other_modules_are_served(live_app):
     from server.http import json_response
 
-    live_app.http_routes.add_prefix("/extension/", lambda request: json_response(200, {"path": request.path}))
+    live_app.http_routes.add_prefix(
+        "/extension/", lambda request: json_response(200, {"path": request.path})
+    )
     status, body = await asyncio.to_thread(http_get, http_url(live_app, "/extension/x?y=1"))
     assert status == 200 and body == {"path": "/extension/x"}
 
 
 def wscat_session(url: str, received: list, ready: threading.Event) -> None:
     """What `wscat -c "ws://localhost:3000/ws?role=client&estacionId=1"` does, in a thread."""
-    client = websocket.create_connection(f"{url}/ws?role=client&estacionId=1&token={token_for(url, 'client')}", timeout=10)
+    client = websocket.create_connection(
+        f"{url}/ws?role=client&estacionId=1&token={token_for(url, 'client')}", timeout=10
+    )
     try:
         received.append(json.loads(client.recv()))
         received.append(json.loads(client.recv()))

@@ -13,7 +13,14 @@ from websockets.exceptions import InvalidHandshake, InvalidStatus
 
 from server.config import ConfigError, load_config
 from tests.live_server import (
-    base_url, close_code, connect, publisher, receive_json, receive_type, running_server, send_json,
+    base_url,
+    close_code,
+    connect,
+    publisher,
+    receive_json,
+    receive_type,
+    running_server,
+    send_json,
     token_for,
 )
 
@@ -30,7 +37,9 @@ async def test_a_frame_above_max_frame_bytes_closes_1009_and_one_below_is_answer
             assert await close_code(charger) == 1009
 
 
-async def test_a_flooding_dashboard_gets_rate_limited_then_closed_1008_and_others_keep_working(tmp_path):
+async def test_a_flooding_dashboard_gets_rate_limited_then_closed_1008_and_others_keep_working(
+    tmp_path,
+):
     async with running_server(tmp_path / "db.sqlite3", rate_limit=0.001, rate_burst=3) as app:
         url = base_url(app)
         async with connect(url, "client", 1) as calm, connect(url, "client", 1) as flood:
@@ -54,9 +63,20 @@ async def test_a_charger_over_the_rate_is_slowed_down_but_every_reading_is_store
         async with charger:
             await send_json(charger, {"type": "nfc_scan", "nfc_uid": CARD})
             session_id = (await receive_type(charger, "start"))["session_id"]
-            for k in range(8):  # tap + 8 readings + marker: 5 frames over the burst of 5 wait their turn
-                await send_json(charger, {"type": "metrics", "session_id": session_id, "v": 230, "a": 10,
-                                          "w": 2300, "ts": 1_750_000_000 + k})
+            for k in range(
+                8
+            ):  # tap + 8 readings + marker: 5 frames over the burst of 5 wait their turn
+                await send_json(
+                    charger,
+                    {
+                        "type": "metrics",
+                        "session_id": session_id,
+                        "v": 230,
+                        "a": 10,
+                        "w": 2300,
+                        "ts": 1_750_000_000 + k,
+                    },
+                )
             await send_json(charger, {"type": "unknown-marker"})  # answered after all readings
             assert (await receive_type(charger, "error"))["code"] == "INVALID_MESSAGE"
             await app.storage.flush()
@@ -83,7 +103,9 @@ async def test_connections_above_max_connections_are_refused_503_until_one_leave
 
 
 async def test_browsers_connect_only_from_the_servers_own_origin_or_an_allowed_one(tmp_path):
-    async with running_server(tmp_path / "db.sqlite3", allowed_origins=("https://backoffice.example",)) as app:
+    async with running_server(
+        tmp_path / "db.sqlite3", allowed_origins=("https://backoffice.example",)
+    ) as app:
         url = base_url(app)
         query = f"/ws?role=client&estacionId=1&token={token_for(url, 'client')}"
         with pytest.raises(InvalidStatus) as refused:
@@ -105,19 +127,24 @@ async def test_a_client_that_never_finishes_the_handshake_is_disconnected(tmp_pa
             writer.close()
 
 
-@pytest.mark.parametrize("variable, value, words", [
-    ("AUTH", "maybe", "must be on or off"),
-    ("MAX_FRAME_BYTES", "10", "must be an integer from 256"),
-    ("RATE_LIMIT", "0", "greater than 0"),
-    ("RATE_BURST", "-1", "must be an integer from 233"),
-    ("MAX_CONNECTIONS", "lots", "must be an integer"),
-    ("HANDSHAKE_TIMEOUT", "nan", "finite"),
-    ("ALLOWED_ORIGINS", "ftp://x", "http(s)://host"),
-    ("TLS_CERT", "/nonexistent/cert.pem", "TLS_CERT and TLS_KEY must be given together"),
-])
+@pytest.mark.parametrize(
+    "variable, value, words",
+    [
+        ("AUTH", "maybe", "must be on or off"),
+        ("MAX_FRAME_BYTES", "10", "must be an integer from 256"),
+        ("RATE_LIMIT", "0", "greater than 0"),
+        ("RATE_BURST", "-1", "must be an integer from 233"),
+        ("MAX_CONNECTIONS", "lots", "must be an integer"),
+        ("HANDSHAKE_TIMEOUT", "nan", "finite"),
+        ("ALLOWED_ORIGINS", "ftp://x", "http(s)://host"),
+        ("TLS_CERT", "/nonexistent/cert.pem", "TLS_CERT and TLS_KEY must be given together"),
+    ],
+)
 def test_bad_security_settings_stop_the_start_with_one_line(tmp_path, variable, value, words):
     with pytest.raises(ConfigError) as problem:
-        load_config(["--db", str(tmp_path / "db.sqlite3")], environ={variable: value}, dotenv_path=None)
+        load_config(
+            ["--db", str(tmp_path / "db.sqlite3")], environ={variable: value}, dotenv_path=None
+        )
     assert words in str(problem.value) and "\n" not in str(problem.value)
 
 
@@ -130,13 +157,34 @@ def test_auth_is_on_unless_configured_off(tmp_path):
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 async def test_tls_configuration_serves_wss_and_https(tmp_path):
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-                    "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     trust = ssl.create_default_context(cafile=str(cert))
     async with running_server(tmp_path / "db.sqlite3", tls_cert=cert, tls_key=key) as app:
         url = f"wss://127.0.0.1:{app.port}/ws?role=publisher&estacionId=1&token={token_for(base_url(app), 'publisher', 1)}"
         async with ws_connect(url, ssl=trust) as charger:
             assert (await receive_json(charger))["type"] == "connected"
-        with pytest.raises((InvalidHandshake, ConnectionError)):  # plain ws:// on a TLS port gets no HTTP answer
+        with pytest.raises(
+            (InvalidHandshake, ConnectionError)
+        ):  # plain ws:// on a TLS port gets no HTTP answer
             await connect(base_url(app), "client", 1)

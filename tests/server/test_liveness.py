@@ -9,7 +9,15 @@ import time
 from websockets.asyncio.client import connect as ws_connect
 
 from server.config import Config
-from tests.live_server import base_url, connect, publisher, receive_type, running_server, send_json, token_for
+from tests.live_server import (
+    base_url,
+    connect,
+    publisher,
+    receive_type,
+    running_server,
+    send_json,
+    token_for,
+)
 
 CARD = "VIRTUAL-1-A4F2E8"
 PROMISED_S = 15.0  # docs/protocol.md "Liveness"
@@ -58,16 +66,30 @@ class BlackholeProxy:
             task.cancel()
 
 
-async def test_a_charger_whose_link_goes_silent_is_shown_desconectado_and_its_session_stays_open(tmp_path):
-    async with running_server(tmp_path / "evse.sqlite3", ping_interval=0.5, ping_timeout=0.5) as app:
+async def test_a_charger_whose_link_goes_silent_is_shown_desconectado_and_its_session_stays_open(
+    tmp_path,
+):
+    async with running_server(
+        tmp_path / "evse.sqlite3", ping_interval=0.5, ping_timeout=0.5
+    ) as app:
         url = base_url(app)
         async with BlackholeProxy(app.port) as proxy, connect(url, "client", 1) as dashboard:
             await receive_type(dashboard, "init")
             charger = await _charger_through(proxy, url)
             await send_json(charger, {"type": "nfc_scan", "nfc_uid": CARD})
             session_id = (await receive_type(charger, "start"))["session_id"]
-            await send_json(charger, {"type": "metrics", "session_id": session_id, "v": 230, "a": 16,
-                                      "w": 3680, "ts": time.time(), "wh": 1000})
+            await send_json(
+                charger,
+                {
+                    "type": "metrics",
+                    "session_id": session_id,
+                    "v": 230,
+                    "a": 16,
+                    "w": 3680,
+                    "ts": time.time(),
+                    "wh": 1000,
+                },
+            )
             assert (await receive_type(dashboard, "metrics"))["session_id"] == session_id
             proxy.blackhole()  # the charger answers nothing from now on, and no FIN arrives
             status = await receive_type(dashboard, "status", timeout=30)
@@ -80,16 +102,23 @@ async def test_a_charger_whose_link_goes_silent_is_shown_desconectado_and_its_se
 async def _charger_through(proxy: BlackholeProxy, url: str):
     """A charger connected through the proxy; its own keepalive off (only the server's counts)."""
     token = token_for(url, "publisher", 1)
-    charger = await ws_connect(f"ws://127.0.0.1:{proxy.port}/ws?role=publisher&estacionId=1&token={token}",
-                               compression=None, ping_interval=None, close_timeout=0.1)
+    charger = await ws_connect(
+        f"ws://127.0.0.1:{proxy.port}/ws?role=publisher&estacionId=1&token={token}",
+        compression=None,
+        ping_interval=None,
+        close_timeout=0.1,
+    )
     assert (await receive_type(charger, "connected"))["estacionId"] == "1"
     return charger
 
 
 async def test_by_default_a_silent_charger_is_dropped_within_15_seconds(tmp_path):
     defaults = Config()
-    async with running_server(tmp_path / "evse.sqlite3", ping_interval=defaults.ping_interval,
-                              ping_timeout=defaults.ping_timeout) as app:
+    async with running_server(
+        tmp_path / "evse.sqlite3",
+        ping_interval=defaults.ping_interval,
+        ping_timeout=defaults.ping_timeout,
+    ) as app:
         charger = await publisher(base_url(app))
         async with charger:
             connection = app.hub.publishers[1]  # the server's side of this charger's socket

@@ -28,11 +28,16 @@ OTHER_DEMO_UID = "04C0FFEE"  # the demo's second card
 
 def verify(message: dict, key: str, station: int = 1) -> bool:
     """What the firmware checks: HMAC-SHA256 keyed by SHA-256(key) over the canonical text."""
-    text = "%d|%d|%d|%s" % (station, message["version"], 1 if message["offline"] else 0,
-                            ",".join(message["cards"]))
+    text = "%d|%d|%d|%s" % (
+        station,
+        message["version"],
+        1 if message["offline"] else 0,
+        ",".join(message["cards"]),
+    )
     digest = hashlib.sha256(key.encode()).digest()
-    return hmac.compare_digest(hmac.new(digest, text.encode(), hashlib.sha256).hexdigest(),
-                               message["sig"])
+    return hmac.compare_digest(
+        hmac.new(digest, text.encode(), hashlib.sha256).hexdigest(), message["sig"]
+    )
 
 
 async def keyed_charger(app):
@@ -87,7 +92,7 @@ async def test_a_jwt_charger_gets_no_list(app):
 
 
 async def test_card_changes_push_a_new_list_at_once(app):
-    ws, first = await keyed_charger(app)
+    ws, _first = await keyed_charger(app)
     async with ws:
         user = (await admin(app, {"type": "admin_add_user", "name": "Ana"}))["user"]["id"]
         await admin(app, {"type": "admin_add_card", "uid": "04:a1:b2:c3", "user_id": user})
@@ -102,11 +107,15 @@ async def test_card_changes_push_a_new_list_at_once(app):
 async def test_the_station_setting_off_is_pushed_as_offline_false(app, tmp_path):
     ws, _ = await keyed_charger(app)
     async with ws:
-        result = await admin(app, {"type": "admin_set_offline_auth", "station_id": 1, "enabled": False})
+        result = await admin(
+            app, {"type": "admin_set_offline_auth", "station_id": 1, "enabled": False}
+        )
         assert result["ok"] and result["offline_auth"] is False
         off = await receive_type(ws, "auth_list")
         assert off["offline"] is False and verify(off, app.demo_key)
-        refused = await admin(app, {"type": "admin_set_offline_auth", "station_id": 99, "enabled": False})
+        refused = await admin(
+            app, {"type": "admin_set_offline_auth", "station_id": 99, "enabled": False}
+        )
         assert refused["type"] == "error" and refused["code"] == "NOT_FOUND"
 
 
@@ -115,7 +124,9 @@ async def test_the_list_is_bounded_to_the_most_recently_used_cards(app):
     for n in range(100):
         await app.storage.add_card("04%08X" % n, user.id)
     # card 99 was used most recently, card 0 never
-    sid = await app.storage.create_session(1, user.id, "04%08X" % 99, server_clock(base_url(app))(), 7.0, {})
+    sid = await app.storage.create_session(
+        1, user.id, "04%08X" % 99, server_clock(base_url(app))(), 7.0, {}
+    )
     await app.storage.end_session(sid, server_clock(base_url(app))(), 0.0, 0.0, "local_stop", {})
     ws, listed = await keyed_charger(app)
     async with ws:
@@ -136,8 +147,13 @@ async def test_a_list_of_long_uids_stays_within_the_charger_buffer(app):
 
 
 async def offline_start(ws, version, local_id=0x80000123, uid=DEMO_UID, ts=None, wh=1000):
-    message = {"type": "offline_start", "local_id": local_id, "uid": uid, "version": version,
-               "wh": wh}
+    message = {
+        "type": "offline_start",
+        "local_id": local_id,
+        "uid": uid,
+        "version": version,
+        "wh": wh,
+    }
     if ts is not None:
         message["ts"] = ts
     await send_json(ws, message)
@@ -167,10 +183,21 @@ async def test_an_offline_start_is_accepted_bounded_and_billed(app, tmp_path):
             # the relabelled readings and the stop: billed the register delta
             t0 = int(clock()) - 100
             for i in range(5):
-                await send_json(ws, {"type": "metrics", "session_id": start["session_id"], "v": 230,
-                                     "a": 16, "w": 3680, "wh": 1000 + 10 * i, "ts": t0 + 10 * i})
-            await send_json(ws, {"type": "stop", "session_id": start["session_id"], "wh": 1045,
-                                 "ts": t0 + 50})
+                await send_json(
+                    ws,
+                    {
+                        "type": "metrics",
+                        "session_id": start["session_id"],
+                        "v": 230,
+                        "a": 16,
+                        "w": 3680,
+                        "wh": 1000 + 10 * i,
+                        "ts": t0 + 10 * i,
+                    },
+                )
+            await send_json(
+                ws, {"type": "stop", "session_id": start["session_id"], "wh": 1045, "ts": t0 + 50}
+            )
             await handled(ws)
             ended = await receive_type(dash, "session_ended")
             assert ended["kwh"] == 0.045  # the meter's delta
@@ -178,8 +205,9 @@ async def test_an_offline_start_is_accepted_bounded_and_billed(app, tmp_path):
             again = of_type(await offline_start(ws, listed["version"], ts=int(went)), "start")
             assert again[0]["session_id"] == start["session_id"]
     with sqlite3.connect(tmp_path / "evse.sqlite3") as db:
-        assert db.execute("SELECT count(*) FROM sessions WHERE offline_local_id = ?",
-                          (0x80000123,)).fetchone() == (1,)
+        assert db.execute(
+            "SELECT count(*) FROM sessions WHERE offline_local_id = ?", (0x80000123,)
+        ).fetchone() == (1,)
 
 
 async def test_a_start_claimed_in_the_future_is_placed_at_now(app):
@@ -187,7 +215,9 @@ async def test_a_start_claimed_in_the_future_is_placed_at_now(app):
     ws, listed = await keyed_charger(app)
     async with ws:
         before = clock()
-        start = of_type(await offline_start(ws, listed["version"], ts=int(before + 3600)), "start")[0]
+        start = of_type(await offline_start(ws, listed["version"], ts=int(before + 3600)), "start")[
+            0
+        ]
         record = await app.storage.get_session(start["session_id"])
         assert before <= record.started_at <= clock()
 
@@ -209,7 +239,9 @@ async def test_offline_starts_the_server_did_not_sign_are_refused(app):
         seen = await offline_start(ws, off["version"])
         assert of_type(seen, "error")[0]["code"] == "OFFLINE_START_REFUSED"
         # a malformed report is INVALID_MESSAGE, nothing else happens
-        await send_json(ws, {"type": "offline_start", "local_id": "x", "uid": DEMO_UID, "version": 1})
+        await send_json(
+            ws, {"type": "offline_start", "local_id": "x", "uid": DEMO_UID, "version": 1}
+        )
         assert of_type(await handled(ws), "error")[0]["code"] == "INVALID_MESSAGE"
     assert await app.storage.open_sessions() == []
 
@@ -237,8 +269,18 @@ async def test_a_card_disabled_while_offline_is_billed_and_the_charger_told_to_e
         sid = start["session_id"]
         clock = server_clock(base_url(app))
         t0 = int(clock()) - 20
-        await send_json(ws, {"type": "metrics", "session_id": sid, "v": 230, "a": 16, "w": 3680,
-                             "wh": 1000, "ts": t0})
+        await send_json(
+            ws,
+            {
+                "type": "metrics",
+                "session_id": sid,
+                "v": 230,
+                "a": 16,
+                "w": 3680,
+                "wh": 1000,
+                "ts": t0,
+            },
+        )
         await send_json(ws, {"type": "stop", "session_id": sid, "wh": 1012, "ts": t0 + 10})
         await handled(ws)
     record = await app.storage.get_session(sid)

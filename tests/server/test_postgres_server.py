@@ -27,8 +27,9 @@ def database_url(postgres_server):
 
 async def test_a_charger_session_on_postgres_is_stored_and_billed(tmp_path, database_url):
     now = [1_767_225_600.0]
-    async with running_server(tmp_path / "evse.sqlite3", database_url=database_url,
-                              clock=lambda: now[0]) as app:
+    async with running_server(
+        tmp_path / "evse.sqlite3", database_url=database_url, clock=lambda: now[0]
+    ) as app:
         assert app.storage.backend == "postgres"
         await _seed_nfc_flow(app, base_url(app), now)  # 2.45 kWh at 7.0: 17.15, two readings
         await app.storage.flush()
@@ -39,7 +40,10 @@ async def test_a_charger_session_on_postgres_is_stored_and_billed(tmp_path, data
         assert await database.fetchval("SELECT count(*) FROM readings") == 2
         row = await database.fetchrow("SELECT kwh, cost, end_reason FROM sessions")
         assert (round(row["kwh"], 6), round(row["cost"], 6), row["end_reason"]) == (
-            2.45, 17.15, "local_stop")
+            2.45,
+            17.15,
+            "local_stop",
+        )
     finally:
         await database.close()
 
@@ -47,14 +51,17 @@ async def test_a_charger_session_on_postgres_is_stored_and_billed(tmp_path, data
 def _get_json(url):
     import json
     import urllib.request
+
     with urllib.request.urlopen(url, timeout=30) as answer:
         return json.load(answer)
 
 
 async def test_python_m_server_on_postgres_serves_and_flushes_readings_on_sigterm(
-        tmp_path, database_url):
-    process = await run_server(tmp_path, "--host", "127.0.0.1", "--port", "0", "--demo",
-                               "--database-url", database_url)
+    tmp_path, database_url
+):
+    process = await run_server(
+        tmp_path, "--host", "127.0.0.1", "--port", "0", "--demo", "--database-url", database_url
+    )
     try:
         banner = []
         while not any("firmware:" in line for line in banner):
@@ -73,8 +80,17 @@ async def test_python_m_server_on_postgres_serves_and_flushes_readings_on_sigter
             await send_json(charger, {"type": "nfc_scan", "nfc_uid": "VIRTUAL-1-A4F2E8"})
             session_id = (await receive_json(charger))["session_id"]
             for k in range(5):
-                await send_json(charger, {"type": "metrics", "session_id": session_id, "v": 230,
-                                          "a": 10, "w": 2300, "ts": 1_750_000_000 + 3 * k})
+                await send_json(
+                    charger,
+                    {
+                        "type": "metrics",
+                        "session_id": session_id,
+                        "v": 230,
+                        "a": 10,
+                        "w": 2300,
+                        "ts": 1_750_000_000 + 3 * k,
+                    },
+                )
             await send_json(charger, {"type": "ping?"})  # answered in order: readings are queued
             await receive_json(charger)
             process.send_signal(signal.SIGTERM)
@@ -86,20 +102,29 @@ async def test_python_m_server_on_postgres_serves_and_flushes_readings_on_sigter
             await process.wait()
     database = await asyncpg.connect(database_url)
     try:
-        assert await database.fetchval(
-            "SELECT count(*) FROM readings WHERE session_id = $1", session_id) == 5
-        assert await database.fetchval(
-            "SELECT ended_at FROM sessions WHERE id = $1", session_id) is None  # still open
+        assert (
+            await database.fetchval(
+                "SELECT count(*) FROM readings WHERE session_id = $1", session_id
+            )
+            == 5
+        )
+        assert (
+            await database.fetchval("SELECT ended_at FROM sessions WHERE id = $1", session_id)
+            is None
+        )  # still open
     finally:
         await database.close()
 
 
-@pytest.mark.parametrize("url, expected", [
-    ("mysql://evse@db/evse", "must be a postgresql://"),
-    ("postgresql://evse@db", "must name the database"),
-    ("postgres://evse@db:5432/", "must name the database"),
-    ("postgresql://evse:secret@db:port/evse", "is not a URL"),
-])
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("mysql://evse@db/evse", "must be a postgresql://"),
+        ("postgresql://evse@db", "must name the database"),
+        ("postgres://evse@db:5432/", "must name the database"),
+        ("postgresql://evse:secret@db:port/evse", "is not a URL"),
+    ],
+)
 def test_a_bad_database_url_is_refused_with_a_clear_message_and_no_password(url, expected):
     with pytest.raises(ConfigError, match=expected) as refused:
         load_config([], environ={"DATABASE_URL": url}, dotenv_path=None)
@@ -108,29 +133,39 @@ def test_a_bad_database_url_is_refused_with_a_clear_message_and_no_password(url,
 
 async def test_an_unreachable_postgres_stops_the_start_with_one_line(tmp_path):
     url = f"postgresql://evse:hunter2@/evse?host={tmp_path}"  # no server listens there
-    process = await run_server(tmp_path, "--host", "127.0.0.1", "--port", "0",
-                               env={"DATABASE_URL": url})
+    process = await run_server(
+        tmp_path, "--host", "127.0.0.1", "--port", "0", env={"DATABASE_URL": url}
+    )
     _, stderr = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 1
     [line] = stderr.decode().strip().splitlines()
-    assert line.startswith(f"error: database postgresql://evse@/evse?host={tmp_path}: "
-                           "cannot connect to PostgreSQL"), line
+    assert line.startswith(
+        f"error: database postgresql://evse@/evse?host={tmp_path}: cannot connect to PostgreSQL"
+    ), line
     assert "hunter2" not in line
 
 
 def test_database_url_comes_from_env_dotenv_or_flag_and_db_on_the_command_line_means_sqlite(
-        tmp_path):
+    tmp_path,
+):
     url = "postgresql://evse@db.example:5432/evse"
     dotenv = tmp_path / ".env"
     dotenv.write_text(f"DATABASE_URL={url}\n")
     assert load_config([], environ={}, dotenv_path=dotenv).storage_target == url
     assert load_config([], environ={"DATABASE_URL": ""}, dotenv_path=dotenv).storage_target == (
-        load_config([], environ={}, dotenv_path=None).db_path)  # empty: SQLite
-    flagged = load_config(["--database-url", url + "2"], environ={"DATABASE_URL": url},
-                          dotenv_path=None)
+        load_config([], environ={}, dotenv_path=None).db_path
+    )  # empty: SQLite
+    flagged = load_config(
+        ["--database-url", url + "2"], environ={"DATABASE_URL": url}, dotenv_path=None
+    )
     assert flagged.storage_target == url + "2"
-    sqlite = load_config(["--db", str(tmp_path / "x.sqlite3")], environ={"DATABASE_URL": url},
-                         dotenv_path=dotenv)
+    sqlite = load_config(
+        ["--db", str(tmp_path / "x.sqlite3")], environ={"DATABASE_URL": url}, dotenv_path=dotenv
+    )
     assert sqlite.storage_target == tmp_path / "x.sqlite3"
-    assert load_config([], environ={"DATABASE_URL": "postgresql://evse:pw@h/evse"},
-                       dotenv_path=None).storage_name == "postgresql://evse@h/evse"
+    assert (
+        load_config(
+            [], environ={"DATABASE_URL": "postgresql://evse:pw@h/evse"}, dotenv_path=None
+        ).storage_name
+        == "postgresql://evse@h/evse"
+    )

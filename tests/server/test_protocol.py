@@ -11,12 +11,17 @@ from server import protocol as p
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 message_like = st.fixed_dictionaries(
     {"type": st.sampled_from(["nfc_scan", "metrics", "stop", "emergency", "status", "x"])},
-    optional={k: json_values for k in ("session_id", "v", "a", "w", "ts", "wh", "nfc_uid", "state", "reason")},
+    optional={
+        k: json_values
+        for k in ("session_id", "v", "a", "w", "ts", "wh", "nfc_uid", "state", "reason")
+    },
 )
 
 
@@ -41,7 +46,9 @@ def test_arbitrary_bytes_and_text_never_escape_as_another_exception(frame):
 
 
 def test_seed_examples_parse_as_written():
-    assert p.parse_publisher_message('{"type":"nfc_scan","nfc_uid":"VIRTUAL-1-A4F2E8"}') == p.NfcScan("VIRTUAL-1-A4F2E8")
+    assert p.parse_publisher_message(
+        '{"type":"nfc_scan","nfc_uid":"VIRTUAL-1-A4F2E8"}'
+    ) == p.NfcScan("VIRTUAL-1-A4F2E8")
     metrics = p.parse_publisher_message(
         '{"type":"metrics","session_id":123,"v":220.5,"a":16.2,"w":3572.1,"ts":1699276425}'
     )
@@ -51,7 +58,9 @@ def test_seed_examples_parse_as_written():
     assert p.parse_client_message('{"type":"stop","session_id":123}') == p.RemoteStop(123)
 
 
-@pytest.mark.parametrize("reason", ["meter_failure", "offline_limit", "power_loss", "charger_reset"])
+@pytest.mark.parametrize(
+    "reason", ["meter_failure", "offline_limit", "power_loss", "charger_reset"]
+)
 def test_a_charger_stop_may_say_it_stopped_for_a_fault_or_was_interrupted_by_a_reboot(reason):
     frame = f'{{"type":"stop","session_id":123,"reason":"{reason}","ts":1699276430}}'
     assert p.parse_publisher_message(frame) == p.Stop(123, ts=1699276430.0, reason=reason)
@@ -71,15 +80,44 @@ def test_an_unknown_stop_reason_is_an_invalid_message_naming_the_field(reason):
         (p.connected("1"), {"type": "connected", "role": "publisher", "estacionId": "1"}),
         (p.subscribed("1"), {"type": "subscribed", "estacionId": "1"}),
         (p.sync_request(), {"type": "sync_request", "from": "server"}),
-        (p.start(123, "Juan Pérez"), {"type": "start", "session_id": 123, "user_name": "Juan Pérez"}),
-        (p.metrics(123, 1, 220.5, 16.2, 3572.1, 2.45, 17.15, 850.7),
-         {"type": "metrics", "session_id": 123, "charger_id": 1, "v": 220.5, "a": 16.2, "w": 3572.1,
-          "kwh": 2.45, "cost": 17.15, "time": 850}),
-        (p.emergency(1, 123, 1762430700.0),
-         {"type": "emergency", "charger_id": 1, "session_id": 123, "timestamp": "2025-11-06T12:05:00.000Z"}),
-        (p.alert(1, 123, "meter_failure", "Falla del medidor", 1762430700.0),
-         {"type": "alert", "charger_id": 1, "session_id": 123, "kind": "meter_failure",
-          "message": "Falla del medidor", "timestamp": "2025-11-06T12:05:00.000Z"}),
+        (
+            p.start(123, "Juan Pérez"),
+            {"type": "start", "session_id": 123, "user_name": "Juan Pérez"},
+        ),
+        (
+            p.metrics(123, 1, 220.5, 16.2, 3572.1, 2.45, 17.15, 850.7),
+            {
+                "type": "metrics",
+                "session_id": 123,
+                "charger_id": 1,
+                "v": 220.5,
+                "a": 16.2,
+                "w": 3572.1,
+                "kwh": 2.45,
+                "cost": 17.15,
+                "time": 850,
+            },
+        ),
+        (
+            p.emergency(1, 123, 1762430700.0),
+            {
+                "type": "emergency",
+                "charger_id": 1,
+                "session_id": 123,
+                "timestamp": "2025-11-06T12:05:00.000Z",
+            },
+        ),
+        (
+            p.alert(1, 123, "meter_failure", "Falla del medidor", 1762430700.0),
+            {
+                "type": "alert",
+                "charger_id": 1,
+                "session_id": 123,
+                "kind": "meter_failure",
+                "message": "Falla del medidor",
+                "timestamp": "2025-11-06T12:05:00.000Z",
+            },
+        ),
     ],
 )
 def test_outbound_messages_have_the_seed_shapes(builder, expected):

@@ -6,7 +6,14 @@ import time
 import pytest
 
 from tests.live_server import (
-    base_url, connect, publisher, receive_json, receive_type, running_server, send_json, token_for,
+    base_url,
+    connect,
+    publisher,
+    receive_json,
+    receive_type,
+    running_server,
+    send_json,
+    token_for,
 )
 
 CARD = "VIRTUAL-1-A4F2E8"
@@ -17,7 +24,9 @@ async def start_charging(charger):
     return (await receive_type(charger, "start"))["session_id"]
 
 
-async def test_charger_rebooted_mid_session_reports_idle_and_session_ends_as_charger_reset(live_app, server_url):
+async def test_charger_rebooted_mid_session_reports_idle_and_session_ends_as_charger_reset(
+    live_app, server_url
+):
     charger = await publisher(server_url)
     async with charger:
         session_id = await start_charging(charger)
@@ -53,8 +62,18 @@ async def test_server_restart_mid_session_resumes_the_same_session_with_no_energ
             session_id = await start_charging(charger)
             for k, wh in enumerate([1000, 1250, 1500]):
                 now[0] = t0 + 300 * k
-                await send_json(charger, {"type": "metrics", "session_id": session_id, "v": 230,
-                                          "a": 13, "w": 3000, "ts": t0 + 300 * k, "wh": wh})
+                await send_json(
+                    charger,
+                    {
+                        "type": "metrics",
+                        "session_id": session_id,
+                        "v": 230,
+                        "a": 13,
+                        "w": 3000,
+                        "ts": t0 + 300 * k,
+                        "wh": wh,
+                    },
+                )
                 await send_json(charger, {"type": "sync_check"})  # a reply proves it was handled
                 await receive_type(charger, "error")
     now[0] = t0 + 1200
@@ -66,12 +85,24 @@ async def test_server_restart_mid_session_resumes_the_same_session_with_no_energ
             assert init["charger"]["session"]["kwh"] == 0.5
             charger = await publisher(url)
             async with charger:
-                await send_json(charger, {"type": "status", "state": "charging",
-                                          "session_id": session_id, "wh": 1700})
+                await send_json(
+                    charger,
+                    {"type": "status", "state": "charging", "session_id": session_id, "wh": 1700},
+                )
                 # energy used while the server was down is in the register delta
                 now[0] = t0 + 1500
-                await send_json(charger, {"type": "metrics", "session_id": session_id, "v": 230,
-                                          "a": 13, "w": 3000, "ts": t0 + 1500, "wh": 2500})
+                await send_json(
+                    charger,
+                    {
+                        "type": "metrics",
+                        "session_id": session_id,
+                        "v": 230,
+                        "a": 13,
+                        "w": 3000,
+                        "ts": t0 + 1500,
+                        "wh": 2500,
+                    },
+                )
                 pushed = await receive_type(dashboard, "metrics")
                 assert pushed["session_id"] == session_id
                 assert pushed["kwh"] == 1.5 and pushed["cost"] == 10.5
@@ -107,7 +138,9 @@ async def test_vanished_charger_is_shown_desconectado_and_keeps_its_session(tmp_
             try:
                 # it reconnects while its session is open: cargando until it answers no more
                 assert (await receive_type(dashboard, "status"))["status"] == "cargando"
-                assert (await receive_type(dashboard, "status", timeout=30))["status"] == "desconectado"
+                assert (await receive_type(dashboard, "status", timeout=30))[
+                    "status"
+                ] == "desconectado"
             finally:
                 writer.close()
         assert (await app.storage.get_session(session_id)).ended_at is None

@@ -5,7 +5,13 @@ import time
 import pytest
 
 from tests.live_server import (
-    base_url, connect, publisher, receive_json, receive_type, running_server, send_json,
+    base_url,
+    connect,
+    publisher,
+    receive_json,
+    receive_type,
+    running_server,
+    send_json,
 )
 from tests.server.handled import handled, of_type
 
@@ -37,7 +43,11 @@ async def _seed_nfc_flow(live_app, server_url, now):
     dashboard = await dashboard_for(server_url)
     charger = await publisher(server_url)
     async with dashboard, charger:
-        assert await receive_json(dashboard) == {"type": "status", "charger_id": 1, "status": "disponible"}
+        assert await receive_json(dashboard) == {
+            "type": "status",
+            "charger_id": 1,
+            "status": "disponible",
+        }
         # 1. the charger reads the card (written as a phone NFC app shows it: lower case)
         await send_json(charger, {"type": "nfc_scan", "nfc_uid": "virtual-1-a4f2e8"})
         # 2. the backend creates the session and answers start
@@ -49,19 +59,51 @@ async def _seed_nfc_flow(live_app, server_url, now):
         assert started["type"] == "session_started" and started["session_id"] == session_id
         assert started["charger_id"] == 1 and started["user_name"] == "Juan Pérez"
         assert started["timestamp"].endswith("Z") and len(started["timestamp"]) == 24
-        assert await receive_json(dashboard) == {"type": "status", "charger_id": 1, "status": "cargando"}
+        assert await receive_json(dashboard) == {
+            "type": "status",
+            "charger_id": 1,
+            "status": "cargando",
+        }
         # 3./4. metrics are priced and pushed with the seed's fields
         start_ts = now[0]
-        await send_json(charger, {"type": "metrics", "session_id": session_id, "v": 220.5, "a": 16.2,
-                                  "w": 3572.1, "ts": start_ts, "wh": 10_000})
+        await send_json(
+            charger,
+            {
+                "type": "metrics",
+                "session_id": session_id,
+                "v": 220.5,
+                "a": 16.2,
+                "w": 3572.1,
+                "ts": start_ts,
+                "wh": 10_000,
+            },
+        )
         await receive_type(dashboard, "metrics")
         now[0] += 2469
-        await send_json(charger, {"type": "metrics", "session_id": session_id, "v": 220.5, "a": 16.2,
-                                  "w": 3572.1, "ts": start_ts + 2469, "wh": 12_450})
+        await send_json(
+            charger,
+            {
+                "type": "metrics",
+                "session_id": session_id,
+                "v": 220.5,
+                "a": 16.2,
+                "w": 3572.1,
+                "ts": start_ts + 2469,
+                "wh": 12_450,
+            },
+        )
         pushed = await receive_json(dashboard)
-        assert {k: pushed[k] for k in ("type", "session_id", "charger_id", "v", "a", "w", "kwh", "cost")} == {
-            "type": "metrics", "session_id": session_id, "charger_id": 1,
-            "v": 220.5, "a": 16.2, "w": 3572.1, "kwh": 2.45, "cost": 17.15,
+        assert {
+            k: pushed[k] for k in ("type", "session_id", "charger_id", "v", "a", "w", "kwh", "cost")
+        } == {
+            "type": "metrics",
+            "session_id": session_id,
+            "charger_id": 1,
+            "v": 220.5,
+            "a": 16.2,
+            "w": 3572.1,
+            "kwh": 2.45,
+            "cost": 17.15,
         }
         assert pushed["time"] == 2469
         # 5. STOP on the charger ends the session and dashboards get the summary
@@ -87,7 +129,9 @@ async def test_charger_stop_is_idempotent(live_app, server_url):
     assert (await live_app.storage.get_session(session_id)).end_reason == "local_stop"
 
 
-async def test_unknown_card_answers_the_charger_and_dashboards_see_the_rejected_tap(live_app, server_url):
+async def test_unknown_card_answers_the_charger_and_dashboards_see_the_rejected_tap(
+    live_app, server_url
+):
     card, code = "04:DE:AD:BE:EF", "CARD_UNKNOWN"
     dashboard = await dashboard_for(server_url)
     charger = await publisher(server_url)
@@ -119,7 +163,9 @@ async def test_disabled_card_and_busy_station_are_refused(live_app, server_url):
     assert (await live_app.storage.get_session(session_id)).ended_at is None
 
 
-async def test_dashboard_stop_with_charger_online_stops_charger_and_ends_session(live_app, server_url):
+async def test_dashboard_stop_with_charger_online_stops_charger_and_ends_session(
+    live_app, server_url
+):
     charger = await publisher(server_url)
     async with charger:
         session_id = await start_charging(charger)
@@ -141,12 +187,16 @@ async def test_dashboard_stop_with_charger_offline_answers_esp32_no_conectado(li
     async with dashboard:
         await send_json(dashboard, {"type": "stop", "session_id": session_id})
         assert await receive_json(dashboard) == {
-            "type": "error", "message": "ESP32 no conectado", "code": "CHARGER_OFFLINE",
+            "type": "error",
+            "message": "ESP32 no conectado",
+            "code": "CHARGER_OFFLINE",
         }
     assert (await live_app.storage.get_session(session_id)).ended_at is None
 
 
-async def test_emergency_ends_session_alerts_and_blocks_until_charger_reports_reset(live_app, server_url):
+async def test_emergency_ends_session_alerts_and_blocks_until_charger_reports_reset(
+    live_app, server_url
+):
     dashboard = await dashboard_for(server_url)
     charger = await publisher(server_url)
     async with dashboard, charger:
@@ -156,7 +206,11 @@ async def test_emergency_ends_session_alerts_and_blocks_until_charger_reports_re
         assert alert["charger_id"] == 1 and alert["session_id"] == session_id
         assert alert["timestamp"].endswith("Z")
         assert (await receive_json(dashboard))["type"] == "session_ended"
-        assert await receive_json(dashboard) == {"type": "status", "charger_id": 1, "status": "emergencia"}
+        assert await receive_json(dashboard) == {
+            "type": "status",
+            "charger_id": 1,
+            "status": "emergencia",
+        }
         await send_json(charger, {"type": "nfc_scan", "nfc_uid": CARD})
         assert (await receive_json(charger))["code"] == "STATION_FAULT"
         await send_json(charger, {"type": "status", "state": "idle", "session_id": None})
@@ -167,7 +221,9 @@ async def test_emergency_ends_session_alerts_and_blocks_until_charger_reports_re
 
 
 @pytest.mark.parametrize("reason", ["meter_failure", "offline_limit"])
-async def test_a_charger_stopping_for_its_own_fault_alerts_dashboards_and_stores_the_alert(live_app, server_url, reason):
+async def test_a_charger_stopping_for_its_own_fault_alerts_dashboards_and_stores_the_alert(
+    live_app, server_url, reason
+):
     dashboard = await dashboard_for(server_url)
     charger = await publisher(server_url)
     async with dashboard, charger:
@@ -187,7 +243,9 @@ async def test_a_charger_stopping_for_its_own_fault_alerts_dashboards_and_stores
     assert (stored.kind, stored.session_id, stored.detail) == (reason, session_id, alert["message"])
 
 
-async def test_emergency_reaches_dashboards_even_when_the_alert_cannot_be_written(live_app, server_url, monkeypatch):
+async def test_emergency_reaches_dashboards_even_when_the_alert_cannot_be_written(
+    live_app, server_url, monkeypatch
+):
     import sqlite3
 
     async def disk_full(*args, **kwargs):

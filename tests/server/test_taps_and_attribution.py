@@ -29,7 +29,9 @@ async def tap(charger, card=CARD) -> list[dict]:
 
 
 # --- 5. a burst of taps -------------------------------------------------------------------------
-async def test_a_thousand_taps_of_a_valid_card_in_a_second_make_one_session_and_one_start(tmp_path, caplog):
+async def test_a_thousand_taps_of_a_valid_card_in_a_second_make_one_session_and_one_start(
+    tmp_path, caplog
+):
     """Issue 10, case 5: before, 1,000 taps made hundreds of sessions (every second tap stopped
     the one before: a `start` to the relay each time). A burst of repeated taps is one tap."""
     caplog.set_level(logging.INFO, logger="server.core")
@@ -79,8 +81,9 @@ async def test_tap_again_stops_only_a_session_older_than_the_minimum_age(tmp_pat
 
 async def test_tap_settings_come_from_the_configuration(tmp_path):
     now = [T0]
-    async with running_server(tmp_path / "evse.sqlite3", clock=lambda: now[0],
-                              tap_debounce=0.0, card_stop_min_age=30.0) as app:
+    async with running_server(
+        tmp_path / "evse.sqlite3", clock=lambda: now[0], tap_debounce=0.0, card_stop_min_age=30.0
+    ) as app:
         charger = await publisher(base_url(app))
         async with charger:
             [start] = await tap(charger)
@@ -118,7 +121,9 @@ async def test_refused_taps_reach_dashboards_coalesced_not_one_by_one(tmp_path):
                     answers += await tap(charger, "04BEEF0001")
                 assert [a["code"] for a in answers] == ["CARD_UNKNOWN"] * 70  # each tap answered
                 burst = of_type(await drain(dashboard), "error")
-                now[0] += 3  # after the window the next refusal is pushed, with how many were held back
+                now[0] += (
+                    3  # after the window the next refusal is pushed, with how many were held back
+                )
                 await tap(charger, "04BEEF0002")
                 later = of_type(await drain(dashboard), "error")
     assert len(burst) == 1 and burst[0]["code"] == "CARD_UNKNOWN" and burst[0]["charger_id"] == 1
@@ -127,7 +132,9 @@ async def test_refused_taps_reach_dashboards_coalesced_not_one_by_one(tmp_path):
 
 # --- 6. attribution -----------------------------------------------------------------------------
 @pytest.mark.parametrize("own_session", [False, True], ids=["station-1-idle", "station-1-charging"])
-async def test_an_emergency_naming_another_stations_session_is_honoured_for_the_sender_only(tmp_path, own_session):
+async def test_an_emergency_naming_another_stations_session_is_honoured_for_the_sender_only(
+    tmp_path, own_session
+):
     """Issue 10, case 6: before, the dashboards' `emergency` push named station 2's session."""
     async with running_server(tmp_path / "evse.sqlite3") as app:
         await add_station_2_with_ana(app)
@@ -140,16 +147,22 @@ async def test_an_emergency_naming_another_stations_session_is_honoured_for_the_
             theirs = start_2["session_id"]
             ours = of_type(await tap(charger_1), "start")[0]["session_id"] if own_session else None
             await drain(dashboard)
-            await send_json(charger_1, {"type": "emergency", "session_id": theirs, "wh": 99_999, "ts": 1})
+            await send_json(
+                charger_1, {"type": "emergency", "session_id": theirs, "wh": 99_999, "ts": 1}
+            )
             answers = await handled(charger_1)
             pushed = await drain(dashboard)
-            assert app.core.stations[2].session.id == theirs and app.core.stations[2].status == "cargando"
+            assert (
+                app.core.stations[2].session.id == theirs
+                and app.core.stations[2].status == "cargando"
+            )
         assert [a["code"] for a in of_type(answers, "error")] == ["SESSION_MISMATCH"]
         [emergency] = of_type(pushed, "emergency")
         assert (emergency["charger_id"], emergency["session_id"]) == (1, ours)
         assert {"type": "status", "charger_id": 1, "status": "emergencia"} in pushed
         assert [(e["session_id"], e["reason"]) for e in of_type(pushed, "session_ended")] == (
-            [(ours, "emergency")] if own_session else [])
+            [(ours, "emergency")] if own_session else []
+        )
         assert not [m for m in pushed if m.get("charger_id") == 2]  # station 2 heard nothing
         [alert] = await app.storage.list_alerts()
         assert (alert.station_id, alert.session_id, alert.kind) == (1, ours, "emergency")
@@ -171,7 +184,10 @@ async def test_a_stop_naming_another_stations_session_is_refused_and_changes_not
             await send_json(charger_1, {"type": "stop", "session_id": 987_654})  # no such session
             answers = await handled(charger_1)
             assert [a["code"] for a in answers] == ["SESSION_MISMATCH", "SESSION_MISMATCH"]
-            assert app.core.stations[1].session.id == ours and app.core.stations[2].session.id == theirs
+            assert (
+                app.core.stations[1].session.id == ours
+                and app.core.stations[2].session.id == theirs
+            )
             # its own stop, then the replay of it after a reconnect: harmless and silent
             await send_json(charger_1, {"type": "stop", "session_id": ours})
             await send_json(charger_1, {"type": "stop", "session_id": ours})
@@ -205,7 +221,9 @@ async def test_a_status_naming_another_stations_session_stops_this_charger_only(
         charger_1 = await publisher(url, 1)
         async with charger_1, charger_2:
             theirs = of_type(await tap(charger_2, ANA_CARD), "start")[0]["session_id"]
-            await send_json(charger_1, {"type": "status", "state": "charging", "session_id": theirs})
+            await send_json(
+                charger_1, {"type": "status", "state": "charging", "session_id": theirs}
+            )
             answers = await handled(charger_1)
             # this charger's relay must open (reconciliation), and it is told why
             assert {"type": "stop", "session_id": theirs} in answers
@@ -237,7 +255,9 @@ async def test_the_emergency_latch_and_its_acknowledgement_survive_a_server_rest
                 assert await handled(charger) == []
                 assert (await receive_type(dashboard, "status"))["status"] == "emergencia"
                 assert [a["code"] for a in await tap(charger)] == ["STATION_FAULT"]
-                assert await app.storage.list_alerts(unacknowledged_only=True) == []  # no second alert
+                assert (
+                    await app.storage.list_alerts(unacknowledged_only=True) == []
+                )  # no second alert
                 assert len(await app.storage.list_alerts()) == 1
                 # the local reset at the charger clears the latch, in the database too
                 await send_json(charger, {"type": "status", "state": "idle", "session_id": None})

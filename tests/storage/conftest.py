@@ -34,8 +34,14 @@ async def session_id(storage):
     station = await storage.add_station("Estación 1", 7.0, station_id=1)
     user = await storage.add_user("Juan Pérez")
     await storage.add_card("VIRTUAL-1-A4F2E8", user.id)
-    return await storage.create_session(station.id, user.id, "VIRTUAL-1-A4F2E8", 1_700_000_000.0,
-                                        7.0, {"mode": "register", "wh0": 1000.0})
+    return await storage.create_session(
+        station.id,
+        user.id,
+        "VIRTUAL-1-A4F2E8",
+        1_700_000_000.0,
+        7.0,
+        {"mode": "register", "wh0": 1000.0},
+    )
 
 
 def _numbered(sql: str) -> str:
@@ -61,8 +67,9 @@ async def outside(target, sql, params=()):
 
 
 async def committed_readings(target, session_id):
-    return await outside(target, "SELECT ts, kwh FROM readings WHERE session_id = ? ORDER BY ts",
-                         (session_id,))
+    return await outside(
+        target, "SELECT ts, kwh FROM readings WHERE session_id = ? ORDER BY ts", (session_id,)
+    )
 
 
 async def refuse_writes(storage, target, refuse: bool) -> None:
@@ -73,11 +80,15 @@ async def refuse_writes(storage, target, refuse: bool) -> None:
         await storage._fetch(f"PRAGMA query_only = {'ON' if refuse else 'OFF'}")
         return
     if refuse:
-        sql = ["CREATE OR REPLACE FUNCTION refuse_writes() RETURNS trigger LANGUAGE plpgsql AS"
-               " $$BEGIN RAISE EXCEPTION 'writes refused (test outage)'; END$$"]
-        sql += [f"CREATE TRIGGER refuse_{table} BEFORE INSERT OR UPDATE ON {table}"
-                " FOR EACH STATEMENT EXECUTE FUNCTION refuse_writes()"
-                for table in ("readings", "sessions")]
+        sql = [
+            "CREATE OR REPLACE FUNCTION refuse_writes() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$BEGIN RAISE EXCEPTION 'writes refused (test outage)'; END$$"
+        ]
+        sql += [
+            f"CREATE TRIGGER refuse_{table} BEFORE INSERT OR UPDATE ON {table}"
+            " FOR EACH STATEMENT EXECUTE FUNCTION refuse_writes()"
+            for table in ("readings", "sessions")
+        ]
     else:
         sql = [f"DROP TRIGGER refuse_{table} ON {table}" for table in ("readings", "sessions")]
     for statement in sql:
@@ -85,8 +96,15 @@ async def refuse_writes(storage, target, refuse: bool) -> None:
 
 
 def reading(session_id, i, kwh=None):
-    return Reading(session_id, 1_700_000_000.0 + i, 230.0, 16.0, 3680.0, 1000.0 + i,
-                   i / 1000 if kwh is None else kwh)
+    return Reading(
+        session_id,
+        1_700_000_000.0 + i,
+        230.0,
+        16.0,
+        3680.0,
+        1000.0 + i,
+        i / 1000 if kwh is None else kwh,
+    )
 
 
 async def wait_until(condition, timeout=15.0, what="condition"):

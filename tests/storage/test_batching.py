@@ -46,8 +46,9 @@ async def test_a_batch_of_readings_and_progress_is_one_transaction(storage, sess
     # progress is coalesced: one UPDATE for the session, carrying the latest values
     assert sum(s.startswith("UPDATE sessions") for s in statements) == 1
     assert len(await committed_readings(target, session_id)) == 200
-    assert await outside(target, "SELECT kwh, energy_state FROM sessions WHERE id = ?",
-                         (session_id,)) == [(0.199, '{"last":199}')]
+    assert await outside(
+        target, "SELECT kwh, energy_state FROM sessions WHERE id = ?", (session_id,)
+    ) == [(0.199, '{"last":199}')]
 
 
 @pytest.mark.parametrize("backend", ["postgres"])
@@ -70,13 +71,15 @@ async def _one_batch_then_the_end(storage, session_id, target):
     writers = await outside(target, "SELECT DISTINCT xmin::text FROM readings")
     assert len(writers) == 1
     assert await outside(target, "SELECT xmin::text, kwh, energy_state FROM sessions") == [
-        (writers[0][0], 0.199, '{"last":199}')]
+        (writers[0][0], 0.199, '{"last":199}')
+    ]
     for i in range(200, 230):
         storage.queue_reading(reading(session_id, i))
     await storage.end_session(session_id, 1_700_000_300.0, 0.23, 1.61, "local_stop", {})
     [(ending,)] = await outside(target, "SELECT xmin::text FROM sessions")
-    assert await outside(target, "SELECT DISTINCT xmin::text FROM readings WHERE ts >= ?",
-                         (1_700_000_200.0,)) == [(ending,)]
+    assert await outside(
+        target, "SELECT DISTINCT xmin::text FROM readings WHERE ts >= ?", (1_700_000_200.0,)
+    ) == [(ending,)]
 
 
 async def count_committed(target, session_id):
@@ -89,8 +92,10 @@ async def test_the_flusher_writes_queued_readings_without_being_asked(target):
         session_id = await open_session(storage)
         for i in range(10):
             storage.queue_reading(reading(session_id, i))
-        await wait_until(lambda: _is(count_committed(target, session_id), 10),
-                         what="the flusher to commit the readings")
+        await wait_until(
+            lambda: _is(count_committed(target, session_id), 10),
+            what="the flusher to commit the readings",
+        )
     finally:
         await storage.close()
 
@@ -123,26 +128,36 @@ async def test_close_still_writes_the_queue_when_the_flusher_task_was_cancelled(
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 async def test_end_session_writes_the_queued_readings_first_in_the_same_transaction(
-        storage, session_id, target):
+    storage, session_id, target
+):
     statements = await trace_statements(storage)
     for i in range(30):
         storage.queue_reading(reading(session_id, i))
     storage.queue_progress(session_id, 0.029, 0.2, {"n": 29})
-    assert await storage.end_session(session_id, 1_700_000_100.0, 0.03, 0.21, "local_stop",
-                                     {"n": 30}) is True
+    assert (
+        await storage.end_session(session_id, 1_700_000_100.0, 0.03, 0.21, "local_stop", {"n": 30})
+        is True
+    )
     assert transactions(statements) == ["COMMIT"]
     assert len(await committed_readings(target, session_id)) == 30
     ended = await storage.get_session(session_id)
     assert (ended.kwh, ended.cost, ended.end_reason, ended.energy_state) == (
-        0.03, 0.21, "local_stop", {"n": 30})
+        0.03,
+        0.21,
+        "local_stop",
+        {"n": 30},
+    )
     assert await storage.open_sessions() == []
 
 
 async def test_ending_a_session_twice_changes_nothing_and_unknown_sessions_are_reported(
-        storage, session_id):
+    storage, session_id
+):
     await storage.end_session(session_id, 1_700_000_100.0, 1.0, 7.0, "local_stop", {})
-    assert await storage.end_session(session_id, 1_700_000_200.0, 2.0, 14.0, "remote_stop",
-                                     {}) is False
+    assert (
+        await storage.end_session(session_id, 1_700_000_200.0, 2.0, 14.0, "remote_stop", {})
+        is False
+    )
     again = await storage.get_session(session_id)
     assert (again.ended_at, again.kwh, again.end_reason) == (1_700_000_100.0, 1.0, "local_stop")
     with pytest.raises(NotFound, match="session 999 does not exist"):
@@ -157,10 +172,12 @@ async def test_late_progress_never_overwrites_the_final_totals(storage, session_
     assert (ended.kwh, ended.cost, ended.energy_state) == (1.5, 10.5, {"final": 1})
 
 
-@pytest.mark.parametrize("bad", [
-    dict(ts=float("nan")), dict(w=float("inf")), dict(session_id=0), dict(kwh="1.0")])
+@pytest.mark.parametrize(
+    "bad", [dict(ts=float("nan")), dict(w=float("inf")), dict(session_id=0), dict(kwh="1.0")]
+)
 async def test_a_bad_reading_is_refused_at_the_caller_and_cannot_poison_the_batch(
-        storage, session_id, target, bad):
+    storage, session_id, target, bad
+):
     good = reading(session_id, 1)
     storage.queue_reading(good)
     fields = dict(vars(good), **bad)
@@ -175,20 +192,24 @@ async def test_a_bad_reading_is_refused_at_the_caller_and_cannot_poison_the_batc
 
 
 async def test_readings_for_a_session_that_does_not_exist_are_dropped_and_the_rest_kept(
-        storage, session_id, target, caplog):
+    storage, session_id, target, caplog
+):
     storage.queue_reading(reading(session_id, 1))
     storage.queue_reading(reading(4242, 2))
     storage.queue_reading(reading(session_id, 3))
     await storage.flush()
     assert [ts for ts, _ in await committed_readings(target, session_id)] == [
-        1_700_000_001.0, 1_700_000_003.0]
+        1_700_000_001.0,
+        1_700_000_003.0,
+    ]
     assert await outside(target, "SELECT count(*) FROM readings") == [(2,)]
     assert "dropped 1 of 3 readings" in caplog.text
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 async def test_the_flusher_keeps_the_batch_while_the_database_is_locked_and_writes_it_later(
-        target, caplog, monkeypatch):
+    target, caplog, monkeypatch
+):
     monkeypatch.setattr(sqlite_store, "BUSY_TIMEOUT_MS", 50)
     storage = await open_storage(target, flush_interval=0.05)
     try:
@@ -200,15 +221,20 @@ async def test_the_flusher_keeps_the_batch_while_the_database_is_locked_and_writ
         with caplog.at_level(logging.ERROR, logger="server.storage"):
             for i in range(40):
                 storage.queue_reading(reading(session_id, i))
-            await wait_until(lambda: "could not write 40 queued readings" in caplog.text,
-                             what="the flush failure to be logged")
+            await wait_until(
+                lambda: "could not write 40 queued readings" in caplog.text,
+                what="the flush failure to be logged",
+            )
             storage.queue_reading(reading(session_id, 40))  # queued during the outage
         blocker.execute("ROLLBACK")
         blocker.close()
-        await wait_until(lambda: _is(count_committed(target, session_id), 41),
-                         what="the kept batch to be written after the lock is released")
+        await wait_until(
+            lambda: _is(count_committed(target, session_id), 41),
+            what="the kept batch to be written after the lock is released",
+        )
         assert [ts for ts, _ in await committed_readings(target, session_id)] == [
-            1_700_000_000.0 + i for i in range(41)]
+            1_700_000_000.0 + i for i in range(41)
+        ]
         failures = [r for r in caplog.records if "could not write" in r.getMessage()]
         assert len(failures) == 1  # one line per outage, not one per retry
         assert "after" in caplog.text and "failed attempts" in caplog.text
@@ -218,18 +244,22 @@ async def test_the_flusher_keeps_the_batch_while_the_database_is_locked_and_writ
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 async def test_the_flusher_survives_a_full_disk_and_writes_the_batch_when_space_returns(
-        storage, session_id, target, caplog):
+    storage, session_id, target, caplog
+):
     pages = (await storage._fetch("PRAGMA page_count"))[0][0]
     await storage._fetch(f"PRAGMA max_page_count = {pages}")  # the disk is full now
     for i in range(2000):
         storage.queue_reading(reading(session_id, i))
-    await wait_until(lambda: "database or disk is full" in caplog.text,
-                     what="the disk-full error to be logged")
+    await wait_until(
+        lambda: "database or disk is full" in caplog.text, what="the disk-full error to be logged"
+    )
     assert await committed_readings(target, session_id) == []
     assert storage._batcher.flusher is not None and not storage._batcher.flusher.done()
     await storage._fetch("PRAGMA max_page_count = 1073741823")  # space again
-    await wait_until(lambda: _is(count_committed(target, session_id), 2000),
-                     what="the kept batch to be written once there is space")
+    await wait_until(
+        lambda: _is(count_committed(target, session_id), 2000),
+        what="the kept batch to be written once there is space",
+    )
 
 
 async def test_open_sessions_come_back_after_reopening_with_their_energy_state(target):
@@ -246,9 +276,15 @@ async def test_open_sessions_come_back_after_reopening_with_their_energy_state(t
     storage = await open_storage(target)
     try:
         [reloaded] = await storage.open_sessions()
-        assert (reloaded.id, reloaded.user_name, reloaded.card_uid, reloaded.kwh,
-                reloaded.cost, reloaded.tariff, reloaded.energy_state) == (
-            first, "Juan Pérez", "CARD1", 0.25, 1.75, 7.0, state)
+        assert (
+            reloaded.id,
+            reloaded.user_name,
+            reloaded.card_uid,
+            reloaded.kwh,
+            reloaded.cost,
+            reloaded.tariff,
+            reloaded.energy_state,
+        ) == (first, "Juan Pérez", "CARD1", 0.25, 1.75, 7.0, state)
         assert reloaded.is_open
     finally:
         await storage.close()
@@ -274,17 +310,21 @@ async def test_a_full_queue_makes_the_writer_wait_for_a_flush_and_loses_nothing(
         await asyncio.wait_for(waiter, 15)
         assert not storage.full
         # the flush timer is an hour: only the back-pressure flush writes these
-        await wait_until(lambda: _is(count_committed(target, session_id), 10),
-                         what="the back-pressure flush to commit")
+        await wait_until(
+            lambda: _is(count_committed(target, session_id), 10),
+            what="the back-pressure flush to commit",
+        )
         storage.queue_reading(reading(session_id, 10))
     finally:
         await storage.close()
     assert [ts for ts, _ in await committed_readings(target, session_id)] == [
-        1_700_000_000.0 + i for i in range(11)]
+        1_700_000_000.0 + i for i in range(11)
+    ]
 
 
 async def test_the_latest_energy_state_is_encoded_when_the_batch_is_written(
-        storage, session_id, target):
+    storage, session_id, target
+):
     """A live state object is encoded once, at the flush: what is saved matches the last
     reading queued before it, not the state of the first one."""
     account = EnergyAccount()
@@ -295,10 +335,16 @@ async def test_the_latest_energy_state_is_encoded_when_the_batch_is_written(
     await storage.flush()
     account.add(1_700_000_010.0, 3600.0, 1010.0, now=1_700_000_010.0)  # after the flush: not saved
     saved = await storage.get_session(session_id)
-    assert saved.kwh == 0.004 and {key: saved.energy_state[key] for key in (
-        "wh", "last_ts", "last_w", "last_register_wh", "timeline_ts")} == {
-        "wh": 4.0, "last_ts": 1_700_000_004.0, "last_w": 3600.0, "last_register_wh": 1004.0,
-        "timeline_ts": 1_700_000_004.0}
+    assert saved.kwh == 0.004 and {
+        key: saved.energy_state[key]
+        for key in ("wh", "last_ts", "last_w", "last_register_wh", "timeline_ts")
+    } == {
+        "wh": 4.0,
+        "last_ts": 1_700_000_004.0,
+        "last_w": 3600.0,
+        "last_register_wh": 1004.0,
+        "timeline_ts": 1_700_000_004.0,
+    }
     assert EnergyAccount.from_dict(saved.energy_state).kwh == saved.kwh
 
 
@@ -308,7 +354,8 @@ async def _is(count, expected) -> bool:
 
 @pytest.mark.parametrize("backend", ["postgres"])
 async def test_the_flusher_keeps_the_batch_while_postgres_refuses_writes_and_writes_it_later(
-        target, caplog):
+    target, caplog
+):
     storage = await open_storage(target, flush_interval=0.05)
     try:
         session_id = await open_session(storage)
@@ -316,15 +363,20 @@ async def test_the_flusher_keeps_the_batch_while_postgres_refuses_writes_and_wri
         with caplog.at_level(logging.ERROR, logger="server.storage"):
             for i in range(40):
                 storage.queue_reading(reading(session_id, i))
-            await wait_until(lambda: "could not write 40 queued readings" in caplog.text,
-                             what="the flush failure to be logged")
+            await wait_until(
+                lambda: "could not write 40 queued readings" in caplog.text,
+                what="the flush failure to be logged",
+            )
             storage.queue_reading(reading(session_id, 40))  # queued during the outage
         assert await committed_readings(target, session_id) == []
         await refuse_writes(storage, target, False)
-        await wait_until(lambda: _is(count_committed(target, session_id), 41),
-                         what="the kept batch to be written once writes work again")
+        await wait_until(
+            lambda: _is(count_committed(target, session_id), 41),
+            what="the kept batch to be written once writes work again",
+        )
         assert [ts for ts, _ in await committed_readings(target, session_id)] == [
-            1_700_000_000.0 + i for i in range(41)]
+            1_700_000_000.0 + i for i in range(41)
+        ]
         failures = [r for r in caplog.records if "could not write" in r.getMessage()]
         assert len(failures) == 1  # one line per outage, not one per retry
     finally:
@@ -333,7 +385,8 @@ async def test_the_flusher_keeps_the_batch_while_postgres_refuses_writes_and_wri
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 async def test_a_flush_cancelled_while_its_commit_is_in_flight_neither_loses_nor_repeats_rows(
-        target):
+    target,
+):
     """A shutdown may cancel a flush whose transaction is already running on the database's
     thread: the commit happens anyway, so the batch must count as written, not be put back
     and stored a second time."""
@@ -357,4 +410,5 @@ async def test_a_flush_cancelled_while_its_commit_is_in_flight_neither_loses_nor
     finally:
         await storage.close()
     assert [ts for ts, _ in await committed_readings(target, session_id)] == [
-        1_700_000_000.0 + i for i in range(6)]
+        1_700_000_000.0 + i for i in range(6)
+    ]

@@ -9,8 +9,9 @@ from server.storage import Storage
 from server.storage.postgres.store import PostgresStorage
 from server.storage.sqlite.store import SqliteStorage
 
-MEMBERS = sorted(name for name in dir(Storage)
-                 if not name.startswith("_") and name not in ("backend",))
+MEMBERS = sorted(
+    name for name in dir(Storage) if not name.startswith("_") and name not in ("backend",)
+)
 
 
 @pytest.mark.parametrize("backend_class", [SqliteStorage, PostgresStorage])
@@ -24,7 +25,8 @@ def test_a_backend_has_every_member_of_the_protocol_with_the_same_parameters(bac
         assert implemented is not None, f"{backend_class.__name__} lacks {name}"
         if callable(declared):
             assert inspect.iscoroutinefunction(declared) == inspect.iscoroutinefunction(
-                implemented), name
+                implemented
+            ), name
             wanted = list(inspect.signature(declared).parameters)
             assert list(inspect.signature(implemented).parameters) == wanted, name
         else:

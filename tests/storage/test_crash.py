@@ -43,8 +43,9 @@ asyncio.run(main(sys.argv[1]))
 
 
 async def test_a_sigkilled_process_keeps_every_flushed_reading_and_consistent_totals(target):
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], cwd=ROOT,
-                              stdout=subprocess.PIPE, text=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(target)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
     try:
         line = writer.stdout.readline()
         assert line.startswith("flushed"), line

@@ -9,7 +9,9 @@ from server.storage import open_storage
 from .conftest import committed_readings, reading, refuse_writes, wait_until
 
 
-async def test_every_queued_write_takes_the_next_mark_and_a_flush_makes_them_durable(storage, session_id, target):
+async def test_every_queued_write_takes_the_next_mark_and_a_flush_makes_them_durable(
+    storage, session_id, target
+):
     start = storage.write_mark()
     storage.queue_reading(reading(session_id, 0))
     storage.queue_progress(session_id, 0.001, 0.007, {"mode": "register"})
@@ -30,7 +32,9 @@ async def test_a_mark_already_durable_returns_at_once(storage, session_id):
     await asyncio.wait_for(storage.wait_durable(storage.write_mark()), 10)
 
 
-async def test_ending_a_session_makes_the_readings_queued_before_it_durable(storage, session_id, target):
+async def test_ending_a_session_makes_the_readings_queued_before_it_durable(
+    storage, session_id, target
+):
     storage.queue_reading(reading(session_id, 0))
     mark = storage.write_mark()
     await storage.end_session(session_id, 1_700_000_100.0, 0.001, 0.007, "local_stop", {})

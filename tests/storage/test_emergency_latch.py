@@ -14,7 +14,9 @@ async def test_the_latch_is_committed_at_once_and_survives_a_reopen(target, stor
     await storage.add_station("Estación 2", 7.0, station_id=2)
     await storage.set_emergency_latch(2, T0)
     assert await outside(target, "SELECT id, emergency_latched_at FROM stations ORDER BY id") == [
-        (1, None), (2, T0)]
+        (1, None),
+        (2, T0),
+    ]
     await storage.close()
     reopened = await open_storage(target)
     try:

@@ -55,16 +55,21 @@ async def test_lists_saved_at_once_from_two_connections_get_different_versions(s
     await two_stations_and_cards(storage)
     other = await open_storage(target)  # another server process, or the admin CLI
     try:
-        versions = await asyncio.gather(*(
-            (storage if i % 2 else other).save_auth_list(1, True, f"CARD{i}", T0 + i)
-            for i in range(8)))
+        versions = await asyncio.gather(
+            *(
+                (storage if i % 2 else other).save_auth_list(1, True, f"CARD{i}", T0 + i)
+                for i in range(8)
+            )
+        )
     finally:
         await other.close()
     assert sorted(versions) == list(range(1, 9))
-    stored = await outside(target, "SELECT version, cards FROM auth_lists WHERE station_id = ?"
-                                   " ORDER BY version", (1,))
+    stored = await outside(
+        target, "SELECT version, cards FROM auth_lists WHERE station_id = ? ORDER BY version", (1,)
+    )
     assert {cards: version for version, cards in stored} == {
-        f"CARD{i}": versions[i] for i in range(8)}
+        f"CARD{i}": versions[i] for i in range(8)
+    }
 
 
 async def test_the_candidates_are_the_enabled_cards_with_their_latest_start(storage):
@@ -74,24 +79,29 @@ async def test_the_candidates_are_the_enabled_cards_with_their_latest_start(stor
     await storage.create_session(2, user_id, "04A1B2C3", T0 + 100, 7.0, {})
     await storage.set_card_enabled("0A0B0C0D", False)
     assert sorted(await storage.offline_candidates()) == [
-        ("04A1B2C3", T0 + 100), ("04D5E6F7", None)]
+        ("04A1B2C3", T0 + 100),
+        ("04D5E6F7", None),
+    ]
 
 
 async def test_an_offline_start_is_one_session_per_station_and_local_id(storage, target):
     user_id = await two_stations_and_cards(storage)
     assert await storage.offline_session(1, LOCAL) is None
-    session_id = await storage.create_session(1, user_id, "04A1B2C3", T0, 7.0, {},
-                                              offline_local_id=LOCAL)
+    session_id = await storage.create_session(
+        1, user_id, "04A1B2C3", T0, 7.0, {}, offline_local_id=LOCAL
+    )
     assert await storage.offline_session(1, LOCAL) == session_id
     assert await storage.offline_session(2, LOCAL) is None
     with pytest.raises(Duplicate, match=f"station 1 already has offline start {LOCAL}"):
-        await storage.create_session(1, user_id, "04A1B2C3", T0 + 1, 7.0, {},
-                                     offline_local_id=LOCAL)
-    other = await storage.create_session(2, user_id, "04D5E6F7", T0, 7.0, {},
-                                         offline_local_id=LOCAL)  # another charger's id
+        await storage.create_session(
+            1, user_id, "04A1B2C3", T0 + 1, 7.0, {}, offline_local_id=LOCAL
+        )
+    other = await storage.create_session(
+        2, user_id, "04D5E6F7", T0, 7.0, {}, offline_local_id=LOCAL
+    )  # another charger's id
     online = await storage.create_session(1, user_id, "04D5E6F7", T0 + 2, 7.0, {})
-    assert await outside(target, "SELECT id, station_id, offline_local_id FROM sessions"
-                                 " ORDER BY id") == [
-        (session_id, 1, LOCAL), (other, 2, LOCAL), (online, 1, None)]
+    assert await outside(
+        target, "SELECT id, station_id, offline_local_id FROM sessions ORDER BY id"
+    ) == [(session_id, 1, LOCAL), (other, 2, LOCAL), (online, 1, None)]
     with pytest.raises(ValueError):
         await storage.create_session(1, user_id, "04A1B2C3", T0, 7.0, {}, offline_local_id=-1)

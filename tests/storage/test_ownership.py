@@ -39,7 +39,9 @@ async def test_the_old_owner_can_neither_start_nor_end_a_session_nor_latch(stora
     storage.queue_reading(reading(session_id, 1))
     new = await storage.claim_station(1, "proc-b")  # the charger reconnected elsewhere
 
-    with pytest.raises(StaleOwner, match="owned by 'proc-b' at epoch 2; this write carried epoch 1"):
+    with pytest.raises(
+        StaleOwner, match="owned by 'proc-b' at epoch 2; this write carried epoch 1"
+    ):
         await storage.create_session(1, user_id, "04A1B2C3", T0 + 5, 7.0, {}, epoch=old)
     with pytest.raises(StaleOwner):
         await storage.end_session(session_id, T0 + 60, 1.0, 7.0, "local_stop", {}, epoch=old)
@@ -50,8 +52,10 @@ async def test_the_old_owner_can_neither_start_nor_end_a_session_nor_latch(stora
     assert await storage.emergency_latches() == {}
 
     # the new owner carries on with the same open session
-    assert await storage.end_session(session_id, T0 + 60, 1.0, 7.0, "local_stop", {},
-                                     epoch=new) is True
+    assert (
+        await storage.end_session(session_id, T0 + 60, 1.0, 7.0, "local_stop", {}, epoch=new)
+        is True
+    )
     assert [r.ts for r in await storage.readings(session_id)] == [1_700_000_001.0]
     await storage.set_emergency_latch(1, T0 + 61, epoch=new)
     assert await storage.emergency_latches() == {1: T0 + 61}
@@ -82,15 +86,22 @@ async def test_two_processes_claiming_at_once_get_distinct_epochs_and_the_last_w
     first, second = await open_storage(target), await open_storage(target)
     try:
         user_id = await station_user_card(first)
-        epochs = await asyncio.gather(*(
-            storage.claim_station(1, f"proc-{k}")
-            for k, storage in enumerate([first, second] * 10)))
+        epochs = await asyncio.gather(
+            *(
+                storage.claim_station(1, f"proc-{k}")
+                for k, storage in enumerate([first, second] * 10)
+            )
+        )
         assert sorted(epochs) == list(range(1, 21))
         owner, epoch = await second.station_owner(1)
         assert epoch == 20 and owner == f"proc-{epochs.index(20)}"
-        stale = await asyncio.gather(*(
-            storage.create_session(1, user_id, "04A1B2C3", T0, 7.0, {}, epoch=e)
-            for storage, e in ((first, 19), (second, 20))), return_exceptions=True)
+        stale = await asyncio.gather(
+            *(
+                storage.create_session(1, user_id, "04A1B2C3", T0, 7.0, {}, epoch=e)
+                for storage, e in ((first, 19), (second, 20))
+            ),
+            return_exceptions=True,
+        )
         assert isinstance(stale[0], StaleOwner) and isinstance(stale[1], int)
     finally:
         await first.close()

@@ -19,8 +19,9 @@ async def sessions_on_two_stations(storage, count=6):
     ids = []
     for i in range(count):
         user = ana if i % 2 else juan
-        ids.append(await storage.create_session(1 + i % 2, user.id, f"CARD{i}", T0 + i * 3600,
-                                                7.0, {}))
+        ids.append(
+            await storage.create_session(1 + i % 2, user.id, f"CARD{i}", T0 + i * 3600, 7.0, {})
+        )
     return ids, ana, juan
 
 
@@ -35,16 +36,28 @@ async def test_sessions_are_paged_newest_first_with_the_total(storage):
 
 async def test_sessions_are_filtered_by_station_user_and_start_time(storage):
     ids, ana, _ = await sessions_on_two_stations(storage)
-    assert [s.id for s in (await storage.list_sessions(station_id=2))[0]] == [ids[5], ids[3],
-                                                                              ids[1]]
+    assert [s.id for s in (await storage.list_sessions(station_id=2))[0]] == [
+        ids[5],
+        ids[3],
+        ids[1],
+    ]
     assert [s.user_name for s in (await storage.list_sessions(user_id=ana.id))[0]] == ["Ana"] * 3
     window, total = await storage.list_sessions(since=T0 + 3600, until=T0 + 3 * 3600)
     assert [s.id for s in window] == [ids[2], ids[1]] and total == 2
     assert (await storage.list_sessions(station_id=99)) == ([], 0)
 
 
-@pytest.mark.parametrize("bad", [dict(limit=-1), dict(limit=5000), dict(offset=-1),
-                                 dict(station_id=0), dict(since=float("nan")), dict(limit="10")])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(limit=-1),
+        dict(limit=5000),
+        dict(offset=-1),
+        dict(station_id=0),
+        dict(since=float("nan")),
+        dict(limit="10"),
+    ],
+)
 async def test_bad_history_filters_are_refused_with_a_clear_message(storage, bad):
     with pytest.raises(ValueError, match="must be"):
         await storage.list_sessions(**bad)
@@ -121,28 +134,42 @@ async def test_alerts_are_stored_listed_and_acknowledged_once(storage):
     [still_open] = await storage.list_alerts(unacknowledged_only=True)
     assert still_open.id == second
     [done] = await storage.list_alerts(station_id=1)
-    assert (done.acknowledged_at, done.detail, done.session_id) == (T0 + 30, "EMERGENCY button",
-                                                                    ids[0])
+    assert (done.acknowledged_at, done.detail, done.session_id) == (
+        T0 + 30,
+        "EMERGENCY button",
+        ids[0],
+    )
     with pytest.raises(NotFound, match="alert 999 does not exist"):
         await storage.acknowledge_alert(999, T0)
 
 
 async def test_csv_export_has_the_documented_columns_and_defuses_spreadsheet_formulas(storage):
     await storage.add_station("S", 7.0, station_id=1)
-    user = await storage.add_user("=HYPERLINK(\"http://evil\")")
+    user = await storage.add_user('=HYPERLINK("http://evil")')
     sid = await storage.create_session(1, user.id, "CARD1", T0, 7.0, {})
     await storage.end_session(sid, T0 + 90.4, 1.23456, 8.641, "local_stop", {})
     text, count = await export_sessions(storage)
     assert count == 1
     assert text.startswith("\ufeff")
     [row] = list(csv.DictReader(io.StringIO(text[1:])))
-    assert row == {"session_id": str(sid), "station_id": "1", "user": "'=HYPERLINK(\"http://evil\")",
-                   "card_uid": "CARD1", "started_at": "2026-01-01T00:00:00+00:00",
-                   "ended_at": "2026-01-01T00:01:30+00:00", "duration_s": "90",
-                   "duration": "0:01:30", "kwh": "1.235",
-                   "cost": "8.64", "tariff": "7.0", "end_reason": "local_stop"}
-    assert sessions_to_csv([]) == ("\ufeffsession_id,station_id,user,card_uid,started_at,ended_at,"
-                                   "duration_s,duration,kwh,cost,tariff,end_reason\r\n")
+    assert row == {
+        "session_id": str(sid),
+        "station_id": "1",
+        "user": '\'=HYPERLINK("http://evil")',
+        "card_uid": "CARD1",
+        "started_at": "2026-01-01T00:00:00+00:00",
+        "ended_at": "2026-01-01T00:01:30+00:00",
+        "duration_s": "90",
+        "duration": "0:01:30",
+        "kwh": "1.235",
+        "cost": "8.64",
+        "tariff": "7.0",
+        "end_reason": "local_stop",
+    }
+    assert sessions_to_csv([]) == (
+        "\ufeffsession_id,station_id,user,card_uid,started_at,ended_at,"
+        "duration_s,duration,kwh,cost,tariff,end_reason\r\n"
+    )
 
 
 async def test_export_walks_every_page_of_a_long_history(storage):
@@ -162,13 +189,29 @@ async def test_history_totals_are_summed_by_the_database_over_every_matching_ses
     await storage.end_session(ids[1], T0 + 3600 + 30.5, 2.5, 12.5, "local_stop", {})
     now = T0 + 2 * 3600 + 10.7  # ids[2] is open since T0 + 7200
     assert await storage.session_totals(now) == {
-        "sessions": 3, "kwh": 3.75, "cost": 21.25, "duration": 90 + 30 + 10}
+        "sessions": 3,
+        "kwh": 3.75,
+        "cost": 21.25,
+        "duration": 90 + 30 + 10,
+    }
     assert await storage.session_totals(now, station_id=1) == {
-        "sessions": 2, "kwh": 1.25, "cost": 8.75, "duration": 100}
+        "sessions": 2,
+        "kwh": 1.25,
+        "cost": 8.75,
+        "duration": 100,
+    }
     assert await storage.session_totals(now, user_id=ana.id, since=T0 + 1) == {
-        "sessions": 1, "kwh": 2.5, "cost": 12.5, "duration": 30}
+        "sessions": 1,
+        "kwh": 2.5,
+        "cost": 12.5,
+        "duration": 30,
+    }
     assert await storage.session_totals(now, station_id=99) == {
-        "sessions": 0, "kwh": 0.0, "cost": 0.0, "duration": 0}
+        "sessions": 0,
+        "kwh": 0.0,
+        "cost": 0.0,
+        "duration": 0,
+    }
     with pytest.raises(ValueError, match="must be"):
         await storage.session_totals(now, since=float("nan"))
 

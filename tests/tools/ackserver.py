@@ -49,8 +49,14 @@ class AckServer:
                 frames.append(json.loads(text))
                 self._changed.set()
                 if frames[-1]["type"] == "nfc_scan":
-                    await self._answer(ws, {"type": "start", "session_id": self.session_id,
-                                            "user_name": self.user_name})
+                    await self._answer(
+                        ws,
+                        {
+                            "type": "start",
+                            "session_id": self.session_id,
+                            "user_name": self.user_name,
+                        },
+                    )
                 if self.auto_ack:
                     await self._answer(ws, {"type": "ack", "n": len(frames)})
         except ConnectionClosed:

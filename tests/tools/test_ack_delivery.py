@@ -30,17 +30,34 @@ wait-for ack timeout=20
 async def test_readings_no_ack_covered_are_sent_again_after_the_reconnect():
     async with AckServer() as server:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tools.simulator", "--url", server.url, "--script", "-",
-            "--card", "VIRTUAL-1-A4F2E8", "--interval", "0.2", "--speed", "10", "--seed", "1",
-            cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE)
+            sys.executable,
+            "-m",
+            "tools.simulator",
+            "--url",
+            server.url,
+            "--script",
+            "-",
+            "--card",
+            "VIRTUAL-1-A4F2E8",
+            "--interval",
+            "0.2",
+            "--speed",
+            "10",
+            "--seed",
+            "1",
+            cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         talk = asyncio.create_task(process.communicate(SCRIPT.encode()))
         try:
             await server.wait_for(lambda s: len(s.frames(kind="metrics")) >= 3)
             server.auto_ack = False  # from now on the server reads but commits nothing
             committed = len(server.frames())
-            await server.wait_for(lambda s: s.frames()[committed:] and
-                                  s.frames()[-1]["type"] == "metrics")
+            await server.wait_for(
+                lambda s: s.frames()[committed:] and s.frames()[-1]["type"] == "metrics"
+            )
             await server.round_trip()
             await server.round_trip()  # the charger's own pings were answered long since
             server.auto_ack = True  # the restarted server commits what it reads
@@ -55,4 +72,6 @@ async def test_readings_no_ack_covered_are_sent_again_after_the_reconnect():
     lost, after = server.connections[0][committed:], server.connections[1]
     unacked = [f for f in lost if f["type"] == "metrics"]
     assert after[0]["type"] == "status" and after[0]["state"] == "charging"
-    assert after[1:1 + len(unacked)] == unacked  # the same frames, in order, right after the status
+    assert (
+        after[1 : 1 + len(unacked)] == unacked
+    )  # the same frames, in order, right after the status

@@ -21,9 +21,14 @@ class Rig:
         self.clock = clock or ManualClock()
         self.notes = []
         self.model = ChargingModel(self.clock, rng=random.Random(1), register_wh=register_wh)
-        self.charger = Charger(1, self.model, metrics_interval_s=interval,
-                               max_readings=max_readings, monotonic=self.clock.now,
-                               notify=lambda event, fields: self.notes.append((event, fields)))
+        self.charger = Charger(
+            1,
+            self.model,
+            metrics_interval_s=interval,
+            max_readings=max_readings,
+            monotonic=self.clock.now,
+            notify=lambda event, fields: self.notes.append((event, fields)),
+        )
 
     def advance(self, seconds, step=0.5):
         for _ in range(int(round(seconds / step))):
@@ -68,7 +73,9 @@ def types(messages):
 
 def test_status_idle_with_the_register_right_after_connect():
     rig = Rig(register_wh=4321)
-    assert rig.online() == [{"type": "status", "fw": "simulator", "state": "idle", "session_id": None, "wh": 4321}]
+    assert rig.online() == [
+        {"type": "status", "fw": "simulator", "state": "idle", "session_id": None, "wh": 4321}
+    ]
 
 
 def test_tap_sends_nfc_scan_and_waits_for_start():
@@ -188,8 +195,13 @@ def test_emergency_without_a_session_reports_session_null():
     [emergency] = rig.sent()
     assert emergency["session_id"] is None
     rig.charger.disconnected()
-    assert rig.online()[0] == {"type": "status", "fw": "simulator", "state": "fault", "session_id": None,
-                             "wh": rig.model.register_wh}
+    assert rig.online()[0] == {
+        "type": "status",
+        "fw": "simulator",
+        "state": "fault",
+        "session_id": None,
+        "wh": rig.model.register_wh,
+    }
 
 
 def test_sync_request_answers_status_and_the_latest_reading_when_charging():
@@ -198,8 +210,13 @@ def test_sync_request_answers_status_and_the_latest_reading_when_charging():
     rig.advance(1)
     rig.charger.receive({"type": "sync_request", "from": "server"})
     status, reading = rig.sent()
-    assert status == {"type": "status", "fw": "simulator", "state": "charging", "session_id": 5,
-                      "wh": reading["wh"]}
+    assert status == {
+        "type": "status",
+        "fw": "simulator",
+        "state": "charging",
+        "session_id": 5,
+        "wh": reading["wh"],
+    }
     assert reading["type"] == "metrics"
 
 
@@ -212,10 +229,16 @@ def test_unexpected_start_is_refused_with_a_stop():
     assert rig.charger.state == IDLE and not rig.model.relay_on
 
 
-@pytest.mark.parametrize("frame", [
-    {"type": "start"}, {"type": "start", "session_id": "5"}, {"type": "start", "session_id": True},
-    {"type": "bogus"}, {"type": "stop", "session_id": [1]},
-])
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"type": "start"},
+        {"type": "start", "session_id": "5"},
+        {"type": "start", "session_id": True},
+        {"type": "bogus"},
+        {"type": "stop", "session_id": [1]},
+    ],
+)
 def test_invalid_server_messages_are_noted_and_change_nothing(frame):
     rig = Rig()
     rig.online()
@@ -247,8 +270,13 @@ def test_status_with_an_empty_outbox_repeats_the_latest_reading_for_the_dashboar
     [last] = rig.sent()
     rig.charger.disconnected()
     status, reading = rig.online()
-    assert status == {"type": "status", "fw": "simulator", "state": "charging", "session_id": 5,
-                      "wh": reading["wh"]}
+    assert status == {
+        "type": "status",
+        "fw": "simulator",
+        "state": "charging",
+        "session_id": 5,
+        "wh": reading["wh"],
+    }
     # the latest queued `ts` again: a duplicate for the energy account, fresh numbers on screen
     assert reading["type"] == "metrics" and reading["ts"] == last["ts"]
 
@@ -266,12 +294,22 @@ def test_stop_while_offline_replays_readings_then_the_stop_and_no_second_status(
     assert types(sent) == ["status"] + ["metrics"] * 3 + ["stop"]
     # the status describes the session as the server last knew it, so it resumes it, stores
     # the replay and ends it as local_stop; the firmware sends no second status after it
-    assert sent[0] == {"type": "status", "fw": "simulator", "state": "charging", "session_id": 5,
-                       "wh": rig.model.register_wh}
+    assert sent[0] == {
+        "type": "status",
+        "fw": "simulator",
+        "state": "charging",
+        "session_id": 5,
+        "wh": rig.model.register_wh,
+    }
     assert sent[4]["session_id"] == 5 and sent[4]["wh"] == rig.model.register_wh
     # once the stop is delivered, the charger's own state again
-    assert rig.online()[0] == {"type": "status", "fw": "simulator", "state": "idle", "session_id": None,
-                               "wh": rig.model.register_wh}
+    assert rig.online()[0] == {
+        "type": "status",
+        "fw": "simulator",
+        "state": "idle",
+        "session_id": None,
+        "wh": rig.model.register_wh,
+    }
 
 
 def test_a_tap_cannot_be_reported_offline():
@@ -289,8 +327,15 @@ def test_a_tap_whose_scan_was_lost_with_the_link_ends_with_the_start_timeout():
     assert rig.charger.state == WAITING
     rig.advance(1)
     assert rig.charger.state == IDLE and not rig.model.relay_on
-    assert rig.online() == [{"type": "status", "fw": "simulator", "state": "idle", "session_id": None,
-                             "wh": rig.model.register_wh}]
+    assert rig.online() == [
+        {
+            "type": "status",
+            "fw": "simulator",
+            "state": "idle",
+            "session_id": None,
+            "wh": rig.model.register_wh,
+        }
+    ]
 
 
 def test_reboot_forgets_the_session_and_the_queue_but_keeps_the_register():
@@ -302,8 +347,9 @@ def test_reboot_forgets_the_session_and_the_queue_but_keeps_the_register():
     register = rig.model.register_wh
     rig.charger.reboot()
     assert not rig.model.relay_on and rig.charger.session_id is None
-    assert rig.online() == [{"type": "status", "fw": "simulator", "state": "idle", "session_id": None,
-                             "wh": register}]
+    assert rig.online() == [
+        {"type": "status", "fw": "simulator", "state": "idle", "session_id": None, "wh": register}
+    ]
 
 
 def test_ten_minutes_offline_ends_the_session_locally():
@@ -374,5 +420,6 @@ def test_emergency_survives_a_reboot_and_the_charger_reports_fault():
     rig.charger.tap(CARD)
     rig.charger.receive({"type": "start", "session_id": 6, "user_name": "X"})
     assert not rig.model.relay_on  # the start is refused with a stop
-    assert rig.sent() == [{"type": "stop", "session_id": 6, "wh": rig.model.register_wh,
-                           "ts": int(rig.clock.now())}]
+    assert rig.sent() == [
+        {"type": "stop", "session_id": 6, "wh": rig.model.register_wh, "ts": int(rig.clock.now())}
+    ]

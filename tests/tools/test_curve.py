@@ -54,7 +54,9 @@ def test_register_only_rises_and_equals_the_integral_of_power():
     readings = charge(clock, car, 3 * 3600, step=3)
     registers = [r.wh for r in readings]
     assert all(b >= a for a, b in zip(registers, registers[1:]))
-    integral_wh = sum((a.w + b.w) / 2 * (b.ts - a.ts) for a, b in zip(readings, readings[1:])) / 3600
+    integral_wh = (
+        sum((a.w + b.w) / 2 * (b.ts - a.ts) for a, b in zip(readings, readings[1:])) / 3600
+    )
     delta_wh = registers[-1] - registers[0]
     assert delta_wh > 3000  # CC and taper both happened
     assert delta_wh == pytest.approx(integral_wh, rel=0.005)

@@ -16,6 +16,7 @@ WAIT = 10.0
 @pytest.fixture
 async def echo():
     """A TCP echo server on an ephemeral port; yields its port."""
+
     async def serve_one(reader, writer):
         try:
             while data := await reader.read(4096):
@@ -25,6 +26,7 @@ async def echo():
             pass
         finally:
             writer.close()
+
     server = await asyncio.start_server(serve_one, "127.0.0.1", 0)
     async with server:
         yield server.sockets[0].getsockname()[1]
@@ -128,6 +130,7 @@ async def test_decodes_websocket_frames_both_ways_and_retargets():
     async def handler(websocket):
         async for message in websocket:
             await websocket.send(message.upper())
+
     async with serve(handler, "127.0.0.1", 0) as first, serve(handler, "127.0.0.1", 0) as second:
         ports = [s.sockets[0].getsockname()[1] for s in (first, second)]
         async with FaultProxy(ports[0]) as proxy:

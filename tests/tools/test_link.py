@@ -25,7 +25,14 @@ def test_invalid_frames_are_logged_and_the_next_valid_one_still_works():
     link = StationLink(charger, "ws://127.0.0.1:1/ws", log, random.Random(1))
     charger.connected()
     charger.tap("VIRTUAL-1-A4F2E8")
-    for frame in ("not json", b"\x00\x01", "[1, 2]", '{"type": 5}', '{"type": "start"}', "{" * 5000):
+    for frame in (
+        "not json",
+        b"\x00\x01",
+        "[1, 2]",
+        '{"type": 5}',
+        '{"type": "start"}',
+        "{" * 5000,
+    ):
         link._receive(frame)
     assert sum(" invalid " in line for line in lines) == 6
     link._receive('{"type": "start", "session_id": 3, "user_name": "Juan Pérez"}')
@@ -43,10 +50,17 @@ def test_backoff_doubles_from_one_second_up_to_thirty_with_jitter():
     assert backoff_delay(10_000, rng) <= 30.0
 
 
-@pytest.mark.parametrize("value, text", [
-    (None, "null"), ("Juan Pérez", '"Juan Pérez"'), ("VIRTUAL-1", "VIRTUAL-1"), (3, "3"),
-    (True, "true"), (230.5, "230.5"),
-])
+@pytest.mark.parametrize(
+    "value, text",
+    [
+        (None, "null"),
+        ("Juan Pérez", '"Juan Pérez"'),
+        ("VIRTUAL-1", "VIRTUAL-1"),
+        (3, "3"),
+        (True, "true"),
+        (230.5, "230.5"),
+    ],
+)
 def test_event_line_values_are_greppable(value, text):
     lines = []
     EventLog(2, lines.append).emit("x", {"k": value})
@@ -63,8 +77,9 @@ class LinkRig:
         self.log = EventLog(1, self.lines.append)
         self.model = ChargingModel(self.clock, rng=random.Random(1), register_wh=1000)
         self.charger = Charger(1, self.model, monotonic=self.clock.now, notify=self.log.emit)
-        self.link = StationLink(self.charger, url, self.log, random.Random(1), tick_s=0.02,
-                                **link_args)
+        self.link = StationLink(
+            self.charger, url, self.log, random.Random(1), tick_s=0.02, **link_args
+        )
 
     async def __aenter__(self):
         self.link.start()
@@ -124,8 +139,13 @@ async def test_unacknowledged_entries_go_again_in_order_right_after_the_next_sta
         server.cut()  # no ack ever came on this connection
         await server.wait_for(lambda s: len(s.connections) == 2 and len(s.frames()) == 4)
         again = server.frames()
-        assert again[0] == {"type": "status", "fw": "simulator", "state": "charging", "session_id": 7,
-                            "wh": rig.charger.sm.wh}
+        assert again[0] == {
+            "type": "status",
+            "fw": "simulator",
+            "state": "charging",
+            "session_id": 7,
+            "wh": rig.charger.sm.wh,
+        }
         assert again[1] == first[0]  # the same text: the server ignores the duplicate
         ts = [f["ts"] for f in again[1:]]
         assert ts == sorted(ts) and len(set(ts)) == 3
@@ -173,8 +193,7 @@ async def test_a_server_that_stops_acking_keeps_the_link_and_loses_nothing():
 
 
 async def test_a_batch_unacked_for_the_ack_timeout_closes_with_1001_and_goes_again():
-    async with AckServer(auto_ack=False) as server, \
-            LinkRig(server.url, ack_timeout_s=0.5) as rig:
+    async with AckServer(auto_ack=False) as server, LinkRig(server.url, ack_timeout_s=0.5) as rig:
         await rig.charging(server)
         [reading] = server.frames(kind="metrics")
         await server.wait_for(lambda s: len(s.connections) == 2 and s.frames(kind="metrics"))
@@ -183,9 +202,17 @@ async def test_a_batch_unacked_for_the_ack_timeout_closes_with_1001_and_goes_aga
         assert '[st1] offline code=1001 reason="no ack of frame 3 within 0.5 s"' in rig.lines
 
 
-@pytest.mark.parametrize("ack", [{"type": "ack", "n": 4}, {"type": "ack", "n": "3"},
-                                 {"type": "ack", "n": True}, {"type": "ack", "n": -1},
-                                 {"type": "ack", "n": 2.5}, {"type": "ack"}])
+@pytest.mark.parametrize(
+    "ack",
+    [
+        {"type": "ack", "n": 4},
+        {"type": "ack", "n": "3"},
+        {"type": "ack", "n": True},
+        {"type": "ack", "n": -1},
+        {"type": "ack", "n": 2.5},
+        {"type": "ack"},
+    ],
+)
 async def test_a_bad_ack_is_logged_and_releases_nothing(ack):
     async with AckServer(auto_ack=False) as server, LinkRig(server.url) as rig:
         await rig.charging(server)

@@ -22,10 +22,20 @@ pytestmark = requires_micropython
 async def start_make(tmp_path, server_url, token, *extra):
     environ = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "PORT")}
     return await asyncio.create_subprocess_exec(
-        "make", "--no-print-directory", "sim-charger", f"SERVER_URL={server_url}/ws",
-        f"TOKEN={token}", f"SIM_CONFIG={tmp_path / 'sim-config.json'}", *extra, cwd=ROOT,
-        env=environ, start_new_session=True, stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        "make",
+        "--no-print-directory",
+        "sim-charger",
+        f"SERVER_URL={server_url}/ws",
+        f"TOKEN={token}",
+        f"SIM_CONFIG={tmp_path / 'sim-config.json'}",
+        *extra,
+        cwd=ROOT,
+        env=environ,
+        start_new_session=True,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
 
 
 async def read_until(process, seen: list, text: str, count: int = 1):

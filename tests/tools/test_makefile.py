@@ -22,8 +22,18 @@ from tests.firmware.mpy import requires_micropython
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 60.0  # generous: waits on output, never asserts a duration
-OURS = ("PORT", "HOST", "DB_PATH", "DEVICE", "SERVER_URL", "STATION", "TOKEN", "MAKEFLAGS",
-        "MAKELEVEL", "TIME_SCALE")
+OURS = (
+    "PORT",
+    "HOST",
+    "DB_PATH",
+    "DEVICE",
+    "SERVER_URL",
+    "STATION",
+    "TOKEN",
+    "MAKEFLAGS",
+    "MAKELEVEL",
+    "TIME_SCALE",
+)
 
 
 def environment(**extra) -> dict:
@@ -33,9 +43,16 @@ def environment(**extra) -> dict:
 
 
 def make(*args, env=None, **kwargs):
-    return subprocess.run(["make", "--no-print-directory", *args], cwd=ROOT,
-                          env=environment(**(env or {})), capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=300, **kwargs)
+    return subprocess.run(
+        ["make", "--no-print-directory", *args],
+        cwd=ROOT,
+        env=environment(**(env or {})),
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=300,
+        **kwargs,
+    )
 
 
 # --- the serial port is DEVICE; no board is said plainly -------------------------------------------
@@ -43,8 +60,10 @@ def test_flash_without_a_board_says_so_in_one_line():
     done = make("flash", "DEVICE=/dev/ttyNOPE0")
     assert done.returncode != 0
     [line] = [text for text in done.stderr.splitlines() if not text.startswith("make:")]
-    assert line.startswith("no board at /dev/ttyNOPE0: connect the ESP32 by USB, or name its "
-                           "serial port: make flash DEVICE=")
+    assert line.startswith(
+        "no board at /dev/ttyNOPE0: connect the ESP32 by USB, or name its "
+        "serial port: make flash DEVICE="
+    )
     assert "mpremote" not in done.stderr and "Traceback" not in done.stderr
 
 
@@ -58,8 +77,9 @@ def test_the_servers_port_in_the_environment_is_not_taken_for_the_serial_port():
 def test_a_serial_port_given_as_port_is_pointed_to_device():
     done = make("flash", "PORT=/dev/ttyUSB0")
     assert done.returncode != 0
-    assert ("PORT is the server's TCP port; name the serial port DEVICE: make flash "
-            "DEVICE=/dev/ttyUSB0") in done.stderr
+    assert (
+        "PORT is the server's TCP port; name the serial port DEVICE: make flash DEVICE=/dev/ttyUSB0"
+    ) in done.stderr
 
 
 def test_repl_without_a_board_says_so_too():
@@ -111,9 +131,16 @@ def spawn(command, env):
     so a Ctrl-C reaches the command the way a terminal's job control delivers it)."""
     if isinstance(command, str):
         command = shlex.split(command)
-    return subprocess.Popen(command, cwd=ROOT, env=env, text=True,
-                            start_new_session=True, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        text=True,
+        start_new_session=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def interrupt(process):
@@ -149,7 +176,9 @@ def printed(banner, label) -> str:
 
 def test_make_run_listens_on_port_and_its_banner_names_it(make_run):
     port, banner, _ = make_run
-    assert any(text.startswith(f"EV charger server listening on 0.0.0.0:{port} ") for text in banner)
+    assert any(
+        text.startswith(f"EV charger server listening on 0.0.0.0:{port} ") for text in banner
+    )
     assert printed(banner, "simulator").startswith(".venv/bin/python -m tools.simulator ")
     assert f"--url ws://localhost:{port}/ws" in printed(banner, "simulator")
     assert f" PORT={port} " in printed(banner, "firmware") + " "

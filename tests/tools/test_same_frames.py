@@ -85,8 +85,12 @@ def shape(frames):
 
 def fields(connections):
     """Each frame type with the set of its fields, over every connection."""
-    return {(f["type"], tuple(sorted(f))) for frames in connections for f in frames
-            if f["type"] != "nfc_scan"}
+    return {
+        (f["type"], tuple(sorted(f)))
+        for frames in connections
+        for f in frames
+        if f["type"] != "nfc_scan"
+    }
 
 
 def check_energy(connections):
@@ -102,13 +106,28 @@ def check_energy(connections):
 async def simulator_frames(script):
     async with AckServer() as server:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tools.simulator", "--url", server.url, "--script", "-",
-            "--card", SIM_CARD, "--interval", "0.2", "--speed", "10", "--seed", "1",
-            cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE)
+            sys.executable,
+            "-m",
+            "tools.simulator",
+            "--url",
+            server.url,
+            "--script",
+            "-",
+            "--card",
+            SIM_CARD,
+            "--interval",
+            "0.2",
+            "--speed",
+            "10",
+            "--seed",
+            "1",
+            cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         try:
-            out, err = await asyncio.wait_for(process.communicate(script.encode()),
-                                              RUN_TIMEOUT_S)
+            out, err = await asyncio.wait_for(process.communicate(script.encode()), RUN_TIMEOUT_S)
         finally:
             if process.returncode is None:
                 process.kill()
@@ -150,6 +169,7 @@ async def stop_offline(fw):
 
     async def after_replay(fw, server):
         await server.wait_for(lambda s: s.frames(kind="stop"))
+
     return after_replay
 
 
@@ -164,24 +184,42 @@ async def emergency_offline(fw):
         await fw.wait_status(lambda st: st["state"] == "idle")
         await fw.command("release stop")
         await server.wait_for(lambda s: len(s.frames(kind="status")) == 2)
+
     return after_replay
 
 
 @requires_micropython
-@pytest.mark.parametrize("offline_press, script, expected", [
-    (stop_offline, STOP_OFFLINE, [
-        [("status", "idle", None), ("nfc_scan",), ("metrics", 7, None)],
-        # the session as the server last knew it, then the replay and the stop; no second
-        # status after the replay
-        [("status", "charging", 7), ("metrics", 7, None), ("stop", 7, None)]]),
-    (emergency_offline, EMERGENCY_OFFLINE, [
-        [("status", "idle", None), ("nfc_scan",), ("metrics", 7, None)],
-        # ... the emergency instead; the next status is the one the reset sends
-        [("status", "charging", 7), ("metrics", 7, None), ("emergency", 7, None),
-         ("status", "idle", None)]]),
-], ids=["stop_offline", "emergency_offline"])
-async def test_the_simulator_sends_the_firmware_frames(tmp_path, offline_press, script,
-                                                      expected):
+@pytest.mark.parametrize(
+    "offline_press, script, expected",
+    [
+        (
+            stop_offline,
+            STOP_OFFLINE,
+            [
+                [("status", "idle", None), ("nfc_scan",), ("metrics", 7, None)],
+                # the session as the server last knew it, then the replay and the stop; no second
+                # status after the replay
+                [("status", "charging", 7), ("metrics", 7, None), ("stop", 7, None)],
+            ],
+        ),
+        (
+            emergency_offline,
+            EMERGENCY_OFFLINE,
+            [
+                [("status", "idle", None), ("nfc_scan",), ("metrics", 7, None)],
+                # ... the emergency instead; the next status is the one the reset sends
+                [
+                    ("status", "charging", 7),
+                    ("metrics", 7, None),
+                    ("emergency", 7, None),
+                    ("status", "idle", None),
+                ],
+            ],
+        ),
+    ],
+    ids=["stop_offline", "emergency_offline"],
+)
+async def test_the_simulator_sends_the_firmware_frames(tmp_path, offline_press, script, expected):
     firmware = await firmware_frames(tmp_path, offline_press)
     simulator = await simulator_frames(script)
     assert [shape(c) for c in firmware] == expected, json.dumps(firmware)

@@ -33,6 +33,7 @@ def test_nats_carries_a_request_and_stops():
         async def round_trip() -> bytes:
             client = await nats.connect(bus.url)
             try:
+
                 async def echo(msg):
                     await msg.respond(msg.data.upper())
 

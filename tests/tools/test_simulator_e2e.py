@@ -7,7 +7,7 @@ import re
 import sys
 from pathlib import Path
 
-from tests.live_server import connect, fleet_token, receive_json
+from tests.live_server import connect, fleet_token
 
 ROOT = Path(__file__).resolve().parents[2]
 CARD = "VIRTUAL-1-A4F2E8"
@@ -19,9 +19,19 @@ RUN_TIMEOUT_S = 90.0
 
 def spawn(server_url, *args, stdin=asyncio.subprocess.PIPE):
     return asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tools.simulator", "--url", f"{server_url}/ws",
-        "--token", fleet_token(server_url), *args, cwd=ROOT,
-        stdin=stdin, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "tools.simulator",
+        "--url",
+        f"{server_url}/ws",
+        "--token",
+        fleet_token(server_url),
+        *args,
+        cwd=ROOT,
+        stdin=stdin,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
 
 
 async def finish(process, stdin=b""):
@@ -44,7 +54,7 @@ async def simulate(server_url, script, *args):
 def sent(lines, kind, station=1):
     """The frames of type `kind` the simulator printed as sent, decoded from `key=value`."""
     prefix = f"[st{station}] -> {kind} "
-    return [dict(_fields(line[len(prefix):])) for line in lines if line.startswith(prefix)]
+    return [dict(_fields(line[len(prefix) :])) for line in lines if line.startswith(prefix)]
 
 
 def _fields(text):
@@ -55,8 +65,11 @@ def _fields(text):
 def assert_billed_from_the_register(billed_wh, lines, station=1):
     """The session's energy is exactly the meter register's rise from the first reading to the
     stop's (every interval is plausible: within the station's max power on the server's clock)."""
-    frames = [dict(_fields(line.split(" ", 3)[3])) for line in lines
-              if line.startswith((f"[st{station}] -> metrics ", f"[st{station}] -> stop "))]
+    frames = [
+        dict(_fields(line.split(" ", 3)[3]))
+        for line in lines
+        if line.startswith((f"[st{station}] -> metrics ", f"[st{station}] -> stop "))
+    ]
     assert billed_wh == frames[-1]["wh"] - frames[0]["wh"]
     assert billed_wh > 0
 
@@ -138,13 +151,16 @@ async def test_readings_made_during_a_wifi_drop_are_replayed_and_all_stored(live
     sent_ts = [r["ts"] for r in readings]
     assert sent_ts == sorted(sent_ts)  # replayed in order, the present after the replay
     # none lost, none twice (the same ts and register again is a repeat); stored as claimed
-    assert sorted((r.charger_ts, r.wh) for r in stored) == sorted({(r["ts"], r["wh"]) for r in readings})
+    assert sorted((r.charger_ts, r.wh) for r in stored) == sorted(
+        {(r["ts"], r["wh"]) for r in readings}
+    )
     assert session.end_reason == "local_stop"
     assert_billed_from_the_register(round(session.kwh * 1000), lines)
 
 
 async def test_a_stop_pressed_while_offline_ends_the_session_as_local_stop_after_the_replay(
-        live_app, server_url):
+    live_app, server_url
+):
     script = """
 wait-for connected timeout=20
 tap
@@ -171,7 +187,9 @@ wait-for ->stop timeout=20
     session = await live_app.storage.get_session(stop["session_id"])
     stored = await live_app.storage.readings(stop["session_id"])
     assert session.end_reason == "local_stop"
-    assert sorted((r.charger_ts, r.wh) for r in stored) == sorted({(r["ts"], r["wh"]) for r in readings})
+    assert sorted((r.charger_ts, r.wh) for r in stored) == sorted(
+        {(r["ts"], r["wh"]) for r in readings}
+    )
     assert_billed_from_the_register(round(session.kwh * 1000), lines)
 
 
@@ -182,8 +200,9 @@ async def test_three_stations_in_one_process_each_bill_their_own_session(live_ap
         user = await storage.add_user(f"Usuario {n}")
         await storage.add_card(f"VIRTUAL-{n}-A4F2E8", user.id)
     script = CHARGE_AND_STOP.replace("wait-for ->metrics\n", "", 3)
-    status, lines, err = await simulate(server_url, script, "--stations", "1-3",
-                                        "--card-pattern", "VIRTUAL-{n}-A4F2E8", *FAST)
+    status, lines, err = await simulate(
+        server_url, script, "--stations", "1-3", "--card-pattern", "VIRTUAL-{n}-A4F2E8", *FAST
+    )
     assert status == 0, err
     for n in (1, 2, 3):
         [stop] = sent(lines, "stop", station=n)
@@ -192,7 +211,9 @@ async def test_three_stations_in_one_process_each_bill_their_own_session(live_ap
         assert_billed_from_the_register(round(session.kwh * 1000), lines, station=n)
 
 
-async def test_a_rebooted_charger_reports_idle_and_the_server_ends_its_session(live_app, server_url):
+async def test_a_rebooted_charger_reports_idle_and_the_server_ends_its_session(
+    live_app, server_url
+):
     script = """
 wait-for connected timeout=20
 tap
@@ -242,13 +263,17 @@ status
     assert status == 0, err
     assert alert[-1]["charger_id"] == 1
     assert any(m["type"] == "session_ended" for m in rest)
-    assert "[st1] ignored reason=\"card tap while fault\"" in "\n".join(lines)
+    assert '[st1] ignored reason="card tap while fault"' in "\n".join(lines)
     # the emergency carries the register of the latest meter read before the press (as the
     # firmware's does); the status after the reset the register as the relay left it
     [summary] = [line for line in lines if line.startswith("[st1] status ")]
     register = int(re.search(r" wh=(\d+)", summary).group(1))
-    assert sent(lines, "status")[-1] == {"state": "idle", "session_id": None, "wh": register,
-                                           "fw": "simulator"}
+    assert sent(lines, "status")[-1] == {
+        "state": "idle",
+        "session_id": None,
+        "wh": register,
+        "fw": "simulator",
+    }
     assert sent(lines, "metrics")[-1]["wh"] <= sent(lines, "emergency")[0]["wh"] <= register
 
 
@@ -260,15 +285,20 @@ async def test_an_unknown_station_is_refused_with_4005_and_ends_the_run_not_retr
     assert status == 3, err
     assert any(line.startswith("[st99] offline code=4005") for line in lines)
     assert not any(line.startswith("[st99] retry") for line in lines)
-    assert err.startswith("python -m tools.simulator: error: the server refused station 99 "
-                          "(close 4005") and len(err.splitlines()) == 1
+    assert (
+        err.startswith(
+            "python -m tools.simulator: error: the server refused station 99 (close 4005"
+        )
+        and len(err.splitlines()) == 1
+    )
 
 
 async def test_a_wait_for_that_never_happens_fails_the_script(server_url):
     status, _lines, err = await simulate(server_url, "wait-for started timeout=0.5\n", *FAST)
     assert status == 1
-    assert err.strip() == ("script: line 1: wait-for started: station 1 saw no 'started' "
-                           "within 0.5 s")
+    assert err.strip() == (
+        "script: line 1: wait-for started: station 1 saw no 'started' within 0.5 s"
+    )
 
 
 async def test_interactive_commands_answer_on_stdout_and_quit_exits_cleanly(server_url):

@@ -58,7 +58,9 @@ class Relay:
             await connection.close(4001, "role must be publisher or client")
 
     async def _publisher(self, connection, station):
-        await connection.send(json.dumps({"type": "connected", "role": "publisher", "estacionId": station}))
+        await connection.send(
+            json.dumps({"type": "connected", "role": "publisher", "estacionId": station})
+        )
         charger_id = int(station) if station.isdigit() else station
         async for frame in connection:
             try:
@@ -79,12 +81,23 @@ class Relay:
                     "cost": 0.0,
                     "time": 0,
                 }
-                broadcast(self.clients[station] | self.clients["all"], json.dumps(outbound, separators=(",", ":")))
+                broadcast(
+                    self.clients[station] | self.clients["all"],
+                    json.dumps(outbound, separators=(",", ":")),
+                )
             elif kind == "stop":
-                ended = {"type": "session_ended", "session_id": message.get("session_id"), "charger_id": charger_id}
+                ended = {
+                    "type": "session_ended",
+                    "session_id": message.get("session_id"),
+                    "charger_id": charger_id,
+                }
                 broadcast(self.clients[station] | self.clients["all"], json.dumps(ended))
             elif kind == "nfc_scan":
-                start = {"type": "start", "session_id": next(self._session_ids), "user_name": "Bench"}
+                start = {
+                    "type": "start",
+                    "session_id": next(self._session_ids),
+                    "user_name": "Bench",
+                }
                 await connection.send(json.dumps(start))
 
     async def _client(self, connection, station):
@@ -97,9 +110,13 @@ class Relay:
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m tools.bench.baseline_relay", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.bench.baseline_relay", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one (default)")
+    parser.add_argument(
+        "--port", type=int, default=0, help="port to bind; 0 picks a free one (default)"
+    )
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error("--port must be between 0 and 65535")
@@ -111,7 +128,9 @@ async def serve_until_signalled(host: str, port: int) -> None:
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(signum, stop.set)
-    async with serve(relay.handle, host, port, process_request=relay.stats, compression=None) as server:
+    async with serve(
+        relay.handle, host, port, process_request=relay.stats, compression=None
+    ) as server:
         bound = server.sockets[0].getsockname()[1]
         print(json.dumps({"port": bound}), flush=True)
         await stop.wait()

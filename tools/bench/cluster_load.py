@@ -58,8 +58,14 @@ class ClusterTarget:
     async def start(self, stations: int, rate: float, connections: int) -> None:
         self.database_url = self.pg.create_database(f"bench_{self.processes}_{os.getpid()}")
         await provision(self.database_url, stations)
-        self.fleet = Cluster(self.database_url, self.nats_url, self.processes, env=server_env(rate), demo=False,
-                             maxconn=connections + 100)
+        self.fleet = Cluster(
+            self.database_url,
+            self.nats_url,
+            self.processes,
+            env=server_env(rate),
+            demo=False,
+            maxconn=connections + 100,
+        )
         try:
             await self.fleet.start()
         except ClusterError as problem:
@@ -92,8 +98,11 @@ class ClusterTarget:
     async def stop(self) -> None:
         if self.fleet is not None:
             await asyncio.gather(*(member.stop() for member in self.fleet.members))
-            self._logs = {member.name: member.log_path.read_text(errors="replace")
-                          for member in self.fleet.members if member.log_path.exists()}
+            self._logs = {
+                member.name: member.log_path.read_text(errors="replace")
+                for member in self.fleet.members
+                if member.log_path.exists()
+            }
             await self.fleet.stop()
 
     async def final_counts(self) -> tuple[int, int, int]:
@@ -104,25 +113,32 @@ class ClusterTarget:
         return rows, size, still_open
 
     def problems(self) -> dict:
-        tracebacks = sum(text.count("Traceback (most recent call last)") for text in self._logs.values())
+        tracebacks = sum(
+            text.count("Traceback (most recent call last)") for text in self._logs.values()
+        )
         return {"server_traceback": tracebacks} if tracebacks else {}
 
     def log_tail(self, lines: int) -> str:
-        return "\n".join(f"[{name}] {line}" for name, text in self._logs.items()
-                         for line in text.splitlines()[-lines:])
+        return "\n".join(
+            f"[{name}] {line}"
+            for name, text in self._logs.items()
+            for line in text.splitlines()[-lines:]
+        )
 
 
 def run_row(target: ClusterTarget, figures, args) -> dict:
     """One line of the table: what `measure()` found for one process count."""
     row = figures.as_dict()
     measured_s = max(args.duration - min(1.0, args.duration / 4), 1e-9)  # loadgen's warm-up
-    row.update({
-        "processes": target.processes,
-        "persisted_per_s": row.pop("msgs_per_s"),
-        "fanned_out": len(figures.latencies_ms),
-        "fanned_out_per_s": round(len(figures.latencies_ms) / measured_s, 1),
-        "rows_persisted": figures.rows_persisted,
-    })
+    row.update(
+        {
+            "processes": target.processes,
+            "persisted_per_s": row.pop("msgs_per_s"),
+            "fanned_out": len(figures.latencies_ms),
+            "fanned_out_per_s": round(len(figures.latencies_ms) / measured_s, 1),
+            "rows_persisted": figures.rows_persisted,
+        }
+    )
     for key in ("rss_per_conn_kib", "late_sends"):
         row.pop(key, None)
     return row
@@ -139,25 +155,33 @@ def table(rows: list[dict], args) -> str:
     for row in rows:
         errors = row["errors"]
         kinds = ", ".join(f"{kind} {count}" for kind, count in row["error_kinds"].items())
-        lines.append(f"| {row['processes']} | {row['persisted_per_s']} | {row['fanned_out_per_s']} | "
-                     f"{row['p50_ms']} | {row['p99_ms']} | {row['cpu_s_per_1k_msgs']} | "
-                     f"{errors}{' (' + kinds + ')' if kinds else ''} |")
+        lines.append(
+            f"| {row['processes']} | {row['persisted_per_s']} | {row['fanned_out_per_s']} | "
+            f"{row['p50_ms']} | {row['p99_ms']} | {row['cpu_s_per_1k_msgs']} | "
+            f"{errors}{' (' + kinds + ')' if kinds else ''} |"
+        )
     return "\n".join(lines)
 
 
 async def bench(args) -> list[dict]:
     load_before = os.getloadavg()[0]
     if load_before > 0.5:
-        log(f"the machine is busy (load average {load_before:.1f}): figures will be lower than on an idle machine")
+        log(
+            f"the machine is busy (load average {load_before:.1f}): figures will be lower than on an idle machine"
+        )
     rows = []
     connections = args.chargers + args.dashboards + args.all_dashboards
     with services.postgres() as pg, services.nats() as bus:
         for processes in args.processes:
             target = ClusterTarget(pg, bus.url, processes)
-            figures = await measure(target, args, lambda t=target: t.start(args.chargers, args.rate, connections))
+            figures = await measure(
+                target, args, lambda t=target: t.start(args.chargers, args.rate, connections)
+            )
             rows.append(run_row(target, figures, args))
-            log(f"{target.name}: {rows[-1]['persisted_per_s']} readings/s persisted, "
-                f"{rows[-1]['fanned_out_per_s']}/s fanned out, p99 {rows[-1]['p99_ms']} ms, {figures.error_count} errors")
+            log(
+                f"{target.name}: {rows[-1]['persisted_per_s']} readings/s persisted, "
+                f"{rows[-1]['fanned_out_per_s']}/s fanned out, p99 {rows[-1]['p99_ms']} ms, {figures.error_count} errors"
+            )
     for row in rows:
         row["loadavg_before"] = round(load_before, 2)
     return rows
@@ -165,7 +189,9 @@ async def bench(args) -> list[dict]:
 
 def _process_counts(text: str) -> list[int]:
     if not re.fullmatch(r"\d+(,\d+)*", text):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of process counts, e.g. 1,2,3")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of process counts, e.g. 1,2,3"
+        )
     counts = [int(part) for part in text.split(",")]
     if not all(1 <= count <= MAX_PROCESSES for count in counts):
         raise argparse.ArgumentTypeError(f"each process count must be 1..{MAX_PROCESSES}")
@@ -173,22 +199,53 @@ def _process_counts(text: str) -> list[int]:
 
 
 def parse_args(argv) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tools.bench.cluster_load", description=__doc__.split("\n")[0],
-                                     epilog="Prints progress on stderr, a table and one JSON line on stdout.")
-    parser.add_argument("--processes", type=_process_counts, default=[1, 2, 3],
-                        help="process counts to measure, in order (default 1,2,3)")
-    parser.add_argument("--chargers", type=_bounded(int, 1, 10_000), default=600,
-                        help="simulated chargers, one session each (default 600)")
-    parser.add_argument("--dashboards", type=_bounded(int, 0, 10_000), default=60,
-                        help="one-station dashboards (default 60)")
-    parser.add_argument("--all-dashboards", type=_bounded(int, 0, 100), default=2,
-                        help="dashboards on estacionId=all (default 2)")
-    parser.add_argument("--rate", type=_bounded(float, 0.01, 100.0), default=2.0,
-                        help="metrics per second per charger (default 2)")
-    parser.add_argument("--duration", type=_bounded(float, 1.0, 600.0), default=15.0,
-                        help="seconds of metrics per process count (default 15)")
-    parser.add_argument("--workers", type=_bounded(int, 1, 16), default=2,
-                        help="load-generator processes (default 2)")
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.bench.cluster_load",
+        description=__doc__.split("\n")[0],
+        epilog="Prints progress on stderr, a table and one JSON line on stdout.",
+    )
+    parser.add_argument(
+        "--processes",
+        type=_process_counts,
+        default=[1, 2, 3],
+        help="process counts to measure, in order (default 1,2,3)",
+    )
+    parser.add_argument(
+        "--chargers",
+        type=_bounded(int, 1, 10_000),
+        default=600,
+        help="simulated chargers, one session each (default 600)",
+    )
+    parser.add_argument(
+        "--dashboards",
+        type=_bounded(int, 0, 10_000),
+        default=60,
+        help="one-station dashboards (default 60)",
+    )
+    parser.add_argument(
+        "--all-dashboards",
+        type=_bounded(int, 0, 100),
+        default=2,
+        help="dashboards on estacionId=all (default 2)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=_bounded(float, 0.01, 100.0),
+        default=2.0,
+        help="metrics per second per charger (default 2)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=_bounded(float, 1.0, 600.0),
+        default=15.0,
+        help="seconds of metrics per process count (default 15)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_bounded(int, 1, 16),
+        default=2,
+        help="load-generator processes (default 2)",
+    )
     args = parser.parse_args(argv)
     if args.workers > args.chargers:
         parser.error("--workers cannot exceed --chargers")
@@ -205,9 +262,20 @@ def main(argv=None) -> int:
         print(f"bench: error: {problem}", file=sys.stderr)
         return 1
     print(table(rows, args), flush=True)
-    print(json.dumps({"bench": "cluster_load", "chargers": args.chargers, "rate": args.rate,
-                      "duration_s": args.duration, "dashboards": args.dashboards,
-                      "all_dashboards": args.all_dashboards, "runs": rows}), flush=True)
+    print(
+        json.dumps(
+            {
+                "bench": "cluster_load",
+                "chargers": args.chargers,
+                "rate": args.rate,
+                "duration_s": args.duration,
+                "dashboards": args.dashboards,
+                "all_dashboards": args.all_dashboards,
+                "runs": rows,
+            }
+        ),
+        flush=True,
+    )
     return 0
 
 

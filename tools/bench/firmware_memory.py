@@ -69,7 +69,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from server.app import App
@@ -106,8 +105,9 @@ def qstr_pool_bytes(limit: int = 1500) -> list[int]:
     """bytes[n]: the qstr pool arrays (not the strings) this interpreter holds with n dynamic
     qstrs. It grows in doubling chunks (on 1.29's unix port: a new pool at 21, 61, 141, 301,
     621 qstrs, 7.1 KB at once at 621), so who crosses a boundary pays a whole chunk."""
-    out = subprocess.run([str(MICROPYTHON), "-c", _POOL_PROBE % limit], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [str(MICROPYTHON), "-c", _POOL_PROBE % limit], capture_output=True, text=True, check=True
+    ).stdout
     table = [0]
     for m in re.finditer(r"n_qstr=(\d+), n_str_data_bytes=(\d+), n_total_bytes=(\d+)", out):
         n, data, total = map(int, m.groups())
@@ -132,14 +132,27 @@ def compile_modules(tmp_path: Path) -> list[Path]:
     sim.mkdir()
     for src in (ROOT / "tools" / "sim").glob("*.py"):
         if src.name != "run_charger.py":
-            subprocess.run([str(MPY_CROSS), "-O3", "-s", src.name,
-                            "-o", str(sim / (src.stem + ".mpy")), str(src)], check=True)
+            subprocess.run(
+                [
+                    str(MPY_CROSS),
+                    "-O3",
+                    "-s",
+                    src.name,
+                    "-o",
+                    str(sim / (src.stem + ".mpy")),
+                    str(src),
+                ],
+                check=True,
+            )
     return [sim, firmware]
 
 
 async def _server(tmp_path: Path) -> App:
-    app = await App.start(Config(host="127.0.0.1", port=0, db_path=tmp_path / "b.sqlite3",
-                                 demo=True, log_level="WARNING"))
+    app = await App.start(
+        Config(
+            host="127.0.0.1", port=0, db_path=tmp_path / "b.sqlite3", demo=True, log_level="WARNING"
+        )
+    )
     user = (await app.storage.list_users())[0]
     await app.storage.add_card(CARD, user.id)
     return app
@@ -171,14 +184,20 @@ async def _charge(sim, readings: int) -> tuple[dict, dict]:
 
 async def measure(tmp_path: Path, dirs, readings: int, heapsize: str) -> dict:
     app = await _server(tmp_path)
-    sim = SimCharger(tmp_path, f"ws://127.0.0.1:{app.port}/ws", token=app.demo_key, heapsize=heapsize,
-                     module_dirs=dirs)
+    sim = SimCharger(
+        tmp_path,
+        f"ws://127.0.0.1:{app.port}/ws",
+        token=app.demo_key,
+        heapsize=heapsize,
+        module_dirs=dirs,
+    )
     try:
         await sim.start()
         before, after = await _charge(sim, readings)
         cycles = after["readings_queued"] - before["readings_queued"]
-        firmware_bytes = ((after["mem_total"] - before["mem_total"])
-                          - (after["sim_alloc"] - before["sim_alloc"]))
+        firmware_bytes = (after["mem_total"] - before["mem_total"]) - (
+            after["sim_alloc"] - before["sim_alloc"]
+        )
         log(f"{cycles} metrics cycles measured; 5 reconnects")
         for _ in range(5):
             await sim.command("link down")
@@ -208,8 +227,9 @@ async def measure(tmp_path: Path, dirs, readings: int, heapsize: str) -> dict:
             "bytes_allocated_per_metrics_cycle": round(firmware_bytes / cycles),
             "simulator_heap_bytes": end["sim_heap"],
             "simulator_baseline_bytes": end["sim_baseline"],
-            "peak_heap_with_simulator_bytes": (max(end["live_peak"], end["firmware_heap"])
-                                               + end["sim_heap"]),
+            "peak_heap_with_simulator_bytes": (
+                max(end["live_peak"], end["firmware_heap"]) + end["sim_heap"]
+            ),
             "qstrs_simulator": sim_qstrs,
             "qstrs_firmware": all_qstrs - sim_qstrs,
             "qstr_pool_correction_bytes": fix,
@@ -223,8 +243,13 @@ async def measure(tmp_path: Path, dirs, readings: int, heapsize: str) -> dict:
 async def limit_check(tmp_path: Path, dirs, heapsize: str) -> dict:
     """Boot, connect, one short session under `-X heapsize`: does it run at all?"""
     app = await _server(tmp_path)
-    sim = SimCharger(tmp_path, f"ws://127.0.0.1:{app.port}/ws", token=app.demo_key, heapsize=heapsize,
-                     module_dirs=dirs)
+    sim = SimCharger(
+        tmp_path,
+        f"ws://127.0.0.1:{app.port}/ws",
+        token=app.demo_key,
+        heapsize=heapsize,
+        module_dirs=dirs,
+    )
     try:
         await sim.start()
         await _charge(sim, 3)

@@ -51,8 +51,16 @@ async def _qstrs(sim) -> int:
 async def _run(tmp: Path, dirs, fw: Path, corrupt: bool) -> dict:
     bundle = fw / "bundle-bench.bin"
     pack(dirs[1], "bench", bundle)
-    app = await App.start(Config(host="127.0.0.1", port=0, db_path=tmp / "b.sqlite3", demo=True,
-                                 log_level="WARNING", firmware_dir=fw))
+    app = await App.start(
+        Config(
+            host="127.0.0.1",
+            port=0,
+            db_path=tmp / "b.sqlite3",
+            demo=True,
+            log_level="WARNING",
+            firmware_dir=fw,
+        )
+    )
     app.firmware.bundles.scan()  # the hash of the good file
     data = bundle.read_bytes()
     if corrupt:  # one byte changes on disk, the time stamp does not (the server keeps its hash)
@@ -63,8 +71,14 @@ async def _run(tmp: Path, dirs, fw: Path, corrupt: bool) -> dict:
         os.utime(bundle, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     flash = tmp / "flash"
     flash.mkdir()
-    sim = SimCharger(tmp, f"ws://127.0.0.1:{app.port}/ws", token=app.demo_key, heapsize="512K",
-                     module_dirs=dirs, fs_dir=flash)
+    sim = SimCharger(
+        tmp,
+        f"ws://127.0.0.1:{app.port}/ws",
+        token=app.demo_key,
+        heapsize="512K",
+        module_dirs=dirs,
+        fs_dir=flash,
+    )
     try:
         await sim.start()
         await sim.wait_status(lambda s: s["link"])
@@ -95,8 +109,7 @@ async def _run(tmp: Path, dirs, fw: Path, corrupt: bool) -> dict:
             pool = qstr_pool_bytes()
             out["qstrs_firmware_before_update"] = qstrs - sim_n
             out["qstrs_firmware_after_update"] = now - sim_n
-            out["qstr_pool_correction_after_bytes"] = (pool[now - sim_n]
-                                                       - (pool[now] - pool[sim_n]))
+            out["qstr_pool_correction_after_bytes"] = pool[now - sim_n] - (pool[now] - pool[sim_n])
         out["memory_errors"] = sum("MemoryError" in line for line in sim.lines)
         return out
     finally:
@@ -118,8 +131,9 @@ async def measure() -> dict:
     # the firmware alone (no simulator's names in the pool's first chunks), as `make
     # bench-firmware` reports it: the refused run's correction, with every name the update
     # interns (the installed run interns the same ones)
-    result["peak_heap_alone_bytes"] = (result["peak_heap_bytes"]
-                                       + result["refused"]["qstr_pool_correction_after_bytes"])
+    result["peak_heap_alone_bytes"] = (
+        result["peak_heap_bytes"] + result["refused"]["qstr_pool_correction_after_bytes"]
+    )
     return result
 
 

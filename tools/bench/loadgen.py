@@ -97,7 +97,11 @@ class _Peer:
 
     async def open(self) -> None:
         self.connection = await connect(
-            self.url, compression=None, ping_interval=None, open_timeout=OPEN_TIMEOUT_S, max_queue=None
+            self.url,
+            compression=None,
+            ping_interval=None,
+            open_timeout=OPEN_TIMEOUT_S,
+            max_queue=None,
         )
         greeting = json.loads(await asyncio.wait_for(self.connection.recv(), REPLY_TIMEOUT_S))
         if greeting.get("type") != self.greeting:
@@ -161,8 +165,12 @@ class Charger(_Peer):
 
     def _status(self) -> str:
         if self.session_id is None:
-            return json.dumps({"type": "status", "state": "idle", "session_id": None, "wh": self.wh})
-        return json.dumps({"type": "status", "state": "charging", "session_id": self.session_id, "wh": self.wh})
+            return json.dumps(
+                {"type": "status", "state": "idle", "session_id": None, "wh": self.wh}
+            )
+        return json.dumps(
+            {"type": "status", "state": "charging", "session_id": self.session_id, "wh": self.wh}
+        )
 
     async def on_message(self, kind: str, message: dict) -> None:
         if kind == "start":
@@ -182,12 +190,16 @@ class Charger(_Peer):
         await self.connection.send(json.dumps({"type": "nfc_scan", "nfc_uid": self.card_uid}))
         answers = [asyncio.ensure_future(event.wait()) for event in (self.started, self.refused)]
         try:
-            await asyncio.wait(answers, timeout=REPLY_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                answers, timeout=REPLY_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             for answer in answers:
                 answer.cancel()
         if not self.started.is_set():
-            raise RuntimeError("the tap was refused" if self.refused.is_set() else "no answer to the tap")
+            raise RuntimeError(
+                "the tap was refused" if self.refused.is_set() else "no answer to the tap"
+            )
 
     async def send_metrics(self, go_at: float, end_at: float, period: float) -> None:
         """Send one reading every `period` seconds from go_at (plus a random phase) to end_at."""
@@ -220,7 +232,12 @@ class Charger(_Peer):
 
     async def stop(self) -> None:
         self.closing = True
-        message = {"type": "stop", "session_id": self.session_id, "wh": round(self.wh, 3), "ts": round(time.time(), 3)}
+        message = {
+            "type": "stop",
+            "session_id": self.session_id,
+            "wh": round(self.wh, 3),
+            "ts": round(time.time(), 3),
+        }
         try:
             await self.connection.send(json.dumps(message))
         except ConnectionClosed:
@@ -280,7 +297,14 @@ async def _each(peers, action, tally: Tally, error_kind: str, concurrency: int) 
         async with gate:
             try:
                 await action(peer)
-            except (OSError, InvalidHandshake, ConnectionClosed, TimeoutError, RuntimeError, ValueError) as exc:
+            except (
+                OSError,
+                InvalidHandshake,
+                ConnectionClosed,
+                TimeoutError,
+                RuntimeError,
+                ValueError,
+            ) as exc:
                 tally.errors[error_kind] += 1
                 failed.append(peer)
                 print(f"loadgen: {error_kind} station {peer.station}: {exc!r}", file=sys.stderr)
@@ -326,17 +350,27 @@ async def run(args) -> None:
         Charger(args.url, station, f"{args.card_prefix}{station}", tally)
         for station in range(args.first_station, args.first_station + args.chargers)
     ]
-    dashboards = [Dashboard(args.url, [charger], tally) for charger in plan_dashboards(chargers, args.dashboards)]
+    dashboards = [
+        Dashboard(args.url, [charger], tally)
+        for charger in plan_dashboards(chargers, args.dashboards)
+    ]
     if chargers:
-        dashboards += [Dashboard(args.url, chargers, tally, everything=True) for _ in range(args.all_dashboards)]
+        dashboards += [
+            Dashboard(args.url, chargers, tally, everything=True)
+            for _ in range(args.all_dashboards)
+        ]
     stdin = asyncio.StreamReader()
     loop = asyncio.get_running_loop()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
 
     failed = set(await _each(chargers, Charger.open, tally, "connect_failed", CONNECT_CONCURRENCY))
-    failed |= set(await _each(dashboards, Dashboard.open, tally, "connect_failed", CONNECT_CONCURRENCY))
+    failed |= set(
+        await _each(dashboards, Dashboard.open, tally, "connect_failed", CONNECT_CONCURRENCY)
+    )
     live = [charger for charger in chargers if charger not in failed]
-    _emit("connected", connections=len(chargers) + len(dashboards) - len(failed), errors=tally.errors)
+    _emit(
+        "connected", connections=len(chargers) + len(dashboards) - len(failed), errors=tally.errors
+    )
 
     if await _command(stdin, "tap", "quit") == "quit":
         await _finish(tally, dashboards + chargers)
@@ -352,7 +386,9 @@ async def run(args) -> None:
     go_at = loop.time()
     tally.measure_from = time.monotonic() + min(WARMUP_S, args.duration / 4)
     period = 1.0 / args.rate
-    await asyncio.gather(*(charger.send_metrics(go_at, go_at + args.duration, period) for charger in live))
+    await asyncio.gather(
+        *(charger.send_metrics(go_at, go_at + args.duration, period) for charger in live)
+    )
     sent_for = loop.time() - go_at
     await drain(tally)
     _emit("sent", sent=tally.sent, send_seconds=sent_for, errors=tally.errors)
@@ -362,9 +398,13 @@ async def run(args) -> None:
     for dashboard in dashboards:
         dashboard.expect_ends({charger.station for charger in live})
     try:
-        await asyncio.wait_for(asyncio.gather(*(dashboard.ended.wait() for dashboard in dashboards)), REPLY_TIMEOUT_S)
+        await asyncio.wait_for(
+            asyncio.gather(*(dashboard.ended.wait() for dashboard in dashboards)), REPLY_TIMEOUT_S
+        )
     except TimeoutError:
-        tally.errors["session_ended_missing"] += sum(len(dashboard.awaiting_end) for dashboard in dashboards)
+        tally.errors["session_ended_missing"] += sum(
+            len(dashboard.awaiting_end) for dashboard in dashboards
+        )
     await _finish(tally, dashboards + chargers)
 
 
@@ -381,7 +421,9 @@ async def _finish(tally: Tally, peers: list) -> None:
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m tools.bench.loadgen", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.bench.loadgen", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--url", required=True, help="ws://127.0.0.1:PORT/ws")
     parser.add_argument("--first-station", type=int, required=True)
     parser.add_argument("--chargers", type=int, required=True)
@@ -392,7 +434,9 @@ def parse_args(argv):
     parser.add_argument("--card-prefix", default="BENCH-")
     args = parser.parse_args(argv)
     if args.first_station < 1 or min(args.chargers, args.dashboards, args.all_dashboards) < 0:
-        parser.error("--first-station must be >= 1; --chargers and the dashboard counts must be >= 0")
+        parser.error(
+            "--first-station must be >= 1; --chargers and the dashboard counts must be >= 0"
+        )
     if not args.rate > 0 or not args.duration > 0:
         parser.error("--rate and --duration must be > 0")
     return args

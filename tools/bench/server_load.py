@@ -66,11 +66,28 @@ class Workers:
         all_dashboards = split(args.all_dashboards, args.workers)
         for share, dashboard_count, all_count in zip(stations, dashboards, all_dashboards):
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "tools.bench.loadgen",
-                "--url", url, "--first-station", str(share.start), "--chargers", str(len(share)),
-                "--dashboards", str(dashboard_count), "--all-dashboards", str(all_count), "--rate", str(args.rate),
-                "--duration", str(args.duration), "--card-prefix", CARD_PREFIX,
-                cwd=REPO_ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                sys.executable,
+                "-m",
+                "tools.bench.loadgen",
+                "--url",
+                url,
+                "--first-station",
+                str(share.start),
+                "--chargers",
+                str(len(share)),
+                "--dashboards",
+                str(dashboard_count),
+                "--all-dashboards",
+                str(all_count),
+                "--rate",
+                str(args.rate),
+                "--duration",
+                str(args.duration),
+                "--card-prefix",
+                CARD_PREFIX,
+                cwd=REPO_ROOT,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
                 limit=1 << 28,  # the result line carries every latency sample
             )
             self.processes.append(process)
@@ -84,16 +101,24 @@ class Workers:
         async def one(process):
             line = await process.stdout.readline()
             if not line:
-                raise BenchError(f"a load generator exited (code {await process.wait()}) before '{phase}'")
+                raise BenchError(
+                    f"a load generator exited (code {await process.wait()}) before '{phase}'"
+                )
             report = json.loads(line)
             if report.get("phase") != phase:
-                raise BenchError(f"a load generator said {report.get('phase')!r}, expected {phase!r}")
+                raise BenchError(
+                    f"a load generator said {report.get('phase')!r}, expected {phase!r}"
+                )
             return report
 
         try:
-            return await asyncio.wait_for(asyncio.gather(*(one(p) for p in self.processes)), timeout)
+            return await asyncio.wait_for(
+                asyncio.gather(*(one(p) for p in self.processes)), timeout
+            )
         except TimeoutError:
-            raise BenchError(f"load generators did not reach '{phase}' within {timeout:.0f} s") from None
+            raise BenchError(
+                f"load generators did not reach '{phase}' within {timeout:.0f} s"
+            ) from None
 
     def cpu_seconds(self) -> float:
         return sum(cpu_seconds(process.pid) for process in self.processes)
@@ -142,7 +167,10 @@ class Progress:
         while the load was still being sent)."""
         asked_at = time.monotonic()
         try:
-            while self.count < expected and time.monotonic() - max(self.changed_at, asked_at) < STALL_TIMEOUT_S:
+            while (
+                self.count < expected
+                and time.monotonic() - max(self.changed_at, asked_at) < STALL_TIMEOUT_S
+            ):
                 self.target.check_alive()
                 if self._task.done():
                     self._task.result()  # a failed poll ends the run with its error
@@ -187,7 +215,9 @@ async def measure(target, args, start_target) -> RunFigures:
         await target.stop()
     figures.errors.update(target.problems())
     if figures.errors and target.log_tail(1):
-        log(f"{target.name}: errors {dict(figures.errors)}; the end of its log:\n{target.log_tail(20)}")
+        log(
+            f"{target.name}: errors {dict(figures.errors)}; the end of its log:\n{target.log_tail(20)}"
+        )
     counts = None if args.idle else await target.final_counts()  # None: the relay stores nothing
     if counts is not None:
         figures.rows_persisted, figures.db_bytes, still_open = counts
@@ -202,7 +232,9 @@ async def measure(target, args, start_target) -> RunFigures:
 async def run_load(target, args, workers: Workers, figures: RunFigures, timeout: float) -> None:
     await workers.tell("tap")
     await workers.expect("started", timeout)
-    log(f"{target.name}: {args.chargers} sessions started; {args.duration:g} s of metrics at {args.rate:g}/s each")
+    log(
+        f"{target.name}: {args.chargers} sessions started; {args.duration:g} s of metrics at {args.rate:g}/s each"
+    )
     cpu_before, go_at = target.cpu_seconds(), time.monotonic()
     loadgen_cpu_before = workers.cpu_seconds()
     await workers.tell("go")
@@ -215,15 +247,19 @@ async def run_load(target, args, workers: Workers, figures: RunFigures, timeout:
     figures.loadgen_cpu_s = workers.cpu_seconds() - loadgen_cpu_before
     figures.window_s = progress.changed_at - go_at
     figures.processed = processed
-    log(f"{target.name}: {processed} of {sent} readings processed in {figures.window_s:.1f} s "
-        f"({figures.msgs_per_s:.0f}/s), {figures.cpu_s:.1f} CPU s (load generators {figures.loadgen_cpu_s:.1f})")
+    log(
+        f"{target.name}: {processed} of {sent} readings processed in {figures.window_s:.1f} s "
+        f"({figures.msgs_per_s:.0f}/s), {figures.cpu_s:.1f} CPU s (load generators {figures.loadgen_cpu_s:.1f})"
+    )
     await workers.tell("stop")
 
 
 async def bench(args) -> dict:
     load_before = os.getloadavg()[0]
     if load_before > 0.5:
-        log(f"the machine is busy (load average {load_before:.1f}): figures will be lower than on an idle machine")
+        log(
+            f"the machine is busy (load average {load_before:.1f}): figures will be lower than on an idle machine"
+        )
     with tempfile.TemporaryDirectory(prefix="evse-bench-") as workdir:
         server = ServerTarget(Path(workdir))
         figures = await measure(server, args, lambda: server.start(args.chargers, args.rate))
@@ -232,9 +268,13 @@ async def bench(args) -> dict:
             relay = RelayTarget()
             baseline = await measure(relay, args, relay.start)
     params = {
-        "chargers": args.chargers, "dashboards": args.dashboards, "all_dashboards": args.all_dashboards,
+        "chargers": args.chargers,
+        "dashboards": args.dashboards,
+        "all_dashboards": args.all_dashboards,
         "rate": args.rate,
-        "duration_s": args.duration, "workers": args.workers, "idle": args.idle,
+        "duration_s": args.duration,
+        "workers": args.workers,
+        "idle": args.idle,
         "offered_msgs_per_s": 0 if args.idle else round(args.chargers * args.rate, 1),
         "loadavg_before": round(load_before, 2),
     }
@@ -257,23 +297,51 @@ def _bounded(kind, low, high):
 
 def parse_args(argv) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m tools.bench.server_load", description=__doc__.split("\n")[0],
+        prog="python -m tools.bench.server_load",
+        description=__doc__.split("\n")[0],
         epilog="Prints progress on stderr and one JSON line on stdout.",
     )
-    parser.add_argument("--chargers", type=_bounded(int, 1, MAX_CHARGERS), default=1000,
-                        help="simulated chargers, one session each (default 1000)")
-    parser.add_argument("--dashboards", type=_bounded(int, 0, MAX_CHARGERS), default=100,
-                        help="dashboard connections, spread over the stations (default 100)")
-    parser.add_argument("--all-dashboards", type=_bounded(int, 0, 100), default=2,
-                        help="dashboards on estacionId=all, as the real backoffice (default 2)")
-    parser.add_argument("--rate", type=_bounded(float, 0.01, 100.0), default=5.0,
-                        help="metrics per second per charger (default 5)")
-    parser.add_argument("--duration", type=_bounded(float, 1.0, 600.0), default=15.0,
-                        help="seconds of metrics per target (default 15)")
-    parser.add_argument("--workers", type=_bounded(int, 1, 16), default=2,
-                        help="load-generator processes (default 2)")
-    parser.add_argument("--idle", action="store_true",
-                        help="only open the connections, hold them --duration seconds, measure memory")
+    parser.add_argument(
+        "--chargers",
+        type=_bounded(int, 1, MAX_CHARGERS),
+        default=1000,
+        help="simulated chargers, one session each (default 1000)",
+    )
+    parser.add_argument(
+        "--dashboards",
+        type=_bounded(int, 0, MAX_CHARGERS),
+        default=100,
+        help="dashboard connections, spread over the stations (default 100)",
+    )
+    parser.add_argument(
+        "--all-dashboards",
+        type=_bounded(int, 0, 100),
+        default=2,
+        help="dashboards on estacionId=all, as the real backoffice (default 2)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=_bounded(float, 0.01, 100.0),
+        default=5.0,
+        help="metrics per second per charger (default 5)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=_bounded(float, 1.0, 600.0),
+        default=15.0,
+        help="seconds of metrics per target (default 15)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_bounded(int, 1, 16),
+        default=2,
+        help="load-generator processes (default 2)",
+    )
+    parser.add_argument(
+        "--idle",
+        action="store_true",
+        help="only open the connections, hold them --duration seconds, measure memory",
+    )
     parser.add_argument("--no-baseline", action="store_true", help="skip the bare relay run")
     args = parser.parse_args(argv)
     if args.workers > args.chargers:
@@ -288,7 +356,9 @@ def raise_fd_limit(connections: int) -> None:
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if hard != resource.RLIM_INFINITY and hard < needed:
-        raise BenchError(f"{connections} connections need about {needed} open files; the hard limit is {hard}")
+        raise BenchError(
+            f"{connections} connections need about {needed} open files; the hard limit is {hard}"
+        )
 
 
 def main(argv=None) -> int:

@@ -82,8 +82,13 @@ class _Process:
     async def _spawn(self, *args, env=None, stdout=None, stderr=None) -> None:
         environment = dict(os.environ, PYTHONPATH=str(REPO_ROOT), **(env or {}))
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, *args, cwd=REPO_ROOT, env=environment, stdin=asyncio.subprocess.DEVNULL,
-            stdout=stdout, stderr=stderr,
+            sys.executable,
+            *args,
+            cwd=REPO_ROOT,
+            env=environment,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
         )
 
     async def stop(self) -> None:
@@ -95,7 +100,9 @@ class _Process:
         except TimeoutError:
             self.process.kill()
             await self.process.wait()
-            raise TargetError(f"{self.name} did not stop within {STOP_TIMEOUT_S:.0f} s of SIGTERM") from None
+            raise TargetError(
+                f"{self.name} did not stop within {STOP_TIMEOUT_S:.0f} s of SIGTERM"
+            ) from None
 
     def check_alive(self) -> None:
         if self.process.returncode is not None:
@@ -117,7 +124,9 @@ class RelayTarget(_Process):
     name = "relay"
 
     async def start(self) -> None:
-        await self._spawn("-m", "tools.bench.baseline_relay", "--port", "0", stdout=asyncio.subprocess.PIPE)
+        await self._spawn(
+            "-m", "tools.bench.baseline_relay", "--port", "0", stdout=asyncio.subprocess.PIPE
+        )
         try:
             line = await asyncio.wait_for(self.process.stdout.readline(), START_TIMEOUT_S)
             self.port = json.loads(line)["port"]
@@ -127,7 +136,9 @@ class RelayTarget(_Process):
 
     async def processed(self) -> int:
         def fetch():
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/stats", timeout=10) as response:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.port}/stats", timeout=10
+            ) as response:
                 return json.load(response)["metrics"]
 
         return await asyncio.to_thread(fetch)
@@ -153,8 +164,17 @@ class ServerTarget(_Process):
         await provision(self.db_path, stations)
         env = server_env(rate)
         await self._spawn(
-            "-m", "server", "--host", "127.0.0.1", "--port", "0", "--db", str(self.db_path),
-            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            "-m",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--db",
+            str(self.db_path),
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
         port = asyncio.get_running_loop().create_future()
         self._log_task = asyncio.create_task(self._copy_log(port))
@@ -173,14 +193,19 @@ class ServerTarget(_Process):
                 if found and not port.done():
                     port.set_result(int(found.group(1)))
         if not port.done():
-            port.set_exception(TargetError(f"the server exited before listening; see {self.log_path}"))
+            port.set_exception(
+                TargetError(f"the server exited before listening; see {self.log_path}")
+            )
 
     async def processed(self) -> int:
         return await asyncio.to_thread(count_rows, self.db_path, "readings")
 
     async def final_counts(self) -> tuple[int, int, int]:
-        return (count_rows(self.db_path, "readings"), self.database_bytes(),
-                count_rows(self.db_path, "sessions", "ended_at IS NULL"))
+        return (
+            count_rows(self.db_path, "readings"),
+            self.database_bytes(),
+            count_rows(self.db_path, "sessions", "ended_at IS NULL"),
+        )
 
     async def stop(self) -> None:
         await super().stop()

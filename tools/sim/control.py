@@ -35,10 +35,9 @@ line, the pins in one list.
 """
 
 import gc
-import sys
-
 import machine
 import micropython
+import sys
 
 
 class Control:

@@ -13,9 +13,8 @@ emulated chips allocate inside an SPI or UART call are booked to `sim_alloc[0]`,
 bench and the allocation tests can leave them out of the firmware's figure.
 """
 
-import sys
-
 import micropython
+import sys
 from micropython import const
 
 # a GPIO line, shared by every Pin object made for it: [level, irq handler, irq trigger,

@@ -11,7 +11,6 @@ Never shipped.
 
 import gc
 import json
-
 import machine
 import micropython
 

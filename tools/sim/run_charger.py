@@ -18,11 +18,10 @@ script is compiled from source at run time, its code counts as the simulator's. 
 """
 
 import gc
+import micropython
+import network  # noqa: F401 - native on the board: the simulator's share
 import sys
 
-import micropython
-
-import network  # noqa: F401 - native on the board: the simulator's share
 from simboot import setup
 
 path, control = setup(sys.argv[1:])

@@ -9,9 +9,9 @@ before taking the simulator's heap baseline: its code is needed once. Never ship
 """
 
 import json
+import machine
 import sys
 
-import machine
 from control import Control
 from pzem_emu import PZEMEmulator
 from rc522_emu import RC522Emulator

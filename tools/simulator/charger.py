@@ -59,13 +59,29 @@ def _ms(seconds) -> int:
 
 
 class Charger:
-    def __init__(self, station_id, model, *, metrics_interval_s=3.0, max_readings=200,
-                 max_events=32, start_timeout_s=START_TIMEOUT_S, offline_limit_s=OFFLINE_LIMIT_S,
-                 monotonic=time.monotonic, notify=None):
+    def __init__(
+        self,
+        station_id,
+        model,
+        *,
+        metrics_interval_s=3.0,
+        max_readings=200,
+        max_events=32,
+        start_timeout_s=START_TIMEOUT_S,
+        offline_limit_s=OFFLINE_LIMIT_S,
+        monotonic=time.monotonic,
+        notify=None,
+    ):
         self.station_id = station_id
         self.model = model
-        self.limits = (_ms(metrics_interval_s), _ms(start_timeout_s), _ms(SAME_CARD_S),
-                       _ms(METER_SILENCE_S), _ms(offline_limit_s), _ms(RESET_HOLD_S))
+        self.limits = (
+            _ms(metrics_interval_s),
+            _ms(start_timeout_s),
+            _ms(SAME_CARD_S),
+            _ms(METER_SILENCE_S),
+            _ms(offline_limit_s),
+            _ms(RESET_HOLD_S),
+        )
         self.sizes = (max_readings, max_events)
         self._monotonic = monotonic
         self._notify = notify or _ignore
@@ -106,8 +122,11 @@ class Charger:
         sm = self.sm
         if not len(self.outbox):
             self.ended = None
-        if (sm.state_name != "charging" and self.ended is not None
-                and len(self.outbox) > self.outbox.unconfirmed):
+        if (
+            sm.state_name != "charging"
+            and self.ended is not None
+            and len(self.outbox) > self.outbox.unconfirmed
+        ):
             return [fw.messages.status("charging", self.ended, sm.wh, FW_VERSION)]
         out = [fw.messages.status(sm.state_name, sm.session_id, sm.wh, FW_VERSION)]
         if sm.state_name == "charging" and sm.wh is not None and self.outbox.readings == 0:
@@ -164,8 +183,7 @@ class Charger:
             self._run(self.sm.server, "start", sid, self._now())
         elif kind == "stop" and (_is_id(sid) or sid is None):
             if not self._run(self.sm.server, "stop", sid, self._now(), reason="remote_stop"):
-                self._note("ignored", reason="stop for a session not charging here",
-                           session_id=sid)
+                self._note("ignored", reason="stop for a session not charging here", session_id=sid)
         elif kind in ("start", "stop"):
             self._note("invalid", reason=f"{kind} without a valid session_id")
         else:
@@ -178,12 +196,17 @@ class Charger:
         if acts & fw.A_OFFLINE_TAP:
             # the firmware checks its signed offline list here (charger/offline.py); the
             # simulator keeps none, so it refuses as the firmware does an unlisted card
-            self._run(self.sm.server, "error", None, self._now(),
-                      reason="card tap not sent: offline")
+            self._run(
+                self.sm.server, "error", None, self._now(), reason="card tap not sent: offline"
+            )
         elif not acts:
-            why = ("card tap while " + NAMES[state] if state in (fw.WAIT_START, fw.FAULT) else
-                   "card tap not sent: offline" if not self.sm.link_up else
-                   "the same card again within %g s" % SAME_CARD_S)
+            why = (
+                "card tap while " + NAMES[state]
+                if state in (fw.WAIT_START, fw.FAULT)
+                else "card tap not sent: offline"
+                if not self.sm.link_up
+                else "the same card again within %g s" % SAME_CARD_S
+            )
             self._note("ignored", reason=why, nfc_uid=uid)
 
     def press_stop(self) -> None:
@@ -263,8 +286,13 @@ class Charger:
             else:
                 self._queued("metrics")
         if acts & (fw.A_QUEUE_STOP | fw.A_QUEUE_EMERGENCY):
-            kind = ("emergency" if acts & fw.A_QUEUE_EMERGENCY else
-                    sm.note if acts & fw.A_STOP_REASON else "stop")
+            kind = (
+                "emergency"
+                if acts & fw.A_QUEUE_EMERGENCY
+                else sm.note
+                if acts & fw.A_STOP_REASON
+                else "stop"
+            )
             try:
                 queued = self.outbox.put_event(kind, sm.event_sid, sm.wh, self.last_ts)
             except ValueError as exc:  # e.g. a start's session_id beyond uint32
@@ -273,8 +301,9 @@ class Charger:
                 if queued:
                     self._queued("emergency" if kind == "emergency" else "stop")
                 else:
-                    self._note("lost", type=kind, session_id=sm.event_sid,
-                               reason="outbox events full")
+                    self._note(
+                        "lost", type=kind, session_id=sm.event_sid, reason="outbox events full"
+                    )
             if sm.event_sid is not None:
                 self.ended = sm.event_sid
         if sm.link_up:  # sent now, not queued (offline, the state machine sends nothing)
@@ -299,8 +328,12 @@ class Charger:
             self._note("waiting", nfc_uid=nfc_uid)
         elif after == fw.CHARGING:
             self.user_name = self._pending_user
-            self._note("started", session_id=sm.session_id, user_name=self.user_name,
-                       relay="on" if self.model.relay_on else "off")
+            self._note(
+                "started",
+                session_id=sm.session_id,
+                user_name=self.user_name,
+                relay="on" if self.model.relay_on else "off",
+            )
         elif after == fw.FAULT:
             self.user_name = None
             self._note("fault", session_id=before_sid, relay="off")
@@ -324,7 +357,14 @@ class Charger:
     def summary(self) -> dict:
         """What the `status` command prints."""
         r = self.model.read()
-        return {"state": self.state, "session_id": self.sm.session_id,
-                "link": "online" if self.sm.link_up else "offline", "pending": len(self.outbox),
-                "dropped": self.outbox.dropped, "a": r.a, "w": r.w, "wh": r.wh,
-                "soc": round(self.model.soc * 100, 1)}
+        return {
+            "state": self.state,
+            "session_id": self.sm.session_id,
+            "link": "online" if self.sm.link_up else "offline",
+            "pending": len(self.outbox),
+            "dropped": self.outbox.dropped,
+            "a": r.a,
+            "w": r.w,
+            "wh": r.wh,
+            "soc": round(self.model.soc * 100, 1),
+        }

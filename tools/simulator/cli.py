@@ -56,6 +56,7 @@ def _bounded(low, high, *, low_open=False):
             bound = f"more than {low:g}" if low_open else f"at least {low:g}"
             raise argparse.ArgumentTypeError(f"must be {bound} and at most {high:g}, not {text}")
         return value
+
     return parse
 
 
@@ -67,7 +68,8 @@ def parse_stations(text: str) -> tuple:
         low, sep, high = part.partition("-")
         if not low.isdigit() or (sep and not high.isdigit()):
             raise argparse.ArgumentTypeError(
-                f"bad station list {text!r}: use ids and ranges like 1-20 or 1,3,5-7")
+                f"bad station list {text!r}: use ids and ranges like 1-20 or 1,3,5-7"
+            )
         first, last = int(low), int(high) if sep else int(low)
         if first < 1 or last > MAX_STATION_ID:
             raise argparse.ArgumentTypeError(f"station ids must be between 1 and {MAX_STATION_ID}")
@@ -94,10 +96,12 @@ def parse_url(text: str) -> str:
         raise argparse.ArgumentTypeError(f"bad --url {text!r}: {exc}") from None
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
         raise argparse.ArgumentTypeError(
-            f"bad --url {text!r}: expected ws://HOST:PORT/ws (or wss://)")
+            f"bad --url {text!r}: expected ws://HOST:PORT/ws (or wss://)"
+        )
     if parts.query or parts.fragment:
         raise argparse.ArgumentTypeError(
-            f"bad --url {text!r}: no query string; role, estacionId and token are added")
+            f"bad --url {text!r}: no query string; role, estacionId and token are added"
+        )
     return text if parts.path else text + "/ws"
 
 
@@ -118,35 +122,73 @@ def parse_card_pattern(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="A simulated ESP32 charger (WebSocket publisher).",
-                     epilog="Commands (interactive and scripts): tap, stop, emergency, reset, "
-                            "drop, reconnect, reboot, load, status, wait, wait-for, quit. "
-                            "Type 'help' for details.")
-    parser.add_argument("--url", type=parse_url, default="ws://localhost:3000/ws",
-                        help="server WebSocket endpoint (default ws://localhost:3000/ws)")
-    parser.add_argument("--token", help="credential sent as the token query parameter: the station key "
-                        "(make run prints the demo one) or a JWT bound to the station(s)")
+    parser = _Parser(
+        prog=PROG,
+        description="A simulated ESP32 charger (WebSocket publisher).",
+        epilog="Commands (interactive and scripts): tap, stop, emergency, reset, "
+        "drop, reconnect, reboot, load, status, wait, wait-for, quit. "
+        "Type 'help' for details.",
+    )
+    parser.add_argument(
+        "--url",
+        type=parse_url,
+        default="ws://localhost:3000/ws",
+        help="server WebSocket endpoint (default ws://localhost:3000/ws)",
+    )
+    parser.add_argument(
+        "--token",
+        help="credential sent as the token query parameter: the station key "
+        "(make run prints the demo one) or a JWT bound to the station(s)",
+    )
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--station", type=parse_station, help="one station id (default 1)")
     where.add_argument("--stations", type=parse_stations, help="ids and ranges: 1-20, 1,3,5-7")
     cards = parser.add_mutually_exclusive_group()
     cards.add_argument("--card", type=parse_card, help="the card UID of a single station")
-    cards.add_argument("--card-pattern", type=parse_card_pattern,
-                       help="one card per station, {n} = station id: VIRTUAL-{n}-A4F2E8")
-    parser.add_argument("--amps", type=_bounded(0, 80, low_open=True),
-                        default=32.0, help="constant-current limit in A (default 32)")
-    parser.add_argument("--volts", type=_bounded(90, 260), default=230.0,
-                        help="nominal mains voltage (default 230)")
-    parser.add_argument("--battery-kwh", type=_bounded(1, 300),
-                        default=60.0, help="battery capacity in kWh (default 60)")
-    parser.add_argument("--soc", type=_bounded(0, 99), default=20.0,
-                        help="state of charge at plug-in, %% (default 20)")
-    parser.add_argument("--interval", type=_bounded(0, 3600, low_open=True),
-                        default=3.0, help="seconds between metrics (default 3)")
-    parser.add_argument("--speed", type=_bounded(0, 10000, low_open=True),
-                        default=1.0, help="simulated seconds per wall second (default 1)")
-    parser.add_argument("--drop-seconds", type=_bounded(0, 86400),
-                        default=10.0, help="how long `drop` keeps the link down (default 10)")
+    cards.add_argument(
+        "--card-pattern",
+        type=parse_card_pattern,
+        help="one card per station, {n} = station id: VIRTUAL-{n}-A4F2E8",
+    )
+    parser.add_argument(
+        "--amps",
+        type=_bounded(0, 80, low_open=True),
+        default=32.0,
+        help="constant-current limit in A (default 32)",
+    )
+    parser.add_argument(
+        "--volts", type=_bounded(90, 260), default=230.0, help="nominal mains voltage (default 230)"
+    )
+    parser.add_argument(
+        "--battery-kwh",
+        type=_bounded(1, 300),
+        default=60.0,
+        help="battery capacity in kWh (default 60)",
+    )
+    parser.add_argument(
+        "--soc",
+        type=_bounded(0, 99),
+        default=20.0,
+        help="state of charge at plug-in, %% (default 20)",
+    )
+    parser.add_argument(
+        "--interval",
+        type=_bounded(0, 3600, low_open=True),
+        default=3.0,
+        help="seconds between metrics (default 3)",
+    )
+    parser.add_argument(
+        "--speed",
+        type=_bounded(0, 10000, low_open=True),
+        default=1.0,
+        help="simulated seconds per wall second (default 1)",
+    )
+    parser.add_argument(
+        "--drop-seconds",
+        type=_bounded(0, 86400),
+        default=10.0,
+        help="how long `drop` keeps the link down (default 10)",
+    )
     parser.add_argument("--seed", type=int, help="random seed (noise, jitter) for repeatable runs")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--interactive", action="store_true", help="read commands from stdin")
@@ -159,16 +201,28 @@ def settings_from(args) -> Settings:
     if args.card and len(stations) > 1:
         raise UsageError("--card names one card; give each station one with --card-pattern")
     if args.interval * args.speed < 1.0:
-        raise UsageError("--interval x --speed must be at least 1 simulated second "
-                         "(ts is whole seconds; repeated ts are ignored by the server)")
+        raise UsageError(
+            "--interval x --speed must be at least 1 simulated second "
+            "(ts is whole seconds; repeated ts are ignored by the server)"
+        )
     if args.card_pattern:
         cards = {n: args.card_pattern.format(n=n) for n in stations}
     else:
         cards = {n: args.card for n in stations}
-    return Settings(url=args.url, token=args.token, stations=stations, cards=cards,
-                    amps=args.amps, volts=args.volts, battery_kwh=args.battery_kwh,
-                    soc=args.soc / 100.0, interval=args.interval, drop_seconds=args.drop_seconds,
-                    auto_tap=not args.script, seed=args.seed)
+    return Settings(
+        url=args.url,
+        token=args.token,
+        stations=stations,
+        cards=cards,
+        amps=args.amps,
+        volts=args.volts,
+        battery_kwh=args.battery_kwh,
+        soc=args.soc / 100.0,
+        interval=args.interval,
+        drop_seconds=args.drop_seconds,
+        auto_tap=not args.script,
+        seed=args.seed,
+    )
 
 
 def _read_script(path: str) -> str:
@@ -255,9 +309,12 @@ async def _main(settings: Settings, clock_speed: float, mode: str, script) -> in
         if refused.done():
             task.cancel()
             station_id, code, reason = refused.result()
-            print(f"{PROG}: error: the server refused station {station_id} (close {code}"
-                  f"{': ' + reason if reason else ''}): {REFUSALS[code]}", file=sys.stderr,
-                  flush=True)
+            print(
+                f"{PROG}: error: the server refused station {station_id} (close {code}"
+                f"{': ' + reason if reason else ''}): {REFUSALS[code]}",
+                file=sys.stderr,
+                flush=True,
+            )
             return EXIT_REFUSED
         return task.result()
     except asyncio.CancelledError:  # SIGINT, SIGTERM

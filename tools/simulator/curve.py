@@ -30,8 +30,20 @@ class Reading:
 class ChargingModel:
     """A car on a charger behind a meter. `read()` advances the model to the clock's time."""
 
-    def __init__(self, clock, *, amps=32.0, volts=230.0, battery_kwh=60.0, soc=0.2,
-                 taper_from=0.8, cutoff_fraction=0.05, noise_v=0.6, register_wh=0, rng=None):
+    def __init__(
+        self,
+        clock,
+        *,
+        amps=32.0,
+        volts=230.0,
+        battery_kwh=60.0,
+        soc=0.2,
+        taper_from=0.8,
+        cutoff_fraction=0.05,
+        noise_v=0.6,
+        register_wh=0,
+        rng=None,
+    ):
         if not 0.0 <= soc < 1.0:
             raise ValueError("soc must be in [0, 1)")
         self._clock = clock
@@ -100,8 +112,7 @@ class ChargingModel:
         """Advance to the clock's time and return what the meter shows now."""
         self._advance()
         v, a = round(self._v, 1), round(self._a, 3)
-        return Reading(v=v, a=a, w=round(self._v * self._a, 1), wh=int(self._energy_wh),
-                       ts=self._t)
+        return Reading(v=v, a=a, w=round(self._v * self._a, 1), wh=int(self._energy_wh), ts=self._t)
 
     # --- the model ---------------------------------------------------------------------------
     def _current(self) -> float:

@@ -26,11 +26,14 @@ def _load_package():
     if loaded is not None:
         where = Path(getattr(loaded, "__file__", "") or "").resolve().parent
         if where != PACKAGE_DIR:
-            raise ImportError(f"another package named 'charger' is loaded ({where}); the "
-                              f"simulator needs the firmware's ({PACKAGE_DIR})")
+            raise ImportError(
+                f"another package named 'charger' is loaded ({where}); the "
+                f"simulator needs the firmware's ({PACKAGE_DIR})"
+            )
         return
     spec = importlib.util.spec_from_file_location(
-        "charger", PACKAGE_DIR / "__init__.py", submodule_search_locations=[str(PACKAGE_DIR)])
+        "charger", PACKAGE_DIR / "__init__.py", submodule_search_locations=[str(PACKAGE_DIR)]
+    )
     package = importlib.util.module_from_spec(spec)
     sys.modules["charger"] = package
     try:
@@ -63,7 +66,13 @@ A_LOG = state._A_LOG
 A_FLASH_ERROR = state._A_FLASH_ERROR
 A_STOP_REASON = state._A_STOP_REASON
 A_OFFLINE_TAP = state._A_OFFLINE_TAP
-LED_NAMES = {state._LED_IDLE: "idle", state._LED_WAIT: "wait", state._LED_CHARGING: "charging",
-             state._LED_ERROR: "error", state._LED_FAULT: "fault",
-             state._LED_OFFLINE: "offline", state._LED_READER_FAULT: "reader_fault",
-             state._LED_METER_FAULT: "meter_fault"}
+LED_NAMES = {
+    state._LED_IDLE: "idle",
+    state._LED_WAIT: "wait",
+    state._LED_CHARGING: "charging",
+    state._LED_ERROR: "error",
+    state._LED_FAULT: "fault",
+    state._LED_OFFLINE: "offline",
+    state._LED_READER_FAULT: "reader_fault",
+    state._LED_METER_FAULT: "meter_fault",
+}

@@ -78,19 +78,30 @@ class Fleet:
         stations = {}
         for station_id in settings.stations:
             log = EventLog(station_id, write)
-            model = ChargingModel(clock, amps=settings.amps, volts=settings.volts,
-                                  battery_kwh=settings.battery_kwh, soc=settings.soc,
-                                  rng=random.Random(rng.random()))
-            charger = Charger(station_id, model, metrics_interval_s=settings.interval,
-                              notify=log.emit)
+            model = ChargingModel(
+                clock,
+                amps=settings.amps,
+                volts=settings.volts,
+                battery_kwh=settings.battery_kwh,
+                soc=settings.soc,
+                rng=random.Random(rng.random()),
+            )
+            charger = Charger(
+                station_id, model, metrics_interval_s=settings.interval, notify=log.emit
+            )
             card = settings.cards.get(station_id)
-            link = StationLink(charger, publisher_url(settings.url, station_id, settings.token),
-                               log, random.Random(rng.random()),
-                               drop_seconds=settings.drop_seconds,
-                               tick_s=min(0.25, settings.interval / 4),
-                               on_online=_auto_tap(charger, card) if settings.auto_tap else None,
-                               on_refused=None if on_refused is None else
-                               functools.partial(on_refused, station_id))
+            link = StationLink(
+                charger,
+                publisher_url(settings.url, station_id, settings.token),
+                log,
+                random.Random(rng.random()),
+                drop_seconds=settings.drop_seconds,
+                tick_s=min(0.25, settings.interval / 4),
+                on_online=_auto_tap(charger, card) if settings.auto_tap else None,
+                on_refused=None
+                if on_refused is None
+                else functools.partial(on_refused, station_id),
+            )
             stations[station_id] = Station(station_id, charger, link, log, card)
         return cls(stations, write)
 
@@ -165,11 +176,14 @@ class Fleet:
     async def _do_wait_for(self, command):
         for station in self._targets(command):
             try:
-                station.cursor = await station.log.wait_for(command.event, station.cursor,
-                                                            command.seconds)
+                station.cursor = await station.log.wait_for(
+                    command.event, station.cursor, command.seconds
+                )
             except TimeoutError:
-                raise ScriptFailure(f"wait-for {command.event}: station {station.id} saw no "
-                                    f"'{command.event}' within {command.seconds:g} s") from None
+                raise ScriptFailure(
+                    f"wait-for {command.event}: station {station.id} saw no "
+                    f"'{command.event}' within {command.seconds:g} s"
+                ) from None
 
     async def _do_help(self, command):
         self._write(COMMANDS_HELP.strip())

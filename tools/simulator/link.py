@@ -44,11 +44,11 @@ REBOOT_S = 1.0  # how long the simulated ESP32 takes to boot and join the WiFi
 REFUSALS = {
     4001: "the URL's role is not publisher",
     4003: "the token (station key) is missing, wrong, expired or not for this station: use the "
-          "key `.venv/bin/python -m server.admin stations issue-key N` printed (make run "
-          "prints the demo's)",
+    "key `.venv/bin/python -m server.admin stations issue-key N` printed (make run "
+    "prints the demo's)",
     4004: "the URL has no estacionId",
     4005: "the station is not in the server's database (.venv/bin/python -m server.admin "
-          "stations add NAME --id N)",
+    "stations add NAME --id N)",
 }
 
 
@@ -59,8 +59,19 @@ def backoff_delay(attempt: int, rng, low=BACKOFF_MIN_S, high=BACKOFF_MAX_S) -> f
 
 
 class StationLink:
-    def __init__(self, charger, url: str, log, rng, *, drop_seconds=10.0, tick_s=0.25,
-                 on_online=None, ack_timeout_s=ACK_TIMEOUT_S, on_refused=None):
+    def __init__(
+        self,
+        charger,
+        url: str,
+        log,
+        rng,
+        *,
+        drop_seconds=10.0,
+        tick_s=0.25,
+        on_online=None,
+        ack_timeout_s=ACK_TIMEOUT_S,
+        on_refused=None,
+    ):
         self.charger = charger
         self.url = url
         self.log = log
@@ -109,8 +120,11 @@ class StationLink:
         """Wait until everything is sent and acknowledged (or the link is down, or
         `timeout`)."""
         deadline = time.monotonic() + timeout
-        while (self.charger.online and (len(self.charger.outbox) or self.charger.now_frames)
-               and time.monotonic() < deadline):
+        while (
+            self.charger.online
+            and (len(self.charger.outbox) or self.charger.now_frames)
+            and time.monotonic() < deadline
+        ):
             await asyncio.sleep(0.02)
 
     async def close(self) -> None:
@@ -142,9 +156,15 @@ class StationLink:
         why = {}
         self._why = None
         try:
-            async with connect(self.url, open_timeout=OPEN_TIMEOUT_S, close_timeout=2,
-                               ping_interval=10, ping_timeout=10, max_size=2**16,
-                               compression=None) as ws:
+            async with connect(
+                self.url,
+                open_timeout=OPEN_TIMEOUT_S,
+                close_timeout=2,
+                ping_interval=10,
+                ping_timeout=10,
+                max_size=2**16,
+                compression=None,
+            ) as ws:
                 self._ws = ws
                 self.frames = self.acked = 0
                 self.log.emit("online", {})
@@ -228,8 +248,13 @@ class StationLink:
         self.log.emit("<-", message)
         n = message.get("n")
         if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= self.frames:
-            self.log.emit("invalid", {"reason": f"ack n must be a whole number 0..{self.frames} "
-                                                "(the frames sent on this connection)"})
+            self.log.emit(
+                "invalid",
+                {
+                    "reason": f"ack n must be a whole number 0..{self.frames} "
+                    "(the frames sent on this connection)"
+                },
+            )
             return
         self.acked = max(self.acked, n)
 
@@ -270,8 +295,10 @@ class StationLink:
                 await asyncio.wait_for(self._wake.wait(), deadline - time.monotonic())
             except TimeoutError:
                 if self.acked < waiting_for:
-                    self._why = {"code": 1001, "reason": f"no ack of frame {waiting_for} "
-                                                         f"within {self.ack_timeout_s:g} s"}
+                    self._why = {
+                        "code": 1001,
+                        "reason": f"no ack of frame {waiting_for} within {self.ack_timeout_s:g} s",
+                    }
                     await ws.close(1001, "no ack")
                     return
 

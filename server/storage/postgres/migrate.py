@@ -34,7 +34,8 @@ async def migrate(conn: asyncpg.Connection, migrations: list[Migration]) -> int:
     try:
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
-            " name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+            " name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
         version = await schema_version(conn)
         if version > len(migrations):
             raise newer_than_code(version, migrations)
@@ -44,7 +45,9 @@ async def migrate(conn: asyncpg.Connection, migrations: list[Migration]) -> int:
                     await conn.execute(migration.sql)
                     await conn.execute(
                         "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                        migration.number, migration.name)
+                        migration.number,
+                        migration.name,
+                    )
             except asyncpg.PostgresError as exc:
                 raise SchemaError(f"migration {migration.name} failed: {exc}") from exc
         return await schema_version(conn)

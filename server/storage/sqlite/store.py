@@ -92,15 +92,18 @@ def _where(conditions) -> tuple[str, list]:
 
 
 def _session_filters(station_id, user_id, since, until) -> tuple[str, list]:
-    return _where([
-        ("s.station_id = ?", "station_id", station_id, check_id),
-        ("s.user_id = ?", "user_id", user_id, check_id),
-        ("s.started_at >= ?", "since", since, check_number),
-        ("s.started_at < ?", "until", until, check_number),
-    ])
+    return _where(
+        [
+            ("s.station_id = ?", "station_id", station_id, check_id),
+            ("s.user_id = ?", "user_id", user_id, check_id),
+            ("s.started_at >= ?", "since", since, check_number),
+            ("s.started_at < ?", "until", until, check_number),
+        ]
+    )
 
 
 # -- functions run on the connection's thread ---------------------------------------------------
+
 
 def _transaction(conn: sqlite3.Connection, work, args, durable: bool):
     """`work(conn, *args)` inside BEGIN IMMEDIATE ... COMMIT; ROLLBACK on any error.
@@ -142,12 +145,19 @@ def _write_batch(conn: sqlite3.Connection, batch: Batch) -> None:
                     conn.execute(_INSERT_READING, row)
                 except sqlite3.IntegrityError:
                     dropped += 1
-            log.error("storage: dropped %d of %d readings that name no existing session",
-                      dropped, len(batch.readings))
+            log.error(
+                "storage: dropped %d of %d readings that name no existing session",
+                dropped,
+                len(batch.readings),
+            )
     if batch.progress:
-        conn.executemany(_UPDATE_PROGRESS, [
-            (kwh, cost, state, sid, epoch)
-            for sid, (kwh, cost, state, epoch) in batch.progress.items()])
+        conn.executemany(
+            _UPDATE_PROGRESS,
+            [
+                (kwh, cost, state, sid, epoch)
+                for sid, (kwh, cost, state, epoch) in batch.progress.items()
+            ],
+        )
     conn.execute("RELEASE batch")
 
 
@@ -155,13 +165,16 @@ def _check_epoch(conn: sqlite3.Connection, station_id: int, epoch: int | None) -
     """Raise StaleOwner if the caller's epoch is not the station's (None: no check)."""
     if epoch is None:
         return
-    row = conn.execute("SELECT owner_epoch, owner FROM stations WHERE id = ?",
-                       (station_id,)).fetchone()
+    row = conn.execute(
+        "SELECT owner_epoch, owner FROM stations WHERE id = ?", (station_id,)
+    ).fetchone()
     if row is None:
         raise NotFound(f"station {station_id} does not exist")
     if row[0] != epoch:
-        raise StaleOwner(f"station {station_id} is owned by {row[1]!r} at epoch {row[0]}; "
-                         f"this write carried epoch {epoch}")
+        raise StaleOwner(
+            f"station {station_id} is owned by {row[1]!r} at epoch {row[0]}; "
+            f"this write carried epoch {epoch}"
+        )
 
 
 class SqliteStorage(Batched):
@@ -169,8 +182,9 @@ class SqliteStorage(Batched):
 
     backend = "sqlite"
 
-    def __init__(self, db: SqliteThread, path: Path, flush_interval: float,
-                 max_queued_readings: int) -> None:
+    def __init__(
+        self, db: SqliteThread, path: Path, flush_interval: float, max_queued_readings: int
+    ) -> None:
         self._db = db
         self.path = path
         self._batcher = Batcher(self._commit_batch, flush_interval, max_queued_readings)
@@ -179,8 +193,12 @@ class SqliteStorage(Batched):
     # -- lifecycle ---------------------------------------------------------------------------
 
     @classmethod
-    async def open(cls, path: str | Path, flush_interval: float | None = None,
-                   max_queued_readings: int | None = None) -> "SqliteStorage":
+    async def open(
+        cls,
+        path: str | Path,
+        flush_interval: float | None = None,
+        max_queued_readings: int | None = None,
+    ) -> SqliteStorage:
         """Open (creating if needed) the database, migrate it and start the flusher.
         Defaults: the batcher's FLUSH_INTERVAL_S and MAX_QUEUED_READINGS."""
         flush_interval, max_queued_readings = check_batching(flush_interval, max_queued_readings)
@@ -226,8 +244,11 @@ class SqliteStorage(Batched):
         params = (check_name(owner, "owner"), check_id(station_id, "station id"))
 
         def claim(conn):
-            row = conn.execute("UPDATE stations SET owner = ?, owner_epoch = owner_epoch + 1"
-                               " WHERE id = ? RETURNING owner_epoch", params).fetchone()
+            row = conn.execute(
+                "UPDATE stations SET owner = ?, owner_epoch = owner_epoch + 1"
+                " WHERE id = ? RETURNING owner_epoch",
+                params,
+            ).fetchone()
             if row is None:
                 raise NotFound(f"station {station_id} does not exist")
             return row[0]
@@ -236,24 +257,39 @@ class SqliteStorage(Batched):
 
     async def station_owner(self, station_id: int) -> tuple[str | None, int]:
         """(owner, epoch) of the station: (None, 0) if never claimed. NotFound."""
-        rows = await self._fetch("SELECT owner, owner_epoch FROM stations WHERE id = ?",
-                                 (check_id(station_id, "station id"),))
+        rows = await self._fetch(
+            "SELECT owner, owner_epoch FROM stations WHERE id = ?",
+            (check_id(station_id, "station id"),),
+        )
         if not rows:
             raise NotFound(f"station {station_id} does not exist")
         return rows[0][0], rows[0][1]
 
     # -- sessions ----------------------------------------------------------------------------
 
-    async def create_session(self, station_id: int, user_id: int, card_uid: str,
-                             started_at: float, tariff: float, energy_state: dict,
-                             epoch: int | None = None, offline_local_id: int | None = None) -> int:
+    async def create_session(
+        self,
+        station_id: int,
+        user_id: int,
+        card_uid: str,
+        started_at: float,
+        tariff: float,
+        energy_state: dict,
+        epoch: int | None = None,
+        offline_local_id: int | None = None,
+    ) -> int:
         """Insert an open session and commit at once; return its id. StaleOwner if `epoch`
         is given and the station's epoch moved on. `offline_local_id`: the charger's id of a
         session it started offline (unique per station: Duplicate)."""
-        params = (check_id(station_id, "station_id"), check_id(user_id, "user_id"),
-                  normalize_uid(card_uid), check_number(started_at, "started_at"),
-                  check_tariff(tariff), encode_state(energy_state),
-                  None if offline_local_id is None else check_id(offline_local_id, "local id"))
+        params = (
+            check_id(station_id, "station_id"),
+            check_id(user_id, "user_id"),
+            normalize_uid(card_uid),
+            check_number(started_at, "started_at"),
+            check_tariff(tariff),
+            encode_state(energy_state),
+            None if offline_local_id is None else check_id(offline_local_id, "local id"),
+        )
         if epoch is not None:
             check_count(epoch, "epoch")
 
@@ -263,37 +299,58 @@ class SqliteStorage(Batched):
                 return conn.execute(
                     "INSERT INTO sessions (station_id, user_id, card_uid, started_at, tariff,"
                     " energy_state, offline_local_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    params).lastrowid
+                    params,
+                ).lastrowid
             except sqlite3.IntegrityError as exc:
                 if offline_local_id is not None and "offline_local_id" in str(exc):
-                    raise Duplicate(f"station {station_id} already has offline start "
-                                    f"{offline_local_id}") from exc
+                    raise Duplicate(
+                        f"station {station_id} already has offline start {offline_local_id}"
+                    ) from exc
                 raise
 
         return await self._write(create)
 
-    async def end_session(self, session_id: int, ended_at: float, kwh: float, cost: float,
-                          reason: str, energy_state: dict, epoch: int | None = None) -> bool:
+    async def end_session(
+        self,
+        session_id: int,
+        ended_at: float,
+        kwh: float,
+        cost: float,
+        reason: str,
+        energy_state: dict,
+        epoch: int | None = None,
+    ) -> bool:
         """Write the queued readings, then close the session, in one transaction.
         Returns False (and changes nothing of the session) if it was already ended;
         raises NotFound for an unknown session, StaleOwner (nothing written) if `epoch` is
         given and the station's epoch moved on."""
-        params = (check_number(ended_at, "ended_at"), check_number(kwh, "kwh"),
-                  check_number(cost, "cost"), check_name(reason, "reason"),
-                  encode_state(energy_state), check_id(session_id, "session_id"))
+        params = (
+            check_number(ended_at, "ended_at"),
+            check_number(kwh, "kwh"),
+            check_number(cost, "cost"),
+            check_name(reason, "reason"),
+            encode_state(energy_state),
+            check_id(session_id, "session_id"),
+        )
         if epoch is not None:
             check_count(epoch, "epoch")
 
         def end(conn, batch):
             _write_batch(conn, batch)
-            row = conn.execute("SELECT station_id FROM sessions WHERE id = ?",
-                               (session_id,)).fetchone()
+            row = conn.execute(
+                "SELECT station_id FROM sessions WHERE id = ?", (session_id,)
+            ).fetchone()
             if row is None:
                 return None
             _check_epoch(conn, row[0], epoch)
-            return conn.execute(
-                "UPDATE sessions SET ended_at = ?, kwh = ?, cost = ?, end_reason = ?,"
-                " energy_state = ? WHERE id = ? AND ended_at IS NULL", params).rowcount > 0
+            return (
+                conn.execute(
+                    "UPDATE sessions SET ended_at = ?, kwh = ?, cost = ?, end_reason = ?,"
+                    " energy_state = ? WHERE id = ? AND ended_at IS NULL",
+                    params,
+                ).rowcount
+                > 0
+            )
 
         async with self._batcher.lock, self._batcher.taken() as batch:
             ended = await self._batcher.write_through(batch, self._write(end, batch))
@@ -303,16 +360,23 @@ class SqliteStorage(Batched):
 
     async def open_sessions(self) -> list[SessionRecord]:
         rows = await self._fetch(
-            f"SELECT {_SESSION_COLUMNS} WHERE s.ended_at IS NULL ORDER BY s.id")
+            f"SELECT {_SESSION_COLUMNS} WHERE s.ended_at IS NULL ORDER BY s.id"
+        )
         return [_session(row) for row in rows]
 
     async def get_session(self, session_id: int) -> SessionRecord | None:
         rows = await self._fetch(f"SELECT {_SESSION_COLUMNS} WHERE s.id = ?", (session_id,))
         return _session(rows[0]) if rows else None
 
-    async def list_sessions(self, station_id: int | None = None, user_id: int | None = None,
-                            since: float | None = None, until: float | None = None,
-                            limit: int = 50, offset: int = 0) -> tuple[list[SessionRecord], int]:
+    async def list_sessions(
+        self,
+        station_id: int | None = None,
+        user_id: int | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[SessionRecord], int]:
         """Sessions newest first, filtered by station, user and start time (since <= started_at
         < until); returns one page and the total number matching."""
         limit, offset = check_count(limit, "limit", MAX_PAGE), check_count(offset, "offset")
@@ -322,17 +386,24 @@ class SqliteStorage(Batched):
             rows = conn.execute(
                 f"SELECT {_SESSION_COLUMNS} WHERE {condition}"
                 " ORDER BY s.started_at DESC, s.id DESC LIMIT ? OFFSET ?",
-                (*params, limit, offset)).fetchall()
-            total = conn.execute(f"SELECT count(*) FROM sessions s WHERE {condition}",
-                                 params).fetchone()[0]
+                (*params, limit, offset),
+            ).fetchall()
+            total = conn.execute(
+                f"SELECT count(*) FROM sessions s WHERE {condition}", params
+            ).fetchone()[0]
             return rows, total
 
         rows, total = await self._db.run(page)
         return [_session(row) for row in rows], total
 
-    async def session_totals(self, now: float, station_id: int | None = None,
-                             user_id: int | None = None, since: float | None = None,
-                             until: float | None = None) -> dict:
+    async def session_totals(
+        self,
+        now: float,
+        station_id: int | None = None,
+        user_id: int | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> dict:
         """Over every session the filters match: {"sessions", "kwh", "cost", "duration"}, the
         duration in whole seconds per session (an open one up to `now`), summed in SQL."""
         now = check_number(now, "now")
@@ -340,10 +411,16 @@ class SqliteStorage(Batched):
         rows = await self._fetch(
             "SELECT count(*), coalesce(sum(s.kwh), 0), coalesce(sum(s.cost), 0),"
             " coalesce(sum(max(0, CAST(coalesce(s.ended_at, ?) - s.started_at AS INTEGER))), 0)"
-            f" FROM sessions s WHERE {condition}", (now, *params))
+            f" FROM sessions s WHERE {condition}",
+            (now, *params),
+        )
         count, kwh, cost, duration = rows[0]
-        return {"sessions": count, "kwh": float(kwh), "cost": float(cost),
-                "duration": int(duration)}
+        return {
+            "sessions": count,
+            "kwh": float(kwh),
+            "cost": float(cost),
+            "duration": int(duration),
+        }
 
     async def readings(self, session_id: int) -> list[Reading]:
         """The committed readings of a session, oldest first (call flush() first to include
@@ -351,34 +428,57 @@ class SqliteStorage(Batched):
         rows = await self._fetch(
             "SELECT session_id, ts, v, a, w, wh, kwh, charger_ts, received_at, flag"
             " FROM readings WHERE session_id = ?"
-            " ORDER BY ts, id", (session_id,))
+            " ORDER BY ts, id",
+            (session_id,),
+        )
         return [Reading(*row) for row in rows]
 
     # -- alerts ------------------------------------------------------------------------------
 
-    async def add_alert(self, station_id: int, session_id: int | None, kind: str,
-                        created_at: float, detail: str = "") -> int:
+    async def add_alert(
+        self,
+        station_id: int,
+        session_id: int | None,
+        kind: str,
+        created_at: float,
+        detail: str = "",
+    ) -> int:
         """Store an alert (e.g. kind "emergency") and commit at once; return its id."""
         if session_id is not None:
             check_id(session_id, "session_id")
         if not isinstance(detail, str):
             raise ValueError("detail must be text")
-        params = (check_id(station_id, "station_id"), session_id, check_name(kind, "kind"),
-                  check_number(created_at, "created_at"), detail)
-        return await self._write(lambda conn: conn.execute(
-            "INSERT INTO alerts (station_id, session_id, kind, created_at, detail)"
-            " VALUES (?, ?, ?, ?, ?)", params).lastrowid)
+        params = (
+            check_id(station_id, "station_id"),
+            session_id,
+            check_name(kind, "kind"),
+            check_number(created_at, "created_at"),
+            detail,
+        )
+        return await self._write(
+            lambda conn: (
+                conn.execute(
+                    "INSERT INTO alerts (station_id, session_id, kind, created_at, detail)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    params,
+                ).lastrowid
+            )
+        )
 
-    async def list_alerts(self, station_id: int | None = None,
-                          unacknowledged_only: bool = False, limit: int = 100) -> list[Alert]:
+    async def list_alerts(
+        self, station_id: int | None = None, unacknowledged_only: bool = False, limit: int = 100
+    ) -> list[Alert]:
         """Alerts newest first."""
-        condition, params = _where([
-            ("station_id = ?", "station_id", station_id, check_id),
-            ("acknowledged_at IS NULL", "", unacknowledged_only or None, None),
-        ])
+        condition, params = _where(
+            [
+                ("station_id = ?", "station_id", station_id, check_id),
+                ("acknowledged_at IS NULL", "", unacknowledged_only or None, None),
+            ]
+        )
         rows = await self._fetch(
             f"SELECT {_ALERT_COLUMNS} WHERE {condition} ORDER BY created_at DESC, id DESC LIMIT ?",
-            (*params, min(check_count(limit, "limit"), MAX_PAGE)))
+            (*params, min(check_count(limit, "limit"), MAX_PAGE)),
+        )
         return [Alert(*row) for row in rows]
 
     async def acknowledge_alert(self, alert_id: int, acknowledged_at: float) -> bool:
@@ -386,8 +486,10 @@ class SqliteStorage(Batched):
         params = (check_number(acknowledged_at, "acknowledged_at"), check_id(alert_id, "alert_id"))
 
         def acknowledge(conn):
-            if conn.execute("UPDATE alerts SET acknowledged_at = ? WHERE id = ?"
-                            " AND acknowledged_at IS NULL", params).rowcount:
+            if conn.execute(
+                "UPDATE alerts SET acknowledged_at = ? WHERE id = ? AND acknowledged_at IS NULL",
+                params,
+            ).rowcount:
                 return True
             if conn.execute("SELECT 1 FROM alerts WHERE id = ?", (alert_id,)).fetchone():
                 return False
@@ -400,27 +502,33 @@ class SqliteStorage(Batched):
 
     # -- the emergency latch and recent sessions (what the session core reloads at start) ----
 
-    async def set_emergency_latch(self, station_id: int, latched_at: float | None,
-                                  epoch: int | None = None) -> None:
+    async def set_emergency_latch(
+        self, station_id: int, latched_at: float | None, epoch: int | None = None
+    ) -> None:
         """Persist a station's emergency latch: when it was set, or None when the charger
         reported its local reset. Commits at once (durable). Raises NotFound, StaleOwner."""
-        params = (None if latched_at is None else check_number(latched_at, "latched_at"),
-                  check_id(station_id, "station id"))
+        params = (
+            None if latched_at is None else check_number(latched_at, "latched_at"),
+            check_id(station_id, "station id"),
+        )
         if epoch is not None:
             check_count(epoch, "epoch")
 
         def latch(conn):
             _check_epoch(conn, station_id, epoch)
-            if not conn.execute("UPDATE stations SET emergency_latched_at = ? WHERE id = ?",
-                                params).rowcount:
+            if not conn.execute(
+                "UPDATE stations SET emergency_latched_at = ? WHERE id = ?", params
+            ).rowcount:
                 raise NotFound(f"station {station_id} does not exist")
 
         await self._write(latch)
 
     async def emergency_latches(self) -> dict[int, float]:
         """station id -> when its latch was set, for every latched station."""
-        rows = await self._fetch("SELECT id, emergency_latched_at FROM stations"
-                                 " WHERE emergency_latched_at IS NOT NULL ORDER BY id")
+        rows = await self._fetch(
+            "SELECT id, emergency_latched_at FROM stations"
+            " WHERE emergency_latched_at IS NOT NULL ORDER BY id"
+        )
         return dict(rows)
 
     async def recent_closed_sessions(self, per_station: int) -> dict[int, list[int]]:
@@ -429,7 +537,8 @@ class SqliteStorage(Batched):
             "SELECT station_id, id FROM (SELECT station_id, id, ROW_NUMBER() OVER"
             " (PARTITION BY station_id ORDER BY id DESC) AS newest FROM sessions"
             " WHERE ended_at IS NOT NULL) WHERE newest <= ? ORDER BY station_id, id",
-            (check_count(per_station, "per_station"),))
+            (check_count(per_station, "per_station"),),
+        )
         recent: dict[int, list[int]] = {}
         for station_id, session_id in rows:
             recent.setdefault(station_id, []).append(session_id)
@@ -445,9 +554,14 @@ class SqliteStorage(Batched):
         rows = await self._fetch(f"SELECT {_STATION_COLUMNS} ORDER BY id")
         return [Station(*row) for row in rows]
 
-    async def add_station(self, name: str, tariff: float, station_id: int | None = None,
-                          max_power_w: float = DEFAULT_MAX_POWER_W,
-                          charge_point_id: str | None = None) -> Station:
+    async def add_station(
+        self,
+        name: str,
+        tariff: float,
+        station_id: int | None = None,
+        max_power_w: float = DEFAULT_MAX_POWER_W,
+        charge_point_id: str | None = None,
+    ) -> Station:
         """A seed station, or with `charge_point_id` an OCPP 1.6J one. Raises Duplicate if
         station_id or the charge point id is taken, ValueError for a max power outside
         0 < W <= 50,000 or a malformed charge point id."""
@@ -462,17 +576,24 @@ class SqliteStorage(Batched):
                 raise Duplicate(f"charge point id {charge_point_id!r} already belongs to a station")
         params = (station_id, name, tariff, max_power_w, protocol, charge_point_id)
         try:
-            new_id = await self._write(lambda conn: conn.execute(
-                "INSERT INTO stations (id, name, tariff, max_power_w, protocol, charge_point_id)"
-                " VALUES (?, ?, ?, ?, ?, ?)", params).lastrowid)
+            new_id = await self._write(
+                lambda conn: (
+                    conn.execute(
+                        "INSERT INTO stations (id, name, tariff, max_power_w, protocol, charge_point_id)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        params,
+                    ).lastrowid
+                )
+            )
         except sqlite3.IntegrityError as exc:
             raise Duplicate(f"station {station_id} already exists") from exc
         return Station(new_id, name, tariff, max_power_w, protocol, charge_point_id)
 
     async def station_by_charge_point(self, charge_point_id: str) -> Station | None:
         """The OCPP station with this charge point id, or None."""
-        rows = await self._fetch(f"SELECT {_STATION_COLUMNS} WHERE charge_point_id = ?",
-                                 (charge_point_id,))
+        rows = await self._fetch(
+            f"SELECT {_STATION_COLUMNS} WHERE charge_point_id = ?", (charge_point_id,)
+        )
         return Station(*rows[0]) if rows else None
 
     async def _update_station(self, sql: str, params: tuple, station_id: int) -> None:
@@ -486,8 +607,9 @@ class SqliteStorage(Batched):
         """The station's plausibility limit in W (0 < W <= 50,000, else ValueError); raises
         NotFound for an unknown station. Applies from the next reading on."""
         params = (check_max_power(max_power_w), check_id(station_id, "station id"))
-        await self._update_station("UPDATE stations SET max_power_w = ? WHERE id = ?", params,
-                                   station_id)
+        await self._update_station(
+            "UPDATE stations SET max_power_w = ? WHERE id = ?", params, station_id
+        )
 
     async def station_key_hash(self, station_id: int) -> str | None:
         """The SHA-256 of the station's charger key (server/auth.py), None if none was issued."""
@@ -497,19 +619,22 @@ class SqliteStorage(Batched):
     async def set_station_key_hash(self, station_id: int, key_hash: str) -> None:
         """Replace the station's key hash (issuing or rotating its key). Raises NotFound."""
         params = (key_hash, check_id(station_id, "station id"))
-        await self._update_station("UPDATE stations SET key_hash = ? WHERE id = ?", params,
-                                   station_id)
+        await self._update_station(
+            "UPDATE stations SET key_hash = ? WHERE id = ?", params, station_id
+        )
 
     async def set_tariff(self, station_id: int, tariff: float) -> None:
         """Raises NotFound for an unknown station. Open sessions keep the tariff they began with."""
         params = (check_tariff(tariff), check_id(station_id, "station id"))
-        await self._update_station("UPDATE stations SET tariff = ? WHERE id = ?", params,
-                                   station_id)
+        await self._update_station(
+            "UPDATE stations SET tariff = ? WHERE id = ?", params, station_id
+        )
 
     async def add_user(self, name: str) -> User:
         name = check_name(name, "user name")
-        new_id = await self._write(lambda conn: conn.execute(
-            "INSERT INTO users (name) VALUES (?)", (name,)).lastrowid)
+        new_id = await self._write(
+            lambda conn: conn.execute("INSERT INTO users (name) VALUES (?)", (name,)).lastrowid
+        )
         return User(new_id, name)
 
     async def list_users(self) -> list[User]:
@@ -529,8 +654,9 @@ class SqliteStorage(Batched):
             users = conn.execute("SELECT name FROM users WHERE id = ?", (user_id,)).fetchall()
             if not users:
                 raise NotFound(f"user {user_id} does not exist")
-            conn.execute("INSERT INTO cards (uid, user_id, enabled) VALUES (?, ?, 1)",
-                         (uid, user_id))
+            conn.execute(
+                "INSERT INTO cards (uid, user_id, enabled) VALUES (?, ?, 1)", (uid, user_id)
+            )
             return users[0][0]
 
         try:
@@ -544,8 +670,9 @@ class SqliteStorage(Batched):
         uid = normalize_uid(uid)
 
         def update(conn):
-            if not conn.execute("UPDATE cards SET enabled = ? WHERE uid = ?",
-                                (1 if enabled else 0, uid)).rowcount:
+            if not conn.execute(
+                "UPDATE cards SET enabled = ? WHERE uid = ?", (1 if enabled else 0, uid)
+            ).rowcount:
                 raise NotFound(f"card {uid} does not exist")
 
         await self._write(update)
@@ -558,7 +685,8 @@ class SqliteStorage(Batched):
         """True when there are no stations, users or cards (a fresh database)."""
         rows = await self._fetch(
             "SELECT (SELECT count(*) FROM stations) + (SELECT count(*) FROM users)"
-            " + (SELECT count(*) FROM cards)")
+            " + (SELECT count(*) FROM cards)"
+        )
         return rows[0][0] == 0
 
     # -- offline authorization (issue 13; server/offline_auth.py) ---------------------------
@@ -571,47 +699,59 @@ class SqliteStorage(Batched):
     async def set_offline_auth(self, station_id: int, allowed: bool) -> None:
         """Turn offline starts on or off for a station. Raises NotFound."""
         params = (1 if allowed else 0, check_id(station_id, "station id"))
-        await self._update_station("UPDATE stations SET offline_auth = ? WHERE id = ?", params,
-                                   station_id)
+        await self._update_station(
+            "UPDATE stations SET offline_auth = ? WHERE id = ?", params, station_id
+        )
 
     async def offline_candidates(self) -> list[tuple[str, float | None]]:
         """Every enabled card with the start of its latest session (None: never used)."""
         rows = await self._fetch(
             "SELECT c.uid, (SELECT max(s.started_at) FROM sessions s WHERE s.card_uid = c.uid)"
-            " FROM cards c WHERE c.enabled = 1")
+            " FROM cards c WHERE c.enabled = 1"
+        )
         return [(row[0], row[1]) for row in rows]
 
     async def latest_auth_list(self, station_id: int) -> tuple[int, bool, str, float] | None:
         """The newest list signed for the station: (version, offline, cards, created_at)."""
         rows = await self._fetch(
             "SELECT version, offline, cards, created_at FROM auth_lists WHERE station_id = ?"
-            " ORDER BY version DESC LIMIT 1", (station_id,))
+            " ORDER BY version DESC LIMIT 1",
+            (station_id,),
+        )
         return (rows[0][0], bool(rows[0][1]), rows[0][2], rows[0][3]) if rows else None
 
     async def auth_list(self, station_id: int, version: int) -> tuple[int, bool, str, float] | None:
         """The list of that version signed for the station, or None."""
         rows = await self._fetch(
             "SELECT version, offline, cards, created_at FROM auth_lists"
-            " WHERE station_id = ? AND version = ?", (station_id, version))
+            " WHERE station_id = ? AND version = ?",
+            (station_id, version),
+        )
         return (rows[0][0], bool(rows[0][1]), rows[0][2], rows[0][3]) if rows else None
 
-    async def save_auth_list(self, station_id: int, offline: bool, cards: str,
-                             created_at: float) -> int:
+    async def save_auth_list(
+        self, station_id: int, offline: bool, cards: str, created_at: float
+    ) -> int:
         """Store a new list for the station under the next version; return that version.
         Raises NotFound for an unknown station."""
         station_id = check_id(station_id, "station id")
         created_at = check_number(created_at, "created_at")
 
         def save(conn):
-            if conn.execute("SELECT 1 FROM stations WHERE id = ?", (station_id,)).fetchone() is None:
+            if (
+                conn.execute("SELECT 1 FROM stations WHERE id = ?", (station_id,)).fetchone()
+                is None
+            ):
                 raise NotFound(f"station {station_id} does not exist")
             version = conn.execute(
                 "SELECT coalesce(max(version), 0) + 1 FROM auth_lists WHERE station_id = ?",
-                (station_id,)).fetchone()[0]
+                (station_id,),
+            ).fetchone()[0]
             conn.execute(
                 "INSERT INTO auth_lists (station_id, version, offline, cards, created_at)"
-                " VALUES (?, ?, ?, ?, ?)", (station_id, version, 1 if offline else 0, cards,
-                                            created_at))
+                " VALUES (?, ?, ?, ?, ?)",
+                (station_id, version, 1 if offline else 0, cards, created_at),
+            )
             return version
 
         return await self._write(save)
@@ -620,7 +760,8 @@ class SqliteStorage(Batched):
         """The session created for the charger's offline start `local_id`, or None."""
         rows = await self._fetch(
             "SELECT id FROM sessions WHERE station_id = ? AND offline_local_id = ?",
-            (station_id, local_id))
+            (station_id, local_id),
+        )
         return rows[0][0] if rows else None
 
     # -- maintenance -------------------------------------------------------------------------

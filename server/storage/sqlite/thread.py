@@ -26,13 +26,17 @@ class SqliteThread:
         self._conn = conn
 
     @classmethod
-    async def connect(cls, path: Path) -> "SqliteThread":
+    async def connect(cls, path: Path) -> SqliteThread:
         """Autocommit mode (isolation_level=None): every transaction is an explicit BEGIN."""
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         loop = asyncio.get_running_loop()
         try:
-            conn = await loop.run_in_executor(executor, functools.partial(
-                sqlite3.connect, path, isolation_level=None, check_same_thread=False))
+            conn = await loop.run_in_executor(
+                executor,
+                functools.partial(
+                    sqlite3.connect, path, isolation_level=None, check_same_thread=False
+                ),
+            )
         except BaseException:
             executor.shutdown(wait=False)
             raise
@@ -40,8 +44,9 @@ class SqliteThread:
 
     async def run(self, function: Callable[..., T], *args) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(
-            function, self._conn, *args))
+        return await loop.run_in_executor(
+            self._executor, functools.partial(function, self._conn, *args)
+        )
 
     async def fetchall(self, sql: str, params=()) -> list:
         return await self.run(lambda conn: conn.execute(sql, params).fetchall())

@@ -1,11 +1,11 @@
 """The app's interrupt path and hot loop on simulated hardware; MicroPython only."""
 
 import json
+import machine
+import micropython
 import time
 from time import ticks_ms as ticks
 
-import machine
-import micropython
 from pzem_emu import PZEMEmulator
 from rc522_emu import RC522Emulator
 
@@ -154,11 +154,17 @@ def case_status_reports_an_ended_session_as_charging_until_its_emergency_is_sent
 def case_malformed_server_messages_are_ignored():
     a = _app()
     a.sm.card("AA", 0)
-    for msg in ({"type": "start"}, {"type": "start", "session_id": "7"},
-                {"type": "start", "session_id": True}, {"type": "stop", "session_id": [1]},
-                {"type": "start", "session_id": 2 ** 40}, {"type": "start", "session_id": 0},
-                {"type": "start", "session_id": -7},
-                {"type": "weird"}, {"type": "error"}):
+    for msg in (
+        {"type": "start"},
+        {"type": "start", "session_id": "7"},
+        {"type": "start", "session_id": True},
+        {"type": "stop", "session_id": [1]},
+        {"type": "start", "session_id": 2**40},
+        {"type": "start", "session_id": 0},
+        {"type": "start", "session_id": -7},
+        {"type": "weird"},
+        {"type": "error"},
+    ):
         a.on_message(msg)
     assert not a.board.relay.is_on and a.sm.session_id is None
 
@@ -209,6 +215,7 @@ def case_a_refused_card_flashes_the_error_then_the_led_is_idle_again_not_waiting
 def case_main_with_a_bad_config_shows_the_fault_pattern_instead_of_crashing():
     import asyncio
     import sys
+
     started = []
     real_run = asyncio.run
     asyncio.run = started.append  # keep the coroutine instead of blinking forever
@@ -226,13 +233,16 @@ def case_main_with_a_bad_config_shows_the_fault_pattern_instead_of_crashing():
 
 # --- offline authorization (issue 13, charger/offline.py) ------------------------------------
 
+
 def _offline_app(cards=("04A1B2C3",), offline=True, version=3):
     # an app whose link is down, with a signed list stored beside its config (a fresh dir)
     import os
     import random
-    from charger.offline import digest
-    from hashlib import sha256
     from binascii import hexlify
+    from hashlib import sha256
+
+    from charger.offline import digest
+
     folder = "/tmp/evse-offline-case-%d" % random.getrandbits(30)
     os.mkdir(folder)
     app.CONFIG_PATH = folder + "/config.json"
@@ -263,17 +273,22 @@ def case_a_signed_list_is_stored_and_a_forged_one_ignored():
     forged["cards"] = ["04A1B2C3", "0411223344AABB", "04FFFFFF"]
     forged["version"] = 4
     a.on_message(forged)
-    for bad in ({"type": "auth_list"}, dict(msg, sig="00" * 32), dict(msg, cards="04A1B2C3"),
-                dict(msg, version=True)):
+    for bad in (
+        {"type": "auth_list"},
+        dict(msg, sig="00" * 32),
+        dict(msg, cards="04A1B2C3"),
+        dict(msg, version=True),
+    ):
         a.on_message(bad)
     with open(folder + "/authlist.txt") as f:
         assert f.read() == "3\n04A1B2C3\n0411223344AABB\n"  # still the signed one
     import sys
+
     assert "charger.offline" not in sys.modules  # unloaded after each use
 
 
 def case_an_offline_tap_of_a_listed_card_charges_and_holds_its_entries_until_accepted():
-    a, folder, msg = _offline_app()
+    a, _folder, _msg = _offline_app()
     _tap_offline(a, "04A1B2C3")
     local = a.waiting
     assert a.board.relay.is_on and a.sm.session_id == local and local >= 0x80000000
@@ -288,25 +303,28 @@ def case_an_offline_tap_of_a_listed_card_charges_and_holds_its_entries_until_acc
     assert a.waiting is None and a.sm.session_id == 42 and a.board.relay.is_on
     sent = _sent(a)
     assert [(m["type"], m["session_id"], m["wh"]) for m in sent] == [
-        ("metrics", 42, 1000), ("metrics", 42, 1010)]
+        ("metrics", 42, 1000),
+        ("metrics", 42, 1010),
+    ]
     status = json.loads(a.status_messages()[0])
     assert status["state"] == "charging" and status["session_id"] == 42
 
 
 def case_an_accepted_offline_start_whose_card_was_disabled_is_ended_by_the_charger():
-    a, folder, msg = _offline_app()
+    a, _folder, _msg = _offline_app()
     _tap_offline(a, "04A1B2C3")
     local = a.waiting
     _sent(a)
-    a.on_message({"type": "start", "session_id": 43, "user_name": "Ana", "local_id": local,
-                  "end": True})
+    a.on_message(
+        {"type": "start", "session_id": 43, "user_name": "Ana", "local_id": local, "end": True}
+    )
     assert not a.board.relay.is_on and a.sm.state_name == "idle"
     sent = _sent(a)  # the baseline reading, then the stop: billed, then ended
     assert [(m["type"], m["session_id"]) for m in sent] == [("metrics", 43), ("stop", 43)]
 
 
 def case_a_refused_offline_start_opens_the_relay_and_drops_its_entries():
-    a, folder, msg = _offline_app()
+    a, _folder, _msg = _offline_app()
     a.outbox.put_event("emergency", None, 900, 0)  # an older event, before the offline start
     _tap_offline(a, "04A1B2C3")
     local = a.waiting
@@ -314,8 +332,9 @@ def case_a_refused_offline_start_opens_the_relay_and_drops_its_entries():
     a._do(a.sm.button("stop", False, 3100))
     assert not a.board.relay.is_on
     assert [m["type"] for m in _sent(a)] == ["emergency", "offline_start"]
-    a.on_message({"type": "error", "code": "OFFLINE_START_REFUSED", "message": "no",
-                  "local_id": local})
+    a.on_message(
+        {"type": "error", "code": "OFFLINE_START_REFUSED", "message": "no", "local_id": local}
+    )
     assert a.waiting is None and a.ended is None
     assert _sent(a) == [] and len(a.outbox) == 2  # only the two sent, unconfirmed
     a.outbox.confirm()
@@ -328,7 +347,7 @@ def case_a_refused_offline_start_opens_the_relay_and_drops_its_entries():
 
 
 def case_a_refused_offline_start_still_charging_opens_the_relay():
-    a, folder, msg = _offline_app()
+    a, _folder, _msg = _offline_app()
     _tap_offline(a, "04A1B2C3")
     _sent(a)
     a.on_message({"type": "error", "code": "OFFLINE_START_REFUSED", "local_id": a.waiting})
@@ -336,7 +355,7 @@ def case_a_refused_offline_start_still_charging_opens_the_relay():
 
 
 def case_offline_taps_that_may_not_start():
-    a, folder, msg = _offline_app()
+    a, _folder, _msg = _offline_app()
     _tap_offline(a, "04FFFFFF")  # not listed
     assert not a.board.relay.is_on and a.sm.state_name == "idle" and a.waiting is None
     _tap_offline(a, "04A1B2C3", 10000)  # listed: starts
@@ -345,7 +364,7 @@ def case_offline_taps_that_may_not_start():
     a._do(a.sm.button("stop", False, 12100))
     _tap_offline(a, "04A1B2C3", 20000)  # one offline start awaits its answer: no second one
     assert not a.board.relay.is_on and a.waiting == first
-    b, folder, msg = _offline_app(offline=False)  # the station's setting is off
+    b, _folder, _msg = _offline_app(offline=False)  # the station's setting is off
     _tap_offline(b, "04A1B2C3")
     assert not b.board.relay.is_on and b.waiting is None
 
@@ -354,4 +373,5 @@ def case_the_offline_start_kind_is_the_one_offline_py_uses():
     # charger/offline.py reads the outbox's arrays and knows an offline_start event by kind 7
     # (its `_START`): the place of "offline_start" in the outbox's kinds, plus one
     from charger import outbox
+
     assert outbox._KINDS.index("offline_start") + 1 == 7

@@ -101,14 +101,37 @@ def case_the_links_optional_keys_pass_through():
 
 def case_every_documented_default_is_filled():
     cfg = validate(GOOD)
-    assert [cfg[k] for k in ("metrics_interval_s", "meter_interval_s", "offline_limit_s",
-                             "start_timeout_s", "same_card_s", "meter_silence_s",
-                             "reset_hold_s", "watchdog_s", "ntp_host", "pzem_address")] == [
-        3, 1, 600, 10, 3, 5, 5, 30, "pool.ntp.org", 0xF8]
+    assert [
+        cfg[k]
+        for k in (
+            "metrics_interval_s",
+            "meter_interval_s",
+            "offline_limit_s",
+            "start_timeout_s",
+            "same_card_s",
+            "meter_silence_s",
+            "reset_hold_s",
+            "watchdog_s",
+            "ntp_host",
+            "pzem_address",
+        )
+    ] == [3, 1, 600, 10, 3, 5, 5, 30, "pool.ntp.org", 0xF8]
     assert cfg["pins"] == {
-        "relay": 26, "relay_active_high": True, "stop": 32, "emergency": 33, "led": 2,
-        "spi_id": 1, "sck": 18, "mosi": 23, "miso": 19, "rc522_cs": 5, "rc522_rst": 22,
-        "uart_id": 2, "pzem_tx": 17, "pzem_rx": 16}
+        "relay": 26,
+        "relay_active_high": True,
+        "stop": 32,
+        "emergency": 33,
+        "led": 2,
+        "spi_id": 1,
+        "sck": 18,
+        "mosi": 23,
+        "miso": 19,
+        "rc522_cs": 5,
+        "rc522_rst": 22,
+        "uart_id": 2,
+        "pzem_tx": 17,
+        "pzem_rx": 16,
+    }
 
 
 def case_more_bad_values_name_the_key():

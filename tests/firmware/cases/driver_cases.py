@@ -1,10 +1,10 @@
 """Driver cases against the emulated chips; MicroPython only (tools/sim on MICROPYPATH)."""
 
+import machine
+import micropython
 import time
 from binascii import hexlify
 
-import machine
-import micropython
 from pzem_emu import PZEMEmulator
 from rc522_emu import RC522Emulator
 
@@ -70,7 +70,7 @@ def case_polling_for_a_card_allocates_nothing_while_none_is_there():
 def case_4_byte_uid_is_upper_case_hex():
     emu, r = _reader()
     r.init()
-    emu.place(bytes([0xDE, 0xAD, 0xbe, 0x0f]))
+    emu.place(bytes([0xDE, 0xAD, 0xBE, 0x0F]))
     assert r.read_uid() == mfrc522.OK and r.uid_text() == "DEADBE0F"
 
 
@@ -121,9 +121,12 @@ def case_two_cards_at_once_are_both_read_one_per_poll():
 def case_mixed_4_7_and_10_byte_cards_resolve_through_every_cascade_level():
     emu, r = _reader()
     r.init()
-    cards = [bytes([1, 2, 3, 4]), bytes([4, 1, 2, 3, 4, 5, 6]),
-             bytes([4, 1, 2, 9, 9, 9, 9]),  # the same cascade level 1 as the card before
-             bytes(range(0x10, 0x1A))]
+    cards = [
+        bytes([1, 2, 3, 4]),
+        bytes([4, 1, 2, 3, 4, 5, 6]),
+        bytes([4, 1, 2, 9, 9, 9, 9]),  # the same cascade level 1 as the card before
+        bytes(range(0x10, 0x1A)),
+    ]
     for uid in cards:
         emu.place(uid)
     assert sorted(_read_all(r)) == sorted(hexlify(u).decode().upper() for u in cards)
@@ -228,7 +231,7 @@ class _OtherMeterAnswers(PZEMEmulator):
     def write(self, req):
         super().write(req)
         self.reply[0] = 0x07
-        _seal(memoryview(self.reply)[:self.tail])
+        _seal(memoryview(self.reply)[: self.tail])
 
 
 def case_reply_from_another_meter_address_is_a_bad_frame():

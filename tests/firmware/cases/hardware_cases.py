@@ -26,6 +26,7 @@ def case_relay_is_off_at_construction_for_either_active_level():
 
 def case_relay_off_allocates_nothing_for_the_emergency_interrupt():
     import micropython
+
     r = Relay(machine.Pin(46))
     r.on()
     before = micropython.mem_total()
@@ -38,8 +39,8 @@ def case_button_press_is_reported_once_after_debounce():
     b = Button(machine.Pin(42), 0)
     assert not b.pressed and b.poll(0) == 0
     pin.drive(0)
-    assert b.poll(1000) == 0          # just changed: not yet stable
-    pin.drive(1)                      # bounce
+    assert b.poll(1000) == 0  # just changed: not yet stable
+    pin.drive(1)  # bounce
     assert b.poll(1005) == 0
     pin.drive(0)
     assert b.poll(1010) == 0
@@ -131,6 +132,7 @@ def case_led_tells_the_poll_loop_when_its_next_step_is_due():
 
 def case_button_polls_and_led_steps_allocate_nothing():
     import micropython
+
     pin = machine.Pin.board(49)
     b = Button(machine.Pin(49), 0)
     led = Led(machine.Pin(50))

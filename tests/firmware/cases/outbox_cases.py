@@ -27,8 +27,15 @@ def case_holds_at_least_200_readings_in_order():
     assert len(box) == 200 and box.dropped == 0
     got = _drain(box)
     assert [m["ts"] for m in got] == [1700000000 + n for n in range(200)]
-    assert got[0] == {"type": "metrics", "session_id": 7, "v": 230.0, "a": 1.5, "w": 345.5,
-                      "wh": 1000, "ts": 1700000000}
+    assert got[0] == {
+        "type": "metrics",
+        "session_id": 7,
+        "v": 230.0,
+        "a": 1.5,
+        "w": 345.5,
+        "wh": 1000,
+        "ts": 1700000000,
+    }
     assert len(box) == 0 and box.next_unsent() is None
 
 
@@ -77,8 +84,8 @@ def case_confirm_after_the_sent_reading_was_dropped_removes_nothing_else():
     box.put_reading(*_reading(0))
     box.put_reading(*_reading(1))
     sent = json.loads(box.next_unsent())  # the link is sending reading 0...
-    box.put_reading(*_reading(2))         # ...when a put drops it
-    box.confirm()                         # must not remove reading 1 (never sent)
+    box.put_reading(*_reading(2))  # ...when a put drops it
+    box.confirm()  # must not remove reading 1 (never sent)
     assert sent["wh"] == 1000
     assert [m["wh"] for m in _drain(box)] == [1001, 1002]
 
@@ -109,10 +116,19 @@ def case_a_fault_stop_keeps_its_reason_through_a_rewind_and_the_replay():
     box.rewind()  # the connection died before the server confirmed them
     again = _take_unsent(box)
     assert again == first
-    assert first[0] == {"type": "stop", "session_id": 7, "reason": "meter_failure",
-                        "ts": 1700000001}
-    assert first[2] == {"type": "stop", "session_id": 8, "reason": "offline_limit",
-                        "wh": 1500, "ts": 1700000100}
+    assert first[0] == {
+        "type": "stop",
+        "session_id": 7,
+        "reason": "meter_failure",
+        "ts": 1700000001,
+    }
+    assert first[2] == {
+        "type": "stop",
+        "session_id": 8,
+        "reason": "offline_limit",
+        "wh": 1500,
+        "ts": 1700000100,
+    }
     assert "reason" not in first[3] and first[4]["type"] == "emergency"
 
 
@@ -129,8 +145,13 @@ def case_unknown_event_kind_is_a_clear_error():
 def case_unset_clock_and_missing_wh_are_omitted():
     box = Outbox()
     box.put_reading(3, 229.9, 0.0, 0.0, None, None)
-    assert json.loads(box.next_unsent()) == {"type": "metrics", "session_id": 3, "v": 229.9,
-                                      "a": 0.0, "w": 0.0}
+    assert json.loads(box.next_unsent()) == {
+        "type": "metrics",
+        "session_id": 3,
+        "v": 229.9,
+        "a": 0.0,
+        "w": 0.0,
+    }
 
 
 def case_wraps_around_many_times_and_matches_a_list_model():
@@ -187,11 +208,11 @@ def case_sent_entries_stay_until_confirmed_and_rewind_sends_them_again():
     box.put_event("stop", 7, 1001, 1700000001)
     first = _take_unsent(box)
     assert [m["type"] for m in first] == ["metrics", "stop"]
-    assert len(box) == 2 and box.unconfirmed == 2      # sent, not yet delivered
+    assert len(box) == 2 and box.unconfirmed == 2  # sent, not yet delivered
     box.put_reading(*_reading(2))
-    box.rewind()                                       # the connection died
+    box.rewind()  # the connection died
     again = _take_unsent(box)
-    assert again[:2] == first and again[2]["wh"] == 1002   # same order, then the new one
+    assert again[:2] == first and again[2]["wh"] == 1002  # same order, then the new one
     box.confirm()
     assert len(box) == 0 and box.unconfirmed == 0 and box.next_unsent() is None
 
@@ -200,7 +221,7 @@ def case_confirm_removes_only_what_was_sent_before_it():
     box = Outbox(readings=10, events=4)
     box.put_reading(*_reading(1))
     _take_unsent(box)
-    box.put_reading(*_reading(2))                      # arrives while waiting for the pong
+    box.put_reading(*_reading(2))  # arrives while waiting for the pong
     box.confirm()
     assert [m["wh"] for m in _drain(box)] == [1002]
 
@@ -210,7 +231,7 @@ def case_a_full_outbox_can_drop_a_sent_but_unconfirmed_reading():
     for n in range(3):
         box.put_reading(*_reading(n))
     assert len(_take_unsent(box)) == 3
-    box.put_reading(*_reading(3))                      # drops reading 0 (sent, unconfirmed)
+    box.put_reading(*_reading(3))  # drops reading 0 (sent, unconfirmed)
     assert box.unconfirmed == 2 and box.dropped == 1
     assert [m["wh"] for m in _take_unsent(box)] == [1003]
     box.confirm()
@@ -226,21 +247,21 @@ def case_order_survives_the_put_counter_wrapping_around():
 
     box = Outbox(readings=3, events=2)
     box._n[5] = 0x3FFFFFFF - 1
-    box.put_event("stop", 7, 1500, 1700000100)   # before the wrap
-    for n in range(3):                            # the last count, then after the wrap
+    box.put_event("stop", 7, 1500, 1700000100)  # before the wrap
+    for n in range(3):  # the last count, then after the wrap
         box.put_reading(*_reading(n))
     assert kinds(_drain(box)) == ["stop", 1000, 1001, 1002]
     box._n[5] = 0x3FFFFFFF - 1
     box.put_reading(*_reading(3))
-    box.put_reading(*_reading(4))                 # the last count before the wrap
+    box.put_reading(*_reading(4))  # the last count before the wrap
     box.put_event("emergency", 7, 1600, 1700000200)
-    for n in range(5, 8):                         # readings 3 and 4 dropped
+    for n in range(5, 8):  # readings 3 and 4 dropped
         box.put_reading(*_reading(n))
     assert kinds(_drain(box)) == ["emergency", 1005, 1006, 1007]
     box._n[5] = 0x3FFFFFFF - 1
     box.put_reading(*_reading(8))
     box.put_reading(*_reading(9))
-    box.put_event("stop", 8, 1700, 1700000300)    # after the wrap
+    box.put_event("stop", 8, 1700, 1700000300)  # after the wrap
     box.put_reading(*_reading(10))
     assert kinds(_drain(box)) == [1008, 1009, "stop", 1010]
 
@@ -250,15 +271,28 @@ def case_numbers_given_as_floats_are_sent_as_integers():
     assert box.put_reading(7.0, 230, 2, 460, 1500.0, 1700000000.0)
     box.put_event("emergency", 7.0, 1500.0, 1700000001.0)
     assert _drain(box) == [
-        {"type": "metrics", "session_id": 7, "v": 230.0, "a": 2.0, "w": 460.0, "wh": 1500,
-         "ts": 1700000000},
-        {"type": "emergency", "session_id": 7, "wh": 1500, "ts": 1700000001}]
+        {
+            "type": "metrics",
+            "session_id": 7,
+            "v": 230.0,
+            "a": 2.0,
+            "w": 460.0,
+            "wh": 1500,
+            "ts": 1700000000,
+        },
+        {"type": "emergency", "session_id": 7, "wh": 1500, "ts": 1700000001},
+    ]
 
 
 def case_invalid_event_values_are_a_clear_error_and_store_nothing():
     box = Outbox()
-    for args in ((7, float("nan"), 1), ("7", 1, 1), (7, 1, -1), (7, 2 ** 40, 1),
-                 (None, 1, 1)):  # a stop is about a session (an emergency may have none)
+    for args in (
+        (7, float("nan"), 1),
+        ("7", 1, 1),
+        (7, 1, -1),
+        (7, 2**40, 1),
+        (None, 1, 1),
+    ):  # a stop is about a session (an emergency may have none)
         try:
             box.put_event("stop", *args)
         except ValueError as e:
@@ -285,8 +319,7 @@ def case_a_meter_register_beyond_2_to_the_31_wh_is_kept_exactly():
     box.put_event("stop", 4294967294, 4294967294, 4294967295)
     got = _drain(box)
     assert got[0]["wh"] == 4294967294 and got[0]["ts"] == 4294967295
-    assert got[1] == {"type": "stop", "session_id": 4294967294, "wh": 4294967294,
-                      "ts": 4294967295}
+    assert got[1] == {"type": "stop", "session_id": 4294967294, "wh": 4294967294, "ts": 4294967295}
 
 
 def case_queuing_a_reading_allocates_nothing_even_when_the_outbox_is_full():

@@ -1,6 +1,7 @@
 """The simulator's control channel and emulated meter; MicroPython only."""
 
 import machine
+
 from control import Control
 from pzem_emu import PZEMEmulator
 from rc522_emu import RC522Emulator
@@ -12,8 +13,11 @@ CFG = config.validate({"server_url": "ws://127.0.0.1:9/ws", "station": 1})
 
 def _control():
     p = CFG["pins"]
-    return Control([p["stop"], p["emergency"], p["relay"], p["relay_active_high"]],
-                   RC522Emulator(), PZEMEmulator(power=1000.0))
+    return Control(
+        [p["stop"], p["emergency"], p["relay"], p["relay_active_high"]],
+        RC522Emulator(),
+        PZEMEmulator(power=1000.0),
+    )
 
 
 def _refused(ctl, line):

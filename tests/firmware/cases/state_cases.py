@@ -14,20 +14,33 @@ LED_OFFLINE, LED_READER_FAULT, LED_METER_FAULT = 5, 6, 7
 
 def case_the_numbers_here_are_the_state_modules():
     # Under CPython the private consts are module globals (MicroPython compiles them away).
-    for name, value in (("_A_RELAY_OFF", RELAY_OFF), ("_A_RELAY_ON", RELAY_ON),
-                        ("_A_FINAL_READING", FINAL_READING), ("_A_LED", LED),
-                        ("_A_SEND_SCAN", SEND_SCAN), ("_A_QUEUE_READING", QUEUE_READING),
-                        ("_A_QUEUE_STOP", QUEUE_STOP), ("_A_QUEUE_EMERGENCY", QUEUE_EMERGENCY),
-                        ("_A_SEND_STATUS", SEND_STATUS), ("_A_LOG", LOG),
-                        ("_A_FLASH_ERROR", FLASH_ERROR), ("_A_STOP_REASON", STOP_REASON),
-                        ("_A_OFFLINE_TAP", OFFLINE_TAP),
-                        ("_IDLE", IDLE),
-                        ("_WAIT_START", WAIT_START), ("_CHARGING", CHARGING), ("_FAULT", FAULT),
-                        ("_LED_IDLE", LED_IDLE), ("_LED_WAIT", LED_WAIT),
-                        ("_LED_CHARGING", LED_CHARGING), ("_LED_ERROR", LED_ERROR),
-                        ("_LED_FAULT", LED_FAULT), ("_LED_OFFLINE", LED_OFFLINE),
-                        ("_LED_READER_FAULT", LED_READER_FAULT),
-                        ("_LED_METER_FAULT", LED_METER_FAULT)):
+    for name, value in (
+        ("_A_RELAY_OFF", RELAY_OFF),
+        ("_A_RELAY_ON", RELAY_ON),
+        ("_A_FINAL_READING", FINAL_READING),
+        ("_A_LED", LED),
+        ("_A_SEND_SCAN", SEND_SCAN),
+        ("_A_QUEUE_READING", QUEUE_READING),
+        ("_A_QUEUE_STOP", QUEUE_STOP),
+        ("_A_QUEUE_EMERGENCY", QUEUE_EMERGENCY),
+        ("_A_SEND_STATUS", SEND_STATUS),
+        ("_A_LOG", LOG),
+        ("_A_FLASH_ERROR", FLASH_ERROR),
+        ("_A_STOP_REASON", STOP_REASON),
+        ("_A_OFFLINE_TAP", OFFLINE_TAP),
+        ("_IDLE", IDLE),
+        ("_WAIT_START", WAIT_START),
+        ("_CHARGING", CHARGING),
+        ("_FAULT", FAULT),
+        ("_LED_IDLE", LED_IDLE),
+        ("_LED_WAIT", LED_WAIT),
+        ("_LED_CHARGING", LED_CHARGING),
+        ("_LED_ERROR", LED_ERROR),
+        ("_LED_FAULT", LED_FAULT),
+        ("_LED_OFFLINE", LED_OFFLINE),
+        ("_LED_READER_FAULT", LED_READER_FAULT),
+        ("_LED_METER_FAULT", LED_METER_FAULT),
+    ):
         assert getattr(S, name, value) == value, name
 
 
