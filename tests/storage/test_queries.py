@@ -47,6 +47,19 @@ async def test_sessions_are_filtered_by_station_user_and_start_time(storage):
     assert (await storage.list_sessions(station_id=99)) == ([], 0)
 
 
+async def test_every_history_filter_at_once_pages_the_sessions_they_all_match(storage):
+    """Four filters, a limit and an offset: six values, each bound to its own placeholder."""
+    ids, ana, _ = await sessions_on_two_stations(storage, count=8)
+    page, total = await storage.list_sessions(
+        station_id=2, user_id=ana.id, since=T0 + 3600, until=T0 + 7 * 3600, limit=1, offset=1
+    )
+    assert [s.id for s in page] == [ids[3]] and total == 3  # of ids 5, 3, 1
+    totals = await storage.session_totals(
+        T0 + 10 * 3600, station_id=2, user_id=ana.id, since=T0 + 3600, until=T0 + 7 * 3600
+    )
+    assert totals["sessions"] == 3
+
+
 @pytest.mark.parametrize(
     "bad",
     [
