@@ -3,7 +3,7 @@
 
 `CommonQueries` is a base class of SqliteStorage and PostgresStorage. Its SQL is written with
 `?` placeholders; a backend states its style in `placeholder` ("?" for SQLite, "$N" for
-PostgreSQL's $1, $2...) and provides three primitives, each its own transaction handling:
+PostgreSQL's $1, $2...) and provides three primitives, with its own transactions:
 `_rows(sql, params)` runs one query, `_rows_together(queries)` runs several on one consistent
 snapshot, `_update_station(column, value, station_id)` sets one column of a station (NotFound
 if there is none). Transactions, batch writes, claims, totals and backup stay in the backends.
