@@ -235,9 +235,12 @@ async def test_the_flusher_keeps_the_batch_while_the_database_is_locked_and_writ
         assert [ts for ts, _ in await committed_readings(target, session_id)] == [
             1_700_000_000.0 + i for i in range(41)
         ]
+        # the flusher logs its recovery once the commit has returned: a moment after the rows
+        # are visible to another connection
+        await wait_until(lambda: "failed attempts" in caplog.text, what="the recovery to be logged")
+        assert "after" in caplog.text
         failures = [r for r in caplog.records if "could not write" in r.getMessage()]
         assert len(failures) == 1  # one line per outage, not one per retry
-        assert "after" in caplog.text and "failed attempts" in caplog.text
     finally:
         await storage.close()
 
