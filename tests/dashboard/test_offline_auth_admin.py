@@ -3,11 +3,20 @@ the real server: `offline_auth` in /api/stations, `admin_list_offline_auth` (the
 column: setting, station key, latest signed list), and what a token that may not administer,
 or a malformed message, gets: a refusal that changes nothing and sends the charger nothing."""
 
+import asyncio
+
 import pytest
 
 from server.auth import OPERATOR, VIEWER, mint_token
 from tests.dashboard.helpers import http_get
-from tests.live_server import base_url, connect, receive_json, receive_type, send_json
+from tests.live_server import (
+    base_url,
+    connect,
+    receive_json,
+    receive_type,
+    send_json,
+    server_clock,
+)
 from tests.server.handled import handled, of_type
 
 
@@ -117,3 +126,48 @@ async def test_a_malformed_setting_is_refused_with_its_field_and_changes_nothing
         assert refusal["code"] == "INVALID_MESSAGE"
         assert refusal["message"].startswith(f"admin_set_offline_auth: {field} ")
     assert await live_app.storage.offline_auth(1) is True
+
+
+async def test_the_setting_turned_off_while_the_charger_is_away_holds_from_its_next_sync(
+    live_app,
+):
+    """What the README promises: a charger offline when the setting is turned off still starts
+    listed cards with the list it has; that session is accepted and billed when reported, and
+    the list it gets at that reconnect says offline false (its next offline tap is refused)."""
+    ws, held = await keyed_charger(live_app)  # list v1: offline true
+    await ws.close()
+    async with asyncio.timeout(10):
+        while live_app.hub.has_publisher(1):
+            await asyncio.sleep(0.01)
+    async with dashboard(live_app) as admin:
+        await receive_type(admin, "init")
+        await ask(admin, {"type": "admin_set_offline_auth", "station_id": 1, "enabled": False})
+    ws, synced = await keyed_charger(live_app)
+    async with ws:
+        assert (synced["offline"], synced["version"]) == (False, held["version"] + 1)
+        offline_start = {
+            "type": "offline_start",
+            "uid": "VIRTUAL-1-A4F2E8",
+            "wh": 1000,
+        }
+        seen = await send_and_handle(
+            ws, {**offline_start, "local_id": 0x80000001, "version": held["version"]}
+        )
+        start = of_type(seen, "start")[0]  # tapped before the sync: accepted
+        assert "end" not in start
+        sid, t0 = start["session_id"], int(server_clock(base_url(live_app))()) - 20
+        reading = {"type": "metrics", "session_id": sid, "v": 230, "a": 16, "w": 3680}
+        await send_json(ws, {**reading, "wh": 1000, "ts": t0})
+        await send_json(ws, {"type": "stop", "session_id": sid, "wh": 1012, "ts": t0 + 10})
+        await handled(ws)
+        record = await live_app.storage.get_session(sid)
+        assert record.end_reason == "local_stop" and record.kwh == pytest.approx(0.012)
+        seen = await send_and_handle(
+            ws, {**offline_start, "local_id": 0x80000002, "version": synced["version"]}
+        )
+        assert of_type(seen, "error")[0]["code"] == "OFFLINE_START_REFUSED"
+
+
+async def send_and_handle(ws, message: dict) -> list[dict]:
+    await send_json(ws, message)
+    return await handled(ws)
