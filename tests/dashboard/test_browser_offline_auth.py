@@ -46,7 +46,7 @@ async def offline_auth_of(app, station_id: int) -> bool:
 
 
 async def test_the_admin_turns_offline_authorization_off_and_on_and_the_charger_gets_it(
-    page, live_app, tmp_path
+    page, live_app
 ):
     ws, first = await keyed_charger(live_app)
     async with ws:
