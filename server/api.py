@@ -5,7 +5,8 @@ see `server/dashboard_messages.py`):
 
     /                        the dashboard page (server/static/index.html)
     /static/<file>           the page's CSS and JavaScript modules
-    /api/stations            every station with its live status and open session
+    /api/stations            every station with its live status, open session and
+                             `offline_auth` (may its charger start listed cards offline)
     /api/sessions            history: filters station, user, from, to, limit, offset;
                              answers {"items", "total", "totals", "limit", "offset"}
     /api/sessions/<id>       one session with its stored readings
@@ -111,6 +112,7 @@ async def get_stations(ctx: ApiContext, raw_query: str) -> HttpAnswer:
             {
                 **station_json(station),
                 "max_power_w": station.max_power_w,
+                "offline_auth": bool(await ctx.storage.offline_auth(station.id)),
                 "status": view.get("status", DESCONECTADO),
                 "session": view.get("session"),
             }

@@ -13,6 +13,7 @@ messages on its `role=client` socket. One handler per message type, found by a t
     {"type":"admin_add_station","name":"Wallbox","tariff":7,"charge_point_id":"CP-0042"} -> an OCPP 1.6J station
     {"type":"admin_ack_alert","station_id":1}  or  {"alert_id":7}  -> acknowledged
     {"type":"admin_set_offline_auth","station_id":1,"enabled":false} -> station_id, offline_auth
+    {"type":"admin_list_offline_auth"}  -> stations: each seed station's setting and latest list
 
 A handler validates, writes through Storage and returns its result and the effects that
 follow (server/core.py: `UpdateStation` for the core's copy of a station, `ToClients` pushes);
@@ -154,6 +155,30 @@ async def set_offline_auth(app, data: dict) -> tuple[dict, list]:
     return {"station_id": station_id, "offline_auth": enabled}, []
 
 
+async def list_offline_auth(app, data: dict) -> tuple[dict, list]:
+    """Each seed station's offline setting, whether it has a station key (only a keyed charger
+    gets lists) and the newest list signed for it, for the admin page's switch (admins only,
+    like every admin_* message: the page shows the switch only when this is answered)."""
+    storage, stations = app.storage, {}
+    for station in await storage.list_stations():
+        if station.protocol != "seed":
+            continue  # OCPP stations get no list (docs/protocol.md, "Offline cards")
+        latest = await storage.latest_auth_list(station.id)
+        stations[str(station.id)] = {
+            "offline_auth": bool(await storage.offline_auth(station.id)),
+            "keyed": bool(await storage.station_key_hash(station.id)),
+            "list": None
+            if latest is None
+            else {
+                "version": latest[0],
+                "offline": latest[1],
+                "cards": len(latest[2].split(",")) if latest[2] else 0,
+                "signed_at": latest[3],
+            },
+        }
+    return {"stations": stations}, []
+
+
 async def _push_lists(app, station_id: int | None = None) -> None:
     """The changed offline lists to the connected chargers (server/offline_auth.py); the change
     itself is stored, so a failure here is logged and the periodic refresh retries."""
@@ -236,6 +261,7 @@ ADMIN_HANDLERS: dict[str, AdminHandler] = {
     "admin_add_station": add_station,
     "admin_ack_alert": ack_alert,
     "admin_set_offline_auth": set_offline_auth,
+    "admin_list_offline_auth": list_offline_auth,
 }
 
 

@@ -1,7 +1,10 @@
-// Cards and users: add a user, give them a card, enable or disable a card; add a station and
-// set its tariff. Changes travel as admin_* messages on the WebSocket (the HTTP side is GET only);
-// the lists are re-read from the HTTP API after every change. Refusals are shown as sentences
-// (explain.js); every action is disabled while the page is not connected.
+// Cards and users: add a user, give them a card, enable or disable a card; add a station, set its
+// tariff and turn its offline authorization on or off. Changes travel as admin_* messages on the
+// WebSocket (the HTTP side is GET only); the lists are re-read from the HTTP API after every
+// change. Refusals are shown as sentences (explain.js); every action is disabled while the page
+// is not connected. The offline authorization column (setting, latest signed list) comes from
+// `admin_list_offline_auth`: shown only once the server answers it, so never to a token that
+// may not administer (FORBIDDEN).
 
 import { h, replace } from "./dom.js";
 import { explainError } from "./explain.js";
@@ -33,6 +36,11 @@ export function mountAdmin(root, { store, link }) {
   const userSelect = h("select", { name: "user_id", required: true });
   const offlineNote = h("p", { class: "banner offline", dataset: { testid: "admin-offline" }, hidden: true }, t("admin.offline"));
   let alive = true;
+  let stationItems = [];
+  // admin_list_offline_auth's `stations` ({"1": {offline_auth, keyed, list}}); null: not (yet)
+  // answered, and the column is not shown. `offlineForbidden`: this token may not administer.
+  let offline = null;
+  let offlineForbidden = false;
 
   // Every button that sends something: disabled while the page is not connected.
   function syncEnabled() {
@@ -141,9 +149,44 @@ export function mountAdmin(root, { store, link }) {
       t("admin.noCards")));
   }
 
+  // A station's offline authorization: the setting, its switch and the latest list signed for
+  // it (version, cards; "pending" when the charger has not had a list with this setting yet).
+  function offlineCell(label, station) {
+    const attrs = { class: "stacked", dataset: { field: "offline" } };
+    if (station.protocol === "ocpp16") return cell(label, attrs, h("span", { class: "muted" }, t("admin.offlineNotApplicable")));
+    const info = offline[String(station.id)];
+    if (!info) return cell(label, attrs, "—");
+    const on = info.offline_auth;
+    const list = info.list;
+    let detail = t("admin.offlineNoKey");
+    if (info.keyed && !list) detail = t("admin.offlineNoList");
+    if (info.keyed && list) {
+      detail = t("admin.offlineList", { version: list.version, cards: list.cards })
+        + (list.offline !== on ? ` (${t("admin.offlineListPending")})` : "");
+    }
+    attrs.dataset.enabled = String(on);
+    return cell(label, attrs, h("div", { class: "offline-auth" },
+      h("div", { class: "row" },
+        h("span", { dataset: { field: "offline-state" } }, on ? t("admin.offlineOn") : t("admin.offlineOff")),
+        h("button", {
+          dataset: { testid: "offline-toggle", sends: "" },
+          title: t("admin.offlineOfName", { name: station.name }),
+          onclick: () => submit(
+            { type: "admin_set_offline_auth", station_id: station.id, enabled: !on },
+            stationResult,
+            () => t("admin.offlineSet", { name: station.name, on: !on }),
+          ),
+        }, on ? t("admin.offlineTurnOff") : t("admin.offlineTurnOn"))),
+      h("span", { class: "muted", dataset: { field: "offline-list" } }, detail)));
+  }
+
   function renderStations(stations) {
-    const [id, name, protocol, tariff, newTariff] = ["id", "name", "protocol", "tariff", "newTariff"].map((c) => t(`admin.col.${c}`));
-    replace(stationsTable, table("stations", [id, name, protocol, tariff, newTariff],
+    const [id, name, protocol, tariff, newTariff, offlineAuth] =
+      ["id", "name", "protocol", "tariff", "newTariff", "offline"].map((c) => t(`admin.col.${c}`));
+    const columns = [id, name, protocol, tariff, newTariff];
+    if (offline !== null) columns.push(offlineAuth);
+    stationsTable.dataset.offline = offlineForbidden ? "forbidden" : offline !== null ? "shown" : "unknown";
+    replace(stationsTable, table("stations", columns,
       stations.map((station) => {
         const tariffForm = h("form", { class: "row" },
           h("input", { name: "tariff", type: "number", min: 0, step: "0.01", required: true, value: String(station.tariff),
@@ -159,30 +202,59 @@ export function mountAdmin(root, { store, link }) {
           cell(id, {}, String(station.id)), cell(name, {}, station.name),
           cell(protocol, { dataset: { field: "protocol" } }, station.protocol === "ocpp16"
             ? t("admin.protocol.ocpp16", { cp: station.charge_point_id }) : t("admin.protocol.seed")),
-          cell(tariff, { dataset: { field: "tariff" } }, fmt.tariff(station.tariff)), cell(newTariff, {}, tariffForm));
+          cell(tariff, { dataset: { field: "tariff" } }, fmt.tariff(station.tariff)), cell(newTariff, {}, tariffForm),
+          offline !== null ? offlineCell(offlineAuth, station) : null);
       }),
       t("admin.noStations")));
+    syncEnabled();
+  }
+
+  // The offline authorization column's data; true when it changed what the table shows.
+  async function loadOffline() {
+    if (offlineForbidden || !store.connected) return false;
+    const reply = await link.request({ type: "admin_list_offline_auth" });
+    if (reply.type === "admin_result" && reply.ok) {
+      offline = reply.stations;
+      return true;
+    }
+    if (reply.code !== "FORBIDDEN") return false; // not connected or no answer: asked again on reconnect
+    offlineForbidden = true;
+    offline = null;
+    return true;
   }
 
   async function refresh() {
     try {
       const requestedMs = Date.now();
-      const [users, cards, stations] = await Promise.all([getJson("/api/users"), getJson("/api/cards"), getJson("/api/stations")]);
+      const [users, cards, stations] = await Promise.all([
+        getJson("/api/users"), getJson("/api/cards"), getJson("/api/stations"), loadOffline(),
+      ]);
       if (!alive) return;
       renderUsers(users.items);
       renderCards(cards.items);
-      renderStations(stations.items);
+      stationItems = stations.items;
+      renderStations(stationItems);
       store.loadStations(stations.items, requestedMs);
     } catch (error) {
       if (alive) showResult(listResult, false, error.message);
     }
     syncEnabled();
   }
-  store.addEventListener("change", syncEnabled);
+  // Connected after the page was drawn: the offline column is asked for then.
+  let asking = false;
+  async function onChange() {
+    syncEnabled();
+    if (offline !== null || offlineForbidden || asking || !store.connected) return;
+    asking = true;
+    const changed = await loadOffline();
+    asking = false;
+    if (alive && changed) renderStations(stationItems);
+  }
+  store.addEventListener("change", onChange);
   syncEnabled();
   refresh();
   return () => {
     alive = false;
-    store.removeEventListener("change", syncEnabled);
+    store.removeEventListener("change", onChange);
   };
 }
