@@ -26,23 +26,15 @@ from tests.live_server import (
     running_server,
     send_json,
 )
-from tools import services
 
 CARD = "VIRTUAL-1-A4F2E8"
 _names = itertools.count(1)
 
 
-@pytest.fixture(scope="module")
-def engines():
-    with services.postgres() as pg, services.nats() as bus:
-        yield pg, bus
-
-
 @pytest.fixture
-async def fleet(engines, tmp_path):
+async def fleet(postgres_server, nats_server, tmp_path):
     """Apps A, B, C on one fresh database and one bus."""
-    pg, bus = engines
-    database = pg.create_database(f"fleet{next(_names)}")
+    database = postgres_server.create_database(f"fleet{next(_names)}")
     async with AsyncExitStack() as stack:
         apps = []
         for name in "ABC":
@@ -53,7 +45,7 @@ async def fleet(engines, tmp_path):
                         tmp_path / name / "evse.sqlite3",
                         secret_file=tmp_path / "secret.key",
                         database_url=database,
-                        nats_url=bus.url,
+                        nats_url=nats_server.url,
                         server_id=f"test-{name}",
                     )
                 )
@@ -93,6 +85,18 @@ async def station_with_status(app, status: str):
     return station if station["status"] == status else None
 
 
+def metrics(session_id: int, wh: int) -> dict:
+    """A charger's reading of 2.3 kW with the meter register at `wh`."""
+    return {
+        "type": "metrics",
+        "session_id": session_id,
+        "v": 230.0,
+        "a": 10.0,
+        "w": 2300.0,
+        "wh": wh,
+    }
+
+
 async def start_session(charger) -> int:
     await send_json(charger, {"type": "nfc_scan", "nfc_uid": CARD})
     start = await receive_json(charger)
@@ -120,17 +124,7 @@ async def test_a_dashboard_on_b_sees_the_charger_on_a_and_a_stop_from_c_ends_its
         for websocket in (on_a, on_b):
             assert (await receive_json(websocket))["type"] == "session_started"
             assert (await receive_json(websocket))["status"] == "cargando"
-        await send_json(
-            charger,
-            {
-                "type": "metrics",
-                "session_id": session_id,
-                "v": 230.0,
-                "a": 10.0,
-                "w": 2300.0,
-                "wh": 5000,
-            },
-        )
+        await send_json(charger, metrics(session_id, 5000))
         seen_b = await receive_json(on_b)
         assert seen_b["type"] == "metrics" and seen_b["w"] == 2300.0 and seen_b["charger_id"] == 1
         assert await receive_json(on_a) == seen_b  # the same message, once, on both processes
@@ -162,28 +156,8 @@ async def test_init_and_api_stations_anywhere_show_the_charger_where_it_is(fleet
     charger = await publisher(base_url(a))
     async with charger:
         session_id = await start_session(charger)
-        await send_json(
-            charger,
-            {
-                "type": "metrics",
-                "session_id": session_id,
-                "v": 230.0,
-                "a": 10.0,
-                "w": 2300.0,
-                "wh": 1000,
-            },
-        )
-        await send_json(
-            charger,
-            {
-                "type": "metrics",
-                "session_id": session_id,
-                "v": 230.0,
-                "a": 10.0,
-                "w": 2300.0,
-                "wh": 1001,
-            },
-        )
+        await send_json(charger, metrics(session_id, 1000))
+        await send_json(charger, metrics(session_id, 1001))
 
         async def init_on_c():
             websocket = await connect(base_url(c), "client", "1")
@@ -229,17 +203,7 @@ async def test_a_charger_reconnecting_to_another_process_moves_the_station_there
     async with on_c, old:
         assert (await receive_json(on_c))["status"] == "disponible"
         session_id = await start_session(old)
-        await send_json(
-            old,
-            {
-                "type": "metrics",
-                "session_id": session_id,
-                "v": 230.0,
-                "a": 10.0,
-                "w": 2300.0,
-                "wh": 7000,
-            },
-        )
+        await send_json(old, metrics(session_id, 7000))
         await receive_type(on_c, "metrics")
         await eventually(lambda: a.storage.durable_mark >= a.storage.write_mark())
         # the charger (a half-open old socket still up on A) reconnects to B
@@ -251,17 +215,7 @@ async def test_a_charger_reconnecting_to_another_process_moves_the_station_there
             await send_json(
                 new, {"type": "status", "state": "charging", "session_id": session_id, "wh": 7000}
             )
-            await send_json(
-                new,
-                {
-                    "type": "metrics",
-                    "session_id": session_id,
-                    "v": 230.0,
-                    "a": 10.0,
-                    "w": 2300.0,
-                    "wh": 7001,
-                },
-            )
+            await send_json(new, metrics(session_id, 7001))
             between = []
             while (seen := await receive_json(on_c))["type"] != "metrics":
                 between.append(seen)
@@ -286,17 +240,7 @@ async def test_an_owner_whose_claim_was_taken_silently_lets_go_at_its_next_write
         session_id = await start_session(old)
         epoch = await b.fleet.presence.claim(1, b.fleet.server_id)
         assert epoch > a.fleet.held[1]
-        await send_json(
-            old,
-            {
-                "type": "metrics",
-                "session_id": session_id,
-                "v": 230.0,
-                "a": 10.0,
-                "w": 2300.0,
-                "wh": 100,
-            },
-        )
+        await send_json(old, metrics(session_id, 100))
         await asyncio.wait_for(old.wait_closed(), 10)
         assert old.close_code == 4008
     assert 1 not in a.fleet.held
@@ -373,17 +317,7 @@ async def test_a_charger_reconnecting_to_the_same_process_keeps_the_station_s_ep
         await send_json(
             second, {"type": "status", "state": "charging", "session_id": session_id, "wh": 10}
         )
-        await send_json(
-            second,
-            {
-                "type": "metrics",
-                "session_id": session_id,
-                "v": 230.0,
-                "a": 10.0,
-                "w": 2300.0,
-                "wh": 10,
-            },
-        )
+        await send_json(second, metrics(session_id, 10))
         await send_json(second, {"type": "stop", "session_id": session_id, "wh": 11})
         ended = await eventually(lambda: _ended(a, session_id))
     assert await a.storage.station_owner(1) == owner == ("test-A", owner[1])
