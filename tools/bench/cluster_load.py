@@ -17,7 +17,9 @@ run:
   ones that never arrived (`broadcast_missing`, an error);
 - p50 / p99 latency, charger send -> dashboard receive;
 - the server processes' CPU seconds per 1,000 readings (HAProxy, NATS and PostgreSQL not
-  included), errors by kind (a reading sent and not stored is one).
+  included), errors by kind (a reading sent and not stored is one);
+- `presence_rows_written`: rows of the shared status table (`station_presence`) written over
+  the whole run, from PostgreSQL's statistics once the servers exited (JSON and progress only).
 
 Prints progress on stderr, a table and then one JSON line ({"runs": [...]}) on stdout. The
 figures on a 2-core machine running the load generators, PostgreSQL, NATS and HAProxy too say
