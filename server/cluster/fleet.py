@@ -135,9 +135,12 @@ class Fleet:
     async def claim(self, station_id: int) -> bool:
         if not await self._still_mine(station_id):
             granted = await self.app.storage.claim_station(station_id, self.server_id)
+            won = await self.presence.claim(station_id, self.server_id, granted)
+            # read after the claims: a loss learnt meanwhile (write refused, `claimed`) counts;
+            # until now this process's writes carried the epoch its shared row had
             previous = self.epochs.get(station_id) if station_id in self.held else None
             self.epochs[station_id] = granted  # this process's writes carry it from now on
-            if not await self.presence.claim(station_id, self.server_id, granted):
+            if not won:
                 self._lose(station_id, f"a newer claim than this one (epoch {granted}) won")
                 log.warning(
                     "station %s: claimed by another process after this one (epoch %s); "
