@@ -29,7 +29,7 @@ class Hub:
         self.subscribers: dict[int, set[ServerConnection]] = defaultdict(set)
         self.everything: set[ServerConnection] = set()  # estacionId=all subscribers
         self.encoders: dict[ServerConnection, object] = {}  # connection -> its encoder
-        # a fleet (server/cluster/): relay(station_id, text) gets every message broadcast here
+        # a fleet (server/cluster/): relay(station_id, text, type) gets every message broadcast here
         self.relay = None
 
     async def send(self, connection: ServerConnection, item) -> bool:
@@ -87,7 +87,7 @@ class Hub:
         listeners = self.subscribers.get(station_id, set())
         if self.relay is not None:
             text = encode(message)
-            self.relay(station_id, text)
+            self.relay(station_id, text, message.get("type"))
             self.deliver(station_id, text)
         elif listeners or self.everything:
             broadcast(listeners | self.everything, encode(message))

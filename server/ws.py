@@ -262,10 +262,13 @@ class ConnectionHandler:
 
     async def _claim(self, connection: ServerConnection, station_id: int) -> bool:
         """In a fleet, this process now owns the station (server/cluster/); a database that
-        cannot record it closes the connection 1013 (the charger retries)."""
+        cannot record it closes the connection 1013 (the charger retries), a newer claim by
+        another process 4008 (the charger is served there)."""
         try:
-            await self.app.fleet.claim(station_id)
-            return True
+            if await self.app.fleet.claim(station_id):
+                return True
+            await connection.close(p.CLOSE_PUBLISHER_REPLACED, "station served by another server")
+            return False
         except Exception:
             log.exception("station %s: could not claim it for this server", station_id)
             await connection.close(CLOSE_TRY_AGAIN_LATER, "server cannot take this station now")

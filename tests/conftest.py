@@ -1,5 +1,7 @@
 """Fixtures every test directory can use: a real server with a temp SQLite file and the demo,
-and a throwaway PostgreSQL (`postgres_server`, tools/services.py) for the tests that need one.
+a throwaway PostgreSQL (`postgres_server`) and nats-server (`nats_server`, both
+tools/services.py) for the tests that need them: one of each per test process, started by the
+first test that asks.
 
 `server_url` -> "ws://127.0.0.1:PORT" (append "/ws?role=...&estacionId=..."),
 `live_app` -> the running server.app.App (its .storage, .core, .port). See tests/live_server.py.
@@ -36,6 +38,15 @@ def postgres_server():
     `postgres_server.create_database(name)` gives a test its own database URL."""
     with services.postgres() as pg:
         yield pg
+
+
+@pytest.fixture(scope="session")
+def nats_server():
+    """One throwaway nats-server for this test process, started only if a test asks for it;
+    `nats_server.url`. Tests use it one after another (a test's fleet closes before the next
+    starts), so their messages never meet."""
+    with services.nats() as bus:
+        yield bus
 
 
 BACKENDS = ("sqlite", "postgres")

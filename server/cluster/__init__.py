@@ -21,8 +21,8 @@ class Solo:
     def __init__(self, app=None):
         self.app = app
 
-    async def claim(self, station_id: int) -> None:
-        return None
+    async def claim(self, station_id: int) -> bool:
+        return True  # no other process to lose a race to
 
     def release(self, station_id: int, connection) -> bool:
         return True

@@ -4,16 +4,22 @@
 hooks, which the single-process `Solo` (server/cluster/__init__.py) answers trivially:
 
 - `claim(station_id)`: this process now holds the station's charger socket. The station is
-  claimed (an epoch: the storage's `claim_station` when it has one, and the shared row of
-  server/cluster/presence.py), its state is reloaded from the database when another process
-  served it meanwhile (open session, recent sessions, emergency latch), its command subject
-  answered here, and the claim announced on the bus so a previous owner drops its connection.
+  claimed (an epoch from the storage's `claim_station`, then the shared row of
+  server/cluster/presence.py at that epoch), its state is reloaded from the database unless
+  this process held it at the epoch just before (anyone else may have served it meanwhile,
+  whether or not this process heard of it: open session, recent sessions, emergency latch),
+  its command subject answered here, and the claim announced on the bus so a previous owner
+  drops its connection. False when a newer claim by another process reached the shared row
+  first (the two claims raced): the station stays the other's, this process lets go of it.
 - `release(station_id, connection)`: the charger's socket ended; False when it ended because
   another process claimed the station (the core then forgets the station quietly: no
   `desconectado` is pushed for a charger that is online elsewhere).
 - pushes: the hub calls `relay(station_id, text)` for every dashboard message it broadcasts;
   the text goes on `evse.station.<id>.push` and every other process hands it to its own
-  dashboards (`hub.deliver`). A station this process owns is then marked for a shared-row write.
+  dashboards (`hub.deliver`). A status or session change of a station this process owns is
+  written to its shared row within WRITE_INTERVAL_S; a `metrics` push (up to several a second
+  per charger) only with the next heartbeat, so `init` elsewhere shows a session's kWh at most
+  one heartbeat old and the database gets no write per reading.
 - `forward_stop(...)`, `request_status(...)`: a dashboard's stop or a subscription's
   `sync_request` for a charger served elsewhere is a NATS request to its owner; nobody
   answering is `ESP32 no conectado` (CHARGER_OFFLINE) at once.
@@ -67,9 +73,12 @@ class Fleet:
         self.presence = presence
         self.server_id = server_id
         self.heartbeat_s = heartbeat_s
-        self.held: dict[int, int] = {}  # station -> the epoch this process claimed it with
-        self.epochs: dict[int, int] = {}  # station -> the storage epoch of this process's claim
-        self.dirty: set[int] = set()  # held stations whose shared row is behind
+        # station -> the epoch of this process's last claim of it (granted by the storage; the
+        # shared row's too), kept after the station was lost: this process's writes carry it
+        self.epochs: dict[int, int] = {}
+        self.held: set[int] = set()  # the stations this process owns now
+        self.dirty: set[int] = set()  # held stations whose shared row is behind (status, session)
+        self.metered: set[int] = set()  # held stations with newer metrics than their row
         self.lost: set = set()  # charger connections closed because another process claimed
         self.commands: dict[int, object] = {}  # station -> its command subscription
         self._subscriptions: list = []
@@ -123,25 +132,37 @@ class Fleet:
         await self.presence.close()
 
     # --- ownership ----------------------------------------------------------------------------
-    async def claim(self, station_id: int) -> None:
+    async def claim(self, station_id: int) -> bool:
         if not await self._still_mine(station_id):
-            storage = self.app.storage
-            granted = await storage.claim_station(station_id, self.server_id)
-            self.epochs[station_id] = granted
-            epoch = await self.presence.claim(station_id, self.server_id, granted)
-            if station_id not in self.held:
-                await self._reload(station_id)
-            self.held[station_id] = epoch
+            granted = await self.app.storage.claim_station(station_id, self.server_id)
+            won = await self.presence.claim(station_id, self.server_id, granted)
+            # read after the claims: a loss learnt meanwhile (write refused, `claimed`) counts;
+            # until now this process's writes carried the epoch its shared row had
+            previous = self.epochs.get(station_id) if station_id in self.held else None
+            self.epochs[station_id] = granted  # this process's writes carry it from now on
+            if not won:
+                self._lose(station_id, f"a newer claim than this one (epoch {granted}) won")
+                log.warning(
+                    "station %s: claimed by another process after this one (epoch %s); "
+                    "this connection is closed as replaced",
+                    station_id,
+                    granted,
+                )
+                return False
+            if previous is None or granted - 1 != previous:
+                await self._reload(station_id)  # someone else held it in between
+            self.held.add(station_id)
             self.bus.publish(
                 b.claimed_subject(station_id),
-                json.dumps({"owner": self.server_id, "epoch": epoch}).encode(),
+                json.dumps({"owner": self.server_id, "epoch": granted}).encode(),
             )
-            log.info("station %s claimed by %s (epoch %s)", station_id, self.server_id, epoch)
+            log.info("station %s claimed by %s (epoch %s)", station_id, self.server_id, granted)
         if station_id not in self.commands:
             self.commands[station_id] = await self.bus.connection.subscribe(
                 b.command_subject(station_id), cb=self._command_handler(station_id)
             )
         self.dirty.add(station_id)
+        return True
 
     async def _still_mine(self, station_id: int) -> bool:
         """The charger reconnected to this process, which still owns its station: the epoch
@@ -153,12 +174,9 @@ class Fleet:
 
     async def _reload(self, station_id: int) -> None:
         """The station's state as the database has it (another process may have served it)."""
-        storage = self.app.storage
-        open_session = next(
-            (s for s in await storage.open_sessions() if s.station_id == station_id), None
+        open_session, recent, latched = await self.app.storage.station_as_stored(
+            station_id, RECENT_SESSIONS
         )
-        recent = (await storage.recent_closed_sessions(RECENT_SESSIONS)).get(station_id, [])
-        latched = station_id in await storage.emergency_latches()
         self.app.core.reload_station(station_id, open_session, recent, latched)
         if open_session is not None:
             log.info(
@@ -195,9 +213,11 @@ class Fleet:
 
     def _lose(self, station_id: int, why: str) -> None:
         """Another process claimed the station: drop what this process still has of it."""
-        if self.held.pop(station_id, None) is None:
+        if station_id not in self.held:
             return
+        self.held.discard(station_id)
         self.dirty.discard(station_id)
+        self.metered.discard(station_id)
         self._stop_commands(station_id)
         connection = self.app.hub.publishers.get(station_id)
         log.warning(
@@ -218,20 +238,21 @@ class Fleet:
 
     async def _on_claimed(self, station_id: int, msg) -> None:
         claim = json.loads(msg.data)
-        held = self.held.get(station_id)
         if (
             claim.get("owner") != self.server_id
-            and held is not None
-            and claim.get("epoch", 0) > held
+            and station_id in self.held
+            and claim.get("epoch", 0) > self.epochs[station_id]
         ):
             self._lose(station_id, f"claimed by {claim.get('owner')} (epoch {claim.get('epoch')})")
 
     # --- fan-out ------------------------------------------------------------------------------
-    def relay(self, station_id: int, text: str) -> None:
-        """A dashboard message the hub broadcast here: to every other process's dashboards."""
+    def relay(self, station_id: int, text: str, kind: str | None = None) -> None:
+        """A dashboard message (of type `kind`) the hub broadcast here: to every other
+        process's dashboards. A held station's shared row follows: a status or session change
+        soon, a reading with the next heartbeat."""
         self.bus.publish(b.push_subject(station_id), text.encode())
         if station_id in self.held:
-            self.dirty.add(station_id)
+            (self.metered if kind == "metrics" else self.dirty).add(station_id)
 
     async def _on_push(self, station_id: int, msg) -> None:
         self.app.hub.deliver(station_id, msg.data.decode())
@@ -329,31 +350,36 @@ class Fleet:
         ]
 
     async def _keep_rows(self) -> None:
-        """Write the held stations' changed descriptions; touch their heartbeat."""
+        """Write the held stations' changed descriptions; on each heartbeat also the ones whose
+        readings moved on, and touch the rest."""
         last_beat = time.monotonic()
         while True:
             await asyncio.sleep(WRITE_INTERVAL_S)
             try:
-                await self._write_dirty()
-                if time.monotonic() - last_beat >= self.heartbeat_s:
+                beat = time.monotonic() - last_beat >= self.heartbeat_s
+                if beat:
                     last_beat = time.monotonic()
-                    for station_id in await self.presence.heartbeat(
-                        self.server_id, dict(self.held)
-                    ):
+                    self.dirty |= self.metered  # the heartbeat carries the sessions' kWh
+                written = await self._write_dirty()
+                if beat:
+                    held = {s: self.epochs[s] for s in self.held if s not in written}
+                    for station_id in await self.presence.heartbeat(self.server_id, held):
                         self._lose(station_id, "its shared row names another owner")
             except asyncio.CancelledError:
                 raise
             except Exception as problem:  # noqa: BLE001 - the database may come back
                 log.warning("could not update the shared station status: %s", problem)
 
-    async def _write_dirty(self) -> None:
-        """The changed stations' descriptions, all in one statement."""
+    async def _write_dirty(self) -> set[int]:
+        """The changed stations' descriptions, all in one statement; returns the stations
+        written (their heartbeat with them)."""
         core, now = self.app.core, self.app.clock()
         dirty, self.dirty = self.dirty, set()
+        self.metered -= dirty  # their whole description goes now
         rows = [
             (
                 station_id,
-                self.held[station_id],
+                self.epochs[station_id],
                 core.stations[station_id].publisher_connected,
                 core.describe(station_id, now),
             )
@@ -367,6 +393,7 @@ class Fleet:
             raise
         for station_id in lost:
             self._lose(station_id, "another process claimed it")
+        return {row[0] for row in rows} - lost
 
 
 def _aged(session: dict, now: float) -> dict:

@@ -12,8 +12,11 @@ and its station is shown `desconectado` (its open session stays shown, as when a
 off a single server). Ages are computed with the database's clock (`now()`), so the processes'
 clocks never have to agree.
 
-A write carries the writer's (owner, epoch): once another process claimed the station (a newer
-epoch) the old owner's writes change nothing, and the caller learns it (`False`).
+A claim carries the epoch the storage granted (server/storage `claim_station`) and only ever
+moves the row's epoch up: of two processes claiming at once, the one the storage served last
+owns the row, whatever order their claims reach it in. A write carries the writer's (owner,
+epoch): once another process claimed the station (a newer epoch) the old owner's writes change
+nothing, and the caller learns it (the stations it no longer owns).
 """
 
 from __future__ import annotations
@@ -63,41 +66,26 @@ class Presence:
     async def close(self) -> None:
         await self.pool.close()
 
-    async def claim(self, station_id: int, owner: str, epoch: int | None = None) -> int:
-        """Make `owner` the station's owner and return the epoch: `epoch` when the storage
-        granted one (never lowered), else the row's previous epoch + 1."""
-        return await self.pool.fetchval(
+    async def claim(self, station_id: int, owner: str, epoch: int) -> bool:
+        """Make `owner` the station's owner at `epoch`, the epoch the storage granted its claim
+        (`claim_station`). False when the row already carries this epoch or a newer one: another
+        process claimed the station after this one in the storage (it won the race) and its
+        row stays as it is."""
+        claimed = await self.pool.fetchval(
             """
             INSERT INTO station_presence (station_id, owner, epoch, online, heartbeat_at)
-            VALUES ($1, $2, COALESCE($3::bigint, 1), true, now())
+            VALUES ($1, $2, $3, true, now())
             ON CONFLICT (station_id) DO UPDATE
-               SET owner = EXCLUDED.owner,
-                   epoch = GREATEST(COALESCE($3::bigint, station_presence.epoch + 1),
-                                    station_presence.epoch),
+               SET owner = EXCLUDED.owner, epoch = EXCLUDED.epoch,
                    online = true, heartbeat_at = now()
-            RETURNING epoch
+             WHERE station_presence.epoch < EXCLUDED.epoch
+            RETURNING true
             """,
             station_id,
             owner,
             epoch,
         )
-
-    async def write(
-        self, station_id: int, owner: str, epoch: int, online: bool, view: dict
-    ) -> bool:
-        """The owner's new description of its station; False when it is no longer the owner."""
-        done = await self.pool.execute(
-            """
-            UPDATE station_presence SET online = $4, view = $5::jsonb, heartbeat_at = now()
-             WHERE station_id = $1 AND owner = $2 AND epoch = $3
-            """,
-            station_id,
-            owner,
-            epoch,
-            online,
-            json.dumps(view),
-        )
-        return done.endswith(" 1")
+        return claimed is not None
 
     async def write_many(self, owner: str, rows: list[tuple[int, int, bool, dict]]) -> set[int]:
         """Several stations' new descriptions in one statement: rows of (station_id, epoch,
@@ -159,9 +147,3 @@ class Presence:
             }
             for row in rows
         }
-
-    async def owner_of(self, station_id: int) -> tuple[str, int] | None:
-        row = await self.pool.fetchrow(
-            "SELECT owner, epoch FROM station_presence WHERE station_id = $1", station_id
-        )
-        return (row["owner"], row["epoch"]) if row else None

@@ -167,3 +167,10 @@ class Storage(Protocol):
 
     # maintenance
     async def backup(self, out: str | Path) -> Path: ...
+
+    # one station as stored: what a fleet process reloads when it takes the station over
+    # (server/cluster/fleet.py): (its open session, its last `recent` closed session ids
+    # oldest first, whether its emergency latch is set)
+    async def station_as_stored(
+        self, station_id: int, recent: int
+    ) -> tuple[SessionRecord | None, list[int], bool]: ...

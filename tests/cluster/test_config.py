@@ -70,17 +70,18 @@ async def test_nats_without_postgres_stops_the_start_with_one_line(tmp_path):
     )
 
 
-async def test_an_unreachable_bus_stops_the_start_with_one_line(tmp_path):
+async def test_an_unreachable_bus_stops_the_start_with_one_line(tmp_path, postgres_server):
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    from tools import services
-
-    with services.postgres() as pg:
-        code, err = await run_server(
-            tmp_path,
-            {"NATS_URL": f"nats://127.0.0.1:{port}", "DATABASE_URL": pg.url, "SERVER_ID": "lonely"},
-        )
+    code, err = await run_server(
+        tmp_path,
+        {
+            "NATS_URL": f"nats://127.0.0.1:{port}",
+            "DATABASE_URL": postgres_server.create_database("lonely"),
+            "SERVER_ID": "lonely",
+        },
+    )
     assert code == 1 and "Traceback" not in err
     assert (
         f"error: cannot join the fleet (lonely): cannot reach NATS at nats://127.0.0.1:{port}"

@@ -26,7 +26,6 @@ from websockets.asyncio.client import connect as ws_connect
 from server.auth import ADMIN, STATION, load_or_create_secret, mint_token
 from tests.live_server import receive_type
 from tests.server.test_config_and_cli import REPO
-from tools import services
 
 pytestmark = pytest.mark.timeout(120)
 CARD = "VIRTUAL-1-A4F2E8"
@@ -153,17 +152,10 @@ class OutboxCharger:
             pass
 
 
-@pytest.fixture(scope="module")
-def engines():
-    with services.postgres() as pg, services.nats() as bus:
-        yield pg, bus
-
-
 async def test_a_sigkilled_process_s_charger_continues_its_session_on_another_and_bills_the_meter_delta(
-    tmp_path, engines
+    tmp_path, postgres_server, nats_server
 ):
-    pg, bus = engines
-    fleet = Fleet(tmp_path, pg.create_database("killed"), bus.url)
+    fleet = Fleet(tmp_path, postgres_server.create_database("killed"), nats_server.url)
     async with AsyncExitStack() as stack:
         stack.push_async_callback(fleet.stop_all)
         for name in "ABC":  # one after the other: the first creates the schema and the demo
@@ -239,15 +231,14 @@ def port_of(url: str) -> int:
 
 
 async def test_the_simulated_charger_behind_a_proxy_keeps_its_session_when_its_process_is_killed(
-    tmp_path, engines
+    tmp_path, postgres_server, nats_server
 ):
     # the CPython simulator (the firmware's own state machine and outbox) reaches the fleet
     # through tools/faultproxy.py, as chargers reach it through a TCP balancer: SIGKILL of the
     # process behind it, the proxy retargets to another, the simulator reconnects by itself
     from tools.faultproxy import FaultProxy
 
-    pg, bus = engines
-    fleet = Fleet(tmp_path, pg.create_database("proxied"), bus.url)
+    fleet = Fleet(tmp_path, postgres_server.create_database("proxied"), nats_server.url)
     async with AsyncExitStack() as stack:
         stack.push_async_callback(fleet.stop_all)
         for name in "ABC":

@@ -18,6 +18,7 @@ import pytest
 
 from tests.live_server import (
     base_url,
+    close_code,
     connect,
     http_url,
     publisher,
@@ -26,23 +27,15 @@ from tests.live_server import (
     running_server,
     send_json,
 )
-from tools import services
 
 CARD = "VIRTUAL-1-A4F2E8"
 _names = itertools.count(1)
 
 
-@pytest.fixture(scope="module")
-def engines():
-    with services.postgres() as pg, services.nats() as bus:
-        yield pg, bus
-
-
 @pytest.fixture
-async def fleet(engines, tmp_path):
+async def fleet(postgres_server, nats_server, tmp_path):
     """Apps A, B, C on one fresh database and one bus."""
-    pg, bus = engines
-    database = pg.create_database(f"fleet{next(_names)}")
+    database = postgres_server.create_database(f"fleet{next(_names)}")
     async with AsyncExitStack() as stack:
         apps = []
         for name in "ABC":
@@ -53,7 +46,7 @@ async def fleet(engines, tmp_path):
                         tmp_path / name / "evse.sqlite3",
                         secret_file=tmp_path / "secret.key",
                         database_url=database,
-                        nats_url=bus.url,
+                        nats_url=nats_server.url,
                         server_id=f"test-{name}",
                     )
                 )
@@ -93,6 +86,18 @@ async def station_with_status(app, status: str):
     return station if station["status"] == status else None
 
 
+def metrics(session_id: int, wh: int) -> dict:
+    """A charger's reading of 2.3 kW with the meter register at `wh`."""
+    return {
+        "type": "metrics",
+        "session_id": session_id,
+        "v": 230.0,
+        "a": 10.0,
+        "w": 2300.0,
+        "wh": wh,
+    }
+
+
 async def start_session(charger) -> int:
     await send_json(charger, {"type": "nfc_scan", "nfc_uid": CARD})
     start = await receive_json(charger)
@@ -120,17 +125,7 @@ async def test_a_dashboard_on_b_sees_the_charger_on_a_and_a_stop_from_c_ends_its
         for websocket in (on_a, on_b):
             assert (await receive_json(websocket))["type"] == "session_started"
             assert (await receive_json(websocket))["status"] == "cargando"
-        await send_json(
-            charger,
-            {
-                "type": "metrics",
-                "session_id": session_id,
-                "v": 230.0,
-                "a": 10.0,
-                "w": 2300.0,
-                "wh": 5000,
-            },
-        )
+        await send_json(charger, metrics(session_id, 5000))
         seen_b = await receive_json(on_b)
         assert seen_b["type"] == "metrics" and seen_b["w"] == 2300.0 and seen_b["charger_id"] == 1
         assert await receive_json(on_a) == seen_b  # the same message, once, on both processes
@@ -162,28 +157,8 @@ async def test_init_and_api_stations_anywhere_show_the_charger_where_it_is(fleet
     charger = await publisher(base_url(a))
     async with charger:
         session_id = await start_session(charger)
-        await send_json(
-            charger,
-            {
-                "type": "metrics",
-                "session_id": session_id,
-                "v": 230.0,
-                "a": 10.0,
-                "w": 2300.0,
-                "wh": 1000,
-            },
-        )
-        await send_json(
-            charger,
-            {
-                "type": "metrics",
-                "session_id": session_id,
-                "v": 230.0,
-                "a": 10.0,
-                "w": 2300.0,
-                "wh": 1001,
-            },
-        )
+        await send_json(charger, metrics(session_id, 1000))
+        await send_json(charger, metrics(session_id, 1001))
 
         async def init_on_c():
             websocket = await connect(base_url(c), "client", "1")
@@ -229,17 +204,7 @@ async def test_a_charger_reconnecting_to_another_process_moves_the_station_there
     async with on_c, old:
         assert (await receive_json(on_c))["status"] == "disponible"
         session_id = await start_session(old)
-        await send_json(
-            old,
-            {
-                "type": "metrics",
-                "session_id": session_id,
-                "v": 230.0,
-                "a": 10.0,
-                "w": 2300.0,
-                "wh": 7000,
-            },
-        )
+        await send_json(old, metrics(session_id, 7000))
         await receive_type(on_c, "metrics")
         await eventually(lambda: a.storage.durable_mark >= a.storage.write_mark())
         # the charger (a half-open old socket still up on A) reconnects to B
@@ -251,17 +216,7 @@ async def test_a_charger_reconnecting_to_another_process_moves_the_station_there
             await send_json(
                 new, {"type": "status", "state": "charging", "session_id": session_id, "wh": 7000}
             )
-            await send_json(
-                new,
-                {
-                    "type": "metrics",
-                    "session_id": session_id,
-                    "v": 230.0,
-                    "a": 10.0,
-                    "w": 2300.0,
-                    "wh": 7001,
-                },
-            )
+            await send_json(new, metrics(session_id, 7001))
             between = []
             while (seen := await receive_json(on_c))["type"] != "metrics":
                 between.append(seen)
@@ -280,27 +235,24 @@ async def test_an_owner_whose_claim_was_taken_silently_lets_go_at_its_next_write
 ):
     # B claims station 1 in the database but its `claimed` notice never reaches A (lost on the
     # bus): A's next write of the station's shared status is refused, and A drops the charger
-    a, b, _c = fleet
+    a, b, c = fleet
     old = await publisher(base_url(a))
     async with old:
         session_id = await start_session(old)
-        epoch = await b.fleet.presence.claim(1, b.fleet.server_id)
-        assert epoch > a.fleet.held[1]
-        await send_json(
-            old,
-            {
-                "type": "metrics",
-                "session_id": session_id,
-                "v": 230.0,
-                "a": 10.0,
-                "w": 2300.0,
-                "wh": 100,
-            },
-        )
+        epoch = a.fleet.epoch(1) + 1
+        assert await b.fleet.presence.claim(1, b.fleet.server_id, epoch)
+        row = (await c.fleet.presence.views(1))[1]
+        assert (row["owner"], row["epoch"]) == ("test-B", epoch)
+        # a reading reaches the shared row with A's next heartbeat (made quick here)
+        a.fleet.heartbeat_s = 0.2
+        await send_json(old, metrics(session_id, 100))
         await asyncio.wait_for(old.wait_closed(), 10)
         assert old.close_code == 4008
     assert 1 not in a.fleet.held
-    assert not await a.fleet.presence.write(1, a.fleet.server_id, epoch - 1, True, {"id": 1})
+    refused = await a.fleet.presence.write_many(
+        a.fleet.server_id, [(1, epoch - 1, True, {"id": 1})]
+    )
+    assert refused == {1}
 
 
 async def test_a_stale_owner_s_session_end_is_refused_and_nobody_is_told_it_ended(fleet):
@@ -373,17 +325,7 @@ async def test_a_charger_reconnecting_to_the_same_process_keeps_the_station_s_ep
         await send_json(
             second, {"type": "status", "state": "charging", "session_id": session_id, "wh": 10}
         )
-        await send_json(
-            second,
-            {
-                "type": "metrics",
-                "session_id": session_id,
-                "v": 230.0,
-                "a": 10.0,
-                "w": 2300.0,
-                "wh": 10,
-            },
-        )
+        await send_json(second, metrics(session_id, 10))
         await send_json(second, {"type": "stop", "session_id": session_id, "wh": 11})
         ended = await eventually(lambda: _ended(a, session_id))
     assert await a.storage.station_owner(1) == owner == ("test-A", owner[1])
@@ -446,3 +388,93 @@ async def test_only_the_stations_owner_makes_and_pushes_its_offline_list(fleet):
             await asyncio.wait_for(new.wait_closed(), 10)
             assert new.close_code == 4008
     assert (await c.storage.latest_auth_list(1))[0] == 2
+
+
+async def test_a_claim_that_lost_the_storage_race_leaves_the_station_to_the_newer_one(fleet):
+    # the charger's old connection reaches A and its newer one B at the same moment: A's storage
+    # claim comes first (epoch 1), then B claims the station wholly (epoch 2, storage and shared
+    # row) before A's shared-row claim lands. A must not take the row over: B keeps the
+    # charger, A closes its own connection as replaced (not both, each believing it lost)
+    a, b, c = fleet
+    storage_claim = a.storage.claim_station
+    newer = {}
+
+    async def claim_while_b_claims_too(station_id, owner):
+        granted = await storage_claim(station_id, owner)
+        a.storage.claim_station = storage_claim
+        newer["charger"] = await publisher(base_url(b))  # B's claim is complete: `connected`
+        return granted
+
+    a.storage.claim_station = claim_while_b_claims_too
+    old = await connect(base_url(a), "publisher", 1)
+    async with old:
+        assert await close_code(old) == 4008
+    async with newer["charger"] as charger:
+        owner = await c.storage.station_owner(1)
+        assert owner == ("test-B", 2)
+        row = (await c.fleet.presence.views(1))[1]
+        assert (row["owner"], row["epoch"], row["online"]) == ("test-B", 2, True)
+        assert 1 not in a.fleet.held and a.fleet.epoch(1) == 1  # A's writes stay fenced off
+        assert await b.fleet.presence.heartbeat("test-B", {1: 2}) == set()  # B still holds it
+        assert await a.fleet.presence.write_many("test-A", [(1, 1, True, {"id": 1})]) == {1}
+        # and B serves the charger: a session starts and is seen from C
+        session_id = await start_session(charger)
+        listed = await eventually(lambda: station_with_status(c, "cargando"))
+        assert listed["session"]["session_id"] == session_id
+    assert 1 in b.fleet.held
+
+
+async def test_a_process_that_missed_a_claim_takes_the_station_as_stored_when_its_charger_returns(
+    fleet,
+):
+    # A served station 1 until its charger moved to B; B's `claimed` notice never reached A, and
+    # B ended the session. The charger comes back to A before A's next heartbeat would have
+    # told it: A must take the station as the database has it (no session open), not as it
+    # last knew it (a stuck session: the next tap refused, dashboards shown `cargando`)
+    a, b, c = fleet
+    first = await publisher(base_url(a))
+    async with first:
+        session_id = await start_session(first)
+    await eventually(lambda: station_with_status(c, "desconectado"))  # A wrote its row
+    await a.fleet._subscriptions[1].unsubscribe()  # A hears no claim any more
+    a.fleet._writer.cancel()  # nor learns it from a heartbeat
+    await asyncio.gather(a.fleet._writer, return_exceptions=True)
+    moved = await publisher(base_url(b))
+    async with moved:
+        await send_json(
+            moved, {"type": "status", "state": "charging", "session_id": session_id, "wh": 10}
+        )
+        await send_json(moved, {"type": "stop", "session_id": session_id, "wh": 11})
+        await eventually(lambda: _ended(b, session_id))
+    back = await publisher(base_url(a))
+    async with back:
+        on_a = await connect(base_url(a), "client", "1")
+        async with on_a:
+            view = (await receive_type(on_a, "init"))["charger"]
+        assert view["status"] == "disponible" and view["session"] is None
+        await send_json(back, {"type": "nfc_scan", "nfc_uid": "04C0FFEE"})  # the next tap
+        start = await receive_type(back, "start")  # starts a new session
+        assert start["session_id"] != session_id
+
+
+async def test_a_session_s_kwh_reaches_the_other_processes_with_the_owner_s_heartbeat(fleet):
+    # readings do not write the shared row one by one (one PostgreSQL write per reading per
+    # station); the owner's heartbeat carries the latest kWh to `init` on the other processes
+    a, _b, c = fleet
+    charger = await publisher(base_url(a))
+    async with charger:
+        session_id = await start_session(charger)
+        await send_json(charger, metrics(session_id, 1000))
+        await eventually(lambda: station_with_status(c, "cargando"))  # the session's row is in
+        a.fleet.heartbeat_s = 0.2  # (5 s in production)
+        await send_json(charger, metrics(session_id, 1001))
+
+        async def init_on_c():
+            websocket = await connect(base_url(c), "client", "1")
+            async with websocket:
+                session = (await receive_type(websocket, "init"))["charger"]["session"]
+            return session if session and session["kwh"] == 0.001 else None
+
+        session = await eventually(init_on_c)
+        assert session["session_id"] == session_id
+        assert (await stations_api(c))[1]["session"]["kwh"] == 0.001

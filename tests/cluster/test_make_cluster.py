@@ -23,7 +23,6 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 
 from tests.live_server import receive_json, receive_type
-from tools import services
 from tools.cluster import Cluster
 
 pytestmark = pytest.mark.timeout(150)
@@ -168,26 +167,28 @@ async def connect_charger(url: str, key: str):
         await asyncio.sleep(0.2)
 
 
-async def test_a_killed_process_s_charger_reconnects_through_the_same_balancer_url_to_a_live_one():
-    with services.postgres() as pg, services.nats() as bus:
-        async with Cluster(pg.url, bus.url, 2) as fleet:
-            key = fleet.demo_key()
-            charger = await connect_charger(fleet.balancer_url, key)
-            ports = {member.name: member.port for member in fleet.members}
-            holder = next(
-                name for name, port in ports.items() if healthz(port)["chargers_connected"] == 1
-            )
-            index = [member.name for member in fleet.members].index(holder)
-            await fleet.kill(index)
-            with pytest.raises(Exception):  # noqa: B017 - the connection died with its process
-                async with asyncio.timeout(WAIT_S):
-                    while True:
-                        await charger.recv()
-            charger = await connect_charger(fleet.balancer_url, key)
-            try:
-                survivor = next(name for name in ports if name != holder)
-                assert healthz(ports[survivor])["chargers_connected"] == 1
-                await fleet.wait_until_down(holder)
-                assert (await fleet.server_states())[survivor] == "UP"
-            finally:
-                await charger.close()
+async def test_a_killed_process_s_charger_reconnects_through_the_same_balancer_url_to_a_live_one(
+    postgres_server, nats_server
+):
+    database_url = postgres_server.create_database("make_cluster")
+    async with Cluster(database_url, nats_server.url, 2) as fleet:
+        key = fleet.demo_key()
+        charger = await connect_charger(fleet.balancer_url, key)
+        ports = {member.name: member.port for member in fleet.members}
+        holder = next(
+            name for name, port in ports.items() if healthz(port)["chargers_connected"] == 1
+        )
+        index = [member.name for member in fleet.members].index(holder)
+        await fleet.kill(index)
+        with pytest.raises(Exception):  # noqa: B017 - the connection died with its process
+            async with asyncio.timeout(WAIT_S):
+                while True:
+                    await charger.recv()
+        charger = await connect_charger(fleet.balancer_url, key)
+        try:
+            survivor = next(name for name in ports if name != holder)
+            assert healthz(ports[survivor])["chargers_connected"] == 1
+            await fleet.wait_until_down(holder)
+            assert (await fleet.server_states())[survivor] == "UP"
+        finally:
+            await charger.close()

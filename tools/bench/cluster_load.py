@@ -17,7 +17,9 @@ run:
   ones that never arrived (`broadcast_missing`, an error);
 - p50 / p99 latency, charger send -> dashboard receive;
 - the server processes' CPU seconds per 1,000 readings (HAProxy, NATS and PostgreSQL not
-  included), errors by kind (a reading sent and not stored is one).
+  included), errors by kind (a reading sent and not stored is one);
+- `presence_rows_written`: rows of the shared status table (`station_presence`) written over
+  the whole run, from PostgreSQL's statistics once the servers exited (JSON and progress only).
 
 Prints progress on stderr, a table and then one JSON line ({"runs": [...]}) on stdout. The
 figures on a 2-core machine running the load generators, PostgreSQL, NATS and HAProxy too say
@@ -54,6 +56,7 @@ class ClusterTarget:
         self.database_url: str | None = None
         self._db: asyncpg.Connection | None = None
         self._logs: dict[str, str] = {}  # each server's log, read before the fleet's directory goes
+        self.presence_rows = 0  # station_presence rows written (inserted or updated) in the run
 
     async def start(self, stations: int, rate: float, connections: int) -> None:
         self.database_url = self.pg.create_database(f"bench_{self.processes}_{os.getpid()}")
@@ -109,6 +112,11 @@ class ClusterTarget:
         rows = await self._db.fetchval("SELECT count(*) FROM readings")
         size = await self._db.fetchval("SELECT pg_database_size(current_database())")
         still_open = await self._db.fetchval("SELECT count(*) FROM sessions WHERE ended_at IS NULL")
+        # the servers have exited (stop() came first): their backends' statistics are in
+        self.presence_rows = await self._db.fetchval(
+            "SELECT coalesce(sum(n_tup_ins + n_tup_upd), 0)::bigint FROM pg_stat_user_tables"
+            " WHERE relname = 'station_presence'"
+        )
         await self._db.close()
         return rows, size, still_open
 
@@ -137,6 +145,8 @@ def run_row(target: ClusterTarget, figures, args) -> dict:
             "fanned_out": len(figures.latencies_ms),
             "fanned_out_per_s": round(len(figures.latencies_ms) / measured_s, 1),
             "rows_persisted": figures.rows_persisted,
+            # the shared status table's writes over the whole run (connects, load, closes)
+            "presence_rows_written": target.presence_rows,
         }
     )
     for key in ("rss_per_conn_kib", "late_sends"):
@@ -180,7 +190,9 @@ async def bench(args) -> list[dict]:
             rows.append(run_row(target, figures, args))
             log(
                 f"{target.name}: {rows[-1]['persisted_per_s']} readings/s persisted, "
-                f"{rows[-1]['fanned_out_per_s']}/s fanned out, p99 {rows[-1]['p99_ms']} ms, {figures.error_count} errors"
+                f"{rows[-1]['fanned_out_per_s']}/s fanned out, p99 {rows[-1]['p99_ms']} ms, "
+                f"{rows[-1]['presence_rows_written']} shared status rows written, "
+                f"{figures.error_count} errors"
             )
     for row in rows:
         row["loadavg_before"] = round(load_before, 2)
