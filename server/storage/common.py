@@ -147,6 +147,39 @@ class CommonQueries:
         )
         return [session_from_row(row) for row in rows], total
 
+    async def station_as_stored(
+        self, station_id: int, recent: int
+    ) -> tuple[SessionRecord | None, list[int], bool]:
+        """The station's open session (or None), the ids of its last `recent` closed sessions
+        (oldest first) and whether its emergency latch is set, from one snapshot. NotFound."""
+        station_id, recent = check_id(station_id, "station id"), check_count(recent, "recent")
+        latched, open_rows, closed = await self._rows_together(
+            [
+                (
+                    self._sql("SELECT emergency_latched_at IS NOT NULL FROM stations WHERE id = ?"),
+                    (station_id,),
+                ),
+                (
+                    self._sql(
+                        f"SELECT {SESSION_COLUMNS} WHERE s.station_id = ? AND s.ended_at IS NULL"
+                        " ORDER BY s.id LIMIT 1"
+                    ),
+                    (station_id,),
+                ),
+                (
+                    self._sql(
+                        "SELECT id FROM sessions WHERE station_id = ? AND ended_at IS NOT NULL"
+                        " ORDER BY id DESC LIMIT ?"
+                    ),
+                    (station_id, recent),
+                ),
+            ]
+        )
+        if not latched:
+            raise NotFound(f"station {station_id} does not exist")
+        session = session_from_row(open_rows[0]) if open_rows else None
+        return session, [row[0] for row in reversed(closed)], bool(latched[0][0])
+
     async def readings(self, session_id: int) -> list[Reading]:
         """The committed readings of a session, oldest first (call flush() first to include
         the queued ones)."""

@@ -511,37 +511,3 @@ class PostgresStorage(CommonQueries, Batched):
             partial.unlink(missing_ok=True)
             raise StorageError(f"cannot write the backup {out}: {exc}") from exc
         return out
-
-    # -- one station as stored (a fleet process taking the station over) --------------------
-
-    async def station_as_stored(
-        self, station_id: int, recent: int
-    ) -> tuple[SessionRecord | None, list[int], bool]:
-        """The station's open session (or None), the ids of its last `recent` closed sessions
-        (oldest first) and whether its emergency latch is set, from one snapshot. NotFound."""
-        station_id, recent = check_id(station_id, "station id"), check_count(recent, "recent")
-        async with (
-            self._pool.acquire() as conn,
-            conn.transaction(isolation="repeatable_read", readonly=True),
-        ):
-            latched = await conn.fetchval(
-                "SELECT emergency_latched_at IS NOT NULL FROM stations WHERE id = $1", station_id
-            )
-            if latched is None:
-                raise NotFound(f"station {station_id} does not exist")
-            open_row = await conn.fetchrow(
-                f"SELECT {_SESSION_COLUMNS} WHERE s.station_id = $1 AND s.ended_at IS NULL"
-                " ORDER BY s.id LIMIT 1",
-                station_id,
-            )
-            closed = await conn.fetch(
-                "SELECT id FROM sessions WHERE station_id = $1 AND ended_at IS NOT NULL"
-                " ORDER BY id DESC LIMIT $2",
-                station_id,
-                recent,
-            )
-        return (
-            (_session(open_row) if open_row else None),
-            [row[0] for row in reversed(closed)],
-            latched,
-        )

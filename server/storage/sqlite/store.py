@@ -516,37 +516,6 @@ class SqliteStorage(CommonQueries, Batched):
             raise StorageError(f"cannot write the backup {out}: {exc}") from exc
         return out
 
-    # -- one station as stored (a fleet process taking the station over) --------------------
-
-    async def station_as_stored(
-        self, station_id: int, recent: int
-    ) -> tuple[SessionRecord | None, list[int], bool]:
-        """The station's open session (or None), the ids of its last `recent` closed sessions
-        (oldest first) and whether its emergency latch is set, read together. NotFound."""
-        station_id, recent = check_id(station_id, "station id"), check_count(recent, "recent")
-
-        def read(conn):
-            latched = conn.execute(
-                "SELECT emergency_latched_at IS NOT NULL FROM stations WHERE id = ?",
-                (station_id,),
-            ).fetchone()
-            if latched is None:
-                raise NotFound(f"station {station_id} does not exist")
-            open_row = conn.execute(
-                f"SELECT {_SESSION_COLUMNS} WHERE s.station_id = ? AND s.ended_at IS NULL"
-                " ORDER BY s.id LIMIT 1",
-                (station_id,),
-            ).fetchone()
-            closed = conn.execute(
-                "SELECT id FROM sessions WHERE station_id = ? AND ended_at IS NOT NULL"
-                " ORDER BY id DESC LIMIT ?",
-                (station_id, recent),
-            ).fetchall()
-            return open_row, [row[0] for row in reversed(closed)], bool(latched[0])
-
-        open_row, closed_ids, latched = await self._db.run(read)
-        return (_session(open_row) if open_row else None), closed_ids, latched
-
 
 def _prepare(conn: sqlite3.Connection, path: Path) -> str:
     """Pragmas of every connection; returns the journal mode obtained."""
