@@ -21,6 +21,13 @@ loaded from the database at start) is a replay (a charger resends what it could 
 and is harmless; any other id gets SESSION_MISMATCH and changes nothing, except that an
 emergency or a fault is still honoured for the station that reported it.
 
+An interrupted session's `stop` (reason `power_loss`/`charger_reset`, sent from the charger's
+journal after a reboot) carries a register from before the outage: its energy is bounded by the
+server time up to the charger's last sign of life before its connection was lost (its last
+event on that connection, or the connection's start; for a session reloaded from the database,
+its stored last reading) plus METRICS_INTERVAL_S (`StationState.silent_since`, server/energy.py
+"Interrupted stops").
+
 The emergency latch (`StationState.emergency`) is persisted through `SetEmergencyLatch` when it
 changes and loaded at start, so a restart neither forgets it nor alerts it twice.
 """
@@ -35,7 +42,7 @@ from typing import Any, Protocol, TypeVar
 
 from server import pushes
 from server import vocabulary as v
-from server.energy import DEFAULT_MAX_POWER_W, Counted, EnergyAccount, cost_of
+from server.energy import AFTER_LINK_LOSS, DEFAULT_MAX_POWER_W, Counted, EnergyAccount, cost_of
 from server.replacements import ReplacementBurst
 from server.taps import TapGuard
 from server.vocabulary import (
@@ -76,6 +83,9 @@ RECENT_SESSIONS = 64
 START_CROSSING_S = 10.0
 # alert kind: the station's publisher connection was replaced (4008) too often
 DUPLICATE_CHARGER = "duplicate_charger"
+# one metrics interval (the firmware's default `metrics_interval_s`): how long after its last
+# sign of life a charger that then died may have gone on charging (an interrupted stop's bound)
+METRICS_INTERVAL_S = 3.0
 
 # the alert stored (and pushed to dashboards as `alert`) when a charger's `stop` says it ended
 # the session by itself for a fault; the session still ends as `local_stop`
@@ -284,6 +294,11 @@ class StationState:
     recent: deque[int] = field(default_factory=lambda: deque(maxlen=RECENT_SESSIONS))  # closed ids
     taps: TapGuard = field(default_factory=TapGuard)
     replacements: ReplacementBurst = field(default_factory=ReplacementBurst)
+    # server time of the charger's last sign of life on its current connection (its start, then
+    # each event), and that of its previous connection when it was lost: an interrupted stop
+    # after a reboot is bounded by it (None: no connection lost since this process had it)
+    heard_at: float | None = None
+    silent_since: float | None = None
 
     def owns(self, session_id: int) -> bool:
         """The station's open session or one of its recently closed ones."""
@@ -348,6 +363,7 @@ class SessionCore:
             record.station_id, "", 0.0
         )
         station.session = OpenSession.of(record.id, record.station_id, record)
+        station.silent_since = _last_arrival(station.session)
 
     def load_recent_sessions(self, station_id: int, session_ids: Iterable[int]) -> None:
         """The station's closed sessions, oldest first, as stored when the server stopped."""
@@ -379,6 +395,8 @@ class SessionCore:
         station.recent.extend(recent)
         station.emergency = latched
         station.starting = False
+        station.heard_at = None  # another process heard the charger meanwhile: what it stored
+        station.silent_since = None if station.session is None else _last_arrival(station.session)
 
     def station_left(self, station_id: int) -> None:
         """Another server process serves this station's charger now: forget its live state
@@ -388,13 +406,14 @@ class SessionCore:
             station.publisher_connected = False
             station.session = None
             station.starting = False
+            station.heard_at = station.silent_since = None
 
     # --- entry points -------------------------------------------------------------------------
     def publisher_connected(self, station_id: int, now: float) -> list[Effect]:
-        return self._tracking_status(station_id, lambda st: self._set_connected(st, True))
+        return self._tracking_status(station_id, lambda st: self._set_connected(st, True, now))
 
     def publisher_gone(self, station_id: int, now: float) -> list[Effect]:
-        return self._tracking_status(station_id, lambda st: self._set_connected(st, False))
+        return self._tracking_status(station_id, lambda st: self._set_connected(st, False, now))
 
     def publisher_replaced(
         self, station_id: int, now: float, old_peer: str, new_peer: str
@@ -405,6 +424,8 @@ class SessionCore:
         station = self.stations.get(station_id) or self.add_station(station_id, "", 0.0)
         if station.session is not None:
             station.session.confirmed = True  # a new connection's status is no older than the start
+        station.silent_since = now if station.heard_at is None else station.heard_at
+        station.heard_at = now  # the old connection is lost (dead, maybe), the new one starts
         if not station.replacements.note(now):
             return []
         detail = (
@@ -431,7 +452,13 @@ class SessionCore:
     def handle_publisher(self, station_id: int, message: object, now: float) -> list[Effect]:
         """A neutral event from a charger (server/vocabulary.py; CardPresented for a card)."""
         handler = self._routes[type(message)]
-        return self._tracking_status(station_id, lambda st: handler(st, message, now))
+
+        def handle(st: StationState) -> list[Effect]:
+            effects = handler(st, message, now)
+            st.heard_at = now  # (after: an interrupted stop is bounded by the earlier ones)
+            return effects
+
+        return self._tracking_status(station_id, handle)
 
     def session_created(self, create: CreateSession, session_id: int) -> list[Effect]:
         def opened(st: StationState) -> list[Effect]:
@@ -637,9 +664,10 @@ class SessionCore:
             if stop.session_id is not None and not st.owns(stop.session_id):
                 return [Reply(self._mismatch(st, stop.session_id))]  # another station's or none
             return []  # already closed: a repeated stop is harmless (and alerts nothing twice)
-        self._final_reading(st, session, stop, now)
         if stop.reason in v.INTERRUPTED:  # reported after a reboot: its readings came first
+            self._final_reading(st, session, stop, now, until=self._last_sign_of_life(st, session))
             return self._end(st, stop.reason, now)
+        self._final_reading(st, session, stop, now)
         effects: list[Effect] = []
         if stop.reason is not None:
             detail = STOP_ALERTS[stop.reason]
@@ -720,17 +748,36 @@ class SessionCore:
     # --- helpers ------------------------------------------------------------------------------
     @staticmethod
     def _final_reading(
-        st: StationState, session: OpenSession, message: FinalReport, now: float
+        st: StationState,
+        session: OpenSession,
+        message: FinalReport,
+        now: float,
+        until: float | None = None,
     ) -> Counted | None:
         """Count the meter register a stop, emergency or idle status carries (a status has no
-        `ts`: its receive time stands for it); the relay is already open (0 W). An energy
-        anomaly it reveals is alerted by `_end`."""
+        `ts`: its receive time stands for it); the relay is already open (0 W). `until`: the
+        latest server time it can stand for (an interrupted stop). An energy anomaly it reveals
+        is alerted by `_end`."""
         ts = getattr(message, "ts", None)
         if message.wh is None and ts is None:
             return None
         return session.energy.add_final(
-            ts, message.wh, now=now, started_at=session.started_at, max_w=st.max_power_w
+            ts,
+            message.wh,
+            now=now,
+            started_at=session.started_at,
+            max_w=st.max_power_w,
+            until=until,
         )
+
+    @staticmethod
+    def _last_sign_of_life(st: StationState, session: OpenSession) -> float:
+        """The latest server time an interrupted session's final register can stand for: the
+        charger's last sign of life before its connection was lost (never before the session's
+        start) plus one metrics interval. The outage after it is not the session's: the board
+        was off, and its relay is open from boot."""
+        lost = session.started_at if st.silent_since is None else st.silent_since
+        return max(lost, session.started_at) + METRICS_INTERVAL_S
 
     @staticmethod
     def _energy_anomaly(st: StationState, session: OpenSession, now: float) -> list[Effect]:
@@ -744,6 +791,12 @@ class SessionCore:
             f"Anomalía de energía: lectura imposible para la potencia máxima de la "
             f"estación ({energy.max_w / 1000:g} kW); se facturó el intervalo acotado"
         )
+        if energy.final_flag is not None and AFTER_LINK_LOSS in energy.final_flag.split(","):
+            detail = (
+                f"Anomalía de energía: el registro final tras el reinicio del cargador supera lo "
+                f"posible hasta la pérdida de conexión (potencia máxima {energy.max_w / 1000:g} "
+                f"kW); se facturó el intervalo acotado"
+            )
         return [
             ToClients(st.id, pushes.alert(st.id, session.id, ENERGY_ANOMALY, detail, now)),
             AddAlert(st.id, session.id, ENERGY_ANOMALY, now, detail),
@@ -818,7 +871,12 @@ class SessionCore:
         return None
 
     @staticmethod
-    def _set_connected(st: StationState, connected: bool) -> list[Effect]:
+    def _set_connected(st: StationState, connected: bool, now: float) -> list[Effect]:
+        if connected:
+            st.heard_at = now
+        else:  # lost: its last sign of life bounds a later interrupted stop
+            st.silent_since = now if st.heard_at is None else st.heard_at
+            st.heard_at = None
         st.publisher_connected = connected
         if st.session is not None:
             st.session.confirmed = True  # a new connection's status is no older than the start
@@ -849,3 +907,9 @@ class SessionCore:
             "a": session.last_a,
             "w": session.last_w,
         }
+
+
+def _last_arrival(session: OpenSession) -> float:
+    """A reloaded session's last sign of life as stored: its last reading's arrival, or its start."""
+    arrival = session.energy.last_arrival
+    return session.started_at if arrival is None else arrival

@@ -30,6 +30,14 @@ are given by the caller. The rules (docs/protocol.md, "Energy and time", has the
   continues from the new value. Consequences: the total never exceeds max_w x (session
   duration on server time + START_TOLERANCE_S + TS_QUANTUM_S) + REGISTER_SLACK_WH, never goes
   down, and equals the register delta when every interval was plausible.
+* Interrupted stops. A final reading reported after the board died (`add_final(...,
+  until=...)`: a `stop` with reason `power_loss`/`charger_reset` from the charger's journal)
+  stands for a time before the outage, and the server cannot see when the board died: the
+  caller gives `until`, the latest server time the register can stand for (the charger's last
+  sign of life before its connection was lost, plus one metrics interval). Its interval is cut
+  there (flag `after_link_loss` when that cut it), so a register jump over the outage is judged
+  against that time: implausible, it is billed as the bounded trapezoid. The flags of a final
+  reading are kept as `final_flag` (it is stored as no reading row).
 
 The state round-trips through `to_dict` / `from_dict` (stored as the session's
 `energy_state`); states stored before these rules load and continue.
@@ -56,6 +64,7 @@ CLOCK_UNSYNCED = "clock_unsynced"  # ts before 2020: the server's receive time w
 IMPLAUSIBLE_REGISTER = "implausible_register"  # register rise above max power: not billed
 METER_RESET = "meter_reset"  # register went down: not billed, baseline continues from it
 POWER_CAPPED = "power_capped"  # w above max power: the trapezoid used max power
+AFTER_LINK_LOSS = "after_link_loss"  # an interrupted stop's register: cut at the link's loss
 # flags that make an interval an energy anomaly (one `energy_anomaly` alert per session)
 ANOMALY_FLAGS = frozenset({IMPLAUSIBLE_REGISTER, METER_RESET, POWER_CAPPED})
 
@@ -89,6 +98,7 @@ class EnergyAccount:
     anomalies: int = 0  # readings flagged as energy anomalies
     anomaly_alerted: bool = False  # the session's one `energy_anomaly` alert was raised
     recent_ts: list[float] = field(default_factory=list)  # the last RECENT_TS counted ts
+    final_flag: str | None = None  # the flags of the counted final reading (stop, emergency)
 
     @property
     def kwh(self) -> float:
@@ -123,17 +133,22 @@ class EnergyAccount:
         now: float | None = None,
         started_at: float | None = None,
         max_w: float | None = None,
+        until: float | None = None,
     ) -> Counted | None:
         """Account the reading a stop, emergency or idle report carries (the relay is open: 0 W).
         Its register counts even when its `ts` is not later than the last reading's (same whole
         second, a clock running ahead, or no `ts`: then `now` stands for it); it adds nothing
         (None) without a register rise, or without a register and a later `ts`. Without `now`
-        (an idle report carries no ts) `ts` is the receive time."""
+        (an idle report carries no ts) `ts` is the receive time. `until` (an interrupted stop):
+        the latest server time its register can stand for; its interval ends there at most."""
         if now is None:
             if ts is None:
                 raise ValueError("a final reading needs its ts or the receive time")
             now = ts
-        return self._add(ts, 0.0, register_wh, now, started_at, max_w, final=True)
+        counted = self._add(ts, 0.0, register_wh, now, started_at, max_w, final=True, until=until)
+        if counted is not None:
+            self.final_flag = counted.flag
+        return counted
 
     # --- internals ----------------------------------------------------------------------------
     def _add(
@@ -145,6 +160,7 @@ class EnergyAccount:
         started_at: float | None,
         max_w: float | None,
         final: bool,
+        until: float | None = None,
     ) -> Counted | None:
         if max_w is not None:
             self.max_w = min(float(max_w), MAX_POWER_CAP_W)
@@ -185,6 +201,11 @@ class EnergyAccount:
             elapsed = min(max(0.0, now - arrived), budget)
             if claimed and dt < 0:
                 flags.append(CLOCK_BEHIND)
+        if until is not None:  # an interrupted stop: no time after the board's last sign of life
+            cut = min(elapsed, max(0.0, until - self.timeline_ts))
+            if elapsed > cut + TS_QUANTUM_S:
+                flags.append(AFTER_LINK_LOSS)
+            elapsed = cut
         self.wh += self._interval_wh(elapsed, w, rise, flags)
         self._accept(ts, w, register_wh, self.timeline_ts + elapsed, now)
         return Counted(self.timeline_ts, tuple(flags))
@@ -248,6 +269,7 @@ class EnergyAccount:
             "anomalies": self.anomalies,
             "anomaly_alerted": self.anomaly_alerted,
             "recent_ts": list(self.recent_ts),
+            "final_flag": self.final_flag,
         }
 
     @classmethod
@@ -267,6 +289,7 @@ class EnergyAccount:
             anomalies=int(data.get("anomalies", 0)),
             anomaly_alerted=bool(data.get("anomaly_alerted", False)),
             recent_ts=[float(t) for t in recent] if isinstance(recent, list) else [],
+            final_flag=data.get("final_flag") if isinstance(data.get("final_flag"), str) else None,
         )
 
 

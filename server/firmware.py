@@ -16,7 +16,9 @@
   Each station's state (`fw`, the last order and its outcome) is kept in memory and pushed
   to dashboards as `{"type":"firmware","charger_id":N,"fw":...,"update":{...}}`. An order
   still `requested` is sent again when the charger reconnects (a new connection) reporting
-another `fw` (it lost the order with a reboot).
+another `fw` (it lost the order with a reboot). A result for another version than the station's
+last order (or with no order since this server started) is logged and ignored: it must not
+replace the order (whose resend would be lost); its `fw` is still noted.
 """
 
 from __future__ import annotations
@@ -177,8 +179,23 @@ class Firmware:
             raise p.ProtocolError("update_result: code must be a short text")
         state = self.state(station_id)
         fw = data.get("fw")
-        if isinstance(fw, str) and VERSION_RE.match(fw):
+        changed = isinstance(fw, str) and VERSION_RE.match(fw) is not None and state["fw"] != fw
+        if changed:
             state["fw"] = fw
+        order = state["update"]
+        if order is None or order["version"] != version:
+            log.warning(
+                "station %s: firmware result %s for %s ignored: %s",
+                station_id,
+                result,
+                version,
+                "no update was ordered"
+                if order is None
+                else f"the order is for {order['version']} ({order['result']})",
+            )
+            if changed:
+                self.push(station_id)
+            return True
         state["update"] = {"version": version, "result": result, "code": code}
         (log.info if result in ("installing", "updated") else log.warning)(
             "station %s: firmware %s %s%s",

@@ -10,9 +10,14 @@ progress, or a RemoteStopTransaction call.
 
 Every transaction message (StartTransaction, MeterValues, StopTransaction) is answered only
 once what it wrote is committed: OCPP's CALLRESULT is the charger's acknowledgement and it
-then drops the message from its offline queue (OCPP 1.6 §3.7). Late and repeated messages are
-harmless: a repeated StartTransaction gets the same transactionId, a reading already counted
-counts nothing, a stop of a closed session is ignored.
+then drops the message from its offline queue (OCPP 1.6 §3.7). A write the database refused
+(a session's end on a read-only disk, a fleet's stale owner) is answered with a CALLERROR
+`InternalError` instead, as the seed path withholds its ack: the charger keeps the message and
+sends it again (OCPP 1.6 §4.10, TransactionMessageAttempts); the server itself retries a
+refused session end (server/effects.py), and a StopTransaction sent again is accepted once that
+end is stored. Late and repeated messages are harmless: a repeated StartTransaction gets the
+same transactionId, a reading already counted counts nothing, a stop of a closed session is
+ignored.
 
 One connector per station (connectorId 0 reports the whole charge point). A charger's messages
 are under the same rate limit as a seed charger's.
@@ -27,6 +32,7 @@ import logging
 from datetime import UTC, datetime
 from urllib.parse import unquote, urlsplit
 
+from ocpp.exceptions import InternalError
 from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.datatypes import IdTagInfo
@@ -52,6 +58,20 @@ log = logging.getLogger(__name__)
 # the `ocpp` package logs every frame at INFO, card idTags included: only its warnings go to the
 # operator's log (our own lines say what happened, without the cards)
 logging.getLogger("ocpp").setLevel(logging.WARNING)
+
+
+class NotStored(InternalError):
+    """What a charger's message wrote was refused by the database: answered as a CALLERROR
+    InternalError, so the charge point keeps the message and sends it again."""
+
+
+def _not_our_traceback(record: logging.LogRecord) -> bool:
+    """The `ocpp` package logs a traceback for every handler exception; a NotStored is no bug
+    (our own warning line says what happened)."""
+    return not (record.exc_info and isinstance(record.exc_info[1], NotStored))
+
+
+logging.getLogger("ocpp").addFilter(_not_our_traceback)
 
 PATH_PREFIX = "/ocpp/"
 HEARTBEAT_INTERVAL_S = 60
@@ -177,6 +197,16 @@ class RateLimited:
         await self.connection.close(code, reason)
 
 
+class _Refused:
+    """Stands for an AckSender in the effect runner while an OCPP message's effects run:
+    `hold()` notes that one of its writes failed."""
+
+    held = False
+
+    def hold(self) -> None:
+        self.held = True
+
+
 class OcppLink:
     """What the hub knows as the station's publisher: takes neutral commands (the codec
     passes them through) and turns them into OCPP."""
@@ -215,10 +245,39 @@ class StationChargePoint(ChargePoint):
 
     # --- plumbing -------------------------------------------------------------------------------
     async def _event(self, event) -> None:
+        """Let the core decide on `event` and carry out its effects; NotStored (the answer is a
+        CALLERROR) when one of its writes failed, as a seed charger's frame goes unacknowledged."""
         app = self.app
-        await app.effects.run(
-            app.core.handle_publisher(self.station_id, event, app.clock()), self.link
-        )
+        refused = _Refused()
+        senders = app.effects.ack_senders  # the effect runner's hold() on a failed write
+        senders[self.link] = refused
+        try:
+            await app.effects.run(
+                app.core.handle_publisher(self.station_id, event, app.clock()), self.link
+            )
+        finally:
+            senders.pop(self.link, None)
+        if refused.held:
+            log.warning(
+                "station %s: %s could not be stored; answered with a CALLERROR so the charger "
+                "sends it again",
+                self.station_id,
+                type(event).__name__,
+            )
+            raise NotStored(description="the server could not store this message; send it again")
+
+    async def _end_stored(self, session_id: int) -> None:
+        """A StopTransaction of a session the core has already closed (sent again after a
+        CALLERROR, or a replay): accepted only once the session's end is in the database."""
+        record = await self.app.storage.get_session(session_id)
+        if record is not None and record.ended_at is None:
+            log.warning(
+                "station %s: the end of session %s is not stored yet; StopTransaction answered "
+                "with a CALLERROR so the charger sends it again",
+                self.station_id,
+                session_id,
+            )
+            raise NotStored(description="the session's end is not stored yet; send it again")
 
     async def _durable(self) -> None:
         """Wait until what this message wrote is committed: the answer is the acknowledgement."""
@@ -391,7 +450,10 @@ class StationChargePoint(ChargePoint):
     ):
         self.app.note_message("publisher", "StopTransaction")
         if self._owns(transaction_id):
+            session = self._open_session()
             await self._event(codec.charger_stop(transaction_id, meter_stop, timestamp))
+            if session is None or session.id != transaction_id:  # closed before: stored yet?
+                await self._end_stored(transaction_id)
             await self._durable()
         return call_result.StopTransaction(id_tag_info=IdTagInfo(status=codec.ACCEPTED))
 

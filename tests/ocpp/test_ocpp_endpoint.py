@@ -26,6 +26,7 @@ from tests.live_server import (
     server_clock,
 )
 from tests.ocpp.charge_point import ChargePoint, iso
+from tests.storage.conftest import wait_until
 
 CP_ID = "CP-0042"
 CARD = "04A32B1C"
@@ -393,3 +394,32 @@ async def test_a_start_replayed_after_a_server_restart_gets_the_open_sessions_tr
         again = await cp.call("StartTransaction", start)
         assert (again["transactionId"], again["idTagInfo"]["status"]) == (transaction, "Accepted")
         assert [s.id for s in (await app.storage.list_sessions(station_id=5))[0]] == [transaction]
+
+
+async def test_a_stop_the_database_refused_is_not_accepted_until_its_end_is_stored(ocpp_server):
+    """StopTransaction while the database refuses writes: the charge point gets a CALLERROR
+    InternalError (it keeps the message and sends it again, OCPP 1.6 §4.10), not an Accepted
+    that would make it drop a stop the server never stored (the seed path withholds its ack).
+    The dashboards are told at once; the stop sent again is accepted once the end is stored."""
+    app = ocpp_server
+    url, clock = base_url(app), server_clock(base_url(app))
+    async with connect(url, "client", 5) as dashboard, ChargePoint() as cp:
+        await cp.connect(url, CP_ID, app.test_key)
+        transaction = await boot_and_start(cp, app, start_wh=1000)
+        await next_of(dashboard, "session_started")
+        clock.advance(600)
+        await app.storage.flush()
+        await app.storage._fetch("PRAGMA query_only = ON")  # every write now fails
+        stop = {"transactionId": transaction, "meterStop": 2200, "timestamp": iso(clock())}
+        refused = await cp._ask({"call": "StopTransaction", "params": stop})
+        assert "result" not in refused and refused["code"] == "InternalError", refused
+        assert (await next_of(dashboard, "session_ended"))["kwh"] == pytest.approx(1.2)
+        assert (await app.storage.get_session(transaction)).ended_at is None
+        again = await cp._ask({"call": "StopTransaction", "params": stop})  # still not stored
+        assert again.get("code") == "InternalError", again
+        await app.storage._fetch("PRAGMA query_only = OFF")  # the disk is writable again
+        await wait_until(lambda: not app.effects.retries, what="the end to be stored")
+        accepted = await cp.call("StopTransaction", stop)  # the charge point's next attempt
+        assert accepted["idTagInfo"]["status"] == "Accepted"
+    record = await app.storage.get_session(transaction)
+    assert record.ended_at is not None and record.kwh == pytest.approx(1.2)  # 2200 - 1000 Wh

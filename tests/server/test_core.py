@@ -219,6 +219,136 @@ def test_a_session_the_charger_reports_interrupted_ends_with_that_reason_after_i
     assert core.handle_publisher(1, Stop(123, wh=1383.0, reason=reason), NOW + 701) == []
 
 
+def charge_then_lose_the_link(core, lost_at):
+    """A session at 7.2 kW (2 Wh/s): readings a minute apart, then the charger's connection is
+    lost at `lost_at` (the board died; the ping timeout noticed)."""
+    start_session(core)
+    core.handle_publisher(1, Metrics(123, 230, 31.3, 7200, NOW + 3, wh=1000.0), NOW + 3)
+    core.handle_publisher(1, Metrics(123, 230, 31.3, 7200, NOW + 63, wh=1120.0), NOW + 63)
+    core.publisher_gone(1, lost_at)
+
+
+@pytest.mark.parametrize("reason", ["power_loss", "charger_reset"])
+def test_an_interrupted_stop_bills_no_energy_for_the_outage_after_the_connection_was_lost(
+    core, reason
+):
+    """The board died after its last reading (NOW + 63); an hour later it is back and its
+    journal's `stop` claims a register 20 kWh higher, stamped just before the reconnect. The
+    session's age on the server clock (an hour at 22 kW allows 22 kWh) must not make that
+    plausible: the register is bounded by the time up to the last sign of life + one metrics
+    interval, the rest is flagged and alerted."""
+    charge_then_lose_the_link(core, NOW + 75)
+    core.publisher_connected(1, NOW + 3675)
+    assert core.handle_publisher(1, StatusReport("charging", 123, None), NOW + 3676) == []
+    effects = core.handle_publisher(
+        1, Stop(123, wh=21_120.0, ts=NOW + 3670, reason=reason), NOW + 3676
+    )
+    [end] = kinds(effects, c.EndSession)
+    # the register's 0.120 kWh, then at most the trapezoid (7200 W -> 0 W) over one interval
+    bounded = (7200 / 2) * c.METRICS_INTERVAL_S / 3600 / 1000
+    assert end.reason == reason
+    assert end.kwh == pytest.approx(0.120 + bounded)
+    assert end.energy_state["final_flag"] == "after_link_loss,implausible_register"
+    [alert] = kinds(effects, c.AddAlert)
+    assert (alert.kind, alert.session_id) == (c.ENERGY_ANOMALY, 123)
+    assert "pérdida de conexión" in alert.detail
+    pushed = [m["type"] for m in messages(effects)]
+    assert pushed == ["alert", "session_ended", "status"]
+
+
+@pytest.mark.parametrize("reason", ["power_loss", "charger_reset"])
+def test_an_interrupted_stop_still_bills_the_journal_replay_of_the_offline_readings_exactly(
+    core, reason
+):
+    """The link went first (NOW + 70), the board charged on offline for ten minutes (journaled)
+    and then lost its power; after the outage its replay brings those readings, stamped before
+    the outage, and the `stop` their last register: billed = the meter's delta."""
+    charge_then_lose_the_link(core, NOW + 70)
+    core.publisher_connected(1, NOW + 4000)
+    core.handle_publisher(1, StatusReport("charging", 123, None), NOW + 4001)
+    for k in range(1, 11):  # a reading a minute from NOW + 63 on, 120 Wh each
+        core.handle_publisher(
+            1, Metrics(123, 230, 31.3, 7200, NOW + 63 + 60 * k, wh=1120.0 + 120 * k), NOW + 4001
+        )
+    effects = core.handle_publisher(
+        1, Stop(123, wh=2320.0, ts=NOW + 663, reason=reason), NOW + 4001
+    )
+    [end] = kinds(effects, c.EndSession)
+    assert (end.reason, end.kwh) == (reason, pytest.approx(1.320))  # 2320 - 1000 Wh
+    assert not kinds(effects, c.AddAlert)
+
+
+def test_an_interrupted_stop_counts_a_register_one_metrics_interval_past_the_last_reading(core):
+    """The board journaled one more reading (2 Wh/s for 3 s) after the last one the server
+    heard and died before sending it: that register still counts, unflagged."""
+    charge_then_lose_the_link(core, NOW + 75)
+    core.publisher_connected(1, NOW + 3675)
+    effects = core.handle_publisher(
+        1, Stop(123, wh=1126.0, ts=NOW + 66, reason="power_loss"), NOW + 3676
+    )
+    [end] = kinds(effects, c.EndSession)
+    assert end.kwh == pytest.approx(0.126) and end.energy_state["final_flag"] is None
+    assert not kinds(effects, c.AddAlert)
+
+
+def test_an_interrupted_stop_after_a_reconnect_that_replaced_the_dead_connection_is_bounded(
+    core,
+):
+    """The board rebooted and reconnected before the server noticed its old connection was
+    dead (a newer connection replaces it): the bound is still the old connection's last
+    reading, not the replacement."""
+    start_session(core)
+    core.handle_publisher(1, Metrics(123, 230, 31.3, 7200, NOW + 3, wh=1000.0), NOW + 3)
+    core.handle_publisher(1, Metrics(123, 230, 31.3, 7200, NOW + 63, wh=1120.0), NOW + 63)
+    core.publisher_replaced(1, NOW + 600, "10.0.0.7:5000", "10.0.0.7:5001")
+    effects = core.handle_publisher(
+        1, Stop(123, wh=3_000.0, ts=NOW + 599, reason="power_loss"), NOW + 600
+    )
+    [end] = kinds(effects, c.EndSession)
+    assert end.kwh < 0.121 + 0.01 and "implausible_register" in end.energy_state["final_flag"]
+
+
+def test_an_interrupted_stop_of_a_session_reloaded_after_a_restart_is_bounded_by_its_last_reading(
+    core,
+):
+    """The server restarted during the outage: the connection's loss was not seen, the stored
+    account's last arrival is the bound."""
+    start_session(core)
+    core.handle_publisher(1, Metrics(123, 230, 31.3, 7200, NOW + 3, wh=1000.0), NOW + 3)
+    core.handle_publisher(1, Metrics(123, 230, 31.3, 7200, NOW + 63, wh=1120.0), NOW + 63)
+    session = core.stations[1].session
+    restarted = c.SessionCore()
+    restarted.add_station(1, "Estación 1", 7.0)
+    restarted.load_open_session(
+        Stored(
+            123,
+            1,
+            session.user_name,
+            session.card_uid,
+            session.started_at,
+            7.0,
+            session.energy.to_dict(),
+        )
+    )
+    restarted.publisher_connected(1, NOW + 3600)
+    effects = restarted.handle_publisher(
+        1, Stop(123, wh=21_120.0, ts=NOW + 3590, reason="power_loss"), NOW + 3600
+    )
+    [end] = kinds(effects, c.EndSession)
+    assert end.kwh < 0.121 + 0.01 and "implausible_register" in end.energy_state["final_flag"]
+
+
+@dataclass(frozen=True)
+class Stored:
+    id: int
+    station_id: int
+    user_name: str
+    card_uid: str
+    started_at: float
+    tariff: float
+    energy_state: dict
+
+
 def test_a_replayed_fault_stop_of_an_ended_session_adds_no_second_alert(core):
     start_session(core)
     core.handle_publisher(1, Stop(123, reason="meter_failure"), NOW + 8)

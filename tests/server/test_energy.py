@@ -216,3 +216,34 @@ def test_a_negative_power_adds_no_energy_and_never_lowers_the_total():
     before = account.wh
     account.add(T0 + 1200, -22_000.0, now=T0 + 1200)
     assert account.wh == before and account.wh >= 0
+
+
+def test_an_interrupted_stops_register_is_judged_against_the_time_up_to_the_link_loss():
+    """A `stop` replayed from the journal an hour after the board died: `until` (the last sign
+    of life + one metrics interval) bounds its interval, not the hour of outage it arrived
+    after; a register jump beyond it is flagged and billed as the bounded trapezoid."""
+    account = EnergyAccount()
+    feed(account, live((0, 7200.0, 1000.0), (60, 7200.0, 1120.0)))
+    counted = account.add_final(
+        T0 + 3590, 21_120.0, now=T0 + 3600, started_at=T0, max_w=MAX_W, until=T0 + 63
+    )
+    assert counted.flags == (e.AFTER_LINK_LOSS, e.IMPLAUSIBLE_REGISTER)
+    assert account.wh == pytest.approx(120.0 + 7200 / 2 * 3 / 3600)
+    assert account.final_flag == "after_link_loss,implausible_register"
+    assert EnergyAccount.from_dict(account.to_dict()) == account  # kept in the stored state
+    # without the bound the same register looked plausible over the outage: 20 kWh billed
+    unbounded = EnergyAccount()
+    feed(unbounded, live((0, 7200.0, 1000.0), (60, 7200.0, 1120.0)))
+    unbounded.add_final(T0 + 3590, 21_120.0, now=T0 + 3600, started_at=T0, max_w=MAX_W)
+    assert unbounded.kwh == pytest.approx(20.12)
+
+
+@pytest.mark.parametrize("until", [T0 + 63, T0 + 30])
+def test_an_interrupted_stop_within_its_bound_or_adding_nothing_is_billed_as_the_register(until):
+    account = EnergyAccount()
+    feed(account, live((0, 7200.0, 1000.0), (60, 7200.0, 1120.0)))
+    # the register of the last reading again (the journal's last one): nothing to add
+    assert account.add_final(T0 + 60, 1120.0, now=T0 + 3600, started_at=T0, until=until) is None
+    if until > T0 + 60:  # one interval past the last reading: its 6 Wh count, unflagged
+        counted = account.add_final(T0 + 63, 1126.0, now=T0 + 3600, started_at=T0, until=until)
+        assert counted.flags == () and account.wh == pytest.approx(126.0)

@@ -194,6 +194,10 @@ async def test_a_malformed_update_result_is_answered_invalid_message_and_the_cha
             await send_json(charger, {"type": "update_result", **bad})
             reply = await receive_type(charger, "error")
             assert reply["code"] == "INVALID_MESSAGE"
+        await admin_request(  # (a result counts only for the version ordered)
+            app, {"type": "admin_update_firmware", "station_id": 1, "version": "2.0.0"}
+        )
+        await receive_type(charger, "update")  # the charger is still served
         await send_json(
             charger,
             {"type": "update_result", "version": "2.0.0", "result": "updated", "fw": "2.0.0"},
@@ -296,3 +300,38 @@ async def test_an_order_is_not_repeated_on_the_same_connection(app):
         await send_json(charger, {"type": "nfc_scan", "nfc_uid": "04FFFFFF"})
         while (message := await receive_json(charger))["type"] != "error":
             assert message["type"] != "update"
+
+
+async def test_a_result_for_a_version_not_ordered_is_ignored_and_the_order_is_still_resent(app):
+    """The charger reports an outcome for a version nobody ordered (a stale result, another
+    tool): it must not replace the outstanding order, whose resend on the next connection
+    would be lost. Logged and ignored; its `fw` is still noted (what the charger runs)."""
+    url = base_url(app)
+    async with connect(url, "publisher", 1) as charger, connect(url, "client", 1) as watcher:
+        await receive_json(charger)
+        await receive_type(watcher, "init")
+        await send_json(
+            charger, {"type": "status", "state": "idle", "session_id": None, "wh": 5, "fw": "1.0.0"}
+        )
+        await admin_request(
+            app, {"type": "admin_update_firmware", "station_id": 1, "version": "2.0.0"}
+        )
+        await receive_type(charger, "update")
+        requested = {"version": "2.0.0", "result": "requested", "code": None}
+        await send_json(
+            charger,
+            {"type": "update_result", "version": "1.9.0", "result": "failed", "fw": "1.0.1"},
+        )
+        await send_json(charger, {"type": "nfc_scan", "nfc_uid": "04FFFFFF"})  # handled after it
+        await receive_type(charger, "error")
+        assert app.firmware.state(1) == {"fw": "1.0.1", "update": requested}
+        pushed = await receive_type(watcher, "firmware")
+        while pushed["fw"] != "1.0.1":
+            pushed = await receive_type(watcher, "firmware")
+        assert pushed["update"] == requested  # dashboards never saw the stranger's result
+    async with connect(url, "publisher", 1) as charger:  # it rebooted before installing
+        await receive_json(charger)
+        await send_json(
+            charger, {"type": "status", "state": "idle", "session_id": None, "wh": 5, "fw": "1.0.1"}
+        )
+        assert (await receive_type(charger, "update"))["version"] == "2.0.0"  # sent again
