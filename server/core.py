@@ -13,7 +13,9 @@ pattern). Every entry point pushes a `status` message to dashboards whenever the
 derived status changes.
 
 Creating a session needs its database id, so a card tap is two steps: `CreateSession` effect
-(the station is marked `starting` meanwhile), then the effect runner calls `session_created()`.
+(the station is marked `starting` meanwhile), then the effect runner calls `session_created()`
+(or `session_create_failed()`; `session_orphaned()` when the handling that asked for it was
+cancelled while the database stored it: nobody was told, so a tap's session ends at once).
 
 Attribution: a `session_id` in a charger's message must name its station's open session. One of
 the station's own recently closed sessions (`StationState.recent`, the last RECENT_SESSIONS,
@@ -69,6 +71,9 @@ EMERGENCY = "emergency"
 FAULT = "fault"
 CHARGER_RESET = v.CHARGER_RESET  # also a charger's `stop` reason after a reset (journal)
 POWER_LOSS = v.POWER_LOSS  # a charger's `stop` reason: the board lost power mid-session
+# a session the database stored after the handling that asked for it was cancelled: its `start`
+# never reached the charger (its relay stayed open), so it is ended at once, nothing billed
+START_INTERRUPTED = "start_interrupted"
 
 # the alert stored and pushed (`alert`) once per session when a reading is an energy anomaly
 ENERGY_ANOMALY = "energy_anomaly"
@@ -486,6 +491,40 @@ class SessionCore:
             return [ToCharger(st.id, Refusal("No se pudo crear la sesión", v.SERVER_ERROR))]
 
         return self._tracking_status(create.station_id, failed)
+
+    def session_orphaned(self, create: CreateSession, session_id: int, now: float) -> list[Effect]:
+        """The database stored `create` after the handling that asked for it was cancelled
+        (server/effects.py): nobody was told. A charger's offline start is charging already
+        and will report it again: the session is adopted as if created. A tap's `start` never
+        went out (the relay stayed open): the session ends at once as START_INTERRUPTED,
+        nothing billed, and the station takes the next tap."""
+        if create.offline_local_id is not None:
+            return self.session_created(create, session_id)
+
+        def ended(st: StationState) -> list[Effect]:
+            st.starting = False
+            st.taps.forget()  # the server failed, not the person: a tap to retry counts
+            if st.session is not None and st.session.id == session_id:
+                return self._end(st, START_INTERRUPTED, now)  # a reload took it meanwhile
+            st.recent.append(session_id)  # a stray report naming it is harmless
+            return [
+                EndSession(
+                    session_id, now, 0.0, 0.0, START_INTERRUPTED, create.energy_state, st.id
+                ),
+                ToClients(
+                    st.id,
+                    pushes.session_ended(
+                        session_id,
+                        st.id,
+                        0.0,
+                        0.0,
+                        max(0.0, now - create.started_at),
+                        START_INTERRUPTED,
+                    ),
+                ),
+            ]
+
+        return self._tracking_status(create.station_id, ended)
 
     def dashboard_stop(
         self, station_id: int | None, message: RemoteStop, now: float

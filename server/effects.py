@@ -14,7 +14,10 @@ replays what was not acknowledged to its new process. Any other failed write is 
 about a stop or an emergency even if the disk is full; the charger frame that caused it is
 then never acknowledged (`AckSender.hold()`, server/acks.py). A session end the database
 refused is retried with backoff until it is stored (`retries`), since the core has already
-closed the session.
+closed the session. A session's creation is shielded from the cancellation of the handling
+that asked for it: its outcome still reaches the core (`settling`; `SessionCore.session_orphaned`
+ends a tap's session nobody was told of), so no session stays open unknown to the core and no
+station stays `starting`.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class EffectRunner:
         self.ack_senders = ack_senders
         self.passthrough = passthrough
         self.retries: set[asyncio.Task] = set()  # session ends the database refused, retried
+        self.settling: set[asyncio.Task] = set()  # session starts whose handling was cancelled
         self._runners = {
             c.ToCharger: self._to_charger,
             c.ToClients: self._to_clients,
@@ -98,17 +102,18 @@ class EffectRunner:
             await self.hub.send(origin, effect.command)
 
     async def _create_session(self, effect: c.CreateSession, origin) -> None:
+        # The database call is shielded: a cancellation of this handling (its connection's
+        # task, a shutdown that cancels what is left) must neither cut a commit half-way
+        # (asyncpg) nor lose the id of a session that was committed (SQLite's thread finishes
+        # what it started): the outcome still reaches the core (`_settle`).
+        creating = asyncio.ensure_future(self._store_session_start(effect))
         try:
-            session_id = await self.storage.create_session(
-                effect.station_id,
-                effect.user_id,
-                effect.card_uid,
-                effect.started_at,
-                effect.tariff,
-                effect.energy_state,
-                epoch=self.app.fleet.epoch(effect.station_id),
-                offline_local_id=effect.offline_local_id,
-            )
+            session_id = await asyncio.shield(creating)
+        except asyncio.CancelledError:
+            task = asyncio.create_task(self._settle(creating, effect))
+            self.settling.add(task)
+            task.add_done_callback(self.settling.discard)
+            raise
         except StaleOwner as refused:
             self.app.fleet.stale(effect.station_id, refused)
             return await self.run(self.core.session_create_failed(effect), origin)
@@ -116,6 +121,48 @@ class EffectRunner:
             log.exception("could not create a session on station %s", effect.station_id)
             return await self.run(self.core.session_create_failed(effect), origin)
         await self.run(self.core.session_created(effect, session_id), origin)
+
+    async def _store_session_start(self, effect: c.CreateSession) -> int:
+        return await self.storage.create_session(
+            effect.station_id,
+            effect.user_id,
+            effect.card_uid,
+            effect.started_at,
+            effect.tariff,
+            effect.energy_state,
+            epoch=self.app.fleet.epoch(effect.station_id),
+            offline_local_id=effect.offline_local_id,
+        )
+
+    async def _settle(self, creating: asyncio.Future, effect: c.CreateSession) -> None:
+        """The handling that asked for a session was cancelled while the database stored it:
+        give the core the outcome, so the station is not left `starting` (refusing every tap)
+        nor the session open in the database with nobody knowing of it."""
+        try:
+            session_id = await creating
+        except asyncio.CancelledError:
+            log.error(
+                "station %s: a session's creation was cancelled with its database call; if it "
+                "was stored it is reloaded as open at the next start and the charger's status "
+                "closes it",
+                effect.station_id,
+            )
+            raise
+        except StaleOwner as refused:
+            self.app.fleet.stale(effect.station_id, refused)
+            return await self.run(self.core.session_create_failed(effect), None)
+        except Exception:
+            log.exception("could not create a session on station %s", effect.station_id)
+            return await self.run(self.core.session_create_failed(effect), None)
+        log.warning(
+            "station %s: session %s was stored after the handling of its start was cancelled; %s",
+            effect.station_id,
+            session_id,
+            "the charger's offline start keeps it open"
+            if effect.offline_local_id is not None
+            else f"its start never reached the charger: ended at once ({c.START_INTERRUPTED})",
+        )
+        await self.run(self.core.session_orphaned(effect, session_id, self.app.clock()), None)
 
     async def _queue_reading(self, effect: c.QueueReading, origin) -> None:
         self.storage.queue_reading(
@@ -208,7 +255,10 @@ class EffectRunner:
         await self.run(self.core.update_station(effect), origin)
 
     async def wait_retries(self) -> None:
-        """Shutting down: the database still refuses these session ends; give them up."""
+        """Shutting down: the session starts whose handling was cancelled settle first (their
+        end is written); the session ends the database still refuses are given up."""
+        if self.settling:
+            await asyncio.gather(*self.settling, return_exceptions=True)
         for task in self.retries:
             log.error(
                 "shutting down with a session end not stored (the session is reloaded as "

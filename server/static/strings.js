@@ -34,6 +34,7 @@ const es = {
   "reason.fault": "Falla del cargador",
   "reason.charger_reset": "Cargador reiniciado",
   "reason.power_loss": "Corte de energía en el cargador",
+  "reason.start_interrupted": "No iniciada: el servidor se interrumpió al crearla",
   "reason.open": "En curso",
   "reason.unknown": ({ reason }) => `Otro motivo (${reason})`,
 
@@ -257,6 +258,7 @@ const en = {
   "reason.fault": "Charger fault",
   "reason.charger_reset": "Charger restarted",
   "reason.power_loss": "Power cut at the charger",
+  "reason.start_interrupted": "Not started: the server was interrupted creating it",
   "reason.open": "Charging",
   "reason.unknown": ({ reason }) => `Other reason (${reason})`,
 

@@ -612,3 +612,24 @@ def test_an_idle_report_naming_another_session_does_not_bill_its_register_to_the
     assert [m["code"] for m in messages(effects, c.Reply)] == [p.SESSION_MISMATCH]
     [end] = kinds(effects, c.EndSession)
     assert end.kwh == 0.0  # the 500 Wh labelled with session 999 are not session 123's
+
+
+def test_a_tap_session_stored_after_its_handling_was_cancelled_ends_at_once(core):
+    [create] = core.handle_publisher(1, c.CardTap(UID, JUAN, 7.0), NOW)
+    effects = core.session_orphaned(create, 77, NOW + 1)  # nobody told the charger `start`
+    [end] = kinds(effects, c.EndSession)
+    assert (end.session_id, end.reason, end.kwh, end.cost) == (77, c.START_INTERRUPTED, 0, 0)
+    assert kinds(effects, c.ToCharger) == []  # its relay never closed
+    assert [m["type"] for m in messages(effects)] == ["session_ended"]
+    assert core.describe(1, NOW + 1)["status"] == "disponible"
+    assert isinstance(
+        core.handle_publisher(1, c.CardTap(UID, JUAN, 7.0), NOW + 9)[0], c.CreateSession
+    )
+
+
+def test_an_offline_start_stored_after_its_handling_was_cancelled_is_kept_open(core):
+    create = c.CreateSession(1, 1, "Juan Pérez", UID, NOW - 60, 7.0, {}, offline_local_id=5)
+    core.stations[1].starting = True
+    effects = core.session_orphaned(create, 78, NOW)  # the charger is charging: adopted
+    assert kinds(effects, c.EndSession) == []
+    assert core.describe(1, NOW)["session"]["session_id"] == 78
