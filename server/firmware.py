@@ -14,7 +14,9 @@
 - From the charger: `status` carries `fw` (its running version); `update_result` carries
   `version`, `result` (installing, updated, refused, rolled_back, failed) and maybe a `code`.
   Each station's state (`fw`, the last order and its outcome) is kept in memory and pushed
-  to dashboards as `{"type":"firmware","charger_id":N,"fw":...,"update":{...}}`. An order
+  to dashboards as `{"type":"firmware","charger_id":N,"fw":...,"update":{...}}`. A result only
+  moves its order forward (requested -> installing -> one final result: updated, refused,
+  rolled_back or failed); a late or repeated one is ignored. An order
   still `requested` is sent again when the charger reconnects (a new connection) reporting
 another `fw` (it lost the order with a reboot). A result for another version than the station's
 last order (or with no order since this server started) is logged and ignored: it must not
@@ -43,6 +45,9 @@ PREFIX = "/firmware/"
 MAGIC = b"EVFW"
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
 RESULTS = ("installing", "updated", "refused", "rolled_back", "failed")
+# how far an order got: a result only moves it forward (a late `installing` replayed after the
+# new version's `updated` is ignored), and a final one (rank 2) is the order's last word
+RANK = {"requested": 0, "installing": 1, "updated": 2, "refused": 2, "rolled_back": 2, "failed": 2}
 MAX_CODE = 40
 
 
@@ -193,6 +198,23 @@ class Firmware:
                 if order is None
                 else f"the order is for {order['version']} ({order['result']})",
             )
+            if changed:
+                self.push(station_id)
+            return True
+        if RANK[result] < RANK[order["result"]] or (
+            RANK[order["result"]] == 2 and result != order["result"]
+        ):
+            log.warning(
+                "station %s: firmware result %s for %s ignored: the update is %s already",
+                station_id,
+                result,
+                version,
+                order["result"],
+            )
+            if changed:
+                self.push(station_id)
+            return True
+        if result == order["result"] and code == order["code"]:  # the same result again
             if changed:
                 self.push(station_id)
             return True

@@ -335,3 +335,31 @@ async def test_a_result_for_a_version_not_ordered_is_ignored_and_the_order_is_st
             charger, {"type": "status", "state": "idle", "session_id": None, "wh": 5, "fw": "1.0.1"}
         )
         assert (await receive_type(charger, "update"))["version"] == "2.0.0"  # sent again
+
+
+async def test_a_late_result_never_moves_an_update_back(app):
+    """The new version reports `updated` once online; the old one's `installing`, unacknowledged
+    before the restart, may arrive after it (an outbox replay, another connection): the update
+    stays `updated`, dashboards are not told otherwise, and a terminal result stays final."""
+    url = base_url(app)
+    async with connect(url, "publisher", 1) as charger, connect(url, "client", 1) as watcher:
+        await receive_json(charger)
+        await receive_type(watcher, "init")
+        await admin_request(
+            app, {"type": "admin_update_firmware", "station_id": 1, "version": "2.0.0"}
+        )
+        await receive_type(charger, "update")
+        result = {"type": "update_result", "version": "2.0.0"}
+        for late in ("updated", "installing", "rolled_back", "failed"):
+            await send_json(charger, {**result, "result": late, "fw": "2.0.0"})
+        await send_json(charger, {"type": "nfc_scan", "nfc_uid": "04FFFFFF"})  # handled after
+        await receive_type(charger, "error")
+        updated = {"version": "2.0.0", "result": "updated", "code": None}
+        assert app.firmware.state(1) == {"fw": "2.0.0", "update": updated}
+        await send_json(watcher, {"type": "admin_list_firmware"})
+        seen = [await receive_json(watcher)]
+        while seen[-1]["type"] != "admin_result":
+            seen.append(await receive_json(watcher))
+        assert seen[-1]["stations"]["1"]["update"] == updated
+        pushed = [m["update"]["result"] for m in seen if m["type"] == "firmware"]
+        assert pushed == ["requested", "updated"]
