@@ -28,7 +28,10 @@ journal after a reboot) carries a register from before the outage: its energy is
 server time up to the charger's last sign of life before its connection was lost (its last
 event on that connection, or the connection's start; for a session reloaded from the database,
 its stored last reading) plus METRICS_INTERVAL_S (`StationState.silent_since`, server/energy.py
-"Interrupted stops").
+"Interrupted stops"). So is the register of an `idle` status that ends a session when it is the
+first message on a new connection (`StationState.fresh_link`: the charger came back reset).
+The final register of a stop, emergency or idle status, when it counts, is queued as the
+session's last reading row (`QueueReading`) before its `EndSession`.
 
 The emergency latch (`StationState.emergency`) is persisted through `SetEmergencyLatch` when it
 changes and loaded at start, so a restart neither forgets it nor alerts it twice.
@@ -44,7 +47,7 @@ from typing import Any, Protocol, TypeVar
 
 from server import pushes
 from server import vocabulary as v
-from server.energy import AFTER_LINK_LOSS, DEFAULT_MAX_POWER_W, Counted, EnergyAccount, cost_of
+from server.energy import AFTER_LINK_LOSS, DEFAULT_MAX_POWER_W, EnergyAccount, cost_of
 from server.replacements import ReplacementBurst
 from server.taps import TapGuard
 from server.vocabulary import (
@@ -304,6 +307,9 @@ class StationState:
     # after a reboot is bounded by it (None: no connection lost since this process had it)
     heard_at: float | None = None
     silent_since: float | None = None
+    # no event handled yet on the current connection: its first `status` reports what happened
+    # while the link was down (an `idle` one's register is bounded like an interrupted stop's)
+    fresh_link: bool = False
 
     def owns(self, session_id: int) -> bool:
         """The station's open session or one of its recently closed ones."""
@@ -431,6 +437,7 @@ class SessionCore:
             station.session.confirmed = True  # a new connection's status is no older than the start
         station.silent_since = now if station.heard_at is None else station.heard_at
         station.heard_at = now  # the old connection is lost (dead, maybe), the new one starts
+        station.fresh_link = True
         if not station.replacements.note(now):
             return []
         detail = (
@@ -461,6 +468,7 @@ class SessionCore:
         def handle(st: StationState) -> list[Effect]:
             effects = handler(st, message, now)
             st.heard_at = now  # (after: an interrupted stop is bounded by the earlier ones)
+            st.fresh_link = False
             return effects
 
         return self._tracking_status(station_id, handle)
@@ -704,13 +712,13 @@ class SessionCore:
                 return [Reply(self._mismatch(st, stop.session_id))]  # another station's or none
             return []  # already closed: a repeated stop is harmless (and alerts nothing twice)
         if stop.reason in v.INTERRUPTED:  # reported after a reboot: its readings came first
-            self._final_reading(st, session, stop, now, until=self._last_sign_of_life(st, session))
-            return self._end(st, stop.reason, now)
-        self._final_reading(st, session, stop, now)
-        effects: list[Effect] = []
+            until = self._last_sign_of_life(st, session)
+            final = self._final_reading(st, session, stop, now, until=until)
+            return final + self._end(st, stop.reason, now)
+        effects: list[Effect] = self._final_reading(st, session, stop, now)
         if stop.reason is not None:
             detail = STOP_ALERTS[stop.reason]
-            effects = [
+            effects += [
                 ToClients(st.id, pushes.alert(st.id, session.id, stop.reason, detail, now)),
                 AddAlert(st.id, session.id, stop.reason, now, detail),
             ]
@@ -738,7 +746,7 @@ class SessionCore:
             # the final reading counts only if the message names this session (or none): a
             # reading labelled with another session is not billed to this one
             if named is None or named == session.id:
-                self._final_reading(st, session, message, now)
+                effects += self._final_reading(st, session, message, now)
             effects += self._end(st, EMERGENCY, now)
         return effects
 
@@ -772,7 +780,12 @@ class SessionCore:
                 session.confirmed = True
                 return effects + [ToCharger(st.id, RequestStatus())]
             if report.session_id in (None, session.id):  # a register labelled with another
-                self._final_reading(st, session, report, now)  # session is not billed to this
+                # session is not billed to this one. The first report on a new connection
+                # (the charger came back after losing the link, reset, its relay open since
+                # boot) is bounded by its last sign of life before the loss, as an interrupted
+                # stop is: its register must not be judged against the outage
+                until = self._last_sign_of_life(st, session) if st.fresh_link else None
+                effects += self._final_reading(st, session, report, now, until=until)
             return effects + self._end(st, CHARGER_RESET, now)
         # charging report.session_id
         if session is not None and session.id == report.session_id:
@@ -792,15 +805,17 @@ class SessionCore:
         message: FinalReport,
         now: float,
         until: float | None = None,
-    ) -> Counted | None:
+    ) -> list[Effect]:
         """Count the meter register a stop, emergency or idle status carries (a status has no
-        `ts`: its receive time stands for it); the relay is already open (0 W). `until`: the
-        latest server time it can stand for (an interrupted stop). An energy anomaly it reveals
-        is alerted by `_end`."""
+        `ts`: its receive time stands for it); the relay is already open (0 W, 0 A). `until`:
+        the latest server time it can stand for (an interrupted stop). When it counts, it is
+        stored as the session's last reading row (written with the session's end, in one
+        transaction), so the bill's last interval is in the readings table like every other.
+        An energy anomaly it reveals is alerted by `_end`."""
         ts = getattr(message, "ts", None)
         if message.wh is None and ts is None:
-            return None
-        return session.energy.add_final(
+            return []
+        counted = session.energy.add_final(
             ts,
             message.wh,
             now=now,
@@ -808,6 +823,23 @@ class SessionCore:
             max_w=st.max_power_w,
             until=until,
         )
+        if counted is None:
+            return []
+        session.last_a = session.last_w = 0.0
+        return [
+            QueueReading(
+                session.id,
+                counted.ts,
+                session.last_v if session.last_v is not None else 0.0,
+                0.0,
+                0.0,
+                message.wh,
+                session.energy.kwh,
+                charger_ts=ts,
+                received_at=now,
+                flag=counted.flag,
+            )
+        ]
 
     @staticmethod
     def _last_sign_of_life(st: StationState, session: OpenSession) -> float:
@@ -913,6 +945,7 @@ class SessionCore:
     def _set_connected(st: StationState, connected: bool, now: float) -> list[Effect]:
         if connected:
             st.heard_at = now
+            st.fresh_link = True
         else:  # lost: its last sign of life bounds a later interrupted stop
             st.silent_since = now if st.heard_at is None else st.heard_at
             st.heard_at = None

@@ -37,7 +37,7 @@ are given by the caller. The rules (docs/protocol.md, "Energy and time", has the
   sign of life before its connection was lost, plus one metrics interval). Its interval is cut
   there (flag `after_link_loss` when that cut it), so a register jump over the outage is judged
   against that time: implausible, it is billed as the bounded trapezoid. The flags of a final
-  reading are kept as `final_flag` (it is stored as no reading row).
+  reading are kept as `final_flag` (the core also stores it as the session's last reading row).
 
 The state round-trips through `to_dict` / `from_dict` (stored as the session's
 `energy_state`); states stored before these rules load and continue.

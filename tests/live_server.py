@@ -44,10 +44,23 @@ async def running_server(db_path, *, demo: bool = True, **config_overrides):
     _CLOCKS[base_url(app)] = clock
     try:
         yield app
+        await _check_bills(app)
     finally:
         _SECRETS.pop(base_url(app), None)
         _CLOCKS.pop(base_url(app), None)
         await app.stop()
+
+
+async def _check_bills(app) -> None:
+    """Every closed session's bill is what its reading rows give (tests/server/bills.py); not
+    checked when the test left the database unreadable (it broke or closed it on purpose)."""
+    from tests.server.bills import closed_session_bill_problems
+
+    try:
+        problems = await asyncio.wait_for(closed_session_bill_problems(app.storage), 30)
+    except Exception:  # noqa: BLE001 - a database the test broke: nothing to check
+        return
+    assert problems == [], "bills not given by their readings:\n" + "\n".join(problems)
 
 
 def server_storage(target, tmp_path) -> tuple:

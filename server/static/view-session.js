@@ -1,7 +1,8 @@
 // One stored session: its summary and the power and energy curve drawn from its readings.
 // A closed session's energy curve ends at what was billed, at its end: the final reading a
-// charger's `stop`/`emergency` carries (`wh`/`ts`) is billed but not stored as a reading, so
-// the stored readings alone stop short of the bill (0.178 of 0.198 kWh in issue 11).
+// charger's `stop`/`emergency`/idle `status` carries is the last stored reading (sessions ended
+// before December 2026 lack it and stop short of the bill: 0.178 of 0.198 kWh in issue 11),
+// and a final reading placed before the session's end is held flat to it.
 
 import { drawChart } from "./chart.js";
 import { h, replace } from "./dom.js";

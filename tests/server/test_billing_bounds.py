@@ -27,6 +27,7 @@ from tests.live_server import (
     running_server,
     send_json,
 )
+from tests.server.bills import recompute_wh
 from tests.server.handled import handled, of_type
 
 CARD = "VIRTUAL-1-A4F2E8"
@@ -183,6 +184,13 @@ async def test_case_4_a_reading_stamped_5_min_ahead_does_not_hide_the_register_a
     assert ended["kwh"] == 0.587  # the register delta, 1587 - 1000
     record = await station.app.storage.get_session(station.session_id)
     assert record.kwh == pytest.approx(0.587) and record.end_reason == "local_stop"
+    # the history view's curve ends at the bill: the stop's register is the last reading row
+    shown = (await http_get(station.app, f"/api/sessions/{station.session_id}")).json()
+    assert shown["kwh"] == 0.587
+    assert [(r["wh"], r["w"], r["kwh"]) for r in shown["readings"][-2:]] == [
+        (1004, 7000.0, 0.004),
+        (1587, 0.0, 0.587),
+    ]
 
 
 async def test_case_4_after_a_9_min_glitch_later_readings_are_counted_and_shown(station):
@@ -203,23 +211,6 @@ async def test_case_4_after_a_9_min_glitch_later_readings_are_counted_and_shown(
     assert [(r.charger_ts, r.wh) for r in rows] == sent  # every reading stored with its claim
     assert [r.ts for r in rows] == [station.started + 3 * (k + 1) for k in range(12)]
     assert [r.flag for r in rows] == [None] * 4 + [e.CLOCK_AHEAD, e.CLOCK_BEHIND] + [None] * 6
-
-
-def recompute_wh(rows, max_w):
-    """A session's energy from its stored readings alone, by the documented rules: per interval
-    the register rise unless the row is flagged, else the trapezoid of w capped at max_w over
-    the rows' server-bounded `ts`."""
-    wh = 0.0
-    for before, after in zip(rows, rows[1:]):
-        register_flagged = after.flag is not None and (
-            e.IMPLAUSIBLE_REGISTER in after.flag or e.METER_RESET in after.flag
-        )
-        if before.wh is not None and after.wh is not None and not register_flagged:
-            wh += after.wh - before.wh
-        else:
-            elapsed = after.ts - before.ts
-            wh += (min(before.w, max_w) + min(after.w, max_w)) / 2 * elapsed / 3600
-    return wh
 
 
 async def test_a_bill_is_recomputed_from_its_stored_readings(station):

@@ -633,3 +633,21 @@ def test_an_offline_start_stored_after_its_handling_was_cancelled_is_kept_open(c
     effects = core.session_orphaned(create, 78, NOW)  # the charger is charging: adopted
     assert kinds(effects, c.EndSession) == []
     assert core.describe(1, NOW)["session"]["session_id"] == 78
+
+
+@pytest.mark.parametrize("reconnected", [False, True])
+def test_an_idle_status_register_is_bounded_only_when_it_reports_a_lost_link(core, reconnected):
+    start_session(core)
+    core.handle_publisher(1, Metrics(123, 230, 30, 7000, NOW + 3, 1000.0), NOW + 3)
+    if reconnected:  # the link was lost after that reading; the charger comes back an hour later
+        core.publisher_gone(1, NOW + 10)
+        core.publisher_connected(1, NOW + 3600)
+    effects = core.handle_publisher(1, StatusReport("idle", None, 7000.0), NOW + 3601)
+    [end] = kinds(effects, c.EndSession)
+    [final] = kinds(effects, c.QueueReading)
+    assert (final.wh, final.w, final.kwh) == (7000.0, 0.0, end.kwh)
+    if reconnected:  # 6 kWh cannot have flowed in the 3 s after the last sign of life
+        assert final.flag == "after_link_loss,implausible_register"
+        assert end.kwh == pytest.approx(7000 / 2 * c.METRICS_INTERVAL_S / 3600 / 1000)
+    else:  # the live connection (a sync_request answered) saw the hour: the rise is plausible
+        assert final.flag is None and end.kwh == pytest.approx(6.0)

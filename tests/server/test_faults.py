@@ -216,7 +216,9 @@ async def test_a_charger_clock_far_off_is_replaced_by_server_time_and_billed_by_
             await send_json(charger, {"type": "sync_check"})
             await receive_type(charger, "error")
         readings = await app.storage.readings(session_id)
-        assert [r.ts for r in readings] == [1_800_000_003.0 + 3 * k for k in range(4)]
+        # the four readings and the stop's final register (stored as the session's last row)
+        assert [r.ts for r in readings] == [1_800_000_003.0 + 3 * k for k in range(5)]
+        assert (readings[-1].wh, readings[-1].w) == (5012, 0.0)
         record = await app.storage.get_session(session_id)
         assert record.end_reason == "local_stop"
         assert round(record.kwh * 1000, 6) == 12  # 5012 - 5000 Wh

@@ -68,3 +68,36 @@ async def test_a_power_loss_stop_after_an_outage_bills_no_energy_for_the_outage(
     assert record.energy_state["final_flag"] == "after_link_loss,implausible_register"
     [alert] = alerts
     assert alert.kind == ENERGY_ANOMALY and "pérdida de conexión" in alert.detail
+
+
+@pytest.mark.parametrize("register", [21_120, 1_125], ids=["jump", "honest"])
+async def test_an_idle_status_after_an_outage_bills_no_energy_for_the_outage(live_app, register):
+    """A charger without the session's journal comes back `idle` (reset, relay open since boot):
+    the session ends as `charger_reset` and the register its status carries (no `ts`: received
+    an hour after the link's loss) is bounded like an interrupted stop's. Its final reading is
+    the session's last row."""
+    app = live_app
+    clock = server_clock(base_url(app))
+    async with connect(base_url(app), "client", 1) as dashboard:
+        await receive_type(dashboard, "init")
+        session_id = await charge_and_die(app, dashboard)
+        clock.advance(3600)
+        charger = await publisher(base_url(app))
+        async with charger:
+            status = {"type": "status", "state": "idle", "session_id": None}
+            await send_json(charger, {**status, "wh": register})
+            ended = await receive_type(dashboard, "session_ended")
+        assert ended["session_id"] == session_id and ended["reason"] == "charger_reset"
+    record = await app.storage.get_session(session_id)
+    alerts = [a for a in await app.storage.list_alerts() if a.session_id == session_id]
+    last = (await app.storage.readings(session_id))[-1]
+    assert (last.wh, last.w, last.kwh) == (register, 0.0, pytest.approx(record.kwh))
+    if register == 1_125:  # 5 Wh within 3 s of the last sign of life at 7.2 kW: plausible
+        assert round(record.kwh * 1000, 6) == 125 and alerts == []
+        assert last.flag == "after_link_loss"  # its interval was cut: billed, not an anomaly
+        return
+    # without the bound: 20.12 kWh, the jump judged against the hour of outage
+    assert record.kwh == pytest.approx(0.120 + 3600 * METRICS_INTERVAL_S / 3600 / 1000)
+    assert last.flag == record.energy_state["final_flag"] == "after_link_loss,implausible_register"
+    [alert] = alerts
+    assert alert.kind == ENERGY_ANOMALY and "pérdida de conexión" in alert.detail
