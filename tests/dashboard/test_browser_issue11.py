@@ -176,8 +176,11 @@ async def test_the_session_curve_ends_at_the_billed_final_reading(page, live_app
         await charger.close()
     stored = (await http_get(live_app, f"/api/sessions/{session_id}")).json()
     assert not stored["open"]
-    last_reading = stored["readings"][-1]["kwh"]
-    assert last_reading < stored["kwh"]  # the stored readings stop short of the bill
+    last_reading = stored["readings"][-1]
+    # the stop's final register is the last stored reading (before: the readings stopped short
+    # of the bill and only the curve's closing point showed it)
+    assert (last_reading["wh"], last_reading["w"]) == (charger.wh, 0.0)
+    assert round(last_reading["kwh"], 3) == stored["kwh"]
     await open_dashboard(page, live_app, f"/session/{session_id}")
     chart = page.get_by_test_id("session-chart")
     await expect(chart).to_have_attribute("data-last", re.compile(r"."))

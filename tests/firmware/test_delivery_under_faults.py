@@ -328,9 +328,11 @@ async def run_scenario(kind: str, tmp: Path, module_dirs) -> Outcome:
         outcome.meter_wh = final["wh"] - wh_before
         outcome.queued = final["readings_queued"]
         outcome.dropped = final["dropped"]
-        rows = query(
-            db,
-            "SELECT COALESCE(charger_ts, ts), wh FROM readings WHERE session_id = ?",
+        rows = query(  # the meter's readings: not the stop's final register (its last row,
+            db,  # received when the session ended, 0 W)
+            "SELECT COALESCE(r.charger_ts, r.ts), r.wh FROM readings r"
+            " JOIN sessions s ON s.id = r.session_id WHERE r.session_id = ?"
+            " AND NOT (r.received_at = s.ended_at AND r.w = 0 AND r.a = 0)",
             (outcome.session_id,),
         )
         outcome.stored = len(rows)

@@ -9,6 +9,7 @@ from server.app import App
 from server.config import Config
 from tests.firmware.mpy import requires_micropython
 from tests.live_server import base_url, connect, receive_type, send_json, token_for
+from tests.server.bills import metered
 from tools.sim_charger import SimCharger
 
 pytestmark = [requires_micropython, pytest.mark.timeout(180)]
@@ -128,7 +129,7 @@ async def test_link_drop_queues_readings_and_replays_them_in_order(charger, live
     assert st["state"] == "charging" and st["dropped"] == 0
     record = await _stop_and_check_energy(charger, live_app, session_id, wh_before)
     final = await charger.status()
-    readings = await live_app.storage.readings(session_id)
+    readings = metered(await live_app.storage.readings(session_id), record)  # not the stop's
     assert len(readings) == final["readings_queued"]  # nothing lost, nothing doubled
     stamps = [r.ts for r in readings]
     assert stamps == sorted(stamps)
@@ -165,9 +166,9 @@ async def test_server_restart_mid_session_resumes_the_same_session_without_losin
         app = await _server(db, port)  # back on the same address
         st = await sim.wait_status(lambda s: s["link"] and s["outbox"] == 0)
         assert st["state"] == "charging" and st["session_id"] == session_id
-        await _stop_and_check_energy(sim, app, session_id, wh_before)
+        record = await _stop_and_check_energy(sim, app, session_id, wh_before)
         final = await sim.status()
-        readings = await app.storage.readings(session_id)
+        readings = metered(await app.storage.readings(session_id), record)  # not the stop's
         assert len(readings) == final["readings_queued"]
     finally:
         if sim is not None:

@@ -220,7 +220,9 @@ async def test_replayed_transaction_messages_are_accepted_once(ocpp_server):
     sessions, _ = await app.storage.list_sessions(station_id=5)
     assert [s.id for s in sessions] == [transaction]
     assert sessions[0].kwh == pytest.approx(1.0)
-    assert len(await app.storage.readings(transaction)) == 2  # meterStart and the sample, once each
+    rows = await app.storage.readings(transaction)
+    # meterStart and the sample, once each, then StopTransaction's meterStop (the final row)
+    assert [(r.wh, r.w) for r in rows] == [(5000, 0.0), (5500, 3000.0), (6000, 0.0)]
 
 
 async def test_refused_cards_get_invalid_or_blocked_and_open_no_session(ocpp_server):

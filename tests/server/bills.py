@@ -2,7 +2,8 @@
 makes of its closed sessions when it stops (tests/live_server.py `running_server`): each
 session's billed kWh is its last reading row's `kwh` and the documented rules over its rows
 (`ts`, `w`, `wh`, `flag`) give the same energy; the final register of a stop, emergency or idle
-`status` is one of those rows (docs/protocol.md, "Energy and time")."""
+`status` is one of those rows (docs/protocol.md, "Energy and time"). Sessions a test wrote
+through the storage itself (history fixtures: no energy account) are not checked."""
 
 from __future__ import annotations
 
@@ -43,14 +44,24 @@ def bill_problem(record, rows) -> str | None:
     return None
 
 
+def metered(rows, record) -> list:
+    """The rows of a session's meter readings (`metrics`): without the final register of the
+    stop, emergency or idle status that ended it (its last row, received when it ended, 0 W)."""
+    if rows and record.ended_at is not None:
+        last = rows[-1]
+        if last.received_at == record.ended_at and last.w == 0 and last.a == 0:
+            return rows[:-1]
+    return list(rows)
+
+
 async def closed_session_bill_problems(storage) -> list[str]:
     """Every closed session of `storage` whose bill its readings do not give."""
     problems, offset = [], 0
     while True:
         records, total = await storage.list_sessions(limit=PAGE, offset=offset)
         for record in records:
-            if record.ended_at is None:
-                continue
+            if record.ended_at is None or "timeline_ts" not in (record.energy_state or {}):
+                continue  # open, or written by a test's own storage calls (not billed live)
             problem = bill_problem(record, await storage.readings(record.id))
             if problem is not None:
                 problems.append(f"session {record.id} ({record.end_reason}): {problem}")
