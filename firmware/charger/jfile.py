@@ -56,36 +56,35 @@ _NONE = const(0xFFFFFFFF)
 
 def record(kind, data):
     """One record's bytes: `data` is the payload (bytes), or uint32s (a tuple)."""
-    if isinstance(data, tuple):
-        data = bytes(array("I", data))
-    data = bytes((kind, len(data))) + data
-    return b"\x4a" + data + bytes(array("I", (crc32(data) & _NONE,)))
+    from io import BytesIO
+
+    f = BytesIO()
+    put(f, kind, data)
+    return f.getvalue()
 
 
 def put(f, kind, data):
-    """Write one record of uint32s `data` (a tuple, an array or a view of one) to the open
-    file `f`, in pieces, the payload as it is (not copied); returns the record's bytes."""
+    """Write one record to the open file `f` in pieces, its payload `data` as it is (not
+    copied): bytes, uint32s (a tuple) or an array of them. Returns the record's bytes."""
     if isinstance(data, tuple):
         data = array("I", data)
-    kind = bytes((kind, 4 * len(data)))
+    kind = bytes((kind, len(data) * (4 if isinstance(data, array) else 1)))
     f.write(b"\x4a")
     f.write(kind)
     f.write(data)
     f.write(array("I", (crc32(data, crc32(kind)) & _NONE,)))
-    return 7 + 4 * len(data)
+    return 7 + kind[1]
 
 
 def readings(self, n, count, f):
     """Readings number n.. (still in the outbox `self`) written to the open file `f` as
     READINGS records, 10 a record; returns the bytes written. Each record's payload is built
     once, in one array, by slices of the outbox's own arrays (typed views: no bytes copy)."""
-    if count <= 0:
-        return 0
     ints = memoryview(self._i)
     floats = memoryview(self._f)
-    data = array("I", bytes(4 + 24 * min(10, count)))
     size = 0
     while count > 0:
+        data = array("I", range(1 + 6 * min(10, count)))  # (no bytes made to fill it)
         data[0] = n
         k = 1
         for r in range(n, n + min(10, count)):
@@ -93,7 +92,7 @@ def readings(self, n, count, f):
             data[k : k + 3] = ints[i : i + 3]
             data[k + 3 : k + 6] = floats[i : i + 3]
             k += 6
-        size += put(f, _READINGS, data if k == len(data) else memoryview(data)[:k])
+        size += put(f, _READINGS, data)
         n += 10
         count -= 10
     return size

@@ -26,6 +26,11 @@ online its acknowledgement). One JSON line, per run:
     wear_hours_500_blocks   charging hours until ~500 blocks of 4 KB (a 4 MB ESP32's ~2 MB
                             filesystem) reach 100,000 erases, levelled
 
+and `write_heap_needed_bytes`: the least free heap (after a gc.collect(), the rest of the heap
+taken by ballast) under which a write of 10 readings succeeds, the firmware built as the board
+gets it (.mpy): charger/jfile.py's load, the records, the file's open and write (found by
+bisection, 16 B; the same build gives the same figure).
+
 Figures, not assertions: tests/firmware/test_journal.py tests the journal's behaviour.
 """
 
@@ -34,8 +39,10 @@ import json
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
-from tools.firmware_paths import MICROPYTHON, ROOT
+from tools.firmware_build import build
+from tools.firmware_paths import MICROPYTHON, ROOT, SHIMS
 from tools.sim_charger import mpy_env
 
 _SCRIPT = """
@@ -94,6 +101,59 @@ print(appends, comp, app_bytes, comp_bytes, sum(allocs) // max(1, len(allocs)), 
 """
 
 
+_HEAP = """
+import gc
+from charger.outbox import Journal
+j = Journal(%(path)r)
+j.state[0] = True  # journaling on, as after the boot replay
+for i in range(10):  # the first written at once; the 11th makes a write of 10 readings
+    j.put_reading(5, 230.0, 8.7, 2000.0, 100 + i, 1750000000 + i)
+ballast = []
+cap = 4096
+while True:
+    gc.collect()
+    c = min(cap, gc.mem_free() - %(free)d - 48)
+    if c < 16:
+        break
+    try:
+        ballast.append(bytearray(c))
+    except MemoryError:
+        cap //= 2
+        if cap < 16:
+            break
+gc.collect()
+j.put_reading(5, 230.0, 8.7, 2000.0, 110, 1750000010)
+print(j.state[4], j.state[5])
+"""
+
+
+def write_heap_needed() -> int:
+    """The least free heap a 10-reading journal write succeeds with (`_HEAP`, bisected)."""
+    with tempfile.TemporaryDirectory() as d:
+        build(Path(d) / "build", quiet=True)
+        path = "%s:%s/build:.frozen" % (SHIMS, d)
+
+        def ok(free: int) -> bool:
+            script = _HEAP % {"path": d + "/journal%d.bin" % free, "free": free}
+            out = subprocess.run(
+                [str(MICROPYTHON), "-X", "heapsize=64K", "-c", script],
+                env=mpy_env(path=path),
+                cwd=str(ROOT),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            ).stdout
+            return out.split() == ["2", "0"]  # two writes, none refused
+
+        lo, hi = 0, 32768
+        if not ok(hi):
+            raise RuntimeError("a journal write fails even with %d B free" % hi)
+        while hi - lo > 16:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+        return hi
+
+
 def run(n: int, online: bool) -> dict:
     with tempfile.TemporaryDirectory() as d:
         script = _SCRIPT % {"path": d + "/journal.bin", "n": n, "online": int(online)}
@@ -140,6 +200,7 @@ def main(argv=None) -> int:
         r["erases_per_hour"] = round(erases * per_hour, 1)
         r["wear_hours_500_blocks"] = round(500 * 100_000 / max(1e-9, erases * per_hour))
         result[name] = r
+    result["write_heap_needed_bytes"] = write_heap_needed()
     print(json.dumps(result))
     return 0
 
