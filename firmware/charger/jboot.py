@@ -54,20 +54,18 @@ def write(self):
     n = self._n
     ints = self._i
     first = n[5] - self.readings  # the oldest reading still in the outbox
-    size = 0
     with open(self.path + ".new", "wb") as f:
         for out in state[7]:
             f.write(out)
-            size += len(out)
         for e in range(n[3] + 1):
             # the readings put before event e (after the last one: all the rest), e
             k = 3 * n[6] + 5 * ((n[2] + e) % n[7])
             upto = ints[k] if e < n[3] else n[5]
             if upto > first:  # (readings put before an acknowledged one are gone)
-                size += readings(self, first, upto - first, f)
+                readings(self, first, upto - first, f)
                 first = upto
             if e < n[3]:
-                size += put(
+                put(
                     f,
                     _EVENT,
                     (state[1] - n[3] + e, ints[k + 1], ints[k + 2], ints[k + 3], ints[k + 4]),
@@ -76,9 +74,10 @@ def write(self):
         out = state[6]
         if out is not None:  # its OPEN (the acknowledged readings are not copied): due
             del out[3:]
-        size += flush(self, f)
+        flush(self, f)
+        first = f.tell()  # (the new file's size)
     os.rename(self.path + ".new", self.path)
-    state[3] = size
+    state[3] = first
     state[4] += 1
     if out is not None:  # its register is on the file (append() marks it so too)
         out.append(n[5])

@@ -65,7 +65,7 @@ def record(kind, data):
 
 def put(f, kind, data):
     """Write one record to the open file `f` in pieces, its payload `data` as it is (not
-    copied): bytes, uint32s (a tuple) or an array of them. Returns the record's bytes."""
+    copied): bytes, uint32s (a tuple) or an array of them."""
     if isinstance(data, tuple):
         data = array("I", data)
     kind = bytes((kind, len(data) * (4 if isinstance(data, array) else 1)))
@@ -73,16 +73,14 @@ def put(f, kind, data):
     f.write(kind)
     f.write(data)
     f.write(array("I", (crc32(data, crc32(kind)) & _NONE,)))
-    return 7 + kind[1]
 
 
 def readings(self, n, count, f):
     """Readings number n.. (still in the outbox `self`) written to the open file `f` as
-    READINGS records, 10 a record; returns the bytes written. Each record's payload is built
-    once, in one array, by slices of the outbox's own arrays (typed views: no bytes copy)."""
+    READINGS records, 10 a record. Each record's payload is built once, in one array, by
+    slices of the outbox's own arrays (typed views: no bytes copy)."""
     ints = memoryview(self._i)
     floats = memoryview(self._f)
-    size = 0
     while count > 0:
         data = array("I", range(1 + 6 * min(10, count)))  # (no bytes made to fill it)
         data[0] = n
@@ -92,28 +90,27 @@ def readings(self, n, count, f):
             data[k : k + 3] = ints[i : i + 3]
             data[k + 3 : k + 6] = floats[i : i + 3]
             k += 6
-        size += put(f, _READINGS, data)
+        put(f, _READINGS, data)
         n += 10
         count -= 10
-    return size
 
 
 def flush(self, f):
     """Write to the open file `f` the records of the readings not written yet, of the open
     session when its latest register is not on the file otherwise, and of the
-    acknowledgement; those readings count as written. Returns the bytes written."""
+    acknowledgement; those readings count as written."""
     state = self.state
     put_ = self._n[5]
     n = max(state[2], put_ - self.readings)  # the older ones left the outbox: acknowledged
-    size = readings(self, n, put_ - n, f)
+    readings(self, n, put_ - n, f)
     state[2] = put_
     o = state[6]
     # OPEN: a session not on the file yet (no mark), or whose latest reading is not in this
     # write (acknowledged before it) and not on the file already (its mark: the put count
     # when its register was last written, by append() or compaction)
     if o is not None and (len(o) < 4 or n == put_ and o[3] != put_):
-        size += put(f, _OPEN, (o[0], _NONE if o[1] is None else o[1], o[2] or 0))
-    return size + put(f, _ACK, (put_ - self.readings, state[1] - self._n[3]))
+        put(f, _OPEN, (o[0], _NONE if o[1] is None else o[1], o[2] or 0))
+    put(f, _ACK, (put_ - self.readings, state[1] - self._n[3]))
 
 
 def append(self, data):
@@ -135,9 +132,9 @@ def append(self, data):
                 if not keep:
                     forget("charger.jboot")
         with open(self.path, "ab") as f:
-            size = flush(self, f)
+            flush(self, f)
             if isinstance(data, tuple):  # an event: its number is the last one put
-                size += put(
+                put(
                     f,
                     _EVENT,
                     (
@@ -149,11 +146,10 @@ def append(self, data):
                     ),
                 )
             elif isinstance(data, int):
-                size += put(f, _END, (data,))
+                put(f, _END, (data,))
             elif data:
                 f.write(data)
-                size += len(data)
-        state[3] += size
+            state[3] = f.tell()  # (appending: the file's end)
         state[4] += 1
         data = state[6]
         if data is not None:  # its latest register is on the file now: marked

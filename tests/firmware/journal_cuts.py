@@ -55,6 +55,9 @@ class CutFile:
     def read(self):
         return self.f.read()
 
+    def tell(self):
+        return self.f.tell()
+
     def __enter__(self):
         return self
 
