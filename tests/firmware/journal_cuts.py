@@ -129,7 +129,7 @@ def history(j):
     for i in range(5):
         reading(j, 8, 400 + i, T + 300 + i)
     drain(j, 60)  # all acknowledged, the stop of 7 too: a write, no reading of 8 to write
-    for i in range(3):
+    for i in range(12):  # a write of 10 of them (their newest: the register), 2 not written
         reading(j, 8, 405 + i, T + 305 + i)
 
 
@@ -171,6 +171,18 @@ def recovered(data):
         if text is None:
             return out
         out.append(text)
+
+
+memo = [None, None]
+
+
+def whole_records(data):
+    """recovered() of data's leading whole records (the torn tail cut off); the last answer
+    kept: consecutive cut points inside one record share it (half the boots)."""
+    data = data[: boundary(data)]
+    if memo[0] != data:
+        memo[0], memo[1] = data, recovered(data)
+    return memo[1]
 
 
 def read():
@@ -223,7 +235,7 @@ for n in range(written + 1):
         jfile.open = jboot.open = real_open  # (the boots below: not the history's)
         got = recovered(data)
         journaled(got, n)
-        want = recovered(data[: boundary(data)])
+        want = whole_records(data)
         if got != want:
             fail("cut", n, got, want)
     except Exception as e:  # noqa: BLE001 - a boot that raises is the failure looked for
@@ -245,7 +257,7 @@ n_trunc = n_flip = 0
 for c in range(len(whole) + 1):
     try:
         got = recovered(whole[:c])
-        if got != recovered(whole[: boundary(whole[:c])]):
+        if got != whole_records(whole[:c]):
             fail("truncate", c, got)
     except Exception as e:  # noqa: BLE001
         fail("truncate", c, repr(e))
