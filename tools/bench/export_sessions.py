@@ -111,9 +111,7 @@ async def walks(target: str | Path, **filters) -> dict:
             while True:
                 start = time.perf_counter()
                 if name == "offset":
-                    page, _ = await storage.list_sessions(
-                        **filters, limit=MAX_PAGE, offset=done
-                    )
+                    page, _ = await storage.list_sessions(**filters, limit=MAX_PAGE, offset=done)
                 else:
                     page = await storage.sessions_before(**filters, before=before, limit=MAX_PAGE)
                 pages.append(time.perf_counter() - start)
