@@ -23,7 +23,8 @@ handler touches the session core or the hub itself.
 Every message may carry a `request_id` (integer or short text) that the answer echoes. Success
 is `{"type":"admin_result","ok":true,"action":<type>,"request_id":..., <result>}`; refusal is the
 protocol's `{"type":"error","message":...,"code":...,"request_id":...}` with INVALID_MESSAGE,
-NOT_FOUND, DUPLICATE or FORBIDDEN. Nothing is changed when a message is refused.
+NOT_FOUND, DUPLICATE, FORBIDDEN or (offline authorization asked of an OCPP station)
+NOT_SUPPORTED. Nothing is changed when a message is refused.
 
 Acknowledging an emergency alert only records who-saw-it on the alert (`acknowledged_at`); it
 never re-arms the charger: only a local reset at the charger clears `emergencia`.
@@ -40,7 +41,7 @@ from server import core as c
 from server import protocol as p
 from server.hub import send
 from server.ids import is_positive_id
-from server.storage import Duplicate, NotFound
+from server.storage import Duplicate, NotFound, Unsupported
 from server.uids import InvalidUid, normalize_uid
 from server.views import card_json, station_json, user_json
 
@@ -150,7 +151,10 @@ async def set_card_enabled(app, data: dict) -> tuple[dict, list]:
 async def set_offline_auth(app, data: dict) -> tuple[dict, list]:
     """Turn a station's offline starts on or off; its charger gets the new list at once."""
     station_id, enabled = field_id(data, "station_id"), field_flag(data, "enabled")
-    await app.storage.set_offline_auth(station_id, enabled)  # NotFound for an unknown station
+    try:
+        await app.storage.set_offline_auth(station_id, enabled)  # NotFound: unknown station
+    except Unsupported as refusal:  # an OCPP station: its charger gets no list
+        raise Refused(str(refusal), p.NOT_SUPPORTED) from None
     await _push_lists(app, station_id)
     return {"station_id": station_id, "offline_auth": enabled}, []
 
@@ -158,15 +162,14 @@ async def set_offline_auth(app, data: dict) -> tuple[dict, list]:
 async def list_offline_auth(app, data: dict) -> tuple[dict, list]:
     """Each seed station's offline setting, whether it has a station key (only a keyed charger
     gets lists) and the newest list signed for it, for the admin page's switch (admins only,
-    like every admin_* message: the page shows the switch only when this is answered)."""
-    storage, stations = app.storage, {}
-    for station in await storage.list_stations():
-        if station.protocol != "seed":
-            continue  # OCPP stations get no list (docs/protocol.md, "Offline cards")
-        latest = await storage.latest_auth_list(station.id)
-        stations[str(station.id)] = {
-            "offline_auth": bool(await storage.offline_auth(station.id)),
-            "keyed": bool(await storage.station_key_hash(station.id)),
+    like every admin_* message: the page shows the switch only when this is answered). OCPP
+    stations get no list (docs/protocol.md, "Offline cards"): not listed. One storage query."""
+    stations = {}
+    for state in await app.storage.offline_auth_states():
+        latest = state.latest
+        stations[str(state.station_id)] = {
+            "offline_auth": state.offline_auth,
+            "keyed": state.keyed,
             "list": None
             if latest is None
             else {
