@@ -213,7 +213,7 @@ async def _station_changed(app, station_id: int) -> tuple[dict, list]:
     except Exception:  # noqa: BLE001 - stored: the charger's next connect loads it anyway
         log.exception("station %s: the process serving its charger was not told", station_id)
     update = c.UpdateStation(station.id, station.name, station.tariff, station.max_power_w)
-    return {"station": {**station_json(station), "max_power_w": station.max_power_w}}, [update]
+    return {"station": station_json(station)}, [update]
 
 
 async def set_tariff(app, data: dict) -> tuple[dict, list]:
@@ -231,7 +231,8 @@ async def set_max_power(app, data: dict) -> tuple[dict, list]:
     except ValueError as problem:
         raise Refused(f"{data['type']}: {problem}") from None
     await app.storage.set_max_power(station_id, max_power_w)  # NotFound for an unknown station
-    return await _station_changed(app, station_id)
+    result, effects = await _station_changed(app, station_id)
+    return {"station": {**result["station"], "max_power_w": max_power_w}}, effects
 
 
 async def station_changed(app, station_id: int, command: dict) -> dict:
