@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from contextlib import AsyncExitStack
 
 import pytest
@@ -218,3 +219,30 @@ async def test_a_card_disabled_on_b_reaches_the_charger_on_a_at_once(pair):
         assert off["ok"]
         listed = await receive_type(charger, "auth_list")
         assert listed["offline"] is False and verify(listed, a.demo_key)
+
+
+async def test_a_bad_command_on_the_bus_is_answered_with_a_code_and_the_owner_goes_on(pair):
+    a, b = pair
+    charger = await publisher(base_url(a))
+    async with charger:
+        await served_by(a, 1)
+        subject = "evse.station.1.command"
+        for payload in (b"\xff{", b"[1]", b'{"type":"format_disk"}', b'{"type":7}'):
+            answer = await b.fleet.bus.connection.request(subject, payload, timeout=10)
+            assert json.loads(answer.data)["error"]["code"] == "INVALID_MESSAGE"
+        # a call the owner's own handler refuses: its code, not a traceback
+        answer = await b.fleet.bus.request(subject, {"type": "remote_start", "uid": 5}, 10)
+        assert answer["error"]["code"] == "INVALID_MESSAGE"
+        answer = await b.fleet.bus.request(
+            subject, {"type": "admin_update_firmware", "version": ["2.0.0"]}, 10
+        )
+        assert answer["error"]["code"] == "NOT_FOUND"
+        # the owner still serves the charger: a firmware order from B reaches it
+        admin = await connect(base_url(b), "client", 1)
+        async with admin:
+            await receive_type(admin, "init")
+            ordered = await answer_to(
+                admin, {"type": "admin_update_firmware", "station_id": 1, "version": "2.0.0"}
+            )
+            assert ordered["ok"]
+            assert (await receive_type(charger, "update"))["version"] == "2.0.0"
