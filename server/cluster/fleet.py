@@ -356,6 +356,12 @@ class Fleet:
             self.app.note_error(CHARGER_OFFLINE)
             await self.app.hub.send(connection, Refusal(OFFLINE, CHARGER_OFFLINE))
             return True
+        error = answer.get("error")
+        if isinstance(error, dict):  # the owner failed to run it (SERVER_ERROR)
+            code = str(error.get("code"))
+            self.app.note_error(code)
+            await self.app.hub.send(connection, Refusal(str(error.get("message")), code))
+            return True
         for text in answer.get("replies", []):
             await connection.send(text)
         return True
