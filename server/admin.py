@@ -181,9 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     power.add_argument("max_power_w", type=_max_power, metavar="W")
     offline = actions.add_parser(
         "offline-auth",
-        help="allow (on, the default) or forbid (off) "
-        "starting listed cards while the charger is "
-        "offline",
+        help="allow (on, the default) or forbid (off) starting listed cards while the charger "
+        "is offline (seed stations only: an OCPP charger gets no card list)",
     )
     offline.add_argument("station_id", type=_positive_int, metavar="ID")
     offline.add_argument("setting", choices=("on", "off"))

@@ -102,6 +102,8 @@ async def get_static(ctx: ApiContext, raw_query: str, name: str) -> HttpAnswer:
 
 
 async def get_stations(ctx: ApiContext, raw_query: str) -> HttpAnswer:
+    """Every station from one storage query (its record carries `offline_auth`) and the live
+    status, from the fleet's shared state or the session core, in memory."""
     parse_query(raw_query, frozenset())
     stations = await ctx.storage.list_stations()
     items = []
@@ -112,7 +114,7 @@ async def get_stations(ctx: ApiContext, raw_query: str) -> HttpAnswer:
             {
                 **station_json(station),
                 "max_power_w": station.max_power_w,
-                "offline_auth": bool(await ctx.storage.offline_auth(station.id)),
+                "offline_auth": station.offline_auth,
                 "status": view.get("status", DESCONECTADO),
                 "session": view.get("session"),
             }

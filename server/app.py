@@ -5,7 +5,8 @@
 Storage. Other modules extend a running App before traffic arrives:
 `app.http_routes.add(path, handler)` for HTTP GET pages and APIs, and
 `app.client_handlers[type] = async handler(app, connection, station_id, data)` for extra
-dashboard message types.
+dashboard message types, `app.owner_calls[type]` for those another process of a fleet asks
+this one to run for a charger served here (server/cluster/fleet.py `forward`).
 
 Security at the door (`_process_request`, before any handler runs): at most MAX_CONNECTIONS
 WebSockets (503 beyond), browsers only from the server's own origin or ALLOWED_ORIGINS (403),
@@ -63,6 +64,8 @@ class App:
         self.http_routes = HttpRoutes()
         self.http_routes.add("/healthz", self._healthz)
         self.client_handlers: dict = {}
+        # a fleet: calls another process forwards to the one serving the charger (server/cluster/)
+        self.owner_calls: dict = {}
         self.counters: collections.Counter = collections.Counter()
         self.handler = ConnectionHandler(self)
         self.ocpp = OcppEndpoint(self)  # OCPP 1.6J chargers at /ocpp/{chargePointId}

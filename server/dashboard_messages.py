@@ -9,6 +9,7 @@ messages on its `role=client` socket. One handler per message type, found by a t
     {"type":"admin_add_card","uid":"04:A3:2B:1C","user_id":2}      -> card
     {"type":"admin_set_card_enabled","uid":"04A32B1C","enabled":false} -> card
     {"type":"admin_set_tariff","station_id":1,"tariff":8.5}        -> station
+    {"type":"admin_set_max_power","station_id":1,"max_power_w":7400} -> station
     {"type":"admin_add_station","name":"Garage","tariff":7,"station_id":2} (id optional) -> station
     {"type":"admin_add_station","name":"Wallbox","tariff":7,"charge_point_id":"CP-0042"} -> an OCPP 1.6J station
     {"type":"admin_ack_alert","station_id":1}  or  {"alert_id":7}  -> acknowledged
@@ -23,7 +24,16 @@ handler touches the session core or the hub itself.
 Every message may carry a `request_id` (integer or short text) that the answer echoes. Success
 is `{"type":"admin_result","ok":true,"action":<type>,"request_id":..., <result>}`; refusal is the
 protocol's `{"type":"error","message":...,"code":...,"request_id":...}` with INVALID_MESSAGE,
-NOT_FOUND, DUPLICATE or FORBIDDEN. Nothing is changed when a message is refused.
+NOT_FOUND, DUPLICATE, FORBIDDEN or (offline authorization asked of an OCPP station)
+NOT_SUPPORTED. Nothing is changed when a message is refused.
+
+In a fleet (server/cluster/) a change reaches the process serving the station's charger at
+once, not at the charger's next connect: a station's tariff, max power or offline setting
+through `fleet.station_changed` (that process runs `station_changed` below: its core takes the
+station as stored, its charger gets its list), a card through `fleet.cards_changed` (every
+process pushes its chargers' lists). Calls that need the charger itself (OCPP calls, firmware
+orders) travel to it with `fleet.forward`; `owner_call` and `answered` are both ends of that:
+the process serving the charger runs the call and the dashboard gets its answer.
 
 Acknowledging an emergency alert only records who-saw-it on the alert (`acknowledged_at`); it
 never re-arms the charger: only a local reset at the charger clears `emergencia`.
@@ -40,7 +50,8 @@ from server import core as c
 from server import protocol as p
 from server.hub import send
 from server.ids import is_positive_id
-from server.storage import Duplicate, NotFound
+from server.storage import Duplicate, NotFound, Unsupported
+from server.storage.values import check_max_power
 from server.uids import InvalidUid, normalize_uid
 from server.views import card_json, station_json, user_json
 
@@ -150,7 +161,10 @@ async def set_card_enabled(app, data: dict) -> tuple[dict, list]:
 async def set_offline_auth(app, data: dict) -> tuple[dict, list]:
     """Turn a station's offline starts on or off; its charger gets the new list at once."""
     station_id, enabled = field_id(data, "station_id"), field_flag(data, "enabled")
-    await app.storage.set_offline_auth(station_id, enabled)  # NotFound for an unknown station
+    try:
+        await app.storage.set_offline_auth(station_id, enabled)  # NotFound: unknown station
+    except Unsupported as refusal:  # an OCPP station: its charger gets no list
+        raise Refused(str(refusal), p.NOT_SUPPORTED) from None
     await _push_lists(app, station_id)
     return {"station_id": station_id, "offline_auth": enabled}, []
 
@@ -158,15 +172,14 @@ async def set_offline_auth(app, data: dict) -> tuple[dict, list]:
 async def list_offline_auth(app, data: dict) -> tuple[dict, list]:
     """Each seed station's offline setting, whether it has a station key (only a keyed charger
     gets lists) and the newest list signed for it, for the admin page's switch (admins only,
-    like every admin_* message: the page shows the switch only when this is answered)."""
-    storage, stations = app.storage, {}
-    for station in await storage.list_stations():
-        if station.protocol != "seed":
-            continue  # OCPP stations get no list (docs/protocol.md, "Offline cards")
-        latest = await storage.latest_auth_list(station.id)
-        stations[str(station.id)] = {
-            "offline_auth": bool(await storage.offline_auth(station.id)),
-            "keyed": bool(await storage.station_key_hash(station.id)),
+    like every admin_* message: the page shows the switch only when this is answered). OCPP
+    stations get no list (docs/protocol.md, "Offline cards"): not listed. One storage query."""
+    stations = {}
+    for state in await app.storage.offline_auth_states():
+        latest = state.latest
+        stations[str(state.station_id)] = {
+            "offline_auth": state.offline_auth,
+            "keyed": state.keyed,
             "list": None
             if latest is None
             else {
@@ -180,24 +193,97 @@ async def list_offline_auth(app, data: dict) -> tuple[dict, list]:
 
 
 async def _push_lists(app, station_id: int | None = None) -> None:
-    """The changed offline lists to the connected chargers (server/offline_auth.py); the change
-    itself is stored, so a failure here is logged and the periodic refresh retries."""
+    """The changed offline lists to the connected chargers (server/offline_auth.py), those of
+    the fleet's other processes too; the change itself is stored, so a failure here is logged
+    and the periodic refresh retries."""
     try:
         if station_id is None:
+            app.fleet.cards_changed()
             await app.auth_lists.push_all()
         else:
             await app.auth_lists.push(station_id)
+            await app.fleet.station_changed(station_id)
     except Exception:  # noqa: BLE001
         log.exception("offline lists not pushed after an administrator's change")
 
 
-async def set_tariff(app, data: dict) -> tuple[dict, list]:
-    station_id, tariff = field_id(data, "station_id"), field_tariff(data)
-    await app.storage.set_tariff(station_id, tariff)
+async def _station_changed(app, station_id: int) -> tuple[dict, list]:
+    """The answer and effects of a changed station: its record as stored, into this core and
+    (a fleet) the core of the process serving its charger."""
     station = await app.storage.get_station(station_id)
-    # open sessions keep their tariff
+    try:
+        await app.fleet.station_changed(station_id)
+    except Exception:  # noqa: BLE001 - stored: the charger's next connect loads it anyway
+        log.exception("station %s: the process serving its charger was not told", station_id)
     update = c.UpdateStation(station.id, station.name, station.tariff, station.max_power_w)
     return {"station": station_json(station)}, [update]
+
+
+async def set_tariff(app, data: dict) -> tuple[dict, list]:
+    station_id, tariff = field_id(data, "station_id"), field_tariff(data)
+    await app.storage.set_tariff(station_id, tariff)  # NotFound for an unknown station
+    return await _station_changed(app, station_id)  # open sessions keep their tariff
+
+
+async def set_max_power(app, data: dict) -> tuple[dict, list]:
+    """The most the station's charger can deliver: readings are billed within it from the next
+    one on (server/energy.py), the open session's included."""
+    station_id = field_id(data, "station_id")
+    try:
+        max_power_w = check_max_power(data.get("max_power_w"))
+    except ValueError as problem:
+        raise Refused(f"{data['type']}: {problem}") from None
+    await app.storage.set_max_power(station_id, max_power_w)  # NotFound for an unknown station
+    result, effects = await _station_changed(app, station_id)
+    return {"station": {**result["station"], "max_power_w": max_power_w}}, effects
+
+
+async def station_changed(app, station_id: int, command: dict) -> dict:
+    """`fleet.station_changed`'s end on the process serving the charger: the core takes the
+    station as stored (tariff, max power), the charger its offline list."""
+    station = await app.storage.get_station(station_id)
+    if station is None:
+        return {"error": {"message": f"station {station_id} does not exist", "code": p.NOT_FOUND}}
+    update = c.UpdateStation(station.id, station.name, station.tariff, station.max_power_w)
+    await app.effects.run([update], None)
+    await app.auth_lists.push(station_id)
+    log.info("station %s: changed by another process, taken as stored", station_id)
+    return {"result": {"station": station_json(station)}}
+
+
+# ---------------------------------------------------------------- calls run by the charger's process
+
+OwnerCall = Callable[[object, dict, int], Awaitable[dict]]
+
+
+def owner_call(handler: OwnerCall):
+    """`handler(app, data, station_id) -> result` as the process serving the charger runs it
+    for another process (`app.owner_calls`, server/cluster/fleet.py): its answer is
+    {"result": result} or {"error": {"message","code"}}, what that process's dashboard gets."""
+
+    async def run(app, station_id: int, data: dict) -> dict:
+        try:
+            return {"result": await handler(app, data, station_id)}
+        except Refused as refusal:
+            return {"error": {"message": refusal.message, "code": refusal.code}}
+        except NotFound as missing:
+            return {"error": {"message": str(missing), "code": p.NOT_FOUND}}
+        except ValueError as bad_value:
+            return {"error": {"message": str(bad_value), "code": p.INVALID_MESSAGE}}
+
+    return run
+
+
+def answered(answer: dict) -> dict:
+    """The result of a call the process serving the charger ran (`fleet.forward`); its refusal
+    is raised as this process's own."""
+    error = answer.get("error")
+    if isinstance(error, dict):
+        raise Refused(str(error.get("message", "")), str(error.get("code", p.SERVER_ERROR)))
+    result = answer.get("result")
+    if not isinstance(result, dict):
+        raise Refused("the server serving the charger gave no answer", p.SERVER_ERROR)
+    return result
 
 
 async def add_station(app, data: dict) -> tuple[dict, list]:
@@ -258,6 +344,7 @@ ADMIN_HANDLERS: dict[str, AdminHandler] = {
     "admin_add_card": add_card,
     "admin_set_card_enabled": set_card_enabled,
     "admin_set_tariff": set_tariff,
+    "admin_set_max_power": set_max_power,
     "admin_add_station": add_station,
     "admin_ack_alert": ack_alert,
     "admin_set_offline_auth": set_offline_auth,
@@ -302,3 +389,4 @@ def register(app) -> None:
     """Add every admin message type to the server's client dispatch table (before traffic)."""
     for message_type in ADMIN_HANDLERS:
         app.client_handlers[message_type] = handle_admin
+    app.owner_calls["station_changed"] = station_changed

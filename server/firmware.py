@@ -18,9 +18,16 @@
   moves its order forward (requested -> installing -> one final result: updated, refused,
   rolled_back or failed); a late or repeated one is ignored. An order
   still `requested` is sent again when the charger reconnects (a new connection) reporting
-another `fw` (it lost the order with a reboot). A result for another version than the station's
-last order (or with no order since this server started) is logged and ignored: it must not
-replace the order (whose resend would be lost); its `fw` is still noted.
+  another `fw` (it lost the order with a reboot). A result for another version than the station's
+  last order (or with no order since this server started) is logged and ignored: it must not
+  replace the order (whose resend would be lost); its `fw` is still noted.
+
+In a fleet (server/cluster/) an order for a charger connected to another process goes to that
+process (`fleet.forward`), which sends it and answers; every process needs the same bundles in
+its FIRMWARE_DIR (the download may reach any of them through the balancer). The stations'
+states are kept by the process serving each charger; the others learn the orders they passed
+on and see the `firmware` pushes on their dashboards, but `admin_list_firmware` on them shows
+only what they learnt.
 """
 
 from __future__ import annotations
@@ -34,7 +41,14 @@ from urllib.parse import parse_qs
 
 from server import protocol as p
 from server.codecs import SEED
-from server.dashboard_messages import ADMIN_HANDLERS, Refused, field_id, handle_admin
+from server.dashboard_messages import (
+    ADMIN_HANDLERS,
+    Refused,
+    answered,
+    field_id,
+    handle_admin,
+    owner_call,
+)
 from server.http import bytes_response, json_response
 from server.hub import send
 from server.vocabulary import CHARGER_OFFLINE, NOT_FOUND
@@ -253,7 +267,23 @@ class Firmware:
             )
         if await app.storage.get_station(station_id) is None:
             raise Refused(f"station {station_id} does not exist", NOT_FOUND)
-        if version not in self.bundles.scan():
+        if version not in self.bundles.scan():  # every process of a fleet has the same bundles
+            raise Refused(f"no firmware {version} in {self.bundles.directory}", NOT_FOUND)
+        forwarded = await app.fleet.forward(
+            station_id,
+            {"type": "admin_update_firmware", "station_id": station_id, "version": version},
+        )
+        if forwarded is not None:  # the charger is on another process of the fleet: it answered
+            result = answered(forwarded)
+            if isinstance(result.get("firmware"), dict):
+                self.stations[station_id] = result["firmware"]
+            return result, []
+        return await self.order_here(app, data, station_id), []
+
+    async def order_here(self, app, data: dict, station_id: int) -> dict:
+        """Send the order to the station's charger connected to this process."""
+        version = data.get("version")
+        if not isinstance(version, str) or version not in self.bundles.scan():
             raise Refused(f"no firmware {version} in {self.bundles.directory}", NOT_FOUND)
         connection = app.hub.publishers.get(station_id)
         if connection is None or app.hub.encoders.get(connection) is not SEED:
@@ -266,7 +296,7 @@ class Firmware:
         state["update"] = {"version": version, "result": "requested", "code": None}
         log.info("station %s: firmware %s requested", station_id, version)
         self.push(station_id)
-        return {"station_id": station_id, "firmware": state}, []
+        return {"station_id": station_id, "firmware": state}
 
     async def listing(self, app, data: dict) -> tuple[dict, list]:
         stations = {str(s.id): self.state(s.id) for s in await app.storage.list_stations()}
@@ -286,10 +316,16 @@ ADMIN_HANDLERS["admin_update_firmware"] = _order  # admin role only (handle_admi
 ADMIN_HANDLERS["admin_list_firmware"] = _listing
 
 
+async def _order_here(app, data: dict, station_id: int) -> dict:
+    return await app.firmware.order_here(app, data, station_id)
+
+
 def register(app) -> Firmware:
-    """The download route, the admin messages; `app.firmware` for the charger's frames."""
+    """The download route, the admin messages; `app.firmware` for the charger's frames; the
+    order as another process of a fleet forwards it (`app.owner_calls`)."""
     firmware = Firmware(app)
     app.http_routes.add_prefix(PREFIX, firmware.download)
     for kind in ("admin_update_firmware", "admin_list_firmware"):
         app.client_handlers[kind] = handle_admin
+    app.owner_calls["admin_update_firmware"] = owner_call(_order_here)
     return firmware

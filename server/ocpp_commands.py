@@ -17,6 +17,11 @@ FORBIDDEN (role), INVALID_MESSAGE, NOT_FOUND (no such station, or an unknown car
 CARD_DISABLED, CHARGER_OFFLINE (the station has no OCPP charger connected, or it did not
 answer), and for a remote start STATION_BUSY (a session is open) or STATION_FAULT (emergency). A remote start creates no session by itself: the charger answers Accepted and then
 sends its StartTransaction, which goes through the same card rules as a tap (server/ocpp.py).
+
+In a fleet (server/cluster/) a call for a charger connected to another process goes to that
+process (`fleet.forward`), which runs the same handler (`app.owner_calls`); its answer or
+refusal is what the dashboard gets, CHARGER_OFFLINE when no process serves the charger.
+The token is checked where the dashboard is connected.
 """
 
 from __future__ import annotations
@@ -26,7 +31,14 @@ import logging
 from ocpp.v16 import call
 
 from server import protocol as p
-from server.dashboard_messages import Refused, field_id, field_uid, request_id_of
+from server.dashboard_messages import (
+    Refused,
+    answered,
+    field_id,
+    field_uid,
+    owner_call,
+    request_id_of,
+)
 from server.hub import send
 from server.vocabulary import (
     CARD_DISABLED,
@@ -41,6 +53,9 @@ log = logging.getLogger(__name__)
 
 CONFIGURABLE = ("MeterValueSampleInterval",)
 MAX_SAMPLE_INTERVAL_S = 86_400
+# a call forwarded to another process of a fleet waits for that process's own wait for the
+# charger (server/ocpp.py REMOTE_CALL_TIMEOUT_S, 30 s) and a margin
+FORWARD_TIMEOUT_S = 35.0
 
 
 def _station_of(data: dict, subscribed: int | None) -> int:
@@ -155,7 +170,13 @@ async def handle(app, connection, subscribed: int | None, data: dict) -> None:
             raise Refused(f"{data['type']}: not allowed for this token", FORBIDDEN)
         if await app.storage.get_station(station_id) is None:
             raise Refused(f"station {station_id} does not exist", NOT_FOUND)
-        result = await handler(app, data, station_id)
+        forwarded = await app.fleet.forward(
+            station_id, {**data, "station_id": station_id}, FORWARD_TIMEOUT_S
+        )
+        if forwarded is None:
+            result = await handler(app, data, station_id)
+        else:
+            result = answered(forwarded)
     except Refused as refusal:
         app.note_error(refusal.code)
         return await send(connection, p.error(refusal.message, refusal.code, request_id=request_id))
@@ -165,5 +186,6 @@ async def handle(app, connection, subscribed: int | None, data: dict) -> None:
 
 
 def register(app) -> None:
-    for message_type in HANDLERS:
+    for message_type, (handler, _) in HANDLERS.items():
         app.client_handlers[message_type] = handle
+        app.owner_calls[message_type] = owner_call(handler)

@@ -30,11 +30,13 @@ offline start's time.
 
 In a fleet (server/cluster/) each process pushes the lists of the chargers connected to it
 and still owned by it (`fleet.owns`), so one station's versions are made by one process at a
-time (PostgreSQL also locks the station's row while it takes the next version). A card
-changed from a dashboard on another process reaches these chargers with the next REFRESH_S
-check (an offline start of a card disabled meanwhile is still billed and ended at once, see
-docs/protocol.md). `gone_at` is per process: after a failover the new owner bounds an
-offline start by the list's signing time only.
+time (PostgreSQL also locks the station's row while it takes the next version; within the
+process one push per station runs at a time). A card changed from a dashboard on another
+process reaches these chargers at once (`evse.fleet.cards_changed`: every process pushes its
+lists), a station's setting through its owner (`station_changed`); the REFRESH_S check is for
+changes made by `python -m server.admin` and for a message the bus lost. `gone_at` is per
+process: after a failover the new owner bounds an offline start by the list's signing time
+only.
 """
 
 from __future__ import annotations
@@ -111,6 +113,9 @@ class AuthLists:
         self.keyed: set[int] = set()  # stations whose connected charger presented its key
         self.gone_at: dict[int, float] = {}  # station -> when its charger was last connected
         self._task: asyncio.Task | None = None
+        # one push at a time per station: two at once (a change here and one announced by
+        # another process of a fleet) would each store a new version of the same content
+        self._pushing: dict[int, asyncio.Lock] = {}
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._refresh_periodically())
@@ -168,10 +173,11 @@ class AuthLists:
         """Send the station's current list to its charger (keyed chargers only). In a fleet
         only the station's owner does (server/cluster/): a process that lost the station keeps
         its charger's socket until it closes, and must not store or push a version then."""
-        if station_id not in self.keyed or not self.app.fleet.owns(station_id):
-            return False
-        command = await self.current(station_id, candidates)
-        return command is not None and await self.app.hub.send_to_publisher(station_id, command)
+        async with self._pushing.setdefault(station_id, asyncio.Lock()):
+            if station_id not in self.keyed or not self.app.fleet.owns(station_id):
+                return False
+            command = await self.current(station_id, candidates)
+            return command is not None and await self.app.hub.send_to_publisher(station_id, command)
 
     async def push_all(self) -> None:
         """Every keyed charger's list (a card changed: the lists may all differ)."""

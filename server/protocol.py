@@ -52,6 +52,7 @@ from server.vocabulary import (  # noqa: F401 - re-exported: p.CARD_UNKNOWN etc.
     METER_FAILURE,
     NO_ACTIVE_SESSION,
     NOT_FOUND,
+    NOT_SUPPORTED,
     OFFLINE_LIMIT,
     OFFLINE_START_REFUSED,
     RATE_LIMITED,

@@ -54,6 +54,7 @@ NOT_FOUND = "NOT_FOUND"
 DUPLICATE = "DUPLICATE"
 FORBIDDEN = "FORBIDDEN"
 RATE_LIMITED = "RATE_LIMITED"
+NOT_SUPPORTED = "NOT_SUPPORTED"  # the station's protocol has no such thing (offline auth on OCPP)
 
 # --- station statuses (seed spelling, what dashboards show) ---------------------------------
 DESCONECTADO = "desconectado"

@@ -22,7 +22,7 @@ import os
 from array import array
 from binascii import crc32
 
-from charger.jfile import append, flush, readings, record
+from charger.jfile import append, flush, put, readings, record
 from charger.outbox import _KINDS
 
 try:
@@ -45,7 +45,8 @@ _NONE = const(0xFFFFFFFF)
 
 def write(self):
     """Compact the journal of the outbox `self` (charger/jfile.py append() calls it past the
-    file's limit): what it still needs, to a new file renamed over it. OSError as it comes.
+    file's limit): what it still needs, to a new file renamed over it. OSError as it comes
+    (the file's size stays past the limit: the next write tries again).
     (Named `write`, a name the firmware has interned already: a new one costs a qstr.)"""
     state = self.state
     # what the journal still needs, to a new file renamed over it: the outbox's
@@ -54,27 +55,32 @@ def write(self):
     ints = self._i
     first = n[5] - self.readings  # the oldest reading still in the outbox
     with open(self.path + ".new", "wb") as f:
-        state[3] = 0
         for out in state[7]:
-            state[3] += f.write(out) or 0
+            f.write(out)
         for e in range(n[3] + 1):
             # the readings put before event e (after the last one: all the rest), e
             k = 3 * n[6] + 5 * ((n[2] + e) % n[7])
             upto = ints[k] if e < n[3] else n[5]
-            out = b""
             if upto > first:  # (readings put before an acknowledged one are gone)
-                out = readings(self, first, upto - first)
+                readings(self, first, upto - first, f)
                 first = upto
             if e < n[3]:
-                out += record(
+                put(
+                    f,
                     _EVENT,
                     (state[1] - n[3] + e, ints[k + 1], ints[k + 2], ints[k + 3], ints[k + 4]),
                 )
-            state[3] += f.write(out) or 0
         state[2] = n[5]
-        state[3] += f.write(flush(self)) or 0
+        out = state[6]
+        if out is not None:  # its OPEN (the acknowledged readings are not copied): due
+            del out[3:]
+        flush(self, f)
+        first = f.tell()  # (the new file's size)
     os.rename(self.path + ".new", self.path)
+    state[3] = first
     state[4] += 1
+    if out is not None:  # its register is on the file (append() marks it so too)
+        out.append(n[5])
 
 
 def records(data):
@@ -112,6 +118,14 @@ def boot(self, value):
                 removed = r
             else:
                 opened = r
+        elif kind == _READINGS and opened and n % 24 == 4:
+            # the open session's register: its newest reading journaled after its OPEN (an
+            # OPEN is written only when no reading of the write carries the register)
+            for i in range(at + n - 24, at, -24):
+                r = array("I", data[i : i + 12])
+                if r[0] == opened[0]:
+                    opened = r
+                    break
         elif (
             (kind == _EVENT and n == 20 or kind == _END and n == 4)
             and opened

@@ -16,14 +16,20 @@ latest register), 2 READINGS (the first reading's number, then up to 10 readings
 session_id, wh, ts, then v, a, w as float32), 3 EVENT (event number, the outbox's kind 1..6,
 session_id, wh, ts), 4 END (session_id: the server ended it), 5 ACK (readings, events removed
 from the outbox so far: acknowledged, or a reading dropped by a full outbox). 0xFFFFFFFF
-stands for None. Other modules use kinds 32..255. A write appends whole records in one
-`write()`: a power cut tears at most its last record.
+stands for None. Other modules use kinds 32..255. A write appends whole records, in order, in
+one open/write/close of the file: a power cut tears at most the record being written.
 
-- `append(j, data)`: one flash write (one open/write/close of the file): the readings not
-  written yet, OPEN of the open session, ACK (`flush()` makes those), then `data`. Past
-  `_LIMIT` bytes the file is compacted first (charger/jboot.py `write()`, loaded for it).
-  A file system error is counted (`state[5]`) and logged: the outbox still holds everything,
-  the charger goes on.
+- `append(j, data)`: one flash write: the readings not written yet, OPEN when the open
+  session's latest register is not on the file otherwise (its first write; a write whose
+  readings were all acknowledged before it: the newest reading of a write is the register),
+  ACK (`flush()` writes those), then `data`. Past `_LIMIT` bytes the file is compacted first
+  (charger/jboot.py `write()`, loaded for it). A file system error is counted (`state[5]`)
+  and logged: the outbox still holds everything, the charger goes on.
+- the open session `state[6]` gets a 4th item once its register is on the file: the put
+  count then (a new session's list has 3: its OPEN is due).
+- the records go to the file in pieces (`put()`): a READINGS payload is built once in one
+  array by typed slices of the outbox's arrays, and written as it is (no bytes per reading,
+  no payload grown by `+=`, no whole write joined in RAM).
 """
 
 from array import array
@@ -50,39 +56,61 @@ _NONE = const(0xFFFFFFFF)
 
 def record(kind, data):
     """One record's bytes: `data` is the payload (bytes), or uint32s (a tuple)."""
+    from io import BytesIO
+
+    f = BytesIO()
+    put(f, kind, data)
+    return f.getvalue()
+
+
+def put(f, kind, data):
+    """Write one record to the open file `f` in pieces, its payload `data` as it is (not
+    copied): bytes, uint32s (a tuple) or an array of them."""
     if isinstance(data, tuple):
-        data = bytes(array("I", data))
-    data = bytes((kind, len(data))) + data
-    return b"\x4a" + data + bytes(array("I", (crc32(data) & _NONE,)))
+        data = array("I", data)
+    kind = bytes((kind, len(data) * (4 if isinstance(data, array) else 1)))
+    f.write(b"\x4a")
+    f.write(kind)
+    f.write(data)
+    f.write(array("I", (crc32(data, crc32(kind)) & _NONE,)))
 
 
-def readings(self, n, count):
-    """Readings number n.. (still in the outbox `self`) as READINGS records, 10 a record."""
-    out = b""
+def readings(self, n, count, f):
+    """Readings number n.. (still in the outbox `self`) written to the open file `f` as
+    READINGS records, 10 a record. Each record's payload is built once, in one array, by
+    slices of the outbox's own arrays (typed views: no bytes copy)."""
+    ints = memoryview(self._i)
+    floats = memoryview(self._f)
     while count > 0:
-        data = bytes(array("I", (n,)))
+        data = array("I", range(1 + 6 * min(10, count)))  # (no bytes made to fill it)
+        data[0] = n
+        k = 1
         for r in range(n, n + min(10, count)):
-            k = (self._n[0] + r - (self._n[5] - self.readings)) % self._n[6] * 3
-            data += bytes(memoryview(self._i)[k : k + 3]) + bytes(memoryview(self._f)[k : k + 3])
-        out += record(_READINGS, data)
+            i = (self._n[0] + r - (self._n[5] - self.readings)) % self._n[6] * 3
+            data[k : k + 3] = ints[i : i + 3]
+            data[k + 3 : k + 6] = floats[i : i + 3]
+            k += 6
+        put(f, _READINGS, data)
         n += 10
         count -= 10
-    return out
 
 
-def flush(self):
-    """The records of the readings not written yet, of the open session and of the
+def flush(self, f):
+    """Write to the open file `f` the records of the readings not written yet, of the open
+    session when its latest register is not on the file otherwise, and of the
     acknowledgement; those readings count as written."""
     state = self.state
-    put = self._n[5]
-    n = max(state[2], put - self.readings)  # the older ones left the outbox: acknowledged
-    out = readings(self, n, put - n)
-    state[2] = put
-    if state[6] is not None:
-        out += record(
-            _OPEN, (state[6][0], _NONE if state[6][1] is None else state[6][1], state[6][2] or 0)
-        )
-    return out + record(_ACK, (put - self.readings, state[1] - self._n[3]))
+    put_ = self._n[5]
+    n = max(state[2], put_ - self.readings)  # the older ones left the outbox: acknowledged
+    readings(self, n, put_ - n, f)
+    state[2] = put_
+    o = state[6]
+    # OPEN: a session not on the file yet (no mark), or whose latest reading is not in this
+    # write (acknowledged before it) and not on the file already (its mark: the put count
+    # when its register was last written, by append() or compaction)
+    if o is not None and (len(o) < 4 or n == put_ and o[3] != put_):
+        put(f, _OPEN, (o[0], _NONE if o[1] is None else o[1], o[2] or 0))
+    put(f, _ACK, (put_ - self.readings, state[1] - self._n[3]))
 
 
 def append(self, data):
@@ -103,26 +131,30 @@ def append(self, data):
             finally:
                 if not keep:
                     forget("charger.jboot")
-        out = flush(self)
-        if isinstance(data, tuple):  # an event: its number is the last one put
-            out += record(
-                _EVENT,
-                (
-                    state[1] - 1,
-                    _KINDS.index(data[0]) + 1,
-                    _NONE if data[1] is None else data[1],
-                    _NONE if data[2] is None else data[2],
-                    data[3] or 0,
-                ),
-            )
-        elif isinstance(data, int):
-            out += record(_END, (data,))
-        elif data:
-            out += data
         with open(self.path, "ab") as f:
-            f.write(out)
-        state[3] += len(out)
+            flush(self, f)
+            if isinstance(data, tuple):  # an event: its number is the last one put
+                put(
+                    f,
+                    _EVENT,
+                    (
+                        state[1] - 1,
+                        _KINDS.index(data[0]) + 1,
+                        _NONE if data[1] is None else data[1],
+                        _NONE if data[2] is None else data[2],
+                        data[3] or 0,
+                    ),
+                )
+            elif isinstance(data, int):
+                put(f, _END, (data,))
+            elif data:
+                f.write(data)
+            state[3] = f.tell()  # (appending: the file's end)
         state[4] += 1
+        data = state[6]
+        if data is not None:  # its latest register is on the file now: marked
+            del data[3:]
+            data.append(self._n[5])
     except OSError as e:
         state[5] += 1
         print("[charger]", "journal", e)

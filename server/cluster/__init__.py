@@ -42,6 +42,15 @@ class Solo:
     def request_status(self, station_id: int) -> None:
         return None
 
+    async def forward(self, station_id: int, command: dict, timeout: float = 0.0) -> dict | None:
+        return None  # every charger is here: the caller runs the command itself
+
+    async def station_changed(self, station_id: int) -> None:
+        return None  # the caller's own core and lists took the change
+
+    def cards_changed(self) -> None:
+        return None
+
     async def views(self) -> dict:
         return {}
 

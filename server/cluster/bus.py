@@ -5,10 +5,17 @@ on it never loses a session or a reading. Subjects (one station per subject, so 
 can narrow down later without a protocol change):
 
     evse.station.<id>.push      a dashboard message of station <id>, as its JSON text
-    evse.station.<id>.command   a request to the owner of <id>: {"type":"stop",...} or
-                                {"type":"sync_request"}; the answer is {"replies":[text,...]}
+    evse.station.<id>.command   a request to the owner of <id> (the process serving its
+                                charger), in one vocabulary (server/cluster/fleet.py):
+                                {"type":"stop",...} and {"type":"sync_request"}, answered
+                                {"replies":[text,...]}; {"type":"station_changed"}; a dashboard
+                                call that needs the charger ({"type":"remote_start",...},
+                                "admin_update_firmware", the OCPP configuration calls), answered
+                                {"result":{...}} or {"error":{"message","code"}}
     evse.station.<id>.claimed   {"owner": SERVER_ID, "epoch": N}: <id>'s charger is now served
                                 by that process; any other process drops its connection
+    evse.fleet.cards_changed    {}: a card was added, enabled or disabled; every process pushes
+                                its chargers' offline card lists again
 
 The connection is opened with `no_echo`: a process never receives what it published itself
 (no echo of its own pushes to its own dashboards). Publishing keeps order: pushes go through
@@ -34,6 +41,7 @@ log = logging.getLogger(__name__)
 PREFIX = "evse.station"
 ALL_PUSHES = f"{PREFIX}.*.push"
 ALL_CLAIMS = f"{PREFIX}.*.claimed"
+CARDS_CHANGED = "evse.fleet.cards_changed"
 # a dashboard's command waits at most this long for the owner's answer (the owner answers in
 # milliseconds; a process that stopped answering is treated as no owner: CHARGER_OFFLINE)
 REQUEST_TIMEOUT_S = 2.0
@@ -121,12 +129,13 @@ class Bus:
             except Exception as problem:  # noqa: BLE001 - a notification lost is logged, not fatal
                 log.warning("bus: could not publish on %s: %s", subject, problem)
 
-    async def subscribe(self, subject: str, handler):
-        """`handler(station_id, msg)` for every message on `subject` (a wildcard is fine)."""
+    async def subscribe(self, subject: str, handler, per_station: bool = True):
+        """`handler(station_id, msg)` for every message on `subject` (a wildcard is fine);
+        `per_station=False`: a fleet-wide subject, `handler(None, msg)`."""
 
         async def deliver(msg):
             station_id = station_of(msg.subject)
-            if station_id is None:
+            if station_id is None and per_station:
                 return
             try:
                 await handler(station_id, msg)

@@ -23,6 +23,15 @@ hooks, which the single-process `Solo` (server/cluster/__init__.py) answers triv
 - `forward_stop(...)`, `request_status(...)`: a dashboard's stop or a subscription's
   `sync_request` for a charger served elsewhere is a NATS request to its owner; nobody
   answering is `ESP32 no conectado` (CHARGER_OFFLINE) at once.
+- `forward(station_id, command)`: any other dashboard call that needs the charger (an OCPP
+  remote start or configuration call, a firmware update order) for a charger served elsewhere
+  goes to its owner the same way; the owner runs it with `app.owner_calls[type]` (registered
+  by the modules that own the calls) and its answer, `{"result":...}` or `{"error":...}`, is
+  what the dashboard gets. Authorization stays with the process the dashboard is on.
+- `station_changed(station_id)`: an administrator changed a station here (tariff, max power,
+  offline setting); its owner elsewhere takes it into its core and pushes its charger's list
+  now (`owner_calls["station_changed"]`), not at the charger's next connect.
+  `cards_changed()`: a card changed here; every process pushes its chargers' lists now.
 - `describe(...)`, `describe_all()`, `views()`: `init` and `/api/stations` from the shared
   rows, the local core only for the stations whose charger is here.
 """
@@ -43,7 +52,14 @@ from server.cluster import bus as b
 from server.cluster.bus import Bus
 from server.cluster.presence import HEARTBEAT_S, Presence
 from server.core import RECENT_SESSIONS
-from server.vocabulary import CHARGER_OFFLINE, Refusal, RemoteStop, RequestStatus
+from server.vocabulary import (
+    CHARGER_OFFLINE,
+    INVALID_MESSAGE,
+    SERVER_ERROR,
+    Refusal,
+    RemoteStop,
+    RequestStatus,
+)
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +129,7 @@ class Fleet:
         fleet._subscriptions = [
             await bus.subscribe(b.ALL_PUSHES, fleet._on_push),
             await bus.subscribe(b.ALL_CLAIMS, fleet._on_claimed),
+            await bus.subscribe(b.CARDS_CHANGED, fleet._on_cards_changed, per_station=False),
         ]
         app.hub.relay = fleet.relay
         fleet._writer = asyncio.create_task(fleet._keep_rows(), name="fleet-rows")
@@ -259,22 +276,70 @@ class Fleet:
 
     # --- commands -----------------------------------------------------------------------------
     def _command_handler(self, station_id: int):
-        async def handle(msg) -> None:
+        async def answer(msg) -> None:
             try:
-                command = json.loads(msg.data)
-            except ValueError:
-                command = {}
-            collector = Collector()
-            if command.get("type") == "stop":
-                stop = RemoteStop(command.get("session_id"), command.get("charger_id"))
-                effects = self.app.core.dashboard_stop(station_id, stop, self.app.clock())
-                await self.app.effects.run(effects, collector)
-            elif command.get("type") == "sync_request":
-                await self.app.hub.send_to_publisher(station_id, RequestStatus())
+                reply = await self._answer(station_id, msg.data)
+            except Exception:
+                log.exception("station %s: a command from another process failed", station_id)
+                reply = _error("the server serving the charger failed", SERVER_ERROR)
             if msg.reply:
-                await msg.respond(json.dumps({"replies": collector.texts}).encode())
+                await msg.respond(json.dumps(reply).encode())
+
+        async def handle(msg) -> None:
+            # each in its own task, as each dashboard has its own socket on one server: a call
+            # waiting for the charger (an OCPP call, up to 30 s) holds up no stop behind it
+            self.app.handler._in_background(answer(msg))
 
         return handle
+
+    async def _answer(self, station_id: int, data: bytes) -> dict:
+        """Run one command of the vocabulary (server/cluster/bus.py) for a station held here."""
+        try:
+            command = json.loads(data)
+        except ValueError:
+            command = None
+        kind = command.get("type") if isinstance(command, dict) else None
+        if kind == "stop":
+            collector = Collector()
+            stop = RemoteStop(command.get("session_id"), command.get("charger_id"))
+            effects = self.app.core.dashboard_stop(station_id, stop, self.app.clock())
+            await self.app.effects.run(effects, collector)
+            return {"replies": collector.texts}
+        if kind == "sync_request":
+            await self.app.hub.send_to_publisher(station_id, RequestStatus())
+            return {"replies": []}
+        call = self.app.owner_calls.get(kind) if isinstance(kind, str) else None
+        if call is None:
+            log.warning("station %s: unknown command %.40r from another process", station_id, kind)
+            return _error(f"unknown command {kind!r}", INVALID_MESSAGE)
+        return await call(self.app, station_id, command)
+
+    async def forward(
+        self, station_id: int, command: dict, timeout: float = b.REQUEST_TIMEOUT_S
+    ) -> dict | None:
+        """A dashboard call that needs the station's charger: None when the charger is here
+        (the caller runs it), else the answer of the process serving it, {"result":{...}} or
+        {"error":{"message","code"}}; nobody answering within `timeout` is CHARGER_OFFLINE."""
+        if self.app.hub.has_publisher(station_id):
+            return None
+        answer = await self.bus.request(b.command_subject(station_id), command, timeout)
+        if not isinstance(answer, dict) or not ("result" in answer or "error" in answer):
+            return _error(OFFLINE, CHARGER_OFFLINE)
+        return answer
+
+    async def station_changed(self, station_id: int) -> None:
+        """An administrator changed the station here: its owner elsewhere takes the change now
+        (it answers once done; nobody answering: no charger is served, its next connect loads
+        the station from the database)."""
+        if not self.app.hub.has_publisher(station_id):
+            await self.bus.request(b.command_subject(station_id), {"type": "station_changed"})
+
+    def cards_changed(self) -> None:
+        """A card changed here: every other process pushes its chargers' lists."""
+        self.bus.publish(b.CARDS_CHANGED, b"{}")
+
+    async def _on_cards_changed(self, _station_id, msg) -> None:
+        await self.app.auth_lists.push_all()
 
     async def forward_stop(self, station_id: int | None, stop: RemoteStop, connection) -> bool:
         """A dashboard's stop for a charger served by another process: ask its owner and pass
@@ -290,6 +355,12 @@ class Fleet:
         if answer is None:
             self.app.note_error(CHARGER_OFFLINE)
             await self.app.hub.send(connection, Refusal(OFFLINE, CHARGER_OFFLINE))
+            return True
+        error = answer.get("error")
+        if isinstance(error, dict):  # the owner failed to run it (SERVER_ERROR)
+            code = str(error.get("code"))
+            self.app.note_error(code)
+            await self.app.hub.send(connection, Refusal(str(error.get("message")), code))
             return True
         for text in answer.get("replies", []):
             await connection.send(text)
@@ -394,6 +465,10 @@ class Fleet:
         for station_id in lost:
             self._lose(station_id, "another process claimed it")
         return {row[0] for row in rows} - lost
+
+
+def _error(message: str, code: str) -> dict:
+    return {"error": {"message": message, "code": code}}
 
 
 def _aged(session: dict, now: float) -> dict:

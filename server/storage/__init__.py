@@ -7,8 +7,8 @@ else in the server touches a database; see docs/architecture.md ("Storage contra
 """
 
 from .contract import MAX_PAGE, Storage
-from .errors import Duplicate, NotFound, SchemaError, StaleOwner, StorageError
-from .records import Alert, Card, Reading, SessionRecord, Station, User
+from .errors import Duplicate, NotFound, SchemaError, StaleOwner, StorageError, Unsupported
+from .records import Alert, Card, OfflineAuthState, Reading, SessionRecord, Station, User
 from .select import open_storage
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "Card",
     "Duplicate",
     "NotFound",
+    "OfflineAuthState",
     "Reading",
     "SchemaError",
     "SessionRecord",
@@ -24,6 +25,7 @@ __all__ = [
     "Station",
     "Storage",
     "StorageError",
+    "Unsupported",
     "User",
     "open_storage",
 ]

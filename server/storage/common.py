@@ -19,8 +19,8 @@ from typing import Any
 
 from .arguments import station_args
 from .contract import MAX_PAGE
-from .errors import Duplicate, NotFound
-from .records import Alert, Card, Reading, SessionRecord, Station, User
+from .errors import Duplicate, NotFound, Unsupported
+from .records import Alert, Card, OfflineAuthState, Reading, SessionRecord, Station, User
 from .rows import (
     ALERT_COLUMNS,
     AUTH_LIST_COLUMNS,
@@ -33,6 +33,7 @@ from .rows import (
     auth_list_from_row,
     card_from_row,
     session_from_row,
+    station_from_row,
 )
 from .values import check_count, check_id, check_max_power, check_number, check_tariff
 
@@ -147,6 +148,36 @@ class CommonQueries:
         )
         return [session_from_row(row) for row in rows], total
 
+    async def sessions_before(
+        self,
+        station_id: int | None = None,
+        user_id: int | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        before: tuple[float, int] | None = None,
+        limit: int = MAX_PAGE,
+    ) -> list[SessionRecord]:
+        """One page of the sessions list_sessions' filters match, in its order (newest first:
+        started_at, then id, descending), strictly after the row whose (started_at, id) is
+        `before` (None: from the newest). Keyset paging for a long walk (the CSV export): each
+        page is one index range, however deep, and a session added meanwhile neither repeats
+        nor shifts a row of the walk. No total is counted."""
+        limit = check_count(limit, "limit", MAX_PAGE)
+        condition, params = session_filters(station_id, user_id, since, until)
+        if before is not None:
+            started_at, session_id = before
+            # `started_at <= ?` alone bounds the index range; the rest breaks a tie by id
+            condition += " AND s.started_at <= ? AND (s.started_at < ? OR s.id < ?)"
+            started_at = check_number(started_at, "before started_at")
+            params += [started_at, started_at, check_id(session_id, "before id")]
+        rows = await self._read(
+            f"SELECT {SESSION_COLUMNS} WHERE {condition}"
+            " ORDER BY s.started_at DESC, s.id DESC LIMIT ?",
+            *params,
+            limit,
+        )
+        return [session_from_row(row) for row in rows]
+
     async def station_as_stored(
         self, station_id: int, recent: int
     ) -> tuple[SessionRecord | None, list[int], bool]:
@@ -236,11 +267,11 @@ class CommonQueries:
 
     async def get_station(self, station_id: int) -> Station | None:
         rows = await self._read(f"SELECT {STATION_COLUMNS} WHERE id = ?", station_id)
-        return Station(*rows[0]) if rows else None
+        return station_from_row(rows[0]) if rows else None
 
     async def list_stations(self) -> list[Station]:
         rows = await self._read(f"SELECT {STATION_COLUMNS} ORDER BY id")
-        return [Station(*row) for row in rows]
+        return [station_from_row(row) for row in rows]
 
     async def _new_station_args(
         self,
@@ -266,7 +297,7 @@ class CommonQueries:
         rows = await self._read(
             f"SELECT {STATION_COLUMNS} WHERE charge_point_id = ?", charge_point_id
         )
-        return Station(*rows[0]) if rows else None
+        return station_from_row(rows[0]) if rows else None
 
     async def set_max_power(self, station_id: int, max_power_w: float) -> None:
         """The station's plausibility limit in W (0 < W <= 50,000, else ValueError); raises
@@ -317,9 +348,42 @@ class CommonQueries:
         return bool(rows[0][0]) if rows else None
 
     async def set_offline_auth(self, station_id: int, allowed: bool) -> None:
-        """Turn offline starts on or off for a station. Raises NotFound."""
-        value = 1 if allowed else 0
-        await self._update_station("offline_auth", value, check_id(station_id, "station id"))
+        """Turn offline starts on or off for a seed station. Raises NotFound, and Unsupported
+        for an OCPP station: its charger gets no list, so the setting would change nothing.
+        (A station's protocol never changes once it is added: no race with the UPDATE.)"""
+        station_id, value = check_id(station_id, "station id"), 1 if allowed else 0
+        rows = await self._read(
+            "SELECT protocol, charge_point_id FROM stations WHERE id = ?", station_id
+        )
+        if not rows:
+            raise NotFound(f"station {station_id} does not exist")
+        if rows[0][0] != "seed":
+            raise Unsupported(
+                f"station {station_id} is an OCPP 1.6J station (charge point {rows[0][1]}): "
+                "offline authorization applies only to seed chargers, which get the signed "
+                "card list"
+            )
+        await self._update_station("offline_auth", value, station_id)
+
+    async def offline_auth_states(self) -> list[OfflineAuthState]:
+        """Every seed station's setting, whether it has a station key and its newest signed
+        list, by station id, in one query (the admin page's offline column)."""
+        rows = await self._read(
+            "SELECT s.id, s.offline_auth, coalesce(s.key_hash, '') <> '',"
+            " l.version, l.offline, l.cards, l.created_at FROM stations s"
+            " LEFT JOIN auth_lists l ON l.station_id = s.id AND l.version ="
+            " (SELECT max(m.version) FROM auth_lists m WHERE m.station_id = s.id)"
+            " WHERE s.protocol = 'seed' ORDER BY s.id"
+        )
+        return [
+            OfflineAuthState(
+                row[0],
+                bool(row[1]),
+                bool(row[2]),
+                None if row[3] is None else auth_list_from_row(row[3:]),
+            )
+            for row in rows
+        ]
 
     async def offline_candidates(self) -> list[tuple[str, float | None]]:
         """Every enabled card with the start of its latest session (None: never used)."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from .records import Alert, Card, Reading, SessionRecord, Station, User
+from .records import Alert, Card, OfflineAuthState, Reading, SessionRecord, Station, User
 
 MAX_PAGE = 1000
 
@@ -98,6 +98,15 @@ class Storage(Protocol):
         limit: int = 50,
         offset: int = 0,
     ) -> tuple[list[SessionRecord], int]: ...
+    async def sessions_before(
+        self,
+        station_id: int | None = None,
+        user_id: int | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        before: tuple[float, int] | None = None,
+        limit: int = MAX_PAGE,
+    ) -> list[SessionRecord]: ...
     async def session_totals(
         self,
         now: float,
@@ -155,6 +164,7 @@ class Storage(Protocol):
     # (version, offline, cards joined by ",", created_at)
     async def offline_auth(self, station_id: int) -> bool | None: ...
     async def set_offline_auth(self, station_id: int, allowed: bool) -> None: ...
+    async def offline_auth_states(self) -> list[OfflineAuthState]: ...
     async def offline_candidates(self) -> list[tuple[str, float | None]]: ...
     async def latest_auth_list(self, station_id: int) -> tuple[int, bool, str, float] | None: ...
     async def auth_list(

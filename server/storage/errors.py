@@ -20,3 +20,8 @@ class SchemaError(StorageError):
 class StaleOwner(StorageError):
     """A write carried an ownership epoch the station has moved past: another server process
     claimed the station since (server/storage/contract.py, "Station ownership")."""
+
+
+class Unsupported(StorageError):
+    """The station's protocol has no such thing: offline authorization on an OCPP 1.6J station
+    (its charger gets no signed card list)."""

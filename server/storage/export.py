@@ -1,7 +1,7 @@
 """Sessions as CSV text, for `python -m server.admin sessions export` and the dashboard's
 `/api/sessions.csv`. `sessions_to_csv` is pure (records in, text out; the csv module does the
-quoting); `export_sessions` pages through Storage.list_sessions to feed it; `time_zone` turns
-a `tz` parameter into a zone or a one-line error.
+quoting); `export_sessions` walks Storage.sessions_before page by page (keyset paging) and
+writes the same rows; `time_zone` turns a `tz` parameter into a zone or a one-line error.
 
 The text starts with a UTF-8 byte order mark, so a spreadsheet reads "Pérez" as written.
 Columns: session_id, station_id, user, card_uid, started_at, ended_at, duration_s (whole
@@ -120,17 +120,28 @@ async def export_sessions(
     zone: tzinfo = UTC,
     user_id: int | None = None,
 ) -> tuple[str, int]:
-    """Every matching session, newest first, as CSV text; also returns how many."""
-    sessions: list[SessionRecord] = []
+    """Every matching session, newest first, as CSV text; also returns how many.
+
+    Keyset paging (Storage.sessions_before): each page starts after the last row of the one
+    before, by (started_at, id), so the walk stays linear on a long history and a session
+    added during the export neither repeats a row nor pushes one out. Each page is written out
+    as it comes (its records are not kept)."""
+    out = io.StringIO()
+    out.write(BOM)
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(HEADER)
+    count, before = 0, None
     while True:
-        page, total = await storage.list_sessions(
+        page = await storage.sessions_before(
             station_id=station_id,
             user_id=user_id,
             since=since,
             until=until,
+            before=before,
             limit=MAX_PAGE,
-            offset=len(sessions),
         )
-        sessions.extend(page)
-        if not page or len(sessions) >= total:
-            return sessions_to_csv(sessions, zone), len(sessions)
+        writer.writerows(session_row(s, zone) for s in page)
+        count += len(page)
+        if len(page) < MAX_PAGE:
+            return out.getvalue(), count
+        before = (page[-1].started_at, page[-1].id)

@@ -15,6 +15,9 @@ class Station:
     max_power_w: float = 22_000.0  # plausibility limit of its energy readings (server/energy.py)
     protocol: str = "seed"  # what its charger speaks: "seed" or "ocpp16" (server/codecs/)
     charge_point_id: str | None = None  # the OCPP charge point identity; None for seed stations
+    # may its charger start a listed card offline (issue 13, server/offline_auth.py); stored
+    # for every station, it applies to seed stations only (OCPP stations get no list)
+    offline_auth: bool = True
 
 
 @dataclass(frozen=True)
@@ -76,3 +79,14 @@ class Alert:
     created_at: float
     detail: str
     acknowledged_at: float | None
+
+
+@dataclass(frozen=True)
+class OfflineAuthState:
+    """A seed station's offline authorization as the admin page shows it (issue 13)."""
+
+    station_id: int
+    offline_auth: bool  # the setting: may its charger start a listed card offline
+    keyed: bool  # it has a station key (only a keyed charger gets lists)
+    # the newest list signed for it: (version, offline, cards joined by ",", created_at)
+    latest: tuple[int, bool, str, float] | None

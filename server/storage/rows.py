@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .records import Card, SessionRecord
+from .records import Card, SessionRecord, Station
 from .values import decode_state
 
 Row = Sequence[Any]
@@ -21,7 +21,9 @@ SESSION_COLUMNS = """
 """
 CARD_COLUMNS = "c.uid, c.user_id, u.name, c.enabled FROM cards c JOIN users u ON u.id = c.user_id"
 ALERT_COLUMNS = "id, station_id, session_id, kind, created_at, detail, acknowledged_at FROM alerts"
-STATION_COLUMNS = "id, name, tariff, max_power_w, protocol, charge_point_id FROM stations"
+STATION_COLUMNS = (
+    "id, name, tariff, max_power_w, protocol, charge_point_id, offline_auth FROM stations"
+)
 AUTH_LIST_COLUMNS = "version, offline, cards, created_at FROM auth_lists"
 # a reading's columns in Reading's field order: what a batch inserts (SQLite) or copies
 # (PostgreSQL) and what `readings()` reads back
@@ -60,6 +62,12 @@ def session_from_row(row: Row) -> SessionRecord:
         end_reason,
         decode_state(state_json, id_),
     )
+
+
+def station_from_row(row: Row) -> Station:
+    """A row of STATION_COLUMNS (offline_auth is stored as 0/1)."""
+    id_, name, tariff, max_power_w, protocol, charge_point_id, offline_auth = row
+    return Station(id_, name, tariff, max_power_w, protocol, charge_point_id, bool(offline_auth))
 
 
 def card_from_row(row: Row) -> Card:

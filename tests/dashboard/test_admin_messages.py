@@ -167,6 +167,30 @@ async def test_acknowledging_an_emergency_stores_it_on_the_alert_but_does_not_re
         await other.close()
 
 
+async def test_max_power_set_from_the_dashboard_bounds_the_open_session_at_once(
+    live_app, server_url
+):
+    admin = await dashboard(server_url)
+    charger = await Charger.connect(server_url)
+    try:
+        await charger.start()
+        await charger.meter(7000, 60)  # the baseline
+        answer = await ok(
+            admin, {"type": "admin_set_max_power", "station_id": 1, "max_power_w": 3700}
+        )
+        assert answer["station"]["max_power_w"] == 3700.0
+        await charger.meter(7000, 60)  # 7 kW: within the default 22 kW, beyond the new 3.7 kW
+        alert = await receive_type(admin, "alert")
+        assert alert["kind"] == "energy_anomaly" and "3.7 kW" in alert["message"]
+        await charger.stop()
+        ended = await receive_type(admin, "session_ended")
+        assert 0 < ended["kwh"] <= 3700 * 61 / 3600 / 1000 + 0.002  # not the 0.117 claimed
+    finally:
+        await charger.close()
+        await admin.close()
+    assert (await http_get(live_app, "/api/stations")).json()["items"][0]["max_power_w"] == 3700.0
+
+
 @pytest.mark.parametrize(
     "message, code, reason",
     [
@@ -209,6 +233,31 @@ async def test_acknowledging_an_emergency_stores_it_on_the_alert_but_does_not_re
             "tariff",
         ),
         ({"type": "admin_set_tariff", "station_id": 99, "tariff": 5}, "NOT_FOUND", "99"),
+        (
+            {"type": "admin_set_max_power", "station_id": 1, "max_power_w": 60_000},
+            "INVALID_MESSAGE",
+            "at most 50000",
+        ),
+        (
+            {"type": "admin_set_max_power", "station_id": 1, "max_power_w": True},
+            "INVALID_MESSAGE",
+            "max power",
+        ),
+        (
+            {"type": "admin_set_max_power", "station_id": 1, "max_power_w": "7400"},
+            "INVALID_MESSAGE",
+            "max power",
+        ),
+        (
+            {"type": "admin_set_max_power", "station_id": 1, "max_power_w": 0},
+            "INVALID_MESSAGE",
+            "above 0",
+        ),
+        (
+            {"type": "admin_set_max_power", "station_id": 99, "max_power_w": 7400},
+            "NOT_FOUND",
+            "99",
+        ),
         (
             {"type": "admin_add_station", "name": "Dup", "tariff": 5, "station_id": 1},
             "DUPLICATE",

@@ -88,6 +88,69 @@ async def test_the_admin_listing_gives_setting_key_and_latest_list_of_seed_stati
             )
 
 
+async def statements_while(app, work) -> tuple[list[str], object]:
+    """The SQL the live server's SQLite connection ran while `work()` was awaited, and what
+    it returned."""
+    ran: list[str] = []
+    await app.storage._db.run(lambda conn: conn.set_trace_callback(ran.append))
+    try:
+        result = await work()
+    finally:
+        await app.storage._db.run(lambda conn: conn.set_trace_callback(None))
+    return ran, result
+
+
+async def test_the_station_list_and_the_admin_listing_are_one_query_however_many_stations(
+    live_app,
+):
+    """A fleet of chargers: the dashboard's station list and the admin page's offline column
+    cost one query each, not one to three per station (they were 1 + N and 1 + 3N)."""
+    for number in range(2, 31):
+        ocpp = {"charge_point_id": f"CP-{number:04d}"} if number % 10 == 0 else {}
+        await live_app.storage.add_station(f"Estación {number}", 7.0, station_id=number, **ocpp)
+    await live_app.storage.set_offline_auth(7, False)
+    ran, listed = await statements_while(live_app, lambda: stations_api(live_app))
+    assert len(ran) == 1, ran
+    assert len(listed) == 30 and [n for n in listed if not listed[n]["offline_auth"]] == [7]
+    async with dashboard(live_app) as admin:
+        await receive_type(admin, "init")
+        ran, answer = await statements_while(
+            live_app, lambda: ask(admin, {"type": "admin_list_offline_auth"})
+        )
+    assert len(ran) == 1, ran
+    seed = {str(n) for n in range(1, 31) if n % 10}
+    assert set(answer["stations"]) == seed
+    assert [n for n in seed if not answer["stations"][n]["offline_auth"]] == ["7"]
+    assert [n for n in seed if answer["stations"][n]["keyed"]] == ["1"]  # the demo's key
+
+
+async def test_offline_starts_asked_of_an_ocpp_station_are_refused_with_not_supported(live_app):
+    await live_app.storage.add_station("Wallbox", 7.0, station_id=3, charge_point_id="CP-0042")
+    async with dashboard(live_app) as admin:
+        await receive_type(admin, "init")
+        for enabled in (False, True):
+            refusal = await ask(
+                admin,
+                {
+                    "type": "admin_set_offline_auth",
+                    "station_id": 3,
+                    "enabled": enabled,
+                    "request_id": "r3",
+                },
+            )
+            assert (refusal["type"], refusal["code"], refusal["request_id"]) == (
+                "error",
+                "NOT_SUPPORTED",
+                "r3",
+            )
+            assert refusal["message"].startswith("station 3 is an OCPP 1.6J station")
+        missing = await ask(
+            admin, {"type": "admin_set_offline_auth", "station_id": 9, "enabled": False}
+        )
+        assert missing["code"] == "NOT_FOUND"  # unknown stays NOT_FOUND
+    assert (await live_app.storage.get_station(3)).offline_auth is True  # as it was
+
+
 @pytest.mark.parametrize("role", [VIEWER, OPERATOR])
 async def test_a_token_that_may_not_administer_is_refused_and_nothing_changes(live_app, role):
     ws, _ = await keyed_charger(live_app)

@@ -7,8 +7,12 @@
 # written is torn there (its first bytes are on the file, as on a flash whose power failed
 # mid-program) and the firmware stops (an exception out of the put). Then the journal is
 # opened as at boot (charger/jboot.py boot()) and what it recovers is compared with what
-# the file cut at the last whole record recovers: at most the torn record may be lost. Prints
+# the file cut at the last whole record recovers: at most the torn record may be lost. And
+# with what the history had journaled: the session open at the last completed write (or one
+# the torn write's whole records opened) is recovered, with at least the register that write
+# left on the file (an OPEN is written only when no reading of the write carries it). Prints
 # one line per check kind: "<kind> <cut points> <failures>" and the failures' details.
+import json
 import os
 import sys
 
@@ -29,6 +33,9 @@ class Cut(Exception):
 
 
 budget = [-1]  # bytes the file layer still writes; -1: no limit
+J = [None]  # the journal the history writes
+committed = [None]  # [session_id, wh] open at its last whole write, or None
+last = {}  # session_id: the wh of its last reading put
 
 
 class CutFile:
@@ -36,6 +43,7 @@ class CutFile:
         self.f = f
 
     def write(self, data):
+        data = bytes(data)  # (the journal writes arrays too: their bytes are what counts)
         if budget[0] >= 0 and len(data) > budget[0]:
             self.f.write(data[: budget[0]])  # the torn record's first bytes reach the flash
             budget[0] = 0
@@ -47,11 +55,17 @@ class CutFile:
     def read(self):
         return self.f.read()
 
+    def tell(self):
+        return self.f.tell()
+
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.f.close()
+        if exc[0] is None:  # a whole write: what the journal holds now (a compaction's
+            # new file: renamed over the journal right after)
+            committed[0] = J[0].state[6] and J[0].state[6][:2]
 
 
 def cut_open(path, mode="r"):
@@ -82,36 +96,65 @@ def big(j):
         j.state[3] = 1 << 30
 
 
+def reading(j, sid, wh, ts):
+    last[sid] = wh
+    j.put_reading(sid, 230.0, 8.7, 2000.0, wh, ts)
+
+
 def history(j):
     """A charger's day, through the real write path: sessions stopped, acknowledged,
-    ended by the server, an emergency, and a session still open at the end."""
+    ended by the server, an emergency, a session started while its predecessor's stop was
+    unsent (their acknowledgement, of readings too, makes a write without readings: its
+    OPEN carries the register), and a session still open at the end."""
     for i in range(23):
-        j.put_reading(5, 230.0, 8.7, 2000.0, 100 + i, T + i)
+        reading(j, 5, 100 + i, T + i)
         if i == 12:
             drain(j, 8)
             big(j)
     j.put_event("stop", 5, 122, T + 22)
     drain(j, 40)
     for i in range(12):
-        j.put_reading(6, 229.5, 8.7, 1990.0, 200 + i, T + 100 + i)
+        reading(j, 6, 200 + i, T + 100 + i)
     j.stop(6)  # the server's stop
     big(j)
     j.put_event("emergency", None, 211, T + 111)
     for i in range(25):
-        j.put_reading(7, 231.0, 9.1, 2100.0, 300 + i, T + 200 + i)
+        reading(j, 7, 300 + i, T + 200 + i)
         if i == 15:
             big(j)
     drain(j, 5)
     for i in range(4):
-        j.put_reading(7, 231.0, 9.1, 2100.0, 330 + i, T + 230 + i)
+        reading(j, 7, 330 + i, T + 230 + i)
+    j.put_event("stop", 7, 333, T + 233)
+    for i in range(5):
+        reading(j, 8, 400 + i, T + 300 + i)
+    drain(j, 60)  # all acknowledged, the stop of 7 too: a write, no reading of 8 to write
+    for i in range(12):  # a write of 10 of them (their newest: the register), 2 not written
+        reading(j, 8, 405 + i, T + 305 + i)
 
 
 def fresh():
     rm(P)
     rm(P + ".new")
-    j = Journal(P)
+    j = J[0] = Journal(P)
     jboot.boot(j, True)
+    committed[0] = None
+    last.clear()
     return j
+
+
+def journaled(got, n):
+    # what a boot recovered (got: the interrupted session, the outbox's texts) against what
+    # the history had journaled when its write was cut (at byte n)
+    torn = J[0].state[6] and J[0].state[6][:2]  # the write being made: its session
+    sid = got[0]
+    if sid not in (committed[0] and committed[0][0], torn and torn[0]):
+        fail("session", n, sid, committed[0], torn)
+    elif sid is not None:  # its power_loss stop, the last entry: the register
+        wh = json.loads(got[-1])["wh"]
+        low = committed[0][1] if committed[0] and committed[0][0] == sid else 0
+        if not low <= wh <= last[sid]:
+            fail("register", n, sid, wh, committed[0], last[sid])
 
 
 def recovered(data):
@@ -128,6 +171,18 @@ def recovered(data):
         if text is None:
             return out
         out.append(text)
+
+
+memo = [None, None]
+
+
+def whole_records(data):
+    """recovered() of data's leading whole records (the torn tail cut off); the last answer
+    kept: consecutive cut points inside one record share it (half the boots)."""
+    data = data[: boundary(data)]
+    if memo[0] != data:
+        memo[0], memo[1] = data, recovered(data)
+    return memo[1]
 
 
 def read():
@@ -147,12 +202,12 @@ def boundary(data):
     return end
 
 
-failures = []
+failures = {}  # kind: how many
 details = []
 
 
 def fail(*what):
-    failures.append(what[:2])
+    failures[what[0]] = failures.get(what[0], 0) + 1
     if len(details) < 4:
         details.append(what)
 
@@ -177,14 +232,18 @@ for n in range(written + 1):
     budget[0] = -1
     data = read()
     try:
+        jfile.open = jboot.open = real_open  # (the boots below: not the history's)
         got = recovered(data)
-        want = recovered(data[: boundary(data)])
+        journaled(got, n)
+        want = whole_records(data)
         if got != want:
             fail("cut", n, got, want)
     except Exception as e:  # noqa: BLE001 - a boot that raises is the failure looked for
         fail("cut", n, repr(e))
+    jfile.open = jboot.open = cut_open
     cuts += 1
-print("cut", cuts, len([f for f in failures if f[0] == "cut"]), "writes", total, "bytes", written)
+print("cut", cuts, failures.get("cut", 0), "writes", total, "bytes", written)
+print("journaled", cuts, failures.get("session", 0) + failures.get("register", 0))
 
 # 2. a whole journal (no compaction) truncated at every byte and each byte corrupted
 compactions[0] = False
@@ -198,7 +257,7 @@ n_trunc = n_flip = 0
 for c in range(len(whole) + 1):
     try:
         got = recovered(whole[:c])
-        if got != recovered(whole[: boundary(whole[:c])]):
+        if got != whole_records(whole[:c]):
             fail("truncate", c, got)
     except Exception as e:  # noqa: BLE001
         fail("truncate", c, repr(e))
@@ -215,10 +274,30 @@ for i in range(len(whole)):
     except Exception as e:  # noqa: BLE001
         fail("corrupt", i, repr(e))
     n_flip += 1
-print("truncate", n_trunc, len([f for f in failures if f[0] == "truncate"]))
-print("corrupt", n_flip, len([f for f in failures if f[0] == "corrupt"]))
+print("truncate", n_trunc, failures.get("truncate", 0))
+print("corrupt", n_flip, failures.get("corrupt", 0))
 print(
     "whole", len(whole), "records", len(spans), "recovered", len(full) - 1, "interrupted", full[0]
 )
+
+
+# 3. a journal written as before the OPEN was dropped from writes whose readings carry the
+# register (an OPEN with every write while a session is open, as the firmware before wrote
+# it): the boot recovers the same from it
+class Old(Journal):
+    def write(self, data):
+        if self.state[6] is not None:
+            del self.state[6][3:]  # (unmarked: flush() writes its OPEN)
+        Journal.write(self, data)
+
+
+rm(P)
+j = J[0] = Old(P)
+jboot.boot(j, True)
+history(j)
+old = read()
+if recovered(old) != full:
+    fail("old", len(old), recovered(old), full)
+print("old", len(old), failures.get("old", 0), "new", len(whole))
 for f in details:
     print("FAILURE", f)

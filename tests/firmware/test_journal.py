@@ -3,7 +3,10 @@ MicroPython unix port and real files, and the real server.
 
 - tests/firmware/journal_cuts.py, in one MicroPython process: the write path cut at every
   byte (compactions included), the file truncated at every byte and each byte corrupted: the
-  journal always opens and loses at most the torn (or corrupted) record.
+  journal always opens and loses at most the torn (or corrupted) record; after every cut the
+  session open at the last whole write is recovered with at least the register that write
+  journaled (in a reading, or in an OPEN when no reading of the write carried it); a journal
+  written as before (an OPEN with every write) recovers the same.
 - the firmware (tools/sim_charger.py) boots with the relay off whatever is in its journal.
 - end to end: a session, the link lost (readings pile up, journaled), the board's power cut
   (SIGKILL of the MicroPython process), the firmware started again on the same directory: the
@@ -41,8 +44,13 @@ def test_the_journal_survives_a_cut_at_every_byte_of_its_writes_truncation_and_c
     assert int(cut[4]) >= 10, out  # the history makes that many flash writes
     assert int(trunc[1]) > 1500 and int(trunc[2]) == 0, out
     assert int(corrupt[1]) > 1500 and int(corrupt[2]) == 0, out
+    # at every cut: the open session and at least its last journaled register
+    assert lines["journaled"][1:] == [cut[1], "0"], out
     # the whole journal: the session open at the end is the interrupted one
-    assert lines["whole"][-1] == "7", out
+    assert lines["whole"][-1] == "8", out
+    # a journal of the firmware before this layout (an OPEN in every write: more bytes)
+    old = lines["old"]
+    assert old[2] == "0" and int(old[1]) > int(old[4]), out
 
 
 NO_HEAP = """
@@ -84,7 +92,8 @@ def test_a_journal_write_without_heap_loses_no_reading_and_the_put_stands(tmp_pa
 
 
 def journal_of(path):
-    """{session_id: [wh of each journaled reading]} and {session_id: last OPEN register}."""
+    """{session_id: [wh of each journaled reading]} and {session_id: last register} of the
+    sessions an OPEN opened: the newest of its OPEN and the readings journaled after it."""
     data = path.read_bytes()
     readings, last = {}, {}
     for kind, at, size in records(data):
@@ -92,6 +101,8 @@ def journal_of(path):
             for i in range(size // 24):
                 sid, wh = struct.unpack_from("<2I", data, at + 4 + 24 * i)
                 readings.setdefault(sid, []).append(wh)
+                if sid in last:
+                    last[sid] = wh
         elif kind == OPEN:
             sid, wh, _ = struct.unpack_from("<III", data, at)
             last[sid] = wh

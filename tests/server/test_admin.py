@@ -431,3 +431,19 @@ async def test_offline_starts_are_turned_off_and_on_per_station(admin, db):
         assert await storage.offline_auth(2) is True
     finally:
         await storage.close()
+
+
+async def test_an_ocpp_station_s_offline_setting_is_refused_with_why(admin, db):
+    """An OCPP charger gets no card list: turning its offline starts off would change nothing,
+    so the command says so (one line, status 1) instead of claiming it did."""
+    await seeded_sessions(db)
+    ok(admin("stations", "add", "Wallbox", "--id", 3, "--ocpp", "CP-0042"))
+    for setting in ("off", "on"):
+        process = admin("stations", "offline-auth", 3, setting)
+        assert (process.returncode, process.stdout) == (1, "")
+        assert process.stderr == (
+            "error: station 3 is an OCPP 1.6J station (charge point CP-0042): offline "
+            "authorization applies only to seed chargers, which get the signed card list\n"
+        )
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT offline_auth FROM stations WHERE id = 3").fetchall() == [(1,)]

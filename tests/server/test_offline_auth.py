@@ -104,6 +104,18 @@ async def test_card_changes_push_a_new_list_at_once(app):
         assert disabled["cards"] == ["04A1B2C3", OTHER_DEMO_UID] and disabled["version"] == 3
 
 
+async def test_two_pushes_at_once_store_one_new_version(app):
+    # a change made here and one announced by another process of a fleet arrive together
+    ws, first = await keyed_charger(app)
+    async with ws:
+        await app.storage.set_card_enabled(DEMO_UID, False)
+        await asyncio.gather(app.auth_lists.push(1), app.auth_lists.push(1))
+        pushed = [await receive_type(ws, "auth_list"), await receive_type(ws, "auth_list")]
+        assert [p["version"] for p in pushed] == [first["version"] + 1] * 2
+        assert pushed[0]["cards"] == [OTHER_DEMO_UID]
+    assert (await app.storage.latest_auth_list(1))[0] == first["version"] + 1
+
+
 async def test_the_station_setting_off_is_pushed_as_offline_false(app, tmp_path):
     ws, _ = await keyed_charger(app)
     async with ws:

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from server.storage import Duplicate, NotFound, open_storage
+from server.storage import Duplicate, NotFound, OfflineAuthState, Unsupported, open_storage
 
 from .conftest import outside
 
@@ -35,6 +35,49 @@ async def test_offline_starts_are_on_by_default_and_turned_off_per_station(stora
     assert await storage.offline_auth(9) is None
     with pytest.raises(NotFound, match="station 9 does not exist"):
         await storage.set_offline_auth(9, False)
+
+
+async def test_the_station_record_carries_its_offline_setting(storage):
+    """What /api/stations shows, read with the station itself (no query per station)."""
+    await two_stations_and_cards(storage)
+    await storage.set_offline_auth(2, False)
+    assert [(s.id, s.offline_auth) for s in await storage.list_stations()] == [
+        (1, True),
+        (2, False),
+    ]
+    assert (await storage.get_station(2)).offline_auth is False
+    added = await storage.add_station("Estación 3", 7.0, station_id=3)
+    assert added.offline_auth is True and added == await storage.get_station(3)
+
+
+async def test_an_ocpp_station_s_offline_setting_is_refused_and_left_as_it_was(storage, target):
+    """An OCPP charger gets no signed list: the setting would change nothing, so it is refused
+    (on or off alike) rather than stored as if it worked."""
+    await two_stations_and_cards(storage)
+    await storage.add_station("Wallbox", 7.0, station_id=3, charge_point_id="CP-0042")
+    for allowed in (False, True):
+        with pytest.raises(Unsupported, match=r"station 3 is an OCPP 1\.6J station \(charge"):
+            await storage.set_offline_auth(3, allowed)
+    assert await outside(target, "SELECT offline_auth FROM stations WHERE id = 3") == [(1,)]
+    with pytest.raises(ValueError, match="station id must be a positive whole number"):
+        await storage.set_offline_auth(0, False)
+
+
+async def test_the_admin_states_are_every_seed_station_with_its_key_and_newest_list(storage):
+    await two_stations_and_cards(storage)
+    await storage.add_station("Wallbox", 7.0, station_id=3, charge_point_id="CP-0042")
+    await storage.add_station("Estación 4", 7.0, station_id=4)
+    await storage.set_station_key_hash(1, "a" * 64)
+    await storage.set_station_key_hash(4, "")  # an empty hash is no key
+    await storage.set_offline_auth(2, False)
+    await storage.save_auth_list(1, True, "04A1B2C3,04D5E6F7", T0)
+    await storage.save_auth_list(1, False, "04A1B2C3", T0 + 5)
+    await storage.save_auth_list(2, False, "", T0 + 6)
+    assert await storage.offline_auth_states() == [
+        OfflineAuthState(1, True, True, (2, False, "04A1B2C3", T0 + 5)),
+        OfflineAuthState(2, False, False, (1, False, "", T0 + 6)),
+        OfflineAuthState(4, True, False, None),
+    ]  # OCPP station 3 gets no list: not there
 
 
 async def test_each_saved_list_is_the_stations_next_version_and_every_version_is_kept(storage):
