@@ -32,12 +32,24 @@ async def open_ws(ws, dest, ca_cert, timeout_ms):
             ctx.load_verify_locations(cadata=ca)
     else:
         ctx = None
+    # The timeout: a task that cancels this one when it ends first (not wait_for_ms(): its
+    # runner task and frames, ~0.5 KB, were part of the firmware's heap peak, issue 13)
+    late = asyncio.create_task(_late(asyncio.current_task(), timeout_ms))
     try:
-        await asyncio.wait_for_ms(_handshake(ws, host, port, resource, ctx), timeout_ms)
-    except asyncio.TimeoutError:
+        await _handshake(ws, host, port, resource, ctx)
+    except asyncio.CancelledError:
+        if not late.done():  # cancelled by the caller's owner: not a timeout
+            raise
         raise OSError(1006, "connect/handshake timeout after %d ms" % timeout_ms)
     except ValueError as e:  # mbedTLS reports certificate problems as ValueError
         raise OSError(1015, "TLS failed: %s" % str(e).strip())
+    finally:
+        late.cancel()  # (nothing once it ended)
+
+
+async def _late(task, timeout_ms):
+    await asyncio.sleep_ms(timeout_ms)
+    task.cancel()
 
 
 async def _handshake(ws, host, port, path, ssl):
