@@ -148,18 +148,8 @@ class App:
             asyncio.create_task(self.link.send_now(messages.nfc_scan(self.sm.uid)))
         if value & _A_SEND_STATUS:  # after the local reset (idle: one message)
             asyncio.create_task(self.link.send_now(self.status_messages()[0]))
-        if value & _A_OFFLINE_TAP:  # the signed list decides
-            self.offline(None)
-
-    def offline(self, data):
-        # offline authorization (rare): charger/offline.py, loaded for this call only
-        from charger import offline
-
-        try:
-            return offline.run(self, data)
-        finally:
-            del offline
-            forget("charger.offline")
+        if value & _A_OFFLINE_TAP:  # the signed list decides (on_message: charger/offline.py)
+            self.on_message(None)
 
     # --- the link's handler ------------------------------------------------------------
     def status_messages(self):
@@ -201,18 +191,28 @@ class App:
     def on_message(self, data):
         # `start` needs an integer session_id, `stop` an integer or null; other types and
         # bad ids are logged and ignored
-        kind = data.get("type")
+        kind = data and data.get("type")
         if (
-            kind != "update"
+            data is None
+            or kind != "update"
             and "version" in data
             or self.waiting is not None
             and (kind == "start" or kind == "error")
         ):
-            # the signed offline card list (`auth_list`, which has a version; an OTA `update`
-            # has one too), or perhaps the answer to the offline start awaiting one
-            # (charger/offline.py; False: neither)
-            if self.offline(data):
+            # offline authorization (rare; charger/offline.py, loaded for this call only): a
+            # tap while offline (None), the signed card list (`auth_list`, which has a
+            # version; an OTA `update` has one too), or perhaps the answer to the offline
+            # start awaiting one (False: neither)
+            from charger import offline
+
+            try:
+                kind = offline.run(self, data)
+            finally:
+                del offline
+                forget("charger.offline")
+            if kind:
                 return
+            kind = data.get("type")
         sid = data.get("session_id")
         print("[charger]", "server", kind, data)
         # a session id the outbox can store (uint32): with a bigger one the relay would close
