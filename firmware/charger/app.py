@@ -8,7 +8,8 @@ executes the state machine's action bits (listed in charger/state.py) in a fixed
 OFF first. EMERGENCY opens the relay inside the pin's interrupt handler (soft IRQ on the
 ESP32) before anything else happens; the handler allocates nothing: it opens the relay and
 sets `irq`, which the next poll pass (200 ms at most) hands to the state machine (even if the
-press was too short for the debounce). main.py builds the App at boot.
+press was too short for the debounce). charger/startup.py builds the App at boot (its `init`
+does App.__init__'s work: run once, unloaded after); main.py runs it.
 
 Compact on purpose (docs/architecture.md, "Firmware memory rules"): few, larger methods; the action bits and the error LED
 pattern are private `const()`s named as in charger/state.py (tests/firmware/test_pure_modules.py
@@ -23,9 +24,8 @@ import time
 from time import ticks_add, ticks_diff, ticks_ms
 
 from charger import forget, messages, mfrc522, pzem
-from charger.state import ChargerState
 
-CONFIG_PATH = "config.json"  # read by main.py
+CONFIG_PATH = "config.json"  # read by charger/startup.py
 STARTUP_HOOKS = []  # callables(app) run once the tasks exist (the simulator's control channel)
 _CARD_POLL_MS = const(200)
 _READER_RETRY_MS = const(5000)  # looking for a missing reader
@@ -63,29 +63,11 @@ _EPOCH = 946684800 if time.gmtime(0)[0] == 2000 else 0
 
 class App:
     def __init__(self, cfg, board, outbox, link):
-        self.cfg = cfg
-        self.board = board
-        self.outbox = outbox
-        limits = []  # in ms, in the order ChargerState takes them (one string: less RAM)
-        for key in (
-            "metrics_interval start_timeout same_card meter_silence offline_limit reset_hold"
-        ).split():
-            limits.append(int(cfg[key + "_s"] * 1000))
-        self.sm = ChargerState(limits)
-        self.link = link(cfg, self, outbox)
-        now = ticks_ms()
-        self.due = [now, now, int(cfg["meter_interval_s"] * 1000), 0]
-        self.irq = False  # EMERGENCY seen by the interrupt, not yet by the state machine
-        self.wdt = None
-        self.readings_queued = 0  # readings put into the outbox since boot (tests, bench)
-        self.last_ts = 0  # `ts` of the latest queued entry
-        self.ended = None  # session ended by a queued stop/emergency, maybe still unsent
-        self.waiting = None  # the local id of the offline start awaiting the server's answer
-        # over-the-air updates (charger/ota.py, loaded only while it runs): None, an `update`
-        # order waiting for idle with nothing unsent, or True while charger/ota.py runs
-        self.ota = None
-        messages.FW = "usb"  # `fw` in status: "usb" until an update runs (charger/ota.py)
-        board.emergency.on_press_irq(self.emergency_irq)
+        # run once: its work (the attributes, the link, the EMERGENCY interrupt) is
+        # charger/startup.py's `init`, loaded for it (main.py unloads it after start-up)
+        from charger import startup
+
+        startup.init(self, cfg, board, outbox, link)
 
     def emergency_irq(self, pin):
         # runs as a (soft) interrupt: no allocation, relay first
@@ -325,6 +307,8 @@ class App:
             await asyncio.sleep(pause)
 
     async def run(self):
+        # (on the main thread: tasks created on main.py's start-up thread kept ~5 KB of its
+        # start-up alive for a while, and ~0.8 KB for good)
         board = self.board
         board.relay.off()
         self._do(self.sm.boot(board.reader.init(), board.emergency.pressed, ticks_ms()))

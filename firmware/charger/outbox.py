@@ -40,13 +40,13 @@ whole number 0..2**32-2 (ts: 0..2**32-1; the meter's energy register is uint32 t
 refused (`put_reading` returns False, `rejected` counts) instead of becoming invalid JSON.
 `put_event` raises ValueError for a bad kind or value (a caller's bug).
 
-`Journal(path)` is the outbox main.py builds: the same outbox (app and link unchanged), each
-put also written to a bounded, append-only file (littlefs on the ESP32, a real file on the
-unix port: the session journal), so after a power cut or a reset the charger still knows the
-session that was open, its last register, and every entry the server has not acknowledged.
-The class only decides WHEN to write (it stays loaded: kept small); the records are made,
-written, read back at boot and compacted by charger/jfile.py, loaded for that and forgotten
-after (docs/architecture.md, "Session journal"). When: readings 10 at a time (every 30 s at
+`Journal(path)` is the outbox charger/startup.py builds: the same outbox (app and link
+unchanged), each put also written to a bounded, append-only file (littlefs on the ESP32, a real
+file on the unix port: the session journal), so after a power cut or a reset the charger still
+knows the session that was open, its last register, and every entry the server has not
+acknowledged. The class only decides WHEN to write (it stays loaded: kept small); the records
+are made, written, read back at boot and compacted by charger/jfile.py, loaded for that and
+forgotten after (docs/architecture.md, "Session journal"). When: readings 10 at a time (every 30 s at
 the default 3 s interval), a session's first reading at once (the session is open), a stop
 or emergency at once (after the readings not written yet), the server's stop of a session
 at once (`stop()`), an acknowledged stop or emergency at once (so that it is not replayed

@@ -18,8 +18,10 @@ import machine
 import micropython
 import os
 import sys
+from time import ticks_ms
 
-from charger import app, forget
+from charger import app, forget, messages
+from charger.state import ChargerState
 
 
 def build():
@@ -87,3 +89,30 @@ def charger_app():
             del offline
             forget("charger.offline")
     return charger
+
+
+def init(a, cfg, board, outbox, link):
+    """App.__init__'s work (charger/app.py), run once per App."""
+    a.cfg = cfg
+    a.board = board
+    a.outbox = outbox
+    limits = []  # in ms, in the order ChargerState takes them (one string: less RAM)
+    for key in (
+        "metrics_interval start_timeout same_card meter_silence offline_limit reset_hold"
+    ).split():
+        limits.append(int(cfg[key + "_s"] * 1000))
+    a.sm = ChargerState(limits)
+    a.link = link(cfg, a, outbox)
+    now = ticks_ms()
+    a.due = [now, now, int(cfg["meter_interval_s"] * 1000), 0]
+    a.irq = False  # EMERGENCY seen by the interrupt, not yet by the state machine
+    a.wdt = None
+    a.readings_queued = 0  # readings put into the outbox since boot (tests, bench)
+    a.last_ts = 0  # `ts` of the latest queued entry
+    a.ended = None  # session ended by a queued stop/emergency, maybe still unsent
+    a.waiting = None  # the local id of the offline start awaiting the server's answer
+    # over-the-air updates (charger/ota.py, loaded only while it runs): None, an `update`
+    # order waiting for idle with nothing unsent, or True while charger/ota.py runs
+    a.ota = None
+    messages.FW = "usb"  # `fw` in status: "usb" until an update runs (charger/ota.py)
+    board.emergency.on_press_irq(a.emergency_irq)
