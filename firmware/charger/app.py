@@ -8,8 +8,9 @@ executes the state machine's action bits (listed in charger/state.py) in a fixed
 OFF first. EMERGENCY opens the relay inside the pin's interrupt handler (soft IRQ on the
 ESP32) before anything else happens; the handler allocates nothing: it opens the relay and
 sets `irq`, which the next poll pass (200 ms at most) hands to the state machine (even if the
-press was too short for the debounce). charger/startup.py builds the App at boot (its `init`
-does App.__init__'s work: run once, unloaded after); main.py runs it.
+press was too short for the debounce). charger/startup.py builds the App at boot and runs
+its boot event (its `init` does App.__init__'s work: run once, unloaded after); main.py runs
+it.
 
 Compact on purpose (docs/architecture.md, "Firmware memory rules"): few, larger methods; the action bits and the error LED
 pattern are private `const()`s named as in charger/state.py (tests/firmware/test_pure_modules.py
@@ -307,30 +308,15 @@ class App:
             await asyncio.sleep(pause)
 
     async def run(self):
-        # (on the main thread: tasks created on main.py's start-up thread kept ~5 KB of its
-        # start-up alive for a while, and ~0.8 KB for good)
-        board = self.board
-        board.relay.off()
-        self._do(self.sm.boot(board.reader.init(), board.emergency.pressed, ticks_ms()))
+        # charger/startup.py ran the boot event and started the NTP and update-trial tasks;
+        # the watchdog is made here (it watches the task that runs the poll loop), and the
+        # link's task too (made on the start-up thread, it ran first and the heap held
+        # ~0.7 KB more once connected)
         if self.cfg["watchdog_s"]:
             from machine import WDT
 
             self.wdt = WDT(timeout=int(self.cfg["watchdog_s"] * 1000))
-        try:  # an update was installed (firmware/otaboot.py): confirm it or report it
-            open("ota/state").close()
-            from charger import otatrial
-
-            asyncio.create_task(otatrial.run(self))
-            self.ota = True
-        except OSError:
-            pass
         asyncio.create_task(self.link.run())
-        try:
-            import ntptime  # the board's NTP client; the unix port has none (its clock is set)
-
-            asyncio.create_task(self._ntp_task(ntptime))
-        except ImportError:
-            pass
         for hook in STARTUP_HOOKS:
             hook(self)
         gc.collect()
