@@ -8,9 +8,8 @@ executes the state machine's action bits (listed in charger/state.py) in a fixed
 OFF first. EMERGENCY opens the relay inside the pin's interrupt handler (soft IRQ on the
 ESP32) before anything else happens; the handler allocates nothing: it opens the relay and
 sets `irq`, which the next poll pass (200 ms at most) hands to the state machine (even if the
-press was too short for the debounce). charger/startup.py builds the App at boot and runs
-its boot event (its `init` does App.__init__'s work: run once, unloaded after); main.py runs
-it.
+press was too short for the debounce). charger/startup.py builds the App at boot (its `init`
+does App.__init__'s work: run once, unloaded after); main.py runs it.
 
 Compact on purpose (docs/architecture.md, "Firmware memory rules"): few, larger methods; the action bits and the error LED
 pattern are private `const()`s named as in charger/state.py (tests/firmware/test_pure_modules.py
@@ -308,10 +307,13 @@ class App:
             await asyncio.sleep(pause)
 
     async def run(self):
-        # charger/startup.py ran the boot event and started the NTP and update-trial tasks;
-        # the watchdog is made here (it watches the task that runs the poll loop), and the
-        # link's task too (made on the start-up thread, it ran first and the heap held
-        # ~0.7 KB more once connected)
+        # charger/startup.py started the NTP and update-trial tasks; the boot event, the
+        # watchdog (it watches the task that runs the poll loop) and the link's task are made
+        # here, on the main thread (on the start-up thread, the heap once connected came out
+        # ~1 KB higher in some runs, depending on what ran first)
+        board = self.board
+        board.relay.off()
+        self._do(self.sm.boot(board.reader.init(), board.emergency.pressed, ticks_ms()))
         if self.cfg["watchdog_s"]:
             from machine import WDT
 
