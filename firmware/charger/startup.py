@@ -2,19 +2,17 @@
 
 `build()` loads config.json (charger/config.py), builds the board's drivers, the outbox with
 its session journal (replayed by charger/jboot.py: what the server has not acknowledged, and
-the stop of the session the board died in) and the App, starts its NTP and update-trial tasks
-(asyncio runs them once main.py runs the App; `App.run` runs the boot event and starts the
-link's), and returns it; without a usable config (or if building the charger fails) it returns
-the LED showing the fault pattern (GPIO 2) instead: main.py runs what it returns (`run()`).
-main.py calls it on its start-up thread and forgets this module after: none of this code stays
-in RAM while the charger runs (main.py's own code does, for as long as its top level runs the
-charger, so it is kept short). Whatever the journal file holds, the charger starts: a journal
-that cannot be read is deleted and a new one begins; one that cannot be written either leaves
-the charger running without it (the outbox in RAM), logged. An offline start the server has not
-answered (journal record kind 32) is handed to charger/offline.py (loaded only then).
+the stop of the session the board died in) and the App, and returns it; without a usable config
+(or if building the charger fails) it returns the LED showing the fault pattern (GPIO 2)
+instead: main.py runs what it returns (`run()`). main.py calls it on its start-up thread and
+forgets this module after: none of this code stays in RAM while the charger runs (main.py's own
+code does, for as long as its top level runs the charger, so it is kept short). Whatever the
+journal file holds, the charger starts: a journal that cannot be read is deleted and a new one
+begins; one that cannot be written either leaves the charger running without it (the outbox in
+RAM), logged. An offline start the server has not answered (journal record kind 32) is handed
+to charger/offline.py (loaded only then).
 """
 
-import asyncio
 import machine
 import micropython
 import os
@@ -89,20 +87,6 @@ def charger_app():
             offline.run(charger, data)
             del offline
             forget("charger.offline")
-    try:  # an update was installed (firmware/otaboot.py): confirm it or report it
-        open("ota/state").close()
-        from charger import otatrial
-
-        asyncio.create_task(otatrial.run(charger))
-        charger.ota = True
-    except OSError:
-        pass
-    try:
-        import ntptime  # the board's NTP client; the unix port has none (its clock is set)
-
-        asyncio.create_task(charger._ntp_task(ntptime))
-    except ImportError:
-        pass
     return charger
 
 
