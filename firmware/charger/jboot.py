@@ -1,10 +1,10 @@
 """The session journal's rarely-run part: compaction, reading records back, the boot replay.
 
-Loaded at boot (main.py) and when a write finds the file past its limit (charger/jfile.py
-`append()`, every ~12 KB of journal), forgotten after: a journal write loads only
-charger/jfile.py, so its peak heap stays small (under `-X heapsize=96K` a write that loaded
-all of this while the link was reconnecting failed with MemoryError). Runs under MicroPython;
-`records()` under CPython too.
+Loaded at boot (charger/startup.py) and when a write finds the file past its limit
+(charger/jfile.py `append()`, every ~12 KB of journal), forgotten after: a journal write loads
+only charger/jfile.py, so its peak heap stays small (under `-X heapsize=96K` a write that
+loaded all of this while the link was reconnecting failed with MemoryError). Runs under
+MicroPython; `records()` under CPython too.
 
 - `write(j)`, the compaction: what the journal still needs (other modules' records, the
   outbox's entries in put order, the open session, the ACK) goes to a new file renamed over

@@ -1,11 +1,11 @@
 """Offline authorization on the charger: the signed card list and the offline start.
 
-Loaded on demand by charger/app.py (`App.offline`) and unloaded right after (`charger.forget`):
-it runs when the server pushes a list (`auth_list`, at each connect and on changes), when a
-card is tapped while the link is down, and when the server answers an offline start. Nothing
-of the list stays in RAM: it lives in `authlist.txt` beside config.json (first line `V O`:
-the version, then one UID per line; a list with offline starts off is stored without
-cards), and an offline tap reads it line by line.
+Loaded on demand by charger/app.py (`App.on_message`) and unloaded right after
+(`charger.forget`): it runs when the server pushes a list (`auth_list`, at each connect and on
+changes), when a card is tapped while the link is down, and when the server answers an offline
+start. Nothing of the list stays in RAM: it lives in `authlist.txt` beside config.json (first
+line `V O`: the version, then one UID per line; a list with offline starts off is stored
+without cards), and an offline tap reads it line by line.
 
 `run(app, msg)`, by what `msg` is:
 
@@ -26,11 +26,11 @@ cards), and an offline tap reads it line by line.
 
 With the session journal (charger/outbox.py `Journal`, charger/jfile.py) the offline start
 survives a power cut: its event and readings are journaled like any other (L as their
-session id), the uid and version as a record of kind 32 (the text of `Outbox.data`, restored
-by main.py at boot), and after the answer the journal is compacted from the re-labelled (or
-dropped) outbox. A session cut by a reboot before the answer is reported by its replayed
-`offline_start`, then its `stop` with reason `power_loss`/`charger_reset`, re-labelled by
-the answer like the rest.
+session id), the uid and version as a record of kind 32 (`"uid":..,"version":V`, restored
+by charger/startup.py at boot), and after the answer the journal is compacted from the
+re-labelled (or dropped) outbox. A session cut by a reboot before the answer is reported by
+its replayed `offline_start`, then its `stop` with reason `power_loss`/`charger_reset`,
+re-labelled by the answer like the rest.
 
 One function on purpose (plus `digest`, the HMAC): every function name, global and short
 string constant (10 characters at most) of a module is an interned name that stays in RAM
@@ -77,14 +77,15 @@ def run(app, msg):
     # next 3.5 KB chunk (docs/architecture.md); dict lookups work the same
     box = app.outbox
     if msg is not None and not isinstance(msg, dict):
-        # at boot (main.py): the journal's record of an unanswered offline start (kind 32: its
-        # `"uid":..,"version":V` text), and its local id from the outbox's event (kind 7)
-        box.data = bytes(msg[3:-4]).decode()
+        # at boot (charger/startup.py): the journal's record of an unanswered offline start
+        # (kind 32: its `"uid":..,"version":V` text), and its local id from the outbox's
+        # event (kind 7); `data`: the event's message head (charger/outbox.py)
         n = box._n
         for e in range(n[3]):
             k = 3 * n[6] + 5 * ((n[2] + e) % n[7])
             if box._i[k + 1] == _START:
                 app.waiting = box._i[k + 2]
+                box.data = 'offline_start","local_id":%d,' % app.waiting + bytes(msg[3:-4]).decode()
         return True
     local_id, cards_key, sig_key, comma, kind = "local_id cards sig , auth_list".split(" ")
     sm = app.sm
@@ -116,7 +117,8 @@ def run(app, msg):
         # generator the same way); the server keys the session by (station, id)
         local = _LOCAL + ((random.getrandbits(30) ^ ts) & _MASK)
         if version:
-            box.data = '"uid":"%s","version":%d' % (sm.uid, version)
+            head = '"uid":"%s","version":%d' % (sm.uid, version)
+            box.data = 'offline_start","local_id":%d,' % local + head  # its message's head
             if getattr(box, "state", None) and box.state[0]:
                 # the session journal (charger/outbox.py Journal): the uid and version go to
                 # flash before the event (record kind 32, kept by compaction, one at a time),
@@ -124,7 +126,7 @@ def run(app, msg):
                 from charger import forget
                 from charger.jfile import record
 
-                data = record(32, box.data.encode())
+                data = record(32, head.encode())
                 del record
                 forget("charger.jfile")
                 box.state[7] = [r for r in box.state[7] if r[1] != 32] + [data]
@@ -132,11 +134,11 @@ def run(app, msg):
         if not version or not box.put_event("offline_start", local, sm.wh, ts):
             sm.note = "offline: card not allowed"
             app._do(512 | sm.server("error", None, now))
-            return
+            return True
         app.waiting = local
         print("[charger]", "offline", "start", local, sm.uid)
         app._do(sm.server("start", local, now))
-        return
+        return True
     if msg.get("type") == kind:  # --- the signed list (`auth_list`) --------------------------
         version = msg.get("version")
         offline = msg.get("offline")
@@ -187,7 +189,9 @@ def run(app, msg):
         print("[charger]", "offline", "list", version, len(cards))
         return True
     # --- the server's answer to the offline start awaiting it -----------------------------------
-    local = app.waiting  # (main.py sets it after a reboot from the replayed offline_start)
+    local = (
+        app.waiting
+    )  # (charger/startup.py sets it after a reboot from the replayed offline_start)
     if local_id not in msg:
         return False  # about a tap: the app handles it
     if local is None or msg.get(local_id) != local:

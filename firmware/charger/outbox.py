@@ -28,8 +28,9 @@ index, never copying entries. Rules:
 Offline starts (issue 13, charger/offline.py): a session the charger started without the
 server runs under a local session id (2**31..2**31+2**30-1, never a server's id: the app
 takes server session ids below 2**31 only). Its entries are
-queued as usual after an `offline_start` event (kind 5; its `"uid":...,"version":V` text is
-`data`; charger/offline.py allows one `offline_start` in the outbox at a time) but held:
+queued as usual after an `offline_start` event (kind 7; sent as the text charger/offline.py
+puts in `data`: `offline_start","local_id":L,"uid":...,"version":V`, the message's head;
+charger/offline.py allows one `offline_start` in the outbox at a time) but held:
 `next_unsent()` stops at the first entry of a local session other than the `offline_start`
 itself, until charger/offline.py re-labels them with the server's session id (or drops them
 when the server refuses).
@@ -39,13 +40,13 @@ whole number 0..2**32-2 (ts: 0..2**32-1; the meter's energy register is uint32 t
 refused (`put_reading` returns False, `rejected` counts) instead of becoming invalid JSON.
 `put_event` raises ValueError for a bad kind or value (a caller's bug).
 
-`Journal(path)` is the outbox main.py builds: the same outbox (app and link unchanged), each
-put also written to a bounded, append-only file (littlefs on the ESP32, a real file on the
-unix port: the session journal), so after a power cut or a reset the charger still knows the
-session that was open, its last register, and every entry the server has not acknowledged.
-The class only decides WHEN to write (it stays loaded: kept small); the records are made,
-written, read back at boot and compacted by charger/jfile.py, loaded for that and forgotten
-after (docs/architecture.md, "Session journal"). When: readings 10 at a time (every 30 s at
+`Journal(path)` is the outbox charger/startup.py builds: the same outbox (app and link
+unchanged), each put also written to a bounded, append-only file (littlefs on the ESP32, a real
+file on the unix port: the session journal), so after a power cut or a reset the charger still
+knows the session that was open, its last register, and every entry the server has not
+acknowledged. The class only decides WHEN to write (it stays loaded: kept small); the records
+are made, written, read back at boot and compacted by charger/jfile.py, loaded for that and
+forgotten after (docs/architecture.md, "Session journal"). When: readings 10 at a time (every 30 s at
 the default 3 s interval), a session's first reading at once (the session is open), a stop
 or emergency at once (after the readings not written yet), the server's stop of a session
 at once (`stop()`), an acknowledged stop or emergency at once (so that it is not replayed
@@ -137,7 +138,7 @@ class Outbox:
         self.dropped = 0
         self.lost_events = 0
         self.rejected = 0
-        self.data = None  # the offline start's `"uid":..,"version":V` (see above)
+        self.data = None  # the offline start's message head (see above)
 
     def __len__(self):
         return self.readings + self._n[_ELEN]
@@ -246,13 +247,13 @@ class Outbox:
         wh = None if wh == _NONE else wh
         if e == _EMERGENCY:
             return messages.emergency(sid, wh, ints[k + 4])
-        if e == _OFFLINE_START:
-            return messages.stop(
-                sid, wh, ints[k + 4], 'offline_start","local_id":%d,%s' % (sid, self.data)
-            )
-        return messages.stop(
-            sid, wh, ints[k + 4], None, _KINDS[e - 1] if e > _EMERGENCY else None
-        )  # a fault's reason
+        return messages.stop(  # a fault's reason, or the offline start's own head (`data`)
+            sid,
+            wh,
+            ints[k + 4],
+            self.data if e == _OFFLINE_START else None,
+            _KINDS[e - 1] if _EMERGENCY < e < _OFFLINE_START else None,
+        )
 
     def stop(self, session_id):
         """The server ended the session (the journal's hook: Journal.stop())."""

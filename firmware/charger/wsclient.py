@@ -2,8 +2,8 @@
 
 Owns one client connection at a time: `await ws.connect(dest)` (the opening code -- the TCP
 (ws://) or TLS (wss://, optional pinned CA file) connection and the handshake with a
-random `Sec-WebSocket-Key` and a checked `Sec-WebSocket-Accept` -- is in charger/wsopen.py,
-loaded for each connect and dropped after it), framing with a fresh client mask per frame,
+random `Sec-WebSocket-Key` and a checked `Sec-WebSocket-Accept` -- is in charger/wsopen.py
+and charger/wsaccept.py, loaded in turn for each connect and dropped after it), framing with a fresh client mask per frame,
 reassembly of fragmented messages (control frames may arrive in between), pongs for the
 server's pings, its own pings to notice a half-open link, the count of data frames written
 on the connection (`count`: what the server's `ack` refers to), the server's compact `ack`
@@ -134,8 +134,9 @@ class WebSocket:
     async def connect(self, dest, ca_cert=None, timeout_ms=10000):
         """Open the connection to dest = (host, port, resource, secure), what
         linkcfg.parse_url() makes of a ws:// or wss:// URL (parsed once, not per connect).
-        Raises OSError (see the module doc). The opening code (charger/wsopen.py) is loaded
-        for the call and dropped after it."""
+        Raises OSError (see the module doc). The opening code (charger/wsopen.py: the
+        connection and the request, then charger/wsaccept.py: the answer's check) is loaded
+        for the call, one module at a time, and dropped after it."""
         await self.drop()  # nothing if not open
         t = self.tasks
         if t[_KA] is not None:
@@ -150,14 +151,25 @@ class WebSocket:
         self.count = 0
         from charger import forget, wsopen
 
+        # the timeout: a task that cancels this one when it ends first (in the keepalive's
+        # slot until the connection is open: drop() cancels it)
+        t[_KA] = asyncio.create_task(_late(asyncio.current_task(), timeout_ms))
         try:
-            await wsopen.open_ws(self, dest, ca_cert, timeout_ms)
+            # two modules loaded in turn, each dropped before the next (issue 13: the
+            # reconnect's heap peak holds one of them): the connection and the request,
+            # then the answer's check
+            key = await wsopen.open_ws(self, dest, ca_cert, timeout_ms)
+            wsopen = forget("charger.wsopen")  # (None: no reference left here)
+            from charger import wsaccept
+
+            await wsaccept.check(self, key, timeout_ms)
         except BaseException:
             await self.drop()
             raise
         finally:
-            del wsopen
             forget("charger.wsopen")
+            forget("charger.wsaccept")
+        t[_KA].cancel()
         self.open = True
         self.last_rx = ticks_ms()
         if self.ms[0] > 0:
@@ -464,6 +476,12 @@ class WebSocket:
                 await s.wait_closed()
             except OSError:
                 pass
+
+
+async def _late(task, ms):
+    # the opening's timeout (connect()): cancels the connecting task unless cancelled first
+    await asyncio.sleep_ms(ms)
+    task.cancel()
 
 
 def _header(buf, kind, n):

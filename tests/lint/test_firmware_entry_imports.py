@@ -39,8 +39,8 @@ def test_the_boards_entry_files_import_only_the_firmware_and_micropython():
 def test_the_check_names_an_import_of_the_tools_at_any_depth():
     main = (ROOT / "firmware" / "main.py").read_text(encoding="utf-8")
     broken = main.replace(
-        "from charger.board import Board",
-        "from charger.board import Board\n            from tools.sim import machine",
+        "from charger import startup",
+        "from charger import startup\n        from tools.sim import machine",
         1,
     )
     assert broken != main

@@ -17,12 +17,20 @@ are the firmware's (control.py books the simulator's own later objects). Kept ti
 script is compiled from source at run time, its code counts as the simulator's. Never shipped.
 """
 
-import gc
-import micropython
-import network  # noqa: F401 - native on the board: the simulator's share
 import sys
 
-from simboot import setup
+# The script's own directory (tools/sim) comes first on sys.path: the shims would load from
+# source, compiled here at run time (parse trees, line tables: ~KBs of the simulator's share
+# and of its start-up's holes in the heap), not from the .mpy that MICROPYPATH names first
+# when the caller compiled them (tools/bench/firmware_memory.compile_modules). Last, it is
+# only the fallback.
+sys.path.append(sys.path.pop(0))
+
+import gc  # noqa: E402
+import micropython  # noqa: E402
+import network  # noqa: E402,F401 - native on the board: the simulator's share
+
+from simboot import setup  # noqa: E402
 
 path, control = setup(sys.argv[1:])
 del setup
@@ -33,6 +41,7 @@ except OSError:  # (no update installed: nothing to load, the heap figures stay 
     pass
 else:
     import otaboot
+
     otaboot.choose()
     del otaboot
     sys.modules.pop("otaboot")
@@ -45,6 +54,7 @@ except Exception as e:  # noqa: BLE001 - as main.py on the board: an update that
     sys.print_exception(e)  # start reboots (and otaboot.py rolls it back)
     if sys.path[0][:4] == "ota/":
         import machine
+
         machine.reset()
     raise
 

@@ -226,7 +226,8 @@ def case_main_with_a_bad_config_shows_the_fault_pattern_instead_of_crashing():
     finally:
         asyncio.run = real_run
         app.CONFIG_PATH = "config.json"
-    assert main.charger_app is None and main.led.pattern == 4  # no charger: the fault pattern
+    # no charger: the LED runs instead (charger/startup.py), showing the fault pattern
+    assert not isinstance(main.charger_app, app.App) and main.charger_app.pattern == 4
     assert len(started) == 1
     started[0].close()
 
