@@ -13,6 +13,11 @@ function fieldSentence(message) {
   const match = /^admin_\w+: (\w+)/.exec(message);
   if (!match) return null;
   const field = match[1];
+  if (/^admin_\w+: max power /.test(message)) {
+    // "admin_set_max_power: max power must be a number of watts above 0 and at most 50000, not ..."
+    const maxW = Number(/at most ([0-9.]+)/.exec(message)?.[1] ?? "50000");
+    return t("field.max_power", { max: (maxW / 1000).toLocaleString(locale()) });
+  }
   if (field === "tariff") {
     const max = /to ([0-9.e+]+) per kWh/.exec(message)?.[1];
     return t("field.tariff", { max: max ? Number(max).toLocaleString(locale()) : "10000" });

@@ -1,10 +1,12 @@
 // Cards and users: add a user, give them a card, enable or disable a card; add a station, set its
-// tariff and turn its offline authorization on or off. Changes travel as admin_* messages on the
+// tariff and max power and turn its offline authorization on or off. Changes travel as admin_* messages on the
 // WebSocket (the HTTP side is GET only); the lists are re-read from the HTTP API after every
 // change. Refusals are shown as sentences (explain.js); every action is disabled while the page
 // is not connected. The offline authorization column (setting, latest signed list) comes from
 // `admin_list_offline_auth`: shown only once the server answers it, so never to a token that
-// may not administer (FORBIDDEN).
+// may not administer (FORBIDDEN). The max power column shows every station's value; its field
+// and button (`admin_set_max_power`, kW on the page, W on the wire) only once that answer says
+// the token may administer.
 
 import { h, replace } from "./dom.js";
 import { explainError } from "./explain.js";
@@ -180,10 +182,30 @@ export function mountAdmin(root, { store, link }) {
       h("span", { class: "muted", dataset: { field: "offline-list" } }, detail)));
   }
 
+  // A station's max power: its value in kW; for an administrator also a field (kW, whole watts
+  // on the wire) and a button. Out of range is left to the server, whose refusal says the range.
+  function maxPowerCell(label, station) {
+    const watts = station.max_power_w;
+    const attrs = { class: "stacked", dataset: { field: "max-power", watts: String(watts) } };
+    if (offline === null) return cell(label, attrs, fmt.power(watts));
+    const powerForm = h("form", { class: "row", dataset: { testid: "max-power-form" } },
+      h("input", { name: "max_power_kw", type: "number", step: "any", required: true, inputmode: "decimal",
+        value: String(watts / 1000), "aria-label": t("admin.maxPowerOf", { name: station.name }) }),
+      h("button", { type: "submit", dataset: { sends: "", testid: "max-power-save" } }, t("admin.set")));
+    powerForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const kw = Number(new FormData(powerForm).get("max_power_kw"));
+      const maxPowerW = Math.round(kw * 1000); // 7.4 kW is 7400 W, not 7400.000000000001
+      submit({ type: "admin_set_max_power", station_id: station.id, max_power_w: maxPowerW }, stationResult,
+        (reply) => t("admin.maxPowerSet", { name: station.name, power: fmt.power(reply.station.max_power_w) }));
+    });
+    return cell(label, attrs, powerForm);
+  }
+
   function renderStations(stations) {
-    const [id, name, protocol, tariff, newTariff, offlineAuth] =
-      ["id", "name", "protocol", "tariff", "newTariff", "offline"].map((c) => t(`admin.col.${c}`));
-    const columns = [id, name, protocol, tariff, newTariff];
+    const [id, name, protocol, tariff, newTariff, maxPower, offlineAuth] =
+      ["id", "name", "protocol", "tariff", "newTariff", "maxPower", "offline"].map((c) => t(`admin.col.${c}`));
+    const columns = [id, name, protocol, tariff, newTariff, maxPower];
     if (offline !== null) columns.push(offlineAuth);
     stationsTable.dataset.offline = offlineForbidden ? "forbidden" : offline !== null ? "shown" : "unknown";
     replace(stationsTable, table("stations", columns,
@@ -203,6 +225,7 @@ export function mountAdmin(root, { store, link }) {
           cell(protocol, { dataset: { field: "protocol" } }, station.protocol === "ocpp16"
             ? t("admin.protocol.ocpp16", { cp: station.charge_point_id }) : t("admin.protocol.seed")),
           cell(tariff, { dataset: { field: "tariff" } }, fmt.tariff(station.tariff)), cell(newTariff, {}, tariffForm),
+          maxPowerCell(maxPower, station),
           offline !== null ? offlineCell(offlineAuth, station) : null);
       }),
       t("admin.noStations")));

@@ -228,8 +228,12 @@ async def test_operator_adds_a_user_a_card_a_station_and_a_tariff_from_the_page(
     garage = page.get_by_test_id("station-row-2")
     await expect(garage.locator('[data-field="tariff"]')).to_have_text("$6,50/kWh")
     await garage.locator('input[name="tariff"]').fill("8")
-    # the tariff's button (the row also has the offline authorization switch)
-    await garage.get_by_role("button", name="Guardar").click()
+    # the tariff's button (the row also has the max power's "Guardar" and the offline switch)
+    await (
+        garage.locator('form:has(input[name="tariff"])')
+        .get_by_role("button", name="Guardar")
+        .click()
+    )
     await expect(garage.locator('[data-field="tariff"]')).to_have_text("$8,00/kWh")
     assert (await live_app.storage.get_station(2)).tariff == 8.0
     await page.screenshot(path=screenshot_path("admin"), full_page=True)
