@@ -13,6 +13,7 @@ import pytest
 from server.offline_auth import canonical, key_digest_hex, sign
 from tests.firmware.mpy import requires_micropython, run_mpy
 from tests.live_server import base_url, connect, receive_type, running_server
+from tests.server.bills import metered
 from tools.sim_charger import SimCharger
 
 pytestmark = [requires_micropython, pytest.mark.timeout(180)]
@@ -109,7 +110,9 @@ async def test_a_listed_card_charges_offline_and_the_server_bills_it_on_reconnec
             assert meter_delta_wh > 0
             assert round(record.kwh * 1000) == meter_delta_wh  # billed exactly the meter's delta
             readings = await app.storage.readings(session_id)
-            assert len(readings) == st["readings_queued"]  # every reading queued offline stored
+            # every reading queued offline stored, then the stop's final register (the bill's end)
+            assert len(metered(readings, record)) == st["readings_queued"]
+            assert readings[-1].kwh == record.kwh
             assert await app.storage.list_alerts(station_id=1) == []
             assert [s.id for s in await app.storage.open_sessions()] == []
         finally:
