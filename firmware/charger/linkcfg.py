@@ -22,13 +22,15 @@ def settings(cfg):
     token = cfg.get("token") or ""
     if not isinstance(token, str):
         raise ValueError("token must be a string")
-    if token:  # percent-encoded: RFC 3986 unreserved characters stay
-        token = "&token=" + "".join(
-            chr(c)
-            if 48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c in b"-._~"
-            else "%%%02X" % c
-            for c in token.encode()
-        )
+    if token:  # percent-encoded: RFC 3986 unreserved characters stay. Built as bytes: a
+        # one-character str (chr(), s[i]) is interned for good, one name per distinct character
+        out = bytearray(b"&token=")
+        for c in token.encode():
+            if 48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c in b"-._~":
+                out.append(c)
+            else:
+                out.extend(b"%%%02X" % c)
+        token = out.decode()
     dest = []
     for url in cfg.get("server_urls") or (cfg.get("server_url") or "",):
         url = (

@@ -18,7 +18,8 @@ charger/otaput.py everything else (the order's check, the unpack, the switch, th
 rings). The outbox, empty when the install starts, lends the RAM of its rings: they shrink
 to `_READINGS` readings and `_EVENTS` events for the install (a session started meanwhile
 queues into them) and come back to their size, entries kept in order, when it ends. Few
-names: each is interned for good.
+names: each is interned for good (its functions and arguments take names the firmware has
+interned already: `notify`, otaput's `build` and `check`).
 """
 
 import asyncio
@@ -30,7 +31,7 @@ _READINGS = const(20)  # the outbox's rings during the install (1 min of reading
 _EVENTS = const(4)
 
 
-async def _tell(app, version, text):
+async def notify(app, version, text):
     # `update_result`, best effort while the link is up (the `fw` of the next status tells the
     # truth anyway); text: the result and its code in one string ("failed BAD_BUNDLE"; the
     # code may be empty: "installing ")
@@ -60,7 +61,7 @@ async def run(app, msg):
     forget("charger.otaget")  # a step that failed
     from charger import otaput
 
-    ring = otaput.ring  # kept while its module and this one are unloaded: less RAM at once
+    ring = otaput.build  # kept while its module and this one are unloaded: less RAM at once
     otaput = None
     forget("charger.otaput")
     app.ota = again
@@ -80,11 +81,11 @@ async def install(app, msg):
 
     got = otaput.read(msg)  # (version, url, sha256, size, slot, state words) or the version
     if not isinstance(got, str):
-        otaput.ring(app.outbox, _READINGS, _EVENTS)
+        otaput.build(app.outbox, _READINGS, _EVENTS)
     otaput = None
     forget("charger.otaput")
     if isinstance(got, str):
-        await _tell(app, got or "unknown", "failed INVALID_MESSAGE")
+        await notify(app, got or "unknown", "failed INVALID_MESSAGE")
         return
     job = got  # (a local's name is not interned: only arguments', globals' and attributes')
     got = None
@@ -120,10 +121,10 @@ async def install(app, msg):
         print("[ota] busy later")
         return msg
     if got is not True:
-        await _tell(app, job[0], got or "failed DOWNLOAD_FAILED")
+        await notify(app, job[0], got or "failed DOWNLOAD_FAILED")
         return
     print("[ota] switch", job[4], job[0])
-    await _tell(app, job[0], "installing ")
+    await notify(app, job[0], "installing ")
     await asyncio.sleep_ms(200)  # let the frame leave
     import machine
 

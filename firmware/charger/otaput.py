@@ -4,7 +4,7 @@ for each step and unloads it after; never together with charger/otaget.py):
 - `read(msg)`: the `update` order's fields, and the slot to install into (the one beside the
   running version, from ota/state: firmware/otaboot.py's format, read here because importing
   otaboot.py would compile its source);
-- `ring(outbox, readings, events)`: the outbox's rings made that long, entries kept in order;
+- `build(outbox, readings, events)`: the outbox's rings built that long, entries kept in order;
 - `put(app, args)` (args: `read()`'s tuple): the bundle ota/new.bin (tools/firmware_bundle.py:
   "EVFW", the version, then each file's name, size and bytes) into ota/<slot>/charger/*.mpy,
   the slot emptied first, through one 512-byte buffer; then, unless a session began
@@ -42,22 +42,22 @@ def read(msg):
         and isinstance(size, int)
         and not isinstance(size, bool)
         and 0 < size <= _MAX_SIZE
-    ) or not all(_safe(c) for c in (version + digest).encode()):
+    ) or not all(check(c) for c in (version + digest).encode()):
         # (bytes: a str's characters one by one would each be interned)
-        return bytes(c for c in str(version).encode()[:32] if _safe(c)).decode()
+        return bytes(c for c in str(version).encode()[:32] if check(c)).decode()
     try:
         with open("ota/state") as f:
             words = f.read().split()
     except OSError:
         words = []
     if len(words) != 6:
-        words = ["usb", "usb", "ok", "usb", "usb", "-"]
+        words = "usb usb ok usb usb -".split()  # (one string: "ok" alone would be a name)
     return version, url, digest.lower(), size, "b" if words[0] == "a" else "a", words
 
 
-def _safe(c):
+def check(at):
     # a byte of a version or a digest: a letter, a digit, ".", "_" or "-"
-    return 48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c in b"._-"
+    return 48 <= at <= 57 or 65 <= at <= 90 or 97 <= at <= 122 or at in b"._-"
 
 
 def put(app, args):
@@ -105,7 +105,7 @@ def put(app, args):
     return True
 
 
-def ring(outbox, readings, events):
+def build(outbox, readings, events):
     # The outbox's two rings (charger/outbox.py: reading r at 3*r in both arrays, event e at
     # 3*cap + 5*e of the uint32 one) made `readings` and `events` long, the entries waiting
     # kept in order from slot 0 (sent-but-unconfirmed counts stay valid: they count from the

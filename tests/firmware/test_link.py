@@ -752,3 +752,31 @@ async def test_a_reading_wakes_the_link_twice_however_late_the_servers_ack_comes
     steps = [int(n) for n in re.findall(r"STEPS \d (\d+)", proc.output())]
     assert len(steps) == 5, proc.output()
     assert max(steps) <= 2, steps  # polling every 20 ms for the ack would be ~15
+
+
+def test_the_token_costs_no_interned_name_per_character():
+    """A board's token of many distinct characters once interned one name per character
+    (62 for an alphanumeric one), for good: enough to push the firmware past the qstr pool's
+    300 names and its next 3.5 KB chunk (docs/architecture.md "Firmware memory rules")."""
+    from tests.firmware.mpy import run_mpy
+
+    out = run_mpy("""
+import micropython
+from charger import linkcfg
+def names():
+    micropython.qstr_info()
+cfg = {"server_url": "ws://x/ws", "station": 3, "token": "a b"}
+print("URL", linkcfg.settings(cfg)[0][0][0][2])  # the module's own names interned first
+names()
+cfg["token"] = "ZYXWVUTSRQPONMLKJIHGFEDCBAzyxwvutsrqponmlkjihgfedcba9876543210/ +"
+print("URL", linkcfg.settings(cfg)[0][0][0][2])
+names()
+""")
+    urls = [line.split()[1] for line in out.splitlines() if line.startswith("URL")]
+    assert urls == [
+        "/ws?role=publisher&estacionId=3&token=a%20b",
+        "/ws?role=publisher&estacionId=3&token=ZYXWVUTSRQPONMLKJIHGFEDCBAzyxwvutsrqponmlkjihgfedcba"
+        "9876543210%2F%20%2B",
+    ]
+    counts = re.findall(r"n_qstr=(\d+)", out)
+    assert len(counts) == 2 and counts[0] == counts[1], out

@@ -1,4 +1,4 @@
-"""The outbox lends its rings to an over-the-air update (charger/otaput.py `ring()`): shrunk for
+"""The outbox lends its rings to an over-the-air update (charger/otaput.py `build()`): shrunk for
 the install and grown back after, whatever a session queued meanwhile comes out in the same
 order, with the same sent/unsent marks, as from an outbox never resized. Runs the real module
 on the MicroPython unix port (it uses `const()`)."""
@@ -31,7 +31,7 @@ def fill(box, sizes):
     out.append(box.next_unsent())
     out.append(box.next_unsent())
     for readings, events in sizes:
-        otaput.ring(box, readings, events)
+        otaput.build(box, readings, events)
     box.put_reading(8, 232.0, 3.0, 500.0, 206, 2006)
     box.put_event("stop", 8, 206, 2007)
     out.append(len(box))
