@@ -83,9 +83,10 @@ async def test_a_tap_cancelled_while_its_session_commits_leaves_no_session_open(
         await charger.close()
 
         async def settled():
-            return not app.core.stations[1].starting
+            # the core hears of the stored session, then its end is written (the settle task)
+            return not app.core.stations[1].starting and not app.effects.settling
 
-        await until(settled, "the cancelled tap's outcome reaching the core")
+        await until(settled, "the cancelled tap's outcome reaching the core and the database")
         await app.storage.flush()
         assert await app.storage.open_sessions() == []
         stored, _ = await app.storage.list_sessions(station_id=1)
