@@ -113,8 +113,6 @@ async def get_stations(ctx: ApiContext, raw_query: str) -> HttpAnswer:
         items.append(
             {
                 **station_json(station),
-                "max_power_w": station.max_power_w,
-                "offline_auth": station.offline_auth,
                 "status": view.get("status", DESCONECTADO),
                 "session": view.get("session"),
             }

@@ -512,8 +512,11 @@ class SessionCore:
         def ended(st: StationState) -> list[Effect]:
             st.starting = False
             st.taps.forget()  # the server failed, not the person: a tap to retry counts
-            if st.session is not None and st.session.id == session_id:
-                return self._end(st, START_INTERRUPTED, now)  # a reload took it meanwhile
+            if st.session is None:  # ended as the station's session (a reload may have taken it)
+                st.session = OpenSession.of(session_id, st.id, create)
+            if st.session.id == session_id:
+                return self._end(st, START_INTERRUPTED, now)
+            # rare: another session is open meanwhile; it stays, the orphan ends beside it
             st.recent.append(session_id)  # a stray report naming it is harmless
             return [
                 EndSession(

@@ -234,8 +234,7 @@ async def set_max_power(app, data: dict) -> tuple[dict, list]:
     except ValueError as problem:
         raise Refused(f"{data['type']}: {problem}") from None
     await app.storage.set_max_power(station_id, max_power_w)  # NotFound for an unknown station
-    result, effects = await _station_changed(app, station_id)
-    return {"station": {**result["station"], "max_power_w": max_power_w}}, effects
+    return await _station_changed(app, station_id)  # the answer: the station as stored
 
 
 async def station_changed(app, station_id: int, command: dict) -> dict:
@@ -353,7 +352,8 @@ ADMIN_HANDLERS: dict[str, AdminHandler] = {
 
 
 async def handle_admin(app, connection, station_id: int | None, data: dict) -> None:
-    """Run one admin message and answer it; a refusal changes nothing and keeps the socket."""
+    """Run one admin message and answer it; a refusal changes nothing and keeps the socket; a
+    failure (e.g. storage) answers SERVER_ERROR with the message's request_id."""
     request_id = None
     try:
         request_id = request_id_of(data)
@@ -369,6 +369,11 @@ async def handle_admin(app, connection, station_id: int | None, data: dict) -> N
         return await refuse(app, connection, str(duplicate), p.DUPLICATE, request_id)
     except ValueError as bad_value:  # Storage's own validation
         return await refuse(app, connection, str(bad_value), p.INVALID_MESSAGE, request_id)
+    except Exception:  # noqa: BLE001 - answered to its request (the page does not wait it out)
+        log.exception("admin message %s failed", data.get("type"))
+        return await refuse(
+            app, connection, "Error interno del servidor", p.SERVER_ERROR, request_id
+        )
     await app.effects.run(effects, connection)
     reply = {
         "type": "admin_result",

@@ -63,6 +63,22 @@ RESULTS = ("installing", "updated", "refused", "rolled_back", "failed")
 # new version's `updated` is ignored), and a final one (rank 2) is the order's last word
 RANK = {"requested": 0, "installing": 1, "updated": 2, "refused": 2, "rolled_back": 2, "failed": 2}
 MAX_CODE = 40
+REPEATED = "the same result again"  # ignored without a warning: a charger may repeat itself
+
+
+def why_ignored(order: dict | None, version: str, result: str, code: str | None) -> str | None:
+    """Why an `update_result` leaves the station's update order as it is; None: it applies."""
+    if order is None:
+        return "no update was ordered"
+    if order["version"] != version:
+        return f"the order is for {order['version']} ({order['result']})"
+    if RANK[result] < RANK[order["result"]] or (
+        RANK[order["result"]] == 2 and result != order["result"]
+    ):
+        return f"the update is {order['result']} already"
+    if result == order["result"] and code == order["code"]:
+        return REPEATED
+    return None
 
 
 @dataclass(frozen=True)
@@ -201,46 +217,26 @@ class Firmware:
         changed = isinstance(fw, str) and VERSION_RE.match(fw) is not None and state["fw"] != fw
         if changed:
             state["fw"] = fw
-        order = state["update"]
-        if order is None or order["version"] != version:
+        ignored = why_ignored(state["update"], version, result, code)
+        if ignored is None:
+            state["update"] = {"version": version, "result": result, "code": code}
+            (log.info if result in ("installing", "updated") else log.warning)(
+                "station %s: firmware %s %s%s",
+                station_id,
+                version,
+                result,
+                f" ({code})" if code else "",
+            )
+        elif ignored != REPEATED:
             log.warning(
                 "station %s: firmware result %s for %s ignored: %s",
                 station_id,
                 result,
                 version,
-                "no update was ordered"
-                if order is None
-                else f"the order is for {order['version']} ({order['result']})",
+                ignored,
             )
-            if changed:
-                self.push(station_id)
-            return True
-        if RANK[result] < RANK[order["result"]] or (
-            RANK[order["result"]] == 2 and result != order["result"]
-        ):
-            log.warning(
-                "station %s: firmware result %s for %s ignored: the update is %s already",
-                station_id,
-                result,
-                version,
-                order["result"],
-            )
-            if changed:
-                self.push(station_id)
-            return True
-        if result == order["result"] and code == order["code"]:  # the same result again
-            if changed:
-                self.push(station_id)
-            return True
-        state["update"] = {"version": version, "result": result, "code": code}
-        (log.info if result in ("installing", "updated") else log.warning)(
-            "station %s: firmware %s %s%s",
-            station_id,
-            version,
-            result,
-            f" ({code})" if code else "",
-        )
-        self.push(station_id)
+        if ignored is None or changed:
+            self.push(station_id)
         return True
 
     async def _send_order(self, station_id: int, version: str, connection) -> bool:

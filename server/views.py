@@ -48,6 +48,8 @@ def station_json(station) -> dict:
         "tariff": station.tariff,
         "protocol": station.protocol,
         "charge_point_id": station.charge_point_id,
+        "max_power_w": station.max_power_w,
+        "offline_auth": station.offline_auth,
     }
 
 

@@ -5,8 +5,8 @@
 // is not connected. The offline authorization column (setting, latest signed list) comes from
 // `admin_list_offline_auth`: shown only once the server answers it, so never to a token that
 // may not administer (FORBIDDEN). The max power column shows every station's value; its field
-// and button (`admin_set_max_power`, kW on the page, W on the wire) only once that answer says
-// the token may administer.
+// and button (`admin_set_max_power`, kW on the page, W on the wire) unless the server answered
+// FORBIDDEN: a listing that failed otherwise (SERVER_ERROR, no answer) leaves them to the admin.
 
 import { h, replace } from "./dom.js";
 import { explainError } from "./explain.js";
@@ -40,9 +40,11 @@ export function mountAdmin(root, { store, link }) {
   let alive = true;
   let stationItems = [];
   // admin_list_offline_auth's `stations` ({"1": {offline_auth, keyed, list}}); null: not (yet)
-  // answered, and the column is not shown. `offlineForbidden`: this token may not administer.
+  // answered, and the column is not shown.
   let offline = null;
-  let offlineForbidden = false;
+  // May this token administer: false only once the server answered FORBIDDEN. Gates the
+  // admin-only controls (the max power field), not the offline column's data.
+  let mayAdminister = true;
 
   // Every button that sends something: disabled while the page is not connected.
   function syncEnabled() {
@@ -187,7 +189,7 @@ export function mountAdmin(root, { store, link }) {
   function maxPowerCell(label, station) {
     const watts = station.max_power_w;
     const attrs = { class: "stacked", dataset: { field: "max-power", watts: String(watts) } };
-    if (offline === null) return cell(label, attrs, fmt.power(watts));
+    if (!mayAdminister) return cell(label, attrs, fmt.power(watts));
     const powerForm = h("form", { class: "row", dataset: { testid: "max-power-form" } },
       h("input", { name: "max_power_kw", type: "number", step: "any", required: true, inputmode: "decimal",
         value: String(watts / 1000), "aria-label": t("admin.maxPowerOf", { name: station.name }) }),
@@ -207,7 +209,7 @@ export function mountAdmin(root, { store, link }) {
       ["id", "name", "protocol", "tariff", "newTariff", "maxPower", "offline"].map((c) => t(`admin.col.${c}`));
     const columns = [id, name, protocol, tariff, newTariff, maxPower];
     if (offline !== null) columns.push(offlineAuth);
-    stationsTable.dataset.offline = offlineForbidden ? "forbidden" : offline !== null ? "shown" : "unknown";
+    stationsTable.dataset.offline = !mayAdminister ? "forbidden" : offline !== null ? "shown" : "unknown";
     replace(stationsTable, table("stations", columns,
       stations.map((station) => {
         const tariffForm = h("form", { class: "row" },
@@ -234,14 +236,14 @@ export function mountAdmin(root, { store, link }) {
 
   // The offline authorization column's data; true when it changed what the table shows.
   async function loadOffline() {
-    if (offlineForbidden || !store.connected) return false;
+    if (!mayAdminister || !store.connected) return false;
     const reply = await link.request({ type: "admin_list_offline_auth" });
     if (reply.type === "admin_result" && reply.ok) {
       offline = reply.stations;
       return true;
     }
     if (reply.code !== "FORBIDDEN") return false; // not connected or no answer: asked again on reconnect
-    offlineForbidden = true;
+    mayAdminister = false;
     offline = null;
     return true;
   }
@@ -267,7 +269,7 @@ export function mountAdmin(root, { store, link }) {
   let asking = false;
   async function onChange() {
     syncEnabled();
-    if (offline !== null || offlineForbidden || asking || !store.connected) return;
+    if (offline !== null || !mayAdminister || asking || !store.connected) return;
     asking = true;
     const changed = await loadOffline();
     asking = false;

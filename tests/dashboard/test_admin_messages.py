@@ -87,6 +87,8 @@ async def test_new_tariff_bills_the_next_session(live_app, server_url):
             "tariff": 10.0,
             "protocol": "seed",
             "charge_point_id": None,
+            "max_power_w": 22000.0,
+            "offline_auth": True,
         }
         await charger.start()
         await charger.meter(3600, 60)
@@ -116,6 +118,8 @@ async def test_added_station_accepts_its_charger_and_shows_on_every_dashboard(li
             "tariff": 6.5,
             "protocol": "seed",
             "charge_point_id": None,
+            "max_power_w": 22000.0,
+            "offline_auth": True,
         }
         assert await receive_type(watcher, "status") == {
             "type": "status",

@@ -2,8 +2,11 @@
 Playwright) against the real server: the admin types kW in the stations table, the server
 stores watts (`admin_set_max_power`) and /api/stations and the running core show it; an
 out-of-range value is refused with a sentence naming the allowed range and changes nothing;
-English labels; a token that may not administer sees the value but no field; on a 390 px phone
-the field and its button are on screen and usable."""
+English labels; a token that may not administer sees the value but no field, while an admin
+whose offline listing fails otherwise (SERVER_ERROR) keeps the field; on a 390 px phone the field
+and its button are on screen and usable."""
+
+import sqlite3
 
 import pytest
 
@@ -13,7 +16,8 @@ expect = pytest.importorskip(
 
 from tests.dashboard.browser import UI_TIMEOUT_MS, screenshot_path
 from tests.dashboard.helpers import http_get
-from tests.live_server import http_url
+from tests.dashboard.test_admin_messages import ask, dashboard
+from tests.live_server import base_url, http_url
 
 
 async def open_admin(page, app, token: str = "admin"):
@@ -101,6 +105,29 @@ async def test_a_token_that_may_not_administer_sees_the_value_but_no_field(page,
     await expect(page.get_by_test_id("max-power-form")).to_have_count(0)
     await expect(page.get_by_test_id("max-power-save")).to_have_count(0)
     assert await max_power_of(live_app, 1) == 22000
+
+
+async def test_an_admin_whose_offline_listing_fails_still_sets_max_power(page, live_app):
+    with sqlite3.connect(live_app.config.db_path) as db:  # behind the server: the listing fails
+        db.execute("DROP TABLE auth_lists")
+    admin = await dashboard(base_url(live_app))
+    try:  # what the page gets: an error that is not FORBIDDEN
+        listing = await ask(admin, {"type": "admin_list_offline_auth"})
+    finally:
+        await admin.close()
+    assert listing["type"] == "error" and listing["code"] == "SERVER_ERROR", listing
+    await open_admin(page, live_app)
+    table = page.locator('.table-wrap:has([data-testid="stations"])')
+    await expect(table).to_have_attribute("data-offline", "unknown")  # answered, but not OK
+    await expect(page.locator("th").filter(has_text="Autorización sin conexión")).to_have_count(0)
+    field = power_cell(page).get_by_role("spinbutton")
+    await expect(field).to_have_value("22")
+    await field.fill("7.4")
+    await power_cell(page).get_by_role("button", name="Guardar").click()
+    await expect(page.locator(".result.ok")).to_contain_text("7,40 kW")
+    assert await max_power_of(live_app, 1) == 7400
+    assert live_app.core.stations[1].max_power_w == 7400
+    await expect(power_cell(page)).to_have_attribute("data-watts", "7400")
 
 
 async def test_on_a_390_px_phone_the_field_is_on_screen_and_usable(browser, live_app):

@@ -179,6 +179,8 @@ async def test_an_admin_adds_an_ocpp_station_by_message_and_its_charger_connects
             "tariff": 0.4,
             "protocol": "ocpp16",
             "charge_point_id": "CP-7",
+            "max_power_w": 22000.0,
+            "offline_auth": True,
         }
         for bad, code in (
             ("CP 7", "INVALID_MESSAGE"),

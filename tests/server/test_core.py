@@ -627,6 +627,16 @@ def test_a_tap_session_stored_after_its_handling_was_cancelled_ends_at_once(core
     )
 
 
+def test_an_orphaned_tap_session_ends_beside_another_open_session_which_stays(core):
+    [create] = core.handle_publisher(1, c.CardTap(UID, JUAN, 7.0), NOW)
+    core.session_created(create, 123)  # rare: another session opened meanwhile (a reload)
+    effects = core.session_orphaned(create, 77, NOW + 1)
+    [end] = kinds(effects, c.EndSession)
+    assert (end.session_id, end.reason, end.kwh, end.cost) == (77, c.START_INTERRUPTED, 0, 0)
+    assert [m["session_id"] for m in messages(effects) if m["type"] == "session_ended"] == [77]
+    assert core.describe(1, NOW + 1)["session"]["session_id"] == 123
+
+
 def test_an_offline_start_stored_after_its_handling_was_cancelled_is_kept_open(core):
     create = c.CreateSession(1, 1, "Juan Pérez", UID, NOW - 60, 7.0, {}, offline_local_id=5)
     core.stations[1].starting = True
