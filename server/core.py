@@ -616,15 +616,19 @@ class SessionCore:
         Accepted when the card was in the list of that version signed for this station with
         offline starts on and no other session is open: the session begins at the charger's
         `ts` bounded to [earliest, now]. A card disabled since is still accepted and billed;
-        the charger is told to end the session (`end`). A repeated report (same local id) gets
-        the same session again."""
+        the charger is told to end the session (`end`). A repeated report (same local id: the
+        answer was lost) gets the same session again, with `end` when that session is no longer
+        the station's open one or its card is no longer enabled: the charger must not charge
+        on it (unbilled, or on a disabled card)."""
         if start.existing is not None:
+            still_open = st.session is not None and st.session.id == start.existing
             name = (
                 st.session.user_name
-                if st.session and st.session.id == start.existing
+                if st.session is not None and still_open
                 else (start.card.user_name if start.card is not None else "")
             )
-            return [ToCharger(st.id, StartCharging(start.existing, name, start.local_id))]
+            end = not still_open or start.card is None or not start.card.enabled
+            return [ToCharger(st.id, StartCharging(start.existing, name, start.local_id, end))]
         reason = None
         if not start.listed or start.card is None:
             reason = "Tarjeta no incluida en la lista firmada para carga sin conexión"

@@ -24,9 +24,12 @@ refused while offline, as before).
 
 `AuthLists` (one per server, `app.auth_lists`) builds, stores, signs and pushes the lists: on
 a keyed charger's connect, when a dashboard changes a card or the station's setting, and
-every REFRESH_S seconds for changes made by `python -m server.admin` in another process.
-It also remembers when each station's charger was last connected, the lower bound of an
-offline start's time.
+every REFRESH_S seconds for changes made by `python -m server.admin` in another process
+(the cards are chosen once per pass, one query per station when nothing changed). A push runs
+in the background of the charger's connection and logs a failure: a database error never
+drops the charger. It also records when each keyed station's charger was last connected
+(in memory and in `stations.last_seen_at`, written when its connection ends), the lower bound
+of an offline start's time, so the bound survives a restart or a failover.
 
 In a fleet (server/cluster/) each process pushes the lists of the chargers connected to it
 and still owned by it (`fleet.owns`), so one station's versions are made by one process at a
@@ -34,9 +37,10 @@ time (PostgreSQL also locks the station's row while it takes the next version; w
 process one push per station runs at a time). A card changed from a dashboard on another
 process reaches these chargers at once (`evse.fleet.cards_changed`: every process pushes its
 lists), a station's setting through its owner (`station_changed`); the REFRESH_S check is for
-changes made by `python -m server.admin` and for a message the bus lost. `gone_at` is per
-process: after a failover the new owner bounds an offline start by the list's signing time
-only.
+changes made by `python -m server.admin` and for a message the bus lost. A process that
+dies without closing its chargers' connections records no `last_seen_at` for them: an offline
+start reported after that is bounded by the previous connection's end (or the list's signing
+time), the newest bound the server stored.
 """
 
 from __future__ import annotations
@@ -76,7 +80,7 @@ def key_digest_hex(station_key: str) -> str:
     return hashlib.sha256(station_key.encode("utf-8")).hexdigest()
 
 
-def frame_size(station_id: int, version: int, offline: bool, cards) -> int:
+def frame_size(version: int, offline: bool, cards) -> int:
     """Bytes of the auth_list frame for these cards (the signature is 64 hex digits)."""
     return len(
         json.dumps(
@@ -92,14 +96,15 @@ def frame_size(station_id: int, version: int, offline: bool, cards) -> int:
     )
 
 
-def choose(candidates, station_id: int, version_hint: int = 10**6) -> tuple[list[str], int]:
+def choose(candidates, version_hint: int = 10**6) -> tuple[list[str], int]:
     """The cards of a list from (uid, last used or None) pairs: the most recently used first,
-    up to MAX_CARDS and MAX_FRAME_BYTES; returns (sorted cards, how many were left out).
-    `version_hint` sizes the version number generously (7 digits)."""
+    up to MAX_CARDS and MAX_FRAME_BYTES; returns (sorted cards, how many were left out). The
+    same for every station (the frame does not name it). `version_hint` sizes the version
+    number generously (7 digits)."""
     ranked = sorted(candidates, key=lambda c: (c[1] is None, -(c[1] or 0.0), c[0]))
     chosen: list[str] = []
     for uid, _ in ranked[:MAX_CARDS]:
-        if frame_size(station_id, version_hint, True, sorted(chosen + [uid])) > MAX_FRAME_BYTES:
+        if frame_size(version_hint, True, sorted(chosen + [uid])) > MAX_FRAME_BYTES:
             break
         chosen.append(uid)
     return sorted(chosen), len(candidates) - len(chosen)
@@ -133,23 +138,36 @@ class AuthLists:
         self.keyed.discard(station_id)
         return False
 
-    def gone(self, station_id: int, now: float) -> None:
+    def gone(self, station_id: int, now: float) -> bool:
+        """The station's charger's connection ended: remember when. True when it was a keyed
+        charger (only those start offline): the caller then runs record_gone() (in the
+        background: the charger is shown offline without waiting on the database)."""
+        was_keyed = station_id in self.keyed
         self.keyed.discard(station_id)
         self.gone_at[station_id] = now
+        return was_keyed
 
-    async def current(self, station_id: int, candidates=None) -> AuthList | None:
+    async def record_gone(self, station_id: int, now: float) -> None:
+        """Store when the keyed charger's connection ended (`stations.last_seen_at`); a
+        failure is logged: the in-memory bound still holds until a restart."""
+        try:
+            await self.app.storage.set_last_seen(station_id, now)
+        except Exception:  # noqa: BLE001 - the charger's connection is over either way
+            log.exception("station %s: could not record when its charger left", station_id)
+
+    async def current(self, station_id: int, chosen=None) -> AuthList | None:
         """The station's list as it should be now (a new version stored if the content
-        changed), signed; None when the station has no key."""
+        changed), signed; None when the station has no key. `chosen`: choose()'s answer for
+        the current cards, when the caller pushes several stations."""
         storage = self.app.storage
-        key_hash = await storage.station_key_hash(station_id)
-        offline = await storage.offline_auth(station_id)
-        if not key_hash or offline is None:
+        state = await storage.offline_state(station_id)
+        if state is None or not state[0]:
             return None
-        if candidates is None:
-            candidates = await storage.offline_candidates()
-        cards, left_out = choose(candidates, station_id)
+        key_hash, offline, latest = state
+        if chosen is None:
+            chosen = choose(await storage.offline_candidates())
+        cards, left_out = chosen
         text = ",".join(cards)
-        latest = await storage.latest_auth_list(station_id)
         if latest is not None and latest[1] == offline and latest[2] == text:
             version = latest[0]
         else:
@@ -169,24 +187,32 @@ class AuthLists:
         sig = sign(key_hash, canonical(station_id, version, offline, cards))
         return AuthList(version, offline, tuple(cards), sig)
 
-    async def push(self, station_id: int, candidates=None) -> bool:
+    async def push(self, station_id: int, chosen=None) -> bool:
         """Send the station's current list to its charger (keyed chargers only). In a fleet
         only the station's owner does (server/cluster/): a process that lost the station keeps
         its charger's socket until it closes, and must not store or push a version then."""
         async with self._pushing.setdefault(station_id, asyncio.Lock()):
             if station_id not in self.keyed or not self.app.fleet.owns(station_id):
                 return False
-            command = await self.current(station_id, candidates)
+            command = await self.current(station_id, chosen)
             return command is not None and await self.app.hub.send_to_publisher(station_id, command)
+
+    async def push_logged(self, station_id: int) -> None:
+        """push(), a failure logged (the background push on a charger's connect: a database
+        error must not end the charger's connection)."""
+        try:
+            await self.push(station_id)
+        except Exception:  # noqa: BLE001 - the next change or REFRESH_S pass pushes again
+            log.exception("could not push the offline list to station %s", station_id)
 
     async def push_all(self) -> None:
         """Every keyed charger's list (a card changed: the lists may all differ)."""
         if not self.keyed:
             return
-        candidates = await self.app.storage.offline_candidates()
+        chosen = choose(await self.app.storage.offline_candidates())  # once for all stations
         for station_id in sorted(self.keyed):
             try:
-                await self.push(station_id, candidates)
+                await self.push(station_id, chosen)
             except Exception:  # noqa: BLE001 - one station's failure must not stop the others
                 log.exception("could not push the offline list to station %s", station_id)
 
@@ -200,13 +226,15 @@ class AuthLists:
 
     async def check(self, station_id: int, version: int, uid: str) -> tuple[bool, float | None]:
         """Was `uid` in list `version` signed for the station, with offline starts on? And the
-        earliest time the offline start can have happened (None: nothing known)."""
+        earliest time the offline start can have happened (None: nothing known): the list's
+        signing time, and the end of the charger's previous connection (minus the tolerance)
+        as this process saw it or as the database recorded it (a restart, a failover)."""
         row = await self.app.storage.auth_list(station_id, version)
         if row is None:
             return False, None
         listed = row[1] and uid in row[2].split(",")
         earliest = row[3]  # the charger cannot have had version V before it was signed
-        gone = self.gone_at.get(station_id)
-        if gone is not None:
-            earliest = max(earliest, gone - GONE_TOLERANCE_S)
+        for gone in (self.gone_at.get(station_id), await self.app.storage.last_seen(station_id)):
+            if gone is not None:
+                earliest = max(earliest, gone - GONE_TOLERANCE_S)
         return listed, earliest

@@ -248,7 +248,9 @@ class ConnectionHandler:
                 await self.run_effects(replaced, connection)
             if reader is None:
                 if self.app.auth_lists.connected(station_id, self.principals.get(connection)):
-                    await self.app.auth_lists.push(station_id)  # offline cards, signed
+                    # offline cards, signed: in the background, a failure logged (its storage
+                    # calls must neither delay the first frame nor drop the charger)
+                    self._in_background(self.app.auth_lists.push_logged(station_id))
                 await self._read_publisher_frames(connection, station_id, codec)
             else:
                 await reader()
@@ -256,7 +258,9 @@ class ConnectionHandler:
             pass
         finally:
             if self.hub.remove_publisher(station_id, connection):
-                self.app.auth_lists.gone(station_id, self.clock())
+                left = self.clock()
+                if self.app.auth_lists.gone(station_id, left):
+                    self._in_background(self.app.auth_lists.record_gone(station_id, left))
                 if self.app.fleet.release(station_id, connection):
                     await self.run_effects(self.core.publisher_gone(station_id, self.clock()), None)
 

@@ -385,8 +385,36 @@ class CommonQueries:
             for row in rows
         ]
 
+    async def offline_state(self, station_id: int) -> tuple[str, bool, AuthList | None] | None:
+        """(key hash, '' if none; offline setting; newest signed list or None) of the station in
+        one query (what a list push needs from it), or None for an unknown station."""
+        rows = await self._read(
+            "SELECT coalesce(s.key_hash, ''), s.offline_auth,"
+            " l.version, l.offline, l.cards, l.created_at FROM stations s"
+            " LEFT JOIN auth_lists l ON l.station_id = s.id AND l.version ="
+            " (SELECT max(m.version) FROM auth_lists m WHERE m.station_id = s.id)"
+            " WHERE s.id = ?",
+            station_id,
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return row[0], bool(row[1]), None if row[2] is None else auth_list_from_row(row[2:])
+
+    async def last_seen(self, station_id: int) -> float | None:
+        """When the station's keyed charger's last connection ended (None: not recorded)."""
+        rows = await self._read("SELECT last_seen_at FROM stations WHERE id = ?", station_id)
+        return rows[0][0] if rows else None
+
+    async def set_last_seen(self, station_id: int, at: float) -> None:
+        """Record that the station's charger was connected until `at`. Raises NotFound."""
+        await self._update_station(
+            "last_seen_at", check_number(at, "last_seen_at"), check_id(station_id, "station id")
+        )
+
     async def offline_candidates(self) -> list[tuple[str, float | None]]:
-        """Every enabled card with the start of its latest session (None: never used)."""
+        """Every enabled card with the start of its latest session (None: never used); each
+        lookup uses the index sessions_by_card (migration 0007)."""
         rows = await self._read(
             "SELECT c.uid, (SELECT max(s.started_at) FROM sessions s WHERE s.card_uid = c.uid)"
             " FROM cards c WHERE c.enabled = 1"

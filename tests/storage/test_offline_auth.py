@@ -148,3 +148,49 @@ async def test_an_offline_start_is_one_session_per_station_and_local_id(storage,
     ) == [(session_id, 1, LOCAL), (other, 2, LOCAL), (online, 1, None)]
     with pytest.raises(ValueError):
         await storage.create_session(1, user_id, "04A1B2C3", T0, 7.0, {}, offline_local_id=-1)
+
+
+async def test_a_push_reads_key_setting_and_newest_list_together(storage):
+    await two_stations_and_cards(storage)
+    assert await storage.offline_state(1) == ("", True, None)  # no key yet, no list
+    await storage.set_station_key_hash(1, "a" * 64)
+    await storage.set_offline_auth(1, False)
+    await storage.save_auth_list(1, True, "04A1B2C3", T0)
+    await storage.save_auth_list(1, False, "", T0 + 5)
+    assert await storage.offline_state(1) == ("a" * 64, False, (2, False, "", T0 + 5))
+    assert await storage.offline_state(9) is None
+
+
+async def test_when_a_charger_was_last_seen_survives_a_reopen(storage, target):
+    """Migration 0007: the bound of an offline start reported after a restart."""
+    await two_stations_and_cards(storage)
+    assert await storage.last_seen(1) is None
+    await storage.set_last_seen(1, T0 + 30)
+    other = await open_storage(target)  # the restarted server
+    try:
+        assert await other.last_seen(1) == T0 + 30 and await other.last_seen(2) is None
+    finally:
+        await other.close()
+    assert await storage.last_seen(9) is None
+    with pytest.raises(NotFound, match="station 9 does not exist"):
+        await storage.set_last_seen(9, T0)
+    with pytest.raises(ValueError, match="last_seen_at must be a finite number"):
+        await storage.set_last_seen(1, float("nan"))
+    assert await storage.last_seen(1) == T0 + 30
+
+
+async def test_the_latest_start_of_a_card_is_found_through_an_index(storage, target):
+    """Migration 0007: offline_candidates looks each card up in sessions_by_card instead of
+    scanning every session (tools/bench_offline_candidates.py prints the difference)."""
+    if isinstance(target, str):
+        rows = await outside(
+            target, "SELECT indexdef FROM pg_indexes WHERE indexname = 'sessions_by_card'"
+        )
+        assert rows and "(card_uid, started_at)" in rows[0][0]
+        return
+    plan = await outside(
+        target,
+        "EXPLAIN QUERY PLAN SELECT max(s.started_at) FROM sessions s WHERE s.card_uid = ?",
+        ("04A1B2C3",),
+    )
+    assert any("sessions_by_card" in str(row) for row in plan), plan

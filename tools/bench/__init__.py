@@ -8,4 +8,6 @@
 - `procstat`       CPU time and RSS of a process, read from /proc
 - `summary`        pure arithmetic: percentiles, rates, the result line
 - `firmware_memory` `make bench-firmware`: the firmware's heap on the MicroPython unix port
+- `offline_lists`  `offline_candidates` (the offline card list's query) with and without
+                   the index sessions_by_card, on SQLite
 """
