@@ -154,24 +154,13 @@ class OfflineStartReport:
     wh: float | None = None  # the meter register when it started
 
 
-class CardInfo(Protocol):
-    """What the core reads of a card (the storage's Card has it)."""
-
-    @property
-    def user_id(self) -> int: ...
-    @property
-    def user_name(self) -> str: ...
-    @property
-    def enabled(self) -> bool: ...
-
-
 @dataclass(frozen=True)
 class OfflineStartPresented:
     """An OfflineStartReport after the adapter looked it up (server/offline_auth.py)."""
 
     local_id: int
     uid: str  # normalized
-    card: CardInfo | None  # the storage's Card, or None: unknown card
+    card: KnownCard | None  # the storage's Card, or None: unknown card
     listed: bool  # in the list of that version signed for this station, offline allowed
     earliest: float | None  # the earliest start the server can defend (None: not known)
     existing: int | None = None  # the session already created for this local_id (a replay)
