@@ -232,6 +232,39 @@ def case_main_with_a_bad_config_shows_the_fault_pattern_instead_of_crashing():
     started[0].close()
 
 
+def case_main_whose_start_up_fails_to_load_shows_the_fault_pattern_instead_of_crashing():
+    import asyncio
+    import os
+    import random
+    import sys
+
+    # charger/startup.py as a module whose loading failed half-way (a real module: main.py
+    # unloads it with charger.forget())
+    folder = "/tmp/evse-broken-startup-%d" % random.getrandbits(30)
+    os.mkdir(folder)
+    with open(folder + "/broken_startup.py", "w") as f:
+        f.write("def build():\n    raise ImportError('no start-up')\n")
+    sys.path.insert(0, folder)
+    try:
+        import broken_startup
+    finally:
+        sys.path.pop(0)
+    started = []
+    real_run = asyncio.run
+    asyncio.run = started.append  # keep the coroutine instead of blinking forever
+    sys.modules["charger.startup"] = broken_startup
+    try:
+        sys.modules.pop("main", None)
+        import main
+    finally:
+        asyncio.run = real_run
+        sys.modules.pop("charger.startup", None)
+    # no charger (it died with AttributeError on None): the LED shows the fault pattern
+    assert not isinstance(main.charger_app, app.App) and main.charger_app.pattern == 4
+    assert len(started) == 1
+    started[0].close()
+
+
 # --- offline authorization (issue 13, charger/offline.py) ------------------------------------
 
 
