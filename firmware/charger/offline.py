@@ -92,7 +92,7 @@ def run(app, msg):
             if box._i[k] >> 30 == 2:
                 app.waiting = box._i[k]
         if app.waiting is None:  # nothing of it left to answer: the record goes
-            box.state[7] = [r for r in box.state[7] if r[1] != 32]
+            box.state[7].remove(msg)
             box.state[3] = 1 << 30  # past any limit: the next write compacts
             box.write(None)
         else:
@@ -257,7 +257,9 @@ def run(app, msg):
         # without the offline start's record (answered: nothing to load at the next boot)
         if box.state[6] is not None and box.state[6][0] == local:
             box.state[6] = None if sid is None else [sid, box.state[6][1], box.state[6][2]]
-        box.state[7] = [r for r in box.state[7] if r[1] != 32]
+        for e in box.state[7]:  # (kind 32: one at a time)
+            if e[1] == 32:
+                box.state[7].remove(e)
         if box.state[0]:
             box.state[3] = 1 << 30  # past any limit: the next write compacts
             box.write(None)
