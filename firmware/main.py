@@ -1,9 +1,11 @@
 # main.py: runs after boot.py. Builds the charger (charger/startup.py: config.json, the board,
 # the journal, the app) and runs it (charger/app.py) forever. Without a usable config (or if
-# building the charger fails) the relay stays off (boot.py) and the LED blinks the fault
-# pattern (charger/startup.py runs that instead): no crash loop. Kept short: its code stays in
-# RAM while its top level runs the charger (a function it defines too), so the start-up code
-# lives in the package, unloaded after.
+# building the charger fails, or start-up itself cannot be imported) the relay stays off
+# (boot.py) and the LED blinks the fault pattern (charger/startup.py or this file runs that
+# instead): no crash loop; but running an update (from ota/) it resets, so that otaboot.py
+# rolls the update back. Kept short: its code stays in RAM while its top level runs the
+# charger (a function it defines too), so the start-up code lives in the package, unloaded
+# after.
 #
 # The start-up work runs on a thread of its own that ends before the charger runs.
 # MicroPython's GC is conservative: it scans the C stack, and the modules start-up loads and
@@ -35,6 +37,8 @@ def start(done):
 
         charger_app = startup.build()  # (its errors: the fault pattern)
         del startup
+    except Exception as e:  # noqa: BLE001 - start-up itself broken: the fault pattern below
+        sys.print_exception(e)
     finally:
         forget("charger.startup")
         done.release()
@@ -47,4 +51,14 @@ if sys.platform == "esp32":  # its default (5 KB) is short for the imports; IDF 
 _thread.start_new_thread(start, (done,))
 done.acquire()  # released by start() when it ends
 del done, start
+if not isinstance(charger_app, app.App):  # no charger: an update is rolled back (otaboot.py
+    import machine  # counts the boots), else the LED shows the fault pattern (GPIO 2)
+
+    if sys.path[0][:4] == "ota/":
+        machine.reset()
+    if charger_app is None:
+        from charger.gpio import Led
+
+        charger_app = Led(machine.Pin(2))
+        charger_app.show(4)
 asyncio.run(charger_app.run())

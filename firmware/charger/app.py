@@ -128,8 +128,11 @@ class App:
         # as the link drops ends with the start timeout).
         if value & _A_SEND_SCAN:
             asyncio.create_task(self.link.send_now(messages.nfc_scan(self.sm.uid)))
-        if value & _A_SEND_STATUS:  # after the local reset (idle: one message)
-            asyncio.create_task(self.link.send_now(self.status_messages()[0]))
+        if value & _A_SEND_STATUS:  # after the local reset (idle: one message; none while
+            # an offline start awaits its answer with its report still queued)
+            m = self.status_messages()
+            if m:
+                asyncio.create_task(self.link.send_now(m[0]))
         if value & _A_OFFLINE_TAP:  # the signed list decides (on_message: charger/offline.py)
             self.on_message(None)
 
@@ -139,8 +142,15 @@ class App:
         if self.waiting is not None:
             # an offline start awaits the server's answer: its `offline_start` goes in the
             # replay, and the status follows the answer (charger/offline.py); an `idle` now
-            # would end the session the server may have made of it already
-            return []
+            # would end the session the server may have made of it already. Once the server
+            # has acked it (it left the outbox), an answer lost or not handled would hold
+            # the session's entries forever: its report goes again instead (kind 7: an
+            # offline_start event, charger/outbox.py), answered with the same session.
+            n = self.outbox._n
+            for e in range(n[3]):
+                if self.outbox._i[3 * n[6] + 5 * ((n[2] + e) % n[7]) + 1] == 7:
+                    return []
+            return [messages.stop(0, None, 0, self.outbox.data)]
         if not len(self.outbox):
             self.ended = None
         if (
@@ -185,12 +195,12 @@ class App:
             # tap while offline (None), the signed card list (`auth_list`, which has a
             # version; an OTA `update` has one too), or perhaps the answer to the offline
             # start awaiting one (False: neither)
-            from charger import offline
+            try:  # (the import too: a MemoryError at the reconnect peak is logged by the link)
+                from charger import offline
 
-            try:
                 kind = offline.run(self, data)
-            finally:
                 del offline
+            finally:
                 forget("charger.offline")
             if kind:
                 return

@@ -78,14 +78,25 @@ def run(app, msg):
     box = app.outbox
     if msg is not None and not isinstance(msg, dict):
         # at boot (charger/startup.py): the journal's record of an unanswered offline start
-        # (kind 32: its `"uid":..,"version":V` text), and its local id from the outbox's
-        # event (kind 7); `data`: the event's message head (charger/outbox.py)
+        # (kind 32: its `"uid":..,"version":V` text), and its local id from the outbox: its
+        # event (kind 7), or once the server acked that (its answer lost), the session's
+        # held entries (an event or a reading with a local id); `data`: the event's message
+        # head (charger/outbox.py), sent again by the status (charger/app.py)
         n = box._n
-        for e in range(n[3]):
-            k = 3 * n[6] + 5 * ((n[2] + e) % n[7])
-            if box._i[k + 1] == _START:
-                app.waiting = box._i[k + 2]
-                box.data = 'offline_start","local_id":%d,' % app.waiting + bytes(msg[3:-4]).decode()
+        for e in range(n[3] + box.readings):
+            k = (
+                3 * n[6] + 5 * ((n[2] + e) % n[7]) + 2
+                if e < n[3]
+                else 3 * ((n[0] + e - n[3]) % n[6])
+            )
+            if box._i[k] >> 30 == 2:
+                app.waiting = box._i[k]
+        if app.waiting is None:  # nothing of it left to answer: the record goes
+            box.state[7].remove(msg)
+            box.state[3] = 1 << 30  # past any limit: the next write compacts
+            box.write(None)
+        else:
+            box.data = 'offline_start","local_id":%d,' % app.waiting + bytes(msg[3:-4]).decode()
         return True
     local_id, cards_key, sig_key, comma, kind = "local_id cards sig , auth_list".split(" ")
     sm = app.sm
@@ -151,6 +162,7 @@ def run(app, msg):
             and isinstance(cards, list)
             and len(cards) <= _MAX_CARDS
             and isinstance(msg.get(sig_key), str)
+            and app.cfg.get("token")  # without one the key would be sha256(b""): public
         )
         if ok:
             for uid in cards:
@@ -241,9 +253,13 @@ def run(app, msg):
                 ints[i + j] = ints[k + j]
         keep += 1
     n[3] = keep
-    if getattr(box, "state", None):  # the journal: rewritten from the outbox as it is now
+    if getattr(box, "state", None):  # the journal: rewritten from the outbox as it is now,
+        # without the offline start's record (answered: nothing to load at the next boot)
         if box.state[6] is not None and box.state[6][0] == local:
             box.state[6] = None if sid is None else [sid, box.state[6][1], box.state[6][2]]
+        for e in box.state[7]:  # (kind 32: one at a time)
+            if e[1] == 32:
+                box.state[7].remove(e)
         if box.state[0]:
             box.state[3] = 1 << 30  # past any limit: the next write compacts
             box.write(None)

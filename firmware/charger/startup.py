@@ -10,7 +10,7 @@ code does, for as long as its top level runs the charger, so it is kept short). 
 journal file holds, the charger starts: a journal that cannot be read is deleted and a new one
 begins; one that cannot be written either leaves the charger running without it (the outbox in
 RAM), logged. An offline start the server has not answered (journal record kind 32) is handed
-to charger/offline.py (loaded only then).
+to charger/offline.py (loaded only then; its failure is logged and the charger starts).
 """
 
 import machine
@@ -82,11 +82,15 @@ def charger_app():
     charger.ended = ended  # reported as charging until its stop is delivered
     for data in outbox.state[7]:
         if data[1] == 32:  # an unanswered offline start's uid and version
-            from charger import offline
+            try:  # (its failure is logged: the charger starts all the same)
+                from charger import offline
 
-            offline.run(charger, data)
-            del offline
+                offline.run(charger, data)
+                del offline
+            except Exception as e:  # noqa: BLE001
+                print("[charger]", "offline", repr(e))
             forget("charger.offline")
+            break  # (offline.run may drop the record from the list)
     return charger
 
 

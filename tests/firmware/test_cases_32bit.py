@@ -38,6 +38,7 @@ UNIX_ONLY = {
     "app_cases.case_a_poll_pass_with_nothing_to_do_allocates_nothing": _MEM_TOTAL,
     "app_cases.case_state_machine_hot_path_allocates_nothing": _MEM_TOTAL,
     "app_cases.case_main_with_a_bad_config_shows_the_fault_pattern_instead_of_crashing": "replaces asyncio.run, which this port's asyncio (Node's event loop) does not have",
+    "app_cases.case_main_whose_start_up_fails_to_load_shows_the_fault_pattern_instead_of_crashing": "replaces asyncio.run, which this port's asyncio (Node's event loop) does not have",
 }
 # cases that return early without micropython.mem_total (for CPython): they would pass here
 # having checked nothing

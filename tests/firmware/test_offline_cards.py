@@ -149,7 +149,11 @@ async def test_an_offline_start_cut_by_a_power_loss_is_reported_and_billed_after
 ):
     # the journal (charger/outbox.py Journal) keeps the offline start, its uid and version and
     # its readings: after the reboot the charger reports it, then its stop (power_loss)
+    from charger.jboot import records
     from tests.firmware.test_journal import journal_of
+
+    def kinds():  # the journal's record kinds (32: an offline start awaiting its answer)
+        return {kind for kind, _, _ in records((tmp_path / "journal.bin").read_bytes())}
 
     async with running_server(tmp_path / "evse.sqlite3") as app:
         await _card(app)
@@ -168,6 +172,7 @@ async def test_an_offline_start_cut_by_a_power_loss_is_reported_and_billed_after
             await sim.stop()  # SIGKILL: the power cut, the link still down
         journaled, last = journal_of(tmp_path / "journal.bin")
         assert local >= LOCAL and journaled[local] and local in last
+        assert 32 in kinds()
         sim = SimCharger(tmp_path, base_url(app) + "/ws", token=app.demo_key)
         sim.env["SIM_RESET_CAUSE"] = "1"  # a power-on reset
         await sim.start()
@@ -176,6 +181,8 @@ async def test_an_offline_start_cut_by_a_power_loss_is_reported_and_billed_after
             assert st["relay"] is False and st["state"] == "idle"
         finally:
             await sim.stop()
+        # answered: its record is gone (a boot no longer loads charger/offline.py for it)
+        assert 32 not in kinds()
         sessions, _ = await app.storage.list_sessions(station_id=1)
         assert len(sessions) == 1
         record = await _wait_ended(app, sessions[0].id)

@@ -63,6 +63,18 @@ def broken(name, text):  # a version that crashes at start
     return text + '\nraise RuntimeError("broken build")\n' if name == "app.py" else text
 
 
+def broken_startup(name, text):  # a version whose start-up module cannot be imported
+    return text + '\nraise RuntimeError("broken build")\n' if name == "startup.py" else text
+
+
+def broken_build(name, text):  # a version whose start-up fails building the charger
+    if name != "startup.py":
+        return text
+    return text.replace(
+        "def charger_app():\n", 'def charger_app():\n    raise RuntimeError("broken build")\n'
+    )
+
+
 @pytest.fixture
 async def rig(tmp_path):
     fw_dir = tmp_path / "fw"
@@ -88,6 +100,7 @@ async def boot(sim):
     """Start the firmware; True when it runs, False when it reset (status 3) at start."""
     try:
         await sim.start()
+        await sim.wait_line(lambda line: line.startswith("[charger] ready"))  # (main.py: built)
         return True
     except AssertionError:
         assert await sim.wait_exit() == 3, "\n".join(sim.lines[-20:])
@@ -163,9 +176,12 @@ async def test_a_corrupted_download_is_refused_and_the_running_version_stays(rig
     assert not (flash / "ota" / "state").exists() and not (flash / "ota" / "new.bin").exists()
 
 
-async def test_a_version_that_crashes_at_start_is_rolled_back(rig):
+@pytest.mark.parametrize("patch", [broken, broken_startup, broken_build])
+async def test_a_version_that_crashes_at_start_is_rolled_back(rig, patch):
+    # the charger's import raising, start-up's import raising (main.py: no charger to run),
+    # start-up failing to build it (the fault pattern on the running version; a reset here)
     app, sim, fw_dir, flash = rig
-    build_bundle(flash.parent, "3.0.0", fw_dir, broken)
+    build_bundle(flash.parent, "3.0.0", fw_dir, patch)
     await sim.start()
     await wait_firmware(app, lambda s: s["fw"] == "usb", sim)
     await order(app, "3.0.0")

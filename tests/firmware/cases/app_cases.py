@@ -232,10 +232,43 @@ def case_main_with_a_bad_config_shows_the_fault_pattern_instead_of_crashing():
     started[0].close()
 
 
+def case_main_whose_start_up_fails_to_load_shows_the_fault_pattern_instead_of_crashing():
+    import asyncio
+    import os
+    import random
+    import sys
+
+    # charger/startup.py as a module whose loading failed half-way (a real module: main.py
+    # unloads it with charger.forget())
+    folder = "/tmp/evse-broken-startup-%d" % random.getrandbits(30)
+    os.mkdir(folder)
+    with open(folder + "/broken_startup.py", "w") as f:
+        f.write("def build():\n    raise ImportError('no start-up')\n")
+    sys.path.insert(0, folder)
+    try:
+        import broken_startup
+    finally:
+        sys.path.pop(0)
+    started = []
+    real_run = asyncio.run
+    asyncio.run = started.append  # keep the coroutine instead of blinking forever
+    sys.modules["charger.startup"] = broken_startup
+    try:
+        sys.modules.pop("main", None)
+        import main
+    finally:
+        asyncio.run = real_run
+        sys.modules.pop("charger.startup", None)
+    # no charger (it died with AttributeError on None): the LED shows the fault pattern
+    assert not isinstance(main.charger_app, app.App) and main.charger_app.pattern == 4
+    assert len(started) == 1
+    started[0].close()
+
+
 # --- offline authorization (issue 13, charger/offline.py) ------------------------------------
 
 
-def _offline_app(cards=("04A1B2C3",), offline=True, version=3):
+def _offline_app(cards=("04A1B2C3",), offline=True, version=3, token="station-key-1"):
     # an app whose link is down, with a signed list stored beside its config (a fresh dir)
     import os
     import random
@@ -248,7 +281,7 @@ def _offline_app(cards=("04A1B2C3",), offline=True, version=3):
     os.mkdir(folder)
     app.CONFIG_PATH = folder + "/config.json"
     cfg = dict(CFG)
-    cfg["token"] = "station-key-1"
+    cfg["token"] = token
     machine.attach_spi(1, RC522Emulator())
     machine.attach_uart(2, PZEMEmulator(power=3600.0))
     machine.Pin.board(CFG["pins"]["emergency"]).drive(0)
@@ -256,7 +289,7 @@ def _offline_app(cards=("04A1B2C3",), offline=True, version=3):
     a.on_link(False)
     msg = {"type": "auth_list", "version": version, "offline": offline, "cards": list(cards)}
     text = "1|%d|%d|%s" % (version, 1 if offline else 0, ",".join(cards))
-    msg["sig"] = hexlify(digest(sha256(b"station-key-1").digest(), text.encode())).decode()
+    msg["sig"] = hexlify(digest(sha256(token.encode()).digest(), text.encode())).decode()
     a.on_message(msg)
     return a, folder, msg
 
@@ -376,3 +409,112 @@ def case_the_offline_start_kind_is_the_one_offline_py_uses():
     from charger import outbox
 
     assert outbox._KINDS.index("offline_start") + 1 == 7
+
+
+def case_a_list_is_refused_when_the_charger_has_no_token():
+    # without a token the key would be sha256(b""): anyone could sign a list
+    import os
+
+    a, folder, _msg = _offline_app(token="")
+    assert "authlist.txt" not in os.listdir(folder)
+    _tap_offline(a, "04A1B2C3")
+    assert not a.board.relay.is_on and a.waiting is None
+
+
+def case_an_offline_start_acked_but_not_answered_is_reported_again_by_the_status():
+    # its answer lost (or not handled): the status reports it again until one is handled
+    a, _folder, _msg = _offline_app()
+    _tap_offline(a, "04A1B2C3")
+    local = a.waiting
+    assert a.status_messages() == []  # its offline_start is still to go (the replay)
+    assert [m["type"] for m in _sent(a)] == ["offline_start"]
+    assert a.status_messages() == []  # sent, not acked yet: it is replayed if need be
+    a.outbox.confirm()  # the server acked it; its answer never came
+    again = [json.loads(text) for text in a.status_messages()]
+    assert again == [{"type": "offline_start", "local_id": local, "uid": "04A1B2C3", "version": 3}]
+    assert _sent(a) == []  # the session's entries are held until the answer
+    answer = {"type": "start", "session_id": 42, "user_name": "Ana", "local_id": local}
+    a.on_message(answer)
+    assert a.waiting is None and a.sm.session_id == 42
+    assert [(m["type"], m["session_id"]) for m in _sent(a)] == [("metrics", 42)]
+    a.on_message(answer)  # a second answer (the report went twice) changes nothing
+    assert a.sm.session_id == 42 and a.board.relay.is_on and _sent(a) == []
+    status = json.loads(a.status_messages()[0])
+    assert status["state"] == "charging" and status["session_id"] == 42
+
+
+def case_a_local_reset_while_an_offline_start_awaits_its_answer():
+    a, _folder, _msg = _offline_app()
+    _tap_offline(a, "04A1B2C3")
+    local = a.waiting
+    a._do(a.sm.button("emergency", True, 1000))  # opened: the fault
+    a._do(a.sm.button("emergency", False, 2000))
+    a._do(a.sm.button("stop", True, 3000))  # STOP held: the local reset
+    a._do(a.sm.tick(3000 + CFG["reset_hold_s"] * 1000, None))  # (IndexError before the fix)
+    assert a.sm.state_name == "idle" and not a.board.relay.is_on and a.waiting == local
+    sent = _sent(a)  # the offline start, then its emergency, held until the answer
+    assert [m["type"] for m in sent] == ["offline_start"]
+
+
+def _journaled_boot(cfg, path):
+    # the board (re)booting with its journal, as charger/startup.py does it
+    from charger import forget, jboot
+    from charger.outbox import Journal
+
+    machine.attach_spi(1, RC522Emulator())
+    machine.attach_uart(2, PZEMEmulator(power=3600.0))
+    machine.Pin.board(CFG["pins"]["emergency"]).drive(0)
+    box = Journal(path)
+    ended = jboot.boot(box, False)
+    forget("charger.jboot")
+    forget("charger.jfile")
+    a = app.App(cfg, Board(cfg), box, Link)
+    a.ended = ended
+    a.on_link(False)
+    for data in box.state[7]:
+        if data[1] == 32:  # an unanswered offline start
+            from charger import offline
+
+            offline.run(a, data)
+            forget("charger.offline")
+            break
+    return a
+
+
+def case_an_offline_start_acked_then_cut_by_a_reboot_is_reported_and_its_record_dropped():
+    a, folder, _msg = _offline_app()
+    path = folder + "/journal.bin"
+    b = _journaled_boot(a.cfg, path)
+    _tap_offline(b, "04A1B2C3")
+    local = b.waiting
+    assert [m["type"] for m in _sent(b)] == ["offline_start"]
+    b.outbox.confirm()  # acked; the board reboots before the answer
+    assert [r[1] for r in b.outbox.state[7]] == [32]
+    c = _journaled_boot(a.cfg, path)
+    assert c.waiting == local  # from its held entries (its offline_start left the outbox)
+    again = [json.loads(text) for text in c.status_messages()]
+    assert again == [{"type": "offline_start", "local_id": local, "uid": "04A1B2C3", "version": 3}]
+    c.on_message({"type": "start", "session_id": 42, "user_name": "Ana", "local_id": local})
+    assert c.waiting is None
+    sent = _sent(c)  # the baseline reading, the stop the reboot made: re-labelled
+    assert [(m["type"], m["session_id"]) for m in sent] == [("metrics", 42), ("stop", 42)]
+    assert sent[1]["reason"] == "charger_reset"
+    assert c.outbox.state[7] == []  # answered: the record is gone from the journal too
+    d = _journaled_boot(a.cfg, path)
+    assert d.outbox.state[7] == [] and d.waiting is None
+
+
+def case_an_offline_start_record_with_nothing_left_of_its_session_is_dropped_at_boot():
+    # acked, no reading of it yet (no meter reading before the tap), then a reboot: nothing
+    # of it waits for an answer, so the record goes (every boot would load offline.py for it)
+    a, folder, _msg = _offline_app()
+    path = folder + "/journal.bin"
+    b = _journaled_boot(a.cfg, path)
+    b._do(b.sm.card("04A1B2C3", 100))  # the meter not read yet: no baseline reading
+    assert b.waiting is not None and b.board.relay.is_on
+    assert [m["type"] for m in _sent(b)] == ["offline_start"]
+    b.outbox.confirm()
+    c = _journaled_boot(a.cfg, path)
+    assert c.waiting is None and c.outbox.state[7] == [] and c.status_messages()
+    d = _journaled_boot(a.cfg, path)
+    assert d.outbox.state[7] == []  # gone from the file too
