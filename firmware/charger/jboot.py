@@ -46,7 +46,8 @@ _NONE = const(0xFFFFFFFF)
 def write(self):
     """Compact the journal of the outbox `self` (charger/jfile.py append() calls it past the
     file's limit): what it still needs, to a new file renamed over it. OSError as it comes
-    (the file's size stays past the limit: the next write tries again).
+    (the file's size stays past the limit: the next write tries again; the readings not
+    written before it count as not written still).
     (Named `write`, a name the firmware has interned already: a new one costs a qstr.)"""
     state = self.state
     # what the journal still needs, to a new file renamed over it: the outbox's
@@ -54,29 +55,34 @@ def write(self):
     n = self._n
     ints = self._i
     first = n[5] - self.readings  # the oldest reading still in the outbox
-    with open(self.path + ".new", "wb") as f:
-        for out in state[7]:
-            f.write(out)
-        for e in range(n[3] + 1):
-            # the readings put before event e (after the last one: all the rest), e
-            k = 3 * n[6] + 5 * ((n[2] + e) % n[7])
-            upto = ints[k] if e < n[3] else n[5]
-            if upto > first:  # (readings put before an acknowledged one are gone)
-                readings(self, first, upto - first, f)
-                first = upto
-            if e < n[3]:
-                put(
-                    f,
-                    _EVENT,
-                    (state[1] - n[3] + e, ints[k + 1], ints[k + 2], ints[k + 3], ints[k + 4]),
-                )
-        state[2] = n[5]
-        out = state[6]
-        if out is not None:  # its OPEN (the acknowledged readings are not copied): due
-            del out[3:]
-        flush(self, f)
-        first = f.tell()  # (the new file's size)
-    os.rename(self.path + ".new", self.path)
+    value = state[2]  # the readings written: as they were when this fails
+    try:
+        with open(self.path + ".new", "wb") as f:
+            for out in state[7]:
+                f.write(out)
+            for e in range(n[3] + 1):
+                # the readings put before event e (after the last one: all the rest), e
+                k = 3 * n[6] + 5 * ((n[2] + e) % n[7])
+                upto = ints[k] if e < n[3] else n[5]
+                if upto > first:  # (readings put before an acknowledged one are gone)
+                    readings(self, first, upto - first, f)
+                    first = upto
+                if e < n[3]:
+                    put(
+                        f,
+                        _EVENT,
+                        (state[1] - n[3] + e, ints[k + 1], ints[k + 2], ints[k + 3], ints[k + 4]),
+                    )
+            state[2] = n[5]
+            out = state[6]
+            if out is not None:  # its OPEN (the acknowledged readings are not copied): due
+                del out[3:]
+            flush(self, f)
+            first = f.tell()  # (the new file's size)
+        os.rename(self.path + ".new", self.path)
+    except BaseException:  # (OSError, MemoryError) their next write carries them again
+        state[2] = value
+        raise
     state[3] = first
     state[4] += 1
     if out is not None:  # its register is on the file (append() marks it so too)

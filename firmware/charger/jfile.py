@@ -24,7 +24,10 @@ one open/write/close of the file: a power cut tears at most the record being wri
   readings were all acknowledged before it: the newest reading of a write is the register),
   ACK (`flush()` writes those), then `data`. Past `_LIMIT` bytes the file is compacted first
   (charger/jboot.py `write()`, loaded for it). A file system error is counted (`state[5]`)
-  and logged: the outbox still holds everything, the charger goes on.
+  and logged: the outbox still holds everything, the charger goes on. Its readings count as
+  written (`state[2]`) only once the file is closed without an error, so the next write
+  carries them again (a torn record is skipped at boot, a repeated reading dropped by the
+  server): a refused write loses no reading to a power cut after the next one.
 - the open session `state[6]` gets a 4th item once its register is on the file: the put
   count then (a new session's list has 3: its OPEN is due).
 - the records go to the file in pieces (`put()`): a READINGS payload is built once in one
@@ -98,12 +101,12 @@ def readings(self, n, count, f):
 def flush(self, f):
     """Write to the open file `f` the records of the readings not written yet, of the open
     session when its latest register is not on the file otherwise, and of the
-    acknowledgement; those readings count as written."""
+    acknowledgement. Those readings count as written (`state[2]`) only once the file is
+    closed without an error: the caller's (append(), charger/jboot.py write())."""
     state = self.state
     put_ = self._n[5]
     n = max(state[2], put_ - self.readings)  # the older ones left the outbox: acknowledged
     readings(self, n, put_ - n, f)
-    state[2] = put_
     o = state[6]
     # OPEN: a session not on the file yet (no mark), or whose latest reading is not in this
     # write (acknowledged before it) and not on the file already (its mark: the put count
@@ -151,6 +154,7 @@ def append(self, data):
                 f.write(data)
             state[3] = f.tell()  # (appending: the file's end)
         state[4] += 1
+        state[2] = self._n[5]  # on the file now: a refused write leaves them to the next one
         data = state[6]
         if data is not None:  # its latest register is on the file now: marked
             del data[3:]

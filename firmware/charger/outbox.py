@@ -55,8 +55,10 @@ counts the readings, `state[1]` the events). Its state is one list, `state` (few
 interned for good): [0] on (journaling starts once the boot replay is done), [1] events put,
 [2] readings numbered below this are written (or were acknowledged first), [3] the file's
 bytes, [4] flash writes since boot, [5] writes the file system refused, [6] the open session
-[session_id, wh, ts] (its latest register) or None, [7] other modules' records (bytes, oldest
-first) that compaction keeps.
+[session_id, wh, ts] (its latest register), with a 4th item once that register is on the file
+(the put count then: charger/jfile.py), or None, [7] other modules' records (bytes, oldest
+first) that compaction keeps. A write the file system refused leaves [2] as it was: the next
+put writes again, with those readings.
 
 Compact on purpose (docs/architecture.md, "Firmware memory rules"):
 two arrays instead of one per field, the ring indices in one small list indexed by

@@ -91,6 +91,85 @@ def test_a_journal_write_without_heap_loses_no_reading_and_the_put_stands(tmp_pa
     assert lines["replayed"] == ["5", "13", "12"], out
 
 
+FAILED_WRITE = """
+import json
+import charger
+charger.forget = lambda name: None  # the journal unloads jfile: this script patches it
+from charger import jboot, jfile
+from charger.outbox import Journal
+real_open = open
+fail = [-1, None]  # bytes of the next write that reach the file before fail[1]; -1: all
+
+
+class BadFile:  # littlefs: an open file's writes reach the flash when it is closed, and a
+    # file system error (ENOSPC, EIO, no heap for its buffer) surfaces there, the data torn
+    def __init__(self, path, mode):
+        self.path, self.mode, self.data = path, mode, b""
+
+    def write(self, data):
+        self.data += bytes(data)
+
+    def tell(self):
+        return len(self.data)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        with real_open(self.path, self.mode) as f:
+            if fail[0] < 0:
+                f.write(self.data)
+            else:
+                f.write(self.data[: fail[0]])
+                fail[0] = -1
+                raise fail[1]
+
+
+jfile.open = jboot.open = BadFile
+for name, error in (
+    ("ENOSPC", OSError(28)),
+    ("EIO", OSError(5)),
+    ("heap", MemoryError()),
+    ("compaction", OSError(28)),
+):
+    P = %r + "/" + name + ".bin"
+    j = Journal(P)
+    j.state[0] = True  # journaling on, as after the boot replay
+    put = []
+    for i in range(12):  # the first written at once, the 11th puts the next write due: its
+        if i == 10:  # file refused, its READINGS record torn after its head
+            fail[0], fail[1] = 5, error
+            if name == "compaction":  # the file past its limit: that write compacts first
+                j.state[3] = 1 << 30
+        writes = j.state[4]  # (before the 12th: did its put write to the file?)
+        put.append(100 + i)
+        j.put_reading(5, 230.0, 8.7, 2000.0, 100 + i, 1750000000 + i)
+    k = Journal(P)  # the power cut right after: a boot from the file
+    jboot.open = real_open
+    jboot.boot(k, True)
+    jboot.open = BadFile
+    got = []
+    for _ in range(len(k)):
+        m = json.loads(k.next_unsent())
+        if m["type"] == "metrics":
+            got.append(m["wh"])
+    print(name, j.state[5], j.state[4] > writes, put == got, put, got)
+"""
+
+
+@requires_micropython
+def test_a_failed_journal_write_is_retried_and_a_boot_recovers_every_reading(tmp_path):
+    # A write the file system refused (ENOSPC, EIO, no heap mid-write) counted its readings
+    # as written: the next write went on after them, so they reached the file only at the
+    # next compaction and a power cut before it lost them. Now they count once on the file:
+    # the next write carries them, and a boot right after it recovers every reading put.
+    out = run_mpy(FAILED_WRITE % str(tmp_path))
+    lines = {line.split()[0]: line.split()[1:4] for line in out.splitlines() if line.strip()}
+    for name in ("ENOSPC", "EIO", "heap", "compaction"):
+        # refused once, the next reading's put wrote, a boot got every reading back
+        assert lines[name] == ["1", "True", "True"], out
+
+
 def journal_of(path):
     """{session_id: [wh of each journaled reading]} and {session_id: last register} of the
     sessions an OPEN opened: the newest of its OPEN and the readings journaled after it."""
