@@ -6,7 +6,6 @@ the test starts it again on the same directory, as the board boots again."""
 import asyncio
 import json
 import os
-import shutil
 import ssl
 import subprocess
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 
 from server.hub import send
+from tests.certs import needs_openssl, self_signed
 from tests.firmware.mpy import FIRMWARE, MPY_CROSS, requires_micropython
 from tests.live_server import base_url, receive_json, running_server, send_json, token_for
 from tools.firmware_bundle import pack
@@ -292,31 +292,9 @@ async def test_a_bad_order_or_a_failed_download_leaves_the_running_version(rig):
     assert not (flash / "ota" / "state").exists() and not (flash / "ota" / "new.bin").exists()
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+@needs_openssl
 async def test_the_download_goes_over_tls_with_the_pinned_ca(tmp_path):
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    key, cert = self_signed(tmp_path)
     fw_dir, flash = tmp_path / "fw", tmp_path / "flash"
     flash.mkdir()
     build_bundle(tmp_path, "2.1.0", fw_dir, marked)

@@ -8,14 +8,13 @@ that uses the client against it; the script prints what the client saw.
 import asyncio
 import base64
 import hashlib
-import shutil
 import ssl
-import subprocess
 
 import pytest
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
+from tests.certs import needs_openssl, self_signed
 from tests.firmware.mpy import MpyProcess, requires_micropython, run_mpy
 
 pytestmark = [requires_micropython, pytest.mark.timeout(90)]
@@ -505,37 +504,10 @@ await connect(URL)
 # ---- wss:// with a pinned CA ---------------------------------------------------------------
 
 
-def _make_cert(tmp_path, name):
-    key, crt = tmp_path / (name + ".key"), tmp_path / (name + ".pem")
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-keyout",
-            str(key),
-            "-out",
-            str(crt),
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return key, crt
-
-
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+@needs_openssl
 async def test_wss_works_with_the_pinned_ca_and_refuses_another_one(tmp_path):
-    key, crt = _make_cert(tmp_path, "server")
-    _, other = _make_cert(tmp_path, "other")
+    key, crt = self_signed(tmp_path, "server")
+    _, other = self_signed(tmp_path, "other")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(crt, key)
     async with serve(echo, "127.0.0.1", 0, ssl=ctx) as server:

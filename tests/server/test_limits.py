@@ -3,15 +3,14 @@
 allowlist (403), handshake timeout, TLS, and their configuration values."""
 
 import asyncio
-import shutil
 import ssl
-import subprocess
 
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus
 
 from server.config import ConfigError, load_config
+from tests.certs import needs_openssl, self_signed
 from tests.live_server import (
     base_url,
     close_code,
@@ -154,31 +153,9 @@ def test_auth_is_on_unless_configured_off(tmp_path):
     assert load_config(db, environ={"AUTH": "off"}, dotenv_path=None).auth is False
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+@needs_openssl
 async def test_tls_configuration_serves_wss_and_https(tmp_path):
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    key, cert = self_signed(tmp_path)
     trust = ssl.create_default_context(cafile=str(cert))
     async with running_server(tmp_path / "db.sqlite3", tls_cert=cert, tls_key=key) as app:
         url = f"wss://127.0.0.1:{app.port}/ws?role=publisher&estacionId=1&token={token_for(base_url(app), 'publisher', 1)}"
