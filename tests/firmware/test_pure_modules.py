@@ -36,9 +36,10 @@ def test_case_under_micropython(module, case):
     assert line.startswith("PASS"), results["__output__"]
 
 
-def _app_consts():
-    """charger/app.py's private `const()`s, evaluated (it only runs under MicroPython)."""
-    tree = ast.parse((ROOT / "firmware" / "charger" / "app.py").read_text())
+def _consts(module="app"):
+    """charger/<module>.py's private `const()`s, evaluated (a const is no module attribute
+    under MicroPython: modules that share one each spell it)."""
+    tree = ast.parse((ROOT / "firmware" / "charger" / f"{module}.py").read_text())
     values = {}
     for node in tree.body:
         if (
@@ -47,14 +48,16 @@ def _app_consts():
             and getattr(node.value.func, "id", None) == "const"
         ):
             expr = ast.Expression(node.value.args[0])
-            values[node.targets[0].id] = eval(compile(expr, "app.py", "eval"), {}, dict(values))
+            values[node.targets[0].id] = eval(
+                compile(expr, f"{module}.py", "eval"), {}, dict(values)
+            )
     return values, tree
 
 
 def test_the_app_tests_the_state_machines_action_bits_by_their_names():
     from charger import state
 
-    values, tree = _app_consts()
+    values, tree = _consts()
     shared = {name: value for name, value in values.items() if name.startswith(("_A_", "_LED_"))}
     assert {name for name in shared if hasattr(state, name)} >= {
         "_A_RELAY_OFF",
@@ -85,3 +88,11 @@ def test_the_app_tests_the_state_machines_action_bits_by_their_names():
             assert not isinstance(node.right, ast.Constant), ast.unparse(node)
         if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "show":
             assert not any(isinstance(arg, ast.Constant) for arg in node.args), ast.unparse(node)
+
+
+def test_the_journals_write_and_boot_halves_agree_on_its_record_kinds_and_limits():
+    """jfile.py writes the journal and jboot.py reads it back at boot: one format."""
+    written, _ = _consts("jfile")
+    read, _ = _consts("jboot")
+    assert {"_OPEN", "_READINGS", "_EVENT", "_END", "_ACK", "_LIMIT", "_NONE"} <= set(written)
+    assert {name: read[name] for name in written} == written
