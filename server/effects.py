@@ -108,19 +108,15 @@ class EffectRunner:
         # what it started): the outcome still reaches the core (`_settle`).
         creating = asyncio.ensure_future(self._store_session_start(effect))
         try:
-            session_id = await asyncio.shield(creating)
+            await asyncio.shield(creating)
         except asyncio.CancelledError:
             task = asyncio.create_task(self._settle(creating, effect))
             self.settling.add(task)
             task.add_done_callback(self.settling.discard)
             raise
-        except StaleOwner as refused:
-            self.app.fleet.stale(effect.station_id, refused)
-            return await self.run(self.core.session_create_failed(effect), origin)
-        except Exception:
-            log.exception("could not create a session on station %s", effect.station_id)
-            return await self.run(self.core.session_create_failed(effect), origin)
-        await self.run(self.core.session_created(effect, session_id), origin)
+        except Exception:  # noqa: BLE001 - the store's refusal: `_stored` tells the core
+            pass
+        await self._stored(creating, effect, origin, orphaned=False)
 
     async def _store_session_start(self, effect: c.CreateSession) -> int:
         return await self.storage.create_session(
@@ -139,7 +135,7 @@ class EffectRunner:
         give the core the outcome, so the station is not left `starting` (refusing every tap)
         nor the session open in the database with nobody knowing of it."""
         try:
-            session_id = await creating
+            await creating
         except asyncio.CancelledError:
             log.error(
                 "station %s: a session's creation was cancelled with its database call; if it "
@@ -148,12 +144,25 @@ class EffectRunner:
                 effect.station_id,
             )
             raise
+        except Exception:  # noqa: BLE001 - the store's refusal: `_stored` tells the core
+            pass
+        await self._stored(creating, effect, None, orphaned=True)
+
+    async def _stored(
+        self, creating: asyncio.Future, effect: c.CreateSession, origin, orphaned: bool
+    ) -> None:
+        """The core learns how a session's creation ended: created (or, when the handling that
+        asked for it was cancelled meanwhile, `orphaned`), or refused."""
+        try:
+            session_id = creating.result()
         except StaleOwner as refused:
             self.app.fleet.stale(effect.station_id, refused)
-            return await self.run(self.core.session_create_failed(effect), None)
+            return await self.run(self.core.session_create_failed(effect), origin)
         except Exception:
             log.exception("could not create a session on station %s", effect.station_id)
-            return await self.run(self.core.session_create_failed(effect), None)
+            return await self.run(self.core.session_create_failed(effect), origin)
+        if not orphaned:
+            return await self.run(self.core.session_created(effect, session_id), origin)
         log.warning(
             "station %s: session %s was stored after the handling of its start was cancelled; %s",
             effect.station_id,
